@@ -1,0 +1,35 @@
+"""The `nomadmesh` command group. Commands live one per module and are registered here.
+
+This is the one place where NomadMeshError becomes a user-facing message and exit code.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from nomadmesh.errors import NomadMeshError
+
+# (module, attribute) of every command; each module holds one click command (or group).
+COMMANDS: tuple[tuple[str, str], ...] = (
+)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NomadMeshError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="nomadmesh")
+def cli() -> None:
+    """nomadmesh: describe services once, get a Consul Connect service mesh on Nomad."""
+
+
+for _module, _attr in COMMANDS:
+    cli.add_command(getattr(importlib.import_module(_module), _attr))

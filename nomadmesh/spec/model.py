@@ -1,0 +1,132 @@
+"""The validated model of a folder of service definitions: frozen dataclasses, no I/O.
+
+`nomadmesh.spec.load_spec()` builds these from `services/*/service.json` (Consul's agent
+service-definition format plus a `nomad` key) and the optional project file `nomadmesh.json`.
+Everything downstream (render, graph, deploy) reads only these types.
+
+Durations are kept as Nomad/Consul duration strings ("10s", "5m"), exactly as the user wrote
+them after validation; the renderer writes them to HCL as-is and to the Job JSON as nanoseconds.
+Mappings (env, meta) are stored as tuples of (key, value) pairs sorted by key, so models are
+hashable and rendering is deterministic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    destination_name: str
+    local_bind_port: int
+    local_bind_address: str = "127.0.0.1"
+    datacenter: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A health check on the service. http checks go through the sidecar (`expose = true`)."""
+
+    type: str  # "http" or "tcp"
+    name: str
+    interval: str = "10s"
+    timeout: str = "2s"
+    path: str | None = None  # http only
+    expose: bool = False  # http checks on a Connect service are exposed through the sidecar
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: int = 100  # MHz
+    memory: int = 128  # MB
+
+
+@dataclass(frozen=True)
+class Update:
+    """Nomad's update block; defaults are Nomad's own."""
+
+    max_parallel: int = 1
+    health_check: str = "checks"
+    min_healthy_time: str = "10s"
+    healthy_deadline: str = "5m"
+    progress_deadline: str = "10m"
+    auto_revert: bool = False
+    canary: int = 0
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Nomad's restart block; defaults are Nomad's for service jobs."""
+
+    attempts: int = 2
+    interval: str = "30m"
+    delay: str = "15s"
+    mode: str = "fail"
+
+
+@dataclass(frozen=True)
+class Run:
+    """How Nomad runs the service: the definition's extra `nomad` key."""
+
+    driver: str = "raw_exec"  # raw_exec | exec | docker
+    command: str | None = None  # raw_exec / exec
+    args: tuple[str, ...] = ()
+    work_dir: str | None = None  # absolute (relative paths are resolved against service.json's folder)
+    image: str | None = None  # docker
+    env: Pairs = ()
+    count: int = 1
+    resources: Resources = field(default_factory=Resources)
+    publish: int | None = None  # host port for the service port: None = not published, 0 = dynamic
+    update: Update = field(default_factory=Update)
+    restart: Restart = field(default_factory=Restart)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    source: str  # the service.json path, for messages
+    tags: tuple[str, ...] = ()
+    meta: Pairs = ()
+    connect: bool = True  # has `connect { sidecar_service {} }`
+    upstreams: tuple[Upstream, ...] = ()
+    checks: tuple[Check, ...] = ()
+    run: Run = field(default_factory=Run)
+
+
+@dataclass(frozen=True)
+class Project:
+    """Settings from the optional project file `nomadmesh.json` at the folder root."""
+
+    datacenters: tuple[str, ...] = ("dc1",)
+    region: str = "global"
+    namespace: str = "default"
+    external_services: tuple[str, ...] = ()  # upstreams allowed although not defined here
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    project: Project
+    services: tuple[Service, ...]  # sorted by name
+    warnings: tuple[str, ...] = ()  # rendered Problem strings of severity "warning"
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.services)
+
+
+def resolve_work_dir(service_file: Path, work_dir: str | None) -> str | None:
+    """Resolve a relative `work_dir` against the folder of its service.json (as compose does)."""
+    if work_dir is None:
+        return None
+    p = Path(work_dir)
+    return str(p if p.is_absolute() else (service_file.parent / p).resolve())
