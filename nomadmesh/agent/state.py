@@ -1,0 +1,239 @@
+"""The dev agent's state: a small document store on SQLite with one monotonically increasing index.
+
+Everything the agent knows (jobs and their versions, evaluations, allocations, deployments,
+catalog services and checks, KV, config entries, the CA) is a JSON document addressed by
+(kind, key). Every write transaction takes the next value of one global index, as Raft does in
+Nomad and Consul, and records it as the document's ModifyIndex and as the kind's latest index.
+That is all blocking queries need: `wait(kinds, index, timeout)` returns once any of those kinds
+moved past `index`.
+
+SQLite runs in WAL mode, so a SIGKILLed agent loses nothing that was committed. The schema and its
+ordered migrations live here and are recorded in the `migrations` table.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+# Ordered, append-only: (name, SQL). Never edit a migration that has shipped; add a new one.
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_documents",
+        """
+        CREATE TABLE documents (
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            create_index INTEGER NOT NULL,
+            modify_index INTEGER NOT NULL,
+            PRIMARY KEY (kind, key)
+        );
+        CREATE TABLE kind_index (kind TEXT PRIMARY KEY, modify_index INTEGER NOT NULL);
+        CREATE TABLE raft_index (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+        INSERT INTO raft_index (id, value) VALUES (1, 1);
+        """,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    key: str
+    value: Any
+    create_index: int
+    modify_index: int
+
+
+class CasError(Exception):
+    """A check-and-set write found another index than the one it was given."""
+
+
+class Txn:
+    """One write transaction: every put/delete in it gets the same new index."""
+
+    def __init__(self, conn: sqlite3.Connection, index: int):
+        self._conn = conn
+        self.index = index
+        self.kinds: set[str] = set()
+
+    def get(self, kind: str, key: str) -> Record | None:
+        return _get(self._conn, kind, key)
+
+    def list(self, kind: str, prefix: str = "") -> list[Record]:
+        return _list(self._conn, kind, prefix)
+
+    def put(self, kind: str, key: str, value: Any, cas: int | None = None) -> Record:
+        """Insert or replace. With `cas`, 0 means "must not exist", N means "ModifyIndex must be N"."""
+        current = _get(self._conn, kind, key)
+        if cas is not None:
+            found = current.modify_index if current else 0
+            if found != cas:
+                raise CasError(f"{kind}/{key}: index is {found}, not {cas}")
+        create_index = current.create_index if current else self.index
+        self._conn.execute(
+            "INSERT OR REPLACE INTO documents (kind, key, value, create_index, modify_index)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (kind, key, json.dumps(value, sort_keys=True), create_index, self.index),
+        )
+        self.kinds.add(kind)
+        return Record(kind, key, value, create_index, self.index)
+
+    def delete(self, kind: str, key: str, cas: int | None = None) -> bool:
+        """Delete; returns whether something was deleted. `cas` as in put (0 never matches)."""
+        current = _get(self._conn, kind, key)
+        if cas is not None and (current is None or current.modify_index != cas):
+            raise CasError(f"{kind}/{key}: index is {current.modify_index if current else 0}, not {cas}")
+        if current is None:
+            return False
+        self._conn.execute("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key))
+        self.kinds.add(kind)
+        return True
+
+    def delete_prefix(self, kind: str, prefix: str) -> int:
+        n = self._conn.execute(
+            "DELETE FROM documents WHERE kind = ? AND substr(key, 1, ?) = ?", (kind, len(prefix), prefix)
+        ).rowcount
+        if n:
+            self.kinds.add(kind)
+        return n
+
+
+def _row(row: tuple[str, str, str, int, int]) -> Record:
+    return Record(row[0], row[1], json.loads(row[2]), row[3], row[4])
+
+
+def _get(conn: sqlite3.Connection, kind: str, key: str) -> Record | None:
+    row = conn.execute(
+        "SELECT kind, key, value, create_index, modify_index FROM documents WHERE kind = ? AND key = ?",
+        (kind, key),
+    ).fetchone()
+    return _row(row) if row else None
+
+
+def _list(conn: sqlite3.Connection, kind: str, prefix: str) -> list[Record]:
+    # substr() instead of LIKE: keys may contain % and _ (KV keys are user input).
+    rows = conn.execute(
+        "SELECT kind, key, value, create_index, modify_index FROM documents"
+        " WHERE kind = ? AND substr(key, 1, ?) = ? ORDER BY key",
+        (kind, len(prefix), prefix),
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+class State:
+    """Thread-safe: one connection guarded by a lock; readers and writers are short."""
+
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+            done = {r[0] for r in self._conn.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name in done:
+                    continue
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            self._conn.execute(statement)
+                    self._conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT value FROM raft_index WHERE id = 1").fetchone()[0])
+
+    def kind_index(self, *kinds: str) -> int:
+        """The latest index that touched any of `kinds` (at least 1, as Consul never returns 0)."""
+        with self._lock:
+            marks = ",".join("?" * len(kinds))
+            row = self._conn.execute(
+                f"SELECT MAX(modify_index) FROM kind_index WHERE kind IN ({marks})", kinds
+            ).fetchone()
+        return max(int(row[0] or 0), 1)
+
+    def get(self, kind: str, key: str) -> Record | None:
+        with self._lock:
+            return _get(self._conn, kind, key)
+
+    def list(self, kind: str, prefix: str = "") -> list[Record]:
+        with self._lock:
+            return _list(self._conn, kind, prefix)
+
+    def values(self, kind: str, prefix: str = "") -> list[Any]:
+        return [r.value for r in self.list(kind, prefix)]
+
+    # --- writes -------------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Txn]:
+        """A transaction with a fresh index; commits on success, rolls back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                index = self.index + 1
+                txn = Txn(self._conn, index)
+                yield txn
+                if txn.kinds:
+                    self._conn.execute("UPDATE raft_index SET value = ? WHERE id = 1", (index,))
+                    self._conn.executemany(
+                        "INSERT OR REPLACE INTO kind_index (kind, modify_index) VALUES (?, ?)",
+                        [(k, index) for k in sorted(txn.kinds)],
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            if txn.kinds:
+                self._changed.notify_all()
+
+    def put(self, kind: str, key: str, value: Any, cas: int | None = None) -> Record:
+        with self.write() as txn:
+            return txn.put(kind, key, value, cas=cas)
+
+    def delete(self, kind: str, key: str, cas: int | None = None) -> bool:
+        with self.write() as txn:
+            return txn.delete(kind, key, cas=cas)
+
+    # --- blocking queries ---------------------------------------------------------------------
+
+    def wait(self, kinds: Iterable[str], min_index: int, timeout: float) -> int:
+        """Block until one of `kinds` has an index above `min_index`, or `timeout` seconds pass.
+
+        Returns the kinds' current index either way, as Nomad and Consul do.
+        """
+        kinds = tuple(kinds)
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            while True:
+                current = self.kind_index(*kinds)
+                remaining = deadline - time.monotonic()
+                if current > min_index or remaining <= 0:
+                    return current
+                self._changed.wait(remaining)
