@@ -1,0 +1,213 @@
+"""The snapshot cache: per node, the latest consistent set of Envoy resources, versioned by content.
+
+`SnapshotCache.set(node_id, snap)` builds the resources of a ProxySnapshot, refuses an inconsistent
+set (a listener naming a cluster that does not exist, an EDS cluster without endpoints, a TLS
+context naming a secret nobody serves, a name used twice), stores it, and wakes the node's
+watchers. A watcher is a callback that only says "something changed"; the stream then reads
+`get(node_id)`, so a slow stream that misses several sets only ever sends the newest (latest wins,
+like Consul's proxycfg manager and go-control-plane's SetSnapshot).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Iterable, Iterator, Mapping
+
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+from nomadmesh.agent.connect.resources import (
+    CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources,
+)
+from nomadmesh.agent.connect.resources.common import pack
+from nomadmesh.agent.connect.snapshot import ProxySnapshot
+from nomadmesh.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+
+class InconsistentSnapshot(AgentError):
+    """The resources built for a proxy reference each other wrongly; nothing was stored."""
+
+
+def _name(msg: Message) -> str:
+    return msg.cluster_name if msg.DESCRIPTOR.name == "ClusterLoadAssignment" else msg.name  # type: ignore[attr-defined]
+
+
+def _hash(blobs: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for b in blobs:
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Resources:
+    """One node's resources: per type, name → packed Any (sorted by name) and a content version."""
+
+    snapshot: ProxySnapshot
+    by_type: Mapping[str, Mapping[str, any_pb2.Any]]
+    versions: Mapping[str, str]
+
+    @classmethod
+    def from_messages(cls, snap: ProxySnapshot, built: Mapping[str, list[Message]]) -> "Resources":
+        by_type: dict[str, Mapping[str, any_pb2.Any]] = {}
+        versions: dict[str, str] = {}
+        for type_url in PUSH_ORDER:
+            named = {_name(m): pack(m) for m in sorted(built.get(type_url, []), key=_name)}
+            by_type[type_url] = MappingProxyType(named)
+            versions[type_url] = _hash(a.value for a in named.values())
+        return cls(snap, MappingProxyType(by_type), MappingProxyType(versions))
+
+    def select(self, type_url: str, names: Iterable[str] | None) -> list[any_pb2.Any]:
+        """The resources of a type, all of them (wildcard: names None or empty) or those named."""
+        table = self.by_type.get(type_url, {})
+        wanted = set(names or ())
+        if not wanted:
+            return list(table.values())
+        return [a for n, a in table.items() if n in wanted]
+
+    def version_of(self, resources: list[any_pb2.Any]) -> str:
+        return _hash(a.value for a in resources)
+
+
+# --- consistency ------------------------------------------------------------------------------
+
+
+def _unpack(any_msg: any_pb2.Any, cls: type[Message]) -> Message | None:
+    msg = cls()
+    return msg if any_msg.Unpack(msg) else None
+
+
+def _tls_secret_names(ctx: tls_pb2.CommonTlsContext) -> Iterator[str]:
+    for ref in ctx.tls_certificate_sds_secret_configs:
+        yield ref.name
+    if ctx.HasField("validation_context_sds_secret_config"):
+        yield ctx.validation_context_sds_secret_config.name
+    if ctx.HasField("combined_validation_context"):
+        yield ctx.combined_validation_context.validation_context_sds_secret_config.name
+
+
+def _listener_refs(listener: listener_pb2.Listener) -> tuple[set[str], set[str]]:
+    """(clusters, secrets) a listener names, for the filter shapes our builders produce."""
+    clusters: set[str] = set()
+    secrets: set[str] = set()
+    for chain in listener.filter_chains:
+        if chain.HasField("transport_socket"):
+            tls = _unpack(chain.transport_socket.typed_config, tls_pb2.DownstreamTlsContext)
+            if tls is not None:
+                secrets.update(_tls_secret_names(tls.common_tls_context))
+        for f in chain.filters:
+            tcp = _unpack(f.typed_config, tcp_proxy_pb2.TcpProxy)
+            if tcp is not None and tcp.cluster:
+                clusters.add(tcp.cluster)
+            hcm = _unpack(f.typed_config, hcm_pb2.HttpConnectionManager)
+            if hcm is not None:
+                for vh in hcm.route_config.virtual_hosts:
+                    clusters.update(r.route.cluster for r in vh.routes if r.route.cluster)
+    return clusters, secrets
+
+
+def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
+    """Every problem with a built set of resources (empty when consistent)."""
+    problems: list[str] = []
+    names: dict[str, set[str]] = {}
+    for type_url in PUSH_ORDER:
+        seen: set[str] = set()
+        for m in built.get(type_url, []):
+            n = _name(m)
+            if n in seen:
+                problems.append(f"{type_url.rsplit('.', 1)[-1]} {n!r} is defined twice")
+            seen.add(n)
+        names[type_url] = seen
+    for listener in built.get(LISTENER, []):
+        clusters, secrets = _listener_refs(listener)  # type: ignore[arg-type]
+        for c in sorted(clusters - names[CLUSTER]):
+            problems.append(f"listener {listener.name!r} routes to missing cluster {c!r}")  # type: ignore[attr-defined]
+        for s in sorted(secrets - names[SECRET]):
+            problems.append(f"listener {listener.name!r} uses missing secret {s!r}")  # type: ignore[attr-defined]
+    for cluster in built.get(CLUSTER, []):
+        assert isinstance(cluster, cluster_pb2.Cluster)
+        if cluster.type == cluster_pb2.Cluster.EDS and cluster.name not in names[ENDPOINT]:
+            problems.append(f"EDS cluster {cluster.name!r} has no endpoints resource")
+        if cluster.HasField("transport_socket"):
+            tls = _unpack(cluster.transport_socket.typed_config, tls_pb2.UpstreamTlsContext)
+            if tls is not None:
+                for s in sorted(set(_tls_secret_names(tls.common_tls_context)) - names[SECRET]):
+                    problems.append(f"cluster {cluster.name!r} uses missing secret {s!r}")
+    for cla in sorted(names[ENDPOINT] - names[CLUSTER]):
+        problems.append(f"endpoints {cla!r} belong to no cluster")
+    return problems
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+Watcher = Callable[[], None]
+
+
+class SnapshotCache:
+    """Thread-safe: the agent sets from its threads, ADS streams read from the gRPC loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resources: dict[str, Resources] = {}
+        self._watchers: dict[str, set[Watcher]] = {}
+
+    def set(self, node_id: str, snap: ProxySnapshot) -> Resources:
+        current = self.get(node_id)
+        if current is not None and current.snapshot == snap:
+            return current  # nothing changed: do not wake anyone
+        built = build_resources(snap)
+        problems = check_consistent(built)
+        if problems:
+            raise InconsistentSnapshot(f"proxy {node_id}: " + "; ".join(problems))
+        resources = Resources.from_messages(snap, built)
+        with self._lock:
+            self._resources[node_id] = resources
+            watchers = list(self._watchers.get(node_id, ()))
+        self._notify(watchers)
+        return resources
+
+    def get(self, node_id: str) -> Resources | None:
+        with self._lock:
+            return self._resources.get(node_id)
+
+    def delete(self, node_id: str) -> None:
+        with self._lock:
+            self._resources.pop(node_id, None)
+            watchers = list(self._watchers.get(node_id, ()))
+        self._notify(watchers)
+
+    def nodes(self) -> list[str]:
+        with self._lock:
+            return sorted(self._resources)
+
+    def watch(self, node_id: str, watcher: Watcher) -> Callable[[], None]:
+        """Call `watcher()` after every change for `node_id`; returns the function that stops it."""
+        with self._lock:
+            self._watchers.setdefault(node_id, set()).add(watcher)
+
+        def cancel() -> None:
+            with self._lock:
+                self._watchers.get(node_id, set()).discard(watcher)
+        return cancel
+
+    @staticmethod
+    def _notify(watchers: list[Watcher]) -> None:
+        for w in watchers:
+            try:
+                w()
+            except Exception:  # a broken stream must not stop the others from hearing about it
+                log.exception("snapshot watcher failed")

@@ -1,0 +1,29 @@
+"""Pure builders: ProxySnapshot → Envoy resources, one module per type (Consul's resources.go).
+
+    build_resources(snap) -> {type_url: [message, ...]}
+
+No I/O and no state: the cache versions what these return and the ADS server sends it.
+"""
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from nomadmesh.agent.connect.resources.clusters import clusters_from_snapshot
+from nomadmesh.agent.connect.resources.common import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET
+from nomadmesh.agent.connect.resources.endpoints import endpoints_from_snapshot
+from nomadmesh.agent.connect.resources.listeners import listeners_from_snapshot
+from nomadmesh.agent.connect.resources.secrets import secrets_from_snapshot
+from nomadmesh.agent.connect.snapshot import ProxySnapshot
+
+__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "PUSH_ORDER", "SECRET", "build_resources"]
+
+BUILDERS = {
+    CLUSTER: clusters_from_snapshot,
+    ENDPOINT: endpoints_from_snapshot,
+    SECRET: secrets_from_snapshot,
+    LISTENER: listeners_from_snapshot,
+}
+
+
+def build_resources(snap: ProxySnapshot) -> dict[str, list[Message]]:
+    return {type_url: build(snap) for type_url, build in BUILDERS.items()}

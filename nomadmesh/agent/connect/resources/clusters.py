@@ -1,0 +1,75 @@
+"""CDS: `local_app` (the service itself), `exposed_cluster_<port>`, one mTLS cluster per upstream."""
+from __future__ import annotations
+
+from google.protobuf import duration_pb2
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
+from envoy.type.matcher.v3 import string_pb2
+
+from nomadmesh.agent.connect.resources.common import (
+    LOCAL_APP, ROOTS_SECRET, ads_source, pack, sds_ref, tls_params,
+)
+from nomadmesh.agent.connect.resources.endpoints import load_assignment
+from nomadmesh.agent.connect.snapshot import ProxySnapshot, UpstreamSnap
+
+CONNECT_TIMEOUT = duration_pb2.Duration(seconds=5)
+HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def exposed_cluster_name(port: int) -> str:
+    return f"exposed_cluster_{port}"
+
+
+def static_cluster(name: str, address: str, port: int, http2: bool = False) -> cluster_pb2.Cluster:
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=CONNECT_TIMEOUT,
+        load_assignment=load_assignment(name, ((address, port),)),
+    )
+    if http2:
+        opts = hpo_pb2.HttpProtocolOptions(explicit_http_config=hpo_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
+        cluster.typed_extension_protocol_options[HTTP_OPTIONS].CopyFrom(pack(opts))
+    return cluster
+
+
+def upstream_cluster(snap: ProxySnapshot, up: UpstreamSnap) -> cluster_pb2.Cluster:
+    """EDS cluster named by SNI; TLS with our leaf, trusting our roots, and only the destination's ID."""
+    name = snap.upstream_cluster(up)
+    san = common_pb2.SubjectAltNameMatcher(
+        san_type=common_pb2.SubjectAltNameMatcher.URI,
+        matcher=string_pb2.StringMatcher(exact=snap.upstream_uri(up)),
+    )
+    tls = tls_pb2.UpstreamTlsContext(
+        sni=name,
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_params=tls_params(),
+            tls_certificate_sds_secret_configs=[sds_ref(snap.service)],
+            combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+                default_validation_context=common_pb2.CertificateValidationContext(
+                    match_typed_subject_alt_names=[san]),
+                validation_context_sds_secret_config=sds_ref(ROOTS_SECRET),
+            ),
+        ),
+    )
+    return cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source()),
+        connect_timeout=CONNECT_TIMEOUT,
+        transport_socket=base_pb2.TransportSocket(name="envoy.transport_sockets.tls",
+                                                  typed_config=pack(tls)),
+    )
+
+
+def clusters_from_snapshot(snap: ProxySnapshot) -> list[cluster_pb2.Cluster]:
+    out = [static_cluster(LOCAL_APP, snap.local_app.address, snap.local_app.port)]
+    for port in sorted({p.local_path_port for p in snap.exposed_paths} - {snap.local_app.port}):
+        http2 = any(p.protocol == "http2" for p in snap.exposed_paths if p.local_path_port == port)
+        out.append(static_cluster(exposed_cluster_name(port), snap.local_app.address, port, http2))
+    out += [upstream_cluster(snap, up) for up in snap.upstreams]
+    return out

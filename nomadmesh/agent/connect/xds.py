@@ -1,0 +1,277 @@
+"""A state-of-the-world ADS server (grpc.aio) serving LDS, CDS, EDS and SDS from a SnapshotCache.
+
+One asyncio task per Envoy stream, all on one event loop in a background thread, so 50+ sidecars
+cost 50 coroutines rather than 50 pool threads. The server only tracks, per stream and type, what
+was requested, what was sent (version + nonce) and what was ACKed; the resources come from the
+cache, already built and versioned.
+
+Protocol, per type:
+* a request whose `response_nonce` is not the last nonce we sent is stale and ignored;
+* a request with `error_detail` is a NACK: logged with Envoy's message, and the rejected version
+  is not sent again (the next snapshot change produces a new one);
+* otherwise it is a (re)subscription or an ACK; `resource_names` is remembered (EDS and SDS are
+  not wildcard: exactly the requested names are answered), and if what we have for those names
+  differs from what we last sent, it is sent.
+On every cache change the stream sends the types that changed in the order CDS → EDS → SDS → LDS.
+After clusters change, endpoints are resent even if unchanged, because a re-created EDS cluster
+waits (warms) for an endpoints response.
+
+`XdsServer(cache, tcp_address="127.0.0.1:0", unix_path=...)` listens on a TCP address and also on a
+unix socket: Envoys inside network namespaces reach the agent through a socket file in the
+shared filesystem, as Nomad does with alloc/tmp/consul_grpc.sock.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from nomadmesh.agent.connect.cache import Resources, SnapshotCache
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, PUSH_ORDER, SECRET
+from nomadmesh.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+NON_WILDCARD = (ENDPOINT, SECRET)
+_nonces = itertools.count(1)
+
+
+@dataclass
+class _TypeState:
+    subscribed: bool = False
+    names: frozenset[str] = frozenset()
+    sent_version: str | None = None
+    sent_nonce: str = ""
+    acked_version: str | None = None
+    nacked_version: str | None = None
+    force: bool = False  # resend even if the content did not change
+
+
+@dataclass
+class StreamStats:
+    """What a stream did; the server keeps these per node for tests and the agent's UI."""
+
+    node_id: str = ""
+    sent: dict[str, int] = field(default_factory=dict)
+    acks: dict[str, int] = field(default_factory=dict)
+    nacks: list[tuple[str, str]] = field(default_factory=list)  # (type_url, Envoy's message)
+    acked_versions: dict[str, str] = field(default_factory=dict)
+
+
+class _Stream:
+    def __init__(self, cache: SnapshotCache, stats: StreamStats) -> None:
+        self.cache = cache
+        self.stats = stats
+        self.types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
+
+    def on_request(self, req: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
+        st = self.types.get(req.type_url)
+        if st is None:
+            log.warning("node %s asked for unsupported type %s", self.stats.node_id, req.type_url)
+            return []
+        if req.response_nonce and req.response_nonce != st.sent_nonce:
+            return []  # stale: answers an older response than the last one we sent
+        if req.response_nonce:
+            if req.HasField("error_detail"):
+                st.nacked_version = st.sent_version
+                self.stats.nacks.append((req.type_url, req.error_detail.message))
+                log.error("node %s NACKed %s version %s: %s", self.stats.node_id,
+                          req.type_url, st.sent_version, req.error_detail.message)
+            else:
+                st.acked_version = req.version_info
+                self.stats.acks[req.type_url] = self.stats.acks.get(req.type_url, 0) + 1
+                self.stats.acked_versions[req.type_url] = req.version_info
+        st.subscribed = True
+        st.names = frozenset(req.resource_names)
+        return self.pending((req.type_url,))
+
+    def pending(self, type_urls: tuple[str, ...] = PUSH_ORDER) -> list[discovery_pb2.DiscoveryResponse]:
+        """Responses for every subscribed type whose content differs from what was last sent."""
+        res = self.cache.get(self.stats.node_id)
+        if res is None:
+            return []
+        out = []
+        for type_url in PUSH_ORDER:
+            if type_url not in type_urls:
+                continue
+            resp = self._response(res, type_url)
+            if resp is not None:
+                out.append(resp)
+                if type_url == CLUSTER:
+                    self.types[ENDPOINT].force = True
+                    type_urls = type_urls + (ENDPOINT,)
+        return out
+
+    def _response(self, res: Resources, type_url: str) -> discovery_pb2.DiscoveryResponse | None:
+        st = self.types[type_url]
+        if not st.subscribed:
+            return None
+        names = st.names if type_url in NON_WILDCARD else None
+        if type_url in NON_WILDCARD and not names:
+            return None  # nothing asked for yet
+        chosen = res.select(type_url, names)
+        version = res.version_of(chosen)
+        if not st.force and (version == st.sent_version or version == st.nacked_version):
+            return None
+        st.force = False
+        st.sent_version = version
+        st.sent_nonce = str(next(_nonces))
+        self.stats.sent[type_url] = self.stats.sent.get(type_url, 0) + 1
+        return discovery_pb2.DiscoveryResponse(
+            version_info=version, resources=chosen, type_url=type_url, nonce=st.sent_nonce)
+
+
+class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+    def __init__(self, server: "XdsServer") -> None:
+        self.server = server
+
+    async def StreamAggregatedResources(  # noqa: N802 - gRPC's name
+        self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue = asyncio.Queue()
+        changed = asyncio.Event()  # size-1, latest-wins: many sets while busy = one wake-up
+        stats = StreamStats()
+        stream = _Stream(self.server.cache, stats)
+        cancel_watch = None
+
+        async def read() -> None:
+            try:
+                async for req in request_iterator:
+                    await inbox.put(req)
+            finally:
+                await inbox.put(None)
+
+        reader = asyncio.create_task(read())
+        get_req = wait_change = None
+        try:
+            while True:
+                get_req = asyncio.create_task(inbox.get())
+                wait_change = asyncio.create_task(changed.wait())
+                done, _ = await asyncio.wait({get_req, wait_change}, return_when=asyncio.FIRST_COMPLETED)
+                for t in (get_req, wait_change):
+                    if t not in done:
+                        t.cancel()
+                responses = []
+                if get_req in done:
+                    req = get_req.result()
+                    if req is None:
+                        return  # Envoy closed the stream
+                    if not stats.node_id:
+                        stats.node_id = req.node.id
+                        self.server.streams[stats.node_id] = stats
+                        cancel_watch = self.server.cache.watch(
+                            stats.node_id, lambda: loop.call_soon_threadsafe(changed.set))
+                    responses += stream.on_request(req)
+                if changed.is_set():
+                    changed.clear()
+                    responses += stream.pending()
+                for resp in responses:
+                    yield resp
+        finally:
+            if cancel_watch is not None:
+                cancel_watch()
+            if self.server.streams.get(stats.node_id) is stats:
+                del self.server.streams[stats.node_id]
+            for task in (reader, get_req, wait_change):
+                if task is not None and not task.done():
+                    task.cancel()
+
+
+class XdsServer:
+    """The ADS gRPC server. `start()` returns once it listens; `stop()` closes every stream."""
+
+    def __init__(self, cache: SnapshotCache, tcp_address: str | None = "127.0.0.1:0",
+                 unix_path: Path | str | None = None) -> None:
+        if tcp_address is None and unix_path is None:
+            raise AgentError("xDS server: give a TCP address, a unix socket path, or both")
+        self.cache = cache
+        self.tcp_address = tcp_address
+        self.unix_path = Path(unix_path) if unix_path else None
+        self.port: int | None = None
+        self.streams: dict[str, StreamStats] = {}  # node id → its open stream's stats
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpc.aio.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> str:
+        """host:port of the TCP listener."""
+        host = (self.tcp_address or "").rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def start(self) -> "XdsServer":
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def run() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as exc:  # reported to start()'s caller below
+                error.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            # Streams still open when the loop stopped: cancel them so none is left half-done.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="xds-server", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if error:
+            raise AgentError(f"xDS server could not listen: {error[0]}")
+        return self
+
+    async def _start(self) -> None:
+        self._server = grpc.aio.server(options=[
+            # Sidecars hold their stream for their whole life; keep idle ones alive, drop dead ones.
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), self._server)
+        if self.tcp_address is not None:
+            self.port = self._server.add_insecure_port(self.tcp_address)
+            if not self.port:
+                raise AgentError(f"xDS server: cannot bind {self.tcp_address}")
+        if self.unix_path is not None:
+            self.unix_path.parent.mkdir(parents=True, exist_ok=True)
+            self.unix_path.unlink(missing_ok=True)
+            if not self._server.add_insecure_port(f"unix:{self.unix_path}"):
+                raise AgentError(f"xDS server: cannot bind unix socket {self.unix_path}")
+        await self._server.start()
+        if self.unix_path is not None:
+            os.chmod(self.unix_path, 0o660)
+
+    def stop(self, grace: float = 0.5) -> None:
+        if self._loop is None or self._server is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
+        fut.result(timeout=grace + 10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.unix_path is not None:
+            self.unix_path.unlink(missing_ok=True)
+        self._loop = self._server = self._thread = None
+
+    def __enter__(self) -> "XdsServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
