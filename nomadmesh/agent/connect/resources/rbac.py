@@ -4,7 +4,7 @@ Two steps. First the intentions for this destination become a small intermediate
 (`RBACIntention`), with precedence removed so that the rules no longer depend on order:
 
 1. sort by precedence, highest first (exact→exact 9, *→exact 8, exact→* 6, *→* 5);
-2. walking from the lowest up, every lower intention whose source covers a higher one's source
+2. walking from the lowest up, every lower intention whose source overlaps a higher one's source
    gets `AND NOT <higher source>` (it must not decide for a caller a higher intention decides for);
 3. intentions whose action equals the default policy are dropped (after they have been negated
    into the lower ones): the default already does what they say.
@@ -21,10 +21,11 @@ Worked example, destination db, default allow, intentions:
     B  api → db   allow   (9)
     C  *   → db   deny    (8)
 
-Sorted: A, B, C. Walking up: C gets NOT A and NOT B (web and api are covered by *); B equals the
-default (allow) and is dropped; A stays. Result, action DENY, policy consul-intentions-layer4 with
-principals [web, (* AND NOT api AND NOT web)]: web is denied by A, every other caller except api is
-denied by C, api matches nothing and the default lets it in, exactly as precedence says.
+Sorted (equal precedence by name): B, A, C. Walking up: C gets NOT web (from A) and NOT api
+(from B); A stays; B equals the default (allow) and is dropped. Result, action DENY, policy
+consul-intentions-layer4 with principals [web, (* AND NOT web AND NOT api)]: web is denied by A,
+every other caller except api is denied by C, api matches nothing and the default lets it in,
+exactly as precedence says.
 
 With default deny the same intentions give action ALLOW with principals [api]: A and C equal the
 default and vanish (C after negating A and B; A's negation only matters to C, which is gone).
@@ -65,9 +66,14 @@ class RBACIntention:
     not_sources: tuple[str, ...] = ()  # higher-precedence sources this one must not decide for
 
 
-def _source_covers(higher: str, lower: str) -> bool:
-    """True if the lower intention's source also matches the higher one's callers."""
-    return lower == WILDCARD or lower == higher
+def _sources_overlap(higher: str, lower: str) -> bool:
+    """True if some caller matches both sources.
+
+    Consul's ixnSourceMatches only negates when the lower source covers the higher one
+    (`web` under `*`). We negate on any overlap, which also shadows `web → * allow` (6) under
+    `* → db deny` (8) for web, as intention evaluation (and `consul intention check`) decides.
+    """
+    return WILDCARD in (higher, lower) or lower == higher
 
 
 def _remove_precedence(items: list, covers, default: str, negate) -> list:
@@ -100,7 +106,7 @@ def intermediate_form(
             items.append(RBACIntention(ixn.source, ixn.action or "deny"))
     kept = _remove_precedence(
         items,
-        lambda hi, lo: _source_covers(hi.source, lo.source),
+        lambda hi, lo: _sources_overlap(hi.source, lo.source),
         default,
         lambda lo, hi: replace(lo, not_sources=lo.not_sources + (hi.source,)),
     )
