@@ -1,0 +1,484 @@
+"""HCL2 text → a small syntax tree of bodies, attributes and blocks, and an expression evaluator.
+
+python-hcl2's dict output cannot tell `"${x}"` from `"$${x}"` once unquoted, nor a block from an
+object, and it drops positions; so we take its Lark parse tree (`hcl2.parses_to_tree`) and walk it
+ourselves. Attribute values stay unevaluated Lark trees until the decoder asks for them, because
+they may refer to `var.*` and `local.*`, which are known only after the top-level `variable` and
+`locals` blocks are read.
+
+Evaluation follows HCL's rules where Nomad's jobspec relies on them:
+- quoted strings resolve `\\n`, `\\"`, `\\uXXXX` … escapes; `$${` → `${` and `%%{` → `%{`;
+- heredocs (`<<EOF`, `<<-EOF`) resolve only `$${` / `%%{`, keep their final newline, and `<<-`
+  strips the common indentation;
+- `${var.x}` / `${local.x}` interpolations are evaluated; any other reference (`${NOMAD_PORT_http}`,
+  `${node.unique.name}`, `${attr.x}`, `${meta.x}`, `${env["X"]}`) is a Nomad runtime variable and
+  stays in the string exactly as written, as Nomad's own HCL2 parser leaves it.
+"""
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import hcl2
+from lark import Token, Tree
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from nomadmesh.agent.jobspec.errors import JobspecError
+
+# HCL's own escape rules; python-hcl2 exposes the function it uses for `strip_string_quotes`.
+from hcl2.utils import process_escape_sequences
+
+_HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9._-]*)\r?\n([\s\S]*)\2\s*$")
+
+
+@dataclass
+class Attr:
+    name: str
+    expr: Any  # a Lark Tree (unevaluated)
+    line: int
+    column: int
+
+
+@dataclass
+class Block:
+    type: str
+    labels: list[str]
+    body: "Body"
+    line: int
+    column: int
+
+
+@dataclass
+class Body:
+    attrs: dict[str, Attr] = field(default_factory=dict)
+    blocks: list[Block] = field(default_factory=list)
+
+
+class RuntimeReference(Exception):
+    """An expression refers to something only Nomad's client knows (a runtime variable)."""
+
+
+def _pos(node: Any) -> tuple[int, int]:
+    if isinstance(node, Token):
+        return node.line or 0, node.column or 0
+    meta = getattr(node, "meta", None)
+    if meta is not None and not meta.empty:
+        return meta.line, meta.column
+    for child in getattr(node, "children", []):
+        line, col = _pos(child)
+        if line:
+            return line, col
+    return 0, 0
+
+
+def _trees(node: Tree) -> list[Tree]:
+    """Children that carry meaning: no tokens of punctuation, no newlines or comments."""
+    return [c for c in node.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
+
+
+def parse(text: str) -> Body:
+    """Parse HCL2 text into a Body; syntax errors become JobspecError with line and column."""
+    try:
+        tree = hcl2.parses_to_tree(text)
+    except UnexpectedInput as exc:
+        raise JobspecError(_syntax_message(exc), exc.line if exc.line != -1 else None,
+                           exc.column if exc.column != -1 else None) from None
+    except LarkError as exc:  # grammar-level failures without a position
+        raise JobspecError(f"syntax error: {exc}") from None
+    body = tree.children[0]
+    return _body(body)
+
+
+def _syntax_message(exc: UnexpectedInput) -> str:
+    if isinstance(exc, UnexpectedEOF):
+        return "syntax error: unexpected end of input"
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "$END":
+            return "syntax error: unexpected end of input (unclosed block or string?)"
+        text = str(tok).strip().splitlines()[0] if str(tok).strip() else "newline"
+        return f"syntax error: unexpected {text!r}"
+    if isinstance(exc, UnexpectedCharacters):
+        return f"syntax error: unexpected character {exc.char!r}"
+    return "syntax error"
+
+
+def _name(node: Tree | Token) -> str:
+    """An attribute name or block type/label: identifier, keyword, literal or string."""
+    if isinstance(node, Token):
+        return str(node)
+    if node.data == "string":
+        return _plain_string(node)
+    return str(node.children[0])
+
+
+def _plain_string(node: Tree) -> str:
+    """A string with no interpolation, used for block labels and object keys."""
+    text = []
+    for part in node.children:
+        if isinstance(part, Tree) and part.data == "string_part":
+            content = part.children[0]
+            if isinstance(content, Token):
+                text.append(_literal_part(content))
+            else:
+                line, col = _pos(content)
+                raise JobspecError("interpolation is not allowed in a block label", line, col)
+    return "".join(text)
+
+
+def _literal_part(tok: Token) -> str:
+    value = str(tok)
+    if tok.type == "ESCAPED_INTERPOLATION":
+        return "${" + process_escape_sequences(value[3:])
+    if tok.type == "ESCAPED_DIRECTIVE":
+        return "%{" + process_escape_sequences(value[3:])
+    return process_escape_sequences(value)
+
+
+def _body(node: Tree) -> Body:
+    body = Body()
+    for child in _trees(node):
+        line, col = _pos(child)
+        if child.data == "attribute":
+            name = _name(child.children[0])
+            if name in body.attrs:
+                raise JobspecError(f'attribute "{name}" is defined twice', line, col)
+            body.attrs[name] = Attr(name, child.children[-1], line, col)
+        elif child.data == "block":
+            parts = [c for c in child.children if not (isinstance(c, Token) or c.data == "new_line_or_comment")]
+            inner = parts[-1]
+            names = [_name(p) for p in parts[:-1]]
+            body.blocks.append(Block(names[0], names[1:], _body(inner), line, col))
+    return body
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "%": operator.mod,
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt, "<=": operator.le,
+    ">=": operator.ge, "&&": lambda a, b: bool(a and b), "||": lambda a, b: bool(a or b),
+}
+
+# A few of HCL's standard functions that are pure and common in Nomad jobspecs.
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "upper": lambda s: str(s).upper(),
+    "lower": lambda s: str(s).lower(),
+    "join": lambda sep, items: str(sep).join(str(i) for i in items),
+    "concat": lambda *lists: [x for lst in lists for x in lst],
+    "tostring": lambda v: _to_text(v),
+    "tonumber": lambda v: _to_number(v),
+}
+
+
+def _to_number(v: Any) -> int | float:
+    if isinstance(v, bool):
+        raise ValueError("cannot convert bool to number")
+    if isinstance(v, (int, float)):
+        return v
+    text = str(v)
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+
+
+def _to_text(value: Any) -> str:
+    """HCL's conversion of a primitive to string (used when interpolating)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if value is None:
+        raise ValueError("cannot interpolate null")
+    if isinstance(value, (list, dict)):
+        raise ValueError("cannot interpolate a collection into a string")
+    return str(value)
+
+
+class Evaluator:
+    """Evaluates expressions against `var.*` and `local.*`; keeps runtime references as text."""
+
+    def __init__(self, source: str, variables: dict[str, Any], locals_: Callable[[str, int, int], Any]):
+        self.source = source
+        self.variables = variables
+        self.lookup_local = locals_
+
+    def value(self, node: Any) -> Any:
+        """Evaluate a whole attribute value; a bare runtime reference there is an error."""
+        try:
+            return self._eval(node)
+        except RuntimeReference as exc:
+            line, col = _pos(node)
+            raise JobspecError(f"unknown variable {exc}: only var.* and local.* can be used outside "
+                               "a string; Nomad runtime variables go inside \"${...}\"", line, col) from None
+
+    def _eval(self, node: Any) -> Any:
+        if isinstance(node, Token):
+            line, col = _pos(node)
+            raise JobspecError(f"unexpected {str(node)!r}", line, col)
+        kind = node.data
+        handler = getattr(self, f"_e_{kind}", None)
+        if handler is None:
+            line, col = _pos(node)
+            what = kind.replace("_", " ")
+            raise JobspecError(f"unsupported expression ({what})", line, col)
+        return handler(node)
+
+    # -- terms
+    def _e_expr_term(self, node: Tree) -> Any:
+        inner = _trees(node)
+        return self._eval(inner[0])
+
+    def _e_int_lit(self, node: Tree) -> int:
+        return int(str(node.children[0]))
+
+    def _e_float_lit(self, node: Tree) -> float:
+        return float(str(node.children[0]))
+
+    def _e_literal_value(self, node: Tree) -> Any:
+        return {"true": True, "false": False, "null": None}[str(node.children[0])]
+
+    def _e_tuple(self, node: Tree) -> list[Any]:
+        return [self._eval(c) for c in _trees(node)]
+
+    def _e_object(self, node: Tree) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for elem in _trees(node):
+            key_node, value_node = _trees(elem)
+            key_expr = _trees(key_node)[0] if _trees(key_node) else key_node.children[0]
+            key = self._object_key(key_expr)
+            out[key] = self._eval(value_node)
+        return out
+
+    def _object_key(self, node: Any) -> str:
+        # A bare identifier key (`{ k = 1 }`) names itself; anything else is evaluated.
+        if isinstance(node, Token):
+            return str(node)
+        if node.data == "expr_term" and _trees(node) and _trees(node)[0].data == "identifier":
+            return str(_trees(node)[0].children[0])
+        if node.data in ("identifier", "keyword"):
+            return str(node.children[0])
+        return _to_text(self._eval(node))
+
+    def _e_string(self, node: Tree) -> str:
+        out: list[str] = []
+        for part in node.children:
+            if not (isinstance(part, Tree) and part.data == "string_part"):
+                continue
+            content = part.children[0]
+            if isinstance(content, Token):
+                out.append(_literal_part(content))
+            elif content.data == "interpolation":
+                out.append(self._interpolate(content))
+            else:
+                line, col = _pos(content)
+                raise JobspecError("template directives (%{ ... }) are not supported; "
+                                   "write %%{ for a literal %{", line, col)
+        return "".join(out)
+
+    def _interpolate(self, node: Tree) -> str:
+        expr = _trees(node)[0]
+        try:
+            value = self._eval(expr)
+        except RuntimeReference:
+            return self.source[node.meta.start_pos:node.meta.end_pos]
+        try:
+            return _to_text(value)
+        except ValueError as exc:
+            line, col = _pos(node)
+            raise JobspecError(str(exc), line, col) from None
+
+    def _e_heredoc_template(self, node: Tree) -> str:
+        return self._heredoc(node)
+
+    def _e_heredoc_template_trim(self, node: Tree) -> str:
+        return self._heredoc(node)
+
+    def _heredoc(self, node: Tree) -> str:
+        tok = node.children[0]
+        match = _HEREDOC.match(str(tok))
+        if match is None:  # the grammar accepted it, so this is not expected
+            raise JobspecError("malformed heredoc", tok.line, tok.column)
+        trim, raw = match.group(1) == "-", match.group(3)
+        raw = re.sub(r"[ \t]*\Z", "", raw)  # the closing marker's indentation is not content
+        if trim:
+            lines = raw.split("\n")
+            indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines if ln.strip()]
+            cut = min(indents) if indents else 0
+            raw = "\n".join(ln[cut:] for ln in lines)
+        return self._template_text(raw, tok.line + 1)
+
+    def _template_text(self, raw: str, line: int) -> str:
+        """Resolve `$${`, `%%{` and `${...}` in heredoc text (no backslash escapes in heredocs)."""
+        out: list[str] = []
+        i = 0
+        while i < len(raw):
+            if raw.startswith("$${", i) or raw.startswith("%%{", i):
+                out.append(raw[i + 1:i + 3])
+                i += 3
+            elif raw.startswith("${", i):
+                end = _closing_brace(raw, i + 2)
+                if end < 0:
+                    raise JobspecError("unclosed ${ in heredoc", line + raw.count("\n", 0, i))
+                out.append(self._heredoc_interpolation(raw[i:end + 1], line + raw.count("\n", 0, i)))
+                i = end + 1
+            elif raw.startswith("%{", i):
+                raise JobspecError("template directives (%{ ... }) are not supported; "
+                                   "write %%{ for a literal %{", line + raw.count("\n", 0, i))
+            else:
+                out.append(raw[i])
+                i += 1
+        return "".join(out)
+
+    def _heredoc_interpolation(self, text: str, line: int) -> str:
+        inner = text[2:-1]
+        try:
+            tree = hcl2.parses_to_tree(f"x = {inner}\n")
+        except LarkError:
+            raise JobspecError(f"invalid expression in {text!r}", line) from None
+        expr = tree.children[0].children[0].children[-1]
+        try:
+            return _to_text(self._eval(expr))
+        except RuntimeReference:
+            return text
+        except ValueError as exc:
+            raise JobspecError(str(exc), line) from None
+
+    # -- references
+    def _e_identifier(self, node: Tree) -> Any:
+        raise RuntimeReference(str(node.children[0]))
+
+    def _e_get_attr_expr_term(self, node: Tree) -> Any:
+        return self._traverse(node)
+
+    def _e_index_expr_term(self, node: Tree) -> Any:
+        return self._traverse(node)
+
+    def _traverse(self, node: Tree) -> Any:
+        steps: list[tuple[str, Any]] = []
+        cur: Any = node
+        while isinstance(cur, Tree) and cur.data in ("get_attr_expr_term", "index_expr_term", "expr_term"):
+            if cur.data == "expr_term":
+                inner = _trees(cur)
+                if len(inner) != 1 or inner[0].data not in ("get_attr_expr_term", "index_expr_term"):
+                    break
+                cur = inner[0]
+                continue
+            base, step = _trees(cur)
+            if step.data == "get_attr":
+                steps.append(("attr", str(_trees(step)[0].children[0])))
+            elif step.data == "short_index":
+                steps.append(("index", int(str(step.children[-1]))))
+            else:  # braces_index
+                steps.append(("index_expr", _trees(step)[0]))
+            cur = base
+        inner = _trees(cur) if isinstance(cur, Tree) and cur.data == "expr_term" else [cur]
+        root_node = inner[0] if inner else cur
+        steps.reverse()
+        if not (isinstance(root_node, Tree) and root_node.data == "identifier"):
+            value = self._eval(cur)
+            return self._apply(value, steps, node)
+        root = str(root_node.children[0])
+        line, col = _pos(node)
+        if root not in ("var", "local"):
+            raise RuntimeReference(self.source[node.meta.start_pos:node.meta.end_pos] if not node.meta.empty else root)
+        if not steps or steps[0][0] != "attr":
+            raise JobspecError(f'"{root}" must be followed by .<name>', line, col)
+        name = steps[0][1]
+        if root == "var":
+            if name not in self.variables:
+                raise JobspecError(f'reference to undeclared input variable "var.{name}"', line, col)
+            value = self.variables[name]
+        else:
+            value = self.lookup_local(name, line, col)
+        return self._apply(value, steps[1:], node)
+
+    def _apply(self, value: Any, steps: list[tuple[str, Any]], node: Tree) -> Any:
+        line, col = _pos(node)
+        for kind, key in steps:
+            if kind == "index_expr":
+                key = self._eval(key)
+            try:
+                if isinstance(value, list):
+                    value = value[int(key)]
+                elif isinstance(value, dict):
+                    value = value[str(key)]
+                else:
+                    raise KeyError(key)
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise JobspecError(f"invalid index or attribute {key!r}", line, col) from None
+        return value
+
+    # -- operators
+    def _e_unary_op(self, node: Tree) -> Any:
+        op = str(node.children[0])
+        value = self._eval(node.children[1])
+        line, col = _pos(node)
+        if op == "-":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise JobspecError("unary - needs a number", line, col)
+            return -value
+        if not isinstance(value, bool):
+            raise JobspecError("! needs a bool", line, col)
+        return not value
+
+    def _e_binary_op(self, node: Tree) -> Any:
+        left_node, term = _trees(node)[:2]
+        op_node, right_node = _trees(term)
+        op = str(op_node.children[0])
+        left, right = self._eval(left_node), self._eval(right_node)
+        try:
+            result = _BINARY[op](left, right)
+        except (TypeError, ZeroDivisionError) as exc:
+            line, col = _pos(node)
+            raise JobspecError(f"cannot apply {op}: {exc}", line, col) from None
+        if op == "/" and isinstance(result, float) and result.is_integer():
+            return int(result)
+        return result
+
+    def _e_conditional(self, node: Tree) -> Any:
+        cond, if_true, if_false = _trees(node)
+        test = self._eval(cond)
+        if not isinstance(test, bool):
+            line, col = _pos(cond)
+            raise JobspecError("condition must be a bool", line, col)
+        return self._eval(if_true if test else if_false)
+
+    def _e_function_call(self, node: Tree) -> Any:
+        ident = _trees(node)[0]
+        name = str(ident.children[0])
+        line, col = _pos(node)
+        fn = _FUNCTIONS.get(name)
+        if fn is None:
+            raise JobspecError(f'unsupported function "{name}"', line, col)
+        args_nodes = [t for t in _trees(node)[1:] if t.data == "arguments"]
+        args = [self._eval(a) for a in _trees(args_nodes[0])] if args_nodes else []
+        try:
+            return fn(*args)
+        except (TypeError, ValueError) as exc:
+            raise JobspecError(f'function "{name}": {exc}', line, col) from None
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the `}` closing a `${` whose body starts at `start`, skipping quoted strings."""
+    depth, i, quoted = 1, start, False
+    while i < len(text):
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1

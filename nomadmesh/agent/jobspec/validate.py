@@ -1,0 +1,203 @@
+"""`validate(job)`: the checks Nomad's server runs on register, with Nomad's wording where known.
+
+Works on a canonicalized job (run `canonicalize` first); returns every problem, not only the first.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_JOB_TYPES = ("service", "batch", "system", "sysbatch")
+_RESTART_MODES = ("fail", "delay")
+_HOOKS = ("prestart", "poststart", "poststop")
+_CHECK_TYPES = ("http", "tcp", "grpc", "script")
+_MAX_PRIORITY = 100
+_SECOND = 1_000_000_000
+
+
+def validate(job: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    job_id = job.get("ID") or ""
+    if not job_id:
+        errors.append("Missing job ID")
+    elif " " in job_id:
+        errors.append("Job ID contains a space")
+    elif "\x00" in job_id:
+        errors.append("Job ID contains a null character")
+    if not job.get("Name"):
+        errors.append("Missing job name")
+    elif "\x00" in job["Name"]:
+        errors.append("Job Name contains a null character")
+    if job.get("Type") not in _JOB_TYPES:
+        errors.append(f'Invalid job type: "{job.get("Type")}"')
+    priority = job.get("Priority")
+    if not isinstance(priority, int) or not 1 <= priority <= _MAX_PRIORITY:
+        errors.append(f"Job priority must be between [1, {_MAX_PRIORITY}]")
+    if not job.get("Datacenters"):
+        errors.append("Missing job datacenters")
+    groups = job.get("TaskGroups") or []
+    if not groups:
+        errors.append("Missing job task groups")
+    seen: dict[str, int] = {}
+    for i, group in enumerate(groups):
+        name = group.get("Name") or ""
+        if not name:
+            errors.append(f"Job task group {i + 1} missing name")
+        elif name in seen:
+            errors.append(f"Job task group {i + 1} redefines '{name}' from group {seen[name] + 1}")
+        else:
+            seen[name] = i
+        errors.extend(f'Task group {name or i + 1} validation failed: {e}' for e in _group(group, job))
+    return errors
+
+
+def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    if (g.get("Count") or 0) < 0:
+        errors.append("Task group count can't be negative")
+    tasks = g.get("Tasks") or []
+    if not tasks:
+        errors.append("Missing tasks for task group")
+    restart = g.get("RestartPolicy") or {}
+    if restart.get("Mode") not in _RESTART_MODES:
+        errors.append(f'Unsupported restart mode: "{restart.get("Mode")}"')
+    update = g.get("Update")
+    if update:
+        if update.get("HealthCheck") not in ("checks", "task_states", "manual"):
+            errors.append(f'Invalid health check given: "{update.get("HealthCheck")}"')
+        if (update.get("MaxParallel") or 0) < 0:
+            errors.append("Max parallel can not be less than zero")
+        if update.get("HealthyDeadline", 0) and update.get("MinHealthyTime", 0) >= update["HealthyDeadline"]:
+            errors.append("Minimum healthy time must be less than healthy deadline")
+        if update.get("ProgressDeadline") and update.get("HealthyDeadline", 0) > update["ProgressDeadline"]:
+            errors.append("Healthy deadline must be less than progress deadline")
+
+    networks = g.get("Networks") or []
+    labels = _ports(networks, errors)
+    if len(networks) > 1:
+        errors.append("Only one network resource may be specified per task group")
+    mode = networks[0].get("Mode") if networks else ""
+
+    task_names: dict[str, int] = {}
+    leaders = 0
+    for i, task in enumerate(tasks):
+        name = task.get("Name") or ""
+        if not name:
+            errors.append(f"Task {i + 1} missing name")
+        elif name in task_names:
+            errors.append(f"Task {i + 1} redefines '{name}' from task {task_names[name] + 1}")
+        else:
+            task_names[name] = i
+        leaders += 1 if task.get("Leader") else 0
+        errors.extend(f'Task {name or i + 1} validation failed: {e}' for e in _task(task, labels))
+    if leaders > 1:
+        errors.append("Only one task may be marked as leader")
+
+    for service in g.get("Services") or []:
+        errors.extend(_service(service, g, labels, set(task_names), mode, group_level=True))
+    return errors
+
+
+def _ports(networks: list[dict[str, Any]], errors: list[str]) -> set[str]:
+    labels: set[str] = set()
+    statics: dict[int, str] = {}
+    for network in networks:
+        for port in (network.get("ReservedPorts") or []) + (network.get("DynamicPorts") or []):
+            label = port.get("Label") or ""
+            if not re.fullmatch(r"[a-zA-Z0-9_]+", label):
+                errors.append(f'Port label "{label}" must only contain letters, numbers and underscores')
+            if label in labels:
+                errors.append(f'Port label "{label}" already in use')
+            labels.add(label)
+            value = port.get("Value") or 0
+            if port in (network.get("ReservedPorts") or []):
+                if not 0 < value <= 65535:
+                    errors.append(f'Port "{label}" has an invalid static port {value}')
+                elif value in statics:
+                    errors.append(f'Static port {value} already reserved by "{statics[value]}"')
+                else:
+                    statics[value] = label
+            if not -1 <= (port.get("To") or 0) <= 65535:
+                errors.append(f'Port "{label}" has an invalid "to" port {port.get("To")}')
+    return labels
+
+
+def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
+    errors: list[str] = []
+    if not t.get("Driver"):
+        errors.append("Missing task driver")
+    resources = t.get("Resources") or {}
+    if (resources.get("CPU") or 0) < 1 and not resources.get("Cores"):
+        errors.append("minimum CPU value is 1; got %d" % (resources.get("CPU") or 0))
+    if (resources.get("MemoryMB") or 0) < 10:
+        errors.append("minimum MemoryMB value is 10; got %d" % (resources.get("MemoryMB") or 0))
+    if (t.get("KillTimeout") or 0) < 0:
+        errors.append("KillTimeout must be a positive value")
+    lifecycle = t.get("Lifecycle")
+    if lifecycle and lifecycle.get("Hook") not in _HOOKS:
+        errors.append(f'invalid hook: {lifecycle.get("Hook")}')
+    for template in t.get("Templates") or []:
+        if not template.get("DestPath"):
+            errors.append("Template must have a destination")
+        if not template.get("SourcePath") and not template.get("EmbeddedTmpl"):
+            errors.append("Template must specify a source path or have an embedded template")
+        if template.get("ChangeMode") not in ("noop", "restart", "signal", "script"):
+            errors.append(f'Invalid template change mode: "{template.get("ChangeMode")}"')
+    for artifact in t.get("Artifacts") or []:
+        if not artifact.get("GetterSource"):
+            errors.append("Artifact must have a source")
+    for service in t.get("Services") or []:
+        errors.extend(_service(service, {}, labels, set(), "", group_level=False))
+    return errors
+
+
+def _service(s: dict[str, Any], g: dict[str, Any], labels: set[str], tasks: set[str], mode: str,
+             group_level: bool) -> list[str]:
+    errors: list[str] = []
+    name = s.get("Name") or ""
+    where = f'Service "{name}"'
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9-]*|\$\{.*\}.*|.*\$\{.*", name):
+        errors.append(f"{where} must be valid per RFC 1123 and can contain only alphanumeric "
+                      "characters or dashes")
+    if s.get("Provider") not in ("consul", "nomad"):
+        errors.append(f'{where} has an invalid provider "{s.get("Provider")}"')
+    port = s.get("PortLabel") or ""
+    if group_level and port and not port.isdigit() and labels is not None and port not in labels:
+        errors.append(f'{where} port label "{port}" does not exist in the group network')
+    connect = s.get("Connect")
+    if connect and (connect.get("SidecarService") is not None or connect.get("Native")):
+        if not group_level:
+            errors.append(f"{where} uses Consul Connect, which is only allowed in a group service block")
+        elif mode != "bridge" and not str(mode).startswith("cni/"):
+            errors.append(f'Consul Connect sidecar requires bridge network, found "{mode or "host"}" in '
+                          f'group "{g.get("Name")}"')
+        if connect.get("SidecarService") is not None and name != name.lower():
+            errors.append(f'Consul Connect service name "{name}" in group "{g.get("Name")}" must not '
+                          "contain uppercase characters")
+        if connect.get("Native") and connect.get("SidecarService") is not None:
+            errors.append(f"{where}: Consul Connect must be exclusively native or sidecar")
+    if group_level and s.get("TaskName") and s["TaskName"] not in tasks:
+        errors.append(f'{where} refers to task "{s["TaskName"]}", which is not in the group')
+    for check in s.get("Checks") or []:
+        errors.extend(_check(check, where))
+    return errors
+
+
+def _check(c: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
+    kind = c.get("Type") or ""
+    name = c.get("Name") or kind
+    if kind not in _CHECK_TYPES:
+        errors.append(f'{where} check "{name}": invalid type "{kind}"')
+        return errors
+    if (c.get("Interval") or 0) < _SECOND:
+        errors.append(f'{where} check "{name}": minimum check interval is 1s')
+    if kind in ("http", "tcp", "grpc") and (c.get("Timeout") or 0) < _SECOND:
+        errors.append(f'{where} check "{name}": minimum check timeout is 1s')
+    if kind == "http" and not c.get("Path"):
+        errors.append(f'{where} check "{name}": http type must have http path')
+    if kind == "script" and not c.get("Command"):
+        errors.append(f'{where} check "{name}": script type must have a valid script path')
+    if c.get("Expose") and kind not in ("http", "grpc"):
+        errors.append(f'{where} check "{name}": expose may only be set on http or grpc checks')
+    return errors
