@@ -41,7 +41,8 @@ class InconsistentSnapshot(AgentError):
     """The resources built for a proxy reference each other wrongly; nothing was stored."""
 
 
-def _name(msg: Message) -> str:
+def resource_name(msg: Message) -> str:
+    """The name Envoy knows a resource by (a ClusterLoadAssignment names its cluster)."""
     return msg.cluster_name if msg.DESCRIPTOR.name == "ClusterLoadAssignment" else msg.name  # type: ignore[attr-defined]
 
 
@@ -66,7 +67,7 @@ class Resources:
         by_type: dict[str, Mapping[str, any_pb2.Any]] = {}
         versions: dict[str, str] = {}
         for type_url in PUSH_ORDER:
-            named = {_name(m): pack(m) for m in sorted(built.get(type_url, []), key=_name)}
+            named = {resource_name(m): pack(m) for m in sorted(built.get(type_url, []), key=resource_name)}
             by_type[type_url] = MappingProxyType(named)
             versions[type_url] = _hash(a.value for a in named.values())
         return cls(snap, MappingProxyType(by_type), MappingProxyType(versions))
@@ -127,7 +128,7 @@ def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
     for type_url in PUSH_ORDER:
         seen: set[str] = set()
         for m in built.get(type_url, []):
-            n = _name(m)
+            n = resource_name(m)
             if n in seen:
                 problems.append(f"{type_url.rsplit('.', 1)[-1]} {n!r} is defined twice")
             seen.add(n)
