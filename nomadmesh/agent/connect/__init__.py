@@ -1,0 +1,16 @@
+"""Consul Connect's data plane for the dev agent.
+
+    ca.py          Connect CA: persisted EC P-256 root, SPIFFE leaf certs, Consul's CA JSON
+    identity.py    trust domain, SPIFFE IDs, SNI names (pure)
+    snapshot.py    ProxySnapshot: everything one sidecar needs, immutable, content-versioned
+    resources/     pure builders: ProxySnapshot -> {type_url: [Envoy messages]}
+                   (listeners, clusters, endpoints (EDS), secrets (SDS), rbac)
+    cache.py       SnapshotCache: consistency check, per-type versions, latest-wins watchers
+    xds.py         XdsServer: state-of-the-world ADS over grpc.aio, TCP + unix socket
+    envoy.py       bootstrap(), envoy_argv(), find_envoy(), EnvoyProcess
+    testing.py     builders for tests and benchmarks (pinned CA, snapshots, backend)
+
+The agent feeds it: it builds a ProxySnapshot per sidecar from its catalog, intentions and CA, and
+calls `SnapshotCache.set(proxy_id, snap)` whenever any of them changes; the ADS server pushes
+the difference to the Envoy whose node id is `proxy_id`.
+"""

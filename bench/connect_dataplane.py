@@ -1,0 +1,185 @@
+"""Connect data-plane figures on loopback (real Envoys, our ADS server). Prints, never asserts.
+
+    .venv/bin/python bench/connect_dataplane.py [--toggles 20] [--requests 2000]
+
+(Not named xds.py: run as a script, bench/ comes first on sys.path and would shadow the `xds`
+protobuf package that xds-protos installs.)
+
+Measures: CA signs/s; build_resources + cache.set time; Envoy start → first listener active;
+deny push → LDS ACK and → enforced (a fresh request fails), allow push → restored, over N
+toggles (p50/p99); an open connection cut after a deny; added latency of one mesh hop vs direct
+(keep-alive, and a new connection per request); private memory per sidecar.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from nomadmesh.agent.connect.ca import ConnectCA
+from nomadmesh.agent.connect.cache import SnapshotCache
+from nomadmesh.agent.connect.envoy import EnvoyProcess
+from nomadmesh.agent.connect.resources import LISTENER, build_resources
+from nomadmesh.agent.connect.testing import free_port, snapshot, start_backend, upstream
+from nomadmesh.agent.connect.xds import XdsServer
+from nomadmesh.mesh.intentions import Intention
+
+SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def fmt(values_s: list[float]) -> str:
+    ms = [v * 1000 for v in values_s]
+    return f"p50 {pct(ms, 50):.2f} ms  p99 {pct(ms, 99):.2f} ms  max {max(ms):.2f} ms  (n={len(ms)})"
+
+
+def status(port: int, path: str = "/", conn: http.client.HTTPConnection | None = None) -> int | None:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        if own:
+            conn.close()
+
+
+def wait(check, timeout: float = 5) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if check():
+            return time.perf_counter() - t0
+        time.sleep(0.0005)
+    raise RuntimeError("timed out")
+
+
+def private_kb(pid: int) -> int:
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1])
+    return total
+
+
+def latency(port: int, n: int, keepalive: bool) -> list[float]:
+    out = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5) if keepalive else None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        assert status(port, "/l", conn) == 200
+        out.append(time.perf_counter() - t0)
+    if conn:
+        conn.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--toggles", type=int, default=20)
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+
+    ca = ConnectCA.generate("bench")
+    t0 = time.perf_counter()
+    for _ in range(300):
+        ca.sign_leaf("web", "dc1")
+    print(f"CA leaf signing: {300 / (time.perf_counter() - t0):.0f} signs/s")
+
+    work = Path(tempfile.mkdtemp(prefix="nmbench"))
+    backend, app_port = start_backend("server")
+    sp, cp, up = free_port(), free_port(), free_port()
+    srv = snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1")
+    cli = snapshot("client", cp, app_port, ca=ca, public_address="127.0.0.1",
+                   upstreams=(upstream("server", up, (("127.0.0.1", sp),)),))
+    t0 = time.perf_counter()
+    for _ in range(200):
+        build_resources(srv)
+    print(f"build_resources: {(time.perf_counter() - t0) / 200 * 1e6:.0f} us per snapshot")
+    cache = SnapshotCache()
+    cache.set(SERVER, srv)
+    cache.set(CLIENT, cli)
+    xds = XdsServer(cache, "127.0.0.1:0", work / "xds.sock").start()
+    envoys = []
+    try:
+        es = EnvoyProcess(SERVER, "server", xds.address, work / "s")
+        envoys.append(es.start())
+        ready = es.wait_listener(f"public_listener:127.0.0.1:{sp}")
+        ec = EnvoyProcess(CLIENT, "client", str(work / "xds.sock"), work / "c")
+        envoys.append(ec.start())
+        ready_c = ec.wait_listener(f"server:127.0.0.1:{up}")
+        print(f"Envoy start -> listener active: server {ready * 1000:.0f} ms (TCP xDS), "
+              f"client {ready_c * 1000:.0f} ms (unix-socket xDS)")
+        wait(lambda: status(up) == 200)
+
+        ack, enforced, restored = [], [], []
+        denied = replace(srv, intentions=(Intention("client", "server", "deny"),))
+        for _ in range(args.toggles):
+            t0 = time.perf_counter()
+            want = cache.set(SERVER, denied).versions[LISTENER]
+            wait(lambda: xds.streams[SERVER].acked_versions.get(LISTENER) == want)
+            ack.append(time.perf_counter() - t0)
+            wait(lambda: status(up) is None)
+            enforced.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            cache.set(SERVER, srv)
+            wait(lambda: status(up) == 200)
+            restored.append(time.perf_counter() - t1)
+        print(f"deny push -> LDS ACK:         {fmt(ack)}")
+        print(f"deny push -> request refused: {fmt(enforced)}")
+        print(f"allow push -> request served: {fmt(restored)}")
+
+        cuts = []
+        for _ in range(5):
+            conn = http.client.HTTPConnection("127.0.0.1", up, timeout=5)
+            assert status(up, "/", conn) == 200
+            sock = conn.sock
+            sock.settimeout(5)
+            t0 = time.perf_counter()
+            cache.set(SERVER, denied)
+            try:
+                sock.recv(1)
+            except ConnectionError:
+                pass
+            cuts.append(time.perf_counter() - t0)
+            conn.close()
+            cache.set(SERVER, srv)
+            wait(lambda: status(up) == 200)
+        print(f"deny push -> open connection closed: {fmt(cuts)}")
+
+        n = args.requests
+        latency(app_port, 200, True)
+        latency(up, 200, True)  # warm up
+        direct, mesh = latency(app_port, n, True), latency(up, n, True)
+        print(f"keep-alive   direct {fmt(direct)}")
+        print(f"keep-alive   mesh   {fmt(mesh)}")
+        print(f"  added: p50 {(pct(mesh, 50) - pct(direct, 50)) * 1000:.3f} ms, p99 {(pct(mesh, 99) - pct(direct, 99)) * 1000:.3f} ms")
+        direct, mesh = latency(app_port, n // 4, False), latency(up, n // 4, False)
+        print(f"new conn     direct {fmt(direct)}")
+        print(f"new conn     mesh   {fmt(mesh)}")
+        print(f"  added: p50 {(pct(mesh, 50) - pct(direct, 50)) * 1000:.3f} ms, p99 {(pct(mesh, 99) - pct(direct, 99)) * 1000:.3f} ms")
+        for name, e in (("server", es), ("client", ec)):
+            print(f"Envoy {name} sidecar private memory: {private_kb(e.proc.pid) / 1024:.1f} MiB")
+    finally:
+        for e in envoys:
+            e.stop()
+        xds.stop()
+        backend.shutdown()
+        backend.server_close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
