@@ -1,0 +1,211 @@
+"""/v1/jobs and /v1/job/<id>/...: register, parse, read, plan, stop/purge, versions and children."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from nomadmesh.agent.http.nomad_ctx import ctx, notify
+from nomadmesh.agent.http.nomad_util import (
+    HTTPError, blocking, check_fields, json_body, parse_bool, read_endpoint, reply, strip_private,
+)
+from nomadmesh.agent.scheduling import jobs as jobstore
+from nomadmesh.agent.scheduling import planner, spec
+from nomadmesh.agent.scheduling.structs import alloc_stub
+
+bp = Blueprint("nomad_jobs", __name__)
+
+REGISTER_FIELDS = ("Job", "EnforceIndex", "JobModifyIndex", "PolicyOverride", "PreserveCounts",
+                   "EvalPriority", "Submission", "Region", "Namespace", "SecretID", "AuthToken")
+PLAN_FIELDS = ("Job", "Diff", "PolicyOverride", "Region", "Namespace", "SecretID", "AuthToken")
+PARSE_FIELDS = ("JobHCL", "Variables", "Canonicalize", "HCLv1")
+
+
+def _job_or_404(job_id: str) -> dict[str, Any]:
+    rec = ctx().state.get("job", job_id)
+    if rec is None:
+        raise HTTPError(404, "job not found")
+    return rec.value
+
+
+def _prepare(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("Job") is None:
+        raise HTTPError(400, "Job must be specified")
+    try:
+        return spec.prepare(body["Job"])
+    except spec.SpecInputError as e:
+        raise HTTPError(400, str(e)) from None
+    except spec.SpecInvalid as e:
+        raise HTTPError(500, str(e)) from None
+
+
+def _allocs_of(job_id: str) -> list[dict[str, Any]]:
+    return [a for a in ctx().state.values("alloc") if a["JobID"] == job_id]
+
+
+@bp.get("/v1/jobs")
+def list_jobs() -> Response:
+    prefix = request.args.get("prefix", "")
+    state = ctx().state
+
+    def produce() -> list[dict[str, Any]]:
+        allocs = state.values("alloc")
+        return [jobstore.job_stub(j, jobstore.job_summary(j, [a for a in allocs if a["JobID"] == j["ID"]]))
+                for j in state.values("job", prefix)]
+
+    return read_endpoint(state, ("job", "alloc"), produce)
+
+
+def _register(body: dict[str, Any], path_id: str | None) -> Response:
+    check_fields(body, REGISTER_FIELDS, "job register request")
+    job = _prepare(body)
+    if path_id is not None and job["ID"] != path_id:
+        raise HTTPError(400, "Job ID does not match name")
+    enforce = body.get("EnforceIndex", False)
+    index = body.get("JobModifyIndex", 0)
+    if not isinstance(enforce, bool) or not isinstance(index, int) or isinstance(index, bool):
+        raise HTTPError(400, "Request decode failed: EnforceIndex must be a bool and JobModifyIndex an integer")
+    try:
+        out = jobstore.register(ctx().state, job, enforce, index)
+    except jobstore.EnforceIndexError as e:
+        raise HTTPError(500, str(e)) from None
+    notify()
+    return reply(out, out["Index"])
+
+
+@bp.route("/v1/jobs", methods=["POST", "PUT"])
+def register_job() -> Response:
+    return _register(json_body(), None)
+
+
+@bp.route("/v1/jobs/parse", methods=["POST", "PUT"])
+def parse_job() -> Response:
+    body = json_body()
+    check_fields(body, PARSE_FIELDS, "job parse request")
+    hcl = body.get("JobHCL")
+    if not isinstance(hcl, str) or not hcl.strip():
+        raise HTTPError(400, "Job spec is empty")
+    variables = body.get("Variables") or {}
+    if isinstance(variables, str):  # Nomad's API takes variables as HCL-ish "k=v" lines too
+        variables = dict(line.split("=", 1) for line in variables.splitlines() if "=" in line)
+    if not isinstance(variables, dict):
+        raise HTTPError(400, "Variables must be an object")
+    try:
+        job = spec.parse_hcl(hcl, variables)
+        if body.get("Canonicalize"):
+            job = spec.canonicalize(job)
+    except spec.SpecInputError as e:
+        raise HTTPError(400, str(e)) from None
+    return reply(job)
+
+
+@bp.get("/v1/job/<job_id>")
+def get_job(job_id: str) -> Response:
+    state = ctx().state
+    index = blocking(state, ("job",))
+    return reply(strip_private(_job_or_404(job_id)), index)
+
+
+@bp.route("/v1/job/<job_id>", methods=["POST", "PUT"])
+def update_job(job_id: str) -> Response:
+    return _register(json_body(), job_id)
+
+
+@bp.delete("/v1/job/<job_id>")
+def deregister_job(job_id: str) -> Response:
+    purge = parse_bool("purge")
+    try:
+        out = jobstore.deregister(ctx().state, job_id, purge)
+    except jobstore.JobNotFound:
+        raise HTTPError(404, "job not found") from None
+    notify()
+    return reply(out, out["Index"])
+
+
+@bp.route("/v1/job/<job_id>/plan", methods=["POST", "PUT"])
+def plan_job(job_id: str) -> Response:
+    body = json_body()
+    check_fields(body, PLAN_FIELDS, "job plan request")
+    job = _prepare(body)
+    if job["ID"] != job_id:
+        raise HTTPError(400, "Job ID does not match")
+    state = ctx().state
+    rec = state.get("job", job_id)
+    existing = rec.value if rec else None
+    # The plan shows the version registration would create: unchanged spec keeps the version.
+    job["Version"] = existing["Version"] if existing and not jobstore.spec_changed(existing, job) else (
+        existing["Version"] + 1 if existing else 0)
+    all_allocs = state.values("alloc")
+    node_rec = state.get("node", ctx().node_id)
+    if node_rec is None:
+        raise HTTPError(500, "no node registered yet")
+    plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id], all_allocs,
+                            node_rec.value, spec.update_kind)
+    diff = spec.diff(existing, job) if body.get("Diff") else None
+    return reply({
+        "Index": state.index, "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
+        "CreatedEvals": None, "Diff": diff, "Annotations": plan.annotations(),
+        "FailedTGAllocs": plan.failed or None, "Warnings": "", "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
+    }, state.index)
+
+
+@bp.get("/v1/job/<job_id>/versions")
+def job_versions(job_id: str) -> Response:
+    state = ctx().state
+    index = blocking(state, ("job", "job_version"))
+    versions = [strip_private(v) for v in reversed(state.values("job_version", job_id + "/"))]
+    if not versions:
+        raise HTTPError(404, "job versions not found")
+    diffs = None
+    if parse_bool("diffs"):
+        diffs = [spec.diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
+    return reply({"Versions": versions, "Diffs": diffs, "Index": index}, index)
+
+
+@bp.get("/v1/job/<job_id>/allocations")
+def job_allocations(job_id: str) -> Response:
+    state = ctx().state
+    show_all = parse_bool("all")
+
+    def produce() -> list[dict[str, Any]]:
+        job = state.get("job", job_id)
+        allocs = _allocs_of(job_id)
+        if not show_all and job is not None:
+            # Without ?all Nomad lists allocations of the current job incarnation only.
+            allocs = [a for a in allocs if a["CreateIndex"] >= job.value["CreateIndex"]]
+        return [alloc_stub(a) for a in sorted(allocs, key=lambda a: a["CreateIndex"])]
+
+    return read_endpoint(state, ("alloc",), produce)
+
+
+@bp.get("/v1/job/<job_id>/evaluations")
+def job_evaluations(job_id: str) -> Response:
+    state = ctx().state
+    return read_endpoint(state, ("eval",), lambda: sorted(
+        (e for e in state.values("eval") if e["JobID"] == job_id), key=lambda e: -e["CreateIndex"]))
+
+
+@bp.get("/v1/job/<job_id>/deployments")
+def job_deployments(job_id: str) -> Response:
+    state = ctx().state
+    return read_endpoint(state, ("deployment",), lambda: sorted(
+        (d for d in state.values("deployment") if d["JobID"] == job_id), key=lambda d: -d["CreateIndex"]))
+
+
+@bp.get("/v1/job/<job_id>/deployment")
+def job_latest_deployment(job_id: str) -> Response:
+    state = ctx().state
+
+    def produce() -> dict[str, Any] | None:
+        deps = sorted((d for d in state.values("deployment") if d["JobID"] == job_id),
+                      key=lambda d: -d["CreateIndex"])
+        return deps[0] if deps else None
+
+    return read_endpoint(state, ("deployment",), produce)
+
+
+@bp.get("/v1/job/<job_id>/summary")
+def job_summary(job_id: str) -> Response:
+    state = ctx().state
+    index = blocking(state, ("job", "alloc"))
+    return reply(jobstore.job_summary(_job_or_404(job_id), _allocs_of(job_id)), index)

@@ -1,0 +1,143 @@
+"""Read endpoints: allocations, evaluations, deployments, nodes, agent and status."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from nomadmesh.agent.http.nomad_ctx import ctx
+from nomadmesh.agent.http.nomad_util import HTTPError, blocking, read_endpoint, reply, strip_private
+from nomadmesh.agent.scheduling.node import NOMAD_VERSION, node_stub
+from nomadmesh.agent.scheduling.structs import alloc_stub
+
+bp = Blueprint("nomad_reads", __name__)
+
+
+def _one(kind: str, key: str, what: str) -> Response:
+    """GET of one document, by full ID or by a unique ID prefix as Nomad allows."""
+    state = ctx().state
+    index = blocking(state, (kind,))
+    rec = state.get(kind, key)
+    if rec is None and len(key) >= 8:
+        matches = state.list(kind, key)
+        rec = matches[0] if len(matches) == 1 else None
+    if rec is None:
+        raise HTTPError(404, f"{what} not found")
+    return reply(strip_private(rec.value), index)
+
+
+def _prefixed(kind: str) -> list[dict[str, Any]]:
+    return ctx().state.values(kind, request.args.get("prefix", ""))
+
+
+@bp.get("/v1/allocations")
+def allocations() -> Response:
+    return read_endpoint(ctx().state, ("alloc",), lambda: [alloc_stub(a) for a in _prefixed("alloc")])
+
+
+@bp.get("/v1/allocation/<alloc_id>")
+def allocation(alloc_id: str) -> Response:
+    return _one("alloc", alloc_id, "alloc")
+
+
+@bp.get("/v1/evaluations")
+def evaluations() -> Response:
+    return read_endpoint(ctx().state, ("eval",), lambda: _prefixed("eval"))
+
+
+@bp.get("/v1/evaluation/<eval_id>")
+def evaluation(eval_id: str) -> Response:
+    return _one("eval", eval_id, "eval")
+
+
+@bp.get("/v1/evaluation/<eval_id>/allocations")
+def evaluation_allocations(eval_id: str) -> Response:
+    state = ctx().state
+    return read_endpoint(state, ("alloc",), lambda: [alloc_stub(a) for a in state.values("alloc")
+                                                     if a["EvalID"] == eval_id])
+
+
+@bp.get("/v1/deployments")
+def deployments() -> Response:
+    return read_endpoint(ctx().state, ("deployment",), lambda: _prefixed("deployment"))
+
+
+@bp.get("/v1/deployment/<dep_id>")
+def deployment(dep_id: str) -> Response:
+    return _one("deployment", dep_id, "deployment")
+
+
+@bp.get("/v1/deployment/allocations/<dep_id>")
+def deployment_allocations(dep_id: str) -> Response:
+    state = ctx().state
+    return read_endpoint(state, ("alloc",), lambda: [alloc_stub(a) for a in state.values("alloc")
+                                                     if a.get("DeploymentID") == dep_id])
+
+
+@bp.get("/v1/nodes")
+def nodes() -> Response:
+    return read_endpoint(ctx().state, ("node",), lambda: [node_stub(n) for n in _prefixed("node")])
+
+
+@bp.get("/v1/node/<node_id>")
+def node(node_id: str) -> Response:
+    return _one("node", node_id, "node")
+
+
+@bp.get("/v1/node/<node_id>/allocations")
+def node_allocations(node_id: str) -> Response:
+    state = ctx().state
+    return read_endpoint(state, ("alloc",), lambda: [strip_private(a) for a in state.values("alloc")
+                                                     if a["NodeID"] == node_id])
+
+
+@bp.get("/v1/agent/self")
+def agent_self() -> Response:
+    c = ctx()
+    cfg = c.config
+    addr = f"{cfg.bind}:{cfg.nomad_port}"
+    return reply({
+        "config": {
+            "Region": cfg.region, "Datacenter": cfg.datacenter, "NodeName": cfg.node_name,
+            "DataDir": str(cfg.data_dir), "BindAddr": cfg.bind, "Version": {"Version": NOMAD_VERSION,
+                                                                             "VersionPrerelease": "", "VersionMetadata": ""},
+            "Ports": {"HTTP": cfg.nomad_port, "RPC": 4647, "Serf": 4648},
+            "Client": {"Enabled": True, "NodeClass": "", "Options": {"driver.raw_exec.enable": "1"}},
+            "Server": {"Enabled": True, "BootstrapExpect": 1},
+            "Consul": {"Address": f"{cfg.bind}:{cfg.consul_port}", "GRPCAddress": f"{cfg.bind}:{cfg.grpc_port}"},
+            "DevMode": cfg.dev,
+        },
+        "member": {"Name": f"{cfg.node_name}.{cfg.region}", "Addr": cfg.bind, "Port": 4648, "Status": "alive",
+                   "Tags": {"region": cfg.region, "dc": cfg.datacenter, "role": "nomad", "build": NOMAD_VERSION,
+                            "id": c.node_id}},
+        "stats": {"nomad": {"leader": "true", "server": "true", "known_regions": "1"},
+                  "client": {"node_id": c.node_id, "known_servers": addr}},
+    })
+
+
+@bp.get("/v1/agent/health")
+def agent_health() -> Response:
+    return reply({"client": {"ok": True, "message": "ok"}, "server": {"ok": True, "message": "ok"}})
+
+
+@bp.get("/v1/agent/members")
+def agent_members() -> Response:
+    cfg = ctx().config
+    return reply({"ServerName": cfg.node_name, "ServerRegion": cfg.region, "ServerDC": cfg.datacenter,
+                  "Members": [{"Name": f"{cfg.node_name}.{cfg.region}", "Addr": cfg.bind, "Port": 4648,
+                               "Status": "alive", "Tags": {"region": cfg.region, "dc": cfg.datacenter}}]})
+
+
+@bp.get("/v1/status/leader")
+def status_leader() -> Response:
+    return reply(f"{ctx().config.bind}:4647")
+
+
+@bp.get("/v1/status/peers")
+def status_peers() -> Response:
+    return reply([f"{ctx().config.bind}:4647"])
+
+
+@bp.get("/v1/regions")
+def regions() -> Response:
+    return reply([ctx().config.region])

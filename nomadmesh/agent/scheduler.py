@@ -1,0 +1,195 @@
+"""The dev agent's scheduler: one worker thread that turns evaluations into running allocations.
+
+Each pass (on notify() or every TICK_S):
+  1. processes pending evaluations (scheduling/evals.py: plan, place, stop, update, deployments);
+  2. makes the runtime match the allocations' desired status (scheduling/runner.py: start or stop
+     task processes, network namespaces and Consul registrations);
+  3. watches running deployments (scheduling/deployments.py: health, success, auto-revert);
+  4. keeps each job's Status (pending/running/dead) in step with its allocations.
+
+start() first reconciles what the state says with what really runs, so an agent restarted after a
+SIGKILL adopts still-running tasks, restarts or fails the dead ones and tears down orphaned
+namespaces. stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.scheduling import deployments, evals
+from nomadmesh.agent.scheduling.node import node_document
+from nomadmesh.agent.scheduling.runner import AllocRunner, Platform
+from nomadmesh.agent.scheduling.structs import is_terminal
+
+log = logging.getLogger("nomadmesh.agent.scheduler")
+TICK_S = 0.2
+
+
+class Scheduler:
+    def __init__(self, ctx: AgentContext):
+        self.ctx = ctx
+        self.platform = Platform(ctx)
+        self._runners: dict[str, AllocRunner] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._register_node()
+        self._reconcile_on_start()
+        self._thread = threading.Thread(target=self._loop, name="nomad-scheduler", daemon=True)
+        self._thread.start()
+        self.notify()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, stop_tasks: bool = True) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            runners = list(self._runners.values())
+            self._runners.clear()
+        if stop_tasks:
+            threads = [threading.Thread(target=r.stop, kwargs={"final_status": None}) for r in runners]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        else:
+            for r in runners:
+                r.detach()
+
+    # --- node ---------------------------------------------------------------------------------
+
+    def node(self) -> dict[str, Any]:
+        rec = self.ctx.state.get("node", self.ctx.node_id)
+        assert rec is not None, "start() registers the node"
+        return rec.value
+
+    def _register_node(self) -> None:
+        cfg = self.ctx.config
+        doc = node_document(self.ctx.node_id, cfg.node_name, cfg.datacenter, f"{cfg.bind}:{cfg.nomad_port}",
+                            self.platform.bridge_unavailable(), 0)
+        with self.ctx.state.write() as txn:
+            old = txn.get("node", self.ctx.node_id)
+            doc["CreateIndex"] = old.value["CreateIndex"] if old else txn.index
+            doc["ModifyIndex"] = txn.index
+            txn.put("node", self.ctx.node_id, doc)
+
+    # --- restart reconciliation ----------------------------------------------------------------
+
+    def _reconcile_on_start(self) -> None:
+        live: set[str] = set()
+        for alloc in self.ctx.state.values("alloc"):
+            if alloc["ClientStatus"] in ("complete", "failed", "lost") and alloc["DesiredStatus"] != "run":
+                continue
+            if alloc["ClientStatus"] in ("complete", "failed", "lost"):
+                continue
+            runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
+            if alloc["DesiredStatus"] == "run":
+                runner.restore()  # adopt what still runs; restart or fail what died
+                self._runners[alloc["ID"]] = runner
+                live.add(alloc["ID"])
+            else:
+                runner.restore()
+                runner.stop(final_status="complete")  # the agent died while stopping it
+        self.platform.teardown_orphans(live)
+        self._deregister_orphan_services(live)
+
+    def _deregister_orphan_services(self, live: set[str]) -> None:
+        catalog = self.ctx.catalog
+        if catalog is None:
+            return
+        for svc in catalog.services():
+            sid = svc.get("ID", "")
+            if sid.startswith("_nomad-task-") and not any(sid.startswith(f"_nomad-task-{a}-") for a in live):
+                catalog.deregister_service(sid)
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                self._pass()
+            except Exception:  # never let one bad pass kill scheduling for good
+                log.exception("scheduler pass failed")
+
+    def _pass(self) -> None:
+        state = self.ctx.state
+        node = self.node()
+        pending = sorted((e for e in state.values("eval") if e["Status"] == "pending"),
+                         key=lambda e: e["CreateIndex"])
+        for ev in pending:
+            try:
+                evals.process(state, ev["ID"], node)
+            except Exception as e:
+                log.exception("evaluation %s failed", ev["ID"])
+                with state.write() as txn:
+                    cur = txn.get("eval", ev["ID"])
+                    if cur is not None:
+                        txn.put("eval", ev["ID"], dict(cur.value, Status="failed",
+                                                       StatusDescription=f"{type(e).__name__}: {e}"))
+        self._sync_runners()
+        for job_id in deployments.tick(state):
+            deployments.follow_up_eval(state, job_id)
+            self.notify()
+        self._update_job_statuses()
+
+    def _sync_runners(self) -> None:
+        with self._lock:
+            for alloc in self.ctx.state.values("alloc"):
+                runner = self._runners.get(alloc["ID"])
+                if alloc["DesiredStatus"] == "run" and not is_terminal(alloc):
+                    if runner is None:
+                        runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
+                        self._runners[alloc["ID"]] = runner
+                        runner.start()
+                    else:
+                        runner.refresh(alloc)
+                elif runner is not None and alloc["DesiredStatus"] != "run" and not runner.stopping:
+                    threading.Thread(target=self._stop_runner, args=(alloc["ID"], runner),
+                                     name=f"stop-{alloc['ID'][:8]}", daemon=True).start()
+                elif runner is not None and runner.finished:
+                    del self._runners[alloc["ID"]]  # all tasks ended on their own
+
+    def _stop_runner(self, alloc_id: str, runner: AllocRunner) -> None:
+        runner.stop(final_status="complete")
+        with self._lock:
+            if self._runners.get(alloc_id) is runner:
+                del self._runners[alloc_id]
+        self.notify()
+
+    def _update_job_statuses(self) -> None:
+        state = self.ctx.state
+        allocs = state.values("alloc")
+        evals_ = state.values("eval")
+        for job in state.values("job"):
+            mine = [a for a in allocs if a["JobID"] == job["ID"]]
+            nonterminal = [a for a in mine if a["ClientStatus"] in ("pending", "running")
+                           and a["DesiredStatus"] == "run"]
+            blocked = any(e["Status"] == "blocked" for e in evals_ if e["JobID"] == job["ID"])
+            if any(a["ClientStatus"] == "running" for a in nonterminal):
+                status = "running"
+            elif nonterminal or (blocked and not job.get("Stop")):
+                status = "pending"
+            elif job.get("Stop") or mine:
+                status = "dead"
+            else:
+                status = "pending"
+            if status != job.get("Status"):
+                with state.write() as txn:
+                    cur = txn.get("job", job["ID"])
+                    if cur is not None and cur.value.get("Status") != status:
+                        txn.put("job", job["ID"], dict(cur.value, Status=status, ModifyIndex=txn.index))

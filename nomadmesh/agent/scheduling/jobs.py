@@ -1,0 +1,145 @@
+"""Job writes: register (with EnforceIndex), stop, purge and revert, each in one state transaction
+together with the evaluation it triggers — as Nomad's Job.Register/Deregister RPCs do.
+
+The HTTP views validate and canonicalize the job first; this module only versions and stores it.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from nomadmesh.agent.scheduling.structs import (
+    TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
+)
+from nomadmesh.agent.state import State, Txn
+
+TRACKED_VERSIONS = 6  # Nomad's JobTrackedVersions
+# Fields that describe a job's life, not its spec (Nomad's Job.SpecChanged ignores them).
+NON_SPEC_FIELDS = ("Status", "StatusDescription", "Stable", "Version", "CreateIndex", "ModifyIndex",
+                   "JobModifyIndex", "SubmitTime", "VersionTag")
+
+
+class EnforceIndexError(Exception):
+    """Nomad answers these with a 500 whose text starts "Enforcing job modify index"."""
+
+
+class JobNotFound(Exception):
+    pass
+
+
+def version_key(job_id: str, version: int) -> str:
+    return f"{job_id}/{version:010d}"
+
+
+def spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    strip = lambda j: {k: v for k, v in j.items() if k not in NON_SPEC_FIELDS}  # noqa: E731
+    return strip(old) != strip(new)
+
+
+def _enforce(existing: dict[str, Any] | None, index: int) -> None:
+    if index == 0 and existing is not None:
+        raise EnforceIndexError(f"Enforcing job modify index {index}: job already exists")
+    if index != 0 and existing is None:
+        raise EnforceIndexError(f"Enforcing job modify index {index}: job does not exist")
+    if index != 0 and existing is not None and existing["JobModifyIndex"] != index:
+        raise EnforceIndexError(
+            f"Enforcing job modify index {index}: job exists with conflicting job modify index: "
+            f"{existing['JobModifyIndex']}"
+        )
+
+
+def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
+    """Version and write `job` (already canonical); returns the stored document."""
+    job = copy.deepcopy(job)
+    if existing is not None and not spec_changed(existing, job):
+        for k in ("Version", "JobModifyIndex", "SubmitTime", "Stable", "Status", "StatusDescription"):
+            job[k] = existing.get(k)
+    else:
+        job["Version"] = existing["Version"] + 1 if existing else 0
+        job["JobModifyIndex"] = txn.index
+        job["SubmitTime"] = now_ns()
+        job["Stable"] = False
+        job["Status"] = "pending" if not job.get("Stop") else (existing or {}).get("Status", "dead")
+        job["StatusDescription"] = ""
+    job["CreateIndex"] = existing["CreateIndex"] if existing else txn.index
+    job["ModifyIndex"] = txn.index
+    txn.put("job", job["ID"], job)
+    txn.put("job_version", version_key(job["ID"], job["Version"]), job)
+    versions = txn.list("job_version", job["ID"] + "/")
+    for old in versions[: max(0, len(versions) - TRACKED_VERSIONS)]:
+        txn.delete("job_version", old.key)
+    return job
+
+
+def register(state: State, job: dict[str, Any], enforce_index: bool = False,
+             job_modify_index: int = 0) -> dict[str, Any]:
+    with state.write() as txn:
+        rec = txn.get("job", job["ID"])
+        existing = rec.value if rec else None
+        if enforce_index:
+            _enforce(existing, job_modify_index)
+        stored = _store(txn, job, existing)
+        ev = evaluation(stored, TRIGGER_REGISTER, txn.index)
+        txn.put("eval", ev["ID"], ev)
+    return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
+            "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
+
+
+def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
+    with state.write() as txn:
+        rec = txn.get("job", job_id)
+        if rec is None:
+            raise JobNotFound(job_id)
+        job = rec.value
+        if purge:
+            txn.delete("job", job_id)
+            txn.delete_prefix("job_version", job_id + "/")
+            modify_index = job["JobModifyIndex"]
+        else:
+            stopped = dict(job, Stop=True)
+            modify_index = _store(txn, stopped, job)["JobModifyIndex"]
+        ev = evaluation(job, TRIGGER_DEREGISTER, txn.index, JobModifyIndex=modify_index)
+        txn.put("eval", ev["ID"], ev)
+    return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": modify_index,
+            "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": txn.index, "LastContact": 0,
+            "KnownLeader": True}
+
+
+def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGGER_REGISTER) -> dict[str, Any] | None:
+    """Re-register version `to_version` as the newest version (auto_revert, `nomad job revert`)."""
+    with state.write() as txn:
+        cur = txn.get("job", job_id)
+        old = txn.get("job_version", version_key(job_id, to_version))
+        if cur is None or old is None:
+            return None
+        spec = {k: v for k, v in old.value.items() if k not in NON_SPEC_FIELDS}
+        stored = _store(txn, spec, cur.value)
+        ev = evaluation(stored, triggered_by, txn.index)
+        txn.put("eval", ev["ID"], ev)
+    return stored
+
+
+def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ID": job["ID"], "ParentID": job.get("ParentID", ""), "Name": job.get("Name", job["ID"]),
+        "Namespace": job.get("Namespace", "default"), "Datacenters": job.get("Datacenters"),
+        "NodePool": job.get("NodePool", "default"), "Multiregion": None, "Type": job.get("Type", "service"),
+        "Priority": job.get("Priority", 50), "Periodic": False, "ParameterizedJob": False,
+        "Stop": bool(job.get("Stop")), "Status": job.get("Status"), "StatusDescription": job.get("StatusDescription", ""),
+        "JobSummary": summary, "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"],
+        "JobModifyIndex": job["JobModifyIndex"], "SubmitTime": job.get("SubmitTime", 0), "Meta": job.get("Meta"),
+    }
+
+
+def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
+    groups: dict[str, dict[str, int]] = {}
+    for tg in job.get("TaskGroups") or []:
+        groups[tg["Name"]] = {k: 0 for k in ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")}
+    for a in allocs:
+        g = groups.setdefault(a["TaskGroup"], {k: 0 for k in ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")})
+        key = {"pending": "Starting", "running": "Running", "complete": "Complete", "failed": "Failed",
+               "lost": "Lost"}.get(a["ClientStatus"], "Unknown")
+        g[key] += 1
+    return {"JobID": job["ID"], "Namespace": job.get("Namespace", "default"), "Summary": groups,
+            "Children": {"Pending": 0, "Running": 0, "Dead": 0}, "CreateIndex": job["CreateIndex"],
+            "ModifyIndex": job["ModifyIndex"]}

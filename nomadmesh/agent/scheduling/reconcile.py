@@ -1,0 +1,103 @@
+"""What must change for a job's allocations to match the job: Nomad's reconciler, for one node.
+
+Pure. For each task group it decides which allocation indexes to place, which allocations to stop,
+which to update in place and which to replace (destructive update), like Nomad's
+`allocReconciler` with `genericAllocUpdateFn`:
+  * the alloc already runs this job version            -> ignore
+  * the alloc ended (failed/complete) on an old version -> replace
+  * `update_kind(old_group, new_group) == "destructive"` -> replace (bounded by max_parallel)
+  * otherwise                                            -> in place
+Failed allocations of the current version are not rescheduled (the dev agent has one node and
+no reschedule policy); a new job version replaces them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from nomadmesh.agent.scheduling.structs import alloc_index
+
+UpdateKind = Callable[[dict[str, Any], dict[str, Any]], str]
+
+
+@dataclass
+class GroupPlan:
+    name: str
+    place: list[int] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+    inplace: list[str] = field(default_factory=list)
+    destructive: list[tuple[str, int]] = field(default_factory=list)  # (old alloc id, index)
+    deferred: int = 0  # destructive updates held back by max_parallel
+    ignore: int = 0
+
+    def annotations(self) -> dict[str, int]:
+        """Plan's DesiredTGUpdates entry."""
+        return {
+            "Ignore": self.ignore,
+            "Place": len(self.place),
+            "Migrate": 0,
+            "Stop": len(self.stop),
+            "InPlaceUpdate": len(self.inplace),
+            "DestructiveUpdate": len(self.destructive) + self.deferred,
+            "Canary": 0,
+            "Preemptions": 0,
+        }
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.place or self.stop or self.inplace or self.destructive)
+
+
+def _group(job: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return next((g for g in job.get("TaskGroups") or [] if g["Name"] == name), None)
+
+
+def reconcile(
+    job: dict[str, Any] | None,
+    allocs: list[dict[str, Any]],
+    update_kind: UpdateKind,
+    destructive_limit: Callable[[str], int] = lambda _g: 1 << 30,
+) -> dict[str, GroupPlan]:
+    """`job` None or stopped means stop everything. `allocs`: every allocation of the job."""
+    live = [a for a in allocs if a["DesiredStatus"] == "run"]
+    names = {a["TaskGroup"] for a in live}
+    stopped = job is None or bool(job.get("Stop"))
+    if not stopped:
+        names |= {g["Name"] for g in job["TaskGroups"]}
+    plans: dict[str, GroupPlan] = {}
+    for name in sorted(names):
+        plan = plans[name] = GroupPlan(name)
+        mine = sorted((a for a in live if a["TaskGroup"] == name), key=lambda a: -a["CreateIndex"])
+        tg = None if stopped else _group(job, name)
+        if tg is None:
+            plan.stop = [a["ID"] for a in mine]
+            continue
+        count = int(tg.get("Count", 1))
+        by_index: dict[int, dict[str, Any]] = {}
+        for a in mine:
+            i = alloc_index(a)
+            if i >= count or i in by_index:
+                plan.stop.append(a["ID"])  # beyond count, or an older duplicate of a slot
+            else:
+                by_index[i] = a
+        limit = destructive_limit(name)
+        for i in range(count):
+            a = by_index.get(i)
+            if a is None:
+                plan.place.append(i)
+                continue
+            if a.get("JobVersion") == job.get("Version"):
+                plan.ignore += 1
+                continue
+            old_tg = _group(a.get("Job"), name) or {}
+            ended = a["ClientStatus"] in ("failed", "complete", "lost")
+            if ended or update_kind(old_tg, tg) == "destructive":
+                if len(plan.destructive) < limit:
+                    plan.destructive.append((a["ID"], i))
+                else:
+                    plan.deferred += 1
+            else:
+                plan.inplace.append(a["ID"])
+    return plans

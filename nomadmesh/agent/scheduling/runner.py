@@ -1,0 +1,346 @@
+"""Runs one allocation on this node: network, task dirs, task processes, Consul services, state.
+
+The AllocRunner is the client half of Nomad for one allocation. It owns no policy: restarts follow
+the task group's restart block inside the runtime's supervised process; what to run or stop is the
+scheduler's call. Everything it learns (task events, network status, process identities for
+adoption after an agent restart) is written to the allocation document in state.
+
+All calls into nomadmesh.agent.runtime go through Platform (scheduling/platform.py).
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+import time
+from typing import Any, Callable
+
+from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.scheduling import connect_hook
+from nomadmesh.agent.scheduling.platform import Platform, TaskSpec
+from nomadmesh.agent.scheduling.ports import container_port
+from nomadmesh.agent.scheduling.services import registrations
+from nomadmesh.agent.scheduling.structs import now_ns
+
+__all__ = ["AllocRunner", "Platform"]
+
+log = logging.getLogger("nomadmesh.agent.runner")
+MAX_EVENTS = 10  # Nomad keeps the last 10 task events
+
+
+def client_status(states: dict[str, dict[str, Any]]) -> str:
+    """Nomad's getClientStatus: failed > running > pending > complete."""
+    if not states:
+        return "pending"
+    kinds = [s.get("State") for s in states.values()]
+    if any(s.get("State") == "dead" and s.get("Failed") for s in states.values()):
+        return "failed"
+    if "running" in kinds:
+        return "running"
+    if "pending" in kinds:
+        return "pending"
+    return "complete"
+
+
+def _task_state() -> dict[str, Any]:
+    return {"State": "pending", "Failed": False, "Restarts": 0, "LastRestart": None, "StartedAt": None,
+            "FinishedAt": None, "Events": [], "TaskHandle": None}
+
+
+def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
+    """Fold one task event into a TaskState, as Nomad's task runner does."""
+    ts = dict(ts)
+    kind = ev["Type"]
+    if kind == "Started":
+        ts.update(State="running", StartedAt=ev["Time"], FinishedAt=None)
+    elif kind == "Restarting":
+        ts.update(State="pending", Restarts=ts["Restarts"] + 1, LastRestart=ev["Time"])
+    elif kind in ("Not Restarting",):
+        ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
+    elif kind == "Killed":
+        ts.update(State="dead", FinishedAt=ev["Time"])
+    elif kind == "Terminated" and ev.get("_final"):
+        ts.update(State="dead", Failed=bool(ev.get("FailsTask")), FinishedAt=ev["Time"])
+    elif kind == "Setup Failure" or kind == "Driver Failure":
+        ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
+    public = {k: v for k, v in ev.items() if not k.startswith("_")}
+    ts["Events"] = (list(ts.get("Events") or []) + [public])[-MAX_EVENTS:]
+    return ts
+
+
+def event(kind: str, message: str = "", **extra: Any) -> dict[str, Any]:
+    return {"Type": kind, "Time": now_ns(), "Message": message, "DisplayMessage": message or kind,
+            "Details": {}, "FailsTask": False, "RestartReason": "", "ExitCode": 0, "Signal": 0,
+            "KillTimeout": 0, "KillError": "", "KillReason": "", "DriverError": "", "SetupError": "",
+            **extra}
+
+
+class AllocRunner:
+    def __init__(self, ctx: AgentContext, platform: Platform, alloc_id: str, notify: Callable[[], None]):
+        self.ctx = ctx
+        self.platform = platform
+        self.alloc_id = alloc_id
+        self.notify = notify
+        self.stopping = False
+        self.finished = False
+        self._handles: dict[str, Any] = {}
+        self._registered: list[str] = []
+        self._version: int | None = None
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._shutting_down = False
+
+    # --- state helpers ------------------------------------------------------------------------
+
+    def _alloc(self) -> dict[str, Any] | None:
+        rec = self.ctx.state.get("alloc", self.alloc_id)
+        return rec.value if rec else None
+
+    def _update(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | None:
+        with self.ctx.state.write() as txn:
+            rec = txn.get("alloc", self.alloc_id)
+            if rec is None:
+                return None
+            doc = change(dict(rec.value))
+            doc["ModifyIndex"] = txn.index
+            doc["ModifyTime"] = now_ns()
+            txn.put("alloc", self.alloc_id, doc)
+            return doc
+
+    def _record(self, task: str, ev: dict[str, Any]) -> None:
+        if self._shutting_down:
+            return  # the agent stops; the allocation stays as it was for the next agent to restart
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            states = dict(doc.get("TaskStates") or {})
+            states[task] = _apply_event(states.get(task) or _task_state(), ev)
+            doc["TaskStates"] = states
+            doc["ClientStatus"] = client_status(states)
+            handles = dict(doc.get("_Handles") or {})
+            if ev.get("_pid"):
+                handles[task] = {"Pid": ev["_pid"], "StartTime": ev.get("_start_time")}
+            doc["_Handles"] = handles
+            return doc
+
+        doc = self._update(change)
+        if doc is None:
+            return
+        if doc["ClientStatus"] == "running" and not self.stopping:
+            self._register_services(doc)
+        if doc["ClientStatus"] in ("complete", "failed") and not self.stopping:
+            threading.Thread(target=self._cleanup_after_exit, daemon=True).start()
+        self.notify()
+
+    # --- start / restore ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, kwargs={"restore": False},
+                                        name=f"alloc-{self.alloc_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def restore(self) -> None:
+        """After an agent restart: adopt live tasks, restart (or fail) dead ones."""
+        self._run(restore=True)
+
+    def _run(self, restore: bool) -> None:
+        alloc = self._alloc()
+        if alloc is None:
+            return
+        try:
+            self._start_tasks(alloc, restore)
+        except Exception as e:  # a setup failure fails the allocation, never the agent
+            log.exception("allocation %s failed to start", self.alloc_id)
+            for task in self._group(alloc).get("Tasks") or []:
+                self._record(task["Name"], event("Setup Failure", f"{type(e).__name__}: {e}", FailsTask=True,
+                                                 SetupError=str(e)))
+            self._update(lambda d: dict(d, ClientDescription=f"setup failed: {e}"))
+
+    def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
+        return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
+
+    def _start_tasks(self, alloc: dict[str, Any], restore: bool) -> None:
+        tg = self._group(alloc)
+        tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
+        self._version = alloc.get("JobVersion")
+        ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
+        mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
+        netns = None
+        if (mode[0] or {}).get("Mode") == "bridge":
+            mappings = [(int(p["Value"]), container_port(p)) for p in ports]
+            netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
+            netns = netns_path
+            self._update(lambda d: dict(d, NetworkStatus={"InterfaceName": "eth0", "Address": ip,
+                                                          "AddressIPv6": "", "DNS": None}))
+        alloc_dir = self.platform.make_dirs(self.alloc_id, [t["Name"] for t in tasks])
+        handles = alloc.get("_Handles") or {}
+        agent_stopped = bool(alloc.get("_AgentStopped"))
+        if agent_stopped:
+            self._update(lambda d: {k: v for k, v in d.items() if k != "_AgentStopped"})
+        # Prestart tasks first; a non-sidecar prestart task must finish before the main tasks start.
+        order = sorted(tasks, key=lambda t: 0 if ((t.get("Lifecycle") or {}).get("Hook") == "prestart") else 1)
+        for task in order:
+            if self.stopping:
+                return
+            name = task["Name"]
+            spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
+            if restore and name in handles:
+                h = self.platform.adopt_task(spec, handles[name], self._on_event(name))
+                if h is not None:
+                    log.info("allocation %s: adopted task %s (pid %s)", self.alloc_id[:8], name, handles[name]["Pid"])
+                    self._handles[name] = h
+                    continue
+                ts = (alloc.get("TaskStates") or {}).get(name) or {}
+                if not agent_stopped and not self.platform.restart_allowed(spec, ts):
+                    self._record(name, event("Not Restarting", "Exceeded allowed attempts while the agent was down",
+                                             FailsTask=True))
+                    continue
+                if not agent_stopped:
+                    self._record(name, event("Restarting", "Task found dead after agent restart"))
+            else:
+                self._record(name, event("Received", "Task received by client"))
+                self._record(name, event("Task Setup", "Building Task Directory"))
+            with self._lock:
+                if self.stopping:
+                    return
+                self._handles[name] = self.platform.start_task(spec, self._on_event(name))
+            lc = task.get("Lifecycle") or {}
+            if lc.get("Hook") == "prestart" and not lc.get("Sidecar"):
+                self.platform.wait_task(self._handles[name])
+
+    def _on_event(self, task: str) -> Callable[[dict[str, Any]], None]:
+        return lambda ev: self._record(task, ev)
+
+    def _task_spec(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str,
+                   netns: str | None) -> TaskSpec:
+        env = self.platform.task_env(alloc, tg, task, alloc_dir)
+        cfg = task.get("Config") or {}
+        command = self.platform.interpolate(str(cfg.get("command") or ""), env)
+        if not command:
+            raise ValueError(f"task {task['Name']!r}: config.command is required")
+        args = cfg.get("args") or []
+        if isinstance(args, str):
+            args = shlex.split(args)
+        argv = [command] + [self.platform.interpolate(str(a), env) for a in args]
+        return TaskSpec(
+            alloc_id=self.alloc_id, alloc_dir=alloc_dir, name=task["Name"], driver=task["Driver"],
+            argv=argv, env=env, work_dir=self.platform.interpolate(str(cfg.get("work_dir") or ""), env),
+            netns=netns, restart=tg.get("RestartPolicy") or task.get("RestartPolicy") or {},
+            kill_signal=task.get("KillSignal") or "SIGINT",
+            kill_timeout_s=(task.get("KillTimeout") or 5_000_000_000) / 1e9,
+            user=task.get("User") or "",
+        )
+
+    # --- services -----------------------------------------------------------------------------
+
+    def _register_services(self, alloc: dict[str, Any]) -> None:
+        catalog = self.ctx.catalog
+        with self._lock:
+            if catalog is None or (self._registered and self._version == alloc.get("JobVersion")):
+                return
+            self._version = alloc.get("JobVersion")
+            try:
+                regs = registrations(alloc)
+            except ValueError as e:
+                log.warning("allocation %s: cannot register services: %s", self.alloc_id[:8], e)
+                return
+            wanted = {r["ID"] for r in regs}
+            for sid in [s for s in self._registered if s not in wanted]:
+                catalog.deregister_service(sid)
+            registered: list[str] = []
+            for reg in regs:
+                registered += catalog.register_service(reg)
+            self._registered = registered
+
+    def _deregister_services(self) -> None:
+        catalog = self.ctx.catalog
+        if catalog is None:
+            return
+        with self._lock:
+            ids, self._registered = self._registered, []
+        alloc = self._alloc()
+        if alloc is not None:
+            try:
+                ids = list(dict.fromkeys(ids + [r["ID"] for r in registrations(alloc)]))
+            except ValueError:
+                pass
+        for sid in ids:
+            try:
+                catalog.deregister_service(sid)
+            except Exception:
+                log.exception("deregistering %s", sid)
+
+    def refresh(self, alloc: dict[str, Any]) -> None:
+        """An in-place update changed the allocation's job: re-register its services."""
+        if alloc.get("JobVersion") != self._version and alloc["ClientStatus"] == "running" and not self.stopping:
+            self._register_services(alloc)
+
+    # --- stop ---------------------------------------------------------------------------------
+
+    def _cleanup_after_exit(self) -> None:
+        """Every task ended on its own (failed or completed): release services and network."""
+        with self._lock:
+            if self.finished or self.stopping:
+                return
+            if any(not self.platform.task_done(h) for h in self._handles.values()):
+                return
+            self.finished = True
+        self._deregister_services()
+        self.platform.teardown_network(self.alloc_id)
+
+    def stop(self, final_status: str | None = "complete") -> None:
+        """Stop every task (kill_signal, then SIGKILL after kill_timeout), services and network.
+
+        final_status None: the agent is shutting down; the allocation stays desired-running and is
+        started again by the next agent (marked _AgentStopped so that is not counted as a restart).
+        """
+        if final_status is None:
+            self._update(lambda d: dict(d, _AgentStopped=True))
+        with self._lock:
+            self.stopping = True
+            self._shutting_down = final_status is None
+            handles = dict(self._handles)
+        self._deregister_services()
+        threads = [threading.Thread(target=self._stop_task, args=(n, h)) for n, h in handles.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.platform.teardown_network(self.alloc_id)
+        self.finished = True
+        if final_status is not None:
+            def change(doc: dict[str, Any]) -> dict[str, Any]:
+                states = {}
+                for name, ts in (doc.get("TaskStates") or {}).items():
+                    ts = dict(ts)
+                    if ts.get("State") != "dead":
+                        ts = _apply_event(ts, event("Killed", "Task successfully killed"))
+                    states[name] = ts
+                failed = doc["ClientStatus"] == "failed"
+                return dict(doc, TaskStates=states, ClientStatus="failed" if failed else final_status)
+            self._update(change)
+        self.notify()
+
+    def _stop_task(self, name: str, handle: Any) -> None:
+        if self.platform.task_done(handle):
+            return
+        self._record(name, event("Killing", "Sent interrupt. Waiting before force killing"))
+        try:
+            self.platform.stop_task(handle)
+        except Exception:
+            log.exception("stopping task %s of %s", name, self.alloc_id[:8])
+
+    def detach(self) -> None:
+        """Forget the tasks without stopping them (they keep running for a later adopt)."""
+        with self._lock:
+            self.stopping = True
+            for h in self._handles.values():
+                self.platform.detach_task(h)
+            self._handles.clear()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

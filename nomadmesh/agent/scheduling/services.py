@@ -1,0 +1,107 @@
+"""An allocation's Consul service registrations, as Nomad's Consul integration builds them. Pure.
+
+IDs follow Nomad (`_nomad-task-<alloc>-group-<group>-<service>-<portlabel>` for group services,
+`_nomad-task-<alloc>-<task>-<service>-<portlabel>` for task services). The service address is the
+host's (127.0.0.1) and the port is the host side of the port mapping, so checks and callers reach
+bridge-mode allocations through their mapped ports too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nomadmesh.agent.scheduling import connect_hook
+
+HOST_IP = "127.0.0.1"
+
+
+def go_duration(ns: int | float | str | None, default: str = "10s") -> str:
+    """Nanoseconds -> a Go duration string Consul parses ("2s", "500ms")."""
+    if ns is None or ns == 0:
+        return default
+    if isinstance(ns, str):
+        return ns
+    ns = int(ns)
+    if ns % 1_000_000_000 == 0:
+        return f"{ns // 1_000_000_000}s"
+    if ns % 1_000_000 == 0:
+        return f"{ns // 1_000_000}ms"
+    return f"{ns}ns"
+
+
+def port_map(alloc: dict[str, Any]) -> dict[str, int]:
+    """Port label -> host port of an allocation."""
+    ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
+    return {p["Label"]: int(p["Value"]) for p in ports}
+
+
+def _resolve_port(label: str | None, ports: dict[str, int]) -> int:
+    if not label:
+        return 0
+    if label in ports:
+        return ports[label]
+    if str(label).isdigit():  # Nomad allows a literal port number as port label
+        return int(label)
+    raise ValueError(f"port label {label!r} not found in the group's network block")
+
+
+def _check(svc_id: str, svc: dict[str, Any], chk: dict[str, Any], ports: dict[str, int],
+           svc_port: int) -> dict[str, Any] | None:
+    kind = (chk.get("Type") or "").lower()
+    port = _resolve_port(chk.get("PortLabel"), ports) if chk.get("PortLabel") else svc_port
+    name = chk.get("Name") or f'service: "{svc["Name"]}" check'
+    out: dict[str, Any] = {
+        "CheckID": f"{svc_id}-{_slug(name)}",
+        "Name": name,
+        "Interval": go_duration(chk.get("Interval"), "10s"),
+        "Timeout": go_duration(chk.get("Timeout"), "2s"),
+        "ServiceID": svc_id,
+    }
+    if kind == "http":
+        proto = chk.get("Protocol") or "http"
+        path = chk.get("Path") or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+        out["HTTP"] = f"{proto}://{HOST_IP}:{port}{path}"
+        if chk.get("Method"):
+            out["Method"] = chk["Method"]
+    elif kind == "tcp":
+        out["TCP"] = f"{HOST_IP}:{port}"
+    else:
+        return None  # script/grpc checks are not run by the dev agent's catalog
+    return out
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")[:40] or "check"
+
+
+def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Consul /v1/agent/service/register bodies for every consul-provider service of the alloc."""
+    job = alloc["Job"]
+    tg = next(g for g in job["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
+    ports = port_map(alloc)
+    found: list[tuple[str, dict[str, Any]]] = [(f"group-{tg['Name']}", s) for s in tg.get("Services") or []]
+    for task in tg.get("Tasks") or []:
+        found += [(task["Name"], s) for s in task.get("Services") or []]
+    out = []
+    for owner, svc in found:
+        if (svc.get("Provider") or "consul") != "consul":
+            continue
+        label = svc.get("PortLabel") or ""
+        svc_id = f"_nomad-task-{alloc['ID']}-{owner}-{svc['Name']}-{label}"
+        port = _resolve_port(label, ports)
+        reg: dict[str, Any] = {
+            "ID": svc_id,
+            "Name": svc["Name"],
+            "Tags": list(svc.get("Tags") or []),
+            "Address": HOST_IP,
+            "Port": port,
+            "Meta": {"external-source": "nomad", **(svc.get("Meta") or {})},
+            "Checks": [c for c in (_check(svc_id, svc, chk, ports, port)
+                                   for chk in svc.get("Checks") or []) if c],
+        }
+        sidecar = connect_hook.sidecar_registration(alloc, svc, svc_id)
+        if sidecar is not None:
+            reg["Connect"] = {"SidecarService": sidecar}
+        out.append(reg)
+    return out

@@ -1,0 +1,75 @@
+"""The one seam to nomadmesh.agent.jobspec (parse, normalize, canonicalize, validate, diff, update_kind).
+
+Everything in scheduling/ and the Nomad API goes through here, so the jobspec package's error type
+becomes one local exception and its names are bound in one place.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+class SpecInputError(Exception):
+    """The job (HCL or JSON) is malformed: a 400 with this one-line reason."""
+
+
+class SpecInvalid(Exception):
+    """The job is well-formed but invalid (Nomad answers 500 with a multierror text)."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        n = len(errors)
+        body = "\n".join(f"\t* {e}" for e in errors)
+        super().__init__(f"{n} error{'s' if n != 1 else ''} occurred:\n{body}\n")
+
+
+def _js() -> Any:
+    return importlib.import_module("nomadmesh.agent.jobspec")
+
+
+def _error_type() -> type[BaseException]:
+    return getattr(_js(), "JobspecError", ValueError)
+
+
+def parse_hcl(text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    try:
+        return _js().parse_hcl(text, variables or {})
+    except _error_type() as e:
+        raise SpecInputError(str(e)) from None
+
+
+def from_json(job: Any) -> dict[str, Any]:
+    if not isinstance(job, dict):
+        raise SpecInputError("Job: expected an object")
+    try:
+        return _js().from_json(job)
+    except _error_type() as e:
+        raise SpecInputError(str(e)) from None
+
+
+def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _js().canonicalize(job)
+    except _error_type() as e:
+        raise SpecInputError(str(e)) from None
+
+
+def validate(job: dict[str, Any]) -> None:
+    errors = list(_js().validate(job))
+    if errors:
+        raise SpecInvalid([str(e) for e in errors])
+
+
+def prepare(job: Any) -> dict[str, Any]:
+    """A submitted Job JSON -> the canonical job to store, or SpecInputError / SpecInvalid."""
+    job = canonicalize(from_json(job))
+    validate(job)
+    return job
+
+
+def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    return _js().diff(old, new)
+
+
+def update_kind(old_group: dict[str, Any], new_group: dict[str, Any]) -> str:
+    return _js().update_kind(old_group, new_group)
