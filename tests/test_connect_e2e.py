@@ -12,6 +12,7 @@ Topology (all 127.0.0.1, random ports):
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import socket
 import ssl
@@ -243,4 +244,27 @@ def test_sidecars_keep_serving_without_the_control_plane_and_catch_up_after(mesh
         took = wait_until(lambda: not mesh.ok(), 5, "deny picked up after reconnecting")
         assert took < 5
     finally:
+        mesh.restore()
+
+
+def test_a_rotated_leaf_reaches_the_running_proxy_without_cutting_connections(mesh: Mesh) -> None:
+    leaf = pinned_ca().sign_leaf("server", DC)
+    conn = http.client.HTTPConnection("127.0.0.1", mesh.upstream_port, timeout=5)
+    try:
+        conn.request("GET", "/before")
+        assert conn.getresponse().read() == b"backend server /before\n"
+        mesh.set_server(leaf_cert_pem=leaf.cert_pem, leaf_key_pem=leaf.key_pem)
+        serial = f"{leaf.cert.serial_number:x}"
+
+        def served() -> bool:
+            certs = json.loads(mesh.server_envoy.admin_get("/certs"))["certificates"]
+            return any(c.get("serial_number", "").lstrip("0") == serial.lstrip("0")
+                       for entry in certs for c in entry.get("cert_chain", []))
+        wait_until(served, 2, "new leaf in Envoy's /certs")
+        conn.request("GET", "/after")  # same connection: SDS updates do not drain listeners
+        assert conn.getresponse().read() == b"backend server /after\n"
+        assert mesh.ok("/fresh")
+    finally:
+        conn.close()
+        mesh.server_snap = replace(mesh.server_snap, leaf_cert_pem=leaf.cert_pem, leaf_key_pem=leaf.key_pem)
         mesh.restore()
