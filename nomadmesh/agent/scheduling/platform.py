@@ -119,12 +119,38 @@ class Platform:
     def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> dict[str, str]:
         env = _runtime("env")
         cfg = self.ctx.config
-        return env.task_env(alloc=alloc, group=tg, task=task, alloc_dir=alloc_dir, region=cfg.region,
-                            datacenter=cfg.datacenter, node_name=cfg.node_name, node_id=self.ctx.node_id,
-                            base_env=dict(os.environ))
+        job = alloc["Job"]
+        shared = (alloc.get("AllocatedResources") or {}).get("Shared") or {}
+        ports = tuple(env.Port(label=p["Label"], value=int(p["Value"]), to=int(p.get("To") or 0),
+                               host_ip=p.get("HostIP") or "127.0.0.1") for p in shared.get("Ports") or [])
+        upstreams = tuple(
+            env.Upstream(destination_name=u["DestinationName"], local_bind_port=int(u["LocalBindPort"]))
+            for svc in tg.get("Services") or []
+            for u in ((((svc.get("Connect") or {}).get("SidecarService") or {}).get("Proxy") or {})
+                      .get("Upstreams") or []))
+        res = task.get("Resources") or {}
+        meta = {**(job.get("Meta") or {}), **(tg.get("Meta") or {}), **(task.get("Meta") or {})}
+        adir = Path(alloc_dir)
+        inp = env.TaskEnvInput(
+            alloc_id=alloc["ID"], alloc_name=alloc["Name"], group=tg["Name"], task=task["Name"],
+            job_id=job["ID"], job_name=job.get("Name") or job["ID"], alloc_dir=str(adir / "alloc"),
+            task_dir=str(adir / task["Name"] / "local"), secrets_dir=str(adir / task["Name"] / "secrets"),
+            namespace=job.get("Namespace") or "default", region=cfg.region, datacenter=cfg.datacenter,
+            cpu=int(res.get("CPU") or 0), memory_mb=int(res.get("MemoryMB") or 0), ports=ports,
+            upstreams=upstreams, meta=meta, env=task.get("Env") or {},
+        )
+        host_env = dict(os.environ) if task.get("Driver") in ("raw_exec", "exec") else {}
+        host_env["TMPDIR"] = str(adir / task["Name"] / "tmp")
+        return env.task_env(inp, host_env=host_env, node_attrs=self.node_attrs())
+
+    def node_attrs(self) -> dict[str, str]:
+        cfg = self.ctx.config
+        return {"node.unique.id": self.ctx.node_id, "node.unique.name": cfg.node_name,
+                "node.datacenter": cfg.datacenter, "node.region": cfg.region, "node.class": "",
+                "attr.kernel.name": "linux", "attr.unique.hostname": cfg.node_name}
 
     def interpolate(self, value: str, env: dict[str, str]) -> str:
-        return _runtime("env").interpolate(value, env)
+        return _runtime("env").interpolate(value, env, self.node_attrs())
 
     # --- processes ----------------------------------------------------------------------------
 

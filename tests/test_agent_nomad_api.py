@@ -1,0 +1,187 @@
+"""The Nomad HTTP API over real HTTP with python-nomad, on an in-process agent (scheduler + Nomad app
+served by waitress on a random port). Jobs here use docker or count 0, so nothing needs the runtime;
+tests that really run tasks are in test_agent_nomad_run.py."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import nomad
+import nomad.api.exceptions as nx
+import pytest
+import requests
+from waitress.server import create_server
+
+from nomadmesh.agent.context import AgentConfig, AgentContext
+from nomadmesh.agent.http.nomad_api import create_nomad_app
+from nomadmesh.agent.scheduler import Scheduler
+
+DOCKER_HCL = """
+job "cache" {
+  group "cache" {
+    count = 2
+    task "redis" {
+      driver = "docker"
+      config { image = "redis:7" }
+    }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class InProcessAgent:
+    def __init__(self, tmp: Path):
+        port = free_port()
+        self.ctx = AgentContext.open(AgentConfig(data_dir=tmp, nomad_port=port, node_name="test-node"))
+        self.scheduler = Scheduler(self.ctx)
+        self.scheduler.start()
+        self.server = create_server(create_nomad_app(self.ctx, self.scheduler), host="127.0.0.1", port=port,
+                                    threads=8)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.addr = f"http://127.0.0.1:{port}"
+        self.client = nomad.Nomad(host="127.0.0.1", port=port, timeout=10)
+
+    def close(self) -> None:
+        self.server.close()
+        self.scheduler.stop(stop_tasks=True)
+        self.ctx.state.close()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
+    a = InProcessAgent(tmp_path)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def wait_for(pred, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def parse(agent: InProcessAgent, hcl: str) -> dict[str, Any]:
+    return agent.client.jobs.parse(hcl, canonicalize=True)
+
+
+def test_parse_register_get_list_versions(agent: InProcessAgent) -> None:
+    job = parse(agent, DOCKER_HCL.replace("count = 2", "count = 0"))
+    assert job["ID"] == "cache" and job["TaskGroups"][0]["Tasks"][0]["Driver"] == "docker"
+    out = agent.client.jobs.register_job({"Job": job})
+    assert out["EvalID"] and out["JobModifyIndex"] > 0
+    got = agent.client.job.get_job("cache")
+    assert got["Version"] == 0 and got["JobModifyIndex"] == out["JobModifyIndex"]
+    assert [j["ID"] for j in agent.client.jobs.get_jobs()] == ["cache"]
+    assert requests.get(f"{agent.addr}/v1/jobs", params={"prefix": "zzz"}).json() == []
+    job["Meta"] = {"owner": "test"}
+    agent.client.job.register_job("cache", {"Job": job})
+    versions = agent.client.job.get_versions("cache")["Versions"]
+    assert [v["Version"] for v in versions] == [1, 0]
+    ev = wait_for(lambda: (e := agent.client.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
+    assert ev["TriggeredBy"] == "job-register" and ev["JobID"] == "cache"
+
+
+def test_enforce_index_conflicts_are_500_with_nomads_text(agent: InProcessAgent) -> None:
+    job = parse(agent, DOCKER_HCL.replace("count = 2", "count = 0"))
+    first = agent.client.jobs.register_job({"Job": job, "EnforceIndex": True, "JobModifyIndex": 0})
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job, "EnforceIndex": True, "JobModifyIndex": 0})
+    assert r.status_code == 500 and r.text.startswith("Enforcing job modify index 0: job already exists")
+    stale = first["JobModifyIndex"] + 5
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job, "EnforceIndex": True, "JobModifyIndex": stale})
+    assert r.status_code == 500
+    assert f"Enforcing job modify index {stale}: job exists with conflicting job modify index" in r.text
+    job["Meta"] = {"v": "2"}
+    ok = requests.post(f"{agent.addr}/v1/jobs",
+                       json={"Job": job, "EnforceIndex": True, "JobModifyIndex": first["JobModifyIndex"]})
+    assert ok.status_code == 200 and agent.client.job.get_job("cache")["Version"] == 1
+
+
+def test_docker_job_fails_placement_with_missing_drivers(agent: InProcessAgent) -> None:
+    job = parse(agent, DOCKER_HCL)
+    plan = agent.client.job.plan_job("cache", {"Job": job}, diff=True)
+    assert plan["FailedTGAllocs"]["cache"]["ConstraintFiltered"] == {"missing drivers": 1}
+    assert plan["Annotations"]["DesiredTGUpdates"]["cache"]["Place"] == 2
+    assert plan["Diff"]["Type"] == "Added"
+    out = agent.client.jobs.register_job({"Job": job})
+    ev = wait_for(lambda: (e := agent.client.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
+    failed = ev["FailedTGAllocs"]["cache"]
+    assert failed["ConstraintFiltered"] == {"missing drivers": 1} and failed["NodesEvaluated"] == 1
+    assert agent.client.evaluation.get_evaluation(ev["BlockedEval"])["Status"] == "blocked"
+    assert agent.client.job.get_allocations("cache") == []
+    assert agent.client.job.get_job("cache")["Status"] == "pending"
+
+
+def test_stop_then_purge(agent: InProcessAgent) -> None:
+    job = parse(agent, DOCKER_HCL.replace("count = 2", "count = 0"))
+    agent.client.jobs.register_job({"Job": job})
+    out = agent.client.job.deregister_job("cache", purge=False)
+    assert out["EvalID"]
+    stopped = agent.client.job.get_job("cache")
+    assert stopped["Stop"] is True and stopped["Version"] == 1
+    wait_for(lambda: agent.client.job.get_job("cache")["Status"] == "dead")
+    agent.client.job.deregister_job("cache", purge=True)
+    with pytest.raises(nx.URLNotFoundNomadException):
+        agent.client.job.get_job("cache")
+    r = requests.delete(f"{agent.addr}/v1/job/cache")
+    assert r.status_code == 404 and r.text.strip() == "job not found"
+
+
+def test_bad_input_gets_nomads_codes_and_one_line(agent: InProcessAgent) -> None:
+    r = requests.post(f"{agent.addr}/v1/jobs", data=b"{not json")
+    assert r.status_code == 400 and "decode" in r.text.lower()
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": {"ID": "x", "TaskGroups": "nope"}})
+    assert r.status_code == 400 and "TaskGroups" in r.text
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": {"ID": "x"}, "Bogus": 1})
+    assert r.status_code == 400 and "Bogus" in r.text
+    r = requests.post(f"{agent.addr}/v1/jobs/parse", json={"JobHCL": 'job "x" { group "g" { affinity {} } }'})
+    assert r.status_code == 400 and "affinity" in r.text
+    r = requests.post(f"{agent.addr}/v1/jobs", data=b"x" * (9 * 1024 * 1024))
+    assert r.status_code == 413
+    for path in ("/v1/allocation/00000000-0000-0000-0000-000000000000", "/v1/evaluation/nope-nope-nope",
+                 "/v1/deployment/nope", "/v1/job/nope"):
+        assert requests.get(agent.addr + path).status_code == 404, path
+    assert requests.get(f"{agent.addr}/v1/jobs", params={"index": "x"}).status_code == 400
+    assert agent.client.jobs.get_jobs() == []  # nothing half-written
+
+
+def test_blocking_query_returns_on_change_and_times_out(agent: InProcessAgent) -> None:
+    r = requests.get(f"{agent.addr}/v1/jobs")
+    index = int(r.headers["X-Nomad-Index"])
+    assert r.headers["X-Nomad-KnownLeader"] == "true"
+    t0 = time.monotonic()
+    r = requests.get(f"{agent.addr}/v1/jobs", params={"index": index, "wait": "300ms"})
+    assert 0.25 <= time.monotonic() - t0 < 3 and int(r.headers["X-Nomad-Index"]) == index
+    job = parse(agent, DOCKER_HCL.replace("count = 2", "count = 0"))
+    threading.Timer(0.3, lambda: agent.client.jobs.register_job({"Job": job})).start()
+    t0 = time.monotonic()
+    r = requests.get(f"{agent.addr}/v1/jobs", params={"index": index, "wait": "10s"})
+    assert time.monotonic() - t0 < 5
+    assert int(r.headers["X-Nomad-Index"]) > index and [j["ID"] for j in r.json()] == ["cache"]
+
+
+def test_node_agent_and_status(agent: InProcessAgent) -> None:
+    nodes = agent.client.nodes.get_nodes()
+    assert len(nodes) == 1 and nodes[0]["Status"] == "ready"
+    node = agent.client.node.get_node(nodes[0]["ID"])
+    assert set(node["Drivers"]) == {"raw_exec", "exec"}
+    me = agent.client.agent.get_agent()
+    assert me["config"]["Datacenter"] == "dc1" and me["config"]["NodeName"] == "test-node"
+    assert requests.get(f"{agent.addr}/v1/agent/health").json()["client"]["ok"] is True
+    assert json.loads(requests.get(f"{agent.addr}/v1/status/leader").text).endswith(":4647")
