@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import shutil
-import statistics
 import tempfile
 import time
 from dataclasses import replace

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from envoy.config.rbac.v3 import rbac_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st

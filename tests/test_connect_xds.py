@@ -5,7 +5,6 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -197,3 +196,17 @@ def test_latest_wins_a_burst_ends_on_the_last_snapshot(server: XdsServer, client
         client.ack(resp)
     assert got and got[-1].version_info == last.version_of(last.select(LISTENER, None))
     assert len(got) <= 30
+
+
+def test_sixty_streams_at_once_are_all_served(server: XdsServer) -> None:
+    # grpc.aio: streams are coroutines, not pool threads, so many sidecars do not starve each other.
+    clients = [AdsClient(server.address, node=f"n{i}") for i in range(60)]
+    try:
+        for i, c in enumerate(clients):
+            server.cache.set(c.node, snapshot(f"svc{i}"))
+            c.send(LISTENER)
+        assert all(c.recv(10).type_url == LISTENER for c in clients)
+        assert len(server.streams) == 60
+    finally:
+        for c in clients:
+            c.close()

@@ -15,7 +15,6 @@ every issued leaf stay valid across agent restarts. Everything else is a pure fu
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import tempfile
 import uuid

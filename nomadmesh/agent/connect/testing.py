@@ -8,7 +8,6 @@ import socket
 import threading
 from dataclasses import replace
 from functools import lru_cache
-from typing import Iterator
 
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.snapshot import Address, ProxySnapshot, UpstreamSnap

@@ -13,7 +13,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import wrappers_pb2
 
 from nomadmesh.agent.connect.resources.clusters import exposed_cluster_name
