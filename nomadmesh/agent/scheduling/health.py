@@ -48,15 +48,19 @@ def assess(alloc: dict[str, Any], update: dict[str, Any], check_statuses: list[s
     if not (running and checks_ok):
         return Assessment(UNHEALTHY if now > deadline else PENDING, None)
     # A restart resets the clock: health counts from the latest task start.
-    started = max((_ts((states.get(t["Name"]) or {}).get("StartedAt")) for t in tasks), default=0)
+    started = max((_started_ns(states.get(t["Name"]) or {}) for t in tasks), default=0)
     since = max(previous_since or now, started)
     if now - since >= int(update.get("MinHealthyTime") or 0):
         return Assessment(HEALTHY, since)
     return Assessment(UNHEALTHY if now > deadline else PENDING, since)
 
 
-def _ts(value: Any) -> int:
-    """Task StartedAt is stored as ns (int); tolerate absent values."""
+def _started_ns(ts: dict[str, Any]) -> int:
+    """When the task last started: its latest "Started" event (ns), else an integer StartedAt."""
+    times = [int(e.get("Time") or 0) for e in ts.get("Events") or [] if e.get("Type") == "Started"]
+    if times:
+        return max(times)
+    value = ts.get("StartedAt")
     return int(value) if isinstance(value, (int, float)) else 0
 
 

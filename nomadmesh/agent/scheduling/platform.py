@@ -35,6 +35,7 @@ class TaskSpec:
     kill_signal: str = "SIGINT"
     kill_timeout_s: float = 5.0
     user: str = ""
+    job_type: str = "service"
 
     @property
     def task_dir(self) -> str:
@@ -93,6 +94,12 @@ class Platform:
         port_maps = [{"hostPort": h, "containerPort": c, "protocol": "tcp"} for h, c in mappings]
         ns = self.bridge().setup(alloc_id, port_maps)
         return str(ns.path), str(ns.ip)
+
+    def network_path(self, alloc_id: str) -> str | None:
+        """The allocation's namespace path if it still exists (after an agent restart)."""
+        if self.bridge_unavailable():
+            return None
+        return self.bridge().netns_path(alloc_id)
 
     def teardown_network(self, alloc_id: str) -> None:
         if self._bridge is None and self.bridge_unavailable():
@@ -154,42 +161,38 @@ class Platform:
 
     # --- processes ----------------------------------------------------------------------------
 
-    def _supervisor_args(self, spec: TaskSpec, on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        return dict(name=spec.name, argv=spec.resolved_argv(), env=spec.env, cwd=spec.cwd(),
-                    log_dir=os.path.join(spec.alloc_dir, "alloc", "logs"), netns=spec.netns,
-                    restart=spec.restart, kill_signal=spec.kill_signal, kill_timeout=spec.kill_timeout_s,
-                    on_event=self._events(on_event))
-
-    def _events(self, on_event: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
-        from nomadmesh.agent.scheduling.runner import event
-
-        def relay(task_name: str, ev: Any) -> None:
-            extra: dict[str, Any] = {"ExitCode": getattr(ev, "exit_code", 0) or 0,
-                                     "FailsTask": bool(getattr(ev, "failed", False))}
-            for k in ("pid", "start_time"):
-                if getattr(ev, k, None) is not None:
-                    extra[f"_{k}"] = getattr(ev, k)
-            if getattr(ev, "final", False):
-                extra["_final"] = True
-            e = event(ev.type, getattr(ev, "message", "") or "", **extra)
-            if getattr(ev, "time_ns", None):
-                e["Time"] = ev.time_ns
-            on_event(e)
-
-        return relay
-
-    def start_task(self, spec: TaskSpec, on_event: Callable[[dict[str, Any]], None]) -> Any:
+    def _process_spec(self, spec: TaskSpec) -> Any:
         process = _runtime("process")
-        sup = process.Supervisor(**self._supervisor_args(spec, on_event))
-        sup.start()
-        return sup
+        restarts = _runtime("restarts")
+        adir = _runtime("taskdir").AllocDirs(self.data_dir).path(spec.alloc_id)
+        return process.TaskSpec(
+            name=spec.name, argv=tuple(spec.resolved_argv()), env=spec.env, cwd=Path(spec.cwd()),
+            stdout_path=adir.stdout_path(spec.name), stderr_path=adir.stderr_path(spec.name),
+            netns_path=spec.netns, kill_signal=process.signal_number(spec.kill_signal),
+            kill_timeout_s=spec.kill_timeout_s,
+            restart=restarts.RestartPolicy.from_nomad(spec.restart or None, spec.job_type),
+            job_type=spec.job_type,
+        )
 
-    def adopt_task(self, spec: TaskSpec, handle: dict[str, Any], on_event: Callable[[dict[str, Any]], None]) -> Any:
+    def start_task(self, spec: TaskSpec, on_event: Callable[[str, Any], None]) -> Any:
+        """A started supervised process; `on_event(task, TaskEvent)` sees every Nomad task event."""
+        tp = _runtime("process").TaskProcess(self._process_spec(spec), on_event)
+        return tp
+
+    def adopt_task(self, spec: TaskSpec, handle: dict[str, Any], on_event: Callable[[str, Any], None],
+                   restarts: int = 0, started_at_ns: int | None = None) -> Any:
+        """Watch a task left running by the previous agent; None when that exact process is gone."""
         process = _runtime("process")
-        sup = process.Supervisor(**self._supervisor_args(spec, on_event))
-        if sup.adopt(int(handle["Pid"]), handle.get("StartTime")):
-            return sup
-        return None
+        identity = process.ProcessIdentity(int(handle["Pid"]), int(handle["StartTime"]))
+        return process.TaskProcess.adopt(self._process_spec(spec), identity, on_event, restarts=restarts,
+                                         started_at_ns=started_at_ns)
+
+    @staticmethod
+    def task_state(handle: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(Nomad TaskState, {Pid, StartTime} or None) of a running handle."""
+        st = handle.state()
+        ident = {"Pid": st.pid, "StartTime": st.start_time} if st.pid and st.start_time is not None else None
+        return st.to_nomad(), ident
 
     def restart_allowed(self, spec: TaskSpec, task_state: dict[str, Any]) -> bool:
         """Found dead after an agent restart: restart unless the restart block's attempts are spent."""
@@ -198,8 +201,8 @@ class Platform:
             return True
         return int(task_state.get("Restarts") or 0) < int(policy.get("Attempts", 2))
 
-    def wait_task(self, handle: Any, timeout: float | None = None) -> None:
-        handle.wait(timeout)
+    def wait_task(self, handle: Any, timeout: float | None = None) -> bool:
+        return handle.wait(timeout)
 
     def task_done(self, handle: Any) -> bool:
         return handle.state().state == "dead"
@@ -215,13 +218,26 @@ class Platform:
     def _alloc_dir(self, alloc_id: str) -> Path:
         return self.data_dir / "allocs" / alloc_id
 
+    def _log_path(self, alloc_id: str, task: str, kind: str) -> Path:
+        """ValueError for anything that is not one task's stdout/stderr (no path traversal)."""
+        adir = _runtime("taskdir").AllocDirs(self.data_dir).path(alloc_id)
+        if kind == "stdout":
+            return adir.stdout_path(task)
+        if kind == "stderr":
+            return adir.stderr_path(task)
+        raise ValueError(f"invalid log type {kind!r}")
+
     def log_start(self, alloc_id: str, task: str, kind: str, offset: int, origin: str) -> int:
         """Byte position to start reading at (ValueError for a task/type that is not a log)."""
-        logs = _runtime("logs")
-        path = logs.log_path(self._alloc_dir(alloc_id), task, kind)
+        path = self._log_path(alloc_id, task, kind)
         size = path.stat().st_size if path.exists() else 0
         return max(0, size - offset) if origin == "end" else min(offset, size)
 
     def log_read(self, alloc_id: str, task: str, kind: str, offset: int, limit: int) -> bytes:
-        logs = _runtime("logs")
-        return logs.read(self._alloc_dir(alloc_id), task, kind, offset=offset, limit=limit)
+        path = self._log_path(alloc_id, task, kind)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(limit)
+        except FileNotFoundError:
+            return b""

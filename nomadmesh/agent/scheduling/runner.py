@@ -89,6 +89,7 @@ class AllocRunner:
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._shutting_down = False
+        self._base: dict[str, tuple[int, list[dict[str, Any]]]] = {}  # restarts/events before a restore
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -108,17 +109,40 @@ class AllocRunner:
             return doc
 
     def _record(self, task: str, ev: dict[str, Any]) -> None:
+        """An event the runner itself raises (setup failure, found dead after an agent restart)."""
+        self._write_task(task, lambda ts: _apply_event(ts or _task_state(), ev), ident=None)
+
+    def _sync_task(self, task: str, ev: Any) -> None:
+        """A runtime event: copy the supervised process's own TaskState into the allocation."""
+        handle = self._handles.get(task)
+        if handle is None:
+            self._write_task(task, lambda ts: _apply_event(ts or _task_state(), ev.to_nomad()), ident=None)
+            return
+        fresh, ident = self.platform.task_state(handle)
+        offset, earlier = self._base.get(task, (0, []))
+        fresh = dict(fresh, Restarts=fresh["Restarts"] + offset, TaskHandle=None,
+                     Events=(earlier + fresh["Events"])[-MAX_EVENTS:])
+        self._write_task(task, lambda _ts: fresh, ident=ident)
+        if getattr(ev, "type", "") == "Terminated":
+            # A task that ends for good without a further event (batch exit 0): look again shortly.
+            threading.Thread(target=self._recheck, args=(task, handle), daemon=True).start()
+
+    def _recheck(self, task: str, handle: Any) -> None:
+        if self.platform.wait_task(handle, 2.0) and self._handles.get(task) is handle:
+            self._sync_task(task, None)
+
+    def _write_task(self, task: str, fold: Callable[[dict[str, Any] | None], dict[str, Any]],
+                    ident: dict[str, Any] | None) -> None:
         if self._shutting_down:
             return  # the agent stops; the allocation stays as it was for the next agent to restart
+
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             states = dict(doc.get("TaskStates") or {})
-            states[task] = _apply_event(states.get(task) or _task_state(), ev)
+            states[task] = fold(states.get(task))
             doc["TaskStates"] = states
             doc["ClientStatus"] = client_status(states)
-            handles = dict(doc.get("_Handles") or {})
-            if ev.get("_pid"):
-                handles[task] = {"Pid": ev["_pid"], "StartTime": ev.get("_start_time")}
-            doc["_Handles"] = handles
+            if ident is not None:
+                doc["_Handles"] = dict(doc.get("_Handles") or {}, **{task: ident})
             return doc
 
         doc = self._update(change)
@@ -164,7 +188,10 @@ class AllocRunner:
         ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
         mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
         netns = None
-        if (mode[0] or {}).get("Mode") == "bridge":
+        if (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
+                and self.platform.network_path(self.alloc_id):
+            netns = self.platform.network_path(self.alloc_id)  # survived the agent: keep it
+        elif (mode[0] or {}).get("Mode") == "bridge":
             mappings = [(int(p["Value"]), container_port(p)) for p in ports]
             netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
             netns = netns_path
@@ -182,32 +209,50 @@ class AllocRunner:
                 return
             name = task["Name"]
             spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
-            if restore and name in handles:
-                h = self.platform.adopt_task(spec, handles[name], self._on_event(name))
+            prev = (alloc.get("TaskStates") or {}).get(name) or {}
+            if restore and name in handles and handles[name]:
+                started = max((int(e.get("Time") or 0) for e in prev.get("Events") or []
+                               if e.get("Type") == "Started"), default=None)
+                h = self.platform.adopt_task(spec, handles[name], self._on_event(name),
+                                             restarts=int(prev.get("Restarts") or 0), started_at_ns=started)
                 if h is not None:
                     log.info("allocation %s: adopted task %s (pid %s)", self.alloc_id[:8], name, handles[name]["Pid"])
+                    self._base[name] = (0, list(prev.get("Events") or []))
                     self._handles[name] = h
+                    self._sync_task(name, None)
                     continue
-                ts = (alloc.get("TaskStates") or {}).get(name) or {}
-                if not agent_stopped and not self.platform.restart_allowed(spec, ts):
+            if restore and prev:
+                if not agent_stopped and not self.platform.restart_allowed(spec, prev):
                     self._record(name, event("Not Restarting", "Exceeded allowed attempts while the agent was down",
                                              FailsTask=True))
                     continue
                 if not agent_stopped:
                     self._record(name, event("Restarting", "Task found dead after agent restart"))
-            else:
-                self._record(name, event("Received", "Task received by client"))
-                self._record(name, event("Task Setup", "Building Task Directory"))
+                    prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
+                self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
             with self._lock:
                 if self.stopping:
                     return
-                self._handles[name] = self.platform.start_task(spec, self._on_event(name))
+                handle = self.platform.start_task(spec, self._on_event(name))
+                self._handles[name] = handle
+            try:
+                handle.start()
+            except OSError as e:
+                self._handles.pop(name, None)
+                self._record(name, event("Driver Failure", f"failed to launch command: {e}", FailsTask=True,
+                                         DriverError=str(e)))
+                continue
             lc = task.get("Lifecycle") or {}
             if lc.get("Hook") == "prestart" and not lc.get("Sidecar"):
                 self.platform.wait_task(self._handles[name])
 
-    def _on_event(self, task: str) -> Callable[[dict[str, Any]], None]:
-        return lambda ev: self._record(task, ev)
+        if restore:
+            cur = self._alloc()
+            if cur is not None and cur["ClientStatus"] == "running":
+                self._register_services(cur)
+
+    def _on_event(self, task: str) -> Callable[[str, Any], None]:
+        return lambda _name, ev: self._sync_task(task, ev)
 
     def _task_spec(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str,
                    netns: str | None) -> TaskSpec:
@@ -226,7 +271,7 @@ class AllocRunner:
             netns=netns, restart=tg.get("RestartPolicy") or task.get("RestartPolicy") or {},
             kill_signal=task.get("KillSignal") or "SIGINT",
             kill_timeout_s=(task.get("KillTimeout") or 5_000_000_000) / 1e9,
-            user=task.get("User") or "",
+            user=task.get("User") or "", job_type=alloc["Job"].get("Type") or "service",
         )
 
     # --- services -----------------------------------------------------------------------------
@@ -322,7 +367,6 @@ class AllocRunner:
     def _stop_task(self, name: str, handle: Any) -> None:
         if self.platform.task_done(handle):
             return
-        self._record(name, event("Killing", "Sent interrupt. Waiting before force killing"))
         try:
             self.platform.stop_task(handle)
         except Exception:

@@ -1,0 +1,150 @@
+"""Jobs that really run: host-mode tasks, logs, stop, deployments and auto-revert, over real HTTP."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from test_agent_nomad_api import InProcessAgent, wait_for
+
+S = 1_000_000_000
+
+HTTP_JOB = """
+job "web" {
+  group "web" {
+    network {
+      port "http" {}
+    }
+    update {
+      min_healthy_time = "1s"
+      healthy_deadline = "20s"
+      health_check     = "task_states"
+      auto_revert      = true
+    }
+    restart {
+      attempts = 1
+      delay    = "200ms"
+      interval = "1m"
+      mode     = "fail"
+    }
+    task "server" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-u", "-c", "%s", "${NOMAD_PORT_http}"]
+      }
+      env { GREETING = "hello from ${NOMAD_TASK_NAME}" }
+      kill_timeout = "2s"
+    }
+  }
+}
+"""
+SERVER = ("import http.server,os,sys,socketserver;"
+          "print(os.environ['GREETING'], flush=True);"
+          "h=type('H',(http.server.BaseHTTPRequestHandler,),{'do_GET':lambda s:(s.send_response(200),s.end_headers(),"
+          "s.wfile.write(os.environ['NOMAD_ALLOC_ID'].encode()))});"
+          "http.server.ThreadingHTTPServer(('127.0.0.1',int(sys.argv[1])),h).serve_forever()")
+CRASH = "import sys; print('boom', file=sys.stderr, flush=True); sys.exit(3)"
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
+    a = InProcessAgent(tmp_path)
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def job_with(agent: InProcessAgent, program: str) -> dict[str, Any]:
+    return agent.client.jobs.parse(HTTP_JOB % program.replace('"', '\\"'), canonicalize=True)
+
+
+def running_alloc(agent: InProcessAgent, version: int = 0) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        for stub in agent.client.job.get_allocations("web"):
+            if stub["ClientStatus"] == "running" and stub["JobVersion"] == version:
+                return agent.client.allocation.get_allocation(stub["ID"])
+        return None
+    return wait_for(ready, 20)
+
+
+def host_port(alloc: dict[str, Any]) -> int:
+    return alloc["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+
+
+def get_text(url: str, timeout: float = 10.0) -> str:
+    """GET once the task's server listens (running means started, not yet listening)."""
+    def attempt() -> str | None:
+        try:
+            return requests.get(url, timeout=2).text
+        except requests.ConnectionError:
+            return None
+    return wait_for(attempt, timeout)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+
+
+def test_host_mode_job_runs_serves_logs_and_stops(agent: InProcessAgent) -> None:
+    agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
+    alloc = running_alloc(agent)
+    port = host_port(alloc)
+    assert get_text(f"http://127.0.0.1:{port}/") == alloc["ID"]
+    assert alloc["Name"] == "web.web[0]" and alloc["TaskStates"]["server"]["State"] == "running"
+
+    plain = wait_for(lambda: (t := requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}",
+                                                params={"task": "server", "type": "stdout", "plain": "true"}).text)
+                     and t)
+    assert plain == "hello from server\n"
+    assert agent.client.client.stream_logs.stream(alloc["ID"], "server", "stdout", plain=True) == plain
+    framed = requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}",
+                          params={"task": "server", "type": "stdout", "origin": "end", "offset": 7})
+    frame = json.loads(framed.text)
+    assert base64.b64decode(frame["Data"]) == b"server\n" and frame["File"] == "alloc/logs/server.stdout.0"
+    bad = requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}", params={"task": "../x", "type": "stdout"})
+    assert bad.status_code == 400
+
+    dep = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful" and d, 20)
+    assert dep["TaskGroups"]["web"]["HealthyAllocs"] == 1
+    assert agent.client.job.get_job("web")["Stable"] is True and agent.client.job.get_job("web")["Status"] == "running"
+
+    pid = wait_for(lambda: agent.ctx.state.get("alloc", alloc["ID"]).value.get("_Handles", {}).get("server"))["Pid"]
+    agent.client.job.deregister_job("web", purge=False)
+    done = wait_for(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a)
+    assert done["DesiredStatus"] == "stop" and done["TaskStates"]["server"]["State"] == "dead"
+    assert [e["Type"] for e in done["TaskStates"]["server"]["Events"]][-2:] == ["Terminated", "Killed"]
+    assert not pid_alive(pid)
+    wait_for(lambda: agent.client.job.get_job("web")["Status"] == "dead")
+
+
+def test_crashing_update_fails_deployment_and_auto_reverts(agent: InProcessAgent) -> None:
+    agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
+    wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful", 20)
+    agent.client.jobs.register_job({"Job": job_with(agent, CRASH)})
+    failed = wait_for(lambda: next((d for d in agent.client.job.get_deployments("web")
+                                    if d["JobVersion"] == 1 and d["Status"] == "failed"), None), 30)
+    assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
+    crashed = [a for a in agent.client.job.get_allocations("web") if a["JobVersion"] == 1]
+    assert crashed[0]["ClientStatus"] == "failed"
+    assert crashed[0]["TaskStates"]["server"]["Restarts"] == 1  # restart block: 1 attempt, then fail
+    job = wait_for(lambda: (j := agent.client.job.get_job("web"))["Version"] == 2 and j, 10)
+    assert job["TaskGroups"][0]["Tasks"][0]["Config"]["args"][2] == SERVER
+    alloc = running_alloc(agent, version=2)
+    assert get_text(f"http://127.0.0.1:{host_port(alloc)}/") == alloc["ID"]
+    wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["JobVersion"] == 2
+             and d["Status"] == "successful", 20)
+    stderr = requests.get(f"{agent.addr}/v1/client/fs/logs/{crashed[0]['ID']}",
+                          params={"task": "server", "type": "stderr", "plain": "true"}).text
+    assert stderr.count("boom") == 2
