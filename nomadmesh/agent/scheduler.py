@@ -63,6 +63,7 @@ class Scheduler:
                 t.start()
             for t in threads:
                 t.join(timeout=60)
+            self.platform.remove_bridge()
         else:
             for r in runners:
                 r.detach()
@@ -177,8 +178,7 @@ class Scheduler:
         evals_ = state.values("eval")
         for job in state.values("job"):
             mine = [a for a in allocs if a["JobID"] == job["ID"]]
-            nonterminal = [a for a in mine if a["ClientStatus"] in ("pending", "running")
-                           and a["DesiredStatus"] == "run"]
+            nonterminal = [a for a in mine if a["ClientStatus"] in ("pending", "running")]
             blocked = any(e["Status"] == "blocked" for e in evals_ if e["JobID"] == job["ID"])
             if any(a["ClientStatus"] == "running" for a in nonterminal):
                 status = "running"

@@ -66,11 +66,14 @@ def _runtime(module: str) -> Any:
 class Platform:
     """Runtime access for one agent; `bridge` is built lazily (it needs root and the CNI plugins)."""
 
-    def __init__(self, ctx: AgentContext, bridge_name: str = BRIDGE_NAME, subnet: str = BRIDGE_SUBNET):
+    def __init__(self, ctx: AgentContext):
         self.ctx = ctx
         self.data_dir = Path(ctx.config.data_dir)
-        self._bridge_name = ctx.extras.get("bridge_name", bridge_name)
-        self._subnet = ctx.extras.get("bridge_subnet", subnet)
+        # Nomad's bridge by default. Tests (and anyone running two agents on one host) give each
+        # agent its own bridge, subnet and namespace prefix so they never touch each other's.
+        self._bridge_name = os.environ.get("NOMADMESH_CNI_BRIDGE") or BRIDGE_NAME
+        self._subnet = os.environ.get("NOMADMESH_CNI_SUBNET") or BRIDGE_SUBNET
+        self._netns_prefix = os.environ.get("NOMADMESH_NETNS_PREFIX") or "nm-"
         self._bridge: Any = None
 
     # --- networking ---------------------------------------------------------------------------
@@ -78,8 +81,8 @@ class Platform:
     def bridge(self) -> Any:
         if self._bridge is None:
             cni = _runtime("cni")
-            self._bridge = cni.BridgeNetwork(bridge=self._bridge_name, subnet=self._subnet,
-                                             state_dir=self.data_dir / "cni")
+            self._bridge = cni.BridgeNetwork(self.data_dir / "cni", bridge=self._bridge_name,
+                                             subnet=self._subnet, netns_prefix=self._netns_prefix)
         return self._bridge
 
     def bridge_unavailable(self) -> str | None:
@@ -91,15 +94,17 @@ class Platform:
 
     def setup_network(self, alloc_id: str, mappings: list[tuple[int, int]]) -> tuple[str, str]:
         """Create the allocation's namespace with host->container port maps; returns (netns path, ip)."""
-        port_maps = [{"hostPort": h, "containerPort": c, "protocol": "tcp"} for h, c in mappings]
-        ns = self.bridge().setup(alloc_id, port_maps)
+        cni = _runtime("cni")
+        ns = self.bridge().setup(alloc_id, [cni.PortMap(h, c) for h, c in mappings])
         return str(ns.path), str(ns.ip)
 
     def network_path(self, alloc_id: str) -> str | None:
         """The allocation's namespace path if it still exists (after an agent restart)."""
         if self.bridge_unavailable():
             return None
-        return self.bridge().netns_path(alloc_id)
+        b = self.bridge()
+        path = _runtime("cni").NETNS_DIR / b.netns_name(alloc_id)
+        return str(path) if path.exists() and alloc_id in b.recorded_alloc_ids() else None
 
     def teardown_network(self, alloc_id: str) -> None:
         if self._bridge is None and self.bridge_unavailable():
@@ -116,6 +121,14 @@ class Platform:
             self.bridge().teardown_orphans(keep)
         except Exception:
             log.exception("tearing down orphaned namespaces")
+
+    def remove_bridge(self) -> None:
+        """On agent stop: drop the bridge once no allocation uses it (the CNI plugin recreates it)."""
+        if self._bridge is not None and not self.bridge_unavailable():
+            try:
+                self._bridge.remove_bridge()
+            except Exception:
+                log.exception("removing bridge %s", self._bridge_name)
 
     # --- task dirs and env --------------------------------------------------------------------
 

@@ -140,7 +140,11 @@ class AllocRunner:
             states = dict(doc.get("TaskStates") or {})
             states[task] = fold(states.get(task))
             doc["TaskStates"] = states
-            doc["ClientStatus"] = client_status(states)
+            status = client_status(states)
+            # While stopping, the allocation turns terminal only once its network and services
+            # are gone too (stop() writes the final status), so "complete" means fully released.
+            if not (self.stopping and status in ("complete", "failed")):
+                doc["ClientStatus"] = status
             if ident is not None:
                 doc["_Handles"] = dict(doc.get("_Handles") or {}, **{task: ident})
             return doc
@@ -359,7 +363,7 @@ class AllocRunner:
                     if ts.get("State") != "dead":
                         ts = _apply_event(ts, event("Killed", "Task successfully killed"))
                     states[name] = ts
-                failed = doc["ClientStatus"] == "failed"
+                failed = doc["ClientStatus"] == "failed" or any(ts.get("Failed") for ts in states.values())
                 return dict(doc, TaskStates=states, ClientStatus="failed" if failed else final_status)
             self._update(change)
         self.notify()
