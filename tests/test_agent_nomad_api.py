@@ -40,8 +40,8 @@ def free_port() -> int:
 
 
 class InProcessAgent:
-    def __init__(self, tmp: Path):
-        port = free_port()
+    def __init__(self, tmp: Path, port: int | None = None):
+        port = port or free_port()
         self.ctx = AgentContext.open(AgentConfig(data_dir=tmp, nomad_port=port, node_name="test-node"))
         self.scheduler = Scheduler(self.ctx)
         self.scheduler.start()
