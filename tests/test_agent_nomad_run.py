@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -113,6 +112,12 @@ def test_host_mode_job_runs_serves_logs_and_stops(agent: InProcessAgent) -> None
                           params={"task": "server", "type": "stdout", "origin": "end", "offset": 7})
     frame = json.loads(framed.text)
     assert base64.b64decode(frame["Data"]) == b"server\n" and frame["File"] == "alloc/logs/server.stdout.0"
+    with requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}", stream=True, timeout=10,
+                      params={"task": "server", "type": "stdout", "follow": "true"}) as followed:
+        chunks = followed.iter_content(chunk_size=None)
+        first = json.loads(next(chunks))
+        assert base64.b64decode(first["Data"]) == b"hello from server\n"
+        assert next(chunks) == b"{}"  # a heartbeat while the task is quiet
     bad = requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}", params={"task": "../x", "type": "stdout"})
     assert bad.status_code == 400
 

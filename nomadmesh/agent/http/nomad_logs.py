@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import time
-from typing import Any, Iterator
+from typing import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
@@ -20,8 +19,6 @@ from nomadmesh.agent.http.nomad_util import HTTPError, parse_bool, parse_int
 bp = Blueprint("nomad_logs", __name__)
 
 HEARTBEAT_S = 1.0
-POLL_S = 0.1
-CHUNK = 64 * 1024
 
 
 def _frame(data: bytes, offset: int, file: str) -> bytes:
@@ -38,11 +35,7 @@ def logs(alloc_id: str) -> Response:
     if kind not in ("stdout", "stderr"):
         raise HTTPError(400, "must include file type: stdout or stderr")
     origin = request.args.get("origin", "start")
-    if origin not in ("start", "end"):
-        raise HTTPError(400, "origin must be start or end")
     offset = parse_int("offset", 0)
-    if offset < 0:
-        raise HTTPError(400, "offset must be non-negative")
     follow = parse_bool("follow")
     plain = parse_bool("plain")
     rec = ctx().state.get("alloc", alloc_id)
@@ -54,43 +47,24 @@ def logs(alloc_id: str) -> Response:
     if task not in tasks:
         raise HTTPError(400, f"unknown task name \"{task}\"")
     platform = scheduler().platform
+
+    def done() -> bool:
+        cur = ctx().state.get("alloc", alloc_id)
+        return cur is None or cur.value["ClientStatus"] not in ("pending", "running")
+
     try:
-        start = platform.log_start(alloc_id, task, kind, offset, origin)
+        chunks = platform.log_chunks(alloc_id, task, kind, offset, origin, follow, done, HEARTBEAT_S)
     except ValueError as e:
         raise HTTPError(400, str(e)) from None
-    file = f"alloc/logs/{task}.{kind}.0"
-
-    def running() -> bool:
-        cur = ctx().state.get("alloc", alloc_id)
-        return cur is not None and cur.value["ClientStatus"] in ("pending", "running")
-
-    def chunks() -> Iterator[tuple[int, bytes]]:
-        pos = start
-        last = time.monotonic()
-        while True:
-            data = platform.log_read(alloc_id, task, kind, pos, CHUNK)
-            if data:
-                yield pos, data
-                pos += len(data)
-                last = time.monotonic()
-                continue
-            if not follow or not running():
-                return
-            if time.monotonic() - last >= HEARTBEAT_S:
-                yield pos, b""
-                last = time.monotonic()
-            time.sleep(POLL_S)
 
     def body() -> Iterator[bytes]:
-        for pos, data in chunks():
+        for chunk in chunks:
             if plain:
-                if data:
-                    yield data
-            elif data:
-                yield _frame(data, pos + len(data), file)
+                if chunk.data:
+                    yield chunk.data
+            elif chunk.data:
+                yield _frame(chunk.data, chunk.offset, chunk.file)
             else:
-                yield b"{}"
+                yield b"{}"  # heartbeat, as Nomad's StreamFramer sends
 
-    headers: dict[str, Any] = {}
-    mimetype = "text/plain" if plain else "application/json"
-    return Response(stream_with_context(body()), mimetype=mimetype, headers=headers)
+    return Response(stream_with_context(body()), mimetype="text/plain" if plain else "application/json")

@@ -10,7 +10,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nomadmesh.agent.context import AgentContext
 
@@ -231,26 +231,14 @@ class Platform:
     def _alloc_dir(self, alloc_id: str) -> Path:
         return self.data_dir / "allocs" / alloc_id
 
-    def _log_path(self, alloc_id: str, task: str, kind: str) -> Path:
-        """ValueError for anything that is not one task's stdout/stderr (no path traversal)."""
-        adir = _runtime("taskdir").AllocDirs(self.data_dir).path(alloc_id)
-        if kind == "stdout":
-            return adir.stdout_path(task)
-        if kind == "stderr":
-            return adir.stderr_path(task)
-        raise ValueError(f"invalid log type {kind!r}")
+    def log_chunks(self, alloc_id: str, task: str, kind: str, offset: int, origin: str, follow: bool,
+                   done: Callable[[], bool], heartbeat_s: float = 1.0) -> Iterator[Any]:
+        """runtime.logs chunks {data, file, offset}; ValueError for a bad task/type/origin/offset.
 
-    def log_start(self, alloc_id: str, task: str, kind: str, offset: int, origin: str) -> int:
-        """Byte position to start reading at (ValueError for a task/type that is not a log)."""
-        path = self._log_path(alloc_id, task, kind)
-        size = path.stat().st_size if path.exists() else 0
-        return max(0, size - offset) if origin == "end" else min(offset, size)
-
-    def log_read(self, alloc_id: str, task: str, kind: str, offset: int, limit: int) -> bytes:
-        path = self._log_path(alloc_id, task, kind)
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(limit)
-        except FileNotFoundError:
-            return b""
+        Validation happens before the first chunk, so callers can turn it into a 400."""
+        logs = _runtime("logs")
+        root = self._alloc_dir(alloc_id)
+        if not follow:
+            return iter(logs.read(root, task, kind, offset, origin))
+        logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
+        return logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done)
