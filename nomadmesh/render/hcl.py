@@ -1,0 +1,133 @@
+"""HCL literals and layout: the one place user values become HCL source text.
+
+Every string a user wrote reaches a job file through `hcl_string`; every name that becomes an
+HCL identifier (env/meta keys) through `hcl_ident`. Templates get these as their only filters,
+so no template can interpolate a raw value.
+
+Escaping follows the HCL native-syntax spec: backslash, quote, newline, CR and tab get their
+backslash escapes, other control characters (and U+2028/U+2029) become \\uXXXX, and the template
+introducers `${` / `%{` are doubled (`$${` / `%%{`) so they stay literal text.
+
+One exception to the doubling, for python-hcl2's sake (we verify our output with it): its lexer
+only accepts `$${...}` when a `}` follows inside the same string (`/\\$\\$\\{[^}]*\\}/`); without
+one it fails, or worse, scans on past the closing quote. When no `}` follows we write the brace
+as `\\u007b` instead (`$\\u007b`). HCL scans for `${` in the raw text before decoding escapes,
+so both spellings mean the literal characters `${` to Nomad and to python-hcl2.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from nomadmesh.errors import RenderError
+
+_SIMPLE = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Characters that need an escape of some kind; everything else is copied through unchanged.
+_NEEDS_WORK = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|[$%]\{')
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+# An attribute line as the templates write it: indent, identifier, " = ", value (never multi-line).
+_ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(.*)\Z")
+
+
+def hcl_string(value: str) -> str:
+    """Return `value` as a quoted HCL string literal that evaluates to exactly `value`."""
+    if not isinstance(value, str):
+        raise RenderError(f"expected a string for HCL, got {type(value).__name__}: {value!r}")
+    if not _NEEDS_WORK.search(value):
+        return f'"{value}"'  # the common case: nothing to escape
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        c = value[i]
+        if c in _SIMPLE:
+            out.append(_SIMPLE[c])
+        elif c in "$%" and i + 1 < n and value[i + 1] == "{":
+            # Doubling is the documented escape; see the module docstring for the \u007b form.
+            out.append(c + c + "{" if "}" in value[i + 2 :] else c + "\\u007b")
+            i += 2
+            continue
+        elif "\ud800" <= c <= "\udfff":
+            raise RenderError(f"string {value!r} contains a lone surrogate, which is not valid text")
+        elif c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029":
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+        i += 1
+    return '"' + "".join(out) + '"'
+
+
+def hcl_list(values: Iterable[str]) -> str:
+    """A one-line HCL list of strings, each escaped by `hcl_string`."""
+    return "[" + ", ".join(hcl_string(v) for v in values) + "]"
+
+
+def hcl_ident(name: str) -> str:
+    """Return `name` unchanged if it is a plain HCL identifier; refuse anything else.
+
+    The spec validates names and keys already; this is the second lock, so a key that slipped
+    through can never open a block or an attribute of its own.
+    """
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise RenderError(f"{name!r} cannot be an HCL identifier (letters, digits, '_' and '-' only)")
+    return name
+
+
+def hcl_int(value: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RenderError(f"expected an integer for HCL, got {value!r}")
+    return str(value)
+
+
+def hcl_bool(value: bool) -> str:
+    if not isinstance(value, bool):
+        raise RenderError(f"expected a boolean for HCL, got {value!r}")
+    return "true" if value else "false"
+
+
+def hcl_fmt(text: str) -> str:
+    """Lay out HCL the way `nomad fmt` / `terraform fmt` do, for the shapes our templates emit.
+
+    Indent two spaces per block level and align the `=` of consecutive single-line attributes
+    in a block; a blank line or a nested block ends the run. Lines are one of: blank, `}`,
+    a block header ending in `{`, an empty block ending in `{}`, or an attribute (our values never span lines, and no
+    attribute value ends in `{`). Drops doubled blank lines and blank lines next to braces.
+    """
+    lines: list[tuple[int, str, str | None]] = []  # (depth, key or whole line, value or None)
+    depth = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            if lines and lines[-1][1] != "" and not lines[-1][1].endswith("{"):
+                lines.append((depth, "", None))
+            continue
+        if line == "}":
+            if lines and lines[-1][1] == "":
+                lines.pop()
+            depth -= 1
+            lines.append((depth, "}", None))
+            continue
+        m = _ATTR.match(line)
+        if line.endswith("{}") and not m:  # an empty block, e.g. `sidecar_service {}`
+            lines.append((depth, line, None))
+        elif m and not line.endswith("{"):
+            lines.append((depth, m.group(1), m.group(2)))
+        else:
+            lines.append((depth, line, None))
+            depth += 1
+    if depth != 0:
+        raise RenderError(f"template produced unbalanced braces (depth {depth} at end)")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        d, key, value = lines[i]
+        if value is None:
+            out.append("  " * d + key if key else "")
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and lines[j][2] is not None and lines[j][0] == d:
+            j += 1
+        width = max(len(k) for _, k, _ in lines[i:j])
+        out.extend(f"{'  ' * d}{k.ljust(width)} = {v}" for _, k, v in lines[i:j])
+        i = j
+    return "\n".join(out) + "\n"

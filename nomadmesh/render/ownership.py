@@ -1,0 +1,54 @@
+"""The job meta that marks a job as nomadmesh's and fingerprints the definition it came from.
+
+The hash is sha256 over canonical JSON (sorted keys, no whitespace) of the service and project
+models. `source` fields are left out: they say where a definition was read, not what it is, so
+moving a folder does not make every job look changed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+from nomadmesh.spec.model import Project, Service
+
+MANAGED_KEY = "nomadmesh_managed"
+HASH_KEY = "nomadmesh_hash"
+VERSION_KEY = "nomadmesh_version"
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses to dicts (minus `source`), tuples to lists: the JSON-able form of a model."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != "source"
+        }
+    if isinstance(obj, (tuple, list)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def definition_hash(service: Service, project: Project) -> str:
+    doc = {"service": _plain(service), "project": _plain(project)}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def package_version() -> str:
+    try:
+        return metadata.version("nomadmesh")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def job_meta(service: Service, project: Project) -> tuple[tuple[str, str], ...]:
+    """The job-level meta pairs, in the order the job file shows them."""
+    return (
+        (MANAGED_KEY, "true"),
+        (HASH_KEY, definition_hash(service, project)),
+        (VERSION_KEY, package_version()),
+    )

@@ -1,0 +1,87 @@
+"""Decisions shared by the HCL and the JSON form of a job, made once so the two cannot disagree.
+
+`job_view(service, project)` works out everything the model does not state directly: which port
+label the service registers, whether the port is mapped to the host, the task's env (with PORT),
+which checks go through the sidecar, the driver config, and the ownership meta.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nomadmesh.render.ownership import job_meta
+from nomadmesh.spec.model import Check, Project, Service
+
+PORT_LABEL = "http"
+Pairs = tuple[tuple[str, str], ...]
+ConfigValue = str | tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PortMap:
+    """The group's `port "http"` block: `to` the service port; `static` host port or dynamic (None)."""
+
+    label: str
+    to: int
+    static: int | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    service: Service
+    project: Project
+    meta: Pairs  # job meta (ownership)
+    port: PortMap | None
+    service_port: str  # the service block's `port`: a number inside the netns, or the label
+    checks: tuple[tuple[Check, bool], ...]  # (check, expose)
+    config: tuple[tuple[str, ConfigValue], ...]  # driver config, in file order
+    env: Pairs  # sorted by key
+
+
+def _port_map(service: Service) -> PortMap | None:
+    # A Connect service is reached through its sidecar and needs no mapping unless published;
+    # a plain service registers the label, so the label must exist (dynamic if not published).
+    if service.run.publish is None and service.connect:
+        return None
+    static = service.run.publish or None  # publish 0 means a dynamic host port
+    return PortMap(PORT_LABEL, service.port, static)
+
+
+def check_exposed(service: Service, check: Check) -> bool:
+    """http checks of a Connect service go through the sidecar: the app listens only inside the netns."""
+    return check.expose or (service.connect and check.type == "http")
+
+
+def _config(service: Service, port: PortMap | None) -> tuple[tuple[str, ConfigValue], ...]:
+    run = service.run
+    if run.driver == "docker":
+        items: list[tuple[str, ConfigValue]] = [("image", run.image or "")]
+        if port is not None:
+            items.append(("ports", (port.label,)))
+        return tuple(items)
+    items = [("command", run.command or "")]
+    if run.args:
+        items.append(("args", run.args))
+    if run.work_dir is not None:
+        items.append(("work_dir", run.work_dir))
+    return tuple(items)
+
+
+def _env(service: Service) -> Pairs:
+    # PORT tells the sample apps (and most twelve-factor apps) where to listen; an explicit
+    # PORT in the definition wins.
+    env = {"PORT": str(service.port), **dict(service.run.env)}
+    return tuple(sorted(env.items()))
+
+
+def job_view(service: Service, project: Project) -> JobView:
+    port = _port_map(service)
+    return JobView(
+        service=service,
+        project=project,
+        meta=job_meta(service, project),
+        port=port,
+        service_port=str(service.port) if service.connect else PORT_LABEL,
+        checks=tuple((c, check_exposed(service, c)) for c in service.checks),
+        config=_config(service, port),
+        env=_env(service),
+    )
