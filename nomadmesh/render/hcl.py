@@ -25,8 +25,6 @@ _SIMPLE = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Characters that need an escape of some kind; everything else is copied through unchanged.
 _NEEDS_WORK = re.compile(r'[\\"\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|[$%]\{')
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-# An attribute line as the templates write it: indent, identifier, " = ", value (never multi-line).
-_ATTR = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(.*)\Z")
 
 
 def hcl_string(value: str) -> str:
@@ -89,45 +87,49 @@ def hcl_fmt(text: str) -> str:
 
     Indent two spaces per block level and align the `=` of consecutive single-line attributes
     in a block; a blank line or a nested block ends the run. Lines are one of: blank, `}`,
-    a block header ending in `{`, an empty block ending in `{}`, or an attribute (our values never span lines, and no
-    attribute value ends in `{`). Drops doubled blank lines and blank lines next to braces.
+    a block header ending in `{`, an empty block ending in `{}`, or an attribute `key = value`
+    (keys are identifiers, values never span lines and never end in `{`). Drops doubled blank
+    lines and blank lines next to braces. One pass, no regex: this runs once per job.
     """
-    lines: list[tuple[int, str, str | None]] = []  # (depth, key or whole line, value or None)
+    out: list[str] = []
+    run: list[tuple[str, str]] = []  # the current run of attributes (key, value)
     depth = 0
+    indent = ""
+
+    def flush() -> None:
+        if run:
+            width = max(len(k) for k, _ in run)
+            out.extend(f"{indent}{k.ljust(width)} = {v}" for k, v in run)
+            run.clear()
+
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
-            if lines and lines[-1][1] != "" and not lines[-1][1].endswith("{"):
-                lines.append((depth, "", None))
+            flush()
+            if out and out[-1] and not out[-1].endswith("{"):
+                out.append("")
             continue
         if line == "}":
-            if lines and lines[-1][1] == "":
-                lines.pop()
+            flush()
+            if out and not out[-1]:
+                out.pop()
             depth -= 1
-            lines.append((depth, "}", None))
-            continue
-        m = _ATTR.match(line)
-        if line.endswith("{}") and not m:  # an empty block, e.g. `sidecar_service {}`
-            lines.append((depth, line, None))
-        elif m and not line.endswith("{"):
-            lines.append((depth, m.group(1), m.group(2)))
-        else:
-            lines.append((depth, line, None))
+            indent = "  " * depth
+            out.append(indent + "}")
+        elif line[-1] == "{":
+            flush()
+            out.append(indent + line)
             depth += 1
+            indent = "  " * depth
+        elif line.endswith("{}"):  # an empty block, e.g. `sidecar_service {}`
+            flush()
+            out.append(indent + line)
+        else:
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise RenderError(f"template produced a line that is not HCL: {line!r}")
+            run.append((key.rstrip(), value.lstrip()))
+    flush()
     if depth != 0:
         raise RenderError(f"template produced unbalanced braces (depth {depth} at end)")
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        d, key, value = lines[i]
-        if value is None:
-            out.append("  " * d + key if key else "")
-            i += 1
-            continue
-        j = i
-        while j < len(lines) and lines[j][2] is not None and lines[j][0] == d:
-            j += 1
-        width = max(len(k) for _, k, _ in lines[i:j])
-        out.extend(f"{'  ' * d}{k.ljust(width)} = {v}" for _, k, v in lines[i:j])
-        i = j
     return "\n".join(out) + "\n"

@@ -20,15 +20,18 @@ HASH_KEY = "nomadmesh_hash"
 VERSION_KEY = "nomadmesh_version"
 
 
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "source")
+
+
 def _plain(obj: Any) -> Any:
     """Dataclasses to dicts (minus `source`), tuples to lists: the JSON-able form of a model."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != "source"
-        }
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
     if isinstance(obj, (tuple, list)):
         return [_plain(v) for v in obj]
-    return obj
+    return {name: _plain(getattr(obj, name)) for name in _field_names(type(obj))}
 
 
 def definition_hash(service: Service, project: Project) -> str:
