@@ -286,7 +286,5 @@ def test_task_survives_agent_sigkill_and_is_adopted_then_restarted(make_spec, ta
         assert term.exit_code is None and "unknown" in term.message
         assert adopted.state().pid != pid
     finally:
-        try:
+        if proc_start_time(pid) == start_time:  # never signal a pid that may have been reused
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -239,16 +239,17 @@ class TaskProcess:
                     self._finish(failed=True, event=TaskEvent(
                         ev.NOT_RESTARTING, decision.reason, failed=True, restart_reason=decision.reason))
                     return
-                self._emit(TaskEvent(ev.RESTARTING, f"Task restarting in {go_duration(decision.delay_ns)}",
-                                     restart_reason=decision.reason, start_delay_ns=decision.delay_ns))
+                restarting = TaskEvent(ev.RESTARTING, f"Task restarting in {go_duration(decision.delay_ns)}",
+                                       restart_reason=decision.reason, start_delay_ns=decision.delay_ns)
+                with self._lock:  # Nomad counts the restart and goes back to pending at this event
+                    self._state = replace(self._state, state=ev.PENDING, restarts=self._state.restarts + 1,
+                                          last_restart_ns=restarting.time_ns, pid=None, start_time=None)
+                self._emit(restarting)
                 if self._sleep(decision.delay_ns / NS):
                     if self._detached:
                         return
                     self._finish(failed=False, event=TaskEvent(ev.KILLED, "Task successfully killed"))
                     return
-                with self._lock:
-                    self._state = replace(self._state, restarts=self._state.restarts + 1,
-                                          last_restart_ns=time.time_ns())
                 try:
                     self._spawn()
                 except OSError as e:
