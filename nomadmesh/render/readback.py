@@ -115,8 +115,13 @@ class _Body:
 
     def pairs(self) -> dict[str, str]:
         """A block of `KEY = "value"` attributes (env, meta): every entry must be a string."""
-        out = {k: self.string(k) for k in list(self.rest)}
-        return out
+        return {k: self.string(k) for k in list(self.rest)}
+
+    def mixed(self) -> dict[str, str | list[str]]:
+        """A block of string or list-of-string attributes (driver config)."""
+        return {
+            k: self.strings(k) if isinstance(self.rest[k], list) else self.string(k) for k in list(self.rest)
+        }
 
     def done(self) -> None:
         if self.rest:
@@ -263,12 +268,7 @@ def _connect(body: _Body) -> dict[str, Any]:
 def _task(name: str, body: _Body) -> dict[str, Any]:
     task: dict[str, Any] = {"Name": name, "Driver": body.string("driver")}
     config = body.block("config")
-    task["Config"] = {}
-    if config is not None:
-        for key in list(config.rest):
-            value = config.rest[key]
-            task["Config"][key] = config.strings(key) if isinstance(value, list) else config.string(key)
-        config.done()
+    task["Config"] = config.mixed() if config is not None else {}
     env = body.block("env")
     task["Env"] = env.pairs() if env is not None else {}
     resources = body.block("resources")
