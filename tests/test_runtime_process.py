@@ -77,10 +77,14 @@ def test_exit_1_restarts_attempts_times_then_fails(make_spec, tasks) -> None:
     rec = Recorder()
     spec = make_spec("import sys; print('run'); sys.exit(1)",
                      restart=RestartPolicy(attempts=2, interval_ns=600 * NS, delay_ns=NS // 20, mode="fail"))
+    fds_before = len(os.listdir("/proc/self/fd"))
     tp = TaskProcess(spec, rec)
     tasks.append(tp)
     tp.start()
     assert tp.wait(15), "task never reached its final state"
+    tp._thread.join(5)
+    # Only the wake pipe stays open while the object lives: no pidfd or log handle leaks per restart.
+    assert len(os.listdir("/proc/self/fd")) - fds_before == 2
     st = tp.state()
     assert (st.state, st.failed, st.restarts) == ("dead", True, 2)
     types = rec.types()

@@ -212,6 +212,8 @@ class TaskProcess:
         pidfd = os.pidfd_open(proc.pid)
         start_time = proc_start_time(proc.pid)
         with self._lock:
+            if self._pidfd is not None:  # the previous run's pidfd, now that it is reaped
+                os.close(self._pidfd)
             self._pid, self._pidfd, self._own_child, self._reaped = proc.pid, pidfd, True, False
             self._state = replace(self._state, state=ev.RUNNING, started_at_ns=time.time_ns(),
                                   finished_at_ns=None, pid=proc.pid, start_time=start_time)
