@@ -13,6 +13,7 @@ from nomadmesh.errors import NomadMeshError
 
 # (module, attribute) of every command; each module holds one click command (or group).
 COMMANDS: tuple[tuple[str, str], ...] = (
+    ("nomadmesh.cli.agent", "agent"),
     ("nomadmesh.cli.render", "render_command"),
 )
 

@@ -1,0 +1,287 @@
+"""The agent's Consul catalog: services and their health checks, kept in State, checks really run.
+
+Services are stored as Consul AgentService documents (kind `service`, key = service ID) and checks
+as HealthCheck documents (kind `check`, key = check ID, with the check's `Definition` so a
+restarted agent can run it again). Every change, including each check status change, is a State
+write, so blocking queries on the catalog and health endpoints wake up on it.
+
+http and tcp checks run in `runtime.checks.CheckRunner`; alias checks (the sidecar's "Connect
+Sidecar Aliasing" check) are computed here from the aliased service's checks whenever those change;
+ttl checks keep the status they were given.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.http.common import parse_duration
+from nomadmesh.agent.http.consul_defs import (
+    SIDECAR_PORT_MAX,
+    SIDECAR_PORT_MIN,
+    ServiceDefError,
+    expand,
+    normalize_service,
+    public,
+)
+from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
+from nomadmesh.agent.state import Txn
+
+log = logging.getLogger("nomadmesh.agent.catalog")
+
+_SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
+
+
+def worst(statuses: list[str]) -> str:
+    return max(statuses, key=lambda s: _SEVERITY.get(s, 2)) if statuses else "passing"
+
+
+def _alias_result(checks: list[dict[str, Any]], service_found: bool) -> tuple[str, str]:
+    if not service_found:
+        return "critical", "Service not found"
+    status = worst([c["Status"] for c in checks])
+    if not checks:
+        return "passing", "No checks found."
+    return status, "All checks passing." if status == "passing" else f"Aliased checks are {status}."
+
+
+class Catalog:
+    """Consul's agent-local service registry for the one node of the dev agent."""
+
+    def __init__(self, ctx: AgentContext):
+        self.ctx = ctx
+        self._runner = CheckRunner(self._on_status)
+        self._lock = threading.Lock()  # one registration at a time: sidecar ports are picked from state
+        self._started = False
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def node_name(self) -> str:
+        return self.ctx.config.node_name
+
+    def node(self) -> dict[str, Any]:
+        """The one node, in Consul's catalog Node shape."""
+        address = self.ctx.config.bind if self.ctx.config.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return {
+            "ID": self.ctx.node_id,
+            "Node": self.node_name,
+            "Address": address,
+            "Datacenter": self.ctx.config.datacenter,
+            "TaggedAddresses": {"lan": address, "lan_ipv4": address, "wan": address, "wan_ipv4": address},
+            "Meta": {"consul-network-segment": ""},
+            "CreateIndex": 1,
+            "ModifyIndex": 1,
+        }
+
+    def serf_check(self) -> dict[str, Any]:
+        """The node health check every Consul node carries; always passing on the dev agent."""
+        return {
+            "Node": self.node_name, "CheckID": "serfHealth", "Name": "Serf Health Status",
+            "Status": "passing", "Notes": "", "Output": "Agent alive and reachable", "ServiceID": "",
+            "ServiceName": "", "ServiceTags": [], "Type": "", "Interval": "", "Timeout": "",
+            "ExposedPort": 0, "Definition": {}, "CreateIndex": 1, "ModifyIndex": 1,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the checks already in the state (a restarted agent picks up where it was)."""
+        self._started = True
+        for chk in self.ctx.state.values("check"):
+            self._run(chk)
+
+    def stop(self) -> None:
+        self._started = False
+        self._runner.stop()
+
+    # --- registration -------------------------------------------------------------------------
+
+    def register_service(self, svc: dict[str, Any], replace_existing_checks: bool = True) -> list[str]:
+        """Register a service (any spelling Consul accepts) and its sidecar; returns the IDs.
+
+        Raises ServiceDefError (a ValueError naming the field) for a malformed definition.
+        Re-registering an ID replaces it: a sidecar it no longer defines goes away, and so do its
+        old checks with `replace_existing_checks` (Consul's `?replace-existing-checks`, which the
+        HTTP API defaults to off); a check whose definition did not change keeps its status.
+        """
+        normalized = normalize_service(svc)
+        with self._lock:
+            ids = self._store(normalized, replace_existing_checks)
+        return ids
+
+    def _store(self, normalized: dict[str, Any], replace_checks: bool) -> list[str]:
+        state = self.ctx.state
+        parent_id = normalized.get("ID") or normalized["Name"]
+        sidecar_id_of_old = [s.key for s in state.list("service") if s.value.get("_SidecarOf") == parent_id]
+        used = {
+            int(r.value.get("Port") or 0) for r in state.list("service")
+            if r.key not in sidecar_id_of_old and r.key != parent_id
+            and SIDECAR_PORT_MIN <= int(r.value.get("Port") or 0) <= SIDECAR_PORT_MAX
+        }
+        exp = expand(normalized, self.ctx.config.datacenter, self.node_name, used)
+        new_ids = [s["ID"] for s in exp.services]
+        dup = {c["CheckID"] for c in exp.checks}
+        if len(dup) != len(exp.checks):
+            raise ServiceDefError("Checks: two checks have the same CheckID")
+        started: list[dict[str, Any]] = []
+        stopped: list[str] = []
+        with state.write() as txn:
+            replaced = set(new_ids) | set(sidecar_id_of_old)
+            old_checks = {r.key: r.value for r in txn.list("check") if r.value.get("ServiceID") in replaced}
+            for sid in sidecar_id_of_old:
+                if sid not in new_ids:
+                    txn.delete("service", sid)
+            for doc in exp.services:
+                old = txn.get("service", doc["ID"])
+                doc["CreateIndex"] = old.create_index if old else txn.index
+                doc["ModifyIndex"] = txn.index
+                txn.put("service", doc["ID"], doc)
+            for chk in exp.checks:
+                previous = old_checks.pop(chk["CheckID"], None)
+                if previous is not None and previous.get("Definition") == chk["Definition"] \
+                        and previous.get("ServiceID") == chk["ServiceID"]:
+                    chk["Status"], chk["Output"] = previous["Status"], previous["Output"]
+                    chk["CreateIndex"] = previous.get("CreateIndex", txn.index)
+                else:
+                    chk["CreateIndex"] = txn.index
+                    started.append(chk)
+                chk["ModifyIndex"] = txn.index
+                txn.put("check", chk["CheckID"], chk)
+            for check_id, old_check in old_checks.items():
+                if not replace_checks and old_check.get("ServiceID") in new_ids:
+                    continue  # Consul keeps checks a re-registration does not mention
+                txn.delete("check", check_id)
+                stopped.append(check_id)
+            self._update_aliases(txn)
+        for check_id in stopped:
+            self._runner.remove(check_id)
+        for chk in started:
+            self._run(chk)
+        log.info("registered service %s", ", ".join(new_ids))
+        return new_ids
+
+    def deregister_service(self, service_id: str) -> None:
+        """Remove a service, its checks and the sidecar registered with it. Unknown IDs are a no-op."""
+        with self._lock, self.ctx.state.write() as txn:
+            if txn.get("service", service_id) is None:
+                return
+            ids = {service_id} | {r.key for r in txn.list("service") if r.value.get("_SidecarOf") == service_id}
+            removed_checks = [r.key for r in txn.list("check") if r.value.get("ServiceID") in ids]
+            for sid in ids:
+                txn.delete("service", sid)
+            for check_id in removed_checks:
+                txn.delete("check", check_id)
+            self._update_aliases(txn)
+        for check_id in removed_checks:
+            self._runner.remove(check_id)
+        log.info("deregistered service %s", ", ".join(sorted(ids)))
+
+    def set_check_status(self, check_id: str, status: str, output: str) -> bool:
+        """Set a check's status (TTL checks and tests); False if there is no such check."""
+        return self._write_status(check_id, status, output)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def services(self) -> list[dict[str, Any]]:
+        return [public(v) for v in self.ctx.state.values("service")]
+
+    def service(self, service_id: str) -> dict[str, Any] | None:
+        rec = self.ctx.state.get("service", service_id)
+        return public(rec.value) if rec else None
+
+    def checks(self) -> list[dict[str, Any]]:
+        return self.ctx.state.values("check")
+
+    def health(self, name: str, passing_only: bool = False, connect: bool = False) -> list[dict[str, Any]]:
+        """Consul's /v1/health/service (or /connect with `connect`): [{Node, Service, Checks}]."""
+        node = self.node()
+        checks = self.checks()
+        out = []
+        for svc in self._matching(name, connect):
+            svc_checks = [self.serf_check()] + [c for c in checks if c.get("ServiceID") == svc["ID"]]
+            if passing_only and any(c["Status"] != "passing" for c in svc_checks):
+                continue
+            out.append({"Node": node, "Service": svc, "Checks": svc_checks})
+        return out
+
+    def _matching(self, name: str, connect: bool) -> list[dict[str, Any]]:
+        services = self.services()
+        if not connect:
+            return [s for s in services if s["Service"] == name]
+        # Connect-capable instances: proxies for `name`, and `name` itself when Connect-native.
+        return [s for s in services
+                if (s.get("Kind") == "connect-proxy" and (s.get("Proxy") or {}).get("DestinationServiceName") == name)
+                or (s["Service"] == name and (s.get("Connect") or {}).get("Native"))]
+
+    def catalog_service(self, name: str, connect: bool = False) -> list[dict[str, Any]]:
+        """Consul's /v1/catalog/service (or /catalog/connect) rows: node fields + Service* fields."""
+        node = self.node()
+        rows = []
+        for s in self._matching(name, connect):
+            rows.append({
+                "ID": node["ID"], "Node": node["Node"], "Address": node["Address"],
+                "Datacenter": node["Datacenter"], "TaggedAddresses": node["TaggedAddresses"],
+                "NodeMeta": node["Meta"], "ServiceKind": s.get("Kind", ""), "ServiceID": s["ID"],
+                "ServiceName": s["Service"], "ServiceTags": s["Tags"], "ServiceAddress": s["Address"],
+                "ServiceTaggedAddresses": s.get("TaggedAddresses"), "ServiceWeights": s["Weights"],
+                "ServiceMeta": s["Meta"], "ServicePort": s["Port"],
+                "ServiceEnableTagOverride": s["EnableTagOverride"],
+                "ServiceProxy": s.get("Proxy") or {"MeshGateway": {}, "Expose": {}},
+                "ServiceConnect": s.get("Connect") or {},
+                "CreateIndex": s.get("CreateIndex", 0), "ModifyIndex": s.get("ModifyIndex", 0),
+            })
+        return rows
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _run(self, chk: dict[str, Any]) -> None:
+        if not self._started or chk.get("Type") not in ("http", "tcp"):
+            return
+        d = chk.get("Definition") or {}
+        try:
+            spec = CheckSpec(
+                check_id=chk["CheckID"], type=chk["Type"],
+                interval_s=parse_duration(d.get("Interval") or "10s"),
+                timeout_s=parse_duration(d["Timeout"]) if d.get("Timeout") else 10.0,  # Consul: 10s
+                http=d.get("HTTP", ""), tcp=d.get("TCP", ""), method=d.get("Method") or "GET",
+                headers={k: (v[0] if isinstance(v, list) and v else str(v)) for k, v in (d.get("Header") or {}).items()},
+                tls_skip_verify=bool(d.get("TLSSkipVerify")),
+            )
+        except ValueError as e:
+            self._write_status(chk["CheckID"], "critical", str(e))
+            return
+        self._runner.add(spec)
+
+    def _on_status(self, check_id: str, status: str, output: str) -> None:
+        try:
+            self._write_status(check_id, status, output)
+        except Exception:  # the state may be closing under a last check result
+            log.debug("check %s: status not written", check_id, exc_info=True)
+
+    def _write_status(self, check_id: str, status: str, output: str) -> bool:
+        with self.ctx.state.write() as txn:
+            rec = txn.get("check", check_id)
+            if rec is None:
+                return False
+            if rec.value["Status"] == status and rec.value["Output"] == output:
+                return True
+            if rec.value["Status"] != status:
+                log.info("check %s (%s): %s", check_id, rec.value.get("ServiceID") or "node", status)
+            txn.put("check", check_id, dict(rec.value, Status=status, Output=output, ModifyIndex=txn.index))
+            self._update_aliases(txn)
+        return True
+
+    def _update_aliases(self, txn: Txn) -> None:
+        """Recompute every alias check from the checks of the service it aliases."""
+        checks = [r.value for r in txn.list("check")]
+        for chk in checks:
+            target = (chk.get("Definition") or {}).get("AliasService")
+            if chk.get("Type") != "alias" or not target:
+                continue
+            found = txn.get("service", target) is not None
+            status, output = _alias_result(
+                [c for c in checks if c.get("ServiceID") == target and c.get("Type") != "alias"], found)
+            if (chk["Status"], chk["Output"]) != (status, output):
+                txn.put("check", chk["CheckID"], dict(chk, Status=status, Output=output, ModifyIndex=txn.index))

@@ -1,0 +1,159 @@
+"""Flask helpers the agent's HTTP APIs share: errors, body limits, Go durations, blocking queries.
+
+Blocking queries work the same on both APIs: `?index=N&wait=D` holds the request until the state
+behind the endpoint moves past N or D passes (plus up to D/16 of random jitter, so many watchers do
+not all wake at once), then answers with the current index in `X-Consul-Index` / `X-Nomad-Index`.
+Consul's default wait is 5 minutes, its maximum 10; Nomad's default and maximum are 5 minutes.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from flask import Response, request
+
+from nomadmesh.agent.state import State
+
+MAX_BODY_BYTES = 8 * 1024 * 1024  # nothing the agent takes is near this; refuse absurd bodies early
+
+
+@dataclass(frozen=True)
+class WaitLimits:
+    default_s: float
+    max_s: float
+
+
+CONSUL_WAIT = WaitLimits(default_s=300.0, max_s=600.0)
+NOMAD_WAIT = WaitLimits(default_s=300.0, max_s=300.0)
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class HTTPError(Exception):
+    """Ends a request with a status code and a one-line plain-text reason (Consul and Nomad
+    both answer errors as text/plain)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def text_response(status: int, message: str) -> Response:
+    return Response(message.rstrip("\n") + "\n", status=status, mimetype="text/plain")
+
+
+def json_response(value: Any, status: int = 200, index: int | None = None, header: str = "X-Consul-Index") -> Response:
+    resp = Response(json.dumps(value), status=status, mimetype="application/json")
+    if index is not None:
+        set_index_headers(resp, index, header)
+    return resp
+
+
+def set_index_headers(resp: Response, index: int, header: str = "X-Consul-Index") -> Response:
+    resp.headers[header] = str(index)
+    prefix = header.rsplit("-", 1)[0]  # "X-Consul" or "X-Nomad"
+    resp.headers[f"{prefix}-KnownLeader"] = "true"
+    resp.headers[f"{prefix}-LastContact"] = "0"
+    return resp
+
+
+def parse_duration(text: str) -> float:
+    """Go's time.ParseDuration ("5s", "1m30s", "300ms") in seconds; a bare number is seconds,
+    as Consul's and Nomad's `wait` parsers accept it."""
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_S[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(f"invalid duration {text!r}")
+    return total
+
+
+def query_flag(name: str) -> bool:
+    """Consul's presence flags (`?recurse`, `?raw`, `?passing`): present means true, unless it
+    says false explicitly."""
+    if name not in request.args:
+        return False
+    return request.args.get(name, "").lower() not in ("false", "0", "f")
+
+
+def query_int(name: str, default: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPError(400, f"Invalid {name} value: {raw!r} is not an integer") from None
+    if value < 0:
+        raise HTTPError(400, f"Invalid {name} value: {value} is negative")
+    return value
+
+
+@dataclass(frozen=True)
+class BlockingArgs:
+    index: int  # 0: answer at once
+    wait_s: float
+
+
+def blocking_args(limits: WaitLimits = CONSUL_WAIT) -> BlockingArgs:
+    """`?index=&wait=` of the current request, with `wait` clamped and jittered as Consul/Nomad do."""
+    index = query_int("index", 0) or 0
+    raw = request.args.get("wait")
+    if raw:
+        try:
+            wait = parse_duration(raw)
+        except ValueError:
+            raise HTTPError(400, f"Invalid wait time: {raw!r}") from None
+    else:
+        wait = limits.default_s
+    wait = min(wait, limits.max_s) if wait > 0 else limits.default_s
+    return BlockingArgs(index=index, wait_s=wait + random.random() * wait / 16)
+
+
+def block(state: State, kinds: Iterable[str], limits: WaitLimits = CONSUL_WAIT) -> int:
+    """Wait as the request's `index`/`wait` ask; returns the kinds' current index."""
+    args = blocking_args(limits)
+    if args.index <= 0:
+        return state.kind_index(*kinds)
+    return state.wait(kinds, args.index, args.wait_s)
+
+
+def read_body(limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw request body, refused with 413 beyond `limit` before it is all read."""
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPError(413, f"Request body({request.content_length} bytes) too large, max size: {limit} bytes")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise HTTPError(413, f"Request body too large, max size: {limit} bytes")
+    return raw
+
+
+def json_body(required: bool = True, limit: int = MAX_BODY_BYTES) -> Any:
+    """The decoded JSON body; 400 `Request decode failed: ...` (Consul's wording) when malformed."""
+    raw = read_body(limit)
+    if not raw.strip():
+        if required:
+            raise HTTPError(400, "Request decode failed: empty body")
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HTTPError(400, f"Request decode failed: {e}") from None
+
+
+def current_ctx() -> Any:
+    """The AgentContext the app was created with (`app.extensions["nomadmesh"]["ctx"]`)."""
+    from flask import current_app
+
+    return current_app.extensions["nomadmesh"]["ctx"]

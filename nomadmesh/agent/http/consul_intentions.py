@@ -1,0 +1,4 @@
+"""placeholder"""
+from flask import Blueprint
+
+bp = Blueprint("consul_intentions", __name__)

@@ -1,0 +1,194 @@
+"""The dev agent process: state, catalog, scheduler and the two HTTP APIs, started and stopped in order.
+
+Start: open the context, bind both HTTP ports (so a port in use fails before anything runs), start
+the catalog (its checks), the scheduler (which reconciles what the state says with what runs),
+register the `--config-dir` services, then serve. Stop, on SIGINT/SIGTERM: the reverse — stop
+serving, stop the scheduler with its tasks and namespaces (like `nomad agent -dev`), stop the
+checks, close the state. A SIGKILL stops nothing; the next start adopts what still runs.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from waitress.server import create_server
+
+from nomadmesh.agent.catalog import Catalog
+from nomadmesh.agent.context import AgentConfig, AgentContext
+from nomadmesh.agent.http.common import MAX_BODY_BYTES
+from nomadmesh.agent.http.consul_api import create_consul_app
+from nomadmesh.agent.http.consul_defs import ServiceDefError
+from nomadmesh.errors import AgentError
+
+log = logging.getLogger("nomadmesh.agent")
+
+HTTP_THREADS = 32  # blocking queries hold a thread each for up to minutes
+
+
+def load_service_definitions(config_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Consul service definitions from `config_dir/*.json`: `{"service": {...}}` or `{"services": [...]}`.
+
+    Returns (file name, definition) pairs in file-name order. Keys other than service/services
+    (agent settings Consul would also read there) are ignored with a warning.
+    """
+    if not config_dir.is_dir():
+        raise AgentError(f"--config-dir {config_dir}: not a directory")
+    found: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(config_dir.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise AgentError(f"{path}: cannot read JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise AgentError(f"{path}: must be a JSON object")
+        for key in doc:
+            if key not in ("service", "services"):
+                log.warning("%s: ignoring %r (only service definitions are read from --config-dir)", path, key)
+        if "service" in doc:
+            if not isinstance(doc["service"], dict):
+                raise AgentError(f"{path}: service: must be an object")
+            found.append((f"{path}: service", doc["service"]))
+        services = doc.get("services", [])
+        if not isinstance(services, list):
+            raise AgentError(f"{path}: services: must be a list")
+        for i, svc in enumerate(services):
+            if not isinstance(svc, dict):
+                raise AgentError(f"{path}: services[{i}]: must be an object")
+            found.append((f"{path}: services[{i}]", svc))
+    return found
+
+
+def _make_nomad_app(ctx: AgentContext, scheduler: Any) -> Any:
+    from nomadmesh.agent.http.nomad_api import create_nomad_app
+
+    return create_nomad_app(ctx, scheduler)
+
+
+class Agent:
+    """One dev agent. `start()` then `wait()` / `stop()`; or `run()` which does all three."""
+
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        self.ctx: AgentContext | None = None
+        self.scheduler: Any = None
+        self._servers: list[Any] = []  # bound waitress servers
+        self._threads: list[threading.Thread] = []
+        self._stop_requested = threading.Event()
+        self._stopped = False
+
+    # --- start --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from nomadmesh.agent.scheduler import Scheduler
+
+        cfg = self.config
+        if cfg.default_policy not in ("allow", "deny"):
+            raise AgentError(f"--default-policy: must be allow or deny, not {cfg.default_policy!r}")
+        self.ctx = ctx = AgentContext.open(cfg)
+        try:
+            ctx.catalog = Catalog(ctx)
+            self.scheduler = Scheduler(ctx)
+            # Bind both ports before anything starts running, so "port in use" leaves nothing behind.
+            consul = self._bind("Consul HTTP API", "--consul-port", create_consul_app(ctx), cfg.consul_port)
+            nomad = self._bind("Nomad HTTP API", "--nomad-port", _make_nomad_app(ctx, self.scheduler), cfg.nomad_port)
+            ctx.catalog.start()
+            self.scheduler.start()
+            if cfg.config_dir is not None:
+                self._register_config_dir(cfg.config_dir)
+            for name, server in (("consul", consul), ("nomad", nomad)):
+                t = threading.Thread(target=server.run, name=f"http-{name}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("agent started: node %s (%s), datacenter %s, data dir %s", cfg.node_name, ctx.node_id,
+                 cfg.datacenter, cfg.data_dir)
+        log.info("Nomad API on http://%s:%d, Consul API on http://%s:%d", cfg.bind, cfg.nomad_port, cfg.bind,
+                 cfg.consul_port)
+
+    def _bind(self, what: str, flag: str, app: Any, port: int) -> Any:
+        try:
+            server = create_server(app, host=self.config.bind, port=port, threads=HTTP_THREADS,
+                                   max_request_body_size=MAX_BODY_BYTES + 1024, ident="nomadmesh",
+                                   clear_untrusted_proxy_headers=True)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise AgentError(f"{what}: port {port} on {self.config.bind} is already in use "
+                                 f"(choose another with {flag})") from None
+            raise AgentError(f"{what}: cannot listen on {self.config.bind}:{port}: {e.strerror or e}") from None
+        self._servers.append(server)  # closed by stop() even if it never ran
+        return server
+
+    def _register_config_dir(self, config_dir: Path) -> None:
+        assert self.ctx is not None and self.ctx.catalog is not None
+        for where, definition in load_service_definitions(config_dir):
+            try:
+                ids = self.ctx.catalog.register_service(definition)
+            except ServiceDefError as e:
+                raise AgentError(f"{where}: {e}") from None
+            log.info("%s: registered %s", where, ", ".join(ids))
+
+    # --- stop ---------------------------------------------------------------------------------
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop_requested.set()
+
+    def wait(self) -> None:
+        while not self._stop_requested.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("agent stopping")
+        for server in self._servers:
+            _close_server(server)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._servers.clear()
+        self._threads.clear()
+        if self.scheduler is not None:
+            try:
+                self.scheduler.stop(stop_tasks=True)
+            except Exception:
+                log.exception("stopping the scheduler")
+        if self.ctx is not None:
+            if self.ctx.catalog is not None:
+                self.ctx.catalog.stop()
+            self.ctx.state.close()
+        log.info("agent stopped")
+
+    def run(self) -> None:
+        """Start, serve until SIGINT or SIGTERM, stop cleanly."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            self.wait()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self.request_stop()
+
+
+def _close_server(server: Any) -> None:
+    """Stop a waitress server: its listening socket, open connections and worker threads."""
+    try:
+        for channel in list(server._map.values()):  # waitress keeps no public handle on these
+            if channel is not server:
+                channel.close()
+        server.close()
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+    except Exception:
+        log.debug("closing HTTP server", exc_info=True)

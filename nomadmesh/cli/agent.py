@@ -1,0 +1,64 @@
+"""`nomadmesh agent --dev`: the embedded single-node Nomad + Consul agent, in the foreground."""
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import click
+
+from nomadmesh.agent.context import AgentConfig
+from nomadmesh.errors import AgentError
+
+
+@click.command("agent")
+@click.option("--dev", is_flag=True, required=True, help="Run the single-node development agent (required).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep all state here (SQLite); a restart resumes it. Default: a throwaway directory.")
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address both HTTP APIs listen on.")
+@click.option("--nomad-port", default=4646, show_default=True, type=click.IntRange(0, 65535),
+              help="Nomad HTTP API port.")
+@click.option("--consul-port", default=8500, show_default=True, type=click.IntRange(0, 65535),
+              help="Consul HTTP API port.")
+@click.option("--grpc-port", default=8502, show_default=True, type=click.IntRange(0, 65535),
+              help="Consul gRPC (xDS) port advertised to Envoy.")
+@click.option("--datacenter", default="dc1", show_default=True, help="Datacenter name.")
+@click.option("--node", "node_name", default=None, help="Node name. Default: the host name.")
+@click.option("--config-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Register the Consul service definitions (*.json) found here at start.")
+@click.option("--default-policy", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
+              help="Intention default policy: allow (dev) or deny (zero trust).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="How much the agent logs to stderr.")
+def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_port: int, grpc_port: int,
+          datacenter: str, node_name: str | None, config_dir: Path | None, default_policy: str,
+          log_level: str) -> None:
+    """Run an embedded Nomad + Consul dev agent that really runs jobs, until Ctrl-C.
+
+    It serves the Nomad HTTP API (default 127.0.0.1:4646) and the Consul HTTP API
+    (127.0.0.1:8500) for python-nomad, py-consul and nomadmesh itself.
+
+    Example:
+
+        nomadmesh agent --dev --data-dir ./.agent --config-dir ./consul.d
+    """
+    from nomadmesh.agent.server import Agent  # the agent's imports are heavy; keep `--help` fast
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    throwaway = data_dir is None
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="nomadmesh-dev-"))
+    config = AgentConfig(
+        data_dir=data_dir.resolve(), bind=bind, nomad_port=nomad_port, consul_port=consul_port,
+        grpc_port=grpc_port, datacenter=datacenter, node_name=node_name or socket.gethostname(),
+        config_dir=config_dir.resolve() if config_dir else None, default_policy=default_policy, dev=dev,
+    )
+    try:
+        Agent(config).run()
+    except OSError as e:
+        raise AgentError(f"agent failed: {e}") from None
+    finally:
+        if throwaway:
+            shutil.rmtree(data_dir, ignore_errors=True)

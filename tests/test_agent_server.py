@@ -1,0 +1,65 @@
+"""The agent process: starts on the ports it is given, answers both APIs, stops cleanly on SIGTERM
+and SIGINT, refuses a port in use with a one-line error, binds to loopback unless told otherwise."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from conftest import REPO, RunningAgent, free_port
+
+
+def test_agent_starts_answers_both_apis_and_stops_on_sigterm(running_agent: RunningAgent) -> None:
+    consul = requests.get(f"{running_agent.consul_addr}/v1/status/leader", timeout=5)
+    nomad = requests.get(f"{running_agent.nomad_addr}/v1/status/leader", timeout=5)
+    assert consul.status_code == 200 and consul.json().endswith(":8300")
+    assert nomad.status_code == 200 and isinstance(nomad.json(), str)
+    assert (running_agent.data_dir / "state.db").exists()
+
+    proc = running_agent.proc
+    assert proc is not None
+    started = time.monotonic()
+    assert running_agent.stop() == 0
+    assert time.monotonic() - started < 15
+    assert "agent stopped" in running_agent.log_tail()
+
+
+def test_agent_stops_cleanly_on_sigint(running_agent: RunningAgent) -> None:
+    proc = running_agent.proc
+    assert proc is not None
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    assert "received SIGINT" in running_agent.log_tail()
+
+
+def test_port_in_use_is_a_one_line_error_naming_the_port(running_agent: RunningAgent, tmp_path: Path) -> None:
+    busy = running_agent.consul_port
+    result = subprocess.run(
+        [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(tmp_path / "d"),
+         "--nomad-port", str(free_port()), "--consul-port", str(busy), "--grpc-port", str(free_port())],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: Consul HTTP API: port {busy} on 127.0.0.1 is already in use "
+                      f"(choose another with --consul-port)"]
+    assert "Traceback" not in result.stderr
+    # the running agent is untouched
+    assert requests.get(f"{running_agent.consul_addr}/v1/status/leader", timeout=5).status_code == 200
+
+
+def test_binds_loopback_by_default_and_bind_changes_it(agent_factory: Callable[..., RunningAgent]) -> None:
+    default = agent_factory()
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{default.consul_port}"], capture_output=True,
+                               text=True).stdout
+    assert f"127.0.0.1:{default.consul_port}" in listening
+
+    anywhere = agent_factory("--bind", "127.0.0.2")
+    listening = subprocess.run(["ss", "-Hltn", f"sport = :{anywhere.consul_port}"], capture_output=True,
+                               text=True).stdout
+    assert f"127.0.0.2:{anywhere.consul_port}" in listening
