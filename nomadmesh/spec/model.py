@@ -94,6 +94,10 @@ class Service:
     upstreams: tuple[Upstream, ...] = ()
     checks: tuple[Check, ...] = ()
     run: Run = field(default_factory=Run)
+    # Consul keys with a Nomad `service` counterpart of the same name (added after the renderer
+    # was written: check that it renders them).
+    address: str | None = None
+    enable_tag_override: bool = False
 
 
 @dataclass(frozen=True)

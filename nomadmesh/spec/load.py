@@ -1,0 +1,114 @@
+"""The I/O edge of spec: find the definition files, read and parse JSON, then hand the documents
+to the pure rules (`parse.py`, `project.py`, `validate.py`) and build the frozen `Spec`.
+
+No network. Every problem in every file is collected; `SpecError` carries all of them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from nomadmesh.errors import Problem, SpecError
+from nomadmesh.spec.model import Project, Spec
+from nomadmesh.spec.parse import parse_service
+from nomadmesh.spec.project import parse_project
+from nomadmesh.spec.validate import validate_mesh
+
+SERVICE_FILE = "service.json"
+PROJECT_FILE = "nomadmesh.json"
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers keys it saw twice (json.loads silently keeps the last)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        obj.duplicates = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(path: Path, label: str) -> tuple[Any, list[Problem]]:
+    """Parse one JSON file; problems say where (line and column) it is malformed."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        return None, [Problem(label, "", f"cannot be read: {e.strerror or e}")]
+    except UnicodeDecodeError as e:
+        return None, [Problem(label, "", f"is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})")]
+    try:
+        return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant), []
+    except json.JSONDecodeError as e:
+        return None, [Problem(label, "", f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}")]
+    except ValueError as e:  # NaN / Infinity
+        return None, [Problem(label, "", f"invalid JSON: {e}")]
+    except RecursionError:
+        return None, [Problem(label, "", "invalid JSON: nested too deeply")]
+
+
+def find_service_files(services_dir: Path) -> list[Path]:
+    """Every `<services_dir>/<name>/service.json`, sorted by folder name."""
+    return sorted(p for p in Path(services_dir).glob(f"*/{SERVICE_FILE}") if p.is_file())
+
+
+def load_spec(
+    services_dir: Path, project_file: Path | None = None, allow_external: Iterable[str] = ()
+) -> Spec:
+    """find → parse → validate → frozen model. Raises SpecError with every problem found.
+
+    `project_file` defaults to `<services_dir>/../nomadmesh.json` and is optional only then.
+    `allow_external` names upstreams that are not defined in the folder but may be called.
+    """
+    services_dir = Path(services_dir)
+    problems: list[Problem] = []
+    project, project_problems = _load_project(services_dir, project_file)
+    problems += project_problems
+    parsed = []
+    if not services_dir.is_dir():
+        what = "is not a folder" if services_dir.exists() else "does not exist"
+        problems.append(Problem(str(services_dir), "", f"{what}; expected a folder of <name>/{SERVICE_FILE}"))
+    else:
+        files = find_service_files(services_dir)
+        if not files:
+            problems.append(Problem(str(services_dir), "", f"has no service definitions (<name>/{SERVICE_FILE})"))
+        for path in files:
+            doc, read_problems = read_json(path, str(path))
+            problems += read_problems
+            if not read_problems:
+                parsed.append(parse_service(doc, path, str(path)))
+    for p in parsed:
+        problems += p.problems
+    external = {*project.external_services, *allow_external}
+    problems += validate_mesh(parsed, external, str(services_dir))
+
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise SpecError(_by_file(errors))
+    services = sorted((p.service for p in parsed if p.service is not None), key=lambda s: s.name)
+    warnings = tuple(str(p) for p in _by_file([p for p in problems if p.severity == "warning"]))
+    return Spec(project=project, services=tuple(services), warnings=warnings)
+
+
+def _by_file(problems: list[Problem]) -> list[Problem]:
+    # Stable: within a file, problems keep the order they were found in (top to bottom).
+    return sorted(problems, key=lambda p: p.file)
+
+
+def _load_project(services_dir: Path, project_file: Path | None) -> tuple[Project, list[Problem]]:
+    path = Path(project_file) if project_file is not None else services_dir.parent / PROJECT_FILE
+    if project_file is None and not path.exists():
+        return Project(), []
+    doc, problems = read_json(path, str(path))
+    if problems:
+        return Project(source=str(path)), problems
+    return parse_project(doc, str(path))

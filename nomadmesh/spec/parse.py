@@ -1,0 +1,373 @@
+"""One parsed `service.json` document → a `Service` and the problems found in that file. Pure.
+
+The document is Consul's agent service definition under `service`, plus nomadmesh's `nomad` key
+(how Nomad runs it). Rules that need more than one file (duplicate names, upstreams naming
+services that do not exist, cycles) live in `validate.py`.
+
+A file with problems still yields a best-effort `Service` (bad values replaced by defaults) as
+long as its name is valid, so the cross-file rules can run too and the user sees every problem
+in one go. `port == 0` marks a port that could not be read.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from nomadmesh.errors import Problem
+from nomadmesh.spec.fields import Obj, Reader, duration_ns, got, join, pick, shown
+from nomadmesh.spec.model import Check, Resources, Restart, Run, Service, Update, Upstream, resolve_work_dir
+
+DRIVERS = ("raw_exec", "exec", "docker")
+CHECK_TYPES = ("http", "tcp")
+HEALTH_CHECKS = ("checks", "task_states", "manual")
+RESTART_MODES = ("fail", "delay")
+UPSTREAMS_PATH = "service.connect.sidecar_service.proxy.upstreams"
+
+TOP_KEYS = ("service", "nomad")
+SERVICE_KEYS = ("name", "id", "tags", "port", "meta", "address", "enable_tag_override", "check", "checks", "connect")
+SERVICE_UNSUPPORTED = ("kind", "proxy", "tagged_addresses", "weights", "token", "socket_path", "namespace", "partition")
+CONNECT_KEYS = ("sidecar_service",)
+CONNECT_UNSUPPORTED = ("native", "sidecar_task")
+SIDECAR_KEYS = ("port", "proxy")
+SIDECAR_UNSUPPORTED = ("name", "id", "tags", "meta", "address", "check", "checks", "kind")
+PROXY_KEYS = ("upstreams",)
+PROXY_UNSUPPORTED = ("config", "expose", "local_service_address", "local_service_port", "mode", "mesh_gateway")
+UPSTREAM_KEYS = ("destination_name", "local_bind_port", "local_bind_address", "datacenter")
+UPSTREAM_UNSUPPORTED = ("destination_type", "destination_namespace", "destination_partition", "config", "mesh_gateway")
+CONSUL_CHECK_KEYS = ("name", "http", "tcp", "interval", "timeout")
+CONSUL_CHECK_UNSUPPORTED = (
+    "id", "notes", "method", "header", "body", "tls_skip_verify", "tls_server_name", "status",
+    "deregister_critical_service_after", "success_before_passing", "failures_before_critical",
+    "ttl", "args", "script", "grpc", "grpc_use_tls", "docker_container_id", "shell", "h2ping",
+    "alias_service", "alias_node", "udp", "os_service", "service_id",
+)  # fmt: skip
+NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks", "update", "restart")
+NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name")
+RESOURCES_KEYS = ("cpu", "memory")
+UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline", "auto_revert", "canary")
+RESTART_KEYS = ("attempts", "interval", "delay", "mode")
+EXEC_ONLY = ("command", "args", "work_dir")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What one file yields: the service (None when even its name is unusable) and its problems."""
+
+    service: Service | None
+    problems: tuple[Problem, ...]
+    # (destination_name, path) of every upstream with a usable name, even when another of its
+    # fields is wrong, so a misspelt destination is reported together with a bad port.
+    references: tuple[tuple[str, str], ...] = ()
+
+
+def parse_service(doc: Any, file: Path, label: str) -> Parsed:
+    """Read one document. `file` resolves relative work_dirs; `label` names it in messages."""
+    r = Reader(label)
+    if not isinstance(doc, dict):
+        r.error("", f"must be a JSON object with a 'service' key, {got(doc)}")
+        return Parsed(None, tuple(r.problems))
+    top = Obj(r, doc, "", TOP_KEYS)
+    if not top.has("service"):
+        r.error("service", "is required (Consul's service definition)")
+        return Parsed(None, tuple(r.problems))
+    svc = r.obj(top.raw("service"), "service", SERVICE_KEYS, SERVICE_UNSUPPORTED)
+    if svc is None:
+        return Parsed(None, tuple(r.problems))
+
+    name = svc.name("name", required=True)
+    if svc.string("id") is not None:
+        r.warning(svc.at("id"), "is ignored: Nomad assigns service IDs itself")
+    tags = pick(svc.strings("tags"), ())
+    port = svc.integer("port", 1, 65535, required=True)
+    meta = pick(svc.pairs("meta"), ())
+    address = svc.string("address", nonempty=True)
+    tag_override = pick(svc.boolean("enable_tag_override"), False)
+    connect, upstreams, references = _connect(r, svc, name, port)
+    checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect)
+    run = _run(r, top, file)
+    if name is None:
+        return Parsed(None, tuple(r.problems))
+    service = Service(
+        name=name,
+        port=pick(port, 0),
+        source=label,
+        tags=tags,
+        meta=meta,
+        connect=connect,
+        upstreams=upstreams,
+        checks=checks,
+        run=run,
+        address=address,
+        enable_tag_override=tag_override,
+    )
+    return Parsed(service, tuple(r.problems), references)
+
+
+def _connect(
+    r: Reader, svc: Obj, name: str | None, port: int | None
+) -> tuple[bool, tuple[Upstream, ...], tuple[str, ...]]:
+    if not svc.has("connect"):
+        return False, (), ()
+    connect = r.obj(svc.raw("connect"), svc.at("connect"), CONNECT_KEYS, CONNECT_UNSUPPORTED)
+    if connect is None:
+        return True, (), ()
+    if not connect.has("sidecar_service"):
+        r.error(connect.at("sidecar_service"), "is required: nomadmesh runs every Connect service with a sidecar")
+        return True, (), ()
+    sidecar = r.obj(connect.raw("sidecar_service"), connect.at("sidecar_service"), SIDECAR_KEYS, SIDECAR_UNSUPPORTED)
+    if sidecar is None:
+        return True, (), ()
+    if sidecar.integer("port", 1, 65535) is not None:
+        r.warning(sidecar.at("port"), "is ignored: Nomad gives the sidecar a dynamic port")
+    if not sidecar.has("proxy"):
+        return True, (), ()
+    proxy = r.obj(sidecar.raw("proxy"), sidecar.at("proxy"), PROXY_KEYS, PROXY_UNSUPPORTED)
+    if proxy is None or not proxy.has("upstreams"):
+        return True, (), ()
+    items = r.array(proxy.raw("upstreams"), proxy.at("upstreams"))
+    upstreams: list[Upstream] = []
+    references: list[tuple[str, str]] = []
+    ports_seen: dict[int, tuple[int, str]] = {}
+    for i, item in enumerate(items or ()):
+        path = join(proxy.at("upstreams"), i)
+        up, dest = _upstream(r, item, path, name, port, ports_seen, i)
+        if dest is not None:
+            references.append((dest, join(path, "destination_name")))
+        if up is not None:
+            upstreams.append(up)
+    return True, tuple(upstreams), tuple(references)
+
+
+def _upstream(
+    r: Reader, item: Any, path: str, name: str | None, port: int | None, ports_seen: dict[int, tuple[int, str]], i: int
+) -> tuple[Upstream | None, str | None]:
+    """The upstream (None if any field is wrong) and its destination (None if that is wrong)."""
+    up = r.obj(item, path, UPSTREAM_KEYS, UPSTREAM_UNSUPPORTED)
+    if up is None:
+        return None, None
+    dest = up.name("destination_name", required=True)
+    bind = up.integer("local_bind_port", 1, 65535, required=True)
+    address = up.string("local_bind_address")
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            r.error(up.at("local_bind_address"), f"must be an IP address like '127.0.0.1', got {shown(address)}")
+            address = None
+    datacenter = up.string("datacenter")
+    if datacenter is not None and not _is_dc(datacenter):
+        r.error(up.at("datacenter"), f"{datacenter!r} is not a datacenter name: letters, digits, '-' and '_'")
+        datacenter = None
+    if dest is not None and dest == name:
+        r.error(up.at("destination_name"), f"{dest!r} is this service itself; a service reaches itself without the mesh")
+        dest = None
+    if bind is not None:
+        if bind == port:
+            r.error(up.at("local_bind_port"), f"{bind} is the service's own port (service.port)")
+            bind = None
+        elif bind in ports_seen:
+            j, other = ports_seen[bind]
+            r.error(up.at("local_bind_port"), f"{bind} is already used by upstreams[{j}] ({other})")
+            bind = None
+        else:
+            ports_seen[bind] = (i, dest or "?")
+    if dest is None or bind is None:
+        return None, dest
+    return Upstream(dest, bind, pick(address, "127.0.0.1"), datacenter), dest
+
+
+def _is_dc(text: str) -> bool:
+    # Consul's datacenter rule (agent/config/builder.go: ^[a-zA-Z0-9_-]+$).
+    return bool(text) and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+
+
+def _checks(r: Reader, svc: Obj, nomad: Any, name: str, port: int | None, connect: bool) -> tuple[Check, ...]:
+    """Consul's `check`/`checks` and nomadmesh's `nomad.checks`, in that order, with unique names."""
+    found: list[tuple[str, Check]] = []
+    if svc.has("check"):
+        check = _consul_check(r, svc.raw("check"), svc.at("check"), port)
+        if check is not None:
+            found.append((svc.at("check"), check))
+    sources = [(svc.raw("checks"), svc.at("checks"), _consul_check)] if svc.has("checks") else []
+    if isinstance(nomad, dict) and "checks" in nomad:
+        sources.append((nomad["checks"], "nomad.checks", _nomad_check))
+    for value, where, read in sources:
+        for i, item in enumerate(r.array(value, where) or ()):
+            path = join(where, i)
+            check = read(r, item, path, port)
+            if check is not None:
+                found.append((path, check))
+    return _named(r, found, name, connect)
+
+
+def _named(r: Reader, found: list[tuple[str, Check]], name: str, connect: bool) -> tuple[Check, ...]:
+    used: dict[str, str] = {}
+    for path, check in found:
+        if check.name:
+            if check.name in used:
+                r.error(join(path, "name"), f"check name {check.name!r} is already used by {used[check.name]}")
+            used.setdefault(check.name, path)
+    out: list[Check] = []
+    for path, check in found:
+        if not check.name:
+            base = candidate = f"{name}-{check.type}"
+            n = 2
+            while candidate in used:
+                candidate, n = f"{base}-{n}", n + 1
+            used[candidate] = path
+            check = Check(check.type, candidate, check.interval, check.timeout, check.path, check.expose)
+        out.append(Check(check.type, check.name, check.interval, check.timeout, check.path, connect and check.type == "http"))
+    return tuple(out)
+
+
+def _consul_check(r: Reader, item: Any, path: str, port: int | None) -> Check | None:
+    c = r.obj(item, path, CONSUL_CHECK_KEYS, CONSUL_CHECK_UNSUPPORTED)
+    if c is None:
+        return None
+    name = pick(c.string("name", nonempty=True), "")
+    interval = pick(c.duration("interval"), "10s")
+    timeout = pick(c.duration("timeout"), "2s")
+    kinds = [k for k in ("http", "tcp") if c.has(k)]
+    if len(kinds) != 1:
+        r.error(path, "needs exactly one of 'http' (a URL) or 'tcp' (host:port); nomadmesh renders only these")
+        return None
+    target = c.string(kinds[0], required=True)
+    if target is None:
+        return None
+    if kinds[0] == "http":
+        try:
+            url = urlsplit(target)
+            url_port = url.port
+        except ValueError:
+            url, url_port = None, None
+        if url is None or url.scheme != "http" or not url.hostname:
+            r.error(c.at("http"), f"must be a URL like 'http://localhost:5000/health', got {shown(target)}")
+            return None
+        path_q = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        if not _same_port(r, c.at("http"), url_port, port):
+            return None
+        return Check("http", name, interval, timeout, path_q)
+    host, _, port_text = target.rpartition(":")
+    if not host or not port_text.isdigit():
+        r.error(c.at("tcp"), f"must be host:port like 'localhost:5000', got {shown(target)}")
+        return None
+    if not _same_port(r, c.at("tcp"), int(port_text), port):
+        return None
+    return Check("tcp", name, interval, timeout)
+
+
+def _same_port(r: Reader, path: str, checked: int | None, service_port: int | None) -> bool:
+    # Nomad checks the service's own port; a check on another port cannot be expressed.
+    if checked is None or service_port is None or checked == service_port:
+        return True
+    r.error(path, f"checks port {checked} but the service port is {service_port}; Nomad checks the service port")
+    return False
+
+
+def _nomad_check(r: Reader, item: Any, path: str, port: int | None) -> Check | None:
+    c = r.obj(item, path, NOMAD_CHECK_KEYS)
+    if c is None:
+        return None
+    kind = c.choice("type", CHECK_TYPES, required=True)
+    name = pick(c.string("name", nonempty=True), "")
+    interval = pick(c.duration("interval"), "10s")
+    timeout = pick(c.duration("timeout"), "2s")
+    check_path = c.string("path")
+    if kind == "http":
+        if check_path is None and not c.has("path"):
+            r.error(c.at("path"), "is required for http checks (e.g. '/health')")
+        elif check_path is not None and not check_path.startswith("/"):
+            r.error(c.at("path"), f"must start with '/', got {shown(check_path)}")
+            check_path = None
+    elif kind == "tcp" and c.has("path"):
+        r.error(c.at("path"), "is only for http checks")
+    if kind is None or (kind == "http" and check_path is None):
+        return None
+    return Check(kind, name, interval, timeout, check_path if kind == "http" else None)
+
+
+def _run(r: Reader, top: Obj, file: Path) -> Run:
+    if not top.has("nomad"):
+        r.error("nomad", "is required: say how Nomad runs the service (driver and command, or docker and image)")
+        return Run()
+    n = r.obj(top.raw("nomad"), "nomad", NOMAD_KEYS)
+    if n is None:
+        return Run()
+    driver = pick(n.choice("driver", DRIVERS), "raw_exec")
+    command = n.string("command", nonempty=True)
+    image = n.string("image", nonempty=True)
+    if driver == "docker":
+        if image is None and not n.has("image"):
+            r.error(n.at("image"), "is required for the docker driver")
+        for key in EXEC_ONLY:
+            if n.has(key):
+                r.error(n.at(key), "is only used by the raw_exec and exec drivers")
+    else:
+        if command is None and not n.has("command"):
+            r.error(n.at("command"), f"is required for the {driver} driver")
+        if n.has("image"):
+            r.error(n.at("image"), "is only used by the docker driver")
+    work_dir = n.string("work_dir", nonempty=True)
+    return Run(
+        driver=driver,
+        command=command,
+        args=pick(n.strings("args"), ()),
+        work_dir=resolve_work_dir(file, work_dir),
+        image=image,
+        env=pick(n.pairs("env"), ()),
+        count=pick(n.integer("count", 0), 1),
+        resources=_resources(r, n),
+        publish=n.integer("publish", 0, 65535),
+        update=_update(r, n),
+        restart=_restart(r, n),
+    )
+
+
+def _resources(r: Reader, n: Obj) -> Resources:
+    o = r.obj(n.raw("resources"), n.at("resources"), RESOURCES_KEYS) if n.has("resources") else None
+    if o is None:
+        return Resources()
+    d = Resources()
+    # Nomad's own minimums: 1 MHz of CPU, 10 MB of memory.
+    return Resources(cpu=pick(o.integer("cpu", 1), d.cpu), memory=pick(o.integer("memory", 10), d.memory))
+
+
+def _update(r: Reader, n: Obj) -> Update:
+    o = r.obj(n.raw("update"), n.at("update"), UPDATE_KEYS) if n.has("update") else None
+    if o is None:
+        return Update()
+    d = Update()
+    update = Update(
+        max_parallel=pick(o.integer("max_parallel", 0), d.max_parallel),
+        health_check=pick(o.choice("health_check", HEALTH_CHECKS), d.health_check),
+        min_healthy_time=pick(o.duration("min_healthy_time"), d.min_healthy_time),
+        healthy_deadline=pick(o.duration("healthy_deadline"), d.healthy_deadline),
+        progress_deadline=pick(o.duration("progress_deadline"), d.progress_deadline),
+        auto_revert=pick(o.boolean("auto_revert"), d.auto_revert),
+        canary=pick(o.integer("canary", 0), d.canary),
+    )
+    # Nomad refuses these orderings at submit time (structs.UpdateStrategy.Validate).
+    min_healthy, healthy, progress = (
+        duration_ns(t) for t in (update.min_healthy_time, update.healthy_deadline, update.progress_deadline)
+    )
+    if min_healthy >= healthy:
+        r.error(o.at("min_healthy_time"), f"must be shorter than healthy_deadline ({update.healthy_deadline})")
+    if progress and healthy >= progress:
+        r.error(o.at("healthy_deadline"), f"must be shorter than progress_deadline ({update.progress_deadline})")
+    return update
+
+
+def _restart(r: Reader, n: Obj) -> Restart:
+    o = r.obj(n.raw("restart"), n.at("restart"), RESTART_KEYS) if n.has("restart") else None
+    if o is None:
+        return Restart()
+    d = Restart()
+    return Restart(
+        attempts=pick(o.integer("attempts", 0), d.attempts),
+        interval=pick(o.duration("interval"), d.interval),
+        delay=pick(o.duration("delay"), d.delay),
+        mode=pick(o.choice("mode", RESTART_MODES), d.mode),
+    )
