@@ -27,6 +27,7 @@ def create_consul_app(ctx: AgentContext) -> Flask:
     app = Flask("nomadmesh.consul")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.extensions["nomadmesh"] = {"ctx": ctx}
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions):
         app.register_blueprint(module.bp)

@@ -1,4 +1,127 @@
-"""placeholder"""
-from flask import Blueprint
+"""Consul's KV store: /v1/kv/<key> with get (recurse, keys, separator, raw), put (cas, flags) and
+delete (recurse, cas), stored as kind `kv` (value = {Flags, Value base64}).
+
+Unlike Consul, which treats keys as opaque, a key with a `.` or `..` segment or a leading `/` is
+refused (400): other tools map keys onto paths, and such a key could climb out of its prefix.
+Values are limited to 512 KiB, Consul's default `kv_max_value_size`.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag, query_int, read_body
+from nomadmesh.agent.state import CasError, Record
 
 bp = Blueprint("consul_kv", __name__)
+
+KIND = "kv"
+MAX_VALUE_BYTES = 512 * 1024
+_MAX_FLAGS = 2**64 - 1
+
+
+def validate_key(key: str, allow_empty: bool = False) -> str:
+    if not key and not allow_empty:
+        raise HTTPError(400, "Missing key name")
+    if key.startswith("/"):
+        raise HTTPError(400, f"Invalid key {key!r}: must not start with '/'")
+    if any(seg in (".", "..") for seg in key.split("/")):
+        raise HTTPError(400, f"Invalid key {key!r}: '.' and '..' segments are not allowed")
+    if "\x00" in key:
+        raise HTTPError(400, "Invalid key: contains a NUL byte")
+    return key
+
+
+def entry(rec: Record) -> dict[str, Any]:
+    """A stored record as Consul's KVPair JSON."""
+    return {"LockIndex": 0, "Key": rec.key, "Flags": rec.value.get("Flags", 0), "Value": rec.value.get("Value"),
+            "CreateIndex": rec.create_index, "ModifyIndex": rec.modify_index}
+
+
+def keys_up_to(keys: list[str], prefix: str, separator: str) -> list[str]:
+    """Consul's `?keys&separator=`: keys under `prefix`, cut after the first separator past it."""
+    out: list[str] = []
+    for key in keys:
+        if separator:
+            cut = key.find(separator, len(prefix))
+            if cut >= 0:
+                key = key[: cut + len(separator)]
+        if not out or out[-1] != key:
+            out.append(key)
+    return out
+
+
+def _not_found(index: int) -> Response:
+    resp = json_response(None, status=404, index=index)
+    resp.set_data(b"")
+    return resp
+
+
+@bp.get("/v1/kv/", defaults={"key": ""})
+@bp.get("/v1/kv/<path:key>")
+def get(key: str) -> Response:
+    ctx = current_ctx()
+    recurse, keys_only = query_flag("recurse"), query_flag("keys")
+    validate_key(key, allow_empty=recurse or keys_only)
+    index = block(ctx.state, (KIND,))
+    if keys_only:
+        found = [r.key for r in ctx.state.list(KIND, key)]
+        if not found:
+            return _not_found(index)
+        return json_response(keys_up_to(found, key, request.args.get("separator", "")), index=index)
+    if recurse:
+        records = ctx.state.list(KIND, key)
+        if not records:
+            return _not_found(index)
+        return json_response([entry(r) for r in records], index=index)
+    rec = ctx.state.get(KIND, key)
+    if rec is None:
+        return _not_found(index)
+    if query_flag("raw"):
+        value = rec.value.get("Value")
+        resp = Response(base64.b64decode(value) if value else b"", mimetype="application/octet-stream")
+        resp.headers["X-Consul-Index"] = str(index)
+        return resp
+    return json_response([entry(rec)], index=index)
+
+
+@bp.put("/v1/kv/", defaults={"key": ""})
+@bp.put("/v1/kv/<path:key>")
+def put(key: str) -> Response:
+    validate_key(key)
+    if "acquire" in request.args or "release" in request.args:
+        raise HTTPError(400, "Sessions (acquire/release) are not supported by the dev agent")
+    cas = query_int("cas")
+    flags = query_int("flags", 0) or 0
+    if flags > _MAX_FLAGS:
+        raise HTTPError(400, f"Invalid flags value: {flags} does not fit in 64 bits")
+    raw = read_body(MAX_VALUE_BYTES)
+    value = {"Flags": flags, "Value": base64.b64encode(raw).decode() if raw else None}
+    try:
+        current_ctx().state.put(KIND, key, value, cas=cas)
+    except CasError:
+        return json_response(False)
+    return json_response(True)
+
+
+@bp.delete("/v1/kv/", defaults={"key": ""})
+@bp.delete("/v1/kv/<path:key>")
+def delete(key: str) -> Response:
+    recurse = query_flag("recurse")
+    validate_key(key, allow_empty=recurse)
+    cas = query_int("cas")
+    state = current_ctx().state
+    with state.write() as txn:
+        if recurse:
+            txn.delete_prefix(KIND, key)
+            return json_response(True)
+        if cas is not None:
+            current = txn.get(KIND, key)
+            if current is None:
+                return json_response(True)  # Consul: a CAS delete of a missing key succeeds
+            if current.modify_index != cas:
+                return json_response(False)
+        txn.delete(KIND, key)
+    return json_response(True)
