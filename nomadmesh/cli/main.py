@@ -15,6 +15,8 @@ from nomadmesh.errors import NomadMeshError
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.agent", "agent"),
     ("nomadmesh.cli.render", "render_command"),
+    ("nomadmesh.cli.validate", "validate_command"),
+    ("nomadmesh.cli.graph", "graph_command"),
 )
 
 

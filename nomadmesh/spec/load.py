@@ -74,6 +74,7 @@ def load_spec(
     project, project_problems = _load_project(services_dir, project_file)
     problems += project_problems
     parsed = []
+    unreadable = []  # folders whose service name could not be read
     if not services_dir.is_dir():
         what = "is not a folder" if services_dir.exists() else "does not exist"
         problems.append(Problem(str(services_dir), "", f"{what}; expected a folder of <name>/{SERVICE_FILE}"))
@@ -84,12 +85,15 @@ def load_spec(
         for path in files:
             doc, read_problems = read_json(path, str(path))
             problems += read_problems
-            if not read_problems:
-                parsed.append(parse_service(doc, path, str(path)))
+            one = None if read_problems else parse_service(doc, path, str(path))
+            if one is not None:
+                parsed.append(one)
+            if one is None or one.service is None:
+                unreadable.append(path.parent.name)
     for p in parsed:
         problems += p.problems
     external = {*project.external_services, *allow_external}
-    problems += validate_mesh(parsed, external, str(services_dir))
+    problems += validate_mesh(parsed, external, str(services_dir), unreadable)
 
     errors = [p for p in problems if p.severity == "error"]
     if errors:

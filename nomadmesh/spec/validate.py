@@ -13,8 +13,13 @@ from nomadmesh.errors import Problem
 from nomadmesh.spec.parse import Parsed
 
 
-def validate_mesh(parsed: Sequence[Parsed], external: Iterable[str], services_label: str) -> list[Problem]:
-    """Cross-file problems. `external`: upstream names allowed although not defined here."""
+def validate_mesh(
+    parsed: Sequence[Parsed], external: Iterable[str], services_label: str, unreadable: Iterable[str] = ()
+) -> list[Problem]:
+    """Cross-file problems. `external`: upstream names allowed although not defined here;
+    `unreadable`: folder names of files too broken to name their service (upstreams to these
+    names are not reported: the file probably defines it, and its own error says what to fix).
+    """
     problems: list[Problem] = []
     first: dict[str, str] = {}
     for p in parsed:
@@ -25,7 +30,7 @@ def validate_mesh(parsed: Sequence[Parsed], external: Iterable[str], services_la
             problems.append(Problem(s.source, "service.name", f"{s.name!r} is also defined in {first[s.name]}"))
         else:
             first[s.name] = s.source
-    problems += _undefined_upstreams(parsed, set(first), set(external), services_label)
+    problems += _undefined_upstreams(parsed, set(first), {*external, *unreadable}, services_label)
     problems += _published_twice(parsed)
     problems += [
         Problem(first[cycle[0]], "service.connect.sidecar_service.proxy.upstreams", _cycle_message(cycle), "warning")

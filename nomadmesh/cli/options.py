@@ -1,0 +1,42 @@
+"""Click option decorators shared by every command that reads the service definitions."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+services_option = click.option(
+    "--services",
+    "services_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="services",
+    show_default=True,
+    help="Folder holding <name>/service.json definitions.",
+)
+
+project_option = click.option(
+    "--project",
+    "project_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Project file (datacenters, region, namespace, external_services).  [default: <services>/../nomadmesh.json if present]",
+)
+
+allow_external_option = click.option(
+    "--allow-external",
+    "allow_external",
+    multiple=True,
+    metavar="NAME",
+    help="An upstream that runs outside this folder (repeatable).",
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def spec_options(f: F) -> F:
+    """--services, --project and --allow-external: everything `load_spec` takes."""
+    return services_option(project_option(allow_external_option(f)))
