@@ -16,6 +16,7 @@ import pytest
 import requests
 from waitress.server import create_server
 
+from nomadmesh.agent.catalog import Catalog
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.nomad_api import create_nomad_app
 from nomadmesh.agent.scheduler import Scheduler
@@ -43,6 +44,8 @@ class InProcessAgent:
     def __init__(self, tmp: Path, port: int | None = None):
         port = port or free_port()
         self.ctx = AgentContext.open(AgentConfig(data_dir=tmp, nomad_port=port, node_name="test-node"))
+        self.ctx.catalog = Catalog(self.ctx)
+        self.ctx.catalog.start()
         self.scheduler = Scheduler(self.ctx)
         self.scheduler.start()
         self.server = create_server(create_nomad_app(self.ctx, self.scheduler), host="127.0.0.1", port=port,
@@ -55,6 +58,7 @@ class InProcessAgent:
     def close(self) -> None:
         self.server.close()
         self.scheduler.stop(stop_tasks=True)
+        self.ctx.catalog.stop()
         self.ctx.state.close()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 
 from test_agent_nomad_api import InProcessAgent, free_port, wait_for
 from test_agent_nomad_run import get_text
@@ -38,7 +39,7 @@ def sample_job(name: str, port: int, mode: str, upstream_host: str, ports: dict[
                 {"Label": "http", "Value": port, "To": {"host": 0, "bridge": 5000}[mode]}]}],
             "Services": [{"Name": name, "PortLabel": "http", "Tags": [name], "Checks": [
                 {"Type": "http", "Path": "/health", "Interval": S, "Timeout": S}]}],
-            "Update": {"MaxParallel": 1, "HealthCheck": "task_states", "MinHealthyTime": S // 2,
+            "Update": {"MaxParallel": 1, "HealthCheck": "checks", "MinHealthyTime": S // 2,
                        "HealthyDeadline": 30 * S},
             "Tasks": [{"Name": name, "Driver": "raw_exec", "Env": env,
                        "Config": {"command": sys.executable, "args": [APP, name]}}],
@@ -72,10 +73,25 @@ def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
         a.close()
 
 
+def assert_catalog(agent: InProcessAgent, ports: dict[str, int]) -> None:
+    """Each service is in the catalog at its host port with its check passing (Nomad's IDs)."""
+    for name, port in ports.items():
+        (entry,) = agent.ctx.catalog.health(name, passing_only=True)
+        svc = entry["Service"]
+        assert (svc["Address"], svc["Port"]) == ("127.0.0.1", port)
+        assert svc["ID"].startswith("_nomad-task-") and svc["ID"].endswith(f"-group-{name}-{name}-http")
+        assert {c["Status"] for c in entry["Checks"]} == {"passing"}
+
+
 def test_samples_in_host_mode(agent: InProcessAgent) -> None:
     ports = deploy_all(agent, "host", "127.0.0.1")
     assert answer(ports["order"]) == expected_chain()
     assert answer(ports["tax"]) == [{"Service": "Tax", "Version": 1.0}]
+    assert_catalog(agent, ports)
+    agent.client.job.deregister_job("tax", purge=False)
+    wait_for(lambda: agent.ctx.catalog.health("tax") == [], 15)  # deregistered when it stops
+    broken = requests.get(f"http://127.0.0.1:{ports['order']}/", timeout=10)
+    assert broken.status_code == 502 and "invoice" in broken.text  # tax really stopped
 
 
 @pytest.mark.root
@@ -91,6 +107,7 @@ def test_samples_in_bridge_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     try:
         ports = deploy_all(agent, "bridge", str(next(subnet.hosts())))  # the bridge's gateway address
         assert answer(ports["order"]) == expected_chain()
+        assert_catalog(agent, ports)
         allocs = [a for a in agent.ctx.state.values("alloc") if a["ClientStatus"] == "running"]
         assert len({a["NetworkStatus"]["Address"] for a in allocs}) == 3  # one namespace each
     finally:
