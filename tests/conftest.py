@@ -111,9 +111,7 @@ class RunningAgent:
             return "(no log)"
 
 
-@pytest.fixture
-def agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningAgent]]:
-    """`agent_factory("--default-policy", "deny", data_dir=None)` starts an agent and returns it."""
+def _agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningAgent]]:
     started: list[RunningAgent] = []
 
     def start(*extra_args: str, data_dir: Path | None = None) -> RunningAgent:
@@ -131,6 +129,23 @@ def agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     finally:
         for agent in started:
             agent.stop()
+
+
+@pytest.fixture
+def agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningAgent]]:
+    """`agent_factory("--default-policy", "deny", data_dir=None)` starts an agent and returns it."""
+    yield from _agent_factory(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
+    """One agent shared by a test module (tests must use names of their own)."""
+    factory = _agent_factory(tmp_path_factory)
+    start = next(factory)
+    try:
+        yield start()
+    finally:
+        factory.close()
 
 
 @pytest.fixture
