@@ -15,6 +15,7 @@ import logging
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import consul_agent, consul_catalog, consul_config, consul_intentions, consul_kv
@@ -23,11 +24,19 @@ from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
 log = logging.getLogger("nomadmesh.agent.consul")
 
 
+class AnyPathConverter(PathConverter):
+    """Like `path`, but also matches a leading '/' so KV can refuse such keys by name."""
+
+    regex = ".*?"
+    part_isolating = False  # werkzeug infers True from a regex without '/'; keys span segments
+
+
 def create_consul_app(ctx: AgentContext) -> Flask:
     app = Flask("nomadmesh.consul")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
+    app.url_map.converters["anypath"] = AnyPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions):
         app.register_blueprint(module.bp)

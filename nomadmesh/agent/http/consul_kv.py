@@ -59,8 +59,7 @@ def _not_found(index: int) -> Response:
     return resp
 
 
-@bp.get("/v1/kv/", defaults={"key": ""})
-@bp.get("/v1/kv/<path:key>")
+@bp.get("/v1/kv/<anypath:key>")
 def get(key: str) -> Response:
     ctx = current_ctx()
     recurse, keys_only = query_flag("recurse"), query_flag("keys")
@@ -87,8 +86,7 @@ def get(key: str) -> Response:
     return json_response([entry(rec)], index=index)
 
 
-@bp.put("/v1/kv/", defaults={"key": ""})
-@bp.put("/v1/kv/<path:key>")
+@bp.put("/v1/kv/<anypath:key>")
 def put(key: str) -> Response:
     validate_key(key)
     if "acquire" in request.args or "release" in request.args:
@@ -106,8 +104,7 @@ def put(key: str) -> Response:
     return json_response(True)
 
 
-@bp.delete("/v1/kv/", defaults={"key": ""})
-@bp.delete("/v1/kv/<path:key>")
+@bp.delete("/v1/kv/<anypath:key>")
 def delete(key: str) -> Response:
     recurse = query_flag("recurse")
     validate_key(key, allow_empty=recurse)
