@@ -50,10 +50,16 @@ class InProcessAgent:
         self.scheduler.start()
         self.server = create_server(create_nomad_app(self.ctx, self.scheduler), host="127.0.0.1", port=port,
                                     threads=8)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
         self.addr = f"http://127.0.0.1:{port}"
         self.client = nomad.Nomad(host="127.0.0.1", port=port, timeout=10)
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            pass  # close() pulled the socket from under the loop: that is how waitress stops
 
     def close(self) -> None:
         self.server.close()
