@@ -195,3 +195,11 @@ def test_node_agent_and_status(agent: InProcessAgent) -> None:
     assert me["config"]["Datacenter"] == "dc1" and me["config"]["NodeName"] == "test-node"
     assert requests.get(f"{agent.addr}/v1/agent/health").json()["client"]["ok"] is True
     assert json.loads(requests.get(f"{agent.addr}/v1/status/leader").text).endswith(":4647")
+
+
+def test_parse_takes_variables(agent: InProcessAgent) -> None:
+    hcl = 'variable "n" {\n  default = 1\n}\n' + DOCKER_HCL.replace("count = 2", "count = var.n")
+    for variables in ({"n": "3"}, "n = 3"):
+        r = requests.post(f"{agent.addr}/v1/jobs/parse", json={"JobHCL": hcl, "Variables": variables})
+        assert r.status_code == 200, r.text
+        assert r.json()["TaskGroups"][0]["Count"] == 3

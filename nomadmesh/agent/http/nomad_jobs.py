@@ -85,11 +85,9 @@ def parse_job() -> Response:
     hcl = body.get("JobHCL")
     if not isinstance(hcl, str) or not hcl.strip():
         raise HTTPError(400, "Job spec is empty")
-    variables = body.get("Variables") or {}
-    if isinstance(variables, str):  # Nomad's API takes variables as HCL-ish "k=v" lines too
-        variables = dict(line.split("=", 1) for line in variables.splitlines() if "=" in line)
-    if not isinstance(variables, dict):
-        raise HTTPError(400, "Variables must be an object")
+    variables = body.get("Variables") or {}  # an object, or the text of a .vars file as Nomad takes it
+    if not isinstance(variables, (dict, str)):
+        raise HTTPError(400, "Variables must be an object or HCL variable-file text")
     try:
         job = spec.parse_hcl(hcl, variables)
         if body.get("Canonicalize"):

@@ -31,9 +31,9 @@ def _error_type() -> type[BaseException]:
     return getattr(_js(), "JobspecError", ValueError)
 
 
-def parse_hcl(text: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+def parse_hcl(text: str, variables: dict[str, Any] | str | None = None) -> dict[str, Any]:
     try:
-        return _js().parse_hcl(text, variables or {})
+        return _js().parse_hcl(text, variables or None)
     except _error_type() as e:
         raise SpecInputError(str(e)) from None
 
