@@ -20,7 +20,6 @@ from nomadmesh.agent.http.common import parse_duration
 from nomadmesh.agent.http.consul_defs import (
     SIDECAR_PORT_MAX,
     SIDECAR_PORT_MIN,
-    ServiceDefError,
     expand,
     normalize_service,
     public,
@@ -122,9 +121,8 @@ class Catalog:
         }
         exp = expand(normalized, self.ctx.config.datacenter, self.node_name, used)
         new_ids = [s["ID"] for s in exp.services]
-        dup = {c["CheckID"] for c in exp.checks}
-        if len(dup) != len(exp.checks):
-            raise ServiceDefError("Checks: two checks have the same CheckID")
+        # Two checks with one CheckID: the last wins, as in Consul's agent (its checks are a map).
+        checks = list({c["CheckID"]: c for c in exp.checks}.values())
         started: list[dict[str, Any]] = []
         stopped: list[str] = []
         with state.write() as txn:
@@ -138,7 +136,7 @@ class Catalog:
                 doc["CreateIndex"] = old.create_index if old else txn.index
                 doc["ModifyIndex"] = txn.index
                 txn.put("service", doc["ID"], doc)
-            for chk in exp.checks:
+            for chk in checks:
                 previous = old_checks.pop(chk["CheckID"], None)
                 if previous is not None and previous.get("Definition") == chk["Definition"] \
                         and previous.get("ServiceID") == chk["ServiceID"]:
