@@ -88,3 +88,28 @@ def test_sigkill_restart_adopts_live_tasks_and_restarts_dead_ones(agent: Any) ->
     back = wait_for(lambda: running(c), 20)
     assert back["ID"] == alloc["ID"] and back["TaskStates"]["server"]["Restarts"] == 1
     assert get_text(f"http://127.0.0.1:{port}/") == alloc["ID"]
+
+
+def test_agent_killed_while_stopping_an_allocation_finishes_the_stop(agent: Any) -> None:
+    from nomadmesh.agent.state import State
+
+    c = client(agent)
+    c.jobs.register_job({"Job": c.jobs.parse(HTTP_JOB % SERVER.replace('"', '\\"'), canonicalize=True)})
+    alloc = wait_for(lambda: running(c), 20)
+    (pid,) = wait_for(lambda: _task_pids(agent.data_dir))
+    agent.stop(kill=True)
+    # What the dead agent had decided but not done yet: this allocation is to stop.
+    state = State(agent.data_dir / "state.db")
+    try:
+        with state.write() as txn:
+            doc = txn.get("alloc", alloc["ID"]).value
+            txn.put("alloc", alloc["ID"], dict(doc, DesiredStatus="stop"))
+            job = txn.get("job", "web").value
+            txn.put("job", "web", dict(job, Stop=True))
+    finally:
+        state.close()
+    agent.start()
+    c = client(agent)
+    done = wait_for(lambda: (a := c.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a, 20)
+    assert done["TaskStates"]["server"]["Restarts"] == 0  # adopted to be stopped, never restarted
+    assert not pid_alive(pid)

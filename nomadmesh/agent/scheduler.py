@@ -90,8 +90,6 @@ class Scheduler:
     def _reconcile_on_start(self) -> None:
         live: set[str] = set()
         for alloc in self.ctx.state.values("alloc"):
-            if alloc["ClientStatus"] in ("complete", "failed", "lost") and alloc["DesiredStatus"] != "run":
-                continue
             if alloc["ClientStatus"] in ("complete", "failed", "lost"):
                 continue
             runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
@@ -100,7 +98,7 @@ class Scheduler:
                 self._runners[alloc["ID"]] = runner
                 live.add(alloc["ID"])
             else:
-                runner.restore()
+                runner.restore(start_dead=False)
                 runner.stop(final_status="complete")  # the agent died while stopping it
         self.platform.teardown_orphans(live)
         self._deregister_orphan_services(live)

@@ -165,16 +165,16 @@ class AllocRunner:
                                         name=f"alloc-{self.alloc_id[:8]}", daemon=True)
         self._thread.start()
 
-    def restore(self) -> None:
-        """After an agent restart: adopt live tasks, restart (or fail) dead ones."""
-        self._run(restore=True)
+    def restore(self, start_dead: bool = True) -> None:
+        """After an agent restart: adopt live tasks; restart (or fail) dead ones if `start_dead`."""
+        self._run(restore=True, start_dead=start_dead)
 
-    def _run(self, restore: bool) -> None:
+    def _run(self, restore: bool, start_dead: bool = True) -> None:
         alloc = self._alloc()
         if alloc is None:
             return
         try:
-            self._start_tasks(alloc, restore)
+            self._start_tasks(alloc, restore, start_dead)
         except Exception as e:  # a setup failure fails the allocation, never the agent
             log.exception("allocation %s failed to start", self.alloc_id)
             for task in self._group(alloc).get("Tasks") or []:
@@ -185,7 +185,7 @@ class AllocRunner:
     def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
         return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
 
-    def _start_tasks(self, alloc: dict[str, Any], restore: bool) -> None:
+    def _start_tasks(self, alloc: dict[str, Any], restore: bool, start_dead: bool = True) -> None:
         tg = self._group(alloc)
         tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
         self._version = alloc.get("JobVersion")
@@ -195,7 +195,7 @@ class AllocRunner:
         if (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
                 and self.platform.network_path(self.alloc_id):
             netns = self.platform.network_path(self.alloc_id)  # survived the agent: keep it
-        elif (mode[0] or {}).get("Mode") == "bridge":
+        elif (mode[0] or {}).get("Mode") == "bridge" and (start_dead or not restore):
             mappings = [(int(p["Value"]), container_port(p)) for p in ports]
             netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
             netns = netns_path
@@ -225,6 +225,8 @@ class AllocRunner:
                     self._handles[name] = h
                     self._sync_task(name, None)
                     continue
+            if restore and not start_dead:
+                continue  # an allocation being stopped: adopt what lives (to stop it), start nothing
             if restore and prev:
                 if not agent_stopped and not self.platform.restart_allowed(spec, prev):
                     self._record(name, event("Not Restarting", "Exceeded allowed attempts while the agent was down",
