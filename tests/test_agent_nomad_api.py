@@ -168,6 +168,9 @@ def test_bad_input_gets_nomads_codes_and_one_line(agent: InProcessAgent) -> None
                  "/v1/deployment/nope", "/v1/job/nope"):
         assert requests.get(agent.addr + path).status_code == 404, path
     assert requests.get(f"{agent.addr}/v1/jobs", params={"index": "x"}).status_code == 400
+    r = requests.get(f"{agent.addr}/v1/client/fs/logs/nope", params={"task": "t", "type": "stdout"})
+    assert r.status_code == 404 and "Unknown allocation" in r.text
+    assert requests.get(f"{agent.addr}/v1/client/fs/logs/nope", params={"type": "stdout"}).status_code == 400
     assert agent.client.jobs.get_jobs() == []  # nothing half-written
 
 

@@ -153,3 +153,33 @@ def test_crashing_update_fails_deployment_and_auto_reverts(agent: InProcessAgent
     stderr = requests.get(f"{agent.addr}/v1/client/fs/logs/{crashed[0]['ID']}",
                           params={"task": "server", "type": "stderr", "plain": "true"}).text
     assert stderr.count("boom") == 2
+
+
+def test_rolling_update_replaces_one_at_a_time_and_meta_change_is_in_place(agent: InProcessAgent) -> None:
+    job = job_with(agent, SERVER)
+    job["TaskGroups"][0]["Count"] = 2
+    agent.client.jobs.register_job({"Job": job})
+    wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful", 20)
+    first = {a["ID"] for a in agent.client.job.get_allocations("web")}
+
+    job["Meta"] = {"note": "in place"}  # no task change: same allocations, new job version
+    plan = agent.client.job.plan_job("web", {"Job": job})
+    assert plan["Annotations"]["DesiredTGUpdates"]["web"]["InPlaceUpdate"] == 2
+    agent.client.jobs.register_job({"Job": job})
+    wait_for(lambda: {a["JobVersion"] for a in agent.client.job.get_allocations("web")} == {1}, 10)
+    assert {a["ID"] for a in agent.client.job.get_allocations("web")} == first
+
+    job["TaskGroups"][0]["Tasks"][0]["Env"]["GREETING"] = "changed"  # destructive
+    plan = agent.client.job.plan_job("web", {"Job": job})
+    assert plan["Annotations"]["DesiredTGUpdates"]["web"]["DestructiveUpdate"] == 2
+    agent.client.jobs.register_job({"Job": job})
+    seen_mixed = False
+    def replaced() -> bool:
+        nonlocal seen_mixed
+        live = [a for a in agent.client.job.get_allocations("web") if a["DesiredStatus"] == "run"]
+        versions = sorted(a["JobVersion"] for a in live)
+        seen_mixed |= versions == [1, 2]  # max_parallel 1: one old still serving while one new starts
+        return versions == [2, 2] and all(a["ClientStatus"] == "running" for a in live)
+    wait_for(replaced, 30)
+    assert seen_mixed
+    assert not first & {a["ID"] for a in agent.client.job.get_allocations("web") if a["DesiredStatus"] == "run"}
