@@ -2,6 +2,7 @@
 and SIGINT, refuses a port in use with a one-line error, binds to loopback unless told otherwise."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -63,3 +64,32 @@ def test_binds_loopback_by_default_and_bind_changes_it(agent_factory: Callable[.
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{anywhere.consul_port}"], capture_output=True,
                                text=True).stdout
     assert f"127.0.0.2:{anywhere.consul_port}" in listening
+
+
+def test_dev_without_data_dir_uses_a_throwaway_dir_removed_on_stop(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    consul_port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--nomad-port", str(free_port()),
+         "--consul-port", str(consul_port), "--grpc-port", str(free_port())],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{consul_port}/v1/status/leader", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "agent did not start"
+            time.sleep(0.05)
+        dirs = list(tmp_path.glob("nomadmesh-dev-*"))
+        assert len(dirs) == 1 and (dirs[0] / "state.db").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert list(tmp_path.glob("nomadmesh-dev-*")) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
