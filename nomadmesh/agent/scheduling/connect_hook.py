@@ -24,8 +24,3 @@ def extra_ports(job: dict[str, Any], group: dict[str, Any]) -> list[dict[str, An
 def sidecar_registration(alloc: dict[str, Any], service: dict[str, Any], service_id: str) -> dict[str, Any] | None:
     """The Connect.SidecarService to register with `service`. None until proxies really run."""
     return None
-
-
-def has_sidecar(service: dict[str, Any]) -> bool:
-    return bool(((service.get("Connect") or {}).get("SidecarService")) is not None
-                and service.get("Connect", {}).get("SidecarService") is not False)

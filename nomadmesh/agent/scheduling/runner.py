@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import shlex
 import threading
-import time
 from typing import Any, Callable
 
 from nomadmesh.agent.context import AgentContext
@@ -385,12 +384,3 @@ class AllocRunner:
             for h in self._handles.values():
                 self.platform.detach_task(h)
             self._handles.clear()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

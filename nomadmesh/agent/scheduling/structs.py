@@ -67,10 +67,6 @@ def evaluation(job: dict[str, Any], triggered_by: str, index: int, **extra: Any)
     return ev
 
 
-def eval_stub(ev: dict[str, Any]) -> dict[str, Any]:
-    return ev
-
-
 def deployment(job: dict[str, Any], index: int, desired: dict[str, int]) -> dict[str, Any]:
     t = now_ns()
     groups = {}
