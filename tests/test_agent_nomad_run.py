@@ -183,3 +183,25 @@ def test_rolling_update_replaces_one_at_a_time_and_meta_change_is_in_place(agent
     wait_for(replaced, 30)
     assert seen_mixed
     assert not first & {a["ID"] for a in agent.client.job.get_allocations("web") if a["DesiredStatus"] == "run"}
+
+
+def test_batch_job_runs_to_completion(agent: InProcessAgent) -> None:
+    hcl = '''job "once" {
+      type = "batch"
+      group "once" {
+        task "hello" {
+          driver = "exec"
+          config {
+            command = "/bin/sh"
+            args    = ["-c", "echo done in $NOMAD_ALLOC_NAME"]
+          }
+        }
+      }
+    }'''
+    agent.client.jobs.register_job({"Job": agent.client.jobs.parse(hcl, canonicalize=True)})
+    stub = wait_for(lambda: next((a for a in agent.client.job.get_allocations("once")
+                                  if a["ClientStatus"] == "complete"), None), 15)
+    assert stub["TaskStates"]["hello"]["State"] == "dead" and stub["TaskStates"]["hello"]["Failed"] is False
+    assert agent.client.client.stream_logs.stream(stub["ID"], "hello", "stdout", plain=True) == "done in once.once[0]\n"
+    assert agent.client.job.get_deployment("once") is None  # batch jobs get no deployment
+    wait_for(lambda: agent.client.job.get_job("once")["Status"] == "dead", 10)
