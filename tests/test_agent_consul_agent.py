@@ -263,3 +263,18 @@ def test_config_dir_with_a_bad_definition_fails_naming_file_and_field(
     with pytest.raises(RuntimeError) as err:
         agent_factory("--config-dir", str(conf))
     assert f"Error: {conf / 'bad.json'}: service: Port: must be an integer" in str(err.value)
+
+
+def test_ttl_check_is_set_through_the_agent_endpoints(c: consul.Consul, module_agent: RunningAgent) -> None:
+    c.agent.service.register("ttl-svc", service_id="ttl-1", check=consul.Check.ttl("30s"))
+    try:
+        assert check_status(c, "service:ttl-1") == "critical"
+        assert c.agent.check.ttl_pass("service:ttl-1", notes="fine") is True
+        chk = c.agent.checks()["service:ttl-1"]
+        assert (chk["Status"], chk["Output"], chk["Type"]) == ("passing", "fine", "ttl")
+        assert c.agent.check.ttl_warn("service:ttl-1") is True
+        assert check_status(c, "service:ttl-1") == "warning"
+        r = requests.put(f"{module_agent.consul_addr}/v1/agent/check/pass/no-such-check", timeout=5)
+        assert r.status_code == 404 and "Unknown check ID" in r.text
+    finally:
+        c.agent.service.deregister("ttl-1")
