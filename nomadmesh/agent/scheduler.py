@@ -115,13 +115,20 @@ class Scheduler:
     # --- the loop -----------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        last_index, deploying = -1, True
         while not self._stopping.is_set():
-            self._wake.wait(TICK_S)
+            woken = self._wake.wait(TICK_S)
             self._wake.clear()
             if self._stopping.is_set():
                 break
+            index = self.ctx.state.index
+            # Idle agent: nothing changed and no deployment clock is running, so skip the pass.
+            if not woken and index == last_index and not deploying:
+                continue
+            last_index = index
             try:
                 self._pass()
+                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment"))
             except Exception:  # never let one bad pass kill scheduling for good
                 log.exception("scheduler pass failed")
 
