@@ -14,6 +14,7 @@ from nomadmesh.agent.scheduling.services import registrations
 from nomadmesh.agent.scheduling.structs import (
     DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DEPLOYMENT_SUCCESSFUL, TRIGGER_DEPLOYMENT, evaluation, now_ns,
 )
+from nomadmesh.agent.runtime.events import rfc3339
 from nomadmesh.agent.state import State
 
 log = logging.getLogger("nomadmesh.agent.deployments")
@@ -67,7 +68,7 @@ def tick(state: State) -> list[str]:
                     continue
                 doc = dict(cur.value, _HealthySince=verdict.healthy_since)
                 if verdict.verdict != health.PENDING:
-                    doc["DeploymentStatus"] = {"Healthy": verdict.verdict == health.HEALTHY, "Timestamp": now,
+                    doc["DeploymentStatus"] = {"Healthy": verdict.verdict == health.HEALTHY, "Timestamp": rfc3339(now),
                                                "Canary": False, "ModifyIndex": txn.index}
                     doc["ModifyIndex"] = txn.index
                     became_healthy |= verdict.verdict == health.HEALTHY
