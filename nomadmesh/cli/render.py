@@ -7,20 +7,12 @@ import click
 
 from nomadmesh.render import FORMATS, render, write_jobs
 
-# nomadmesh/cli/options.py (shared --services etc.) did not exist when this was written;
-# these options are local until it does.
+from nomadmesh.cli.options import spec_options
 
 
 @click.command("render")
 @click.argument("services", nargs=-1, metavar="[SERVICE]...")
-@click.option(
-    "--services",
-    "services_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default="services",
-    show_default=True,
-    help="Folder holding <name>/service.json definitions.",
-)
+@spec_options
 @click.option(
     "--out",
     "out_dir",
@@ -37,14 +29,13 @@ from nomadmesh.render import FORMATS, render, write_jobs
     show_default=True,
     help="hcl: jobspec files; json: the HTTP API's {\"Job\": ...} body.",
 )
-@click.option(
-    "--allow-external",
-    multiple=True,
-    metavar="NAME",
-    help="An upstream defined outside this folder (repeatable).",
-)
 def render_command(
-    services: tuple[str, ...], services_dir: Path, out_dir: Path, fmt: str, allow_external: tuple[str, ...]
+    services: tuple[str, ...],
+    services_dir: Path,
+    project_file: Path | None,
+    allow_external: tuple[str, ...],
+    out_dir: Path,
+    fmt: str,
 ) -> None:
     """Render one Nomad job per service (all, or the SERVICEs named).
 
@@ -58,7 +49,7 @@ def render_command(
     """
     from nomadmesh.spec import load_spec  # imported here so `--help` never loads the spec code
 
-    spec = load_spec(services_dir, allow_external=allow_external)
+    spec = load_spec(services_dir, project_file, allow_external=allow_external)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
     for path in write_jobs(render(spec, fmt, services), out_dir):  # type: ignore[arg-type]
