@@ -20,6 +20,10 @@ SAMPLES = REPO / "services"
 FIXTURES = Path(__file__).parent / "fixtures" / "spec"
 
 
+# The samples shorten Nomad's update timings so a demo deploy is healthy in seconds.
+SAMPLE_UPDATE = Update(min_healthy_time="1s", healthy_deadline="1m", progress_deadline="2m")
+
+
 def http_check(name: str) -> Check:
     return Check("http", f"{name}-http", "2s", "1s", "/health", expose=True)
 
@@ -33,7 +37,8 @@ def sample(name: str, port: int, upstreams: tuple[Upstream, ...], **run: object)
         connect=True,
         upstreams=upstreams,
         checks=(http_check(name),),
-        run=Run(command="python3", args=("../app.py", name), work_dir=str(SAMPLES / name), **run),  # type: ignore[arg-type]
+        run=Run(command="python3", args=("../app.py", name), work_dir=str(SAMPLES / name),  # type: ignore[arg-type]
+                update=SAMPLE_UPDATE, **run),
     )
 
 
