@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from nomadmesh.cli.options import spec_options
+from nomadmesh.cli.intent import default_policy_option
+from nomadmesh.cli.options import spec_options, target_options
 from nomadmesh.mesh.graph import FORMATS, RENDERERS, build_graph
 
 
@@ -14,18 +16,36 @@ from nomadmesh.mesh.graph import FORMATS, RENDERERS, build_graph
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="mermaid", show_default=True, help="Output format."
 )
-def graph_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], fmt: str) -> None:
+@click.option("--verdicts", is_flag=True,
+              help="Ask Consul for the intentions and label each edge allow, deny or per-request (L7).")
+@default_policy_option
+@target_options
+def graph_command(
+    target: Any, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], fmt: str,
+    verdicts: bool, default_policy: str | None,
+) -> None:
     """Print the services as nodes and their upstreams as edges labelled with local_bind_port.
 
+    With --verdicts each edge also shows what Consul's intentions decide for it (denied edges are
+    dashed); without it the graph is drawn from the definitions alone, with no network.
     Invalid definitions are reported like `nomadmesh validate` does (exit 2).
 
     Example:
 
-        nomadmesh graph --format dot | dot -Tsvg > mesh.svg
+        nomadmesh graph --verdicts --format dot | dot -Tsvg > mesh.svg
     """
     from nomadmesh.spec import load_spec
 
     spec = load_spec(services_dir, project_file, allow_external)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(RENDERERS[fmt](build_graph(spec)), nl=False)
+    graph = build_graph(spec)
+    if verdicts:
+        from nomadmesh.deploy import intentions as di
+        from nomadmesh.deploy.target import consul_client
+        from nomadmesh.mesh.check import verdicts as edge_verdicts
+
+        consul = consul_client(target)
+        policy = di.load_default_policy(consul, default_policy)
+        graph = graph.with_verdicts(edge_verdicts(spec, di.list_intentions(consul), policy.allow))
+    click.echo(RENDERERS[fmt](graph), nl=False)

@@ -1,0 +1,215 @@
+"""`nomadmesh intent allow|deny|delete|list|check`: who may call whom, on any Consul.
+
+Thin: parse and validate names, call `nomadmesh.deploy.intentions`, print like the Consul CLI.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from nomadmesh.cli.options import json_option, target_options
+from nomadmesh.errors import NomadMeshError
+
+F = TypeVar("F", bound=Callable[..., Any])
+WILDCARD = "*"
+
+
+class CheckFailed(NomadMeshError):
+    """A checking command could not check (bad target, unreachable): exit 2, so 1 keeps meaning "no"."""
+
+    exit_code = 2
+
+
+def exit_2_on_error(f: F) -> F:
+    """For commands whose exit 1 is an answer (Denied, findings): any other failure exits 2."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except NomadMeshError as e:
+            if e.exit_code == 2:
+                raise
+            raise CheckFailed(str(e)) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from nomadmesh.spec.fields import NAME, NAME_RULE
+
+    if value != WILDCARD and not NAME.match(value):
+        raise click.BadParameter(f"{value!r} is not a valid service name: {NAME_RULE} (or * for any)")
+    return value
+
+
+_source = click.argument("source", metavar="SRC", callback=_name)
+_destination = click.argument("destination", metavar="DST", callback=_name)
+
+default_policy_option = click.option(
+    "--default-policy", type=click.Choice(["allow", "deny"]), default=None,
+    help="Policy for pairs no intention matches.  [default: what Consul's own check answers]")
+
+
+def _client(target: Any) -> Any:
+    from nomadmesh.deploy.target import consul_client
+
+    return consul_client(target)
+
+
+def rule_text(decision: Any) -> str:
+    """The deciding rule: `invoice => tax (deny)`, or `default policy (allow)`."""
+    return str(decision.reason)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart (the Consul CLI's list style)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [headers, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+@click.group("intent")
+def intent_group() -> None:
+    """Manage intentions (who may call whom) as Consul service-intentions config entries.
+
+    SRC and DST are service names, or * for any service. Writes use check-and-set and keep the
+    sources other tools wrote. The Consul target comes from CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
+    CONSUL_CACERT... like the Consul CLI, or --consul-addr.
+    """
+
+
+def _write(action: str) -> Callable[..., None]:
+    def command(target: Any, source: str, destination: str, description: str | None) -> None:
+        from nomadmesh.deploy import intentions as di
+
+        consul = _client(target)
+        change = di.set_intention(consul, source, destination, action, description)
+        unknown = sorted(n for n in {source, destination} - {WILDCARD} if n not in di.registered_services(consul))
+        for name in unknown:
+            click.echo(f"warning: no service named {name!r} is registered in Consul at {target.consul.url}; "
+                       "the intention is written anyway", err=True)
+        rule = f"{source} => {destination}"
+        if change.kind == "created":
+            click.echo(f"Created: {rule} ({action})")
+        elif change.kind == "updated":
+            was = change.previous.action if change.previous and change.previous.action else "L7 permissions"
+            click.echo(f"Updated: {rule} ({action}, was {was})")
+        else:
+            click.echo(f"Unchanged: {rule} ({action})")
+
+    return command
+
+
+def _write_command(action: str, example: str) -> click.Command:
+    doc = (f"{'Let SRC call' if action == 'allow' else 'Forbid SRC to call'} DST: write `{action}` for SRC in DST's "
+           f"service-intentions entry (replacing what SRC had there).\n\n"
+           f"Prints Created, Updated or Unchanged. A name no service is registered under gets a "
+           f"warning, and the intention is written anyway (Consul allows that).\n\n"
+           f"Example:\n\n    {example}")
+    command = _write(action)
+    command.__doc__ = doc
+    decorated = target_options(command)
+    decorated = click.option("--description", default=None, metavar="TEXT",
+                             help="Free text shown with the intention (default: keep the current one).")(decorated)
+    return click.command(action, help=doc)(_source(_destination(decorated)))
+
+
+intent_group.add_command(_write_command("allow", "nomadmesh intent allow order invoice --description 'checkout'"))
+intent_group.add_command(_write_command("deny", "nomadmesh intent deny invoice tax"))
+
+
+@intent_group.command("delete")
+@_source
+@_destination
+@target_options
+def delete_command(target: Any, source: str, destination: str) -> None:
+    """Remove the intention SRC => DST (the entry goes when it has no source left).
+
+    Exit 1 if there is no such intention.
+
+    Example:
+
+        nomadmesh intent delete invoice tax
+    """
+    from nomadmesh.deploy import intentions as di
+
+    if not di.delete_intention(_client(target), source, destination):
+        raise click.ClickException(f"no intention {source} => {destination} in Consul at {target.consul.url}")
+    click.echo(f"Deleted: {source} => {destination}")
+
+
+def _action(i: Any) -> str:
+    return "l7" if i.is_l7 else str(i.action)
+
+
+def _intention_json(i: Any) -> dict[str, Any]:
+    from nomadmesh.mesh.intentions import source_to_json
+
+    doc = {"source": i.source, "destination": i.destination, "action": _action(i),
+           "precedence": i.precedence, "description": i.description}
+    if i.is_l7:
+        doc["permissions"] = source_to_json(i)["Permissions"]
+    return doc
+
+
+@intent_group.command("list")
+@json_option
+@target_options
+def list_command(target: Any, as_json: bool) -> None:
+    """List every intention in the order Consul evaluates them (highest precedence first).
+
+    Precedence: exact => exact 9, * => exact 8, exact => * 6, * => * 5. The action is allow,
+    deny, or l7 (HTTP permissions decide per request; --json shows them).
+
+    Example:
+
+        nomadmesh intent list --json
+    """
+    from nomadmesh.deploy import intentions as di
+
+    found = di.list_intentions(_client(target))
+    if as_json:
+        click.echo(json.dumps([_intention_json(i) for i in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("No intentions.")
+        return
+    rows = [(i.source, i.destination, _action(i), str(i.precedence), i.description) for i in found]
+    click.echo(table(("SOURCE", "DESTINATION", "ACTION", "PRECEDENCE", "DESCRIPTION"), rows), nl=False)
+
+
+@intent_group.command("check")
+@exit_2_on_error
+@_source
+@_destination
+@default_policy_option
+@json_option
+@target_options
+def check_command(target: Any, source: str, destination: str, default_policy: str | None, as_json: bool) -> None:
+    """Say whether SRC may call DST (Allowed or Denied) and which rule decided.
+
+    Exit 0 Allowed, 1 Denied, 2 bad input or Consul unreachable. An L7 intention counts as Denied
+    here (as in Consul's check): its HTTP permissions decide per request.
+
+    Example:
+
+        nomadmesh intent check invoice tax || echo "invoice may not call tax"
+    """
+    from nomadmesh.deploy import intentions as di
+
+    consul = _client(target)
+    decision = di.check_intention(consul, source, destination, di.load_default_policy(consul, default_policy))
+    verdict = "Allowed" if decision.allowed else "Denied"
+    if as_json:
+        click.echo(json.dumps({"source": source, "destination": destination, "allowed": decision.allowed,
+                               "rule": rule_text(decision)}, indent=2))
+    else:
+        click.echo(verdict)
+        click.echo(f"rule: {rule_text(decision)}")
+    if not decision.allowed:
+        raise click.exceptions.Exit(1)

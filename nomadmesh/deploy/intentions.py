@@ -1,0 +1,273 @@
+"""Intentions on any Consul (the dev agent or a real cluster), as `service-intentions` config entries.
+
+The I/O edge of `nomadmesh.mesh.intentions` (which holds the pure precedence and evaluation):
+
+    set_intention(consul, "invoice", "tax", "deny")      -> Change ("created" / "updated" / "unchanged")
+    delete_intention(consul, "invoice", "tax")           -> bool (False: there was nothing to delete)
+    list_intentions(consul)                              -> [Intention], highest precedence first
+    load_default_policy(consul, override=None)           -> DefaultPolicy
+    check_intention(consul, "invoice", "tax", policy)    -> Decision (allowed, deciding rule)
+
+Writes are read-modify-write of the destination's whole entry: `config.get`, change our one
+source, `config.set(..., cas=ModifyIndex or 0)`. Consul refuses the write if anyone wrote the entry
+in between (or created it, with cas=0), and we read again and retry after a jittered back-off, so
+concurrent writers (other `nomadmesh intent` processes, the web UI, Terraform, the Consul CLI) never
+lose each other's sources. Every source and field we did not change is written back as read:
+Meta, other tools' sources, LegacyID, fields this module does not model.
+
+This is a library (the CLI and the web UI both use it): it prints nothing and raises only
+`TargetError` (a `NomadMeshError`), whose message names the Consul address.
+"""
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import consul as consul_lib
+import requests
+
+from nomadmesh.errors import TargetError
+from nomadmesh.mesh import intentions as ixn
+from nomadmesh.mesh.intentions import Decision, Intention
+
+T = TypeVar("T")
+
+# Bounded retries: with full jitter, 20 concurrent writers on one entry settle well within this.
+CAS_ATTEMPTS = 60
+BACKOFF_BASE_S = 0.01
+BACKOFF_CAP_S = 0.4
+
+# Source fields that describe what the intention does; everything else on a source we replace is kept.
+_DECISION_FIELDS = ("Action", "Permissions", "Precedence")
+
+
+@dataclass(frozen=True)
+class Change:
+    """What `set_intention` did: "created", "updated" or "unchanged"."""
+
+    kind: str
+    intention: Intention
+    previous: Intention | None = None
+
+
+@dataclass(frozen=True)
+class DefaultPolicy:
+    """The policy that decides a pair no intention matches, and how we know it.
+
+    `source` is "option" (the caller said so) or "consul" (Consul's own /check answered it).
+    """
+
+    allow: bool
+    source: str
+
+    @property
+    def name(self) -> str:
+        return "allow" if self.allow else "deny"
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def _address(consul: consul_lib.Consul) -> str:
+    return str(getattr(consul.http, "base_uri", "Consul"))
+
+
+@contextmanager
+def consul_errors(consul: consul_lib.Consul) -> Iterator[None]:
+    """Turn py-consul / requests failures into one-line TargetErrors naming the address."""
+    addr = _address(consul)
+    try:
+        yield
+    except requests.ConnectionError:
+        raise TargetError(f"cannot reach Consul at {addr}: connection refused") from None
+    except requests.Timeout:
+        raise TargetError(f"cannot reach Consul at {addr}: timed out") from None
+    except requests.RequestException as e:
+        raise TargetError(f"cannot reach Consul at {addr}: {e}") from None
+    except consul_lib.ACLPermissionDenied as e:
+        raise TargetError(f"Consul at {addr} refused the token (403): {_first_line(e)}") from None
+    except consul_lib.ACLDisabled as e:
+        raise TargetError(f"Consul at {addr} refused the request (401): {_first_line(e)}") from None
+    except consul_lib.ConsulException as e:
+        raise TargetError(f"Consul at {addr} refused the request: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# --- CAS loop -----------------------------------------------------------------------------------
+
+
+def retry_cas(
+    attempt: Callable[[], tuple[bool, T]],
+    what: str,
+    attempts: int = CAS_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+    rand: Callable[[], float] = random.random,
+) -> T:
+    """Run `attempt` until it reports success; full-jitter exponential back-off in between.
+
+    `attempt` returns (done, value). Jitter matters: writers that lost the same race must not
+    retry in lockstep, or they lose it again together.
+    """
+    for n in range(attempts):
+        done, value = attempt()
+        if done:
+            return value
+        sleep(rand() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** n))
+    raise TargetError(f"{what}: gave up after {attempts} attempts, the entry kept changing underneath")
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+def _get_entry(consul: consul_lib.Consul, destination: str) -> dict[str, Any] | None:
+    with consul_errors(consul):
+        entry = consul.config.get(ixn.KIND, destination)
+    if entry is not None and not isinstance(entry, dict):
+        raise TargetError(f"Consul at {_address(consul)}: {ixn.KIND}/{destination} is not an object")
+    return entry
+
+
+def _parse(consul: consul_lib.Consul, entry: dict[str, Any]) -> list[Intention]:
+    try:
+        return ixn.from_config_entry(entry)
+    except ixn.IntentionError as e:
+        name = entry.get("Name")
+        raise TargetError(f"Consul at {_address(consul)}: {ixn.KIND}/{name}: {e}") from None
+
+
+def list_intentions(consul: consul_lib.Consul) -> list[Intention]:
+    """Every intention Consul holds, highest precedence first (Consul's evaluation order)."""
+    with consul_errors(consul):
+        entries = consul.config.list(ixn.KIND) or []
+    return ixn.sort_by_precedence(i for entry in entries for i in _parse(consul, entry))
+
+
+def get_intention(consul: consul_lib.Consul, source: str, destination: str) -> Intention | None:
+    entry = _get_entry(consul, destination)
+    if entry is None:
+        return None
+    return next((i for i in _parse(consul, entry) if i.source == source), None)
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def _merged_source(old: dict[str, Any] | None, source: str, action: str, description: str | None) -> dict[str, Any]:
+    """The new source: the old one's other fields kept, its decision replaced."""
+    out = {k: v for k, v in (old or {}).items() if k not in _DECISION_FIELDS}
+    out["Name"] = source
+    out.setdefault("Type", "consul")
+    out["Action"] = action
+    if description is not None:
+        if description:
+            out["Description"] = description
+        else:
+            out.pop("Description", None)
+    return out
+
+
+def set_intention(
+    consul: consul_lib.Consul, source: str, destination: str, action: str, description: str | None = None
+) -> Change:
+    """Make `source => destination` an L4 `action` ("allow"/"deny"), like `consul intention create -replace`.
+
+    `description=None` keeps the current description; "" clears it. An existing L7 intention for
+    the pair is replaced by the plain action.
+    """
+    if action not in ixn.ACTIONS:
+        raise ValueError(f"action must be allow or deny, not {action!r}")
+
+    def attempt() -> tuple[bool, Change]:
+        entry = _get_entry(consul, destination)
+        sources = (entry or {}).get("Sources") or []
+        old = next((s for s in sources if s.get("Name") == source), None)
+        previous = next((i for i in _parse(consul, entry) if i.source == source), None) if old else None
+        new_source = _merged_source(old, source, action, description)
+        intention = Intention(source, destination, action, description=new_source.get("Description", ""))
+        if previous == intention:
+            return True, Change("unchanged", intention, previous)
+        new_entry = ixn.upsert_source(_writable(entry), destination, new_source)
+        with consul_errors(consul):
+            ok = consul.config.set(ixn.KIND, destination, new_entry, cas=_cas(entry))
+        return bool(ok), Change("updated" if previous else "created", intention, previous)
+
+    return retry_cas(attempt, f"writing {source} => {destination}")
+
+
+def delete_intention(consul: consul_lib.Consul, source: str, destination: str) -> bool:
+    """Remove `source` from the destination's entry (the entry goes when no source is left).
+
+    False when there was no such intention.
+    """
+
+    def attempt() -> tuple[bool, bool]:
+        entry = _get_entry(consul, destination)
+        if entry is None or not any(s.get("Name") == source for s in entry.get("Sources") or []):
+            return True, False
+        remaining = ixn.remove_source(_writable(entry), source)
+        with consul_errors(consul):
+            if remaining is None:
+                ok = consul.config.delete(ixn.KIND, destination, cas=_cas(entry))
+            else:
+                ok = consul.config.set(ixn.KIND, destination, remaining, cas=_cas(entry))
+        return bool(ok), True
+
+    return retry_cas(attempt, f"deleting {source} => {destination}")
+
+
+def _cas(entry: dict[str, Any] | None) -> int:
+    # cas=0 means "only if it does not exist yet": two writers creating the entry cannot both win.
+    return int(entry.get("ModifyIndex") or 0) if entry else 0
+
+
+def _writable(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The entry as read, minus the indexes Consul sets itself (the CAS index goes in the query)."""
+    if entry is None:
+        return None
+    return {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex")}
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+def load_default_policy(consul: consul_lib.Consul, override: str | None = None) -> DefaultPolicy:
+    """The default intention policy of the target.
+
+    Consul has no endpoint for it (it is the ACL default_policy, or allow when ACLs are off, and
+    reading the agent's config needs agent:read). So unless the caller says (`override`), we ask
+    Consul's own /v1/connect/intentions/check about two names nobody uses: no exact or half-wildcard
+    intention can match them, so the answer is the default policy, unless a `* => *` intention
+    exists, in which case the default policy never decides anything and any answer is right.
+    """
+    if override is not None:
+        if override not in ixn.ACTIONS:
+            raise ValueError(f"default policy must be allow or deny, not {override!r}")
+        return DefaultPolicy(override == "allow", "option")
+    probe = f"nomadmesh-probe-{uuid.uuid4().hex}"
+    with consul_errors(consul):
+        allowed = consul.connect.intentions.check(f"{probe}-src", f"{probe}-dst")
+    return DefaultPolicy(bool(allowed), "consul")
+
+
+def check_intention(
+    consul: consul_lib.Consul, source: str, destination: str, policy: DefaultPolicy | None = None
+) -> Decision:
+    """Would Consul let `source` call `destination`, and which rule decides (like `consul intention check`)."""
+    policy = policy or load_default_policy(consul)
+    return ixn.evaluate(source, destination, list_intentions(consul), policy.allow)
+
+
+def registered_services(consul: consul_lib.Consul) -> set[str]:
+    """Names in Consul's catalog (to warn about intentions naming a service that does not exist)."""
+    with consul_errors(consul):
+        _, services = consul.catalog.services()
+    return set(services or {})
