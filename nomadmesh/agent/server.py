@@ -25,6 +25,7 @@ from nomadmesh.agent.http.common import MAX_BODY_BYTES
 from nomadmesh.agent.http.consul_api import create_consul_app
 from nomadmesh.agent.http.consul_defs import ServiceDefError
 from nomadmesh.errors import AgentError
+from nomadmesh.ui.app import mount_ui
 
 log = logging.getLogger("nomadmesh.agent")
 
@@ -70,6 +71,12 @@ def _make_nomad_app(ctx: AgentContext, scheduler: Any) -> Any:
     return create_nomad_app(ctx, scheduler)
 
 
+def _start_connect(ctx: AgentContext) -> Any:
+    from nomadmesh.agent.connect.runtime import ConnectRuntime
+
+    return ConnectRuntime.start(ctx)
+
+
 class Agent:
     """One dev agent. `start()` then `wait()` / `stop()`; or `run()` which does all three."""
 
@@ -77,6 +84,7 @@ class Agent:
         self.config = config
         self.ctx: AgentContext | None = None
         self.scheduler: Any = None
+        self.connect: Any = None  # ConnectRuntime: CA, proxy manager, xDS server
         self._servers: list[Any] = []  # bound waitress servers
         self._threads: list[threading.Thread] = []
         self._stop_requested = threading.Event()
@@ -95,9 +103,11 @@ class Agent:
             ctx.catalog = Catalog(ctx)
             self.scheduler = Scheduler(ctx)
             # Bind both ports before anything starts running, so "port in use" leaves nothing behind.
-            consul = self._bind("Consul HTTP API", "--consul-port", create_consul_app(ctx), cfg.consul_port)
+            consul_app = mount_ui(create_consul_app(ctx), cfg.bind, cfg.nomad_port, cfg.consul_port)
+            consul = self._bind("Consul HTTP API", "--consul-port", consul_app, cfg.consul_port)
             nomad = self._bind("Nomad HTTP API", "--nomad-port", _make_nomad_app(ctx, self.scheduler), cfg.nomad_port)
             ctx.catalog.start()
+            self.connect = _start_connect(ctx)  # before the scheduler: sidecars need its xDS address
             self.scheduler.start()
             if cfg.config_dir is not None:
                 self._register_config_dir(cfg.config_dir)
@@ -160,6 +170,8 @@ class Agent:
                 self.scheduler.stop(stop_tasks=True)
             except Exception:
                 log.exception("stopping the scheduler")
+        if self.connect is not None:
+            self.connect.stop()
         if self.ctx is not None:
             if self.ctx.catalog is not None:
                 self.ctx.catalog.stop()

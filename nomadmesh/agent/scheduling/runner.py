@@ -9,13 +9,15 @@ All calls into nomadmesh.agent.runtime go through Platform (scheduling/platform.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shlex
 import threading
 from typing import Any, Callable
 
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.scheduling import connect_hook
+from nomadmesh.agent.scheduling import connect_hook, planner, ports as host_ports
 from nomadmesh.agent.scheduling.platform import Platform, TaskSpec
 from nomadmesh.agent.scheduling.ports import container_port
 from nomadmesh.agent.scheduling.services import registrations
@@ -188,6 +190,7 @@ class AllocRunner:
         tg = self._group(alloc)
         tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
         self._version = alloc.get("JobVersion")
+        alloc = self._add_connect_ports(alloc, tg)
         ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
         mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
         netns = None
@@ -212,6 +215,7 @@ class AllocRunner:
                 return
             name = task["Name"]
             spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
+            self._write_proxy_bootstrap(alloc, task, alloc_dir)
             prev = (alloc.get("TaskStates") or {}).get(name) or {}
             if restore and name in handles and handles[name]:
                 started = max((int(e.get("Time") or 0) for e in prev.get("Events") or []
@@ -255,6 +259,37 @@ class AllocRunner:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
+
+    def _add_connect_ports(self, alloc: dict[str, Any], tg: dict[str, Any]) -> dict[str, Any]:
+        """Give the allocation its sidecar ports (connect_hook.extra_ports) if it lacks them.
+
+        Nomad adds these ports to the job when it is registered; here they are picked when the
+        allocation starts, from the same dynamic range and avoiding every port already held."""
+        have = {p["Label"] for p in ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []}
+        missing = [p for p in connect_hook.extra_ports(alloc["Job"], tg) if p["Label"] not in have]
+        if not missing:
+            return alloc
+        taken = set(planner.used_static_ports(self.ctx.state.values("alloc"), set()))
+        added = [{"Label": p["Label"], "Value": p["Value"], "To": p["To"], "HostIP": "127.0.0.1"}
+                 for p in host_ports.assign({"Networks": [{"DynamicPorts": missing}]}, taken)]
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            res = dict(doc.get("AllocatedResources") or {})
+            shared = dict(res.get("Shared") or {})
+            shared["Ports"] = list(shared.get("Ports") or []) + added
+            res["Shared"] = shared
+            return dict(doc, AllocatedResources=res)
+        return self._update(change) or alloc
+
+    def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
+        """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""
+        boot = connect_hook.bootstrap_for(alloc, task, str(self.ctx.extras.get("xds_address") or ""))
+        if boot is None:
+            return
+        path = os.path.join(alloc_dir, task["Name"], "secrets", connect_hook.BOOTSTRAP_FILE)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(boot, f, indent=2)
 
     def _on_event(self, task: str) -> Callable[[str, Any], None]:
         return lambda _name, ev: self._sync_task(task, ev)

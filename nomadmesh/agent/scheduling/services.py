@@ -48,6 +48,10 @@ def _check(svc_id: str, svc: dict[str, Any], chk: dict[str, Any], ports: dict[st
            svc_port: int) -> dict[str, Any] | None:
     kind = (chk.get("Type") or "").lower()
     port = _resolve_port(chk.get("PortLabel"), ports) if chk.get("PortLabel") else svc_port
+    exposed = connect_hook.check_port_label(svc, chk)
+    if exposed is not None and exposed in ports:
+        # `expose = true`: the check reaches the app through its sidecar's expose listener.
+        port = ports[exposed]
     name = chk.get("Name") or f'service: "{svc["Name"]}" check'
     out: dict[str, Any] = {
         "CheckID": f"{svc_id}-{_slug(name)}",

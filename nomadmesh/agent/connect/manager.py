@@ -1,0 +1,139 @@
+"""Keeps every sidecar's snapshot current: the I/O around proxies.build_all.
+
+One thread blocks on the state (services, checks, config entries) and, whenever something
+changed, reads it once, rebuilds every proxy's snapshot and hands the cache each one; the cache
+compares by content and wakes only the streams whose proxy really changed, so an intention write
+reaches its Envoy in milliseconds and an unrelated write costs no push.
+
+Leaf certificates are held here, one per service name, signed on first use and replaced once
+`ca.leaf_needs_rotation` says so (checked at least every ROTATION_CHECK_S); a new leaf reaches the
+running Envoys over SDS, without restarting them.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from nomadmesh.agent.connect import ca as ca_mod
+from nomadmesh.agent.connect.cache import SnapshotCache
+from nomadmesh.agent.connect.proxies import CONFIG_KIND, MeshView, build_all
+from nomadmesh.agent.context import AgentContext
+
+log = logging.getLogger("nomadmesh.agent.connect")
+
+WATCHED = ("service", "check", CONFIG_KIND)
+ROTATION_CHECK_S = 60.0
+WAKE_S = 0.5
+
+
+class ProxyManager:
+    def __init__(self, ctx: AgentContext, ca: ca_mod.ConnectCA, cache: SnapshotCache) -> None:
+        self.ctx = ctx
+        self.ca = ca
+        self.cache = cache
+        self._leaves: dict[str, tuple[ca_mod.Leaf, int]] = {}  # service -> (leaf, its index)
+        self._lock = threading.Lock()
+        self._leaf_changed = threading.Condition(self._lock)
+        self._leaf_counter = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._errors: dict[str, str] = {}  # proxy id -> last build error (logged once per change)
+
+    # --- leaves -------------------------------------------------------------------------------
+
+    def leaf(self, service: str) -> ca_mod.Leaf:
+        """The current leaf of `service`, signed now if there is none or it is due for rotation."""
+        return self.leaf_with_index(service)[0]
+
+    def leaf_with_index(self, service: str) -> tuple[ca_mod.Leaf, int]:
+        with self._lock:
+            current = self._leaves.get(service)
+            if current is None or ca_mod.leaf_needs_rotation(current[0].cert, ca=self.ca):
+                leaf = self.ca.sign_leaf(service, self.ctx.config.datacenter)
+                self._leaf_counter += 1
+                current = self._leaves[service] = (leaf, self._leaf_counter)
+                self._leaf_changed.notify_all()
+                log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
+            return current
+
+    def wait_leaf(self, service: str, index: int, timeout: float) -> tuple[ca_mod.Leaf, int]:
+        """A blocking query on a leaf: return once its index differs from `index` (or at timeout)."""
+        leaf, current = self.leaf_with_index(service)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while current == index and (left := deadline - time.monotonic()) > 0:
+                # Wake in time to rotate a leaf that falls due while the query waits.
+                self._leaf_changed.wait(min(left, ROTATION_CHECK_S))
+                leaf, current = self._leaves[service]
+        if current == index:
+            return self.leaf_with_index(service)
+        return leaf, current
+
+    def _leaf_pems(self, service: str) -> tuple[str, str]:
+        leaf = self.leaf(service)
+        return leaf.cert_pem, leaf.key_pem
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def view(self) -> MeshView:
+        state = self.ctx.state
+        return MeshView(
+            services=tuple(state.values("service")), checks=tuple(state.values("check")),
+            entries={r.key: r.value for r in state.list(CONFIG_KIND)},
+            datacenter=self.ctx.config.datacenter, trust_domain=self.ca.trust_domain,
+            roots_pem=self.ca.root_pem, default_allow=self.ctx.config.default_allow,
+        )
+
+    def sync(self) -> None:
+        """Rebuild every snapshot from the state and set those that changed; drop gone proxies."""
+        view = self.view()
+        try:
+            snaps = build_all(view, self._leaf_pems)
+        except ValueError as e:  # a malformed entry must not stop the other proxies' updates
+            log.error("connect: cannot build proxy snapshots: %s", e)
+            return
+        for proxy_id, snap in snaps.items():
+            try:
+                self.cache.set(proxy_id, snap)
+                self._errors.pop(proxy_id, None)
+            except Exception as e:
+                if self._errors.get(proxy_id) != str(e):
+                    log.error("connect: proxy %s: %s", proxy_id, e)
+                self._errors[proxy_id] = str(e)
+        for gone in set(self.cache.nodes()) - set(snaps):
+            self.cache.delete(gone)
+
+    def _run(self) -> None:
+        index = self.ctx.state.kind_index(*WATCHED)
+        last = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                # Short waits so stop() is prompt; a pass runs on a change, or when leaves may be due.
+                new = self.ctx.state.wait(WATCHED, index, WAKE_S)
+                if self._stop.is_set():
+                    return
+                if new == index and time.monotonic() - last < ROTATION_CHECK_S:
+                    continue
+                index, last = new, time.monotonic()
+                self.sync()
+            except Exception:
+                if self._stop.is_set():
+                    return  # the state closed under us during shutdown
+                log.exception("connect: proxy manager pass failed")
+                self._stop.wait(1.0)
+
+    def start(self) -> "ProxyManager":
+        self.sync()
+        self._thread = threading.Thread(target=self._run, name="connect-proxies", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def leaves(self) -> dict[str, ca_mod.Leaf]:
+        with self._lock:
+            return {name: leaf for name, (leaf, _) in self._leaves.items()}
