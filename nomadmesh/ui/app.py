@@ -1,0 +1,63 @@
+"""A stand-alone Flask app serving the UI at /ui/ against one `Target`, and `serve_ui` for `nomadmesh ui`."""
+from __future__ import annotations
+
+import errno
+from typing import Callable
+
+from flask import Flask, redirect
+from waitress.server import create_server
+
+from nomadmesh.deploy.target import Target, target_from_env
+from nomadmesh.errors import NomadMeshError
+from nomadmesh.ui.blueprint import create_ui_blueprint
+
+URL_PREFIX = "/ui"
+
+
+def local_target(bind: str, nomad_port: int, consul_port: int) -> Target:
+    """The dev agent's own APIs, as the UI it serves reaches them (a wildcard bind via loopback)."""
+    host = "127.0.0.1" if bind in ("0.0.0.0", "") else "::1" if bind == "::" else bind
+    host = f"[{host}]" if ":" in host else host
+    return target_from_env({}, nomad_addr=f"http://{host}:{nomad_port}", consul_addr=f"http://{host}:{consul_port}")
+
+
+def create_ui_app(target: Target) -> Flask:
+    app = Flask("nomadmesh.ui")
+    app.register_blueprint(create_ui_blueprint(lambda: target), url_prefix=URL_PREFIX)
+
+    @app.get("/")
+    def _root():  # type: ignore[no-untyped-def]
+        return redirect(URL_PREFIX + "/")
+
+    return app
+
+
+class UIError(NomadMeshError):
+    """The UI server cannot start (its port is taken, say)."""
+
+
+def serve_ui(target: Target, bind: str, port: int, threads: int = 16,
+             on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the UI with waitress until interrupted; `on_ready(url)` once the port is bound."""
+    try:
+        server = create_server(create_ui_app(target), host=bind, port=port, threads=threads, ident="nomadmesh-ui")
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise UIError(f"--port: {bind}:{port} is already in use (choose another with --port)") from None
+        raise UIError(f"cannot listen on {bind}:{port}: {e.strerror or e}") from None
+    host = f"[{bind}]" if ":" in bind else bind
+    if on_ready:
+        on_ready(f"http://{host}:{server.effective_port}{URL_PREFIX}/")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def mount_ui(app: Flask, bind: str, nomad_port: int, consul_port: int) -> Flask:
+    """Add the UI at /ui/ to the dev agent's Consul app, reading the agent's own two APIs."""
+    target = local_target(bind, nomad_port, consul_port)
+    app.register_blueprint(create_ui_blueprint(lambda: target), url_prefix=URL_PREFIX)
+    return app

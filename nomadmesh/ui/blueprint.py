@@ -1,0 +1,211 @@
+"""The web UI as one Flask blueprint: pages, live fragments, server-sent events, intention forms.
+
+`create_ui_blueprint(target_provider)` needs only a function giving the `Target` to read: the dev
+agent passes its own Nomad/Consul addresses, `nomadmesh ui` the ones from flags or environment.
+Every page is `base.html` around a live fragment (`?fragment=1` renders the fragment alone); the
+page's script listens on `events` (SSE) and refetches the fragment on each `changed` event.
+Forms work without JavaScript (POST, then redirect); intention writes go through
+`nomadmesh.deploy.intentions`, the same check-and-set code as the CLI.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterator
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from nomadmesh.deploy import intentions as writer
+from nomadmesh.deploy.target import Target, consul_client
+from nomadmesh.errors import NomadMeshError
+from nomadmesh.mesh import intentions as ixn
+from nomadmesh.ui import model, read, topology
+from nomadmesh.ui.api import Apis, apis_for
+from nomadmesh.ui.events import ChangeFeed
+
+log = logging.getLogger("nomadmesh.ui")
+
+HEARTBEAT_S = 10.0
+READY_FALLBACK_S = 3.0  # say "ready" even if a watched API (say, Nomad) cannot be reached
+PAGES = {"services": "Services", "intentions": "Intentions", "topology": "Topology"}
+
+
+def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
+    bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/static")
+
+    def apis() -> Apis:
+        return apis_for(target_provider())
+
+    feed = ChangeFeed(apis)
+
+    def page(template: str, active: str, status: int = 200, **ctx: Any) -> Response:
+        fragment = request.args.get("fragment") == "1"
+        target = target_provider()
+        html = render_template(f"ui/{'_' if fragment else ''}{template}.html", active=active, pages=PAGES,
+                               target=target, fragment_url=_fragment_url(), **ctx)
+        return Response(html, status=status, mimetype="text/html")
+
+    def read_or_error() -> tuple[model.Mesh | None, str | None]:
+        clients = apis()
+        try:
+            return read.read_mesh(clients, consul_client(target_provider())), None
+        except NomadMeshError as e:
+            return None, str(e)
+        finally:
+            clients.close()
+
+    @bp.before_request
+    def _same_origin_posts() -> None:
+        # Forms change intentions: refuse posts a page from another origin makes the browser send
+        # (the dev agent listens on localhost without tokens, so this is its CSRF protection).
+        if request.method != "POST":
+            return
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+            abort(403, "cross-origin form posts are refused")
+        if request.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
+            abort(403, "cross-site form posts are refused")
+
+    @bp.get("/")
+    def index() -> Response:
+        return redirect(url_for(".services"))  # type: ignore[return-value]
+
+    @bp.get("/services")
+    def services() -> Response:
+        mesh, error = read_or_error()
+        return page("services", "services", mesh=mesh, error=error)
+
+    @bp.get("/services/<path:name>")
+    def service(name: str) -> Response:
+        mesh, error = read_or_error()
+        svc = mesh.service(name) if mesh else None
+        ups, downs = model.edges_of(mesh, name) if mesh else ([], [])
+        logs: list[read.LogTail] = []
+        stats: dict[str, Any] | None = None
+        if svc is not None:
+            clients = apis()
+            try:
+                allocs = list({i.alloc.id: i.alloc for i in svc.instances if i.alloc}.values())
+                logs = read.log_tails(clients, allocs)
+                sidecar = next((i.sidecar for i in svc.instances if i.sidecar), None)
+                stats = read.sidecar_stats(clients, sidecar.id) if sidecar else None
+            finally:
+                clients.close()
+        status = 404 if mesh is not None and svc is None else 200
+        return page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
+                    upstreams=ups, downstreams=downs, logs=logs, stats=stats)
+
+    @bp.get("/intentions")
+    def intentions() -> Response:
+        return _intentions_page()
+
+    def _intentions_page(status: int = 200, form_error: str | None = None,
+                         form: dict[str, str] | None = None) -> Response:
+        mesh, error = read_or_error()
+        notice = request.args.get("notice") if status == 200 else None
+        return page("intentions", "intentions", status=status, mesh=mesh, error=error, form_error=form_error,
+                    form=form or {"action": "deny"}, notice=notice)
+
+    @bp.post("/intentions")
+    def create_intention() -> Response:
+        form = {k: request.form.get(k, "").strip() for k in ("source", "destination", "action", "description")}
+        problem = _form_problem(form)
+        if problem is None:
+            problem = _write(lambda c, w: w.set_intention(c, form["source"], form["destination"], form["action"],
+                                                          form["description"]))
+        if problem:
+            return _intentions_page(400, problem, form)
+        return _done(f"{form['action']} {form['source']} → {form['destination']} saved")
+
+    @bp.post("/intentions/flip")
+    def flip_intention() -> Response:
+        src, dst = request.form.get("source", ""), request.form.get("destination", "")
+        mesh, error = read_or_error()
+        current = next((i for i in mesh.intentions if (i.source, i.destination) == (src, dst)), None) if mesh else None
+        if error or current is None or current.action is None:
+            problem = error or (f"{src} → {dst}: no such intention" if current is None
+                                else f"{src} → {dst}: has L7 permissions; edit it with the CLI")
+            return _intentions_page(400, problem)
+        action = "deny" if current.action == "allow" else "allow"
+        problem = _write(lambda c, w: w.set_intention(c, src, dst, action, current.description))
+        if problem:
+            return _intentions_page(400, problem)
+        return _done(f"{src} → {dst} is now {action}")
+
+    @bp.post("/intentions/delete")
+    def delete_intention() -> Response:
+        src, dst = request.form.get("source", ""), request.form.get("destination", "")
+        if not src or not dst:
+            return _intentions_page(400, "source and destination are required")
+        problem = _write(lambda c, w: w.delete_intention(c, src, dst))
+        if problem:
+            return _intentions_page(400, problem)
+        return _done(f"{src} → {dst} deleted")
+
+    def _write(action: Callable[[Any, Any], Any]) -> str | None:
+        """Run one write through the shared CAS code; the error text for the page, or None."""
+        client = consul_client(target_provider())
+        try:
+            action(client, writer)
+        except NomadMeshError as e:
+            return str(e)
+        except ValueError as e:  # an argument the writer refuses (it raises TargetError for Consul)
+            return str(e)
+        return None
+
+    def _done(notice: str) -> Response:
+        return redirect(url_for(".intentions", notice=notice), code=303)  # type: ignore[return-value]
+
+    @bp.get("/topology")
+    def topology_page() -> Response:
+        mesh, error = read_or_error()
+        edges = model.edges(mesh) if mesh else []
+        lay = topology.layout({s.name: s.health for s in mesh.services}, edges) if mesh else None
+        return page("topology", "topology", mesh=mesh, error=error, edges=edges, layout=lay, geometry=topology)
+
+    @bp.get("/events")
+    def events() -> Response:
+        def stream() -> Iterator[str]:
+            feed.subscribe()
+            try:
+                seen = feed.version
+                started = time.monotonic()
+                while not feed.primed() and time.monotonic() - started < READY_FALLBACK_S:
+                    time.sleep(0.02)
+                yield "retry: 1000\nevent: ready\ndata: {}\n\n"
+                seen_ready = feed.version
+                if seen_ready != seen:  # something changed while priming: one refetch covers it
+                    yield f"event: changed\ndata: {seen_ready}\n\n"
+                seen = seen_ready
+                while True:
+                    now = feed.wait(seen, HEARTBEAT_S)
+                    if now == seen:
+                        yield ": heartbeat\n\n"  # also how a closed connection is noticed
+                        continue
+                    seen = now
+                    yield f"event: changed\ndata: {now}\n\n"
+            finally:
+                feed.unsubscribe()
+
+        return Response(stream(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return bp
+
+
+def _form_problem(form: dict[str, str]) -> str | None:
+    for field in ("source", "destination"):
+        if not form[field]:
+            return f"{field}: required (a service name, or * for every service)"
+    if form["action"] not in ixn.ACTIONS:
+        return f"action: must be allow or deny, not {form['action']!r}"
+    return None
+
+
+def _fragment_url() -> str:
+    args = request.args.to_dict()
+    args.pop("notice", None)
+    args["fragment"] = "1"
+    return request.path + "?" + urlencode(args)

@@ -1,0 +1,90 @@
+"""Reading the mesh from the APIs: the I/O edge in front of the pure `model`.
+
+`read_mesh(apis, consul)` makes the reads a Consul UI would (catalog services, health per service,
+the service-intentions config entries) plus Nomad's allocations, asks for the default policy the
+way the CLI does (`deploy.intentions.load_default_policy`: Consul's own /check on unused names),
+and hands them to `model.build_mesh`. A Nomad that cannot be reached costs the job/alloc columns,
+not the page: it is reported as a problem. `task_log_tail` reads the end of a task's log.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from nomadmesh.deploy.intentions import load_default_policy
+from nomadmesh.errors import TargetError
+from nomadmesh.mesh import intentions as ixn
+from nomadmesh.ui.api import Apis
+from nomadmesh.ui.model import Alloc, Mesh, build_mesh
+
+READ_WORKERS = 8
+LOG_TAIL_BYTES = 4096
+
+
+def _path(name: str) -> str:
+    return quote(name, safe="")
+
+
+def read_mesh(apis: Apis, consul: Any) -> Mesh:
+    """The mesh as the APIs show it now; `consul` is a py-consul client for the default policy."""
+    api = apis.consul
+    names = sorted(api.get("/v1/catalog/services").data or {})
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        health_futures = {n: pool.submit(api.get, f"/v1/health/service/{_path(n)}") for n in names}
+        entries_f = pool.submit(api.get, f"/v1/config/{ixn.KIND}")
+        policy_f = pool.submit(load_default_policy, consul)
+        allocs_f = pool.submit(apis.nomad.get, "/v1/allocations")
+        health = {n: f.result().data or [] for n, f in health_futures.items()}
+        entries = entries_f.result().data or []
+        problems: list[str] = []
+        try:
+            default_allow = policy_f.result().allow
+        except TargetError as e:
+            problems.append(f"default intention policy unknown, allow assumed: {e}")
+            default_allow = True
+        try:
+            allocs = allocs_f.result().data or []
+        except TargetError as e:
+            problems.append(f"Nomad (jobs and allocations not shown): {e}")
+            allocs = []
+    return build_mesh(health, allocs, entries, default_allow, problems)
+
+
+@dataclass(frozen=True)
+class LogTail:
+    alloc: Alloc
+    task: str
+    kind: str  # stdout | stderr
+    text: str | None
+    error: str | None = None
+
+
+def task_log_tail(apis: Apis, alloc: Alloc, task: str, kind: str, size: int = LOG_TAIL_BYTES) -> LogTail:
+    """The last `size` bytes of a task's stdout or stderr, through Nomad's logs endpoint."""
+    try:
+        reply = apis.nomad.get(f"/v1/client/fs/logs/{_path(alloc.id)}",
+                               {"task": task, "type": kind, "origin": "end", "offset": str(size),
+                                "plain": "true"}, text=True, timeout=5)
+    except TargetError as e:
+        return LogTail(alloc, task, kind, None, str(e))
+    return LogTail(alloc, task, kind, reply.data)
+
+
+def log_tails(apis: Apis, allocs: list[Alloc]) -> list[LogTail]:
+    """stdout and stderr of every task of `allocs` (the service's task first, then its sidecar)."""
+    wanted = [(a, t, k) for a in allocs
+              for t in sorted(a.tasks, key=lambda t: (t.startswith("connect-proxy-"), t))
+              for k in ("stdout", "stderr")]
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        return list(pool.map(lambda w: task_log_tail(apis, *w), wanted))
+
+
+def sidecar_stats(apis: Apis, sidecar_id: str) -> dict[str, Any] | None:
+    """Envoy admin figures for a sidecar, when the target exposes them; None when it does not.
+
+    Envoy's admin listener is bound inside the allocation's network namespace, which neither the
+    Nomad nor the Consul HTTP API reaches; so today this is honest "not available".
+    """
+    return None

@@ -1,0 +1,143 @@
+"""The UI's pure parts: API answers → Mesh, edges with verdicts, and the topology layout."""
+from __future__ import annotations
+
+import itertools
+
+from nomadmesh.ui import model, topology
+
+ALLOC = "0b6f5e2a-1111-2222-3333-444455556666"
+
+
+def row(name: str, sid: str, checks: list[tuple[str, str, str]] = (), kind: str = "",
+        proxy: dict | None = None, port: int = 9000, tags: list[str] = ()) -> dict:
+    svc = {"ID": sid, "Service": name, "Port": port, "Address": "10.0.0.1", "Tags": list(tags)}
+    if kind:
+        svc["Kind"] = kind
+        svc["Proxy"] = proxy or {}
+    return {"Node": {"Address": "127.0.0.1"}, "Service": svc,
+            "Checks": [{"Name": "Serf Health Status", "Status": "passing", "ServiceID": ""}]
+            + [{"Name": n, "Status": s, "Output": o, "ServiceID": sid} for n, s, o in checks]}
+
+
+def entry(dst: str, *sources: tuple[str, str]) -> dict:
+    return {"Kind": "service-intentions", "Name": dst,
+            "Sources": [{"Name": s, "Action": a, "Description": f"{s} {a}"} for s, a in sources]}
+
+
+def sample_mesh(default_allow: bool = True, entries: list[dict] = ()) -> model.Mesh:
+    web_id = f"_nomad-task-{ALLOC}-group-web-web-http"
+    health = {
+        "web": [row("web", web_id, [("http", "warning", "HTTP GET: 429 slow down")], tags=["v1"])],
+        "web-sidecar-proxy": [row("web-sidecar-proxy", web_id + "-sidecar-proxy",
+                                  [("Connect Sidecar Listening", "passing", "")], kind="connect-proxy",
+                                  proxy={"DestinationServiceID": web_id,
+                                         "Upstreams": [{"DestinationName": "api", "LocalBindPort": 7001}]},
+                                  port=21000)],
+        "api": [row("api", "api-1", [("tcp", "passing", "ok")]), row("api", "api-2", [("tcp", "critical", "refused")])],
+        "api-sidecar-proxy": [row("api-sidecar-proxy", "api-1-sidecar-proxy", [("listening", "critical", "no")],
+                                  kind="connect-proxy", proxy={"DestinationServiceID": "api-1", "Upstreams": [
+                                      {"DestinationName": "db", "LocalBindPort": 7002}]}, port=21001)],
+        "db": [row("db", "db-1")],
+    }
+    allocs = [{"ID": ALLOC, "JobID": "web", "TaskGroup": "web", "ClientStatus": "running",
+               "TaskStates": {"web": {}, "connect-proxy-web": {}}}]
+    return model.build_mesh(health, allocs, entries, default_allow)
+
+
+def test_services_instances_sidecars_and_allocations() -> None:
+    mesh = sample_mesh()
+    assert [s.name for s in mesh.services] == ["api", "db", "web"]  # proxies sit beside, not as services
+    web = mesh.service("web")
+    (inst,) = web.instances
+    assert inst.health == "warning" and inst.checks[0].output == "HTTP GET: 429 slow down"
+    assert [c.name for c in inst.checks] == ["http"]  # the node's serf check says nothing about web
+    assert inst.sidecar.port == 21000 and inst.sidecar.up
+    assert inst.sidecar.upstreams == (model.Upstream("api", 7001),)
+    assert inst.alloc.job == "web" and inst.alloc.short_id == ALLOC[:8]
+    assert inst.alloc.tasks == ("connect-proxy-web", "web")
+    api = mesh.service("api")
+    assert api.health == "critical"  # the worst instance decides
+    assert api.instances[0].sidecar and not api.instances[0].sidecar.up and api.instances[1].sidecar is None
+    assert api.instances[0].alloc is None  # not a Nomad service ID
+    assert mesh.service("db").health == "passing" and not mesh.service("db").has_sidecar
+
+
+def test_edge_verdicts_allowed_denied_warning_unused() -> None:
+    mesh = sample_mesh(default_allow=False, entries=[entry("api", ("web", "allow")), entry("db", ("*", "deny")),
+                                                     entry("web", ("db", "allow"))])
+    by_pair = {(e.source, e.destination): e for e in model.edges(mesh)}
+    assert by_pair[("web", "api")].verdict == model.ALLOWED
+    assert by_pair[("web", "api")].intention.source == "web"
+    assert by_pair[("api", "db")].verdict == model.DENIED  # * => db deny decides, on purpose
+    assert by_pair[("api", "db")].intention.source == "*"
+    assert by_pair[("db", "web")].verdict == model.UNUSED  # allowed, but db declares no upstream to web
+    ups, downs = model.edges_of(mesh, "api")
+    assert [(e.source, e.destination) for e in ups] == [("api", "db")]
+    assert [(e.source, e.destination) for e in downs] == [("web", "api")]
+
+
+def test_declared_upstream_denied_by_default_is_a_warning() -> None:
+    mesh = sample_mesh(default_allow=False)
+    verdicts = {(e.source, e.destination): e.verdict for e in model.edges(mesh)}
+    assert verdicts == {("web", "api"): model.WARNING, ("api", "db"): model.WARNING}
+    assert all(e.intention is None and "default policy (deny)" in e.reason for e in model.edges(mesh))
+
+
+def test_malformed_entry_is_a_problem_not_a_crash() -> None:
+    bad = {"Kind": "service-intentions", "Name": "db", "Sources": [{"Name": "web", "Action": "maybe"}]}
+    mesh = sample_mesh(entries=[bad, entry("api", ("web", "deny"))])
+    assert mesh.problems and "service-intentions 'db'" in mesh.problems[0]
+    assert [(i.source, i.destination) for i in mesh.intentions] == [("web", "api")]
+
+
+def test_intentions_are_listed_in_precedence_order() -> None:
+    mesh = sample_mesh(entries=[entry("*", ("*", "deny"), ("web", "allow")), entry("db", ("*", "allow"), ("api", "deny"))])
+    assert [(i.source, i.destination, i.precedence) for i in mesh.intentions] == [
+        ("api", "db", 9), ("*", "db", 8), ("web", "*", 6), ("*", "*", 5)]
+
+
+def _boxes_overlap(a: topology.NodeBox, b: topology.NodeBox) -> bool:
+    return (abs(a.x - b.x) < topology.NODE_W + topology.GAP_X // 2
+            and abs(a.y - b.y) < topology.NODE_H + topology.GAP_Y // 2)
+
+
+def edge(src: str, dst: str, verdict: str = model.ALLOWED) -> model.Edge:
+    return model.Edge(src, dst, verdict, "", None)
+
+
+def test_layout_of_fifty_services_is_a_grid_without_overlaps() -> None:
+    names = [f"svc-{i:02d}" for i in range(50)]
+    # Ten chains of five: svc-00 -> svc-01 -> ... -> svc-04, and so on.
+    edges = [edge(names[i], names[i + 1]) for i in range(50) if i % 5 != 4]
+    lay = topology.layout({n: "passing" for n in names}, edges)
+    assert len(lay.nodes) == 50 and len(lay.edges) == 40
+    for a, b in itertools.combinations(lay.nodes, 2):
+        assert not _boxes_overlap(a, b), (a, b)
+    for n in lay.nodes:
+        assert 0 <= n.x and n.x + topology.NODE_W <= lay.width and 0 <= n.y and n.y + topology.NODE_H <= lay.height
+    x = {n.name: n.x for n in lay.nodes}
+    assert all(x[e.source] < x[e.destination] for e in edges)  # callers sit left of what they call
+    # Ten services per layer wrap into no more than MAX_PER_COLUMN rows: a screen, not a scroll.
+    assert lay.height <= 2 * topology.MARGIN + topology.MAX_PER_COLUMN * (topology.NODE_H + topology.GAP_Y)
+
+
+def test_layout_of_fifty_unconnected_services_wraps_columns() -> None:
+    lay = topology.layout({f"s{i}": "passing" for i in range(50)}, [])
+    columns = {n.x for n in lay.nodes}
+    assert len(columns) == -(-50 // topology.MAX_PER_COLUMN)
+    assert len({(n.x, n.y) for n in lay.nodes}) == 50
+
+
+def test_layout_survives_cycles_self_loops_and_unregistered_upstreams() -> None:
+    edges = [edge("a", "b"), edge("b", "c"), edge("c", "a", model.DENIED), edge("a", "a"), edge("c", "ghost", model.WARNING)]
+    lay = topology.layout({"a": "passing", "b": "critical", "c": "warning"}, edges)
+    nodes = {n.name: n for n in lay.nodes}
+    assert nodes["ghost"].health is None  # drawn, marked as not registered
+    assert nodes["a"].x < nodes["b"].x < nodes["c"].x < nodes["ghost"].x
+    assert len(lay.edges) == 5 and all(p.d.startswith("M") for p in lay.edges)
+
+
+def test_long_names_are_shortened_in_the_box_only() -> None:
+    name = "a-very-long-service-name-that-would-not-fit"
+    (node,) = topology.layout({name: "passing"}, []).nodes
+    assert node.name == name and node.label.endswith("…") and len(node.label) == topology.MAX_LABEL
