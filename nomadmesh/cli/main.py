@@ -17,6 +17,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.render", "render_command"),
     ("nomadmesh.cli.validate", "validate_command"),
     ("nomadmesh.cli.graph", "graph_command"),
+    ("nomadmesh.cli.ui", "ui_command"),
     ("nomadmesh.cli.intent", "intent_group"),
     ("nomadmesh.cli.mesh", "mesh_group"),
 )
