@@ -1,0 +1,33 @@
+"""nomadmesh: describe services once, get a Consul Connect service mesh on Nomad.
+
+The library's public names are re-exported here; everything else is internal and may change.
+The data flow shows in the packages: spec (load + validate) → render (jobs) → deploy (talk to
+Nomad/Consul); mesh holds the pure intention and graph logic; agent is the embedded dev agent.
+"""
+from nomadmesh.deploy.target import Target, consul_client, nomad_client, target_from_env
+from nomadmesh.errors import AgentError, NomadMeshError, Problem, RenderError, SpecError, TargetError
+from nomadmesh.mesh.graph import build_graph
+from nomadmesh.mesh.intentions import Intention, evaluate
+from nomadmesh.render import job_dict, render, write_jobs
+from nomadmesh.spec import Spec, load_spec
+
+__all__ = [
+    "AgentError",
+    "Intention",
+    "NomadMeshError",
+    "Problem",
+    "RenderError",
+    "Spec",
+    "SpecError",
+    "Target",
+    "TargetError",
+    "build_graph",
+    "consul_client",
+    "evaluate",
+    "job_dict",
+    "load_spec",
+    "nomad_client",
+    "render",
+    "target_from_env",
+    "write_jobs",
+]
