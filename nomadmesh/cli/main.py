@@ -20,6 +20,13 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.ui", "ui_command"),
     ("nomadmesh.cli.intent", "intent_group"),
     ("nomadmesh.cli.mesh", "mesh_group"),
+    ("nomadmesh.cli.plan", "plan_command"),
+    ("nomadmesh.cli.deploy", "deploy_command"),
+    ("nomadmesh.cli.status", "status_command"),
+    ("nomadmesh.cli.logs", "logs_command"),
+    ("nomadmesh.cli.destroy", "destroy_command"),
+    ("nomadmesh.cli.up", "up_command"),
+    ("nomadmesh.cli.down", "down_command"),
 )
 
 

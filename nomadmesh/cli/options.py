@@ -40,3 +40,22 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 def spec_options(f: F) -> F:
     """--services, --project and --allow-external: everything `load_spec` takes."""
     return services_option(project_option(allow_external_option(f)))
+
+
+def target_options(f: F) -> F:
+    """--nomad-addr and --consul-addr (over NOMAD_ADDR / CONSUL_HTTP_ADDR and the other HashiCorp
+    variables); the command receives one `target` (nomadmesh.deploy.target.Target) instead."""
+    import functools
+    import os
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, nomad_addr: str | None, consul_addr: str | None, **kwargs: Any) -> Any:
+        from nomadmesh.deploy.target import target_from_env
+
+        return f(*args, target=target_from_env(os.environ, nomad_addr=nomad_addr, consul_addr=consul_addr), **kwargs)
+
+    wrapper = click.option("--consul-addr", default=None, metavar="URL",
+                           help="Consul HTTP API.  [default: $CONSUL_HTTP_ADDR or http://127.0.0.1:8500]")(wrapper)
+    wrapper = click.option("--nomad-addr", default=None, metavar="URL",
+                           help="Nomad HTTP API.  [default: $NOMAD_ADDR or http://127.0.0.1:4646]")(wrapper)
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,59 @@
+"""`nomadmesh deploy`: register the jobs in dependency order and watch them become healthy."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nomadmesh.cli.options import json_option, spec_options, target_options
+
+
+@click.command("deploy")
+@click.argument("services", nargs=-1, metavar="[SERVICE]...")
+@spec_options
+@target_options
+@click.option("--detach", is_flag=True, help="Register and return; do not wait for the deployments.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Seconds to wait for all deployments before giving up (Nomad keeps deploying).")
+@json_option
+def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
+                   allow_external: tuple[str, ...], target: Any, detach: bool, timeout_s: float,
+                   as_json: bool) -> None:
+    """Deploy all services (or the SERVICEs named): upstreams first, unchanged ones skipped.
+
+    Exit 0: all healthy; 1: a job failed (reason and log tail shown); 2: bad input.
+
+    Example:
+
+        nomadmesh deploy
+
+        nomadmesh deploy tax --json
+    """
+    from nomadmesh.deploy.apply import apply
+    from nomadmesh.deploy.jobs import load_jobs
+    from nomadmesh.deploy.live import live_plan
+    from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.progress import make_progress
+
+    rendered = load_jobs(services_dir, project_file, services, allow_external)
+    for w in rendered.warnings:
+        click.echo(f"warning: {w}", err=True)
+    api = NomadAPI(target)
+    plan = live_plan(api, rendered)
+    progress = make_progress(as_json)
+    try:
+        report = apply(api, plan, progress, detach=detach, timeout_s=timeout_s)
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for r in report.results:
+            if not r.ok and r.error and r.error != "watch cancelled":
+                click.echo(f"Error: {r.job}: {r.error}", err=True)
+    if report.interrupted:
+        sys.exit(130)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,68 @@
+"""`nomadmesh plan`: what deploy would change, with Nomad's own diff; CI exit codes."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nomadmesh.cli.options import json_option, spec_options, target_options
+from nomadmesh.errors import NomadMeshError
+
+EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+
+
+@click.command("plan")
+@click.argument("services", nargs=-1, metavar="[SERVICE]...")
+@spec_options
+@target_options
+@json_option
+def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
+                 allow_external: tuple[str, ...], target: Any, as_json: bool) -> None:
+    """Show what `deploy` would do (all services, or the SERVICEs named), without doing it.
+
+    Exit 0: no changes; 1: changes; 2: bad input or error (like `nomad job plan`).
+
+    Example:
+
+        nomadmesh plan
+
+        nomadmesh plan order --json
+    """
+    from nomadmesh.deploy.difftext import format_plan
+    from nomadmesh.deploy.jobs import load_jobs
+    from nomadmesh.deploy.live import live_plan, nomad_plans
+    from nomadmesh.deploy.nomad_api import NomadAPI
+
+    try:
+        rendered = load_jobs(services_dir, project_file, services, allow_external)
+        api = NomadAPI(target)
+        plan = live_plan(api, rendered)
+        answers = nomad_plans(api, plan)
+    except NomadMeshError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    for w in rendered.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if as_json:
+        click.echo(json.dumps({"changes": plan.has_changes, "jobs": [
+            {"job": c.name, "action": c.action, "reason": c.reason, "live_version": c.live_version,
+             "job_modify_index": c.modify_index, "diff": (answers.get(c.name) or {}).get("Diff"),
+             "placements": ((answers.get(c.name) or {}).get("Annotations") or {}).get("DesiredTGUpdates"),
+             "failed_placements": (answers.get(c.name) or {}).get("FailedTGAllocs")} for c in plan.changes]},
+            indent=2))
+    else:
+        for c in plan.changes:
+            if c.action == "noop":
+                click.echo(f"= {c.name}: unchanged (version {c.live_version})")
+            elif c.action == "conflict":
+                click.echo(f"! {c.name}: {c.reason}")
+            else:
+                click.echo(f"{'+' if c.action == 'create' else '~'} {c.name}: {c.action} ({c.reason})")
+                for line in format_plan(c.name, answers[c.name]):
+                    click.echo(f"    {line}")
+    if plan.conflicts:
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_CHANGES if plan.has_changes else EXIT_NO_CHANGES)

@@ -1,0 +1,43 @@
+"""`nomadmesh status`: the managed jobs, their allocations and where to call them."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from nomadmesh.cli.options import json_option, target_options
+
+
+@click.command("status")
+@target_options
+@json_option
+def status_command(target: Any, as_json: bool) -> None:
+    """Show each job nomadmesh manages: allocations, health, sidecar and the address to call.
+
+    Example:
+
+        nomadmesh status
+
+        nomadmesh status --json
+    """
+    from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.deploy.status import collect_status
+
+    jobs = collect_status(NomadAPI(target))
+    if as_json:
+        click.echo(json.dumps([j.to_dict() for j in jobs], indent=2))
+        return
+    if not jobs:
+        click.echo("No jobs managed by nomadmesh.")
+        return
+    for j in jobs:
+        healthy = sum(1 for a in j.allocations if a.healthy)
+        click.echo(f"{j.job}: {j.status}, version {j.version}, deployment {j.deployment or '-'}, "
+                   f"healthy {healthy}/{len(j.allocations)}")
+        for a in j.allocations:
+            tasks = ", ".join(f"{t} {s}" for t, s in a.tasks.items())
+            health = {True: "healthy", False: "unhealthy", None: "health unknown"}[a.healthy]
+            click.echo(f"  alloc {a.id[:8]} {a.status} ({health}): {tasks}")
+        for addr in j.addresses:
+            click.echo(f"  call: curl http://{addr}/")

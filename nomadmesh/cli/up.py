@@ -1,0 +1,68 @@
+"""`nomadmesh up`: an agent if none answers, then the services deployed, then how to call them."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nomadmesh.cli.options import allow_external_option, project_option, services_option, target_options
+
+
+@click.command("up")
+@services_option
+@project_option
+@allow_external_option
+@target_options
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=lambda: int(os.environ.get("NOMADMESH_GRPC_PORT", 8502)),
+              show_default="8502 or $NOMADMESH_GRPC_PORT", help="xDS port of an agent `up` starts.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Seconds to wait for the deployments.")
+def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], target: Any,
+               grpc_port: int, timeout_s: float) -> None:
+    """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
+
+    The agent's data dir, pid file and log go to ./.nomadmesh/; `nomadmesh down` stops it.
+
+    Example:
+
+        nomadmesh up
+
+        nomadmesh up --services ./services --nomad-addr http://127.0.0.1:14646
+    """
+    from nomadmesh.deploy.apply import apply
+    from nomadmesh.deploy.jobs import load_jobs
+    from nomadmesh.deploy.live import live_plan
+    from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.deploy.status import collect_status
+    from nomadmesh.deploy.up import ensure_agent
+    from nomadmesh.progress import make_progress
+
+    rendered = load_jobs(services_dir, project_file, (), allow_external)  # bad input: fail before starting anything
+    api = NomadAPI(target)
+    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port))
+    progress = make_progress()
+    try:
+        report = apply(api, live_plan(api, rendered), progress, timeout_s=timeout_s)
+    finally:
+        progress.close()
+    for r in report.results:
+        if not r.ok and r.error and r.error != "watch cancelled":
+            click.echo(f"Error: {r.job}: {r.error}", err=True)
+    if not report.ok:
+        sys.exit(130 if report.interrupted else 1)
+    entry = _entry(collect_status(api), rendered.order)
+    if entry:
+        click.echo(f"Call {entry[0]}:  curl http://{entry[1]}/")
+    click.echo("Stop everything with: nomadmesh down")
+
+
+def _entry(jobs: list[Any], order: tuple[str, ...]) -> tuple[str, str] | None:
+    """The published address of `order` if it has one, else of the last service deployed that has one."""
+    addresses = {j.job: j.addresses[0] for j in jobs if j.addresses}
+    for name in ("order", *reversed(order)):
+        if name in addresses:
+            return name, addresses[name]
+    return None

@@ -1,0 +1,23 @@
+"""Read what runs on the target, for plan, status and destroy."""
+from __future__ import annotations
+
+from typing import Any
+
+from nomadmesh.deploy.jobs import Rendered
+from nomadmesh.deploy.nomad_api import NomadAPI
+from nomadmesh.deploy.plan import Plan, is_managed, plan
+
+
+def live_plan(api: NomadAPI, rendered: Rendered) -> Plan:
+    """The Plan for `rendered` against the live jobs of the same names."""
+    return plan(rendered.jobs, {name: api.job(name) for name in rendered.order}, rendered.order)
+
+
+def nomad_plans(api: NomadAPI, p: Plan) -> dict[str, dict[str, Any]]:
+    """Nomad's own dry run (diff + placements) for every job that would be registered."""
+    return {c.name: api.plan(c.job) for c in p.changes if c.action in ("create", "update")}
+
+
+def managed_jobs(api: NomadAPI) -> list[dict[str, Any]]:
+    """Job stubs carrying nomadmesh's ownership meta, by name."""
+    return sorted((j for j in api.jobs() if is_managed(j)), key=lambda j: j["ID"])

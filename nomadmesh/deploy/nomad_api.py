@@ -1,0 +1,170 @@
+"""The one module that talks to Nomad for deploy: a thin layer over python-nomad.
+
+Every call goes through `NomadAPI`, which turns python-nomad's exceptions into a `TargetError`
+naming the address and carrying Nomad's own message:
+
+    cannot reach Nomad at http://127.0.0.1:4646: connection refused
+    Nomad at http://127.0.0.1:4646 refused the token (403): ACL token not found
+
+Reads that may wait use Nomad's blocking queries (`?index=&wait=`). python-nomad has no
+parameter for them, but its `Requester.request` passes query params through and returns the
+`requests.Response`, whose `X-Nomad-Index` header is the next index to wait on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import nomad
+import nomad.api.exceptions as nx
+import requests
+
+from nomadmesh.deploy.target import Target, nomad_client
+from nomadmesh.errors import TargetError
+
+T = TypeVar("T")
+Job = dict[str, Any]
+
+
+class EnforceIndexConflict(TargetError):
+    """The job changed between plan and register (Nomad refused the JobModifyIndex)."""
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """A blocking read's answer and the index to pass to the next read."""
+
+    value: Any
+    index: int
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error)
+    low = text.lower()
+    if "connection refused" in low or "errno 111" in low:
+        return "connection refused"
+    if isinstance(error, requests.Timeout) or "timed out" in low:
+        return "timed out"
+    if "name or service not known" in low or "nodename nor servname" in low:
+        return "unknown host"
+    if isinstance(error, requests.exceptions.SSLError):
+        return f"TLS error: {text}"
+    return text
+
+
+def _message(resp: requests.Response) -> str:
+    return (resp.text or "").strip() or resp.reason or str(resp.status_code)
+
+
+class NomadAPI:
+    """What deploy needs from Nomad; every method raises TargetError, never a python-nomad error."""
+
+    def __init__(self, target: Target, timeout: int = 10) -> None:
+        self.target = target
+        self.address = target.nomad.url
+        self.client: nomad.Nomad = nomad_client(target, timeout=timeout)
+
+    # -- error translation -------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except nx.BaseNomadException as e:
+            raise self._translate(what, e) from None
+        except requests.RequestException as e:
+            raise TargetError(f"cannot reach Nomad at {self.address}: {_reason(e)}") from None
+
+    def _translate(self, what: str, e: nx.BaseNomadException) -> TargetError:
+        resp = e.nomad_resp
+        if not isinstance(resp, requests.Response):
+            return TargetError(f"cannot reach Nomad at {self.address}: {_reason(resp)}")
+        msg = _message(resp)
+        if resp.status_code == 403:
+            return TargetError(f"Nomad at {self.address} refused the token ({what}, 403): {msg}")
+        if "enforcing job modify index" in msg.lower():
+            return EnforceIndexConflict(f"{what}: the job changed since it was planned ({msg}); run plan again")
+        return TargetError(f"Nomad at {self.address}: {what} failed ({resp.status_code}): {msg}")
+
+    def _blocking(self, requester: Any, *segments: str, index: int, wait_s: float) -> Blocking:
+        """GET /v1/<requester>/<segments> through python-nomad (token, namespace, region, TLS included),
+        as a blocking query when `index` > 0."""
+        params: dict[str, Any] = {}
+        if index > 0:
+            params = {"index": index, "wait": f"{max(1, int(wait_s * 1000))}ms"}
+        path = "/".join((requester.ENDPOINT, *segments))
+        resp = self._call(f"GET /v1/{path}", lambda: requester.request(
+            *segments, method="get", params=params, timeout=wait_s + wait_s / 16 + 10))
+        return Blocking(resp.json(), int(resp.headers.get("X-Nomad-Index", "0") or 0))
+
+    # -- reads ---------------------------------------------------------------------------------
+    def ping(self) -> str:
+        """The leader's address; TargetError when nobody answers."""
+        return str(self._call("GET /v1/status/leader", lambda: self.client.status.leader.get_leader()))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self._call("GET /v1/jobs", lambda: self.client.jobs.get_jobs()))
+
+    def job(self, job_id: str) -> Job | None:
+        """The live job, or None when Nomad has none of that name."""
+        try:
+            return self.client.job.get_job(job_id)  # type: ignore[no-any-return]
+        except nx.URLNotFoundNomadException:
+            return None
+        except nx.BaseNomadException as e:
+            raise self._translate(f"GET /v1/job/{job_id}", e) from None
+        except requests.RequestException as e:
+            raise TargetError(f"cannot reach Nomad at {self.address}: {_reason(e)}") from None
+
+    def allocations(self, job_id: str, index: int = 0, wait_s: float = 5.0) -> Blocking:
+        return self._blocking(self.client.job, job_id, "allocations", index=index, wait_s=wait_s)
+
+    def allocation(self, alloc_id: str) -> dict[str, Any]:
+        return self._call(f"GET /v1/allocation/{alloc_id}",
+                          lambda: self.client.allocation.get_allocation(alloc_id))  # type: ignore[no-any-return]
+
+    def evaluations(self, job_id: str) -> list[dict[str, Any]]:
+        return self._call(f"GET /v1/job/{job_id}/evaluations",  # type: ignore[no-any-return]
+                          lambda: self.client.job.get_evaluations(job_id))
+
+    def evaluation(self, eval_id: str, index: int = 0, wait_s: float = 5.0) -> Blocking:
+        return self._blocking(self.client.evaluation, eval_id, index=index, wait_s=wait_s)
+
+    def latest_deployment(self, job_id: str, index: int = 0, wait_s: float = 5.0) -> Blocking:
+        return self._blocking(self.client.job, job_id, "deployment", index=index, wait_s=wait_s)
+
+    def deployment(self, dep_id: str, index: int = 0, wait_s: float = 5.0) -> Blocking:
+        return self._blocking(self.client.deployment, dep_id, index=index, wait_s=wait_s)
+
+    def logs(self, alloc_id: str, task: str, stream: str = "stderr", tail_bytes: int | None = None) -> str:
+        """A task's stdout or stderr as text; with `tail_bytes`, only the end of it."""
+        origin, offset = ("end", tail_bytes) if tail_bytes else ("start", 0)
+        return self._call(f"GET /v1/client/fs/logs/{alloc_id}", lambda: self.client.client.stream_logs.stream(
+            alloc_id, task, stream, follow=False, offset=offset, origin=origin, plain=True))
+
+    def follow_logs(self, alloc_id: str, task: str, stream: str = "stderr", tail_bytes: int = 4096) -> Any:
+        """An iterator of text chunks, following the log until the caller stops (Ctrl-C)."""
+        resp = self._call(f"GET /v1/client/fs/logs/{alloc_id}", lambda: self.client.client.stream_logs.request(
+            alloc_id, method="get", stream=True, timeout=None,
+            params={"task": task, "type": stream, "follow": True, "origin": "end", "offset": tail_bytes,
+                    "plain": True}))
+        return resp.iter_content(chunk_size=None, decode_unicode=True)
+
+    # -- writes --------------------------------------------------------------------------------
+    def plan(self, job: Job) -> dict[str, Any]:
+        """Nomad's dry run with the diff against the live job."""
+        return self._call(f"POST /v1/job/{job['ID']}/plan",  # type: ignore[no-any-return]
+                          lambda: self.client.job.plan_job(job["ID"], {"Job": job}, diff=True))
+
+    def register(self, job: Job, modify_index: int) -> dict[str, Any]:
+        """Register with EnforceIndex: `modify_index` 0 means the job must not exist yet."""
+        body = {"Job": job, "EnforceIndex": True, "JobModifyIndex": modify_index}
+        return self._call(f"POST /v1/job/{job['ID']}",  # type: ignore[no-any-return]
+                          lambda: self.client.job.register_job(job["ID"], body))
+
+    def deregister(self, job_id: str, purge: bool = False) -> dict[str, Any]:
+        return self._call(f"DELETE /v1/job/{job_id}",  # type: ignore[no-any-return]
+                          lambda: self.client.job.deregister_job(job_id, purge=purge or None))
+
+    def parse(self, hcl: str) -> Job:
+        return self._call("POST /v1/jobs/parse",  # type: ignore[no-any-return]
+                          lambda: self.client.jobs.parse(hcl, canonicalize=True))
+

@@ -1,0 +1,81 @@
+"""What runs: each managed job with its allocations, health, sidecar state and the address to call.
+
+`job_status(job, allocs, deployment)` is pure; `collect_status(api)` reads the target.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nomadmesh.deploy.live import managed_jobs
+from nomadmesh.deploy.nomad_api import NomadAPI
+from nomadmesh.deploy.watch import SIDECAR_PREFIX
+
+
+@dataclass(frozen=True)
+class AllocStatus:
+    id: str
+    status: str  # ClientStatus
+    healthy: bool | None
+    tasks: dict[str, str]  # task → state (running / pending / dead / failed)
+    sidecar: str | None  # the connect-proxy task's state, None without a sidecar
+    addresses: tuple[str, ...]  # host:port of published ports
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    status: str
+    version: int | None
+    deployment: str | None  # latest deployment's status
+    allocations: tuple[AllocStatus, ...]
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(a for alloc in self.allocations for a in alloc.addresses)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "status": self.status, "version": self.version, "deployment": self.deployment,
+                "addresses": list(self.addresses),
+                "allocations": [{"id": a.id, "status": a.status, "healthy": a.healthy, "tasks": a.tasks,
+                                 "sidecar": a.sidecar, "addresses": list(a.addresses)} for a in self.allocations]}
+
+
+def _task_state(ts: dict[str, Any]) -> str:
+    return "failed" if ts.get("State") == "dead" and ts.get("Failed") else str(ts.get("State") or "pending")
+
+
+def _addresses(alloc: dict[str, Any]) -> tuple[str, ...]:
+    """Published host ports, leaving out the sidecar's own (only Envoy talks to those)."""
+    ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
+    out = []
+    for port in ports:
+        if port.get("Value") and not str(port.get("Label", "")).startswith(SIDECAR_PREFIX):
+            host = port.get("HostIP") or "127.0.0.1"
+            out.append(f"{'127.0.0.1' if host == '0.0.0.0' else host}:{port['Value']}")
+    return tuple(out)
+
+
+def alloc_status(alloc: dict[str, Any]) -> AllocStatus:
+    tasks = {name: _task_state(ts) for name, ts in sorted((alloc.get("TaskStates") or {}).items())}
+    sidecar = next((s for t, s in tasks.items() if t.startswith(SIDECAR_PREFIX)), None)
+    return AllocStatus(alloc["ID"], alloc.get("ClientStatus", ""), (alloc.get("DeploymentStatus") or {}).get("Healthy"),
+                       tasks, sidecar, _addresses(alloc))
+
+
+def job_status(job: dict[str, Any], allocs: list[dict[str, Any]], deployment: dict[str, Any] | None) -> JobStatus:
+    """Pure: one job's status from its stub, its full allocations and its latest deployment."""
+    live = [a for a in allocs if a.get("DesiredStatus") == "run"]
+    return JobStatus(job["ID"], job.get("Status", ""), job.get("Version"),
+                     deployment.get("Status") if deployment else None, tuple(alloc_status(a) for a in live))
+
+
+def collect_status(api: NomadAPI) -> list[JobStatus]:
+    out = []
+    for stub in managed_jobs(api):
+        stubs = api.allocations(stub["ID"]).value
+        # The stubs lack AllocatedResources (the published ports): read the running ones in full.
+        allocs = [api.allocation(a["ID"]) if a.get("DesiredStatus") == "run" else a for a in stubs]
+        full = api.job(stub["ID"]) or stub  # the stub may lack Version
+        out.append(job_status(full, allocs, api.latest_deployment(stub["ID"]).value))
+    return out
