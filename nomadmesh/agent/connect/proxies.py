@@ -11,7 +11,7 @@ namespace reaches, so its `nomad_bridge` tagged address (allocation IP, in-names
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
 from nomadmesh.agent.http.consul_entries import protocol_of
@@ -109,7 +109,3 @@ def build_all(view: MeshView, leaf: Callable[[str], tuple[str, str]]) -> dict[st
         cert, key = leaf(proxy["Proxy"]["DestinationServiceName"])
         out[proxy["ID"]] = build_snapshot(view, proxy, cert, key)
     return out
-
-
-def entries_by_key(records: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in records}
