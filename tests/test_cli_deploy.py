@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +33,7 @@ CRASH = {"service": {"name": "crash", "port": 8080},
                    "restart": {"attempts": 0, "mode": "fail"},
                    "update": {"min_healthy_time": "500ms", "healthy_deadline": "20s", "progress_deadline": "30s",
                               "health_check": "task_states"}}}
+REPO_SERVICES = Path(__file__).resolve().parent.parent / "services"
 DOCK = {"service": {"name": "dock", "port": 8080}, "nomad": {"driver": "docker", "image": "nginx"}}
 
 
@@ -49,7 +51,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
         pytest.skip("bridge networking needs root")
     tag = secrets.token_hex(3)
     env = {"NOMADMESH_CNI_BRIDGE": f"nmd{tag}", "NOMADMESH_CNI_SUBNET": f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24",
-           "NOMADMESH_NETNS_PREFIX": f"nmd{tag}-"}
+           "NOMADMESH_NETNS_PREFIX": f"nmd{tag}-",
+           # The samples run `python3 ../app.py` and need flask + waitress: this venv's python3 first.
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the agent subprocess inherits them
     factory = _agent_factory(tmp_path_factory)
