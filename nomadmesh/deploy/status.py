@@ -45,12 +45,18 @@ def _task_state(ts: dict[str, Any]) -> str:
     return "failed" if ts.get("State") == "dead" and ts.get("Failed") else str(ts.get("State") or "pending")
 
 
+def _is_check_port(label: str) -> bool:
+    return label.startswith("svc_") and "_ck_" in label
+
+
 def _addresses(alloc: dict[str, Any]) -> tuple[str, ...]:
-    """Published host ports, leaving out the sidecar's own (only Envoy talks to those)."""
+    """Published host ports, leaving out the sidecar's own and the exposed-check listeners
+    (`svc_<service>_ck_<hex>`, as Nomad names them): only Envoy and health checks use those."""
     ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
     out = []
     for port in ports:
-        if port.get("Value") and not str(port.get("Label", "")).startswith(SIDECAR_PREFIX):
+        label = str(port.get("Label", ""))
+        if port.get("Value") and not label.startswith(SIDECAR_PREFIX) and not _is_check_port(label):
             host = port.get("HostIP") or "127.0.0.1"
             out.append(f"{'127.0.0.1' if host == '0.0.0.0' else host}:{port['Value']}")
     return tuple(out)
