@@ -202,14 +202,8 @@ class BridgeNetwork:
             if alloc_id not in keep:
                 self.teardown(alloc_id)
                 gone.append(alloc_id)
-        # Namespaces without a record (crash between `ip netns add` and the record write cannot
-        # happen, but a wiped state dir can): delete those with our prefix nobody keeps.
-        kept_names = {self.netns_name(a) for a in keep}
-        if NETNS_DIR.is_dir():
-            for p in NETNS_DIR.iterdir():
-                if p.name.startswith(self.netns_prefix) and p.name not in kept_names:
-                    _run(["ip", "netns", "delete", p.name], check=False)
-                    gone.append(p.name)
+        # Namespaces with our prefix but no record are left alone on purpose: another agent on this
+        # host (a test run, a second data dir) may own them, and deleting them would cut its tasks off.
         return gone
 
     def recorded_alloc_ids(self) -> list[str]:
@@ -223,6 +217,8 @@ class BridgeNetwork:
             return False
         if not Path(f"/sys/class/net/{self.bridge}").exists():
             return False
+        if any(Path(f"/sys/class/net/{self.bridge}/brif").iterdir()):
+            return False  # another agent's allocations are still plugged into it
         _run(["ip", "link", "delete", self.bridge, "type", "bridge"], check=False)
         return True
 
