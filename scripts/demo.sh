@@ -10,6 +10,8 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 step nomadmesh up
 $nm up
+# The tutorial starts with no intentions; the agent keeps state across runs, so clear a leftover deny.
+$nm intent delete invoice tax >/dev/null 2>&1 || true
 
 order=$($nm status --json | .venv/bin/python -c \
   'import json, sys; print(next(j["addresses"][0] for j in json.load(sys.stdin) if j["job"] == "order"))')

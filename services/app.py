@@ -58,7 +58,9 @@ def create_app(name: str, env: dict[str, str] | None = None) -> Flask:
             with urllib.request.urlopen(base + "/", timeout=UPSTREAM_TIMEOUT_S) as r:
                 tail = r.read().decode()
         except urllib.error.HTTPError as e:
-            return error(f"upstream {upstream} answered {e.code}")
+            # Carry the upstream's own one-line error along, so order's 502 names the failing hop.
+            detail = e.read(500).decode(errors="replace").strip().replace("\n", " ")
+            return error(f"upstream {upstream} answered {e.code}" + (f": {detail}" if detail else ""))
         except (OSError, ValueError) as e:
             # Connection reset/refused: what a sidecar does when an intention denies the call.
             return error(f"upstream {upstream} failed: {type(e).__name__}: {e}")
