@@ -1,0 +1,124 @@
+"""Run every nomadmesh benchmark in one go and print the figures against issue 7's targets.
+
+    sudo .venv/bin/python bench/run.py            # full run (several minutes on 2 cores)
+    sudo .venv/bin/python bench/run.py --quick    # short smoke run (small sizes, few samples)
+    sudo .venv/bin/python bench/run.py --json     # every figure by name, one JSON object
+
+Benchmarks (each module also runs alone): hop.py (mesh hop vs direct at fixed rates),
+mesh_agent.py (intention propagation, deploy connect vs plain, CA leaf signing vs openssl),
+scale.py (N services with sidecars on the agent), render.py (1,000 services). Those that need
+bridge networking (everything on the agent) need root; without it they are skipped and named.
+Figures are printed, never asserted: the machine is shared and noisy, so read medians and the
+ratios measured side by side in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import operator
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import hop
+import mesh_agent
+import render as render_bench
+import scale
+
+Figures = dict[str, Any]
+
+# figure -> (comparison, target, source of the target); a figure absent from a run is not judged
+TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
+    "hop_keepalive_200rps_added_p99_us": (operator.le, 250, "added p99 <= 0.25 ms keep-alive"),
+    "hop_keepalive_500rps_added_p99_us": (operator.le, 250, "added p99 <= 0.25 ms keep-alive"),
+    "intention_new_conn_p99_ms": (operator.le, 50, "p99 <= 50 ms new connections"),
+    "intention_open_conn_p99_ms": (operator.le, 1000, "p99 <= 1 s open connections"),
+    "deploy_connect_s": (operator.le, 5, "deploy to first call <= 5 s"),
+    "scale_50_intention_all_ms": (operator.le, 200, "all 50 proxies <= 200 ms"),
+    "scale_50_sidecar_private_mib_max": (operator.le, 25, "private memory per sidecar <= 25 MB"),
+    "ca_leaf_per_s": (operator.ge, 1000, ">= 1,000 leaves/s"),
+    "render_total_seconds": (operator.le, 1, "1,000 services <= 1 s"),
+}
+
+
+def render_figures(n: int, repeat: int) -> Figures:
+    """bench/render.py's own run, its JSON read back (names prefixed `render_`)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        render_bench.main(["-n", str(n), "--repeat", str(repeat), "--json"])
+    figs = json.loads(buf.getvalue())
+    return {f"render_{k}": v for k, v in figs.items() if isinstance(v, (int, float))}
+
+
+def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
+    """(name, needs root, thunk) in run order."""
+    return [
+        ("render", False, lambda: render_figures(200 if quick else 1000, 1 if quick else 3)),
+        ("hop", False, lambda: hop.hop_figures((200, 500), 0.5 if quick else 5)),
+        ("ca", True, lambda: mesh_agent.ca_figures(100 if quick else 2000, 1 if quick else 3)),
+        ("intentions", True, lambda: mesh_agent.intention_figures(3 if quick else 25)),
+        ("deploy", True, mesh_agent.deploy_figures),
+        ("scale", True, lambda: scale.scale_figures((3,) if quick else (10, 25, 50))),
+    ]
+
+
+def run_all(quick: bool, only: set[str] | None = None) -> tuple[Figures, list[str]]:
+    figs: Figures = {}
+    notes: list[str] = []
+    root = os.geteuid() == 0
+    for name, needs_root, thunk in benchmarks(quick):
+        if only and name not in only:
+            continue
+        if needs_root and not root:
+            notes.append(f"{name}: skipped (bridge networking needs root)")
+            continue
+        t0 = time.perf_counter()
+        figs |= thunk()
+        figs[f"bench_{name}_wall_s"] = round(time.perf_counter() - t0, 1)
+    return figs, notes
+
+
+def verdicts(figs: Figures) -> list[tuple[str, Any, str, str]]:
+    rows = []
+    for name, value in figs.items():
+        if name in TARGETS:
+            op, target, text = TARGETS[name]
+            rows.append((name, value, text, "met" if op(float(value), target) else "MISSED"))
+        else:
+            rows.append((name, value, "", ""))
+    return rows
+
+
+def table(figs: Figures) -> str:
+    rows = verdicts(figs)
+    width = max((len(r[0]) for r in rows), default=10)
+    lines = [f"{'figure':{width}}  {'value':>12}  {'target':36}  verdict", "-" * (width + 62)]
+    lines += [f"{n:{width}}  {v!s:>12}  {t:36}  {ok}" for n, v, t, ok in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short smoke run: small sizes, few samples")
+    ap.add_argument("--json", action="store_true", help="print every figure by name as one JSON object")
+    ap.add_argument("--only", action="append", choices=[b[0] for b in benchmarks(False)],
+                    help="run only this benchmark (repeatable)")
+    args = ap.parse_args(argv)
+    figs, notes = run_all(args.quick, set(args.only) if args.only else None)
+    for note in notes:
+        print(note, file=sys.stderr)
+    if args.json:
+        print(json.dumps(figs, indent=2))
+    else:
+        print(table(figs))
+        missed = [r[0] for r in verdicts(figs) if r[3] == "MISSED"]
+        print(f"\ntargets missed: {', '.join(missed) if missed else 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
