@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.destroy", "destroy_command"),
     ("nomadmesh.cli.up", "up_command"),
     ("nomadmesh.cli.down", "down_command"),
+    ("nomadmesh.cli.connect", "connect_group"),
 )
 
 
