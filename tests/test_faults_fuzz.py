@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,6 +127,8 @@ def test_jobs_parse_and_plan_bodies(agent: Any, body: Any) -> None:
 
 @FUZZ
 @given(definition=service_defs, replace=st.booleans())
+@example(definition={"Name": "web", "Checks": [None]}, replace=False)  # was a 500 (AttributeError)
+@example(definition={"Name": "web", "Connect": {"SidecarService": {"Proxy": {"Upstreams": [None]}}}}, replace=False)
 def test_service_definitions(agent: Any, definition: dict[str, Any], replace: bool) -> None:
     resp = send("PUT", f"{agent.consul_addr}/v1/agent/service/register", definition,
                 **({"replace-existing-checks": "true"} if replace else {}))

@@ -108,6 +108,8 @@ def _convert(value: Any, spec: Any, where: str) -> Any:
     if isinstance(spec, tuple):
         if not isinstance(value, list):
             raise ServiceDefError(f"{where}: must be a list")
+        if None in value:  # a null element would reach the code below as a None check/upstream
+            raise ServiceDefError(f"{where}[{value.index(None)}]: must not be null")
         return [_convert(v, spec[1], f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(spec, dict):
         if not isinstance(value, dict):
