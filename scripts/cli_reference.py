@@ -30,7 +30,7 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tupl
 
 
 def help_text(path: tuple[str, ...]) -> str:
-    result = CliRunner().invoke(cli, [*path, "--help"], terminal_width=100)
+    result = CliRunner().invoke(cli, [*path, "--help"], prog_name="nomadmesh", terminal_width=100)
     if result.exit_code != 0:
         raise RuntimeError(f"nomadmesh {' '.join(path)} --help failed: {result.output}")
     return result.output.rstrip()
