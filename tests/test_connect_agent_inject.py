@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.connect.proxies import MeshView, build_all, endpoints
 from nomadmesh.agent.connect.testing import pinned_ca
-from nomadmesh.agent.scheduling import connect_hook
+from nomadmesh.agent.scheduling import connect_hook, spec
 from nomadmesh.agent.scheduling.services import registrations
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
@@ -114,3 +116,79 @@ def test_snapshots_from_catalog_health_intentions_and_protocol() -> None:
     assert [i.source for i in d.intentions] == ["web"] and w.intentions == ()
     assert d.leaf_cert_pem == "cert-db" and d.public_listener.port == 21001
     assert w.upstream_cluster(w.upstreams[0]) == identity.sni(v.trust_domain, "dc1", "db")
+
+
+def test_host_sidecar_registered_through_the_agent_api_is_dialled_on_loopback() -> None:
+    """`connect envoy --sidecar-for` proxies: no nomad_bridge address, Address "" (Consul's "the
+    node's"), so another host Envoy dials 127.0.0.1 and the sidecar's own port."""
+    host = dict(proxy("tax", "tax-sidecar-proxy", 21500), Address="")
+    v = view([host, proxy("invoice", "invoice-sidecar-proxy", 21501, [{"DestinationName": "tax", "LocalBindPort": 7002}])],
+             [{"ServiceID": "tax-sidecar-proxy", "Status": "passing"}], {})
+    assert endpoints(v, "tax") == (("127.0.0.1", 21500),)
+    snap = build_all(v, lambda s: ("c", "k"))["tax-sidecar-proxy"]
+    assert (snap.public_listener.address, snap.public_listener.port) == ("0.0.0.0", 21500)
+
+
+# --- injection at registration (Nomad's job_endpoint_hook_connect) -----------------------------
+
+def prepared(name: str) -> dict[str, Any]:
+    return spec.prepare(sample_job(name))
+
+
+def test_registration_adds_the_sidecar_task_and_ports_to_the_stored_job() -> None:
+    job = prepared("invoice")
+    tg = job["TaskGroups"][0]
+    assert [t["Name"] for t in tg["Tasks"]] == ["invoice", "connect-proxy-invoice"]
+    side = tg["Tasks"][1]
+    assert side["Kind"] == "connect-proxy:invoice" and side["Lifecycle"] == {"Hook": "prestart", "Sidecar": True}
+    assert side["LogConfig"]["MaxFiles"] > 0  # canonicalized like a submitted task
+    added = {p["Label"]: p["To"] for p in tg["Networks"][0]["DynamicPorts"]}
+    assert added.pop("connect-proxy-invoice") == -1
+    assert [label for label, to in added.items() if label.startswith("svc_invoice_ck_") and to == -1]
+    # Idempotent: the stored job submitted again (nomad job inspect | nomad job run) is the same job.
+    assert spec.prepare(job) == job
+    # At allocation time there is nothing left to add, so the runner's injection is a no-op.
+    assert connect_hook.extra_tasks(job, tg) == []
+    have = {p["Label"] for p in tg["Networks"][0]["DynamicPorts"]}
+    assert {p["Label"] for p in connect_hook.extra_ports(job, tg)} <= have
+
+
+def test_a_declared_sidecar_task_is_kept_and_groups_without_connect_are_untouched() -> None:
+    raw = sample_job("tax")
+    tg = raw["TaskGroups"][0]
+    own = {"Name": "my-envoy", "Kind": "connect-proxy:tax", "Driver": "raw_exec",
+           "Config": {"command": "/bin/true"}, "Lifecycle": {"Hook": "prestart", "Sidecar": True}}
+    tg["Tasks"] = tg["Tasks"] + [own]
+    job = spec.prepare(raw)
+    assert [t["Name"] for t in job["TaskGroups"][0]["Tasks"]] == ["tax", "my-envoy"]
+    plain = sample_job("tax")
+    plain["TaskGroups"][0]["Services"][0].pop("Connect")
+    before = spec.canonicalize(plain)
+    assert spec.prepare(plain) == before
+
+
+def test_a_job_stored_before_injection_still_gets_its_sidecar_at_allocation_time() -> None:
+    old = sample_job("tax")  # what an older agent stored: canonical, no sidecar task or ports
+    tg = spec.canonicalize(old)["TaskGroups"][0]
+    assert [t["Name"] for t in connect_hook.extra_tasks(old, tg)] == ["connect-proxy-tax"]
+    assert connect_hook.extra_ports(old, tg)[0]["Label"] == "connect-proxy-tax"
+
+
+def test_get_job_shows_the_injected_sidecar(module_agent: Any) -> None:
+    job = sample_job("order")
+    job["ID"] = job["Name"] = "inject-shown"
+    job["Datacenters"] = ["nowhere"]  # nothing is placed: this is about the stored job only
+    base = module_agent.nomad_addr
+    r = requests.post(f"{base}/v1/jobs", json={"Job": job}, timeout=10)
+    assert r.status_code == 200, r.text
+    try:
+        stored = requests.get(f"{base}/v1/job/inject-shown", timeout=10).json()
+        tg = stored["TaskGroups"][0]
+        assert [t["Name"] for t in tg["Tasks"]] == ["order", "connect-proxy-order"]
+        assert "connect-proxy-order" in [p["Label"] for p in tg["Networks"][0]["DynamicPorts"]]
+        # Registering what GET returned changes nothing: same version.
+        again = requests.post(f"{base}/v1/jobs", json={"Job": stored}, timeout=10)
+        assert again.status_code == 200, again.text
+        assert requests.get(f"{base}/v1/job/inject-shown", timeout=10).json()["Version"] == stored["Version"]
+    finally:
+        requests.delete(f"{base}/v1/job/inject-shown?purge=true", timeout=10)

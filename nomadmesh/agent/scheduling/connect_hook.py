@@ -11,8 +11,11 @@ For each service of a bridge-mode group with `connect { sidecar_service {} }`:
 * the `Connect.SidecarService` registered with the service, so the catalog adds
   `<service>-sidecar-proxy` (Kind connect-proxy) with its TCP and alias checks.
 
-Nomad adds the ports and the task to the job when it is registered. The dev agent adds them to the
-allocation instead (ports: runner.py; tasks: here), so the stored job stays what was submitted.
+Nomad adds the ports and the task to the job when it is registered (its job_endpoint_hook_connect
+mutator), so `GET /v1/job/:id` shows them: `inject(job)` does the same, called from
+scheduling/spec.prepare on every register and plan. Jobs stored before that (or by an older agent)
+lack them; the runner still adds them to the allocation then (extra_ports / extra_tasks), and both
+are no-ops for an injected job, whose group already declares the task Kind and the port labels.
 """
 from __future__ import annotations
 
@@ -121,6 +124,33 @@ def extra_tasks(job: dict[str, Any], group: dict[str, Any]) -> list[dict[str, An
     """The Envoy sidecar tasks to run with `group` (none where the group already declares one)."""
     declared = {t.get("Kind") for t in group.get("Tasks") or []}
     return [proxy_task(s) for s in sidecar_services(group) if f"{KIND_PREFIX}{s['Name']}" not in declared]
+
+
+def inject(job: dict[str, Any]) -> dict[str, Any]:
+    """The job with every sidecar's ports and task added to its group, as Nomad stores it.
+
+    Idempotent: a port label or task Kind the group already has is left alone, so re-registering
+    the stored job (or one that declares its own `connect-proxy:<svc>` task) changes nothing.
+    """
+    groups = []
+    for tg in job.get("TaskGroups") or []:
+        tasks = extra_tasks(job, tg)
+        nets = [dict(n or {}) for n in tg.get("Networks") or []]
+        have = {p.get("Label") for n in nets[:1] for p in (n.get("DynamicPorts") or []) + (n.get("ReservedPorts") or [])}
+        ports = [p for p in extra_ports(job, tg) if p["Label"] not in have]
+        if not tasks and not ports:
+            groups.append(tg)
+            continue
+        if ports:
+            nets[0]["DynamicPorts"] = list(nets[0].get("DynamicPorts") or []) + [
+                {**p, "HostNetwork": "default"} for p in ports]
+        groups.append(dict(tg, Networks=nets, Tasks=list(tg.get("Tasks") or []) + tasks))
+    return dict(job, TaskGroups=groups) if job.get("TaskGroups") else job
+
+
+def injected_port_labels(job: dict[str, Any]) -> frozenset[str]:
+    """The sidecar port labels `inject` adds to `job` (whether or not they are there yet)."""
+    return frozenset(p["Label"] for tg in job.get("TaskGroups") or [] for p in extra_ports(job, tg))
 
 
 def service_id(alloc_id: str, group: str, svc: dict[str, Any]) -> str:

@@ -188,6 +188,8 @@ class AllocRunner:
 
     def _start_tasks(self, alloc: dict[str, Any], restore: bool, start_dead: bool = True) -> None:
         tg = self._group(alloc)
+        # extra_tasks is empty for jobs registered since injection moved to registration; it keeps
+        # jobs stored before that running with their sidecars.
         tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
         self._version = alloc.get("JobVersion")
         alloc = self._add_connect_ports(alloc, tg)
@@ -263,8 +265,9 @@ class AllocRunner:
     def _add_connect_ports(self, alloc: dict[str, Any], tg: dict[str, Any]) -> dict[str, Any]:
         """Give the allocation its sidecar ports (connect_hook.extra_ports) if it lacks them.
 
-        Nomad adds these ports to the job when it is registered; here they are picked when the
-        allocation starts, from the same dynamic range and avoiding every port already held."""
+        Registration adds these ports to the job (connect_hook.inject, as Nomad does), so the
+        planner has already assigned them and this is a no-op. A job stored before that gets them
+        here, from the same dynamic range and avoiding every port already held."""
         have = {p["Label"] for p in ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []}
         missing = [p for p in connect_hook.extra_ports(alloc["Job"], tg) if p["Label"] not in have]
         if not missing:

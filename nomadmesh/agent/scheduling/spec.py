@@ -54,16 +54,26 @@ def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
         raise SpecInputError(str(e)) from None
 
 
-def validate(job: dict[str, Any]) -> None:
-    errors = list(_js().validate(job))
+def validate(job: dict[str, Any], own_labels: frozenset[str] = frozenset()) -> None:
+    """SpecInvalid unless `job` is valid. `own_labels` are port labels the agent itself added
+    (`connect-proxy-<svc>`): the jobspec validator applies the HCL parser's `^[a-zA-Z0-9_]+$` label
+    rule, which Nomad's server does not apply to the labels its Connect hook injects."""
+    exempt = {f'Port label "{label}" must only contain letters, numbers and underscores' for label in own_labels}
+    errors = [e for e in _js().validate(job) if str(e).split(": ")[-1] not in exempt]
     if errors:
         raise SpecInvalid([str(e) for e in errors])
 
 
 def prepare(job: Any) -> dict[str, Any]:
-    """A submitted Job JSON -> the canonical job to store, or SpecInputError / SpecInvalid."""
-    job = canonicalize(from_json(job))
-    validate(job)
+    """A submitted Job JSON -> the canonical job to store, or SpecInputError / SpecInvalid.
+
+    Like Nomad's job endpoint: canonicalize, run the mutators (the Connect hook adds each sidecar's
+    task and ports, so the stored job shows them), canonicalize what they added, then validate.
+    """
+    from nomadmesh.agent.scheduling import connect_hook  # imports Envoy helpers: keep it off import time
+
+    job = canonicalize(connect_hook.inject(canonicalize(from_json(job))))
+    validate(job, connect_hook.injected_port_labels(job))
     return job
 
 
