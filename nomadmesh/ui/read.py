@@ -4,7 +4,8 @@
 the service-intentions config entries) plus Nomad's allocations, asks for the default policy the
 way the CLI does (`deploy.intentions.load_default_policy`: Consul's own /check on unused names),
 and hands them to `model.build_mesh`. A Nomad that cannot be reached costs the job/alloc columns,
-not the page: it is reported as a problem. `task_log_tail` reads the end of a task's log.
+not the page: it is reported as a problem. `task_log_tail` reads the end of a task's log, and
+`sidecar_stats` a sidecar's Envoy figures where the target serves them (the dev agent only).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+import requests
 
 from nomadmesh.deploy.intentions import load_default_policy
 from nomadmesh.errors import TargetError
@@ -81,10 +84,41 @@ def log_tails(apis: Apis, allocs: list[Alloc]) -> list[LogTail]:
         return list(pool.map(lambda w: task_log_tail(apis, *w), wanted))
 
 
-def sidecar_stats(apis: Apis, sidecar_id: str) -> dict[str, Any] | None:
-    """Envoy admin figures for a sidecar, when the target exposes them; None when it does not.
+@dataclass(frozen=True)
+class SidecarStats:
+    """A sidecar's Envoy figures (`figures`, as the agent's endpoint gives them), or why there are none."""
+
+    sidecar_id: str
+    figures: dict[str, Any] | None
+    reason: str | None = None
+    fetched_at: float | None = None
+
+
+STATS_TIMEOUT_S = 3.0
+NOT_ON_TARGET = ("not available on this target (Envoy's admin API is only reachable inside the "
+                 "allocation's network namespace, and neither the Nomad nor the Consul API exposes it)")
+
+
+def sidecar_stats(apis: Apis, sidecar_id: str) -> SidecarStats:
+    """Envoy admin figures for a sidecar, from the dev agent's `/v1/nomadmesh/sidecar/<id>/stats`.
 
     Envoy's admin listener is bound inside the allocation's network namespace, which neither the
-    Nomad nor the Consul HTTP API reaches; so today this is honest "not available".
+    Nomad nor the Consul HTTP API reaches; only the dev agent, which owns those namespaces, serves
+    this (non-Consul) endpoint. A real Consul answers it 404 or 403: "not available on this target".
+    The agent says 503 with a one-line reason when the sidecar is not running; that is shown as is.
     """
-    return None
+    api = apis.consul
+    url = f"{api.endpoint.url}/v1/nomadmesh/sidecar/{_path(sidecar_id)}/stats"
+    try:
+        resp = api.session.get(url, timeout=STATS_TIMEOUT_S)
+    except requests.RequestException as e:
+        return SidecarStats(sidecar_id, None, f"not available: GET {url}: {type(e).__name__}: {e}")
+    if resp.status_code == 503:
+        return SidecarStats(sidecar_id, None, f"not available: {resp.text.strip()[:300] or 'the sidecar is not running'}")
+    if resp.status_code != 200:
+        return SidecarStats(sidecar_id, None, NOT_ON_TARGET)
+    try:
+        body = resp.json()
+        return SidecarStats(sidecar_id, dict(body["Figures"]), None, float(body.get("FetchedAt") or 0) or None)
+    except (ValueError, KeyError, TypeError):
+        return SidecarStats(sidecar_id, None, NOT_ON_TARGET)

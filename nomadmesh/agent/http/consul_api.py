@@ -6,6 +6,7 @@
     consul_config.py      /v1/config[/<kind>[/<name>]]
     consul_intentions.py  /v1/connect/intentions[/exact|/check|/match]
     consul_connect.py     /v1/connect/ca/roots, /v1/agent/connect/ca/{roots,leaf/<service>}
+    consul_sidecar_stats.py  /v1/nomadmesh/sidecar/<id>/stats (dev agent only, not Consul's)
 
 Errors are plain text with Consul's status codes, as Consul answers them; py-consul turns them
 into its exceptions. Reads that Consul lets block take `?index=&wait=` (common.block).
@@ -20,7 +21,7 @@ from werkzeug.routing import PathConverter
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import (
-    consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv,
+    consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
 
@@ -41,7 +42,8 @@ def create_consul_app(ctx: AgentContext) -> Flask:
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.url_map.converters["anypath"] = AnyPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
-    for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect):
+    for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
+                   consul_sidecar_stats):
         app.register_blueprint(module.bp)
 
     @app.errorhandler(HTTPError)

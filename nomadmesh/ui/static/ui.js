@@ -34,6 +34,18 @@
       .finally(function () { inflight = null; if (again) { again = false; refresh(); } });
   }
 
+  // Figures that move without any catalog change (a sidecar's Envoy counters) carry
+  // data-refresh-s: refetch the fragment that often while the page is visible.
+  function every() {
+    var el = live && live.querySelector("[data-refresh-s]");
+    return Math.max(1, el ? Number(el.getAttribute("data-refresh-s")) || 3 : 3) * 1000;
+  }
+  function poll() {
+    if (live && live.querySelector("[data-refresh-s]") && !document.hidden) refresh();
+    setTimeout(poll, every());
+  }
+  setTimeout(poll, every());
+
   if (!window.EventSource) { status("off", "Live updates need EventSource; reload to refresh"); return; }
   var events = new EventSource(body.getAttribute("data-events"));
   // "ready": the server now watches; one refetch covers changes made since this page was rendered.
