@@ -66,8 +66,10 @@ def loopback_mesh() -> Iterator[tuple[int, int]]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def paced(ports: dict[str, int], rate: float, seconds: float, keepalive: bool) -> tuple[dict[str, list[float]], int]:
-    """Alternate one request per path on a fixed schedule of 2 * rate slots per second."""
+def paced(ports: dict[str, int], rate: float, seconds: float,
+          keepalive: bool) -> tuple[dict[str, list[float]], int, float]:
+    """Alternate one request per path on a fixed schedule of 2 * rate slots per second.
+    Returns the latencies per path, how many sends were late, and the elapsed seconds."""
     conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=5) for k, p in ports.items()} if keepalive else {}
     out: dict[str, list[float]] = {k: [] for k in ports}
     order = list(ports)
@@ -92,7 +94,7 @@ def paced(ports: dict[str, int], rate: float, seconds: float, keepalive: bool) -
     finally:
         for c in conns.values():
             c.close()
-    return out, late
+    return out, late, time.perf_counter() - start
 
 
 def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
@@ -102,7 +104,7 @@ def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
         paced(ports, 200, 0.5, True)  # warm up both paths
         for mode, keepalive in (("keepalive", True), ("newconn", False)):
             for rate in rates:
-                lat, late = paced(ports, rate, seconds, keepalive)
+                lat, late, elapsed = paced(ports, rate, seconds, keepalive)
                 key = f"hop_{mode}_{rate}rps"
                 for p in PERCENTILES:
                     d, m = pct(lat["direct"], p), pct(lat["mesh"], p)
@@ -111,6 +113,8 @@ def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
                     figs[f"{key}_added_p{p}_us"] = round((m - d) * 1e6)
                     figs[f"{key}_ratio_p{p}"] = round(m / d, 2)
                 figs[f"{key}_late"] = late
+                # Per path; below `rate` when the client could not keep the schedule (see `late`).
+                figs[f"{key}_achieved_rps"] = round(len(lat["mesh"]) / elapsed)
                 figs[f"{key}_n"] = len(lat["mesh"])
     return figs
 

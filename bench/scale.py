@@ -11,7 +11,8 @@ with `nomadmesh deploy` (which returns when every deployment is healthy). Figure
   sidecar_private_mib median / max private memory (smaps_rollup Private_*) over the N+1 Envoys
   intention_all_ms    one service-intentions write (`*` -> `*` deny) returned -> a new connection
                       from the probe to every one of the N services is refused (enforced at all
-                      N proxies); the p50 over the proxies is printed too
+                      N proxies); the p50 over the proxies is printed too, and probe_round_ms,
+                      one unchanged pass of the probe over all N (the measurement's resolution)
 """
 from __future__ import annotations
 
@@ -115,6 +116,8 @@ def one_size(n: int) -> dict[str, float]:
         probe_all(netns, ports, want_refused=False, timeout=120)
         deploy_s = time.perf_counter() - t0
         cpu = cpu_seconds(pid) - cpu0
+        # The probe's own resolution: one pass over every port when nothing changes.
+        probe_round = max(probe_all(netns, ports, want_refused=False, timeout=30))
         rss = rss_mib(pid)
         envoys = pids_matching("envoy", str(agent.data_dir))
         mem = [private_mib(p) for p in envoys]
@@ -135,6 +138,7 @@ def one_size(n: int) -> dict[str, float]:
         f"scale_{n}_intention_all_ms": round(max(to_deny) * 1000, 1),
         f"scale_{n}_intention_p50_ms": round(pct(to_deny, 50) * 1000, 1),
         f"scale_{n}_allow_all_ms": round(max(to_allow) * 1000, 1),
+        f"scale_{n}_probe_round_ms": round(probe_round * 1000, 1),
     }
 
 

@@ -22,7 +22,7 @@ pytestmark = [
 HOP = [f"hop_{mode}_{rate}rps_{kind}"
        for mode in ("keepalive", "newconn") for rate in (200, 500)
        for kind in [f"{what}_p{p}_us" for what in ("direct", "mesh", "added") for p in (50, 90, 99)]
-       + [f"ratio_p{p}" for p in (50, 90, 99)] + ["late", "n"]]
+       + [f"ratio_p{p}" for p in (50, 90, 99)] + ["late", "achieved_rps", "n"]]
 EXPECTED = HOP + [
     "render_services", "render_load_seconds", "render_render_seconds", "render_total_seconds",
     "render_services_per_second",
@@ -33,7 +33,7 @@ EXPECTED = HOP + [
     "deploy_connect_s", "deploy_plain_s", "deploy_connect_plain_ratio",
     *[f"scale_3_{k}" for k in ("deploy_s", "agent_cpu_s", "agent_rss_mib", "sidecars",
                                 "sidecar_private_mib_median", "sidecar_private_mib_max",
-                                "intention_all_ms", "intention_p50_ms", "allow_all_ms")],
+                                "intention_all_ms", "intention_p50_ms", "allow_all_ms", "probe_round_ms")],
     *[f"bench_{b}_wall_s" for b in ("render", "hop", "ca", "intentions", "deploy", "scale")],
 ]
 
