@@ -122,7 +122,6 @@ class SidecarStats:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._cache: dict[str, tuple[float, int, Any]] = {}  # id -> (time, status, body)
-        self.fetches = 0  # children started, for tests and curiosity
 
     def get(self, sidecar_id: str) -> tuple[int, Any]:
         """(200, figures JSON) or (404/503, reason)."""
@@ -149,7 +148,6 @@ class SidecarStats:
     def _read(self, sidecar_id: str) -> dict[str, Any]:
         where = locate(self.ctx, self.platform, sidecar_id)
         url = f"http://{where.admin}/stats?format=json&filter={quote(admin_stats.STATS_FILTER, safe='')}"
-        self.fetches += 1
         body = fetch_in_netns(where.netns, url)
         try:
             stats = admin_stats.parse_stats(body)
