@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import requests
 
-from agentkit import REPO, Agent, agent_session, enter_netns, host_port, pct, wait_until
+from agentkit import REPO, Agent, agent_session, enter_netns, free_port, host_port, pct, wait_until
 
 T = TypeVar("T")
 CHAIN = ["Order", "Invoice", "Tax"]
@@ -79,7 +79,6 @@ def deploy_figures() -> dict[str, float]:
     with agent_session() as agent:
         connect_s = timed_deploy(agent, REPO / "services")
     with agent_session() as agent, tempfile.TemporaryDirectory() as tmp:
-        from agentkit import free_port
         services = plain_services(Path(tmp), agent.gateway, {"invoice": free_port(), "tax": free_port()})
         plain_s = timed_deploy(agent, services)
     return {"deploy_connect_s": round(connect_s, 2), "deploy_plain_s": round(plain_s, 2),
