@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -22,6 +22,24 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05, what: str = "condition") -> Any:
+    """Poll `pred` until it returns something truthy and return that; errors count as "not yet".
+
+    Bounded in time; the AssertionError names what was awaited and the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (requests.RequestException, OSError, KeyError, ValueError, StopIteration):
+            pass
+        time.sleep(step)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def free_port() -> int:

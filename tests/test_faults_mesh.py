@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
+from conftest import wait_until
+
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
@@ -43,18 +45,6 @@ pytestmark = [
 ]
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (requests.RequestException, OSError, KeyError, ValueError, StopIteration):
-            pass
-        time.sleep(step)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def pids_with(*markers: str) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import requests
+
+from conftest import wait_until
 
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
@@ -35,18 +36,6 @@ pytestmark = [
 ]
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (requests.RequestException, OSError, KeyError, ValueError):
-            pass
-        time.sleep(step)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def in_netns(ns: str, *argv: str, timeout: float = 5) -> subprocess.CompletedProcess[str]:
