@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from conftest import wait_until
+from meshkit import pids_with
 
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
@@ -45,20 +46,6 @@ pytestmark = [
 ]
 
 
-
-
-def pids_with(*markers: str) -> list[int]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if all(m in cmd for m in markers):
-            out.append(int(proc.name))
-    return out
 
 
 def netns_list(prefix: str) -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from conftest import wait_until
+from meshkit import envoy_pids
 
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
@@ -40,21 +41,6 @@ pytestmark = [
 
 def in_netns(ns: str, *argv: str, timeout: float = 5) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout)
-
-
-def envoy_pids(marker: str) -> list[int]:
-    """Envoy processes whose command line mentions `marker` (our agent's data dir)."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "envoy" in cmd and marker in cmd:
-            out.append(int(proc.name))
-    return out
 
 
 @pytest.fixture
