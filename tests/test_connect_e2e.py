@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import socket
 import ssl
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from meshkit import raw_http_request, tls_client_context
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.envoy import EnvoyProcess
@@ -137,33 +137,12 @@ def test_request_through_the_upstream_listener_goes_over_mtls(mesh: Mesh) -> Non
 
 
 def _tls_client(ca: ConnectCA | None, service: str | None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the test judges the server's side, not ours
-    if ca is not None and service is not None:
-        leaf = ca.sign_leaf(service, DC)
-        with tempfile.TemporaryDirectory() as tmp:  # ssl only loads certificates from files
-            d = Path(tmp)
-            (d / "c.pem").write_text(leaf.cert_pem)
-            (d / "k.pem").write_text(leaf.key_pem)
-            ctx.load_cert_chain(d / "c.pem", d / "k.pem")
-    return ctx
+    return tls_client_context(ca.sign_leaf(service, DC) if ca is not None and service is not None else None)
 
 
 def _direct(port: int, ctx: ssl.SSLContext | None) -> bytes:
     """Send one HTTP request straight to the public listener; what came back (b'' if refused)."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=2)
-    try:
-        sock = ctx.wrap_socket(raw) if ctx is not None else raw
-        sock.sendall(b"GET /direct HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        out = b""
-        while chunk := sock.recv(4096):
-            out += chunk
-        return out
-    except (ssl.SSLError, ConnectionError, TimeoutError):
-        return b""
-    finally:
-        raw.close()
+    return raw_http_request(port, ctx, b"GET /direct HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=2)
 
 
 def test_public_listener_refuses_everything_but_an_allowed_mesh_identity(mesh: Mesh) -> None:

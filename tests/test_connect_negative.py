@@ -11,10 +11,7 @@ service on the same path, gets tax's answer.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import ssl
-import tempfile
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -22,7 +19,8 @@ import requests
 
 from conftest import RunningAgent
 from host_mesh import HostMesh, wait_until
-from nomadmesh.agent.connect.ca import ConnectCA, Leaf
+from meshkit import raw_http_request, tls_client_context as tls_context
+from nomadmesh.agent.connect.ca import ConnectCA
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
@@ -37,33 +35,9 @@ def mesh(module_agent: RunningAgent, tmp_path_factory: pytest.TempPathFactory) -
     assert m.leftovers() == []
 
 
-def tls_context(leaf: Leaf | None) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the test judges the server's side, not ours
-    if leaf is not None:
-        with tempfile.TemporaryDirectory() as tmp:  # ssl only loads certificates from files
-            d = Path(tmp)
-            (d / "c.pem").write_text(leaf.cert_pem)
-            (d / "k.pem").write_text(leaf.key_pem)
-            ctx.load_cert_chain(d / "c.pem", d / "k.pem")
-    return ctx
-
-
 def call(port: int, ctx: ssl.SSLContext | None) -> bytes:
     """One HTTP request straight to a public listener; what came back (b'' if refused or cut)."""
-    raw = socket.create_connection(("127.0.0.1", port), timeout=3)
-    try:
-        sock = ctx.wrap_socket(raw) if ctx is not None else raw
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: tax\r\nConnection: close\r\n\r\n")
-        out = b""
-        while chunk := sock.recv(4096):
-            out += chunk
-        return out
-    except (ssl.SSLError, ConnectionError, TimeoutError):
-        return b""
-    finally:
-        raw.close()
+    return raw_http_request(port, ctx, b"GET / HTTP/1.1\r\nHost: tax\r\nConnection: close\r\n\r\n", timeout=3)
 
 
 def test_public_listener_rejects_five_kinds_of_caller_and_admits_an_allowed_one(mesh: HostMesh) -> None:
