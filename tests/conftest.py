@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
+from nomadmesh.deploy.target import consul_client, target_from_env
+
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
@@ -169,6 +171,22 @@ def module_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAg
 @pytest.fixture
 def running_agent(agent_factory: Callable[..., RunningAgent]) -> RunningAgent:
     return agent_factory()
+
+
+@pytest.fixture
+def consul(module_agent: RunningAgent) -> Iterator[Any]:
+    """py-consul on the module's agent, with no intentions before and after each test."""
+    client = consul_client(target_from_env({}, consul_addr=module_agent.consul_addr))
+
+    def clear() -> None:
+        for entry in client.config.list("service-intentions") or []:
+            client.config.delete("service-intentions", entry["Name"])
+
+    clear()
+    try:
+        yield client
+    finally:
+        clear()
 
 
 # Keep subprocess agents out of the environment pytest itself may have (a real cluster's address).

@@ -4,31 +4,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from typing import Iterator
 
 import pytest
 
 from conftest import REPO
 from nomadmesh.deploy import intentions as di
-from nomadmesh.deploy.target import consul_client, target_from_env
 from nomadmesh.errors import TargetError
 
 KIND = "service-intentions"
-
-
-@pytest.fixture
-def consul(module_agent) -> Iterator[object]:
-    client = consul_client(target_from_env({}, consul_addr=module_agent.consul_addr))
-
-    def clear() -> None:
-        for entry in client.config.list(KIND) or []:
-            client.config.delete(KIND, entry["Name"])
-
-    clear()
-    try:
-        yield client
-    finally:
-        clear()
 
 
 FOREIGN = {

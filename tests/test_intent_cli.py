@@ -2,30 +2,12 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner, Result
 
 from conftest import free_port
 from nomadmesh.cli.main import cli
-from nomadmesh.deploy.target import consul_client, target_from_env
-
-
-@pytest.fixture
-def consul(module_agent) -> Iterator[object]:
-    """py-consul on the module's agent, with no intentions before and after each test."""
-    client = consul_client(target_from_env({}, consul_addr=module_agent.consul_addr))
-
-    def clear() -> None:
-        for entry in client.config.list("service-intentions") or []:
-            client.config.delete("service-intentions", entry["Name"])
-
-    clear()
-    try:
-        yield client
-    finally:
-        clear()
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy import intentions as di
-from nomadmesh.deploy.target import consul_client, target_from_env
 from nomadmesh.mesh.check import check_mesh, verdicts
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 from nomadmesh.spec.model import Project, Service, Spec, Upstream
@@ -111,22 +109,6 @@ def test_verdicts_per_edge() -> None:
 
 
 # --- the CLI against a real agent ----------------------------------------------------------------
-
-
-@pytest.fixture
-def consul(module_agent) -> Iterator[object]:
-    """py-consul on the module's agent, with no intentions before and after each test."""
-    client = consul_client(target_from_env({}, consul_addr=module_agent.consul_addr))
-
-    def clear() -> None:
-        for entry in client.config.list("service-intentions") or []:
-            client.config.delete("service-intentions", entry["Name"])
-
-    clear()
-    try:
-        yield client
-    finally:
-        clear()
 
 
 def mesh_check(agent, *args: str) -> tuple[int, str]:
