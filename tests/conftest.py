@@ -14,12 +14,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 import requests
 
 from nomadmesh.deploy.target import consul_client, target_from_env
+
+if TYPE_CHECKING:
+    from host_mesh import HostMesh
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 30.0
@@ -171,6 +174,19 @@ def module_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAg
 @pytest.fixture
 def running_agent(agent_factory: Callable[..., RunningAgent]) -> RunningAgent:
     return agent_factory()
+
+
+@pytest.fixture
+def host_mesh(running_agent: RunningAgent, tmp_path: Path) -> Iterator[HostMesh]:
+    """The seed's host workflow (tests/host_mesh.py) started on `running_agent`; nothing may be left after it."""
+    from host_mesh import HostMesh  # host_mesh imports this module: import it only once this one is loaded
+
+    mesh = HostMesh(running_agent, tmp_path)
+    try:
+        yield mesh.start()
+    finally:
+        mesh.stop()
+    assert mesh.leftovers() == []
 
 
 @pytest.fixture

@@ -9,27 +9,14 @@ bootstrap), and an intention written after the restart is enforced within 1 s of
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import RunningAgent
 from host_mesh import HostMesh, wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
 LOOP_S = 2.0
-
-
-@pytest.fixture
-def host_mesh(running_agent: RunningAgent, tmp_path: Path) -> Iterator[HostMesh]:
-    mesh = HostMesh(running_agent, tmp_path)
-    try:
-        yield mesh.start()
-    finally:
-        mesh.stop()
-    assert mesh.leftovers() == []
 
 
 def test_sidecars_serve_without_the_agent_and_follow_the_restarted_one(host_mesh: HostMesh) -> None:

@@ -11,8 +11,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
@@ -103,16 +101,6 @@ def test_unknown_service_is_an_error_naming_it(module_agent: RunningAgent) -> No
     assert out.returncode == 1
     assert "Error: --sidecar-for no-such-svc: no service with that ID on the agent" in out.stderr
     assert "Traceback" not in out.stderr
-
-
-@pytest.fixture
-def host_mesh(running_agent: RunningAgent, tmp_path: Path) -> Iterator[HostMesh]:
-    mesh = HostMesh(running_agent, tmp_path)
-    try:
-        yield mesh.start()
-    finally:
-        mesh.stop()
-    assert mesh.leftovers() == []
 
 
 def test_seed_workflow_through_host_sidecars(host_mesh: HostMesh) -> None:
