@@ -8,6 +8,7 @@ enters an allocation's network namespace (setns is per thread for network namesp
 from __future__ import annotations
 
 import ctypes
+import http.client
 import os
 import secrets
 import shutil
@@ -140,6 +141,22 @@ class Agent:
 
 def host_port(alloc: dict[str, Any], label: str) -> int:
     return int(next(p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"] if p["Label"] == label))
+
+
+def http_get_status(port: int, path: str = "/", conn: http.client.HTTPConnection | None = None) -> int | None:
+    """GET 127.0.0.1:`port``path` (on `conn` if given, kept open); the status, or None if it failed."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        if own:
+            conn.close()
 
 
 @contextmanager

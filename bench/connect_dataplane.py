@@ -20,6 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from agentkit import http_get_status as status, pct  # hop.py imports `status` from here
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.envoy import EnvoyProcess
@@ -31,29 +32,9 @@ from nomadmesh.mesh.intentions import Intention
 SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
 def fmt(values_s: list[float]) -> str:
     ms = [v * 1000 for v in values_s]
     return f"p50 {pct(ms, 50):.2f} ms  p99 {pct(ms, 99):.2f} ms  max {max(ms):.2f} ms  (n={len(ms)})"
-
-
-def status(port: int, path: str = "/", conn: http.client.HTTPConnection | None = None) -> int | None:
-    own = conn is None
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        if own:
-            conn.close()
 
 
 def wait(check, timeout: float = 5) -> float:

@@ -32,7 +32,8 @@ from typing import Any, TypeVar
 
 import requests
 
-from agentkit import REPO, Agent, agent_session, enter_netns, free_port, host_port, pct, wait_until
+from agentkit import (REPO, Agent, agent_session, enter_netns, free_port, host_port, http_get_status, pct,
+                      wait_until)
 
 T = TypeVar("T")
 CHAIN = ["Order", "Invoice", "Tax"]
@@ -123,18 +124,7 @@ class NetnsWorker:
 
 
 def http_status(port: int, conn: http.client.HTTPConnection | None = None) -> int | None:
-    own = conn is None
-    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        if own:
-            conn.close()
+    return http_get_status(port, "/health", conn)
 
 
 def spin(check: Callable[[], bool], timeout: float) -> float | None:
