@@ -82,6 +82,16 @@ class Leaf:
         return _colon_hex(self.cert.serial_number.to_bytes(20, "big").lstrip(b"\0") or b"\0")
 
 
+def _key_usage(*enabled: str) -> x509.KeyUsage:
+    """A KeyUsage with exactly the named bits set (cryptography wants all nine spelled out)."""
+    bits = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+            "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    unknown = set(enabled) - set(bits)
+    if unknown:
+        raise ValueError(f"unknown key usage bits: {sorted(unknown)}")
+    return x509.KeyUsage(**{bit: bit in enabled for bit in bits})
+
+
 @dataclass(frozen=True)
 class ConnectCA:
     """An active root (certificate + key) and the trust domain it vouches for."""
@@ -134,9 +144,7 @@ class ConnectCA:
             .not_valid_after(now + ROOT_TTL)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                              data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                              crl_sign=True, encipher_only=False, decipher_only=False),
+                _key_usage("digital_signature", "key_cert_sign", "crl_sign"),
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
@@ -189,9 +197,7 @@ class ConnectCA:
             .not_valid_after(now + ttl)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                              data_encipherment=True, key_agreement=True, key_cert_sign=False,
-                              crl_sign=False, encipher_only=False, decipher_only=False),
+                _key_usage("digital_signature", "key_encipherment", "data_encipherment", "key_agreement"),
                 critical=True,
             )
             .add_extension(
