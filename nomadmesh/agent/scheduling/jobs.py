@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from nomadmesh.agent.connect import ingress
 from nomadmesh.agent.scheduling.structs import (
     TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
 )
@@ -79,6 +80,9 @@ def register(state: State, job: dict[str, Any], enforce_index: bool = False,
         if enforce_index:
             _enforce(existing, job_modify_index)
         stored = _store(txn, job, existing)
+        for entry in ingress.entries_from_job(stored):
+            # Nomad writes each gateway's entry to Consul on every register (and leaves it on stop).
+            txn.put("config", f"{entry['Kind']}/{entry['Name']}", entry)
         ev = evaluation(stored, TRIGGER_REGISTER, txn.index)
         txn.put("eval", ev["ID"], ev)
     return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
