@@ -72,6 +72,18 @@ def order_call(port: int) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{port}/", timeout=5)
 
 
+def deploy_samples(nomad: Any) -> int:
+    """Register the rendered samples (the three services and the gateway), wait for their
+    deployments; the gateway listener's host port, through which the host calls order."""
+    jobs = render(load_spec(REPO / "services"), "json")
+    for name in (*NAMES, GATEWAY):
+        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
+    for name in (*NAMES, GATEWAY):
+        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
+                   step=0.2, what=f"{name} deployment successful")
+    return host_port(nomad, GATEWAY, "listener_8080")[0]
+
+
 def refused(port: int) -> bool:
     """The gateway's call is cut: the destination sidecar's RBAC closes the gateway's connection."""
     try:
@@ -90,17 +102,11 @@ def host_port(nomad: Any, job: str, label: str) -> tuple[int, dict[str, Any]]:
 
 def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
     nomad, cons, agent = mesh["nomad"], mesh["consul"], mesh["agent"]
-    jobs = render(load_spec(REPO / "services"), "json")
     t0 = time.monotonic()
-    for name in (*NAMES, GATEWAY):
-        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
-    for name in (*NAMES, GATEWAY):
-        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
-                   step=0.2, what=f"{name} deployment successful")
+    port = deploy_samples(nomad)
     # Order publishes no port of its own: the host reaches it through the gateway's listener.
     _, order_alloc = host_port(nomad, "order", "connect-proxy-order")
     assert "http" not in {p["Label"] for p in order_alloc["AllocatedResources"]["Shared"]["Ports"]}
-    port, _ = host_port(nomad, GATEWAY, "listener_8080")
     first = wait_until(lambda: (r := order_call(port)).status_code == 200 and [r], 20, what="order answers")
     deploy_to_call = time.monotonic() - t0
     assert [json.loads(line) for line in first[0].text.splitlines()] == CHAIN
