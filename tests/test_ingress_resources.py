@@ -146,3 +146,12 @@ def test_gateway_snapshot_from_its_registration_entry_and_the_healthy_sidecars()
 
 def test_no_snapshot_for_a_gateway_without_its_config_entry() -> None:
     assert GW_ID not in build_all(view(with_entry=False), leaf)
+
+
+def test_a_malformed_gateway_registration_gets_no_snapshot_and_stops_no_other_proxy() -> None:
+    bad = view()
+    services = tuple(dict(s, Proxy={"Config": {"envoy_gateway_bind_addresses": "0.0.0.0:8080"}})
+                     if s["ID"] == GW_ID else s for s in bad.services)
+    snaps = build_all(MeshView(services, bad.checks, bad.entries, bad.datacenter, bad.trust_domain,
+                               bad.roots_pem, bad.default_allow), leaf)
+    assert GW_ID not in snaps and "order-sidecar" in snaps

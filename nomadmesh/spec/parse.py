@@ -146,7 +146,7 @@ def _gateway(r: Reader, top: Obj, svc: Obj, label: str, name: str | None, port: 
 def _ingress(r: Reader, raw: Any) -> tuple[tuple[IngressListener, ...], tuple[tuple[str, str], ...]]:
     o = r.obj(raw, "ingress", INGRESS_KEYS)
     items = r.array(o.raw("listeners"), o.at("listeners")) if o is not None and o.has("listeners") else None
-    if o is not None and not o.has("listeners"):
+    if o is not None and (not o.has("listeners") or items == []):
         r.error(o.at("listeners"), "is required: at least one listener")
     listeners: list[IngressListener] = []
     references: list[tuple[str, str]] = []

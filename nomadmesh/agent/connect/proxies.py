@@ -12,7 +12,8 @@ namespace reaches, so its `nomad_bridge` tagged address (allocation IP, in-names
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from nomadmesh.agent.connect import ingress
@@ -20,6 +21,8 @@ from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSna
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
 from nomadmesh.agent.http.consul_entries import protocol_of
 from nomadmesh.mesh import intentions as ixn
+
+log = logging.getLogger("nomadmesh.agent.connect")
 
 BRIDGE_TAG = "nomad_bridge"
 CONFIG_KIND = "config"  # state kind of config entries, keyed "<kind>/<name>"
@@ -114,8 +117,15 @@ def build_all(view: MeshView, leaf: Callable[[str], tuple[str, str]]) -> dict[st
         cert, key = leaf(proxy["Proxy"]["DestinationServiceName"])
         out[proxy["ID"]] = build_snapshot(view, proxy, cert, key)
     for gateway in ingress_gateways(view):
+        try:
+            snap = build_ingress(view, gateway)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # A malformed gateway registration must not stop every other proxy's updates; it gets
+            # no snapshot, so its Envoy has no listener (closed, not open).
+            log.error("connect: ingress gateway %s: %s", gateway.get("ID"), e)
+            continue
         cert, key = leaf(gateway["Service"])
-        out[gateway["ID"]] = build_ingress(view, gateway, cert, key)
+        out[gateway["ID"]] = replace(snap, leaf_cert_pem=cert, leaf_key_pem=key)
     return out
 
 
@@ -132,13 +142,17 @@ def gateway_bind_addresses(gateway: dict[str, Any]) -> tuple[str, ...]:
     the service's own address unless `envoy_gateway_no_default_bind` (Nomad sets both in bridge mode)."""
     config = (gateway.get("Proxy") or {}).get("Config") or {}
     binds = config.get("envoy_gateway_bind_addresses") or {}
-    addresses = {str(b.get("Address") or b.get("address")) for b in binds.values() if isinstance(b, dict)}
+    if not isinstance(binds, dict):
+        raise ValueError("envoy_gateway_bind_addresses must be an object of {Address, Port}")
+    addresses = {str(b.get("Address") or b.get("address") or "") for b in binds.values() if isinstance(b, dict)}
     if not config.get("envoy_gateway_no_default_bind"):
         addresses.add(gateway.get("Address") or "127.0.0.1")
-    return tuple(sorted(a for a in addresses if a and a != "None"))
+    return tuple(sorted(a for a in addresses if a))
 
 
-def build_ingress(view: MeshView, gateway: dict[str, Any], leaf_cert_pem: str, leaf_key_pem: str) -> IngressSnapshot:
+def build_ingress(view: MeshView, gateway: dict[str, Any], leaf_cert_pem: str = "",
+                  leaf_key_pem: str = "") -> IngressSnapshot:
+    """The gateway's snapshot; ValueError (or TypeError, KeyError) when its registration or entry is malformed."""
     entry = view.lookup(ingress.KIND, gateway["Service"]) or {}
     config = (gateway.get("Proxy") or {}).get("Config") or {}
     listeners = tuple(

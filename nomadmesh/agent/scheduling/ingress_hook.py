@@ -35,8 +35,7 @@ def _ingress(svc: dict[str, Any]) -> dict[str, Any] | None:
 
 def _bridge(tg: dict[str, Any]) -> bool:
     nets = tg.get("Networks") or []
-    mode = str((nets[0] or {}).get("Mode") or "") if nets else ""
-    return mode == "bridge" or mode.startswith("cni/")
+    return bool(nets) and (nets[0] or {}).get("Mode") == "bridge"
 
 
 def ingress_services(tg: dict[str, Any]) -> list[dict[str, Any]]:
