@@ -181,3 +181,27 @@ def test_registering_a_gateway_job_writes_its_entry_like_nomad(module_agent: Any
         assert [t["Name"] for t in stored["TaskGroups"][0]["Tasks"]] == ["connect-ingress-edge-job"]
     finally:
         requests.delete(f"{module_agent.nomad_addr}/v1/job/edge-job?purge=true", timeout=10)
+
+
+def test_listener_and_service_protocols_must_match_whichever_is_written_last(module_agent: Any) -> None:
+    base = f"{module_agent.consul_addr}/v1/config"
+    http_gw = {"Kind": "ingress-gateway", "Name": "edge-proto", "Listeners": [
+        {"Port": 9000, "Protocol": "http", "Services": [{"Name": "shop"}]}]}
+    mismatch = 'service "shop" has protocol "tcp", which does not match defined listener protocol "http"'
+    try:
+        r = put_entry(module_agent, http_gw)
+        assert r.status_code == 400 and mismatch in r.text, r.text
+        assert put_entry(module_agent, {"Kind": "service-defaults", "Name": "shop", "Protocol": "http"}).json() is True
+        assert put_entry(module_agent, http_gw).json() is True
+        # Now the service's protocol cannot change under the listener, nor fall back to tcp.
+        r = put_entry(module_agent, {"Kind": "service-defaults", "Name": "shop", "Protocol": "tcp"})
+        assert r.status_code == 400 and mismatch in r.text, r.text
+        r = requests.delete(f"{base}/service-defaults/shop", timeout=10)
+        assert r.status_code == 400 and mismatch in r.text, r.text
+        # A tcp listener may front an http service whose chain is a plain resolver, as in Consul.
+        tcp_gw = {"Kind": "ingress-gateway", "Name": "edge-proto-tcp", "Listeners": [
+            {"Port": 9001, "Protocol": "tcp", "Services": [{"Name": "shop"}]}]}
+        assert put_entry(module_agent, tcp_gw).json() is True
+    finally:
+        for path in ("ingress-gateway/edge-proto", "ingress-gateway/edge-proto-tcp", "service-defaults/shop"):
+            requests.delete(f"{base}/{path}", timeout=10)

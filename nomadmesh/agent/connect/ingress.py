@@ -154,3 +154,22 @@ def entries_from_job(job: dict[str, Any]) -> list[dict[str, Any]]:
                          for lst in ingress.get("Listeners") or []]
             out.append({"Kind": KIND, "Name": svc["Name"], "TLS": {"Enabled": False}, "Listeners": listeners})
     return out
+
+
+def protocol_conflict(entries: list[dict[str, Any]], protocol_of: Any, has_l7_chain: Any) -> str | None:
+    """Consul's refusal text if a listener's protocol differs from a listed service's protocol
+    (service-defaults, else proxy-defaults, else tcp), whichever entry is written last. A tcp
+    listener may front a non-tcp service whose discovery chain is a plain resolver
+    (`has_l7_chain(service)` False: no service-router or service-splitter), as Consul allows."""
+    for entry in entries:
+        for listener in entry.get("Listeners") or []:
+            expected = listener.get("Protocol") or "tcp"
+            for svc in listener.get("Services") or []:
+                name = svc.get("Name") or ""
+                if name == WILDCARD:
+                    continue
+                proto = protocol_of(name)
+                if proto != expected and (expected != "tcp" or has_l7_chain(name)):
+                    return (f'service "{name}" has protocol "{proto}", which does not match defined listener '
+                            f'protocol "{expected}"')
+    return None
