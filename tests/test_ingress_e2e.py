@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
 from test_mesh_e2e import REPO, host_port, mesh, pytestmark, wait_until  # noqa: F401
 
 from nomadmesh.render import render

@@ -11,6 +11,7 @@ refused with a message saying so, never stored and ignored.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 KIND = "ingress-gateway"
@@ -156,7 +157,8 @@ def entries_from_job(job: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def protocol_conflict(entries: list[dict[str, Any]], protocol_of: Any, has_l7_chain: Any) -> str | None:
+def protocol_conflict(entries: list[dict[str, Any]], protocol_of: Callable[[str], str],
+                      has_l7_chain: Callable[[str], bool]) -> str | None:
     """Consul's refusal text if a listener's protocol differs from a listed service's protocol
     (service-defaults, else proxy-defaults, else tcp), whichever entry is written last. A tcp
     listener may front a non-tcp service whose discovery chain is a plain resolver

@@ -52,7 +52,7 @@ def _proxy_errors(proxy: dict[str, Any] | None) -> list[str]:
     for bind in (proxy.get("EnvoyGatewayBindAddresses") or {}).values():
         if not isinstance(bind, dict) or not bind.get("Address"):
             errors.append("Consul Gateway Bind Address must be set")
-        elif not isinstance(bind.get("Port"), int) or bind["Port"] <= 0 and bind["Port"] != -1:
+        elif not isinstance(bind.get("Port"), int) or (bind["Port"] <= 0 and bind["Port"] != -1):  # -1: Nomad fills it
             errors.append("Consul Gateway Bind Address must set valid Port")
     return errors
 
