@@ -210,7 +210,7 @@ def _gateway_run(r: Reader, top: Obj) -> Run:
 
 def _connect(
     r: Reader, svc: Obj, name: str | None, port: int | None
-) -> tuple[bool, tuple[Upstream, ...], tuple[str, ...]]:
+) -> tuple[bool, tuple[Upstream, ...], tuple[tuple[str, str], ...]]:
     if not svc.has("connect"):
         return False, (), ()
     connect = r.obj(svc.raw("connect"), svc.at("connect"), CONNECT_KEYS, CONNECT_UNSUPPORTED)
