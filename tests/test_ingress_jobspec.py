@@ -205,3 +205,15 @@ def test_listener_and_service_protocols_must_match_whichever_is_written_last(mod
     finally:
         for path in ("ingress-gateway/edge-proto", "ingress-gateway/edge-proto-tcp", "service-defaults/shop"):
             requests.delete(f"{base}/{path}", timeout=10)
+
+
+def test_register_fails_like_nomad_when_consul_refuses_the_gateway_entry(module_agent: Any) -> None:
+    listener = 'listener {\n port = 8080\n protocol = "http"\n service {\n name = "shop2"\n }\n }'
+    job = spec.parse_hcl(hcl(listeners=listener).replace('"edge"', '"edge-refused"'))
+    r = requests.post(f"{module_agent.nomad_addr}/v1/jobs", json={"Job": job}, timeout=10)
+    assert r.status_code == 500, r.text
+    assert 'service "shop2" has protocol "tcp", which does not match defined listener protocol "http"' in r.text
+    # Nothing half-applied: neither the job nor the entry was stored.
+    assert requests.get(f"{module_agent.nomad_addr}/v1/job/edge-refused", timeout=10).status_code == 404
+    assert requests.get(f"{module_agent.consul_addr}/v1/config/ingress-gateway/edge-refused",
+                        timeout=10).status_code == 404
