@@ -173,6 +173,9 @@ def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
     leaks = [t for t in targets
              if "Order" in in_netns(netns["invoice"], "curl", "-s", "-m", "2", f"http://{t}/").stdout]
     assert leaks == [], f"order's app answers another namespace at {leaks}"
+    # ... while its sidecar's public listener does accept connections from there (mTLS only).
+    sidecar = f"/dev/tcp/{netns['order_ip']}/{netns['order_proxy']}"
+    assert in_netns(netns["invoice"], "timeout", "2", "bash", "-c", f"exec 3<>{sidecar}").returncode == 0
 
     # The gateway is the source the destination's intentions see: ingress -> order deny cuts it,
     # so does * -> * deny; deleting either restores it.
