@@ -51,7 +51,10 @@ def timed_deploy(agent: Agent, services: Path) -> float:
     out = agent.cli("deploy", "--services", str(services))
     if out.returncode != 0:
         raise RuntimeError(f"nomadmesh deploy failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    port = host_port(agent.running_alloc("order"), "http")
+    # With Connect, order publishes nothing: the host calls it through the sample ingress gateway.
+    gateway = (services / "ingress" / "service.json").exists()
+    port = host_port(agent.running_alloc("ingress"), "listener_8080") if gateway else \
+        host_port(agent.running_alloc("order"), "http")
     wait_until(lambda: chain_ok(port), 30, step=0.02, what="order -> invoice -> tax")
     return time.perf_counter() - t0
 

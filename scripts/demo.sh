@@ -2,6 +2,8 @@
 # The seed tutorial, end to end, on the embedded dev agent:
 #   order -> invoice -> tax, each behind an Envoy sidecar; calls go through the upstream listeners
 #   over mTLS; `intent deny invoice tax` makes the order call fail; deleting it makes it work again.
+#   The host reaches order only through the ingress gateway (services/ingress): the apps bind
+#   127.0.0.1 in their namespaces and publish nothing; `intent deny ingress order` closes the door.
 # Leaves the mesh running (web UI at http://127.0.0.1:8500/ui/); `.venv/bin/nomadmesh down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +14,11 @@ step nomadmesh up
 $nm up
 # The tutorial starts with no intentions; the agent keeps state across runs, so clear a leftover deny.
 $nm intent delete invoice tax >/dev/null 2>&1 || true
+$nm intent delete ingress order >/dev/null 2>&1 || true
 
+# The gateway's published listener: the mesh's one way in from the host.
 order=$($nm status --json | .venv/bin/python -c \
-  'import json, sys; print(next(j["addresses"][0] for j in json.load(sys.stdin) if j["job"] == "order"))')
+  'import json, sys; print(next(j["addresses"][0] for j in json.load(sys.stdin) if j["job"] == "ingress"))')
 
 call_order() {
   step curl "http://$order/"
@@ -24,6 +28,13 @@ call_order() {
     sleep 1
   done
   return 1
+}
+
+call_refused() {
+  step curl "http://$order/"
+  # order's sidecar refuses the gateway's identity: the connection is closed, no answer.
+  if curl -sS --max-time 5 "http://$order/"; then echo "unexpected: the gateway still reaches order"; return 1; fi
+  echo "(refused: order's sidecar denies the gateway)"
 }
 
 call_order
@@ -40,12 +51,22 @@ $nm intent delete invoice tax
 sleep 0.2
 call_order   # the chain works again
 
+step nomadmesh intent deny ingress order
+$nm intent deny ingress order
+sleep 0.2
+call_refused   # the gateway is a source like any other: order's sidecar closes its connection
+
+step nomadmesh intent delete ingress order
+$nm intent delete ingress order
+sleep 0.2
+call_order   # open again
+
 step nomadmesh status
 $nm status
 cat <<TXT
 
 The mesh is still running:
   web UI:       http://127.0.0.1:8500/ui/
-  call order:   curl http://$order/
+  call order:   curl http://$order/   (through the ingress gateway)
   stop it all:  .venv/bin/nomadmesh down
 TXT

@@ -1,5 +1,6 @@
-"""The sample mesh (tax ← invoice ← order, with Connect sidecars) deployed by `nomadmesh deploy`:
-upstreams first, all healthy, and order's published port answers through the chain.
+"""The sample mesh (tax ← invoice ← order, with Connect sidecars, and the ingress gateway in front
+of order) deployed by `nomadmesh deploy`: upstreams first, all healthy, and the gateway's published
+listener answers through the chain — order itself publishes nothing.
 
 The agent serves Connect now, so this runs unconditionally."""
 from __future__ import annotations
@@ -20,11 +21,19 @@ def test_samples_deploy_in_dependency_order_and_answer(agent) -> None:  # type: 
     r = run(agent, "deploy", "--services", str(REPO_SERVICES), "--timeout", "90")
     assert r.exit_code == 0, r.output
     registered = [ln.split()[1] for ln in r.output.splitlines() if ln.startswith("Registering ")]
-    assert registered == ["tax", "invoice", "order"]
-    status = run(agent, "status", "--json")
-    (order,) = [j for j in json.loads(status.output) if j["job"] == "order"]
-    assert order["allocations"][0]["sidecar"] == "running"
-    body = requests.get(f"http://{order['addresses'][0]}/", timeout=10).text
+    assert registered == ["tax", "invoice", "order", "ingress"]
+    status = {j["job"]: j for j in json.loads(run(agent, "status", "--json").output)}
+    assert status["order"]["allocations"][0]["sidecar"] == "running"
+    assert status["order"]["addresses"] == []  # no host port reaches order's app
+    (gateway,) = status["ingress"]["addresses"]
+    body = requests.get(f"http://{gateway}/", timeout=10).text
     assert len([ln for ln in body.splitlines() if ln.strip()]) == 3, body
-    for name in ("order", "invoice", "tax"):
+    # `nomadmesh up` prints this address as the one to call.
+    from nomadmesh.cli.up import _entry
+    from nomadmesh.deploy.jobs import load_jobs
+    from nomadmesh.deploy.status import collect_status
+    rendered = load_jobs(REPO_SERVICES)
+    assert _entry(collect_status(api(agent)), rendered.order, rendered.jobs) == (
+        "order through the ingress gateway", gateway)
+    for name in ("ingress", "order", "invoice", "tax"):
         api(agent).deregister(name, purge=True)

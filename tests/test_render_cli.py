@@ -33,7 +33,7 @@ def test_writes_one_hcl_job_per_service(services: Path, tmp_path: Path) -> None:
     out = tmp_path / "jobs"
     result = run("--services", str(services), "--out", str(out))
     assert result.exit_code == 0, result.output
-    names = ["invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
+    names = ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
     assert result.stdout.splitlines() == [f"wrote {out / n}" for n in names]
     assert sorted(p.name for p in out.iterdir()) == names
     order = hcl_to_job((out / "order.nomad.hcl").read_text())

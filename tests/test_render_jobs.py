@@ -249,7 +249,7 @@ def test_sample_service_files_render_when_the_loader_is_present() -> None:
     services = Path(__file__).resolve().parent.parent / "services"
     spec = spec_mod.load_spec(services)
     rendered = render(spec)
-    assert sorted(rendered) == ["invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
+    assert sorted(rendered) == ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
     for service in spec.services:
         assert hcl_to_job(rendered[f"{service.name}.nomad.hcl"]) == job_dict(service, spec.project)
     order = hcl_to_job(rendered["order.nomad.hcl"])["TaskGroups"][0]

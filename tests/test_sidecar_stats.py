@@ -19,13 +19,11 @@ import pytest
 import requests
 
 from conftest import RunningAgent
-from test_mesh_e2e import CHAIN, NAMES, REPO, host_port, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
+from test_mesh_e2e import CHAIN, GATEWAY, NAMES, REPO, deploy_samples, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
 from test_ui_http import register
 
 from nomadmesh.agent.connect import admin_stats
 from nomadmesh.deploy import intentions as writer
-from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 
 SHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -155,13 +153,7 @@ def _figures(agent: RunningAgent, sidecar_id: str) -> dict[str, Any]:
 @pytest.mark.timeout(150)
 def test_sample_mesh_figures_grow_and_show_denials_in_the_page(mesh: dict[str, Any]) -> None:
     nomad, cons, agent = mesh["nomad"], mesh["consul"], mesh["agent"]
-    jobs = render(load_spec(REPO / "services"), "json")
-    for name in NAMES:
-        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
-    for name in NAMES:
-        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
-                   step=0.2, what=f"{name} deployment successful")
-    port, _ = host_port(nomad, "order", "http")
+    port = deploy_samples(nomad)  # order is called through the sample ingress gateway
     wait_until(lambda: (r := order_call(port)).status_code == 200 and r, 20, what="order answers")
     sidecar = {s["Service"].removesuffix("-sidecar-proxy"): s["ID"] for s in cons.agent.services().values()
                if s.get("Kind") == "connect-proxy"}
@@ -206,7 +198,7 @@ def test_sample_mesh_figures_grow_and_show_denials_in_the_page(mesh: dict[str, A
                      order_html)
     _screenshot(agent)
     writer.delete_intention(cons, "invoice", "tax")
-    for name in NAMES:
+    for name in (*NAMES, GATEWAY):
         nomad.job.deregister_job(name)
 
 

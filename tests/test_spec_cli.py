@@ -33,14 +33,14 @@ def broken(tmp_path: Path) -> Path:
 def test_valid_folder(tmp_path: Path) -> None:
     shutil.copytree(SAMPLES, tmp_path / "services")
     result = run("validate", "--services", str(tmp_path / "services"))
-    assert (result.exit_code, result.stdout, result.stderr) == (0, "ok: 3 services (invoice, order, tax)\n", "")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "ok: 4 services (ingress, invoice, order, tax)\n", "")
 
 
 def test_default_services_folder_is_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(SAMPLES, tmp_path / "services")
     monkeypatch.chdir(tmp_path)
     result = run("validate")
-    assert (result.exit_code, result.stdout) == (0, "ok: 3 services (invoice, order, tax)\n")
+    assert (result.exit_code, result.stdout) == (0, "ok: 4 services (ingress, invoice, order, tax)\n")
 
 
 def test_every_problem_one_per_line_on_stderr_exit_2(broken: Path) -> None:
@@ -51,7 +51,7 @@ def test_every_problem_one_per_line_on_stderr_exit_2(broken: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{a}: {UPSTREAMS}[1].local_bind_port: 6001 is already used by upstreams[0] (b)",
         f"{b}: invalid JSON at line 1, column 26: Expecting property name enclosed in double quotes",
-        f"{c}: extra: unknown key; expected one of nomad, service",
+        f"{c}: extra: unknown key; expected one of ingress, nomad, service",
         f"{c}: service.port: must be an integer from 1 to 65535, got 70000",
         "4 problem(s) found",
     ]

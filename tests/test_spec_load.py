@@ -13,7 +13,9 @@ from spec_builders import definition, problems, write_services  # noqa: E402
 
 from nomadmesh.errors import Problem, SpecError  # noqa: E402
 from nomadmesh.spec import find_service_files, load_spec  # noqa: E402
-from nomadmesh.spec.model import Check, Project, Resources, Restart, Run, Service, Update, Upstream  # noqa: E402
+from nomadmesh.spec.model import (  # noqa: E402
+    Check, IngressListener, IngressService, Project, Resources, Restart, Run, Service, Update, Upstream,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "services"
@@ -44,9 +46,16 @@ def sample(name: str, port: int, upstreams: tuple[Upstream, ...], **run: object)
 
 def test_sample_services_load_into_the_expected_model() -> None:
     spec = load_spec(SAMPLES)
+    # The apps bind 127.0.0.1 and publish nothing: order is reached through the ingress gateway.
+    gateway = Service(
+        name="ingress", port=8080, source=str(SAMPLES / "ingress" / "service.json"), connect=False,
+        upstreams=(Upstream("order", 8080),), run=Run(driver="", publish=0, update=SAMPLE_UPDATE),
+        ingress=(IngressListener(8080, "tcp", (IngressService("order"),)),),
+    )
     assert spec.services == (
+        gateway,
         sample("invoice", 5001, (Upstream("tax", 6002),)),
-        sample("order", 5000, (Upstream("invoice", 6001),), env=(("BIND_ADDR", "0.0.0.0"),), publish=0),
+        sample("order", 5000, (Upstream("invoice", 6001),)),
         sample("tax", 5002, ()),
     )
     assert spec.project == Project()  # the repository has no nomadmesh.json

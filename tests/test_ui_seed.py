@@ -13,24 +13,16 @@ from typing import Any
 
 import pytest
 
-from test_mesh_e2e import CHAIN, NAMES, REPO, host_port, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
+from test_mesh_e2e import CHAIN, GATEWAY, NAMES, REPO, deploy_samples, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
 from test_ui_browser import SHOTS, browser, open_live, page  # noqa: F401
 
-from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 
 pytestmark = [*e2e_marks, pytest.mark.browser, pytest.mark.envoy]
 
 
 def test_deny_in_the_ui_breaks_the_order_call_and_delete_restores_it(mesh: dict[str, Any], page: Any) -> None:
     nomad, agent = mesh["nomad"], mesh["agent"]
-    jobs = render(load_spec(REPO / "services"), "json")
-    for name in NAMES:
-        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
-    for name in NAMES:
-        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
-                   step=0.2, what=f"{name} deployment successful")
-    port, _ = host_port(nomad, "order", "http")
+    port = deploy_samples(nomad)  # order is called through the sample ingress gateway
     first = wait_until(lambda: (r := order_call(port)).status_code == 200 and r, 20, what="order answers")
     assert [json.loads(line) for line in first.text.splitlines()] == CHAIN
 
@@ -68,5 +60,5 @@ def test_deny_in_the_ui_breaks_the_order_call_and_delete_restores_it(mesh: dict[
     open_live(page, f"{ui}/topology")
     assert page.locator('svg#topology path[data-edge="invoice>tax"]').get_attribute("data-verdict") == "allowed"
     page.screenshot(path=str(SHOTS / "seed-topology-restored.png"), full_page=True)
-    for name in NAMES:
+    for name in (*NAMES, GATEWAY):
         nomad.job.deregister_job(name)

@@ -53,15 +53,27 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
             click.echo(f"Error: {r.job}: {r.error}", err=True)
     if not report.ok:
         sys.exit(130 if report.interrupted else 1)
-    entry = _entry(collect_status(api), rendered.order)
+    entry = _entry(collect_status(api), rendered.order, rendered.jobs)
     if entry:
         click.echo(f"Call {entry[0]}:  curl http://{entry[1]}/")
     click.echo("Stop everything with: nomadmesh down")
 
 
-def _entry(jobs: list[Any], order: tuple[str, ...]) -> tuple[str, str] | None:
-    """The published address of `order` if it has one, else of the last service deployed that has one."""
+def _gateway_targets(job: dict[str, Any]) -> list[str]:
+    """The services behind an ingress gateway job's listeners (none for other jobs)."""
+    return [t["Name"] for tg in job.get("TaskGroups") or [] for svc in tg.get("Services") or []
+            for lst in (((svc.get("Connect") or {}).get("Gateway") or {}).get("Ingress") or {}).get("Listeners") or []
+            for t in lst.get("Services") or []]
+
+
+def _entry(jobs: list[Any], order: tuple[str, ...], specs: dict[str, dict[str, Any]]) -> tuple[str, str] | None:
+    """What to call from the host: an ingress gateway's published listener (the mesh's front door),
+    else the published address of `order`, else of the last service deployed that has one."""
     addresses = {j.job: j.addresses[0] for j in jobs if j.addresses}
+    for name in order:
+        targets = _gateway_targets(specs.get(name) or {})
+        if targets and name in addresses:
+            return f"{', '.join(targets)} through the {name} gateway", addresses[name]
     for name in ("order", *reversed(order)):
         if name in addresses:
             return name, addresses[name]

@@ -33,16 +33,16 @@ def job_dict_from_view(v: JobView) -> dict[str, Any]:
 def _group(v: JobView) -> dict[str, Any]:
     s, run = v.service, v.service.run
     network: dict[str, Any] = {"Mode": "bridge"}
-    if v.port is not None:
-        port = {"Label": v.port.label, "Value": v.port.static or 0, "To": v.port.to}
-        network["ReservedPorts" if v.port.static else "DynamicPorts"] = [port]
+    for pm in v.port_maps:
+        port = {"Label": pm.label, "Value": pm.static or 0, "To": pm.to}
+        network.setdefault("ReservedPorts" if pm.static else "DynamicPorts", []).append(port)
     u, r = run.update, run.restart
     return {
         "Name": s.name,
         "Count": run.count,
         "Networks": [network],
         "Services": [_service(v)],
-        "Tasks": [_task(v)],
+        **({} if s.is_gateway else {"Tasks": [_task(v)]}),  # a gateway's task is Nomad's to inject
         "Update": {
             "MaxParallel": u.max_parallel,
             "HealthCheck": u.health_check,
@@ -83,7 +83,12 @@ def _service(v: JobView) -> dict[str, Any]:
         checks.append(c)
     if checks:
         out["Checks"] = checks
-    if s.connect:
+    if s.is_gateway:
+        out["Connect"] = {"Gateway": {"Ingress": {"Listeners": [
+            {"Port": lst.port, "Protocol": lst.protocol,
+             "Services": [{"Name": t.name, **({"Hosts": list(t.hosts)} if t.hosts else {})} for t in lst.services]}
+            for lst in s.ingress]}}}
+    elif s.connect:
         upstreams = []
         for up in s.upstreams:
             u: dict[str, Any] = {"DestinationName": up.destination_name, "LocalBindPort": up.local_bind_port}

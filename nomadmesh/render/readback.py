@@ -170,7 +170,9 @@ def _group(name: str, body: _Body) -> dict[str, Any]:
     group: dict[str, Any] = {"Name": name, "Count": body.int("count")}
     group["Networks"] = [_network(n) for n in body.blocks("network")]
     group["Services"] = [_service(s) for s in body.blocks("service")]
-    group["Tasks"] = [_task(t, b) for t, b in body.labeled("task")]
+    tasks = [_task(t, b) for t, b in body.labeled("task")]
+    if tasks:  # an ingress gateway's group has none: Nomad injects its Envoy task
+        group["Tasks"] = tasks
     update = body.block("update")
     if update is not None:
         group["Update"] = {
@@ -240,6 +242,10 @@ def _check(body: _Body) -> dict[str, Any]:
 
 
 def _connect(body: _Body) -> dict[str, Any]:
+    gateway = body.block("gateway")
+    if gateway is not None:
+        body.done()
+        return {"Gateway": _gateway(gateway)}
     sidecar = body.block("sidecar_service")
     body.done()
     if sidecar is None:
@@ -263,6 +269,26 @@ def _connect(body: _Body) -> dict[str, Any]:
         proxy.done()
         out["Proxy"] = {"Upstreams": upstreams}
     return {"SidecarService": out}
+
+
+def _gateway(body: _Body) -> dict[str, Any]:
+    ingress = body.block("ingress")
+    body.done()
+    if ingress is None:
+        raise RenderError(f"{body.where}: expected an ingress block")
+    listeners = []
+    for listener in ingress.blocks("listener"):
+        services = []
+        for svc in listener.blocks("service"):
+            target: dict[str, Any] = {"Name": svc.string("name")}
+            if svc.has("hosts"):
+                target["Hosts"] = svc.strings("hosts")
+            svc.done()
+            services.append(target)
+        listeners.append({"Port": listener.int("port"), "Protocol": listener.string("protocol"), "Services": services})
+        listener.done()
+    ingress.done()
+    return {"Ingress": {"Listeners": listeners}}
 
 
 def _task(name: str, body: _Body) -> dict[str, Any]:

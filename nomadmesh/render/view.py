@@ -2,7 +2,8 @@
 
 `job_view(service, project)` works out everything the model does not state directly: which port
 label the service registers, whether the port is mapped to the host, the task's env (with PORT),
-which checks go through the sidecar, the driver config, and the ownership meta.
+which checks go through the sidecar, the driver config, and the ownership meta. An ingress gateway
+has no task of its own (Nomad injects its Envoy): one port per listener, the service's published.
 """
 from __future__ import annotations
 
@@ -35,6 +36,24 @@ class JobView:
     checks: tuple[tuple[Check, bool], ...]  # (check, expose)
     config: tuple[tuple[str, ConfigValue], ...]  # driver config, in file order
     env: Pairs  # sorted by key
+    extra_ports: tuple[PortMap, ...] = ()  # a gateway's other listeners (dynamic host ports)
+
+    @property
+    def port_maps(self) -> tuple[PortMap, ...]:
+        """Every `port` block of the group's network, in order."""
+        return ((self.port,) if self.port is not None else ()) + self.extra_ports
+
+
+def listener_label(port: int) -> str:
+    """A gateway listener's port label: the listener's port is `to`, the host port is Nomad's pick."""
+    return f"listener_{port}"
+
+
+def _gateway_ports(service: Service) -> tuple[PortMap, tuple[PortMap, ...]]:
+    # The listener on the service's port is the published one; the others get dynamic host ports.
+    main = PortMap(listener_label(service.port), service.port, service.run.publish or None)
+    return main, tuple(PortMap(listener_label(lst.port), lst.port, None)
+                       for lst in service.ingress if lst.port != service.port)
 
 
 def _port_map(service: Service) -> PortMap | None:
@@ -74,6 +93,10 @@ def _env(service: Service) -> Pairs:
 
 
 def job_view(service: Service, project: Project) -> JobView:
+    if service.is_gateway:
+        main, extra = _gateway_ports(service)
+        return JobView(service=service, project=project, meta=job_meta(service, project), port=main,
+                       service_port=main.label, checks=(), config=(), env=(), extra_ports=extra)
     port = _port_map(service)
     return JobView(
         service=service,

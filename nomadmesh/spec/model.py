@@ -84,6 +84,23 @@ class Run:
 
 
 @dataclass(frozen=True)
+class IngressService:
+    """A service behind an ingress listener (Consul's ingress-gateway entry `Services[]`)."""
+
+    name: str
+    hosts: tuple[str, ...] = ()  # http listeners only: the Host values routed to it
+
+
+@dataclass(frozen=True)
+class IngressListener:
+    """One listener of an ingress gateway (Consul's ingress-gateway entry `Listeners[]`)."""
+
+    port: int
+    protocol: str = "tcp"  # "tcp" or "http"
+    services: tuple[IngressService, ...] = ()
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     port: int
@@ -98,6 +115,14 @@ class Service:
     # was written: check that it renders them).
     address: str | None = None
     enable_tag_override: bool = False
+    # An ingress gateway (`"kind": "ingress-gateway"`): its listeners. Its `upstreams` then list
+    # each service behind a listener (local_bind_port = the listener's port), so the graph,
+    # `mesh check` and the deploy order treat gateway -> service like any declared upstream.
+    ingress: tuple[IngressListener, ...] = ()
+
+    @property
+    def is_gateway(self) -> bool:
+        return bool(self.ingress)
 
 
 @dataclass(frozen=True)

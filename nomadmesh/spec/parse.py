@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 from nomadmesh.errors import Problem
 from nomadmesh.spec.fields import Obj, Reader, duration_ns, got, join, pick, shown
-from nomadmesh.spec.model import Check, Resources, Restart, Run, Service, Update, Upstream, resolve_work_dir
+from nomadmesh.spec.model import (
+    Check, IngressListener, IngressService, Resources, Restart, Run, Service, Update, Upstream, resolve_work_dir,
+)
 
 DRIVERS = ("raw_exec", "exec", "docker")
 CHECK_TYPES = ("http", "tcp")
@@ -26,9 +28,9 @@ HEALTH_CHECKS = ("checks", "task_states", "manual")
 RESTART_MODES = ("fail", "delay")
 UPSTREAMS_PATH = "service.connect.sidecar_service.proxy.upstreams"
 
-TOP_KEYS = ("service", "nomad")
-SERVICE_KEYS = ("name", "id", "tags", "port", "meta", "address", "enable_tag_override", "check", "checks", "connect")
-SERVICE_UNSUPPORTED = ("kind", "proxy", "tagged_addresses", "weights", "token", "socket_path", "namespace", "partition")
+TOP_KEYS = ("service", "nomad", "ingress")
+SERVICE_KEYS = ("name", "id", "tags", "port", "meta", "address", "enable_tag_override", "check", "checks", "connect", "kind")
+SERVICE_UNSUPPORTED = ("proxy", "tagged_addresses", "weights", "token", "socket_path", "namespace", "partition")
 CONNECT_KEYS = ("sidecar_service",)
 CONNECT_UNSUPPORTED = ("native", "sidecar_task")
 SIDECAR_KEYS = ("port", "proxy")
@@ -50,6 +52,12 @@ RESOURCES_KEYS = ("cpu", "memory")
 UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline", "auto_revert", "canary")
 RESTART_KEYS = ("attempts", "interval", "delay", "mode")
 EXEC_ONLY = ("command", "args", "work_dir")
+GATEWAY_KIND = "ingress-gateway"
+GATEWAY_NOMAD_KEYS = ("count", "resources", "publish", "update", "restart")
+INGRESS_KEYS = ("listeners",)
+LISTENER_KEYS = ("port", "protocol", "services")
+LISTENER_PROTOCOLS = ("tcp", "http")
+INGRESS_SERVICE_KEYS = ("name", "hosts")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     meta = pick(svc.pairs("meta"), ())
     address = svc.string("address", nonempty=True)
     tag_override = pick(svc.boolean("enable_tag_override"), False)
+    if svc.choice("kind", (GATEWAY_KIND,)) is not None or top.has("ingress"):
+        return _gateway(r, top, svc, label, name, port, tags, meta)
     connect, upstreams, references = _connect(r, svc, name, port)
     checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect)
     run = _run(r, top, file)
@@ -106,9 +116,101 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     return Parsed(service, tuple(r.problems), references)
 
 
+def _gateway(r: Reader, top: Obj, svc: Obj, label: str, name: str | None, port: int | None,
+             tags: tuple[str, ...], meta: tuple[tuple[str, str], ...]) -> Parsed:
+    """A service of kind ingress-gateway: Consul's gateway registration plus its `ingress` entry.
+
+    Nomad runs it (the job's service gets `connect { gateway { ingress { ... } } }` and Nomad injects
+    the Envoy task), so `nomad` only says how many, how big and which host port to publish."""
+    if svc.string("kind") != GATEWAY_KIND:
+        r.error(svc.at("kind"), f"must be {GATEWAY_KIND!r} for a service with an 'ingress' section")
+    for key in ("connect", "check", "checks"):
+        if svc.has(key):
+            r.error(svc.at(key), "is not used by an ingress gateway: it is itself an Envoy of the mesh")
+    listeners, references = _ingress(r, top.raw("ingress")) if top.has("ingress") else ((), ())
+    if not top.has("ingress"):
+        r.error("ingress", "is required for an ingress gateway: its listeners (Consul's ingress-gateway entry)")
+    ports = [lst.port for lst in listeners]
+    if port is not None and ports and port not in ports:
+        r.error(svc.at("port"), f"must be one of the ingress listener ports ({', '.join(map(str, ports))}): "
+                "it is the listener nomad.publish maps to the host")
+    run = _gateway_run(r, top)
+    if name is None:
+        return Parsed(None, tuple(r.problems))
+    upstreams = tuple(Upstream(t.name, lst.port) for lst in listeners for t in lst.services)
+    service = Service(name=name, port=pick(port, 0), source=label, tags=tags, meta=meta, connect=False,
+                      upstreams=upstreams, run=run, ingress=listeners)
+    return Parsed(service, tuple(r.problems), references)
+
+
+def _ingress(r: Reader, raw: Any) -> tuple[tuple[IngressListener, ...], tuple[tuple[str, str], ...]]:
+    o = r.obj(raw, "ingress", INGRESS_KEYS)
+    items = r.array(o.raw("listeners"), o.at("listeners")) if o is not None and o.has("listeners") else None
+    if o is not None and (not o.has("listeners") or items == []):
+        r.error(o.at("listeners"), "is required: at least one listener")
+    listeners: list[IngressListener] = []
+    references: list[tuple[str, str]] = []
+    seen: dict[int, int] = {}
+    for i, item in enumerate(items or ()):
+        path = join("ingress.listeners", i)
+        lo = r.obj(item, path, LISTENER_KEYS)
+        if lo is None:
+            continue
+        port = lo.integer("port", 1, 65535, required=True)
+        protocol = pick(lo.choice("protocol", LISTENER_PROTOCOLS), "tcp")
+        if port is not None and port in seen:
+            r.error(lo.at("port"), f"{port} is already the port of ingress.listeners[{seen[port]}]")
+            port = None
+        elif port is not None:
+            seen[port] = i
+        targets = _ingress_services(r, lo, protocol, references)
+        if port is not None and targets:
+            listeners.append(IngressListener(port, protocol, targets))
+    return tuple(listeners), tuple(references)
+
+
+def _ingress_services(r: Reader, lo: Obj, protocol: str,
+                      references: list[tuple[str, str]]) -> tuple[IngressService, ...]:
+    items = r.array(lo.raw("services"), lo.at("services")) if lo.has("services") else None
+    if not items:
+        if items is not None or not lo.has("services"):
+            r.error(lo.at("services"), "must list at least one service")
+        return ()
+    if protocol == "tcp" and len(items) > 1:
+        r.error(lo.at("services"), "a tcp listener takes exactly one service (Consul routes by Host only on http)")
+    out = []
+    for j, item in enumerate(items):
+        so = r.obj(item, join(lo.at("services"), j), INGRESS_SERVICE_KEYS)
+        if so is None:
+            continue
+        name = so.name("name", required=True)
+        hosts = pick(so.strings("hosts"), ())
+        if hosts and protocol == "tcp":
+            r.error(so.at("hosts"), "are only for http listeners (a tcp listener has no Host to route by)")
+        if name is not None:
+            references.append((name, so.at("name")))
+            out.append(IngressService(name, hosts))
+    return tuple(out)
+
+
+def _gateway_run(r: Reader, top: Obj) -> Run:
+    if not top.has("nomad"):
+        return Run(driver="")
+    raw = top.raw("nomad")
+    for key in raw if isinstance(raw, dict) else ():
+        if key in NOMAD_KEYS and key not in GATEWAY_NOMAD_KEYS:
+            r.error(join("nomad", key), "is not used by an ingress gateway: Nomad runs its Envoy task")
+    n = r.obj({k: v for k, v in raw.items() if k not in NOMAD_KEYS or k in GATEWAY_NOMAD_KEYS}
+              if isinstance(raw, dict) else raw, "nomad", GATEWAY_NOMAD_KEYS)
+    if n is None:
+        return Run(driver="")
+    return Run(driver="", count=pick(n.integer("count", 0), 1), resources=_resources(r, n),
+               publish=n.integer("publish", 0, 65535), update=_update(r, n), restart=_restart(r, n))
+
+
 def _connect(
     r: Reader, svc: Obj, name: str | None, port: int | None
-) -> tuple[bool, tuple[Upstream, ...], tuple[str, ...]]:
+) -> tuple[bool, tuple[Upstream, ...], tuple[tuple[str, str], ...]]:
     if not svc.has("connect"):
         return False, (), ()
     connect = r.obj(svc.raw("connect"), svc.at("connect"), CONNECT_KEYS, CONNECT_UNSUPPORTED)

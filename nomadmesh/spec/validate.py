@@ -32,12 +32,22 @@ def validate_mesh(
             first[s.name] = s.source
     problems += _undefined_upstreams(parsed, set(first), {*external, *unreadable}, services_label)
     problems += _published_twice(parsed)
+    problems += _gateway_targets_outside_mesh(parsed)
     problems += [
         Problem(first[cycle[0]], "service.connect.sidecar_service.proxy.upstreams", _cycle_message(cycle), "warning")
         for cycle in upstream_cycles({p.service.name: [u.destination_name for u in p.service.upstreams]
                                       for p in parsed if p.service is not None})
     ]  # fmt: skip
     return problems
+
+
+def _gateway_targets_outside_mesh(parsed: Sequence[Parsed]) -> list[Problem]:
+    """An ingress gateway reaches services only through their sidecars: each must have one."""
+    plain = {p.service.name for p in parsed if p.service is not None and not p.service.connect}
+    return [Problem(p.service.source, path, f"{dest!r} has no Connect sidecar (service.connect): a gateway "
+                    "reaches services only through the mesh")
+            for p in parsed if p.service is not None and p.service.is_gateway
+            for dest, path in p.references if dest in plain]
 
 
 def _undefined_upstreams(parsed: Sequence[Parsed], defined: set[str], external: set[str], label: str) -> list[Problem]:

@@ -31,6 +31,7 @@ from nomadmesh.agent.connect.resources import (
     CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources,
 )
 from nomadmesh.agent.connect.resources.common import pack
+from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.errors import AgentError
 
@@ -58,12 +59,12 @@ def _hash(blobs: Iterable[bytes]) -> str:
 class Resources:
     """One node's resources: per type, name → packed Any (sorted by name) and a content version."""
 
-    snapshot: ProxySnapshot
+    snapshot: ProxySnapshot | IngressSnapshot
     by_type: Mapping[str, Mapping[str, any_pb2.Any]]
     versions: Mapping[str, str]
 
     @classmethod
-    def from_messages(cls, snap: ProxySnapshot, built: Mapping[str, list[Message]]) -> "Resources":
+    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> "Resources":
         by_type: dict[str, Mapping[str, any_pb2.Any]] = {}
         versions: dict[str, str] = {}
         for type_url in PUSH_ORDER:
@@ -166,7 +167,7 @@ class SnapshotCache:
         self._resources: dict[str, Resources] = {}
         self._watchers: dict[str, set[Watcher]] = {}
 
-    def set(self, node_id: str, snap: ProxySnapshot) -> Resources:
+    def set(self, node_id: str, snap: ProxySnapshot | IngressSnapshot) -> Resources:
         current = self.get(node_id)
         if current is not None and current.snapshot == snap:
             return current  # nothing changed: do not wake anyone

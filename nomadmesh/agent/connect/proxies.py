@@ -1,7 +1,9 @@
 """From the agent's catalog and config entries to one ProxySnapshot per sidecar. Pure.
 
 Inputs are plain state documents (services, checks, config entries) plus the CA material; the
-output is what `SnapshotCache.set` takes. The manager (manager.py) does the I/O around this.
+output is what `SnapshotCache.set` takes. Ingress gateways (Kind `ingress-gateway` with an
+`ingress-gateway` config entry) get an IngressSnapshot: their listeners, and the same healthy
+sidecar endpoints an upstream of those services would get. The manager (manager.py) does the I/O around this.
 
 Endpoints of an upstream are the healthy instances of the destination's sidecars (every check
 passing, including the alias of the app's own checks), at the address another allocation can
@@ -10,12 +12,17 @@ namespace reaches, so its `nomad_bridge` tagged address (allocation IP, in-names
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from nomadmesh.agent.connect import ingress
+from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
 from nomadmesh.agent.http.consul_entries import protocol_of
 from nomadmesh.mesh import intentions as ixn
+
+log = logging.getLogger("nomadmesh.agent.connect")
 
 BRIDGE_TAG = "nomad_bridge"
 CONFIG_KIND = "config"  # state kind of config entries, keyed "<kind>/<name>"
@@ -102,10 +109,61 @@ def build_snapshot(view: MeshView, proxy: dict[str, Any], leaf_cert_pem: str, le
     )
 
 
-def build_all(view: MeshView, leaf: Callable[[str], tuple[str, str]]) -> dict[str, ProxySnapshot]:
-    """proxy id -> snapshot; `leaf(service)` returns (cert PEM, key PEM) for a service name."""
-    out = {}
+def build_all(view: MeshView, leaf: Callable[[str], tuple[str, str]]) -> dict[str, ProxySnapshot | IngressSnapshot]:
+    """proxy id -> snapshot, for every sidecar and every ingress gateway; `leaf(service)` returns
+    (cert PEM, key PEM) for a service name."""
+    out: dict[str, ProxySnapshot | IngressSnapshot] = {}
     for proxy in proxies(view):
         cert, key = leaf(proxy["Proxy"]["DestinationServiceName"])
         out[proxy["ID"]] = build_snapshot(view, proxy, cert, key)
+    for gateway in ingress_gateways(view):
+        try:
+            snap = build_ingress(view, gateway)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # A malformed gateway registration must not stop every other proxy's updates; it gets
+            # no snapshot, so its Envoy has no listener (closed, not open).
+            log.error("connect: ingress gateway %s: %s", gateway.get("ID"), e)
+            continue
+        cert, key = leaf(gateway["Service"])
+        out[gateway["ID"]] = replace(snap, leaf_cert_pem=cert, leaf_key_pem=key)
     return out
+
+
+# --- ingress gateways -------------------------------------------------------------------------
+
+
+def ingress_gateways(view: MeshView) -> list[dict[str, Any]]:
+    """The ingress-gateway services that need a snapshot (those with a config entry)."""
+    return [s for s in view.services if s.get("Kind") == ingress.KIND and view.lookup(ingress.KIND, s["Service"])]
+
+
+def gateway_bind_addresses(gateway: dict[str, Any]) -> tuple[str, ...]:
+    """Where Consul's ingress listeners listen: each `envoy_gateway_bind_addresses` address, plus
+    the service's own address unless `envoy_gateway_no_default_bind` (Nomad sets both in bridge mode)."""
+    config = (gateway.get("Proxy") or {}).get("Config") or {}
+    binds = config.get("envoy_gateway_bind_addresses") or {}
+    if not isinstance(binds, dict):
+        raise ValueError("envoy_gateway_bind_addresses must be an object of {Address, Port}")
+    addresses = {str(b.get("Address") or b.get("address") or "") for b in binds.values() if isinstance(b, dict)}
+    if not config.get("envoy_gateway_no_default_bind"):
+        addresses.add(gateway.get("Address") or "127.0.0.1")
+    return tuple(sorted(a for a in addresses if a))
+
+
+def build_ingress(view: MeshView, gateway: dict[str, Any], leaf_cert_pem: str = "",
+                  leaf_key_pem: str = "") -> IngressSnapshot:
+    """The gateway's snapshot; ValueError (or TypeError, KeyError) when its registration or entry is malformed."""
+    entry = view.lookup(ingress.KIND, gateway["Service"]) or {}
+    config = (gateway.get("Proxy") or {}).get("Config") or {}
+    listeners = tuple(
+        IngressListener(port=int(lst["Port"]), protocol=lst["Protocol"], targets=tuple(
+            IngressTarget(name=svc["Name"], hosts=tuple(svc.get("Hosts") or ()),
+                          endpoints=endpoints(view, svc["Name"]))
+            for svc in lst.get("Services") or []))
+        for lst in entry.get("Listeners") or [])
+    return IngressSnapshot(
+        proxy_id=gateway["ID"], service=gateway["Service"], datacenter=view.datacenter,
+        trust_domain=view.trust_domain, bind_addresses=gateway_bind_addresses(gateway), listeners=listeners,
+        roots_pem=view.roots_pem, leaf_cert_pem=leaf_cert_pem, leaf_key_pem=leaf_key_pem,
+        connect_timeout_ms=int(config.get("connect_timeout_ms") or 5000),
+    )

@@ -10,7 +10,8 @@ from typing import Any
 from flask import Blueprint, Response
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response, query_int
-from nomadmesh.agent.http.consul_entries import KINDS, EntryError, decode, protocol_conflict, to_json
+from nomadmesh.agent.connect import ingress
+from nomadmesh.agent.http.consul_entries import KINDS, EntryError, decode, protocol_conflict, protocol_of, to_json
 from nomadmesh.agent.state import Txn
 from nomadmesh.mesh import intentions as ixn
 
@@ -55,8 +56,24 @@ def write_entry(txn: Txn, entry: dict[str, Any], cas: int | None) -> bool:
         problem = protocol_conflict(entry, lookup, intentions)
         if problem:
             raise EntryError(problem)
+    if entry["Kind"] in (ingress.KIND, "service-defaults", "proxy-defaults", "service-router", "service-splitter"):
+        _check_ingress_protocols(txn, lookup, entry)
     txn.put(KIND, k, entry)
     return True
+
+
+def _check_ingress_protocols(txn: Txn, lookup: Any, written: dict[str, Any] | None,
+                             deleted: tuple[str, str] | None = None) -> None:
+    """Consul refuses a graph where an ingress listener's protocol differs from its services'."""
+    gone = {(written["Kind"], written["Name"])} if written else {deleted}
+    entries = [r.value for r in txn.list(KIND, f"{ingress.KIND}/") if (ingress.KIND, r.value["Name"]) not in gone]
+    if written and written["Kind"] == ingress.KIND:
+        entries.append(written)
+    problem = ingress.protocol_conflict(
+        entries, lambda name: protocol_of(name, lookup),
+        lambda name: any(lookup(kind, name) for kind in ("service-router", "service-splitter")))
+    if problem:
+        raise EntryError(problem)
 
 
 def delete_entry(txn: Txn, kind: str, name: str, cas: int | None) -> bool:
@@ -75,6 +92,7 @@ def delete_entry(txn: Txn, kind: str, name: str, cas: int | None) -> bool:
         problem = protocol_conflict(None, lookup, intentions)
         if problem:
             raise EntryError(problem)
+        _check_ingress_protocols(txn, lookup, None, (kind, name))
     txn.delete(KIND, k)
     return True
 

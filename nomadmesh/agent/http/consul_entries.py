@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
+from nomadmesh.agent.connect import ingress
 from nomadmesh.mesh import intentions as ixn
 
 KINDS = (
@@ -122,6 +123,11 @@ def decode(raw: Any) -> dict[str, Any]:
         _check_protocol((config or {}).get("protocol"), "Config.protocol")
     if kind == ixn.KIND:
         entry = _normalize_intentions(entry)
+    if kind == ingress.KIND:
+        try:
+            entry = ingress.normalize(entry)
+        except ingress.IngressError as e:
+            raise EntryError(str(e)) from None
     return entry
 
 

@@ -67,7 +67,7 @@ def _register(body: dict[str, Any], path_id: str | None) -> Response:
         raise HTTPError(400, "Request decode failed: EnforceIndex must be a bool and JobModifyIndex an integer")
     try:
         out = jobstore.register(ctx().state, job, enforce, index)
-    except jobstore.EnforceIndexError as e:
+    except jobstore.RegisterRefused as e:  # EnforceIndex, or a gateway entry Consul refuses
         raise HTTPError(500, str(e)) from None
     notify()
     return reply(out, out["Index"])

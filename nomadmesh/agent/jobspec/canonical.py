@@ -254,12 +254,32 @@ def _connect(c: dict[str, Any]) -> None:
                 _none_if_empty(proxy["Expose"], "Paths")
             for upstream in proxy.get("Upstreams") or []:
                 _none_if_empty(upstream, "Config")
+    gateway = c.get("Gateway")
+    if gateway is not None:
+        _gateway(gateway)
     task = c.get("SidecarTask")
     if task is not None:
         _none_if_empty(task, "Config", "Env", "Meta")
         task["Resources"] = _resources(task.get("Resources"))
         task["LogConfig"] = _logs(task.get("LogConfig"))
         _defaults(task, {"KillTimeout": 5 * _S, "ShutdownDelay": 0})
+
+
+def _gateway(g: dict[str, Any]) -> None:
+    """Nomad's api ConsulGateway.Canonicalize: proxy connect timeout 5s, listener protocol tcp."""
+    proxy = g.get("Proxy")
+    if proxy is not None:
+        _defaults(proxy, {"ConnectTimeout": 5 * _S})
+        _none_if_empty(proxy, "EnvoyGatewayBindAddresses", "Config")
+    ingress = g.get("Ingress")
+    if ingress is not None:
+        _none_if_empty(ingress, "Listeners")
+        for listener in ingress.get("Listeners") or []:
+            if not listener.get("Protocol"):
+                listener["Protocol"] = "tcp"
+            _none_if_empty(listener, "Services")
+            for service in listener.get("Services") or []:
+                _none_if_empty(service, "Hosts")
 
 
 def _fill(obj: str, value: dict[str, Any]) -> None:

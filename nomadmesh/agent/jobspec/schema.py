@@ -158,9 +158,33 @@ OBJECTS: dict[str, list[Field]] = {
         F("IgnoreWarnings", "bool", "ignore_warnings", zero=False),
     ],
     "Connect": [
-        F("Native", "bool", "native", zero=False), U("Gateway", "gateway"),
+        F("Native", "bool", "native", zero=False), F("Gateway", "obj", "gateway", "ConsulGateway"),
         F("SidecarService", "obj", "sidecar_service", "SidecarService"),
         F("SidecarTask", "obj", "sidecar_task", "SidecarTask"),
+    ],
+    # Connect gateways: only `ingress` is implemented (terminating and mesh gateways stay refused).
+    "ConsulGateway": [
+        F("Proxy", "obj", "proxy", "ConsulGatewayProxy"), F("Ingress", "obj", "ingress", "ConsulIngressConfigEntry"),
+        U("Terminating", "terminating"), U("Mesh", "mesh"),
+    ],
+    "ConsulGatewayProxy": [
+        F("ConnectTimeout", "dur", "connect_timeout"),
+        F("EnvoyGatewayBindTaggedAddresses", "bool", "envoy_gateway_bind_tagged_addresses", zero=False),
+        # A map of name -> {Address, Port}; HCL writes it as labelled blocks, which only JSON takes here.
+        F("EnvoyGatewayBindAddresses", "any"),
+        F("EnvoyGatewayNoDefaultBind", "bool", "envoy_gateway_no_default_bind", zero=False),
+        F("EnvoyDNSDiscoveryType", "str", "envoy_dns_discovery_type", zero=""), F("Config", "any", "config"),
+    ],
+    "ConsulIngressConfigEntry": [U("TLS", "tls"), F("Listeners", "objs", "listener", "ConsulIngressListener")],
+    "ConsulIngressListener": [
+        F("Port", "int", "port", zero=0), F("Protocol", "str", "protocol", zero=""),
+        F("Services", "objs", "service", "ConsulIngressService"),
+    ],
+    "ConsulIngressService": [
+        F("Name", "str", "name", zero=""), F("Hosts", "strs", "hosts"), U("TLS", "tls"),
+        U("RequestHeaders", "request_headers"), U("ResponseHeaders", "response_headers"),
+        U("MaxConnections", "max_connections"), U("MaxPendingRequests", "max_pending_requests"),
+        U("MaxConcurrentRequests", "max_concurrent_requests"),
     ],
     "SidecarService": [
         F("Tags", "strs", "tags"), F("Port", "str", "port", zero=""), F("Proxy", "obj", "proxy", "Proxy"),
@@ -232,7 +256,9 @@ DIFF_NAMES: dict[str, str] = {
     "Network": "Network", "Port": "Port", "DNS": "DNS", "Service": "Service", "Check": "Check",
     "CheckRestart": "CheckRestart", "Connect": "ConsulConnect", "SidecarService": "SidecarService",
     "Proxy": "ConsulProxy", "Expose": "Expose", "ExposePath": "Paths", "Upstream": "ConsulUpstreams",
-    "MeshGateway": "MeshGateway", "SidecarTask": "SidecarTask", "Resources": "Resources",
+    "MeshGateway": "MeshGateway", "ConsulGateway": "Gateway", "ConsulGatewayProxy": "Proxy",
+    "ConsulIngressConfigEntry": "Ingress", "ConsulIngressListener": "Listeners", "ConsulIngressService": "ConsulIngressService",
+    "SidecarTask": "SidecarTask", "Resources": "Resources",
     "Lifecycle": "Lifecycle", "LogConfig": "LogConfig", "Artifact": "Artifact", "Template": "Template",
 }
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from nomadmesh.agent.jobspec.gateway import gateway_errors
+
 _JOB_TYPES = ("service", "batch", "system", "sysbatch")
 _RESTART_MODES = ("fail", "delay")
 _HOOKS = ("prestart", "poststart", "poststop")
@@ -176,6 +178,7 @@ def _service(s: dict[str, Any], g: dict[str, Any], labels: set[str], tasks: set[
                           "contain uppercase characters")
         if connect.get("Native") and connect.get("SidecarService") is not None:
             errors.append(f"{where}: Consul Connect must be exclusively native or sidecar")
+    errors.extend(gateway_errors(s, g, mode, group_level))
     if group_level and s.get("TaskName") and s["TaskName"] not in tasks:
         errors.append(f'{where} refers to task "{s["TaskName"]}", which is not in the group')
     for check in s.get("Checks") or []:

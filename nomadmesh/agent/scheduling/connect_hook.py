@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from nomadmesh.agent.connect import envoy
+from nomadmesh.agent.scheduling import ingress_hook
 
 TASK_PREFIX = "connect-proxy-"
 KIND_PREFIX = "connect-proxy:"
@@ -121,9 +122,12 @@ def proxy_task(svc: dict[str, Any], envoy_path: str | None = None) -> dict[str, 
 
 
 def extra_tasks(job: dict[str, Any], group: dict[str, Any]) -> list[dict[str, Any]]:
-    """The Envoy sidecar tasks to run with `group` (none where the group already declares one)."""
+    """The Envoy sidecar and ingress gateway tasks to run with `group` (none where the group
+    already declares one of that Kind)."""
     declared = {t.get("Kind") for t in group.get("Tasks") or []}
-    return [proxy_task(s) for s in sidecar_services(group) if f"{KIND_PREFIX}{s['Name']}" not in declared]
+    tasks = [proxy_task(s) for s in sidecar_services(group) if f"{KIND_PREFIX}{s['Name']}" not in declared]
+    return tasks + [ingress_hook.gateway_task(s, proxy_task(s)) for s in ingress_hook.ingress_services(group)
+                    if f"{ingress_hook.KIND_PREFIX}{s['Name']}" not in declared]
 
 
 def inject(job: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +138,7 @@ def inject(job: dict[str, Any]) -> dict[str, Any]:
     """
     groups = []
     for tg in job.get("TaskGroups") or []:
+        tg = ingress_hook.with_proxies(tg)
         tasks = extra_tasks(job, tg)
         nets = [dict(n or {}) for n in tg.get("Networks") or []]
         have = {p.get("Label") for n in nets[:1] for p in (n.get("DynamicPorts") or []) + (n.get("ReservedPorts") or [])}
@@ -189,16 +194,21 @@ def local_service_port(alloc: dict[str, Any], svc: dict[str, Any]) -> int:
 def bootstrap_for(alloc: dict[str, Any], task: dict[str, Any], xds_address: str) -> dict[str, Any] | None:
     """Envoy's bootstrap for an injected (or declared) `connect-proxy:<svc>` task, else None."""
     kind = task.get("Kind") or ""
-    if not kind.startswith(KIND_PREFIX):
-        return None
-    name = kind[len(KIND_PREFIX):]
     tg = next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
-    services = sidecar_services(tg)
-    svc = next((s for s in services if s["Name"] == name), None)
+    sidecars, gateways = sidecar_services(tg), ingress_hook.ingress_services(tg)
+    if kind.startswith(KIND_PREFIX):
+        name, services, suffix = kind[len(KIND_PREFIX):], sidecars, SIDECAR_SUFFIX
+    elif kind.startswith(ingress_hook.KIND_PREFIX):
+        # A gateway's Envoy is its own service (node id = the gateway's service ID, no suffix);
+        # admin ports follow the sidecars' so that no two Envoys of the group share one.
+        name, services, suffix = kind[len(ingress_hook.KIND_PREFIX):], sidecars + gateways, ""
+    else:
+        return None
+    svc = next((s for s in services if s["Name"] == name and (suffix or s in gateways)), None)
     if svc is None:
         return None
     index = services.index(svc)
-    proxy_id = service_id(alloc["ID"], tg["Name"], svc) + SIDECAR_SUFFIX
+    proxy_id = service_id(alloc["ID"], tg["Name"], svc) + suffix
     return envoy.bootstrap(proxy_id, name, xds_address, ADMIN_ADDRESS, ADMIN_BASE_PORT + index)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from nomadmesh.agent.connect import ingress
+from nomadmesh.agent.http.consul_entries import protocol_of
 from nomadmesh.agent.scheduling.structs import (
     TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
 )
@@ -19,8 +21,16 @@ NON_SPEC_FIELDS = ("Status", "StatusDescription", "Stable", "Version", "CreateIn
                    "JobModifyIndex", "SubmitTime", "VersionTag")
 
 
-class EnforceIndexError(Exception):
+class RegisterRefused(Exception):
+    """A register Nomad refuses with a 500 carrying this text."""
+
+
+class EnforceIndexError(RegisterRefused):
     """Nomad answers these with a 500 whose text starts "Enforcing job modify index"."""
+
+
+class ConfigEntryRefused(RegisterRefused):
+    """Consul refused a gateway's config entry Nomad writes on register, so the register fails."""
 
 
 class JobNotFound(Exception):
@@ -71,6 +81,18 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> di
     return job
 
 
+def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
+    def lookup(kind: str, name: str) -> dict[str, Any] | None:
+        rec = txn.get("config", f"{kind}/{name}")
+        return rec.value if rec else None
+
+    problem = ingress.protocol_conflict(
+        [entry], lambda name: protocol_of(name, lookup),
+        lambda name: any(lookup(kind, name) for kind in ("service-router", "service-splitter")))
+    if problem:
+        raise ConfigEntryRefused(f"Unexpected response code: 500 ({problem})")
+
+
 def register(state: State, job: dict[str, Any], enforce_index: bool = False,
              job_modify_index: int = 0) -> dict[str, Any]:
     with state.write() as txn:
@@ -79,6 +101,11 @@ def register(state: State, job: dict[str, Any], enforce_index: bool = False,
         if enforce_index:
             _enforce(existing, job_modify_index)
         stored = _store(txn, job, existing)
+        for entry in ingress.entries_from_job(stored):
+            # Nomad writes each gateway's entry to Consul on every register (and leaves it on stop);
+            # when Consul refuses it, the register fails and nothing is stored (the txn rolls back).
+            _check_ingress_entry(txn, entry)
+            txn.put("config", f"{entry['Kind']}/{entry['Name']}", entry)
         ev = evaluation(stored, TRIGGER_REGISTER, txn.index)
         txn.put("eval", ev["ID"], ev)
     return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.agent.scheduling import connect_hook
+from nomadmesh.agent.scheduling import connect_hook, ingress_hook
 
 HOST_IP = "127.0.0.1"
 
@@ -104,6 +104,9 @@ def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
             "Checks": [c for c in (_check(svc_id, svc, chk, ports, port)
                                    for chk in svc.get("Checks") or []) if c],
         }
+        if svc in ingress_hook.ingress_services(tg):
+            reg["Kind"] = ingress_hook.SERVICE_KIND
+            reg["Proxy"] = ingress_hook.registration_proxy(svc)
         sidecar = connect_hook.sidecar_registration(alloc, svc, svc_id)
         if sidecar is not None:
             reg["Connect"] = {"SidecarService": sidecar}

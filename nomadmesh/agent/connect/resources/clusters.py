@@ -39,16 +39,22 @@ def static_cluster(name: str, address: str, port: int, http2: bool = False) -> c
 
 def upstream_cluster(snap: ProxySnapshot, up: UpstreamSnap) -> cluster_pb2.Cluster:
     """EDS cluster named by SNI; TLS with our leaf, trusting our roots, and only the destination's ID."""
-    name = snap.upstream_cluster(up)
+    return mtls_cluster(snap.upstream_cluster(up), snap.upstream_uri(up), snap.service)
+
+
+def mtls_cluster(name: str, destination_uri: str, leaf_secret: str,
+                 connect_timeout: duration_pb2.Duration = CONNECT_TIMEOUT) -> cluster_pb2.Cluster:
+    """An EDS cluster `name` (the destination's SNI) dialled over TLS with the `leaf_secret` identity,
+    accepting only a server whose URI SAN is `destination_uri`. Sidecars and gateways share it."""
     san = common_pb2.SubjectAltNameMatcher(
         san_type=common_pb2.SubjectAltNameMatcher.URI,
-        matcher=string_pb2.StringMatcher(exact=snap.upstream_uri(up)),
+        matcher=string_pb2.StringMatcher(exact=destination_uri),
     )
     tls = tls_pb2.UpstreamTlsContext(
         sni=name,
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_params=tls_params(),
-            tls_certificate_sds_secret_configs=[sds_ref(snap.service)],
+            tls_certificate_sds_secret_configs=[sds_ref(leaf_secret)],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(
                     match_typed_subject_alt_names=[san]),
@@ -60,7 +66,7 @@ def upstream_cluster(snap: ProxySnapshot, up: UpstreamSnap) -> cluster_pb2.Clust
         name=name,
         type=cluster_pb2.Cluster.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=ads_source()),
-        connect_timeout=CONNECT_TIMEOUT,
+        connect_timeout=connect_timeout,
         transport_socket=base_pb2.TransportSocket(name="envoy.transport_sockets.tls",
                                                   typed_config=pack(tls)),
     )
