@@ -4,7 +4,8 @@ Entries are stored as kind `config` under `<Kind>/<Name>`. Keys are matched the 
 decoder matches them (any case, snake_case too) and written back in Go field names.
 `service-intentions` entries are checked strictly (unknown keys are refused, as Consul's
 mapstructure decoding with ErrorUnused does, and the sources go through
-`nomadmesh.mesh.intentions.from_config_entry`); other kinds are stored as given once Kind and Name
+`nomadmesh.mesh.intentions.from_config_entry`), then through Consul's Validate rules
+(`nomadmesh.mesh.intention_rules`: 500 with Consul's text, as Consul answers); other kinds are stored as given once Kind and Name
 are sane, with `service-defaults`' Protocol checked.
 
 Consul also refuses a graph where an intention with L7 Permissions points at a service whose
@@ -16,6 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
+from nomadmesh.mesh import intention_rules
 from nomadmesh.mesh import intentions as ixn
 
 KINDS = (
@@ -34,6 +36,14 @@ Lookup = Callable[[str, str], "dict[str, Any] | None"]  # (kind, name) -> stored
 
 class EntryError(ValueError):
     """A config entry is refused; `message` is the one line the API answers with (status 400)."""
+
+    status = 400
+
+
+class EntryInvalid(EntryError):
+    """The entry decoded but breaks one of Consul's Validate rules: Consul answers 500 with the text."""
+
+    status = 500
 
 
 # --- key folding ------------------------------------------------------------------------------
@@ -137,6 +147,10 @@ def _normalize_intentions(entry: dict[str, Any]) -> dict[str, Any]:
         parsed = ixn.from_config_entry(entry)
     except ixn.IntentionError as e:
         raise EntryError(str(e)) from None
+    try:
+        intention_rules.validate(entry)
+    except intention_rules.InvalidIntentions as e:
+        raise EntryInvalid(str(e)) from None
     sources = []
     for raw, intention in zip(entry.get("Sources") or [], parsed):
         src = {k: v for k, v in raw.items() if k != "Precedence"}
