@@ -6,8 +6,8 @@ nobody, reports the refusal, and recovers by itself once a policy Envoy accepts 
   intention carries a regex Envoy refuses is set straight into the cache, as if the config-entry
   validation had let it through.
 * Through a real agent (the seed's host workflow): a sidecar registration Envoy refuses (an
-  upstream bound to "localhost", not an IP) shows up on /v1/nomadmesh/proxies, and the service
-  admits nobody until the registration is fixed.
+  upstream bound to "localhost", not an IP) shows up on /v1/nomadmesh/proxies and as a line on
+  the UI's service page, and the service admits nobody until the registration is fixed.
 """
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def proxy_status(mesh: HostMesh, proxy_id: str) -> dict[str, Any]:
     return next(row for row in rows if row["ProxyID"] == proxy_id)
 
 
+def service_page(mesh: HostMesh, name: str) -> str:
+    r = requests.get(f"{mesh.agent.consul_addr}/ui/services/{name}", timeout=10)
+    assert r.status_code == 200, r.text[:300]
+    return r.text
+
+
 def register_invoice(mesh: HostMesh, local_bind_address: str) -> None:
     definition = mesh.definition("invoice")
     definition["Connect"]["SidecarService"]["Proxy"]["Upstreams"][0]["LocalBindAddress"] = local_bind_address
@@ -77,7 +83,11 @@ def test_a_refused_sidecar_is_reported_and_admits_nobody_until_fixed(host_mesh: 
     assert nack["Type"] == "Listener" and "localhost" in nack["Detail"] and nack["ResolvedAt"] is None
     assert nack["Since"] > 0
     assert proxy_status(mesh, "tax-sidecar-proxy")["LastNack"] is None  # the others are untouched
+    page = service_page(mesh, "invoice")
+    assert 'data-proxy="fail-closed"' in page and "localhost" in page and "admits no caller" in page
+    assert 'data-proxy="fail-closed"' not in service_page(mesh, "tax")
     register_invoice(mesh, "127.0.0.1")
     wait_for(mesh.chain_ok, 15, what="order -> invoice -> tax again once the registration is fixed")
     status = proxy_status(mesh, "invoice-sidecar-proxy")
     assert status["FailClosed"] is False and status["LastNack"]["ResolvedAt"] is not None
+    assert 'data-proxy="fail-closed"' not in service_page(mesh, "invoice")
