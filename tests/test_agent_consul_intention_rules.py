@@ -123,3 +123,46 @@ def test_valid_l7_permissions_still_land(c: consul.Consul) -> None:
     assert got["HTTP"]["PathRegex"] == "^/api/v[0-9]+/.*$" and got["Action"] == "deny"
     assert c.config.set("service-intentions", DEST, {k: v for k, v in before.items()
                                                       if k not in ("CreateIndex", "ModifyIndex")}) is True
+
+
+def router(*routes: dict[str, Any]) -> dict[str, Any]:
+    return {"Kind": "service-router", "Name": "rules-web", "Routes": list(routes)}
+
+
+@pytest.mark.parametrize("entry, message", [
+    pytest.param(router({"Match": {"HTTP": {"PathExact": "api"}}}), "Route[0] PathExact doesn't start with '/': \"api\"",
+                 id="path-exact-slash"),
+    pytest.param(router({"Match": {"HTTP": {"path_prefix": "/a", "PathRegex": "/b"}}}),
+                 "Route[0] should only contain at most one of PathExact, PathPrefix, or PathRegex", id="two-paths"),
+    pytest.param(router({}, {"Match": {"HTTP": {"PathRegex": "/v(1"}}}),
+                 "Route[1] PathRegex is not valid: invalid RE2 regular expression: missing ): /v(1", id="path-regex"),
+    pytest.param(router({"Match": {"HTTP": {"Header": [{"Name": "x", "Exact": "1", "Regex": "1"}]}}}),
+                 "Route[0] Header[0] should only contain one of Present, Exact, Prefix, Suffix, or Regex",
+                 id="header-two-matchers"),
+    pytest.param(router({"Match": {"HTTP": {"QueryParam": [{"Name": "", "Present": True}]}}}),
+                 "Route[0] QueryParam[0] missing required Name field", id="query-no-name"),
+    pytest.param(router({"Match": {"HTTP": {"QueryParam": [{"Name": "q", "Regex": "(?=x)"}]}}}),
+                 "Route[0] QueryParam[0] Regex is not valid: invalid RE2 regular expression: invalid perl operator: (?=",
+                 id="query-regex"),
+    pytest.param(router({"Match": {"HTTP": {"Methods": ["GET("]}}}),
+                 'Route[0] Methods contains an invalid method "GET("', id="method"),
+    pytest.param(router({"Destination": {"PrefixRewrite": "/v2"}}),
+                 "Route[0] cannot make use of PrefixRewrite without configuring either PathExact or PathPrefix",
+                 id="prefix-rewrite"),
+    pytest.param(router({"Destination": {"RetryOn": ["5xx", "sometimes"]}}),
+                 'Route[0] contains an invalid retry condition: "sometimes"', id="retry-on"),
+])
+def test_invalid_service_routers_are_refused_with_consuls_status_and_text(
+        module_agent: RunningAgent, entry: dict[str, Any], message: str) -> None:
+    r = requests.put(f"{module_agent.consul_addr}/v1/config", json=entry, timeout=5)
+    assert (r.status_code, r.text.strip()) == (500, message)
+    assert requests.get(f"{module_agent.consul_addr}/v1/config/service-router/rules-web", timeout=5).status_code == 404
+
+
+def test_a_valid_service_router_lands(c: consul.Consul) -> None:
+    entry = router({"Match": {"HTTP": {"PathPrefix": "/api", "Methods": ["get"],
+                                       "Header": [{"Name": "x-v", "Regex": "^v[0-9]$"}]}},
+                    "Destination": {"PrefixRewrite": "/", "RetryOn": ["5xx"]}})
+    assert c.config.set("service-router", "rules-web", entry) is True
+    assert c.config.get("service-router", "rules-web")["Routes"][0]["Destination"]["PrefixRewrite"] == "/"
+    c.config.delete("service-router", "rules-web")

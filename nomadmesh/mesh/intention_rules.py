@@ -84,7 +84,7 @@ def _validate_permission(where: str, perm: dict[str, Any]) -> None:
         if value:
             path_parts += 1
             if not value.startswith("/"):
-                raise InvalidIntentions(f"{prefix}.{key} doesn't start with '/': {_go_quote(value)}")
+                raise InvalidIntentions(f"{prefix}.{key} doesn't start with '/': {go_quote(value)}")
     if http.get("PathRegex"):
         path_parts += 1
     if path_parts > 1:
@@ -106,9 +106,9 @@ def _validate_permission(where: str, perm: dict[str, Any]) -> None:
     seen: set[str] = set()
     for method in methods:
         if method not in HTTP_METHODS:
-            raise InvalidIntentions(f"{prefix}.Methods contains an invalid method {_go_quote(method)}")
+            raise InvalidIntentions(f"{prefix}.Methods contains an invalid method {go_quote(method)}")
         if method in seen:
-            raise InvalidIntentions(f"{prefix}.Methods contains {_go_quote(method)} more than once")
+            raise InvalidIntentions(f"{prefix}.Methods contains {go_quote(method)} more than once")
         seen.add(method)
     if methods:
         parts += 1
@@ -123,7 +123,7 @@ def _check_regex(where: str, pattern: Any) -> None:
             raise InvalidIntentions(f"{where} is not valid: {problem}")
 
 
-def _go_quote(value: str) -> str:
+def go_quote(value: str) -> str:
     """Go's %q for the printable strings these messages show."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") \
         .replace("\t", "\\t")

@@ -5,8 +5,9 @@ decoder matches them (any case, snake_case too) and written back in Go field nam
 `service-intentions` entries are checked strictly (unknown keys are refused, as Consul's
 mapstructure decoding with ErrorUnused does, and the sources go through
 `nomadmesh.mesh.intentions.from_config_entry`), then through Consul's Validate rules
-(`nomadmesh.mesh.intention_rules`: 500 with Consul's text, as Consul answers); other kinds are stored as given once Kind and Name
-are sane, with `service-defaults`' Protocol checked.
+(`nomadmesh.mesh.intention_rules`: 500 with Consul's text, as Consul answers); service-router
+entries through Consul's rules for them (`nomadmesh.mesh.router_rules`); other kinds are stored
+as given once Kind and Name are sane, with `service-defaults`' Protocol checked.
 
 Consul also refuses a graph where an intention with L7 Permissions points at a service whose
 protocol (service-defaults, else proxy-defaults `global`, else tcp) is not HTTP-like, whichever
@@ -17,7 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-from nomadmesh.mesh import intention_rules
+from nomadmesh.mesh import intention_rules, router_rules
 from nomadmesh.mesh import intentions as ixn
 
 KINDS = (
@@ -132,6 +133,11 @@ def decode(raw: Any) -> dict[str, Any]:
         _check_protocol((config or {}).get("protocol"), "Config.protocol")
     if kind == ixn.KIND:
         entry = _normalize_intentions(entry)
+    if kind == "service-router":
+        try:
+            router_rules.validate(entry)
+        except router_rules.InvalidRouter as e:
+            raise EntryInvalid(str(e)) from None
     return entry
 
 
