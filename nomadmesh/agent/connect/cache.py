@@ -221,8 +221,12 @@ class SnapshotCache:
                       "accepted: %s", node_id, detail)
             return
         level = current.fail_closed + 1
-        closed = replace(self._build(fail_closed_snapshot(current.snapshot, level)),
-                         snapshot=current.snapshot, fail_closed=level)
+        try:
+            closed = replace(self._build(fail_closed_snapshot(current.snapshot, level)),
+                             snapshot=current.snapshot, fail_closed=level)
+        except Exception:  # runs in an ADS stream: report, never take the stream down
+            log.exception("connect: proxy %s: cannot build fail-closed listeners", node_id)
+            return
         with self._lock:
             if self._resources.get(node_id) is not current:
                 return  # a newer snapshot arrived meanwhile: it is tried as usual
