@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import re2
 from envoy.config.rbac.v3 import rbac_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -230,3 +231,13 @@ def test_l7_rbac_agrees_with_consuls_first_match_order(ixns: list[Intention], de
         for req in REQUESTS:
             expected = consul_l7_decision(source, req, ixns, default_allow)
             assert allowed_by(rules, source, req) == expected, (source, req, ixns)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=40).filter(lambda s: s != "*" and "/" not in s))
+def test_every_source_name_gives_a_principal_regex_re2_compiles_and_matches_only_that_name(name: str) -> None:
+    # A name like "w€b" once became `w\€b`, an invalid RE2 escape: Envoy NACKed the listener and
+    # kept its older policy.
+    rx = re2.compile(principal_regex(name))
+    assert rx.fullmatch(spiffe(name))
+    assert not rx.fullmatch(spiffe(name + "x"))

@@ -12,6 +12,9 @@ import grpc
 import pytest
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import symbol_database
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.rbac.v3 import rbac_pb2
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from google.rpc import status_pb2
 
 from nomadmesh.agent.connect.cache import SnapshotCache, resource_name
@@ -129,16 +132,69 @@ def test_sds_answers_exactly_the_requested_names(server: XdsServer, client: AdsC
     assert _names(second) == ["ROOTCA", "order"]
 
 
-def test_nack_is_recorded_and_not_resent_until_a_new_snapshot(server: XdsServer, client: AdsClient) -> None:
-    server.cache.set(NODE, _snap())
+def _public_rbac(resp) -> net_rbac_pb2.RBAC | None:
+    """The network RBAC of the public listener in an LDS response (None if there is none)."""
+    for any_msg in resp.resources:
+        listener = listener_pb2.Listener()
+        any_msg.Unpack(listener)
+        if listener.name.startswith("public_listener:"):
+            rbac = net_rbac_pb2.RBAC()
+            listener.filter_chains[0].filters[0].typed_config.Unpack(rbac)
+            return rbac
+    return None
+
+
+def _denies_everyone(rbac: net_rbac_pb2.RBAC | None) -> bool:
+    return rbac is not None and rbac.rules.action == rbac_pb2.RBAC.ALLOW and not rbac.rules.policies
+
+
+def test_a_nacked_listener_is_replaced_by_a_fail_closed_one_until_a_new_snapshot(
+        server: XdsServer, client: AdsClient) -> None:
+    # default allow and web denied: the proxy's real RBAC is a DENY list naming web
+    server.cache.set(NODE, _snap(intentions=(Intention("web", "order", "deny"),)))
     client.send(LISTENER)
     resp = client.recv()
+    assert not _denies_everyone(_public_rbac(resp))
     client.send(LISTENER, (), "", resp.nonce, error="bad listener: boom")
-    assert client.nothing()
+    closed = client.recv()  # without waiting for any state change
     assert server.streams[NODE].nacks == [(LISTENER, "bad listener: boom")]
+    assert closed.type_url == LISTENER and _denies_everyone(_public_rbac(closed))
+    assert _names(closed) == _names(resp)  # level 1: the upstream listener stays
+    client.ack(closed)
+    assert client.nothing()
+    status = server.cache.status(NODE)
+    assert status["FailClosed"] is True and status["LastNack"]["Detail"] == "bad listener: boom"
+    assert status["LastNack"]["Names"] == _names(resp) and status["LastNack"]["ResolvedAt"] is None
+    # the same snapshot again changes nothing; a new one is tried, and its ACK ends the refusal
     server.cache.set(NODE, _snap(intentions=(Intention("web", "order", "deny"),)))
+    assert client.nothing()
+    server.cache.set(NODE, _snap(intentions=(Intention("api", "order", "deny"),)))
     newer = client.recv()
-    assert newer.type_url == LISTENER and newer.version_info != resp.version_info
+    assert newer.version_info not in (resp.version_info, closed.version_info)
+    assert not _denies_everyone(_public_rbac(newer))
+    client.ack(newer)
+    assert client.nothing()
+    status = server.cache.status(NODE)
+    assert status["FailClosed"] is False and status["LastNack"]["ResolvedAt"] is not None
+    # going back to the refused listeners serves the fail-closed ones at once, without offering them
+    server.cache.set(NODE, _snap(intentions=(Intention("web", "order", "deny"),)))
+    again = client.recv()
+    assert again.version_info == closed.version_info and _denies_everyone(_public_rbac(again))
+
+
+def test_a_refused_fail_closed_listener_falls_back_to_the_public_listener_alone(
+        server: XdsServer, client: AdsClient) -> None:
+    server.cache.set(NODE, _snap())
+    client.send(LISTENER)
+    first = client.recv()
+    client.send(LISTENER, (), "", first.nonce, error="boom")
+    closed = client.recv()
+    client.send(LISTENER, (), "", closed.nonce, error="boom again")
+    alone = client.recv()
+    assert [n.split(":")[0] for n in _names(alone)] == ["public_listener"] and _denies_everyone(_public_rbac(alone))
+    client.send(LISTENER, (), "", alone.nonce, error="still")
+    assert client.nothing()  # nothing left to fall back to: reported, not looped
+    assert server.cache.status(NODE)["FailClosedLevel"] == 2
 
 
 def test_a_stale_nonce_is_ignored(server: XdsServer, client: AdsClient) -> None:

@@ -74,8 +74,17 @@ def nomad_validation_500(resp: requests.Response) -> bool:
     return resp.status_code == 500 and ("error occurred:" in resp.text or "errors occurred:" in resp.text)
 
 
+def consul_validation_500(resp: requests.Response, what: str) -> bool:
+    """Consul answers a config entry or intention that fails its Validate rules with a 500 and the
+    bare one-line reason (e.g. `Sources[0].Type must be set to 'consul'`); the agent does the same.
+    Its own failures say `internal error:`."""
+    return (resp.status_code == 500 and "/v1/c" in what and not resp.text.startswith("internal error")
+            and len(resp.text.strip().splitlines()) == 1)
+
+
 def check(resp: requests.Response, what: str) -> None:
-    assert resp.status_code < 500 or nomad_validation_500(resp), f"{what}: {resp.status_code} {resp.text[:500]}"
+    assert resp.status_code < 500 or nomad_validation_500(resp) or consul_validation_500(resp, what), \
+        f"{what}: {resp.status_code} {resp.text[:500]}"
     assert "Traceback" not in resp.text, f"{what}: {resp.text[:1000]}"
 
 

@@ -145,3 +145,10 @@ def test_unreachable_consul() -> None:
     assert r.exit_code == 1 and r.output == f"Error: cannot reach Consul at {addr}: connection refused\n"
     r = CliRunner().invoke(cli, ["intent", "check", "invoice", "tax", "--consul-addr", addr])
     assert r.exit_code == 2  # 1 would read as "Denied"
+
+
+def test_a_description_over_consuls_limit_exits_2_and_writes_nothing(intent, consul) -> None:
+    r = intent("deny", "invoice", "tax", "--description", "x" * 513)
+    assert r.exit_code == 2 and "at most 512 characters (Consul's limit), not 513" in r.output
+    assert consul.config.get("service-intentions", "tax") is None
+    assert intent("deny", "invoice", "tax", "--description", "x" * 512).exit_code == 0

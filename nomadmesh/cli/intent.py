@@ -47,6 +47,14 @@ def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _description(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from nomadmesh.mesh.intention_rules import META_VALUE_MAX_LENGTH
+
+    if value is not None and len(value) > META_VALUE_MAX_LENGTH:  # Consul refuses the entry otherwise
+        raise click.BadParameter(f"at most {META_VALUE_MAX_LENGTH} characters (Consul's limit), not {len(value)}")
+    return value
+
+
 _source = click.argument("source", metavar="SRC", callback=_name)
 _destination = click.argument("destination", metavar="DST", callback=_name)
 
@@ -114,7 +122,7 @@ def _write_command(action: str, example: str) -> click.Command:
     command = _write(action)
     command.__doc__ = doc
     decorated = target_options(command)
-    decorated = click.option("--description", default=None, metavar="TEXT",
+    decorated = click.option("--description", default=None, metavar="TEXT", callback=_description,
                              help="Free text shown with the intention (default: keep the current one).")(decorated)
     return click.command(action, help=doc)(_source(_destination(decorated)))
 

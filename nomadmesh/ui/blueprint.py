@@ -84,6 +84,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         ups, downs = model.edges_of(mesh, name) if mesh else ([], [])
         logs: list[read.LogTail] = []
         stats: dict[str, Any] | None = None
+        refusal: str | None = None
         if svc is not None:
             clients = apis()
             try:
@@ -91,11 +92,12 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
                 logs = read.log_tails(clients, allocs)
                 sidecar = next((i.sidecar for i in svc.instances if i.sidecar), None)
                 stats = read.sidecar_stats(clients, sidecar.id) if sidecar else None
+                refusal = read.proxy_refusal(clients, sidecar.id) if sidecar else None
             finally:
                 clients.close()
         status = 404 if mesh is not None and svc is None else 200
         return page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
-                    upstreams=ups, downstreams=downs, logs=logs, stats=stats)
+                    upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
 
     @bp.get("/intentions")
     def intentions() -> Response:

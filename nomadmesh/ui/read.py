@@ -5,7 +5,8 @@ the service-intentions config entries) plus Nomad's allocations, asks for the de
 way the CLI does (`deploy.intentions.load_default_policy`: Consul's own /check on unused names),
 and hands them to `model.build_mesh`. A Nomad that cannot be reached costs the job/alloc columns,
 not the page: it is reported as a problem. `task_log_tail` reads the end of a task's log, and
-`sidecar_stats` a sidecar's Envoy figures where the target serves them (the dev agent only).
+`sidecar_stats` a sidecar's Envoy figures where the target serves them (the dev agent only), and
+`proxy_refusal` what Envoy last refused for a sidecar that the dev agent now serves fail-closed.
 """
 from __future__ import annotations
 
@@ -122,3 +123,21 @@ def sidecar_stats(apis: Apis, sidecar_id: str) -> SidecarStats:
         return SidecarStats(sidecar_id, dict(body["Figures"]), None, float(body.get("FetchedAt") or 0) or None)
     except (ValueError, KeyError, TypeError):
         return SidecarStats(sidecar_id, None, NOT_ON_TARGET)
+
+
+def proxy_refusal(apis: Apis, sidecar_id: str) -> str | None:
+    """One line when Envoy refused `sidecar_id`'s configuration and the dev agent serves it
+    fail-closed (its public listener admits nobody), from `/v1/nomadmesh/proxies`; None when all is
+    well, or where the target has no such endpoint (a real Consul)."""
+    api = apis.consul
+    try:
+        resp = api.session.get(f"{api.endpoint.url}/v1/nomadmesh/proxies", timeout=STATS_TIMEOUT_S)
+        rows = resp.json() if resp.status_code == 200 else []
+        row = next((r for r in rows if isinstance(r, dict) and r.get("ProxyID") == sidecar_id), None)
+    except (requests.RequestException, ValueError):
+        return None
+    nack = (row or {}).get("LastNack") or {}
+    if not row or not row.get("FailClosed"):
+        return None
+    return (f"Envoy refused this sidecar's {nack.get('Type') or 'configuration'} update: "
+            f"{str(nack.get('Detail') or '')[:300]} — it admits no caller until a valid policy is written.")

@@ -6,13 +6,20 @@ context naming a secret nobody serves, a name used twice), stores it, and wakes 
 watchers. A watcher is a callback that only says "something changed"; the stream then reads
 `get(node_id)`, so a slow stream that misses several sets only ever sends the newest (latest wins,
 like Consul's proxycfg manager and go-control-plane's SetSnapshot).
+
+When Envoy NACKs a node's listeners (`nacked`, called by the ADS stream), the cache serves that
+node fail-closed listeners instead (failclosed.py: the public listener admits nobody) until a
+different snapshot is set; listener versions Envoy refused once are never offered again but
+replaced by the fail-closed ones at once. `status(node_id)` says whether a node is fail-closed
+and what Envoy last refused.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Callable, Iterable, Iterator, Mapping
 
@@ -30,6 +37,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from nomadmesh.agent.connect.resources import (
     CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources,
 )
+from nomadmesh.agent.connect.failclosed import MAX_LEVEL, Nack, fail_closed_snapshot
 from nomadmesh.agent.connect.resources.common import pack
 from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
@@ -62,6 +70,7 @@ class Resources:
     snapshot: ProxySnapshot | IngressSnapshot
     by_type: Mapping[str, Mapping[str, any_pb2.Any]]
     versions: Mapping[str, str]
+    fail_closed: int = 0  # 0: built from `snapshot`; 1-2: failclosed level served in its place
 
     @classmethod
     def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> "Resources":
@@ -166,21 +175,87 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._resources: dict[str, Resources] = {}
         self._watchers: dict[str, set[Watcher]] = {}
+        self._rejected: dict[str, set[str]] = {}  # node -> listener versions Envoy NACKed
+        self._nacks: dict[str, Nack] = {}  # node -> Envoy's last refusal
 
     def set(self, node_id: str, snap: ProxySnapshot | IngressSnapshot) -> Resources:
         current = self.get(node_id)
         if current is not None and current.snapshot == snap:
-            return current  # nothing changed: do not wake anyone
-        built = build_resources(snap)
-        problems = check_consistent(built)
-        if problems:
-            raise InconsistentSnapshot(f"proxy {node_id}: " + "; ".join(problems))
-        resources = Resources.from_messages(snap, built)
+            return current  # nothing changed (or it is being served fail-closed): do not wake anyone
+        resources = self._build(snap)
+        with self._lock:
+            rejected = self._rejected.get(node_id, set())
+        level = 0
+        while resources.versions[LISTENER] in rejected and level < MAX_LEVEL:
+            level += 1  # Envoy refused these listeners before: do not offer them again
+            resources = replace(self._build(fail_closed_snapshot(snap, level)), snapshot=snap, fail_closed=level)
+        if level:
+            log.error("connect: proxy %s: Envoy refused these listeners before; serving fail-closed "
+                      "listeners (level %d) instead", node_id, level)
         with self._lock:
             self._resources[node_id] = resources
             watchers = list(self._watchers.get(node_id, ()))
         self._notify(watchers)
         return resources
+
+    @staticmethod
+    def _build(snap: ProxySnapshot) -> Resources:
+        built = build_resources(snap)
+        problems = check_consistent(built)
+        if problems:
+            raise InconsistentSnapshot(f"proxy {snap.proxy_id}: " + "; ".join(problems))
+        return Resources.from_messages(snap, built)
+
+    def nacked(self, node_id: str, type_url: str, version: str | None, detail: str) -> None:
+        """Envoy refused `version` of `type_url`. Record it; if those are the node's current
+        listeners, serve the next fail-closed level in their place."""
+        with self._lock:
+            current = self._resources.get(node_id)
+            is_current = current is not None and version is not None and current.versions.get(type_url) == version
+            names = tuple(current.by_type[type_url]) if is_current and current else ()
+            self._nacks[node_id] = Nack(type_url, version or "", names, detail, time.time())
+            if type_url != LISTENER or not is_current or current is None:
+                return
+            self._rejected.setdefault(node_id, set()).add(str(version))
+        if current.fail_closed >= MAX_LEVEL:
+            log.error("connect: proxy %s refused even its fail-closed listeners; it keeps the last ones it "
+                      "accepted: %s", node_id, detail)
+            return
+        level = current.fail_closed + 1
+        try:
+            closed = replace(self._build(fail_closed_snapshot(current.snapshot, level)),
+                             snapshot=current.snapshot, fail_closed=level)
+        except Exception:  # runs in an ADS stream: report, never take the stream down
+            log.exception("connect: proxy %s: cannot build fail-closed listeners", node_id)
+            return
+        with self._lock:
+            if self._resources.get(node_id) is not current:
+                return  # a newer snapshot arrived meanwhile: it is tried as usual
+            self._resources[node_id] = closed
+            watchers = list(self._watchers.get(node_id, ()))
+        log.error("connect: proxy %s NACKed its listeners; serving fail-closed listeners (level %d: no "
+                  "caller admitted) until a valid policy arrives", node_id, level)
+        self._notify(watchers)
+
+    def acked(self, node_id: str, type_url: str, version: str) -> None:
+        """Envoy accepted `version` of `type_url`: a refusal of that type is over once Envoy runs a
+        version built from the real snapshot (not a fail-closed one)."""
+        with self._lock:
+            nack, current = self._nacks.get(node_id), self._resources.get(node_id)
+            if (nack is None or nack.resolved_at is not None or nack.type_url != type_url or current is None
+                    or current.fail_closed or current.versions.get(type_url) != version):
+                return
+            self._nacks[node_id] = replace(nack, resolved_at=time.time())
+        log.info("connect: proxy %s accepted %s version %s; the earlier refusal is resolved",
+                 node_id, type_url.rsplit(".", 1)[-1], version)
+
+    def status(self, node_id: str) -> dict[str, object]:
+        """Whether `node_id` is served fail-closed, and Envoy's last refusal (JSON-ready)."""
+        with self._lock:
+            current, nack = self._resources.get(node_id), self._nacks.get(node_id)
+        return {"FailClosed": bool(current and current.fail_closed),
+                "FailClosedLevel": current.fail_closed if current else 0,
+                "LastNack": nack.to_json() if nack else None}
 
     def get(self, node_id: str) -> Resources | None:
         with self._lock:
@@ -189,6 +264,8 @@ class SnapshotCache:
     def delete(self, node_id: str) -> None:
         with self._lock:
             self._resources.pop(node_id, None)
+            self._rejected.pop(node_id, None)
+            self._nacks.pop(node_id, None)
             watchers = list(self._watchers.get(node_id, ()))
         self._notify(watchers)
 

@@ -7,8 +7,9 @@ cache, already built and versioned.
 
 Protocol, per type:
 * a request whose `response_nonce` is not the last nonce we sent is stale and ignored;
-* a request with `error_detail` is a NACK: logged with Envoy's message, and the rejected version
-  is not sent again (the next snapshot change produces a new one);
+* a request with `error_detail` is a NACK: logged with Envoy's message, reported to the cache
+  (which serves refused listeners' node fail-closed ones instead), and the rejected version is
+  not sent again (the next snapshot change produces a new one);
 * otherwise it is a (re)subscription or an ACK; `resource_names` is remembered (EDS and SDS are
   not wildcard: exactly the requested names are answered), and if what we have for those names
   differs from what we last sent, it is sent.
@@ -85,10 +86,13 @@ class _Stream:
                 self.stats.nacks.append((req.type_url, req.error_detail.message))
                 log.error("node %s NACKed %s version %s: %s", self.stats.node_id,
                           req.type_url, st.sent_version, req.error_detail.message)
+                # Envoy keeps its previous config: the cache falls back to fail-closed listeners.
+                self.cache.nacked(self.stats.node_id, req.type_url, st.sent_version, req.error_detail.message)
             else:
                 st.acked_version = req.version_info
                 self.stats.acks[req.type_url] = self.stats.acks.get(req.type_url, 0) + 1
                 self.stats.acked_versions[req.type_url] = req.version_info
+                self.cache.acked(self.stats.node_id, req.type_url, req.version_info)
         st.subscribed = True
         st.names = frozenset(req.resource_names)
         return self.pending((req.type_url,))

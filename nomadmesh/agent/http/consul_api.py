@@ -7,6 +7,7 @@
     consul_intentions.py  /v1/connect/intentions[/exact|/check|/match]
     consul_connect.py     /v1/connect/ca/roots, /v1/agent/connect/ca/{roots,leaf/<service>}
     consul_sidecar_stats.py  /v1/nomadmesh/sidecar/<id>/stats (dev agent only, not Consul's)
+    consul_proxy_status.py   /v1/nomadmesh/proxies: Envoy's last refusal per proxy, fail-closed or not (dev only)
 
 Errors are plain text with Consul's status codes, as Consul answers them; py-consul turns them
 into its exceptions. Reads that Consul lets block take `?index=&wait=` (common.block).
@@ -21,7 +22,8 @@ from werkzeug.routing import PathConverter
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import (
-    consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_sidecar_stats,
+    consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_proxy_status,
+    consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
 
@@ -43,7 +45,7 @@ def create_consul_app(ctx: AgentContext) -> Flask:
     app.url_map.converters["anypath"] = AnyPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
-                   consul_sidecar_stats):
+                   consul_sidecar_stats, consul_proxy_status):
         app.register_blueprint(module.bp)
 
     @app.errorhandler(HTTPError)

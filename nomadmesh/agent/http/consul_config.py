@@ -102,13 +102,13 @@ def put() -> Response:
     try:
         entry = decode(json_body())
     except EntryError as e:
-        raise HTTPError(400, str(e)) from None
+        raise HTTPError(e.status, str(e)) from None
     cas = query_int("cas")
     try:
         with current_ctx().state.write() as txn:
             ok = write_entry(txn, entry, cas)
     except EntryError as e:
-        raise HTTPError(400, str(e)) from None
+        raise HTTPError(e.status, str(e)) from None
     return json_response(ok)
 
 
@@ -144,5 +144,5 @@ def delete(kind: str, name: str) -> Response:
         with current_ctx().state.write() as txn:
             ok = delete_entry(txn, kind, name, cas)
     except EntryError as e:
-        raise HTTPError(400, str(e)) from None
+        raise HTTPError(e.status, str(e)) from None
     return json_response(ok if cas is not None else {})

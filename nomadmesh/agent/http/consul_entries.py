@@ -4,8 +4,10 @@ Entries are stored as kind `config` under `<Kind>/<Name>`. Keys are matched the 
 decoder matches them (any case, snake_case too) and written back in Go field names.
 `service-intentions` entries are checked strictly (unknown keys are refused, as Consul's
 mapstructure decoding with ErrorUnused does, and the sources go through
-`nomadmesh.mesh.intentions.from_config_entry`); other kinds are stored as given once Kind and Name
-are sane, with `service-defaults`' Protocol checked.
+`nomadmesh.mesh.intentions.from_config_entry`), then through Consul's Validate rules
+(`nomadmesh.mesh.intention_rules`: 500 with Consul's text, as Consul answers); service-router
+entries through Consul's rules for them (`nomadmesh.mesh.router_rules`); other kinds are stored
+as given once Kind and Name are sane, with `service-defaults`' Protocol checked.
 
 Consul also refuses a graph where an intention with L7 Permissions points at a service whose
 protocol (service-defaults, else proxy-defaults `global`, else tcp) is not HTTP-like, whichever
@@ -17,6 +19,7 @@ import copy
 from typing import Any, Callable
 
 from nomadmesh.agent.connect import ingress
+from nomadmesh.mesh import intention_rules, router_rules
 from nomadmesh.mesh import intentions as ixn
 
 KINDS = (
@@ -35,6 +38,14 @@ Lookup = Callable[[str, str], "dict[str, Any] | None"]  # (kind, name) -> stored
 
 class EntryError(ValueError):
     """A config entry is refused; `message` is the one line the API answers with (status 400)."""
+
+    status = 400
+
+
+class EntryInvalid(EntryError):
+    """The entry decoded but breaks one of Consul's Validate rules: Consul answers 500 with the text."""
+
+    status = 500
 
 
 # --- key folding ------------------------------------------------------------------------------
@@ -128,6 +139,11 @@ def decode(raw: Any) -> dict[str, Any]:
             entry = ingress.normalize(entry)
         except ingress.IngressError as e:
             raise EntryError(str(e)) from None
+    if kind == "service-router":
+        try:
+            router_rules.validate(entry)
+        except router_rules.InvalidRouter as e:
+            raise EntryInvalid(str(e)) from None
     return entry
 
 
@@ -143,6 +159,10 @@ def _normalize_intentions(entry: dict[str, Any]) -> dict[str, Any]:
         parsed = ixn.from_config_entry(entry)
     except ixn.IntentionError as e:
         raise EntryError(str(e)) from None
+    try:
+        intention_rules.validate(entry)
+    except intention_rules.InvalidIntentions as e:
+        raise EntryInvalid(str(e)) from None
     sources = []
     for raw, intention in zip(entry.get("Sources") or [], parsed):
         src = {k: v for k, v in raw.items() if k != "Precedence"}

@@ -71,7 +71,7 @@ def _write(txn: Txn, entry: dict[str, Any]) -> None:
     try:
         write_entry(txn, decode(entry), cas=None)
     except EntryError as e:
-        raise HTTPError(400, str(e)) from None
+        raise HTTPError(e.status, str(e)) from None
 
 
 @bp.get("/v1/connect/intentions")

@@ -36,6 +36,7 @@ trust domain (the TLS layer already checked the CA) nor the datacenter is matche
 """
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, replace
 from typing import Iterable
 
@@ -132,7 +133,18 @@ def intermediate_form(
 
 
 def _re2_escape(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in name)
+    """`name` as an RE2 literal, the way RE2::QuoteMeta does it: ASCII punctuation gets a
+    backslash, other ASCII (controls, space) a hex escape, non-ASCII stays as it is. A backslash
+    before a non-ASCII symbol (`\\€`) is an invalid escape: Envoy would NACK the whole listener."""
+    out = []
+    for c in name:
+        if not c.isascii() or c.isalnum() or c == "_":
+            out.append(c)
+        elif c in string.punctuation:
+            out.append("\\" + c)
+        else:
+            out.append(f"\\x{{{ord(c):02x}}}")
+    return "".join(out)
 
 
 def principal_regex(source: str) -> str:
