@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from nomadmesh.agent.datadir import make_private_file, restrict_existing
+from nomadmesh.errors import AgentError
+
 # Ordered, append-only: (name, SQL). Never edit a migration that has shipped; add a new one.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
@@ -49,6 +52,10 @@ class Record:
     value: Any
     create_index: int
     modify_index: int
+
+
+class StateFileError(AgentError):
+    """The state file cannot be used (corrupt, not a database, unreadable): one line saying what to do."""
 
 
 class CasError(Exception):
@@ -132,13 +139,28 @@ class State:
 
     def __init__(self, path: Path | str):
         self.path = str(path)
+        # Every KV value is in here: 0600 before SQLite opens it; its -wal and -shm files take the
+        # database's mode when SQLite creates them, and older ones are tightened below.
+        make_private_file(Path(self.path))
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._migrate()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            # quick_check reads every page: damage is found now, not as a 500 on some later read.
+            problem = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
+            self._migrate()
+            self._conn.execute("SELECT value FROM raft_index WHERE id = 1").fetchone()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise StateFileError(
+                f"state file {self.path} cannot be used ({e}): restore it from a backup, or move it away "
+                "(with its -wal and -shm files) to start with an empty state") from None
+        restrict_existing(Path(self.path + "-wal"), Path(self.path + "-shm"))
 
     def _migrate(self) -> None:
         with self._lock:
