@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import nomad
 import pytest
@@ -62,15 +64,40 @@ def test_no_xds_tcp_port_unless_asked(agent_factory: Callable[..., RunningAgent]
     assert tcp_listeners(opened.pid) == {opened.nomad_port, opened.consul_port, port}
 
 
+@pytest.fixture
+def open_parent() -> Iterator[Path]:
+    """A world-traversable dir (pytest's own tmp dirs are 0700, which would hide what the agent does)."""
+    path = Path(tempfile.mkdtemp(prefix="nomadmesh-h3-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+PROBE = """import socket, sys
+try:
+    print(open(sys.argv[1], "rb").read(16))
+except OSError as e:
+    print(type(e).__name__)
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[2])
+    print("connected")
+except OSError as e:
+    print(type(e).__name__)
+"""
+
+
 @root_only
-def test_another_user_cannot_reach_the_xds_socket(running_agent: RunningAgent) -> None:
-    """The data dir stops any other user before the socket: a raw client as nobody is refused."""
-    probe = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
-             "try:\n s.connect(sys.argv[1]); print('connected')\nexcept OSError as e: print(type(e).__name__)")
+def test_another_user_reads_no_state_and_reaches_no_xds_socket(
+        agent_factory: Callable[..., RunningAgent], open_parent: Path) -> None:
+    agent = agent_factory(data_dir=open_parent / "data")
+    requests_put_kv(agent, "secret/db-password", b"hunter2")
     out = subprocess.run(["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups",
-                          "/usr/bin/python3", "-c", probe, str(running_agent.data_dir / "xds.sock")],
-                         capture_output=True, text=True, timeout=20)
-    assert out.stdout.strip() == "PermissionError", out.stderr
+                          "/usr/bin/python3", "-c", PROBE, str(agent.data_dir / "state.db"),
+                          str(agent.data_dir / "xds.sock")], capture_output=True, text=True, timeout=20)
+    assert out.stdout.split() == ["PermissionError", "PermissionError"], out.stderr
 
 
 # --- tasks run as their user ------------------------------------------------------------------
