@@ -17,6 +17,7 @@ SIGKILL after kill_timeout.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import shutil
@@ -32,6 +33,7 @@ from nomadmesh.agent.runtime import events as ev, users
 from nomadmesh.agent.runtime.events import TaskEvent, TaskState
 from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker, go_duration
 
+log = logging.getLogger("nomadmesh.agent.process")
 EventCallback = Callable[[str, TaskEvent], None]
 SIGNAL_BASE = 128  # exit code of a signalled process, as shells and Nomad's executor report it
 
@@ -343,7 +345,10 @@ class TaskProcess:
         with self._lock:
             self._state = replace(self._state, events=(self._state.events + (event,))[-ev.MAX_EVENTS:])
         if self._on_event is not None:
-            self._on_event(self.spec.name, event)
+            try:
+                self._on_event(self.spec.name, event)
+            except Exception:  # the supervisor must outlive its listener: it still restarts the task
+                log.exception("task %s: event handler failed on %s", self.spec.name, event.type)
 
     def _wake(self) -> None:
         try:
