@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, DataDirLock, alloc_root, make_private_dir, make_shared_root
+from nomadmesh.agent.datadir import DataDirLock, alloc_root, make_private_dir
 from nomadmesh.agent.state import State
 
 if TYPE_CHECKING:  # the catalog lives in its own module; only its type is needed here
@@ -74,7 +74,6 @@ class AgentContext:
         lock = DataDirLock(config.data_dir).acquire()
         try:
             make_private_dir(config.data_dir)
-            make_shared_root(config.alloc_root, ALLOC_ROOT_MODE)
             state = State(config.data_dir / "state.db")
             try:
                 return cls(config=config, state=state, node_id=_persistent_id(state, "node_id"),

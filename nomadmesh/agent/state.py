@@ -216,8 +216,8 @@ class State:
             self._conn.execute("PRAGMA busy_timeout=5000")
             # quick_check reads every page: damage is found now, not as a 500 on some later read.
             problem = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                raise sqlite3.DatabaseError(problem)
+            if problem != "ok":  # e.g. "*** in database main ***\nTree 4 page 3: ...": keep it one line
+                raise sqlite3.DatabaseError(" ".join(problem.replace("*** in database main ***", "").split()))
             self._migrate()
             self._conn.execute("SELECT value FROM raft_index WHERE id = 1").fetchone()
         except sqlite3.DatabaseError as e:

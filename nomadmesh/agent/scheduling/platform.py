@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 
 log = logging.getLogger("nomadmesh.agent.platform")
 
@@ -155,6 +156,9 @@ class Platform:
 
     def make_dirs(self, alloc_id: str, tasks: list[str]) -> str:
         taskdir = _runtime("taskdir")
+        # Made on first use (an agent that runs nothing leaves nothing in the temp dir), and checked
+        # each time: in /tmp its name is predictable, so it must be a real dir of the agent's own.
+        make_shared_root(self.alloc_root, ALLOC_ROOT_MODE)
         return str(taskdir.AllocDirs(self.alloc_root).build(alloc_id, tasks).root)
 
     def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> dict[str, str]:
