@@ -2,13 +2,15 @@
 
 On a real full disk (a small tmpfs as the data dir, filled up): a KV write is a 500 naming the real
 cause, not SQLite's "cannot rollback"; a task killed meanwhile is still restarted and the API says
-so (restarts counted, running again); once space is freed, writes work again.
+so (restarts counted, running again); a check's new result is recorded; once space is freed, writes
+work again.
 """
 from __future__ import annotations
 
 import errno
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,7 +20,7 @@ import nomad
 import pytest
 import requests
 
-from conftest import RunningAgent, wait_until
+from conftest import RunningAgent, free_port, wait_until
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root"), pytest.mark.timeout(120)]
 
@@ -84,6 +86,11 @@ def task_pid(client: nomad.Nomad, alloc_id: str) -> int:
     return int((alloc_dir / alloc_id / "t" / "local" / "pid").read_text().strip())
 
 
+def check_status(agent: RunningAgent) -> str:
+    checks = requests.get(f"{agent.consul_addr}/v1/health/checks/diskcheck", timeout=5).json()
+    return str(checks[0]["Status"])
+
+
 def test_full_disk_fails_writes_clearly_and_tasks_are_still_restarted(
         small_disk: Path, agent_factory: Callable[..., RunningAgent]) -> None:
     agent = agent_factory(data_dir=small_disk / "data")
@@ -92,6 +99,11 @@ def test_full_disk_fails_writes_clearly_and_tasks_are_still_restarted(
     alloc, _ = wait_until(lambda: (s := task_state(client)) and s[1]["State"] == "running" and s, 30,
                           what="task running")
     first_pid = wait_until(lambda: task_pid(client, alloc["ID"]), 10, what="pid file")
+
+    port = free_port()
+    check = {"Name": "diskcheck", "Port": port, "Check": {"TCP": f"127.0.0.1:{port}", "Interval": "1s"}}
+    requests.put(f"{agent.consul_addr}/v1/agent/service/register", json=check, timeout=5).raise_for_status()
+    wait_until(lambda: check_status(agent) == "critical", 10, what="check critical (nothing listens)")
 
     filler = fill(small_disk)
     r = requests.put(f"{agent.consul_addr}/v1/kv/full/k", data=b"v" * 100_000, timeout=10)
@@ -110,6 +122,10 @@ def test_full_disk_fails_writes_clearly_and_tasks_are_still_restarted(
     assert [e["Type"] for e in ts["Events"]][-3:] == ["Terminated", "Restarting", "Started"]
     # Still full: ordinary writes keep failing instead of eating the room kept for task states.
     assert requests.put(f"{agent.consul_addr}/v1/kv/full/k", data=b"v", timeout=10).status_code == 500
+
+    # Check results are recorded on the full disk too: the check turns passing once something listens.
+    with socket.create_server(("127.0.0.1", port)):
+        wait_until(lambda: check_status(agent) == "passing", 10, what="check result recorded on a full disk")
 
     filler.unlink()
     wait_until(lambda: requests.put(f"{agent.consul_addr}/v1/kv/full/k", data=b"v", timeout=10).status_code == 200,
