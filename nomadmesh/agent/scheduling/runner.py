@@ -155,7 +155,7 @@ class AllocRunner:
             log.warning("allocation %s: task %s: state not written (%s); retrying", self.alloc_id[:8], task, e)
             with self._lock:
                 self._pending[task] = write
-                if self._retrier is None or not self._retrier.is_alive():
+                if self._retrier is None:
                     self._retrier = threading.Thread(target=self._retry_pending, daemon=True,
                                                      name=f"alloc-{self.alloc_id[:8]}-retry")
                     self._retrier.start()
@@ -166,8 +166,9 @@ class AllocRunner:
             with self._lock:
                 pending = dict(self._pending)
                 self._pending.clear()
-            if not pending:
-                return
+                if not pending:
+                    self._retrier = None  # under the lock: a write failing now starts a new retrier
+                    return
             failed = {}
             for task, write in pending.items():
                 try:
