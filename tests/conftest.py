@@ -78,6 +78,11 @@ class RunningAgent:
         return f"http://{self.host}:{self.consul_port}"
 
     @property
+    def alloc_dir(self) -> Path:
+        """Where its allocation dirs are (the default --alloc-dir, outside the private data dir)."""
+        return alloc_root(self.data_dir, None)
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None, "agent not running"
         return self.proc.pid
@@ -154,7 +159,7 @@ def _agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     finally:
         for agent in started:
             agent.stop()
-            shutil.rmtree(alloc_root(agent.data_dir, None), ignore_errors=True)  # the default, in the temp dir
+            shutil.rmtree(agent.alloc_dir, ignore_errors=True)  # the default one is in the temp dir
 
 
 @pytest.fixture

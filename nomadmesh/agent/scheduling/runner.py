@@ -169,7 +169,7 @@ class AllocRunner:
                 if not pending:
                     self._retrier = None  # under the lock: a write failing now starts a new retrier
                     return
-            failed = {}
+            failed: dict[str, Callable[[], None]] = {}
             for task, write in pending.items():
                 try:
                     write()
