@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import requests
 
 from nomadmesh.agent.connect.testing import free_port
+from nomadmesh.agent.datadir import alloc_root
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -169,6 +170,7 @@ def agent_session(extra_args: tuple[str, ...] = ()) -> Iterator[Agent]:
     finally:
         agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(alloc_root(tmp / "data", None), ignore_errors=True)  # the default --alloc-dir, in /tmp
 
 
 # --- /proc --------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import requests
 
+from nomadmesh.agent.datadir import alloc_root
+
 from agentkit import agent_session, cpu_seconds, enter_netns, pct, pids_matching, private_mib, rss_mib
 
 APP_PORT = 8080
@@ -119,7 +121,7 @@ def one_size(n: int) -> dict[str, float]:
         # The probe's own resolution: one pass over every port when nothing changes.
         probe_round = max(probe_all(netns, ports, want_refused=False, timeout=30))
         rss = rss_mib(pid)
-        envoys = pids_matching("envoy", str(agent.data_dir))
+        envoys = pids_matching("envoy", str(alloc_root(agent.data_dir, None)))  # bootstraps are in the alloc dir
         mem = [private_mib(p) for p in envoys]
 
         entries = f"{agent.consul_addr}/v1/config"

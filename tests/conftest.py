@@ -7,6 +7,7 @@ Every agent started here is stopped at the end of the test (SIGTERM, then SIGKIL
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import pytest
 import requests
 
+from nomadmesh.agent.datadir import alloc_root
 from nomadmesh.deploy.target import consul_client, target_from_env
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ class RunningAgent:
     data_dir: Path
     nomad_port: int
     consul_port: int
-    grpc_port: int
+    grpc_port: int | None = None  # the xDS TCP port is off unless a test asks for it
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     log_path: Path = field(init=False)
@@ -76,6 +78,11 @@ class RunningAgent:
         return f"http://{self.host}:{self.consul_port}"
 
     @property
+    def alloc_dir(self) -> Path:
+        """Where its allocation dirs are (the default --alloc-dir, outside the private data dir)."""
+        return alloc_root(self.data_dir, None)
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None, "agent not running"
         return self.proc.pid
@@ -83,7 +90,7 @@ class RunningAgent:
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(self.data_dir),
                 "--nomad-port", str(self.nomad_port), "--consul-port", str(self.consul_port),
-                "--grpc-port", str(self.grpc_port), *self.extra_args]
+                *(("--grpc-port", str(self.grpc_port)) if self.grpc_port is not None else ()), *self.extra_args]
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -140,7 +147,7 @@ def _agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     def start(*extra_args: str, data_dir: Path | None = None) -> RunningAgent:
         agent = RunningAgent(
             data_dir=data_dir or tmp_path_factory.mktemp("agent") / "data",
-            nomad_port=free_port(), consul_port=free_port(), grpc_port=free_port(), extra_args=extra_args,
+            nomad_port=free_port(), consul_port=free_port(), extra_args=extra_args,
             host=extra_args[extra_args.index("--bind") + 1] if "--bind" in extra_args else "127.0.0.1",
         )
         started.append(agent)
@@ -152,6 +159,7 @@ def _agent_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     finally:
         for agent in started:
             agent.stop()
+            shutil.rmtree(agent.alloc_dir, ignore_errors=True)  # the default one is in the temp dir
 
 
 @pytest.fixture

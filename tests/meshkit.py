@@ -29,7 +29,7 @@ def pids_with(*markers: str) -> list[int]:
 
 
 def envoy_pids(marker: str) -> list[int]:
-    """Envoy processes whose command line mentions `marker` (our agent's data dir)."""
+    """Envoy processes whose command line mentions `marker` (our agent's alloc dir)."""
     return pids_with("envoy", marker)
 
 

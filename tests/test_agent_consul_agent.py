@@ -80,7 +80,9 @@ def test_agent_self_names_the_node_and_envoy(c: consul.Consul, module_agent: Run
     assert me["Config"]["NodeName"]
     assert len(me["Config"]["NodeID"]) == 36
     assert me["xDS"]["SupportedProxies"]["envoy"] == ["1.40.0"]
-    assert me["xDS"]["Port"] == module_agent.grpc_port
+    # No xDS TCP port by default (Consul's ports.grpc = -1); the unix socket is published instead.
+    assert me["xDS"]["Port"] == -1 and me["DebugConfig"]["GRPCPort"] == -1
+    assert me["DebugConfig"]["GRPCAddrs"] == [f"unix://{module_agent.data_dir}/xds.sock"]
     assert c.status.leader().endswith(":8300")
     assert c.status.peers() == [c.status.leader()]
 

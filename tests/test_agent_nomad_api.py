@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -65,7 +66,8 @@ class InProcessAgent:
         self.server.close()
         self.scheduler.stop(stop_tasks=True)
         self.ctx.catalog.stop()
-        self.ctx.state.close()
+        self.ctx.close()
+        shutil.rmtree(self.ctx.config.alloc_root, ignore_errors=True)  # the default one is in the temp dir
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import requests
 
 from conftest import REPO, free_port
+from nomadmesh.agent.datadir import alloc_root
 from nomadmesh.deploy.local_agent import is_our_agent
 from test_cli_deploy import WEB, write_services
 
@@ -61,3 +63,4 @@ def test_up_then_down(tmp_path: Path) -> None:
         if pid and is_our_agent(pid):
             os.kill(pid, 9)
         subprocess.run(["ip", "link", "delete", f"nmu{tag}"], capture_output=True)
+        shutil.rmtree(alloc_root((tmp_path / ".nomadmesh" / "data").resolve(), None), ignore_errors=True)

@@ -52,6 +52,9 @@ def test_grpc_port_and_addresses() -> None:
     assert sidecar_for.grpc_port({"xDS": {"Ports": {"Plaintext": 8502, "TLS": -1}}}) == 8502
     assert sidecar_for.grpc_port({"DebugConfig": {"GRPCPort": 8503}}) == 8503  # Consul before 1.14
     assert sidecar_for.grpc_port({"DebugConfig": {"GRPCPort": -1}}) is None
+    published = {"DebugConfig": {"GRPCPort": -1, "GRPCAddrs": ["tcp://127.0.0.1:1", "unix:///d/xds.sock"]}}
+    assert sidecar_for.grpc_unix_addr(published) == "unix:///d/xds.sock"
+    assert sidecar_for.grpc_unix_addr({"DebugConfig": {"GRPCAddrs": ["tcp://127.0.0.1:8502"]}}) is None
     assert sidecar_for.parse_grpc_addr("http://127.0.0.1:8502") == "127.0.0.1:8502"
     assert sidecar_for.parse_grpc_addr("localhost:8502") in ("127.0.0.1:8502", "::1:8502")
     assert sidecar_for.parse_grpc_addr("/run/consul.sock") == "unix:///run/consul.sock"
@@ -85,9 +88,9 @@ def test_bootstrap_flag_prints_what_envoy_would_get(module_agent: RunningAgent) 
     assert out.returncode == 0, out.stderr
     boot = json.loads(out.stdout)
     assert boot["node"] == {"id": "sfprint-sidecar-proxy", "cluster": "sfprint"}
+    # The agent has no xDS TCP port by default: its published unix socket (DebugConfig.GRPCAddrs).
     addr = boot["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
-    assert addr["endpoint"]["address"]["socket_address"] == {"address": "127.0.0.1",
-                                                              "port_value": module_agent.grpc_port}
+    assert addr["endpoint"]["address"] == {"pipe": {"path": f"{module_agent.data_dir}/xds.sock"}}
     assert boot["admin"]["address"]["socket_address"]["port_value"] == 19100
     # --grpc-addr wins over what the agent publishes.
     out = cli("connect", "envoy", "--sidecar-for", "sfprint", "--consul-addr", module_agent.consul_addr,

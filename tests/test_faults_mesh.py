@@ -95,7 +95,7 @@ def mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp
         yield {"agent": agent, "nomad": nomad, "consul": consul_client(target), "prefix": prefix, "port": port}
     finally:
         agent.stop()
-        assert wait_until(lambda: not pids_with("envoy", str(agent.data_dir)), 15, what="envoys gone")
+        assert wait_until(lambda: not pids_with("envoy", str(agent.alloc_dir)), 15, what="envoys gone")
         assert netns_list(prefix) == []
 
 
@@ -124,7 +124,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
     root_id = requests.get(f"{consul}/v1/connect/ca/roots", timeout=5).json()["ActiveRootID"]
     before = running_allocs(nomad)
     versions = {n: nomad.job.get_job(n)["Version"] for n in NAMES}
-    envoys = sorted(pids_with("envoy", str(agent.data_dir)))
+    envoys = sorted(pids_with("envoy", str(agent.alloc_dir)))
     assert len(envoys) == 4  # three sidecars and the ingress gateway the calls come through
 
     # Steady traffic, 100 calls over ~3 s; the agent is SIGKILLed after the 20th and stays down.
@@ -143,7 +143,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
         time.sleep(0.03)
     assert failures == [], f"calls failed while the agent was down: {failures}"
     assert served_while_down == 80
-    assert sorted(pids_with("envoy", str(agent.data_dir))) == envoys  # the sidecars never restarted
+    assert sorted(pids_with("envoy", str(agent.alloc_dir))) == envoys  # the sidecars never restarted
 
     agent.start()
     # Everything is still there, and the running allocations were adopted, not replaced.
@@ -157,7 +157,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
     after = running_allocs(nomad)
     assert {n: a["ID"] for n, a in after.items()} == {n: a["ID"] for n, a in before.items()}
     assert all(a["ClientStatus"] == "running" for a in after.values())
-    assert sorted(pids_with("envoy", str(agent.data_dir))) == envoys
+    assert sorted(pids_with("envoy", str(agent.alloc_dir))) == envoys
     assert all(len(nomad.job.get_allocations(n)) == 1 for n in NAMES)  # nothing extra was placed
     assert chain(port)
 

@@ -63,7 +63,7 @@ def mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         agent.stop()
         # Nothing is left behind: no Envoy of this agent, no namespace with its prefix.
-        assert wait_until(lambda: not envoy_pids(str(agent.data_dir)), 10, what="envoys gone")
+        assert wait_until(lambda: not envoy_pids(str(agent.alloc_dir)), 10, what="envoys gone")
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert prefix not in names, names
 
@@ -194,4 +194,4 @@ def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
           f"restore {restore_ms:.0f}ms")
     for name in (*NAMES, GATEWAY):
         nomad.job.deregister_job(name)
-    wait_until(lambda: not envoy_pids(str(agent.data_dir)), 15, what="sidecars stopped with their jobs")
+    wait_until(lambda: not envoy_pids(str(agent.alloc_dir)), 15, what="sidecars stopped with their jobs")

@@ -13,7 +13,7 @@ from nomadmesh.agent.runtime.taskdir import AllocDirs
 
 
 def test_layout_and_secrets_mode(tmp_path: Path) -> None:
-    dirs = AllocDirs(tmp_path)
+    dirs = AllocDirs(tmp_path / "allocs")
     adir = dirs.build("a1", ["web", "sidecar"])
     for d in ("alloc/logs", "alloc/tmp", "alloc/data", "web/local", "web/secrets", "web/tmp", "sidecar/local"):
         assert (tmp_path / "allocs" / "a1" / d).is_dir(), d
@@ -28,7 +28,7 @@ def test_layout_and_secrets_mode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".", "", "x\x00"])
 def test_names_that_leave_the_dir_are_refused(tmp_path: Path, bad: str) -> None:
-    dirs = AllocDirs(tmp_path)
+    dirs = AllocDirs(tmp_path / "allocs")
     with pytest.raises(ValueError):
         dirs.build("a1", [bad])
     with pytest.raises(ValueError):
@@ -38,7 +38,7 @@ def test_names_that_leave_the_dir_are_refused(tmp_path: Path, bad: str) -> None:
 
 
 def _alloc_with_log(tmp_path: Path, data: bytes, task: str = "web") -> Path:
-    adir = AllocDirs(tmp_path).build("a1", [task])
+    adir = AllocDirs(tmp_path / "allocs").build("a1", [task])
     adir.stdout_path(task).write_bytes(data)
     return adir.root
 

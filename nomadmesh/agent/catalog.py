@@ -259,7 +259,7 @@ class Catalog:
             log.debug("check %s: status not written", check_id, exc_info=True)
 
     def _write_status(self, check_id: str, status: str, output: str) -> bool:
-        with self.ctx.state.write() as txn:
+        with self.ctx.state.write(critical=True) as txn:  # a check result is recorded even on a full disk
             rec = txn.get("check", check_id)
             if rec is None:
                 return False

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nomadmesh.agent.datadir import DataDirLock, alloc_root, make_private_dir
 from nomadmesh.agent.state import State
 
 if TYPE_CHECKING:  # the catalog lives in its own module; only its type is needed here
@@ -23,17 +24,22 @@ class AgentConfig:
     bind: str = "127.0.0.1"  # secure by default: loopback only
     nomad_port: int = 4646
     consul_port: int = 8500
-    grpc_port: int = 8502
+    grpc_port: int | None = None  # the xDS TCP port; None: off (Envoys use the data dir's unix socket)
     datacenter: str = "dc1"
     region: str = "global"
     node_name: str = field(default_factory=socket.gethostname)
     config_dir: Path | None = None
     default_policy: str = "allow"  # "allow" (dev) or "deny" (zero trust)
     dev: bool = True
+    alloc_dir: Path | None = None  # Nomad's client.alloc_dir; None: datadir.alloc_root's default
 
     @property
     def default_allow(self) -> bool:
         return self.default_policy == "allow"
+
+    @property
+    def alloc_root(self) -> Path:
+        return alloc_root(self.data_dir, self.alloc_dir)
 
 
 def _persistent_id(state: State, key: str) -> str:
@@ -58,17 +64,32 @@ class AgentContext:
     cluster_id: str  # Consul's cluster id: the Connect trust domain is "<cluster_id>.consul"
     catalog: "Catalog | None" = None  # set by the agent once the catalog exists
     extras: dict[str, Any] = field(default_factory=dict)  # parts registered by later layers
+    lock: DataDirLock | None = None
 
     @classmethod
     def open(cls, config: AgentConfig) -> "AgentContext":
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        state = State(config.data_dir / "state.db")
-        return cls(
-            config=config,
-            state=state,
-            node_id=_persistent_id(state, "node_id"),
-            cluster_id=_persistent_id(state, "cluster_id"),
-        )
+        """Lock the data dir (refusing one another agent holds, before touching it), make it private,
+        open the state."""
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = DataDirLock(config.data_dir).acquire()
+        try:
+            make_private_dir(config.data_dir)
+            state = State(config.data_dir / "state.db")
+            try:
+                return cls(config=config, state=state, node_id=_persistent_id(state, "node_id"),
+                           cluster_id=_persistent_id(state, "cluster_id"), lock=lock)
+            except BaseException:
+                state.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        """Close the state, then let another agent have the data dir."""
+        self.state.close()
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def trust_domain(self) -> str:

@@ -175,7 +175,7 @@ class Agent:
         if self.ctx is not None:
             if self.ctx.catalog is not None:
                 self.ctx.catalog.stop()
-            self.ctx.state.close()
+            self.ctx.close()
         log.info("agent stopped")
 
     def run(self) -> None:

@@ -12,7 +12,10 @@ ordered migrations live here and are recorded in the `migrations` table.
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -20,6 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from nomadmesh.agent.datadir import make_private_file, restrict_existing
+from nomadmesh.errors import AgentError
+
+log = logging.getLogger("nomadmesh.agent.state")
 
 # Ordered, append-only: (name, SQL). Never edit a migration that has shipped; add a new one.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
@@ -49,6 +57,14 @@ class Record:
     value: Any
     create_index: int
     modify_index: int
+
+
+class StateFileError(AgentError):
+    """The state file cannot be used (corrupt, not a database, unreadable): one line saying what to do."""
+
+
+class DiskFullError(Exception):
+    """A write failed because the data dir's disk is full; nothing of it was applied."""
 
 
 class CasError(Exception):
@@ -105,6 +121,62 @@ class Txn:
         return n
 
 
+SQLITE_FULL = 13
+SQLITE_IOERR = 10
+RESERVE_BYTES = 8 << 20  # room for the WAL to reach its checkpoint size (1000 pages) and then some
+
+
+def _disk_full(e: sqlite3.OperationalError, db_path: str) -> bool:
+    """SQLITE_FULL, or an I/O error while the disk has no free blocks left (a WAL that cannot grow)."""
+    code = getattr(e, "sqlite_errorcode", 0) & 0xFF
+    if code == SQLITE_FULL:
+        return True
+    if code == SQLITE_IOERR:
+        try:
+            return os.statvfs(Path(db_path).parent).f_bavail == 0
+        except OSError:
+            return False
+    return False
+
+
+class Reserve:
+    """A file of RESERVE_BYTES next to the state, given up when the disk fills so that the agent can
+    still record what its tasks do (a ballast file, as etcd and CockroachDB keep)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.held = False
+
+    def ensure(self) -> None:
+        """Have the reserve, or raise DiskFullError: the disk is still too full for ordinary writes."""
+        if self.held:
+            return
+        try:
+            st = os.statvfs(self.path.parent)
+            if not self.path.exists() and st.f_bavail * st.f_frsize < 2 * RESERVE_BYTES:
+                # Just given up for the agent's own records: wait for real room, not a page or two.
+                raise OSError(errno.ENOSPC, "no space left on device")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self.path.unlink(missing_ok=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(f"failed to write the state: no space left on device; free space on the "
+                                    f"disk of {self.path.parent}") from None
+            raise
+        self.held = True
+
+    def release(self) -> None:
+        if self.held or self.path.exists():
+            log.warning("state: the disk of %s is full; giving up the reserve so task states can still be "
+                        "recorded; other writes fail until space is freed", self.path.parent)
+        self.path.unlink(missing_ok=True)
+        self.held = False
+
+
 def _row(row: tuple[str, str, str, int, int]) -> Record:
     return Record(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
@@ -132,13 +204,34 @@ class State:
 
     def __init__(self, path: Path | str):
         self.path = str(path)
+        # Every KV value is in here: 0600 before SQLite opens it; its -wal and -shm files take the
+        # database's mode when SQLite creates them, and older ones are tightened below.
+        make_private_file(Path(self.path))
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._migrate()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            # quick_check reads every page: damage is found now, not as a 500 on some later read.
+            problem = self._conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":  # e.g. "*** in database main ***\nTree 4 page 3: ...": keep it one line
+                raise sqlite3.DatabaseError(" ".join(problem.replace("*** in database main ***", "").split()))
+            self._migrate()
+            self._conn.execute("SELECT value FROM raft_index WHERE id = 1").fetchone()
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            raise StateFileError(
+                f"state file {self.path} cannot be used ({e}): restore it from a backup, or move it away "
+                "(with its -wal and -shm files) to start with an empty state") from None
+        restrict_existing(Path(self.path + "-wal"), Path(self.path + "-shm"))
+        self._reserve = Reserve(Path(self.path + ".reserve"))
+        try:
+            self._reserve.ensure()
+        except DiskFullError:
+            log.warning("state: the disk of %s is full: only task states and check results can be recorded",
+                        Path(self.path).parent)
 
     def _migrate(self) -> None:
         with self._lock:
@@ -192,11 +285,19 @@ class State:
     # --- writes -------------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[Txn]:
-        """A transaction with a fresh index; commits on success, rolls back on any exception."""
+    def write(self, critical: bool = False) -> Iterator[Txn]:
+        """A transaction with a fresh index; commits on success, rolls back on any exception.
+
+        A full disk raises DiskFullError (not SQLite's bare error). `critical` writes are the
+        agent's own record of what runs (task states, check results): the first one that hits a
+        full disk frees the reserve file, so its retry, and the ones after it, fit; until the
+        reserve can be put back, ordinary writes (KV, jobs...) fail at once with DiskFullError
+        rather than eat that room."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not critical:
+                self._reserve.ensure()
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 index = self.index + 1
                 txn = Txn(self._conn, index)
                 yield txn
@@ -207,8 +308,19 @@ class State:
                         [(k, index) for k in sorted(txn.kinds)],
                     )
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as e:
+                # On SQLITE_FULL SQLite may already have rolled the transaction back itself; a second
+                # ROLLBACK would fail ("no transaction is active") and hide the real cause.
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.exception("state: rollback failed")
+                if isinstance(e, sqlite3.OperationalError) and _disk_full(e, self.path):
+                    if critical:
+                        self._reserve.release()
+                    raise DiskFullError(f"failed to write the state: no space left on device ({e}); free "
+                                        f"space on the disk of {Path(self.path).parent}") from None
                 raise
             if txn.kinds:
                 self._changed.notify_all()

@@ -22,8 +22,14 @@ from nomadmesh.errors import AgentError
               help="Nomad HTTP API port.")
 @click.option("--consul-port", default=8500, show_default=True, type=click.IntRange(0, 65535),
               help="Consul HTTP API port.")
-@click.option("--grpc-port", default=8502, show_default=True, type=click.IntRange(0, 65535),
-              help="Consul gRPC (xDS) port advertised to Envoy.")
+@click.option("--grpc-port", default=None, type=click.IntRange(0, 65535),
+              help="Also serve xDS on this TCP port of --bind (Consul's ports.grpc). It has no authentication: "
+                   "any local user can connect to it and take any service's certificate and private key. "
+                   "Default: off; Envoys use the unix socket in the data dir, private to the agent's user.")
+@click.option("--alloc-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep allocation (task) dirs here, like Nomad's client.alloc_dir; outside the private "
+                   "data dir so tasks running as another user reach theirs.  [default: a per-data-dir "
+                   "folder in the temp dir]")
 @click.option("--datacenter", default="dc1", show_default=True, help="Datacenter name.")
 @click.option("--node", "node_name", default=None, help="Node name. Default: the host name.")
 @click.option("--config-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -32,13 +38,18 @@ from nomadmesh.errors import AgentError
               help="Intention default policy: allow (dev) or deny (zero trust).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="How much the agent logs to stderr.")
-def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_port: int, grpc_port: int,
-          datacenter: str, node_name: str | None, config_dir: Path | None, default_policy: str,
+def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_port: int, grpc_port: int | None,
+          alloc_dir: Path | None, datacenter: str, node_name: str | None, config_dir: Path | None, default_policy: str,
           log_level: str) -> None:
     """Run an embedded Nomad + Consul dev agent that really runs jobs, until Ctrl-C.
 
     It serves the Nomad HTTP API (default 127.0.0.1:4646) and the Consul HTTP API
     (127.0.0.1:8500) for python-nomad, py-consul and nomadmesh itself.
+
+    Tasks run as their job's `user`; `exec` tasks without one run as nobody, as Nomad's exec
+    driver does. `raw_exec` tasks without one run as the agent's user: as root when the agent
+    runs as root, like Nomad's raw_exec. There are no ACLs yet (like `consul agent -dev`): anyone
+    who can reach the HTTP APIs can run jobs, read KV and request certificates.
 
     Example:
 
@@ -54,6 +65,7 @@ def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_p
         data_dir=data_dir.resolve(), bind=bind, nomad_port=nomad_port, consul_port=consul_port,
         grpc_port=grpc_port, datacenter=datacenter, node_name=node_name or socket.gethostname(),
         config_dir=config_dir.resolve() if config_dir else None, default_policy=default_policy, dev=dev,
+        alloc_dir=alloc_dir.resolve() if alloc_dir else None,
     )
     try:
         Agent(config).run()
@@ -62,3 +74,5 @@ def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_p
     finally:
         if throwaway:
             shutil.rmtree(data_dir, ignore_errors=True)
+            if alloc_dir is None:
+                shutil.rmtree(config.alloc_root, ignore_errors=True)

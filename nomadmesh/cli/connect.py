@@ -25,7 +25,8 @@ def connect_group() -> None:
               help="Consul HTTP API.  [default: $CONSUL_HTTP_ADDR or http://127.0.0.1:8500]")
 @click.option("--grpc-addr", default=None, envvar=GRPC_ADDR_ENV, metavar="ADDR",
               help=f"The agent's xDS server (host:port or unix:///path).  [default: ${GRPC_ADDR_ENV}, "
-                   "else the gRPC port /v1/agent/self publishes, on the Consul address's host]")
+                   "else the gRPC port /v1/agent/self publishes, on the Consul address's host, "
+                   "else the unix socket it publishes (DebugConfig.GRPCAddrs)]")
 @click.option("--admin-bind", default=DEFAULT_ADMIN_BIND, show_default=True, metavar="HOST:PORT",
               help="Envoy's admin interface.")
 @click.option("--bootstrap", "print_bootstrap", is_flag=True,

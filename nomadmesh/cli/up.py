@@ -1,7 +1,6 @@
 """`nomadmesh up`: an agent if none answers, then the services deployed, then how to call them."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,13 @@ from nomadmesh.cli.options import allow_external_option, project_option, service
 @project_option
 @allow_external_option
 @target_options
-@click.option("--grpc-port", type=click.IntRange(0, 65535), default=lambda: int(os.environ.get("NOMADMESH_GRPC_PORT", 8502)),
-              show_default="8502 or $NOMADMESH_GRPC_PORT", help="xDS port of an agent `up` starts.")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), envvar="NOMADMESH_GRPC_PORT", default=None,
+              help="Also open this xDS TCP port on an agent `up` starts (see `agent --grpc-port`).  "
+                   "[default: $NOMADMESH_GRPC_PORT, else off]")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the deployments.")
 def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], target: Any,
-               grpc_port: int, timeout_s: float) -> None:
+               grpc_port: int | None, timeout_s: float) -> None:
     """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
 
     The agent's data dir, pid file and log go to ./.nomadmesh/; `nomadmesh down` stops it.

@@ -15,7 +15,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 DRAIN_TIMEOUT_S = 30.0
 
 
-def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int) -> str:
+def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int | None) -> str:
     """Use the Nomad answering at the target; if none and the target is this machine, start an agent."""
     try:
         api.ping()

@@ -3,11 +3,16 @@
 The seed's workflow without Nomad: a service registered through `/v1/agent/service/register` with
 `Connect.SidecarService` gets a `<id>-sidecar-proxy` service of kind connect-proxy; this finds it
 through the agent HTTP API, writes an Envoy bootstrap whose node id is that proxy's ID (so the ADS
-server serves it that proxy's snapshot) and whose ADS cluster is the agent's gRPC port, and runs
+server serves it that proxy's snapshot) and whose ADS cluster is the agent's gRPC address, and runs
 Envoy in the foreground in place of this process.
+
+The address: `--grpc-addr` / CONSUL_GRPC_ADDR if given; else the plaintext gRPC port the agent
+publishes in /v1/agent/self; else (our dev agent by default, or Consul with `ports.grpc = -1` and a
+unix `addresses.grpc`) the `unix://` address in DebugConfig.GRPCAddrs, as Consul spells it there.
 
     find_sidecar(services, id)        pure: the one connect-proxy whose DestinationServiceID is id
     grpc_port(agent_self)             pure: the xDS port the agent publishes
+    grpc_unix_addr(agent_self)        pure: the unix socket address the agent publishes
     sidecar_bootstrap(proxy, ...)     pure: envoy.bootstrap for that proxy
     lookup(consul, id, ...)           I/O: the two HTTP reads, then the pure parts
     exec_envoy(boot, ...)             I/O: exec Envoy with the bootstrap on a pipe (no file left behind)
@@ -65,6 +70,12 @@ def grpc_port(agent_self: Mapping[str, Any]) -> int | None:
     return None
 
 
+def grpc_unix_addr(agent_self: Mapping[str, Any]) -> str | None:
+    """The first `unix://` address in /v1/agent/self DebugConfig.GRPCAddrs (Consul's sanitized form)."""
+    addrs = (agent_self.get("DebugConfig") or {}).get("GRPCAddrs") or []
+    return next((a for a in addrs if isinstance(a, str) and a.startswith("unix:///")), None)
+
+
 def parse_grpc_addr(addr: str) -> str:
     """`--grpc-addr` as Consul takes it (`http://h:p`, `h:p`, `unix:///path`) -> envoy's form."""
     text = addr.strip()
@@ -111,17 +122,22 @@ def lookup(consul: Any, service_id: str, grpc_addr: str | None = None,
            admin_bind: str = DEFAULT_ADMIN_BIND) -> Sidecar:
     """Find the sidecar of `service_id` through a py-consul client and build its bootstrap.
 
-    Without `grpc_addr`, the agent's published gRPC port on the host of its HTTP address."""
+    Without `grpc_addr`, the agent's published gRPC port on the host of its HTTP address, else its
+    published unix socket."""
     try:
         proxy = find_sidecar(consul.agent.services(), service_id)
         if grpc_addr:
             xds = parse_grpc_addr(grpc_addr)
         else:
-            port = grpc_port(consul.agent.self())
-            if port is None:
-                raise SidecarError(f"the Consul agent at {consul.http.base_uri} publishes no gRPC (xDS) port "
-                                   f"in /v1/agent/self; pass --grpc-addr or set {GRPC_ADDR_ENV}")
-            xds = f"{_ip(urlsplit(consul.http.base_uri).hostname or '127.0.0.1')}:{port}"
+            me = consul.agent.self()
+            port, unix = grpc_port(me), grpc_unix_addr(me)
+            if port is not None:
+                xds = f"{_ip(urlsplit(consul.http.base_uri).hostname or '127.0.0.1')}:{port}"
+            elif unix is not None:
+                xds = unix
+            else:
+                raise SidecarError(f"the Consul agent at {consul.http.base_uri} publishes no gRPC (xDS) port or "
+                                   f"unix socket in /v1/agent/self; pass --grpc-addr or set {GRPC_ADDR_ENV}")
     except (OSError, ValueError) as e:  # requests' errors are OSErrors; a bad JSON body a ValueError
         raise SidecarError(f"cannot read the Consul agent at {consul.http.base_uri}: {e}") from None
     except Exception as e:  # py-consul's own errors (ACL, 5xx) have no common base with the above

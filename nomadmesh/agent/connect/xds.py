@@ -260,7 +260,7 @@ class XdsServer:
                 raise AgentError(f"xDS server: cannot bind unix socket {self.unix_path}")
         await self._server.start()
         if self.unix_path is not None:
-            os.chmod(self.unix_path, 0o660)
+            os.chmod(self.unix_path, 0o600)  # a client can ask for any node's key: the agent's user only
 
     def stop(self, grace: float = 0.5) -> None:
         if self._loop is None or self._server is None:

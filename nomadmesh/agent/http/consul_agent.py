@@ -42,6 +42,7 @@ def agent_self() -> Response:
     ctx = current_ctx()
     cfg = ctx.config
     addr = _advertise(cfg.bind)
+    grpc_port = cfg.grpc_port if cfg.grpc_port is not None else -1  # Consul's "disabled"
     return json_response({
         "Config": {
             "Datacenter": cfg.datacenter, "PrimaryDatacenter": cfg.datacenter, "NodeName": cfg.node_name,
@@ -50,16 +51,28 @@ def agent_self() -> Response:
         "DebugConfig": {
             "Datacenter": cfg.datacenter, "NodeName": cfg.node_name, "NodeID": ctx.node_id,
             "DevMode": cfg.dev, "ACLDefaultPolicy": cfg.default_policy, "ConnectEnabled": True,
-            "HTTPPort": cfg.consul_port, "GRPCPort": cfg.grpc_port, "ClientAddrs": [cfg.bind],
+            "HTTPPort": cfg.consul_port, "GRPCPort": grpc_port, "GRPCAddrs": _grpc_addrs(ctx),
+            "ClientAddrs": [cfg.bind],
             "DataDir": str(cfg.data_dir),
         },
         "Coord": None,
         "Member": {"Name": cfg.node_name, "Addr": addr, "Port": 8301, "Status": 1,
                    "Tags": {"dc": cfg.datacenter, "role": "consul", "build": CONSUL_VERSION, "id": ctx.node_id}},
         "Meta": {"consul-network-segment": ""},
-        "xDS": {"SupportedProxies": {"envoy": list(ENVOY_VERSIONS)}, "Port": cfg.grpc_port,
-                "Ports": {"Plaintext": cfg.grpc_port, "TLS": -1}},
+        "xDS": {"SupportedProxies": {"envoy": list(ENVOY_VERSIONS)}, "Port": grpc_port,
+                "Ports": {"Plaintext": grpc_port, "TLS": -1}},
     })
+
+
+def _grpc_addrs(ctx: Any) -> list[str]:
+    """Where the xDS server listens, spelled as Consul's DebugConfig does (`unix:///path`, `tcp://h:p`)."""
+    addrs = []
+    unix = str(ctx.extras.get("xds_address") or "")
+    if unix.startswith("unix://"):
+        addrs.append(unix)
+    if ctx.config.grpc_port is not None:
+        addrs.append(f"tcp://{ctx.config.bind}:{ctx.config.grpc_port}")
+    return addrs
 
 
 @bp.get("/v1/agent/members")

@@ -2,7 +2,7 @@
 
 A library for the scheduler, with no knowledge of HTTP or the state store:
 
-    taskdir   AllocDirs(data_dir).build(alloc_id, tasks) -> AllocDir; remove(alloc_id)
+    taskdir   AllocDirs(alloc_root).build(alloc_id, tasks) -> AllocDir; remove(alloc_id)
     env       task_env(TaskEnvInput, host_env, node_attrs) -> dict; interpolate(value, env, attrs)
     restarts  RestartPolicy.from_nomad(block, job_type); RestartTracker (pure)
     events    TaskEvent, TaskState (+ to_nomad())

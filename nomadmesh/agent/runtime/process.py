@@ -7,7 +7,8 @@ Design choices, each for a reason:
 - The watcher waits on a pidfd (os.pidfd_open) plus a wake pipe, so an exit, a stop or a detach is
   seen at once without polling, for our own children and for adopted processes alike.
 - Network namespaces are entered with `nsenter --net=<path> --`: Python 3.11 has no os.setns, and
-  nsenter execs the task in place, so the pid we record is the task's own.
+  nsenter execs the task in place, so the pid we record is the task's own. The task's user is taken
+  the same way, after the namespace: `setpriv` with no_new_privs (runtime/users.py).
 
 Events follow Nomad: Received, Task Setup, Started, Terminated, Restarting / Not Restarting,
 Killing, Killed. Stop sends kill_signal (SIGINT by default) to the whole process group, then
@@ -16,6 +17,7 @@ SIGKILL after kill_timeout.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import shutil
@@ -27,10 +29,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nomadmesh.agent.runtime import events as ev
+from nomadmesh.agent.runtime import events as ev, users
 from nomadmesh.agent.runtime.events import TaskEvent, TaskState
 from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker, go_duration
 
+log = logging.getLogger("nomadmesh.agent.process")
 EventCallback = Callable[[str, TaskEvent], None]
 SIGNAL_BASE = 128  # exit code of a signalled process, as shells and Nomad's executor report it
 
@@ -48,6 +51,8 @@ class TaskSpec:
     kill_timeout_s: float = 5.0
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     job_type: str = "service"
+    user: str = ""  # run as this user (runtime/users.py); "" = the agent's own user
+    user_dirs: tuple[Path, ...] = ()  # the task's own dirs, chowned to `user` before it starts
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,11 @@ class TaskProcess:
     def _spawn(self) -> None:
         s = self.spec
         argv = list(s.argv)
+        if s.user:
+            # An unknown user or a failed chown is an OSError: the launch fails with a Driver Failure.
+            user = users.lookup(s.user)
+            users.give_dirs(user, s.user_dirs)
+            argv = users.run_as_argv(user) + argv
         if s.netns_path:
             nsenter = shutil.which("nsenter") or "nsenter"
             argv = [nsenter, f"--net={s.netns_path}", "--", *argv]
@@ -335,7 +345,10 @@ class TaskProcess:
         with self._lock:
             self._state = replace(self._state, events=(self._state.events + (event,))[-ev.MAX_EVENTS:])
         if self._on_event is not None:
-            self._on_event(self.spec.name, event)
+            try:
+                self._on_event(self.spec.name, event)
+            except Exception:  # the supervisor must outlive its listener: it still restarts the task
+                log.exception("task %s: event handler failed on %s", self.spec.name, event.type)
 
     def _wake(self) -> None:
         try:

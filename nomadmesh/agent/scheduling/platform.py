@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 
 log = logging.getLogger("nomadmesh.agent.platform")
 
@@ -50,6 +51,13 @@ class TaskSpec:
     user: str = ""
     job_type: str = "service"
 
+    def run_as(self) -> str:
+        """The user the task runs as: its `user`; for `exec` without one nobody, as Nomad's exec
+        driver; for `raw_exec` without one "" (the agent's own user, root if it runs as root)."""
+        if self.user:
+            return self.user
+        return _runtime("users").EXEC_DEFAULT_USER if self.driver == "exec" else ""
+
     @property
     def task_dir(self) -> str:
         return os.path.join(self.alloc_dir, self.name)
@@ -82,6 +90,7 @@ class Platform:
     def __init__(self, ctx: AgentContext):
         self.ctx = ctx
         self.data_dir = Path(ctx.config.data_dir)
+        self.alloc_root = Path(ctx.config.alloc_root)  # Nomad's client.alloc_dir, outside the private data dir
         # Nomad's bridge by default. Tests (and anyone running two agents on one host) give each
         # agent its own bridge, subnet and namespace prefix so they never touch each other's.
         self._bridge_name = os.environ.get("NOMADMESH_CNI_BRIDGE") or BRIDGE_NAME
@@ -147,7 +156,10 @@ class Platform:
 
     def make_dirs(self, alloc_id: str, tasks: list[str]) -> str:
         taskdir = _runtime("taskdir")
-        return str(taskdir.AllocDirs(self.data_dir).build(alloc_id, tasks).root)
+        # Made on first use (an agent that runs nothing leaves nothing in the temp dir), and checked
+        # each time: in /tmp its name is predictable, so it must be a real dir of the agent's own.
+        make_shared_root(self.alloc_root, ALLOC_ROOT_MODE)
+        return str(taskdir.AllocDirs(self.alloc_root).build(alloc_id, tasks).root)
 
     def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> dict[str, str]:
         env = _runtime("env")
@@ -192,14 +204,14 @@ class Platform:
     def _process_spec(self, spec: TaskSpec) -> Any:
         process = _runtime("process")
         restarts = _runtime("restarts")
-        adir = _runtime("taskdir").AllocDirs(self.data_dir).path(spec.alloc_id)
+        adir = _runtime("taskdir").AllocDirs(self.alloc_root).path(spec.alloc_id)
         return process.TaskSpec(
             name=spec.name, argv=tuple(spec.resolved_argv()), env=spec.env, cwd=Path(spec.cwd()),
             stdout_path=adir.stdout_path(spec.name), stderr_path=adir.stderr_path(spec.name),
             netns_path=spec.netns, kill_signal=process.signal_number(spec.kill_signal),
             kill_timeout_s=spec.kill_timeout_s,
             restart=restarts.RestartPolicy.from_nomad(spec.restart or None, spec.job_type),
-            job_type=spec.job_type,
+            job_type=spec.job_type, user=spec.run_as(), user_dirs=adir.task(spec.name).owned_by_task(),
         )
 
     def start_task(self, spec: TaskSpec, on_event: Callable[[str, Any], None]) -> Any:
@@ -244,7 +256,7 @@ class Platform:
     # --- logs ---------------------------------------------------------------------------------
 
     def _alloc_dir(self, alloc_id: str) -> Path:
-        return self.data_dir / "allocs" / alloc_id
+        return self.alloc_root / alloc_id
 
     def log_chunks(self, alloc_id: str, task: str, kind: str, offset: int, origin: str, follow: bool,
                    done: Callable[[], bool], heartbeat_s: float = 1.0) -> Iterator[Any]:

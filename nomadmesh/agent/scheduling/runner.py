@@ -27,6 +27,8 @@ __all__ = ["AllocRunner", "Platform"]
 
 log = logging.getLogger("nomadmesh.agent.runner")
 MAX_EVENTS = 10  # Nomad keeps the last 10 task events
+RETRY_FIRST_S = 0.1  # a task state write that failed (full disk) is retried after this...
+RETRY_MAX_S = 5.0  # ...doubling up to this
 
 
 def client_status(states: dict[str, dict[str, Any]]) -> str:
@@ -91,6 +93,9 @@ class AllocRunner:
         self._thread: threading.Thread | None = None
         self._shutting_down = False
         self._base: dict[str, tuple[int, list[dict[str, Any]]]] = {}  # restarts/events before a restore
+        self._pending: dict[str, Callable[[], None]] = {}  # task -> its latest state write that failed
+        self._retrier: threading.Thread | None = None
+        self._stop_retrying = threading.Event()
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -99,7 +104,8 @@ class AllocRunner:
         return rec.value if rec else None
 
     def _update(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | None:
-        with self.ctx.state.write() as txn:
+        # critical: what the allocation's tasks do is recorded even on a full disk (state.Reserve).
+        with self.ctx.state.write(critical=True) as txn:
             rec = txn.get("alloc", self.alloc_id)
             if rec is None:
                 return None
@@ -111,22 +117,75 @@ class AllocRunner:
 
     def _record(self, task: str, ev: dict[str, Any]) -> None:
         """An event the runner itself raises (setup failure, found dead after an agent restart)."""
-        self._write_task(task, lambda ts: _apply_event(ts or _task_state(), ev), ident=None)
+        fold: Callable[[dict[str, Any] | None], dict[str, Any]] = lambda ts: _apply_event(ts or _task_state(), ev)
+        self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
 
     def _sync_task(self, task: str, ev: Any) -> None:
         """A runtime event: copy the supervised process's own TaskState into the allocation."""
         handle = self._handles.get(task)
         if handle is None:
-            self._write_task(task, lambda ts: _apply_event(ts or _task_state(), ev.to_nomad()), ident=None)
+            fold: Callable[[dict[str, Any] | None], dict[str, Any]] = \
+                lambda ts: _apply_event(ts or _task_state(), ev.to_nomad())
+            self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
             return
+        # On a retry the process's state is read again: the latest one is what must be recorded.
+        self._write_or_retry(task, lambda: self._write_synced(task, handle))
+        if getattr(ev, "type", "") == "Terminated":
+            # A task that ends for good without a further event (batch exit 0): look again shortly.
+            threading.Thread(target=self._recheck, args=(task, handle), daemon=True).start()
+
+    def _write_synced(self, task: str, handle: Any) -> None:
         fresh, ident = self.platform.task_state(handle)
         offset, earlier = self._base.get(task, (0, []))
         fresh = dict(fresh, Restarts=fresh["Restarts"] + offset, TaskHandle=None,
                      Events=(earlier + fresh["Events"])[-MAX_EVENTS:])
         self._write_task(task, lambda _ts: fresh, ident=ident)
-        if getattr(ev, "type", "") == "Terminated":
-            # A task that ends for good without a further event (batch exit 0): look again shortly.
-            threading.Thread(target=self._recheck, args=(task, handle), daemon=True).start()
+
+    def _write_or_retry(self, task: str, write: Callable[[], None]) -> None:
+        """Write a task's state now; if the state cannot take it (a full disk), keep retrying it.
+
+        Called on the task's supervisor thread, which must never die of a write error: it still has
+        to restart the task. The latest pending write per task wins; retries back off up to
+        RETRY_MAX_S and stop once one succeeds or the allocation is stopped."""
+        with self._lock:
+            self._pending.pop(task, None)
+        try:
+            write()
+        except Exception as e:
+            log.warning("allocation %s: task %s: state not written (%s); retrying", self.alloc_id[:8], task, e)
+            with self._lock:
+                self._pending[task] = write
+                if self._retrier is None:
+                    self._retrier = threading.Thread(target=self._retry_pending, daemon=True,
+                                                     name=f"alloc-{self.alloc_id[:8]}-retry")
+                    self._retrier.start()
+
+    def _retry_pending(self) -> None:
+        delay = RETRY_FIRST_S
+        while not self._stop_retrying.wait(delay):
+            with self._lock:
+                pending = dict(self._pending)
+                self._pending.clear()
+                if not pending:
+                    self._retrier = None  # under the lock: a write failing now starts a new retrier
+                    return
+            failed: dict[str, Callable[[], None]] = {}
+            for task, write in pending.items():
+                try:
+                    write()
+                except Exception as e:
+                    log.debug("allocation %s: task %s: retry failed: %s", self.alloc_id[:8], task, e)
+                    failed[task] = write
+            with self._lock:
+                for task, write in failed.items():
+                    self._pending.setdefault(task, write)  # a newer write queued meanwhile wins
+                if not self._pending:
+                    self._retrier = None
+                    return
+            if failed:
+                delay = min(delay * 2, RETRY_MAX_S)
+            else:
+                delay = RETRY_FIRST_S
 
     def _recheck(self, task: str, handle: Any) -> None:
         if self.platform.wait_task(handle, 2.0) and self._handles.get(task) is handle:
@@ -394,6 +453,9 @@ class AllocRunner:
             t.join()
         self.platform.teardown_network(self.alloc_id)
         self.finished = True
+        self._stop_retrying.set()  # the final write below supersedes any task state still pending
+        with self._lock:
+            self._pending.clear()
         if final_status is not None:
             def change(doc: dict[str, Any]) -> dict[str, Any]:
                 states = {}
@@ -422,3 +484,4 @@ class AllocRunner:
             for h in self._handles.values():
                 self.platform.detach_task(h)
             self._handles.clear()
+        self._stop_retrying.set()
