@@ -166,9 +166,11 @@ def test_form_errors_are_shown_in_the_page_and_nothing_is_written(module_agent: 
 def test_unreachable_consul_is_an_error_in_the_page(tmp_path: Any) -> None:
     from nomadmesh.deploy.target import target_from_env
     from nomadmesh.ui import create_ui_app
+    from nomadmesh.webguard import own_address
 
     dead = free_port()
-    app = create_ui_app(target_from_env({}, nomad_addr=f"http://127.0.0.1:{dead}", consul_addr=f"http://127.0.0.1:{dead}"))
+    app = create_ui_app(target_from_env({}, nomad_addr=f"http://127.0.0.1:{dead}", consul_addr=f"http://127.0.0.1:{dead}"),
+                        own_address("127.0.0.1", 80))  # the test client's Host: localhost
     page = app.test_client().get("/ui/services")
     assert page.status_code == 200
     assert "Cannot read the cluster" in page.text and f"127.0.0.1:{dead}" in page.text

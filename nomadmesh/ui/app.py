@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 from typing import Callable
 
 from flask import Flask, redirect
@@ -10,6 +11,7 @@ from waitress.server import create_server
 from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.errors import NomadMeshError
 from nomadmesh.ui.blueprint import create_ui_blueprint
+from nomadmesh.webguard import OwnAddress, install as install_guard, own_address
 
 URL_PREFIX = "/ui"
 
@@ -21,8 +23,10 @@ def local_target(bind: str, nomad_port: int, consul_port: int) -> Target:
     return target_from_env({}, nomad_addr=f"http://{host}:{nomad_port}", consul_addr=f"http://{host}:{consul_port}")
 
 
-def create_ui_app(target: Target) -> Flask:
+def create_ui_app(target: Target, own: OwnAddress) -> Flask:
+    """The UI for `target`, answering only to `own` (see nomadmesh.webguard)."""
     app = Flask("nomadmesh.ui")
+    install_guard(app, own)
     app.register_blueprint(create_ui_blueprint(lambda: target), url_prefix=URL_PREFIX)
 
     @app.get("/")
@@ -40,14 +44,17 @@ def serve_ui(target: Target, bind: str, port: int, threads: int = 16,
              on_ready: Callable[[str], None] | None = None) -> None:
     """Serve the UI with waitress until interrupted; `on_ready(url)` once the port is bound."""
     try:
-        server = create_server(create_ui_app(target), host=bind, port=port, threads=threads, ident="nomadmesh-ui")
+        sock = socket.create_server((bind, port), family=socket.AF_INET6 if ":" in bind else socket.AF_INET)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise UIError(f"--port: {bind}:{port} is already in use (choose another with --port)") from None
         raise UIError(f"cannot listen on {bind}:{port}: {e.strerror or e}") from None
+    bound = sock.getsockname()[1]  # the port asked for, or the free one the system chose for 0
+    server = create_server(create_ui_app(target, own_address(bind, bound)), sockets=[sock], threads=threads,
+                           ident="nomadmesh-ui")
     host = f"[{bind}]" if ":" in bind else bind
     if on_ready:
-        on_ready(f"http://{host}:{server.effective_port}{URL_PREFIX}/")
+        on_ready(f"http://{host}:{bound}{URL_PREFIX}/")
     try:
         server.run()
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@
 agent passes its own Nomad/Consul addresses, `nomadmesh ui` the ones from flags or environment.
 Every page is `base.html` around a live fragment (`?fragment=1` renders the fragment alone); the
 page's script listens on `events` (SSE) and refetches the fragment on each `changed` event.
-Forms work without JavaScript (POST, then redirect); intention writes go through
+Forms work without JavaScript (POST, then redirect; the app that mounts the blueprint guards them
+with `nomadmesh.webguard`); intention writes go through
 `nomadmesh.deploy.intentions`, the same check-and-set code as the CLI.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any, Callable, Iterator
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 
 from nomadmesh.deploy import intentions as writer
 from nomadmesh.deploy.target import Target, consul_client
@@ -55,18 +56,6 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
             return None, str(e)
         finally:
             clients.close()
-
-    @bp.before_request
-    def _same_origin_posts() -> None:
-        # Forms change intentions: refuse posts a page from another origin makes the browser send
-        # (the dev agent listens on localhost without tokens, so this is its CSRF protection).
-        if request.method != "POST":
-            return
-        origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-            abort(403, "cross-origin form posts are refused")
-        if request.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
-            abort(403, "cross-site form posts are refused")
 
     @bp.get("/")
     def index() -> Response:

@@ -24,6 +24,7 @@ from nomadmesh.agent.http import (
     consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
+from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.consul")
 
@@ -42,6 +43,7 @@ def create_consul_app(ctx: AgentContext) -> Flask:
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.url_map.converters["anypath"] = AnyPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
+    install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
                    consul_sidecar_stats):
         app.register_blueprint(module.bp)

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
+from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.nomad")
 
@@ -26,6 +27,7 @@ def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Flask:
     app = Flask("nomadmesh.nomad")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["nomadmesh"] = {"ctx": ctx, "scheduler": scheduler}
+    install_guard(app, own_address(ctx.config.bind, ctx.config.nomad_port))
     app.register_blueprint(nomad_jobs.bp)
     app.register_blueprint(nomad_reads.bp)
     app.register_blueprint(nomad_logs.bp)
