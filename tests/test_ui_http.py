@@ -317,3 +317,18 @@ def test_feed_restarts_watchers_that_ended_after_the_last_subscriber_left(module
         assert feed.wait(seen, 2) != seen
     finally:
         feed.unsubscribe()
+
+
+def test_every_ui_answer_carries_frame_content_and_sniffing_headers(module_agent: RunningAgent) -> None:
+    register(module_agent, "hd-web")
+    answers = [ui(module_agent, p) for p in ("services", "services?fragment=1", "services/hd-web", "services/hd-none",
+                                             "intentions", "topology", "static/ui.js", "static/ui.css")]
+    answers.append(post(module_agent, "intentions", {"source": "", "destination": "hd-db", "action": "deny"}))
+    for resp in answers:
+        where = f"{resp.request.method} {resp.url} ({resp.status_code})"
+        assert resp.headers.get("X-Frame-Options") == "DENY", where
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", where
+        assert resp.headers.get("Referrer-Policy") == "same-origin", where
+        csp = dict(d.strip().split(" ", 1) for d in resp.headers["Content-Security-Policy"].split(";"))
+        assert csp["frame-ancestors"] == "'none'" and csp["default-src"] == "'none'", where
+        assert csp["script-src"] == "'self'" and "unsafe" not in resp.headers["Content-Security-Policy"], where
