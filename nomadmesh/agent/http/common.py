@@ -18,6 +18,9 @@ from flask import Response, request
 from nomadmesh.agent.state import State
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # nothing the agent takes is near this; refuse absurd bodies early
+# Nothing the agent takes nests beyond ~15 levels (a job's upstreams); a 100k-deep body would
+# exhaust Python's recursion in the decoder or in any recursive check after it.
+MAX_JSON_DEPTH = 128
 
 
 @dataclass(frozen=True)
@@ -146,10 +149,29 @@ def json_body(required: bool = True, limit: int = MAX_BODY_BYTES) -> Any:
         if required:
             raise HTTPError(400, "Request decode failed: empty body")
         return None
+    too_deep = f"Request decode failed: exceeded max depth ({MAX_JSON_DEPTH} levels of nesting)"
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise HTTPError(400, f"Request decode failed: {e}") from None
+    except RecursionError:
+        raise HTTPError(400, too_deep) from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise HTTPError(400, too_deep)
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def current_ctx() -> Any:

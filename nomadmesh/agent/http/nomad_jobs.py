@@ -94,6 +94,8 @@ def parse_job() -> Response:
             job = spec.canonicalize(job)
     except spec.SpecInputError as e:
         raise HTTPError(400, str(e)) from None
+    except RecursionError:  # the HCL parser recurses per nesting level
+        raise HTTPError(400, "Error parsing job file: nested too deeply") from None
     return reply(job)
 
 
