@@ -55,6 +55,7 @@ def own_address(bind: str, port: int, hostname: str | None = None) -> OwnAddress
 def decide(method: str, host: str | None, origin: str | None, fetch_site: str | None,
            own: OwnAddress) -> str | None:
     """None when the request may proceed, else the one-line reason it is refused (403)."""
+    host = host or None  # Quart gives an HTTP/1.0 request without Host an empty one
     if host is not None and not _is_own(host, own):
         return f"Host {host!r} is not this agent's address (DNS rebinding?); use http://127.0.0.1:{own.port}" \
             if own.names & LOOPBACK_NAMES else f"Host {host!r} is not this server's address (DNS rebinding?)"
@@ -125,10 +126,10 @@ def _same_origin(origin: str, host: str | None) -> bool:
 
 def install(app: Any, own: OwnAddress) -> None:
     """Run `decide` before every request of `app`; a refusal is a 403 with the reason as plain text."""
-    from flask import Response, request
+    from quart import Response, request
 
     @app.before_request
-    def _guard() -> Response | None:
+    async def _guard() -> Response | None:
         reason = refusal(request.method, request.headers, own)
         if reason is None:
             return None

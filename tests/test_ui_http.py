@@ -5,6 +5,7 @@ we set) and one Nomad job without Connect; intentions are checked through py-con
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -171,11 +172,17 @@ def test_unreachable_consul_is_an_error_in_the_page(tmp_path: Any) -> None:
     dead = free_port()
     app = create_ui_app(target_from_env({}, nomad_addr=f"http://127.0.0.1:{dead}", consul_addr=f"http://127.0.0.1:{dead}"),
                         own_address("127.0.0.1", 80))  # the test client's Host: localhost
-    page = app.test_client().get("/ui/services")
+
+    async def run() -> tuple[Any, str, Any, str]:
+        client = app.test_client()
+        page = await client.get("/ui/services")
+        made = await client.post("/ui/intentions", form={"source": "a", "destination": "b", "action": "deny"})
+        return page, await page.get_data(as_text=True), made, await made.get_data(as_text=True)
+
+    page, page_text, made, made_text = asyncio.run(run())
     assert page.status_code == 200
-    assert "Cannot read the cluster" in page.text and f"127.0.0.1:{dead}" in page.text
-    made = app.test_client().post("/ui/intentions", data={"source": "a", "destination": "b", "action": "deny"})
-    assert made.status_code == 400 and "cannot reach Consul" in made.text
+    assert "Cannot read the cluster" in page_text and f"127.0.0.1:{dead}" in page_text
+    assert made.status_code == 400 and "cannot reach Consul" in made_text
 
 
 def read_events(lines: Iterator[str], until: Callable[[str], bool], timeout: float) -> list[str]:

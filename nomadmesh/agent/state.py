@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from nomadmesh.wakeups import Wakeups
+
 # Ordered, append-only: (name, SQL). Never edit a migration that has shipped; add a new one.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
@@ -138,6 +140,7 @@ class State:
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._wakeups = Wakeups()  # the HTTP loop's blocking queries (wait_async)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -212,6 +215,7 @@ class State:
                 raise
             if txn.kinds:
                 self._changed.notify_all()
+                self._wakeups.notify(txn.kinds)
 
     def put(self, kind: str, key: str, value: Any, cas: int | None = None) -> Record:
         with self.write() as txn:
@@ -237,3 +241,10 @@ class State:
                 if current > min_index or remaining <= 0:
                     return current
                 self._changed.wait(remaining)
+
+    async def wait_async(self, kinds: Iterable[str], min_index: int, timeout: float) -> int:
+        """`wait` for an asyncio caller: no thread is held, and cancelling it (a client that went
+        away) ends the wait at once."""
+        kinds = tuple(kinds)
+        await self._wakeups.wait_for(lambda: self.kind_index(*kinds) > min_index, timeout, topics=kinds)
+        return self.kind_index(*kinds)

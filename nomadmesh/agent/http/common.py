@@ -1,9 +1,15 @@
-"""Flask helpers the agent's HTTP APIs share: errors, body limits, Go durations, blocking queries.
+"""Quart helpers the agent's HTTP APIs share: errors, body limits, Go durations, blocking queries.
 
 Blocking queries work the same on both APIs: `?index=N&wait=D` holds the request until the state
 behind the endpoint moves past N or D passes (plus up to D/16 of random jitter, so many watchers do
 not all wake at once), then answers with the current index in `X-Consul-Index` / `X-Nomad-Index`.
 Consul's default wait is 5 minutes, its maximum 10; Nomad's default and maximum are 5 minutes.
+The wait is an await on the HTTP loop (State.wait_async): it holds no thread, and a client that
+disconnects cancels it.
+
+Views may be sync, Flask-style (Quart runs them in the loop's executor): the request body is read
+before the view by `load_body` (an app-level before_request hook), so `read_body`/`json_body`
+stay plain functions.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from flask import Response, request
+from quart import Response, g, request
 
 from nomadmesh.agent.state import State
 
@@ -124,19 +130,27 @@ def blocking_args(limits: WaitLimits = CONSUL_WAIT) -> BlockingArgs:
     return BlockingArgs(index=index, wait_s=wait + random.random() * wait / 16)
 
 
-def block(state: State, kinds: Iterable[str], limits: WaitLimits = CONSUL_WAIT) -> int:
+async def block(state: State, kinds: Iterable[str], limits: WaitLimits = CONSUL_WAIT) -> int:
     """Wait as the request's `index`/`wait` ask; returns the kinds' current index."""
     args = blocking_args(limits)
     if args.index <= 0:
         return state.kind_index(*kinds)
-    return state.wait(kinds, args.index, args.wait_s)
+    return await state.wait_async(kinds, args.index, args.wait_s)
+
+
+async def load_body() -> None:
+    """before_request: read the whole body (at most the app's MAX_CONTENT_LENGTH, else 413)
+    so that views, sync or async, take it from `read_body`."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return  # read_body answers with the size; nothing is read
+    g.nomadmesh_body = await request.get_data(cache=True)
 
 
 def read_body(limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw request body, refused with 413 beyond `limit` before it is all read."""
+    """The raw request body, refused with 413 beyond `limit`."""
     if request.content_length is not None and request.content_length > limit:
         raise HTTPError(413, f"Request body({request.content_length} bytes) too large, max size: {limit} bytes")
-    raw = request.stream.read(limit + 1)
+    raw: bytes = g.get("nomadmesh_body", b"")
     if len(raw) > limit:
         raise HTTPError(413, f"Request body too large, max size: {limit} bytes")
     return raw
@@ -176,6 +190,6 @@ def json_depth(value: Any) -> int:
 
 def current_ctx() -> Any:
     """The AgentContext the app was created with (`app.extensions["nomadmesh"]["ctx"]`)."""
-    from flask import current_app
+    from quart import current_app
 
     return current_app.extensions["nomadmesh"]["ctx"]
