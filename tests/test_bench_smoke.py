@@ -36,7 +36,7 @@ EXPECTED = HOP + [
                                 "intention_all_ms", "intention_p50_ms", "allow_all_ms", "probe_round_ms")],
     *[f"http_{k}" for k in ("blocking_queries", "idle_conns", "leader_quiet_p50_ms", "leader_quiet_p99_ms",
                             "leader_p50_ms", "leader_p99_ms", "leader_timeouts", "kv_watch_p50_ms",
-                            "kv_watch_p99_ms", "kv_watch_timeouts", "blocking_answered")],
+                            "kv_watch_p99_ms", "kv_watch_timeouts", "blocking_answered", "conns_refused")],
     *[f"bench_{b}_wall_s" for b in ("render", "hop", "ca", "intentions", "deploy", "scale", "http")],
 ]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from conftest import RunningAgent
+from conftest import RunningAgent, wait_until
 
 IDLE = 200
 BLOCKING = 100
@@ -92,3 +92,20 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(running_agent:
             assert sock.recv(4096) == b""  # closed by the server well within the minute
         except (ConnectionResetError, TimeoutError) as e:
             assert isinstance(e, ConnectionResetError), "still open after 60 s"
+
+
+def test_a_disconnecting_client_cancels_its_blocking_query(tmp_path: Any) -> None:
+    """In process, to see the agent's side: the waits of clients that left are gone at once."""
+    from test_agent_nomad_api import InProcessAgent
+
+    agent = InProcessAgent(tmp_path)
+    try:
+        port = int(agent.addr.rsplit(":", 1)[1])
+        index = int(requests.get(f"{agent.addr}/v1/jobs", timeout=10).headers["X-Nomad-Index"])
+        with ExitStack() as stack:
+            for _ in range(50):
+                open_conn(port, get_request(f"/v1/jobs?index={index}&wait=5m", port), stack)
+            wait_until(lambda: agent.ctx.state.async_waiters == 50, 20, what="50 blocking queries waiting")
+        wait_until(lambda: agent.ctx.state.async_waiters == 0, 20, what="their waits cancelled")
+    finally:
+        agent.close()

@@ -248,3 +248,8 @@ class State:
         kinds = tuple(kinds)
         await self._wakeups.wait_for(lambda: self.kind_index(*kinds) > min_index, timeout, topics=kinds)
         return self.kind_index(*kinds)
+
+    @property
+    def async_waiters(self) -> int:
+        """How many `wait_async` calls wait now (a cancelled one leaves at once)."""
+        return len(self._wakeups)
