@@ -16,7 +16,7 @@ import base64
 import json
 import threading
 import time
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 from quart import Blueprint, Response, request
 
@@ -86,15 +86,14 @@ def logs(alloc_id: str) -> Response:
     return resp
 
 
-async def paced(chunks: Iterator[object]) -> AsyncIterator[tuple[bytes, int, str]]:
-    """(data, offset, file) of each chunk; empty passes become a sleep of POLL_S, and an empty
-    tuple's data (a heartbeat) once every HEARTBEAT_S without data."""
+async def paced(chunks: Iterator[Any]) -> AsyncIterator[tuple[bytes, int, str]]:
+    """(data, offset, file) of each runtime.logs chunk; an empty pass becomes a sleep of POLL_S,
+    and once every HEARTBEAT_S without data an empty data (a heartbeat)."""
     last = time.monotonic()
     for chunk in chunks:
-        data: bytes = getattr(chunk, "data")
-        if data:
+        if chunk.data:
             last = time.monotonic()
-            yield data, getattr(chunk, "offset"), getattr(chunk, "file")
+            yield chunk.data, chunk.offset, chunk.file
             continue
         if time.monotonic() - last >= HEARTBEAT_S:
             last = time.monotonic()
