@@ -6,7 +6,8 @@
 
 Benchmarks (each module also runs alone): hop.py (mesh hop vs direct at fixed rates),
 mesh_agent.py (intention propagation, deploy connect vs plain, CA leaf signing vs openssl),
-scale.py (N services with sidecars on the agent), render.py (1,000 services). Those that need
+scale.py (N services with sidecars on the agent), render.py (1,000 services), http_load.py (the
+agent's HTTP layer under 1,000 blocking queries + 200 idle connections). Those that need
 bridge networking (everything on the agent) need root; without it they are skipped and named.
 Figures are printed, never asserted: the machine is shared and noisy, so read medians and the
 ratios measured side by side in the same run.
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hop
+import http_load
 import mesh_agent
 import render as render_bench
 import scale
@@ -42,6 +44,8 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
     "scale_50_sidecar_private_mib_max": (operator.le, 25, "private memory per sidecar <= 25 MB"),
     "ca_leaf_per_s": (operator.ge, 1000, ">= 1,000 leaves/s"),
     "render_total_seconds": (operator.le, 1, "1,000 services <= 1 s"),
+    "http_leader_p99_ms": (operator.le, 20, "p99 <= 20 ms under 1,000 blocking + 200 idle"),
+    "http_kv_watch_p99_ms": (operator.le, 100, "KV write -> watcher <= 100 ms"),
 }
 
 
@@ -63,6 +67,7 @@ def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
         ("intentions", True, lambda: mesh_agent.intention_figures(3 if quick else 25)),
         ("deploy", True, mesh_agent.deploy_figures),
         ("scale", True, lambda: scale.scale_figures((3,) if quick else (10, 25, 50))),
+        ("http", False, lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
     ]
 
 

@@ -1,5 +1,5 @@
 """The Nomad HTTP API over real HTTP with python-nomad, on an in-process agent (scheduler + Nomad app
-served by waitress on a random port). Jobs here use docker or count 0, so nothing needs the runtime;
+served by hypercorn on a random port, as the agent serves it). Jobs here use docker or count 0, so nothing needs the runtime;
 tests that really run tasks are in test_agent_nomad_run.py."""
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ import nomad
 import nomad.api.exceptions as nx
 import pytest
 import requests
-from waitress.server import create_server
-
 from nomadmesh.agent.catalog import Catalog
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.nomad_api import create_nomad_app
 from nomadmesh.agent.scheduler import Scheduler
+from nomadmesh.httpserve import HttpServers, bind_socket
 
 DOCKER_HCL = """
 job "cache" {
@@ -49,21 +48,13 @@ class InProcessAgent:
         self.ctx.catalog.start()
         self.scheduler = Scheduler(self.ctx)
         self.scheduler.start()
-        self.server = create_server(create_nomad_app(self.ctx, self.scheduler), host="127.0.0.1", port=port,
-                                    threads=8)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.server = HttpServers()
+        self.server.start([(create_nomad_app(self.ctx, self.scheduler), bind_socket("127.0.0.1", port))])
         self.addr = f"http://127.0.0.1:{port}"
         self.client = nomad.Nomad(host="127.0.0.1", port=port, timeout=10)
 
-    def _serve(self) -> None:
-        try:
-            self.server.run()
-        except OSError:
-            pass  # close() pulled the socket from under the loop: that is how waitress stops
-
     def close(self) -> None:
-        self.server.close()
+        self.server.stop()
         self.scheduler.stop(stop_tasks=True)
         self.ctx.catalog.stop()
         self.ctx.close()

@@ -34,7 +34,10 @@ EXPECTED = HOP + [
     *[f"scale_3_{k}" for k in ("deploy_s", "agent_cpu_s", "agent_rss_mib", "sidecars",
                                 "sidecar_private_mib_median", "sidecar_private_mib_max",
                                 "intention_all_ms", "intention_p50_ms", "allow_all_ms", "probe_round_ms")],
-    *[f"bench_{b}_wall_s" for b in ("render", "hop", "ca", "intentions", "deploy", "scale")],
+    *[f"http_{k}" for k in ("blocking_queries", "idle_conns", "leader_quiet_p50_ms", "leader_quiet_p99_ms",
+                            "leader_p50_ms", "leader_p99_ms", "leader_timeouts", "kv_watch_p50_ms",
+                            "kv_watch_p99_ms", "kv_watch_timeouts", "blocking_answered", "conns_refused")],
+    *[f"bench_{b}_wall_s" for b in ("render", "hop", "ca", "intentions", "deploy", "scale", "http")],
 ]
 
 
@@ -54,3 +57,5 @@ def test_quick_run_prints_every_figure_as_a_number() -> None:
     assert figs["scale_3_sidecars"] == 4  # 3 services + the probe
     assert figs["render_services"] == 200
     assert figs["ca_leaf_per_s"] > 0 and figs["openssl_ecdsap256_signs_per_s"] > 0
+    # Every held blocking query was answered after the change that woke them.
+    assert figs["http_blocking_answered"] == figs["http_blocking_queries"] == 200

@@ -224,7 +224,9 @@ def _screenshot(agent: RunningAgent) -> None:
             assert int(denied.inner_text()) >= 1
             v0 = int(page.evaluate("Number(document.body.dataset.version || 0)"))
             # The figures section asks for a refetch every few seconds, without any catalog change.
-            page.wait_for_function(f"Number(document.body.dataset.version || 0) >= {v0 + 2}", timeout=10_000)
+            # Polled from here: wait_for_function needs eval, which the UI's Content-Security-Policy forbids.
+            wait_until(lambda: int(page.evaluate("Number(document.body.dataset.version || 0)")) >= v0 + 2, 10,
+                       what="two periodic refetches")
             page.locator("#h-stats").scroll_into_view_if_needed()
             page.screenshot(path=str(SHOTS / "service-stats.png"), full_page=True)
         finally:

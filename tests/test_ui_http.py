@@ -5,6 +5,7 @@ we set) and one Nomad job without Connect; intentions are checked through py-con
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -166,14 +167,22 @@ def test_form_errors_are_shown_in_the_page_and_nothing_is_written(module_agent: 
 def test_unreachable_consul_is_an_error_in_the_page(tmp_path: Any) -> None:
     from nomadmesh.deploy.target import target_from_env
     from nomadmesh.ui import create_ui_app
+    from nomadmesh.webguard import own_address
 
     dead = free_port()
-    app = create_ui_app(target_from_env({}, nomad_addr=f"http://127.0.0.1:{dead}", consul_addr=f"http://127.0.0.1:{dead}"))
-    page = app.test_client().get("/ui/services")
+    app = create_ui_app(target_from_env({}, nomad_addr=f"http://127.0.0.1:{dead}", consul_addr=f"http://127.0.0.1:{dead}"),
+                        own_address("127.0.0.1", 80))  # the test client's Host: localhost
+
+    async def run() -> tuple[Any, str, Any, str]:
+        client = app.test_client()
+        page = await client.get("/ui/services")
+        made = await client.post("/ui/intentions", form={"source": "a", "destination": "b", "action": "deny"})
+        return page, await page.get_data(as_text=True), made, await made.get_data(as_text=True)
+
+    page, page_text, made, made_text = asyncio.run(run())
     assert page.status_code == 200
-    assert "Cannot read the cluster" in page.text and f"127.0.0.1:{dead}" in page.text
-    made = app.test_client().post("/ui/intentions", data={"source": "a", "destination": "b", "action": "deny"})
-    assert made.status_code == 400 and "cannot reach Consul" in made.text
+    assert "Cannot read the cluster" in page_text and f"127.0.0.1:{dead}" in page_text
+    assert made.status_code == 400 and "cannot reach Consul" in made_text
 
 
 def read_events(lines: Iterator[str], until: Callable[[str], bool], timeout: float) -> list[str]:
@@ -315,3 +324,18 @@ def test_feed_restarts_watchers_that_ended_after_the_last_subscriber_left(module
         assert feed.wait(seen, 2) != seen
     finally:
         feed.unsubscribe()
+
+
+def test_every_ui_answer_carries_frame_content_and_sniffing_headers(module_agent: RunningAgent) -> None:
+    register(module_agent, "hd-web")
+    answers = [ui(module_agent, p) for p in ("services", "services?fragment=1", "services/hd-web", "services/hd-none",
+                                             "intentions", "topology", "static/ui.js", "static/ui.css")]
+    answers.append(post(module_agent, "intentions", {"source": "", "destination": "hd-db", "action": "deny"}))
+    for resp in answers:
+        where = f"{resp.request.method} {resp.url} ({resp.status_code})"
+        assert resp.headers.get("X-Frame-Options") == "DENY", where
+        assert resp.headers.get("X-Content-Type-Options") == "nosniff", where
+        assert resp.headers.get("Referrer-Policy") == "same-origin", where
+        csp = dict(d.strip().split(" ", 1) for d in resp.headers["Content-Security-Policy"].split(";"))
+        assert csp["frame-ancestors"] == "'none'" and csp["default-src"] == "'none'", where
+        assert csp["script-src"] == "'self'" and "unsafe" not in resp.headers["Content-Security-Policy"], where

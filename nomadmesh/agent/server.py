@@ -2,7 +2,8 @@
 
 Start: open the context, bind both HTTP ports (so a port in use fails before anything runs), start
 the catalog (its checks), the scheduler (which reconciles what the state says with what runs),
-register the `--config-dir` services, then serve. Stop, on SIGINT/SIGTERM: the reverse — stop
+register the `--config-dir` services, then serve: both apps (Quart) with hypercorn in one event
+loop in one thread (nomadmesh.httpserve), so blocking queries and event streams hold no thread. Stop, on SIGINT/SIGTERM: the reverse — stop
 serving, stop the scheduler with its tasks and namespaces (like `nomad agent -dev`), stop the
 checks, close the state. A SIGKILL stops nothing; the next start adopts what still runs.
 """
@@ -11,25 +12,35 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import resource
 import signal
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from waitress.server import create_server
-
 from nomadmesh.agent.catalog import Catalog
 from nomadmesh.agent.context import AgentConfig, AgentContext
-from nomadmesh.agent.http.common import MAX_BODY_BYTES
 from nomadmesh.agent.http.consul_api import create_consul_app
 from nomadmesh.agent.http.consul_defs import ServiceDefError
 from nomadmesh.errors import AgentError
+from nomadmesh.httpserve import HttpServers, bind_socket
 from nomadmesh.ui.app import mount_ui
 
 log = logging.getLogger("nomadmesh.agent")
 
-HTTP_THREADS = 32  # blocking queries hold a thread each for up to minutes
+
+
+def raise_open_files_limit() -> None:
+    """Every open connection (idle, blocking query, event stream) is a file descriptor: raise the
+    soft limit to the hard one, as Go programs (Consul, Nomad) do at start since Go 1.19."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            log.debug("cannot raise the open files limit from %d to %d", soft, hard)
 
 
 def load_service_definitions(config_dir: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -85,8 +96,8 @@ class Agent:
         self.ctx: AgentContext | None = None
         self.scheduler: Any = None
         self.connect: Any = None  # ConnectRuntime: CA, proxy manager, xDS server
-        self._servers: list[Any] = []  # bound waitress servers
-        self._threads: list[threading.Thread] = []
+        self._http = HttpServers()
+        self._bound: list[socket.socket] = []
         self._stop_requested = threading.Event()
         self._stopped = False
 
@@ -99,22 +110,21 @@ class Agent:
         if cfg.default_policy not in ("allow", "deny"):
             raise AgentError(f"--default-policy: must be allow or deny, not {cfg.default_policy!r}")
         self.ctx = ctx = AgentContext.open(cfg)
+        raise_open_files_limit()
         try:
             ctx.catalog = Catalog(ctx)
             self.scheduler = Scheduler(ctx)
             # Bind both ports before anything starts running, so "port in use" leaves nothing behind.
+            consul_sock = self._bind("Consul HTTP API", "--consul-port", cfg.consul_port)
+            nomad_sock = self._bind("Nomad HTTP API", "--nomad-port", cfg.nomad_port)
             consul_app = mount_ui(create_consul_app(ctx), cfg.bind, cfg.nomad_port, cfg.consul_port)
-            consul = self._bind("Consul HTTP API", "--consul-port", consul_app, cfg.consul_port)
-            nomad = self._bind("Nomad HTTP API", "--nomad-port", _make_nomad_app(ctx, self.scheduler), cfg.nomad_port)
+            nomad_app = _make_nomad_app(ctx, self.scheduler)
             ctx.catalog.start()
             self.connect = _start_connect(ctx)  # before the scheduler: sidecars need its xDS address
             self.scheduler.start()
             if cfg.config_dir is not None:
                 self._register_config_dir(cfg.config_dir)
-            for name, server in (("consul", consul), ("nomad", nomad)):
-                t = threading.Thread(target=server.run, name=f"http-{name}", daemon=True)
-                t.start()
-                self._threads.append(t)
+            self._http.start([(consul_app, consul_sock), (nomad_app, nomad_sock)], name="http")
         except BaseException:
             self.stop()
             raise
@@ -123,18 +133,16 @@ class Agent:
         log.info("Nomad API on http://%s:%d, Consul API on http://%s:%d", cfg.bind, cfg.nomad_port, cfg.bind,
                  cfg.consul_port)
 
-    def _bind(self, what: str, flag: str, app: Any, port: int) -> Any:
+    def _bind(self, what: str, flag: str, port: int) -> socket.socket:
         try:
-            server = create_server(app, host=self.config.bind, port=port, threads=HTTP_THREADS,
-                                   max_request_body_size=MAX_BODY_BYTES + 1024, ident="nomadmesh",
-                                   clear_untrusted_proxy_headers=True)
+            sock = bind_socket(self.config.bind, port)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise AgentError(f"{what}: port {port} on {self.config.bind} is already in use "
                                  f"(choose another with {flag})") from None
             raise AgentError(f"{what}: cannot listen on {self.config.bind}:{port}: {e.strerror or e}") from None
-        self._servers.append(server)  # closed by stop() even if it never ran
-        return server
+        self._bound.append(sock)  # closed by stop() even if never served
+        return sock
 
     def _register_config_dir(self, config_dir: Path) -> None:
         assert self.ctx is not None and self.ctx.catalog is not None
@@ -159,12 +167,10 @@ class Agent:
             return
         self._stopped = True
         log.info("agent stopping")
-        for server in self._servers:
-            _close_server(server)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._servers.clear()
-        self._threads.clear()
+        self._http.stop()
+        for sock in self._bound:
+            sock.close()
+        self._bound.clear()
         if self.scheduler is not None:
             try:
                 self.scheduler.stop(stop_tasks=True)
@@ -193,14 +199,3 @@ class Agent:
         log.info("received %s", signal.Signals(signum).name)
         self.request_stop()
 
-
-def _close_server(server: Any) -> None:
-    """Stop a waitress server: its listening socket, open connections and worker threads."""
-    try:
-        for channel in list(server._map.values()):  # waitress keeps no public handle on these
-            if channel is not server:
-                channel.close()
-        server.close()
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
-    except Exception:
-        log.debug("closing HTTP server", exc_info=True)

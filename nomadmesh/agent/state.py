@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from nomadmesh.agent.datadir import make_private_file, restrict_existing
 from nomadmesh.errors import AgentError
+from nomadmesh.wakeups import Wakeups
 
 log = logging.getLogger("nomadmesh.agent.state")
 
@@ -210,6 +211,7 @@ class State:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._wakeups = Wakeups()  # the HTTP loop's blocking queries (wait_async)
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -324,6 +326,7 @@ class State:
                 raise
             if txn.kinds:
                 self._changed.notify_all()
+                self._wakeups.notify(txn.kinds)
 
     def put(self, kind: str, key: str, value: Any, cas: int | None = None) -> Record:
         with self.write() as txn:
@@ -349,3 +352,15 @@ class State:
                 if current > min_index or remaining <= 0:
                     return current
                 self._changed.wait(remaining)
+
+    async def wait_async(self, kinds: Iterable[str], min_index: int, timeout: float) -> int:
+        """`wait` for an asyncio caller: no thread is held, and cancelling it (a client that went
+        away) ends the wait at once."""
+        kinds = tuple(kinds)
+        await self._wakeups.wait_for(lambda: self.kind_index(*kinds) > min_index, timeout, topics=kinds)
+        return self.kind_index(*kinds)
+
+    @property
+    def async_waiters(self) -> int:
+        """How many `wait_async` calls wait now (a cancelled one leaves at once)."""
+        return len(self._wakeups)

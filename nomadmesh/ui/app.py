@@ -1,15 +1,16 @@
-"""A stand-alone Flask app serving the UI at /ui/ against one `Target`, and `serve_ui` for `nomadmesh ui`."""
+"""A stand-alone Quart app serving the UI at /ui/ against one `Target`, and `serve_ui` for `nomadmesh ui`."""
 from __future__ import annotations
 
 import errno
 from typing import Callable
 
-from flask import Flask, redirect
-from waitress.server import create_server
+from quart import Quart, redirect
 
 from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.errors import NomadMeshError
+from nomadmesh.httpserve import HttpServers, bind_socket
 from nomadmesh.ui.blueprint import create_ui_blueprint
+from nomadmesh.webguard import OwnAddress, install as install_guard, own_address
 
 URL_PREFIX = "/ui"
 
@@ -21,12 +22,14 @@ def local_target(bind: str, nomad_port: int, consul_port: int) -> Target:
     return target_from_env({}, nomad_addr=f"http://{host}:{nomad_port}", consul_addr=f"http://{host}:{consul_port}")
 
 
-def create_ui_app(target: Target) -> Flask:
-    app = Flask("nomadmesh.ui")
+def create_ui_app(target: Target, own: OwnAddress) -> Quart:
+    """The UI for `target`, answering only to `own` (see nomadmesh.webguard)."""
+    app = Quart("nomadmesh.ui")
+    install_guard(app, own)
     app.register_blueprint(create_ui_blueprint(lambda: target), url_prefix=URL_PREFIX)
 
     @app.get("/")
-    def _root():  # type: ignore[no-untyped-def]
+    async def _root():  # type: ignore[no-untyped-def]
         return redirect(URL_PREFIX + "/")
 
     return app
@@ -36,27 +39,29 @@ class UIError(NomadMeshError):
     """The UI server cannot start (its port is taken, say)."""
 
 
-def serve_ui(target: Target, bind: str, port: int, threads: int = 16,
-             on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the UI with waitress until interrupted; `on_ready(url)` once the port is bound."""
+def serve_ui(target: Target, bind: str, port: int, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the UI (hypercorn, see nomadmesh.httpserve) until interrupted; `on_ready(url)` once it is served."""
     try:
-        server = create_server(create_ui_app(target), host=bind, port=port, threads=threads, ident="nomadmesh-ui")
+        sock = bind_socket(bind, port)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise UIError(f"--port: {bind}:{port} is already in use (choose another with --port)") from None
         raise UIError(f"cannot listen on {bind}:{port}: {e.strerror or e}") from None
+    bound = sock.getsockname()[1]  # the port asked for, or the free one the system chose for 0
+    servers = HttpServers()
+    servers.start([(create_ui_app(target, own_address(bind, bound)), sock)], name="ui-http")
     host = f"[{bind}]" if ":" in bind else bind
     if on_ready:
-        on_ready(f"http://{host}:{server.effective_port}{URL_PREFIX}/")
+        on_ready(f"http://{host}:{bound}{URL_PREFIX}/")
     try:
-        server.run()
+        servers.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        servers.stop()
 
 
-def mount_ui(app: Flask, bind: str, nomad_port: int, consul_port: int) -> Flask:
+def mount_ui(app: Quart, bind: str, nomad_port: int, consul_port: int) -> Quart:
     """Add the UI at /ui/ to the dev agent's Consul app, reading the agent's own two APIs."""
     target = local_target(bind, nomad_port, consul_port)
     app.register_blueprint(create_ui_blueprint(lambda: target), url_prefix=URL_PREFIX)

@@ -1,20 +1,24 @@
-"""The web UI as one Flask blueprint: pages, live fragments, server-sent events, intention forms.
+"""The web UI as one Quart blueprint: pages, live fragments, server-sent events, intention forms.
 
 `create_ui_blueprint(target_provider)` needs only a function giving the `Target` to read: the dev
 agent passes its own Nomad/Consul addresses, `nomadmesh ui` the ones from flags or environment.
 Every page is `base.html` around a live fragment (`?fragment=1` renders the fragment alone); the
 page's script listens on `events` (SSE) and refetches the fragment on each `changed` event.
-Forms work without JavaScript (POST, then redirect); intention writes go through
+Forms work without JavaScript (POST, then redirect; the app that mounts the blueprint guards them
+with `nomadmesh.webguard`); intention writes go through
 `nomadmesh.deploy.intentions`, the same check-and-set code as the CLI.
+
+Views are async; what reads or writes the cluster (blocking HTTP through the API clients) runs in
+the loop's executor (`run_sync`), and the event stream awaits the change feed without a thread.
 """
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Callable, Iterator
-from urllib.parse import urlencode, urlsplit
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from quart import Blueprint, Response, redirect, render_template, request, url_for
+from quart.utils import run_sync
 
 from nomadmesh.deploy import intentions as writer
 from nomadmesh.deploy.target import Target, consul_client
@@ -30,6 +34,21 @@ HEARTBEAT_S = 10.0
 READY_FALLBACK_S = 3.0  # say "ready" even if a watched API (say, Nomad) cannot be reached
 PAGES = {"services": "Services", "intentions": "Intentions", "topology": "Topology"}
 
+# The pages load only their own ui.css and ui.js and talk only to their own server (fragments,
+# events, forms): nothing inline, nothing from elsewhere, never inside another site's frame.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'", "connect-src 'self'",
+    "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+))
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    "X-Content-Type-Options": "nosniff",
+    # Service names in page URLs stay here; not no-referrer, with which Chromium sends the
+    # form posts `Origin: null`, which the cross-site guard rightly refuses.
+    "Referrer-Policy": "same-origin",
+}
+
 
 def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
     bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
@@ -40,10 +59,10 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
 
     feed = ChangeFeed(apis)
 
-    def page(template: str, active: str, status: int = 200, **ctx: Any) -> Response:
+    async def page(template: str, active: str, status: int = 200, **ctx: Any) -> Response:
         fragment = request.args.get("fragment") == "1"
         target = target_provider()
-        html = render_template(f"ui/{'_' if fragment else ''}{template}.html", active=active, pages=PAGES,
+        html = await render_template(f"ui/{'_' if fragment else ''}{template}.html", active=active, pages=PAGES,
                                target=target, fragment_url=_fragment_url(), **ctx)
         return Response(html, status=status, mimetype="text/html")
 
@@ -56,133 +75,135 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         finally:
             clients.close()
 
-    @bp.before_request
-    def _same_origin_posts() -> None:
-        # Forms change intentions: refuse posts a page from another origin makes the browser send
-        # (the dev agent listens on localhost without tokens, so this is its CSRF protection).
-        if request.method != "POST":
-            return
-        origin = request.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-            abort(403, "cross-origin form posts are refused")
-        if request.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
-            abort(403, "cross-site form posts are refused")
+    @bp.after_request
+    def _security_headers(resp: Response) -> Response:
+        resp.headers.update(SECURITY_HEADERS)
+        return resp
 
     @bp.get("/")
-    def index() -> Response:
+    async def index() -> Response:
         return redirect(url_for(".services"))  # type: ignore[return-value]
 
     @bp.get("/services")
-    def services() -> Response:
-        mesh, error = read_or_error()
-        return page("services", "services", mesh=mesh, error=error)
+    async def services() -> Response:
+        mesh, error = await run_sync(read_or_error)()
+        return await page("services", "services", mesh=mesh, error=error)
 
     @bp.get("/services/<path:name>")
-    def service(name: str) -> Response:
-        mesh, error = read_or_error()
+    async def service(name: str) -> Response:
+        mesh, error = await run_sync(read_or_error)()
         svc = mesh.service(name) if mesh else None
         ups, downs = model.edges_of(mesh, name) if mesh else ([], [])
         logs: list[read.LogTail] = []
         stats: dict[str, Any] | None = None
         refusal: str | None = None
         if svc is not None:
-            clients = apis()
-            try:
-                allocs = list({i.alloc.id: i.alloc for i in svc.instances if i.alloc}.values())
-                logs = read.log_tails(clients, allocs)
-                sidecar = next((i.sidecar for i in svc.instances if i.sidecar), None)
-                stats = read.sidecar_stats(clients, sidecar.id) if sidecar else None
-                refusal = read.proxy_refusal(clients, sidecar.id) if sidecar else None
-            finally:
-                clients.close()
+            logs, stats, refusal = await run_sync(_logs_stats_refusal)(svc)
         status = 404 if mesh is not None and svc is None else 200
-        return page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
-                    upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
+        return await page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
+                          upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
+
+    def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], dict[str, Any] | None, str | None]:
+        clients = apis()
+        try:
+            allocs = list({i.alloc.id: i.alloc for i in svc.instances if i.alloc}.values())
+            sidecar = next((i.sidecar for i in svc.instances if i.sidecar), None)
+            if sidecar is None:
+                return read.log_tails(clients, allocs), None, None
+            return (read.log_tails(clients, allocs), read.sidecar_stats(clients, sidecar.id),
+                    read.proxy_refusal(clients, sidecar.id))
+        finally:
+            clients.close()
 
     @bp.get("/intentions")
-    def intentions() -> Response:
-        return _intentions_page()
+    async def intentions() -> Response:
+        return await _intentions_page()
 
-    def _intentions_page(status: int = 200, form_error: str | None = None,
-                         form: dict[str, str] | None = None) -> Response:
-        mesh, error = read_or_error()
+    async def _intentions_page(status: int = 200, form_error: str | None = None,
+                               form: dict[str, str] | None = None) -> Response:
+        mesh, error = await run_sync(read_or_error)()
         notice = request.args.get("notice") if status == 200 else None
-        return page("intentions", "intentions", status=status, mesh=mesh, error=error, form_error=form_error,
-                    form=form or {"action": "deny"}, notice=notice)
+        return await page("intentions", "intentions", status=status, mesh=mesh, error=error,
+                          form_error=form_error, form=form or {"action": "deny"}, notice=notice)
 
     @bp.post("/intentions")
-    def create_intention() -> Response:
-        form = {k: request.form.get(k, "").strip() for k in ("source", "destination", "action", "description")}
+    async def create_intention() -> Response:
+        posted = await request.form
+        form = {k: posted.get(k, "").strip() for k in ("source", "destination", "action", "description")}
         problem = _form_problem(form)
         if problem is None:
-            problem = _write(lambda c, w: w.set_intention(c, form["source"], form["destination"], form["action"],
-                                                          form["description"]))
+            problem = await _write(lambda c, w: w.set_intention(c, form["source"], form["destination"],
+                                                                form["action"], form["description"]))
         if problem:
-            return _intentions_page(400, problem, form)
+            return await _intentions_page(400, problem, form)
         return _done(f"{form['action']} {form['source']} → {form['destination']} saved")
 
     @bp.post("/intentions/flip")
-    def flip_intention() -> Response:
-        src, dst = request.form.get("source", ""), request.form.get("destination", "")
-        mesh, error = read_or_error()
+    async def flip_intention() -> Response:
+        posted = await request.form
+        src, dst = posted.get("source", ""), posted.get("destination", "")
+        mesh, error = await run_sync(read_or_error)()
         current = next((i for i in mesh.intentions if (i.source, i.destination) == (src, dst)), None) if mesh else None
         if error or current is None or current.action is None:
             problem = error or (f"{src} → {dst}: no such intention" if current is None
                                 else f"{src} → {dst}: has L7 permissions; edit it with the CLI")
-            return _intentions_page(400, problem)
+            return await _intentions_page(400, problem)
         action = "deny" if current.action == "allow" else "allow"
-        problem = _write(lambda c, w: w.set_intention(c, src, dst, action, current.description))
+        problem = await _write(lambda c, w: w.set_intention(c, src, dst, action, current.description))
         if problem:
-            return _intentions_page(400, problem)
+            return await _intentions_page(400, problem)
         return _done(f"{src} → {dst} is now {action}")
 
     @bp.post("/intentions/delete")
-    def delete_intention() -> Response:
-        src, dst = request.form.get("source", ""), request.form.get("destination", "")
+    async def delete_intention() -> Response:
+        posted = await request.form
+        src, dst = posted.get("source", ""), posted.get("destination", "")
         if not src or not dst:
-            return _intentions_page(400, "source and destination are required")
-        problem = _write(lambda c, w: w.delete_intention(c, src, dst))
+            return await _intentions_page(400, "source and destination are required")
+        problem = await _write(lambda c, w: w.delete_intention(c, src, dst))
         if problem:
-            return _intentions_page(400, problem)
+            return await _intentions_page(400, problem)
         return _done(f"{src} → {dst} deleted")
 
-    def _write(action: Callable[[Any, Any], Any]) -> str | None:
-        """Run one write through the shared CAS code; the error text for the page, or None."""
-        client = consul_client(target_provider())
-        try:
-            action(client, writer)
-        except NomadMeshError as e:
-            return str(e)
-        except ValueError as e:  # an argument the writer refuses (it raises TargetError for Consul)
-            return str(e)
-        return None
+    async def _write(action: Callable[[Any, Any], Any]) -> str | None:
+        """Run one write through the shared CAS code (in the executor: it is blocking HTTP);
+        the error text for the page, or None."""
+        def write() -> str | None:
+            client = consul_client(target_provider())
+            try:
+                action(client, writer)
+            except NomadMeshError as e:
+                return str(e)
+            except ValueError as e:  # an argument the writer refuses (it raises TargetError for Consul)
+                return str(e)
+            return None
+
+        return await run_sync(write)()
 
     def _done(notice: str) -> Response:
         return redirect(url_for(".intentions", notice=notice), code=303)  # type: ignore[return-value]
 
     @bp.get("/topology")
-    def topology_page() -> Response:
-        mesh, error = read_or_error()
+    async def topology_page() -> Response:
+        mesh, error = await run_sync(read_or_error)()
         edges = model.edges(mesh) if mesh else []
         lay = topology.layout({s.name: s.health for s in mesh.services}, edges) if mesh else None
-        return page("topology", "topology", mesh=mesh, error=error, edges=edges, layout=lay, geometry=topology)
+        return await page("topology", "topology", mesh=mesh, error=error, edges=edges, layout=lay, geometry=topology)
 
     @bp.get("/events")
-    def events() -> Response:
-        def stream() -> Iterator[str]:
+    async def events() -> Response:
+        async def stream() -> AsyncIterator[str]:
             feed.subscribe()
             try:
                 seen = feed.version
-                started = time.monotonic()
-                while not feed.primed() and time.monotonic() - started < READY_FALLBACK_S:
-                    time.sleep(0.02)
+                await feed.wait_primed(READY_FALLBACK_S)
                 yield "retry: 1000\nevent: ready\ndata: {}\n\n"
                 seen_ready = feed.version
                 if seen_ready != seen:  # something changed while priming: one refetch covers it
                     yield f"event: changed\ndata: {seen_ready}\n\n"
                 seen = seen_ready
                 while True:
-                    now = feed.wait(seen, HEARTBEAT_S)
+                    now = await feed.wait_async(seen, HEARTBEAT_S)
                     if now == seen:
                         yield ": heartbeat\n\n"  # also how a closed connection is noticed
                         continue
@@ -191,8 +212,10 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
             finally:
                 feed.unsubscribe()
 
-        return Response(stream(), mimetype="text/event-stream",
+        resp = Response(stream(), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        resp.timeout = None  # an event stream lasts as long as its page (Quart's default would cut it)
+        return resp
 
     return bp
 

@@ -5,7 +5,8 @@ allocations) runs in its own thread as a loop of blocking queries; when any inde
 version goes up and every subscriber wakes. So N open pages cost N idle SSE connections and four
 upstream queries, not 4·N — this matters on the dev agent, whose HTTP threads are shared with the
 APIs. The threads run while someone listens and end within one `wait` after the last one leaves;
-a subscriber arriving meanwhile restarts whichever have ended.
+a subscriber arriving meanwhile restarts whichever have ended. Subscribers (the SSE streams) wait
+on the HTTP loop (`wait_async`, `wait_primed`): the watchers wake them without a thread each.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Callable
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.ui.api import ApiClient, Apis
+from nomadmesh.wakeups import Wakeups
 
 log = logging.getLogger("nomadmesh.ui")
 
@@ -40,6 +42,7 @@ class ChangeFeed:
         self._subscribers = 0
         self._alive: set[str] = set()  # paths whose watcher thread runs
         self._primed: set[str] = set()
+        self._wakeups = Wakeups()
 
     @property
     def version(self) -> int:
@@ -74,10 +77,20 @@ class ChangeFeed:
             self._cond.wait_for(lambda: self._version != seen, timeout)
             return self._version
 
+    async def wait_async(self, seen: int, timeout: float) -> int:
+        """`wait` on an event loop, holding no thread."""
+        await self._wakeups.wait_for(lambda: self.version != seen, timeout)
+        return self.version
+
+    async def wait_primed(self, timeout: float) -> bool:
+        """Until `primed()` or `timeout`, on an event loop."""
+        return await self._wakeups.wait_for(self.primed, timeout)
+
     def _bump(self) -> None:
         with self._cond:
             self._version += 1
             self._cond.notify_all()
+        self._wakeups.notify()
 
     def _watch(self, client: ApiClient, path: str) -> None:
         index = 0
@@ -105,6 +118,7 @@ class ChangeFeed:
                     with self._cond:
                         self._primed.add(path)
                         self._cond.notify_all()
+                    self._wakeups.notify()
                 elif new != index:
                     self._bump()
                 # An index that goes backwards (a restarted agent) starts over, as Consul advises.

@@ -1,9 +1,15 @@
-"""Flask helpers the agent's HTTP APIs share: errors, body limits, Go durations, blocking queries.
+"""Quart helpers the agent's HTTP APIs share: errors, body limits, Go durations, blocking queries.
 
 Blocking queries work the same on both APIs: `?index=N&wait=D` holds the request until the state
 behind the endpoint moves past N or D passes (plus up to D/16 of random jitter, so many watchers do
 not all wake at once), then answers with the current index in `X-Consul-Index` / `X-Nomad-Index`.
 Consul's default wait is 5 minutes, its maximum 10; Nomad's default and maximum are 5 minutes.
+The wait is an await on the HTTP loop (State.wait_async): it holds no thread, and a client that
+disconnects cancels it.
+
+Views may be sync, Flask-style (Quart runs them in the loop's executor): the request body is read
+before the view by `load_body` (an app-level before_request hook), so `read_body`/`json_body`
+stay plain functions.
 """
 from __future__ import annotations
 
@@ -13,11 +19,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from flask import Response, request
+from quart import Response, g, request
 
 from nomadmesh.agent.state import State
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # nothing the agent takes is near this; refuse absurd bodies early
+# Nothing the agent takes nests beyond ~15 levels (a job's upstreams); a 100k-deep body would
+# exhaust Python's recursion in the decoder or in any recursive check after it.
+MAX_JSON_DEPTH = 128
 
 
 @dataclass(frozen=True)
@@ -121,19 +130,27 @@ def blocking_args(limits: WaitLimits = CONSUL_WAIT) -> BlockingArgs:
     return BlockingArgs(index=index, wait_s=wait + random.random() * wait / 16)
 
 
-def block(state: State, kinds: Iterable[str], limits: WaitLimits = CONSUL_WAIT) -> int:
+async def block(state: State, kinds: Iterable[str], limits: WaitLimits = CONSUL_WAIT) -> int:
     """Wait as the request's `index`/`wait` ask; returns the kinds' current index."""
     args = blocking_args(limits)
     if args.index <= 0:
         return state.kind_index(*kinds)
-    return state.wait(kinds, args.index, args.wait_s)
+    return await state.wait_async(kinds, args.index, args.wait_s)
+
+
+async def load_body() -> None:
+    """before_request: read the whole body (at most the app's MAX_CONTENT_LENGTH, else 413)
+    so that views, sync or async, take it from `read_body`."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return  # read_body answers with the size; nothing is read
+    g.nomadmesh_body = await request.get_data(cache=True)
 
 
 def read_body(limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw request body, refused with 413 beyond `limit` before it is all read."""
+    """The raw request body, refused with 413 beyond `limit`."""
     if request.content_length is not None and request.content_length > limit:
         raise HTTPError(413, f"Request body({request.content_length} bytes) too large, max size: {limit} bytes")
-    raw = request.stream.read(limit + 1)
+    raw: bytes = g.get("nomadmesh_body", b"")
     if len(raw) > limit:
         raise HTTPError(413, f"Request body too large, max size: {limit} bytes")
     return raw
@@ -146,14 +163,33 @@ def json_body(required: bool = True, limit: int = MAX_BODY_BYTES) -> Any:
         if required:
             raise HTTPError(400, "Request decode failed: empty body")
         return None
+    too_deep = f"Request decode failed: exceeded max depth ({MAX_JSON_DEPTH} levels of nesting)"
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise HTTPError(400, f"Request decode failed: {e}") from None
+    except RecursionError:
+        raise HTTPError(400, too_deep) from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise HTTPError(400, too_deep)
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def current_ctx() -> Any:
     """The AgentContext the app was created with (`app.extensions["nomadmesh"]["ctx"]`)."""
-    from flask import current_app
+    from quart import current_app
 
     return current_app.extensions["nomadmesh"]["ctx"]

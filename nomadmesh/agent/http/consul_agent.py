@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from quart import Blueprint, Response
 
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
 from nomadmesh.agent.http.consul_defs import ServiceDefError, public
@@ -22,13 +22,13 @@ def _catalog() -> Any:
 
 
 @bp.get("/v1/status/leader")
-def leader() -> Response:
+async def leader() -> Response:
     cfg = current_ctx().config
     return json_response(f"{_advertise(cfg.bind)}:8300")
 
 
 @bp.get("/v1/status/peers")
-def peers() -> Response:
+async def peers() -> Response:
     cfg = current_ctx().config
     return json_response([f"{_advertise(cfg.bind)}:8300"])
 
@@ -121,7 +121,7 @@ def checks() -> Response:
 
 
 def _ttl_update(check_id: str, status: str) -> Response:
-    from flask import request
+    from quart import request
 
     note = request.args.get("note", "")
     body = json_body(required=False)

@@ -1,4 +1,4 @@
-"""The dev agent's Consul HTTP API: one Flask app, one blueprint per area.
+"""The dev agent's Consul HTTP API: one Quart app (asyncio), one blueprint per area.
 
     consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks}, /v1/status
     consul_catalog.py     /v1/catalog/{services,service,connect,nodes}, /v1/health/{service,connect,checks}
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response
+from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
@@ -25,7 +25,8 @@ from nomadmesh.agent.http import (
     consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_proxy_status,
     consul_sidecar_stats,
 )
-from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
+from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, load_body, text_response
+from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.consul")
 
@@ -37,23 +38,25 @@ class AnyPathConverter(PathConverter):
     part_isolating = False  # werkzeug infers True from a regex without '/'; keys span segments
 
 
-def create_consul_app(ctx: AgentContext) -> Flask:
-    app = Flask("nomadmesh.consul")
+def create_consul_app(ctx: AgentContext) -> Quart:
+    app = Quart("nomadmesh.consul")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.url_map.converters["anypath"] = AnyPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
+    install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
+    app.before_request(load_body)  # after the guard: a refused request's body is never read
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
                    consul_sidecar_stats, consul_proxy_status):
         app.register_blueprint(module.bp)
 
     @app.errorhandler(HTTPError)
-    def _coded(e: HTTPError) -> Response:
+    async def _coded(e: HTTPError) -> Response:
         return text_response(e.status, e.message)
 
     @app.errorhandler(HTTPException)
-    def _http(e: HTTPException) -> Response:
+    async def _http(e: HTTPException) -> Response:
         if e.code == 413:
             return text_response(413, f"Request body too large, max size: {MAX_BODY_BYTES} bytes")
         if e.code == 405:
@@ -61,7 +64,7 @@ def create_consul_app(ctx: AgentContext) -> Flask:
         return text_response(e.code or 500, e.description or e.name)
 
     @app.errorhandler(Exception)
-    def _crash(e: Exception) -> Response:
+    async def _crash(e: Exception) -> Response:
         # A bug must neither take the agent down nor leak a traceback to clients; it goes to the log.
         log.exception("Consul API request failed")
         return text_response(500, f"internal error: {type(e).__name__}: {e}")

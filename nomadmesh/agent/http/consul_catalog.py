@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag
 from nomadmesh.agent.http.consul_defs import public
@@ -26,8 +26,8 @@ def _catalog() -> Any:
     return catalog
 
 
-def _blocked(kinds: tuple[str, ...]) -> int:
-    return block(current_ctx().state, kinds)
+async def _blocked(kinds: tuple[str, ...]) -> int:
+    return await block(current_ctx().state, kinds)
 
 
 def _tag_filter(rows: list[dict[str, Any]], tags_of: Any) -> list[dict[str, Any]]:
@@ -36,8 +36,8 @@ def _tag_filter(rows: list[dict[str, Any]], tags_of: Any) -> list[dict[str, Any]
 
 
 @bp.get("/v1/catalog/services")
-def services() -> Response:
-    index = _blocked(CATALOG_KINDS)
+async def services() -> Response:
+    index = await _blocked(CATALOG_KINDS)
     out: dict[str, list[str]] = {}
     for svc in _catalog().services():
         tags = out.setdefault(svc["Service"], [])
@@ -46,27 +46,27 @@ def services() -> Response:
 
 
 @bp.get("/v1/catalog/service/<path:name>")
-def service(name: str) -> Response:
-    index = _blocked(CATALOG_KINDS)
+async def service(name: str) -> Response:
+    index = await _blocked(CATALOG_KINDS)
     rows = _tag_filter(_catalog().catalog_service(name), lambda r: r["ServiceTags"])
     return json_response(rows, index=index)
 
 
 @bp.get("/v1/catalog/connect/<path:name>")
-def connect(name: str) -> Response:
-    index = _blocked(CATALOG_KINDS)
+async def connect(name: str) -> Response:
+    index = await _blocked(CATALOG_KINDS)
     return json_response(_catalog().catalog_service(name, connect=True), index=index)
 
 
 @bp.get("/v1/catalog/nodes")
-def nodes() -> Response:
-    index = _blocked(("node",))
+async def nodes() -> Response:
+    index = await _blocked(("node",))
     return json_response([_catalog().node()], index=index)
 
 
 @bp.get("/v1/catalog/node/<path:node>")
-def node(node: str) -> Response:
-    index = _blocked(CATALOG_KINDS)
+async def node(node: str) -> Response:
+    index = await _blocked(CATALOG_KINDS)
     catalog = _catalog()
     if node != catalog.node_name:
         return json_response(None, index=index)
@@ -80,27 +80,27 @@ def datacenters() -> Response:
 
 
 @bp.get("/v1/health/service/<path:name>")
-def health_service(name: str) -> Response:
-    index = _blocked(HEALTH_KINDS)
+async def health_service(name: str) -> Response:
+    index = await _blocked(HEALTH_KINDS)
     rows = _catalog().health(name, passing_only=query_flag("passing"))
     return json_response(_tag_filter(rows, lambda r: r["Service"]["Tags"]), index=index)
 
 
 @bp.get("/v1/health/connect/<path:name>")
-def health_connect(name: str) -> Response:
-    index = _blocked(HEALTH_KINDS)
+async def health_connect(name: str) -> Response:
+    index = await _blocked(HEALTH_KINDS)
     return json_response(_catalog().health(name, passing_only=query_flag("passing"), connect=True), index=index)
 
 
 @bp.get("/v1/health/checks/<path:name>")
-def health_checks(name: str) -> Response:
-    index = _blocked(HEALTH_KINDS)
+async def health_checks(name: str) -> Response:
+    index = await _blocked(HEALTH_KINDS)
     return json_response([public(c) for c in _catalog().checks() if c.get("ServiceName") == name], index=index)
 
 
 @bp.get("/v1/health/node/<path:node>")
-def health_node(node: str) -> Response:
-    index = _blocked(HEALTH_KINDS)
+async def health_node(node: str) -> Response:
+    index = await _blocked(HEALTH_KINDS)
     catalog = _catalog()
     if node != catalog.node_name:
         return json_response([], index=index)
@@ -108,10 +108,10 @@ def health_node(node: str) -> Response:
 
 
 @bp.get("/v1/health/state/<state>")
-def health_state(state: str) -> Response:
+async def health_state(state: str) -> Response:
     if state not in _STATES:
         raise HTTPError(400, f"Invalid check state: {state!r} (any, passing, warning or critical)")
-    index = _blocked(HEALTH_KINDS)
+    index = await _blocked(HEALTH_KINDS)
     catalog = _catalog()
     checks = [catalog.serf_check()] + [public(c) for c in catalog.checks()]
     return json_response([c for c in checks if state == "any" or c["Status"] == state], index=index)

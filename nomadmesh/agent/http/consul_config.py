@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from quart import Blueprint, Response
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response, query_int
 from nomadmesh.agent.connect import ingress
@@ -113,19 +113,19 @@ def put() -> Response:
 
 
 @bp.get("/v1/config/<kind>")
-def list_kind(kind: str) -> Response:
+async def list_kind(kind: str) -> Response:
     _check_kind(kind)
     state = current_ctx().state
-    index = block(state, (KIND,))
+    index = await block(state, (KIND,))
     records = state.list(KIND, f"{kind}/")
     return json_response([to_json(r.value, r.create_index, r.modify_index) for r in records], index=index)
 
 
 @bp.get("/v1/config/<kind>/<path:name>")
-def get(kind: str, name: str) -> Response:
+async def get(kind: str, name: str) -> Response:
     _check_kind(kind)
     state = current_ctx().state
-    index = block(state, (KIND,))
+    index = await block(state, (KIND,))
     rec = state.get(KIND, key(kind, name))
     if rec is None:
         resp = json_response(None, index=index)

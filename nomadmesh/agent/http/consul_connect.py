@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from quart import Blueprint, Response
 
 from nomadmesh.agent.connect import ca as ca_mod
 from nomadmesh.agent.http.common import HTTPError, blocking_args, current_ctx, json_response

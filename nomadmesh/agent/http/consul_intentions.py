@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, request
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response
 from nomadmesh.agent.http.consul_config import KIND, delete_entry, key, write_entry
@@ -75,8 +75,8 @@ def _write(txn: Txn, entry: dict[str, Any]) -> None:
 
 
 @bp.get("/v1/connect/intentions")
-def list_all() -> Response:
-    index = block(current_ctx().state, (KIND,))
+async def list_all() -> Response:
+    index = await block(current_ctx().state, (KIND,))
     return json_response(_all(_records()), index=index)
 
 
@@ -113,10 +113,10 @@ def _exact_args() -> tuple[str, str]:
 
 
 @bp.get("/v1/connect/intentions/exact")
-def exact_get() -> Response:
+async def exact_get() -> Response:
     source, destination = _exact_args()
     state = current_ctx().state
-    index = block(state, (KIND,))
+    index = await block(state, (KIND,))
     rec = state.get(KIND, key(ixn.KIND, destination))
     src = next((s for s in (rec.value.get("Sources") or []) if s["Name"] == source), None) if rec else None
     if rec is None or src is None:
@@ -189,14 +189,14 @@ def check() -> Response:
 
 
 @bp.get("/v1/connect/intentions/match")
-def match() -> Response:
+async def match() -> Response:
     by = request.args.get("by", "")
     if by not in ("source", "destination"):
         raise HTTPError(400, "'by' must be set to 'source' or 'destination'")
     names = request.args.getlist("name")
     if not names:
         raise HTTPError(400, "required query parameter 'name' not set")
-    index = block(current_ctx().state, (KIND,))
+    index = await block(current_ctx().state, (KIND,))
     rows = _all(_records())
     field = "SourceName" if by == "source" else "DestinationName"
     out = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from flask import Blueprint, Response, request
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag, query_int, read_body
 from nomadmesh.agent.state import CasError, Record
@@ -60,11 +60,11 @@ def _not_found(index: int) -> Response:
 
 
 @bp.get("/v1/kv/<anypath:key>")
-def get(key: str) -> Response:
+async def get(key: str) -> Response:
     ctx = current_ctx()
     recurse, keys_only = query_flag("recurse"), query_flag("keys")
     validate_key(key, allow_empty=recurse or keys_only)
-    index = block(ctx.state, (KIND,))
+    index = await block(ctx.state, (KIND,))
     if keys_only:
         found = [r.key for r in ctx.state.list(KIND, key)]
         if not found:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response
+from quart import Blueprint, Response
 
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_response
 

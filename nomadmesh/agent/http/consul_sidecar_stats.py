@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Response
+from quart import Blueprint, Response
 
 from nomadmesh.agent.connect import admin_stats
 from nomadmesh.agent.context import AgentContext

@@ -1,4 +1,4 @@
-"""The dev agent's Nomad HTTP API: one Flask app, one blueprint per area.
+"""The dev agent's Nomad HTTP API: one Quart app (asyncio), one blueprint per area.
 
     nomad_jobs.py   /v1/jobs, /v1/jobs/parse, /v1/job/<id>[/plan|versions|allocations|evaluations|deployment(s)]
     nomad_reads.py  allocations, evaluations, deployments, nodes, agent, status
@@ -12,30 +12,34 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
+from nomadmesh.agent.http.common import load_body
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
+from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.nomad")
 
 
-def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Flask:
-    app = Flask("nomadmesh.nomad")
+def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Quart:
+    app = Quart("nomadmesh.nomad")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["nomadmesh"] = {"ctx": ctx, "scheduler": scheduler}
+    install_guard(app, own_address(ctx.config.bind, ctx.config.nomad_port))
+    app.before_request(load_body)  # after the guard: a refused request's body is never read
     app.register_blueprint(nomad_jobs.bp)
     app.register_blueprint(nomad_reads.bp)
     app.register_blueprint(nomad_logs.bp)
 
     @app.errorhandler(HTTPError)
-    def _coded(e: HTTPError) -> Response:
+    async def _coded(e: HTTPError) -> Response:
         return text_error(e.status, e.message)
 
     @app.errorhandler(HTTPException)
-    def _http(e: HTTPException) -> Response:
+    async def _http(e: HTTPException) -> Response:
         if e.code == 404:
             return text_error(404, "Invalid URL")
         if e.code == 405:
@@ -45,7 +49,7 @@ def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Flask:
         return text_error(e.code or 500, e.description or e.name)
 
     @app.errorhandler(Exception)
-    def _crash(e: Exception) -> Response:
+    async def _crash(e: Exception) -> Response:
         # A bug must not take the agent down nor leak a traceback to clients; it goes to the log.
         log.exception("Nomad API request failed")
         return text_error(500, f"internal error: {type(e).__name__}: {e}")

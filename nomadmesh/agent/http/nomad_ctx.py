@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
+from quart import current_app
 
 from nomadmesh.agent.context import AgentContext
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx, notify
 from nomadmesh.agent.http.nomad_util import (
@@ -44,7 +44,7 @@ def _allocs_of(job_id: str) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/jobs")
-def list_jobs() -> Response:
+async def list_jobs() -> Response:
     prefix = request.args.get("prefix", "")
     state = ctx().state
 
@@ -53,7 +53,7 @@ def list_jobs() -> Response:
         return [jobstore.job_stub(j, jobstore.job_summary(j, [a for a in allocs if a["JobID"] == j["ID"]]))
                 for j in state.values("job", prefix)]
 
-    return read_endpoint(state, ("job", "alloc"), produce)
+    return await read_endpoint(state, ("job", "alloc"), produce)
 
 
 def _register(body: dict[str, Any], path_id: str | None) -> Response:
@@ -94,13 +94,15 @@ def parse_job() -> Response:
             job = spec.canonicalize(job)
     except spec.SpecInputError as e:
         raise HTTPError(400, str(e)) from None
+    except RecursionError:  # the HCL parser recurses per nesting level
+        raise HTTPError(400, "Error parsing job file: nested too deeply") from None
     return reply(job)
 
 
 @bp.get("/v1/job/<job_id>")
-def get_job(job_id: str) -> Response:
+async def get_job(job_id: str) -> Response:
     state = ctx().state
-    index = blocking(state, ("job",))
+    index = await blocking(state, ("job",))
     return reply(strip_private(_job_or_404(job_id)), index)
 
 
@@ -148,9 +150,9 @@ def plan_job(job_id: str) -> Response:
 
 
 @bp.get("/v1/job/<job_id>/versions")
-def job_versions(job_id: str) -> Response:
+async def job_versions(job_id: str) -> Response:
     state = ctx().state
-    index = blocking(state, ("job", "job_version"))
+    index = await blocking(state, ("job", "job_version"))
     versions = [strip_private(v) for v in reversed(state.values("job_version", job_id + "/"))]
     if not versions:
         raise HTTPError(404, "job versions not found")
@@ -161,7 +163,7 @@ def job_versions(job_id: str) -> Response:
 
 
 @bp.get("/v1/job/<job_id>/allocations")
-def job_allocations(job_id: str) -> Response:
+async def job_allocations(job_id: str) -> Response:
     state = ctx().state
     show_all = parse_bool("all")
 
@@ -173,25 +175,25 @@ def job_allocations(job_id: str) -> Response:
             allocs = [a for a in allocs if a["CreateIndex"] >= job.value["CreateIndex"]]
         return [alloc_stub(a) for a in sorted(allocs, key=lambda a: a["CreateIndex"])]
 
-    return read_endpoint(state, ("alloc",), produce)
+    return await read_endpoint(state, ("alloc",), produce)
 
 
 @bp.get("/v1/job/<job_id>/evaluations")
-def job_evaluations(job_id: str) -> Response:
+async def job_evaluations(job_id: str) -> Response:
     state = ctx().state
-    return read_endpoint(state, ("eval",), lambda: sorted(
+    return await read_endpoint(state, ("eval",), lambda: sorted(
         (e for e in state.values("eval") if e["JobID"] == job_id), key=lambda e: -e["CreateIndex"]))
 
 
 @bp.get("/v1/job/<job_id>/deployments")
-def job_deployments(job_id: str) -> Response:
+async def job_deployments(job_id: str) -> Response:
     state = ctx().state
-    return read_endpoint(state, ("deployment",), lambda: sorted(
+    return await read_endpoint(state, ("deployment",), lambda: sorted(
         (d for d in state.values("deployment") if d["JobID"] == job_id), key=lambda d: -d["CreateIndex"]))
 
 
 @bp.get("/v1/job/<job_id>/deployment")
-def job_latest_deployment(job_id: str) -> Response:
+async def job_latest_deployment(job_id: str) -> Response:
     state = ctx().state
 
     def produce() -> dict[str, Any] | None:
@@ -199,11 +201,11 @@ def job_latest_deployment(job_id: str) -> Response:
                       key=lambda d: -d["CreateIndex"])
         return deps[0] if deps else None
 
-    return read_endpoint(state, ("deployment",), produce)
+    return await read_endpoint(state, ("deployment",), produce)
 
 
 @bp.get("/v1/job/<job_id>/summary")
-def job_summary(job_id: str) -> Response:
+async def job_summary(job_id: str) -> Response:
     state = ctx().state
-    index = blocking(state, ("job", "alloc"))
+    index = await blocking(state, ("job", "alloc"))
     return reply(jobstore.job_summary(_job_or_404(job_id), _allocs_of(job_id)), index)

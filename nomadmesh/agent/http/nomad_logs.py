@@ -4,14 +4,21 @@ Framed output is a stream of JSON objects {Offset, Data (base64), File, FileEven
 following, an empty object `{}` is sent as a heartbeat when nothing new was written for a second,
 as Nomad's StreamFramer does. Reading files is the runtime's job (runtime.logs, which also refuses
 task names and types that could escape the allocation's log directory).
+
+Following is an await on the HTTP loop, not a thread: the runtime's follower is asked for one quick
+pass at a time (a chunk, or an empty one when nothing is new) and the stream sleeps between passes;
+a client that disconnects cancels the stream.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from typing import Iterator
+import threading
+import time
+from typing import Any, AsyncIterator, Iterator
 
-from flask import Blueprint, Response, request, stream_with_context
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx, scheduler
 from nomadmesh.agent.http.nomad_util import HTTPError, parse_bool, parse_int
@@ -19,6 +26,7 @@ from nomadmesh.agent.http.nomad_util import HTTPError, parse_bool, parse_int
 bp = Blueprint("nomad_logs", __name__)
 
 HEARTBEAT_S = 1.0
+POLL_S = 0.2  # how often a followed log is looked at while nothing is new
 
 
 def _frame(data: bytes, offset: int, file: str) -> bytes:
@@ -48,23 +56,46 @@ def logs(alloc_id: str) -> Response:
         raise HTTPError(400, f"unknown task name \"{task}\"")
     platform = scheduler().platform
 
+    state = ctx().state  # taken here: the stream below runs after the view has returned
+
     def done() -> bool:
-        cur = ctx().state.get("alloc", alloc_id)
+        cur = state.get("alloc", alloc_id)
         return cur is None or cur.value["ClientStatus"] not in ("pending", "running")
 
     try:
-        chunks = platform.log_chunks(alloc_id, task, kind, offset, origin, follow, done, HEARTBEAT_S)
+        # heartbeat 0 and a stop event never set: each step of the follower is one quick pass that
+        # returns a chunk or an empty one, never a sleep; the waiting happens in `paced` below.
+        chunks = platform.log_chunks(alloc_id, task, kind, offset, origin, follow, done, 0.0, stop=threading.Event(),
+                                     poll_s=0.0) if follow else platform.log_chunks(alloc_id, task, kind, offset,
+                                                                                    origin, False, done)
     except ValueError as e:
         raise HTTPError(400, str(e)) from None
 
-    def body() -> Iterator[bytes]:
-        for chunk in chunks:
+    async def body() -> AsyncIterator[bytes]:
+        async for data, f_offset, f_name in paced(chunks):
             if plain:
-                if chunk.data:
-                    yield chunk.data
-            elif chunk.data:
-                yield _frame(chunk.data, chunk.offset, chunk.file)
+                if data:
+                    yield data
+            elif data:
+                yield _frame(data, f_offset, f_name)
             else:
                 yield b"{}"  # heartbeat, as Nomad's StreamFramer sends
 
-    return Response(stream_with_context(body()), mimetype="text/plain" if plain else "application/json")
+    resp = Response(body(), mimetype="text/plain" if plain else "application/json")
+    resp.timeout = None  # a followed log streams until the task ends or the client leaves
+    return resp
+
+
+async def paced(chunks: Iterator[Any]) -> AsyncIterator[tuple[bytes, int, str]]:
+    """(data, offset, file) of each runtime.logs chunk; an empty pass becomes a sleep of POLL_S,
+    and once every HEARTBEAT_S without data an empty data (a heartbeat)."""
+    last = time.monotonic()
+    for chunk in chunks:
+        if chunk.data:
+            last = time.monotonic()
+            yield chunk.data, chunk.offset, chunk.file
+            continue
+        if time.monotonic() - last >= HEARTBEAT_S:
+            last = time.monotonic()
+            yield b"", 0, ""
+        await asyncio.sleep(POLL_S)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx
 from nomadmesh.agent.http.nomad_util import HTTPError, blocking, read_endpoint, reply, strip_private
@@ -13,10 +13,10 @@ from nomadmesh.agent.scheduling.structs import alloc_stub
 bp = Blueprint("nomad_reads", __name__)
 
 
-def _one(kind: str, key: str, what: str) -> Response:
+async def _one(kind: str, key: str, what: str) -> Response:
     """GET of one document, by full ID or by a unique ID prefix as Nomad allows."""
     state = ctx().state
-    index = blocking(state, (kind,))
+    index = await blocking(state, (kind,))
     rec = state.get(kind, key)
     if rec is None and len(key) >= 8:
         matches = state.list(kind, key)
@@ -31,63 +31,63 @@ def _prefixed(kind: str) -> list[dict[str, Any]]:
 
 
 @bp.get("/v1/allocations")
-def allocations() -> Response:
-    return read_endpoint(ctx().state, ("alloc",), lambda: [alloc_stub(a) for a in _prefixed("alloc")])
+async def allocations() -> Response:
+    return await read_endpoint(ctx().state, ("alloc",), lambda: [alloc_stub(a) for a in _prefixed("alloc")])
 
 
 @bp.get("/v1/allocation/<alloc_id>")
-def allocation(alloc_id: str) -> Response:
-    return _one("alloc", alloc_id, "alloc")
+async def allocation(alloc_id: str) -> Response:
+    return await _one("alloc", alloc_id, "alloc")
 
 
 @bp.get("/v1/evaluations")
-def evaluations() -> Response:
-    return read_endpoint(ctx().state, ("eval",), lambda: _prefixed("eval"))
+async def evaluations() -> Response:
+    return await read_endpoint(ctx().state, ("eval",), lambda: _prefixed("eval"))
 
 
 @bp.get("/v1/evaluation/<eval_id>")
-def evaluation(eval_id: str) -> Response:
-    return _one("eval", eval_id, "eval")
+async def evaluation(eval_id: str) -> Response:
+    return await _one("eval", eval_id, "eval")
 
 
 @bp.get("/v1/evaluation/<eval_id>/allocations")
-def evaluation_allocations(eval_id: str) -> Response:
+async def evaluation_allocations(eval_id: str) -> Response:
     state = ctx().state
-    return read_endpoint(state, ("alloc",), lambda: [alloc_stub(a) for a in state.values("alloc")
+    return await read_endpoint(state, ("alloc",), lambda: [alloc_stub(a) for a in state.values("alloc")
                                                      if a["EvalID"] == eval_id])
 
 
 @bp.get("/v1/deployments")
-def deployments() -> Response:
-    return read_endpoint(ctx().state, ("deployment",), lambda: _prefixed("deployment"))
+async def deployments() -> Response:
+    return await read_endpoint(ctx().state, ("deployment",), lambda: _prefixed("deployment"))
 
 
 @bp.get("/v1/deployment/<dep_id>")
-def deployment(dep_id: str) -> Response:
-    return _one("deployment", dep_id, "deployment")
+async def deployment(dep_id: str) -> Response:
+    return await _one("deployment", dep_id, "deployment")
 
 
 @bp.get("/v1/deployment/allocations/<dep_id>")
-def deployment_allocations(dep_id: str) -> Response:
+async def deployment_allocations(dep_id: str) -> Response:
     state = ctx().state
-    return read_endpoint(state, ("alloc",), lambda: [alloc_stub(a) for a in state.values("alloc")
+    return await read_endpoint(state, ("alloc",), lambda: [alloc_stub(a) for a in state.values("alloc")
                                                      if a.get("DeploymentID") == dep_id])
 
 
 @bp.get("/v1/nodes")
-def nodes() -> Response:
-    return read_endpoint(ctx().state, ("node",), lambda: [node_stub(n) for n in _prefixed("node")])
+async def nodes() -> Response:
+    return await read_endpoint(ctx().state, ("node",), lambda: [node_stub(n) for n in _prefixed("node")])
 
 
 @bp.get("/v1/node/<node_id>")
-def node(node_id: str) -> Response:
-    return _one("node", node_id, "node")
+async def node(node_id: str) -> Response:
+    return await _one("node", node_id, "node")
 
 
 @bp.get("/v1/node/<node_id>/allocations")
-def node_allocations(node_id: str) -> Response:
+async def node_allocations(node_id: str) -> Response:
     state = ctx().state
-    return read_endpoint(state, ("alloc",), lambda: [strip_private(a) for a in state.values("alloc")
+    return await read_endpoint(state, ("alloc",), lambda: [strip_private(a) for a in state.values("alloc")
                                                      if a["NodeID"] == node_id])
 
 
@@ -129,12 +129,12 @@ def agent_members() -> Response:
 
 
 @bp.get("/v1/status/leader")
-def status_leader() -> Response:
+async def status_leader() -> Response:
     return reply(f"{ctx().config.bind}:4647")
 
 
 @bp.get("/v1/status/peers")
-def status_peers() -> Response:
+async def status_peers() -> Response:
     return reply([f"{ctx().config.bind}:4647"])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
-from flask import Response, request
+from quart import Response, request
 
 from nomadmesh.agent.http.common import (
     MAX_BODY_BYTES, NOMAD_WAIT, HTTPError, block, json_body as _json_body, parse_duration,
@@ -62,9 +62,9 @@ def check_fields(body: dict[str, Any], allowed: Iterable[str], what: str) -> Non
         raise HTTPError(400, f"{what}: unknown field {unknown[0]!r}")
 
 
-def blocking(state: State, kinds: tuple[str, ...]) -> int:
+async def blocking(state: State, kinds: tuple[str, ...]) -> int:
     """Run the blocking part of a query (`index`/`wait`, Nomad's 5 min cap plus jitter)."""
-    return block(state, kinds, NOMAD_WAIT)
+    return await block(state, kinds, NOMAD_WAIT)
 
 
 def reply(value: Any, index: int | None = None, status: int = 200) -> Response:
@@ -74,9 +74,9 @@ def reply(value: Any, index: int | None = None, status: int = 200) -> Response:
     return resp
 
 
-def read_endpoint(state: State, kinds: tuple[str, ...], produce: Callable[[], Any]) -> Response:
+async def read_endpoint(state: State, kinds: tuple[str, ...], produce: Callable[[], Any]) -> Response:
     """A blocking GET: wait on `kinds`, then build the answer from current state."""
-    index = blocking(state, kinds)
+    index = await blocking(state, kinds)
     return reply(produce(), index)
 
 

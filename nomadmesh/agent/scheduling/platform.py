@@ -259,7 +259,8 @@ class Platform:
         return self.alloc_root / alloc_id
 
     def log_chunks(self, alloc_id: str, task: str, kind: str, offset: int, origin: str, follow: bool,
-                   done: Callable[[], bool], heartbeat_s: float = 1.0) -> Iterator[Any]:
+                   done: Callable[[], bool], heartbeat_s: float = 1.0, stop: Any = None,
+                   poll_s: float = 0.2) -> Iterator[Any]:
         """runtime.logs chunks {data, file, offset}; ValueError for a bad task/type/origin/offset.
 
         Validation happens before the first chunk, so callers can turn it into a 400."""
@@ -268,4 +269,5 @@ class Platform:
         if not follow:
             return iter(logs.read(root, task, kind, offset, origin))
         logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
-        return logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done)
+        return logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done, stop=stop,
+                           poll_s=poll_s)
