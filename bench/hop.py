@@ -29,7 +29,7 @@ from agentkit import pct
 
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.agent.connect.envoy import EnvoyProcess
+from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.testing import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 

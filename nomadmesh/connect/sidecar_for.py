@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, NoReturn, Sequence
 from urllib.parse import urlsplit
 
-from nomadmesh.agent.connect import envoy
+from nomadmesh.connect import envoy
 from nomadmesh.errors import NomadMeshError
 
 DEFAULT_ADMIN_BIND = "127.0.0.1:19000"  # Consul's -admin-bind default
