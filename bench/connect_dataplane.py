@@ -25,7 +25,7 @@ from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
-from nomadmesh.agent.connect.testing import free_port, snapshot, start_backend, upstream
+from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import Intention
 
