@@ -15,11 +15,13 @@ parameter for them, but its `Requester.request` passes query params through and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import nomad
 import nomad.api.exceptions as nx
 import requests
+from nomad.api.base import Requester
 
 from nomadmesh.deploy.http_api import HttpApi, response_message
 from nomadmesh.deploy.target import Target, nomad_client
@@ -68,7 +70,7 @@ class NomadAPI(HttpApi):
             return EnforceIndexConflict(f"{what}: the job changed since it was planned ({msg}); run plan again")
         return self.refused(resp.status_code, msg, what)
 
-    def _blocking(self, requester: Any, *segments: str, index: int, wait_s: float) -> Blocking:
+    def _blocking(self, requester: Requester, *segments: str, index: int, wait_s: float) -> Blocking:
         """GET /v1/<requester>/<segments> through python-nomad (token, namespace, region, TLS included),
         as a blocking query when `index` > 0."""
         params: dict[str, Any] = {}
@@ -124,7 +126,7 @@ class NomadAPI(HttpApi):
         return self._call(f"GET /v1/client/fs/logs/{alloc_id}", lambda: self.client.client.stream_logs.stream(
             alloc_id, task, stream, follow=False, offset=offset, origin=origin, plain=True))
 
-    def follow_logs(self, alloc_id: str, task: str, stream: str = "stderr", tail_bytes: int = 4096) -> Any:
+    def follow_logs(self, alloc_id: str, task: str, stream: str = "stderr", tail_bytes: int = 4096) -> Iterator[str]:
         """An iterator of text chunks, following the log until the caller stops (Ctrl-C)."""
         resp = self._call(f"GET /v1/client/fs/logs/{alloc_id}", lambda: self.client.client.stream_logs.request(
             alloc_id, method="get", stream=True, timeout=None,
