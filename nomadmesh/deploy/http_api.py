@@ -5,11 +5,11 @@ Product code talks to each API through one client (`deploy.nomad_api.NomadAPI`,
 (python-nomad, py-consul) or is a raw read (the web UI's, blocking queries on any path), a failure
 becomes a `TargetError` worded here, once:
 
-    cannot reach Nomad at http://127.0.0.1:4646: connection refused        (nothing answered)
-    Consul at http://127.0.0.1:8500 refused the token (403): ACL not found  (401/403)
-    Nomad at http://127.0.0.1:4646: GET /v1/allocations failed (500): ...   (any other status; the
-                                                                             SDKs' errors do not say
-    Consul at http://127.0.0.1:8500 refused the request (400): ...          which call: no "GET ...")
+    nothing answered:        cannot reach Nomad at http://127.0.0.1:4646: connection refused
+    401 / 403:               Nomad at http://127.0.0.1:4646 refused the token (GET /v1/jobs, 403): ...
+    any other status:        Nomad at http://127.0.0.1:4646: GET /v1/allocations failed (500): ...
+    ... when the call is     Consul at http://127.0.0.1:8500 refused the request (400): ...
+        unknown (py-consul's errors do not say which call was made)
 """
 from __future__ import annotations
 
