@@ -37,3 +37,21 @@ def test_the_rest_of_the_cli_does_not_need_the_extra() -> None:
     out = run_without("grpc,cryptography,envoy,xds", "agent", "--help")
     assert out.returncode == 0, out.stderr
     assert "--dev" in out.stdout
+
+
+IMPORT_ALL_PRODUCT = ("import sys, pkgutil, importlib\n"
+                      "for name in sys.argv[1].split(','):\n"
+                      "    sys.modules[name] = None\n"
+                      "import nomadmesh\n"
+                      "for m in pkgutil.walk_packages(nomadmesh.__path__, 'nomadmesh.'):\n"
+                      "    if not m.name.startswith('nomadmesh.agent'):\n"
+                      "        importlib.import_module(m.name)\n"
+                      "print('imported')\n")
+
+
+def test_every_product_module_imports_without_the_extra() -> None:
+    hidden = "grpc,cryptography,envoy,xds,udpa,validate,google.protobuf"
+    out = subprocess.run([sys.executable, "-c", IMPORT_ALL_PRODUCT, hidden], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "imported"
