@@ -1,4 +1,5 @@
-"""Nomad jobspecs for the dev agent: HCL → Job JSON, defaults, validation, plan diffs. Pure.
+"""Nomad jobspecs: HCL → Job JSON, defaults, validation, plan diffs. Pure, shared by the dev agent
+(/v1/jobs/parse, registration) and product code; it never imports nomadmesh.agent.
 
     parse_hcl(text, variables=None) -> dict     HCL2 jobspec → Job dict (Go field names, ns durations)
     from_json(job) -> dict                      a submitted Job dict checked against the same schema
