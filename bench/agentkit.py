@@ -25,8 +25,10 @@ from typing import Any, TypeVar
 
 import requests
 
-from nomadmesh.agent.connect.testing import free_port
 from nomadmesh.agent.datadir import alloc_root
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' builders
+from connect_support import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -23,9 +23,9 @@ from pathlib import Path
 from agentkit import http_get_status as status, pct  # hop.py imports `status` from here
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.agent.connect.envoy import EnvoyProcess
+from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
-from nomadmesh.agent.connect.testing import free_port, snapshot, start_backend, upstream
+from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import Intention
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/hop.py [--rates 200,500] [--seconds 5] [--json]
 
 The setup of bench/connect_dataplane.py (our ADS server, two real Envoys on loopback with mTLS and
-RBAC, the keep-alive backend of connect.testing that disables Nagle), driven open-loop at a fixed
+RBAC, the keep-alive backend of tests/connect_support.py that disables Nagle), driven open-loop at a fixed
 rate: requests are sent on a fixed schedule, alternating direct (client -> backend) and mesh
 (client -> client sidecar -> server sidecar -> backend), so both paths see the same machine noise.
 Each path gets `rate` requests per second, keep-alive (one connection per path) and then a new TCP
@@ -29,8 +29,8 @@ from agentkit import pct
 
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.agent.connect.envoy import EnvoyProcess
-from nomadmesh.agent.connect.testing import free_port, snapshot, start_backend, upstream
+from nomadmesh.connect.envoy import EnvoyProcess
+from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 
 PERCENTILES = (50, 90, 99)

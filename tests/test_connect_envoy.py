@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.connect.envoy import EnvoyProcess, bootstrap, envoy_argv, find_envoy
+from nomadmesh.connect.envoy import EnvoyProcess, bootstrap, envoy_argv, find_envoy
 from nomadmesh.errors import AgentError
 
 

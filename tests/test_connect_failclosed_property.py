@@ -23,7 +23,7 @@ from meshkit import tls_client_context
 from nomadmesh.agent.connect.cache import Resources
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
-from nomadmesh.agent.connect.testing import DC, pinned_ca
+from connect_support import DC, pinned_ca
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission, evaluate
 from test_connect_e2e import SERVER, Mesh, mesh, wait_until  # noqa: F401 - `mesh` is the fixture
 

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
-from nomadmesh.agent.connect.testing import CLUSTER_ID, pinned_ca, snapshot, upstream
+from connect_support import CLUSTER_ID, pinned_ca, snapshot, upstream
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 
 GOLDEN = Path(__file__).parent / "golden"

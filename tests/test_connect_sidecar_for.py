@@ -17,7 +17,7 @@ import requests
 
 from conftest import REPO, RunningAgent
 from host_mesh import HostMesh, envoy_is_envoy, wait_until
-from nomadmesh.agent.connect import sidecar_for
+from nomadmesh.connect import sidecar_for
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 

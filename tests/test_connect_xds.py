@@ -19,7 +19,7 @@ from google.rpc import status_pb2
 
 from nomadmesh.agent.connect.cache import SnapshotCache, resource_name
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET
-from nomadmesh.agent.connect.testing import snapshot, upstream
+from connect_support import snapshot, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import Intention
 

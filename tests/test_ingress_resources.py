@@ -32,7 +32,7 @@ from nomadmesh.agent.connect.resources import (
     SECRET,
     build_resources,
 )
-from nomadmesh.agent.connect.testing import CLUSTER_ID, DC, pinned_ca
+from connect_support import CLUSTER_ID, DC, pinned_ca
 
 GOLDEN = Path(__file__).parent / "golden"
 TD = f"{CLUSTER_ID}.consul"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.jobspec import canonicalize, parse_hcl, validate
+from nomadmesh.jobspec import canonicalize, parse_hcl, validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 S = 1_000_000_000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.jobspec import canonicalize, diff, parse_hcl, update_kind
+from nomadmesh.jobspec import canonicalize, diff, parse_hcl, update_kind
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 

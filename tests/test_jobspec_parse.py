@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.jobspec import JobspecError, parse_hcl
+from nomadmesh.jobspec import JobspecError, parse_hcl
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 

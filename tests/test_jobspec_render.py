@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.jobspec import canonicalize, diff, parse_hcl, validate
+from nomadmesh.jobspec import canonicalize, diff, parse_hcl, validate
 
 render = pytest.importorskip("nomadmesh.render")
 model = pytest.importorskip("nomadmesh.spec.model")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nomadmesh.agent import jobspec
+from nomadmesh import jobspec
 from nomadmesh.agent.scheduling import evals, jobs, planner, spec
 from nomadmesh.agent.scheduling.node import node_document
 from nomadmesh.agent.scheduling.reconcile import reconcile

@@ -1,6 +1,7 @@
 """`nomadmesh agent --dev`: the embedded single-node Nomad + Consul agent, in the foreground."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import socket
@@ -9,8 +10,21 @@ from pathlib import Path
 
 import click
 
-from nomadmesh.agent.context import AgentConfig
 from nomadmesh.errors import AgentError
+
+# Modules of the `agent` extra (pyproject.toml); some are imported only once the agent runs, so
+# they are looked for before it starts: missing means `pip install nomadmesh` without the extra.
+AGENT_EXTRA_MODULES = ("cryptography", "grpc", "google.protobuf", "envoy.service.discovery.v3", "xds")
+
+
+def missing_agent_module() -> str | None:
+    for name in AGENT_EXTRA_MODULES:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except ModuleNotFoundError:  # a parent package (google, envoy) is missing
+            return name
+    return None
 
 
 @click.command("agent")
@@ -55,7 +69,13 @@ def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_p
 
         nomadmesh agent --dev --data-dir ./.agent --config-dir ./consul.d
     """
-    from nomadmesh.agent.server import Agent  # the agent's imports are heavy; keep `--help` fast
+    missing = missing_agent_module()
+    if missing:
+        raise AgentError(f"the dev agent needs the agent extra (no module {missing!r}): "
+                         "pip install 'nomadmesh[agent]'")
+    # The only imports of nomadmesh.agent outside it; lazy: heavy, and absent without the extra.
+    from nomadmesh.agent.context import AgentConfig
+    from nomadmesh.agent.server import Agent
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     throwaway = data_dir is None

@@ -1,7 +1,7 @@
 """`nomadmesh connect envoy --sidecar-for <service-id>`: `consul connect envoy -sidecar-for`.
 
 Thin: read the Consul address like the HashiCorp CLIs do, call
-`nomadmesh.agent.connect.sidecar_for.lookup`, then print the bootstrap or exec Envoy.
+`nomadmesh.connect.sidecar_for.lookup`, then print the bootstrap or exec Envoy.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 
 import click
 
-from nomadmesh.agent.connect.sidecar_for import DEFAULT_ADMIN_BIND, GRPC_ADDR_ENV
+from nomadmesh.connect.sidecar_for import DEFAULT_ADMIN_BIND, GRPC_ADDR_ENV
 
 
 @click.group("connect")
@@ -50,7 +50,7 @@ def envoy_command(service_id: str, consul_addr: str | None, grpc_addr: str | Non
 
         nomadmesh connect envoy --sidecar-for order --admin-bind 127.0.0.1:19001
     """
-    from nomadmesh.agent.connect import sidecar_for
+    from nomadmesh.connect import sidecar_for
     from nomadmesh.deploy.target import consul_client, target_from_env
 
     target = target_from_env(os.environ, consul_addr=consul_addr)

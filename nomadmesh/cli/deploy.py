@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.options import json_option, spec_options, target_options
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 
 @click.command("deploy")
@@ -20,7 +23,7 @@ from nomadmesh.cli.options import json_option, spec_options, target_options
               help="Seconds to wait for all deployments before giving up (Nomad keeps deploying).")
 @json_option
 def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
-                   allow_external: tuple[str, ...], target: Any, detach: bool, timeout_s: float,
+                   allow_external: tuple[str, ...], target: Target, detach: bool, timeout_s: float,
                    as_json: bool) -> None:
     """Deploy all services (or the SERVICEs named): upstreams first, unchanged ones skipped.
 

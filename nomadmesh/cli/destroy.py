@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.options import target_options
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 
 @click.command("destroy")
@@ -14,7 +17,7 @@ from nomadmesh.cli.options import target_options
 @target_options
 @click.option("--purge", is_flag=True, help="Also remove the jobs from Nomad's state.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def destroy_command(services: tuple[str, ...], target: Any, purge: bool, yes: bool) -> None:
+def destroy_command(services: tuple[str, ...], target: Target, purge: bool, yes: bool) -> None:
     """Stop all managed jobs (or the SERVICEs named); asks first unless --yes.
 
     Jobs without nomadmesh's ownership meta are never stopped.

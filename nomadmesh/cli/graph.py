@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.intent import default_policy_option
 from nomadmesh.cli.options import spec_options, target_options
 from nomadmesh.mesh.graph import FORMATS, RENDERERS, build_graph
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 
 @click.command("graph")
@@ -21,7 +24,7 @@ from nomadmesh.mesh.graph import FORMATS, RENDERERS, build_graph
 @default_policy_option
 @target_options
 def graph_command(
-    target: Any, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], fmt: str,
+    target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], fmt: str,
     verdicts: bool, default_policy: str | None,
 ) -> None:
     """Print the services as nodes and their upstreams as edges labelled with local_bind_port.

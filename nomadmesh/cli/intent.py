@@ -7,12 +7,18 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from nomadmesh.cli.options import json_option, target_options
 from nomadmesh.errors import NomadMeshError
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    import consul
+
+    from nomadmesh.deploy.target import Target
+    from nomadmesh.mesh.intentions import Decision, Intention
 
 F = TypeVar("F", bound=Callable[..., Any])
 WILDCARD = "*"
@@ -63,13 +69,13 @@ default_policy_option = click.option(
     help="Policy for pairs no intention matches.  [default: what Consul's own check answers]")
 
 
-def _client(target: Any) -> Any:
+def _client(target: Target) -> consul.Consul:
     from nomadmesh.deploy.target import consul_client
 
     return consul_client(target)
 
 
-def rule_text(decision: Any) -> str:
+def rule_text(decision: Decision) -> str:
     """The deciding rule: `invoice => tax (deny)`, or `default policy (allow)`."""
     return str(decision.reason)
 
@@ -92,7 +98,7 @@ def intent_group() -> None:
 
 
 def _write(action: str) -> Callable[..., None]:
-    def command(target: Any, source: str, destination: str, description: str | None) -> None:
+    def command(target: Target, source: str, destination: str, description: str | None) -> None:
         from nomadmesh.deploy import intentions as di
 
         consul = _client(target)
@@ -135,7 +141,7 @@ intent_group.add_command(_write_command("deny", "nomadmesh intent deny invoice t
 @_source
 @_destination
 @target_options
-def delete_command(target: Any, source: str, destination: str) -> None:
+def delete_command(target: Target, source: str, destination: str) -> None:
     """Remove the intention SRC => DST (the entry goes when it has no source left).
 
     Exit 1 if there is no such intention.
@@ -151,11 +157,11 @@ def delete_command(target: Any, source: str, destination: str) -> None:
     click.echo(f"Deleted: {source} => {destination}")
 
 
-def _action(i: Any) -> str:
+def _action(i: Intention) -> str:
     return "l7" if i.is_l7 else str(i.action)
 
 
-def _intention_json(i: Any) -> dict[str, Any]:
+def _intention_json(i: Intention) -> dict[str, Any]:
     from nomadmesh.mesh.intentions import source_to_json
 
     doc = {"source": i.source, "destination": i.destination, "action": _action(i),
@@ -168,7 +174,7 @@ def _intention_json(i: Any) -> dict[str, Any]:
 @intent_group.command("list")
 @json_option
 @target_options
-def list_command(target: Any, as_json: bool) -> None:
+def list_command(target: Target, as_json: bool) -> None:
     """List every intention in the order Consul evaluates them (highest precedence first).
 
     Precedence: exact => exact 9, * => exact 8, exact => * 6, * => * 5. The action is allow,
@@ -198,7 +204,7 @@ def list_command(target: Any, as_json: bool) -> None:
 @default_policy_option
 @json_option
 @target_options
-def check_command(target: Any, source: str, destination: str, default_policy: str | None, as_json: bool) -> None:
+def check_command(target: Target, source: str, destination: str, default_policy: str | None, as_json: bool) -> None:
     """Say whether SRC may call DST (Allowed or Denied) and which rule decided.
 
     Exit 0 Allowed, 1 Denied, 2 bad input or Consul unreachable. An L7 intention counts as Denied

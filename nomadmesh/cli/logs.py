@@ -1,11 +1,14 @@
 """`nomadmesh logs SERVICE`: a task's stdout (or stderr), optionally followed."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.options import target_options
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 
 @click.command("logs")
@@ -14,7 +17,7 @@ from nomadmesh.cli.options import target_options
 @click.option("--task", default=None, help="Task to read.  [default: the service's own task]")
 @click.option("--stderr", "use_stderr", is_flag=True, help="Read stderr instead of stdout.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
-def logs_command(service: str, target: Any, task: str | None, use_stderr: bool, follow: bool) -> None:
+def logs_command(service: str, target: Target, task: str | None, use_stderr: bool, follow: bool) -> None:
     """Print the logs of SERVICE's newest running allocation.
 
     Example:

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.intent import default_policy_option, exit_2_on_error, table
 from nomadmesh.cli.options import json_option, spec_options, target_options
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 
 @click.group("mesh")
@@ -24,7 +27,7 @@ def mesh_group() -> None:
 @json_option
 @target_options
 def check_command(
-    target: Any, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
+    target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
     default_policy: str | None, strict: bool, as_json: bool,
 ) -> None:
     """Compare the declared upstreams with the effective intentions (precedence, wildcards, default policy).

@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.options import json_option, spec_options, target_options
 from nomadmesh.errors import NomadMeshError
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
@@ -20,7 +23,7 @@ EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 @target_options
 @json_option
 def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
-                 allow_external: tuple[str, ...], target: Any, as_json: bool) -> None:
+                 allow_external: tuple[str, ...], target: Target, as_json: bool) -> None:
     """Show what `deploy` would do (all services, or the SERVICEs named), without doing it.
 
     Exit 0: no changes; 1: changes; 2: bad input or error (like `nomad job plan`).

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from nomadmesh.cli.options import json_option, target_options
 
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
+
 
 @click.command("status")
 @target_options
 @json_option
-def status_command(target: Any, as_json: bool) -> None:
+def status_command(target: Target, as_json: bool) -> None:
     """Show each job nomadmesh manages: allocations, health, sidecar and the address to call.
 
     Example:

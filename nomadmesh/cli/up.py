@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nomadmesh.cli.options import allow_external_option, project_option, services_option, target_options
+
+if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.deploy.target import Target
 
 
 @click.command("up")
@@ -20,7 +23,7 @@ from nomadmesh.cli.options import allow_external_option, project_option, service
                    "[default: $NOMADMESH_GRPC_PORT, else off]")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the deployments.")
-def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], target: Any,
+def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], target: Target,
                grpc_port: int | None, timeout_s: float) -> None:
     """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
 

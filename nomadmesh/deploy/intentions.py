@@ -23,14 +23,13 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import consul as consul_lib
-import requests
 
+from nomadmesh.deploy.consul_api import consul_address as _address, consul_errors
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.intentions import Decision, Intention
@@ -68,38 +67,6 @@ class DefaultPolicy:
     @property
     def name(self) -> str:
         return "allow" if self.allow else "deny"
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-def _address(consul: consul_lib.Consul) -> str:
-    return str(getattr(consul.http, "base_uri", "Consul"))
-
-
-@contextmanager
-def consul_errors(consul: consul_lib.Consul) -> Iterator[None]:
-    """Turn py-consul / requests failures into one-line TargetErrors naming the address."""
-    addr = _address(consul)
-    try:
-        yield
-    except requests.ConnectionError:
-        raise TargetError(f"cannot reach Consul at {addr}: connection refused") from None
-    except requests.Timeout:
-        raise TargetError(f"cannot reach Consul at {addr}: timed out") from None
-    except requests.RequestException as e:
-        raise TargetError(f"cannot reach Consul at {addr}: {e}") from None
-    except consul_lib.ACLPermissionDenied as e:
-        raise TargetError(f"Consul at {addr} refused the token (403): {_first_line(e)}") from None
-    except consul_lib.ACLDisabled as e:
-        raise TargetError(f"Consul at {addr} refused the request (401): {_first_line(e)}") from None
-    except consul_lib.ConsulException as e:
-        raise TargetError(f"Consul at {addr} refused the request: {_first_line(e)}") from None
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 # --- CAS loop -----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""The one module that talks to Nomad for deploy: a thin layer over python-nomad.
+"""The one Nomad client of product code (deploy, plan, status, logs, up/down, the web UI's reads).
 
-Every call goes through `NomadAPI`, which turns python-nomad's exceptions into a `TargetError`
-naming the address and carrying Nomad's own message:
+A thin layer over python-nomad plus `HttpApi`'s raw reads. Every call goes through `NomadAPI`,
+which turns python-nomad's and requests' exceptions into a `TargetError` worded by
+`deploy.http_api` (the same wording as the Consul client's), naming the address and carrying
+Nomad's own message:
 
     cannot reach Nomad at http://127.0.0.1:4646: connection refused
     Nomad at http://127.0.0.1:4646 refused the token (403): ACL token not found
@@ -13,12 +15,15 @@ parameter for them, but its `Requester.request` passes query params through and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import nomad
 import nomad.api.exceptions as nx
 import requests
+from nomad.api.base import Requester
 
+from nomadmesh.deploy.http_api import HttpApi, response_message
 from nomadmesh.deploy.target import Target, nomad_client
 from nomadmesh.errors import TargetError
 
@@ -38,30 +43,13 @@ class Blocking:
     index: int
 
 
-def _reason(error: BaseException) -> str:
-    text = str(error)
-    low = text.lower()
-    if "connection refused" in low or "errno 111" in low:
-        return "connection refused"
-    if isinstance(error, requests.Timeout) or "timed out" in low:
-        return "timed out"
-    if "name or service not known" in low or "nodename nor servname" in low:
-        return "unknown host"
-    if isinstance(error, requests.exceptions.SSLError):
-        return f"TLS error: {text}"
-    return text
-
-
-def _message(resp: requests.Response) -> str:
-    return (resp.text or "").strip() or resp.reason or str(resp.status_code)
-
-
-class NomadAPI:
-    """What deploy needs from Nomad; every method raises TargetError, never a python-nomad error."""
+class NomadAPI(HttpApi):
+    """What product code needs from Nomad; every method raises TargetError, never a python-nomad error."""
 
     def __init__(self, target: Target, timeout: int = 10) -> None:
+        params = {k: v for k, v in (("namespace", target.namespace), ("region", target.region)) if v}
+        super().__init__("Nomad", target.nomad, "X-Nomad-Token", "X-Nomad-Index", params)
         self.target = target
-        self.address = target.nomad.url
         self.client: nomad.Nomad = nomad_client(target, timeout=timeout)
 
     # -- error translation -------------------------------------------------------------------
@@ -71,20 +59,18 @@ class NomadAPI:
         except nx.BaseNomadException as e:
             raise self._translate(what, e) from None
         except requests.RequestException as e:
-            raise TargetError(f"cannot reach Nomad at {self.address}: {_reason(e)}") from None
+            raise self.unreachable(e) from None
 
     def _translate(self, what: str, e: nx.BaseNomadException) -> TargetError:
         resp = e.nomad_resp
         if not isinstance(resp, requests.Response):
-            return TargetError(f"cannot reach Nomad at {self.address}: {_reason(resp)}")
-        msg = _message(resp)
-        if resp.status_code == 403:
-            return TargetError(f"Nomad at {self.address} refused the token ({what}, 403): {msg}")
+            return self.unreachable(resp)
+        msg = response_message(resp)
         if "enforcing job modify index" in msg.lower():
             return EnforceIndexConflict(f"{what}: the job changed since it was planned ({msg}); run plan again")
-        return TargetError(f"Nomad at {self.address}: {what} failed ({resp.status_code}): {msg}")
+        return self.refused(resp.status_code, msg, what)
 
-    def _blocking(self, requester: Any, *segments: str, index: int, wait_s: float) -> Blocking:
+    def _blocking(self, requester: Requester, *segments: str, index: int, wait_s: float) -> Blocking:
         """GET /v1/<requester>/<segments> through python-nomad (token, namespace, region, TLS included),
         as a blocking query when `index` > 0."""
         params: dict[str, Any] = {}
@@ -112,7 +98,7 @@ class NomadAPI:
         except nx.BaseNomadException as e:
             raise self._translate(f"GET /v1/job/{job_id}", e) from None
         except requests.RequestException as e:
-            raise TargetError(f"cannot reach Nomad at {self.address}: {_reason(e)}") from None
+            raise self.unreachable(e) from None
 
     def allocations(self, job_id: str, index: int = 0, wait_s: float = 5.0) -> Blocking:
         return self._blocking(self.client.job, job_id, "allocations", index=index, wait_s=wait_s)
@@ -140,7 +126,7 @@ class NomadAPI:
         return self._call(f"GET /v1/client/fs/logs/{alloc_id}", lambda: self.client.client.stream_logs.stream(
             alloc_id, task, stream, follow=False, offset=offset, origin=origin, plain=True))
 
-    def follow_logs(self, alloc_id: str, task: str, stream: str = "stderr", tail_bytes: int = 4096) -> Any:
+    def follow_logs(self, alloc_id: str, task: str, stream: str = "stderr", tail_bytes: int = 4096) -> Iterator[str]:
         """An iterator of text chunks, following the log until the caller stops (Ctrl-C)."""
         resp = self._call(f"GET /v1/client/fs/logs/{alloc_id}", lambda: self.client.client.stream_logs.request(
             alloc_id, method="get", stream=True, timeout=None,

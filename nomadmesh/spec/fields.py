@@ -16,12 +16,14 @@ import re
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
+from nomadmesh.durations import parse_ns
 from nomadmesh.errors import Problem
 
 T = TypeVar("T")
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-# Nomad's duration syntax as we accept it: unsigned integer parts, e.g. "10s", "1m30s", "500ms".
+# The definitions' duration syntax: a subset of Go's (nomadmesh.durations) with unsigned integer
+# parts and ASCII units only, e.g. "10s", "1m30s", "500ms".
 DURATION = re.compile(r"^(?:\d+(?:ns|us|ms|s|m|h))+$")
 # Nomad job/group/service names and Consul service names that must also be DNS labels.
 NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -224,13 +226,9 @@ class Obj:
         return None if bad else tuple(sorted(obj.items()))
 
 
-_UNIT_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-_DURATION_PART = re.compile(r"(\d+)(ns|us|ms|s|m|h)")
-
-
 def duration_ns(text: str) -> int:
-    """Nanoseconds of a duration that already matched DURATION."""
-    return sum(int(n) * _UNIT_NS[unit] for n, unit in _DURATION_PART.findall(text))
+    """Nanoseconds of a duration that already matched DURATION (a subset of Go's syntax)."""
+    return parse_ns(text)
 
 
 def _int_phrase(lo: int | None, hi: int | None) -> str:

@@ -69,7 +69,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
     def read_or_error() -> tuple[model.Mesh | None, str | None]:
         clients = apis()
         try:
-            return read.read_mesh(clients, consul_client(target_provider())), None
+            return read.read_mesh(clients), None
         except NomadMeshError as e:
             return None, str(e)
         finally:

@@ -1,6 +1,6 @@
 """Reading the mesh from the APIs: the I/O edge in front of the pure `model`.
 
-`read_mesh(apis, consul)` makes the reads a Consul UI would (catalog services, health per service,
+`read_mesh(apis)` makes the reads a Consul UI would (catalog services, health per service,
 the service-intentions config entries) plus Nomad's allocations, asks for the default policy the
 way the CLI does (`deploy.intentions.load_default_policy`: Consul's own /check on unused names),
 and hands them to `model.build_mesh`. A Nomad that cannot be reached costs the job/alloc columns,
@@ -31,14 +31,14 @@ def _path(name: str) -> str:
     return quote(name, safe="")
 
 
-def read_mesh(apis: Apis, consul: Any) -> Mesh:
-    """The mesh as the APIs show it now; `consul` is a py-consul client for the default policy."""
+def read_mesh(apis: Apis) -> Mesh:
+    """The mesh as the APIs show it now (the default policy through the Consul client's SDK)."""
     api = apis.consul
     names = sorted(api.get("/v1/catalog/services").data or {})
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
         health_futures = {n: pool.submit(api.get, f"/v1/health/service/{_path(n)}") for n in names}
         entries_f = pool.submit(api.get, f"/v1/config/{ixn.KIND}")
-        policy_f = pool.submit(load_default_policy, consul)
+        policy_f = pool.submit(load_default_policy, api.sdk)
         allocs_f = pool.submit(apis.nomad.get, "/v1/allocations")
         health = {n: f.result().data or [] for n, f in health_futures.items()}
         entries = entries_f.result().data or []

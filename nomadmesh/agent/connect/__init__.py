@@ -7,13 +7,13 @@
                    (listeners, clusters, endpoints (EDS), secrets (SDS), rbac)
     cache.py       SnapshotCache: consistency check, per-type versions, latest-wins watchers
     xds.py         XdsServer: state-of-the-world ADS over grpc.aio, TCP + unix socket
-    envoy.py       bootstrap(), envoy_argv(), find_envoy(), EnvoyProcess
     proxies.py     pure: the agent's catalog, intentions and CA -> one ProxySnapshot per sidecar
     manager.py     ProxyManager: watches the state, rebuilds snapshots, signs and rotates leaves
     runtime.py     ConnectRuntime: CA + manager + ADS server started and stopped with the agent
-    sidecar_for.py `nomadmesh connect envoy --sidecar-for`: a host-run Envoy for an agent service
     admin_stats.py pure: Envoy admin stats -> the figures the web UI shows
-    testing.py     builders for tests and benchmarks (pinned CA, snapshots, backend)
+
+Envoy's bootstrap and `connect envoy --sidecar-for` live outside the agent, in nomadmesh/connect;
+the tests' builders (pinned CA, snapshots, backend) in tests/connect_support.py.
 
 The agent feeds it: it builds a ProxySnapshot per sidecar from its catalog, intentions and CA, and
 calls `SnapshotCache.set(proxy_id, snap)` whenever any of them changes; the ADS server pushes

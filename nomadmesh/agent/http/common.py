@@ -22,6 +22,7 @@ from typing import Any, Iterable
 from quart import Response, g, request
 
 from nomadmesh.agent.state import State
+from nomadmesh.durations import DurationError, parse_ns
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # nothing the agent takes is near this; refuse absurd bodies early
 # Nothing the agent takes nests beyond ~15 levels (a job's upstreams); a 100k-deep body would
@@ -38,8 +39,6 @@ class WaitLimits:
 CONSUL_WAIT = WaitLimits(default_s=300.0, max_s=600.0)
 NOMAD_WAIT = WaitLimits(default_s=300.0, max_s=300.0)
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class HTTPError(Exception):
@@ -77,15 +76,13 @@ def parse_duration(text: str) -> float:
     text = text.strip()
     if re.fullmatch(r"\d+", text):
         return float(text)
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_S[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
+    try:
+        ns = parse_ns(text)  # nomadmesh.durations: Go's own rules
+    except DurationError:
+        ns = -1
+    if ns < 0:
         raise ValueError(f"invalid duration {text!r}")
-    return total
+    return ns / 1e9
 
 
 def query_flag(name: str) -> bool:

@@ -23,7 +23,7 @@ import hashlib
 import json
 from typing import Any
 
-from nomadmesh.agent.connect import envoy
+from nomadmesh.connect import envoy
 from nomadmesh.agent.scheduling import ingress_hook
 
 TASK_PREFIX = "connect-proxy-"

@@ -1,4 +1,4 @@
-"""The one seam to nomadmesh.agent.jobspec (parse, normalize, canonicalize, validate, diff, update_kind).
+"""The one seam to nomadmesh.jobspec (parse, normalize, canonicalize, validate, diff, update_kind).
 
 Everything in scheduling/ and the Nomad API goes through here, so the jobspec package's error type
 becomes one local exception and its names are bound in one place.
@@ -24,7 +24,7 @@ class SpecInvalid(Exception):
 
 
 def _js() -> Any:
-    return importlib.import_module("nomadmesh.agent.jobspec")
+    return importlib.import_module("nomadmesh.jobspec")
 
 
 def _error_type() -> type[BaseException]:

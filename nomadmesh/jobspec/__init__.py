@@ -1,4 +1,5 @@
-"""Nomad jobspecs for the dev agent: HCL → Job JSON, defaults, validation, plan diffs. Pure.
+"""Nomad jobspecs: HCL → Job JSON, defaults, validation, plan diffs. Pure, shared by the dev agent
+(/v1/jobs/parse, registration) and product code; it never imports nomadmesh.agent.
 
     parse_hcl(text, variables=None) -> dict     HCL2 jobspec → Job dict (Go field names, ns durations)
     from_json(job) -> dict                      a submitted Job dict checked against the same schema
@@ -12,11 +13,11 @@ HCL, the line and column: the HTTP layer returns it as a 400.
 """
 from __future__ import annotations
 
-from nomadmesh.agent.jobspec.canonical import canonicalize
-from nomadmesh.agent.jobspec.diff import diff, update_kind
-from nomadmesh.agent.jobspec.errors import JobspecError
-from nomadmesh.agent.jobspec.json_input import from_json
-from nomadmesh.agent.jobspec.parse import parse_hcl
-from nomadmesh.agent.jobspec.validate import validate
+from nomadmesh.jobspec.canonical import canonicalize
+from nomadmesh.jobspec.diff import diff, update_kind
+from nomadmesh.jobspec.errors import JobspecError
+from nomadmesh.jobspec.json_input import from_json
+from nomadmesh.jobspec.parse import parse_hcl
+from nomadmesh.jobspec.validate import validate
 
 __all__ = ["JobspecError", "canonicalize", "diff", "from_json", "parse_hcl", "update_kind", "validate"]

@@ -10,10 +10,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from nomadmesh.agent.jobspec import hcl
-from nomadmesh.agent.jobspec.errors import JobspecError
-from nomadmesh.agent.jobspec.schema import by_hcl
-from nomadmesh.agent.jobspec.values import CONVERTERS, ConversionError
+from nomadmesh.jobspec import hcl
+from nomadmesh.jobspec.errors import JobspecError
+from nomadmesh.jobspec.schema import by_hcl
+from nomadmesh.jobspec.values import CONVERTERS, ConversionError
 
 _BLOCK_KINDS = {"obj", "objs", "hdr"}
 _EITHER_KINDS = {"smap", "any"}

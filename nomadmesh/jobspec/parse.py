@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.agent.jobspec import hcl
-from nomadmesh.agent.jobspec.decode import Decoder, type_name_of
-from nomadmesh.agent.jobspec.errors import JobspecError
-from nomadmesh.agent.jobspec.values import ConversionError, to_bool, to_int
+from nomadmesh.jobspec import hcl
+from nomadmesh.jobspec.decode import Decoder, type_name_of
+from nomadmesh.jobspec.errors import JobspecError
+from nomadmesh.jobspec.values import ConversionError, to_bool, to_int
 
 _VARIABLE_ATTRS = {"type", "default", "description", "sensitive", "nullable"}
 

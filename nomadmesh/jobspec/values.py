@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-          "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+from nomadmesh.durations import DurationError, parse_ns
+
 
 
 class ConversionError(ValueError):
@@ -19,24 +18,12 @@ class ConversionError(ValueError):
 
 
 def parse_duration(text: str) -> int:
-    """Go's time.ParseDuration: "1h30m", "2.5s", "-5s", "0" → nanoseconds."""
-    s = text.strip()
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign, s = (-1 if s[0] == "-" else 1), s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ConversionError(f'invalid duration "{text}"')
-    pos, total = 0, 0.0
-    while pos < len(s):
-        match = _DURATION_PART.match(s, pos)
-        if match is None:
-            hint = ' (missing unit, e.g. "10s")' if re.fullmatch(r"[\d.]+", s) else ""
-            raise ConversionError(f'invalid duration "{text}"{hint}')
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    return sign * int(round(total))
+    """Go's time.ParseDuration (nomadmesh.durations): "1h30m", "2.5s", "-5s", "0" → nanoseconds."""
+    try:
+        return parse_ns(text.strip())
+    except DurationError:
+        hint = ' (missing unit, e.g. "10s")' if re.fullmatch(r"[+-]?[\d.]+", text.strip()) else ""
+        raise ConversionError(f'invalid duration "{text}"{hint}') from None
 
 
 def to_str(value: Any) -> str:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.agent.jobspec.canonical import canonicalize
-from nomadmesh.agent.jobspec.schema import DIFF_NAMES, OBJECTS, Field
+from nomadmesh.jobspec.canonical import canonicalize
+from nomadmesh.jobspec.schema import DIFF_NAMES, OBJECTS, Field
 
 ADDED, DELETED, EDITED, NONE = "Added", "Deleted", "Edited", "None"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nomadmesh.agent.jobspec.errors import JobspecError
-from nomadmesh.agent.jobspec.schema import OBJECTS, Field
+from nomadmesh.jobspec.errors import JobspecError
+from nomadmesh.jobspec.schema import OBJECTS, Field
 
 
 def from_json(job: Any) -> dict[str, Any]:

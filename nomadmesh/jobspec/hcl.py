@@ -26,7 +26,7 @@ import hcl2
 from lark import Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from nomadmesh.agent.jobspec.errors import JobspecError
+from nomadmesh.jobspec.errors import JobspecError
 
 # HCL's own escape rules; python-hcl2 exposes the function it uses for `strip_string_quotes`.
 from hcl2.utils import process_escape_sequences

@@ -26,7 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, NoReturn, Sequence
 from urllib.parse import urlsplit
 
-from nomadmesh.agent.connect import envoy
+import consul as consul_lib
+import requests
+
+from nomadmesh.connect import envoy
+from nomadmesh.deploy.consul_api import consul_address, translate
 from nomadmesh.errors import NomadMeshError
 
 DEFAULT_ADMIN_BIND = "127.0.0.1:19000"  # Consul's -admin-bind default
@@ -118,12 +122,13 @@ def sidecar_bootstrap(proxy: Mapping[str, Any], xds_address: str, admin_bind: st
     return envoy.bootstrap(str(proxy["ID"]), str(cluster), xds_address, host, port)
 
 
-def lookup(consul: Any, service_id: str, grpc_addr: str | None = None,
+def lookup(consul: consul_lib.Consul, service_id: str, grpc_addr: str | None = None,
            admin_bind: str = DEFAULT_ADMIN_BIND) -> Sidecar:
     """Find the sidecar of `service_id` through a py-consul client and build its bootstrap.
 
     Without `grpc_addr`, the agent's published gRPC port on the host of its HTTP address, else its
-    published unix socket."""
+    published unix socket. Consul's failures are the Consul client's TargetErrors (deploy.consul_api);
+    a bad answer a SidecarError."""
     try:
         proxy = find_sidecar(consul.agent.services(), service_id)
         if grpc_addr:
@@ -138,12 +143,10 @@ def lookup(consul: Any, service_id: str, grpc_addr: str | None = None,
             else:
                 raise SidecarError(f"the Consul agent at {consul.http.base_uri} publishes no gRPC (xDS) port or "
                                    f"unix socket in /v1/agent/self; pass --grpc-addr or set {GRPC_ADDR_ENV}")
-    except (OSError, ValueError) as e:  # requests' errors are OSErrors; a bad JSON body a ValueError
+    except (requests.RequestException, consul_lib.ConsulException) as e:  # the Consul client's wording
+        raise translate(consul_address(consul), e) from None
+    except ValueError as e:  # an answer that is not the JSON Consul sends
         raise SidecarError(f"cannot read the Consul agent at {consul.http.base_uri}: {e}") from None
-    except Exception as e:  # py-consul's own errors (ACL, 5xx) have no common base with the above
-        if isinstance(e, NomadMeshError):
-            raise
-        raise SidecarError(f"Consul agent at {consul.http.base_uri}: {e}") from None
     return Sidecar(proxy=proxy, xds_address=xds, bootstrap=sidecar_bootstrap(proxy, xds, admin_bind))
 
 

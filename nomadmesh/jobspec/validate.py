@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from nomadmesh.agent.jobspec.gateway import gateway_errors
+from nomadmesh.jobspec.gateway import gateway_errors
 
 _JOB_TYPES = ("service", "batch", "system", "sysbatch")
 _RESTART_MODES = ("fail", "delay")

@@ -20,7 +20,7 @@ import copy
 import posixpath
 from typing import Any
 
-from nomadmesh.agent.jobspec.schema import OBJECTS
+from nomadmesh.jobspec.schema import OBJECTS
 
 _S = 1_000_000_000
 _MIN = 60 * _S
