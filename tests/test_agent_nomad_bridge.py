@@ -98,3 +98,41 @@ def test_bridge_job_is_reachable_on_its_mapped_port_and_leaves_nothing(bridge_ag
     assert not any(ns_ip in p.name for p in leases)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port['Value']}/", timeout=2)
+
+
+def _probe_from_netns(netns: str, url: str) -> str:
+    """GET `url` from inside a network namespace: the body, or the error's class name."""
+    code = ("import sys,urllib.request\ntry: print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())\n"
+            "except OSError as e: print('error', type(e).__name__)")
+    out = subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", code, url],
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
+def test_port_mappings_answer_on_the_agent_bind_address_only(bridge_agent: InProcessAgent) -> None:
+    """Issue 10 finding 4: a mapping DNATs only `-d <bind>`, so another local address (the bridge
+    gateway, seen from the host or from another allocation's namespace) does not reach the app."""
+    agent, tag = bridge_agent, bridge_agent.tag  # type: ignore[attr-defined]
+    hcl = (BRIDGE_JOB % SERVER.replace('"', '\\"')).replace('group "echo" {', 'group "echo" {\n    count = 2', 1)
+    agent.client.jobs.register_job({"Job": agent.client.jobs.parse(hcl, canonicalize=True)})
+
+    def both_running() -> list[dict[str, Any]] | None:
+        stubs = [s for s in agent.client.job.get_allocations("echo") if s["ClientStatus"] == "running"]
+        return [agent.client.allocation.get_allocation(s["ID"]) for s in stubs] if len(stubs) == 2 else None
+
+    first, other = wait_for(both_running, 30)
+    host_port = first["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+    ns_ip = first["NetworkStatus"]["Address"]
+    gateway = f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.1"
+    assert get_text(f"http://127.0.0.1:{host_port}/", 20) == ns_ip  # the bind address works
+
+    dnat = [line for line in subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+            .splitlines() if f"--dport {host_port} " in f"{line} " and "DNAT" in line]
+    assert dnat and all(" -d 127.0.0.1/32 " in f" {line} " for line in dnat), dnat
+    # The bridge gateway is a local address of the host: not a way in from the host...
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{gateway}:{host_port}/", timeout=3)
+    # ...nor from another allocation's namespace (it must go through the mesh, not the host port).
+    other_ns = f"nmt{tag}-{other['ID'][:8]}"
+    assert _probe_from_netns(other_ns, f"http://{ns_ip}:8080/") == ns_ip  # the probe itself works
+    assert _probe_from_netns(other_ns, f"http://{gateway}:{host_port}/").startswith("error")

@@ -103,6 +103,8 @@ def test_conflist_is_the_one_nomad_generates() -> None:
     assert portmap["runtimeConfig"] == {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
     assert portmap["prevResult"] == {"ips": []} and portmap["name"] == "nomad" and portmap["snat"] is True
     assert "runtimeConfig" not in plugin_config(conf, conf["plugins"][1], None, {"portMappings": []})
+    assert PortMap(8080, 80, host_ip="127.0.0.1").to_cni() == {
+        "hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}
 
 
 def test_two_allocations_reachable_by_host_port_and_bridge_ip_then_nothing_left(net: BridgeNetwork,

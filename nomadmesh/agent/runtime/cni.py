@@ -46,9 +46,15 @@ class PortMap:
     host_port: int
     container_port: int
     protocol: str = "tcp"
+    host_ip: str = ""  # the host address the mapping answers on; "" = every local address
 
     def to_cni(self) -> dict[str, Any]:
-        return {"hostPort": self.host_port, "containerPort": self.container_port, "protocol": self.protocol}
+        """A portMappings entry; with hostIP, portmap's DNAT rule carries `-d <hostIP>`."""
+        entry: dict[str, Any] = {"hostPort": self.host_port, "containerPort": self.container_port,
+                                 "protocol": self.protocol}
+        if self.host_ip:
+            entry["hostIP"] = self.host_ip
+        return entry
 
 
 @dataclass(frozen=True)

@@ -106,10 +106,19 @@ class Platform:
             return f"bridge networking unavailable: {type(e).__name__}: {e}"
 
     def setup_network(self, alloc_id: str, mappings: list[tuple[int, int]]) -> tuple[str, str]:
-        """Create the allocation's namespace with host->container port maps; returns (netns path, ip)."""
+        """Create the allocation's namespace with host->container port maps; returns (netns path, ip).
+
+        The maps answer on the agent's bind address only (Nomad binds them to the node's HostIP),
+        so a loopback-bound agent publishes nothing on the host's other addresses or the bridge."""
         cni = _runtime("cni")
-        ns = self.bridge().setup(alloc_id, [cni.PortMap(h, c) for h, c in mappings])
+        host_ip = self.mapping_host_ip()
+        ns = self.bridge().setup(alloc_id, [cni.PortMap(h, c, host_ip=host_ip) for h, c in mappings])
         return str(ns.path), str(ns.ip)
+
+    def mapping_host_ip(self) -> str:
+        """The host address port maps answer on: the agent's bind address; "" (all) for a wildcard bind."""
+        bind = self.ctx.config.bind
+        return "" if bind in ("", "0.0.0.0", "::") else bind
 
     def network_path(self, alloc_id: str) -> str | None:
         """The allocation's namespace path if it still exists (after an agent restart)."""
