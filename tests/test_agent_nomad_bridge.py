@@ -4,9 +4,11 @@ Each test agent gets its own bridge, subnet and namespace prefix (NOMADMESH_CNI_
 the host's `nomad` bridge and other tests' namespaces are never touched."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -136,3 +138,94 @@ def test_port_mappings_answer_on_the_agent_bind_address_only(bridge_agent: InPro
     other_ns = f"nmt{tag}-{other['ID'][:8]}"
     assert _probe_from_netns(other_ns, f"http://{ns_ip}:8080/") == ns_ip  # the probe itself works
     assert _probe_from_netns(other_ns, f"http://{gateway}:{host_port}/").startswith("error")
+
+
+def leftovers(agent: InProcessAgent, tag: str, alloc_ids: list[str]) -> list[str]:
+    """What is still on the host for these allocations: rules naming them or an address in the test
+    subnet, namespaces with the agent's prefix, veths on its bridge, IP leases in its data dir."""
+    subnet = f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}."
+    snap = host_snapshot(f"nmt{tag}-", f"nmt{tag}")
+    found = [f"rule: {r}" for r in snap["rules"].splitlines()
+             if any(a in r for a in alloc_ids) or (subnet in r and r.startswith("-A "))]
+    found += [f"netns: {n}" for n in snap["netns"]]
+    found += [f"veth: {v}" for v in snap["veths"].splitlines() if v]
+    ipam = agent.ctx.config.data_dir / "cni" / "ipam"
+    found += [f"lease: {p.name}" for p in ipam.rglob("*") if p.is_file() and p.name.startswith(subnet)]
+    return found
+
+
+def test_an_allocation_stopped_within_a_second_leaves_nothing(bridge_agent: InProcessAgent) -> None:
+    """Issue 10 finding 8: register and stop at once, repeatedly; no rule, namespace, veth or lease
+    may outlive the allocations (a stale DNAT would send traffic to whoever reuses the address)."""
+    agent, tag = bridge_agent, bridge_agent.tag  # type: ignore[attr-defined]
+    job = agent.client.jobs.parse(BRIDGE_JOB % SERVER.replace('"', '\\"'), canonicalize=True)
+    seen: list[str] = []
+    for delay in (0.0, 0.05, 0.2, 0.5):
+        agent.client.jobs.register_job({"Job": job})
+        wait_for(lambda: agent.client.job.get_allocations("echo"), 10)
+        time.sleep(delay)
+        agent.client.job.deregister_job("echo", purge=False)
+        ids = [a["ID"] for a in agent.client.job.get_allocations("echo")]
+        seen += ids
+        wait_for(lambda: all(a["ClientStatus"] in ("complete", "failed")
+                             for a in agent.client.job.get_allocations("echo")), 30)
+    assert seen
+    wait_for(lambda: not agent.scheduler._runners, 30)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not leftovers(agent, tag, seen), 10)
+
+    assert leftovers(agent, tag, seen) == []
+
+
+def test_leftovers_of_this_agent_are_removed_on_start_and_nothing_of_others(bridge_agent: InProcessAgent) -> None:
+    """Rules, namespace and lease of a stopped allocation of this agent (e.g. left by a crash) are
+    gone once the agent starts; a namespace with another prefix, a rule of another network and a
+    namespace of an allocation this agent never knew (another agent's) are left alone."""
+    agent, tag = bridge_agent, bridge_agent.tag  # type: ignore[attr-defined]
+    job = agent.client.jobs.parse(BRIDGE_JOB % SERVER.replace('"', '\\"'), canonicalize=True)
+    agent.client.jobs.register_job({"Job": job})
+    alloc = wait_for(lambda: next((a for a in agent.client.job.get_allocations("echo")
+                                   if a["ClientStatus"] == "running"), None), 30)
+    alloc = agent.client.allocation.get_allocation(alloc["ID"])
+    ip, aid = alloc["NetworkStatus"]["Address"], alloc["ID"]
+    agent.client.job.deregister_job("echo")
+    wait_for(lambda: agent.client.allocation.get_allocation(aid)["ClientStatus"] == "complete", 20)
+    agent.close()
+
+    ours, theirs, unknown = f"nmt{tag}-{aid[:8]}", f"nmx{tag}-{aid[:8]}", f"nmt{tag}-0badc0de"
+    chain, foreign_chain = f"CNI-{tag}stale", f"CNI-{tag}other"
+    lease_dir = agent.ctx.config.data_dir / "cni" / "ipam" / f"nmt{tag}"
+    planted = [["ip", "netns", "add", ours], ["ip", "netns", "add", theirs], ["ip", "netns", "add", unknown],
+               ["iptables", "-t", "nat", "-N", chain],
+               ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", f"{ip}/32", "-m", "comment", "--comment",
+                f'name: "nmt{tag}" id: "{aid}"', "-j", chain],
+               ["iptables", "-t", "nat", "-N", foreign_chain],
+               ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", f"{ip}/32", "-m", "comment", "--comment",
+                f'name: "nmx{tag}" id: "{aid}"', "-j", foreign_chain],
+               ["iptables", "-t", "filter", "-N", "CNI-FORWARD"],
+               ["iptables", "-t", "filter", "-A", "CNI-FORWARD", "-d", f"{ip}/32", "-j", "ACCEPT"]]
+    second: InProcessAgent | None = None
+    try:
+        for argv in planted:
+            subprocess.run(argv, capture_output=True, timeout=30)
+        lease_dir.mkdir(parents=True, exist_ok=True)
+        (lease_dir / ip).write_text(f"{aid}\neth0")
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        assert chain in rules and f"-d {ip}/32" in rules  # planted for real
+
+        second = InProcessAgent(agent.ctx.config.data_dir)
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        netns = {p.name for p in Path("/run/netns").iterdir()}
+        assert ours not in netns and chain not in rules and f"-d {ip}/32" not in rules
+        assert not (lease_dir / ip).exists()
+        assert theirs in netns and unknown in netns and foreign_chain in rules
+    finally:
+        if second is not None:
+            second.close()
+        for name in (ours, theirs, unknown):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        for argv in reversed(planted):
+            if "-A" in argv:
+                subprocess.run([*argv[:3], "-D", *argv[4:]], capture_output=True)
+        for c in (chain, foreign_chain):
+            subprocess.run(["iptables", "-t", "nat", "-X", c], capture_output=True)

@@ -100,8 +100,17 @@ class Scheduler:
             else:
                 runner.restore(start_dead=False)
                 runner.stop(final_status="complete")  # the agent died while stopping it
-        self.platform.teardown_orphans(live)
+        self._reconcile_network(live)
         self._deregister_orphan_services(live)
+
+    def _reconcile_network(self, extra_keep: frozenset[str] | set[str] = frozenset()) -> None:
+        """Host networking must match state: nothing left of an allocation that no longer runs
+        (on start, and after every stop: a job stopped while its network was being set up)."""
+        allocs = self.ctx.state.values("alloc")
+        with self._lock:
+            keep = set(self._runners) | set(extra_keep)
+        keep |= {a["ID"] for a in allocs if not is_terminal(a)}
+        self.platform.reconcile_network(allocs, keep)
 
     def _deregister_orphan_services(self, live: set[str]) -> None:
         catalog = self.ctx.catalog
@@ -154,6 +163,7 @@ class Scheduler:
         self._update_job_statuses()
 
     def _sync_runners(self) -> None:
+        reaped = False
         with self._lock:
             for alloc in self.ctx.state.values("alloc"):
                 runner = self._runners.get(alloc["ID"])
@@ -169,12 +179,16 @@ class Scheduler:
                                      name=f"stop-{alloc['ID'][:8]}", daemon=True).start()
                 elif runner is not None and runner.finished:
                     del self._runners[alloc["ID"]]  # all tasks ended on their own
+                    reaped = True
+        if reaped:
+            self._reconcile_network()
 
     def _stop_runner(self, alloc_id: str, runner: AllocRunner) -> None:
         runner.stop(final_status="complete")
         with self._lock:
             if self._runners.get(alloc_id) is runner:
                 del self._runners[alloc_id]
+        self._reconcile_network()
         self.notify()
 
     def _update_job_statuses(self) -> None:

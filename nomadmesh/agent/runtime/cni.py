@@ -21,12 +21,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nomadmesh.errors import AgentError
 
@@ -132,6 +134,9 @@ class BridgeNetwork:
         self.ipam_dir = self.state_dir / "ipam"
         self.records_dir = self.state_dir / "allocs"
         self.conflist = build_conflist(bridge, subnet, str(self.ipam_dir), network_name, admin_chain)
+        self._cond = threading.Condition()
+        self._busy: set[str] = set()  # allocations whose setup or teardown runs now
+        self._live: set[str] = set()  # allocations this process set up and has not torn down
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -156,24 +161,34 @@ class BridgeNetwork:
         reason = self.available()
         if reason:
             raise NetworkError(reason)
-        name = self.netns_name(alloc_id)
-        if (NETNS_DIR / name).exists() or self._record_path(alloc_id).exists():
-            self.teardown(alloc_id)  # left over from a crash: start clean
-        runtime = {"portMappings": [p.to_cni() for p in port_maps]}
-        # Record before changing anything, so teardown can undo a half-done setup.
-        self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": None})
-        try:
-            _run(["ip", "netns", "add", name])
-            result = self._chain("ADD", alloc_id, str(NETNS_DIR / name), runtime, None)
-        except NetworkError:
-            self.teardown(alloc_id)
-            raise
-        ip = result_ip(result)
-        self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": result})
-        return Netns(name, str(NETNS_DIR / name), ip)
+        with self._exclusive(alloc_id):
+            name = self.netns_name(alloc_id)
+            if (NETNS_DIR / name).exists() or self._record_path(alloc_id).exists():
+                self._teardown(alloc_id)  # left over from a crash: start clean
+            with self._cond:
+                self._live.add(alloc_id)
+            runtime = {"portMappings": [p.to_cni() for p in port_maps]}
+            # Record before changing anything, so teardown can undo a half-done setup.
+            self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": None})
+            try:
+                _run(["ip", "netns", "add", name])
+                result = self._chain("ADD", alloc_id, str(NETNS_DIR / name), runtime, None)
+            except NetworkError:
+                self._teardown(alloc_id)
+                raise
+            ip = result_ip(result)
+            self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": result})
+            return Netns(name, str(NETNS_DIR / name), ip)
 
     def teardown(self, alloc_id: str) -> None:
-        """CNI DEL with the recorded config, delete the namespace, sweep leftovers. Idempotent."""
+        """CNI DEL with the recorded config, delete the namespace, sweep leftovers. Idempotent.
+
+        Waits for a setup of the same allocation still in progress (a job stopped right after it
+        was placed), so DEL sees the addresses and rules ADD made instead of racing it."""
+        with self._exclusive(alloc_id):
+            self._teardown(alloc_id)
+
+    def _teardown(self, alloc_id: str) -> None:
         record = self._read_record(alloc_id)
         name = record.get("netns") or self.netns_name(alloc_id)
         path = NETNS_DIR / name
@@ -190,27 +205,72 @@ class BridgeNetwork:
                 _run(["ip", "netns", "delete", name])
             except NetworkError as e:
                 errors.append(str(e))
-        self._sweep_leases(alloc_id)
+        leased = self._sweep_leases(alloc_id)
         # Matching by address is only a fallback for when DEL could not do its job: the address
         # goes back to the pool at DEL and may soon belong to another allocation.
-        fallback_ip = result_ip(result) if (errors or not path_existed) else ""
+        fallback_ip = (result_ip(result) or leased) if (errors or not path_existed or result is None) else ""
         self._sweep_iptables(alloc_id, fallback_ip)
+        with self._cond:
+            self._live.discard(alloc_id)
         if not errors:
             self._record_path(alloc_id).unlink(missing_ok=True)
         else:
             raise NetworkError(f"teardown of allocation {alloc_id}: " + "; ".join(errors))
 
     def teardown_orphans(self, keep_alloc_ids: set[str] | list[str]) -> list[str]:
-        """Tear down every allocation network we know of that is not in `keep`; returns what went."""
+        """Tear down every allocation network we hold a record of that is not in `keep`."""
         keep = set(keep_alloc_ids)
         gone: list[str] = []
         for alloc_id in self.recorded_alloc_ids():
-            if alloc_id not in keep:
+            if alloc_id not in keep and not self._in_use(alloc_id):
                 self.teardown(alloc_id)
                 gone.append(alloc_id)
-        # Namespaces with our prefix but no record are left alone on purpose: another agent on this
-        # host (a test run, a second data dir) may own them, and deleting them would cut its tasks off.
         return gone
+
+    def reconcile(self, keep: set[str], stale: dict[str, str]) -> list[str]:
+        """Remove what is left on the host of allocations that no longer run; returns what it found.
+
+        `keep`: allocations whose network must stay. `stale`: allocations this agent knows (from
+        its state) that must have none, with the address each had ("" if unknown). Recorded
+        allocations not in `keep` are stale too. Only what provably belongs to this agent goes:
+        namespaces with our prefix named after a stale allocation, NAT rules whose CNI comment
+        names our network and a stale allocation, forward rules for a stale allocation's address
+        that no live allocation holds, and leases owned by a stale allocation. Namespaces and rules
+        of unknown allocations stay: another agent sharing the default bridge and prefix may own
+        them. Allocations whose setup or teardown runs right now are never touched.
+        """
+        gone = self.teardown_orphans(keep)
+        stale = {a: ip for a, ip in stale.items() if a not in keep}
+        # Read the host first and decide after: an allocation set up in between is in use by then.
+        dumps = {table: _run(["iptables-save", "-t", table], check=False) for table in ("nat", "filter")}
+        namespaces = sorted(p.name for p in NETNS_DIR.glob(f"{self.netns_prefix}*")) if NETNS_DIR.is_dir() else []
+        dead = {a for a in stale if not self._in_use(a)}
+        kept_names = {self.netns_name(a) for a in keep | self._in_use_ids()}
+        found: list[str] = []
+        for name in namespaces:
+            if name in {self.netns_name(a) for a in dead} and name not in kept_names:
+                _run(["ip", "netns", "delete", name], check=False)
+                found.append(f"netns {name}")
+        held = self._leased_ips(exclude=dead)
+        for alloc_id in dead:
+            leased = self._sweep_leases(alloc_id)
+            if leased:
+                found.append(f"lease {leased}")
+        doomed_ips = {stale[a] for a in dead if stale[a] and stale[a] not in held}
+        found += self._delete_rules(dumps, lambda owner: owner in dead, doomed_ips)
+        return gone + found
+
+    def _exclusive(self, alloc_id: str) -> Any:
+        """One setup or teardown per allocation at a time."""
+        return _Exclusive(self, alloc_id)
+
+    def _in_use(self, alloc_id: str) -> bool:
+        with self._cond:
+            return alloc_id in self._live or alloc_id in self._busy
+
+    def _in_use_ids(self) -> set[str]:
+        with self._cond:
+            return self._live | self._busy
 
     def recorded_alloc_ids(self) -> list[str]:
         if not self.records_dir.is_dir():
@@ -295,11 +355,12 @@ class BridgeNetwork:
         except (OSError, ValueError):
             return {}
 
-    def _sweep_leases(self, alloc_id: str) -> None:
-        """host-local keeps one file per leased IP holding the container id; drop ours."""
+    def _leases(self) -> list[tuple[Path, str]]:
+        """host-local's lease files (named after the address) with the container id they hold."""
         net_dir = self.ipam_dir / self.network_name
         if not net_dir.is_dir():
-            return
+            return []
+        leases = []
         for lease in net_dir.iterdir():
             if lease.name.startswith(("last_reserved_ip", "lock")):
                 continue
@@ -307,22 +368,41 @@ class BridgeNetwork:
                 owner = lease.read_text().split()
             except OSError:
                 continue
-            if owner and owner[0] == alloc_id:
+            leases.append((lease, owner[0] if owner else ""))
+        return leases
+
+    def _leased_ips(self, exclude: set[str]) -> set[str]:
+        return {lease.name for lease, owner in self._leases() if owner not in exclude}
+
+    def _sweep_leases(self, alloc_id: str) -> str:
+        """Drop this allocation's leases; returns the (last) address it held, or ""."""
+        ip = ""
+        for lease, owner in self._leases():
+            if owner == alloc_id:
                 lease.unlink(missing_ok=True)
+                ip = lease.name
+        return ip
 
     def _sweep_iptables(self, alloc_id: str, ip: str) -> None:
         """Delete rules that still name this allocation (by its CNI comment or its /32 address)."""
-        marker = f'id: \\"{alloc_id}\\"'
-        plain_marker = f'id: "{alloc_id}"'
-        for table in ("nat", "filter"):
-            dump = _run(["iptables-save", "-t", table], check=False)
+        dumps = {table: _run(["iptables-save", "-t", table], check=False) for table in ("nat", "filter")}
+        self._delete_rules(dumps, lambda owner: owner == alloc_id, {ip} if ip else set())
+
+    def _delete_rules(self, dumps: dict[str, str], doomed_owner: Callable[[str], bool],
+                      doomed_ips: set[str]) -> list[str]:
+        """Delete the rules in `dumps` (iptables-save per table) that CNI made for a doomed
+        allocation of our network (comment `name: "<network>" id: "<alloc>"`), or that the
+        firewall plugin made in CNI-FORWARD for a doomed address; then the chains they jumped to."""
+        deleted: list[str] = []
+        for table, dump in dumps.items():
             own_chains: set[str] = set()
             doomed: list[list[str]] = []
             for line in dump.splitlines():
                 if not line.startswith("-A "):
                     continue
-                mine = marker in line or plain_marker in line or (
-                    bool(ip) and line.startswith("-A CNI-FORWARD ") and f" {ip}/32 " in f"{line} ")
+                owner = cni_rule_owner(line, self.network_name)
+                mine = (owner is not None and doomed_owner(owner)) or (
+                    line.startswith("-A CNI-FORWARD ") and any(f" {ip}/32 " in f"{line} " for ip in doomed_ips))
                 if mine:
                     args = shlex.split(line)
                     doomed.append(args)
@@ -333,9 +413,39 @@ class BridgeNetwork:
                             own_chains.add(target)
             for args in doomed:
                 _run(["iptables", "-t", table, "-D", *args[1:]], check=False)
+                deleted.append(f"{table} {' '.join(args)}")
             for chain in own_chains:
                 _run(["iptables", "-t", table, "-F", chain], check=False)
                 _run(["iptables", "-t", table, "-X", chain], check=False)
+        return deleted
+
+
+class _Exclusive:
+    """Context manager: holds `alloc_id` in the network's busy set, waiting for another holder."""
+
+    def __init__(self, net: BridgeNetwork, alloc_id: str):
+        self.net, self.alloc_id = net, alloc_id
+
+    def __enter__(self) -> None:
+        with self.net._cond:
+            while self.alloc_id in self.net._busy:
+                self.net._cond.wait()
+            self.net._busy.add(self.alloc_id)
+
+    def __exit__(self, *_exc: object) -> None:
+        with self.net._cond:
+            self.net._busy.discard(self.alloc_id)
+            self.net._cond.notify_all()
+
+
+_CNI_COMMENT = re.compile(r'name: \\?"([^"\\]*)\\?" id: \\?"([^"\\]*)\\?"')
+
+
+def cni_rule_owner(line: str, network_name: str) -> str | None:
+    """The container id in a CNI plugin's rule comment (`name: "<net>" id: "<id>"`, as
+    iptables-save prints it) when the rule belongs to `network_name`; None otherwise."""
+    m = _CNI_COMMENT.search(line)
+    return m.group(2) if m and m.group(1) == network_name else None
 
 
 def _run(argv: list[str], check: bool = True) -> str:

@@ -94,8 +94,11 @@ class Platform:
     def bridge(self) -> Any:
         if self._bridge is None:
             cni = _runtime("cni")
+            # The network is named after its bridge ("nomad" by default, as in Nomad), so the CNI
+            # comment on every rule says which agent's network made it.
             self._bridge = cni.BridgeNetwork(self.data_dir / "cni", bridge=self._bridge_name,
-                                             subnet=self._subnet, netns_prefix=self._netns_prefix)
+                                             subnet=self._subnet, netns_prefix=self._netns_prefix,
+                                             network_name=self._bridge_name)
         return self._bridge
 
     def bridge_unavailable(self) -> str | None:
@@ -136,13 +139,22 @@ class Platform:
         except Exception:
             log.exception("tearing down the network of %s", alloc_id[:8])
 
-    def teardown_orphans(self, keep: set[str]) -> None:
+    def reconcile_network(self, allocs: list[dict[str, Any]], keep: set[str]) -> None:
+        """Remove namespaces, rules and leases left on the host by allocations not in `keep`.
+
+        `allocs` is every allocation in state: those not kept, with the address each had, are the
+        ones whose leftovers are provably this agent's."""
         if self.bridge_unavailable():
             return
+        stale = {a["ID"]: str((a.get("NetworkStatus") or {}).get("Address") or "") for a in allocs
+                 if a["ID"] not in keep}
         try:
-            self.bridge().teardown_orphans(keep)
+            found = self.bridge().reconcile(keep, stale)
         except Exception:
-            log.exception("tearing down orphaned namespaces")
+            log.exception("reconciling allocation networks")
+            return
+        if found:
+            log.warning("removed network leftovers of stopped allocations: %s", "; ".join(found))
 
     def remove_bridge(self) -> None:
         """On agent stop: drop the bridge once no allocation uses it (the CNI plugin recreates it)."""

@@ -201,7 +201,10 @@ class AllocRunner:
             netns = self.platform.network_path(self.alloc_id)  # survived the agent: keep it
         elif (mode[0] or {}).get("Mode") == "bridge" and (start_dead or not restore):
             mappings = [(int(p["Value"]), container_port(p)) for p in ports]
-            netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
+            with self._lock:  # stop() waits for a setup under way, then tears it down
+                if self.stopping:
+                    return
+                netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
             netns = netns_path
             self._update(lambda d: dict(d, NetworkStatus={"InterfaceName": "eth0", "Address": ip,
                                                           "AddressIPv6": "", "DNS": None}))
