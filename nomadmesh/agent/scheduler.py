@@ -130,6 +130,7 @@ class Scheduler:
             self._wake.clear()
             if self._stopping.is_set():
                 break
+            self._fail_lost_networks()
             index = self.ctx.state.index
             # Idle agent: nothing changed and no deployment clock is running, so skip the pass.
             if not woken and index == last_index and not deploying:
@@ -182,6 +183,23 @@ class Scheduler:
                     reaped = True
         if reaped:
             self._reconcile_network()
+
+    def _fail_lost_networks(self) -> None:
+        """An allocation whose network namespace was deleted behind our back fails (tasks stopped),
+        so its reschedule policy can replace it; checked every tick, a stat per allocation."""
+        with self._lock:
+            lost = [(a, r) for a, r in self._runners.items() if r.claim_network_lost()]
+        for alloc_id, runner in lost:
+            threading.Thread(target=self._fail_runner, args=(alloc_id, runner),
+                             name=f"netlost-{alloc_id[:8]}", daemon=True).start()
+
+    def _fail_runner(self, alloc_id: str, runner: AllocRunner) -> None:
+        runner.fail_network_lost()
+        with self._lock:
+            if self._runners.get(alloc_id) is runner:
+                del self._runners[alloc_id]
+        self._reconcile_network()
+        self.notify()
 
     def _stop_runner(self, alloc_id: str, runner: AllocRunner) -> None:
         runner.stop(final_status="complete")
