@@ -124,3 +124,48 @@ def test_deleted_namespace_fails_the_allocation_and_stops_its_tasks_and_envoy(
     wait_until(lambda: not set(tasks) & set(task_pids(agent.data_dir)), 15, what="the app and its Envoy stopped")
     services = requests.get(f"{agent.consul_addr}/v1/agent/services", timeout=10).json()
     assert not any(s["Service"] in ("lost", "lost-sidecar-proxy") for s in services.values())
+
+
+RESCHEDULE = """    reschedule {
+      attempts       = 1
+      interval       = "1h"
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = false
+    }"""
+
+
+def test_a_failed_allocation_is_rescheduled_per_its_policy(agent_factory: Callable[..., Any], bridge_env: str) -> None:
+    """Nomad's reschedule policy: the failed allocation gets a follow-up evaluation waiting `delay`,
+    then a replacement carrying PreviousAllocation and a RescheduleTracker; once the attempts in
+    the interval are spent, a further failure stays failed."""
+    agent = agent_factory()
+    register(agent, CONNECT_JOB % {"reschedule": RESCHEDULE, "server": SERVER.replace('"', '\\"')})
+    first = running_alloc(agent, "lost")
+    subprocess.run(["ip", "netns", "delete", f"{bridge_env}{first['ID'][:8]}"], check=True)
+
+    failed = wait_until(lambda: (a := get(agent, f"/v1/allocation/{first['ID']}"))["FollowupEvalID"] and a,
+                        30, step=0.2, what="a follow-up evaluation for the failed allocation")
+    assert failed["ClientStatus"] == "failed"
+    follow = get(agent, f"/v1/evaluation/{failed['FollowupEvalID']}")
+    assert follow["TriggeredBy"] == "alloc-failure" and follow["StatusDescription"] == "created for delayed rescheduling"
+    assert follow["WaitUntil"] != "0001-01-01T00:00:00Z"
+
+    second = running_alloc(agent, "lost", exclude={first["ID"]})
+    assert second["PreviousAllocation"] == first["ID"]
+    (event,) = second["RescheduleTracker"]["Events"]
+    assert event["PrevAllocID"] == first["ID"] and event["Delay"] == 5_000_000_000
+    old = get(agent, f"/v1/allocation/{first['ID']}")
+    assert old["NextAllocation"] == second["ID"] and old["DesiredStatus"] == "stop"
+    assert old["DesiredDescription"] == "alloc was rescheduled because it failed"
+    assert get(agent, f"/v1/evaluation/{failed['FollowupEvalID']}")["Status"] == "complete"
+
+    # The one attempt in the hour is spent: the replacement's failure is evaluated and left failed.
+    subprocess.run(["ip", "netns", "delete", f"{bridge_env}{second['ID'][:8]}"], check=True)
+    wait_until(lambda: get(agent, f"/v1/allocation/{second['ID']}")["ClientStatus"] == "failed", 30, step=0.2,
+               what="the replacement failed")
+    wait_until(lambda: (evs := [e for e in get(agent, "/v1/job/lost/evaluations") if e["TriggeredBy"] == "alloc-failure"])
+               and len(evs) >= 3 and all(e["Status"] == "complete" for e in evs), 30, step=0.2,
+               what="the replacement's failure evaluated")
+    assert get(agent, f"/v1/allocation/{second['ID']}")["FollowupEvalID"] == ""
+    assert len(get(agent, "/v1/job/lost/allocations")) == 2

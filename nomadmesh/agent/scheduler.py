@@ -21,7 +21,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.scheduling import deployments, evals
 from nomadmesh.agent.scheduling.node import node_document
 from nomadmesh.agent.scheduling.runner import AllocRunner, Platform
-from nomadmesh.agent.scheduling.structs import is_terminal
+from nomadmesh.agent.scheduling.structs import is_terminal, now_ns
 
 log = logging.getLogger("nomadmesh.agent.scheduler")
 TICK_S = 0.2
@@ -138,14 +138,18 @@ class Scheduler:
             last_index = index
             try:
                 self._pass()
-                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment"))
+                # A running deployment's clock or a delayed evaluation's WaitUntil keeps passes going.
+                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment")) \
+                    or any(e["Status"] == "pending" for e in self.ctx.state.values("eval"))
             except Exception:  # never let one bad pass kill scheduling for good
                 log.exception("scheduler pass failed")
 
     def _pass(self) -> None:
         state = self.ctx.state
         node = self.node()
-        pending = sorted((e for e in state.values("eval") if e["Status"] == "pending"),
+        evals.failure_evals(state)
+        now = now_ns()
+        pending = sorted((e for e in state.values("eval") if e["Status"] == "pending" and evals.due(e, now)),
                          key=lambda e: e["CreateIndex"])
         for ev in pending:
             try:
