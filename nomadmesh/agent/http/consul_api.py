@@ -23,7 +23,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import (
     consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_sidecar_stats,
 )
-from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, text_response
+from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, text_response
 
 log = logging.getLogger("nomadmesh.agent.consul")
 
@@ -31,7 +31,7 @@ log = logging.getLogger("nomadmesh.agent.consul")
 class AnyPathConverter(PathConverter):
     """Like `path`, but also matches a leading '/' so KV can refuse such keys by name."""
 
-    regex = ".*?"
+    regex = "(?s:.)*?"
     part_isolating = False  # werkzeug infers True from a regex without '/'; keys span segments
 
 
@@ -41,6 +41,7 @@ def create_consul_app(ctx: AgentContext) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.url_map.converters["anypath"] = AnyPathConverter
+    app.url_map.converters["path"] = AnyCharPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
                    consul_sidecar_stats):

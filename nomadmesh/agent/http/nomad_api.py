@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
+from nomadmesh.agent.http.common import AnyCharPathConverter
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
 
 log = logging.getLogger("nomadmesh.agent.nomad")
@@ -25,6 +26,7 @@ log = logging.getLogger("nomadmesh.agent.nomad")
 def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Flask:
     app = Flask("nomadmesh.nomad")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.url_map.converters["path"] = AnyCharPathConverter  # job IDs may hold '/' (%2F) and newlines
     app.extensions["nomadmesh"] = {"ctx": ctx, "scheduler": scheduler}
     app.register_blueprint(nomad_jobs.bp)
     app.register_blueprint(nomad_reads.bp)

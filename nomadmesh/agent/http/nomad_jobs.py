@@ -97,19 +97,19 @@ def parse_job() -> Response:
     return reply(job)
 
 
-@bp.get("/v1/job/<job_id>")
+@bp.get("/v1/job/<path:job_id>")
 def get_job(job_id: str) -> Response:
     state = ctx().state
     index = blocking(state, ("job",))
     return reply(strip_private(_job_or_404(job_id)), index)
 
 
-@bp.route("/v1/job/<job_id>", methods=["POST", "PUT"])
+@bp.route("/v1/job/<path:job_id>", methods=["POST", "PUT"])
 def update_job(job_id: str) -> Response:
     return _register(json_body(), job_id)
 
 
-@bp.delete("/v1/job/<job_id>")
+@bp.delete("/v1/job/<path:job_id>")
 def deregister_job(job_id: str) -> Response:
     purge = parse_bool("purge")
     try:
@@ -120,7 +120,7 @@ def deregister_job(job_id: str) -> Response:
     return reply(out, out["Index"])
 
 
-@bp.route("/v1/job/<job_id>/plan", methods=["POST", "PUT"])
+@bp.route("/v1/job/<path:job_id>/plan", methods=["POST", "PUT"])
 def plan_job(job_id: str) -> Response:
     body = json_body()
     check_fields(body, PLAN_FIELDS, "job plan request")
@@ -147,11 +147,12 @@ def plan_job(job_id: str) -> Response:
     }, state.index)
 
 
-@bp.get("/v1/job/<job_id>/versions")
+@bp.get("/v1/job/<path:job_id>/versions")
 def job_versions(job_id: str) -> Response:
     state = ctx().state
     index = blocking(state, ("job", "job_version"))
-    versions = [strip_private(v) for v in reversed(state.values("job_version", job_id + "/"))]
+    listed = jobstore.own_versions(state.values("job_version", job_id + "/"), job_id)
+    versions = [strip_private(v) for v in reversed(listed)]
     if not versions:
         raise HTTPError(404, "job versions not found")
     diffs = None
@@ -160,7 +161,7 @@ def job_versions(job_id: str) -> Response:
     return reply({"Versions": versions, "Diffs": diffs, "Index": index}, index)
 
 
-@bp.get("/v1/job/<job_id>/allocations")
+@bp.get("/v1/job/<path:job_id>/allocations")
 def job_allocations(job_id: str) -> Response:
     state = ctx().state
     show_all = parse_bool("all")
@@ -176,21 +177,21 @@ def job_allocations(job_id: str) -> Response:
     return read_endpoint(state, ("alloc",), produce)
 
 
-@bp.get("/v1/job/<job_id>/evaluations")
+@bp.get("/v1/job/<path:job_id>/evaluations")
 def job_evaluations(job_id: str) -> Response:
     state = ctx().state
     return read_endpoint(state, ("eval",), lambda: sorted(
         (e for e in state.values("eval") if e["JobID"] == job_id), key=lambda e: -e["CreateIndex"]))
 
 
-@bp.get("/v1/job/<job_id>/deployments")
+@bp.get("/v1/job/<path:job_id>/deployments")
 def job_deployments(job_id: str) -> Response:
     state = ctx().state
     return read_endpoint(state, ("deployment",), lambda: sorted(
         (d for d in state.values("deployment") if d["JobID"] == job_id), key=lambda d: -d["CreateIndex"]))
 
 
-@bp.get("/v1/job/<job_id>/deployment")
+@bp.get("/v1/job/<path:job_id>/deployment")
 def job_latest_deployment(job_id: str) -> Response:
     state = ctx().state
 
@@ -202,7 +203,7 @@ def job_latest_deployment(job_id: str) -> Response:
     return read_endpoint(state, ("deployment",), produce)
 
 
-@bp.get("/v1/job/<job_id>/summary")
+@bp.get("/v1/job/<path:job_id>/summary")
 def job_summary(job_id: str) -> Response:
     state = ctx().state
     index = blocking(state, ("job", "alloc"))

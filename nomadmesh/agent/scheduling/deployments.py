@@ -105,7 +105,8 @@ def tick(state: State) -> list[str]:
 
 
 def _latest_stable(state: State, job_id: str, below: int) -> int | None:
-    stable = [v["Version"] for v in state.values("job_version", job_id + "/") if v.get("Stable") and v["Version"] < below]
+    stable = [v["Version"] for v in state.values("job_version", job_id + "/")
+              if v.get("ID") == job_id and v.get("Stable") and v["Version"] < below]
     return max(stable) if stable else None
 
 
