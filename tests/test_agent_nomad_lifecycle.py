@@ -90,7 +90,7 @@ def register(agent: Any, hcl: str) -> None:
     assert r.status_code == 200, r.text
 
 
-def running_alloc(agent: Any, job: str, exclude: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def running_alloc(agent: Any, job: str, exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
         for stub in get(agent, f"/v1/job/{job}/allocations"):
             if stub["ID"] in exclude or stub["ClientStatus"] != "running":
@@ -148,7 +148,8 @@ def test_a_failed_allocation_is_rescheduled_per_its_policy(agent_factory: Callab
                         30, step=0.2, what="a follow-up evaluation for the failed allocation")
     assert failed["ClientStatus"] == "failed"
     follow = get(agent, f"/v1/evaluation/{failed['FollowupEvalID']}")
-    assert follow["TriggeredBy"] == "alloc-failure" and follow["StatusDescription"] == "created for delayed rescheduling"
+    assert follow["TriggeredBy"] == "alloc-failure"
+    assert follow["StatusDescription"] == "created for delayed rescheduling"
     assert follow["WaitUntil"] != "0001-01-01T00:00:00Z"
 
     second = running_alloc(agent, "lost", exclude={first["ID"]})

@@ -110,7 +110,7 @@ class Scheduler:
         with self._lock:
             keep = set(self._runners) | set(extra_keep)
         keep |= {a["ID"] for a in allocs if not is_terminal(a)}
-        self.platform.reconcile_network(allocs, keep)
+        self.platform.reconcile_network({a["ID"] for a in allocs}, keep)
 
     def _deregister_orphan_services(self, live: set[str]) -> None:
         catalog = self.ctx.catalog

@@ -227,36 +227,36 @@ class BridgeNetwork:
                 gone.append(alloc_id)
         return gone
 
-    def reconcile(self, keep: set[str], stale: dict[str, str]) -> list[str]:
+    def reconcile(self, keep: set[str], known: set[str]) -> list[str]:
         """Remove what is left on the host of allocations that no longer run; returns what it found.
 
-        `keep`: allocations whose network must stay. `stale`: allocations this agent knows (from
-        its state) that must have none, with the address each had ("" if unknown). Recorded
-        allocations not in `keep` are stale too. Only what provably belongs to this agent goes:
-        namespaces with our prefix named after a stale allocation, NAT rules whose CNI comment
-        names our network and a stale allocation, forward rules for a stale allocation's address
-        that no live allocation holds, and leases owned by a stale allocation. Namespaces and rules
-        of unknown allocations stay: another agent sharing the default bridge and prefix may own
-        them. Allocations whose setup or teardown runs right now are never touched.
+        `keep`: allocations whose network must stay. `known`: every allocation in this agent's
+        state; those not kept, and recorded ones not kept, are stale. Only what provably belongs
+        to this agent goes: namespaces with our prefix named after a stale allocation, rules whose
+        CNI comment names our network and a stale allocation, forward rules for an address a stale
+        allocation still leases in our IPAM dir, and those leases. Namespaces, rules and addresses
+        of allocations we never knew stay: another agent sharing the default bridge, subnet and
+        prefix may own them. Allocations whose setup or teardown runs right now are never touched.
         """
         gone = self.teardown_orphans(keep)
-        stale = {a: ip for a, ip in stale.items() if a not in keep}
+        stale = (set(known) | set(self.recorded_alloc_ids())) - keep
         # Read the host first and decide after: an allocation set up in between is in use by then.
         dumps = {table: _run(["iptables-save", "-t", table], check=False) for table in ("nat", "filter")}
         namespaces = sorted(p.name for p in NETNS_DIR.glob(f"{self.netns_prefix}*")) if NETNS_DIR.is_dir() else []
+        leases = self._leases()
         dead = {a for a in stale if not self._in_use(a)}
-        kept_names = {self.netns_name(a) for a in keep | self._in_use_ids()}
+        dead_names = {self.netns_name(a) for a in dead} - {self.netns_name(a) for a in keep | self._in_use_ids()}
         found: list[str] = []
         for name in namespaces:
-            if name in {self.netns_name(a) for a in dead} and name not in kept_names:
+            if name in dead_names:
                 _run(["ip", "netns", "delete", name], check=False)
                 found.append(f"netns {name}")
-        held = self._leased_ips(exclude=dead)
-        for alloc_id in dead:
-            leased = self._sweep_leases(alloc_id)
-            if leased:
-                found.append(f"lease {leased}")
-        doomed_ips = {stale[a] for a in dead if stale[a] and stale[a] not in held}
+        doomed_ips: set[str] = set()
+        for lease, owner in leases:
+            if owner in dead:
+                lease.unlink(missing_ok=True)
+                doomed_ips.add(lease.name)
+                found.append(f"lease {lease.name}")
         found += self._delete_rules(dumps, lambda owner: owner in dead, doomed_ips)
         return gone + found
 
@@ -370,9 +370,6 @@ class BridgeNetwork:
                 continue
             leases.append((lease, owner[0] if owner else ""))
         return leases
-
-    def _leased_ips(self, exclude: set[str]) -> set[str]:
-        return {lease.name for lease, owner in self._leases() if owner not in exclude}
 
     def _sweep_leases(self, alloc_id: str) -> str:
         """Drop this allocation's leases; returns the (last) address it held, or ""."""

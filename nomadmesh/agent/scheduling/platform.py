@@ -139,17 +139,13 @@ class Platform:
         except Exception:
             log.exception("tearing down the network of %s", alloc_id[:8])
 
-    def reconcile_network(self, allocs: list[dict[str, Any]], keep: set[str]) -> None:
-        """Remove namespaces, rules and leases left on the host by allocations not in `keep`.
-
-        `allocs` is every allocation in state: those not kept, with the address each had, are the
-        ones whose leftovers are provably this agent's."""
+    def reconcile_network(self, known: set[str], keep: set[str]) -> None:
+        """Remove namespaces, rules and leases left on the host by allocations not in `keep`;
+        `known` is every allocation in state (whose leftovers are provably this agent's)."""
         if self.bridge_unavailable():
             return
-        stale = {a["ID"]: str((a.get("NetworkStatus") or {}).get("Address") or "") for a in allocs
-                 if a["ID"] not in keep}
         try:
-            found = self.bridge().reconcile(keep, stale)
+            found = self.bridge().reconcile(keep, known)
         except Exception:
             log.exception("reconciling allocation networks")
             return
