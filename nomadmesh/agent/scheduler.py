@@ -124,7 +124,7 @@ class Scheduler:
     # --- the loop -----------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        last_index, deploying = -1, True
+        last_index, deploying, next_due = -1, True, 0
         while not self._stopping.is_set():
             woken = self._wake.wait(TICK_S)
             self._wake.clear()
@@ -132,15 +132,16 @@ class Scheduler:
                 break
             self._fail_lost_networks()
             index = self.ctx.state.index
-            # Idle agent: nothing changed and no deployment clock is running, so skip the pass.
-            if not woken and index == last_index and not deploying:
+            # Idle agent: nothing changed, no deployment clock is running and no delayed
+            # evaluation (a reschedule's WaitUntil) is due yet, so skip the pass.
+            if not woken and index == last_index and not deploying and not (next_due and now_ns() >= next_due):
                 continue
             last_index = index
             try:
                 self._pass()
-                # A running deployment's clock or a delayed evaluation's WaitUntil keeps passes going.
-                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment")) \
-                    or any(e["Status"] == "pending" for e in self.ctx.state.values("eval"))
+                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment"))
+                next_due = min((int(e["_WaitUntilNs"]) for e in self.ctx.state.values("eval")
+                                if e["Status"] == "pending" and e.get("_WaitUntilNs")), default=0)
             except Exception:  # never let one bad pass kill scheduling for good
                 log.exception("scheduler pass failed")
 
