@@ -115,6 +115,7 @@ def test_cni_rule_owner_reads_the_plugins_comment_for_one_network() -> None:
     assert cni_rule_owner(rule.replace("-A POSTROUTING", "-A CNI-HOSTPORT-DNAT").replace('"name', '"dnat name'),
                           "nomad") == "a1b2"
     assert cni_rule_owner(rule, "nmt123") is None
+    assert cni_rule_owner(rule, None) == "a1b2"  # any network
     assert cni_rule_owner("-A CNI-FORWARD -s 10.1.2.3/32 -j ACCEPT", "nomad") is None
 
 

@@ -15,6 +15,8 @@ result are recorded in the state dir before any change is made, and after CNI DE
 IP leases and iptables rules that still name the allocation (e.g. when the namespace vanished
 before DEL could read its addresses). Shared chains (CNI-FORWARD, CNI-HOSTPORT-*, NOMAD-ADMIN)
 and the bridge itself stay, as with Nomad; `remove_bridge()` deletes the bridge when it is unused.
+Setup and teardown of one allocation never overlap (a job stopped while its network is being set
+up), and `reconcile()` removes what stopped allocations of this agent still left on the host.
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ import shlex
 import shutil
 import subprocess
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nomadmesh.errors import AgentError
 
@@ -260,9 +263,19 @@ class BridgeNetwork:
         found += self._delete_rules(dumps, lambda owner: owner in dead, doomed_ips)
         return gone + found
 
-    def _exclusive(self, alloc_id: str) -> Any:
-        """One setup or teardown per allocation at a time."""
-        return _Exclusive(self, alloc_id)
+    @contextmanager
+    def _exclusive(self, alloc_id: str) -> Iterator[None]:
+        """One setup or teardown per allocation at a time: wait for the other, then hold it."""
+        with self._cond:
+            while alloc_id in self._busy:
+                self._cond.wait()
+            self._busy.add(alloc_id)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy.discard(alloc_id)
+                self._cond.notify_all()
 
     def _in_use(self, alloc_id: str) -> bool:
         with self._cond:
@@ -383,21 +396,23 @@ class BridgeNetwork:
     def _sweep_iptables(self, alloc_id: str, ip: str) -> None:
         """Delete rules that still name this allocation (by its CNI comment or its /32 address)."""
         dumps = {table: _run(["iptables-save", "-t", table], check=False) for table in ("nat", "filter")}
-        self._delete_rules(dumps, lambda owner: owner == alloc_id, {ip} if ip else set())
+        # By id in any network: the allocation is ours by its record, and its id is unique.
+        self._delete_rules(dumps, lambda owner: owner == alloc_id, {ip} if ip else set(), any_network=True)
 
     def _delete_rules(self, dumps: dict[str, str], doomed_owner: Callable[[str], bool],
-                      doomed_ips: set[str]) -> list[str]:
+                      doomed_ips: set[str], any_network: bool = False) -> list[str]:
         """Delete the rules in `dumps` (iptables-save per table) that CNI made for a doomed
         allocation of our network (comment `name: "<network>" id: "<alloc>"`), or that the
         firewall plugin made in CNI-FORWARD for a doomed address; then the chains they jumped to."""
         deleted: list[str] = []
+        net_name = None if any_network else self.network_name
         for table, dump in dumps.items():
             own_chains: set[str] = set()
             doomed: list[list[str]] = []
             for line in dump.splitlines():
                 if not line.startswith("-A "):
                     continue
-                owner = cni_rule_owner(line, self.network_name)
+                owner = cni_rule_owner(line, net_name)
                 mine = (owner is not None and doomed_owner(owner)) or (
                     line.startswith("-A CNI-FORWARD ") and any(f" {ip}/32 " in f"{line} " for ip in doomed_ips))
                 if mine:
@@ -417,32 +432,14 @@ class BridgeNetwork:
         return deleted
 
 
-class _Exclusive:
-    """Context manager: holds `alloc_id` in the network's busy set, waiting for another holder."""
-
-    def __init__(self, net: BridgeNetwork, alloc_id: str):
-        self.net, self.alloc_id = net, alloc_id
-
-    def __enter__(self) -> None:
-        with self.net._cond:
-            while self.alloc_id in self.net._busy:
-                self.net._cond.wait()
-            self.net._busy.add(self.alloc_id)
-
-    def __exit__(self, *_exc: object) -> None:
-        with self.net._cond:
-            self.net._busy.discard(self.alloc_id)
-            self.net._cond.notify_all()
-
-
 _CNI_COMMENT = re.compile(r'name: \\?"([^"\\]*)\\?" id: \\?"([^"\\]*)\\?"')
 
 
-def cni_rule_owner(line: str, network_name: str) -> str | None:
+def cni_rule_owner(line: str, network_name: str | None) -> str | None:
     """The container id in a CNI plugin's rule comment (`name: "<net>" id: "<id>"`, as
-    iptables-save prints it) when the rule belongs to `network_name`; None otherwise."""
+    iptables-save prints it) when the rule belongs to `network_name` (any network if None)."""
     m = _CNI_COMMENT.search(line)
-    return m.group(2) if m and m.group(1) == network_name else None
+    return m.group(2) if m and network_name in (None, m.group(1)) else None
 
 
 def _run(argv: list[str], check: bool = True) -> str:
