@@ -170,3 +170,25 @@ def test_a_failed_allocation_is_rescheduled_per_its_policy(agent_factory: Callab
                what="the replacement's failure evaluated")
     assert get(agent, f"/v1/allocation/{second['ID']}")["FollowupEvalID"] == ""
     assert len(get(agent, "/v1/job/lost/allocations")) == 2
+
+
+def test_namespace_deleted_while_the_agent_was_down_fails_and_replaces_the_allocation(
+        agent_factory: Callable[..., Any], bridge_env: str) -> None:
+    """SIGKILLed agent, namespace deleted meanwhile, tasks still running in it: the restarted agent
+    adopts them only to stop them, fails the allocation and its reschedule policy replaces it."""
+    agent = agent_factory()
+    register(agent, CONNECT_JOB % {"reschedule": RESCHEDULE, "server": SERVER.replace('"', '\\"')})
+    first = running_alloc(agent, "lost")
+    tasks = wait_until(lambda: t if len(t := task_pids(agent.data_dir)) >= 2 else None, 10, what="both tasks")
+    agent.stop(kill=True)
+    subprocess.run(["ip", "netns", "delete", f"{bridge_env}{first['ID'][:8]}"], check=True)
+    assert set(tasks) <= set(task_pids(agent.data_dir))  # the tasks outlived agent and namespace
+
+    agent.start()
+    failed = wait_until(lambda: (a := get(agent, f"/v1/allocation/{first['ID']}"))["ClientStatus"] == "failed" and a,
+                        30, step=0.2, what="allocation failed")
+    assert all(any("network namespace" in e["DisplayMessage"] for e in ts["Events"])
+               for ts in failed["TaskStates"].values()), failed["TaskStates"]
+    wait_until(lambda: not set(tasks) & set(task_pids(agent.data_dir)), 15, what="the old tasks stopped")
+    second = running_alloc(agent, "lost", exclude={first["ID"]})
+    assert second["PreviousAllocation"] == first["ID"]

@@ -131,6 +131,10 @@ class Platform:
         path = _runtime("cni").NETNS_DIR / b.netns_name(alloc_id)
         return str(path) if path.exists() and alloc_id in b.recorded_alloc_ids() else None
 
+    def expected_network_path(self, alloc_id: str) -> str:
+        """Where the allocation's namespace is (or was)."""
+        return str(_runtime("cni").NETNS_DIR / self.bridge().netns_name(alloc_id))
+
     def teardown_network(self, alloc_id: str) -> None:
         if self._bridge is None and self.bridge_unavailable():
             return
@@ -231,6 +235,12 @@ class Platform:
         identity = process.ProcessIdentity(int(handle["Pid"]), int(handle["StartTime"]))
         return process.TaskProcess.adopt(self._process_spec(spec), identity, on_event, restarts=restarts,
                                          started_at_ns=started_at_ns)
+
+    @staticmethod
+    def task_alive(handle: dict[str, Any]) -> bool:
+        """The exact process a stored task handle ({Pid, StartTime}) names still runs."""
+        started = _runtime("process").proc_start_time(int(handle["Pid"]))
+        return started is not None and started == int(handle["StartTime"])
 
     @staticmethod
     def task_state(handle: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -198,6 +198,13 @@ class AllocRunner:
         mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
         netns = None
         if (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
+                and not alloc.get("_AgentStopped") and not self.platform.network_path(self.alloc_id) \
+                and any(self.platform.task_alive(h) for h in (alloc.get("_Handles") or {}).values() if h):
+            # Its tasks outlived a namespace deleted while the agent was down: adopt them (to stop
+            # them), start nothing; the scheduler's next tick fails the allocation (network_lost).
+            self._netns = self.platform.expected_network_path(self.alloc_id)
+            start_dead = False
+        elif (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
                 and self.platform.network_path(self.alloc_id):
             netns = self.platform.network_path(self.alloc_id)  # survived the agent: keep it
             self._netns = netns
