@@ -300,6 +300,8 @@ def test_names_and_ids_with_newlines_or_slashes_are_readable_and_removable(modul
         out = requests.put(f"{base}/v1/agent/service/deregister/{enc_id}", timeout=10)
         assert out.status_code == 200, out.text
         assert sid not in requests.get(f"{base}/v1/agent/services", timeout=10).json()
+    # The log shows such IDs quoted, so a CR/LF in a name cannot forge a log line.
+    assert "registered service 'crlf\\r\\nid'" in module_agent.log_path.read_text()
 
 
 def test_objects_stored_by_an_older_agent_with_bad_names_are_removable(
