@@ -394,6 +394,8 @@ class AllocRunner:
 
     def claim_network_lost(self) -> bool:
         """network_lost(), and if so mark the runner stopping so only one caller fails it."""
+        if not self.network_lost():
+            return False  # the common case, without waiting for a setup that holds the lock
         with self._lock:
             if not self.network_lost():
                 return False
