@@ -186,8 +186,8 @@ class Scheduler:
                 elif runner is not None and runner.finished:
                     del self._runners[alloc["ID"]]  # all tasks ended on their own
                     reaped = True
-        if reaped:
-            self._reconcile_network()
+        if reaped:  # off the scheduler thread: it runs iptables-save
+            threading.Thread(target=self._reconcile_network, name="net-reconcile", daemon=True).start()
 
     def _fail_lost_networks(self) -> None:
         """An allocation whose network namespace was deleted behind our back fails (tasks stopped),
