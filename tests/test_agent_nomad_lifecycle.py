@@ -1,6 +1,7 @@
-"""Allocation lifecycle on a real agent subprocess, in bridge mode with a real Envoy sidecar:
-an allocation whose network namespace is deleted behind the agent's back (`ip netns del`) is
-failed with its tasks (the Envoy too) stopped and a task event saying why."""
+"""Allocation lifecycle on a real agent subprocess, in bridge mode with a real Envoy sidecar
+(issue 10 findings 7 and 8): an allocation whose network namespace is deleted behind the agent's
+back (`ip netns del`, also while the agent is down) is failed with its tasks (the Envoy too)
+stopped and a task event saying why, and the group's reschedule policy replaces it."""
 from __future__ import annotations
 
 import os
