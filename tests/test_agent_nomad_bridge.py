@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from test_agent_nomad_api import InProcessAgent, wait_for
+from test_agent_nomad_api import InProcessAgent, free_port, wait_for
 from test_agent_nomad_run import get_text
 
 pytestmark = pytest.mark.root
@@ -229,3 +229,42 @@ def test_leftovers_of_this_agent_are_removed_on_start_and_nothing_of_others(brid
                 subprocess.run([*argv[:3], "-D", *argv[4:]], capture_output=True)
         for c in (chain, foreign_chain):
             subprocess.run(["iptables", "-t", "nat", "-X", c], capture_output=True)
+
+
+def test_port_maps_of_an_agent_bound_elsewhere_answer_there_and_on_the_node_loopback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bound to another address (127.0.0.2 here), mappings answer on it and on 127.0.0.1, where the
+    agent registers and checks services; not on a third address; a wildcard bind maps on all."""
+    from types import SimpleNamespace
+
+    from nomadmesh.agent.runtime.process import TaskProcess, TaskSpec
+    from nomadmesh.agent.scheduling.platform import Platform
+
+    if os.geteuid() != 0:
+        pytest.skip("bridge networking needs root")
+    def platform_bound_to(bind: str) -> Platform:
+        return Platform(SimpleNamespace(config=SimpleNamespace(data_dir=tmp_path, bind=bind)))  # type: ignore[arg-type]
+
+    assert platform_bound_to("0.0.0.0").mapping_host_ips() == [""]
+    tag = secrets.token_hex(3)
+    monkeypatch.setenv("NOMADMESH_CNI_BRIDGE", f"nmt{tag}")
+    monkeypatch.setenv("NOMADMESH_CNI_SUBNET", f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24")
+    monkeypatch.setenv("NOMADMESH_NETNS_PREFIX", f"nmt{tag}-")
+    platform = platform_bound_to("127.0.0.2")
+    assert platform.mapping_host_ips() == ["127.0.0.2", "127.0.0.1"]
+    alloc_id, port = "0123abcd-0000-4000-8000-000000000000", free_port()
+    netns, ip = platform.setup_network(alloc_id, [(port, 8080)])
+    server = TaskProcess(TaskSpec(name="web", argv=("python3", "-c", SERVER), env={"PATH": os.environ["PATH"]},
+                                  cwd=tmp_path, stdout_path=tmp_path / "out", stderr_path=tmp_path / "err",
+                                  netns_path=netns, kill_timeout_s=2))
+    server.start()
+    try:
+        assert get_text(f"http://127.0.0.2:{port}/", 20) == ip
+        assert get_text(f"http://127.0.0.1:{port}/", 5) == ip
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.3:{port}/", timeout=3)
+    finally:
+        server.stop()
+        platform.teardown_network(alloc_id)
+        platform.remove_bridge()
+        subprocess.run(["ip", "link", "delete", f"nmt{tag}"], capture_output=True)

@@ -114,14 +114,18 @@ class Platform:
         The maps answer on the agent's bind address only (Nomad binds them to the node's HostIP),
         so a loopback-bound agent publishes nothing on the host's other addresses or the bridge."""
         cni = _runtime("cni")
-        host_ip = self.mapping_host_ip()
-        ns = self.bridge().setup(alloc_id, [cni.PortMap(h, c, host_ip=host_ip) for h, c in mappings])
+        maps = [cni.PortMap(h, c, host_ip=ip) for h, c in mappings for ip in self.mapping_host_ips()]
+        ns = self.bridge().setup(alloc_id, maps)
         return str(ns.path), str(ns.ip)
 
-    def mapping_host_ip(self) -> str:
-        """The host address port maps answer on: the agent's bind address; "" (all) for a wildcard bind."""
+    def mapping_host_ips(self) -> list[str]:
+        """The host addresses port maps answer on: the agent's bind address, and 127.0.0.1, the
+        node address services are registered and checked at (scheduling/services.py); [""] (all
+        addresses) for a wildcard bind."""
         bind = self.ctx.config.bind
-        return "" if bind in ("", "0.0.0.0", "::") else bind
+        if bind in ("", "0.0.0.0", "::"):
+            return [""]
+        return list(dict.fromkeys([bind, "127.0.0.1"]))
 
     def network_path(self, alloc_id: str) -> str | None:
         """The allocation's namespace path if it still exists (after an agent restart)."""
