@@ -82,7 +82,11 @@ def plain_services(root: Path, gateway: str, ports: dict[str, int]) -> Path:
 def deploy_figures() -> dict[str, float]:
     with agent_session() as agent:
         connect_s = timed_deploy(agent, REPO / "services")
-    with agent_session() as agent, tempfile.TemporaryDirectory() as tmp:
+    # Without the mesh, services call each other's published host ports through the bridge
+    # gateway. Published ports answer on the agent's bind address only (as a Nomad client's answer
+    # on its node address), so the plain run binds the agent to every address; the Connect run
+    # keeps the default loopback bind.
+    with agent_session(("--bind", "0.0.0.0")) as agent, tempfile.TemporaryDirectory() as tmp:
         services = plain_services(Path(tmp), agent.gateway, {"invoice": free_port(), "tax": free_port()})
         plain_s = timed_deploy(agent, services)
     return {"deploy_connect_s": round(connect_s, 2), "deploy_plain_s": round(plain_s, 2),

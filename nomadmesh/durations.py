@@ -121,3 +121,28 @@ def go_quote(s: str) -> str:
             out.append("\\" + ch if ch in '"\\' else ch)
     out.append('"')
     return "".join(out)
+
+
+def go_duration(ns: int) -> str:
+    """Format nanoseconds like Go's time.Duration.String() ("30m0s", "1.5s", "250ms"): the one
+    formatter, for messages that quote durations as Nomad and Consul do."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < SECOND:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _trim(ns / size) + unit
+    h, rem = divmod(ns, HOUR)
+    m, rem = divmod(rem, MINUTE)
+    s = _trim(rem / SECOND)
+    if h:
+        return f"{sign}{h}h{m}m{s}s"
+    if m:
+        return f"{sign}{m}m{s}s"
+    return f"{sign}{s}s"
+
+
+def _trim(x: float) -> str:
+    return f"{x:.9f}".rstrip("0").rstrip(".")

@@ -199,3 +199,38 @@ def test_parse_takes_variables(agent: InProcessAgent) -> None:
         r = requests.post(f"{agent.addr}/v1/jobs/parse", json={"JobHCL": hcl, "Variables": variables})
         assert r.status_code == 200, r.text
         assert r.json()["TaskGroups"][0]["Count"] == 3
+
+
+def test_job_ids_with_slashes_and_newlines_are_readable_stoppable_and_purgeable(agent: InProcessAgent) -> None:
+    """Nomad accepts any job ID without spaces or NUL; the Go client path-escapes it (%2F) and
+    Nomad's router takes the ID up to a known suffix, so every job endpoint reaches such a job."""
+    from urllib.parse import quote
+
+    base = parse(agent, DOCKER_HCL.replace("count = 2", "count = 0"))
+    for job_id in ("team", "team/web", "team/web/1", "crlf\r\njob"):
+        r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": dict(base, ID=job_id, Name=job_id)}, timeout=10)
+        assert r.status_code == 200, r.text
+    for job_id in ("team/web", "crlf\r\njob"):
+        url = f"{agent.addr}/v1/job/{quote(job_id, safe='')}"
+        assert requests.get(url, timeout=10).json()["ID"] == job_id
+        for suffix in ("versions", "allocations", "evaluations", "summary", "deployments"):
+            assert requests.get(f"{url}/{suffix}", timeout=10).status_code == 200, suffix
+        assert [v["ID"] for v in requests.get(f"{url}/versions", timeout=10).json()["Versions"]] == [job_id]
+    # Purging "team" leaves "team/web" and "team/web/1" (their versions share the key prefix).
+    assert requests.delete(f"{agent.addr}/v1/job/team?purge=true", timeout=10).status_code == 200
+    for job_id in ("team/web", "team/web/1"):
+        versions = requests.get(f"{agent.addr}/v1/job/{quote(job_id, safe='')}/versions", timeout=10)
+        assert [v["ID"] for v in versions.json()["Versions"]] == [job_id]
+    # Stop, then purge, by the escaped ID (and the raw one, which Nomad's router takes as well).
+    url = f"{agent.addr}/v1/job/{quote('team/web', safe='')}"
+    assert requests.delete(url, timeout=10).status_code == 200
+    assert requests.get(url, timeout=10).json()["Stop"] is True
+    assert requests.delete(f"{url}?purge=true", timeout=10).status_code == 200
+    assert requests.get(url, timeout=10).status_code == 404
+    assert requests.delete(f"{agent.addr}/v1/job/team/web/1?purge=true", timeout=10).status_code == 200
+    assert requests.delete(f"{agent.addr}/v1/job/{quote('crlf' + chr(13) + chr(10) + 'job', safe='')}?purge=true",
+                           timeout=10).status_code == 200
+    assert [j["ID"] for j in requests.get(f"{agent.addr}/v1/jobs", timeout=10).json()] == []
+    # What Nomad refuses is refused with its words.
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": dict(base, ID="has space", Name="x")}, timeout=10)
+    assert r.status_code >= 400 and "Job ID contains a space" in r.text

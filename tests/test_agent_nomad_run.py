@@ -218,3 +218,52 @@ def test_purged_job_registered_again_gets_a_new_deployment(agent: InProcessAgent
     second = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["ID"] != first["ID"]
                       and d["Status"] == "successful" and d, 20)
     assert second["JobVersion"] == 0 and second["TaskGroups"]["web"]["HealthyAllocs"] == 1
+
+
+FAILING_BATCH = """
+job "flaky" {
+  type = "batch"
+  group "flaky" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts       = 1
+      interval       = "1h"
+      delay          = "5s"
+      delay_function = "constant"
+      unlimited      = false
+    }
+    task "fail" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-c", "import sys; sys.exit(3)"]
+      }
+    }
+  }
+}
+"""
+
+
+def test_a_failed_batch_allocation_is_rescheduled_once_after_its_delay(agent: InProcessAgent) -> None:
+    """Host mode, no root: the reschedule block's one attempt in the hour, 5 s after the failure."""
+    job = agent.client.jobs.parse(FAILING_BATCH, canonicalize=True)
+    agent.client.jobs.register_job({"Job": job})
+    first = wait_for(lambda: next((a for a in agent.client.job.get_allocations("flaky")
+                                   if a["ClientStatus"] == "failed"), None), 20)
+    follow = wait_for(lambda: agent.client.allocation.get_allocation(first["ID"])["FollowupEvalID"], 10)
+    assert agent.client.evaluation.get_evaluation(follow)["WaitUntil"] != "0001-01-01T00:00:00Z"
+    second = wait_for(lambda: next((a for a in agent.client.job.get_allocations("flaky")
+                                    if a["ID"] != first["ID"] and a["ClientStatus"] == "failed"), None), 30)
+    second = agent.client.allocation.get_allocation(second["ID"])
+    assert second["PreviousAllocation"] == first["ID"]
+    assert [e["PrevAllocID"] for e in second["RescheduleTracker"]["Events"]] == [first["ID"]]
+    tracked = second["RescheduleTracker"]["Events"][0]
+    assert tracked["Delay"] == 5_000_000_000
+    # The one attempt is spent: the second failure is evaluated and nothing more is placed.
+    wait_for(lambda: [e for e in agent.client.job.get_evaluations("flaky") if e["TriggeredBy"] == "alloc-failure"
+                      and e["Status"] == "complete" and e["CreateIndex"] > second["CreateIndex"]], 10)
+    assert agent.client.allocation.get_allocation(second["ID"])["FollowupEvalID"] == ""
+    assert len(agent.client.job.get_allocations("flaky")) == 2

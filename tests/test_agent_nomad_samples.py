@@ -56,6 +56,24 @@ def deploy_all(agent: InProcessAgent, mode: str, upstream_host: str) -> dict[str
     return ports
 
 
+def deploy_bridge_chain(agent: InProcessAgent) -> dict[str, int]:
+    """Bridge mode without Connect: tax, then invoice, then order, each reaching its upstream at
+    the upstream allocation's own address on the bridge (container port 5000). Host ports answer
+    on the agent's bind address only, so the bridge gateway is no way round (issue 10 finding 4)."""
+    ports = {n: free_port() for n in ("order", "invoice", "tax")}
+    address: dict[str, str] = {}
+    for name in ("tax", "invoice", "order"):
+        job = sample_job(name, ports[name], "bridge", "", ports)
+        if name in UPSTREAM:
+            var, dest = UPSTREAM[name]
+            job["TaskGroups"][0]["Tasks"][0]["Env"][var] = f"http://{address[dest]}:5000"
+        agent.client.jobs.register_job({"Job": job})
+        wait_for(lambda: (d := agent.client.job.get_deployment(name)) and d["Status"] == "successful", 30)
+        (alloc,) = [a for a in agent.ctx.state.values("alloc") if a["JobID"] == name and a["ClientStatus"] == "running"]
+        address[name] = alloc["NetworkStatus"]["Address"]
+    return ports
+
+
 def expected_chain() -> list[dict[str, Any]]:
     return [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]
 
@@ -105,8 +123,11 @@ def test_samples_in_bridge_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("NOMADMESH_NETNS_PREFIX", f"nmt{tag}-")
     agent = InProcessAgent(tmp_path)
     try:
-        ports = deploy_all(agent, "bridge", str(next(subnet.hosts())))  # the bridge's gateway address
+        ports = deploy_bridge_chain(agent)
         assert answer(ports["order"]) == expected_chain()
+        # The published port of tax is not reachable through the bridge gateway address.
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://{next(subnet.hosts())}:{ports['tax']}/", timeout=3)
         assert_catalog(agent, ports)
         allocs = [a for a in agent.ctx.state.values("alloc") if a["ClientStatus"] == "running"]
         assert len({a["NetworkStatus"]["Address"] for a in allocs}) == 3  # one namespace each

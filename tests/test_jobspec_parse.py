@@ -65,7 +65,7 @@ def test_every_supported_block_maps_to_its_api_field():
     }]
     assert group["RestartPolicy"] == {"Attempts": 5, "Interval": 600_000_000_000, "Delay": 10_000_000_000,
                                       "Mode": "delay"}
-    assert group["ReschedulePolicy"] == {"Attempts": 3, "Unlimited": False}
+    assert group["ReschedulePolicy"] == {"Attempts": 3, "Interval": 7_200_000_000_000, "Unlimited": False}
     assert group["EphemeralDisk"] == {"SizeMB": 150}
 
     (service,) = group["Services"]

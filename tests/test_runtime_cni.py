@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.runtime.cni import NETNS_DIR, BridgeNetwork, PortMap, build_conflist, plugin_config
+from nomadmesh.agent.runtime.cni import (NETNS_DIR, BridgeNetwork, PortMap, build_conflist, cni_rule_owner,
+                                         plugin_config)
 from nomadmesh.agent.runtime.process import TaskProcess, TaskSpec
 
 pytestmark = [
@@ -103,6 +104,19 @@ def test_conflist_is_the_one_nomad_generates() -> None:
     assert portmap["runtimeConfig"] == {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
     assert portmap["prevResult"] == {"ips": []} and portmap["name"] == "nomad" and portmap["snat"] is True
     assert "runtimeConfig" not in plugin_config(conf, conf["plugins"][1], None, {"portMappings": []})
+    assert PortMap(8080, 80, host_ip="127.0.0.1").to_cni() == {
+        "hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}
+
+
+def test_cni_rule_owner_reads_the_plugins_comment_for_one_network() -> None:
+    rule = ('-A POSTROUTING -s 10.1.2.3/32 -m comment --comment "name: \\"nomad\\" id: \\"a1b2\\"" '
+            '-j CNI-5b6ec3abec81b9b4bd2611a2')
+    assert cni_rule_owner(rule, "nomad") == "a1b2"
+    assert cni_rule_owner(rule.replace("-A POSTROUTING", "-A CNI-HOSTPORT-DNAT").replace('"name', '"dnat name'),
+                          "nomad") == "a1b2"
+    assert cni_rule_owner(rule, "nmt123") is None
+    assert cni_rule_owner(rule, None) == "a1b2"  # any network
+    assert cni_rule_owner("-A CNI-FORWARD -s 10.1.2.3/32 -j ACCEPT", "nomad") is None
 
 
 def test_two_allocations_reachable_by_host_port_and_bridge_ip_then_nothing_left(net: BridgeNetwork,
@@ -184,8 +198,13 @@ def test_teardown_orphans_keeps_only_the_given_allocations(net: BridgeNetwork) -
     # A namespace with our prefix that we hold no record of may belong to another agent on this host.
     stray = f"{net.netns_prefix}deadbeef"
     subprocess.run(["ip", "netns", "add", stray], check=True)
+    # What this process set up itself is in use (its runner may not be in `keep` yet): only an
+    # agent started later, from the same records, treats it as an orphan.
+    assert net.teardown_orphans({keep}) == []
+    after_restart = BridgeNetwork(net.state_dir, bridge=net.bridge, subnet=net.subnet,
+                                  network_name=net.network_name, netns_prefix=net.netns_prefix)
     try:
-        gone = net.teardown_orphans({keep})
+        gone = after_restart.teardown_orphans({keep})
         assert gone == [drop]
         assert (NETNS_DIR / stray).exists()
     finally:

@@ -6,7 +6,8 @@ import random
 import pytest
 
 from nomadmesh.agent.runtime.events import TaskEvent, TaskState, rfc3339
-from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker, go_duration
+from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker
+from nomadmesh.durations import go_duration
 
 MIN = 60 * NS
 

@@ -157,7 +157,8 @@ class Catalog:
             self._runner.remove(check_id)
         for chk in started:
             self._run(chk)
-        log.info("registered service %s", ", ".join(new_ids))
+        # IDs may hold CR/LF (Consul accepts them): log their repr so they cannot forge log lines.
+        log.info("registered service %s", ", ".join(repr(i) for i in new_ids))
         return new_ids
 
     def deregister_service(self, service_id: str) -> None:
@@ -174,7 +175,7 @@ class Catalog:
             self._update_aliases(txn)
         for check_id in removed_checks:
             self._runner.remove(check_id)
-        log.info("deregistered service %s", ", ".join(sorted(ids)))
+        log.info("deregistered service %s", ", ".join(repr(i) for i in sorted(ids)))
 
     def set_check_status(self, check_id: str, status: str, output: str) -> bool:
         """Set a check's status (TTL checks and tests); False if there is no such check."""

@@ -21,7 +21,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.scheduling import deployments, evals
 from nomadmesh.agent.scheduling.node import node_document
 from nomadmesh.agent.scheduling.runner import AllocRunner, Platform
-from nomadmesh.agent.scheduling.structs import is_terminal
+from nomadmesh.agent.scheduling.structs import is_terminal, now_ns
 
 log = logging.getLogger("nomadmesh.agent.scheduler")
 TICK_S = 0.2
@@ -100,8 +100,17 @@ class Scheduler:
             else:
                 runner.restore(start_dead=False)
                 runner.stop(final_status="complete")  # the agent died while stopping it
-        self.platform.teardown_orphans(live)
+        self._reconcile_network(live)
         self._deregister_orphan_services(live)
+
+    def _reconcile_network(self, extra_keep: frozenset[str] | set[str] = frozenset()) -> None:
+        """Host networking must match state: nothing left of an allocation that no longer runs
+        (on start, and after every stop: a job stopped while its network was being set up)."""
+        allocs = self.ctx.state.values("alloc")
+        with self._lock:
+            keep = set(self._runners) | set(extra_keep)
+        keep |= {a["ID"] for a in allocs if not is_terminal(a)}
+        self.platform.reconcile_network({a["ID"] for a in allocs}, keep)
 
     def _deregister_orphan_services(self, live: set[str]) -> None:
         catalog = self.ctx.catalog
@@ -115,27 +124,33 @@ class Scheduler:
     # --- the loop -----------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        last_index, deploying = -1, True
+        last_index, deploying, next_due = -1, True, 0
         while not self._stopping.is_set():
             woken = self._wake.wait(TICK_S)
             self._wake.clear()
             if self._stopping.is_set():
                 break
+            self._fail_lost_networks()
             index = self.ctx.state.index
-            # Idle agent: nothing changed and no deployment clock is running, so skip the pass.
-            if not woken and index == last_index and not deploying:
+            # Idle agent: nothing changed, no deployment clock is running and no delayed
+            # evaluation (a reschedule's WaitUntil) is due yet, so skip the pass.
+            if not woken and index == last_index and not deploying and not (next_due and now_ns() >= next_due):
                 continue
             last_index = index
             try:
                 self._pass()
                 deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment"))
+                next_due = min((int(e["_WaitUntilNs"]) for e in self.ctx.state.values("eval")
+                                if e["Status"] == "pending" and e.get("_WaitUntilNs")), default=0)
             except Exception:  # never let one bad pass kill scheduling for good
                 log.exception("scheduler pass failed")
 
     def _pass(self) -> None:
         state = self.ctx.state
         node = self.node()
-        pending = sorted((e for e in state.values("eval") if e["Status"] == "pending"),
+        evals.failure_evals(state)
+        now = now_ns()
+        pending = sorted((e for e in state.values("eval") if e["Status"] == "pending" and evals.due(e, now)),
                          key=lambda e: e["CreateIndex"])
         for ev in pending:
             try:
@@ -154,6 +169,7 @@ class Scheduler:
         self._update_job_statuses()
 
     def _sync_runners(self) -> None:
+        reaped = False
         with self._lock:
             for alloc in self.ctx.state.values("alloc"):
                 runner = self._runners.get(alloc["ID"])
@@ -169,12 +185,33 @@ class Scheduler:
                                      name=f"stop-{alloc['ID'][:8]}", daemon=True).start()
                 elif runner is not None and runner.finished:
                     del self._runners[alloc["ID"]]  # all tasks ended on their own
+                    reaped = True
+        if reaped:  # off the scheduler thread: it runs iptables-save
+            threading.Thread(target=self._reconcile_network, name="net-reconcile", daemon=True).start()
+
+    def _fail_lost_networks(self) -> None:
+        """An allocation whose network namespace was deleted behind our back fails (tasks stopped),
+        so its reschedule policy can replace it; checked every tick, a stat per allocation."""
+        with self._lock:
+            lost = [(a, r) for a, r in self._runners.items() if r.claim_network_lost()]
+        for alloc_id, runner in lost:
+            threading.Thread(target=self._fail_runner, args=(alloc_id, runner),
+                             name=f"netlost-{alloc_id[:8]}", daemon=True).start()
+
+    def _fail_runner(self, alloc_id: str, runner: AllocRunner) -> None:
+        runner.fail_network_lost()
+        with self._lock:
+            if self._runners.get(alloc_id) is runner:
+                del self._runners[alloc_id]
+        self._reconcile_network()
+        self.notify()
 
     def _stop_runner(self, alloc_id: str, runner: AllocRunner) -> None:
         runner.stop(final_status="complete")
         with self._lock:
             if self._runners.get(alloc_id) is runner:
                 del self._runners[alloc_id]
+        self._reconcile_network()
         self.notify()
 
     def _update_job_statuses(self) -> None:

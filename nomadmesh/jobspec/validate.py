@@ -4,9 +4,11 @@ Works on a canonicalized job (run `canonicalize` first); returns every problem, 
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
+from nomadmesh.durations import go_duration
 from nomadmesh.jobspec.gateway import gateway_errors
 
 _JOB_TYPES = ("service", "batch", "system", "sysbatch")
@@ -15,6 +17,9 @@ _HOOKS = ("prestart", "poststart", "poststop")
 _CHECK_TYPES = ("http", "tcp", "grpc", "script")
 _MAX_PRIORITY = 100
 _SECOND = 1_000_000_000
+_RESCHEDULE_MIN_DELAY = 5 * _SECOND
+_RESCHEDULE_MIN_INTERVAL = 15 * _SECOND
+_DELAY_FUNCTIONS = ("constant", "exponential", "fibonacci")
 
 
 def validate(job: dict[str, Any]) -> list[str]:
@@ -63,6 +68,10 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
     restart = g.get("RestartPolicy") or {}
     if restart.get("Mode") not in _RESTART_MODES:
         errors.append(f'Unsupported restart mode: "{restart.get("Mode")}"')
+    if job.get("Type") == "system" and g.get("ReschedulePolicy") is not None:
+        errors.append("System jobs should not have a reschedule policy")
+    elif g.get("ReschedulePolicy") is not None:
+        errors.extend(_reschedule(g["ReschedulePolicy"]))
     update = g.get("Update")
     if update:
         if update.get("HealthCheck") not in ("checks", "task_states", "manual"):
@@ -98,6 +107,82 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
     for service in g.get("Services") or []:
         errors.extend(_service(service, g, labels, set(task_names), mode, group_level=True))
     return errors
+
+
+def _reschedule(r: dict[str, Any]) -> list[str]:
+    """Nomad's ReschedulePolicy.Validate: only an enabled policy (attempts or unlimited) is checked."""
+    attempts, unlimited = int(r.get("Attempts") or 0), bool(r.get("Unlimited"))
+    if not (attempts > 0 or unlimited):
+        return []
+    errors: list[str] = []
+    interval, delay, max_delay = (int(r.get(k) or 0) for k in ("Interval", "Delay", "MaxDelay"))
+    fn = r.get("DelayFunction") or ""
+    if attempts > 0:
+        if interval <= 0:
+            errors.append("Interval must be a non zero value if Attempts > 0")
+        if unlimited:
+            errors.append(f"Reschedule Policy with Attempts = {attempts}, Interval = {go_duration(interval)}, "
+                          f"and Unlimited = true is ambiguous")
+            errors.append("If Attempts >0, Unlimited cannot also be set to true")
+    delays_ok = True
+    if delay < _RESCHEDULE_MIN_DELAY:
+        errors.append(f"Delay cannot be less than {go_duration(_RESCHEDULE_MIN_DELAY)} (got {go_duration(delay)})")
+        delays_ok = False
+    if fn not in _DELAY_FUNCTIONS:
+        errors.append(f'Invalid delay function "{fn}", must be one of ["constant" "exponential" "fibonacci"]')
+        delays_ok = False
+    if fn != "constant":
+        if max_delay < _RESCHEDULE_MIN_DELAY:  # Nomad prints Delay here, not MaxDelay
+            errors.append(f"Max Delay cannot be less than {go_duration(_RESCHEDULE_MIN_DELAY)} "
+                          f"(got {go_duration(delay)})")
+            delays_ok = False
+        if max_delay < delay:
+            errors.append(f"Max Delay cannot be less than Delay {go_duration(delay)} (got {go_duration(max_delay)})")
+            delays_ok = False
+    if not unlimited:
+        if interval < _RESCHEDULE_MIN_INTERVAL:
+            errors.append(f"Interval cannot be less than {go_duration(_RESCHEDULE_MIN_INTERVAL)} "
+                          f"(got {go_duration(interval)})")
+        if delays_ok:
+            errors.extend(_viable_attempts(attempts, interval, delay, fn, max_delay))
+    return errors
+
+
+def _viable_attempts(attempts: int, interval: int, delay: int, fn: str, max_delay: int) -> list[str]:
+    """Nomad's validateDelayParams: can `attempts` reschedules fit in `interval` with these delays?"""
+    possible, recommended, valid = 0, 0, True
+    if fn == "constant":
+        recommended = attempts * delay
+        if interval < recommended:
+            possible, valid = interval // delay, False
+    elif fn == "exponential":
+        for i in range(attempts):
+            nxt = int(math.pow(2, i)) * delay
+            if nxt > max_delay:
+                recommended += max_delay
+            else:
+                recommended = nxt
+            if recommended < interval:
+                possible += 1
+        valid = possible >= attempts
+    else:  # fibonacci
+        slots, ceiling = [delay, delay], False
+        for i in range(2, attempts):
+            nxt = slots[i - 1] + (max_delay if ceiling else slots[i - 2])
+            if not ceiling and nxt > max_delay:
+                nxt, ceiling = max_delay, True
+            slots.append(nxt)
+        recommended = slots[-1]
+        if interval < recommended:
+            valid = False
+            possible = next((i for i, slot in enumerate(slots) if slot > interval), 0)
+    if valid:
+        return []
+    how = (f'initial delay {go_duration(delay)} and delay function "{fn}"' if fn == "constant" else
+           f'initial delay {go_duration(delay)}, delay function "{fn}", and delay ceiling {go_duration(max_delay)}')
+    return [f"Nomad can only make {max(possible, 0)} attempts in {go_duration(interval)} with {how}",
+            f"Set the interval to at least {go_duration(round(recommended / _SECOND) * _SECOND)} "
+            f"to accommodate {attempts} attempts"]
 
 
 def _ports(networks: list[dict[str, Any]], errors: list[str]) -> set[str]:

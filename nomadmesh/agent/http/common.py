@@ -20,9 +20,20 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from quart import Response, g, request
+from werkzeug.routing import PathConverter
 
 from nomadmesh.agent.state import State
 from nomadmesh.durations import DurationError, parse_ns
+
+
+class AnyCharPathConverter(PathConverter):
+    """`<path:...>` that also matches CR and LF (werkzeug's `.` stops at a newline).
+
+    Consul accepts any characters in service names and IDs and Nomad in job IDs (but spaces and
+    NUL); a client sends them URL-encoded (%0D%0A, %2F), and what was stored must stay readable
+    and removable. Installed as the apps' `path` converter."""
+
+    regex = "[^/](?s:.)*?"
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # nothing the agent takes is near this; refuse absurd bodies early
 # Nothing the agent takes nests beyond ~15 levels (a job's upstreams); a 100k-deep body would

@@ -25,7 +25,7 @@ from nomadmesh.agent.http import (
     consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_proxy_status,
     consul_sidecar_stats,
 )
-from nomadmesh.agent.http.common import MAX_BODY_BYTES, HTTPError, load_body, text_response
+from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response
 from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.consul")
@@ -34,7 +34,7 @@ log = logging.getLogger("nomadmesh.agent.consul")
 class AnyPathConverter(PathConverter):
     """Like `path`, but also matches a leading '/' so KV can refuse such keys by name."""
 
-    regex = ".*?"
+    regex = "(?s:.)*?"
     part_isolating = False  # werkzeug infers True from a regex without '/'; keys span segments
 
 
@@ -44,6 +44,7 @@ def create_consul_app(ctx: AgentContext) -> Quart:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.url_map.converters["anypath"] = AnyPathConverter
+    app.url_map.converters["path"] = AnyCharPathConverter
     app.extensions["nomadmesh"] = {"ctx": ctx}
     install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
-from nomadmesh.agent.http.common import load_body
+from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
 from nomadmesh.webguard import install as install_guard, own_address
 
@@ -27,6 +27,7 @@ log = logging.getLogger("nomadmesh.agent.nomad")
 def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Quart:
     app = Quart("nomadmesh.nomad")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.url_map.converters["path"] = AnyCharPathConverter  # job IDs may hold '/' (%2F) and newlines
     app.extensions["nomadmesh"] = {"ctx": ctx, "scheduler": scheduler}
     install_guard(app, own_address(ctx.config.bind, ctx.config.nomad_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read

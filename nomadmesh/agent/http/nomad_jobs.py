@@ -99,19 +99,19 @@ def parse_job() -> Response:
     return reply(job)
 
 
-@bp.get("/v1/job/<job_id>")
+@bp.get("/v1/job/<path:job_id>")
 async def get_job(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job",))
     return reply(strip_private(_job_or_404(job_id)), index)
 
 
-@bp.route("/v1/job/<job_id>", methods=["POST", "PUT"])
+@bp.route("/v1/job/<path:job_id>", methods=["POST", "PUT"])
 def update_job(job_id: str) -> Response:
     return _register(json_body(), job_id)
 
 
-@bp.delete("/v1/job/<job_id>")
+@bp.delete("/v1/job/<path:job_id>")
 def deregister_job(job_id: str) -> Response:
     purge = parse_bool("purge")
     try:
@@ -122,7 +122,7 @@ def deregister_job(job_id: str) -> Response:
     return reply(out, out["Index"])
 
 
-@bp.route("/v1/job/<job_id>/plan", methods=["POST", "PUT"])
+@bp.route("/v1/job/<path:job_id>/plan", methods=["POST", "PUT"])
 def plan_job(job_id: str) -> Response:
     body = json_body()
     check_fields(body, PLAN_FIELDS, "job plan request")
@@ -149,11 +149,12 @@ def plan_job(job_id: str) -> Response:
     }, state.index)
 
 
-@bp.get("/v1/job/<job_id>/versions")
+@bp.get("/v1/job/<path:job_id>/versions")
 async def job_versions(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", "job_version"))
-    versions = [strip_private(v) for v in reversed(state.values("job_version", job_id + "/"))]
+    listed = jobstore.own_versions(state.values("job_version", job_id + "/"), job_id)
+    versions = [strip_private(v) for v in reversed(listed)]
     if not versions:
         raise HTTPError(404, "job versions not found")
     diffs = None
@@ -162,7 +163,7 @@ async def job_versions(job_id: str) -> Response:
     return reply({"Versions": versions, "Diffs": diffs, "Index": index}, index)
 
 
-@bp.get("/v1/job/<job_id>/allocations")
+@bp.get("/v1/job/<path:job_id>/allocations")
 async def job_allocations(job_id: str) -> Response:
     state = ctx().state
     show_all = parse_bool("all")
@@ -178,21 +179,21 @@ async def job_allocations(job_id: str) -> Response:
     return await read_endpoint(state, ("alloc",), produce)
 
 
-@bp.get("/v1/job/<job_id>/evaluations")
+@bp.get("/v1/job/<path:job_id>/evaluations")
 async def job_evaluations(job_id: str) -> Response:
     state = ctx().state
     return await read_endpoint(state, ("eval",), lambda: sorted(
         (e for e in state.values("eval") if e["JobID"] == job_id), key=lambda e: -e["CreateIndex"]))
 
 
-@bp.get("/v1/job/<job_id>/deployments")
+@bp.get("/v1/job/<path:job_id>/deployments")
 async def job_deployments(job_id: str) -> Response:
     state = ctx().state
     return await read_endpoint(state, ("deployment",), lambda: sorted(
         (d for d in state.values("deployment") if d["JobID"] == job_id), key=lambda d: -d["CreateIndex"]))
 
 
-@bp.get("/v1/job/<job_id>/deployment")
+@bp.get("/v1/job/<path:job_id>/deployment")
 async def job_latest_deployment(job_id: str) -> Response:
     state = ctx().state
 
@@ -204,7 +205,7 @@ async def job_latest_deployment(job_id: str) -> Response:
     return await read_endpoint(state, ("deployment",), produce)
 
 
-@bp.get("/v1/job/<job_id>/summary")
+@bp.get("/v1/job/<path:job_id>/summary")
 async def job_summary(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", "alloc"))

@@ -15,18 +15,23 @@ result are recorded in the state dir before any change is made, and after CNI DE
 IP leases and iptables rules that still name the allocation (e.g. when the namespace vanished
 before DEL could read its addresses). Shared chains (CNI-FORWARD, CNI-HOSTPORT-*, NOMAD-ADMIN)
 and the bridge itself stay, as with Nomad; `remove_bridge()` deletes the bridge when it is unused.
+Setup and teardown of one allocation never overlap (a job stopped while its network is being set
+up), and `reconcile()` removes what stopped allocations of this agent still left on the host.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from nomadmesh.errors import AgentError
 
@@ -46,9 +51,15 @@ class PortMap:
     host_port: int
     container_port: int
     protocol: str = "tcp"
+    host_ip: str = ""  # the host address the mapping answers on; "" = every local address
 
     def to_cni(self) -> dict[str, Any]:
-        return {"hostPort": self.host_port, "containerPort": self.container_port, "protocol": self.protocol}
+        """A portMappings entry; with hostIP, portmap's DNAT rule carries `-d <hostIP>`."""
+        entry: dict[str, Any] = {"hostPort": self.host_port, "containerPort": self.container_port,
+                                 "protocol": self.protocol}
+        if self.host_ip:
+            entry["hostIP"] = self.host_ip
+        return entry
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ class BridgeNetwork:
         self.ipam_dir = self.state_dir / "ipam"
         self.records_dir = self.state_dir / "allocs"
         self.conflist = build_conflist(bridge, subnet, str(self.ipam_dir), network_name, admin_chain)
+        self._cond = threading.Condition()
+        self._busy: set[str] = set()  # allocations whose setup or teardown runs now
+        self._live: set[str] = set()  # allocations this process set up and has not torn down
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -150,24 +164,34 @@ class BridgeNetwork:
         reason = self.available()
         if reason:
             raise NetworkError(reason)
-        name = self.netns_name(alloc_id)
-        if (NETNS_DIR / name).exists() or self._record_path(alloc_id).exists():
-            self.teardown(alloc_id)  # left over from a crash: start clean
-        runtime = {"portMappings": [p.to_cni() for p in port_maps]}
-        # Record before changing anything, so teardown can undo a half-done setup.
-        self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": None})
-        try:
-            _run(["ip", "netns", "add", name])
-            result = self._chain("ADD", alloc_id, str(NETNS_DIR / name), runtime, None)
-        except NetworkError:
-            self.teardown(alloc_id)
-            raise
-        ip = result_ip(result)
-        self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": result})
-        return Netns(name, str(NETNS_DIR / name), ip)
+        with self._exclusive(alloc_id):
+            name = self.netns_name(alloc_id)
+            if (NETNS_DIR / name).exists() or self._record_path(alloc_id).exists():
+                self._teardown(alloc_id)  # left over from a crash: start clean
+            with self._cond:
+                self._live.add(alloc_id)
+            runtime = {"portMappings": [p.to_cni() for p in port_maps]}
+            # Record before changing anything, so teardown can undo a half-done setup.
+            self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": None})
+            try:
+                _run(["ip", "netns", "add", name])
+                result = self._chain("ADD", alloc_id, str(NETNS_DIR / name), runtime, None)
+            except NetworkError:
+                self._teardown(alloc_id)
+                raise
+            ip = result_ip(result)
+            self._write_record(alloc_id, {"netns": name, "runtimeConfig": runtime, "result": result})
+            return Netns(name, str(NETNS_DIR / name), ip)
 
     def teardown(self, alloc_id: str) -> None:
-        """CNI DEL with the recorded config, delete the namespace, sweep leftovers. Idempotent."""
+        """CNI DEL with the recorded config, delete the namespace, sweep leftovers. Idempotent.
+
+        Waits for a setup of the same allocation still in progress (a job stopped right after it
+        was placed), so DEL sees the addresses and rules ADD made instead of racing it."""
+        with self._exclusive(alloc_id):
+            self._teardown(alloc_id)
+
+    def _teardown(self, alloc_id: str) -> None:
         record = self._read_record(alloc_id)
         name = record.get("netns") or self.netns_name(alloc_id)
         path = NETNS_DIR / name
@@ -184,27 +208,82 @@ class BridgeNetwork:
                 _run(["ip", "netns", "delete", name])
             except NetworkError as e:
                 errors.append(str(e))
-        self._sweep_leases(alloc_id)
+        leased = self._sweep_leases(alloc_id)
         # Matching by address is only a fallback for when DEL could not do its job: the address
         # goes back to the pool at DEL and may soon belong to another allocation.
-        fallback_ip = result_ip(result) if (errors or not path_existed) else ""
+        fallback_ip = (result_ip(result) or leased) if (errors or not path_existed or result is None) else ""
         self._sweep_iptables(alloc_id, fallback_ip)
+        with self._cond:
+            self._live.discard(alloc_id)
         if not errors:
             self._record_path(alloc_id).unlink(missing_ok=True)
         else:
             raise NetworkError(f"teardown of allocation {alloc_id}: " + "; ".join(errors))
 
     def teardown_orphans(self, keep_alloc_ids: set[str] | list[str]) -> list[str]:
-        """Tear down every allocation network we know of that is not in `keep`; returns what went."""
+        """Tear down every allocation network we hold a record of that is not in `keep`."""
         keep = set(keep_alloc_ids)
         gone: list[str] = []
         for alloc_id in self.recorded_alloc_ids():
-            if alloc_id not in keep:
+            if alloc_id not in keep and not self._in_use(alloc_id):
                 self.teardown(alloc_id)
                 gone.append(alloc_id)
-        # Namespaces with our prefix but no record are left alone on purpose: another agent on this
-        # host (a test run, a second data dir) may own them, and deleting them would cut its tasks off.
         return gone
+
+    def reconcile(self, keep: set[str], known: set[str]) -> list[str]:
+        """Remove what is left on the host of allocations that no longer run; returns what it found.
+
+        `keep`: allocations whose network must stay. `known`: every allocation in this agent's
+        state; those not kept, and recorded ones not kept, are stale. Only what provably belongs
+        to this agent goes: namespaces with our prefix named after a stale allocation, rules whose
+        CNI comment names our network and a stale allocation, forward rules for an address a stale
+        allocation still leases in our IPAM dir, and those leases. Namespaces, rules and addresses
+        of allocations we never knew stay: another agent sharing the default bridge, subnet and
+        prefix may own them. Allocations whose setup or teardown runs right now are never touched.
+        """
+        gone = self.teardown_orphans(keep)
+        stale = (set(known) | set(self.recorded_alloc_ids())) - keep
+        # Read the host first and decide after: an allocation set up in between is in use by then.
+        dumps = {table: _run(["iptables-save", "-t", table], check=False) for table in ("nat", "filter")}
+        namespaces = sorted(p.name for p in NETNS_DIR.glob(f"{self.netns_prefix}*")) if NETNS_DIR.is_dir() else []
+        leases = self._leases()
+        dead = {a for a in stale if not self._in_use(a)}
+        dead_names = {self.netns_name(a) for a in dead} - {self.netns_name(a) for a in keep | self._in_use_ids()}
+        found: list[str] = []
+        for name in namespaces:
+            if name in dead_names:
+                _run(["ip", "netns", "delete", name], check=False)
+                found.append(f"netns {name}")
+        doomed_ips: set[str] = set()
+        for lease, owner in leases:
+            if owner in dead:
+                lease.unlink(missing_ok=True)
+                doomed_ips.add(lease.name)
+                found.append(f"lease {lease.name}")
+        found += self._delete_rules(dumps, lambda owner: owner in dead, doomed_ips)
+        return gone + found
+
+    @contextmanager
+    def _exclusive(self, alloc_id: str) -> Iterator[None]:
+        """One setup or teardown per allocation at a time: wait for the other, then hold it."""
+        with self._cond:
+            while alloc_id in self._busy:
+                self._cond.wait()
+            self._busy.add(alloc_id)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy.discard(alloc_id)
+                self._cond.notify_all()
+
+    def _in_use(self, alloc_id: str) -> bool:
+        with self._cond:
+            return alloc_id in self._live or alloc_id in self._busy
+
+    def _in_use_ids(self) -> set[str]:
+        with self._cond:
+            return self._live | self._busy
 
     def recorded_alloc_ids(self) -> list[str]:
         if not self.records_dir.is_dir():
@@ -289,11 +368,12 @@ class BridgeNetwork:
         except (OSError, ValueError):
             return {}
 
-    def _sweep_leases(self, alloc_id: str) -> None:
-        """host-local keeps one file per leased IP holding the container id; drop ours."""
+    def _leases(self) -> list[tuple[Path, str]]:
+        """host-local's lease files (named after the address) with the container id they hold."""
         net_dir = self.ipam_dir / self.network_name
         if not net_dir.is_dir():
-            return
+            return []
+        leases = []
         for lease in net_dir.iterdir():
             if lease.name.startswith(("last_reserved_ip", "lock")):
                 continue
@@ -301,22 +381,40 @@ class BridgeNetwork:
                 owner = lease.read_text().split()
             except OSError:
                 continue
-            if owner and owner[0] == alloc_id:
+            leases.append((lease, owner[0] if owner else ""))
+        return leases
+
+    def _sweep_leases(self, alloc_id: str) -> str:
+        """Drop this allocation's leases; returns the (last) address it held, or ""."""
+        ip = ""
+        for lease, owner in self._leases():
+            if owner == alloc_id:
                 lease.unlink(missing_ok=True)
+                ip = lease.name
+        return ip
 
     def _sweep_iptables(self, alloc_id: str, ip: str) -> None:
         """Delete rules that still name this allocation (by its CNI comment or its /32 address)."""
-        marker = f'id: \\"{alloc_id}\\"'
-        plain_marker = f'id: "{alloc_id}"'
-        for table in ("nat", "filter"):
-            dump = _run(["iptables-save", "-t", table], check=False)
+        dumps = {table: _run(["iptables-save", "-t", table], check=False) for table in ("nat", "filter")}
+        # By id in any network: the allocation is ours by its record, and its id is unique.
+        self._delete_rules(dumps, lambda owner: owner == alloc_id, {ip} if ip else set(), any_network=True)
+
+    def _delete_rules(self, dumps: dict[str, str], doomed_owner: Callable[[str], bool],
+                      doomed_ips: set[str], any_network: bool = False) -> list[str]:
+        """Delete the rules in `dumps` (iptables-save per table) that CNI made for a doomed
+        allocation of our network (comment `name: "<network>" id: "<alloc>"`), or that the
+        firewall plugin made in CNI-FORWARD for a doomed address; then the chains they jumped to."""
+        deleted: list[str] = []
+        net_name = None if any_network else self.network_name
+        for table, dump in dumps.items():
             own_chains: set[str] = set()
             doomed: list[list[str]] = []
             for line in dump.splitlines():
                 if not line.startswith("-A "):
                     continue
-                mine = marker in line or plain_marker in line or (
-                    bool(ip) and line.startswith("-A CNI-FORWARD ") and f" {ip}/32 " in f"{line} ")
+                owner = cni_rule_owner(line, net_name)
+                mine = (owner is not None and doomed_owner(owner)) or (
+                    line.startswith("-A CNI-FORWARD ") and any(f" {ip}/32 " in f"{line} " for ip in doomed_ips))
                 if mine:
                     args = shlex.split(line)
                     doomed.append(args)
@@ -327,9 +425,21 @@ class BridgeNetwork:
                             own_chains.add(target)
             for args in doomed:
                 _run(["iptables", "-t", table, "-D", *args[1:]], check=False)
+                deleted.append(f"{table} {' '.join(args)}")
             for chain in own_chains:
                 _run(["iptables", "-t", table, "-F", chain], check=False)
                 _run(["iptables", "-t", table, "-X", chain], check=False)
+        return deleted
+
+
+_CNI_COMMENT = re.compile(r'name: \\?"([^"\\]*)\\?" id: \\?"([^"\\]*)\\?"')
+
+
+def cni_rule_owner(line: str, network_name: str | None) -> str | None:
+    """The container id in a CNI plugin's rule comment (`name: "<net>" id: "<id>"`, as
+    iptables-save prints it) when the rule belongs to `network_name` (any network if None)."""
+    m = _CNI_COMMENT.search(line)
+    return m.group(2) if m and network_name in (None, m.group(1)) else None
 
 
 def _run(argv: list[str], check: bool = True) -> str:

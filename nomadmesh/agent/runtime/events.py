@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nomadmesh.agent.runtime.restarts import go_duration
+from nomadmesh.durations import go_duration
 
 # Nomad's event type strings (nomad/structs/structs.go).
 RECEIVED = "Received"

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from nomadmesh.agent.runtime import events as ev, users
 from nomadmesh.agent.runtime.events import TaskEvent, TaskState
-from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker, go_duration
+from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker
+from nomadmesh.durations import go_duration
 
 log = logging.getLogger("nomadmesh.agent.process")
 EventCallback = Callable[[str, TaskEvent], None]

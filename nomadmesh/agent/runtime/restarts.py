@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from nomadmesh.durations import go_duration
+
 NS = 1_000_000_000
 JITTER = 0.25
 
@@ -21,30 +23,6 @@ _DEFAULTS: dict[str, tuple[int, int, int, str]] = {
     "system": (2, 30 * 60 * NS, 15 * NS, "fail"),
     "batch": (3, 24 * 3600 * NS, 15 * NS, "fail"),
 }
-
-
-def go_duration(ns: int) -> str:
-    """Format nanoseconds like Go's time.Duration.String() ("30m0s", "1.5s", "250ms")."""
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    ns = abs(ns)
-    if ns < NS:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return sign + _trim(ns / size) + unit
-    h, rem = divmod(ns, 3600 * NS)
-    m, rem = divmod(rem, 60 * NS)
-    s = _trim(rem / NS)
-    if h:
-        return f"{sign}{h}h{m}m{s}s"
-    if m:
-        return f"{sign}{m}m{s}s"
-    return f"{sign}{s}s"
-
-
-def _trim(x: float) -> str:
-    return f"{x:.9f}".rstrip("0").rstrip(".")
 
 
 @dataclass(frozen=True)

@@ -97,13 +97,16 @@ def tick(state: State) -> list[str]:
             log.info("deployment %s of %s v%d: %s (%s)", dep["ID"][:8], dep["JobID"], dep["JobVersion"], status, desc)
         if revert_to is not None:
             jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT)  # creates its own eval
-        elif became_healthy and status == DEPLOYMENT_RUNNING:
+        elif (became_healthy and status == DEPLOYMENT_RUNNING) or status == DEPLOYMENT_FAILED:
+            # A failed deployment is evaluated again too (Nomad's watcher does): its failed
+            # allocations are no longer held back and their reschedule policy applies.
             follow_up.append(dep["JobID"])
     return follow_up
 
 
 def _latest_stable(state: State, job_id: str, below: int) -> int | None:
-    stable = [v["Version"] for v in state.values("job_version", job_id + "/") if v.get("Stable") and v["Version"] < below]
+    stable = [v["Version"] for v in state.values("job_version", job_id + "/")
+              if v.get("ID") == job_id and v.get("Stable") and v["Version"] < below]
     return max(stable) if stable else None
 
 

@@ -9,11 +9,11 @@ import copy
 import logging
 from typing import Any
 
-from nomadmesh.agent.scheduling import planner, ports, spec
+from nomadmesh.agent.scheduling import planner, ports, reschedule, spec
 from nomadmesh.agent.scheduling.feasibility import group_network_mode
 from nomadmesh.agent.scheduling.structs import (
-    DEPLOYMENT_CANCELLED, DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_NEWER, DESC_STOPPED, TRIGGER_QUEUED,
-    allocation, deployment, evaluation, now_ns,
+    DEPLOYMENT_CANCELLED, DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_NEWER, DESC_STOPPED, TRIGGER_ALLOC_FAILURE,
+    TRIGGER_QUEUED, allocation, deployment, evaluation, now_ns,
 )
 from nomadmesh.agent.state import State, Txn
 
@@ -47,6 +47,50 @@ def _destructive_limit(job: dict[str, Any], dep: dict[str, Any] | None, allocs: 
     return limit
 
 
+def _follow_up_later(txn: Txn, job: dict[str, Any], ev: dict[str, Any],
+                     failed: list[tuple[dict[str, Any], int]]) -> None:
+    """A failed allocation due for rescheduling later gets a follow-up evaluation that waits
+    until then (WaitUntil), unless it already has one pending."""
+    for alloc, when in failed:
+        follow = txn.get("eval", alloc.get("FollowupEvalID") or "") if alloc.get("FollowupEvalID") else None
+        if follow is not None and follow.value["Status"] == "pending":
+            continue
+        later = evaluation(job, TRIGGER_ALLOC_FAILURE, txn.index, PreviousEval=ev["ID"],
+                           StatusDescription=reschedule.DESC_FOLLOWUP,
+                           WaitUntil=reschedule.wait_until_text(when), _WaitUntilNs=when)
+        txn.put("eval", later["ID"], later)
+        txn.put("alloc", alloc["ID"], dict(alloc, FollowupEvalID=later["ID"], ModifyIndex=txn.index,
+                                           AllocModifyIndex=txn.index, ModifyTime=now_ns()))
+
+
+def due(ev: dict[str, Any], now: int) -> bool:
+    """A pending evaluation may run: it has no WaitUntil, or that time has come."""
+    return int(ev.get("_WaitUntilNs") or 0) <= now
+
+
+def failure_evals(state: State) -> int:
+    """Nomad's client update: every allocation that newly turned failed while desired running gets
+    an "alloc-failure" evaluation, so its reschedule policy is applied. Returns how many."""
+    made = 0
+    fresh = [a for a in state.values("alloc") if a["ClientStatus"] == "failed" and a["DesiredStatus"] == "run"
+             and not a.get("_FailureEvaluated")]
+    if not fresh:
+        return 0
+    with state.write() as txn:
+        for a in fresh:
+            cur = txn.get("alloc", a["ID"])
+            job = txn.get("job", a["JobID"])
+            if cur is None or cur.value.get("_FailureEvaluated"):
+                continue
+            txn.put("alloc", a["ID"], dict(cur.value, _FailureEvaluated=True))
+            if job is None:
+                continue
+            e = evaluation(job.value, TRIGGER_ALLOC_FAILURE, txn.index)
+            txn.put("eval", e["ID"], e)
+            made += 1
+    return made
+
+
 def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
     with state.write() as txn:
         rec = txn.get("eval", eval_id)
@@ -64,7 +108,9 @@ def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
                         and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
         stopped = job is None or bool(job.get("Stop"))
         limit = (lambda _g: 1 << 30) if stopped else _destructive_limit(job, current, job_allocs)
-        plan = planner.plan_job(job, job_allocs, all_allocs, node, spec.update_kind, limit)
+        now = now_ns()
+        active_deps = {d["ID"] for d in deps if d["Status"] == DEPLOYMENT_RUNNING}
+        plan = planner.plan_job(job, job_allocs, all_allocs, node, spec.update_kind, limit, now, active_deps)
 
         # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
         for d in deps:
@@ -97,8 +143,10 @@ def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
             if name in plan.failed or stopped:
                 continue
             tg = next(g for g in job["TaskGroups"] if g["Name"] == name)
-            placements = [(i, "") for i in gp.place] + [(i, aid) for aid, i in gp.destructive]
-            for i, previous in placements:
+            _follow_up_later(txn, job, ev, [(by_id[aid], when) for aid, when in gp.reschedule_later])
+            placements = [(i, "", False) for i in gp.place] + [(i, aid, False) for aid, i in gp.destructive] \
+                + [(i, aid, True) for aid, i in gp.reschedule_now]
+            for i, previous, rescheduled in placements:
                 try:
                     assigned = ports.assign(tg, taken)
                 except ports.PortsExhausted as e:
@@ -106,9 +154,12 @@ def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
                     break
                 taken |= {p["Value"] for p in assigned}
                 if previous:
-                    _stop(txn, by_id[previous], "alloc is being updated due to job update")
+                    _stop(txn, by_id[previous], reschedule.DESC_RESCHEDULED if rescheduled
+                          else "alloc is being updated due to job update")
                 new = allocation(job, name, i, ev["ID"], node, assigned, group_network_mode(tg), dep_id,
                                  txn.index, previous)
+                if rescheduled:
+                    new["RescheduleTracker"] = reschedule.tracker_for_replacement(by_id[previous], now)
                 new["_Joined"] = now_ns()
                 txn.put("alloc", new["ID"], new)
                 if previous:

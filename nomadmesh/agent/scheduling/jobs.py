@@ -41,6 +41,12 @@ def version_key(job_id: str, version: int) -> str:
     return f"{job_id}/{version:010d}"
 
 
+def own_versions(versions: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:
+    """The versions of `job_id` among those listed by the prefix `<job_id>/`: job IDs may hold a
+    '/', so that prefix also lists job `<job_id>/x`'s versions."""
+    return [v for v in versions if v.get("ID") == job_id]
+
+
 def spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     strip = lambda j: {k: v for k, v in j.items() if k not in NON_SPEC_FIELDS}  # noqa: E731
     return strip(old) != strip(new)
@@ -75,7 +81,7 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> di
     job["ModifyIndex"] = txn.index
     txn.put("job", job["ID"], job)
     txn.put("job_version", version_key(job["ID"], job["Version"]), job)
-    versions = txn.list("job_version", job["ID"] + "/")
+    versions = [r for r in txn.list("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
     for old in versions[: max(0, len(versions) - TRACKED_VERSIONS)]:
         txn.delete("job_version", old.key)
     return job
@@ -120,7 +126,9 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
         job = rec.value
         if purge:
             txn.delete("job", job_id)
-            txn.delete_prefix("job_version", job_id + "/")
+            for r in txn.list("job_version", job_id + "/"):
+                if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
+                    txn.delete("job_version", r.key)
             modify_index = job["JobModifyIndex"]
         else:
             stopped = dict(job, Stop=True)

@@ -34,17 +34,19 @@ def used_static_ports(allocs: list[dict[str, Any]], exclude: set[str]) -> dict[i
 
 def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_allocs: list[dict[str, Any]],
              node: dict[str, Any], update_kind: UpdateKind,
-             destructive_limit: Callable[[str], int] = lambda _g: 1 << 30) -> JobPlan:
-    groups = reconcile(job, job_allocs, update_kind, destructive_limit)
+             destructive_limit: Callable[[str], int] = lambda _g: 1 << 30, now: int = 0,
+             active_deployments: frozenset[str] | set[str] = frozenset()) -> JobPlan:
+    groups = reconcile(job, job_allocs, update_kind, destructive_limit, now, active_deployments)
     failed: dict[str, dict[str, Any]] = {}
     if job is None or job.get("Stop"):
         return JobPlan(groups, failed)
     leaving = {aid for p in groups.values() for aid in p.stop} | {
-        aid for p in groups.values() for aid, _ in p.destructive}
+        aid for p in groups.values() for aid, _ in p.destructive} | {
+        aid for p in groups.values() for aid, _ in p.reschedule_now}
     used = used_static_ports(all_allocs, leaving)
     for tg in job["TaskGroups"]:
         plan = groups.get(tg["Name"])
-        wanted = len(plan.place) + len(plan.destructive) if plan else 0
+        wanted = len(plan.place) + len(plan.destructive) + len(plan.reschedule_now) if plan else 0
         if not wanted:
             continue
         constraint = feasibility.constraint_reason(tg, node)

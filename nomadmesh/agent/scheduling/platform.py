@@ -103,8 +103,11 @@ class Platform:
     def bridge(self) -> Any:
         if self._bridge is None:
             cni = _runtime("cni")
+            # The network is named after its bridge ("nomad" by default, as in Nomad), so the CNI
+            # comment on every rule says which agent's network made it.
             self._bridge = cni.BridgeNetwork(self.data_dir / "cni", bridge=self._bridge_name,
-                                             subnet=self._subnet, netns_prefix=self._netns_prefix)
+                                             subnet=self._subnet, netns_prefix=self._netns_prefix,
+                                             network_name=self._bridge_name)
         return self._bridge
 
     def bridge_unavailable(self) -> str | None:
@@ -115,10 +118,23 @@ class Platform:
             return f"bridge networking unavailable: {type(e).__name__}: {e}"
 
     def setup_network(self, alloc_id: str, mappings: list[tuple[int, int]]) -> tuple[str, str]:
-        """Create the allocation's namespace with host->container port maps; returns (netns path, ip)."""
+        """Create the allocation's namespace with host->container port maps; returns (netns path, ip).
+
+        The maps answer on the agent's bind address only (Nomad binds them to the node's HostIP),
+        so a loopback-bound agent publishes nothing on the host's other addresses or the bridge."""
         cni = _runtime("cni")
-        ns = self.bridge().setup(alloc_id, [cni.PortMap(h, c) for h, c in mappings])
+        maps = [cni.PortMap(h, c, host_ip=ip) for h, c in mappings for ip in self.mapping_host_ips()]
+        ns = self.bridge().setup(alloc_id, maps)
         return str(ns.path), str(ns.ip)
+
+    def mapping_host_ips(self) -> list[str]:
+        """The host addresses port maps answer on: the agent's bind address, and 127.0.0.1, the
+        node address services are registered and checked at (scheduling/services.py); [""] (all
+        addresses) for a wildcard bind."""
+        bind = self.ctx.config.bind
+        if bind in ("", "0.0.0.0", "::"):
+            return [""]
+        return list(dict.fromkeys([bind, "127.0.0.1"]))
 
     def network_path(self, alloc_id: str) -> str | None:
         """The allocation's namespace path if it still exists (after an agent restart)."""
@@ -128,6 +144,10 @@ class Platform:
         path = _runtime("cni").NETNS_DIR / b.netns_name(alloc_id)
         return str(path) if path.exists() and alloc_id in b.recorded_alloc_ids() else None
 
+    def expected_network_path(self, alloc_id: str) -> str:
+        """Where the allocation's namespace is (or was)."""
+        return str(_runtime("cni").NETNS_DIR / self.bridge().netns_name(alloc_id))
+
     def teardown_network(self, alloc_id: str) -> None:
         if self._bridge is None and self.bridge_unavailable():
             return
@@ -136,13 +156,18 @@ class Platform:
         except Exception:
             log.exception("tearing down the network of %s", alloc_id[:8])
 
-    def teardown_orphans(self, keep: set[str]) -> None:
+    def reconcile_network(self, known: set[str], keep: set[str]) -> None:
+        """Remove namespaces, rules and leases left on the host by allocations not in `keep`;
+        `known` is every allocation in state (whose leftovers are provably this agent's)."""
         if self.bridge_unavailable():
             return
         try:
-            self.bridge().teardown_orphans(keep)
+            found = self.bridge().reconcile(keep, known)
         except Exception:
-            log.exception("tearing down orphaned namespaces")
+            log.exception("reconciling allocation networks")
+            return
+        if found:
+            log.warning("removed network leftovers of stopped allocations: %s", "; ".join(found))
 
     def remove_bridge(self) -> None:
         """On agent stop: drop the bridge once no allocation uses it (the CNI plugin recreates it)."""
@@ -226,6 +251,12 @@ class Platform:
         identity = process.ProcessIdentity(int(handle["Pid"]), int(handle["StartTime"]))
         return process.TaskProcess.adopt(self._process_spec(spec), identity, on_event, restarts=restarts,
                                          started_at_ns=started_at_ns)
+
+    @staticmethod
+    def task_alive(handle: dict[str, Any]) -> bool:
+        """The exact process a stored task handle ({Pid, StartTime}) names still runs."""
+        started = _runtime("process").proc_start_time(int(handle["Pid"]))
+        return started is not None and started == int(handle["StartTime"])
 
     @staticmethod
     def task_state(handle: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:

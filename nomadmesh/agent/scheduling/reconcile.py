@@ -7,14 +7,17 @@ which to update in place and which to replace (destructive update), like Nomad's
   * the alloc ended (failed/complete) on an old version -> replace
   * `update_kind(old_group, new_group) == "destructive"` -> replace (bounded by max_parallel)
   * otherwise                                            -> in place
-Failed allocations of the current version are not rescheduled (the dev agent has one node and
-no reschedule policy); a new job version replaces them.
+  * the alloc failed on this version                  -> reschedule (scheduling/reschedule.py):
+        now if due within a second, later (a follow-up evaluation) if delayed, never if its
+        policy's attempts are spent; not while its deployment is running (the deployment
+        watcher fails the deployment first and its follow-up evaluation reschedules)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from nomadmesh.agent.scheduling import reschedule
 from nomadmesh.agent.scheduling.structs import alloc_index
 
 UpdateKind = Callable[[dict[str, Any], dict[str, Any]], str]
@@ -27,14 +30,16 @@ class GroupPlan:
     stop: list[str] = field(default_factory=list)
     inplace: list[str] = field(default_factory=list)
     destructive: list[tuple[str, int]] = field(default_factory=list)  # (old alloc id, index)
+    reschedule_now: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, index)
+    reschedule_later: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, when ns)
     deferred: int = 0  # destructive updates held back by max_parallel
     ignore: int = 0
 
     def annotations(self) -> dict[str, int]:
         """Plan's DesiredTGUpdates entry."""
         return {
-            "Ignore": self.ignore,
-            "Place": len(self.place),
+            "Ignore": self.ignore + len(self.reschedule_later),
+            "Place": len(self.place) + len(self.reschedule_now),
             "Migrate": 0,
             "Stop": len(self.stop),
             "InPlaceUpdate": len(self.inplace),
@@ -45,7 +50,7 @@ class GroupPlan:
 
     @property
     def changes(self) -> bool:
-        return bool(self.place or self.stop or self.inplace or self.destructive)
+        return bool(self.place or self.stop or self.inplace or self.destructive or self.reschedule_now)
 
 
 def _group(job: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
@@ -59,8 +64,11 @@ def reconcile(
     allocs: list[dict[str, Any]],
     update_kind: UpdateKind,
     destructive_limit: Callable[[str], int] = lambda _g: 1 << 30,
+    now: int = 0,
+    active_deployments: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, GroupPlan]:
-    """`job` None or stopped means stop everything. `allocs`: every allocation of the job."""
+    """`job` None or stopped means stop everything. `allocs`: every allocation of the job.
+    `now` (ns) decides whether a failed allocation is due for rescheduling (0: never)."""
     live = [a for a in allocs if a["DesiredStatus"] == "run"]
     names = {a["TaskGroup"] for a in live}
     stopped = job is None or bool(job.get("Stop"))
@@ -89,7 +97,13 @@ def reconcile(
                 plan.place.append(i)
                 continue
             if a.get("JobVersion") == job.get("Version"):
-                plan.ignore += 1
+                when, eligible = reschedule.next_reschedule_time(a)
+                if not (now and eligible) or a.get("DeploymentID") in active_deployments:
+                    plan.ignore += 1
+                elif when <= now + reschedule.RESCHEDULE_WINDOW_NS:
+                    plan.reschedule_now.append((a["ID"], i))
+                else:
+                    plan.reschedule_later.append((a["ID"], when))
                 continue
             old_tg = _group(a.get("Job"), name) or {}
             ended = a["ClientStatus"] in ("failed", "complete", "lost")

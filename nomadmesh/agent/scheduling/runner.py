@@ -61,7 +61,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     elif kind in ("Not Restarting",):
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     elif kind == "Killed":
-        ts.update(State="dead", FinishedAt=ev["Time"])
+        ts.update(State="dead", FinishedAt=ev["Time"], Failed=ts["Failed"] or bool(ev.get("FailsTask")))
     elif kind == "Terminated" and ev.get("_final"):
         ts.update(State="dead", Failed=bool(ev.get("FailsTask")), FinishedAt=ev["Time"])
     elif kind == "Setup Failure" or kind == "Driver Failure":
@@ -96,6 +96,7 @@ class AllocRunner:
         self._pending: dict[str, Callable[[], None]] = {}  # task -> its latest state write that failed
         self._retrier: threading.Thread | None = None
         self._stop_retrying = threading.Event()
+        self._netns: str | None = None  # the allocation's network namespace (bridge mode)
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -256,12 +257,23 @@ class AllocRunner:
         mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
         netns = None
         if (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
+                and not alloc.get("_AgentStopped") and not self.platform.network_path(self.alloc_id) \
+                and any(self.platform.task_alive(h) for h in (alloc.get("_Handles") or {}).values() if h):
+            # Its tasks outlived a namespace deleted while the agent was down: adopt them (to stop
+            # them), start nothing; the scheduler's next tick fails the allocation (network_lost).
+            self._netns = self.platform.expected_network_path(self.alloc_id)
+            start_dead = False
+        elif (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
                 and self.platform.network_path(self.alloc_id):
             netns = self.platform.network_path(self.alloc_id)  # survived the agent: keep it
+            self._netns = netns
         elif (mode[0] or {}).get("Mode") == "bridge" and (start_dead or not restore):
             mappings = [(int(p["Value"]), container_port(p)) for p in ports]
-            netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
-            netns = netns_path
+            with self._lock:  # stop() waits for a setup under way, then tears it down
+                if self.stopping:
+                    return
+                netns_path, ip = self.platform.setup_network(self.alloc_id, mappings)
+                self._netns = netns = netns_path
             self._update(lambda d: dict(d, NetworkStatus={"InterfaceName": "eth0", "Address": ip,
                                                           "AddressIPv6": "", "DNS": None}))
         alloc_dir = self.platform.make_dirs(self.alloc_id, [t["Name"] for t in tasks])
@@ -433,11 +445,37 @@ class AllocRunner:
         self._deregister_services()
         self.platform.teardown_network(self.alloc_id)
 
-    def stop(self, final_status: str | None = "complete") -> None:
+    def network_lost(self) -> bool:
+        """True when the allocation's network namespace vanished under running tasks (`ip netns
+        del`): they and their sidecar would go on serving, cut off from the bridge and the mesh."""
+        return self._netns is not None and not self.stopping and not self.finished \
+            and not os.path.exists(self._netns)
+
+    def claim_network_lost(self) -> bool:
+        """network_lost(), and if so mark the runner stopping so only one caller fails it."""
+        if not self.network_lost():
+            return False  # the common case, without waiting for a setup that holds the lock
+        with self._lock:
+            if not self.network_lost():
+                return False
+            self.stopping = True
+            return True
+
+    def fail_network_lost(self) -> None:
+        """Stop every task (the Envoy too) and fail the allocation, saying why on each task, so the
+        reschedule policy replaces it."""
+        name = os.path.basename(self._netns or "")
+        why = f"network namespace {name} was deleted; task killed"
+        log.warning("allocation %s: %s", self.alloc_id[:8], why)
+        self.stop(final_status="failed", kill_event=event("Killed", why, FailsTask=True,
+                                                          KillReason="network namespace deleted"))
+
+    def stop(self, final_status: str | None = "complete", kill_event: dict[str, Any] | None = None) -> None:
         """Stop every task (kill_signal, then SIGKILL after kill_timeout), services and network.
 
         final_status None: the agent is shutting down; the allocation stays desired-running and is
         started again by the next agent (marked _AgentStopped so that is not counted as a restart).
+        kill_event: recorded on every task instead of "Task successfully killed" (why it was killed).
         """
         if final_status is None:
             self._update(lambda d: dict(d, _AgentStopped=True))
@@ -461,11 +499,14 @@ class AllocRunner:
                 states = {}
                 for name, ts in (doc.get("TaskStates") or {}).items():
                     ts = dict(ts)
-                    if ts.get("State") != "dead":
+                    if kill_event is not None:
+                        ts = _apply_event(ts, kill_event)
+                    elif ts.get("State") != "dead":
                         ts = _apply_event(ts, event("Killed", "Task successfully killed"))
                     states[name] = ts
                 failed = doc["ClientStatus"] == "failed" or any(ts.get("Failed") for ts in states.values())
-                return dict(doc, TaskStates=states, ClientStatus="failed" if failed else final_status)
+                extra = {"ClientDescription": kill_event["Message"]} if kill_event is not None else {}
+                return dict(doc, TaskStates=states, ClientStatus="failed" if failed else final_status, **extra)
             self._update(change)
         self.notify()
 

@@ -53,6 +53,7 @@ def evaluation(job: dict[str, Any], triggered_by: str, index: int, **extra: Any)
         "Status": "pending",
         "StatusDescription": "",
         "Wait": 0,
+        "WaitUntil": "0001-01-01T00:00:00Z",
         "NextEval": "",
         "PreviousEval": "",
         "BlockedEval": "",
