@@ -115,8 +115,8 @@ class RichProgress:
             placed, healthy, unhealthy, desired = r.counts or (0, 0, 0, 0)
             style = "" if r.ok else "red"
             step = f"{r.action} … {r.result}" if r.result else f"{r.action} …"
-            table.add_row(job, step, f"{placed}/{desired}" if r.counts else "", f"{healthy}/{desired}" if r.counts else "",
-                          str(unhealthy) if r.counts else "", f"{time.monotonic() - r.started:.1f}s", style=style)
+            counts = (f"{placed}/{desired}", f"{healthy}/{desired}", str(unhealthy)) if r.counts else ("", "", "")
+            table.add_row(job, step, *counts, f"{time.monotonic() - r.started:.1f}s", style=style)
         return table
 
     def begin(self, job: str, action: str) -> None:

@@ -133,7 +133,7 @@ class EnvoyProcess:
     def log_path(self) -> Path:
         return self.workdir / "envoy.log"
 
-    def start(self, timeout: float = 15) -> "EnvoyProcess":
+    def start(self, timeout: float = 15) -> EnvoyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         boot = self.workdir / "bootstrap.json"
         boot.write_text(json.dumps(self.bootstrap, indent=2))
@@ -205,7 +205,7 @@ class EnvoyProcess:
         self.proc = None
         self.admin = None
 
-    def __enter__(self) -> "EnvoyProcess":
+    def __enter__(self) -> EnvoyProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -14,8 +14,8 @@ parameter for them, but its `Requester.request` passes query params through and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nomad

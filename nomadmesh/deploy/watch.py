@@ -134,7 +134,7 @@ class JobWatch:
         return self._verdict(dep)
 
     def _verdict(self, dep: dict[str, Any]) -> JobResult:
-        placed, healthy, unhealthy, desired = self.counts
+        _placed, healthy, unhealthy, desired = self.counts
         if dep.get("Status") == "successful":
             self.progress.end(self.job, f"healthy ({healthy}/{desired}, {time.monotonic() - self.started:.1f}s)")
             return self._result(True, dep)

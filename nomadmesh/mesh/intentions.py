@@ -16,8 +16,9 @@ Worked example, default allow, intentions `web → db: deny` (precedence 9) and 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 WILDCARD = "*"
 ACTIONS = ("allow", "deny")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import errno
-from typing import Callable
+from collections.abc import Callable
 
 from quart import Quart, redirect
 
@@ -10,7 +10,8 @@ from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.errors import NomadMeshError
 from nomadmesh.httpserve import HttpServers, bind_socket
 from nomadmesh.ui.blueprint import create_ui_blueprint
-from nomadmesh.webguard import OwnAddress, install as install_guard, own_address
+from nomadmesh.webguard import OwnAddress, own_address
+from nomadmesh.webguard import install as install_guard
 
 URL_PREFIX = "/ui"
 

@@ -14,7 +14,8 @@ the loop's executor (`run_sync`), and the event stream awaits the change feed wi
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from quart import Blueprint, Response, redirect, render_template, request, url_for
