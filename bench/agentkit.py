@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +50,10 @@ def wait_until(pred: Callable[[], T], timeout: float, step: float = 0.05, what: 
             pass
         time.sleep(step)
     raise TimeoutError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+def has_leader(addr: str) -> bool:
+    return requests.get(f"{addr}/v1/status/leader", timeout=1).ok
 
 
 def pct(values: list[float], p: float) -> float:
@@ -107,8 +112,7 @@ class Agent:
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          env={**os.environ, **self.env})
         for addr in (self.nomad_addr, self.consul_addr):
-            wait_until(lambda a=addr: requests.get(f"{a}/v1/status/leader", timeout=1).ok, timeout,
-                       what=f"agent at {addr}")
+            wait_until(partial(has_leader, addr), timeout, what=f"agent at {addr}")
         return self
 
     def stop(self, kill: bool = False) -> None:

@@ -158,6 +158,7 @@ def main() -> None:
         print(f"new conn     mesh   {fmt(mesh)}")
         print(added(direct, mesh))
         for name, e in (("server", es), ("client", ec)):
+            assert e.proc is not None  # started above
             print(f"Envoy {name} sidecar private memory: {private_kb(e.proc.pid) / 1024:.1f} MiB")
     finally:
         for e in envoys:

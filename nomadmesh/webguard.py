@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -69,7 +68,13 @@ def decide(method: str, host: str | None, origin: str | None, fetch_site: str | 
     return None
 
 
-def refusal(method: str, headers: Mapping[str, str], own: OwnAddress) -> str | None:
+class Headers(Protocol):
+    """What `refusal` reads of a request's headers: Flask's, Quart's, or any str mapping."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+def refusal(method: str, headers: Headers, own: OwnAddress) -> str | None:
     """`decide` on a request's headers (Flask's or Quart's headers object, or any mapping)."""
     return decide(method, headers.get("Host"), headers.get("Origin"), headers.get("Sec-Fetch-Site"), own)
 

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ class EnvoyProcess:
 
     def stats(self, filter_regex: str | None = None) -> dict[str, int]:
         """Counters and gauges from `/stats` as {name: value}."""
-        query = "/stats" + (f"?filter={urllib.request.quote(filter_regex)}" if filter_regex else "")
+        query = "/stats" + (f"?filter={urllib.parse.quote(filter_regex)}" if filter_regex else "")
         out: dict[str, int] = {}
         for line in self.admin_get(query).splitlines():
             name, _, value = line.partition(": ")

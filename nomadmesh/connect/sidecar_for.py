@@ -104,7 +104,7 @@ def _ip(host: str) -> str:
     except OSError:
         pass
     try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])  # the address, as text
     except OSError as e:
         raise SidecarError(f"cannot resolve {host!r}: {e}") from None
 

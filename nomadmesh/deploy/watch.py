@@ -152,7 +152,7 @@ class JobWatch:
         while True:
             got = self.api.evaluation(eval_id, index, self._wait_s())
             if got.value.get("Status") in EVAL_DONE:
-                return got.value  # type: ignore[no-any-return]
+                return got.value
             index = max(index, got.index)
 
     def _deployment(self, dep_id: str) -> dict[str, Any]:

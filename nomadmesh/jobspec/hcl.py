@@ -297,6 +297,8 @@ class Evaluator:
 
     def _heredoc(self, node: Tree) -> str:
         tok = node.children[0]
+        if not isinstance(tok, Token) or tok.line is None:  # the grammar gives one positioned token
+            raise JobspecError("malformed heredoc")
         match = _HEREDOC.match(str(tok))
         if match is None:  # the grammar accepted it, so this is not expected
             raise JobspecError("malformed heredoc", tok.line, tok.column)

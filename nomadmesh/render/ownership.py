@@ -31,7 +31,8 @@ def _plain(obj: Any) -> Any:
         return obj
     if isinstance(obj, (tuple, list)):
         return [_plain(v) for v in obj]
-    return {name: _plain(getattr(obj, name)) for name in _field_names(type(obj))}
+    cls: type = type(obj)
+    return {name: _plain(getattr(obj, name)) for name in _field_names(cls)}
 
 
 def definition_hash(service: Service, project: Project) -> str:

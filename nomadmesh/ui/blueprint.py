@@ -96,7 +96,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         svc = mesh.service(name) if mesh else None
         ups, downs = model.edges_of(mesh, name) if mesh else ([], [])
         logs: list[read.LogTail] = []
-        stats: dict[str, Any] | None = None
+        stats: read.SidecarStats | None = None
         refusal: str | None = None
         if svc is not None:
             logs, stats, refusal = await run_sync(_logs_stats_refusal)(svc)
@@ -104,7 +104,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         return await page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
                           upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
 
-    def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], dict[str, Any] | None, str | None]:
+    def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], read.SidecarStats | None, str | None]:
         clients = apis()
         try:
             allocs = list({i.alloc.id: i.alloc for i in svc.instances if i.alloc}.values())
