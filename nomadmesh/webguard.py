@@ -23,7 +23,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # annotations only: Quart is imported when a guard is installed
+    from quart import Quart
 from urllib.parse import urlsplit
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -130,7 +133,7 @@ def _same_origin(origin: str, host: str | None) -> bool:
     return parts.scheme in ("http", "https") and origin_host is not None and origin_host == _split_host(host)
 
 
-def install(app: Any, own: OwnAddress) -> None:
+def install(app: Quart, own: OwnAddress) -> None:
     """Run `decide` before every request of `app`; a refusal is a 403 with the reason as plain text."""
     from quart import Response, request
 
