@@ -20,8 +20,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agentkit import http_get_status as status  # hop.py imports `status` from here
-from agentkit import pct
+from agentkit import (
+    http_get_status as status,  # hop.py imports `status` from here
+    pct,
+)
 from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache

@@ -29,8 +29,7 @@ from typing import Any, TypeVar
 
 import consul as consul_lib
 
-from nomadmesh.deploy.consul_api import consul_address as _address
-from nomadmesh.deploy.consul_api import consul_errors
+from nomadmesh.deploy.consul_api import consul_address as _address, consul_errors
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.intentions import Decision, Intention

@@ -11,8 +11,7 @@ from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.errors import NomadMeshError
 from nomadmesh.httpserve import HttpServers, bind_socket
 from nomadmesh.ui.blueprint import create_ui_blueprint
-from nomadmesh.webguard import OwnAddress, own_address
-from nomadmesh.webguard import install as install_guard
+from nomadmesh.webguard import OwnAddress, install as install_guard, own_address
 
 URL_PREFIX = "/ui"
 
