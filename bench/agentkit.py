@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ import requests
 from nomadmesh.agent.datadir import alloc_root
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' builders
-from connect_support import free_port  # noqa: E402
+from connect_support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -51,9 +52,13 @@ def wait_until(pred: Callable[[], T], timeout: float, step: float = 0.05, what: 
     raise TimeoutError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
+def has_leader(addr: str) -> bool:
+    return requests.get(f"{addr}/v1/status/leader", timeout=1).ok
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def bridge_env(tag: str | None = None) -> dict[str, str]:
@@ -98,7 +103,7 @@ class Agent:
         net = self.env["NOMADMESH_CNI_SUBNET"].split("/")[0].rsplit(".", 1)[0]
         return f"{net}.1"
 
-    def start(self, timeout: float = 30) -> "Agent":
+    def start(self, timeout: float = 30) -> Agent:
         argv = [PYTHON, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(self.data_dir),
                 "--nomad-port", str(self.nomad_port), "--consul-port", str(self.consul_port),
                 "--grpc-port", str(self.grpc_port), "--log-level", "warning", *self.extra_args]
@@ -107,8 +112,7 @@ class Agent:
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          env={**os.environ, **self.env})
         for addr in (self.nomad_addr, self.consul_addr):
-            wait_until(lambda a=addr: requests.get(f"{a}/v1/status/leader", timeout=1).ok, timeout,
-                       what=f"agent at {addr}")
+            wait_until(partial(has_leader, addr), timeout, what=f"agent at {addr}")
         return self
 
     def stop(self, kill: bool = False) -> None:

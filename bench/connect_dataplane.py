@@ -20,13 +20,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agentkit import http_get_status as status, pct  # hop.py imports `status` from here
+from agentkit import (
+    http_get_status as status,  # hop.py imports `status` from here
+    pct,
+)
+from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
-from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
+from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.mesh.intentions import Intention
 
 SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"
@@ -52,6 +55,12 @@ def private_kb(pid: int) -> int:
         if line.startswith(("Private_Clean:", "Private_Dirty:")):
             total += int(line.split()[1])
     return total
+
+
+def added(direct: list[float], mesh: list[float]) -> str:
+    """What the mesh adds over a direct connection, at the median and the 99th percentile."""
+    p50, p99 = (pct(mesh, p) - pct(direct, p) for p in (50, 99))
+    return f"  added: p50 {p50 * 1000:.3f} ms, p99 {p99 * 1000:.3f} ms"
 
 
 def latency(port: int, n: int, keepalive: bool) -> list[float]:
@@ -109,7 +118,7 @@ def main() -> None:
         for _ in range(args.toggles):
             t0 = time.perf_counter()
             want = cache.set(SERVER, denied).versions[LISTENER]
-            wait(lambda: xds.streams[SERVER].acked_versions.get(LISTENER) == want)
+            wait(lambda want=want: xds.streams[SERVER].acked_versions.get(LISTENER) == want)  # bound now, not at call
             ack.append(time.perf_counter() - t0)
             wait(lambda: status(up) is None)
             enforced.append(time.perf_counter() - t0)
@@ -145,12 +154,13 @@ def main() -> None:
         direct, mesh = latency(app_port, n, True), latency(up, n, True)
         print(f"keep-alive   direct {fmt(direct)}")
         print(f"keep-alive   mesh   {fmt(mesh)}")
-        print(f"  added: p50 {(pct(mesh, 50) - pct(direct, 50)) * 1000:.3f} ms, p99 {(pct(mesh, 99) - pct(direct, 99)) * 1000:.3f} ms")
+        print(added(direct, mesh))
         direct, mesh = latency(app_port, n // 4, False), latency(up, n // 4, False)
         print(f"new conn     direct {fmt(direct)}")
         print(f"new conn     mesh   {fmt(mesh)}")
-        print(f"  added: p50 {(pct(mesh, 50) - pct(direct, 50)) * 1000:.3f} ms, p99 {(pct(mesh, 99) - pct(direct, 99)) * 1000:.3f} ms")
+        print(added(direct, mesh))
         for name, e in (("server", es), ("client", ec)):
+            assert e.proc is not None  # started above
             print(f"Envoy {name} sidecar private memory: {private_kb(e.proc.pid) / 1024:.1f} MiB")
     finally:
         for e in envoys:

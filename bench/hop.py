@@ -24,14 +24,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from connect_dataplane import CLIENT, SERVER, status, wait  # same loopback mesh, same probes
 from agentkit import pct
-
+from connect_dataplane import CLIENT, SERVER, status, wait  # same loopback mesh, same probes
+from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.connect.envoy import EnvoyProcess
-from connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
+from nomadmesh.connect.envoy import EnvoyProcess
 
 PERCENTILES = (50, 90, 99)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from agentkit import Agent, bridge_env, pct  # noqa: E402
+from agentkit import Agent, bridge_env, pct
 
 TIMEOUT_S = 5.0
 Figures = dict[str, Any]

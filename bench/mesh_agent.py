@@ -26,14 +26,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from queue import Queue
 from typing import Any, TypeVar
 
 import requests
 
-from agentkit import (REPO, Agent, agent_session, enter_netns, free_port, host_port, http_get_status, pct,
-                      wait_until)
+from agentkit import REPO, Agent, agent_session, enter_netns, free_port, host_port, http_get_status, pct, wait_until
 
 T = TypeVar("T")
 CHAIN = ["Order", "Invoice", "Tax"]
@@ -134,6 +134,17 @@ def http_status(port: int, conn: http.client.HTTPConnection | None = None) -> in
     return http_get_status(port, "/health", conn)
 
 
+def seconds_until_closed(conn: http.client.HTTPConnection, t0: float) -> float | None:
+    """Seconds from t0 until the peer closes conn (None if it stays open for 5 s)."""
+    assert conn.sock is not None
+    conn.sock.settimeout(5)
+    try:
+        data = conn.sock.recv(1)
+    except (ConnectionError, TimeoutError, OSError):
+        data = b""
+    return time.perf_counter() - t0 if not data else None
+
+
 def spin(check: Callable[[], bool], timeout: float) -> float | None:
     """Seconds until `check()` holds (tight loop), or None at timeout."""
     t0 = time.perf_counter()
@@ -175,19 +186,9 @@ def intention_figures(toggles: int) -> dict[str, float]:
                 restored.append(worker.run(lambda: spin(lambda: http_status(up) == 200, 5)) or 5.0)
             for _ in range(toggles):
                 conn = worker.run(lambda: http.client.HTTPConnection("127.0.0.1", up, timeout=5))
-                assert worker.run(lambda: http_status(up, conn)) == 200
+                assert worker.run(partial(http_status, up, conn)) == 200
                 put_deny()
-                t0 = time.perf_counter()
-
-                def closed() -> float | None:
-                    conn.sock.settimeout(5)
-                    try:
-                        data = conn.sock.recv(1)
-                    except (ConnectionError, TimeoutError, OSError):
-                        data = b""
-                    return time.perf_counter() - t0 if not data else None
-
-                c = worker.run(closed)
+                c = worker.run(partial(seconds_until_closed, conn, time.perf_counter()))
                 conn.close()
                 if c is None or c >= 5:
                     misses += 1

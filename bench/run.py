@@ -67,7 +67,8 @@ def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
         ("intentions", True, lambda: mesh_agent.intention_figures(3 if quick else 25)),
         ("deploy", True, mesh_agent.deploy_figures),
         ("scale", True, lambda: scale.scale_figures((3,) if quick else (10, 25, 50))),
-        ("http", False, lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
+        ("http", False,
+         lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
     ]
 
 

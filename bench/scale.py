@@ -28,9 +28,8 @@ from pathlib import Path
 
 import requests
 
-from nomadmesh.agent.datadir import alloc_root
-
 from agentkit import agent_session, cpu_seconds, enter_netns, pct, pids_matching, private_mib, rss_mib
+from nomadmesh.agent.datadir import alloc_root
 
 APP_PORT = 8080
 BASE_BIND = 7000
@@ -101,13 +100,14 @@ def probe_all(netns: str, ports: list[int], want_refused: bool, timeout: float, 
     if errors:
         raise errors[0]
     if len(found) != len(ports):
-        raise TimeoutError(f"{len(ports) - len(found)} of {len(ports)} proxies not {'denying' if want_refused else 'allowing'} after {timeout}s")
+        verb = "denying" if want_refused else "allowing"
+        raise TimeoutError(f"{len(ports) - len(found)} of {len(ports)} proxies not {verb} after {timeout}s")
     return [found[p] for p in ports]
 
 
 def one_size(n: int) -> dict[str, float]:
     with agent_session() as agent, tempfile.TemporaryDirectory() as tmp:
-        services, names = synthetic_services(Path(tmp), n)
+        services, _names = synthetic_services(Path(tmp), n)
         ports = [BASE_BIND + i for i in range(n)]
         pid = agent.proc.pid  # type: ignore[union-attr]
         cpu0, t0 = cpu_seconds(pid), time.perf_counter()

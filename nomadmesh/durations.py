@@ -45,7 +45,7 @@ def parse_ns(text: str) -> int:
         raise DurationError(f"time: invalid duration {go_quote(text)}")
     total = 0
     while s:
-        if not (s[0] == "." or s[0].isascii() and s[0].isdigit()):
+        if not (s[0] == "." or (s[0].isascii() and s[0].isdigit())):
             raise DurationError(f"time: invalid duration {go_quote(text)}")
         whole, s, consumed_whole = _leading_int(s, text)
         fraction, scale, consumed_fraction = 0, 1.0, False
@@ -54,7 +54,7 @@ def parse_ns(text: str) -> int:
         if not consumed_whole and not consumed_fraction:  # ".s", "-.s"
             raise DurationError(f"time: invalid duration {go_quote(text)}")
         end = 0
-        while end < len(s) and not (s[end] == "." or s[end].isascii() and s[end].isdigit()):
+        while end < len(s) and not (s[end] == "." or (s[end].isascii() and s[end].isdigit())):
             end += 1
         if end == 0:
             raise DurationError(f"time: missing unit in duration {go_quote(text)}")

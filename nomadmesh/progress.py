@@ -14,7 +14,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+if TYPE_CHECKING:  # annotations only: rich is imported when a live table is actually drawn
+    from rich.table import Table
 
 
 class Progress(Protocol):
@@ -103,7 +106,7 @@ class RichProgress:
         self._live = Live(get_renderable=self._table, console=self._console, refresh_per_second=8, transient=False)
         self._live.start()
 
-    def _table(self) -> Any:
+    def _table(self) -> Table:
         from rich.table import Table
 
         table = Table(box=None, show_header=True, header_style="bold")
@@ -115,8 +118,8 @@ class RichProgress:
             placed, healthy, unhealthy, desired = r.counts or (0, 0, 0, 0)
             style = "" if r.ok else "red"
             step = f"{r.action} … {r.result}" if r.result else f"{r.action} …"
-            table.add_row(job, step, f"{placed}/{desired}" if r.counts else "", f"{healthy}/{desired}" if r.counts else "",
-                          str(unhealthy) if r.counts else "", f"{time.monotonic() - r.started:.1f}s", style=style)
+            counts = (f"{placed}/{desired}", f"{healthy}/{desired}", str(unhealthy)) if r.counts else ("", "", "")
+            table.add_row(job, step, *counts, f"{time.monotonic() - r.started:.1f}s", style=style)
         return table
 
     def begin(self, job: str, action: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 ANY = ""  # the topic of waiters that do not name one
 

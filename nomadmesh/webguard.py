@@ -23,7 +23,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # annotations only: Quart is imported when a guard is installed
+    from quart import Quart
 from urllib.parse import urlsplit
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -68,7 +71,13 @@ def decide(method: str, host: str | None, origin: str | None, fetch_site: str | 
     return None
 
 
-def refusal(method: str, headers: Mapping[str, str], own: OwnAddress) -> str | None:
+class Headers(Protocol):
+    """What `refusal` reads of a request's headers: Flask's, Quart's, or any str mapping."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+def refusal(method: str, headers: Headers, own: OwnAddress) -> str | None:
     """`decide` on a request's headers (Flask's or Quart's headers object, or any mapping)."""
     return decide(method, headers.get("Host"), headers.get("Origin"), headers.get("Sec-Fetch-Site"), own)
 
@@ -124,7 +133,7 @@ def _same_origin(origin: str, host: str | None) -> bool:
     return parts.scheme in ("http", "https") and origin_host is not None and origin_host == _split_host(host)
 
 
-def install(app: Any, own: OwnAddress) -> None:
+def install(app: Quart, own: OwnAddress) -> None:
     """Run `decide` before every request of `app`; a refusal is a 403 with the reason as plain text."""
     from quart import Response, request
 

@@ -23,9 +23,9 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tupl
     paths = []
     for name in sorted(group.commands):
         command = group.commands[name]
-        paths.append(prefix + (name,))
+        paths.append((*prefix, name))
         if isinstance(command, click.Group):
-            paths.extend(command_paths(command, prefix + (name,)))
+            paths.extend(command_paths(command, (*prefix, name)))
     return paths
 
 

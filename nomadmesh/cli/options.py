@@ -23,7 +23,8 @@ project_option = click.option(
     "project_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Project file (datacenters, region, namespace, external_services).  [default: <services>/../nomadmesh.json if present]",
+    help="Project file (datacenters, region, namespace, external_services)."
+    "  [default: <services>/../nomadmesh.json if present]",
 )
 
 allow_external_option = click.option(

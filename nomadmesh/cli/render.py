@@ -5,9 +5,8 @@ from pathlib import Path
 
 import click
 
-from nomadmesh.render import FORMATS, render, write_jobs
-
 from nomadmesh.cli.options import spec_options
+from nomadmesh.render import FORMATS, render, write_jobs
 
 
 @click.command("render")

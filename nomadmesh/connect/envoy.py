@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ class EnvoyProcess:
     def log_path(self) -> Path:
         return self.workdir / "envoy.log"
 
-    def start(self, timeout: float = 15) -> "EnvoyProcess":
+    def start(self, timeout: float = 15) -> EnvoyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         boot = self.workdir / "bootstrap.json"
         boot.write_text(json.dumps(self.bootstrap, indent=2))
@@ -165,7 +166,7 @@ class EnvoyProcess:
 
     def stats(self, filter_regex: str | None = None) -> dict[str, int]:
         """Counters and gauges from `/stats` as {name: value}."""
-        query = "/stats" + (f"?filter={urllib.request.quote(filter_regex)}" if filter_regex else "")
+        query = "/stats" + (f"?filter={urllib.parse.quote(filter_regex)}" if filter_regex else "")
         out: dict[str, int] = {}
         for line in self.admin_get(query).splitlines():
             name, _, value = line.partition(": ")
@@ -205,7 +206,7 @@ class EnvoyProcess:
         self.proc = None
         self.admin = None
 
-    def __enter__(self) -> "EnvoyProcess":
+    def __enter__(self) -> EnvoyProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

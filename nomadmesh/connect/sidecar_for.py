@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, NoReturn, Sequence
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import consul as consul_lib
@@ -103,7 +104,7 @@ def _ip(host: str) -> str:
     except OSError:
         pass
     try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])  # the address, as text
     except OSError as e:
         raise SidecarError(f"cannot resolve {host!r}: {e}") from None
 
@@ -115,7 +116,9 @@ def split_bind(bind: str, option: str = "--admin-bind") -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def sidecar_bootstrap(proxy: Mapping[str, Any], xds_address: str, admin_bind: str = DEFAULT_ADMIN_BIND) -> dict[str, Any]:
+def sidecar_bootstrap(
+    proxy: Mapping[str, Any], xds_address: str, admin_bind: str = DEFAULT_ADMIN_BIND
+) -> dict[str, Any]:
     """Envoy's bootstrap for a sidecar: node id = proxy ID, cluster = the service it fronts."""
     host, port = split_bind(admin_bind)
     cluster = (proxy.get("Proxy") or {}).get("DestinationServiceName") or proxy.get("Service") or proxy["ID"]

@@ -25,7 +25,6 @@ from nomadmesh.deploy.watch import JobResult, JobWatch
 from nomadmesh.errors import TargetError
 from nomadmesh.progress import Progress
 
-
 Watch = tuple[str, str, str, "int | None", str]  # (job, action, eval id, version, deployment id)
 
 
@@ -42,7 +41,9 @@ class DeployReport:
         return {"ok": self.ok, "interrupted": self.interrupted, "jobs": [r.to_dict() for r in self.results]}
 
 
-def apply(api: NomadAPI, plan: Plan, progress: Progress, detach: bool = False, timeout_s: float = 300.0) -> DeployReport:
+def apply(
+    api: NomadAPI, plan: Plan, progress: Progress, detach: bool = False, timeout_s: float = 300.0
+) -> DeployReport:
     if plan.conflicts:
         raise DeployError("; ".join(c.reason for c in plan.conflicts))
     report = DeployReport()

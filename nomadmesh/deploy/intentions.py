@@ -157,12 +157,12 @@ def set_intention(
         entry = _get_entry(consul, destination)
         sources = (entry or {}).get("Sources") or []
         old = next((s for s in sources if s.get("Name") == source), None)
-        previous = next((i for i in _parse(consul, entry) if i.source == source), None) if old else None
+        previous = next((i for i in _parse(consul, entry) if i.source == source), None) if old and entry else None
         new_source = _merged_source(old, source, action, description)
         intention = Intention(source, destination, action, description=new_source.get("Description", ""))
         if previous == intention:
             return True, Change("unchanged", intention, previous)
-        new_entry = ixn.upsert_source(_writable(entry), destination, new_source)
+        new_entry = ixn.upsert_source(_writable(entry) if entry is not None else None, destination, new_source)
         with consul_errors(consul):
             ok = consul.config.set(ixn.KIND, destination, new_entry, cas=_cas(entry))
         return bool(ok), Change("updated" if previous else "created", intention, previous)
@@ -196,10 +196,8 @@ def _cas(entry: dict[str, Any] | None) -> int:
     return int(entry.get("ModifyIndex") or 0) if entry else 0
 
 
-def _writable(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+def _writable(entry: dict[str, Any]) -> dict[str, Any]:
     """The entry as read, minus the indexes Consul sets itself (the CAS index goes in the query)."""
-    if entry is None:
-        return None
     return {k: v for k, v in entry.items() if k not in ("CreateIndex", "ModifyIndex")}
 
 

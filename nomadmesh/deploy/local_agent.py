@@ -73,8 +73,8 @@ def start_agent(cwd: Path, nomad_addr: str, consul_addr: str, nomad_port: int, c
     """Start `nomadmesh agent --dev` detached, wait until both APIs answer, record it."""
     d = state_dir(cwd)
     d.mkdir(exist_ok=True)
-    argv = (sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(d / "data"), "--bind", bind,
-            "--nomad-port", str(nomad_port), "--consul-port", str(consul_port))
+    argv: tuple[str, ...] = (sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(d / "data"),
+                             "--bind", bind, "--nomad-port", str(nomad_port), "--consul-port", str(consul_port))
     if grpc_port is not None:  # off unless asked: an xDS TCP port hands out keys to any local user
         argv += ("--grpc-port", str(grpc_port))
     log_path = d / LOG_FILE

@@ -15,7 +15,8 @@ def choose(service: str, allocs: list[dict[str, Any]], task: str | None) -> tupl
     tasks = sorted((newest.get("TaskStates") or {}).keys())
     name = task or service
     if tasks and name not in tasks:
-        raise DeployError(f"allocation {newest['ID'][:8]} of {service!r} has no task {name!r}; tasks: {', '.join(tasks)}")
+        raise DeployError(
+            f"allocation {newest['ID'][:8]} of {service!r} has no task {name!r}; tasks: {', '.join(tasks)}")
     return newest["ID"], name
 
 

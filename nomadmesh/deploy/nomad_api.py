@@ -14,8 +14,8 @@ parameter for them, but its `Requester.request` passes query params through and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import nomad
@@ -92,7 +92,7 @@ class NomadAPI(HttpApi):
     def job(self, job_id: str) -> Job | None:
         """The live job, or None when Nomad has none of that name."""
         try:
-            return self.client.job.get_job(job_id)  # type: ignore[no-any-return]
+            return self.client.job.get_job(job_id)
         except nx.URLNotFoundNomadException:
             return None
         except nx.BaseNomadException as e:
@@ -105,10 +105,10 @@ class NomadAPI(HttpApi):
 
     def allocation(self, alloc_id: str) -> dict[str, Any]:
         return self._call(f"GET /v1/allocation/{alloc_id}",
-                          lambda: self.client.allocation.get_allocation(alloc_id))  # type: ignore[no-any-return]
+                          lambda: self.client.allocation.get_allocation(alloc_id))
 
     def evaluations(self, job_id: str) -> list[dict[str, Any]]:
-        return self._call(f"GET /v1/job/{job_id}/evaluations",  # type: ignore[no-any-return]
+        return self._call(f"GET /v1/job/{job_id}/evaluations",
                           lambda: self.client.job.get_evaluations(job_id))
 
     def evaluation(self, eval_id: str, index: int = 0, wait_s: float = 5.0) -> Blocking:
@@ -137,20 +137,20 @@ class NomadAPI(HttpApi):
     # -- writes --------------------------------------------------------------------------------
     def plan(self, job: Job) -> dict[str, Any]:
         """Nomad's dry run with the diff against the live job."""
-        return self._call(f"POST /v1/job/{job['ID']}/plan",  # type: ignore[no-any-return]
+        return self._call(f"POST /v1/job/{job['ID']}/plan",
                           lambda: self.client.job.plan_job(job["ID"], {"Job": job}, diff=True))
 
     def register(self, job: Job, modify_index: int) -> dict[str, Any]:
         """Register with EnforceIndex: `modify_index` 0 means the job must not exist yet."""
         body = {"Job": job, "EnforceIndex": True, "JobModifyIndex": modify_index}
-        return self._call(f"POST /v1/job/{job['ID']}",  # type: ignore[no-any-return]
+        return self._call(f"POST /v1/job/{job['ID']}",
                           lambda: self.client.job.register_job(job["ID"], body))
 
     def deregister(self, job_id: str, purge: bool = False) -> dict[str, Any]:
-        return self._call(f"DELETE /v1/job/{job_id}",  # type: ignore[no-any-return]
+        return self._call(f"DELETE /v1/job/{job_id}",
                           lambda: self.client.job.deregister_job(job_id, purge=purge or None))
 
     def parse(self, hcl: str) -> Job:
-        return self._call("POST /v1/jobs/parse",  # type: ignore[no-any-return]
+        return self._call("POST /v1/jobs/parse",
                           lambda: self.client.jobs.parse(hcl, canonicalize=True))
 

@@ -61,7 +61,8 @@ def job_change(name: str, job: Job, live: Mapping[str, Any] | None) -> JobChange
     index, version = int(live.get("JobModifyIndex", 0)), live.get("Version")
     if not is_managed(live):
         return JobChange(name, "conflict", job, index, version,
-                         f"a job {name!r} exists that nomadmesh does not manage (no {MANAGED_KEY} meta); not overwriting it")
+                         f"a job {name!r} exists that nomadmesh does not manage (no {MANAGED_KEY} meta); "
+                         "not overwriting it")
     if live.get("Stop"):
         return JobChange(name, "update", job, index, version, "job was stopped")
     want, have = (job.get("Meta") or {}).get(HASH_KEY), (live.get("Meta") or {}).get(HASH_KEY)

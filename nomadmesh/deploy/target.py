@@ -11,8 +11,8 @@ agent listens there too, so one code path serves both kinds of target).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import urlsplit
 
 import consul

@@ -134,7 +134,7 @@ class JobWatch:
         return self._verdict(dep)
 
     def _verdict(self, dep: dict[str, Any]) -> JobResult:
-        placed, healthy, unhealthy, desired = self.counts
+        _placed, healthy, unhealthy, desired = self.counts
         if dep.get("Status") == "successful":
             self.progress.end(self.job, f"healthy ({healthy}/{desired}, {time.monotonic() - self.started:.1f}s)")
             return self._result(True, dep)
@@ -152,7 +152,7 @@ class JobWatch:
         while True:
             got = self.api.evaluation(eval_id, index, self._wait_s())
             if got.value.get("Status") in EVAL_DONE:
-                return got.value  # type: ignore[no-any-return]
+                return got.value
             index = max(index, got.index)
 
     def _deployment(self, dep_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ destructive; everything else (count, update, restart, services and checks) is in
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from nomadmesh.jobspec.canonical import canonicalize
@@ -109,7 +110,7 @@ def _kind(old: Any, new: Any, changed: bool) -> str:
 
 
 def _members(obj: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
-             skip: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+             skip: AbstractSet[str] = frozenset()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Field and object diffs between two objects of schema type `obj`."""
     a, b = old or {}, new or {}
     fields: list[dict[str, Any]] = []
@@ -171,9 +172,12 @@ def _object_list(field: Field, old: list[dict[str, Any]], new: list[dict[str, An
         if item in unmatched_new:
             unmatched_new.remove(item)
         else:
-            out.append(_object(field, item, None))
-    out.extend(_object(field, None, item) for item in unmatched_new)
-    return [o for o in out if o]
+            gone = _object(field, item, None)
+            if gone:
+                out.append(gone)
+    added = (_object(field, None, item) for item in unmatched_new)
+    out.extend(o for o in added if o)
+    return out
 
 
 def _fmt(value: Any) -> str:

@@ -28,7 +28,7 @@ def gateway_errors(s: dict[str, Any], g: dict[str, Any], mode: str, group_level:
     errors = _proxy_errors(gateway.get("Proxy"))
     ingress = gateway.get("Ingress")
     if ingress is None:
-        return errors + ["One Consul Gateway Configuration must be set"]
+        return [*errors, "One Consul Gateway Configuration must be set"]
     errors += _ingress_errors(ingress)
     if mode == "host":
         errors.append(f'connect gateway: group "{g.get("Name")}" uses network mode "host", which this agent '

@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hcl2
+from hcl2.utils import process_escape_sequences  # HCL's own escape rules (python-hcl2's strip_string_quotes uses it)
 from lark import Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
-
-# HCL's own escape rules; python-hcl2 exposes the function it uses for `strip_string_quotes`.
-from hcl2.utils import process_escape_sequences
 
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9._-]*)\r?\n([\s\S]*)\2\s*$")
 
@@ -46,7 +44,7 @@ class Attr:
 class Block:
     type: str
     labels: list[str]
-    body: "Body"
+    body: Body
     line: int
     column: int
 
@@ -299,6 +297,8 @@ class Evaluator:
 
     def _heredoc(self, node: Tree) -> str:
         tok = node.children[0]
+        if not isinstance(tok, Token) or tok.line is None:  # the grammar gives one positioned token
+            raise JobspecError("malformed heredoc")
         match = _HEREDOC.match(str(tok))
         if match is None:  # the grammar accepted it, so this is not expected
             raise JobspecError("malformed heredoc", tok.line, tok.column)

@@ -257,7 +257,8 @@ DIFF_NAMES: dict[str, str] = {
     "CheckRestart": "CheckRestart", "Connect": "ConsulConnect", "SidecarService": "SidecarService",
     "Proxy": "ConsulProxy", "Expose": "Expose", "ExposePath": "Paths", "Upstream": "ConsulUpstreams",
     "MeshGateway": "MeshGateway", "ConsulGateway": "Gateway", "ConsulGatewayProxy": "Proxy",
-    "ConsulIngressConfigEntry": "Ingress", "ConsulIngressListener": "Listeners", "ConsulIngressService": "ConsulIngressService",
+    "ConsulIngressConfigEntry": "Ingress", "ConsulIngressListener": "Listeners",
+    "ConsulIngressService": "ConsulIngressService",
     "SidecarTask": "SidecarTask", "Resources": "Resources",
     "Lifecycle": "Lifecycle", "LogConfig": "LogConfig", "Artifact": "Artifact", "Template": "Template",
 }

@@ -215,9 +215,9 @@ def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
         errors.append("Missing task driver")
     resources = t.get("Resources") or {}
     if (resources.get("CPU") or 0) < 1 and not resources.get("Cores"):
-        errors.append("minimum CPU value is 1; got %d" % (resources.get("CPU") or 0))
+        errors.append(f"minimum CPU value is 1; got {int(resources.get('CPU') or 0)}")
     if (resources.get("MemoryMB") or 0) < 10:
-        errors.append("minimum MemoryMB value is 10; got %d" % (resources.get("MemoryMB") or 0))
+        errors.append(f"minimum MemoryMB value is 10; got {int(resources.get('MemoryMB') or 0)}")
     if (t.get("KillTimeout") or 0) < 0:
         errors.append("KillTimeout must be a positive value")
     lifecycle = t.get("Lifecycle")

@@ -12,7 +12,6 @@ from typing import Any
 from nomadmesh.durations import DurationError, parse_ns
 
 
-
 class ConversionError(ValueError):
     """A value that does not fit the field's kind; the message says what was expected."""
 

@@ -16,8 +16,9 @@ Worked example, default allow, intentions `web → db: deny` (precedence 9) and 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 WILDCARD = "*"
 ACTIONS = ("allow", "deny")
@@ -257,7 +258,7 @@ def upsert_source(entry: dict[str, Any] | None, destination: str, source: dict[s
 
     Other sources, and any fields we do not know, are kept: several tools may write one entry.
     """
-    base = dict(entry) if entry else {"Kind": KIND, "Name": destination, "Sources": []}
+    base: dict[str, Any] = dict(entry) if entry else {"Kind": KIND, "Name": destination, "Sources": []}
     sources = [s for s in base.get("Sources") or [] if s.get("Name") != source["Name"]]
     sources.append(source)
     base["Sources"] = sorted(sources, key=lambda s: (-precedence(s["Name"], destination), s["Name"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -20,7 +20,7 @@ HASH_KEY = "nomadmesh_hash"
 VERSION_KEY = "nomadmesh_version"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.name != "source")
 
@@ -31,7 +31,8 @@ def _plain(obj: Any) -> Any:
         return obj
     if isinstance(obj, (tuple, list)):
         return [_plain(v) for v in obj]
-    return {name: _plain(getattr(obj, name)) for name in _field_names(type(obj))}
+    cls: type = type(obj)
+    return {name: _plain(getattr(obj, name)) for name in _field_names(cls)}
 
 
 def definition_hash(service: Service, project: Project) -> str:

@@ -56,16 +56,14 @@ def _environment() -> jinja2.Environment:
         auto_reload=False,
     )
     # Replace Jinja's built-in filters: a template can only turn values into text through these.
-    env.filters = {
-        name: _strict(f)
-        for name, f in {
-            "q": hcl_string,
-            "qlist": hcl_list,
-            "ident": hcl_ident,
-            "num": hcl_int,
-            "bool": hcl_bool,
-        }.items()
+    ours: dict[str, Callable[[Any], str]] = {
+        "q": hcl_string,
+        "qlist": hcl_list,
+        "ident": hcl_ident,
+        "num": hcl_int,
+        "bool": hcl_bool,
     }
+    env.filters = {name: _strict(f) for name, f in ours.items()}
     return env
 
 

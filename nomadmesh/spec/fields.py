@@ -28,7 +28,8 @@ DURATION = re.compile(r"^(?:\d+(?:ns|us|ms|s|m|h))+$")
 # Nomad job/group/service names and Consul service names that must also be DNS labels.
 NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NAME_RULE = "must be lowercase letters, digits and dashes, start with a letter, not end with a dash, at most 63 characters"
+NAME_RULE = ("must be lowercase letters, digits and dashes, start with a letter, not end with a dash, "
+             "at most 63 characters")
 
 
 def json_type(value: Any) -> str:
@@ -213,7 +214,8 @@ class Obj:
             self.r.error(self.at(key), f"must be an object of strings, {got(obj)}")
             return None
         for dup in getattr(obj, "duplicates", ()):
-            self.r.error(join(self.at(key), dup), "key appears more than once in this object (JSON keeps only the last)")
+            self.r.error(join(self.at(key), dup),
+                         "key appears more than once in this object (JSON keeps only the last)")
         bad = False
         for k, v in obj.items():
             where = join(self.at(key), k)

@@ -19,7 +19,16 @@ from urllib.parse import urlsplit
 from nomadmesh.errors import Problem
 from nomadmesh.spec.fields import Obj, Reader, duration_ns, got, join, pick, shown
 from nomadmesh.spec.model import (
-    Check, IngressListener, IngressService, Resources, Restart, Run, Service, Update, Upstream, resolve_work_dir,
+    Check,
+    IngressListener,
+    IngressService,
+    Resources,
+    Restart,
+    Run,
+    Service,
+    Update,
+    Upstream,
+    resolve_work_dir,
 )
 
 DRIVERS = ("raw_exec", "exec", "docker")
@@ -29,7 +38,8 @@ RESTART_MODES = ("fail", "delay")
 UPSTREAMS_PATH = "service.connect.sidecar_service.proxy.upstreams"
 
 TOP_KEYS = ("service", "nomad", "ingress")
-SERVICE_KEYS = ("name", "id", "tags", "port", "meta", "address", "enable_tag_override", "check", "checks", "connect", "kind")
+SERVICE_KEYS = ("name", "id", "tags", "port", "meta", "address", "enable_tag_override", "check", "checks", "connect",
+                "kind")
 SERVICE_UNSUPPORTED = ("proxy", "tagged_addresses", "weights", "token", "socket_path", "namespace", "partition")
 CONNECT_KEYS = ("sidecar_service",)
 CONNECT_UNSUPPORTED = ("native", "sidecar_task")
@@ -46,10 +56,12 @@ CONSUL_CHECK_UNSUPPORTED = (
     "ttl", "args", "script", "grpc", "grpc_use_tls", "docker_container_id", "shell", "h2ping",
     "alias_service", "alias_node", "udp", "os_service", "service_id",
 )  # fmt: skip
-NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks", "update", "restart")
+NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks",
+              "update", "restart")
 NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name")
 RESOURCES_KEYS = ("cpu", "memory")
-UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline", "auto_revert", "canary")
+UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline",
+               "auto_revert", "canary")
 RESTART_KEYS = ("attempts", "interval", "delay", "mode")
 EXEC_ONLY = ("command", "args", "work_dir")
 GATEWAY_KIND = "ingress-gateway"
@@ -264,7 +276,8 @@ def _upstream(
         r.error(up.at("datacenter"), f"{datacenter!r} is not a datacenter name: letters, digits, '-' and '_'")
         datacenter = None
     if dest is not None and dest == name:
-        r.error(up.at("destination_name"), f"{dest!r} is this service itself; a service reaches itself without the mesh")
+        r.error(up.at("destination_name"),
+                f"{dest!r} is this service itself; a service reaches itself without the mesh")
         dest = None
     if bind is not None:
         if bind == port:
@@ -321,7 +334,8 @@ def _named(r: Reader, found: list[tuple[str, Check]], name: str, connect: bool) 
                 candidate, n = f"{base}-{n}", n + 1
             used[candidate] = path
             check = Check(check.type, candidate, check.interval, check.timeout, check.path, check.expose)
-        out.append(Check(check.type, check.name, check.interval, check.timeout, check.path, connect and check.type == "http"))
+        out.append(Check(check.type, check.name, check.interval, check.timeout, check.path,
+                         connect and check.type == "http"))
     return tuple(out)
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import errno
-from typing import Callable
+from collections.abc import Callable
 
 from quart import Quart, redirect
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.errors import NomadMeshError
@@ -29,7 +30,7 @@ def create_ui_app(target: Target, own: OwnAddress) -> Quart:
     app.register_blueprint(create_ui_blueprint(lambda: target), url_prefix=URL_PREFIX)
 
     @app.get("/")
-    async def _root():  # type: ignore[no-untyped-def]
+    async def _root() -> WerkzeugResponse:
         return redirect(URL_PREFIX + "/")
 
     return app

@@ -14,9 +14,11 @@ the loop's executor (`run_sync`), and the event stream awaits the change feed wi
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlencode
 
+import consul as consul_lib
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart.utils import run_sync
 
@@ -95,7 +97,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         svc = mesh.service(name) if mesh else None
         ups, downs = model.edges_of(mesh, name) if mesh else ([], [])
         logs: list[read.LogTail] = []
-        stats: dict[str, Any] | None = None
+        stats: read.SidecarStats | None = None
         refusal: str | None = None
         if svc is not None:
             logs, stats, refusal = await run_sync(_logs_stats_refusal)(svc)
@@ -103,7 +105,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         return await page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
                           upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
 
-    def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], dict[str, Any] | None, str | None]:
+    def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], read.SidecarStats | None, str | None]:
         clients = apis()
         try:
             allocs = list({i.alloc.id: i.alloc for i in svc.instances if i.alloc}.values())
@@ -132,8 +134,8 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         form = {k: posted.get(k, "").strip() for k in ("source", "destination", "action", "description")}
         problem = _form_problem(form)
         if problem is None:
-            problem = await _write(lambda c, w: w.set_intention(c, form["source"], form["destination"],
-                                                                form["action"], form["description"]))
+            problem = await _write(lambda c: writer.set_intention(c, form["source"], form["destination"],
+                                                                  form["action"], form["description"]))
         if problem:
             return await _intentions_page(400, problem, form)
         return _done(f"{form['action']} {form['source']} → {form['destination']} saved")
@@ -149,7 +151,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
                                 else f"{src} → {dst}: has L7 permissions; edit it with the CLI")
             return await _intentions_page(400, problem)
         action = "deny" if current.action == "allow" else "allow"
-        problem = await _write(lambda c, w: w.set_intention(c, src, dst, action, current.description))
+        problem = await _write(lambda c: writer.set_intention(c, src, dst, action, current.description))
         if problem:
             return await _intentions_page(400, problem)
         return _done(f"{src} → {dst} is now {action}")
@@ -160,18 +162,18 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         src, dst = posted.get("source", ""), posted.get("destination", "")
         if not src or not dst:
             return await _intentions_page(400, "source and destination are required")
-        problem = await _write(lambda c, w: w.delete_intention(c, src, dst))
+        problem = await _write(lambda c: writer.delete_intention(c, src, dst))
         if problem:
             return await _intentions_page(400, problem)
         return _done(f"{src} → {dst} deleted")
 
-    async def _write(action: Callable[[Any, Any], Any]) -> str | None:
+    async def _write(action: Callable[[consul_lib.Consul], object]) -> str | None:
         """Run one write through the shared CAS code (in the executor: it is blocking HTTP);
         the error text for the page, or None."""
         def write() -> str | None:
             client = consul_client(target_provider())
             try:
-                action(client, writer)
+                action(client)
             except NomadMeshError as e:
                 return str(e)
             except ValueError as e:  # an argument the writer refuses (it raises TargetError for Consul)

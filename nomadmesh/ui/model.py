@@ -9,8 +9,9 @@ services with their instances, each instance with its checks, its sidecar proxy 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from nomadmesh.mesh import intentions as ixn
 

@@ -115,7 +115,8 @@ def sidecar_stats(apis: Apis, sidecar_id: str) -> SidecarStats:
     except requests.RequestException as e:
         return SidecarStats(sidecar_id, None, f"not available: GET {url}: {type(e).__name__}: {e}")
     if resp.status_code == 503:
-        return SidecarStats(sidecar_id, None, f"not available: {resp.text.strip()[:300] or 'the sidecar is not running'}")
+        why = resp.text.strip()[:300] or "the sidecar is not running"
+        return SidecarStats(sidecar_id, None, f"not available: {why}")
     if resp.status_code != 200:
         return SidecarStats(sidecar_id, None, NOT_ON_TARGET)
     try:

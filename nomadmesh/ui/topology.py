@@ -70,7 +70,7 @@ def _layers(names: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
                 if nxt not in state:
                     state[nxt] = 1
                     stack.append((nxt, iter(succ[nxt])))
-    layer = {n: 0 for n in names}
+    layer = dict.fromkeys(names, 0)
     for _ in range(len(names)):  # longest path on a DAG: at most |V| relaxation rounds
         changed = False
         for s, d in forward:
