@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -14,7 +13,8 @@ import consul
 import pytest
 import requests
 
-from conftest import RunningAgent
+from support.agents import RunningAgent
+from support.waiting import wait_until
 
 
 class Target:
@@ -57,16 +57,6 @@ def target() -> Iterator[Target]:
 @pytest.fixture
 def c(module_agent: RunningAgent) -> consul.Consul:
     return consul.Consul(host="127.0.0.1", port=module_agent.consul_port, connections_timeout=10)
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def check_status(c: consul.Consul, check_id: str) -> str | None:
@@ -116,7 +106,7 @@ def test_register_with_sidecar_applies_consul_defaults(c: consul.Consul) -> None
         assert aliasing["Type"] == "alias"
         # the parent has no checks, so its alias is passing; nothing listens on the proxy port
         assert aliasing["Status"] == "passing"
-        assert wait_for(lambda: check_status(c, listening["CheckID"]) == "critical")
+        assert wait_until(lambda: check_status(c, listening["CheckID"]) == "critical")
 
         # a second sidecar takes the next free port of the range
         c.agent.service.register("side-api", service_id="side-api-1", port=8081,
@@ -147,23 +137,23 @@ def test_http_and_tcp_checks_run_and_status_changes_reach_health(c: consul.Consu
     try:
         ids = sorted(k for k, v in c.agent.checks().items() if v["ServiceID"] == "probe-1")
         assert ids == ["service:probe-1:1", "service:probe-1:2"]
-        wait_for(lambda: all(check_status(c, i) == "passing" for i in ids))
+        wait_until(lambda: all(check_status(c, i) == "passing" for i in ids))
         http_check = c.agent.checks()["service:probe-1:1"]
         assert http_check["Output"].startswith(f"HTTP GET http://127.0.0.1:{target.port}/health: 200 OK")
         assert http_check["Type"] == "http"
         assert [r["Service"]["ID"] for r in c.health.service("probe", passing=True)[1]] == ["probe-1"]
 
         target.status = 500
-        wait_for(lambda: check_status(c, "service:probe-1:1") == "critical")
+        wait_until(lambda: check_status(c, "service:probe-1:1") == "critical")
         assert check_status(c, "service:probe-1:2") == "passing"  # tcp still connects
         assert c.health.service("probe", passing=True)[1] == []
         _, all_rows = c.health.service("probe")
         assert [ch["CheckID"] for ch in all_rows[0]["Checks"]] == ["serfHealth", *ids]
 
         target.status = 429
-        wait_for(lambda: check_status(c, "service:probe-1:1") == "warning")
+        wait_until(lambda: check_status(c, "service:probe-1:1") == "warning")
         target.status = 200
-        wait_for(lambda: check_status(c, "service:probe-1:1") == "passing")
+        wait_until(lambda: check_status(c, "service:probe-1:1") == "passing")
         _, by_name = c.health.checks("probe")
         assert sorted(ch["CheckID"] for ch in by_name) == ids
     finally:
@@ -194,7 +184,7 @@ def test_reregistering_keeps_unchanged_check_status(c: consul.Consul, target: Ta
     chk = consul.Check.http(f"http://127.0.0.1:{target.port}/", interval="200ms")
     c.agent.service.register("rereg", service_id="rereg-1", port=target.port, check=chk)
     try:
-        wait_for(lambda: check_status(c, "service:rereg-1") == "passing")
+        wait_until(lambda: check_status(c, "service:rereg-1") == "passing")
         c.agent.service.register("rereg", service_id="rereg-1", port=target.port, check=chk, tags=["new"])
         assert check_status(c, "service:rereg-1") == "passing"
         assert c.agent.services()["rereg-1"]["Tags"] == ["new"]

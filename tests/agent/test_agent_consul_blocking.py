@@ -10,7 +10,7 @@ import consul
 import pytest
 import requests
 
-from conftest import RunningAgent
+from support.agents import RunningAgent
 
 
 def watch(url: str, index: int, wait: str = "20s") -> dict[str, Any]:

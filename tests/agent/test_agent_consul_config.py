@@ -10,7 +10,7 @@ import consul
 import pytest
 import requests
 
-from conftest import RunningAgent
+from support.agents import RunningAgent
 
 
 @pytest.fixture

@@ -16,7 +16,10 @@ from typing import Callable
 import nomad
 import requests
 
-from conftest import REPO, RunningAgent, free_port, wait_until
+from support.agents import RunningAgent
+from support.net import free_port
+from support.paths import REPO
+from support.waiting import wait_until
 from nomadmesh.agent.state import State
 
 SLEEPER = '''job "held" {

@@ -4,23 +4,17 @@ tests that really run tasks are in test_agent_nomad_run.py."""
 from __future__ import annotations
 
 import json
-import socket
-import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import nomad
 import nomad.api.exceptions as nx
 import pytest
 import requests
-from waitress.server import create_server
 
-from nomadmesh.agent.catalog import Catalog
-from nomadmesh.agent.context import AgentConfig, AgentContext
-from nomadmesh.agent.http.nomad_api import create_nomad_app
-from nomadmesh.agent.scheduler import Scheduler
+from support.waiting import wait_until
+from support.agents import InProcessAgent
 
 DOCKER_HCL = """
 job "cache" {
@@ -35,41 +29,6 @@ job "cache" {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class InProcessAgent:
-    def __init__(self, tmp: Path, port: int | None = None):
-        port = port or free_port()
-        self.ctx = AgentContext.open(AgentConfig(data_dir=tmp, nomad_port=port, node_name="test-node"))
-        self.ctx.catalog = Catalog(self.ctx)
-        self.ctx.catalog.start()
-        self.scheduler = Scheduler(self.ctx)
-        self.scheduler.start()
-        self.server = create_server(create_nomad_app(self.ctx, self.scheduler), host="127.0.0.1", port=port,
-                                    threads=8)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-        self.addr = f"http://127.0.0.1:{port}"
-        self.client = nomad.Nomad(host="127.0.0.1", port=port, timeout=10)
-
-    def _serve(self) -> None:
-        try:
-            self.server.run()
-        except OSError:
-            pass  # close() pulled the socket from under the loop: that is how waitress stops
-
-    def close(self) -> None:
-        self.server.close()
-        self.scheduler.stop(stop_tasks=True)
-        self.ctx.catalog.stop()
-        self.ctx.close()
-        shutil.rmtree(self.ctx.config.alloc_root, ignore_errors=True)  # the default one is in the temp dir
-
-
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
     a = InProcessAgent(tmp_path)
@@ -77,16 +36,6 @@ def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
         yield a
     finally:
         a.close()
-
-
-def wait_for(pred, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def parse(agent: InProcessAgent, hcl: str) -> dict[str, Any]:
@@ -106,7 +55,7 @@ def test_parse_register_get_list_versions(agent: InProcessAgent) -> None:
     agent.client.job.register_job("cache", {"Job": job})
     versions = agent.client.job.get_versions("cache")["Versions"]
     assert [v["Version"] for v in versions] == [1, 0]
-    ev = wait_for(lambda: (e := agent.client.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
+    ev = wait_until(lambda: (e := agent.client.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
     assert ev["TriggeredBy"] == "job-register" and ev["JobID"] == "cache"
 
 
@@ -132,7 +81,7 @@ def test_docker_job_fails_placement_with_missing_drivers(agent: InProcessAgent) 
     assert plan["Annotations"]["DesiredTGUpdates"]["cache"]["Place"] == 2
     assert plan["Diff"]["Type"] == "Added"
     out = agent.client.jobs.register_job({"Job": job})
-    ev = wait_for(lambda: (e := agent.client.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
+    ev = wait_until(lambda: (e := agent.client.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
     failed = ev["FailedTGAllocs"]["cache"]
     assert failed["ConstraintFiltered"] == {"missing drivers": 1} and failed["NodesEvaluated"] == 1
     assert agent.client.evaluation.get_evaluation(ev["BlockedEval"])["Status"] == "blocked"
@@ -147,7 +96,7 @@ def test_stop_then_purge(agent: InProcessAgent) -> None:
     assert out["EvalID"]
     stopped = agent.client.job.get_job("cache")
     assert stopped["Stop"] is True and stopped["Version"] == 1
-    wait_for(lambda: agent.client.job.get_job("cache")["Status"] == "dead")
+    wait_until(lambda: agent.client.job.get_job("cache")["Status"] == "dead")
     agent.client.job.deregister_job("cache", purge=True)
     with pytest.raises(nx.URLNotFoundNomadException):
         agent.client.job.get_job("cache")

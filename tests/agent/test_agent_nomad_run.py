@@ -10,7 +10,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from test_agent_nomad_api import InProcessAgent, wait_for
+from support.agents import InProcessAgent
+from support.waiting import wait_until
 
 S = 1_000_000_000
 
@@ -71,7 +72,7 @@ def running_alloc(agent: InProcessAgent, version: int = 0) -> dict[str, Any]:
             if stub["ClientStatus"] == "running" and stub["JobVersion"] == version:
                 return agent.client.allocation.get_allocation(stub["ID"])
         return None
-    return wait_for(ready, 20)
+    return wait_until(ready, 20)
 
 
 def host_port(alloc: dict[str, Any]) -> int:
@@ -85,7 +86,7 @@ def get_text(url: str, timeout: float = 10.0) -> str:
             return requests.get(url, timeout=2).text
         except requests.ConnectionError:
             return None
-    return wait_for(attempt, timeout)
+    return wait_until(attempt, timeout)
 
 
 def pid_alive(pid: int) -> bool:
@@ -103,7 +104,7 @@ def test_host_mode_job_runs_serves_logs_and_stops(agent: InProcessAgent) -> None
     assert get_text(f"http://127.0.0.1:{port}/") == alloc["ID"]
     assert alloc["Name"] == "web.web[0]" and alloc["TaskStates"]["server"]["State"] == "running"
 
-    plain = wait_for(lambda: (t := requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}",
+    plain = wait_until(lambda: (t := requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}",
                                                 params={"task": "server", "type": "stdout", "plain": "true"}).text)
                      and t)
     assert plain == "hello from server\n"
@@ -121,34 +122,34 @@ def test_host_mode_job_runs_serves_logs_and_stops(agent: InProcessAgent) -> None
     bad = requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}", params={"task": "../x", "type": "stdout"})
     assert bad.status_code == 400
 
-    dep = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful" and d, 20)
+    dep = wait_until(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful" and d, 20)
     assert dep["TaskGroups"]["web"]["HealthyAllocs"] == 1
     assert agent.client.job.get_job("web")["Stable"] is True and agent.client.job.get_job("web")["Status"] == "running"
 
-    pid = wait_for(lambda: agent.ctx.state.get("alloc", alloc["ID"]).value.get("_Handles", {}).get("server"))["Pid"]
+    pid = wait_until(lambda: agent.ctx.state.get("alloc", alloc["ID"]).value.get("_Handles", {}).get("server"))["Pid"]
     agent.client.job.deregister_job("web", purge=False)
-    done = wait_for(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a)
+    done = wait_until(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a)
     assert done["DesiredStatus"] == "stop" and done["TaskStates"]["server"]["State"] == "dead"
     assert [e["Type"] for e in done["TaskStates"]["server"]["Events"]][-2:] == ["Terminated", "Killed"]
     assert not pid_alive(pid)
-    wait_for(lambda: agent.client.job.get_job("web")["Status"] == "dead")
+    wait_until(lambda: agent.client.job.get_job("web")["Status"] == "dead")
 
 
 def test_crashing_update_fails_deployment_and_auto_reverts(agent: InProcessAgent) -> None:
     agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
-    wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful", 20)
+    wait_until(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful", 20)
     agent.client.jobs.register_job({"Job": job_with(agent, CRASH)})
-    failed = wait_for(lambda: next((d for d in agent.client.job.get_deployments("web")
+    failed = wait_until(lambda: next((d for d in agent.client.job.get_deployments("web")
                                     if d["JobVersion"] == 1 and d["Status"] == "failed"), None), 30)
     assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
     crashed = [a for a in agent.client.job.get_allocations("web") if a["JobVersion"] == 1]
     assert crashed[0]["ClientStatus"] == "failed"
     assert crashed[0]["TaskStates"]["server"]["Restarts"] == 1  # restart block: 1 attempt, then fail
-    job = wait_for(lambda: (j := agent.client.job.get_job("web"))["Version"] == 2 and j, 10)
+    job = wait_until(lambda: (j := agent.client.job.get_job("web"))["Version"] == 2 and j, 10)
     assert job["TaskGroups"][0]["Tasks"][0]["Config"]["args"][2] == SERVER
     alloc = running_alloc(agent, version=2)
     assert get_text(f"http://127.0.0.1:{host_port(alloc)}/") == alloc["ID"]
-    wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["JobVersion"] == 2
+    wait_until(lambda: (d := agent.client.job.get_deployment("web")) and d["JobVersion"] == 2
              and d["Status"] == "successful", 20)
     stderr = requests.get(f"{agent.addr}/v1/client/fs/logs/{crashed[0]['ID']}",
                           params={"task": "server", "type": "stderr", "plain": "true"}).text
@@ -159,14 +160,14 @@ def test_rolling_update_replaces_one_at_a_time_and_meta_change_is_in_place(agent
     job = job_with(agent, SERVER)
     job["TaskGroups"][0]["Count"] = 2
     agent.client.jobs.register_job({"Job": job})
-    wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful", 20)
+    wait_until(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful", 20)
     first = {a["ID"] for a in agent.client.job.get_allocations("web")}
 
     job["Meta"] = {"note": "in place"}  # no task change: same allocations, new job version
     plan = agent.client.job.plan_job("web", {"Job": job})
     assert plan["Annotations"]["DesiredTGUpdates"]["web"]["InPlaceUpdate"] == 2
     agent.client.jobs.register_job({"Job": job})
-    wait_for(lambda: {a["JobVersion"] for a in agent.client.job.get_allocations("web")} == {1}, 10)
+    wait_until(lambda: {a["JobVersion"] for a in agent.client.job.get_allocations("web")} == {1}, 10)
     assert {a["ID"] for a in agent.client.job.get_allocations("web")} == first
 
     job["TaskGroups"][0]["Tasks"][0]["Env"]["GREETING"] = "changed"  # destructive
@@ -180,7 +181,7 @@ def test_rolling_update_replaces_one_at_a_time_and_meta_change_is_in_place(agent
         versions = sorted(a["JobVersion"] for a in live)
         seen_mixed |= versions == [1, 2]  # max_parallel 1: one old still serving while one new starts
         return versions == [2, 2] and all(a["ClientStatus"] == "running" for a in live)
-    wait_for(replaced, 30)
+    wait_until(replaced, 30)
     assert seen_mixed
     assert not first & {a["ID"] for a in agent.client.job.get_allocations("web") if a["DesiredStatus"] == "run"}
 
@@ -199,22 +200,22 @@ def test_batch_job_runs_to_completion(agent: InProcessAgent) -> None:
       }
     }'''
     agent.client.jobs.register_job({"Job": agent.client.jobs.parse(hcl, canonicalize=True)})
-    stub = wait_for(lambda: next((a for a in agent.client.job.get_allocations("once")
+    stub = wait_until(lambda: next((a for a in agent.client.job.get_allocations("once")
                                   if a["ClientStatus"] == "complete"), None), 15)
     assert stub["TaskStates"]["hello"]["State"] == "dead" and stub["TaskStates"]["hello"]["Failed"] is False
     assert agent.client.client.stream_logs.stream(stub["ID"], "hello", "stdout", plain=True) == "done in once.once[0]\n"
     assert agent.client.job.get_deployment("once") is None  # batch jobs get no deployment
-    wait_for(lambda: agent.client.job.get_job("once")["Status"] == "dead", 10)
+    wait_until(lambda: agent.client.job.get_job("once")["Status"] == "dead", 10)
 
 
 def test_purged_job_registered_again_gets_a_new_deployment(agent: InProcessAgent) -> None:
     # `nomadmesh down` then `up` does this: the new job starts at version 0 again, and must not be
     # mistaken for the purged job's version 0 (whose deployment may have ended long ago).
     agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
-    first = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful" and d, 20)
+    first = wait_until(lambda: (d := agent.client.job.get_deployment("web")) and d["Status"] == "successful" and d, 20)
     agent.client.job.deregister_job("web", purge=True)
-    wait_for(lambda: all(a["ClientStatus"] != "running" for a in agent.client.allocations.get_allocations()), 20)
+    wait_until(lambda: all(a["ClientStatus"] != "running" for a in agent.client.allocations.get_allocations()), 20)
     agent.client.jobs.register_job({"Job": job_with(agent, SERVER)})
-    second = wait_for(lambda: (d := agent.client.job.get_deployment("web")) and d["ID"] != first["ID"]
+    second = wait_until(lambda: (d := agent.client.job.get_deployment("web")) and d["ID"] != first["ID"]
                       and d["Status"] == "successful" and d, 20)
     assert second["JobVersion"] == 0 and second["TaskGroups"]["web"]["HealthyAllocs"] == 1

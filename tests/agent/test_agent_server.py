@@ -12,7 +12,9 @@ from typing import Callable
 
 import requests
 
-from conftest import REPO, RunningAgent, free_port
+from support.agents import RunningAgent
+from support.net import free_port
+from support.paths import REPO
 
 
 def test_agent_starts_answers_both_apis_and_stops_on_sigterm(running_agent: RunningAgent) -> None:

@@ -2,23 +2,12 @@
 intentions, services and checks, keeps its identity, and runs the checks again."""
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
 
 import consul
 
-from conftest import RunningAgent
+from support.agents import RunningAgent
 from test_agent_consul_agent import Target
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from support.waiting import wait_until
 
 
 def test_state_survives_sigkill_and_checks_run_again(running_agent: RunningAgent) -> None:
@@ -34,7 +23,7 @@ def test_state_survives_sigkill_and_checks_run_again(running_agent: RunningAgent
             check=consul.Check.http(f"http://127.0.0.1:{target.port}/", interval="200ms"),
             connect={"sidecar_service": {}},
         )
-        wait_for(lambda: c.agent.checks()["service:keep-1"]["Status"] == "passing")
+        wait_until(lambda: c.agent.checks()["service:keep-1"]["Status"] == "passing")
         before_index = int(c.kv.get("keep/me")[0])
         old_pid = running_agent.pid
 
@@ -52,7 +41,7 @@ def test_state_survives_sigkill_and_checks_run_again(running_agent: RunningAgent
         assert services["keep-1-sidecar-proxy"]["Proxy"]["LocalServicePort"] == target.port
         # the check is run by the new process: it follows the target's status change
         target.status = 503
-        wait_for(lambda: c.agent.checks()["service:keep-1"]["Status"] == "critical")
+        wait_until(lambda: c.agent.checks()["service:keep-1"]["Status"] == "critical")
         assert c.health.service("keep", passing=True)[1] == []
         # new writes continue the index instead of restarting it
         c.kv.put("keep/next", "x")

@@ -4,14 +4,15 @@ agent runs, they pass, and stopping the job deregisters it (Nomad's Consul integ
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 import consul
 import nomad
 import requests
 
-from conftest import REPO, RunningAgent
+from support.agents import RunningAgent
+from support.paths import REPO
+from support.waiting import wait_until
 
 TAX_JOB = """
 job "tax" {
@@ -53,16 +54,6 @@ job "tax" {
 """
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_job_service_is_registered_checked_and_deregistered(running_agent: RunningAgent) -> None:
     n = nomad.Nomad(host="127.0.0.1", port=running_agent.nomad_port, timeout=10)
     c = consul.Consul(host="127.0.0.1", port=running_agent.consul_port)
@@ -73,7 +64,7 @@ def test_job_service_is_registered_checked_and_deregistered(running_agent: Runni
     def passing() -> list[dict[str, Any]]:
         return c.health.service("tax", passing=True)[1]
 
-    rows = wait_for(passing)
+    rows = wait_until(passing)
     assert len(rows) == 1
     svc = rows[0]["Service"]
     assert svc["ID"].startswith("_nomad-task-") and svc["Tags"] == ["seed"]
@@ -83,5 +74,5 @@ def test_job_service_is_registered_checked_and_deregistered(running_agent: Runni
     assert body == {"Service": "Tax", "Version": 1.0}
 
     n.job.deregister_job("tax")
-    wait_for(lambda: c.catalog.service("tax")[1] == [])
+    wait_until(lambda: c.catalog.service("tax")[1] == [])
     assert not any(ch["ServiceName"] == "tax" for ch in c.agent.checks().values())

@@ -3,7 +3,6 @@ catalog -> ProxySnapshot builder (connect/proxies)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -15,8 +14,8 @@ from nomadmesh.agent.scheduling import connect_hook, spec
 from nomadmesh.agent.scheduling.services import registrations
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def sample_job(name: str) -> dict[str, Any]:

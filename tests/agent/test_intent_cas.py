@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import REPO
+from support.paths import REPO
 from nomadmesh.deploy import intentions as di
 from nomadmesh.errors import TargetError
 

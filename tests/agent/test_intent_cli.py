@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import free_port
+from support.net import free_port
 from nomadmesh.cli.main import cli
 
 

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import free_port
+from support.net import free_port
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy import intentions as di
 from nomadmesh.deploy.target import consul_client, target_from_env
+from support.paths import SERVICES
 
-SERVICES = str(Path(__file__).resolve().parent.parent / "services")
 
 
 def graph(agent_addr: str, *args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, ["graph", "--services", SERVICES, "--verdicts", "--consul-addr", agent_addr, *args])
+    r = CliRunner().invoke(cli, ["graph", "--services", str(SERVICES), "--verdicts", "--consul-addr", agent_addr, *args])
     return r.exit_code, r.output
 
 
@@ -39,7 +38,7 @@ def test_verdicts_on_every_edge(running_agent) -> None:
 
 
 def test_without_verdicts_no_network_and_no_labels() -> None:
-    r = CliRunner().invoke(cli, ["graph", "--services", SERVICES, "--format", "json",
+    r = CliRunner().invoke(cli, ["graph", "--services", str(SERVICES), "--format", "json",
                                  "--consul-addr", f"http://127.0.0.1:{free_port()}"])
     assert r.exit_code == 0
     assert all("verdict" not in e for e in json.loads(r.output)["edges"])

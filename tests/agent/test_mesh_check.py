@@ -12,8 +12,8 @@ from nomadmesh.deploy import intentions as di
 from nomadmesh.mesh.check import check_mesh, verdicts
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 from nomadmesh.spec.model import Project, Service, Spec, Upstream
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SERVICES = str(REPO / "services")
 
 
@@ -160,7 +160,7 @@ def test_cli_default_policy_comes_from_the_agent(agent_factory) -> None:
 
 
 def test_cli_unreachable_consul_exits_2(tmp_path: Path) -> None:
-    from conftest import free_port
+    from support.net import free_port
 
     result = CliRunner().invoke(cli, ["mesh", "check", "--services", SERVICES,
                                       "--consul-addr", f"http://127.0.0.1:{free_port()}"])

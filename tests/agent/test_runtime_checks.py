@@ -1,7 +1,6 @@
 """Health checks against real local servers: http statuses, tcp, timeouts, change-only callbacks."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from nomadmesh.agent.runtime.checks import CRITICAL, PASSING, WARNING, CheckRunner, CheckSpec, run_once
+from support.net import free_port
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,12 +40,6 @@ def server() -> Iterator[tuple[str, type[_Handler]]]:
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("code,status", [(200, PASSING), (204, PASSING), (429, WARNING), (500, CRITICAL),

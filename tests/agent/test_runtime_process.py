@@ -21,18 +21,11 @@ from nomadmesh.agent.runtime.process import (ProcessIdentity, TaskProcess, TaskS
                                              signal_number)
 from nomadmesh.agent.runtime.restarts import NS, RestartPolicy
 from nomadmesh.agent.runtime.taskdir import AllocDirs
+from support.paths import REPO
+from support.waiting import wait_until
 
 PY = sys.executable
 BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def alive(pid: int) -> bool:
@@ -268,7 +261,7 @@ time.sleep(60)
 def test_task_survives_agent_sigkill_and_is_adopted_then_restarted(make_spec, tasks, tmp_path: Path) -> None:
     """A real agent process starts a task and is SIGKILLed; we adopt the orphan (not our child)."""
     agent = subprocess.Popen([PY, "-c", AGENT, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=REPO)
     try:
         import json
         pid, start_time = json.loads(agent.stdout.readline())

@@ -3,25 +3,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import threading
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 from waitress.server import create_server
+from support.paths import SERVICES
+from support.net import free_port
 
-APP_FILE = Path(__file__).resolve().parent.parent / "services" / "app.py"
+APP_FILE = SERVICES / "app.py"
 _spec = importlib.util.spec_from_file_location("sample_app", APP_FILE)
 sample_app = importlib.util.module_from_spec(_spec)
 assert _spec.loader is not None
 _spec.loader.exec_module(sample_app)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

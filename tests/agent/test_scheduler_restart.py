@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import nomad
 import pytest
 
-from test_agent_nomad_api import wait_for
+from support.waiting import wait_until
 from test_agent_nomad_run import HTTP_JOB, SERVER, get_text, pid_alive
 
 @pytest.fixture
@@ -55,15 +55,15 @@ def test_sigkill_restart_adopts_live_tasks_and_restarts_dead_ones(agent: Any) ->
     c = client(agent)
     job = c.jobs.parse(HTTP_JOB % SERVER.replace('"', '\\"'), canonicalize=True)
     c.jobs.register_job({"Job": job})
-    alloc = wait_for(lambda: running(c), 20)
+    alloc = wait_until(lambda: running(c), 20)
     port = alloc["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
     assert get_text(f"http://127.0.0.1:{port}/") == alloc["ID"]
-    (pid,) = wait_for(lambda: _task_pids(agent.data_dir))
+    (pid,) = wait_until(lambda: _task_pids(agent.data_dir))
 
     agent.stop(kill=True)
     assert pid_alive(pid)  # the task outlives its agent
     agent.start()
-    again = wait_for(lambda: running(c), 20)
+    again = wait_until(lambda: running(c), 20)
     assert again["ID"] == alloc["ID"] and again["TaskStates"]["server"]["Restarts"] == 0
     assert _task_pids(agent.data_dir) == [pid]
     assert c.job.get_job("web")["Version"] == 0  # state intact
@@ -71,9 +71,9 @@ def test_sigkill_restart_adopts_live_tasks_and_restarts_dead_ones(agent: Any) ->
     # Kill the agent, then the task: the next agent restarts it (one attempt of the restart block).
     agent.stop(kill=True)
     os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: not pid_alive(pid), 5)
+    wait_until(lambda: not pid_alive(pid), 5)
     agent.start()
-    restarted = wait_for(lambda: (a := running(c)) and a["TaskStates"]["server"]["Restarts"] == 1 and a, 20)
+    restarted = wait_until(lambda: (a := running(c)) and a["TaskStates"]["server"]["Restarts"] == 1 and a, 20)
     assert restarted["ID"] == alloc["ID"]
     (new_pid,) = _task_pids(agent.data_dir)
     assert new_pid != pid and pid_alive(new_pid)
@@ -85,7 +85,7 @@ def test_sigkill_restart_adopts_live_tasks_and_restarts_dead_ones(agent: Any) ->
 
     # The next agent starts it again; an agent's own stop does not count as a task restart.
     agent.start()
-    back = wait_for(lambda: running(c), 20)
+    back = wait_until(lambda: running(c), 20)
     assert back["ID"] == alloc["ID"] and back["TaskStates"]["server"]["Restarts"] == 1
     assert get_text(f"http://127.0.0.1:{port}/") == alloc["ID"]
 
@@ -95,8 +95,8 @@ def test_agent_killed_while_stopping_an_allocation_finishes_the_stop(agent: Any)
 
     c = client(agent)
     c.jobs.register_job({"Job": c.jobs.parse(HTTP_JOB % SERVER.replace('"', '\\"'), canonicalize=True)})
-    alloc = wait_for(lambda: running(c), 20)
-    (pid,) = wait_for(lambda: _task_pids(agent.data_dir))
+    alloc = wait_until(lambda: running(c), 20)
+    (pid,) = wait_until(lambda: _task_pids(agent.data_dir))
     agent.stop(kill=True)
     # What the dead agent had decided but not done yet: this allocation is to stop.
     state = State(agent.data_dir / "state.db")
@@ -110,6 +110,6 @@ def test_agent_killed_while_stopping_an_allocation_finishes_the_stop(agent: Any)
         state.close()
     agent.start()
     c = client(agent)
-    done = wait_for(lambda: (a := c.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a, 20)
+    done = wait_until(lambda: (a := c.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a, 20)
     assert done["TaskStates"]["server"]["Restarts"] == 0  # adopted to be stopped, never restarted
     assert not pid_alive(pid)

@@ -5,8 +5,6 @@ we set) and one Nomad job without Connect; intentions are checked through py-con
 """
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 import threading
@@ -15,10 +13,12 @@ from typing import Any, Callable, Iterator
 
 import consul
 import nomad
-import pytest
 import requests
 
-from conftest import REPO, RunningAgent, free_port
+from support.agents import RunningAgent
+from support.net import free_port
+from support.paths import REPO
+from support.waiting import wait_until
 
 
 def register(agent: RunningAgent, name: str, upstreams: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> None:
@@ -236,28 +236,18 @@ job "n-tax" {
 """
 
 
-def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 def test_nomad_job_and_alloc_and_log_tail(module_agent: RunningAgent) -> None:
     n = nomad.Nomad(host="127.0.0.1", port=module_agent.nomad_port, timeout=10)
     job = n.jobs.parse(JOB % {"python": sys.executable, "app": REPO / "services" / "app.py"}, canonicalize=True)
     n.jobs.register_job({"Job": job})
     try:
-        wait_for(lambda: cclient(module_agent).health.service("n-tax", passing=True)[1], 30, "n-tax passing")
+        wait_until(lambda: cclient(module_agent).health.service("n-tax", passing=True)[1], 30, "n-tax passing")
         (alloc,) = [a for a in n.job.get_allocations("n-tax") if a["ClientStatus"] == "running"]
         html = ui(module_agent, "services").text
         row = html[html.index('data-service="n-tax"'):]
         row = row[:row.index("</tr>")]
         assert "job <strong>n-tax</strong>" in row and alloc["ID"][:8] in row and "(running)" in row
-        page = wait_for(lambda: (t := ui(module_agent, "services/n-tax").text) and "ui-log-marker" in t and t,
+        page = wait_until(lambda: (t := ui(module_agent, "services/n-tax").text) and "ui-log-marker" in t and t,
                         10, "log tail on the service page")
         assert alloc["ID"] in page and "app <small>stdout" in page
     finally:
@@ -271,7 +261,7 @@ def test_nomadmesh_ui_command_serves_the_same_ui(module_agent: RunningAgent) -> 
                              "--nomad-addr", module_agent.nomad_addr, "--port", str(port)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        page = wait_for(lambda: _get(f"http://127.0.0.1:{port}/ui/services"), 15, "nomadmesh ui answers")
+        page = wait_until(lambda: _get(f"http://127.0.0.1:{port}/ui/services"), 15, "nomadmesh ui answers")
         assert 'data-service="u-cli"' in page.text and module_agent.consul_addr in page.text
         assert _get(f"http://127.0.0.1:{port}/ui/static/ui.js").text.startswith("// Live updates")
         # The same port again: a one-line error naming the flag, no traceback.
@@ -301,13 +291,13 @@ def test_feed_restarts_watchers_that_ended_after_the_last_subscriber_left(module
     target = local_target("127.0.0.1", module_agent.nomad_port, module_agent.consul_port)
     feed = ChangeFeed(lambda: apis_for(target), wait_s=5)
     feed.subscribe()
-    wait_for(feed.primed, 5, "first priming")
+    wait_until(feed.primed, 5, "first priming")
     feed.unsubscribe()
     register(module_agent, "r-one")  # wakes the catalog and health watchers, which now end; the others block on
     time.sleep(0.5)
     feed.subscribe()
     try:
-        wait_for(feed.primed, 2, "primed again")
+        wait_until(feed.primed, 2, "primed again")
         seen = feed.version
         cclient(module_agent).config.set("service-intentions", "r-one", {
             "Kind": "service-intentions", "Name": "r-one", "Sources": [{"Name": "a", "Action": "deny"}]})

@@ -20,7 +20,9 @@ import nomad
 import pytest
 import requests
 
-from conftest import RunningAgent, free_port, wait_until
+from support.agents import RunningAgent
+from support.net import free_port
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root"), pytest.mark.timeout(120)]
 

@@ -14,26 +14,21 @@ import nomad
 import pytest
 import requests
 
-from test_agent_nomad_api import DOCKER_HCL, wait_for
+from support.waiting import wait_until
+from test_agent_nomad_api import DOCKER_HCL
 from test_agent_nomad_run import get_text
 from test_agent_nomad_samples import sample_job
+from support.net import free_port
 
 def clients(agent: Any) -> tuple[nomad.Nomad, consul.Consul]:
     return (nomad.Nomad(host="127.0.0.1", port=agent.nomad_port, timeout=10),
             consul.Consul(host="127.0.0.1", port=agent.consul_port))
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 def test_service_checks_pass_in_the_catalog_and_leave_with_the_job(running_agent: Any) -> None:
     n, c = clients(running_agent)
     port = free_port()
     n.jobs.register_job({"Job": sample_job("tax", port, "host", "127.0.0.1", {"tax": port})})
-    wait_for(lambda: (d := n.job.get_deployment("tax")) and d["Status"] == "successful", 30)
+    wait_until(lambda: (d := n.job.get_deployment("tax")) and d["Status"] == "successful", 30)
     _, entries = c.health.service("tax", passing=True)
     (entry,) = entries
     assert entry["Service"]["Port"] == port and entry["Service"]["Address"] == "127.0.0.1"
@@ -45,7 +40,7 @@ def test_service_checks_pass_in_the_catalog_and_leave_with_the_job(running_agent
     assert get_text(f"http://127.0.0.1:{port}/") .startswith('{"Service": "Tax"')
 
     n.job.deregister_job("tax", purge=True)
-    wait_for(lambda: c.catalog.service("tax")[1] == [], 15)
+    wait_until(lambda: c.catalog.service("tax")[1] == [], 15)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/", timeout=2)
 
@@ -53,7 +48,7 @@ def test_docker_job_is_a_placement_failure_not_a_crash(running_agent: Any) -> No
     n, _ = clients(running_agent)
     job = n.jobs.parse(DOCKER_HCL, canonicalize=True)
     out = n.jobs.register_job({"Job": job})
-    ev = wait_for(lambda: (e := n.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
+    ev = wait_until(lambda: (e := n.evaluation.get_evaluation(out["EvalID"]))["Status"] == "complete" and e)
     assert ev["FailedTGAllocs"]["cache"]["ConstraintFiltered"] == {"missing drivers": 1}
     assert requests.get(f"{running_agent.nomad_addr}/v1/agent/health").json()["server"]["ok"] is True
 
@@ -71,7 +66,7 @@ def test_bridge_allocations_are_released_when_the_agent_stops(
         n, c = clients(agent)
         port = free_port()
         n.jobs.register_job({"Job": sample_job("tax", port, "bridge", "", {"tax": port})})
-        wait_for(lambda: (d := n.job.get_deployment("tax")) and d["Status"] == "successful", 30)
+        wait_until(lambda: (d := n.job.get_deployment("tax")) and d["Status"] == "successful", 30)
         assert get_text(f"http://127.0.0.1:{port}/").startswith('{"Service": "Tax"')
         assert [ch["Status"] for ch in c.health.checks("tax")[1]] == ["passing"]
         assert len(list(Path("/run/netns").glob(f"nmt{tag}-*"))) == 1

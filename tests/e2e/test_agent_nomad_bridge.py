@@ -13,7 +13,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from test_agent_nomad_api import InProcessAgent, wait_for
+from support.agents import InProcessAgent
+from support.waiting import wait_until
 from test_agent_nomad_run import get_text
 
 pytestmark = pytest.mark.root
@@ -78,7 +79,7 @@ def test_bridge_job_is_reachable_on_its_mapped_port_and_leaves_nothing(bridge_ag
         stubs = [s for s in agent.client.job.get_allocations("echo") if s["ClientStatus"] == "running"]
         return agent.client.allocation.get_allocation(stubs[0]["ID"]) if stubs else None
 
-    alloc = wait_for(running, 30)
+    alloc = wait_until(running, 30)
     port = alloc["AllocatedResources"]["Shared"]["Ports"][0]
     assert port["To"] == 8080 and 20000 <= port["Value"] <= 32000
     ns_ip = alloc["NetworkStatus"]["Address"]
@@ -90,7 +91,7 @@ def test_bridge_job_is_reachable_on_its_mapped_port_and_leaves_nothing(bridge_ag
     assert alloc["ID"] in during["rules"] or ns_ip in during["rules"]
 
     agent.client.job.deregister_job("echo", purge=True)
-    wait_for(lambda: agent.client.allocation.get_allocation(alloc["ID"])["ClientStatus"] == "complete", 20)
+    wait_until(lambda: agent.client.allocation.get_allocation(alloc["ID"])["ClientStatus"] == "complete", 20)
     after = host_snapshot(f"nmt{tag}-", f"nmt{tag}")
     assert after["netns"] == [] and after["veths"] == ""
     assert alloc["ID"] not in after["rules"] and ns_ip not in after["rules"]

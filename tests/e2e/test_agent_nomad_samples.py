@@ -18,10 +18,13 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from test_agent_nomad_api import InProcessAgent, free_port, wait_for
+from support.agents import InProcessAgent
+from support.net import free_port
+from support.waiting import wait_until
 from test_agent_nomad_run import get_text
+from support.paths import SERVICES
 
-APP = str(Path(__file__).resolve().parent.parent / "services" / "app.py")
+APP = str(SERVICES / "app.py")
 S = 1_000_000_000
 UPSTREAM = {"order": ("INV_SVC_URL", "invoice"), "invoice": ("TAX_SVC_URL", "tax")}
 
@@ -52,7 +55,7 @@ def deploy_all(agent: InProcessAgent, mode: str, upstream_host: str) -> dict[str
     for name, port in ports.items():
         agent.client.jobs.register_job({"Job": sample_job(name, port, mode, upstream_host, ports)})
     for name in ports:
-        wait_for(lambda: (d := agent.client.job.get_deployment(name)) and d["Status"] == "successful", 30)
+        wait_until(lambda: (d := agent.client.job.get_deployment(name)) and d["Status"] == "successful", 30)
     return ports
 
 
@@ -89,7 +92,7 @@ def test_samples_in_host_mode(agent: InProcessAgent) -> None:
     assert answer(ports["tax"]) == [{"Service": "Tax", "Version": 1.0}]
     assert_catalog(agent, ports)
     agent.client.job.deregister_job("tax", purge=False)
-    wait_for(lambda: agent.ctx.catalog.health("tax") == [], 15)  # deregistered when it stops
+    wait_until(lambda: agent.ctx.catalog.health("tax") == [], 15)  # deregistered when it stops
     broken = requests.get(f"http://127.0.0.1:{ports['order']}/", timeout=10)
     assert broken.status_code == 502 and "invoice" in broken.text  # tax really stopped
 

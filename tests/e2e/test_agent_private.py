@@ -20,7 +20,9 @@ import nomad
 import pytest
 import requests
 
-from conftest import RunningAgent, free_port, wait_until
+from support.agents import RunningAgent
+from support.net import free_port
+from support.waiting import wait_until
 
 NOBODY = pwd.getpwnam("nobody")
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="running tasks as another user needs root")

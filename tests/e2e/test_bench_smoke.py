@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the agent benchmarks need bridge networking (root)"),

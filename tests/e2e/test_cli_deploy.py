@@ -15,10 +15,11 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
-from conftest import RunningAgent, _agent_factory
+from support.agents import RunningAgent, started_agents as _agent_factory
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.target import target_from_env
+from support.paths import SERVICES
 
 pytestmark = pytest.mark.root
 
@@ -33,7 +34,7 @@ CRASH = {"service": {"name": "crash", "port": 8080},
                    "restart": {"attempts": 0, "mode": "fail"},
                    "update": {"min_healthy_time": "500ms", "healthy_deadline": "20s", "progress_deadline": "30s",
                               "health_check": "task_states"}}}
-REPO_SERVICES = Path(__file__).resolve().parent.parent / "services"
+REPO_SERVICES = SERVICES
 DOCK = {"service": {"name": "dock", "port": 8080}, "nomad": {"driver": "docker", "image": "nginx"}}
 
 
@@ -193,7 +194,7 @@ def test_destroy_and_plan_refuse_unmanaged_jobs(agent: RunningAgent, tmp_path: P
 
 
 def test_unreachable_target_is_one_line(tmp_path: Path) -> None:
-    from conftest import free_port
+    from support.net import free_port
 
     addr = f"http://127.0.0.1:{free_port()}"
     r = CliRunner().invoke(cli, ["status", "--nomad-addr", addr])

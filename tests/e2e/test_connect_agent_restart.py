@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from host_mesh import HostMesh, wait_until
+from support.host_mesh import HostMesh
+from support.waiting import seconds_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
@@ -36,8 +37,8 @@ def test_sidecars_serve_without_the_agent_and_follow_the_restarted_one(host_mesh
     ready = time.monotonic() - restarted
     assert mesh.chain_ok()
     mesh.intention("invoice", "tax", "deny")
-    took = wait_until(lambda: mesh.order_fails_naming("invoice", "tax"), 1.0, what="deny after restart")
+    took = seconds_until(lambda: mesh.order_fails_naming("invoice", "tax"), 1.0, what="deny after restart")
     mesh.intention("invoice", "tax", None)
-    back = wait_until(mesh.chain_ok, 1.0, what="allow again after restart")
+    back = seconds_until(mesh.chain_ok, 1.0, what="allow again after restart")
     print(f"\nagent dead: {ok}/{total} calls answered in {LOOP_S}s; agent ready {ready:.2f}s after start; "
           f"deny enforced {took * 1000:.0f} ms after the write, delete {back * 1000:.0f} ms")

@@ -19,11 +19,12 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
-from meshkit import raw_http_request, tls_client_context
+from support.meshkit import raw_http_request, tls_client_context
+from support.waiting import seconds_until, wait_until
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.envoy import EnvoyProcess
@@ -36,16 +37,6 @@ pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
 SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"
 DENY = Intention("client", "server", "deny")
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll `check` until true; returns the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.002)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 @dataclass
@@ -186,7 +177,7 @@ def test_deny_blocks_new_requests_and_cuts_open_connections_within_1s(mesh: Mesh
             cut = b""
         cut_s = time.monotonic() - t0
         assert cut == b"" and cut_s < 1.0, cut_s
-        enforced_s = wait_until(lambda: not mesh.ok(), 1.0, "deny enforced") + cut_s
+        enforced_s = seconds_until(lambda: not mesh.ok(), 1.0, "deny enforced") + cut_s
         assert enforced_s < 1.0 + cut_s
         assert mesh.server_envoy.stats(r"connect_authz")["connect_authz.rbac.denied"] > denied0
     finally:
@@ -220,7 +211,7 @@ def test_sidecars_keep_serving_without_the_control_plane_and_catch_up_after(mesh
     mesh.set_server(intentions=(DENY,))  # written while the sidecars cannot hear it
     mesh.xds = XdsServer(mesh.cache, f"127.0.0.1:{port}", path).start()
     try:
-        took = wait_until(lambda: not mesh.ok(), 5, "deny picked up after reconnecting")
+        took = seconds_until(lambda: not mesh.ok(), 5, "deny picked up after reconnecting")
         assert took < 5
     finally:
         mesh.restore()

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from host_mesh import HostMesh
-from host_mesh import wait_until as wait_for
+from support.host_mesh import HostMesh
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
-from test_connect_e2e import SERVER, Mesh, mesh, wait_until  # noqa: F401 - `mesh` is the fixture
+from support.waiting import wait_until
+from test_connect_e2e import SERVER, Mesh, mesh  # noqa: F401 - `mesh` is the fixture
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
@@ -75,8 +75,8 @@ def test_a_refused_sidecar_is_reported_and_admits_nobody_until_fixed(host_mesh: 
     mesh = host_mesh
     assert proxy_status(mesh, "invoice-sidecar-proxy")["LastNack"] is None
     register_invoice(mesh, "localhost")  # Envoy listens on IP addresses only: it NACKs the listener
-    wait_for(lambda: proxy_status(mesh, "invoice-sidecar-proxy")["FailClosed"], 10, what="invoice fail-closed")
-    wait_for(lambda: mesh.order_fails_naming("invoice"), 10, what="order -> invoice refused")
+    wait_until(lambda: proxy_status(mesh, "invoice-sidecar-proxy")["FailClosed"], 10, what="invoice fail-closed")
+    wait_until(lambda: mesh.order_fails_naming("invoice"), 10, what="order -> invoice refused")
     status = proxy_status(mesh, "invoice-sidecar-proxy")
     nack = status["LastNack"]
     assert status["Service"] == "invoice" and status["Connected"] is True
@@ -87,7 +87,7 @@ def test_a_refused_sidecar_is_reported_and_admits_nobody_until_fixed(host_mesh: 
     assert 'data-proxy="fail-closed"' in page and "localhost" in page and "admits no caller" in page
     assert 'data-proxy="fail-closed"' not in service_page(mesh, "tax")
     register_invoice(mesh, "127.0.0.1")
-    wait_for(mesh.chain_ok, 15, what="order -> invoice -> tax again once the registration is fixed")
+    wait_until(mesh.chain_ok, 15, what="order -> invoice -> tax again once the registration is fixed")
     status = proxy_status(mesh, "invoice-sidecar-proxy")
     assert status["FailClosed"] is False and status["LastNack"]["ResolvedAt"] is not None
     assert 'data-proxy="fail-closed"' not in service_page(mesh, "invoice")

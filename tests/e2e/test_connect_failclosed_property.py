@@ -19,13 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshkit import tls_client_context
+from support.meshkit import tls_client_context
 from nomadmesh.agent.connect.cache import Resources
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.agent.connect.testing import DC, pinned_ca
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission, evaluate
-from test_connect_e2e import SERVER, Mesh, mesh, wait_until  # noqa: F401 - `mesh` is the fixture
+from support.waiting import wait_until
+from test_connect_e2e import SERVER, Mesh, mesh  # noqa: F401 - `mesh` is the fixture
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(180)]
 

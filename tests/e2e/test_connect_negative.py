@@ -17,9 +17,10 @@ from typing import Iterator
 import pytest
 import requests
 
-from conftest import RunningAgent
-from host_mesh import HostMesh, wait_until
-from meshkit import raw_http_request, tls_client_context as tls_context
+from support.agents import RunningAgent
+from support.host_mesh import HostMesh
+from support.waiting import wait_until
+from support.meshkit import raw_http_request, tls_client_context as tls_context
 from nomadmesh.agent.connect.ca import ConnectCA
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]

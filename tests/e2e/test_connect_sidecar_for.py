@@ -15,8 +15,10 @@ import time
 import pytest
 import requests
 
-from conftest import REPO, RunningAgent
-from host_mesh import HostMesh, envoy_is_envoy, wait_until
+from support.agents import RunningAgent
+from support.paths import REPO
+from support.host_mesh import HostMesh, envoy_is_envoy
+from support.waiting import seconds_until, wait_until
 from nomadmesh.agent.connect import sidecar_for
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
@@ -119,11 +121,11 @@ def test_seed_workflow_through_host_sidecars(host_mesh: HostMesh) -> None:
         assert mesh.envoy_stats(name, r"ssl\.handshake").get(key, 0) >= 1, name
 
     mesh.intention("invoice", "tax", "deny")
-    took_deny = wait_until(lambda: mesh.order_fails_naming("invoice", "tax"), 1.0, what="deny invoice -> tax")
+    took_deny = seconds_until(lambda: mesh.order_fails_naming("invoice", "tax"), 1.0, what="deny invoice -> tax")
     status, body = mesh.order()
     assert status == 502 and "tax" in body
     mesh.intention("invoice", "tax", None)
-    took_restore = wait_until(mesh.chain_ok, 1.0, what="chain restored after delete")
+    took_restore = seconds_until(mesh.chain_ok, 1.0, what="chain restored after delete")
     print(f"\nhost sidecars: deny enforced in {took_deny * 1000:.0f} ms, delete in {took_restore * 1000:.0f} ms")
 
 

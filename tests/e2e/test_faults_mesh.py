@@ -28,14 +28,14 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from conftest import wait_until
-from meshkit import pids_with
+from support.waiting import wait_until
+from support.meshkit import pids_with
 
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 NAMES = ("order", "invoice", "tax")
 CHAIN = ["Order", "Invoice", "Tax"]
 

@@ -20,14 +20,14 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from conftest import wait_until
-from meshkit import envoy_pids
+from support.waiting import wait_until
+from support.meshkit import envoy_pids
 
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 NAMES = ("order", "invoice", "tax")
 GATEWAY = "ingress"  # services/ingress: Nomad's ingress gateway, listener 8080 -> order
 CHAIN = [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]

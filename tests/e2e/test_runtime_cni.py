@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import pytest
 
 from nomadmesh.agent.runtime.cni import NETNS_DIR, BridgeNetwork, PortMap, build_conflist, plugin_config
 from nomadmesh.agent.runtime.process import TaskProcess, TaskSpec
+from support.paths import REPO
+from support.net import free_port
 
 pytestmark = [
     pytest.mark.root,
@@ -29,12 +30,6 @@ pytestmark = [
 
 def sh(*argv: str) -> str:
     return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 10.0) -> str:
@@ -204,7 +199,7 @@ def test_available_reasons(tmp_path: Path) -> None:
     code = ("import os; from pathlib import Path; from nomadmesh.agent.runtime.cni import BridgeNetwork;"
             "os.setgid(65534); os.setuid(65534); print(BridgeNetwork(Path('/nonexistent')).available())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=REPO)
     assert "needs root" in out.stdout, out.stderr
     with pytest.raises(ValueError):
         BridgeNetwork(tmp_path, bridge="a-very-long-bridge-name")

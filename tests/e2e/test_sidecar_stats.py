@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import RunningAgent
+from support.agents import RunningAgent
 from test_mesh_e2e import CHAIN, GATEWAY, NAMES, REPO, deploy_samples, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
 from test_ui_http import register
 

@@ -16,7 +16,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from conftest import REPO, RunningAgent
+from support.agents import RunningAgent
+from support.paths import REPO
 from test_ui_http import cclient, register, sources, ttl
 
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -15,35 +15,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
-from conftest import REPO, RunningAgent, free_port
+from support.agents import RunningAgent
+from support.net import free_port
+from support.paths import REPO
+from support.waiting import wait_until
 
 NAMES = ("tax", "invoice", "order")  # registration and start order: upstreams first
 UPSTREAM = {"order": ("invoice", "INV_SVC_URL"), "invoice": ("tax", "TAX_SVC_URL")}
 CHAIN = [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]
 STOP_TIMEOUT_S = 10
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.01, what: str = "condition") -> float:
-    """Poll `pred` until truthy; returns the seconds it took."""
-    start = time.monotonic()
-    last: Any = None
-    while time.monotonic() - start < timeout:
-        try:
-            last = pred()
-            if last:
-                return time.monotonic() - start
-        except (requests.RequestException, OSError, ValueError):
-            pass
-        time.sleep(step)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

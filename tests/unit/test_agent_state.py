@@ -10,13 +10,6 @@ import pytest
 from nomadmesh.agent.state import CasError, State
 
 
-@pytest.fixture
-def fresh_state(tmp_path: Path) -> State:
-    state = State(tmp_path / "state.db")
-    yield state
-    state.close()
-
-
 def test_every_write_takes_the_next_index(fresh_state: State) -> None:
     first = fresh_state.put("kv", "a", "1")
     second = fresh_state.put("kv", "a", "2")

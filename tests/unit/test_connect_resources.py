@@ -2,14 +2,11 @@
 
 Golden files live in tests/golden/<listeners|clusters|endpoints>/<case>.json (certificates are not in them: listeners and
 clusters name SDS secrets, and the trust domain is pinned). Rewrite them after an intended change
-with `NOMADMESH_UPDATE_GOLDEN=1 pytest tests/test_connect_resources.py` and review the diff.
+with `NOMADMESH_UPDATE_GOLDEN=1 pytest tests/unit` and review the diff.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -18,14 +15,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from google.protobuf import json_format
 
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
 from nomadmesh.agent.connect.testing import CLUSTER_ID, pinned_ca, snapshot, upstream
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
+from support.golden import assert_golden
 
-GOLDEN = Path(__file__).parent / "golden"
 TD = f"{CLUSTER_ID}.consul"
 SNI_INVOICE = f"invoice.default.dc1.internal.{TD}"
 
@@ -59,15 +55,8 @@ def _by_name(msgs) -> dict:
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("type_url", [LISTENER, CLUSTER, ENDPOINT])
 def test_golden(case: str, type_url: str) -> None:
-    msgs = sorted(build_resources(CASES[case]())[type_url], key=lambda m: json_format.MessageToJson(m))
-    got = json.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in msgs],
-                     indent=2, sort_keys=True) + "\n"
-    path = GOLDEN / {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINT: "endpoints"}[type_url] / f"{case}.json"
-    if os.environ.get("NOMADMESH_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(got)
-    assert path.exists(), f"{path} missing: run with NOMADMESH_UPDATE_GOLDEN=1 and review it"
-    assert got == path.read_text()
+    """The resources of each case equal tests/golden/<type>/<case>.json."""
+    assert_golden(type_url, case, build_resources(CASES[case]())[type_url])
 
 
 def test_public_listener_requires_a_client_cert_and_runs_rbac_before_tcp_proxy() -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import pytest
 
 import nomadmesh
 from nomadmesh.cli.main import cli
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _reference_module():

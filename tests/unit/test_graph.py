@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "spec"))
-from spec_builders import definition, write_services  # noqa: E402
+from support.spec_builders import definition, write_services
 
 from nomadmesh.cli.main import cli  # noqa: E402
 from nomadmesh.mesh.graph import Edge, Graph, Node, build_graph, to_dot, to_json, to_mermaid  # noqa: E402
 from nomadmesh.spec import load_spec  # noqa: E402
 from nomadmesh.spec.model import Project, Service, Spec, Upstream  # noqa: E402
+from support.paths import SERVICES
 
-SAMPLES = Path(__file__).resolve().parent.parent / "services"
+SAMPLES = SERVICES
 # The ingress gateway's listener is an edge like a declared upstream (gateway -> order on :8080).
 SAMPLE_GRAPH = Graph(
     nodes=(Node("ingress", 8080), Node("invoice", 5001), Node("order", 5000), Node("tax", 5002)),

@@ -3,10 +3,7 @@
 (tests/golden/<type>/ingress-*.json; rewrite with NOMADMESH_UPDATE_GOLDEN=1 and review)."""
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +13,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from google.protobuf import json_format
 
 from nomadmesh.agent.connect.cache import SnapshotCache, check_consistent
 from nomadmesh.agent.connect.ingress_snapshot import (
@@ -33,8 +29,8 @@ from nomadmesh.agent.connect.resources import (
     build_resources,
 )
 from nomadmesh.agent.connect.testing import CLUSTER_ID, DC, pinned_ca
+from support.golden import assert_golden
 
-GOLDEN = Path(__file__).parent / "golden"
 TD = f"{CLUSTER_ID}.consul"
 SNI_ORDER = f"order.default.dc1.internal.{TD}"
 
@@ -65,14 +61,8 @@ def _unpack(any_msg: Any, cls: Any) -> Any:
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("type_url", [LISTENER, CLUSTER, ENDPOINT])
 def test_golden(case: str, type_url: str) -> None:
-    msgs = sorted(build_resources(CASES[case]())[type_url], key=lambda m: json_format.MessageToJson(m))
-    got = json.dumps([json_format.MessageToDict(m, preserving_proto_field_name=True) for m in msgs],
-                     indent=2, sort_keys=True) + "\n"
-    path = GOLDEN / {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINT: "endpoints"}[type_url] / f"{case}.json"
-    if os.environ.get("NOMADMESH_UPDATE_GOLDEN"):
-        path.write_text(got)
-    assert path.exists(), f"{path} missing: run with NOMADMESH_UPDATE_GOLDEN=1 and review it"
-    assert got == path.read_text()
+    """The resources of each case equal tests/golden/<type>/<case>.json."""
+    assert_golden(type_url, case, build_resources(CASES[case]())[type_url])
 
 
 def test_tcp_listener_is_plaintext_and_proxies_to_the_destination_cluster() -> None:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 
 from nomadmesh.agent.jobspec import canonicalize, parse_hcl, validate
+from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 S = 1_000_000_000
 
 MINIMAL = 'job "web" {\n  group "g" {\n    task "t" {\n      driver = "raw_exec"\n    }\n  }\n}\n'

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 
 from nomadmesh.agent.jobspec import canonicalize, diff, parse_hcl, update_kind
+from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 
 
 @pytest.fixture

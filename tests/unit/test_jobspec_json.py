@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from nomadmesh.agent.jobspec import JobspecError, canonicalize, from_json, parse_hcl
+from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 
 
 def test_parsed_and_canonical_jobs_are_accepted_unchanged():

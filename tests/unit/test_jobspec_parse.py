@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from nomadmesh.agent.jobspec import JobspecError, parse_hcl
+from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "jobspec"
 
 
 def test_countdash_from_hashicorp_docs_parses_to_exact_job_json():

@@ -2,11 +2,11 @@
 as the renderer's own Job JSON, including user strings that look like HCL syntax."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from nomadmesh.agent.jobspec import canonicalize, diff, parse_hcl, validate
+from support.paths import SERVICES
 
 render = pytest.importorskip("nomadmesh.render")
 model = pytest.importorskip("nomadmesh.spec.model")
@@ -47,7 +47,7 @@ def test_sample_services_round_trip_when_spec_loading_exists():
     load_spec = getattr(spec_pkg, "load_spec", None)
     if load_spec is None:
         pytest.skip("nomadmesh.spec.load_spec is not written yet")
-    spec = load_spec(Path(__file__).parent.parent / "services")
+    spec = load_spec(SERVICES)
     assert {"order", "invoice", "tax"} <= set(spec.names)
     for service in spec.services:
         from_hcl = canonicalize(parse_hcl(render.render_hcl(service, spec.project)))

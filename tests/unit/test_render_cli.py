@@ -11,11 +11,12 @@ from click.testing import CliRunner, Result
 import nomadmesh.spec
 from nomadmesh.cli.main import cli
 from nomadmesh.render.readback import hcl_to_job
+from support.paths import SERVICES
 
 pytestmark = pytest.mark.skipif(
     not hasattr(nomadmesh.spec, "load_spec"), reason="nomadmesh.spec.load_spec not written yet"
 )
-SAMPLES = Path(__file__).resolve().parent.parent / "services"
+SAMPLES = SERVICES
 
 
 @pytest.fixture

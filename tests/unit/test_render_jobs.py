@@ -10,6 +10,7 @@ from nomadmesh.render import job_dict, render, render_hcl
 from nomadmesh.render.ownership import definition_hash, package_version
 from nomadmesh.render.readback import hcl_to_job
 from nomadmesh.spec.model import Check, Project, Resources, Restart, Run, Service, Spec, Update, Upstream
+from support.paths import SERVICES
 
 HEALTH = Check(type="http", name="health", path="/health", interval="2s", timeout="1s", expose=True)
 
@@ -244,9 +245,8 @@ def test_sample_service_files_render_when_the_loader_is_present() -> None:
     spec_mod = pytest.importorskip("nomadmesh.spec")
     if not hasattr(spec_mod, "load_spec"):
         pytest.skip("nomadmesh.spec.load_spec not written yet")
-    from pathlib import Path
 
-    services = Path(__file__).resolve().parent.parent / "services"
+    services = SERVICES
     spec = spec_mod.load_spec(services)
     rendered = render(spec)
     assert sorted(rendered) == ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,13 +36,6 @@ def make_job(hcl: str = HCL, **changes: Any) -> dict[str, Any]:
     for k, v in changes.items():
         job[k] = v
     return job
-
-
-@pytest.fixture
-def fresh_state(tmp_path: Path):
-    state = State(tmp_path / "state.db")
-    yield state
-    state.close()
 
 
 @pytest.fixture

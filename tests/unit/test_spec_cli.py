@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "spec"))
-from spec_builders import UPSTREAMS, definition, write_services  # noqa: E402
+from support.spec_builders import UPSTREAMS, definition, write_services
 
 from nomadmesh.cli.main import cli  # noqa: E402
+from support.paths import SERVICES
 
-SAMPLES = Path(__file__).resolve().parent.parent / "services"
+SAMPLES = SERVICES
 
 
 def run(*args: str) -> Result:

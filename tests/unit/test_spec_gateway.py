@@ -3,14 +3,12 @@ the exact `file: field: message` a user sees), its rendering to Nomad's gateway 
 agent accepts and injects like Nomad), and what `nomadmesh up` prints to call through it."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "spec"))
-from spec_builders import definition, edit, problems, write_services  # noqa: E402
+from support.spec_builders import definition, edit, problems, write_services
 
 from nomadmesh.agent.scheduling import spec as agent_spec  # noqa: E402
 from nomadmesh.cli.up import _entry  # noqa: E402

@@ -3,23 +3,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "spec"))
-from spec_builders import definition, problems, write_services  # noqa: E402
+from support.spec_builders import definition, problems, write_services
 
 from nomadmesh.errors import Problem, SpecError  # noqa: E402
 from nomadmesh.spec import find_service_files, load_spec  # noqa: E402
 from nomadmesh.spec.model import (  # noqa: E402
     Check, IngressListener, IngressService, Project, Resources, Restart, Run, Service, Update, Upstream,
 )
+from support.paths import REPO
+from support.paths import SPEC_FIXTURES as FIXTURES
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "services"
-FIXTURES = Path(__file__).parent / "fixtures" / "spec"
 
 
 # The samples shorten Nomad's update timings so a demo deploy is healthy in seconds.

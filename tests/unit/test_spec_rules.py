@@ -1,14 +1,12 @@
 """Every validation rule of service definitions, with the exact message a user sees."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "spec"))
-from spec_builders import UPSTREAMS, definition, edit, problems  # noqa: E402
+from support.spec_builders import UPSTREAMS, definition, edit, problems
 
 from nomadmesh.spec import load_spec  # noqa: E402
 
@@ -149,7 +147,7 @@ def test_two_upstreams_on_one_local_bind_port(tmp_path: Path) -> None:
 def test_two_services_may_share_a_local_bind_port(tmp_path: Path) -> None:
     # Each allocation has its own network namespace, so this is legal (see DESIGN.md).
     docs = {"a": definition("a", 5000, {"c": 6001}), "b": definition("b", 5001, {"c": 6001}), "c": definition("c", 5002)}
-    from spec_builders import write_services
+    from support.spec_builders import write_services
 
     assert load_spec(write_services(tmp_path, docs)).names == ("a", "b", "c")
 
@@ -171,7 +169,7 @@ def test_undefined_upstream_suggests_a_close_name(tmp_path: Path) -> None:
 
 
 def test_external_upstream_allowed_by_flag_or_project_file(tmp_path: Path) -> None:
-    from spec_builders import write_services
+    from support.spec_builders import write_services
 
     services = write_services(tmp_path, {"a": definition("a", 5000, {"billing": 6001})})
     assert load_spec(services, allow_external=["billing"]).service("a").upstreams[0].destination_name == "billing"
@@ -189,7 +187,7 @@ def test_same_static_publish_port_names_both_files(tmp_path: Path) -> None:
 
 
 def test_cycle_is_a_warning_naming_the_cycle(tmp_path: Path) -> None:
-    from spec_builders import write_services
+    from support.spec_builders import write_services
 
     docs = {"a": definition("a", 5000, {"b": 6001}), "b": definition("b", 5001, {"c": 6002}),
             "c": definition("c", 5002, {"a": 6003}), "d": definition("d", 5003, {"a": 6004})}  # fmt: skip
@@ -225,7 +223,7 @@ def test_every_problem_of_every_file_at_once(tmp_path: Path) -> None:
     ['say "hi"', "${var.x}", "%{ if true }x%{ endif }", "{{ env \"X\" }}", "line1\nline2", "ünïcødé ✓", "back\\slash"],
 )
 def test_free_text_accepts_anything(tmp_path: Path, value: str) -> None:
-    from spec_builders import write_services
+    from support.spec_builders import write_services
 
     doc = definition("a", 5000, args=[value], env={"V": value})
     doc["service"]["tags"] = [value]
