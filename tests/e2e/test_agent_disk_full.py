@@ -24,7 +24,7 @@ from support.agents import RunningAgent
 from support.net import free_port
 from support.waiting import wait_until
 
-pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root"), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]  # root: it mounts a tmpfs
 
 JOB = '''job "diskfull" {
   group "g" {

@@ -14,7 +14,8 @@ from support.paths import REPO
 
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="the agent benchmarks need bridge networking (root)"),
+    pytest.mark.root,  # the agent benchmarks need bridge networking
+    pytest.mark.envoy,
     pytest.mark.skipif(not Path("/usr/lib/cni/bridge").exists(), reason="CNI plugins missing"),
     pytest.mark.timeout(240),
 ]

@@ -12,7 +12,7 @@ import requests
 
 from test_cli_deploy import REPO_SERVICES, agent, api, run  # noqa: F401  (module fixture)
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.envoy]
 
 
 def test_samples_deploy_in_dependency_order_and_answer(agent) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

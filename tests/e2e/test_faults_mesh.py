@@ -40,7 +40,8 @@ NAMES = ("order", "invoice", "tax")
 CHAIN = ["Order", "Invoice", "Tax"]
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="bridge networking needs root"),
+    pytest.mark.root,  # bridge networking
+    pytest.mark.envoy,
     pytest.mark.skipif(not Path("/usr/lib/cni/bridge").exists(), reason="CNI plugins missing"),
     pytest.mark.timeout(150),
 ]

@@ -33,7 +33,8 @@ GATEWAY = "ingress"  # services/ingress: Nomad's ingress gateway, listener 8080 
 CHAIN = [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]
 
 pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="bridge networking needs root"),
+    pytest.mark.root,  # bridge networking
+    pytest.mark.envoy,
     pytest.mark.skipif(not Path("/usr/lib/cni/bridge").exists(), reason="CNI plugins missing"),
     pytest.mark.timeout(150),
 ]

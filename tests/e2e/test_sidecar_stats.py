@@ -148,6 +148,7 @@ def _figures(agent: RunningAgent, sidecar_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.envoy
+@pytest.mark.browser  # it takes a screenshot of the page
 @e2e_marks[0]  # root
 @e2e_marks[1]  # CNI plugins
 @pytest.mark.timeout(150)
