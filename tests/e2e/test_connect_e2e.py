@@ -24,7 +24,7 @@ from typing import Iterator
 import pytest
 
 from support.meshkit import raw_http_request, tls_client_context
-from support.waiting import seconds_until, wait_until
+from support.waiting import wait_until
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.envoy import EnvoyProcess
@@ -124,7 +124,7 @@ def test_request_through_the_upstream_listener_goes_over_mtls(mesh: Mesh) -> Non
     assert after > before
     sni = f"server.default.{DC}.internal.{pinned_ca().trust_domain}"
     assert mesh.client_envoy.stats(r"ssl\.handshake")[f"cluster.{sni}.ssl.handshake"] >= 1
-    assert mesh.startup_s < 5
+    # how long Envoy takes to start is a figure: bench/connect_dataplane.py (envoy_start_listener_ms)
 
 
 def _tls_client(ca: ConnectCA | None, service: str | None) -> ssl.SSLContext:
@@ -161,7 +161,8 @@ def test_public_listener_refuses_everything_but_an_allowed_mesh_identity(mesh: M
     assert stats[prefix + "connection_error"] > stats0.get(prefix + "connection_error", 0)
 
 
-def test_deny_blocks_new_requests_and_cuts_open_connections_within_1s(mesh: Mesh) -> None:
+def test_deny_blocks_new_requests_and_cuts_open_connections(mesh: Mesh) -> None:
+    """How fast is a figure (bench/connect_dataplane.py: deny_enforced_ms, deny_cut_open_ms, allow_restored_ms)."""
     conn = http.client.HTTPConnection("127.0.0.1", mesh.upstream_port, timeout=5)
     conn.request("GET", "/keepalive")
     assert conn.getresponse().read() == b"backend server /keepalive\n"
@@ -169,23 +170,18 @@ def test_deny_blocks_new_requests_and_cuts_open_connections_within_1s(mesh: Mesh
     open_sock.settimeout(2)
     denied0 = mesh.server_envoy.stats(r"connect_authz").get("connect_authz.rbac.denied", 0)
     try:
-        t0 = time.monotonic()
         mesh.set_server(intentions=(DENY,))
         try:
-            cut = open_sock.recv(1)  # blocks until the proxy closes the connection
+            cut = open_sock.recv(1)  # blocks until the proxy closes the connection (a timeout fails the test)
         except ConnectionError:
             cut = b""
-        cut_s = time.monotonic() - t0
-        assert cut == b"" and cut_s < 1.0, cut_s
-        enforced_s = seconds_until(lambda: not mesh.ok(), 1.0, "deny enforced") + cut_s
-        assert enforced_s < 1.0 + cut_s
+        assert cut == b""
+        wait_until(lambda: not mesh.ok(), 5, "deny enforced on new requests")
         assert mesh.server_envoy.stats(r"connect_authz")["connect_authz.rbac.denied"] > denied0
     finally:
         conn.close()
-    t1 = time.monotonic()
     mesh.cache.set(SERVER, mesh.server_snap)  # delete the intention
-    wait_until(mesh.ok, 1.0, "allowed again after the deny is deleted")
-    assert time.monotonic() - t1 < 1.0
+    wait_until(mesh.ok, 5, "allowed again after the deny is deleted")
 
 
 def test_http_protocol_enforces_l7_permissions(mesh: Mesh) -> None:
@@ -211,8 +207,7 @@ def test_sidecars_keep_serving_without_the_control_plane_and_catch_up_after(mesh
     mesh.set_server(intentions=(DENY,))  # written while the sidecars cannot hear it
     mesh.xds = XdsServer(mesh.cache, f"127.0.0.1:{port}", path).start()
     try:
-        took = seconds_until(lambda: not mesh.ok(), 5, "deny picked up after reconnecting")
-        assert took < 5
+        wait_until(lambda: not mesh.ok(), 10, "deny picked up after reconnecting")
     finally:
         mesh.restore()
 
