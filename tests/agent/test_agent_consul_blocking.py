@@ -50,7 +50,7 @@ def test_watcher_returns_within_a_second_of_a_change(module_agent: RunningAgent,
     url = module_agent.consul_addr + path
     index = current_index(url)
     w = watch(url, index)
-    time.sleep(0.5)
+    time.sleep(0.5)  # time must pass: the query must NOT return while nothing changes
     assert w["thread"].is_alive(), "the query must block until something changes"
     changed_at = time.monotonic()
     change()

@@ -105,14 +105,14 @@ def test_runner_reports_only_changes_and_stops(server) -> None:
         changed.clear()
         handler.status = 503
         assert changed.wait(5)
-        time.sleep(0.2)
+        time.sleep(0.2)  # more runs happen meanwhile: they must NOT report the unchanged status again
         assert [s for _, s, _ in seen] == [PASSING, CRITICAL]
         assert runner.status("web")[0] == CRITICAL
         runner.remove("web")
         assert runner.status("web") is None and runner.check_ids() == []
         n = len(seen)
         handler.status = 200
-        time.sleep(0.3)
+        time.sleep(0.3)  # time for runs that must NOT happen
         assert len(seen) == n  # a removed check reports nothing
         runner.add(CheckSpec("db", "tcp", tcp=url.removeprefix("http://"), interval_s=10))
         assert runner.check_ids() == ["db"]

@@ -294,7 +294,7 @@ def test_feed_restarts_watchers_that_ended_after_the_last_subscriber_left(module
     wait_until(feed.primed, 5, "first priming")
     feed.unsubscribe()
     register(module_agent, "r-one")  # wakes the catalog and health watchers, which now end; the others block on
-    time.sleep(0.5)
+    time.sleep(0.5)  # let the woken watchers finish (nothing to poll for: they end silently)
     feed.subscribe()
     try:
         wait_until(feed.primed, 2, "primed again")

@@ -78,7 +78,7 @@ def test_follow_yields_new_data_heartbeats_and_ends_when_done(tmp_path: Path) ->
     path = root / "alloc/logs/web.stdout.0"
     finished = threading.Event()
 
-    def writer() -> None:
+    def writer() -> None:  # the silences are the point: heartbeats must come while nothing is written
         time.sleep(0.3)
         with open(path, "ab") as f:
             f.write(b"second\n")
