@@ -15,18 +15,8 @@ import requests
 
 from support.waiting import wait_until
 from support.agents import InProcessAgent
+from support.nomad_jobs import DOCKER_HCL
 
-DOCKER_HCL = """
-job "cache" {
-  group "cache" {
-    count = 2
-    task "redis" {
-      driver = "docker"
-      config { image = "redis:7" }
-    }
-  }
-}
-"""
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import get_text
 from support.waiting import wait_until
 
 S = 1_000_000_000
@@ -77,16 +78,6 @@ def running_alloc(agent: InProcessAgent, version: int = 0) -> dict[str, Any]:
 
 def host_port(alloc: dict[str, Any]) -> int:
     return alloc["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
-
-
-def get_text(url: str, timeout: float = 10.0) -> str:
-    """GET once the task's server listens (running means started, not yet listening)."""
-    def attempt() -> str | None:
-        try:
-            return requests.get(url, timeout=2).text
-        except requests.ConnectionError:
-            return None
-    return wait_until(attempt, timeout)
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,26 +11,14 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-import consul
 import nomad
 import requests
 
 from support.agents import RunningAgent
+from support.consul_api import cclient, register, sources, ttl
 from support.net import free_port
 from support.paths import REPO
 from support.waiting import wait_until
-
-
-def register(agent: RunningAgent, name: str, upstreams: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> None:
-    body = {"Name": name, "Port": free_port(), "Tags": list(tags), "Check": {"TTL": "60s"},
-            "Connect": {"SidecarService": {"Proxy": {"Upstreams": [
-                {"DestinationName": u, "LocalBindPort": 7000 + i} for i, u in enumerate(upstreams)]}}}}
-    requests.put(f"{agent.consul_addr}/v1/agent/service/register", json=body, timeout=5).raise_for_status()
-
-
-def ttl(agent: RunningAgent, name: str, status: str, note: str) -> None:
-    requests.put(f"{agent.consul_addr}/v1/agent/check/{status}/service:{name}", params={"note": note},
-                 timeout=5).raise_for_status()
 
 
 def ui(agent: RunningAgent, path: str, **kw: Any) -> requests.Response:
@@ -39,15 +27,6 @@ def ui(agent: RunningAgent, path: str, **kw: Any) -> requests.Response:
 
 def post(agent: RunningAgent, path: str, data: dict[str, str], **kw: Any) -> requests.Response:
     return requests.post(f"{agent.consul_addr}/ui/{path}", data=data, timeout=10, allow_redirects=False, **kw)
-
-
-def cclient(agent: RunningAgent) -> consul.Consul:
-    return consul.Consul(host="127.0.0.1", port=agent.consul_port)
-
-
-def sources(agent: RunningAgent, dst: str) -> dict[str, str] | None:
-    entry = cclient(agent).config.get("service-intentions", dst)
-    return None if entry is None else {s["Name"]: s.get("Action", "l7") for s in entry["Sources"]}
 
 
 def test_services_page_shows_instances_health_output_tags_and_sidecars(module_agent: RunningAgent) -> None:

@@ -15,8 +15,7 @@ import pytest
 import requests
 
 from support.waiting import wait_until
-from test_agent_nomad_api import DOCKER_HCL
-from test_agent_nomad_run import get_text
+from support.nomad_jobs import DOCKER_HCL, get_text
 from test_agent_nomad_samples import sample_job
 from support.net import free_port
 

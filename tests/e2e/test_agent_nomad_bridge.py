@@ -15,7 +15,7 @@ import requests
 
 from support.agents import InProcessAgent
 from support.waiting import wait_until
-from test_agent_nomad_run import get_text
+from support.nomad_jobs import get_text
 
 pytestmark = pytest.mark.root
 

@@ -21,7 +21,7 @@ import requests
 from support.agents import InProcessAgent
 from support.net import free_port
 from support.waiting import wait_until
-from test_agent_nomad_run import get_text
+from support.nomad_jobs import get_text
 from support.paths import SERVICES
 
 APP = str(SERVICES / "app.py")

@@ -13,107 +13,22 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import ssl
-import tempfile
-import time
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Iterator
+from dataclasses import replace
 
 import pytest
 
 from support.meshkit import raw_http_request, tls_client_context
 from support.waiting import wait_until
 from nomadmesh.agent.connect.ca import ConnectCA
-from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.agent.connect.envoy import EnvoyProcess
-from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
-from nomadmesh.agent.connect.testing import DC, free_port, pinned_ca, snapshot, start_backend, upstream
+from nomadmesh.agent.connect.testing import DC, pinned_ca
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
-SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"
+from support.envoy_pair import SERVER, Mesh
 DENY = Intention("client", "server", "deny")
-
-
-@dataclass
-class Mesh:
-    dir: Path
-    cache: SnapshotCache
-    xds: XdsServer
-    server_envoy: EnvoyProcess
-    client_envoy: EnvoyProcess
-    server_snap: ProxySnapshot
-    server_port: int
-    upstream_port: int
-    health_port: int
-    startup_s: float
-
-    def get(self, path: str = "/", port: int | None = None, timeout: float = 2) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", port or self.upstream_port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def status(self, path: str = "/") -> int | None:
-        """The HTTP status of a fresh request, None if the connection was refused or cut."""
-        try:
-            return self.get(path)[0]
-        except (OSError, http.client.HTTPException):
-            return None
-
-    def ok(self, path: str = "/") -> bool:
-        return self.status(path) == 200
-
-    def set_server(self, **changes) -> None:
-        self.cache.set(SERVER, replace(self.server_snap, **changes))
-
-    def restore(self) -> None:
-        self.cache.set(SERVER, self.server_snap)
-        wait_until(self.ok, 5, "mesh restored")
-
-
-@pytest.fixture(scope="module")
-def mesh() -> Iterator[Mesh]:
-    work = Path(tempfile.mkdtemp(prefix="nme2e"))  # short path: it holds the unix socket
-    backend, app_port = start_backend("server")
-    sp, cp, up, hp = free_port(), free_port(), free_port(), free_port()
-    cache = SnapshotCache()
-    server_snap = snapshot("server", sp, app_port, public_address="127.0.0.1",
-                           exposed_paths=(ExposePath("/health", app_port, hp),))
-    cache.set(SERVER, server_snap)
-    cache.set(CLIENT, snapshot("client", cp, app_port, public_address="127.0.0.1",
-                               upstreams=(upstream("server", up, (("127.0.0.1", sp),)),)))
-    xds = XdsServer(cache, "127.0.0.1:0", work / "xds.sock").start()
-    envoys: list[EnvoyProcess] = []
-    try:
-        t0 = time.monotonic()
-        server_envoy = EnvoyProcess(SERVER, "server", xds.address, work / "server")
-        envoys.append(server_envoy.start())
-        client_envoy = EnvoyProcess(CLIENT, "client", str(work / "xds.sock"), work / "client")
-        envoys.append(client_envoy.start())
-        server_envoy.wait_listener(f"public_listener:127.0.0.1:{sp}")
-        client_envoy.wait_listener(f"server:127.0.0.1:{up}")
-        m = Mesh(work, cache, xds, server_envoy, client_envoy, server_snap, sp, up, hp,
-                 time.monotonic() - t0)
-        wait_until(m.ok, 10, "first request through the mesh")
-        yield m
-        xds = m.xds  # a test may have replaced it
-    finally:
-        for envoy in envoys:
-            envoy.stop()
-        xds.stop()
-        backend.shutdown()
-        backend.server_close()
-        shutil.rmtree(work, ignore_errors=True)
-    for envoy in envoys:
-        assert envoy.proc is None
 
 
 def test_request_through_the_upstream_listener_goes_over_mtls(mesh: Mesh) -> None:

@@ -19,7 +19,7 @@ import requests
 from support.host_mesh import HostMesh
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 from support.waiting import wait_until
-from test_connect_e2e import SERVER, Mesh, mesh  # noqa: F401 - `mesh` is the fixture
+from support.envoy_pair import SERVER, Mesh
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 

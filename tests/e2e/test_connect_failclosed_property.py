@@ -26,7 +26,7 @@ from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.agent.connect.testing import DC, pinned_ca
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission, evaluate
 from support.waiting import wait_until
-from test_connect_e2e import SERVER, Mesh, mesh  # noqa: F401 - `mesh` is the fixture
+from support.envoy_pair import SERVER, Mesh
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(180)]
 

@@ -170,7 +170,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
 
 
 def test_sidecar_killed_is_restarted_and_traffic_resumes(mesh: dict[str, Any]) -> None:
-    agent, nomad, port, prefix = mesh["agent"], mesh["nomad"], mesh["port"], mesh["prefix"]
+    nomad, port, prefix = mesh["nomad"], mesh["port"], mesh["prefix"]
     namespaces = netns_list(prefix)
     assert len(namespaces) == 4  # order, invoice, tax and the ingress gateway
     alloc = running_allocs(nomad)["invoice"]

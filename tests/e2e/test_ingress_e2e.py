@@ -9,11 +9,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
-from test_mesh_e2e import REPO, host_port, mesh, pytestmark, wait_until  # noqa: F401
 
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
+from support.paths import REPO
+from support.sample_mesh import NEEDS_BRIDGE, host_port
+from support.waiting import wait_until
+
+pytestmark = [*NEEDS_BRIDGE, pytest.mark.envoy, pytest.mark.timeout(150)]
 
 EDGE = {
     "service": {"name": "edge", "kind": "ingress-gateway", "port": 8080},
@@ -27,8 +32,8 @@ def get(port: int, host: str) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=5)
 
 
-def test_http_listener_routes_by_host_to_the_service(mesh: dict[str, Any], tmp_path: Path) -> None:
-    nomad, cons = mesh["nomad"], mesh["consul"]
+def test_http_listener_routes_by_host_to_the_service(sample_mesh: dict[str, Any], tmp_path: Path) -> None:
+    nomad, cons = sample_mesh["nomad"], sample_mesh["consul"]
     services = tmp_path / "services"
     shutil.copytree(REPO / "services", services)
     (services / "edge").mkdir()

