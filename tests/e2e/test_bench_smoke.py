@@ -32,10 +32,12 @@ EXPECTED = HOP + [
     "intention_open_conn_p50_ms", "intention_open_conn_p99_ms", "intention_allow_p50_ms",
     "intention_allow_p99_ms", "intention_missed",
     "deploy_connect_s", "deploy_plain_s", "deploy_connect_plain_ratio",
+    "envoy_start_listener_ms", "deny_enforced_p50_ms", "deny_enforced_p99_ms", "allow_restored_p50_ms",
+    "allow_restored_p99_ms", "deny_cut_open_p50_ms",
     *[f"scale_3_{k}" for k in ("deploy_s", "agent_cpu_s", "agent_rss_mib", "sidecars",
                                 "sidecar_private_mib_median", "sidecar_private_mib_max",
                                 "intention_all_ms", "intention_p50_ms", "allow_all_ms", "probe_round_ms")],
-    *[f"bench_{b}_wall_s" for b in ("render", "hop", "ca", "intentions", "deploy", "scale")],
+    *[f"bench_{b}_wall_s" for b in ("render", "hop", "dataplane", "ca", "intentions", "deploy", "scale")],
 ]
 
 

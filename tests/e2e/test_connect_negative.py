@@ -2,7 +2,7 @@
 allowed mesh identity.
 
 The sidecar is tax's, started by `nomadmesh connect envoy --sidecar-for tax` against a real agent
-(the seed's host workflow, tests/host_mesh.py). Five callers are refused, each counted: plaintext,
+(the seed's host workflow, tests/support/host_mesh.py). Five callers are refused, each counted: plaintext,
 TLS without a client certificate, a certificate from another CA, an expired certificate from the
 agent's own CA (signed here with the root key the agent persisted in its data dir), and a valid
 certificate of a service an intention denies. The control, a valid certificate of an allowed

@@ -10,7 +10,7 @@ bridge mode on a real agent subprocess (its own bridge, subnet and namespace pre
    proxy port, the same namespaces; at the end no namespace or Envoy is left.
 
 Fault 2 (a crash-looping task fails its deployment and auto_revert restores the previous version)
-is covered by tests/test_agent_nomad_run.py::test_crashing_update_fails_deployment_and_auto_reverts.
+is covered by tests/agent/test_agent_nomad_run.py::test_crashing_update_fails_deployment_and_auto_reverts.
 """
 from __future__ import annotations
 
