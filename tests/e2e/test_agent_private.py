@@ -1,16 +1,14 @@
-"""Issue 10 finding 3: any local user could take any service's identity.
+"""Issue 10 finding 3: any local user could take any service's identity (the part that needs root).
 
-The data dir is 0700 and the state, its WAL, the CA key, the lock and the xDS socket 0600, also when
-the dir existed before with looser modes; there is no xDS TCP port unless `--grpc-port` asks for one,
-and then it is the only one; tasks run as their job's `user` with no_new_privs, `exec` as nobody by
-default, and an unknown user fails the task with a Driver Failure naming it.
+Another user reads no state and reaches no xDS socket; tasks run as their job's `user` with
+no_new_privs, `exec` as nobody by default, and an unknown user fails the task with a Driver Failure
+naming it. (Modes of the data dir and the xDS TCP port: tests/agent/test_agent_private_files.py.)
 """
 from __future__ import annotations
 
 import os
 import pwd
 import shutil
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,52 +16,13 @@ from typing import Any, Callable, Iterator
 
 import nomad
 import pytest
-import requests
 
 from support.agents import RunningAgent
-from support.net import free_port
+from support.consul_api import put_kv
 from support.waiting import wait_until
 
 NOBODY = pwd.getpwnam("nobody")
 root_only = pytest.mark.root  # running tasks as another user, reading as another user
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-def tcp_listeners(pid: int) -> set[int]:
-    """The TCP ports process `pid` listens on (ss -p names the owning process)."""
-    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, timeout=10).stdout
-    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if f"pid={pid}," in line}
-
-
-def test_data_dir_state_keys_and_socket_are_private_even_in_an_old_0755_dir(
-        agent_factory: Callable[..., RunningAgent], tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir(mode=0o755)
-    os.chmod(data, 0o755)
-    (data / "state.db").touch()
-    os.chmod(data / "state.db", 0o644)  # an agent of before left it world-readable
-    agent = agent_factory(data_dir=data)
-    requests_put_kv(agent, "secret/db-password", b"hunter2")  # forces WAL writes
-    assert mode(data) == 0o700
-    for name in ("state.db", "state.db-wal", "state.db-shm", "agent.lock", "connect/root.key", "xds.sock"):
-        assert mode(data / name) == 0o600, name
-    assert mode(data / "connect") == 0o700
-    assert stat.S_ISSOCK(os.lstat(data / "xds.sock").st_mode)
-
-
-def requests_put_kv(agent: RunningAgent, key: str, value: bytes) -> None:
-    requests.put(f"{agent.consul_addr}/v1/kv/{key}", data=value, timeout=5).raise_for_status()
-
-
-def test_no_xds_tcp_port_unless_asked(agent_factory: Callable[..., RunningAgent]) -> None:
-    default = agent_factory()
-    assert tcp_listeners(default.pid) == {default.nomad_port, default.consul_port}
-    port = free_port()
-    opened = agent_factory("--grpc-port", str(port))
-    assert tcp_listeners(opened.pid) == {opened.nomad_port, opened.consul_port, port}
 
 
 @pytest.fixture
@@ -95,7 +54,7 @@ except OSError as e:
 def test_another_user_reads_no_state_and_reaches_no_xds_socket(
         agent_factory: Callable[..., RunningAgent], open_parent: Path) -> None:
     agent = agent_factory(data_dir=open_parent / "data")
-    requests_put_kv(agent, "secret/db-password", b"hunter2")
+    put_kv(agent, "secret/db-password", b"hunter2")
     out = subprocess.run(["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups",
                           "/usr/bin/python3", "-c", PROBE, str(agent.data_dir / "state.db"),
                           str(agent.data_dir / "xds.sock")], capture_output=True, text=True, timeout=20)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import consul
 import nomad
 import pytest
 import requests
@@ -170,3 +171,9 @@ class InProcessAgent:
         self.ctx.catalog.stop()
         self.ctx.close()
         shutil.rmtree(self.ctx.config.alloc_root, ignore_errors=True)  # the default one is in the temp dir
+
+
+def clients(agent: RunningAgent) -> tuple[nomad.Nomad, consul.Consul]:
+    """python-nomad and py-consul on a running agent."""
+    return (nomad.Nomad(host="127.0.0.1", port=agent.nomad_port, timeout=10),
+            consul.Consul(host="127.0.0.1", port=agent.consul_port))

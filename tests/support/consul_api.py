@@ -1,5 +1,5 @@
-"""Small Consul HTTP API calls the UI tests share: register a service with a sidecar, set a TTL check,
-read who may call a destination."""
+"""Small Consul HTTP API calls tests share: register a service with a sidecar, set a TTL check, read who
+may call a destination, a sidecar's figures URL, a KV write."""
 from __future__ import annotations
 
 import consul
@@ -28,3 +28,13 @@ def cclient(agent: RunningAgent) -> consul.Consul:
 def sources(agent: RunningAgent, dst: str) -> dict[str, str] | None:
     entry = cclient(agent).config.get("service-intentions", dst)
     return None if entry is None else {s["Name"]: s.get("Action", "l7") for s in entry["Sources"]}
+
+
+def sidecar_stats_url(agent: RunningAgent, sidecar_id: str) -> str:
+    """The dev agent's live Envoy figures of a sidecar it runs."""
+    return f"{agent.consul_addr}/v1/nomadmesh/sidecar/{requests.utils.quote(sidecar_id, safe='')}/stats"
+
+
+def put_kv(agent: RunningAgent, key: str, value: bytes) -> None:
+    """PUT one key in the agent's KV store (each write goes through the state's WAL)."""
+    requests.put(f"{agent.consul_addr}/v1/kv/{key}", data=value, timeout=5).raise_for_status()

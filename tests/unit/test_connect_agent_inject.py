@@ -1,25 +1,15 @@
 """Pure parts of Connect in the agent: Nomad-style sidecar injection (connect_hook) and the
-catalog -> ProxySnapshot builder (connect/proxies)."""
+catalog -> ProxySnapshot builder (connect/proxies). Through the API: test_connect_agent_inject_http.py."""
 from __future__ import annotations
 
-import json
 from typing import Any
-
-import requests
 
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.connect.proxies import MeshView, build_all, endpoints
 from nomadmesh.agent.connect.testing import pinned_ca
 from nomadmesh.agent.scheduling import connect_hook, spec
 from nomadmesh.agent.scheduling.services import registrations
-from nomadmesh.render import render
-from nomadmesh.spec import load_spec
-from support.paths import REPO
-
-
-
-def sample_job(name: str) -> dict[str, Any]:
-    return json.loads(render(load_spec(REPO / "services"), "json")[f"{name}.nomad.json"])["Job"]
+from support.nomad_jobs import rendered_sample_job
 
 
 def alloc_for(job: dict[str, Any], ports: dict[str, tuple[int, int]]) -> dict[str, Any]:
@@ -31,7 +21,7 @@ def alloc_for(job: dict[str, Any], ports: dict[str, tuple[int, int]]) -> dict[st
 
 
 def test_bridge_group_gets_proxy_and_expose_ports_host_group_none() -> None:
-    job = sample_job("order")
+    job = rendered_sample_job("order")
     tg = job["TaskGroups"][0]
     ports = connect_hook.extra_ports(job, tg)
     assert ports[0] == {"Label": "connect-proxy-order", "Value": 0, "To": -1}
@@ -41,7 +31,7 @@ def test_bridge_group_gets_proxy_and_expose_ports_host_group_none() -> None:
 
 
 def test_injected_task_is_nomads_and_sidecar_task_overrides() -> None:
-    job = sample_job("tax")
+    job = rendered_sample_job("tax")
     tg = job["TaskGroups"][0]
     (task,) = connect_hook.extra_tasks(job, tg)
     assert task["Name"] == "connect-proxy-tax" and task["Kind"] == "connect-proxy:tax"
@@ -56,7 +46,7 @@ def test_injected_task_is_nomads_and_sidecar_task_overrides() -> None:
 
 
 def test_sidecar_registration_and_exposed_check_address() -> None:
-    job = sample_job("invoice")
+    job = rendered_sample_job("invoice")
     expose = connect_hook.extra_ports(job, job["TaskGroups"][0])[1]["Label"]
     alloc = alloc_for(job, {"connect-proxy-invoice": (25000, -1), expose: (26000, -1)})
     (reg,) = registrations(alloc)
@@ -131,7 +121,7 @@ def test_host_sidecar_registered_through_the_agent_api_is_dialled_on_loopback() 
 # --- injection at registration (Nomad's job_endpoint_hook_connect) -----------------------------
 
 def prepared(name: str) -> dict[str, Any]:
-    return spec.prepare(sample_job(name))
+    return spec.prepare(rendered_sample_job(name))
 
 
 def test_registration_adds_the_sidecar_task_and_ports_to_the_stored_job() -> None:
@@ -153,41 +143,21 @@ def test_registration_adds_the_sidecar_task_and_ports_to_the_stored_job() -> Non
 
 
 def test_a_declared_sidecar_task_is_kept_and_groups_without_connect_are_untouched() -> None:
-    raw = sample_job("tax")
+    raw = rendered_sample_job("tax")
     tg = raw["TaskGroups"][0]
     own = {"Name": "my-envoy", "Kind": "connect-proxy:tax", "Driver": "raw_exec",
            "Config": {"command": "/bin/true"}, "Lifecycle": {"Hook": "prestart", "Sidecar": True}}
     tg["Tasks"] = tg["Tasks"] + [own]
     job = spec.prepare(raw)
     assert [t["Name"] for t in job["TaskGroups"][0]["Tasks"]] == ["tax", "my-envoy"]
-    plain = sample_job("tax")
+    plain = rendered_sample_job("tax")
     plain["TaskGroups"][0]["Services"][0].pop("Connect")
     before = spec.canonicalize(plain)
     assert spec.prepare(plain) == before
 
 
 def test_a_job_stored_before_injection_still_gets_its_sidecar_at_allocation_time() -> None:
-    old = sample_job("tax")  # what an older agent stored: canonical, no sidecar task or ports
+    old = rendered_sample_job("tax")  # what an older agent stored: canonical, no sidecar task or ports
     tg = spec.canonicalize(old)["TaskGroups"][0]
     assert [t["Name"] for t in connect_hook.extra_tasks(old, tg)] == ["connect-proxy-tax"]
     assert connect_hook.extra_ports(old, tg)[0]["Label"] == "connect-proxy-tax"
-
-
-def test_get_job_shows_the_injected_sidecar(module_agent: Any) -> None:
-    job = sample_job("order")
-    job["ID"] = job["Name"] = "inject-shown"
-    job["Datacenters"] = ["nowhere"]  # nothing is placed: this is about the stored job only
-    base = module_agent.nomad_addr
-    r = requests.post(f"{base}/v1/jobs", json={"Job": job}, timeout=10)
-    assert r.status_code == 200, r.text
-    try:
-        stored = requests.get(f"{base}/v1/job/inject-shown", timeout=10).json()
-        tg = stored["TaskGroups"][0]
-        assert [t["Name"] for t in tg["Tasks"]] == ["order", "connect-proxy-order"]
-        assert "connect-proxy-order" in [p["Label"] for p in tg["Networks"][0]["DynamicPorts"]]
-        # Registering what GET returned changes nothing: same version.
-        again = requests.post(f"{base}/v1/jobs", json={"Job": stored}, timeout=10)
-        assert again.status_code == 200, again.text
-        assert requests.get(f"{base}/v1/job/inject-shown", timeout=10).json()["Version"] == stored["Version"]
-    finally:
-        requests.delete(f"{base}/v1/job/inject-shown?purge=true", timeout=10)
