@@ -69,7 +69,7 @@ WRITER = textwrap.dedent('''
     def writer(i):
         try:
             s = requests.Session()
-            while time.time() < start_at:
+            while time.time() < start_at:  # a barrier across five processes: every writer starts at once
                 time.sleep(0.001)
             for _ in range(increments):
                 kv_increment(s)

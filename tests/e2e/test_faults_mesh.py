@@ -141,7 +141,7 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
             failures.append(i)
         elif i >= 20:
             served_while_down += 1
-        time.sleep(0.03)
+        time.sleep(0.03)  # paced traffic: the calls must span the time the agent is down
     assert failures == [], f"calls failed while the agent was down: {failures}"
     assert served_while_down == 80
     assert sorted(pids_with("envoy", str(agent.alloc_dir))) == envoys  # the sidecars never restarted

@@ -82,7 +82,7 @@ def test_follow_yields_new_data_heartbeats_and_ends_when_done(tmp_path: Path) ->
         time.sleep(0.3)
         with open(path, "ab") as f:
             f.write(b"second\n")
-        time.sleep(0.3)
+        time.sleep(0.3)  # silence again: heartbeats, then the end
         finished.set()
 
     threading.Thread(target=writer, daemon=True).start()
