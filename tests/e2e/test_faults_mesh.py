@@ -72,7 +72,7 @@ def sample_jobs(tmp: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
     tag = secrets.token_hex(2)
     prefix = f"nmf{tag}-"
     monkeypatch.setenv("NOMADMESH_CNI_BRIDGE", f"nmf{tag}")
@@ -108,8 +108,8 @@ def running_allocs(nomad: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> None:
-    agent, nomad, cons, port = mesh["agent"], mesh["nomad"], mesh["consul"], mesh["port"]
+def test_agent_sigkilled_under_traffic_loses_nothing(deployed_mesh: dict[str, Any]) -> None:
+    agent, nomad, cons, port = deployed_mesh["agent"], deployed_mesh["nomad"], deployed_mesh["consul"], deployed_mesh["port"]
     consul = agent.consul_addr
     # State worth keeping: an intention, a KV pair, a second job version (order's count stays 1).
     assert cons.config.set("service-intentions", "tax", {
@@ -169,8 +169,8 @@ def test_agent_sigkilled_under_traffic_loses_nothing(mesh: dict[str, Any]) -> No
                what="deny enforced after the restart")
 
 
-def test_sidecar_killed_is_restarted_and_traffic_resumes(mesh: dict[str, Any]) -> None:
-    nomad, port, prefix = mesh["nomad"], mesh["port"], mesh["prefix"]
+def test_sidecar_killed_is_restarted_and_traffic_resumes(deployed_mesh: dict[str, Any]) -> None:
+    nomad, port, prefix = deployed_mesh["nomad"], deployed_mesh["port"], deployed_mesh["prefix"]
     namespaces = netns_list(prefix)
     assert len(namespaces) == 4  # order, invoice, tax and the ingress gateway
     alloc = running_allocs(nomad)["invoice"]
