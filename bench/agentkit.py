@@ -29,7 +29,7 @@ import requests
 from nomadmesh.agent.datadir import alloc_root
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' builders
-from connect_support import free_port
+from support.connect_support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -24,7 +24,7 @@ from agentkit import (
     http_get_status as status,  # hop.py imports `status` from here
     pct,
 )
-from connect_support import free_port, snapshot, start_backend, upstream
+from support.connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
@@ -169,6 +169,71 @@ def main() -> None:
         backend.shutdown()
         backend.server_close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def dataplane_figures(toggles: int) -> dict[str, float]:
+    """bench/run.py's figures (ms): Envoy start to listener, deny enforced / allow restored (p50, p99)
+    over `toggles` pushes, and an open connection cut after a deny (p50). tests/e2e/test_connect_e2e.py
+    checks the same behaviour without timing it."""
+    ca = ConnectCA.generate("bench")
+    work = Path(tempfile.mkdtemp(prefix="nmbench"))
+    backend, app_port = start_backend("server")
+    sp, cp, up = free_port(), free_port(), free_port()
+    srv = snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1")
+    cli = snapshot("client", cp, app_port, ca=ca, public_address="127.0.0.1",
+                   upstreams=(upstream("server", up, (("127.0.0.1", sp),)),))
+    cache = SnapshotCache()
+    cache.set(SERVER, srv)
+    cache.set(CLIENT, cli)
+    xds = XdsServer(cache, "127.0.0.1:0", work / "xds.sock").start()
+    envoys = []
+    try:
+        es = EnvoyProcess(SERVER, "server", xds.address, work / "s")
+        envoys.append(es.start())
+        ready = es.wait_listener(f"public_listener:127.0.0.1:{sp}")
+        envoys.append(EnvoyProcess(CLIENT, "client", str(work / "xds.sock"), work / "c").start())
+        wait(lambda: status(up) == 200, 30)
+        denied = replace(srv, intentions=(Intention("client", "server", "deny"),))
+        enforced, restored, cuts = [], [], []
+        for _ in range(toggles):
+            t0 = time.perf_counter()
+            cache.set(SERVER, denied)
+            wait(lambda: status(up) is None)
+            enforced.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            cache.set(SERVER, srv)
+            wait(lambda: status(up) == 200)
+            restored.append(time.perf_counter() - t1)
+        for _ in range(max(1, toggles // 4)):
+            conn = http.client.HTTPConnection("127.0.0.1", up, timeout=5)
+            assert status(up, "/", conn) == 200
+            conn.sock.settimeout(5)
+            t0 = time.perf_counter()
+            cache.set(SERVER, denied)
+            try:
+                conn.sock.recv(1)
+            except ConnectionError:
+                pass
+            cuts.append(time.perf_counter() - t0)
+            conn.close()
+            cache.set(SERVER, srv)
+            wait(lambda: status(up) == 200)
+    finally:
+        for e in envoys:
+            e.stop()
+        xds.stop()
+        backend.shutdown()
+        backend.server_close()
+        shutil.rmtree(work, ignore_errors=True)
+    ms = 1000
+    return {
+        "envoy_start_listener_ms": round(ready * ms, 1),
+        "deny_enforced_p50_ms": round(pct(enforced, 50) * ms, 1),
+        "deny_enforced_p99_ms": round(pct(enforced, 99) * ms, 1),
+        "allow_restored_p50_ms": round(pct(restored, 50) * ms, 1),
+        "allow_restored_p99_ms": round(pct(restored, 99) * ms, 1),
+        "deny_cut_open_p50_ms": round(pct(cuts, 50) * ms, 1),
+    }
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     .venv/bin/python bench/hop.py [--rates 200,500] [--seconds 5] [--json]
 
 The setup of bench/connect_dataplane.py (our ADS server, two real Envoys on loopback with mTLS and
-RBAC, the keep-alive backend of tests/connect_support.py that disables Nagle), driven open-loop at a fixed
+RBAC, the keep-alive backend of tests/support/connect_support.py that disables Nagle), driven open-loop at a fixed
 rate: requests are sent on a fixed schedule, alternating direct (client -> backend) and mesh
 (client -> client sidecar -> server sidecar -> backend), so both paths see the same machine noise.
 Each path gets `rate` requests per second, keep-alive (one connection per path) and then a new TCP
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from agentkit import pct
 from connect_dataplane import CLIENT, SERVER, status, wait  # same loopback mesh, same probes
-from connect_support import free_port, snapshot, start_backend, upstream
+from support.connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.xds import XdsServer

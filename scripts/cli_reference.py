@@ -1,7 +1,7 @@
 """Regenerate the CLI reference in README.md from every command's `--help` (like cog in sqlite-utils).
 
     python scripts/cli_reference.py          # rewrite the README section
-    python scripts/cli_reference.py --check  # exit 1 if the README is stale (tests/test_docs.py does this)
+    python scripts/cli_reference.py --check  # exit 1 if the README is stale (tests/unit/test_docs.py does this)
 """
 from __future__ import annotations
 

@@ -1,0 +1,67 @@
+"""`nomadmesh up` starts an agent in ./.nomadmesh when none answers, deploys, says how to call;
+`down` purges, stops that agent and leaves no namespace; both are idempotent. Subprocesses in a
+tmp cwd, free ports, an own bridge."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from support.net import free_port
+from support.paths import REPO
+from nomadmesh.agent.datadir import alloc_root
+from nomadmesh.deploy.local_agent import is_our_agent
+from test_cli_deploy import WEB, write_services
+
+pytestmark = pytest.mark.root
+
+
+def test_up_then_down(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("bridge networking needs root")
+    tag = secrets.token_hex(3)
+    env = {**os.environ, "NOMADMESH_CNI_BRIDGE": f"nmu{tag}", "NOMADMESH_NETNS_PREFIX": f"nmu{tag}-",
+           "NOMADMESH_CNI_SUBNET": f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24",
+           "NOMAD_ADDR": f"http://127.0.0.1:{free_port()}", "CONSUL_HTTP_ADDR": f"http://127.0.0.1:{free_port()}",
+           "NOMADMESH_GRPC_PORT": str(free_port()), "PYTHONPATH": str(REPO)}
+    write_services(tmp_path / "services", WEB)
+
+    def nm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nomadmesh", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    pid = None
+    try:
+        r = nm("up")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Started nomadmesh agent --dev" in r.stdout
+        record = json.loads((tmp_path / ".nomadmesh" / "agent.json").read_text())
+        pid = record["pid"]
+        assert is_our_agent(pid) and (tmp_path / ".nomadmesh" / "agent.log").exists()
+        url = re.search(r"curl (http://\S+)", r.stdout).group(1)  # type: ignore[union-attr]
+        assert requests.get(url, timeout=5).status_code == 200
+
+        r = nm("up")  # agent answers now: reused, job unchanged
+        assert r.returncode == 0 and "Using Nomad at" in r.stdout and "unchanged (version 0)" in r.stdout
+
+        r = nm("down")
+        assert r.returncode == 0, r.stderr
+        assert "Purged web" in r.stdout and f"Agent (pid {pid}) stopped" in r.stdout
+        assert not is_our_agent(pid) and not (tmp_path / ".nomadmesh" / "agent.json").exists()
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"nmu{tag}-" not in netns
+        r = nm("down")  # idempotent
+        assert r.returncode == 0 and "No agent started by `nomadmesh up` here" in r.stdout
+    finally:
+        if pid and is_our_agent(pid):
+            os.kill(pid, 9)
+        subprocess.run(["ip", "link", "delete", f"nmu{tag}"], capture_output=True)
+        shutil.rmtree(alloc_root((tmp_path / ".nomadmesh" / "data").resolve(), None), ignore_errors=True)

@@ -1,0 +1,70 @@
+"""Builders for tests of connect and its users (like Consul's proxycfg/testing.go): a pinned CA,
+snapshots, a keep-alive backend, free ports. Imported only by tests and benchmarks."""
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import threading
+from dataclasses import replace
+from functools import lru_cache
+
+from nomadmesh.agent.connect.ca import ConnectCA
+from nomadmesh.agent.connect.snapshot import Address, ProxySnapshot, UpstreamSnap
+from support.net import free_port  # noqa: F401  (re-exported: the bench and the connect tests import it here)
+
+CLUSTER_ID = "11111111-2222-3333-4444-555555555555"
+DC = "dc1"
+
+
+@lru_cache(maxsize=1)
+def pinned_ca() -> ConnectCA:
+    """One CA per test session: signing is cheap, but golden-ish checks want stable names."""
+    return ConnectCA.generate(CLUSTER_ID, now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+
+
+def snapshot(service: str, public_port: int = 21000, app_port: int = 8080, ca: ConnectCA | None = None,
+             public_address: str = "0.0.0.0", **changes) -> ProxySnapshot:
+    """A proxy snapshot for `service` with a fresh leaf; `changes` override any field."""
+    ca = ca or pinned_ca()
+    leaf = ca.sign_leaf(service, DC)
+    snap = ProxySnapshot(
+        proxy_id=f"{service}-sidecar-proxy",
+        service=service,
+        datacenter=DC,
+        trust_domain=ca.trust_domain,
+        public_listener=Address(public_address, public_port),
+        local_app=Address("127.0.0.1", app_port),
+        roots_pem=ca.root_pem,
+        leaf_cert_pem=leaf.cert_pem,
+        leaf_key_pem=leaf.key_pem,
+    )
+    return replace(snap, **changes) if changes else snap
+
+
+def upstream(destination: str, port: int, endpoints: tuple[tuple[str, int], ...] = ()) -> UpstreamSnap:
+    return UpstreamSnap(destination=destination, local_bind_port=port, endpoints=endpoints)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so a test can hold a connection open
+    disable_nagle_algorithm = True  # headers and body go in two sends: no 40 ms Nagle stall
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = f"backend {self.server.name} {self.path}\n".encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def start_backend(name: str) -> tuple[http.server.ThreadingHTTPServer, int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.name = name  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]

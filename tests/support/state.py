@@ -1,0 +1,16 @@
+"""A fresh agent state store in a temp dir."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from nomadmesh.agent.state import State
+
+
+def fresh_state(tmp_path: Path) -> Iterator[State]:
+    """An empty State in `tmp_path`, closed after the test (use as a fixture body: `yield from`)."""
+    state = State(tmp_path / "state.db")
+    try:
+        yield state
+    finally:
+        state.close()

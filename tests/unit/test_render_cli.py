@@ -1,0 +1,91 @@
+"""`nomadmesh render` end to end through click, on copies of the sample services in tmp dirs."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import nomadmesh.spec
+from nomadmesh.cli.main import cli
+from nomadmesh.render.readback import hcl_to_job
+from support.paths import SERVICES
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(nomadmesh.spec, "load_spec"), reason="nomadmesh.spec.load_spec not written yet"
+)
+SAMPLES = SERVICES
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Path:
+    target = tmp_path / "services"
+    shutil.copytree(SAMPLES, target)
+    return target
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["render", *args], catch_exceptions=False)
+
+
+def test_writes_one_hcl_job_per_service(services: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jobs"
+    result = run("--services", str(services), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    names = ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
+    assert result.stdout.splitlines() == [f"wrote {out / n}" for n in names]
+    assert sorted(p.name for p in out.iterdir()) == names
+    order = hcl_to_job((out / "order.nomad.hcl").read_text())
+    assert order["ID"] == "order"
+    assert order["Meta"]["nomadmesh_managed"] == "true"
+    connect = order["TaskGroups"][0]["Services"][0]["Connect"]
+    assert connect["SidecarService"]["Proxy"]["Upstreams"] == [{"DestinationName": "invoice", "LocalBindPort": 6001}]
+
+
+def test_same_input_gives_byte_identical_files(services: Path, tmp_path: Path) -> None:
+    run("--services", str(services), "--out", str(tmp_path / "a"))
+    run("--services", str(services), "--out", str(tmp_path / "b"))
+    for f in (tmp_path / "a").iterdir():
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes()
+
+
+def test_json_format_writes_the_api_job(services: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jobs"
+    result = run("--services", str(services), "--out", str(out), "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "invoice.nomad.json").read_text())
+    assert set(doc) == {"Job"}
+    job = doc["Job"]
+    assert (job["ID"], job["Type"]) == ("invoice", "service")
+    assert job["TaskGroups"][0]["Networks"][0]["Mode"] == "bridge"
+    assert job["TaskGroups"][0]["Tasks"][0]["Env"]["PORT"] == "5001"
+    run("--services", str(services), "--out", str(tmp_path / "hcl"))
+    assert job == hcl_to_job((tmp_path / "hcl" / "invoice.nomad.hcl").read_text())
+
+
+def test_named_services_only(services: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jobs"
+    result = run("tax", "--services", str(services), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["tax.nomad.hcl"]
+
+
+def test_unknown_service_name_exits_2_and_writes_nothing(services: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jobs"
+    result = run("ordr", "--services", str(services), "--out", str(out))
+    assert result.exit_code == 2
+    assert "unknown service 'ordr' (did you mean 'order'?)" in result.stderr
+    assert not out.exists()
+
+
+def test_invalid_definitions_exit_2_and_write_nothing(services: Path, tmp_path: Path) -> None:
+    (services / "tax" / "service.json").write_text('{"service": {"name": "tax",, }}')
+    out = tmp_path / "jobs"
+    result = run("--services", str(services), "--out", str(out))
+    assert result.exit_code == 2
+    assert "tax" in result.stderr and "service.json" in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert not out.exists()
