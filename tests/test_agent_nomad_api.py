@@ -15,10 +15,10 @@ import nomad
 import nomad.api.exceptions as nx
 import pytest
 import requests
-from nomadmesh.agent.catalog import Catalog
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.nomad_api import create_nomad_app
-from nomadmesh.agent.scheduler import Scheduler
+from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.httpserve import HttpServers, bind_socket
 
 DOCKER_HCL = """

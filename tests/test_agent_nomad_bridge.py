@@ -238,7 +238,7 @@ def test_port_maps_of_an_agent_bound_elsewhere_answer_there_and_on_the_node_loop
     from types import SimpleNamespace
 
     from nomadmesh.agent.runtime.process import TaskProcess, TaskSpec
-    from nomadmesh.agent.scheduling.platform import Platform
+    from nomadmesh.agent.nomad.platform import Platform
 
     if os.geteuid() != 0:
         pytest.skip("bridge networking needs root")

@@ -11,8 +11,8 @@ import requests
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.connect.proxies import MeshView, build_all, endpoints
 from connect_support import pinned_ca
-from nomadmesh.agent.scheduling import connect_hook, spec
-from nomadmesh.agent.scheduling.services import registrations
+from nomadmesh.agent.nomad import connect_hook, spec
+from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
 

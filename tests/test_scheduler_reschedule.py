@@ -1,11 +1,11 @@
-"""Nomad's reschedule policy arithmetic (scheduling/reschedule.py): delays, eligibility, tracker."""
+"""Nomad's reschedule policy arithmetic (nomad/reschedule.py): delays, eligibility, tracker."""
 from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.agent.jobspec.canonical import default_reschedule
-from nomadmesh.agent.scheduling import reschedule
-from nomadmesh.agent.scheduling.reconcile import reconcile
+from nomadmesh.jobspec.canonical import default_reschedule
+from nomadmesh.agent.nomad import reschedule
+from nomadmesh.agent.nomad.reconcile import reconcile
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # a fixed clock
@@ -91,7 +91,7 @@ def test_reconcile_reschedules_now_later_or_not_at_all() -> None:
 
 
 def test_reschedule_blocks_nomad_refuses_are_refused_with_its_words() -> None:
-    from nomadmesh.agent.jobspec.validate import _reschedule
+    from nomadmesh.jobspec.validate import _reschedule
 
     ok = {"Attempts": 1, "Interval": 3600 * S, "Delay": 5 * S, "DelayFunction": "constant", "MaxDelay": 0,
           "Unlimited": False}

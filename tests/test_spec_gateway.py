@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "spec"))
 from spec_builders import definition, edit, problems, write_services  # noqa: E402
 
-from nomadmesh.agent.scheduling import spec as agent_spec  # noqa: E402
+from nomadmesh.agent.nomad import spec as agent_spec  # noqa: E402
 from nomadmesh.cli.up import _entry  # noqa: E402
 from nomadmesh.deploy.jobs import render_jobs  # noqa: E402
 from nomadmesh.deploy.status import AllocStatus, JobStatus  # noqa: E402

@@ -15,7 +15,7 @@ from nomadmesh.agent.datadir import DataDirLock, alloc_root, make_private_dir
 from nomadmesh.agent.state import State
 
 if TYPE_CHECKING:  # the catalog lives in its own module; only its type is needed here
-    from nomadmesh.agent.catalog import Catalog
+    from nomadmesh.agent.consul.catalog import Catalog
 
 
 @dataclass(frozen=True)

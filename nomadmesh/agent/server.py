@@ -20,10 +20,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nomadmesh.agent.catalog import Catalog
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.consul_api import create_consul_app
-from nomadmesh.agent.http.consul_defs import ServiceDefError
+from nomadmesh.agent.consul.service_defs import ServiceDefError
 from nomadmesh.errors import AgentError
 from nomadmesh.httpserve import HttpServers, bind_socket
 from nomadmesh.ui.app import mount_ui
@@ -83,7 +83,7 @@ def _make_nomad_app(ctx: AgentContext, scheduler: Any) -> Any:
 
 
 def _start_connect(ctx: AgentContext) -> Any:
-    from nomadmesh.agent.connect.runtime import ConnectRuntime
+    from nomadmesh.agent.connect.plane import ConnectRuntime
 
     return ConnectRuntime.start(ctx)
 
@@ -104,7 +104,7 @@ class Agent:
     # --- start --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from nomadmesh.agent.scheduler import Scheduler
+        from nomadmesh.agent.nomad.scheduler import Scheduler
 
         cfg = self.config
         if cfg.default_policy not in ("allow", "deny"):

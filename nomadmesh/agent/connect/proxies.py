@@ -16,10 +16,10 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from nomadmesh.agent.connect import ingress
+from nomadmesh.agent.consul import ingress_gateway as ingress
 from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
-from nomadmesh.agent.http.consul_entries import protocol_of
+from nomadmesh.agent.consul.config_entries import protocol_of
 from nomadmesh.mesh import intentions as ixn
 
 log = logging.getLogger("nomadmesh.agent.connect")

@@ -17,7 +17,7 @@ from typing import Any
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import parse_duration
-from nomadmesh.agent.http.consul_defs import (
+from nomadmesh.agent.consul.service_defs import (
     SIDECAR_PORT_MAX,
     SIDECAR_PORT_MIN,
     expand,
@@ -27,7 +27,7 @@ from nomadmesh.agent.http.consul_defs import (
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
 from nomadmesh.agent.state import Txn
 
-log = logging.getLogger("nomadmesh.agent.catalog")
+log = logging.getLogger("nomadmesh.agent.consul.catalog")
 
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 

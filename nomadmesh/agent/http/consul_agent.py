@@ -6,7 +6,7 @@ from typing import Any
 from quart import Blueprint, Response
 
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
-from nomadmesh.agent.http.consul_defs import ServiceDefError, public
+from nomadmesh.agent.consul.service_defs import ServiceDefError, public
 
 bp = Blueprint("consul_agent", __name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag
-from nomadmesh.agent.http.consul_defs import public
+from nomadmesh.agent.consul.service_defs import public
 
 bp = Blueprint("consul_catalog", __name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from quart import Blueprint, Response
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response, query_int
-from nomadmesh.agent.connect import ingress
-from nomadmesh.agent.http.consul_entries import KINDS, EntryError, decode, protocol_conflict, protocol_of, to_json
+from nomadmesh.agent.consul import ingress_gateway as ingress
+from nomadmesh.agent.consul.config_entries import KINDS, EntryError, decode, protocol_conflict, protocol_of, to_json
 from nomadmesh.agent.state import Txn
 from nomadmesh.mesh import intentions as ixn
 

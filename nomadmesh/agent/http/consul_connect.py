@@ -5,7 +5,7 @@
     GET /v1/agent/connect/ca/leaf/<service>  a leaf certificate + key for <service>; a blocking
                                              query (?index=) returns when that leaf is rotated
 
-Both read `ctx.extras["connect"]` (agent/connect/runtime.py, set by the agent at start).
+Both read `ctx.extras["connect"]` (agent/connect/plane.py, set by the agent at start).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 
 Not a Consul endpoint (hence the prefix): a real cluster has no way to it, because each sidecar's
 Envoy admin listens only inside its allocation's network namespace (127.0.0.2:19000+i, see
-scheduling/connect_hook.py). The agent owns those namespaces, so it enters one for a moment:
+nomad/connect_hook.py). The agent owns those namespaces, so it enters one for a moment:
 `nsenter --net=<netns> python -c <fetch>` in a short-lived child with a 2 s limit, rather than
 setns() in a thread of this threaded server (a thread left in the wrong namespace would serve
 every later request from there). Answers are cached for ~1 s per sidecar and concurrent callers
@@ -29,8 +29,8 @@ from quart import Blueprint, Response
 from nomadmesh.agent.connect import admin_stats
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_response
-from nomadmesh.agent.scheduling import connect_hook
-from nomadmesh.agent.scheduling.platform import Platform
+from nomadmesh.agent.nomad import connect_hook
+from nomadmesh.agent.nomad.platform import Platform
 
 bp = Blueprint("consul_sidecar_stats", __name__)
 

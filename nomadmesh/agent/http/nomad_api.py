@@ -5,7 +5,7 @@
     nomad_logs.py   /v1/client/fs/logs/<alloc>
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
-nomadmesh.agent.scheduling.jobs, then poke the scheduler.
+nomadmesh.agent.nomad.jobs, then poke the scheduler.
 """
 from __future__ import annotations
 

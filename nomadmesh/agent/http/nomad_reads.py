@@ -7,8 +7,8 @@ from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx
 from nomadmesh.agent.http.nomad_util import HTTPError, blocking, read_endpoint, reply, strip_private
-from nomadmesh.agent.scheduling.node import NOMAD_VERSION, node_stub
-from nomadmesh.agent.scheduling.structs import alloc_stub
+from nomadmesh.agent.nomad.node import NOMAD_VERSION, node_stub
+from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_reads", __name__)
 

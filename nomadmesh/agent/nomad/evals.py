@@ -9,15 +9,15 @@ import copy
 import logging
 from typing import Any
 
-from nomadmesh.agent.scheduling import planner, ports, reschedule, spec
-from nomadmesh.agent.scheduling.feasibility import group_network_mode
-from nomadmesh.agent.scheduling.structs import (
+from nomadmesh.agent.nomad import planner, ports, reschedule, spec
+from nomadmesh.agent.nomad.feasibility import group_network_mode
+from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_CANCELLED, DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_NEWER, DESC_STOPPED, TRIGGER_ALLOC_FAILURE,
     TRIGGER_QUEUED, allocation, deployment, evaluation, now_ns,
 )
 from nomadmesh.agent.state import State, Txn
 
-log = logging.getLogger("nomadmesh.agent.scheduler")
+log = logging.getLogger("nomadmesh.agent.nomad.scheduler")
 
 
 def _has_update(tg: dict[str, Any]) -> bool:

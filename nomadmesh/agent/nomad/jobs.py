@@ -8,9 +8,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nomadmesh.agent.connect import ingress
-from nomadmesh.agent.http.consul_entries import protocol_of
-from nomadmesh.agent.scheduling.structs import (
+from nomadmesh.agent.consul import ingress_gateway as ingress
+from nomadmesh.agent.consul.config_entries import protocol_of
+from nomadmesh.agent.nomad.structs import (
     TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
 )
 from nomadmesh.agent.state import State, Txn

@@ -1,5 +1,5 @@
 """The scheduler's one seam to the task runtime (nomadmesh.agent.runtime): dirs, env, processes,
-logs and CNI bridge networking. Nothing else in scheduling/ imports the runtime.
+logs and CNI bridge networking. Nothing else in nomad/ imports the runtime.
 
 TaskSpec is what the runner knows about a task; Platform turns it into runtime calls.
 """
@@ -129,7 +129,7 @@ class Platform:
 
     def mapping_host_ips(self) -> list[str]:
         """The host addresses port maps answer on: the agent's bind address, and 127.0.0.1, the
-        node address services are registered and checked at (scheduling/services.py); [""] (all
+        node address services are registered and checked at (nomad/services.py); [""] (all
         addresses) for a wildcard bind."""
         bind = self.ctx.config.bind
         if bind in ("", "0.0.0.0", "::"):

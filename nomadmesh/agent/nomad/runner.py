@@ -5,7 +5,7 @@ the task group's restart block inside the runtime's supervised process; what to 
 scheduler's call. Everything it learns (task events, network status, process identities for
 adoption after an agent restart) is written to the allocation document in state.
 
-All calls into nomadmesh.agent.runtime go through Platform (scheduling/platform.py).
+All calls into nomadmesh.agent.runtime go through Platform (nomad/platform.py).
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import threading
 from typing import Any, Callable
 
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.scheduling import connect_hook, planner, ports as host_ports
-from nomadmesh.agent.scheduling.platform import Platform, TaskSpec
-from nomadmesh.agent.scheduling.ports import container_port
-from nomadmesh.agent.scheduling.services import registrations
-from nomadmesh.agent.scheduling.structs import now_ns
+from nomadmesh.agent.nomad import connect_hook, planner, ports as host_ports
+from nomadmesh.agent.nomad.platform import Platform, TaskSpec
+from nomadmesh.agent.nomad.ports import container_port
+from nomadmesh.agent.nomad.services import registrations
+from nomadmesh.agent.nomad.structs import now_ns
 
 __all__ = ["AllocRunner", "Platform"]
 

@@ -1,10 +1,10 @@
 """The dev agent's scheduler: one worker thread that turns evaluations into running allocations.
 
 Each pass (on notify() or every TICK_S):
-  1. processes pending evaluations (scheduling/evals.py: plan, place, stop, update, deployments);
-  2. makes the runtime match the allocations' desired status (scheduling/runner.py: start or stop
+  1. processes pending evaluations (nomad/evals.py: plan, place, stop, update, deployments);
+  2. makes the runtime match the allocations' desired status (nomad/runner.py: start or stop
      task processes, network namespaces and Consul registrations);
-  3. watches running deployments (scheduling/deployments.py: health, success, auto-revert);
+  3. watches running deployments (nomad/deployments.py: health, success, auto-revert);
   4. keeps each job's Status (pending/running/dead) in step with its allocations.
 
 start() first reconciles what the state says with what really runs, so an agent restarted after a
@@ -18,12 +18,12 @@ import threading
 from typing import Any
 
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.scheduling import deployments, evals
-from nomadmesh.agent.scheduling.node import node_document
-from nomadmesh.agent.scheduling.runner import AllocRunner, Platform
-from nomadmesh.agent.scheduling.structs import is_terminal, now_ns
+from nomadmesh.agent.nomad import deployments, evals
+from nomadmesh.agent.nomad.node import node_document
+from nomadmesh.agent.nomad.runner import AllocRunner, Platform
+from nomadmesh.agent.nomad.structs import is_terminal, now_ns
 
-log = logging.getLogger("nomadmesh.agent.scheduler")
+log = logging.getLogger("nomadmesh.agent.nomad.scheduler")
 TICK_S = 0.2
 
 

@@ -1,6 +1,6 @@
 """The one seam to nomadmesh.jobspec (parse, normalize, canonicalize, validate, diff, update_kind).
 
-Everything in scheduling/ and the Nomad API goes through here, so the jobspec package's error type
+Everything in nomad/ and the Nomad API goes through here, so the jobspec package's error type
 becomes one local exception and its names are bound in one place.
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def prepare(job: Any) -> dict[str, Any]:
     Like Nomad's job endpoint: canonicalize, run the mutators (the Connect hook adds each sidecar's
     task and ports, so the stored job shows them), canonicalize what they added, then validate.
     """
-    from nomadmesh.agent.scheduling import connect_hook  # imports Envoy helpers: keep it off import time
+    from nomadmesh.agent.nomad import connect_hook  # imports Envoy helpers: keep it off import time
 
     job = canonicalize(connect_hook.inject(canonicalize(from_json(job))))
     validate(job, connect_hook.injected_port_labels(job))
