@@ -94,7 +94,7 @@ def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
 def assert_catalog(agent: InProcessAgent, ports: dict[str, int]) -> None:
     """Each service is in the catalog at its host port with its check passing (Nomad's IDs)."""
     for name, port in ports.items():
-        (entry,) = agent.ctx.catalog.health(name, passing_only=True)
+        (entry,) = agent.catalog.health(name, passing_only=True)
         svc = entry["Service"]
         assert (svc["Address"], svc["Port"]) == ("127.0.0.1", port)
         assert svc["ID"].startswith("_nomad-task-") and svc["ID"].endswith(f"-group-{name}-{name}-http")
@@ -107,7 +107,7 @@ def test_samples_in_host_mode(agent: InProcessAgent) -> None:
     assert answer(ports["tax"]) == [{"Service": "Tax", "Version": 1.0}]
     assert_catalog(agent, ports)
     agent.client.job.deregister_job("tax", purge=False)
-    wait_for(lambda: agent.ctx.catalog.health("tax") == [], 15)  # deregistered when it stops
+    wait_for(lambda: agent.catalog.health("tax") == [], 15)  # deregistered when it stops
     broken = requests.get(f"http://127.0.0.1:{ports['order']}/", timeout=10)
     assert broken.status_code == 502 and "invoice" in broken.text  # tax really stopped
 

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.http.common import parse_duration
+from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.consul.service_defs import (
     SIDECAR_PORT_MAX,
     SIDECAR_PORT_MIN,

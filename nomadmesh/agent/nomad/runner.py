@@ -16,6 +16,7 @@ import shlex
 import threading
 from typing import Any, Callable
 
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import connect_hook, planner, ports as host_ports
 from nomadmesh.agent.nomad.platform import Platform, TaskSpec
@@ -79,9 +80,12 @@ def event(kind: str, message: str = "", **extra: Any) -> dict[str, Any]:
 
 
 class AllocRunner:
-    def __init__(self, ctx: AgentContext, platform: Platform, alloc_id: str, notify: Callable[[], None]):
+    def __init__(self, ctx: AgentContext, platform: Platform, catalog: Catalog, xds_address: str, alloc_id: str,
+                 notify: Callable[[], None]):
         self.ctx = ctx
         self.platform = platform
+        self.catalog = catalog
+        self.xds_address = xds_address
         self.alloc_id = alloc_id
         self.notify = notify
         self.stopping = False
@@ -357,7 +361,7 @@ class AllocRunner:
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
         """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""
-        boot = connect_hook.bootstrap_for(alloc, task, str(self.ctx.extras.get("xds_address") or ""))
+        boot = connect_hook.bootstrap_for(alloc, task, self.xds_address)
         if boot is None:
             return
         path = os.path.join(alloc_dir, task["Name"], "secrets", connect_hook.BOOTSTRAP_FILE)
@@ -391,9 +395,9 @@ class AllocRunner:
     # --- services -----------------------------------------------------------------------------
 
     def _register_services(self, alloc: dict[str, Any]) -> None:
-        catalog = self.ctx.catalog
+        catalog = self.catalog
         with self._lock:
-            if catalog is None or (self._registered and self._version == alloc.get("JobVersion")):
+            if (self._registered and self._version == alloc.get("JobVersion")):
                 return
             self._version = alloc.get("JobVersion")
             try:
@@ -410,9 +414,7 @@ class AllocRunner:
             self._registered = registered
 
     def _deregister_services(self) -> None:
-        catalog = self.ctx.catalog
-        if catalog is None:
-            return
+        catalog = self.catalog
         with self._lock:
             ids, self._registered = self._registered, []
         alloc = self._alloc()

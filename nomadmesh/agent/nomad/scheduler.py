@@ -17,6 +17,7 @@ import logging
 import threading
 from typing import Any
 
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import deployments, evals
 from nomadmesh.agent.nomad.node import node_document
@@ -28,8 +29,11 @@ TICK_S = 0.2
 
 
 class Scheduler:
-    def __init__(self, ctx: AgentContext):
+    def __init__(self, ctx: AgentContext, catalog: Catalog, xds_address: str):
+        """`catalog` gets the allocations' services; `xds_address` goes into each Envoy bootstrap."""
         self.ctx = ctx
+        self.catalog = catalog
+        self.xds_address = xds_address
         self.platform = Platform(ctx)
         self._runners: dict[str, AllocRunner] = {}
         self._wake = threading.Event()
@@ -68,6 +72,9 @@ class Scheduler:
             for r in runners:
                 r.detach()
 
+    def _runner(self, alloc_id: str) -> AllocRunner:
+        return AllocRunner(self.ctx, self.platform, self.catalog, self.xds_address, alloc_id, self.notify)
+
     # --- node ---------------------------------------------------------------------------------
 
     def node(self) -> dict[str, Any]:
@@ -92,7 +99,7 @@ class Scheduler:
         for alloc in self.ctx.state.values("alloc"):
             if alloc["ClientStatus"] in ("complete", "failed", "lost"):
                 continue
-            runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
+            runner = self._runner(alloc["ID"])
             if alloc["DesiredStatus"] == "run":
                 runner.restore()  # adopt what still runs; restart or fail what died
                 self._runners[alloc["ID"]] = runner
@@ -113,9 +120,7 @@ class Scheduler:
         self.platform.reconcile_network({a["ID"] for a in allocs}, keep)
 
     def _deregister_orphan_services(self, live: set[str]) -> None:
-        catalog = self.ctx.catalog
-        if catalog is None:
-            return
+        catalog = self.catalog
         for svc in catalog.services():
             sid = svc.get("ID", "")
             if sid.startswith("_nomad-task-") and not any(sid.startswith(f"_nomad-task-{a}-") for a in live):
@@ -175,7 +180,7 @@ class Scheduler:
                 runner = self._runners.get(alloc["ID"])
                 if alloc["DesiredStatus"] == "run" and not is_terminal(alloc):
                     if runner is None:
-                        runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
+                        runner = self._runner(alloc["ID"])
                         self._runners[alloc["ID"]] = runner
                         runner.start()
                     else:
