@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _contract() -> dict:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["forbidden_modules"] == ["nomadmesh.agent"]]
+    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c.get("forbidden_modules") == ["nomadmesh.agent"]]
     return contract
 
 
