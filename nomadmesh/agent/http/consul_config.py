@@ -43,7 +43,7 @@ def write_entry(txn: Txn, entry: dict[str, Any], cas: int | None) -> bool:
     current = txn.get(KIND, k)
     if cas is not None and (current.modify_index if current else 0) != cas:
         return False
-    intentions = [r.value for r in txn.list(KIND, f"{ixn.KIND}/") if r.key != k]
+    intentions = [r.value for r in txn.records(KIND, f"{ixn.KIND}/") if r.key != k]
     if entry["Kind"] == ixn.KIND:
         intentions.append(entry)
 
@@ -66,7 +66,7 @@ def _check_ingress_protocols(txn: Txn, lookup: Any, written: dict[str, Any] | No
                              deleted: tuple[str, str] | None = None) -> None:
     """Consul refuses a graph where an ingress listener's protocol differs from its services'."""
     gone = {(written["Kind"], written["Name"])} if written else {deleted}
-    entries = [r.value for r in txn.list(KIND, f"{ingress.KIND}/") if (ingress.KIND, r.value["Name"]) not in gone]
+    entries = [r.value for r in txn.records(KIND, f"{ingress.KIND}/") if (ingress.KIND, r.value["Name"]) not in gone]
     if written and written["Kind"] == ingress.KIND:
         entries.append(written)
     problem = ingress.protocol_conflict(
@@ -84,7 +84,7 @@ def delete_entry(txn: Txn, kind: str, name: str, cas: int | None) -> bool:
     if current is None:
         return True
     if kind in ("service-defaults", "proxy-defaults"):
-        intentions = [r.value for r in txn.list(KIND, f"{ixn.KIND}/")]
+        intentions = [r.value for r in txn.records(KIND, f"{ixn.KIND}/")]
 
         def lookup(k2: str, n2: str) -> dict[str, Any] | None:
             return None if (k2, n2) == (kind, name) else lookup_in(txn)(k2, n2)
@@ -117,7 +117,7 @@ async def list_kind(kind: str) -> Response:
     _check_kind(kind)
     state = current_ctx().state
     index = await block(state, (KIND,))
-    records = state.list(KIND, f"{kind}/")
+    records = state.records(KIND, f"{kind}/")
     return json_response([to_json(r.value, r.create_index, r.modify_index) for r in records], index=index)
 
 

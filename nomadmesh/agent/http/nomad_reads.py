@@ -19,7 +19,7 @@ async def _one(kind: str, key: str, what: str) -> Response:
     index = await blocking(state, (kind,))
     rec = state.get(kind, key)
     if rec is None and len(key) >= 8:
-        matches = state.list(kind, key)
+        matches = state.records(kind, key)
         rec = matches[0] if len(matches) == 1 else None
     if rec is None:
         raise HTTPError(404, f"{what} not found")

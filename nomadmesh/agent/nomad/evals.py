@@ -99,9 +99,9 @@ def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
         ev = dict(rec.value)
         job_rec = txn.get("job", ev["JobID"])
         job = job_rec.value if job_rec else None
-        all_allocs = [r.value for r in txn.list("alloc")]
+        all_allocs = [r.value for r in txn.records("alloc")]
         job_allocs = [a for a in all_allocs if a["JobID"] == ev["JobID"]]
-        deps = sorted((r.value for r in txn.list("deployment") if r.value["JobID"] == ev["JobID"]),
+        deps = sorted((r.value for r in txn.records("deployment") if r.value["JobID"] == ev["JobID"]),
                       key=lambda d: -d["CreateIndex"])
         # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
         current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
@@ -167,7 +167,7 @@ def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
                     txn.put("alloc", previous, dict(prev, NextAllocation=new["ID"]))
 
         # Older blocked evaluations of this job are superseded by this one.
-        for r in txn.list("eval"):
+        for r in txn.records("eval"):
             e = r.value
             if e["JobID"] == ev["JobID"] and e["Status"] == "blocked" and e["ID"] != ev["ID"]:
                 txn.put("eval", e["ID"], dict(e, Status="canceled", StatusDescription="evaluation superseded",

@@ -81,7 +81,7 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> di
     job["ModifyIndex"] = txn.index
     txn.put("job", job["ID"], job)
     txn.put("job_version", version_key(job["ID"], job["Version"]), job)
-    versions = [r for r in txn.list("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
+    versions = [r for r in txn.records("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
     for old in versions[: max(0, len(versions) - TRACKED_VERSIONS)]:
         txn.delete("job_version", old.key)
     return job
@@ -126,7 +126,7 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
         job = rec.value
         if purge:
             txn.delete("job", job_id)
-            for r in txn.list("job_version", job_id + "/"):
+            for r in txn.records("job_version", job_id + "/"):
                 if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
                     txn.delete("job_version", r.key)
             modify_index = job["JobModifyIndex"]
