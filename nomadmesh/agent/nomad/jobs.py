@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nomadmesh.agent.consul import ingress_gateway as ingress
+from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
 from nomadmesh.agent.nomad.structs import (
     TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
@@ -88,10 +88,7 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> di
 
 
 def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
-    def lookup(kind: str, name: str) -> dict[str, Any] | None:
-        rec = txn.get("config", f"{kind}/{name}")
-        return rec.value if rec else None
-
+    lookup = config_store.lookup_in(txn)
     problem = ingress.protocol_conflict(
         [entry], lambda name: protocol_of(name, lookup),
         lambda name: any(lookup(kind, name) for kind in ("service-router", "service-splitter")))
@@ -111,7 +108,7 @@ def register(state: State, job: dict[str, Any], enforce_index: bool = False,
             # Nomad writes each gateway's entry to Consul on every register (and leaves it on stop);
             # when Consul refuses it, the register fails and nothing is stored (the txn rolls back).
             _check_ingress_entry(txn, entry)
-            txn.put("config", f"{entry['Kind']}/{entry['Name']}", entry)
+            txn.put(config_store.KIND, config_store.key(entry["Kind"], entry["Name"]), entry)
         ev = evaluation(stored, TRIGGER_REGISTER, txn.index)
         txn.put("eval", ev["ID"], ev)
     return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
