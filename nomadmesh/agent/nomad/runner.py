@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, planner, ports as host_ports
+from nomadmesh.agent.nomad import connect_hook
 from nomadmesh.agent.nomad.platform import Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
@@ -252,11 +252,9 @@ class AllocRunner:
 
     def _start_tasks(self, alloc: dict[str, Any], restore: bool, start_dead: bool = True) -> None:
         tg = self._group(alloc)
-        # extra_tasks is empty for jobs registered since injection moved to registration; it keeps
-        # jobs stored before that running with their sidecars.
-        tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
+        # Sidecar tasks and ports are in the job since registration (or nomad/migrations.py).
+        tasks = list(tg.get("Tasks") or [])
         self._version = alloc.get("JobVersion")
-        alloc = self._add_connect_ports(alloc, tg)
         ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
         mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
         netns = None
@@ -336,28 +334,6 @@ class AllocRunner:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
-
-    def _add_connect_ports(self, alloc: dict[str, Any], tg: dict[str, Any]) -> dict[str, Any]:
-        """Give the allocation its sidecar ports (connect_hook.extra_ports) if it lacks them.
-
-        Registration adds these ports to the job (connect_hook.inject, as Nomad does), so the
-        planner has already assigned them and this is a no-op. A job stored before that gets them
-        here, from the same dynamic range and avoiding every port already held."""
-        have = {p["Label"] for p in ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []}
-        missing = [p for p in connect_hook.extra_ports(alloc["Job"], tg) if p["Label"] not in have]
-        if not missing:
-            return alloc
-        taken = set(planner.used_static_ports(self.ctx.state.values("alloc"), set()))
-        added = [{"Label": p["Label"], "Value": p["Value"], "To": p["To"], "HostIP": "127.0.0.1"}
-                 for p in host_ports.assign({"Networks": [{"DynamicPorts": missing}]}, taken)]
-
-        def change(doc: dict[str, Any]) -> dict[str, Any]:
-            res = dict(doc.get("AllocatedResources") or {})
-            shared = dict(res.get("Shared") or {})
-            shared["Ports"] = list(shared.get("Ports") or []) + added
-            res["Shared"] = shared
-            return dict(doc, AllocatedResources=res)
-        return self._update(change) or alloc
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
         """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""

@@ -7,9 +7,9 @@ Each pass (on notify() or every TICK_S):
   3. watches running deployments (nomad/deployments.py: health, success, auto-revert);
   4. keeps each job's Status (pending/running/dead) in step with its allocations.
 
-start() first reconciles what the state says with what really runs, so an agent restarted after a
-SIGKILL adopts still-running tasks, restarts or fails the dead ones and tears down orphaned
-namespaces. stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
+start() first brings what older agents stored up to date (nomad/migrations.py), then reconciles
+what the state says with what really runs, so an agent restarted after a SIGKILL adopts
+still-running tasks, restarts or fails the dead ones and tears down orphaned namespaces. stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import deployments, evals
+from nomadmesh.agent.nomad import deployments, evals, migrations
 from nomadmesh.agent.nomad.node import node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
 from nomadmesh.agent.nomad.structs import is_terminal, now_ns
@@ -44,6 +44,7 @@ class Scheduler:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        migrations.migrate(self.ctx.state)  # before anything reads a stored job
         self._register_node()
         self._reconcile_on_start()
         self._thread = threading.Thread(target=self._loop, name="nomad-scheduler", daemon=True)

@@ -83,7 +83,7 @@ def locate(ctx: AgentContext, platform: Platform, sidecar_id: str) -> Located:
     if index is None:
         raise Unavailable(503, f"allocation {alloc_id[:8]} runs no sidecar with ID {sidecar_id}")
     name = services[index]["Name"]
-    tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
+    tasks = list(tg.get("Tasks") or [])
     task = next((t["Name"] for t in tasks if t.get("Kind") == connect_hook.KIND_PREFIX + name),
                 connect_hook.TASK_PREFIX + name)
     task_state = ((alloc.get("TaskStates") or {}).get(task) or {}).get("State") or "pending"
