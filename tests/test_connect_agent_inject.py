@@ -167,7 +167,7 @@ def test_a_declared_sidecar_task_is_kept_and_groups_without_connect_are_untouche
     assert spec.prepare(plain) == before
 
 
-def test_a_job_stored_before_injection_still_gets_its_sidecar_at_allocation_time() -> None:
+def test_a_job_stored_before_injection_lacks_the_sidecar_the_hook_would_add() -> None:  # migrated at start
     old = sample_job("tax")  # what an older agent stored: canonical, no sidecar task or ports
     tg = spec.canonicalize(old)["TaskGroups"][0]
     assert [t["Name"] for t in connect_hook.extra_tasks(old, tg)] == ["connect-proxy-tax"]
