@@ -1,7 +1,8 @@
 """What every part of the dev agent shares: its configuration, its state and its identity.
 
 The agent's parts (Consul API, Nomad API, scheduler, Connect) receive one AgentContext instead of
-reaching for globals, so tests can build a context on a temporary data dir.
+reaching for globals, so tests can build a context on a temporary data dir. The parts themselves
+are not in it: the composition root (agent/build.py) hands each part what it needs, typed.
 """
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.datadir import DataDirLock, alloc_root, make_private_dir
 from nomadmesh.agent.state import State
-
-if TYPE_CHECKING:  # the catalog lives in its own module; only its type is needed here
-    from nomadmesh.agent.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,6 @@ class AgentContext:
     state: State
     node_id: str
     cluster_id: str  # Consul's cluster id: the Connect trust domain is "<cluster_id>.consul"
-    catalog: "Catalog | None" = None  # set by the agent once the catalog exists
-    extras: dict[str, Any] = field(default_factory=dict)  # parts registered by later layers
     lock: DataDirLock | None = None
 
     @classmethod

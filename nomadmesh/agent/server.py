@@ -1,6 +1,6 @@
 """The dev agent process: state, catalog, scheduler and the two HTTP APIs, started and stopped in order.
 
-Start: open the context, bind both HTTP ports (so a port in use fails before anything runs), start
+Start: build the parts (agent/build.py: open the context, construct every part), bind both HTTP ports (so a port in use fails before anything runs), start
 the catalog (its checks), the scheduler (which reconciles what the state says with what runs),
 register the `--config-dir` services, then serve: both apps (Quart) with hypercorn in one event
 loop in one thread (nomadmesh.httpserve), so blocking queries and event streams hold no thread. Stop, on SIGINT/SIGTERM: the reverse — stop
@@ -20,17 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from nomadmesh.agent.catalog import Catalog
+from nomadmesh.agent.build import AgentParts, build_agent
+from nomadmesh.agent.connect.plane import ConnectRuntime
+from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.service_defs import ServiceDefError
 from nomadmesh.agent.context import AgentConfig, AgentContext
-from nomadmesh.agent.http.consul_api import create_consul_app
-from nomadmesh.agent.http.consul_defs import ServiceDefError
+from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.errors import AgentError
 from nomadmesh.httpserve import HttpServers, bind_socket
-from nomadmesh.ui.app import mount_ui
 
 log = logging.getLogger("nomadmesh.agent")
-
-
 
 def raise_open_files_limit() -> None:
     """Every open connection (idle, blocking query, event stream) is a file descriptor: raise the
@@ -76,55 +75,60 @@ def load_service_definitions(config_dir: Path) -> list[tuple[str, dict[str, Any]
     return found
 
 
-def _make_nomad_app(ctx: AgentContext, scheduler: Any) -> Any:
-    from nomadmesh.agent.http.nomad_api import create_nomad_app
-
-    return create_nomad_app(ctx, scheduler)
-
-
-def _start_connect(ctx: AgentContext) -> Any:
-    from nomadmesh.agent.connect.runtime import ConnectRuntime
-
-    return ConnectRuntime.start(ctx)
-
-
 class Agent:
     """One dev agent. `start()` then `wait()` / `stop()`; or `run()` which does all three."""
 
     def __init__(self, config: AgentConfig):
         self.config = config
-        self.ctx: AgentContext | None = None
-        self.scheduler: Any = None
-        self.connect: Any = None  # ConnectRuntime: CA, proxy manager, xDS server
+        self.parts: AgentParts | None = None  # built by start()
         self._http = HttpServers()
         self._bound: list[socket.socket] = []
         self._stop_requested = threading.Event()
         self._stopped = False
 
+    # --- the parts, once started ---------------------------------------------------------------
+
+    def _built(self) -> AgentParts:
+        if self.parts is None:
+            raise AgentError("the agent is not started")
+        return self.parts
+
+    @property
+    def ctx(self) -> AgentContext:
+        return self._built().ctx
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._built().catalog
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._built().scheduler
+
+    @property
+    def connect(self) -> ConnectRuntime:
+        """Connect's CA, proxy manager and xDS server."""
+        return self._built().connect
+
     # --- start --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from nomadmesh.agent.scheduler import Scheduler
-
         cfg = self.config
         if cfg.default_policy not in ("allow", "deny"):
             raise AgentError(f"--default-policy: must be allow or deny, not {cfg.default_policy!r}")
-        self.ctx = ctx = AgentContext.open(cfg)
+        self.parts = parts = build_agent(cfg)
+        ctx = parts.ctx
         raise_open_files_limit()
         try:
-            ctx.catalog = Catalog(ctx)
-            self.scheduler = Scheduler(ctx)
             # Bind both ports before anything starts running, so "port in use" leaves nothing behind.
             consul_sock = self._bind("Consul HTTP API", "--consul-port", cfg.consul_port)
             nomad_sock = self._bind("Nomad HTTP API", "--nomad-port", cfg.nomad_port)
-            consul_app = mount_ui(create_consul_app(ctx), cfg.bind, cfg.nomad_port, cfg.consul_port)
-            nomad_app = _make_nomad_app(ctx, self.scheduler)
-            ctx.catalog.start()
-            self.connect = _start_connect(ctx)  # before the scheduler: sidecars need its xDS address
-            self.scheduler.start()
+            parts.catalog.start()
+            parts.connect.start()  # before the scheduler: the sidecars it starts connect to the xDS server
+            parts.scheduler.start()
             if cfg.config_dir is not None:
-                self._register_config_dir(cfg.config_dir)
-            self._http.start([(consul_app, consul_sock), (nomad_app, nomad_sock)], name="http")
+                self._register_config_dir(parts.catalog, cfg.config_dir)
+            self._http.start([(parts.consul_app, consul_sock), (parts.nomad_app, nomad_sock)], name="http")
         except BaseException:
             self.stop()
             raise
@@ -144,11 +148,11 @@ class Agent:
         self._bound.append(sock)  # closed by stop() even if never served
         return sock
 
-    def _register_config_dir(self, config_dir: Path) -> None:
-        assert self.ctx is not None and self.ctx.catalog is not None
+    @staticmethod
+    def _register_config_dir(catalog: Catalog, config_dir: Path) -> None:
         for where, definition in load_service_definitions(config_dir):
             try:
-                ids = self.ctx.catalog.register_service(definition)
+                ids = catalog.register_service(definition)
             except ServiceDefError as e:
                 raise AgentError(f"{where}: {e}") from None
             log.info("%s: registered %s", where, ", ".join(ids))
@@ -171,17 +175,15 @@ class Agent:
         for sock in self._bound:
             sock.close()
         self._bound.clear()
-        if self.scheduler is not None:
+        parts = self.parts
+        if parts is not None:
             try:
-                self.scheduler.stop(stop_tasks=True)
+                parts.scheduler.stop(stop_tasks=True)
             except Exception:
                 log.exception("stopping the scheduler")
-        if self.connect is not None:
-            self.connect.stop()
-        if self.ctx is not None:
-            if self.ctx.catalog is not None:
-                self.ctx.catalog.stop()
-            self.ctx.close()
+            parts.connect.stop()
+            parts.catalog.stop()
+            parts.ctx.close()
         log.info("agent stopped")
 
     def run(self) -> None:

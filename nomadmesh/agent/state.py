@@ -83,8 +83,8 @@ class Txn:
     def get(self, kind: str, key: str) -> Record | None:
         return _get(self._conn, kind, key)
 
-    def list(self, kind: str, prefix: str = "") -> list[Record]:
-        return _list(self._conn, kind, prefix)
+    def records(self, kind: str, prefix: str = "") -> list[Record]:
+        return _records(self._conn, kind, prefix)
 
     def put(self, kind: str, key: str, value: Any, cas: int | None = None) -> Record:
         """Insert or replace. With `cas`, 0 means "must not exist", N means "ModifyIndex must be N"."""
@@ -190,7 +190,7 @@ def _get(conn: sqlite3.Connection, kind: str, key: str) -> Record | None:
     return _row(row) if row else None
 
 
-def _list(conn: sqlite3.Connection, kind: str, prefix: str) -> list[Record]:
+def _records(conn: sqlite3.Connection, kind: str, prefix: str) -> list[Record]:
     # substr() instead of LIKE: keys may contain % and _ (KV keys are user input).
     rows = conn.execute(
         "SELECT kind, key, value, create_index, modify_index FROM documents"
@@ -277,12 +277,12 @@ class State:
         with self._lock:
             return _get(self._conn, kind, key)
 
-    def list(self, kind: str, prefix: str = "") -> list[Record]:
+    def records(self, kind: str, prefix: str = "") -> list[Record]:
         with self._lock:
-            return _list(self._conn, kind, prefix)
+            return _records(self._conn, kind, prefix)
 
     def values(self, kind: str, prefix: str = "") -> list[Any]:
-        return [r.value for r in self.list(kind, prefix)]
+        return [r.value for r in self.records(kind, prefix)]
 
     # --- writes -------------------------------------------------------------------------------
 

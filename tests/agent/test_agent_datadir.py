@@ -16,11 +16,11 @@ from typing import Callable
 import nomad
 import requests
 
+from nomadmesh.agent.state import State
 from support.agents import RunningAgent
 from support.net import free_port
 from support.paths import REPO
 from support.waiting import wait_until
-from nomadmesh.agent.state import State
 
 SLEEPER = '''job "held" {
   group "g" {

@@ -13,10 +13,9 @@ import nomad.api.exceptions as nx
 import pytest
 import requests
 
-from support.waiting import wait_until
 from support.agents import InProcessAgent
 from support.nomad_jobs import DOCKER_HCL
-
+from support.waiting import wait_until
 
 
 @pytest.fixture

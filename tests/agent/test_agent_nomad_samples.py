@@ -30,6 +30,6 @@ def test_samples_in_host_mode(agent: InProcessAgent) -> None:
     assert answer(ports["tax"]) == [{"Service": "Tax", "Version": 1.0}]
     assert_catalog(agent, ports)
     agent.client.job.deregister_job("tax", purge=False)
-    wait_until(lambda: agent.ctx.catalog.health("tax") == [], 15)  # deregistered when it stops
+    wait_until(lambda: agent.catalog.health("tax") == [], 15)  # deregistered when it stops
     broken = requests.get(f"http://127.0.0.1:{ports['order']}/", timeout=10)
     assert broken.status_code == 502 and "invoice" in broken.text  # tax really stopped

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import requests
 
-from nomadmesh.agent.connect import ingress
-from nomadmesh.agent.scheduling import connect_hook, services, spec
+from nomadmesh.agent.consul import ingress_gateway as ingress
+from nomadmesh.agent.nomad import connect_hook, services, spec
 
 GATEWAY_HCL = """
 job "edge" {

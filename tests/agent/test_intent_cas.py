@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from support.paths import REPO
 from nomadmesh.deploy import intentions as di
 from nomadmesh.errors import TargetError
+from support.paths import REPO
 
 KIND = "service-intentions"
 

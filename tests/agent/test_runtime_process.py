@@ -17,8 +17,7 @@ import pytest
 
 from nomadmesh.agent.runtime import events as ev
 from nomadmesh.agent.runtime.events import TaskEvent
-from nomadmesh.agent.runtime.process import (ProcessIdentity, TaskProcess, TaskSpec, proc_start_time,
-                                             signal_number)
+from nomadmesh.agent.runtime.process import ProcessIdentity, TaskProcess, TaskSpec, proc_start_time, signal_number
 from nomadmesh.agent.runtime.restarts import NS, RestartPolicy
 from nomadmesh.agent.runtime.taskdir import AllocDirs
 from support.paths import REPO

@@ -9,9 +9,10 @@ from typing import Any, Iterator
 
 import nomad
 import pytest
+from test_agent_nomad_run import HTTP_JOB, SERVER, get_text, pid_alive
 
 from support.waiting import wait_until
-from test_agent_nomad_run import HTTP_JOB, SERVER, get_text, pid_alive
+
 
 @pytest.fixture
 def agent(running_agent: Any) -> Iterator[Any]:

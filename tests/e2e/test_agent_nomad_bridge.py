@@ -17,8 +17,8 @@ import requests
 
 from support.agents import InProcessAgent
 from support.net import free_port
-from support.waiting import wait_until
 from support.nomad_jobs import get_text
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -240,8 +240,8 @@ def test_port_maps_of_an_agent_bound_elsewhere_answer_there_and_on_the_node_loop
     from types import SimpleNamespace
 
     from nomadmesh.agent.context import AgentConfig
+    from nomadmesh.agent.nomad.platform import Platform
     from nomadmesh.agent.runtime.process import TaskProcess, TaskSpec
-    from nomadmesh.agent.scheduling.platform import Platform
 
     if os.geteuid() != 0:
         pytest.skip("bridge networking needs root")

@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from support.waiting import wait_until
 from support.meshkit import pids_with
+from support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.root,

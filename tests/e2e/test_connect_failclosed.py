@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from support.host_mesh import HostMesh
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
-from support.waiting import wait_until
 from support.envoy_pair import SERVER, Mesh
+from support.host_mesh import HostMesh
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 

@@ -16,17 +16,16 @@ from dataclasses import replace
 from functools import lru_cache
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from support.meshkit import tls_client_context
 from nomadmesh.agent.connect.cache import Resources
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
-from support.connect_support import DC, pinned_ca
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission, evaluate
-from support.waiting import wait_until
+from support.connect_support import DC, pinned_ca
 from support.envoy_pair import SERVER, Mesh
+from support.meshkit import tls_client_context
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(180)]
 

@@ -17,11 +17,11 @@ from typing import Iterator
 import pytest
 import requests
 
+from nomadmesh.agent.connect.ca import ConnectCA
 from support.agents import RunningAgent
 from support.host_mesh import HostMesh
-from support.waiting import wait_until
 from support.meshkit import raw_http_request, tls_client_context as tls_context
-from nomadmesh.agent.connect.ca import ConnectCA
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 

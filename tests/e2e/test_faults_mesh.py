@@ -28,13 +28,12 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from support.waiting import wait_until
-from support.meshkit import pids_with
-
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
+from support.meshkit import pids_with
 from support.paths import REPO
+from support.waiting import wait_until
 
 NAMES = ("order", "invoice", "tax")
 CHAIN = ["Order", "Invoice", "Tax"]

@@ -20,11 +20,12 @@ import nomad
 import pytest
 import requests
 
-from nomadmesh.agent.catalog import Catalog
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.datadir import alloc_root
 from nomadmesh.agent.http.nomad_api import create_nomad_app
-from nomadmesh.agent.scheduler import Scheduler
+from nomadmesh.agent.http.parts import NomadParts
+from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.httpserve import HttpServers, bind_socket
 from support.net import free_port
 from support.paths import REPO
@@ -147,19 +148,19 @@ class InProcessAgent:
     def __init__(self, tmp: Path, port: int | None = None):
         port = port or free_port()
         self.ctx = AgentContext.open(AgentConfig(data_dir=tmp, nomad_port=port, node_name="test-node"))
-        self.ctx.catalog = Catalog(self.ctx)
-        self.ctx.catalog.start()
-        self.scheduler = Scheduler(self.ctx)
+        self.catalog = Catalog(self.ctx)
+        self.catalog.start()
+        self.scheduler = Scheduler(self.ctx, self.catalog, xds_address="")  # these jobs run no sidecar
         self.scheduler.start()
         self.server = HttpServers()
-        self.server.start([(create_nomad_app(self.ctx, self.scheduler), bind_socket("127.0.0.1", port))])
+        self.server.start([(create_nomad_app(NomadParts(self.ctx, self.scheduler)), bind_socket("127.0.0.1", port))])
         self.addr = f"http://127.0.0.1:{port}"
         self.client = nomad.Nomad(host="127.0.0.1", port=port, timeout=10)
 
     def close(self) -> None:
         self.server.stop()
         self.scheduler.stop(stop_tasks=True)
-        self.ctx.catalog.stop()
+        self.catalog.stop()
         self.ctx.close()
         shutil.rmtree(self.ctx.config.alloc_root, ignore_errors=True)  # the default one is in the temp dir
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Iterator
 
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
-from support.connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
+from nomadmesh.connect.envoy import EnvoyProcess
+from support.connect_support import free_port, snapshot, start_backend, upstream
 from support.waiting import wait_until
 
 SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"

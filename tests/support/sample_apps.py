@@ -59,7 +59,7 @@ def answer(port: int) -> list[dict[str, Any]]:
 def assert_catalog(agent: InProcessAgent, ports: dict[str, int]) -> None:
     """Each service is in the catalog at its host port with its check passing (Nomad's IDs)."""
     for name, port in ports.items():
-        (entry,) = agent.ctx.catalog.health(name, passing_only=True)
+        (entry,) = agent.catalog.health(name, passing_only=True)
         svc = entry["Service"]
         assert (svc["Address"], svc["Port"]) == ("127.0.0.1", port)
         assert svc["ID"].startswith("_nomad-task-") and svc["ID"].endswith(f"-group-{name}-{name}-http")

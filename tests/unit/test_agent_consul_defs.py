@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nomadmesh.agent.http.consul_defs import (
+from nomadmesh.agent.consul.service_defs import (
     SIDECAR_PORT_MAX,
     SIDECAR_PORT_MIN,
     ServiceDefError,

@@ -42,7 +42,7 @@ def test_failed_transaction_writes_nothing(fresh_state: State) -> None:
 def test_prefix_listing_treats_like_wildcards_literally(fresh_state: State) -> None:
     for key in ("a%b/x", "axb/y", "a_b/z", "a%b"):
         fresh_state.put("kv", key, key)
-    assert [r.key for r in fresh_state.list("kv", "a%b")] == ["a%b", "a%b/x"]
+    assert [r.key for r in fresh_state.records("kv", "a%b")] == ["a%b", "a%b/x"]
 
 
 def test_wait_returns_when_the_kind_changes(fresh_state: State) -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.connect.proxies import MeshView, build_all, endpoints
+from nomadmesh.agent.nomad import connect_hook, spec
+from nomadmesh.agent.nomad.services import registrations
 from support.connect_support import pinned_ca
-from nomadmesh.agent.scheduling import connect_hook, spec
-from nomadmesh.agent.scheduling.services import registrations
 from support.nomad_jobs import rendered_sample_job
 
 
@@ -156,7 +156,7 @@ def test_a_declared_sidecar_task_is_kept_and_groups_without_connect_are_untouche
     assert spec.prepare(plain) == before
 
 
-def test_a_job_stored_before_injection_still_gets_its_sidecar_at_allocation_time() -> None:
+def test_a_job_stored_before_injection_lacks_the_sidecar_the_hook_would_add() -> None:  # migrated at start
     old = rendered_sample_job("tax")  # what an older agent stored: canonical, no sidecar task or ports
     tg = spec.canonicalize(old)["TaskGroups"][0]
     assert [t["Name"] for t in connect_hook.extra_tasks(old, tg)] == ["connect-proxy-tax"]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.agent.scheduling import health
-from nomadmesh.agent.scheduling.services import go_duration, registrations
+from nomadmesh.agent.nomad import health
+from nomadmesh.agent.nomad.services import go_duration, registrations
 
 S = 1_000_000_000
 UPDATE = {"HealthCheck": "checks", "MinHealthyTime": 2 * S, "HealthyDeadline": 30 * S}

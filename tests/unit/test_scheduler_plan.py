@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from nomadmesh import jobspec
-from nomadmesh.agent.scheduling import evals, jobs, planner, spec
-from nomadmesh.agent.scheduling.node import node_document
-from nomadmesh.agent.scheduling.reconcile import reconcile
+from nomadmesh.agent.nomad import evals, jobs, planner, spec
+from nomadmesh.agent.nomad.node import node_document
+from nomadmesh.agent.nomad.reconcile import reconcile
 from nomadmesh.agent.state import State
 
 HCL = """

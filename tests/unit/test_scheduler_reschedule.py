@@ -1,11 +1,11 @@
-"""Nomad's reschedule policy arithmetic (scheduling/reschedule.py): delays, eligibility, tracker."""
+"""Nomad's reschedule policy arithmetic (nomad/reschedule.py): delays, eligibility, tracker."""
 from __future__ import annotations
 
 from typing import Any
 
+from nomadmesh.agent.nomad import reschedule
+from nomadmesh.agent.nomad.reconcile import reconcile
 from nomadmesh.jobspec.canonical import default_reschedule
-from nomadmesh.agent.scheduling import reschedule
-from nomadmesh.agent.scheduling.reconcile import reconcile
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # a fixed clock

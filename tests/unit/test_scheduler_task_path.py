@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from nomadmesh.agent.scheduling.platform import agent_bin_first
+from nomadmesh.agent.nomad.platform import agent_bin_first
 
 
 def test_agent_bin_goes_first_once() -> None:

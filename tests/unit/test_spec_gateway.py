@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from support.spec_builders import definition, edit, problems, write_services
-
-from nomadmesh.agent.scheduling import spec as agent_spec  # noqa: E402
+from nomadmesh.agent.nomad import spec as agent_spec  # noqa: E402
 from nomadmesh.cli.up import _entry  # noqa: E402
 from nomadmesh.deploy.jobs import render_jobs  # noqa: E402
 from nomadmesh.deploy.status import AllocStatus, JobStatus  # noqa: E402
@@ -20,6 +18,7 @@ from nomadmesh.render.readback import hcl_to_job  # noqa: E402
 from nomadmesh.render.renderer import render_hcl  # noqa: E402
 from nomadmesh.spec import load_spec  # noqa: E402
 from nomadmesh.spec.model import IngressListener, IngressService  # noqa: E402
+from support.spec_builders import definition, edit, problems, write_services
 
 GW: dict[str, Any] = {
     "service": {"name": "edge", "kind": "ingress-gateway", "port": 8080},

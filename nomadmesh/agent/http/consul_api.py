@@ -20,12 +20,12 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
-from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import (
     consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_proxy_status,
     consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response
+from nomadmesh.agent.http.parts import EXTENSION, ConsulParts
 from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.consul")
@@ -38,14 +38,15 @@ class AnyPathConverter(PathConverter):
     part_isolating = False  # werkzeug infers True from a regex without '/'; keys span segments
 
 
-def create_consul_app(ctx: AgentContext) -> Quart:
+def create_consul_app(parts: ConsulParts) -> Quart:
+    ctx = parts.ctx
     app = Quart("nomadmesh.consul")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "/v1/kv//x" must reach the KV view (and be refused), not redirect
     app.url_map.converters["anypath"] = AnyPathConverter
     app.url_map.converters["path"] = AnyCharPathConverter
-    app.extensions["nomadmesh"] = {"ctx": ctx}
+    app.extensions[EXTENSION] = parts
     install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,

@@ -9,8 +9,10 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.service_defs import public
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag
-from nomadmesh.agent.http.consul_defs import public
+from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_catalog", __name__)
 
@@ -19,11 +21,8 @@ HEALTH_KINDS = ("service", "check")
 _STATES = ("any", "passing", "warning", "critical")
 
 
-def _catalog() -> Any:
-    catalog = current_ctx().catalog
-    if catalog is None:
-        raise HTTPError(500, "catalog not ready")
-    return catalog
+def _catalog() -> Catalog:
+    return consul_parts().catalog
 
 
 async def _blocked(kinds: tuple[str, ...]) -> int:

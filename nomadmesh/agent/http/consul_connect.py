@@ -5,26 +5,24 @@
     GET /v1/agent/connect/ca/leaf/<service>  a leaf certificate + key for <service>; a blocking
                                              query (?index=) returns when that leaf is rotated
 
-Both read `ctx.extras["connect"]` (agent/connect/runtime.py, set by the agent at start).
+Both read the agent's Connect plane (agent/connect/plane.py) from the app's parts.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from quart import Blueprint, Response
 
 from nomadmesh.agent.connect import ca as ca_mod
-from nomadmesh.agent.http.common import HTTPError, blocking_args, current_ctx, json_response
+from nomadmesh.agent.connect.plane import ConnectRuntime
+from nomadmesh.agent.http.common import blocking_args, json_response
+from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_connect", __name__)
 ROOTS_INDEX = 1  # the root never changes in the dev agent
 
 
-def _connect() -> Any:
-    runtime = current_ctx().extras.get("connect")
-    if runtime is None:
-        raise HTTPError(500, "Connect must be enabled in order to use this endpoint")
-    return runtime
+def _connect() -> ConnectRuntime:
+    return consul_parts().connect
 
 
 @bp.get("/v1/connect/ca/roots")

@@ -19,8 +19,8 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response
-from nomadmesh.agent.http.consul_config import KIND, delete_entry, key, write_entry
-from nomadmesh.agent.http.consul_entries import EntryError, decode
+from nomadmesh.agent.consul.config_entries import EntryError, decode
+from nomadmesh.agent.consul.config_store import KIND, delete_entry, key, write_entry
 from nomadmesh.agent.state import Record, Txn
 from nomadmesh.mesh import intentions as ixn
 
@@ -56,7 +56,7 @@ def _all(records: list[Record]) -> list[dict[str, Any]]:
 
 
 def _records() -> list[Record]:
-    return current_ctx().state.list(KIND, f"{ixn.KIND}/")
+    return current_ctx().state.records(KIND, f"{ixn.KIND}/")
 
 
 def _required(name: str) -> str:
@@ -217,7 +217,7 @@ def legacy_get(intention_id: str) -> Response:
 @bp.delete("/v1/connect/intentions/<intention_id>")
 def legacy_delete(intention_id: str) -> Response:
     with current_ctx().state.write() as txn:
-        for rec in txn.list(KIND, f"{ixn.KIND}/"):
+        for rec in txn.records(KIND, f"{ixn.KIND}/"):
             if any(s.get("LegacyID") == intention_id for s in rec.value.get("Sources") or []):
                 _remove_source(txn, rec.value["Name"], lambda s: s.get("LegacyID") == intention_id)
                 return json_response(True)

@@ -66,12 +66,12 @@ async def get(key: str) -> Response:
     validate_key(key, allow_empty=recurse or keys_only)
     index = await block(ctx.state, (KIND,))
     if keys_only:
-        found = [r.key for r in ctx.state.list(KIND, key)]
+        found = [r.key for r in ctx.state.records(KIND, key)]
         if not found:
             return _not_found(index)
         return json_response(keys_up_to(found, key, request.args.get("separator", "")), index=index)
     if recurse:
-        records = ctx.state.list(KIND, key)
+        records = ctx.state.records(KIND, key)
         if not records:
             return _not_found(index)
         return json_response([entry(r) for r in records], index=index)

@@ -19,12 +19,14 @@ from typing import Any
 
 from quart import Blueprint, Response
 
-from nomadmesh.agent.http.common import HTTPError, current_ctx, json_response
+from nomadmesh.agent.connect.plane import ConnectRuntime
+from nomadmesh.agent.http.common import json_response
+from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_proxy_status", __name__)
 
 
-def rows(runtime: Any) -> list[dict[str, Any]]:
+def rows(runtime: ConnectRuntime) -> list[dict[str, Any]]:
     out = []
     for node in runtime.cache.nodes():
         resources = runtime.cache.get(node)
@@ -37,7 +39,4 @@ def rows(runtime: Any) -> list[dict[str, Any]]:
 
 @bp.get("/v1/nomadmesh/proxies")
 def proxies() -> Response:
-    runtime = current_ctx().extras.get("connect")
-    if runtime is None:
-        raise HTTPError(500, "Connect must be enabled in order to use this endpoint")
-    return json_response(rows(runtime))
+    return json_response(rows(consul_parts().connect))

@@ -5,30 +5,30 @@
     nomad_logs.py   /v1/client/fs/logs/<alloc>
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
-nomadmesh.agent.scheduling.jobs, then poke the scheduler.
+nomadmesh.agent.nomad.jobs, then poke the scheduler.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
+from nomadmesh.agent.http.parts import EXTENSION, NomadParts
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
 from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.nomad")
 
 
-def create_nomad_app(ctx: AgentContext, scheduler: Any) -> Quart:
+def create_nomad_app(parts: NomadParts) -> Quart:
+    ctx = parts.ctx
     app = Quart("nomadmesh.nomad")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.url_map.converters["path"] = AnyCharPathConverter  # job IDs may hold '/' (%2F) and newlines
-    app.extensions["nomadmesh"] = {"ctx": ctx, "scheduler": scheduler}
+    app.extensions[EXTENSION] = parts
     install_guard(app, own_address(ctx.config.bind, ctx.config.nomad_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read
     app.register_blueprint(nomad_jobs.bp)

@@ -1,22 +1,18 @@
-"""Access to the agent context and scheduler from inside a Nomad API view."""
+"""The agent context and scheduler from inside a Nomad API view (the app's NomadParts)."""
 from __future__ import annotations
 
-from typing import Any
-
-from quart import current_app
-
 from nomadmesh.agent.context import AgentContext
+from nomadmesh.agent.http.parts import nomad_parts
+from nomadmesh.agent.nomad.scheduler import Scheduler
 
 
 def ctx() -> AgentContext:
-    return current_app.extensions["nomadmesh"]["ctx"]
+    return nomad_parts().ctx
 
 
-def scheduler() -> Any:
-    return current_app.extensions["nomadmesh"]["scheduler"]
+def scheduler() -> Scheduler:
+    return nomad_parts().scheduler
 
 
 def notify() -> None:
-    s = scheduler()
-    if s is not None:
-        s.notify()
+    scheduler().notify()

@@ -9,9 +9,9 @@ from nomadmesh.agent.http.nomad_ctx import ctx, notify
 from nomadmesh.agent.http.nomad_util import (
     HTTPError, blocking, check_fields, json_body, parse_bool, read_endpoint, reply, strip_private,
 )
-from nomadmesh.agent.scheduling import jobs as jobstore
-from nomadmesh.agent.scheduling import planner, spec
-from nomadmesh.agent.scheduling.structs import alloc_stub
+from nomadmesh.agent.nomad import jobs as jobstore
+from nomadmesh.agent.nomad import planner, spec
+from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_jobs", __name__)
 

@@ -7,8 +7,8 @@ from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx
 from nomadmesh.agent.http.nomad_util import HTTPError, blocking, read_endpoint, reply, strip_private
-from nomadmesh.agent.scheduling.node import NOMAD_VERSION, node_stub
-from nomadmesh.agent.scheduling.structs import alloc_stub
+from nomadmesh.agent.nomad.node import NOMAD_VERSION, node_stub
+from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_reads", __name__)
 
@@ -19,7 +19,7 @@ async def _one(kind: str, key: str, what: str) -> Response:
     index = await blocking(state, (kind,))
     rec = state.get(kind, key)
     if rec is None and len(key) >= 8:
-        matches = state.list(kind, key)
+        matches = state.records(kind, key)
         rec = matches[0] if len(matches) == 1 else None
     if rec is None:
         raise HTTPError(404, f"{what} not found")

@@ -5,7 +5,7 @@ the task group's restart block inside the runtime's supervised process; what to 
 scheduler's call. Everything it learns (task events, network status, process identities for
 adoption after an agent restart) is written to the allocation document in state.
 
-All calls into nomadmesh.agent.runtime go through Platform (scheduling/platform.py).
+All calls into nomadmesh.agent.runtime go through Platform (nomad/platform.py).
 """
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import shlex
 import threading
 from typing import Any, Callable
 
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.scheduling import connect_hook, planner, ports as host_ports
-from nomadmesh.agent.scheduling.platform import Platform, TaskSpec
-from nomadmesh.agent.scheduling.ports import container_port
-from nomadmesh.agent.scheduling.services import registrations
-from nomadmesh.agent.scheduling.structs import now_ns
+from nomadmesh.agent.nomad import connect_hook, task_plan
+from nomadmesh.agent.nomad.platform import Platform, TaskSpec
+from nomadmesh.agent.nomad.ports import container_port
+from nomadmesh.agent.nomad.services import registrations
+from nomadmesh.agent.nomad.structs import now_ns
 
 __all__ = ["AllocRunner", "Platform"]
 
@@ -79,9 +80,12 @@ def event(kind: str, message: str = "", **extra: Any) -> dict[str, Any]:
 
 
 class AllocRunner:
-    def __init__(self, ctx: AgentContext, platform: Platform, alloc_id: str, notify: Callable[[], None]):
+    def __init__(self, ctx: AgentContext, platform: Platform, catalog: Catalog, xds_address: str, alloc_id: str,
+                 notify: Callable[[], None]):
         self.ctx = ctx
         self.platform = platform
+        self.catalog = catalog
+        self.xds_address = xds_address
         self.alloc_id = alloc_id
         self.notify = notify
         self.stopping = False
@@ -246,28 +250,37 @@ class AllocRunner:
     def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
         return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
 
+    def _network_facts(self, alloc: dict[str, Any], restore: bool, start_dead: bool) -> task_plan.NetworkFacts:
+        """What task_plan.network decides on; the namespace and the processes are looked at only
+        for a restored bridge allocation whose namespace was set up once."""
+        mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
+        bridge = (mode[0] or {}).get("Mode") == "bridge"
+        had_network = bool(alloc.get("NetworkStatus"))
+        agent_stopped = bool(alloc.get("_AgentStopped"))
+        looked_at = bridge and restore and had_network
+        exists = looked_at and self.platform.network_path(self.alloc_id) is not None
+        alive = looked_at and not agent_stopped and not exists and any(
+            self.platform.task_alive(h) for h in (alloc.get("_Handles") or {}).values() if h)
+        return task_plan.NetworkFacts(bridge=bridge, restore=restore, start_dead=start_dead, had_network=had_network,
+                                      agent_stopped=agent_stopped, namespace_exists=exists, tasks_alive=alive)
+
     def _start_tasks(self, alloc: dict[str, Any], restore: bool, start_dead: bool = True) -> None:
         tg = self._group(alloc)
-        # extra_tasks is empty for jobs registered since injection moved to registration; it keeps
-        # jobs stored before that running with their sidecars.
-        tasks = list(tg.get("Tasks") or []) + connect_hook.extra_tasks(alloc["Job"], tg)
+        # Sidecar tasks and ports are in the job since registration (or nomad/migrations.py).
+        tasks = list(tg.get("Tasks") or [])
         self._version = alloc.get("JobVersion")
-        alloc = self._add_connect_ports(alloc, tg)
         ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
-        mode = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Networks") or [{}]
         netns = None
-        if (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
-                and not alloc.get("_AgentStopped") and not self.platform.network_path(self.alloc_id) \
-                and any(self.platform.task_alive(h) for h in (alloc.get("_Handles") or {}).values() if h):
-            # Its tasks outlived a namespace deleted while the agent was down: adopt them (to stop
-            # them), start nothing; the scheduler's next tick fails the allocation (network_lost).
+        action = task_plan.network(self._network_facts(alloc, restore, start_dead))
+        if action is task_plan.Network.LOST:
+            # Adopt its tasks (to stop them), start nothing; the scheduler's next tick fails the
+            # allocation (network_lost).
             self._netns = self.platform.expected_network_path(self.alloc_id)
             start_dead = False
-        elif (mode[0] or {}).get("Mode") == "bridge" and restore and alloc.get("NetworkStatus") \
-                and self.platform.network_path(self.alloc_id):
-            netns = self.platform.network_path(self.alloc_id)  # survived the agent: keep it
+        elif action is task_plan.Network.KEEP:
+            netns = self.platform.network_path(self.alloc_id)
             self._netns = netns
-        elif (mode[0] or {}).get("Mode") == "bridge" and (start_dead or not restore):
+        elif action is task_plan.Network.SETUP:
             mappings = [(int(p["Value"]), container_port(p)) for p in ports]
             with self._lock:  # stop() waits for a setup under way, then tears it down
                 if self.stopping:
@@ -281,9 +294,7 @@ class AllocRunner:
         agent_stopped = bool(alloc.get("_AgentStopped"))
         if agent_stopped:
             self._update(lambda d: {k: v for k, v in d.items() if k != "_AgentStopped"})
-        # Prestart tasks first; a non-sidecar prestart task must finish before the main tasks start.
-        order = sorted(tasks, key=lambda t: 0 if ((t.get("Lifecycle") or {}).get("Hook") == "prestart") else 1)
-        for task in order:
+        for task in task_plan.start_order(tasks):
             if self.stopping:
                 return
             name = task["Name"]
@@ -301,16 +312,18 @@ class AllocRunner:
                     self._handles[name] = h
                     self._sync_task(name, None)
                     continue
-            if restore and not start_dead:
+            allowed = bool(restore and prev and not agent_stopped and self.platform.restart_allowed(spec, prev))
+            todo = task_plan.step(restore, start_dead, agent_stopped, bool(prev), allowed)
+            if todo is task_plan.Step.SKIP:
                 continue  # an allocation being stopped: adopt what lives (to stop it), start nothing
-            if restore and prev:
-                if not agent_stopped and not self.platform.restart_allowed(spec, prev):
-                    self._record(name, event("Not Restarting", "Exceeded allowed attempts while the agent was down",
-                                             FailsTask=True))
-                    continue
-                if not agent_stopped:
-                    self._record(name, event("Restarting", "Task found dead after agent restart"))
-                    prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
+            if todo is task_plan.Step.GIVE_UP:
+                self._record(name, event("Not Restarting", "Exceeded allowed attempts while the agent was down",
+                                         FailsTask=True))
+                continue
+            if todo is task_plan.Step.RESTART:
+                self._record(name, event("Restarting", "Task found dead after agent restart"))
+                prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
+            if todo in (task_plan.Step.RESTART, task_plan.Step.RESUME):
                 self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
             with self._lock:
                 if self.stopping:
@@ -324,8 +337,7 @@ class AllocRunner:
                 self._record(name, event("Driver Failure", f"failed to launch command: {e}", FailsTask=True,
                                          DriverError=str(e)))
                 continue
-            lc = task.get("Lifecycle") or {}
-            if lc.get("Hook") == "prestart" and not lc.get("Sidecar"):
+            if task_plan.waits_for_exit(task):
                 self.platform.wait_task(self._handles[name])
 
         if restore:
@@ -333,31 +345,9 @@ class AllocRunner:
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
 
-    def _add_connect_ports(self, alloc: dict[str, Any], tg: dict[str, Any]) -> dict[str, Any]:
-        """Give the allocation its sidecar ports (connect_hook.extra_ports) if it lacks them.
-
-        Registration adds these ports to the job (connect_hook.inject, as Nomad does), so the
-        planner has already assigned them and this is a no-op. A job stored before that gets them
-        here, from the same dynamic range and avoiding every port already held."""
-        have = {p["Label"] for p in ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []}
-        missing = [p for p in connect_hook.extra_ports(alloc["Job"], tg) if p["Label"] not in have]
-        if not missing:
-            return alloc
-        taken = set(planner.used_static_ports(self.ctx.state.values("alloc"), set()))
-        added = [{"Label": p["Label"], "Value": p["Value"], "To": p["To"], "HostIP": "127.0.0.1"}
-                 for p in host_ports.assign({"Networks": [{"DynamicPorts": missing}]}, taken)]
-
-        def change(doc: dict[str, Any]) -> dict[str, Any]:
-            res = dict(doc.get("AllocatedResources") or {})
-            shared = dict(res.get("Shared") or {})
-            shared["Ports"] = list(shared.get("Ports") or []) + added
-            res["Shared"] = shared
-            return dict(doc, AllocatedResources=res)
-        return self._update(change) or alloc
-
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
         """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""
-        boot = connect_hook.bootstrap_for(alloc, task, str(self.ctx.extras.get("xds_address") or ""))
+        boot = connect_hook.bootstrap_for(alloc, task, self.xds_address)
         if boot is None:
             return
         path = os.path.join(alloc_dir, task["Name"], "secrets", connect_hook.BOOTSTRAP_FILE)
@@ -391,9 +381,9 @@ class AllocRunner:
     # --- services -----------------------------------------------------------------------------
 
     def _register_services(self, alloc: dict[str, Any]) -> None:
-        catalog = self.ctx.catalog
+        catalog = self.catalog
         with self._lock:
-            if catalog is None or (self._registered and self._version == alloc.get("JobVersion")):
+            if (self._registered and self._version == alloc.get("JobVersion")):
                 return
             self._version = alloc.get("JobVersion")
             try:
@@ -410,9 +400,7 @@ class AllocRunner:
             self._registered = registered
 
     def _deregister_services(self) -> None:
-        catalog = self.ctx.catalog
-        if catalog is None:
-            return
+        catalog = self.catalog
         with self._lock:
             ids, self._registered = self._registered, []
         alloc = self._alloc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nomadmesh.agent.scheduling.structs import (
+from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DEPLOYMENT_SUCCESSFUL, DESC_PROGRESS, DESC_SUCCESSFUL,
     DESC_UNHEALTHY,
 )

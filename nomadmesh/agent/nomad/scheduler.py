@@ -1,15 +1,15 @@
 """The dev agent's scheduler: one worker thread that turns evaluations into running allocations.
 
 Each pass (on notify() or every TICK_S):
-  1. processes pending evaluations (scheduling/evals.py: plan, place, stop, update, deployments);
-  2. makes the runtime match the allocations' desired status (scheduling/runner.py: start or stop
+  1. processes pending evaluations (nomad/evals.py: plan, place, stop, update, deployments);
+  2. makes the runtime match the allocations' desired status (nomad/runner.py: start or stop
      task processes, network namespaces and Consul registrations);
-  3. watches running deployments (scheduling/deployments.py: health, success, auto-revert);
+  3. watches running deployments (nomad/deployments.py: health, success, auto-revert);
   4. keeps each job's Status (pending/running/dead) in step with its allocations.
 
-start() first reconciles what the state says with what really runs, so an agent restarted after a
-SIGKILL adopts still-running tasks, restarts or fails the dead ones and tears down orphaned
-namespaces. stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
+start() first brings what older agents stored up to date (nomad/migrations.py), then reconciles
+what the state says with what really runs, so an agent restarted after a SIGKILL adopts
+still-running tasks, restarts or fails the dead ones and tears down orphaned namespaces. stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
 """
 from __future__ import annotations
 
@@ -17,19 +17,23 @@ import logging
 import threading
 from typing import Any
 
+from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.scheduling import deployments, evals
-from nomadmesh.agent.scheduling.node import node_document
-from nomadmesh.agent.scheduling.runner import AllocRunner, Platform
-from nomadmesh.agent.scheduling.structs import is_terminal, now_ns
+from nomadmesh.agent.nomad import deployments, evals, migrations
+from nomadmesh.agent.nomad.node import node_document
+from nomadmesh.agent.nomad.runner import AllocRunner, Platform
+from nomadmesh.agent.nomad.structs import is_terminal, now_ns
 
-log = logging.getLogger("nomadmesh.agent.scheduler")
+log = logging.getLogger("nomadmesh.agent.nomad.scheduler")
 TICK_S = 0.2
 
 
 class Scheduler:
-    def __init__(self, ctx: AgentContext):
+    def __init__(self, ctx: AgentContext, catalog: Catalog, xds_address: str):
+        """`catalog` gets the allocations' services; `xds_address` goes into each Envoy bootstrap."""
         self.ctx = ctx
+        self.catalog = catalog
+        self.xds_address = xds_address
         self.platform = Platform(ctx)
         self._runners: dict[str, AllocRunner] = {}
         self._wake = threading.Event()
@@ -40,6 +44,7 @@ class Scheduler:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        migrations.migrate(self.ctx.state)  # before anything reads a stored job
         self._register_node()
         self._reconcile_on_start()
         self._thread = threading.Thread(target=self._loop, name="nomad-scheduler", daemon=True)
@@ -68,6 +73,9 @@ class Scheduler:
             for r in runners:
                 r.detach()
 
+    def _runner(self, alloc_id: str) -> AllocRunner:
+        return AllocRunner(self.ctx, self.platform, self.catalog, self.xds_address, alloc_id, self.notify)
+
     # --- node ---------------------------------------------------------------------------------
 
     def node(self) -> dict[str, Any]:
@@ -92,7 +100,7 @@ class Scheduler:
         for alloc in self.ctx.state.values("alloc"):
             if alloc["ClientStatus"] in ("complete", "failed", "lost"):
                 continue
-            runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
+            runner = self._runner(alloc["ID"])
             if alloc["DesiredStatus"] == "run":
                 runner.restore()  # adopt what still runs; restart or fail what died
                 self._runners[alloc["ID"]] = runner
@@ -113,9 +121,7 @@ class Scheduler:
         self.platform.reconcile_network({a["ID"] for a in allocs}, keep)
 
     def _deregister_orphan_services(self, live: set[str]) -> None:
-        catalog = self.ctx.catalog
-        if catalog is None:
-            return
+        catalog = self.catalog
         for svc in catalog.services():
             sid = svc.get("ID", "")
             if sid.startswith("_nomad-task-") and not any(sid.startswith(f"_nomad-task-{a}-") for a in live):
@@ -175,7 +181,7 @@ class Scheduler:
                 runner = self._runners.get(alloc["ID"])
                 if alloc["DesiredStatus"] == "run" and not is_terminal(alloc):
                     if runner is None:
-                        runner = AllocRunner(self.ctx, self.platform, alloc["ID"], self.notify)
+                        runner = self._runner(alloc["ID"])
                         self._runners[alloc["ID"]] = runner
                         runner.start()
                     else:

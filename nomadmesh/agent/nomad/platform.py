@@ -1,5 +1,6 @@
 """The scheduler's one seam to the task runtime (nomadmesh.agent.runtime): dirs, env, processes,
-logs and CNI bridge networking. Nothing else in scheduling/ imports the runtime.
+logs and CNI bridge networking. Nothing else in nomad/ imports the runtime (imported plainly: no
+string imports, so the import graph and the type checker see every edge).
 
 TaskSpec is what the runner knows about a task; Platform turns it into runtime calls.
 """
@@ -15,6 +16,10 @@ from typing import Any, Callable, Iterator
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
+from nomadmesh.agent.runtime import (
+    cni as rt_cni, env as rt_env, logs as rt_logs, process as rt_process, restarts as rt_restarts,
+    taskdir as rt_taskdir, users as rt_users,
+)
 
 log = logging.getLogger("nomadmesh.agent.platform")
 
@@ -56,7 +61,7 @@ class TaskSpec:
         driver; for `raw_exec` without one "" (the agent's own user, root if it runs as root)."""
         if self.user:
             return self.user
-        return _runtime("users").EXEC_DEFAULT_USER if self.driver == "exec" else ""
+        return rt_users.EXEC_DEFAULT_USER if self.driver == "exec" else ""
 
     @property
     def task_dir(self) -> str:
@@ -78,12 +83,6 @@ class TaskSpec:
         return [cmd] + list(self.argv[1:])
 
 
-def _runtime(module: str) -> Any:
-    import importlib
-
-    return importlib.import_module(f"nomadmesh.agent.runtime.{module}")
-
-
 class Platform:
     """Runtime access for one agent; `bridge` is built lazily (it needs root and the CNI plugins)."""
 
@@ -96,18 +95,17 @@ class Platform:
         self._bridge_name = os.environ.get("NOMADMESH_CNI_BRIDGE") or BRIDGE_NAME
         self._subnet = os.environ.get("NOMADMESH_CNI_SUBNET") or BRIDGE_SUBNET
         self._netns_prefix = os.environ.get("NOMADMESH_NETNS_PREFIX") or "nm-"
-        self._bridge: Any = None
+        self._bridge: rt_cni.BridgeNetwork | None = None
 
     # --- networking ---------------------------------------------------------------------------
 
-    def bridge(self) -> Any:
+    def bridge(self) -> rt_cni.BridgeNetwork:
         if self._bridge is None:
-            cni = _runtime("cni")
             # The network is named after its bridge ("nomad" by default, as in Nomad), so the CNI
             # comment on every rule says which agent's network made it.
-            self._bridge = cni.BridgeNetwork(self.data_dir / "cni", bridge=self._bridge_name,
-                                             subnet=self._subnet, netns_prefix=self._netns_prefix,
-                                             network_name=self._bridge_name)
+            self._bridge = rt_cni.BridgeNetwork(self.data_dir / "cni", bridge=self._bridge_name,
+                                                subnet=self._subnet, netns_prefix=self._netns_prefix,
+                                                network_name=self._bridge_name)
         return self._bridge
 
     def bridge_unavailable(self) -> str | None:
@@ -122,14 +120,13 @@ class Platform:
 
         The maps answer on the agent's bind address only (Nomad binds them to the node's HostIP),
         so a loopback-bound agent publishes nothing on the host's other addresses or the bridge."""
-        cni = _runtime("cni")
-        maps = [cni.PortMap(h, c, host_ip=ip) for h, c in mappings for ip in self.mapping_host_ips()]
+        maps = [rt_cni.PortMap(h, c, host_ip=ip) for h, c in mappings for ip in self.mapping_host_ips()]
         ns = self.bridge().setup(alloc_id, maps)
         return str(ns.path), str(ns.ip)
 
     def mapping_host_ips(self) -> list[str]:
         """The host addresses port maps answer on: the agent's bind address, and 127.0.0.1, the
-        node address services are registered and checked at (scheduling/services.py); [""] (all
+        node address services are registered and checked at (nomad/services.py); [""] (all
         addresses) for a wildcard bind."""
         bind = self.ctx.config.bind
         if bind in ("", "0.0.0.0", "::"):
@@ -141,12 +138,12 @@ class Platform:
         if self.bridge_unavailable():
             return None
         b = self.bridge()
-        path = _runtime("cni").NETNS_DIR / b.netns_name(alloc_id)
+        path = rt_cni.NETNS_DIR / b.netns_name(alloc_id)
         return str(path) if path.exists() and alloc_id in b.recorded_alloc_ids() else None
 
     def expected_network_path(self, alloc_id: str) -> str:
         """Where the allocation's namespace is (or was)."""
-        return str(_runtime("cni").NETNS_DIR / self.bridge().netns_name(alloc_id))
+        return str(rt_cni.NETNS_DIR / self.bridge().netns_name(alloc_id))
 
     def teardown_network(self, alloc_id: str) -> None:
         if self._bridge is None and self.bridge_unavailable():
@@ -180,28 +177,26 @@ class Platform:
     # --- task dirs and env --------------------------------------------------------------------
 
     def make_dirs(self, alloc_id: str, tasks: list[str]) -> str:
-        taskdir = _runtime("taskdir")
         # Made on first use (an agent that runs nothing leaves nothing in the temp dir), and checked
         # each time: in /tmp its name is predictable, so it must be a real dir of the agent's own.
         make_shared_root(self.alloc_root, ALLOC_ROOT_MODE)
-        return str(taskdir.AllocDirs(self.alloc_root).build(alloc_id, tasks).root)
+        return str(rt_taskdir.AllocDirs(self.alloc_root).build(alloc_id, tasks).root)
 
     def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> dict[str, str]:
-        env = _runtime("env")
         cfg = self.ctx.config
         job = alloc["Job"]
         shared = (alloc.get("AllocatedResources") or {}).get("Shared") or {}
-        ports = tuple(env.Port(label=p["Label"], value=int(p["Value"]), to=int(p.get("To") or 0),
+        ports = tuple(rt_env.Port(label=p["Label"], value=int(p["Value"]), to=int(p.get("To") or 0),
                                host_ip=p.get("HostIP") or "127.0.0.1") for p in shared.get("Ports") or [])
         upstreams = tuple(
-            env.Upstream(destination_name=u["DestinationName"], local_bind_port=int(u["LocalBindPort"]))
+            rt_env.Upstream(destination_name=u["DestinationName"], local_bind_port=int(u["LocalBindPort"]))
             for svc in tg.get("Services") or []
             for u in ((((svc.get("Connect") or {}).get("SidecarService") or {}).get("Proxy") or {})
                       .get("Upstreams") or []))
         res = task.get("Resources") or {}
         meta = {**(job.get("Meta") or {}), **(tg.get("Meta") or {}), **(task.get("Meta") or {})}
         adir = Path(alloc_dir)
-        inp = env.TaskEnvInput(
+        inp = rt_env.TaskEnvInput(
             alloc_id=alloc["ID"], alloc_name=alloc["Name"], group=tg["Name"], task=task["Name"],
             job_id=job["ID"], job_name=job.get("Name") or job["ID"], alloc_dir=str(adir / "alloc"),
             task_dir=str(adir / task["Name"] / "local"), secrets_dir=str(adir / task["Name"] / "secrets"),
@@ -213,7 +208,7 @@ class Platform:
         if host_env:
             host_env["PATH"] = agent_bin_first(host_env.get("PATH", ""))
         host_env["TMPDIR"] = str(adir / task["Name"] / "tmp")
-        return env.task_env(inp, host_env=host_env, node_attrs=self.node_attrs())
+        return rt_env.task_env(inp, host_env=host_env, node_attrs=self.node_attrs())
 
     def node_attrs(self) -> dict[str, str]:
         cfg = self.ctx.config
@@ -222,40 +217,37 @@ class Platform:
                 "attr.kernel.name": "linux", "attr.unique.hostname": cfg.node_name}
 
     def interpolate(self, value: str, env: dict[str, str]) -> str:
-        return _runtime("env").interpolate(value, env, self.node_attrs())
+        return rt_env.interpolate(value, env, self.node_attrs())
 
     # --- processes ----------------------------------------------------------------------------
 
-    def _process_spec(self, spec: TaskSpec) -> Any:
-        process = _runtime("process")
-        restarts = _runtime("restarts")
-        adir = _runtime("taskdir").AllocDirs(self.alloc_root).path(spec.alloc_id)
-        return process.TaskSpec(
+    def _process_spec(self, spec: TaskSpec) -> rt_process.TaskSpec:
+        adir = rt_taskdir.AllocDirs(self.alloc_root).path(spec.alloc_id)
+        return rt_process.TaskSpec(
             name=spec.name, argv=tuple(spec.resolved_argv()), env=spec.env, cwd=Path(spec.cwd()),
             stdout_path=adir.stdout_path(spec.name), stderr_path=adir.stderr_path(spec.name),
-            netns_path=spec.netns, kill_signal=process.signal_number(spec.kill_signal),
+            netns_path=spec.netns, kill_signal=rt_process.signal_number(spec.kill_signal),
             kill_timeout_s=spec.kill_timeout_s,
-            restart=restarts.RestartPolicy.from_nomad(spec.restart or None, spec.job_type),
+            restart=rt_restarts.RestartPolicy.from_nomad(spec.restart or None, spec.job_type),
             job_type=spec.job_type, user=spec.run_as(), user_dirs=adir.task(spec.name).owned_by_task(),
         )
 
     def start_task(self, spec: TaskSpec, on_event: Callable[[str, Any], None]) -> Any:
         """A started supervised process; `on_event(task, TaskEvent)` sees every Nomad task event."""
-        tp = _runtime("process").TaskProcess(self._process_spec(spec), on_event)
+        tp = rt_process.TaskProcess(self._process_spec(spec), on_event)
         return tp
 
     def adopt_task(self, spec: TaskSpec, handle: dict[str, Any], on_event: Callable[[str, Any], None],
                    restarts: int = 0, started_at_ns: int | None = None) -> Any:
         """Watch a task left running by the previous agent; None when that exact process is gone."""
-        process = _runtime("process")
-        identity = process.ProcessIdentity(int(handle["Pid"]), int(handle["StartTime"]))
-        return process.TaskProcess.adopt(self._process_spec(spec), identity, on_event, restarts=restarts,
+        identity = rt_process.ProcessIdentity(int(handle["Pid"]), int(handle["StartTime"]))
+        return rt_process.TaskProcess.adopt(self._process_spec(spec), identity, on_event, restarts=restarts,
                                          started_at_ns=started_at_ns)
 
     @staticmethod
     def task_alive(handle: dict[str, Any]) -> bool:
         """The exact process a stored task handle ({Pid, StartTime}) names still runs."""
-        started = _runtime("process").proc_start_time(int(handle["Pid"]))
+        started = rt_process.proc_start_time(int(handle["Pid"]))
         return started is not None and started == int(handle["StartTime"])
 
     @staticmethod
@@ -295,10 +287,9 @@ class Platform:
         """runtime.logs chunks {data, file, offset}; ValueError for a bad task/type/origin/offset.
 
         Validation happens before the first chunk, so callers can turn it into a 400."""
-        logs = _runtime("logs")
         root = self._alloc_dir(alloc_id)
         if not follow:
-            return iter(logs.read(root, task, kind, offset, origin))
-        logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
-        return logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done, stop=stop,
+            return iter(rt_logs.read(root, task, kind, offset, origin))
+        rt_logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
+        return rt_logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done, stop=stop,
                            poll_s=poll_s)

@@ -13,9 +13,8 @@ For each service of a bridge-mode group with `connect { sidecar_service {} }`:
 
 Nomad adds the ports and the task to the job when it is registered (its job_endpoint_hook_connect
 mutator), so `GET /v1/job/:id` shows them: `inject(job)` does the same, called from
-scheduling/spec.prepare on every register and plan. Jobs stored before that (or by an older agent)
-lack them; the runner still adds them to the allocation then (extra_ports / extra_tasks), and both
-are no-ops for an injected job, whose group already declares the task Kind and the port labels.
+nomad/spec.prepare on every register and plan. Jobs stored before that (by an older agent) get
+them once, at start (nomad/migrations.py); the runner runs what the allocation says.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ import json
 from typing import Any
 
 from nomadmesh.connect import envoy
-from nomadmesh.agent.scheduling import ingress_hook
+from nomadmesh.agent.nomad import ingress_hook
 
 TASK_PREFIX = "connect-proxy-"
 KIND_PREFIX = "connect-proxy:"

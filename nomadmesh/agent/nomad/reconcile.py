@@ -7,7 +7,7 @@ which to update in place and which to replace (destructive update), like Nomad's
   * the alloc ended (failed/complete) on an old version -> replace
   * `update_kind(old_group, new_group) == "destructive"` -> replace (bounded by max_parallel)
   * otherwise                                            -> in place
-  * the alloc failed on this version                  -> reschedule (scheduling/reschedule.py):
+  * the alloc failed on this version                  -> reschedule (nomad/reschedule.py):
         now if due within a second, later (a follow-up evaluation) if delayed, never if its
         policy's attempts are spent; not while its deployment is running (the deployment
         watcher fails the deployment first and its follow-up evaluation reschedules)
@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from nomadmesh.agent.scheduling import reschedule
-from nomadmesh.agent.scheduling.structs import alloc_index
+from nomadmesh.agent.nomad import reschedule
+from nomadmesh.agent.nomad.structs import alloc_index
 
 UpdateKind = Callable[[dict[str, Any], dict[str, Any]], str]
 

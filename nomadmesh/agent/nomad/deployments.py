@@ -1,6 +1,6 @@
 """The deployment watcher: marks allocation health, finishes deployments, auto-reverts.
 
-Called periodically by the scheduler. Health verdicts come from scheduling.health (pure); this
+Called periodically by the scheduler. Health verdicts come from nomad.health (pure); this
 module reads check statuses from state and writes the outcome. Writes happen only on change, so an
 idle agent does not bump the index (and wake every blocking query) on each tick.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nomadmesh.agent.scheduling import health, jobs
-from nomadmesh.agent.scheduling.services import registrations
-from nomadmesh.agent.scheduling.structs import (
+from nomadmesh.agent.nomad import health, jobs
+from nomadmesh.agent.nomad.services import registrations
+from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DEPLOYMENT_SUCCESSFUL, TRIGGER_DEPLOYMENT, evaluation, now_ns,
 )
 from nomadmesh.agent.runtime.events import rfc3339

@@ -1,7 +1,7 @@
-"""Connect in the running agent: CA, snapshot cache, proxy manager and ADS server, started and
-stopped together. The agent stores the running instance in `ctx.extras["connect"]` (the CA
-endpoints read it) and the sidecars' xDS address in `ctx.extras["xds_address"]` (the runner
-writes it into each Envoy bootstrap).
+"""Connect in the running agent: CA, snapshot cache, proxy manager and ADS server, built together
+by the composition root (agent/build.py), started and stopped with the agent. The CA endpoints get
+the plane itself; the runner gets its `xds_address` (written into each Envoy bootstrap), known
+from the data dir before anything starts.
 
 The ADS server listens on a unix socket in the data dir: Envoys inside network namespaces cannot
 reach the host's loopback, but they share its filesystem, as Nomad's alloc/tmp/consul_grpc.sock
@@ -50,30 +50,33 @@ class ConnectRuntime:
 
     @property
     def xds_address(self) -> str:
+        """The address Envoy bootstraps name: the ADS server's unix socket (known before it listens)."""
         return f"unix://{self.xds.unix_path}"
 
     @classmethod
-    def start(cls, ctx: AgentContext) -> "ConnectRuntime":
+    def build(cls, ctx: AgentContext) -> "ConnectRuntime":
+        """The plane's parts, not started: loads (or creates) the CA; nothing listens yet."""
         cfg = ctx.config
         ca = ConnectCA.load_or_create(make_private_dir(Path(cfg.data_dir) / "connect"), ctx.cluster_id)
         cache = SnapshotCache()
         tcp = f"{cfg.bind}:{cfg.grpc_port}" if cfg.grpc_port is not None else None
-        unix_path = socket_path(cfg.data_dir)
-        make_private_dir(unix_path.parent)
-        xds = XdsServer(cache, tcp_address=tcp, unix_path=unix_path)
-        xds.start()
+        xds = XdsServer(cache, tcp_address=tcp, unix_path=socket_path(cfg.data_dir))
+        return cls(ca=ca, cache=cache, manager=ProxyManager(ctx, ca, cache), xds=xds)
+
+    def start(self) -> "ConnectRuntime":
+        assert self.xds.unix_path is not None  # build() always gives the ADS server its socket
+        make_private_dir(self.xds.unix_path.parent)
+        self.xds.start()
         try:
-            manager = ProxyManager(ctx, ca, cache).start()
+            self.manager.start()
         except BaseException:
-            xds.stop()
+            self.xds.stop()
             raise
-        runtime = cls(ca=ca, cache=cache, manager=manager, xds=xds)
-        ctx.extras["connect"] = runtime
-        ctx.extras["xds_address"] = runtime.xds_address
-        log.info("connect: trust domain %s, xDS on %s%s", ca.trust_domain, xds.unix_path,
-                 f" and TCP {xds.address} (any local user can reach it)" if tcp else "")
-        return runtime
+        log.info("connect: trust domain %s, xDS on %s%s", self.ca.trust_domain, self.xds.unix_path,
+                 f" and TCP {self.xds.address} (any local user can reach it)" if self.xds.tcp_address else "")
+        return self
 
     def stop(self) -> None:
         self.manager.stop()
         self.xds.stop()
+

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from nomadmesh.agent.scheduling import feasibility
-from nomadmesh.agent.scheduling.reconcile import GroupPlan, UpdateKind, reconcile
+from nomadmesh.agent.nomad import feasibility
+from nomadmesh.agent.nomad.reconcile import GroupPlan, UpdateKind, reconcile
 
 
 @dataclass

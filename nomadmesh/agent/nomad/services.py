@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.agent.scheduling import connect_hook, ingress_hook
+from nomadmesh.agent.nomad import connect_hook, ingress_hook
 
 HOST_IP = "127.0.0.1"
 

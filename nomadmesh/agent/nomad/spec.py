@@ -1,12 +1,13 @@
 """The one seam to nomadmesh.jobspec (parse, normalize, canonicalize, validate, diff, update_kind).
 
-Everything in scheduling/ and the Nomad API goes through here, so the jobspec package's error type
-becomes one local exception and its names are bound in one place.
+Everything in nomad/ and the Nomad API goes through here, so the jobspec package's error type
+(JobspecError) becomes one local exception and its names are bound in one place.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+import nomadmesh.jobspec as js
 
 
 class SpecInputError(Exception):
@@ -23,18 +24,10 @@ class SpecInvalid(Exception):
         super().__init__(f"{n} error{'s' if n != 1 else ''} occurred:\n{body}\n")
 
 
-def _js() -> Any:
-    return importlib.import_module("nomadmesh.jobspec")
-
-
-def _error_type() -> type[BaseException]:
-    return getattr(_js(), "JobspecError", ValueError)
-
-
 def parse_hcl(text: str, variables: dict[str, Any] | str | None = None) -> dict[str, Any]:
     try:
-        return _js().parse_hcl(text, variables or None)
-    except _error_type() as e:
+        return js.parse_hcl(text, variables or None)
+    except js.JobspecError as e:
         raise SpecInputError(str(e)) from None
 
 
@@ -42,15 +35,15 @@ def from_json(job: Any) -> dict[str, Any]:
     if not isinstance(job, dict):
         raise SpecInputError("Job: expected an object")
     try:
-        return _js().from_json(job)
-    except _error_type() as e:
+        return js.from_json(job)
+    except js.JobspecError as e:
         raise SpecInputError(str(e)) from None
 
 
 def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
     try:
-        return _js().canonicalize(job)
-    except _error_type() as e:
+        return js.canonicalize(job)
+    except js.JobspecError as e:
         raise SpecInputError(str(e)) from None
 
 
@@ -59,7 +52,7 @@ def validate(job: dict[str, Any], own_labels: frozenset[str] = frozenset()) -> N
     (`connect-proxy-<svc>`): the jobspec validator applies the HCL parser's `^[a-zA-Z0-9_]+$` label
     rule, which Nomad's server does not apply to the labels its Connect hook injects."""
     exempt = {f'Port label "{label}" must only contain letters, numbers and underscores' for label in own_labels}
-    errors = [e for e in _js().validate(job) if str(e).split(": ")[-1] not in exempt]
+    errors = [e for e in js.validate(job) if str(e).split(": ")[-1] not in exempt]
     if errors:
         raise SpecInvalid([str(e) for e in errors])
 
@@ -70,7 +63,7 @@ def prepare(job: Any) -> dict[str, Any]:
     Like Nomad's job endpoint: canonicalize, run the mutators (the Connect hook adds each sidecar's
     task and ports, so the stored job shows them), canonicalize what they added, then validate.
     """
-    from nomadmesh.agent.scheduling import connect_hook  # imports Envoy helpers: keep it off import time
+    from nomadmesh.agent.nomad import connect_hook  # imports Envoy helpers: keep it off import time
 
     job = canonicalize(connect_hook.inject(canonicalize(from_json(job))))
     validate(job, connect_hook.injected_port_labels(job))
@@ -78,8 +71,8 @@ def prepare(job: Any) -> dict[str, Any]:
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
-    return _js().diff(old, new)
+    return js.diff(old, new)
 
 
 def update_kind(old_group: dict[str, Any], new_group: dict[str, Any]) -> str:
-    return _js().update_kind(old_group, new_group)
+    return js.update_kind(old_group, new_group)

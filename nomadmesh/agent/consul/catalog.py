@@ -16,8 +16,8 @@ import threading
 from typing import Any
 
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.http.common import parse_duration
-from nomadmesh.agent.http.consul_defs import (
+from nomadmesh.agent.duration_seconds import parse_duration
+from nomadmesh.agent.consul.service_defs import (
     SIDECAR_PORT_MAX,
     SIDECAR_PORT_MIN,
     expand,
@@ -27,7 +27,7 @@ from nomadmesh.agent.http.consul_defs import (
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
 from nomadmesh.agent.state import Txn
 
-log = logging.getLogger("nomadmesh.agent.catalog")
+log = logging.getLogger("nomadmesh.agent.consul.catalog")
 
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 
@@ -113,9 +113,9 @@ class Catalog:
     def _store(self, normalized: dict[str, Any], replace_checks: bool) -> list[str]:
         state = self.ctx.state
         parent_id = normalized.get("ID") or normalized["Name"]
-        sidecar_id_of_old = [s.key for s in state.list("service") if s.value.get("_SidecarOf") == parent_id]
+        sidecar_id_of_old = [s.key for s in state.records("service") if s.value.get("_SidecarOf") == parent_id]
         used = {
-            int(r.value.get("Port") or 0) for r in state.list("service")
+            int(r.value.get("Port") or 0) for r in state.records("service")
             if r.key not in sidecar_id_of_old and r.key != parent_id
             and SIDECAR_PORT_MIN <= int(r.value.get("Port") or 0) <= SIDECAR_PORT_MAX
         }
@@ -127,7 +127,7 @@ class Catalog:
         stopped: list[str] = []
         with state.write() as txn:
             replaced = set(new_ids) | set(sidecar_id_of_old)
-            old_checks = {r.key: r.value for r in txn.list("check") if r.value.get("ServiceID") in replaced}
+            old_checks = {r.key: r.value for r in txn.records("check") if r.value.get("ServiceID") in replaced}
             for sid in sidecar_id_of_old:
                 if sid not in new_ids:
                     txn.delete("service", sid)
@@ -166,8 +166,8 @@ class Catalog:
         with self._lock, self.ctx.state.write() as txn:
             if txn.get("service", service_id) is None:
                 return
-            ids = {service_id} | {r.key for r in txn.list("service") if r.value.get("_SidecarOf") == service_id}
-            removed_checks = [r.key for r in txn.list("check") if r.value.get("ServiceID") in ids]
+            ids = {service_id} | {r.key for r in txn.records("service") if r.value.get("_SidecarOf") == service_id}
+            removed_checks = [r.key for r in txn.records("check") if r.value.get("ServiceID") in ids]
             for sid in ids:
                 txn.delete("service", sid)
             for check_id in removed_checks:
@@ -274,7 +274,7 @@ class Catalog:
 
     def _update_aliases(self, txn: Txn) -> None:
         """Recompute every alias check from the checks of the service it aliases."""
-        checks = [r.value for r in txn.list("check")]
+        checks = [r.value for r in txn.records("check")]
         for chk in checks:
             target = (chk.get("Definition") or {}).get("AliasService")
             if chk.get("Type") != "alias" or not target:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-from nomadmesh.agent.connect import ingress
+from nomadmesh.agent.consul import ingress_gateway as ingress
 from nomadmesh.mesh import intention_rules, router_rules
 from nomadmesh.mesh import intentions as ixn
 

@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from nomadmesh.agent.http.common import parse_duration
+from nomadmesh.agent.duration_seconds import parse_duration
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 SIDECAR_PORT_MIN, SIDECAR_PORT_MAX = 21000, 21255  # Consul's sidecar_min_port / sidecar_max_port

@@ -8,9 +8,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nomadmesh.agent.connect import ingress
-from nomadmesh.agent.http.consul_entries import protocol_of
-from nomadmesh.agent.scheduling.structs import (
+from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
+from nomadmesh.agent.consul.config_entries import protocol_of
+from nomadmesh.agent.nomad.structs import (
     TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
 )
 from nomadmesh.agent.state import State, Txn
@@ -81,17 +81,14 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> di
     job["ModifyIndex"] = txn.index
     txn.put("job", job["ID"], job)
     txn.put("job_version", version_key(job["ID"], job["Version"]), job)
-    versions = [r for r in txn.list("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
+    versions = [r for r in txn.records("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
     for old in versions[: max(0, len(versions) - TRACKED_VERSIONS)]:
         txn.delete("job_version", old.key)
     return job
 
 
 def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
-    def lookup(kind: str, name: str) -> dict[str, Any] | None:
-        rec = txn.get("config", f"{kind}/{name}")
-        return rec.value if rec else None
-
+    lookup = config_store.lookup_in(txn)
     problem = ingress.protocol_conflict(
         [entry], lambda name: protocol_of(name, lookup),
         lambda name: any(lookup(kind, name) for kind in ("service-router", "service-splitter")))
@@ -111,7 +108,7 @@ def register(state: State, job: dict[str, Any], enforce_index: bool = False,
             # Nomad writes each gateway's entry to Consul on every register (and leaves it on stop);
             # when Consul refuses it, the register fails and nothing is stored (the txn rolls back).
             _check_ingress_entry(txn, entry)
-            txn.put("config", f"{entry['Kind']}/{entry['Name']}", entry)
+            txn.put(config_store.KIND, config_store.key(entry["Kind"], entry["Name"]), entry)
         ev = evaluation(stored, TRIGGER_REGISTER, txn.index)
         txn.put("eval", ev["ID"], ev)
     return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
@@ -126,7 +123,7 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
         job = rec.value
         if purge:
             txn.delete("job", job_id)
-            for r in txn.list("job_version", job_id + "/"):
+            for r in txn.records("job_version", job_id + "/"):
                 if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
                     txn.delete("job_version", r.key)
             modify_index = job["JobModifyIndex"]
