@@ -19,27 +19,22 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Callable, Iterable, Iterator, Mapping
-
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
-from nomadmesh.agent.connect.resources import (
-    CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources,
-)
 from nomadmesh.agent.connect.failclosed import MAX_LEVEL, Nack, fail_closed_snapshot
-from nomadmesh.agent.connect.resources.common import pack
 from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources
+from nomadmesh.agent.connect.resources.common import pack
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.errors import AgentError
 
@@ -73,7 +68,7 @@ class Resources:
     fail_closed: int = 0  # 0: built from `snapshot`; 1-2: failclosed level served in its place
 
     @classmethod
-    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> "Resources":
+    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> Resources:
         by_type: dict[str, Mapping[str, any_pb2.Any]] = {}
         versions: dict[str, str] = {}
         for type_url in PUSH_ORDER:

@@ -15,15 +15,9 @@ import logging
 import threading
 from typing import Any
 
+from nomadmesh.agent.consul.service_defs import SIDECAR_PORT_MAX, SIDECAR_PORT_MIN, expand, normalize_service, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
-from nomadmesh.agent.consul.service_defs import (
-    SIDECAR_PORT_MAX,
-    SIDECAR_PORT_MIN,
-    expand,
-    normalize_service,
-    public,
-)
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
 from nomadmesh.agent.state import Txn
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response
 from nomadmesh.agent.consul.config_entries import EntryError, decode
 from nomadmesh.agent.consul.config_store import KIND, delete_entry, key, write_entry
+from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response
 from nomadmesh.agent.state import Record, Txn
 from nomadmesh.mesh import intentions as ixn
 

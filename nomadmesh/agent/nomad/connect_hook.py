@@ -22,8 +22,8 @@ import hashlib
 import json
 from typing import Any
 
-from nomadmesh.connect import envoy
 from nomadmesh.agent.nomad import ingress_hook
+from nomadmesh.connect import envoy
 
 TASK_PREFIX = "connect-proxy-"
 KIND_PREFIX = "connect-proxy:"

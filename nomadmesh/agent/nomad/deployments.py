@@ -12,7 +12,12 @@ from typing import Any
 from nomadmesh.agent.nomad import health, jobs
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import (
-    DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DEPLOYMENT_SUCCESSFUL, TRIGGER_DEPLOYMENT, evaluation, now_ns,
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_RUNNING,
+    DEPLOYMENT_SUCCESSFUL,
+    TRIGGER_DEPLOYMENT,
+    evaluation,
+    now_ns,
 )
 from nomadmesh.agent.runtime.events import rfc3339
 from nomadmesh.agent.state import State

@@ -16,8 +16,17 @@ from typing import Any
 from nomadmesh.agent.nomad import planner, ports, reschedule, spec
 from nomadmesh.agent.nomad.feasibility import group_network_mode
 from nomadmesh.agent.nomad.structs import (
-    DEPLOYMENT_CANCELLED, DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_NEWER, DESC_STOPPED, TRIGGER_ALLOC_FAILURE,
-    TRIGGER_QUEUED, allocation, deployment, evaluation, now_ns,
+    DEPLOYMENT_CANCELLED,
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_RUNNING,
+    DESC_NEWER,
+    DESC_STOPPED,
+    TRIGGER_ALLOC_FAILURE,
+    TRIGGER_QUEUED,
+    allocation,
+    deployment,
+    evaluation,
+    now_ns,
 )
 from nomadmesh.agent.state import State, Txn
 
@@ -208,7 +217,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
             out.put("eval", e["ID"], dict(e, Status="canceled", StatusDescription="evaluation superseded",
                                           ModifyIndex=out.index, ModifyTime=now))
     ev.update(Status="complete", DeploymentID=dep_id, ModifyIndex=out.index, ModifyTime=now,
-              QueuedAllocations={n: 0 for n in plan.groups})
+              QueuedAllocations=dict.fromkeys(plan.groups, 0))
     if plan.failed:
         blocked = evaluation(job, TRIGGER_QUEUED, out.index, Status="blocked", PreviousEval=ev["ID"],
                              StatusDescription="created to place remaining allocations",

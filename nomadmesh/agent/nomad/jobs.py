@@ -10,9 +10,7 @@ from typing import Any
 
 from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
-from nomadmesh.agent.nomad.structs import (
-    TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
-)
+from nomadmesh.agent.nomad.structs import TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns
 from nomadmesh.agent.state import State, Txn
 
 TRACKED_VERSIONS = 6  # Nomad's JobTrackedVersions
@@ -166,9 +164,9 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[str, dict[str, int]] = {}
     for tg in job.get("TaskGroups") or []:
-        groups[tg["Name"]] = {k: 0 for k in ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")}
+        groups[tg["Name"]] = dict.fromkeys(("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown"), 0)
     for a in allocs:
-        g = groups.setdefault(a["TaskGroup"], {k: 0 for k in ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")})
+        g = groups.setdefault(a["TaskGroup"], dict.fromkeys(("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown"), 0))
         key = {"pending": "Starting", "running": "Running", "complete": "Complete", "failed": "Failed",
                "lost": "Lost"}.get(a["ClientStatus"], "Unknown")
         g[key] += 1

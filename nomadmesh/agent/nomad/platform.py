@@ -10,15 +10,21 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 from nomadmesh.agent.runtime import (
-    cni as rt_cni, env as rt_env, logs as rt_logs, process as rt_process, restarts as rt_restarts,
-    taskdir as rt_taskdir, users as rt_users,
+    cni as rt_cni,
+    env as rt_env,
+    logs as rt_logs,
+    process as rt_process,
+    restarts as rt_restarts,
+    taskdir as rt_taskdir,
+    users as rt_users,
 )
 
 log = logging.getLogger("nomadmesh.agent.platform")

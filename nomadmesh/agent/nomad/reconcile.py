@@ -14,8 +14,9 @@ which to update in place and which to replace (destructive update), like Nomad's
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from nomadmesh.agent.nomad import reschedule
 from nomadmesh.agent.nomad.structs import alloc_index

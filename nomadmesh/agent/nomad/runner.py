@@ -14,7 +14,8 @@ import logging
 import os
 import shlex
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext

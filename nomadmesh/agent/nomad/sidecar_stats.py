@@ -27,6 +27,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import connect_hook
 from nomadmesh.agent.nomad.platform import Platform
 
+
 class Unavailable(Exception):
     """No figures for this sidecar: `status` is 404 (no such sidecar) or 503 (not reachable now)."""
 

@@ -37,8 +37,8 @@ trust domain (the TLS layer already checked the CA) nor the datacenter is matche
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable
 
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
