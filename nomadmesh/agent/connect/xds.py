@@ -111,7 +111,7 @@ class _Stream:
                 out.append(resp)
                 if type_url == CLUSTER:
                     self.types[ENDPOINT].force = True
-                    type_urls = type_urls + (ENDPOINT,)
+                    type_urls = (*type_urls, ENDPOINT)
         return out
 
     def _response(self, res: Resources, type_url: str) -> discovery_pb2.DiscoveryResponse | None:

@@ -239,7 +239,8 @@ class Catalog:
                 interval_s=parse_duration(d.get("Interval") or "10s"),
                 timeout_s=parse_duration(d["Timeout"]) if d.get("Timeout") else 10.0,  # Consul: 10s
                 http=d.get("HTTP", ""), tcp=d.get("TCP", ""), method=d.get("Method") or "GET",
-                headers={k: (v[0] if isinstance(v, list) and v else str(v)) for k, v in (d.get("Header") or {}).items()},
+                headers={k: (v[0] if isinstance(v, list) and v else str(v))
+                         for k, v in (d.get("Header") or {}).items()},
                 tls_skip_verify=bool(d.get("TLSSkipVerify")),
             )
         except ValueError as e:

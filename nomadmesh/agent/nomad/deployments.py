@@ -62,7 +62,7 @@ def tick(state: State) -> list[str]:
                 continue
             statuses = _check_statuses(state, a)
             if update.get("HealthCheck", "checks") == "checks" and len(statuses) < _expected_checks(a):
-                statuses = statuses + ["critical"]  # registered checks not in the catalog yet
+                statuses = [*statuses, "critical"]  # registered checks not in the catalog yet
             verdict = health.assess(a, update, statuses, int(a.get("_Joined") or a["CreateTime"]),
                                     a.get("_HealthySince"), now)
             if verdict.verdict == health.PENDING and verdict.healthy_since == a.get("_HealthySince"):

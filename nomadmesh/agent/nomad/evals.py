@@ -181,7 +181,8 @@ def decide(inp: EvalInputs) -> EvalDecision:
             a = by_id[aid]
             joined = {"_Joined": now, "_HealthySince": None} if dep_id else {}
             assert job is not None  # an in-place update is of a job that exists
-            out.put("alloc", aid, dict(a, Job=job, JobVersion=job["Version"], DeploymentID=dep_id or a.get("DeploymentID", ""),
+            out.put("alloc", aid, dict(a, Job=job, JobVersion=job["Version"],
+                                       DeploymentID=dep_id or a.get("DeploymentID", ""),
                                        DeploymentStatus=None if dep_id else a.get("DeploymentStatus"),
                                        ModifyIndex=out.index, AllocModifyIndex=out.index, ModifyTime=now,
                                        **joined))

@@ -155,18 +155,22 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         "Namespace": job.get("Namespace", "default"), "Datacenters": job.get("Datacenters"),
         "NodePool": job.get("NodePool", "default"), "Multiregion": None, "Type": job.get("Type", "service"),
         "Priority": job.get("Priority", 50), "Periodic": False, "ParameterizedJob": False,
-        "Stop": bool(job.get("Stop")), "Status": job.get("Status"), "StatusDescription": job.get("StatusDescription", ""),
+        "Stop": bool(job.get("Stop")), "Status": job.get("Status"),
+        "StatusDescription": job.get("StatusDescription", ""),
         "JobSummary": summary, "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"],
         "JobModifyIndex": job["JobModifyIndex"], "SubmitTime": job.get("SubmitTime", 0), "Meta": job.get("Meta"),
     }
 
 
+_SUMMARY_KEYS = ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")
+
+
 def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[str, dict[str, int]] = {}
     for tg in job.get("TaskGroups") or []:
-        groups[tg["Name"]] = dict.fromkeys(("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown"), 0)
+        groups[tg["Name"]] = dict.fromkeys(_SUMMARY_KEYS, 0)
     for a in allocs:
-        g = groups.setdefault(a["TaskGroup"], dict.fromkeys(("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown"), 0))
+        g = groups.setdefault(a["TaskGroup"], dict.fromkeys(_SUMMARY_KEYS, 0))
         key = {"pending": "Starting", "running": "Running", "complete": "Complete", "failed": "Failed",
                "lost": "Lost"}.get(a["ClientStatus"], "Unknown")
         g[key] += 1

@@ -86,7 +86,7 @@ class TaskSpec:
             cmd = os.path.normpath(os.path.join(self.cwd(), cmd))
         elif "/" not in cmd:
             cmd = shutil.which(cmd, path=self.env.get("PATH") or os.environ.get("PATH")) or cmd
-        return [cmd] + list(self.argv[1:])
+        return [cmd, *self.argv[1:]]
 
 
 class Platform:
@@ -188,7 +188,8 @@ class Platform:
         make_shared_root(self.alloc_root, ALLOC_ROOT_MODE)
         return str(rt_taskdir.AllocDirs(self.alloc_root).build(alloc_id, tasks).root)
 
-    def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> dict[str, str]:
+    def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any],
+                 alloc_dir: str) -> dict[str, str]:
         cfg = self.ctx.config
         job = alloc["Job"]
         shared = (alloc.get("AllocatedResources") or {}).get("Shared") or {}

@@ -116,7 +116,7 @@ def tracker_for_replacement(prev: dict[str, Any], now: int) -> dict[str, Any]:
         kept = [dict(e) for e in past[-MAX_PAST_RESCHEDULE_EVENTS:]]
     event = {"RescheduleTime": now, "PrevAllocID": prev["ID"], "PrevNodeID": prev.get("NodeID", ""),
              "Delay": next_delay(prev)}
-    return {"Events": kept + [event]}
+    return {"Events": [*kept, event]}
 
 
 def wait_until_text(ns: int) -> str:

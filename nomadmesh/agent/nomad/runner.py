@@ -69,7 +69,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     elif kind == "Setup Failure" or kind == "Driver Failure":
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     public = {k: v for k, v in ev.items() if not k.startswith("_")}
-    ts["Events"] = (list(ts.get("Events") or []) + [public])[-MAX_EVENTS:]
+    ts["Events"] = [*(ts.get("Events") or []), public][-MAX_EVENTS:]
     return ts
 
 
@@ -123,16 +123,17 @@ class AllocRunner:
 
     def _record(self, task: str, ev: dict[str, Any]) -> None:
         """An event the runner itself raises (setup failure, found dead after an agent restart)."""
-        fold: Callable[[dict[str, Any] | None], dict[str, Any]] = lambda ts: _apply_event(ts or _task_state(), ev)
+        def fold(ts: dict[str, Any] | None) -> dict[str, Any]:
+            return _apply_event(ts or _task_state(), ev)
         self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
 
     def _sync_task(self, task: str, ev: Any) -> None:
         """A runtime event: copy the supervised process's own TaskState into the allocation."""
         handle = self._handles.get(task)
         if handle is None:
-            fold: Callable[[dict[str, Any] | None], dict[str, Any]] = \
-                lambda ts: _apply_event(ts or _task_state(), ev.to_nomad())
-            self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
+            def fold_event(ts: dict[str, Any] | None) -> dict[str, Any]:
+                return _apply_event(ts or _task_state(), ev.to_nomad())
+            self._write_or_retry(task, lambda: self._write_task(task, fold_event, ident=None))
             return
         # On a retry the process's state is read again: the latest one is what must be recorded.
         self._write_or_retry(task, lambda: self._write_synced(task, handle))
@@ -188,10 +189,7 @@ class AllocRunner:
                 if not self._pending:
                     self._retrier = None
                     return
-            if failed:
-                delay = min(delay * 2, RETRY_MAX_S)
-            else:
-                delay = RETRY_FIRST_S
+            delay = min(delay * 2, RETRY_MAX_S) if failed else RETRY_FIRST_S
 
     def _recheck(self, task: str, handle: Any) -> None:
         if self.platform.wait_task(handle, 2.0) and self._handles.get(task) is handle:
@@ -246,7 +244,10 @@ class AllocRunner:
             for task in self._group(alloc).get("Tasks") or []:
                 self._record(task["Name"], event("Setup Failure", f"{type(e).__name__}: {e}", FailsTask=True,
                                                  SetupError=str(e)))
-            self._update(lambda d: dict(d, ClientDescription=f"setup failed: {e}"))
+            # Bound now: `e` is unbound once the except block ends, and the closure must not depend on
+            # `_update` calling it before then.
+            description = f"setup failed: {e}"
+            self._update(lambda d: dict(d, ClientDescription=description))
 
     def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
         return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])

@@ -344,7 +344,7 @@ class TaskProcess:
 
     def _emit(self, event: TaskEvent) -> None:
         with self._lock:
-            self._state = replace(self._state, events=(self._state.events + (event,))[-ev.MAX_EVENTS:])
+            self._state = replace(self._state, events=(*self._state.events, event)[-ev.MAX_EVENTS:])
         if self._on_event is not None:
             try:
                 self._on_event(self.spec.name, event)

@@ -40,7 +40,7 @@ def _hcm(stat_prefix: str, routes: list[rc_pb2.Route], http_filters: list[hcm_pb
             name=stat_prefix,
             virtual_hosts=[rc_pb2.VirtualHost(name=stat_prefix, domains=["*"], routes=routes)],
         ),
-        http_filters=http_filters + [_http_filter("envoy.filters.http.router", router_pb2.Router())],
+        http_filters=[*http_filters, _http_filter("envoy.filters.http.router", router_pb2.Router())],
     )
     return _filter("envoy.filters.network.http_connection_manager", hcm)
 

@@ -86,7 +86,7 @@ def _remove_precedence(items: list, covers, default: str, negate) -> list:
                 items[j] = negate(items[j], items[i])
         if items[i].action == default:
             skip[i] = True
-    return [item for item, s in zip(items, skip) if not s]
+    return [item for item, s in zip(items, skip, strict=True) if not s]
 
 
 def intermediate_form(
@@ -109,7 +109,7 @@ def intermediate_form(
         items,
         lambda hi, lo: _sources_overlap(hi.source, lo.source),
         default,
-        lambda lo, hi: replace(lo, not_sources=lo.not_sources + (hi.source,)),
+        lambda lo, hi: replace(lo, not_sources=(*lo.not_sources, hi.source)),
     )
     out = []
     for rixn in kept:
@@ -118,7 +118,7 @@ def intermediate_form(
                 list(rixn.permissions),
                 lambda hi, lo: True,  # every later permission of one source is lower precedence
                 default,
-                lambda lo, hi: replace(lo, not_matches=lo.not_matches + (hi.match,)),
+                lambda lo, hi: replace(lo, not_matches=(*lo.not_matches, hi.match)),
             )
             if not perms:
                 # Every permission says what the default says: no policy needed (and Envoy
