@@ -319,7 +319,9 @@ def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta) -> ConnectCA:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     except ValueError as exc:
         raise AgentError(f"{cert_path}: not a PEM certificate ({exc})") from None
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    cert_key = cert.public_key()
+    if not isinstance(cert_key, ec.EllipticCurvePublicKey) \
+            or cert_key.public_numbers() != key.public_key().public_numbers():
         raise AgentError(f"{cert_path}: does not match the key in {key_path}")
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)

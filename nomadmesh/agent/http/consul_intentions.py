@@ -80,15 +80,19 @@ async def list_all() -> Response:
     return json_response(_all(_records()), index=index)
 
 
+def _name_field(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise HTTPError(400, f"Invalid Intention: {field} must be set")
+    return value
+
+
 @bp.post("/v1/connect/intentions")
 def legacy_create() -> Response:
     body = json_body()
     if not isinstance(body, dict):
         raise HTTPError(400, "Request decode failed: an intention must be a JSON object")
-    src_name, dst_name = body.get("SourceName"), body.get("DestinationName")
-    for field, value in (("SourceName", src_name), ("DestinationName", dst_name)):
-        if not isinstance(value, str) or not value:
-            raise HTTPError(400, f"Invalid Intention: {field} must be set")
+    src_name, dst_name = _name_field(body, "SourceName"), _name_field(body, "DestinationName")
     if body.get("Permissions"):
         raise HTTPError(400, "Invalid Intention: Permissions cannot be set with the legacy API")
     legacy_id = str(uuid.uuid4())

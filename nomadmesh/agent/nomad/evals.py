@@ -213,13 +213,13 @@ def decide(inp: EvalInputs) -> EvalDecision:
                 out.put("alloc", previous, dict(prev, NextAllocation=new["ID"]))
 
     # Older blocked evaluations of this job are superseded by this one.
-    for e in inp.evals.values():
-        if e["JobID"] == ev["JobID"] and e["Status"] == "blocked" and e["ID"] != ev["ID"]:
-            out.put("eval", e["ID"], dict(e, Status="canceled", StatusDescription="evaluation superseded",
+    for older in inp.evals.values():
+        if older["JobID"] == ev["JobID"] and older["Status"] == "blocked" and older["ID"] != ev["ID"]:
+            out.put("eval", older["ID"], dict(older, Status="canceled", StatusDescription="evaluation superseded",
                                           ModifyIndex=out.index, ModifyTime=now))
     ev.update(Status="complete", DeploymentID=dep_id, ModifyIndex=out.index, ModifyTime=now,
               QueuedAllocations=dict.fromkeys(plan.groups, 0))
-    if plan.failed:
+    if plan.failed and job is not None:  # placements (and so failures) are only of a job that exists
         blocked = evaluation(job, TRIGGER_QUEUED, out.index, Status="blocked", PreviousEval=ev["ID"],
                              StatusDescription="created to place remaining allocations",
                              FailedTGAllocs=copy.deepcopy(plan.failed))
