@@ -14,6 +14,7 @@ would let the legacy API silently rewrite an entry managed elsewhere.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -165,7 +166,7 @@ def exact_delete() -> Response:
     return json_response(True)
 
 
-def _remove_source(txn: Txn, destination: str, which: Any) -> bool:
+def _remove_source(txn: Txn, destination: str, which: Callable[[dict[str, Any]], bool]) -> bool:
     rec = txn.get(KIND, key(ixn.KIND, destination))
     if rec is None or not any(which(s) for s in rec.value.get("Sources") or []):
         return False

@@ -20,7 +20,7 @@ from nomadmesh.agent.nomad.structs import (
     now_ns,
 )
 from nomadmesh.agent.runtime.events import rfc3339
-from nomadmesh.agent.state import State
+from nomadmesh.agent.state import State, Txn
 
 log = logging.getLogger("nomadmesh.agent.deployments")
 
@@ -115,7 +115,7 @@ def _latest_stable(state: State, job_id: str, below: int) -> int | None:
     return max(stable) if stable else None
 
 
-def _mark_stable(txn: Any, job_id: str, version: int) -> None:
+def _mark_stable(txn: Txn, job_id: str, version: int) -> None:
     key = jobs.version_key(job_id, version)
     rec = txn.get("job_version", key)
     if rec is not None:

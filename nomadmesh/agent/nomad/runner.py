@@ -15,7 +15,7 @@ import os
 import shlex
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
@@ -26,6 +26,10 @@ from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import now_ns
 
 __all__ = ["AllocRunner", "Platform"]
+
+if TYPE_CHECKING:  # types only: every call into the runtime goes through Platform
+    from nomadmesh.agent.runtime.events import TaskEvent
+    from nomadmesh.agent.runtime.process import EventCallback, TaskProcess
 
 log = logging.getLogger("nomadmesh.agent.runner")
 MAX_EVENTS = 10  # Nomad keeps the last 10 task events
@@ -91,7 +95,7 @@ class AllocRunner:
         self.notify = notify
         self.stopping = False
         self.finished = False
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, TaskProcess] = {}
         self._registered: list[str] = []
         self._version: int | None = None
         self._lock = threading.RLock()
@@ -127,10 +131,12 @@ class AllocRunner:
             return _apply_event(ts or _task_state(), ev)
         self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
 
-    def _sync_task(self, task: str, ev: Any) -> None:
+    def _sync_task(self, task: str, ev: TaskEvent | None) -> None:
         """A runtime event: copy the supervised process's own TaskState into the allocation."""
         handle = self._handles.get(task)
         if handle is None:
+            if ev is None:
+                return  # a re-read of a task whose handle is gone (stopped meanwhile): nothing to copy
             def fold_event(ts: dict[str, Any] | None) -> dict[str, Any]:
                 return _apply_event(ts or _task_state(), ev.to_nomad())
             self._write_or_retry(task, lambda: self._write_task(task, fold_event, ident=None))
@@ -141,7 +147,7 @@ class AllocRunner:
             # A task that ends for good without a further event (batch exit 0): look again shortly.
             threading.Thread(target=self._recheck, args=(task, handle), daemon=True).start()
 
-    def _write_synced(self, task: str, handle: Any) -> None:
+    def _write_synced(self, task: str, handle: TaskProcess) -> None:
         fresh, ident = self.platform.task_state(handle)
         offset, earlier = self._base.get(task, (0, []))
         fresh = dict(fresh, Restarts=fresh["Restarts"] + offset, TaskHandle=None,
@@ -191,7 +197,7 @@ class AllocRunner:
                     return
             delay = min(delay * 2, RETRY_MAX_S) if failed else RETRY_FIRST_S
 
-    def _recheck(self, task: str, handle: Any) -> None:
+    def _recheck(self, task: str, handle: TaskProcess) -> None:
         if self.platform.wait_task(handle, 2.0) and self._handles.get(task) is handle:
             self._sync_task(task, None)
 
@@ -357,7 +363,7 @@ class AllocRunner:
         with open(path, "w") as f:
             json.dump(boot, f, indent=2)
 
-    def _on_event(self, task: str) -> Callable[[str, Any], None]:
+    def _on_event(self, task: str) -> EventCallback:
         return lambda _name, ev: self._sync_task(task, ev)
 
     def _task_spec(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str,
@@ -500,7 +506,7 @@ class AllocRunner:
             self._update(change)
         self.notify()
 
-    def _stop_task(self, name: str, handle: Any) -> None:
+    def _stop_task(self, name: str, handle: TaskProcess) -> None:
         if self.platform.task_done(handle):
             return
         try:
