@@ -62,7 +62,7 @@ class AgentContext:
     lock: DataDirLock | None = None
 
     @classmethod
-    def open(cls, config: AgentConfig) -> "AgentContext":
+    def open(cls, config: AgentConfig) -> AgentContext:
         """Lock the data dir (refusing one another agent holds, before touching it), make it private,
         open the state."""
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -19,10 +19,11 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from nomadmesh.agent.datadir import make_private_file, restrict_existing
 from nomadmesh.errors import AgentError

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -146,3 +147,20 @@ def test_a_malformed_gateway_registration_gets_no_snapshot_and_stops_no_other_pr
     snaps = build_all(MeshView(services, bad.checks, bad.entries, bad.datacenter, bad.trust_domain,
                                bad.roots_pem, bad.default_allow), leaf)
     assert GW_ID not in snaps and "order-sidecar" in snaps
+
+
+def test_a_refused_ingress_listener_set_again_is_stored_not_a_type_error() -> None:
+    """Fail-closed listeners exist for sidecars only (an ingress gateway enforces no intentions).
+    A gateway whose listeners Envoy refused keeps its snapshot, and a new snapshot with those same
+    listeners is stored as it is: fail_closed_snapshot() of an IngressSnapshot raised TypeError."""
+    cache = SnapshotCache()
+    snap = CASES["ingress-tcp"]()
+    first = cache.set(snap.proxy_id, snap)
+    cache.nacked(snap.proxy_id, LISTENER, first.versions[LISTENER], "refused")
+    assert cache.get(snap.proxy_id) is first
+
+    again = replace(snap, connect_timeout_ms=snap.connect_timeout_ms + 1)  # changes the clusters only
+    stored = cache.set(snap.proxy_id, again)
+    assert stored.versions[LISTENER] == first.versions[LISTENER]  # the refused listeners, offered again
+    assert stored.snapshot == again and stored.fail_closed == 0
+    assert cache.get(snap.proxy_id) is stored

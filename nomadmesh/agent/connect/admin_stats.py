@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 STATS_FILTER = (r"^(listener\.[\d.]+_\d+\.(downstream_cx_(active|total)|ssl\.)"
                 r"|(http|tcp)\.public_listener\.(downstream_(cx|rq)_(active|total)|rbac\.)"

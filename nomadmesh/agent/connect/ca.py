@@ -46,7 +46,7 @@ ROTATE_FROM, ROTATE_TO = 0.6, 0.9
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _colon_hex(data: bytes) -> str:
@@ -64,7 +64,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def _rfc3339(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class ConnectCA:
     @property
     def root_id(self) -> str:
         """Consul's root ID: the colon-hex SHA-1 fingerprint of the certificate."""
-        return _colon_hex(self.root_cert.fingerprint(hashes.SHA1()))  # noqa: S303 - an ID, not security
+        return _colon_hex(self.root_cert.fingerprint(hashes.SHA1()))
 
     @property
     def signing_key_id(self) -> str:
@@ -127,7 +127,7 @@ class ConnectCA:
     # --- construction -----------------------------------------------------------------------
     @classmethod
     def generate(cls, cluster_id: str, leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL,
-                 now: dt.datetime | None = None) -> "ConnectCA":
+                 now: dt.datetime | None = None) -> ConnectCA:
         now = now or _now()
         key = ec.generate_private_key(ec.SECP256R1())
         td = identity.trust_domain(cluster_id)
@@ -159,7 +159,7 @@ class ConnectCA:
 
     @classmethod
     def load_or_create(cls, directory: Path, cluster_id: str | None = None,
-                       leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL) -> "ConnectCA":
+                       leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL) -> ConnectCA:
         """Load the root from `directory`, or create and persist one there.
 
         The trust domain is bound to the persisted root: a `cluster_id` that disagrees with the
@@ -319,7 +319,9 @@ def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta) -> ConnectCA:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     except ValueError as exc:
         raise AgentError(f"{cert_path}: not a PEM certificate ({exc})") from None
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+    cert_key = cert.public_key()
+    if not isinstance(cert_key, ec.EllipticCurvePublicKey) \
+            or cert_key.public_numbers() != key.public_key().public_numbers():
         raise AgentError(f"{cert_path}: does not match the key in {key_path}")
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -19,27 +19,23 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Callable, Iterable, Iterator, Mapping
-
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from typing import TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
-from nomadmesh.agent.connect.resources import (
-    CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources,
-)
 from nomadmesh.agent.connect.failclosed import MAX_LEVEL, Nack, fail_closed_snapshot
-from nomadmesh.agent.connect.resources.common import pack
 from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources
+from nomadmesh.agent.connect.resources.common import pack
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.errors import AgentError
 
@@ -52,6 +48,7 @@ class InconsistentSnapshot(AgentError):
 
 def resource_name(msg: Message) -> str:
     """The name Envoy knows a resource by (a ClusterLoadAssignment names its cluster)."""
+    # The generic Message declares neither field; every resource type has one of the two.
     return msg.cluster_name if msg.DESCRIPTOR.name == "ClusterLoadAssignment" else msg.name  # type: ignore[attr-defined]
 
 
@@ -73,7 +70,7 @@ class Resources:
     fail_closed: int = 0  # 0: built from `snapshot`; 1-2: failclosed level served in its place
 
     @classmethod
-    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> "Resources":
+    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> Resources:
         by_type: dict[str, Mapping[str, any_pb2.Any]] = {}
         versions: dict[str, str] = {}
         for type_url in PUSH_ORDER:
@@ -97,7 +94,10 @@ class Resources:
 # --- consistency ------------------------------------------------------------------------------
 
 
-def _unpack(any_msg: any_pb2.Any, cls: type[Message]) -> Message | None:
+_M = TypeVar("_M", bound=Message)
+
+
+def _unpack(any_msg: any_pb2.Any, cls: type[_M]) -> _M | None:
     msg = cls()
     return msg if any_msg.Unpack(msg) else None
 
@@ -144,11 +144,12 @@ def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
             seen.add(n)
         names[type_url] = seen
     for listener in built.get(LISTENER, []):
-        clusters, secrets = _listener_refs(listener)  # type: ignore[arg-type]
+        assert isinstance(listener, listener_pb2.Listener)
+        clusters, secrets = _listener_refs(listener)
         for c in sorted(clusters - names[CLUSTER]):
-            problems.append(f"listener {listener.name!r} routes to missing cluster {c!r}")  # type: ignore[attr-defined]
+            problems.append(f"listener {listener.name!r} routes to missing cluster {c!r}")
         for s in sorted(secrets - names[SECRET]):
-            problems.append(f"listener {listener.name!r} uses missing secret {s!r}")  # type: ignore[attr-defined]
+            problems.append(f"listener {listener.name!r} uses missing secret {s!r}")
     for cluster in built.get(CLUSTER, []):
         assert isinstance(cluster, cluster_pb2.Cluster)
         if cluster.type == cluster_pb2.Cluster.EDS and cluster.name not in names[ENDPOINT]:
@@ -165,7 +166,7 @@ def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
 
 # --- the cache ----------------------------------------------------------------------------------
 
-Watcher = Callable[[], None]
+Watcher = Callable[[], object]  # what it returns is ignored
 
 
 class SnapshotCache:
@@ -186,7 +187,8 @@ class SnapshotCache:
         with self._lock:
             rejected = self._rejected.get(node_id, set())
         level = 0
-        while resources.versions[LISTENER] in rejected and level < MAX_LEVEL:
+        # Fail-closed listeners exist for sidecars only: an ingress gateway enforces no intentions.
+        while isinstance(snap, ProxySnapshot) and resources.versions[LISTENER] in rejected and level < MAX_LEVEL:
             level += 1  # Envoy refused these listeners before: do not offer them again
             resources = replace(self._build(fail_closed_snapshot(snap, level)), snapshot=snap, fail_closed=level)
         if level:
@@ -199,7 +201,7 @@ class SnapshotCache:
         return resources
 
     @staticmethod
-    def _build(snap: ProxySnapshot) -> Resources:
+    def _build(snap: ProxySnapshot | IngressSnapshot) -> Resources:
         built = build_resources(snap)
         problems = check_consistent(built)
         if problems:
@@ -217,6 +219,10 @@ class SnapshotCache:
             if type_url != LISTENER or not is_current or current is None:
                 return
             self._rejected.setdefault(node_id, set()).add(str(version))
+        if not isinstance(current.snapshot, ProxySnapshot):
+            log.error("connect: gateway %s refused its listeners; it keeps the last ones it accepted "
+                      "(fail-closed listeners exist for sidecars only): %s", node_id, detail)
+            return
         if current.fail_closed >= MAX_LEVEL:
             log.error("connect: proxy %s refused even its fail-closed listeners; it keeps the last ones it "
                       "accepted: %s", node_id, detail)

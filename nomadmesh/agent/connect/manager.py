@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+
 from nomadmesh.agent.connect import ca as ca_mod
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.proxies import CONFIG_KIND, MeshView, build_all
@@ -122,7 +123,7 @@ class ProxyManager:
                 log.exception("connect: proxy manager pass failed")
                 self._stop.wait(1.0)
 
-    def start(self) -> "ProxyManager":
+    def start(self) -> ProxyManager:
         self.sync()
         self._thread = threading.Thread(target=self._run, name="connect-proxies", daemon=True)
         self._thread.start()

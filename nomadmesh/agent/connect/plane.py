@@ -54,7 +54,7 @@ class ConnectRuntime:
         return f"unix://{self.xds.unix_path}"
 
     @classmethod
-    def build(cls, ctx: AgentContext) -> "ConnectRuntime":
+    def build(cls, ctx: AgentContext) -> ConnectRuntime:
         """The plane's parts, not started: loads (or creates) the CA; nothing listens yet."""
         cfg = ctx.config
         ca = ConnectCA.load_or_create(make_private_dir(Path(cfg.data_dir) / "connect"), ctx.cluster_id)
@@ -63,7 +63,7 @@ class ConnectRuntime:
         xds = XdsServer(cache, tcp_address=tcp, unix_path=socket_path(cfg.data_dir))
         return cls(ca=ca, cache=cache, manager=ProxyManager(ctx, ca, cache), xds=xds)
 
-    def start(self) -> "ConnectRuntime":
+    def start(self) -> ConnectRuntime:
         assert self.xds.unix_path is not None  # build() always gives the ADS server its socket
         make_private_dir(self.xds.unix_path.parent)
         self.xds.start()

@@ -13,8 +13,9 @@ namespace reaches, so its `nomad_bridge` tagged address (allocation IP, in-names
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap

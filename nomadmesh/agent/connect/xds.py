@@ -28,9 +28,9 @@ import itertools
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -111,7 +111,7 @@ class _Stream:
                 out.append(resp)
                 if type_url == CLUSTER:
                     self.types[ENDPOINT].force = True
-                    type_urls = type_urls + (ENDPOINT,)
+                    type_urls = (*type_urls, ENDPOINT)
         return out
 
     def _response(self, res: Resources, type_url: str) -> discovery_pb2.DiscoveryResponse | None:
@@ -134,10 +134,10 @@ class _Stream:
 
 
 class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
-    def __init__(self, server: "XdsServer") -> None:
+    def __init__(self, server: XdsServer) -> None:
         self.server = server
 
-    async def StreamAggregatedResources(  # noqa: N802 - gRPC's name
+    async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
         loop = asyncio.get_running_loop()
@@ -212,7 +212,7 @@ class XdsServer:
         host = (self.tcp_address or "").rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    def start(self) -> "XdsServer":
+    def start(self) -> XdsServer:
         ready = threading.Event()
         error: list[BaseException] = []
 
@@ -274,7 +274,7 @@ class XdsServer:
             self.unix_path.unlink(missing_ok=True)
         self._loop = self._server = self._thread = None
 
-    def __enter__(self) -> "XdsServer":
+    def __enter__(self) -> XdsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -15,15 +15,9 @@ import logging
 import threading
 from typing import Any
 
+from nomadmesh.agent.consul.service_defs import SIDECAR_PORT_MAX, SIDECAR_PORT_MIN, expand, normalize_service, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
-from nomadmesh.agent.consul.service_defs import (
-    SIDECAR_PORT_MAX,
-    SIDECAR_PORT_MIN,
-    expand,
-    normalize_service,
-    public,
-)
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
 from nomadmesh.agent.state import Txn
 
@@ -245,7 +239,8 @@ class Catalog:
                 interval_s=parse_duration(d.get("Interval") or "10s"),
                 timeout_s=parse_duration(d["Timeout"]) if d.get("Timeout") else 10.0,  # Consul: 10s
                 http=d.get("HTTP", ""), tcp=d.get("TCP", ""), method=d.get("Method") or "GET",
-                headers={k: (v[0] if isinstance(v, list) and v else str(v)) for k, v in (d.get("Header") or {}).items()},
+                headers={k: (v[0] if isinstance(v, list) and v else str(v))
+                         for k, v in (d.get("Header") or {}).items()},
                 tls_skip_verify=bool(d.get("TLSSkipVerify")),
             )
         except ValueError as e:

@@ -16,11 +16,11 @@ of the entries is written last: `protocol_conflict` checks that.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nomadmesh.agent.consul import ingress_gateway as ingress
-from nomadmesh.mesh import intention_rules, router_rules
-from nomadmesh.mesh import intentions as ixn
+from nomadmesh.mesh import intention_rules, intentions as ixn, router_rules
 
 KINDS = (
     "service-defaults", "proxy-defaults", "service-router", "service-splitter", "service-resolver",
@@ -50,13 +50,11 @@ class EntryInvalid(EntryError):
 
 # --- key folding ------------------------------------------------------------------------------
 
-_HEADER = {k: None for k in ("Name", "Present", "Exact", "Prefix", "Suffix", "Regex", "Contains",
-                             "IgnoreCase", "Invert")}
+_HEADER = dict.fromkeys(("Name", "Present", "Exact", "Prefix", "Suffix", "Regex", "Contains", "IgnoreCase", "Invert"))
 _HTTP = {"PathExact": None, "PathPrefix": None, "PathRegex": None, "Methods": None, "Header": [_HEADER]}
 _PERMISSION = {"Action": None, "HTTP": _HTTP, "JWT": None}
-_SOURCE = {k: None for k in ("Name", "Peer", "Namespace", "Partition", "SamenessGroup", "Action",
-                             "Precedence", "Type", "Description", "LegacyID", "LegacyMeta",
-                             "LegacyCreateTime", "LegacyUpdateTime")}
+_SOURCE = dict.fromkeys(("Name", "Peer", "Namespace", "Partition", "SamenessGroup", "Action", "Precedence", "Type",
+                         "Description", "LegacyID", "LegacyMeta", "LegacyCreateTime", "LegacyUpdateTime"))
 _SOURCE["Permissions"] = [_PERMISSION]
 _INTENTIONS = {"Kind": None, "Name": None, "Namespace": None, "Partition": None, "Meta": None,
                "JWT": None, "Sources": [_SOURCE], "CreateIndex": None, "ModifyIndex": None}
@@ -164,7 +162,7 @@ def _normalize_intentions(entry: dict[str, Any]) -> dict[str, Any]:
     except intention_rules.InvalidIntentions as e:
         raise EntryInvalid(str(e)) from None
     sources = []
-    for raw, intention in zip(entry.get("Sources") or [], parsed):
+    for raw, intention in zip(entry.get("Sources") or [], parsed, strict=True):
         src = {k: v for k, v in raw.items() if k != "Precedence"}
         src["Type"] = src.get("Type") or "consul"
         if intention.action is not None:

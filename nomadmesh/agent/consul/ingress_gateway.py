@@ -80,7 +80,7 @@ def normalize(entry: dict[str, Any]) -> dict[str, Any]:
         services = []
         for j, raw_svc in enumerate(listener.get("Services") or []):
             svc = _rename(raw_svc, _SERVICE, f"Listeners[{i}].Services[{j}].")
-            for key in _UNIMPLEMENTED + ("TLS",):
+            for key in (*_UNIMPLEMENTED, "TLS"):
                 if key in svc and not _tls_empty(svc[key]):
                     raise IngressError(f"Listeners[{i}].Services[{j}].{key}: not supported by this agent")
             hosts = svc.get("Hosts") or []

@@ -144,7 +144,7 @@ def normalize_service(raw: Any) -> dict[str, Any]:
 def go_duration(seconds: float) -> str:
     if seconds >= 1 and float(seconds).is_integer():
         return f"{int(seconds)}s"
-    return f"{int(round(seconds * 1000))}ms"
+    return f"{round(seconds * 1000)}ms"
 
 
 # --- expansion with Consul's defaults -----------------------------------------------------------

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from quart import Response, g, request
 from werkzeug.routing import PathConverter

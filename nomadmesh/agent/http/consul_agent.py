@@ -1,7 +1,6 @@
 """Consul's agent and status endpoints: who the agent is, its local services and checks."""
 from __future__ import annotations
 
-
 from quart import Blueprint, Response
 
 from nomadmesh.agent.consul.catalog import Catalog

@@ -21,7 +21,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
 from nomadmesh.agent.http import (
-    consul_agent, consul_catalog, consul_config, consul_connect, consul_intentions, consul_kv, consul_proxy_status,
+    consul_agent,
+    consul_catalog,
+    consul_config,
+    consul_connect,
+    consul_intentions,
+    consul_kv,
+    consul_proxy_status,
     consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response

@@ -5,6 +5,7 @@ was registered shows up, which is what callers of these endpoints look for.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -29,7 +30,7 @@ async def _blocked(kinds: tuple[str, ...]) -> int:
     return await block(current_ctx().state, kinds)
 
 
-def _tag_filter(rows: list[dict[str, Any]], tags_of: Any) -> list[dict[str, Any]]:
+def _tag_filter(rows: list[dict[str, Any]], tags_of: Callable[[dict[str, Any]], list[str]]) -> list[dict[str, Any]]:
     wanted = request.args.getlist("tag")
     return [r for r in rows if all(t in tags_of(r) for t in wanted)] if wanted else rows
 

@@ -9,7 +9,6 @@ Both read the agent's Connect plane (agent/connect/plane.py) from the app's part
 """
 from __future__ import annotations
 
-
 from quart import Blueprint, Response
 
 from nomadmesh.agent.connect import ca as ca_mod

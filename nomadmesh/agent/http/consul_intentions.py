@@ -14,13 +14,14 @@ would let the legacy API silently rewrite an entry managed elsewhere.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response, request
 
-from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response
 from nomadmesh.agent.consul.config_entries import EntryError, decode
 from nomadmesh.agent.consul.config_store import KIND, delete_entry, key, write_entry
+from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response
 from nomadmesh.agent.state import Record, Txn
 from nomadmesh.mesh import intentions as ixn
 
@@ -80,15 +81,19 @@ async def list_all() -> Response:
     return json_response(_all(_records()), index=index)
 
 
+def _name_field(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise HTTPError(400, f"Invalid Intention: {field} must be set")
+    return value
+
+
 @bp.post("/v1/connect/intentions")
 def legacy_create() -> Response:
     body = json_body()
     if not isinstance(body, dict):
         raise HTTPError(400, "Request decode failed: an intention must be a JSON object")
-    src_name, dst_name = body.get("SourceName"), body.get("DestinationName")
-    for field, value in (("SourceName", src_name), ("DestinationName", dst_name)):
-        if not isinstance(value, str) or not value:
-            raise HTTPError(400, f"Invalid Intention: {field} must be set")
+    src_name, dst_name = _name_field(body, "SourceName"), _name_field(body, "DestinationName")
     if body.get("Permissions"):
         raise HTTPError(400, "Invalid Intention: Permissions cannot be set with the legacy API")
     legacy_id = str(uuid.uuid4())
@@ -161,7 +166,7 @@ def exact_delete() -> Response:
     return json_response(True)
 
 
-def _remove_source(txn: Txn, destination: str, which: Any) -> bool:
+def _remove_source(txn: Txn, destination: str, which: Callable[[dict[str, Any]], bool]) -> bool:
     rec = txn.get(KIND, key(ixn.KIND, destination))
     if rec is None or not any(which(s) for s in rec.value.get("Sources") or []):
         return False

@@ -16,8 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
-from nomadmesh.agent.http.parts import EXTENSION, NomadParts
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
+from nomadmesh.agent.http.parts import EXTENSION, NomadParts
 from nomadmesh.webguard import install as install_guard, own_address
 
 log = logging.getLogger("nomadmesh.agent.nomad")

@@ -7,10 +7,16 @@ from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx, notify
 from nomadmesh.agent.http.nomad_util import (
-    HTTPError, blocking, check_fields, json_body, parse_bool, read_endpoint, reply, strip_private,
+    HTTPError,
+    blocking,
+    check_fields,
+    json_body,
+    parse_bool,
+    read_endpoint,
+    reply,
+    strip_private,
 )
-from nomadmesh.agent.nomad import jobs as jobstore
-from nomadmesh.agent.nomad import planner, spec
+from nomadmesh.agent.nomad import jobs as jobstore, planner, spec
 from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_jobs", __name__)

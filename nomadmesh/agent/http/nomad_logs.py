@@ -16,7 +16,8 @@ import base64
 import json
 import threading
 import time
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from quart import Blueprint, Response, request
 

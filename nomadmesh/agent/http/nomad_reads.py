@@ -99,12 +99,14 @@ def agent_self() -> Response:
     return reply({
         "config": {
             "Region": cfg.region, "Datacenter": cfg.datacenter, "NodeName": cfg.node_name,
-            "DataDir": str(cfg.data_dir), "BindAddr": cfg.bind, "Version": {"Version": NOMAD_VERSION,
-                                                                             "VersionPrerelease": "", "VersionMetadata": ""},
+            "DataDir": str(cfg.data_dir), "BindAddr": cfg.bind,
+            "Version": {"Version": NOMAD_VERSION, "VersionPrerelease": "", "VersionMetadata": ""},
             "Ports": {"HTTP": cfg.nomad_port, "RPC": 4647, "Serf": 4648},
-            "Client": {"Enabled": True, "NodeClass": "", "AllocDir": str(cfg.alloc_root), "Options": {"driver.raw_exec.enable": "1"}},
+            "Client": {"Enabled": True, "NodeClass": "", "AllocDir": str(cfg.alloc_root),
+                       "Options": {"driver.raw_exec.enable": "1"}},
             "Server": {"Enabled": True, "BootstrapExpect": 1},
-            "Consul": {"Address": f"{cfg.bind}:{cfg.consul_port}", "GRPCAddress": f"{cfg.bind}:{cfg.grpc_port}" if cfg.grpc_port is not None else ""},
+            "Consul": {"Address": f"{cfg.bind}:{cfg.consul_port}",
+                       "GRPCAddress": f"{cfg.bind}:{cfg.grpc_port}" if cfg.grpc_port is not None else ""},
             "DevMode": cfg.dev,
         },
         "member": {"Name": f"{cfg.node_name}.{cfg.region}", "Addr": cfg.bind, "Port": 4648, "Status": "alive",

@@ -7,13 +7,20 @@ queries for `wait` (default and maximum 5 minutes, plus up to wait/16 of jitter)
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from quart import Response, request
 
 from nomadmesh.agent.http.common import (
-    MAX_BODY_BYTES, NOMAD_WAIT, HTTPError, block, json_body as _json_body, parse_duration,
-    set_index_headers, text_response,
+    MAX_BODY_BYTES,
+    NOMAD_WAIT,
+    HTTPError,
+    block,
+    json_body as _json_body,
+    parse_duration,
+    set_index_headers,
+    text_response,
 )
 from nomadmesh.agent.state import State
 

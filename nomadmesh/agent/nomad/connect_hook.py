@@ -22,8 +22,8 @@ import hashlib
 import json
 from typing import Any
 
-from nomadmesh.connect import envoy
 from nomadmesh.agent.nomad import ingress_hook
+from nomadmesh.connect import envoy
 
 TASK_PREFIX = "connect-proxy-"
 KIND_PREFIX = "connect-proxy:"
@@ -140,7 +140,8 @@ def inject(job: dict[str, Any]) -> dict[str, Any]:
         tg = ingress_hook.with_proxies(tg)
         tasks = extra_tasks(job, tg)
         nets = [dict(n or {}) for n in tg.get("Networks") or []]
-        have = {p.get("Label") for n in nets[:1] for p in (n.get("DynamicPorts") or []) + (n.get("ReservedPorts") or [])}
+        have = {p.get("Label") for n in nets[:1]
+                for p in [*(n.get("DynamicPorts") or []), *(n.get("ReservedPorts") or [])]}
         ports = [p for p in extra_ports(job, tg) if p["Label"] not in have]
         if not tasks and not ports:
             groups.append(tg)

@@ -12,10 +12,15 @@ from typing import Any
 from nomadmesh.agent.nomad import health, jobs
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import (
-    DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DEPLOYMENT_SUCCESSFUL, TRIGGER_DEPLOYMENT, evaluation, now_ns,
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_RUNNING,
+    DEPLOYMENT_SUCCESSFUL,
+    TRIGGER_DEPLOYMENT,
+    evaluation,
+    now_ns,
 )
 from nomadmesh.agent.runtime.events import rfc3339
-from nomadmesh.agent.state import State
+from nomadmesh.agent.state import State, Txn
 
 log = logging.getLogger("nomadmesh.agent.deployments")
 
@@ -57,7 +62,7 @@ def tick(state: State) -> list[str]:
                 continue
             statuses = _check_statuses(state, a)
             if update.get("HealthCheck", "checks") == "checks" and len(statuses) < _expected_checks(a):
-                statuses = statuses + ["critical"]  # registered checks not in the catalog yet
+                statuses = [*statuses, "critical"]  # registered checks not in the catalog yet
             verdict = health.assess(a, update, statuses, int(a.get("_Joined") or a["CreateTime"]),
                                     a.get("_HealthySince"), now)
             if verdict.verdict == health.PENDING and verdict.healthy_since == a.get("_HealthySince"):
@@ -110,7 +115,7 @@ def _latest_stable(state: State, job_id: str, below: int) -> int | None:
     return max(stable) if stable else None
 
 
-def _mark_stable(txn: Any, job_id: str, version: int) -> None:
+def _mark_stable(txn: Txn, job_id: str, version: int) -> None:
     key = jobs.version_key(job_id, version)
     rec = txn.get("job_version", key)
     if rec is not None:

@@ -16,8 +16,17 @@ from typing import Any
 from nomadmesh.agent.nomad import planner, ports, reschedule, spec
 from nomadmesh.agent.nomad.feasibility import group_network_mode
 from nomadmesh.agent.nomad.structs import (
-    DEPLOYMENT_CANCELLED, DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_NEWER, DESC_STOPPED, TRIGGER_ALLOC_FAILURE,
-    TRIGGER_QUEUED, allocation, deployment, evaluation, now_ns,
+    DEPLOYMENT_CANCELLED,
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_RUNNING,
+    DESC_NEWER,
+    DESC_STOPPED,
+    TRIGGER_ALLOC_FAILURE,
+    TRIGGER_QUEUED,
+    allocation,
+    deployment,
+    evaluation,
+    now_ns,
 )
 from nomadmesh.agent.state import State, Txn
 
@@ -172,7 +181,8 @@ def decide(inp: EvalInputs) -> EvalDecision:
             a = by_id[aid]
             joined = {"_Joined": now, "_HealthySince": None} if dep_id else {}
             assert job is not None  # an in-place update is of a job that exists
-            out.put("alloc", aid, dict(a, Job=job, JobVersion=job["Version"], DeploymentID=dep_id or a.get("DeploymentID", ""),
+            out.put("alloc", aid, dict(a, Job=job, JobVersion=job["Version"],
+                                       DeploymentID=dep_id or a.get("DeploymentID", ""),
                                        DeploymentStatus=None if dep_id else a.get("DeploymentStatus"),
                                        ModifyIndex=out.index, AllocModifyIndex=out.index, ModifyTime=now,
                                        **joined))
@@ -203,13 +213,13 @@ def decide(inp: EvalInputs) -> EvalDecision:
                 out.put("alloc", previous, dict(prev, NextAllocation=new["ID"]))
 
     # Older blocked evaluations of this job are superseded by this one.
-    for e in inp.evals.values():
-        if e["JobID"] == ev["JobID"] and e["Status"] == "blocked" and e["ID"] != ev["ID"]:
-            out.put("eval", e["ID"], dict(e, Status="canceled", StatusDescription="evaluation superseded",
+    for older in inp.evals.values():
+        if older["JobID"] == ev["JobID"] and older["Status"] == "blocked" and older["ID"] != ev["ID"]:
+            out.put("eval", older["ID"], dict(older, Status="canceled", StatusDescription="evaluation superseded",
                                           ModifyIndex=out.index, ModifyTime=now))
     ev.update(Status="complete", DeploymentID=dep_id, ModifyIndex=out.index, ModifyTime=now,
-              QueuedAllocations={n: 0 for n in plan.groups})
-    if plan.failed:
+              QueuedAllocations=dict.fromkeys(plan.groups, 0))
+    if plan.failed and job is not None:  # placements (and so failures) are only of a job that exists
         blocked = evaluation(job, TRIGGER_QUEUED, out.index, Status="blocked", PreviousEval=ev["ID"],
                              StatusDescription="created to place remaining allocations",
                              FailedTGAllocs=copy.deepcopy(plan.failed))

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nomadmesh.agent.nomad.structs import (
-    DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DEPLOYMENT_SUCCESSFUL, DESC_PROGRESS, DESC_SUCCESSFUL,
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_RUNNING,
+    DEPLOYMENT_SUCCESSFUL,
+    DESC_PROGRESS,
+    DESC_SUCCESSFUL,
     DESC_UNHEALTHY,
 )
 

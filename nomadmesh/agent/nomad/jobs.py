@@ -10,9 +10,7 @@ from typing import Any
 
 from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
-from nomadmesh.agent.nomad.structs import (
-    TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns,
-)
+from nomadmesh.agent.nomad.structs import TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns
 from nomadmesh.agent.state import State, Txn
 
 TRACKED_VERSIONS = 6  # Nomad's JobTrackedVersions
@@ -157,18 +155,22 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         "Namespace": job.get("Namespace", "default"), "Datacenters": job.get("Datacenters"),
         "NodePool": job.get("NodePool", "default"), "Multiregion": None, "Type": job.get("Type", "service"),
         "Priority": job.get("Priority", 50), "Periodic": False, "ParameterizedJob": False,
-        "Stop": bool(job.get("Stop")), "Status": job.get("Status"), "StatusDescription": job.get("StatusDescription", ""),
+        "Stop": bool(job.get("Stop")), "Status": job.get("Status"),
+        "StatusDescription": job.get("StatusDescription", ""),
         "JobSummary": summary, "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"],
         "JobModifyIndex": job["JobModifyIndex"], "SubmitTime": job.get("SubmitTime", 0), "Meta": job.get("Meta"),
     }
 
 
+_SUMMARY_KEYS = ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")
+
+
 def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[str, dict[str, int]] = {}
     for tg in job.get("TaskGroups") or []:
-        groups[tg["Name"]] = {k: 0 for k in ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")}
+        groups[tg["Name"]] = dict.fromkeys(_SUMMARY_KEYS, 0)
     for a in allocs:
-        g = groups.setdefault(a["TaskGroup"], {k: 0 for k in ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")})
+        g = groups.setdefault(a["TaskGroup"], dict.fromkeys(_SUMMARY_KEYS, 0))
         key = {"pending": "Starting", "running": "Running", "complete": "Complete", "failed": "Failed",
                "lost": "Lost"}.get(a["ClientStatus"], "Unknown")
         g[key] += 1

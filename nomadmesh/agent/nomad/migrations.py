@@ -84,7 +84,7 @@ def migrate(state: State) -> list[str]:
             if name in done:
                 continue
             changed = migration(txn)
-            txn.put("meta", META_KEY, done + [name])
+            txn.put("meta", META_KEY, [*done, name])
         log.info("migration %s: %d stored documents updated", name, changed)
         ran.append(name)
     return ran

@@ -5,8 +5,9 @@ reconcile() says what should change; this adds whether the node can take the pla
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from nomadmesh.agent.nomad import feasibility
 from nomadmesh.agent.nomad.reconcile import GroupPlan, UpdateKind, reconcile

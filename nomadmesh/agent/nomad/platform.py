@@ -10,15 +10,22 @@ import logging
 import os
 import shutil
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 from nomadmesh.agent.runtime import (
-    cni as rt_cni, env as rt_env, logs as rt_logs, process as rt_process, restarts as rt_restarts,
-    taskdir as rt_taskdir, users as rt_users,
+    cni as rt_cni,
+    env as rt_env,
+    logs as rt_logs,
+    process as rt_process,
+    restarts as rt_restarts,
+    taskdir as rt_taskdir,
+    users as rt_users,
 )
 
 log = logging.getLogger("nomadmesh.agent.platform")
@@ -80,7 +87,7 @@ class TaskSpec:
             cmd = os.path.normpath(os.path.join(self.cwd(), cmd))
         elif "/" not in cmd:
             cmd = shutil.which(cmd, path=self.env.get("PATH") or os.environ.get("PATH")) or cmd
-        return [cmd] + list(self.argv[1:])
+        return [cmd, *self.argv[1:]]
 
 
 class Platform:
@@ -182,7 +189,8 @@ class Platform:
         make_shared_root(self.alloc_root, ALLOC_ROOT_MODE)
         return str(rt_taskdir.AllocDirs(self.alloc_root).build(alloc_id, tasks).root)
 
-    def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> dict[str, str]:
+    def task_env(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any],
+                 alloc_dir: str) -> dict[str, str]:
         cfg = self.ctx.config
         job = alloc["Job"]
         shared = (alloc.get("AllocatedResources") or {}).get("Shared") or {}
@@ -232,13 +240,13 @@ class Platform:
             job_type=spec.job_type, user=spec.run_as(), user_dirs=adir.task(spec.name).owned_by_task(),
         )
 
-    def start_task(self, spec: TaskSpec, on_event: Callable[[str, Any], None]) -> Any:
+    def start_task(self, spec: TaskSpec, on_event: rt_process.EventCallback) -> rt_process.TaskProcess:
         """A started supervised process; `on_event(task, TaskEvent)` sees every Nomad task event."""
         tp = rt_process.TaskProcess(self._process_spec(spec), on_event)
         return tp
 
-    def adopt_task(self, spec: TaskSpec, handle: dict[str, Any], on_event: Callable[[str, Any], None],
-                   restarts: int = 0, started_at_ns: int | None = None) -> Any:
+    def adopt_task(self, spec: TaskSpec, handle: dict[str, Any], on_event: rt_process.EventCallback,
+                   restarts: int = 0, started_at_ns: int | None = None) -> rt_process.TaskProcess | None:
         """Watch a task left running by the previous agent; None when that exact process is gone."""
         identity = rt_process.ProcessIdentity(int(handle["Pid"]), int(handle["StartTime"]))
         return rt_process.TaskProcess.adopt(self._process_spec(spec), identity, on_event, restarts=restarts,
@@ -251,7 +259,7 @@ class Platform:
         return started is not None and started == int(handle["StartTime"])
 
     @staticmethod
-    def task_state(handle: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def task_state(handle: rt_process.TaskProcess) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(Nomad TaskState, {Pid, StartTime} or None) of a running handle."""
         st = handle.state()
         ident = {"Pid": st.pid, "StartTime": st.start_time} if st.pid and st.start_time is not None else None
@@ -264,16 +272,16 @@ class Platform:
             return True
         return int(task_state.get("Restarts") or 0) < int(policy.get("Attempts", 2))
 
-    def wait_task(self, handle: Any, timeout: float | None = None) -> bool:
+    def wait_task(self, handle: rt_process.TaskProcess, timeout: float | None = None) -> bool:
         return handle.wait(timeout)
 
-    def task_done(self, handle: Any) -> bool:
+    def task_done(self, handle: rt_process.TaskProcess) -> bool:
         return handle.state().state == "dead"
 
-    def stop_task(self, handle: Any) -> None:
+    def stop_task(self, handle: rt_process.TaskProcess) -> None:
         handle.stop()
 
-    def detach_task(self, handle: Any) -> None:
+    def detach_task(self, handle: rt_process.TaskProcess) -> None:
         handle.detach()
 
     # --- logs ---------------------------------------------------------------------------------
@@ -282,8 +290,8 @@ class Platform:
         return self.alloc_root / alloc_id
 
     def log_chunks(self, alloc_id: str, task: str, kind: str, offset: int, origin: str, follow: bool,
-                   done: Callable[[], bool], heartbeat_s: float = 1.0, stop: Any = None,
-                   poll_s: float = 0.2) -> Iterator[Any]:
+                   done: Callable[[], bool], heartbeat_s: float = 1.0, stop: threading.Event | None = None,
+                   poll_s: float = 0.2) -> Iterator[rt_logs.LogChunk]:
         """runtime.logs chunks {data, file, offset}; ValueError for a bad task/type/origin/offset.
 
         Validation happens before the first chunk, so callers can turn it into a 400."""

@@ -14,8 +14,9 @@ which to update in place and which to replace (destructive update), like Nomad's
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from nomadmesh.agent.nomad import reschedule
 from nomadmesh.agent.nomad.structs import alloc_index
@@ -71,32 +72,32 @@ def reconcile(
     `now` (ns) decides whether a failed allocation is due for rescheduling (0: never)."""
     live = [a for a in allocs if a["DesiredStatus"] == "run"]
     names = {a["TaskGroup"] for a in live}
-    stopped = job is None or bool(job.get("Stop"))
-    if not stopped:
-        names |= {g["Name"] for g in job["TaskGroups"]}
+    running_job = None if job is None or job.get("Stop") else job  # None: stop everything
+    if running_job is not None:
+        names |= {g["Name"] for g in running_job["TaskGroups"]}
     plans: dict[str, GroupPlan] = {}
     for name in sorted(names):
         plan = plans[name] = GroupPlan(name)
         mine = sorted((a for a in live if a["TaskGroup"] == name), key=lambda a: -a["CreateIndex"])
-        tg = None if stopped else _group(job, name)
-        if tg is None:
+        tg = None if running_job is None else _group(running_job, name)
+        if running_job is None or tg is None:
             plan.stop = [a["ID"] for a in mine]
             continue
         count = int(tg.get("Count", 1))
         by_index: dict[int, dict[str, Any]] = {}
-        for a in mine:
-            i = alloc_index(a)
+        for alloc in mine:
+            i = alloc_index(alloc)
             if i >= count or i in by_index:
-                plan.stop.append(a["ID"])  # beyond count, or an older duplicate of a slot
+                plan.stop.append(alloc["ID"])  # beyond count, or an older duplicate of a slot
             else:
-                by_index[i] = a
+                by_index[i] = alloc
         limit = destructive_limit(name)
         for i in range(count):
             a = by_index.get(i)
             if a is None:
                 plan.place.append(i)
                 continue
-            if a.get("JobVersion") == job.get("Version"):
+            if a.get("JobVersion") == running_job.get("Version"):
                 when, eligible = reschedule.next_reschedule_time(a)
                 if not (now and eligible) or a.get("DeploymentID") in active_deployments:
                     plan.ignore += 1

@@ -18,7 +18,7 @@ Facts from Nomad's nomad/structs (Allocation.NextRescheduleTime, NextDelay) and 
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 RESCHEDULE_WINDOW_NS = 1_000_000_000  # Nomad's rescheduleWindowSize: "now" means within 1 s
@@ -116,11 +116,11 @@ def tracker_for_replacement(prev: dict[str, Any], now: int) -> dict[str, Any]:
         kept = [dict(e) for e in past[-MAX_PAST_RESCHEDULE_EVENTS:]]
     event = {"RescheduleTime": now, "PrevAllocID": prev["ID"], "PrevNodeID": prev.get("NodeID", ""),
              "Delay": next_delay(prev)}
-    return {"Events": kept + [event]}
+    return {"Events": [*kept, event]}
 
 
 def wait_until_text(ns: int) -> str:
     """An evaluation's WaitUntil as Nomad's JSON shows a time.Time (RFC 3339, UTC)."""
     if ns <= 0:
         return ZERO_TIME
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")

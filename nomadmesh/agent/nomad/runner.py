@@ -14,7 +14,8 @@ import logging
 import os
 import shlex
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
@@ -25,6 +26,10 @@ from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import now_ns
 
 __all__ = ["AllocRunner", "Platform"]
+
+if TYPE_CHECKING:  # types only: every call into the runtime goes through Platform
+    from nomadmesh.agent.runtime.events import TaskEvent
+    from nomadmesh.agent.runtime.process import EventCallback, TaskProcess
 
 log = logging.getLogger("nomadmesh.agent.runner")
 MAX_EVENTS = 10  # Nomad keeps the last 10 task events
@@ -68,7 +73,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
     elif kind == "Setup Failure" or kind == "Driver Failure":
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     public = {k: v for k, v in ev.items() if not k.startswith("_")}
-    ts["Events"] = (list(ts.get("Events") or []) + [public])[-MAX_EVENTS:]
+    ts["Events"] = [*(ts.get("Events") or []), public][-MAX_EVENTS:]
     return ts
 
 
@@ -90,7 +95,7 @@ class AllocRunner:
         self.notify = notify
         self.stopping = False
         self.finished = False
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, TaskProcess] = {}
         self._registered: list[str] = []
         self._version: int | None = None
         self._lock = threading.RLock()
@@ -122,16 +127,19 @@ class AllocRunner:
 
     def _record(self, task: str, ev: dict[str, Any]) -> None:
         """An event the runner itself raises (setup failure, found dead after an agent restart)."""
-        fold: Callable[[dict[str, Any] | None], dict[str, Any]] = lambda ts: _apply_event(ts or _task_state(), ev)
+        def fold(ts: dict[str, Any] | None) -> dict[str, Any]:
+            return _apply_event(ts or _task_state(), ev)
         self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
 
-    def _sync_task(self, task: str, ev: Any) -> None:
+    def _sync_task(self, task: str, ev: TaskEvent | None) -> None:
         """A runtime event: copy the supervised process's own TaskState into the allocation."""
         handle = self._handles.get(task)
         if handle is None:
-            fold: Callable[[dict[str, Any] | None], dict[str, Any]] = \
-                lambda ts: _apply_event(ts or _task_state(), ev.to_nomad())
-            self._write_or_retry(task, lambda: self._write_task(task, fold, ident=None))
+            if ev is None:
+                return  # a re-read of a task whose handle is gone (stopped meanwhile): nothing to copy
+            def fold_event(ts: dict[str, Any] | None) -> dict[str, Any]:
+                return _apply_event(ts or _task_state(), ev.to_nomad())
+            self._write_or_retry(task, lambda: self._write_task(task, fold_event, ident=None))
             return
         # On a retry the process's state is read again: the latest one is what must be recorded.
         self._write_or_retry(task, lambda: self._write_synced(task, handle))
@@ -139,7 +147,7 @@ class AllocRunner:
             # A task that ends for good without a further event (batch exit 0): look again shortly.
             threading.Thread(target=self._recheck, args=(task, handle), daemon=True).start()
 
-    def _write_synced(self, task: str, handle: Any) -> None:
+    def _write_synced(self, task: str, handle: TaskProcess) -> None:
         fresh, ident = self.platform.task_state(handle)
         offset, earlier = self._base.get(task, (0, []))
         fresh = dict(fresh, Restarts=fresh["Restarts"] + offset, TaskHandle=None,
@@ -187,12 +195,9 @@ class AllocRunner:
                 if not self._pending:
                     self._retrier = None
                     return
-            if failed:
-                delay = min(delay * 2, RETRY_MAX_S)
-            else:
-                delay = RETRY_FIRST_S
+            delay = min(delay * 2, RETRY_MAX_S) if failed else RETRY_FIRST_S
 
-    def _recheck(self, task: str, handle: Any) -> None:
+    def _recheck(self, task: str, handle: TaskProcess) -> None:
         if self.platform.wait_task(handle, 2.0) and self._handles.get(task) is handle:
             self._sync_task(task, None)
 
@@ -245,7 +250,10 @@ class AllocRunner:
             for task in self._group(alloc).get("Tasks") or []:
                 self._record(task["Name"], event("Setup Failure", f"{type(e).__name__}: {e}", FailsTask=True,
                                                  SetupError=str(e)))
-            self._update(lambda d: dict(d, ClientDescription=f"setup failed: {e}"))
+            # Bound now: `e` is unbound once the except block ends, and the closure must not depend on
+            # `_update` calling it before then.
+            description = f"setup failed: {e}"
+            self._update(lambda d: dict(d, ClientDescription=description))
 
     def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
         return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
@@ -355,7 +363,7 @@ class AllocRunner:
         with open(path, "w") as f:
             json.dump(boot, f, indent=2)
 
-    def _on_event(self, task: str) -> Callable[[str, Any], None]:
+    def _on_event(self, task: str) -> EventCallback:
         return lambda _name, ev: self._sync_task(task, ev)
 
     def _task_spec(self, alloc: dict[str, Any], tg: dict[str, Any], task: dict[str, Any], alloc_dir: str,
@@ -498,7 +506,7 @@ class AllocRunner:
             self._update(change)
         self.notify()
 
-    def _stop_task(self, name: str, handle: Any) -> None:
+    def _stop_task(self, name: str, handle: TaskProcess) -> None:
         if self.platform.task_done(handle):
             return
         try:

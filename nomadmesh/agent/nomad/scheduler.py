@@ -9,7 +9,8 @@ Each pass (on notify() or every TICK_S):
 
 start() first brings what older agents stored up to date (nomad/migrations.py), then reconciles
 what the state says with what really runs, so an agent restarted after a SIGKILL adopts
-still-running tasks, restarts or fails the dead ones and tears down orphaned namespaces. stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
+still-running tasks, restarts or fails the dead ones and tears down orphaned namespaces.
+stop(stop_tasks=True) stops every task and namespace, like `nomad agent -dev` on SIGINT.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import connect_hook
 from nomadmesh.agent.nomad.platform import Platform
 
+
 class Unavailable(Exception):
     """No figures for this sidecar: `status` is 404 (no such sidecar) or 503 (not reachable now)."""
 
@@ -75,7 +76,7 @@ def locate(ctx: AgentContext, platform: Platform, sidecar_id: str) -> Located:
     if alloc.get("ClientStatus") != "running" or alloc.get("DesiredStatus") != "run":
         raise Unavailable(503, f"allocation {alloc_id[:8]} is {alloc.get('ClientStatus')} "
                              f"(desired {alloc.get('DesiredStatus')})")
-    tg = next((g for g in alloc["Job"].get("TaskGroups") or [] if g["Name"] == alloc["TaskGroup"]), {})
+    tg: dict[str, Any] = next((g for g in alloc["Job"].get("TaskGroups") or [] if g["Name"] == alloc["TaskGroup"]), {})
     services = connect_hook.sidecar_services(tg)
     index = next((i for i, s in enumerate(services)
                   if connect_hook.service_id(alloc_id, tg["Name"], s) + connect_hook.SIDECAR_SUFFIX == sidecar_id),
@@ -133,6 +134,7 @@ class SidecarStats:
             hit = self._cache.get(sidecar_id)
             if hit and time.monotonic() - hit[0] < self.ttl_s:
                 return hit[1], hit[2]
+            body: dict[str, Any] | str  # the figures, or why there are none
             try:
                 status, body = 200, self._read(sidecar_id)
             except Unavailable as e:

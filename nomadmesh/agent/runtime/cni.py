@@ -28,10 +28,11 @@ import shlex
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from nomadmesh.errors import AgentError
 

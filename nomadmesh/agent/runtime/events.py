@@ -33,7 +33,7 @@ def rfc3339(ns: int | None) -> str:
     if not ns:
         return ZERO_TIME
     secs, frac = divmod(ns, 1_000_000_000)
-    base = _dt.datetime.fromtimestamp(secs, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     tail = f"{frac:09d}".rstrip("0")
     return f"{base}.{tail}Z" if tail else f"{base}Z"
 

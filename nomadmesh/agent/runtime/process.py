@@ -120,7 +120,7 @@ class TaskProcess:
 
     @classmethod
     def adopt(cls, spec: TaskSpec, identity: ProcessIdentity, on_event: EventCallback | None = None,
-              restarts: int = 0, started_at_ns: int | None = None) -> "TaskProcess | None":
+              restarts: int = 0, started_at_ns: int | None = None) -> TaskProcess | None:
         """Watch an already-running task left by a previous agent; None if that process is gone.
 
         The pid must still exist with the recorded start time, so a reused pid is never adopted.
@@ -344,7 +344,7 @@ class TaskProcess:
 
     def _emit(self, event: TaskEvent) -> None:
         with self._lock:
-            self._state = replace(self._state, events=(self._state.events + (event,))[-ev.MAX_EVENTS:])
+            self._state = replace(self._state, events=(*self._state.events, event)[-ev.MAX_EVENTS:])
         if self._on_event is not None:
             try:
                 self._on_event(self.spec.name, event)

@@ -33,12 +33,12 @@ class RestartPolicy:
     mode: str = "fail"  # "fail" or "delay"
 
     @classmethod
-    def default(cls, job_type: str = "service") -> "RestartPolicy":
+    def default(cls, job_type: str = "service") -> RestartPolicy:
         a, i, d, m = _DEFAULTS.get(job_type, _DEFAULTS["service"])
         return cls(a, i, d, m)
 
     @classmethod
-    def from_nomad(cls, block: dict[str, Any] | None, job_type: str = "service") -> "RestartPolicy":
+    def from_nomad(cls, block: dict[str, Any] | None, job_type: str = "service") -> RestartPolicy:
         """From a Job JSON `RestartPolicy` ({Attempts, Interval, Delay, Mode}, durations in ns)."""
         base = cls.default(job_type)
         if not block:

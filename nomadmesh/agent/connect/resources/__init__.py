@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
 from nomadmesh.agent.connect.resources.clusters import clusters_from_snapshot
 from nomadmesh.agent.connect.resources.common import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET
-from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
 from nomadmesh.agent.connect.resources.endpoints import endpoints_from_snapshot
 from nomadmesh.agent.connect.resources.ingress import build_ingress_resources
 from nomadmesh.agent.connect.resources.listeners import listeners_from_snapshot

@@ -1,17 +1,14 @@
 """CDS: `local_app` (the service itself), `exposed_cluster_<port>`, one mTLS cluster per upstream."""
 from __future__ import annotations
 
-from google.protobuf import duration_pb2
-
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import duration_pb2
 
-from nomadmesh.agent.connect.resources.common import (
-    LOCAL_APP, ROOTS_SECRET, ads_source, pack, sds_ref, tls_params,
-)
+from nomadmesh.agent.connect.resources.common import LOCAL_APP, ROOTS_SECRET, ads_source, pack, sds_ref, tls_params
 from nomadmesh.agent.connect.resources.endpoints import load_assignment
 from nomadmesh.agent.connect.snapshot import ProxySnapshot, UpstreamSnap
 

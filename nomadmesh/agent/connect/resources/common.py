@@ -1,11 +1,10 @@
 """Small shared pieces of Envoy config: addresses, ADS config sources, SDS references, Any packing."""
 from __future__ import annotations
 
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
-
 from envoy.config.core.v3 import address_pb2, config_source_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
 ROOTS_SECRET = "ROOTCA"  # name of the SDS secret holding the trusted roots, as in Consul
 LOCAL_APP = "local_app"

@@ -6,8 +6,7 @@ clusters (and their TLS contexts and connection pools) untouched.
 """
 from __future__ import annotations
 
-from envoy.config.endpoint.v3 import endpoint_components_pb2 as ep_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2 as ep_pb2, endpoint_pb2
 
 from nomadmesh.agent.connect.resources.common import socket_address
 from nomadmesh.agent.connect.snapshot import ProxySnapshot

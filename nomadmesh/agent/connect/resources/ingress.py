@@ -12,32 +12,17 @@ listeners_ingress.go, clusters and endpoints for the gateway kind).
 from __future__ import annotations
 
 from envoy.config.core.v3 import base_pb2
-from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 
-from nomadmesh.agent.connect.ingress_snapshot import (
-    IngressListener,
-    IngressSnapshot,
-    IngressTarget,
-)
+from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.resources.clusters import mtls_cluster
-from nomadmesh.agent.connect.resources.common import (
-    CLUSTER,
-    ENDPOINT,
-    LISTENER,
-    SECRET,
-    pack,
-    socket_address,
-)
+from nomadmesh.agent.connect.resources.common import CLUSTER, ENDPOINT, LISTENER, SECRET, pack, socket_address
 from nomadmesh.agent.connect.resources.endpoints import load_assignment
 from nomadmesh.agent.connect.resources.secrets import leaf_and_roots
 

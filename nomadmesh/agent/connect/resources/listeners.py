@@ -4,22 +4,16 @@ from __future__ import annotations
 import re
 
 from envoy.config.core.v3 import base_pb2
-from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
-from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2, route_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import wrappers_pb2
 
 from nomadmesh.agent.connect.resources.clusters import exposed_cluster_name
-from nomadmesh.agent.connect.resources.common import (
-    LOCAL_APP, ROOTS_SECRET, pack, sds_ref, socket_address, tls_params,
-)
+from nomadmesh.agent.connect.resources.common import LOCAL_APP, ROOTS_SECRET, pack, sds_ref, socket_address, tls_params
 from nomadmesh.agent.connect.resources.rbac import http_rbac, network_rbac
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot, UpstreamSnap
 
@@ -46,7 +40,7 @@ def _hcm(stat_prefix: str, routes: list[rc_pb2.Route], http_filters: list[hcm_pb
             name=stat_prefix,
             virtual_hosts=[rc_pb2.VirtualHost(name=stat_prefix, domains=["*"], routes=routes)],
         ),
-        http_filters=http_filters + [_http_filter("envoy.filters.http.router", router_pb2.Router())],
+        http_filters=[*http_filters, _http_filter("envoy.filters.http.router", router_pb2.Router())],
     )
     return _filter("envoy.filters.network.http_connection_manager", hcm)
 

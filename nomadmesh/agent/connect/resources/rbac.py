@@ -37,8 +37,9 @@ trust domain (the TLS layer already checked the CA) nor the datacenter is matche
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Protocol, TypeVar
 
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
@@ -77,7 +78,18 @@ def _sources_overlap(higher: str, lower: str) -> bool:
     return WILDCARD in (higher, lower) or lower == higher
 
 
-def _remove_precedence(items: list, covers, default: str, negate) -> list:
+class _Decided(Protocol):
+    """What precedence removal needs of an item: the action it decides."""
+
+    @property
+    def action(self) -> str: ...
+
+
+_D = TypeVar("_D", bound=_Decided)
+
+
+def _remove_precedence(items: list[_D], covers: Callable[[_D, _D], bool], default: str,
+                       negate: Callable[[_D, _D], _D]) -> list[_D]:
     """Consul's removeSourcePrecedence / removePermissionPrecedence, without mutation."""
     skip = [False] * len(items)
     for i in range(len(items) - 1, -1, -1):
@@ -86,7 +98,7 @@ def _remove_precedence(items: list, covers, default: str, negate) -> list:
                 items[j] = negate(items[j], items[i])
         if items[i].action == default:
             skip[i] = True
-    return [item for item, s in zip(items, skip) if not s]
+    return [item for item, s in zip(items, skip, strict=True) if not s]
 
 
 def intermediate_form(
@@ -109,22 +121,22 @@ def intermediate_form(
         items,
         lambda hi, lo: _sources_overlap(hi.source, lo.source),
         default,
-        lambda lo, hi: replace(lo, not_sources=lo.not_sources + (hi.source,)),
+        lambda lo, hi: replace(lo, not_sources=(*lo.not_sources, hi.source)),
     )
     out = []
     for rixn in kept:
         if rixn.action == L7:
-            perms = _remove_precedence(
+            kept_perms = _remove_precedence(
                 list(rixn.permissions),
                 lambda hi, lo: True,  # every later permission of one source is lower precedence
                 default,
-                lambda lo, hi: replace(lo, not_matches=lo.not_matches + (hi.match,)),
+                lambda lo, hi: replace(lo, not_matches=(*lo.not_matches, hi.match)),
             )
-            if not perms:
+            if not kept_perms:
                 # Every permission says what the default says: no policy needed (and Envoy
                 # rejects a policy without permissions).
                 continue
-            rixn = replace(rixn, permissions=tuple(perms))
+            rixn = replace(rixn, permissions=tuple(kept_perms))
         out.append(rixn)
     return out
 
