@@ -24,13 +24,13 @@ from agentkit import (
     http_get_status as status,  # hop.py imports `status` from here
     pct,
 )
-from support.connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.mesh.intentions import Intention
+from support.connect_support import free_port, snapshot, start_backend, upstream
 
 SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"
 

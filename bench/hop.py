@@ -26,11 +26,11 @@ from pathlib import Path
 
 from agentkit import pct
 from connect_dataplane import CLIENT, SERVER, status, wait  # same loopback mesh, same probes
-from support.connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.connect.envoy import EnvoyProcess
+from support.connect_support import free_port, snapshot, start_backend, upstream
 
 PERCENTILES = (50, 90, 99)
 
