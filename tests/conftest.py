@@ -11,8 +11,9 @@ Every agent started here is stopped at the end of the test (SIGTERM, then SIGKIL
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 

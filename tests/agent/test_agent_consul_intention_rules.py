@@ -3,7 +3,8 @@ ServiceIntentionsConfigEntry.Validate answers 500 with Consul's own text, plus o
 one Envoy loads), and a refused write leaves the stored entry exactly as it was."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import consul
 import pytest

@@ -3,7 +3,7 @@ delete stored as service-intentions entries; /check and /match following Consul'
 the default policy; the legacy create and its refusal for config-entry-managed destinations."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import consul
 import pytest

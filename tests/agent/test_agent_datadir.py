@@ -10,17 +10,17 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import nomad
 import requests
 
+from nomadmesh.agent.state import State
 from support.agents import RunningAgent
 from support.net import free_port
 from support.paths import REPO
 from support.waiting import wait_until
-from nomadmesh.agent.state import State
 
 SLEEPER = '''job "held" {
   group "g" {

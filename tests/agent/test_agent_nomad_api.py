@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nomad.api.exceptions as nx
 import pytest
 import requests
 
-from support.waiting import wait_until
 from support.agents import InProcessAgent
 from support.nomad_jobs import DOCKER_HCL
-
+from support.waiting import wait_until
 
 
 @pytest.fixture

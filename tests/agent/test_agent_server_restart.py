@@ -2,11 +2,10 @@
 intentions, services and checks, keeps its identity, and runs the checks again."""
 from __future__ import annotations
 
-
 import consul
+from test_agent_consul_agent import Target
 
 from support.agents import RunningAgent
-from test_agent_consul_agent import Target
 from support.waiting import wait_until
 
 

@@ -5,23 +5,23 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import symbol_database
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import symbol_database
 from google.rpc import status_pb2
 
 from nomadmesh.agent.connect.cache import SnapshotCache, resource_name
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET
-from support.connect_support import snapshot, upstream
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import Intention
+from support.connect_support import snapshot, upstream
 
 NODE = "order-sidecar-proxy"
 

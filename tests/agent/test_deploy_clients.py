@@ -10,8 +10,6 @@ from __future__ import annotations
 import consul as consul_lib
 import pytest
 
-from support.agents import RunningAgent
-from support.net import free_port
 from nomadmesh.connect import sidecar_for
 from nomadmesh.deploy.consul_api import ConsulAPI, consul_errors
 from nomadmesh.deploy.http_api import refused
@@ -19,6 +17,8 @@ from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.target import target_from_env
 from nomadmesh.errors import TargetError
 from nomadmesh.ui.api import apis_for
+from support.agents import RunningAgent
+from support.net import free_port
 
 
 def test_nothing_listening_reads_the_same_on_every_path() -> None:

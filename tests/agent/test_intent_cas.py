@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from support.paths import REPO
 from nomadmesh.deploy import intentions as di
 from nomadmesh.errors import TargetError
+from support.paths import REPO
 
 KIND = "service-intentions"
 
@@ -56,7 +56,7 @@ def test_concurrent_writes_and_deletes_on_one_entry(consul) -> None:
     def work(fn, *args) -> None:
         try:
             fn(*args)
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(di.set_intention, consul, f"new-{n}", "invoice", "deny"))

@@ -6,8 +6,8 @@ import json
 import pytest
 from click.testing import CliRunner, Result
 
-from support.net import free_port
 from nomadmesh.cli.main import cli
+from support.net import free_port
 
 
 @pytest.fixture

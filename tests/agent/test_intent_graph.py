@@ -5,12 +5,11 @@ import json
 
 from click.testing import CliRunner
 
-from support.net import free_port
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy import intentions as di
 from nomadmesh.deploy.target import consul_client, target_from_env
+from support.net import free_port
 from support.paths import SERVICES
-
 
 
 def graph(agent_addr: str, *args: str) -> tuple[int, str]:

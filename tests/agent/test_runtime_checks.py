@@ -16,7 +16,7 @@ class _Handler(BaseHTTPRequestHandler):
     status = 200
     delay = 0.0
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         time.sleep(type(self).delay)
         body = b"healthy " + b"x" * 5000 if self.path == "/big" else b"healthy"
         code = type(self).status

@@ -17,8 +17,7 @@ import pytest
 
 from nomadmesh.agent.runtime import events as ev
 from nomadmesh.agent.runtime.events import TaskEvent
-from nomadmesh.agent.runtime.process import (ProcessIdentity, TaskProcess, TaskSpec, proc_start_time,
-                                             signal_number)
+from nomadmesh.agent.runtime.process import ProcessIdentity, TaskProcess, TaskSpec, proc_start_time, signal_number
 from nomadmesh.agent.runtime.restarts import NS, RestartPolicy
 from nomadmesh.agent.runtime.taskdir import AllocDirs
 from support.paths import REPO
@@ -85,7 +84,7 @@ def test_exit_1_restarts_attempts_times_then_fails(make_spec, tasks) -> None:
     assert types.count(ev.STARTED) == 3 and types.count(ev.TERMINATED) == 3
     assert types.count(ev.RESTARTING) == 2 and types[-1] == ev.NOT_RESTARTING
     last = rec.events[-1][1]
-    assert last.failed and 'Exceeded allowed attempts 2 in interval 10m0s and mode is "fail"' == last.message
+    assert last.failed and last.message == 'Exceeded allowed attempts 2 in interval 10m0s and mode is "fail"'
     term = [e for _, e in rec.events if e.type == ev.TERMINATED][0]
     assert term.exit_code == 1 and term.message == "Exit Code: 1"
     assert spec.stdout_path.read_text() == "run\n" * 3  # every run appended to the same file

@@ -4,12 +4,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from waitress.server import create_server
-from support.paths import SERVICES
+
 from support.net import free_port
+from support.paths import SERVICES
 
 APP_FILE = SERVICES / "app.py"
 _spec = importlib.util.spec_from_file_location("sample_app", APP_FILE)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nomad
 import pytest
+from test_agent_nomad_run import HTTP_JOB, SERVER, get_text, pid_alive
 
 from support.waiting import wait_until
-from test_agent_nomad_run import HTTP_JOB, SERVER, get_text, pid_alive
+
 
 @pytest.fixture
 def agent(running_agent: Any) -> Iterator[Any]:

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import nomad
 import requests
@@ -111,7 +112,7 @@ def test_ui_and_cli_writes_at_the_same_time_lose_nothing(module_agent: RunningAg
     def cli_writer(i: int) -> None:
         try:
             set_intention(cclient(module_agent), f"c-cli{i}", "c-db", "allow")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=f, args=(i,)) for i in range(6) for f in (ui_writer, cli_writer)]

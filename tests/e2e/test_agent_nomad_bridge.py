@@ -9,16 +9,17 @@ import os
 import secrets
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from support.agents import InProcessAgent
 from support.net import free_port
-from support.waiting import wait_until
 from support.nomad_jobs import get_text
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 

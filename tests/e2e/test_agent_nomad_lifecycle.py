@@ -8,14 +8,15 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from support.waiting import wait_until
 from support.meshkit import pids_with
+from support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.root,

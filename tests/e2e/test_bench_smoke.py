@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.paths import REPO
 
+from support.paths import REPO
 
 pytestmark = [
     pytest.mark.root,  # the agent benchmarks need bridge networking

@@ -8,17 +8,18 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 from click.testing import CliRunner, Result
 
-from support.agents import RunningAgent, started_agents as _agent_factory
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.target import target_from_env
+from support.agents import RunningAgent, started_agents as _agent_factory
 from support.paths import SERVICES
 
 pytestmark = pytest.mark.root

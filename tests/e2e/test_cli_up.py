@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from test_cli_deploy import WEB, write_services
 
-from support.net import free_port
-from support.paths import REPO
 from nomadmesh.agent.datadir import alloc_root
 from nomadmesh.deploy.local_agent import is_our_agent
-from test_cli_deploy import WEB, write_services
+from support.net import free_port
+from support.paths import REPO
 
 pytestmark = pytest.mark.root
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
 
+from nomadmesh.agent.connect.ca import ConnectCA
 from support.agents import RunningAgent
 from support.host_mesh import HostMesh
-from support.waiting import wait_until
 from support.meshkit import raw_http_request, tls_client_context as tls_context
-from nomadmesh.agent.connect.ca import ConnectCA
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 
@@ -54,7 +54,7 @@ def test_public_listener_rejects_five_kinds_of_caller_and_admits_an_allowed_one(
     mesh.intention("mallory", "tax", "deny")
     wait_until(lambda: call(port, tls_context(ours.sign_leaf("mallory", datacenter))) == b"", 2,
                what="mallory denied")
-    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
     # caller -> (its TLS context, the tax Envoy counter its rejection must raise)
     callers = {
         "plaintext": (None, listener + "ssl.connection_error"),

@@ -16,11 +16,11 @@ import time
 import pytest
 import requests
 
-from support.agents import RunningAgent
-from support.paths import REPO
-from support.host_mesh import HostMesh, envoy_is_envoy
-from support.waiting import seconds_until, wait_until
 from nomadmesh.connect import sidecar_for
+from support.agents import RunningAgent
+from support.host_mesh import HostMesh, envoy_is_envoy
+from support.paths import REPO
+from support.waiting import seconds_until, wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
 

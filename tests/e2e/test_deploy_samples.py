@@ -9,7 +9,6 @@ import json
 
 import pytest
 import requests
-
 from test_cli_deploy import REPO_SERVICES, agent, api, run  # noqa: F401  (module fixture)
 
 pytestmark = [pytest.mark.root, pytest.mark.envoy]

@@ -22,19 +22,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from support.waiting import wait_until
-from support.meshkit import pids_with
-
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
 from nomadmesh.spec import load_spec
+from support.meshkit import pids_with
 from support.paths import REPO
+from support.waiting import wait_until
 
 NAMES = ("order", "invoice", "tax")
 CHAIN = ["Order", "Invoice", "Tax"]

@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import nomad
 import pytest
 import requests
 
+from nomadmesh.webguard import decide, own_address
 from support.agents import RunningAgent
 from support.net import free_port
 from support.paths import REPO
 from support.waiting import wait_until
-from nomadmesh.webguard import decide, own_address
 
 EVIL = "http://attacker.example"
 CROSS_SITE = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.runtime.cni import (NETNS_DIR, BridgeNetwork, PortMap, build_conflist, cni_rule_owner,
-                                         plugin_config)
+from nomadmesh.agent.runtime.cni import NETNS_DIR, BridgeNetwork, PortMap, build_conflist, cni_rule_owner, plugin_config
 from nomadmesh.agent.runtime.process import TaskProcess, TaskSpec
-from support.paths import REPO
 from support.net import free_port
+from support.paths import REPO
 
 pytestmark = [
     pytest.mark.root,

@@ -17,13 +17,12 @@ from typing import Any
 import pytest
 import requests
 
+from nomadmesh.deploy import intentions as writer
 from support.agents import RunningAgent
 from support.browser import ARGS, CHROMIUM, SHOTS
+from support.consul_api import sidecar_stats_url
 from support.sample_mesh import GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, order_call
 from support.waiting import wait_until
-from support.consul_api import sidecar_stats_url
-
-from nomadmesh.deploy import intentions as writer
 
 
 def _figures(agent: RunningAgent, sidecar_id: str) -> dict[str, Any]:

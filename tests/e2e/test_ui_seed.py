@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 import pytest
+from test_ui_browser import open_live
 
 from support.browser import SHOTS
 from support.sample_mesh import CHAIN, GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, order_call
 from support.waiting import wait_until
-from test_ui_browser import open_live
 
 pytestmark = [*NEEDS_BRIDGE, pytest.mark.browser, pytest.mark.envoy]
 

@@ -11,15 +11,15 @@ import http.client
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
-from support.connect_support import free_port, snapshot, start_backend, upstream
 from nomadmesh.agent.connect.xds import XdsServer
+from nomadmesh.connect.envoy import EnvoyProcess
+from support.connect_support import free_port, snapshot, start_backend, upstream
 from support.waiting import wait_until
 
 SERVER, CLIENT = "server-sidecar-proxy", "client-sidecar-proxy"

@@ -6,9 +6,9 @@ from typing import Any
 
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.connect.proxies import MeshView, build_all, endpoints
-from support.connect_support import pinned_ca
 from nomadmesh.agent.scheduling import connect_hook, spec
 from nomadmesh.agent.scheduling.services import registrations
+from support.connect_support import pinned_ca
 from support.nomad_jobs import rendered_sample_job
 
 

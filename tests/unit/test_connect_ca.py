@@ -12,13 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from nomadmesh.agent.connect.ca import (
-    CERT_FILE, KEY_FILE, ConnectCA, leaf_json, leaf_needs_rotation, roots_json,
-)
+from nomadmesh.agent.connect.ca import CERT_FILE, KEY_FILE, ConnectCA, leaf_json, leaf_needs_rotation, roots_json
 from nomadmesh.errors import AgentError
 
 CID = "0e5b5c9a-1111-2222-3333-444455556666"
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from envoy.config.cluster.v3 import cluster_pb2
 from nomadmesh.agent.connect.cache import InconsistentSnapshot, SnapshotCache, check_consistent
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
 from nomadmesh.agent.connect.snapshot import ExposePath
-from support.connect_support import snapshot, upstream
 from nomadmesh.mesh.intentions import Intention
+from support.connect_support import snapshot, upstream
 
 
 def _snap():

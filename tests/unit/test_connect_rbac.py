@@ -6,11 +6,16 @@ import re
 
 import re2
 from envoy.config.rbac.v3 import rbac_pb2
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from nomadmesh.agent.connect.resources.rbac import (
-    L7, RBACIntention, RBACPermission, http_rbac, intermediate_form, network_rbac, principal_regex,
+    L7,
+    RBACIntention,
+    RBACPermission,
+    http_rbac,
+    intermediate_form,
+    network_rbac,
+    principal_regex,
     rbac_rules,
 )
 from nomadmesh.mesh.intentions import HeaderMatch, HTTPMatch, Intention, Permission, evaluate, sort_by_precedence

@@ -6,8 +6,8 @@ with `NOMADMESH_UPDATE_GOLDEN=1 pytest tests/unit` and review the diff.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
@@ -18,8 +18,8 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
-from support.connect_support import CLUSTER_ID, pinned_ca, snapshot, upstream
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
+from support.connect_support import CLUSTER_ID, pinned_ca, snapshot, upstream
 from support.golden import assert_golden
 
 TD = f"{CLUSTER_ID}.consul"

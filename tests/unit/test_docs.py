@@ -13,7 +13,6 @@ from nomadmesh.cli.main import cli
 from support.paths import REPO
 
 
-
 def _reference_module():
     spec = importlib.util.spec_from_file_location("cli_reference", REPO / "scripts" / "cli_reference.py")
     module = importlib.util.module_from_spec(spec)

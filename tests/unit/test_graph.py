@@ -7,13 +7,12 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from support.spec_builders import definition, write_services
-
-from nomadmesh.cli.main import cli  # noqa: E402
-from nomadmesh.mesh.graph import Edge, Graph, Node, build_graph, to_dot, to_json, to_mermaid  # noqa: E402
-from nomadmesh.spec import load_spec  # noqa: E402
-from nomadmesh.spec.model import Project, Service, Spec, Upstream  # noqa: E402
+from nomadmesh.cli.main import cli
+from nomadmesh.mesh.graph import Edge, Graph, Node, build_graph, to_dot, to_json, to_mermaid
+from nomadmesh.spec import load_spec
+from nomadmesh.spec.model import Project, Service, Spec, Upstream
 from support.paths import SERVICES
+from support.spec_builders import definition, write_services
 
 SAMPLES = SERVICES
 # The ingress gateway's listener is an edge like a declared upstream (gateway -> order on :8080).

@@ -8,26 +8,14 @@ from typing import Any
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from nomadmesh.agent.connect.cache import SnapshotCache, check_consistent
-from nomadmesh.agent.connect.ingress_snapshot import (
-    IngressListener,
-    IngressSnapshot,
-    IngressTarget,
-)
+from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.proxies import MeshView, build_all
-from nomadmesh.agent.connect.resources import (
-    CLUSTER,
-    ENDPOINT,
-    LISTENER,
-    SECRET,
-    build_resources,
-)
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
 from support.connect_support import CLUSTER_ID, DC, pinned_ca
 from support.golden import assert_golden
 

@@ -9,7 +9,6 @@ from nomadmesh.jobspec import canonicalize, diff, parse_hcl, update_kind
 from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
 
-
 @pytest.fixture
 def base() -> dict:
     return canonicalize(parse_hcl((FIXTURES / "full.nomad.hcl").read_text()))

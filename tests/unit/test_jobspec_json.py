@@ -9,7 +9,6 @@ from nomadmesh.jobspec import JobspecError, canonicalize, from_json, parse_hcl
 from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
 
-
 def test_parsed_and_canonical_jobs_are_accepted_unchanged():
     parsed = parse_hcl((FIXTURES / "full.nomad.hcl").read_text())
     assert from_json(json.loads(json.dumps(parsed))) == parsed

@@ -9,7 +9,6 @@ from nomadmesh.jobspec import JobspecError, parse_hcl
 from support.paths import JOBSPEC_FIXTURES as FIXTURES
 
 
-
 def test_countdash_from_hashicorp_docs_parses_to_exact_job_json():
     job = parse_hcl((FIXTURES / "countdash.nomad.hcl").read_text())
     assert job == {

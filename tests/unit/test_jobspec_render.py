@@ -2,7 +2,6 @@
 as the renderer's own Job JSON, including user strings that look like HCL syntax."""
 from __future__ import annotations
 
-
 import pytest
 
 from nomadmesh.jobspec import canonicalize, diff, parse_hcl, validate

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import hcl2
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from nomadmesh.errors import RenderError
 from nomadmesh.render.hcl import hcl_fmt, hcl_ident, hcl_list, hcl_string

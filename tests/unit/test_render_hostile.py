@@ -6,8 +6,7 @@ the same model. Equality means every value came through intact and nothing else 
 """
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nomadmesh.render import job_dict, render_hcl
 from nomadmesh.render.readback import hcl_to_job

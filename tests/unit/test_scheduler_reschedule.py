@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nomadmesh.jobspec.canonical import default_reschedule
 from nomadmesh.agent.scheduling import reschedule
 from nomadmesh.agent.scheduling.reconcile import reconcile
+from nomadmesh.jobspec.canonical import default_reschedule
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # a fixed clock

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from support.spec_builders import UPSTREAMS, definition, write_services
-
-from nomadmesh.cli.main import cli  # noqa: E402
+from nomadmesh.cli.main import cli
 from support.paths import SERVICES
+from support.spec_builders import UPSTREAMS, definition, write_services
 
 SAMPLES = SERVICES
 

@@ -6,8 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nomadmesh.errors import SpecError
 from nomadmesh.spec import load_spec
@@ -61,8 +60,7 @@ def test_junk_never_raises_anything_but_spec_error(files: dict[str, str]) -> Non
 @given(st.fixed_dictionaries({
     "service": st.fixed_dictionaries({"name": st.sampled_from(["a", "b"]), "port": json_values},
                                      optional={"connect": json_values, "checks": json_values, "check": json_values}),
-    "nomad": st.fixed_dictionaries({}, optional={k: json_values for k in ["driver", "command", "env", "checks",
-                                                                           "update", "restart", "publish", "resources"]}),
+    "nomad": st.fixed_dictionaries({}, optional=dict.fromkeys(["driver", "command", "env", "checks", "update", "restart", "publish", "resources"], json_values)),
 }))  # fmt: skip
 def test_near_valid_junk_never_raises_anything_but_spec_error(doc: dict[str, Any]) -> None:
     _check({"a": json.dumps(doc)})

@@ -8,18 +8,17 @@ from typing import Any
 
 import pytest
 
+from nomadmesh.agent.scheduling import spec as agent_spec
+from nomadmesh.cli.up import _entry
+from nomadmesh.deploy.jobs import render_jobs
+from nomadmesh.deploy.status import AllocStatus, JobStatus
+from nomadmesh.mesh.graph import Edge, build_graph
+from nomadmesh.render.jobdict import job_dict
+from nomadmesh.render.readback import hcl_to_job
+from nomadmesh.render.renderer import render_hcl
+from nomadmesh.spec import load_spec
+from nomadmesh.spec.model import IngressListener, IngressService
 from support.spec_builders import definition, edit, problems, write_services
-
-from nomadmesh.agent.scheduling import spec as agent_spec  # noqa: E402
-from nomadmesh.cli.up import _entry  # noqa: E402
-from nomadmesh.deploy.jobs import render_jobs  # noqa: E402
-from nomadmesh.deploy.status import AllocStatus, JobStatus  # noqa: E402
-from nomadmesh.mesh.graph import Edge, build_graph  # noqa: E402
-from nomadmesh.render.jobdict import job_dict  # noqa: E402
-from nomadmesh.render.readback import hcl_to_job  # noqa: E402
-from nomadmesh.render.renderer import render_hcl  # noqa: E402
-from nomadmesh.spec import load_spec  # noqa: E402
-from nomadmesh.spec.model import IngressListener, IngressService  # noqa: E402
 
 GW: dict[str, Any] = {
     "service": {"name": "edge", "kind": "ingress-gateway", "port": 8080},

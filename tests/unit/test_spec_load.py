@@ -7,15 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from support.spec_builders import definition, problems, write_services
-
-from nomadmesh.errors import Problem, SpecError  # noqa: E402
-from nomadmesh.spec import find_service_files, load_spec  # noqa: E402
-from nomadmesh.spec.model import (  # noqa: E402
-    Check, IngressListener, IngressService, Project, Resources, Restart, Run, Service, Update, Upstream,
+from nomadmesh.errors import Problem, SpecError
+from nomadmesh.spec import find_service_files, load_spec
+from nomadmesh.spec.model import (
+    Check,
+    IngressListener,
+    IngressService,
+    Project,
+    Resources,
+    Restart,
+    Run,
+    Service,
+    Update,
+    Upstream,
 )
-from support.paths import REPO
-from support.paths import SPEC_FIXTURES as FIXTURES
+from support.paths import REPO, SPEC_FIXTURES as FIXTURES
+from support.spec_builders import definition, problems, write_services
 
 SAMPLES = REPO / "services"
 

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
+from nomadmesh.spec import load_spec
 from support.spec_builders import UPSTREAMS, definition, edit, problems
-
-from nomadmesh.spec import load_spec  # noqa: E402
 
 NAME_RULE = "must be lowercase letters, digits and dashes, start with a letter, not end with a dash, at most 63 characters"
 A = definition("a", 5000)

@@ -109,12 +109,12 @@ def test_layout_of_fifty_services_is_a_grid_without_overlaps() -> None:
     names = [f"svc-{i:02d}" for i in range(50)]
     # Ten chains of five: svc-00 -> svc-01 -> ... -> svc-04, and so on.
     edges = [edge(names[i], names[i + 1]) for i in range(50) if i % 5 != 4]
-    lay = topology.layout({n: "passing" for n in names}, edges)
+    lay = topology.layout(dict.fromkeys(names, "passing"), edges)
     assert len(lay.nodes) == 50 and len(lay.edges) == 40
     for a, b in itertools.combinations(lay.nodes, 2):
         assert not _boxes_overlap(a, b), (a, b)
     for n in lay.nodes:
-        assert 0 <= n.x and n.x + topology.NODE_W <= lay.width and 0 <= n.y and n.y + topology.NODE_H <= lay.height
+        assert n.x >= 0 and n.x + topology.NODE_W <= lay.width and n.y >= 0 and n.y + topology.NODE_H <= lay.height
     x = {n.name: n.x for n in lay.nodes}
     assert all(x[e.source] < x[e.destination] for e in edges)  # callers sit left of what they call
     # Ten services per layer wrap into no more than MAX_PER_COLUMN rows: a screen, not a scroll.
