@@ -115,7 +115,7 @@ def test_register_with_sidecar_applies_consul_defaults(c: consul.Consul) -> None
         second = c.agent.services()["side-api-1-sidecar-proxy"]["Port"]
         assert second != sidecar["Port"] and 21000 <= second <= 21255
 
-        index, connect_rows = c.catalog.connect("side-web")
+        _, connect_rows = c.catalog.connect("side-web")
         assert [r["ServiceID"] for r in connect_rows] == ["side-web-1-sidecar-proxy"]
         assert connect_rows[0]["ServiceProxy"]["DestinationServiceName"] == "side-web"
         _, health_rows = c.health.connect("side-web")

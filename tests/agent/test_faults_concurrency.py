@@ -99,7 +99,7 @@ def test_fifty_concurrent_cas_writers_lose_nothing(running_agent: Any) -> None:
                 p.kill()
                 p.wait()
     reports = []
-    for (out, err), p in zip(outs, procs):
+    for (out, err), p in zip(outs, procs, strict=True):
         assert p.returncode == 0, err
         reports.append(json.loads(out))
     assert [f for r in reports for f in r["failures"]] == []

@@ -79,11 +79,11 @@ def test_tcp_check(server) -> None:
 
 
 def test_invalid_specs_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unsupported type 'grpc'"):
         CheckSpec("c", "grpc", tcp="x:1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="http check needs a URL"):
         CheckSpec("c", "http")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="interval and timeout must be positive"):
         CheckSpec("c", "tcp", tcp="127.0.0.1:1", interval_s=0)
 
 

@@ -46,8 +46,9 @@ def make_spec(tmp_path: Path) -> Callable[..., TaskSpec]:
     adir = AllocDirs(tmp_path).build("a1", ["t"])
 
     def make(code: str, **over) -> TaskSpec:
-        base = dict(name="t", argv=(PY, "-c", textwrap.dedent(code)), env=dict(BASE_ENV),
-                    cwd=adir.task("t").root, stdout_path=adir.stdout_path("t"), stderr_path=adir.stderr_path("t"))
+        base = {"name": "t", "argv": (PY, "-c", textwrap.dedent(code)), "env": dict(BASE_ENV),
+                "cwd": adir.task("t").root, "stdout_path": adir.stdout_path("t"),
+                "stderr_path": adir.stderr_path("t")}
         base.update(over)
         return TaskSpec(**base)
 
@@ -85,7 +86,7 @@ def test_exit_1_restarts_attempts_times_then_fails(make_spec, tasks) -> None:
     assert types.count(ev.RESTARTING) == 2 and types[-1] == ev.NOT_RESTARTING
     last = rec.events[-1][1]
     assert last.failed and last.message == 'Exceeded allowed attempts 2 in interval 10m0s and mode is "fail"'
-    term = [e for _, e in rec.events if e.type == ev.TERMINATED][0]
+    term = next(e for _, e in rec.events if e.type == ev.TERMINATED)
     assert term.exit_code == 1 and term.message == "Exit Code: 1"
     assert spec.stdout_path.read_text() == "run\n" * 3  # every run appended to the same file
     nomad = st.to_nomad()
@@ -278,7 +279,7 @@ def test_task_survives_agent_sigkill_and_is_adopted_then_restarted(make_spec, ta
         os.kill(pid, signal.SIGKILL)  # the adopted task crashes: exit status unknown, restart per policy
         wait_until(lambda: adopted.state().restarts == 1 and adopted.state().state == "running", 10,
                    "restart after the adopted task died")
-        term = [e for _, e in rec.events if e.type == ev.TERMINATED][0]
+        term = next(e for _, e in rec.events if e.type == ev.TERMINATED)
         assert term.exit_code is None and "unknown" in term.message
         assert adopted.state().pid != pid
     finally:

@@ -74,7 +74,7 @@ def test_public_listener_rejects_five_kinds_of_caller_and_admits_an_allowed_one(
         if call(port, ctx) == b"":
             rejected.append(what)
         # Envoy counts a refusal as the connection closes, a hair after the client sees it.
-        wait_until(lambda: mesh.envoy_stats("tax", r"ssl\.|rbac").get(counter, 0) > stats0.get(counter, 0), 2,
+        wait_until(lambda c=counter, s0=stats0: mesh.envoy_stats("tax", r"ssl\.|rbac").get(c, 0) > s0.get(c, 0), 2,
                    what=f"{what}: {counter} counted")
         counted.append(what)
     allowed = call(port, tls_context(ours.sign_leaf("invoice", datacenter)))

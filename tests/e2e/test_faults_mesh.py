@@ -83,7 +83,7 @@ def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyP
     target = target_from_env({}, nomad_addr=agent.nomad_addr, consul_addr=agent.consul_addr)
     nomad = nomad_client(target)
     try:
-        for name, job in sample_jobs(tmp_path).items():
+        for job in sample_jobs(tmp_path).values():
             nomad.jobs.register_job(job)
         for name in (*NAMES, "ingress"):
             wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,

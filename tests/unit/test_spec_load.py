@@ -94,8 +94,8 @@ def test_project_file_and_every_nomad_field() -> None:
             resources=Resources(250, 256), publish=8080,
             update=Update(max_parallel=2, canary=1, auto_revert=True, min_healthy_time="30s", healthy_deadline="2m"),
             restart=Restart(attempts=5, interval="10m", delay="5s", mode="delay"),
-        ),  # fmt: skip
-    )
+        ),
+    )  # fmt: skip
     db = spec.service("db")
     assert (db.connect, db.upstreams, db.run.driver, db.run.args, db.run.work_dir) == (
         False, (), "exec", ("--listen", "127.0.0.1:5432"), "/srv/db"
