@@ -131,7 +131,8 @@ def router(*routes: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("entry, message", [
-    pytest.param(router({"Match": {"HTTP": {"PathExact": "api"}}}), "Route[0] PathExact doesn't start with '/': \"api\"",
+    pytest.param(router({"Match": {"HTTP": {"PathExact": "api"}}}),
+                 "Route[0] PathExact doesn't start with '/': \"api\"",
                  id="path-exact-slash"),
     pytest.param(router({"Match": {"HTTP": {"path_prefix": "/a", "PathRegex": "/b"}}}),
                  "Route[0] should only contain at most one of PathExact, PathPrefix, or PathRegex", id="two-paths"),
@@ -143,7 +144,8 @@ def router(*routes: dict[str, Any]) -> dict[str, Any]:
     pytest.param(router({"Match": {"HTTP": {"QueryParam": [{"Name": "", "Present": True}]}}}),
                  "Route[0] QueryParam[0] missing required Name field", id="query-no-name"),
     pytest.param(router({"Match": {"HTTP": {"QueryParam": [{"Name": "q", "Regex": "(?=x)"}]}}}),
-                 "Route[0] QueryParam[0] Regex is not valid: invalid RE2 regular expression: invalid perl operator: (?=",
+                 "Route[0] QueryParam[0] Regex is not valid: "
+                 "invalid RE2 regular expression: invalid perl operator: (?=",
                  id="query-regex"),
     pytest.param(router({"Match": {"HTTP": {"Methods": ["GET("]}}}),
                  'Route[0] Methods contains an invalid method "GET("', id="method"),

@@ -27,7 +27,8 @@ WRITER = textwrap.dedent('''
     import base64, json, sys, threading, time
     import requests
 
-    addr, first, threads, increments, start_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    addr, first, threads, increments = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    start_at = float(sys.argv[5])
     deadline = start_at + 60
     retries = [0]
     failures = []

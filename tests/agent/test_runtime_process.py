@@ -153,7 +153,8 @@ def test_kill_timeout_escalates_to_sigkill_for_the_whole_group(make_spec, tasks)
     code = f"""
         import signal, subprocess, sys, time
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        child = subprocess.Popen([{PY!r}, '-c', 'import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)'])
+        child = subprocess.Popen([{PY!r}, '-c',
+                                  'import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)'])
         print(child.pid, flush=True)
         while True: time.sleep(0.05)
     """

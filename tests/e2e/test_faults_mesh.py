@@ -72,7 +72,8 @@ def sample_jobs(tmp: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Path) -> Iterator[dict[str, Any]]:
     tag = secrets.token_hex(2)
     prefix = f"nmf{tag}-"
     monkeypatch.setenv("NOMADMESH_CNI_BRIDGE", f"nmf{tag}")
@@ -109,7 +110,8 @@ def running_allocs(nomad: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_agent_sigkilled_under_traffic_loses_nothing(deployed_mesh: dict[str, Any]) -> None:
-    agent, nomad, cons, port = deployed_mesh["agent"], deployed_mesh["nomad"], deployed_mesh["consul"], deployed_mesh["port"]
+    agent, nomad = deployed_mesh["agent"], deployed_mesh["nomad"]
+    cons, port = deployed_mesh["consul"], deployed_mesh["port"]
     consul = agent.consul_addr
     # State worth keeping: an intention, a KV pair, a second job version (order's count stays 1).
     assert cons.config.set("service-intentions", "tax", {

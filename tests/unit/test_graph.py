@@ -121,7 +121,9 @@ def test_graph_command_on_invalid_definitions(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["graph", "--services", str(services)])
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert "a/service.json: service.connect.sidecar_service.proxy.upstreams[0].destination_name: 'nope' is not" in result.stderr
+    upstream = "service.connect.sidecar_service.proxy.upstreams[0].destination_name"
+    assert f"a/service.json: {upstream}: 'nope' is not" in result.stderr
     assert "Traceback" not in result.output
-    allowed = CliRunner().invoke(cli, ["graph", "--services", str(services), "--allow-external", "nope", "--format", "json"])
+    allowed = CliRunner().invoke(cli, ["graph", "--services", str(services), "--allow-external", "nope",
+                                       "--format", "json"])
     assert json.loads(allowed.stdout)["services"][1] == {"name": "nope", "port": None, "external": True}

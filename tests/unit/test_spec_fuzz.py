@@ -20,7 +20,8 @@ KEYS = [
 ]  # fmt: skip
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["a", "b", "raw_exec", "docker", "http", "tcp", "/x", "10s", "1m30s", "127.0.0.1", "", "${x}", "Ü\n\""]),
+    st.sampled_from(["a", "b", "raw_exec", "docker", "http", "tcp", "/x", "10s", "1m30s", "127.0.0.1", "", "${x}",
+                     "Ü\n\""]),
     st.text(max_size=8),
 )  # fmt: skip
 json_values = st.recursive(
@@ -62,7 +63,8 @@ def test_junk_never_raises_anything_but_spec_error(files: dict[str, str]) -> Non
 @given(st.fixed_dictionaries({
     "service": st.fixed_dictionaries({"name": st.sampled_from(["a", "b"]), "port": json_values},
                                      optional={"connect": json_values, "checks": json_values, "check": json_values}),
-    "nomad": st.fixed_dictionaries({}, optional=dict.fromkeys(["driver", "command", "env", "checks", "update", "restart", "publish", "resources"], json_values)),
+    "nomad": st.fixed_dictionaries({}, optional=dict.fromkeys(
+        ["driver", "command", "env", "checks", "update", "restart", "publish", "resources"], json_values)),
 }))  # fmt: skip
 def test_near_valid_junk_never_raises_anything_but_spec_error(doc: dict[str, Any]) -> None:
     _check({"a": json.dumps(doc)})

@@ -98,7 +98,8 @@ def test_model_graph_and_deploy_order(tmp_path: Path) -> None:
     edge = spec.service("edge")
     assert edge.is_gateway and not edge.connect
     assert edge.ingress == (IngressListener(8080, "tcp", (IngressService("web"),)),
-                            IngressListener(8081, "http", (IngressService("web", ("w.example",)), IngressService("api"))))
+                            IngressListener(8081, "http",
+                                            (IngressService("web", ("w.example",)), IngressService("api"))))
     assert {e for e in build_graph(spec).edges if e.source == "edge"} == {
         Edge("edge", "web", 8080), Edge("edge", "web", 8081), Edge("edge", "api", 8081)}
     assert render_jobs(spec).order[-1] == "edge"  # after what it fronts

@@ -91,7 +91,8 @@ def test_malformed_entry_is_a_problem_not_a_crash() -> None:
 
 
 def test_intentions_are_listed_in_precedence_order() -> None:
-    mesh = sample_mesh(entries=[entry("*", ("*", "deny"), ("web", "allow")), entry("db", ("*", "allow"), ("api", "deny"))])
+    mesh = sample_mesh(entries=[entry("*", ("*", "deny"), ("web", "allow")),
+                                entry("db", ("*", "allow"), ("api", "deny"))])
     assert [(i.source, i.destination, i.precedence) for i in mesh.intentions] == [
         ("api", "db", 9), ("*", "db", 8), ("web", "*", 6), ("*", "*", 5)]
 
@@ -129,7 +130,8 @@ def test_layout_of_fifty_unconnected_services_wraps_columns() -> None:
 
 
 def test_layout_survives_cycles_self_loops_and_unregistered_upstreams() -> None:
-    edges = [edge("a", "b"), edge("b", "c"), edge("c", "a", model.DENIED), edge("a", "a"), edge("c", "ghost", model.WARNING)]
+    edges = [edge("a", "b"), edge("b", "c"), edge("c", "a", model.DENIED), edge("a", "a"),
+             edge("c", "ghost", model.WARNING)]
     lay = topology.layout({"a": "passing", "b": "critical", "c": "warning"}, edges)
     nodes = {n.name: n for n in lay.nodes}
     assert nodes["ghost"].health is None  # drawn, marked as not registered
