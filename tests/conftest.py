@@ -11,8 +11,9 @@ Every agent started here is stopped at the end of the test (SIGTERM, then SIGKIL
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,14 +35,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         tier = markers.tier_of(item.path, TESTS)
         if tier is None:
-            problems.append(f"{item.nodeid}: put it in tests/unit, tests/agent or tests/e2e (see tests/support/markers.py)")
+            problems.append(
+                f"{item.nodeid}: put it in tests/unit, tests/agent or tests/e2e (see tests/support/markers.py)")
             continue
         item.add_marker(tier)
         names = {m.name for m in item.iter_markers()}
         if tier == "unit":
             why = markers.unit_violations(names, set(getattr(item, "fixturenames", ())))
             if why:
-                problems.append(f"{item.nodeid}: a unit test must not use {', '.join(why)}: move it to tests/agent or tests/e2e")
+                problems.append(
+                    f"{item.nodeid}: a unit test must not use {', '.join(why)}: move it to tests/agent or tests/e2e")
         if "root" in names and not_root:
             item.add_marker(pytest.mark.skip(reason="needs root"))
     if problems:
@@ -78,7 +81,9 @@ def running_agent(agent_factory: Callable[..., RunningAgent]) -> RunningAgent:
 
 @pytest.fixture
 def host_mesh(running_agent: RunningAgent, tmp_path: Path) -> Iterator[HostMesh]:
-    """The seed's host workflow (tests/support/host_mesh.py) started on `running_agent`; nothing may be left after it."""
+    """The seed's host workflow (tests/support/host_mesh.py) started on `running_agent`.
+
+    Nothing may be left after it."""
     from support.host_mesh import HostMesh
 
     mesh = HostMesh(running_agent, tmp_path)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import consul
 import pytest
@@ -25,7 +26,7 @@ class Target:
         target = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 body = b"ok" if target.status < 400 else b"broken"
                 self.send_response(target.status)
                 self.send_header("Content-Length", str(len(body)))
@@ -114,7 +115,7 @@ def test_register_with_sidecar_applies_consul_defaults(c: consul.Consul) -> None
         second = c.agent.services()["side-api-1-sidecar-proxy"]["Port"]
         assert second != sidecar["Port"] and 21000 <= second <= 21255
 
-        index, connect_rows = c.catalog.connect("side-web")
+        _, connect_rows = c.catalog.connect("side-web")
         assert [r["ServiceID"] for r in connect_rows] == ["side-web-1-sidecar-proxy"]
         assert connect_rows[0]["ServiceProxy"]["DestinationServiceName"] == "side-web"
         _, health_rows = c.health.connect("side-web")

@@ -3,7 +3,8 @@ ServiceIntentionsConfigEntry.Validate answers 500 with Consul's own text, plus o
 one Envoy loads), and a refused write leaves the stored entry exactly as it was."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import consul
 import pytest
@@ -130,7 +131,8 @@ def router(*routes: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("entry, message", [
-    pytest.param(router({"Match": {"HTTP": {"PathExact": "api"}}}), "Route[0] PathExact doesn't start with '/': \"api\"",
+    pytest.param(router({"Match": {"HTTP": {"PathExact": "api"}}}),
+                 "Route[0] PathExact doesn't start with '/': \"api\"",
                  id="path-exact-slash"),
     pytest.param(router({"Match": {"HTTP": {"path_prefix": "/a", "PathRegex": "/b"}}}),
                  "Route[0] should only contain at most one of PathExact, PathPrefix, or PathRegex", id="two-paths"),
@@ -142,7 +144,8 @@ def router(*routes: dict[str, Any]) -> dict[str, Any]:
     pytest.param(router({"Match": {"HTTP": {"QueryParam": [{"Name": "", "Present": True}]}}}),
                  "Route[0] QueryParam[0] missing required Name field", id="query-no-name"),
     pytest.param(router({"Match": {"HTTP": {"QueryParam": [{"Name": "q", "Regex": "(?=x)"}]}}}),
-                 "Route[0] QueryParam[0] Regex is not valid: invalid RE2 regular expression: invalid perl operator: (?=",
+                 "Route[0] QueryParam[0] Regex is not valid: "
+                 "invalid RE2 regular expression: invalid perl operator: (?=",
                  id="query-regex"),
     pytest.param(router({"Match": {"HTTP": {"Methods": ["GET("]}}}),
                  'Route[0] Methods contains an invalid method "GET("', id="method"),

@@ -3,7 +3,7 @@ delete stored as service-intentions entries; /check and /match following Consul'
 the default policy; the legacy create and its refusal for config-entry-managed destinations."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import consul
 import pytest
@@ -20,7 +20,8 @@ def c(module_agent: RunningAgent) -> consul.Consul:
 def test_exact_upsert_read_delete_is_a_config_entry(c: consul.Consul) -> None:
     assert c.connect.intentions.upsert("ex-web", "ex-db", action="deny", description="no") is True
     got = c.connect.intentions.read("ex-web", "ex-db")
-    assert (got["SourceName"], got["DestinationName"], got["Action"], got["Precedence"]) == ("ex-web", "ex-db", "deny", 9)
+    assert (got["SourceName"], got["DestinationName"], got["Action"], got["Precedence"]) == (
+        "ex-web", "ex-db", "deny", 9)
     assert got["Description"] == "no"
     entry = c.config.get("service-intentions", "ex-db")
     assert [(s["Name"], s["Action"]) for s in entry["Sources"]] == [("ex-web", "deny")]
@@ -69,7 +70,8 @@ def test_check_follows_precedence_and_default_allow(c: consul.Consul) -> None:
         assert [(m["SourceName"], m["DestinationName"]) for m in by_source][-1] == ("pr-bad", "*")
         assert ("*", "pr-db") in [(m["SourceName"], m["DestinationName"]) for m in by_source]
         listed = c.connect.intentions.list()
-        mine = [(i["SourceName"], i["DestinationName"]) for i in listed if "pr-" in i["SourceName"] + i["DestinationName"]]
+        mine = [(i["SourceName"], i["DestinationName"]) for i in listed
+                if "pr-" in i["SourceName"] + i["DestinationName"]]
         assert mine == [("pr-web", "pr-db"), ("*", "pr-db"), ("pr-bad", "*")]  # by precedence
     finally:
         c.connect.intentions.delete("*", "pr-db")

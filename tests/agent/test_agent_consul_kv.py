@@ -53,7 +53,7 @@ def test_recurse_keys_separator_and_raw(c: consul.Consul, module_agent: RunningA
         c.kv.put(key, key.upper())
     _, items = c.kv.get("tree/", recurse=True)
     assert [i["Key"] for i in items] == ["tree/a", "tree/b/1", "tree/b/2", "tree/c/d/e"]
-    assert [i["Value"] for i in items][0] == b"TREE/A"
+    assert items[0]["Value"] == b"TREE/A"
     assert c.kv.get("tree/", keys=True)[1] == ["tree/a", "tree/b/1", "tree/b/2", "tree/c/d/e"]
     assert c.kv.get("tree/", keys=True, separator="/")[1] == ["tree/a", "tree/b/", "tree/c/"]
     assert c.kv.get("tree", keys=True, separator="/")[1] == ["tree/", "treehouse"]

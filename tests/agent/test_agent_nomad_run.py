@@ -4,8 +4,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -119,7 +120,8 @@ def test_host_mode_job_runs_serves_logs_and_stops(agent: InProcessAgent) -> None
 
     pid = wait_until(lambda: agent.ctx.state.get("alloc", alloc["ID"]).value.get("_Handles", {}).get("server"))["Pid"]
     agent.client.job.deregister_job("web", purge=False)
-    done = wait_until(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a)
+    done = wait_until(
+        lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete" and a)
     assert done["DesiredStatus"] == "stop" and done["TaskStates"]["server"]["State"] == "dead"
     assert [e["Type"] for e in done["TaskStates"]["server"]["Events"]][-2:] == ["Terminated", "Killed"]
     assert not pid_alive(pid)

@@ -4,8 +4,8 @@ upstream on 127.0.0.1 through the seed's INV_SVC_URL / TAX_SVC_URL. (Bridge mode
 tests/e2e/test_agent_nomad_samples_bridge.py.)"""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests

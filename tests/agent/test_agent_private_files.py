@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from support.agents import RunningAgent
 from support.consul_api import put_kv

@@ -5,8 +5,8 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 import pytest
@@ -241,7 +241,8 @@ def test_latest_wins_a_burst_ends_on_the_last_snapshot(server: XdsServer, client
     client.ack(client.recv())
     last = None
     for i in range(30):
-        last = server.cache.set(NODE, _snap(default_allow=bool(i % 2), intentions=(Intention(f"s{i}", "order", "deny"),)))
+        snap = _snap(default_allow=bool(i % 2), intentions=(Intention(f"s{i}", "order", "deny"),))
+        last = server.cache.set(NODE, snap)
     got = []
     while True:
         try:

@@ -55,9 +55,9 @@ def test_a_refusal_names_the_api_the_address_and_the_status(module_agent: Runnin
     with pytest.raises(TargetError, match=rf"^Consul at {module_agent.consul_addr}: GET /v1/config/no-such-kind "
                                           r"failed \(400\): "):
         consul.get("/v1/config/no-such-kind")
-    with pytest.raises(TargetError, match=rf"^Consul at {module_agent.consul_addr} refused the request \(400\): "):
-        with consul_errors(consul.sdk):
-            consul.sdk.config.get("no-such-kind", "x")
+    refused = rf"^Consul at {module_agent.consul_addr} refused the request \(400\): "
+    with pytest.raises(TargetError, match=refused), consul_errors(consul.sdk):
+        consul.sdk.config.get("no-such-kind", "x")
     assert nomad.job("no-such-job") is None  # the SDK path keeps None for a job that is not there
 
 

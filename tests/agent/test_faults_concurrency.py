@@ -27,7 +27,8 @@ WRITER = textwrap.dedent('''
     import base64, json, sys, threading, time
     import requests
 
-    addr, first, threads, increments, start_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    addr, first, threads, increments = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    start_at = float(sys.argv[5])
     deadline = start_at + 60
     retries = [0]
     failures = []
@@ -99,7 +100,7 @@ def test_fifty_concurrent_cas_writers_lose_nothing(running_agent: Any) -> None:
                 p.kill()
                 p.wait()
     reports = []
-    for (out, err), p in zip(outs, procs):
+    for (out, err), p in zip(outs, procs, strict=True):
         assert p.returncode == 0, err
         reports.append(json.loads(out))
     assert [f for r in reports for f in r["failures"]] == []

@@ -4,9 +4,10 @@ Targets: Nomad's /v1/jobs/parse (HCL built from jobspec tokens, and arbitrary bo
 bodies (a dry run: nothing is scheduled), Consul service definitions, config entries, the legacy
 intentions API and KV writes with odd keys, flags and CAS values. Every answer must be a client
 error or success (never a 5xx, except the 500 Nomad itself gives a job that fails validation, with
-its "N errors occurred:" list; EnforceIndex's documented 500 cannot arise here), never carry a Python traceback; afterwards the agent is healthy, every read endpoint still answers JSON,
-and its log holds no traceback (a malformed entry accepted into the state would break the proxy
-manager's later passes and log one).
+its "N errors occurred:" list; EnforceIndex's documented 500 cannot arise here), never carry a Python
+traceback; afterwards the agent is healthy, every read endpoint still answers JSON, and its log holds
+no traceback (a malformed entry accepted into the state would break the proxy manager's later passes
+and log one).
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ HCL_TOKENS = ['job', 'group', 'task', 'service', 'connect', 'sidecar_service', '
 hcl_text = st.one_of(st.lists(st.sampled_from(HCL_TOKENS), max_size=40).map(" ".join), st.text(max_size=200))
 
 service_defs = st.fixed_dictionaries({}, optional={
-    "Name": maybe(names), "ID": maybe(names), "Port": maybe(st.integers(-5, 70000)), "Address": maybe(st.text(max_size=20)),
+    "Name": maybe(names), "ID": maybe(names), "Port": maybe(st.integers(-5, 70000)),
+    "Address": maybe(st.text(max_size=20)),
     "Tags": maybe(st.lists(st.text(max_size=8), max_size=3)), "Meta": json_values, "Kind": maybe(
         st.sampled_from(["connect-proxy", "", "mesh-gateway", "typo"])),
     "Proxy": maybe(st.fixed_dictionaries({}, optional={

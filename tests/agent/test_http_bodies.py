@@ -20,7 +20,8 @@ CONSUL = [("PUT", "/v1/agent/service/register"), ("PUT", "/v1/config"), ("POST",
 
 @pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT], ids=["array", "object"])
 def test_deep_json_is_a_decode_error_everywhere(module_agent: RunningAgent, body: bytes) -> None:
-    targets = [(m, module_agent.nomad_addr + p) for m, p in NOMAD] + [(m, module_agent.consul_addr + p) for m, p in CONSUL]
+    targets = ([(m, module_agent.nomad_addr + p) for m, p in NOMAD]
+               + [(m, module_agent.consul_addr + p) for m, p in CONSUL])
     for method, url in targets:
         resp = requests.request(method, url, data=body, timeout=30)
         assert resp.status_code == 400, (method, url, resp.status_code, resp.text[:200])

@@ -11,6 +11,7 @@ import threading
 from contextlib import ExitStack
 from typing import Any
 
+import pytest
 import requests
 
 from support.agents import RunningAgent
@@ -43,7 +44,8 @@ def read_head(sock: socket.socket) -> bytes:
     return data
 
 
-def test_idle_connections_blocking_queries_and_event_streams_do_not_starve_the_apis(running_agent: RunningAgent) -> None:
+def test_idle_connections_blocking_queries_and_event_streams_do_not_starve_the_apis(
+        running_agent: RunningAgent) -> None:
     consul, port = running_agent.consul_addr, running_agent.consul_port
     requests.put(f"{consul}/v1/kv/starve/key", data=b"v0", timeout=10).raise_for_status()
     index = int(requests.get(f"{consul}/v1/kv/starve/key", timeout=10).headers["X-Consul-Index"])
@@ -71,7 +73,8 @@ def test_idle_connections_blocking_queries_and_event_streams_do_not_starve_the_a
         watcher.join(60)
         assert seen.get("value") == b"v1"
         heads = [read_head(sock) for sock in blocked]
-        assert all(h.startswith(b"HTTP/1.1 200") for h in heads), [h[:40] for h in heads if not h.startswith(b"HTTP/1.1 200")]
+        not_ok = [h[:40] for h in heads if not h.startswith(b"HTTP/1.1 200")]
+        assert not_ok == []
 
 
 def test_a_blocking_query_whose_client_left_frees_its_place(running_agent: RunningAgent) -> None:
@@ -90,9 +93,12 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(running_agent:
     with socket.create_connection(("127.0.0.1", running_agent.consul_port), timeout=60) as sock:
         sock.sendall(b"GET /v1/status/leader HTTP/1.1\r\nHost: 127.0.0.1")  # and nothing more (slowloris)
         try:
-            assert sock.recv(4096) == b""  # closed by the server well within the minute
-        except (ConnectionResetError, TimeoutError) as e:
-            assert isinstance(e, ConnectionResetError), "still open after 60 s"
+            received = sock.recv(4096)
+        except ConnectionResetError:
+            received = b""  # a reset closes the connection as surely as a FIN
+        except TimeoutError:
+            pytest.fail("still open after 60 s")
+        assert received == b""  # closed by the server well within the minute
 
 
 def test_a_disconnecting_client_cancels_its_blocking_query(tmp_path: Any) -> None:

@@ -56,7 +56,7 @@ def test_concurrent_writes_and_deletes_on_one_entry(consul) -> None:
     def work(fn, *args) -> None:
         try:
             fn(*args)
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(di.set_intention, consul, f"new-{n}", "invoice", "deny"))
@@ -112,9 +112,9 @@ def test_last_source_deleted_removes_the_entry_and_missing_is_false(consul) -> N
 
 def test_refused_writes_name_consul_and_its_reason(consul) -> None:
     # A refusal (400: "maybe" is no action) reaches the caller as one TargetError line with Consul's text.
-    with pytest.raises(TargetError, match=r"Consul at http://127\.0\.0\.1:\d+ refused the request \(400\): .*allow or deny"):
-        with di.consul_errors(consul):
-            consul.config.set(KIND, "tax", {"Sources": [{"Name": "a", "Action": "maybe"}]})
+    refused = r"Consul at http://127\.0\.0\.1:\d+ refused the request \(400\): .*allow or deny"
+    with pytest.raises(TargetError, match=refused), di.consul_errors(consul):
+        consul.config.set(KIND, "tax", {"Sources": [{"Name": "a", "Action": "maybe"}]})
 
 
 # --- the retry loop itself (pure: injected sleep and randomness) ----------------------------------

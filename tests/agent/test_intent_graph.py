@@ -13,7 +13,8 @@ from support.paths import SERVICES
 
 
 def graph(agent_addr: str, *args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, ["graph", "--services", str(SERVICES), "--verdicts", "--consul-addr", agent_addr, *args])
+    r = CliRunner().invoke(cli, ["graph", "--services", str(SERVICES), "--verdicts", "--consul-addr", agent_addr,
+                                 *args])
     return r.exit_code, r.output
 
 

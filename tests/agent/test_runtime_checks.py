@@ -16,7 +16,7 @@ class _Handler(BaseHTTPRequestHandler):
     status = 200
     delay = 0.0
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         time.sleep(type(self).delay)
         body = b"healthy " + b"x" * 5000 if self.path == "/big" else b"healthy"
         code = type(self).status
@@ -79,11 +79,11 @@ def test_tcp_check(server) -> None:
 
 
 def test_invalid_specs_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unsupported type 'grpc'"):
         CheckSpec("c", "grpc", tcp="x:1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="http check needs a URL"):
         CheckSpec("c", "http")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="interval and timeout must be positive"):
         CheckSpec("c", "tcp", tcp="127.0.0.1:1", interval_s=0)
 
 

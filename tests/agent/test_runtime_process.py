@@ -46,8 +46,9 @@ def make_spec(tmp_path: Path) -> Callable[..., TaskSpec]:
     adir = AllocDirs(tmp_path).build("a1", ["t"])
 
     def make(code: str, **over) -> TaskSpec:
-        base = dict(name="t", argv=(PY, "-c", textwrap.dedent(code)), env=dict(BASE_ENV),
-                    cwd=adir.task("t").root, stdout_path=adir.stdout_path("t"), stderr_path=adir.stderr_path("t"))
+        base = {"name": "t", "argv": (PY, "-c", textwrap.dedent(code)), "env": dict(BASE_ENV),
+                "cwd": adir.task("t").root, "stdout_path": adir.stdout_path("t"),
+                "stderr_path": adir.stderr_path("t")}
         base.update(over)
         return TaskSpec(**base)
 
@@ -84,8 +85,8 @@ def test_exit_1_restarts_attempts_times_then_fails(make_spec, tasks) -> None:
     assert types.count(ev.STARTED) == 3 and types.count(ev.TERMINATED) == 3
     assert types.count(ev.RESTARTING) == 2 and types[-1] == ev.NOT_RESTARTING
     last = rec.events[-1][1]
-    assert last.failed and 'Exceeded allowed attempts 2 in interval 10m0s and mode is "fail"' == last.message
-    term = [e for _, e in rec.events if e.type == ev.TERMINATED][0]
+    assert last.failed and last.message == 'Exceeded allowed attempts 2 in interval 10m0s and mode is "fail"'
+    term = next(e for _, e in rec.events if e.type == ev.TERMINATED)
     assert term.exit_code == 1 and term.message == "Exit Code: 1"
     assert spec.stdout_path.read_text() == "run\n" * 3  # every run appended to the same file
     nomad = st.to_nomad()
@@ -152,7 +153,8 @@ def test_kill_timeout_escalates_to_sigkill_for_the_whole_group(make_spec, tasks)
     code = f"""
         import signal, subprocess, sys, time
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        child = subprocess.Popen([{PY!r}, '-c', 'import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)'])
+        child = subprocess.Popen([{PY!r}, '-c',
+                                  'import signal,time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)'])
         print(child.pid, flush=True)
         while True: time.sleep(0.05)
     """
@@ -278,7 +280,7 @@ def test_task_survives_agent_sigkill_and_is_adopted_then_restarted(make_spec, ta
         os.kill(pid, signal.SIGKILL)  # the adopted task crashes: exit status unknown, restart per policy
         wait_until(lambda: adopted.state().restarts == 1 and adopted.state().state == "running", 10,
                    "restart after the adopted task died")
-        term = [e for _, e in rec.events if e.type == ev.TERMINATED][0]
+        term = next(e for _, e in rec.events if e.type == ev.TERMINATED)
         assert term.exit_code is None and "unknown" in term.message
         assert adopted.state().pid != pid
     finally:

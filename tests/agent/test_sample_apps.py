@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from waitress.server import create_server

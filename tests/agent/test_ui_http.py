@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import nomad
 import requests
@@ -111,7 +112,7 @@ def test_ui_and_cli_writes_at_the_same_time_lose_nothing(module_agent: RunningAg
     def cli_writer(i: int) -> None:
         try:
             set_intention(cclient(module_agent), f"c-cli{i}", "c-db", "allow")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=f, args=(i,)) for i in range(6) for f in (ui_writer, cli_writer)]
@@ -185,11 +186,15 @@ def test_sse_pushes_changed_on_each_kind_of_change(module_agent: RunningAgent) -
         for change in (lambda: register(module_agent, "s-new"),  # catalog
                        lambda: ttl(module_agent, "s-new", "pass", "up"),  # health (a TTL check starts critical)
                        lambda: cclient(module_agent).config.set("service-intentions", "s-new", {  # intentions
-                           "Kind": "service-intentions", "Name": "s-new", "Sources": [{"Name": "a", "Action": "deny"}]})):
+                           "Kind": "service-intentions", "Name": "s-new",
+                           "Sources": [{"Name": "a", "Action": "deny"}]})):
             change()
             assert read_events(lines, lambda e: e == "changed", 5)[-1] == "changed"
 
 
+# The task's `python -c` code: a marker line in its log, then the sample app run as `app tax`.
+LAUNCH_APP = ("import runpy, sys; print('ui-log-marker', flush=True); sys.argv = ['app', 'tax']; "
+              "runpy.run_path('{app}', run_name='__main__')")
 JOB = """
 job "n-tax" {
   group "n-tax" {
@@ -210,7 +215,7 @@ job "n-tax" {
       driver = "raw_exec"
       config {
         command = "%(python)s"
-        args    = ["-c", "import runpy, sys; print('ui-log-marker', flush=True); sys.argv = ['app', 'tax']; runpy.run_path('%(app)s', run_name='__main__')"]
+        args    = ["-c", "%(launch)s"]
       }
       env {
         PORT = "${NOMAD_PORT_http}"
@@ -224,7 +229,8 @@ job "n-tax" {
 
 def test_nomad_job_and_alloc_and_log_tail(module_agent: RunningAgent) -> None:
     n = nomad.Nomad(host="127.0.0.1", port=module_agent.nomad_port, timeout=10)
-    job = n.jobs.parse(JOB % {"python": sys.executable, "app": REPO / "services" / "app.py"}, canonicalize=True)
+    job = n.jobs.parse(JOB % {"python": sys.executable, "launch": LAUNCH_APP.format(app=REPO / "services" / "app.py")},
+                       canonicalize=True)
     n.jobs.register_job({"Job": job})
     try:
         wait_until(lambda: cclient(module_agent).health.service("n-tax", passing=True)[1], 30, "n-tax passing")

@@ -1,7 +1,8 @@
 """Fixtures of the e2e tier: the sample mesh on a bridge, two Envoys on our ADS server, headless Chromium."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -13,8 +13,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import nomad
 import pytest
@@ -63,19 +64,20 @@ def fill(disk: Path) -> Path:
     """Write zeros until the disk refuses another byte."""
     filler = disk / "filler"
     chunk = b"\0" * (1 << 16)
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(chunk)
-        except OSError as e:
-            assert e.errno == errno.ENOSPC, e
-    with open(filler, "ab", buffering=0) as f:  # the last partial chunk: down to the very last block
-        try:
-            while True:
-                f.write(b"\0" * 512)
-        except OSError as e:
-            assert e.errno == errno.ENOSPC, e
+    write_until_full(filler, "wb", chunk)
+    write_until_full(filler, "ab", b"\0" * 512)  # the last partial chunk: down to the very last block
     return filler
+
+
+def write_until_full(path: Path, mode: str, block: bytes) -> None:
+    """Append `block` until the disk says ENOSPC; any other error is not the full disk we made, so it propagates."""
+    with open(path, mode, buffering=0) as f:
+        try:
+            while True:
+                f.write(block)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
 
 
 def task_state(client: nomad.Nomad) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,8 +8,9 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -166,7 +167,8 @@ def test_a_failed_allocation_is_rescheduled_per_its_policy(agent_factory: Callab
     subprocess.run(["ip", "netns", "delete", f"{bridge_env}{second['ID'][:8]}"], check=True)
     wait_until(lambda: get(agent, f"/v1/allocation/{second['ID']}")["ClientStatus"] == "failed", 30, step=0.2,
                what="the replacement failed")
-    wait_until(lambda: (evs := [e for e in get(agent, "/v1/job/lost/evaluations") if e["TriggeredBy"] == "alloc-failure"])
+    wait_until(lambda: (evs := [e for e in get(agent, "/v1/job/lost/evaluations")
+                                if e["TriggeredBy"] == "alloc-failure"])
                and len(evs) >= 3 and all(e["Status"] == "complete" for e in evs), 30, step=0.2,
                what="the replacement's failure evaluated")
     assert get(agent, f"/v1/allocation/{second['ID']}")["FollowupEvalID"] == ""

@@ -30,7 +30,7 @@ def deploy_bridge_chain(agent: InProcessAgent) -> dict[str, int]:
             var, dest = UPSTREAM[name]
             job["TaskGroups"][0]["Tasks"][0]["Env"][var] = f"http://{address[dest]}:5000"
         agent.client.jobs.register_job({"Job": job})
-        wait_until(lambda: (d := agent.client.job.get_deployment(name)) and d["Status"] == "successful", 30)
+        wait_until(lambda n=name: (d := agent.client.job.get_deployment(n)) and d["Status"] == "successful", 30)
         (alloc,) = [a for a in agent.ctx.state.values("alloc") if a["JobID"] == name and a["ClientStatus"] == "running"]
         address[name] = alloc["NetworkStatus"]["Address"]
     return ports

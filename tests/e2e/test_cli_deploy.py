@@ -8,8 +8,9 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -51,7 +52,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
     if os.geteuid() != 0:
         pytest.skip("bridge networking needs root")
     tag = secrets.token_hex(3)
-    env = {"NOMADMESH_CNI_BRIDGE": f"nmd{tag}", "NOMADMESH_CNI_SUBNET": f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24",
+    env = {"NOMADMESH_CNI_BRIDGE": f"nmd{tag}",
+           "NOMADMESH_CNI_SUBNET": f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24",
            "NOMADMESH_NETNS_PREFIX": f"nmd{tag}-",
            # The samples run `python3 ../app.py` and need flask + waitress: this venv's python3 first.
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -22,12 +22,11 @@ from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
 from support.connect_support import DC, pinned_ca
+from support.envoy_pair import SERVER, Mesh
 from support.meshkit import raw_http_request, tls_client_context
 from support.waiting import wait_until
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(120)]
-
-from support.envoy_pair import SERVER, Mesh
 
 DENY = Intention("client", "server", "deny")
 

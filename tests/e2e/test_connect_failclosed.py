@@ -29,7 +29,7 @@ def deny_admin(regex: str) -> Intention:
     return Intention("client", "server", None, (Permission("deny", HTTPMatch(path_regex=regex)),))
 
 
-def test_a_policy_envoy_refuses_fails_closed_then_a_valid_one_recovers(mesh: Mesh) -> None:  # noqa: F811
+def test_a_policy_envoy_refuses_fails_closed_then_a_valid_one_recovers(mesh: Mesh) -> None:
     assert mesh.ok("/admin/x")
     try:
         # What the writer meant: no /admin for client. What Envoy got: a regex it refuses.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -34,12 +34,12 @@ CALLERS = ("web", "api", "client")
 REFUSED_REGEXES = ("/admin(", "[x", "(?=/admin)", "/a{100}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def caller_tls(name: str) -> ssl.SSLContext:
     return tls_client_context(pinned_ca().sign_leaf(name, DC))
 
 
-def admitted(mesh: Mesh, caller: str) -> bool:  # noqa: F811
+def admitted(mesh: Mesh, caller: str) -> bool:
     """One request straight to the public listener as `caller`; True if the app answered 200.
 
     Only the status line is read: after a local 403 Envoy keeps the connection for its 1 s
@@ -73,7 +73,7 @@ def intention_sets(draw: st.DrawFn) -> list[Intention]:
     return out
 
 
-def applied(mesh: Mesh) -> bool:  # noqa: F811
+def applied(mesh: Mesh) -> bool:
     """Envoy has accepted the listeners the cache serves now (the fail-closed ones after a NACK)."""
     stream, current = mesh.xds.streams.get(SERVER), mesh.cache.get(SERVER)
     return bool(stream and current and stream.acked_versions.get(LISTENER) == current.versions[LISTENER])
@@ -88,7 +88,7 @@ REFUSED: set[str] = set()  # listener versions Envoy NACKed in earlier examples
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(intention_sets(), st.booleans())
-def test_the_proxy_is_never_more_permissive_than_evaluate(mesh: Mesh, ixns: list[Intention],  # noqa: F811
+def test_the_proxy_is_never_more_permissive_than_evaluate(mesh: Mesh, ixns: list[Intention],
                                                           default_allow: bool) -> None:
     stream = mesh.xds.streams[SERVER]
     nacks = len(stream.nacks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -54,7 +54,7 @@ def test_public_listener_rejects_five_kinds_of_caller_and_admits_an_allowed_one(
     mesh.intention("mallory", "tax", "deny")
     wait_until(lambda: call(port, tls_context(ours.sign_leaf("mallory", datacenter))) == b"", 2,
                what="mallory denied")
-    long_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
     # caller -> (its TLS context, the tax Envoy counter its rejection must raise)
     callers = {
         "plaintext": (None, listener + "ssl.connection_error"),
@@ -74,7 +74,7 @@ def test_public_listener_rejects_five_kinds_of_caller_and_admits_an_allowed_one(
         if call(port, ctx) == b"":
             rejected.append(what)
         # Envoy counts a refusal as the connection closes, a hair after the client sees it.
-        wait_until(lambda: mesh.envoy_stats("tax", r"ssl\.|rbac").get(counter, 0) > stats0.get(counter, 0), 2,
+        wait_until(lambda c=counter, s0=stats0: mesh.envoy_stats("tax", r"ssl\.|rbac").get(c, 0) > s0.get(c, 0), 2,
                    what=f"{what}: {counter} counted")
         counted.append(what)
     allowed = call(port, tls_context(ours.sign_leaf("invoice", datacenter)))

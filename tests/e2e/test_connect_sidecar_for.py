@@ -115,7 +115,8 @@ def test_seed_workflow_through_host_sidecars(host_mesh: HostMesh) -> None:
     status, body = mesh.order()
     assert status == 200
     assert [json.loads(line) for line in body.splitlines()] == [
-        {"Service": "Order", "Version": 1.0}, {"Service": "Invoice", "Version": 1.0}, {"Service": "Tax", "Version": 1.0}]
+        {"Service": "Order", "Version": 1.0}, {"Service": "Invoice", "Version": 1.0},
+        {"Service": "Tax", "Version": 1.0}]
     # Each hop was mTLS: TLS handshakes on invoice's and tax's public listeners.
     for name in ("invoice", "tax"):
         key = f"listener.0.0.0.0_{mesh.proxy_ports[name]}.ssl.handshake"

@@ -22,8 +22,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -71,7 +72,8 @@ def sample_jobs(tmp: Path) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+                  tmp_path: Path) -> Iterator[dict[str, Any]]:
     tag = secrets.token_hex(2)
     prefix = f"nmf{tag}-"
     monkeypatch.setenv("NOMADMESH_CNI_BRIDGE", f"nmf{tag}")
@@ -82,7 +84,7 @@ def deployed_mesh(agent_factory: Callable[..., Any], monkeypatch: pytest.MonkeyP
     target = target_from_env({}, nomad_addr=agent.nomad_addr, consul_addr=agent.consul_addr)
     nomad = nomad_client(target)
     try:
-        for name, job in sample_jobs(tmp_path).items():
+        for job in sample_jobs(tmp_path).values():
             nomad.jobs.register_job(job)
         for name in (*NAMES, "ingress"):
             wait_until(lambda n=name: (d := nomad.job.get_deployment(n)) and d["Status"] == "successful", 60,
@@ -108,7 +110,8 @@ def running_allocs(nomad: Any) -> dict[str, dict[str, Any]]:
 
 
 def test_agent_sigkilled_under_traffic_loses_nothing(deployed_mesh: dict[str, Any]) -> None:
-    agent, nomad, cons, port = deployed_mesh["agent"], deployed_mesh["nomad"], deployed_mesh["consul"], deployed_mesh["port"]
+    agent, nomad = deployed_mesh["agent"], deployed_mesh["nomad"]
+    cons, port = deployed_mesh["consul"], deployed_mesh["port"]
     consul = agent.consul_addr
     # State worth keeping: an intention, a KV pair, a second job version (order's count stays 1).
     assert cons.config.set("service-intentions", "tax", {

@@ -155,7 +155,7 @@ def test_two_allocations_reachable_by_host_port_and_bridge_ip_then_nothing_left(
     net.teardown(a)  # idempotent
     assert leftovers(net, [a, b]) == []
     assert net.recorded_alloc_ids() == []
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Connection refused"):  # nothing forwards the port any more
         http_get(f"http://127.0.0.1:{host_port}/", timeout=0.5)
 
 
@@ -219,5 +219,5 @@ def test_available_reasons(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
                          cwd=REPO)
     assert "needs root" in out.stdout, out.stderr
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="longer than Linux's 15 characters"):
         BridgeNetwork(tmp_path, bridge="a-very-long-bridge-name")

@@ -144,7 +144,9 @@ def test_topology_of_fifty_services(page: Any, agent_factory: Any) -> None:
     # A change flips the edge without a reload.
     assert cclient(agent).config.delete("service-intentions", "svc-03")
     t0 = time.monotonic()
-    page.locator('svg#topology path[data-edge="svc-02>svc-03"][data-verdict="allowed"]').wait_for(state="attached", timeout=10_000)  # a straight path has no height: "attached", not "visible"
+    # A straight path has no height: wait for "attached", not "visible".
+    page.locator('svg#topology path[data-edge="svc-02>svc-03"][data-verdict="allowed"]').wait_for(
+        state="attached", timeout=10_000)
     print(f"\nfigures: topology of 50 updated {(time.monotonic() - t0) * 1000:.0f} ms after the change")
     page.screenshot(path=str(SHOTS / "topology-50.png"), full_page=True)
     assert requests.get(f"{agent.consul_addr}/ui/topology", timeout=5).status_code == 200

@@ -2,8 +2,9 @@
 screenshots go (test-artifacts/screenshots/, gitignored)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from support.paths import REPO
 

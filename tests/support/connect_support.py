@@ -19,7 +19,7 @@ DC = "dc1"
 @lru_cache(maxsize=1)
 def pinned_ca() -> ConnectCA:
     """One CA per test session: signing is cheap, but golden-ish checks want stable names."""
-    return ConnectCA.generate(CLUSTER_ID, now=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    return ConnectCA.generate(CLUSTER_ID, now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 
 
 def snapshot(service: str, public_port: int = 21000, app_port: int = 8080, ca: ConnectCA | None = None,
@@ -49,7 +49,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so a test can hold a connection open
     disable_nagle_algorithm = True  # headers and body go in two sends: no 40 ms Nagle stall
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = f"backend {self.server.name} {self.path}\n".encode()  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))

@@ -11,9 +11,9 @@ import http.client
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from google.protobuf import json_format
 from google.protobuf.message import Message

@@ -103,7 +103,7 @@ class HostMesh:
             }},
         }
 
-    def start(self) -> "HostMesh":
+    def start(self) -> HostMesh:
         for name in NAMES:
             self.app_ports[name], self.proxy_ports[name] = free_port(), free_port()
             self.admin_ports[name] = free_port()

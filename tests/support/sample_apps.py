@@ -44,7 +44,7 @@ def deploy_all(agent: InProcessAgent, mode: str, upstream_host: str) -> dict[str
     for name, port in ports.items():
         agent.client.jobs.register_job({"Job": sample_app_job(name, port, mode, upstream_host, ports)})
     for name in ports:
-        wait_until(lambda: (d := agent.client.job.get_deployment(name)) and d["Status"] == "successful", 30)
+        wait_until(lambda n=name: (d := agent.client.job.get_deployment(n)) and d["Status"] == "successful", 30)
     return ports
 
 

@@ -1,8 +1,8 @@
 """A fresh agent state store in a temp dir."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nomadmesh.agent.state import State
 

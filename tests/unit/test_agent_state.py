@@ -31,10 +31,14 @@ def test_cas_zero_means_absent_and_n_means_modify_index(fresh_state: State) -> N
 
 def test_failed_transaction_writes_nothing(fresh_state: State) -> None:
     before = fresh_state.index
-    with pytest.raises(CasError):
+
+    def transaction_with_a_failing_cas() -> None:
         with fresh_state.write() as txn:
             txn.put("kv", "one", 1)
             txn.put("kv", "two", 2, cas=99)
+
+    with pytest.raises(CasError):  # raised through the transaction's exit, which must roll "one" back
+        transaction_with_a_failing_cas()
     assert fresh_state.get("kv", "one") is None
     assert fresh_state.index == before
 

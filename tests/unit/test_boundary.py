@@ -18,7 +18,8 @@ from support.paths import REPO
 
 def _contract() -> dict:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
-    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c.get("forbidden_modules") == ["nomadmesh.agent"]]
+    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"]
+                   if c.get("forbidden_modules") == ["nomadmesh.agent"]]
     return contract
 
 

@@ -67,7 +67,8 @@ def test_sidecar_registration_and_exposed_check_address() -> None:
     assert boot["admin"]["address"]["socket_address"] == {"address": "127.0.0.2", "port_value": 19000}
 
 
-def proxy(svc: str, sid: str, port: int, upstreams: list[dict[str, Any]] = (), bridge: tuple[str, int] | None = None) -> dict[str, Any]:
+def proxy(svc: str, sid: str, port: int, upstreams: list[dict[str, Any]] = (),
+          bridge: tuple[str, int] | None = None) -> dict[str, Any]:
     doc = {"ID": sid, "Service": f"{svc}-sidecar-proxy", "Kind": "connect-proxy", "Address": "127.0.0.1",
            "Port": port, "Proxy": {"DestinationServiceName": svc, "LocalServicePort": 8080,
                                    "Upstreams": list(upstreams), "Config": {"bind_port": port}}}
@@ -111,7 +112,8 @@ def test_host_sidecar_registered_through_the_agent_api_is_dialled_on_loopback() 
     """`connect envoy --sidecar-for` proxies: no nomad_bridge address, Address "" (Consul's "the
     node's"), so another host Envoy dials 127.0.0.1 and the sidecar's own port."""
     host = dict(proxy("tax", "tax-sidecar-proxy", 21500), Address="")
-    v = view([host, proxy("invoice", "invoice-sidecar-proxy", 21501, [{"DestinationName": "tax", "LocalBindPort": 7002}])],
+    v = view([host, proxy("invoice", "invoice-sidecar-proxy", 21501,
+                          [{"DestinationName": "tax", "LocalBindPort": 7002}])],
              [{"ServiceID": "tax-sidecar-proxy", "Status": "passing"}], {})
     assert endpoints(v, "tax") == (("127.0.0.1", 21500),)
     snap = build_all(v, lambda s: ("c", "k"))["tax-sidecar-proxy"]

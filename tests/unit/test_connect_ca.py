@@ -16,7 +16,7 @@ from nomadmesh.agent.connect.ca import CERT_FILE, KEY_FILE, ConnectCA, leaf_json
 from nomadmesh.errors import AgentError
 
 CID = "0e5b5c9a-1111-2222-3333-444455556666"
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")

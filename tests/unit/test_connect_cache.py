@@ -29,7 +29,7 @@ def test_missing_cluster_secret_and_endpoints_are_reported() -> None:
     problems = check_consistent(built)
     assert "listener 'public_listener:0.0.0.0:21000' routes to missing cluster 'local_app'" in problems
     assert "listener 'public_listener:0.0.0.0:21000' uses missing secret 'ROOTCA'" in problems
-    sni = [c.name for c in built[CLUSTER] if c.type == cluster_pb2.Cluster.EDS][0]
+    sni = next(c.name for c in built[CLUSTER] if c.type == cluster_pb2.Cluster.EDS)
     assert f"EDS cluster {sni!r} has no endpoints resource" in problems
     assert f"cluster {sni!r} uses missing secret 'ROOTCA'" in problems
 

@@ -1,13 +1,13 @@
 """build_resources: names, SNI, SAN checks, filter order, TLS, exposed paths; golden files.
 
-Golden files live in tests/golden/<listeners|clusters|endpoints>/<case>.json (certificates are not in them: listeners and
-clusters name SDS secrets, and the trust domain is pinned). Rewrite them after an intended change
+Golden files live in tests/golden/<listeners|clusters|endpoints>/<case>.json (certificates are not in
+them: listeners and clusters name SDS secrets, and the trust domain is pinned). Rewrite them after an intended change
 with `NOMADMESH_UPDATE_GOLDEN=1 pytest tests/unit` and review the diff.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from nomadmesh.cli.main import cli  # noqa: E402
-from nomadmesh.mesh.graph import Edge, Graph, Node, build_graph, to_dot, to_json, to_mermaid  # noqa: E402
-from nomadmesh.spec import load_spec  # noqa: E402
-from nomadmesh.spec.model import Project, Service, Spec, Upstream  # noqa: E402
+from nomadmesh.cli.main import cli
+from nomadmesh.mesh.graph import Edge, Graph, Node, build_graph, to_dot, to_json, to_mermaid
+from nomadmesh.spec import load_spec
+from nomadmesh.spec.model import Project, Service, Spec, Upstream
 from support.paths import SERVICES
 from support.spec_builders import definition, write_services
 
@@ -121,7 +121,9 @@ def test_graph_command_on_invalid_definitions(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["graph", "--services", str(services)])
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert "a/service.json: service.connect.sidecar_service.proxy.upstreams[0].destination_name: 'nope' is not" in result.stderr
+    upstream = "service.connect.sidecar_service.proxy.upstreams[0].destination_name"
+    assert f"a/service.json: {upstream}: 'nope' is not" in result.stderr
     assert "Traceback" not in result.output
-    allowed = CliRunner().invoke(cli, ["graph", "--services", str(services), "--allow-external", "nope", "--format", "json"])
+    allowed = CliRunner().invoke(cli, ["graph", "--services", str(services), "--allow-external", "nope",
+                                       "--format", "json"])
     assert json.loads(allowed.stdout)["services"][1] == {"name": "nope", "port": None, "external": True}

@@ -17,7 +17,8 @@ def test_parsed_and_canonical_jobs_are_accepted_unchanged():
 
 
 def test_field_names_match_case_insensitively_like_go():
-    job = from_json({"id": "web", "taskgroups": [{"name": "g", "COUNT": 2, "tasks": [{"name": "t", "driver": "exec"}]}]})
+    job = from_json({"id": "web",
+                     "taskgroups": [{"name": "g", "COUNT": 2, "tasks": [{"name": "t", "driver": "exec"}]}]})
     assert job == {"ID": "web", "TaskGroups": [{"Name": "g", "Count": 2, "Tasks": [{"Name": "t", "Driver": "exec"}]}]}
 
 

@@ -93,7 +93,7 @@ def test_hostile_values_keep_the_structure_and_come_back_intact(service: Service
     assert [(c["Name"], c.get("Path")) for c in svc.get("Checks", [])] == [
         (c.name, c.path) for c in service.checks
     ]
-    assert {k: v for k, v in task["Env"].items()} == {"PORT": str(service.port), **dict(service.run.env)}
+    assert dict(task["Env"]) == {"PORT": str(service.port), **dict(service.run.env)}
     if service.run.driver == "docker":
         assert task["Config"]["image"] == service.run.image
     else:

@@ -43,7 +43,8 @@ def test_a_second_job_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [('"a\\"b"', 'a"b'), ('"$${x}"', "${x}"), ('"%%{x}"', "%{x}"), ('"$$${x}"', "$${x}"), ('"\\u00e9\\U0001F600"', "é😀")],
+    [('"a\\"b"', 'a"b'), ('"$${x}"', "${x}"), ('"%%{x}"', "%{x}"), ('"$$${x}"', "$${x}"),
+     ('"\\u00e9\\U0001F600"', "é😀")],
 )
 def test_hcl_unquote_decodes_like_hcl(raw: str, value: str) -> None:
     assert hcl_unquote(raw) == value

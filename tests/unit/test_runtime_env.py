@@ -9,11 +9,12 @@ ALLOC = "3f2a9c1e-7b4d-4e8a-9c0f-112233445566"
 
 
 def _input(**over) -> TaskEnvInput:
-    base = dict(
-        alloc_id=ALLOC, alloc_name="web.api[2]", group="api", task="server", job_id="web", job_name="web",
-        alloc_dir="/d/allocs/x/alloc", task_dir="/d/allocs/x/server/local",
-        secrets_dir="/d/allocs/x/server/secrets", datacenter="dc1", region="global", cpu=250, memory_mb=128,
-    )
+    base = {
+        "alloc_id": ALLOC, "alloc_name": "web.api[2]", "group": "api", "task": "server", "job_id": "web",
+        "job_name": "web", "alloc_dir": "/d/allocs/x/alloc", "task_dir": "/d/allocs/x/server/local",
+        "secrets_dir": "/d/allocs/x/server/secrets", "datacenter": "dc1", "region": "global", "cpu": 250,
+        "memory_mb": 128,
+    }
     base.update(over)
     return TaskEnvInput(**base)
 

@@ -29,11 +29,11 @@ def test_layout_and_secrets_mode(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".", "", "x\x00"])
 def test_names_that_leave_the_dir_are_refused(tmp_path: Path, bad: str) -> None:
     dirs = AllocDirs(tmp_path / "allocs")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^invalid task name .*: must be one path component"):
         dirs.build("a1", [bad])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^invalid allocation id .*: must be one path component"):
         dirs.path(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^invalid task name .*: must be one path component"):
         logs.read(tmp_path / "allocs" / "a1", bad, "stdout")
 
 
@@ -65,11 +65,15 @@ def test_read_spans_rotated_files_in_order(tmp_path: Path) -> None:
     assert logs.read_bytes(root, "web", "stdout", offset=4, origin="end") == b"bccc"
 
 
-@pytest.mark.parametrize("kw", [{"log_type": "stdin"}, {"origin": "middle"}, {"offset": -1}])
-def test_invalid_parameters(tmp_path: Path, kw: dict) -> None:
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"log_type": "stdin"}, "^invalid log type 'stdin'"),
+    ({"origin": "middle"}, "^invalid origin 'middle'"),
+    ({"offset": -1}, "^invalid offset -1"),
+])
+def test_invalid_parameters(tmp_path: Path, kw: dict, message: str) -> None:
     root = _alloc_with_log(tmp_path, b"x")
     args = {"log_type": "stdout", "offset": 0, "origin": "start", **kw}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         logs.read(root, "web", args["log_type"], args["offset"], args["origin"])
 
 

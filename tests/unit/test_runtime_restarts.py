@@ -66,7 +66,8 @@ def test_nomad_shapes() -> None:
     e = TaskEvent("Terminated", "Exit Code: 137, Signal: 9", time_ns=5, exit_code=137, signal=9).to_nomad()
     assert (e["Type"], e["Time"], e["ExitCode"], e["Signal"], e["Details"]["exit_code"]) == (
         "Terminated", 5, 137, 9, "137")
-    st = TaskState(state="running", restarts=1, started_at_ns=1_700_000_000_000_000_000, events=(TaskEvent("Started", "x", 1),))
+    st = TaskState(state="running", restarts=1, started_at_ns=1_700_000_000_000_000_000,
+                   events=(TaskEvent("Started", "x", 1),))
     n = st.to_nomad()
     assert n["State"] == "running" and n["Restarts"] == 1 and n["FinishedAt"] == "0001-01-01T00:00:00Z"
     assert n["StartedAt"] == "2023-11-14T22:13:20Z" and n["Events"][0]["Type"] == "Started"

@@ -15,7 +15,8 @@ def alloc(states: dict[str, Any], client: str = "running", services: list[dict] 
         "ID": "a1b2c3", "Name": "web.web[0]", "TaskGroup": "web", "ClientStatus": client, "TaskStates": states,
         "AllocatedResources": {"Shared": {"Ports": [{"Label": "http", "Value": 23456, "To": 8080}]}},
         "Job": {"ID": "web", "TaskGroups": [{"Name": "web", "Services": services or [], "Tasks": [
-            {"Name": "server", "Lifecycle": None}, {"Name": "init", "Lifecycle": {"Hook": "prestart", "Sidecar": False}}]}]},
+            {"Name": "server", "Lifecycle": None},
+            {"Name": "init", "Lifecycle": {"Hook": "prestart", "Sidecar": False}}]}]},
     }
 
 
@@ -59,7 +60,8 @@ def test_deployment_outcome() -> None:
     assert health.deployment_outcome(dep, [mk(True), mk(None)], 10 * S)[0] == "running"
     status, desc, groups = health.deployment_outcome(dep, [mk(True), mk(True)], 10 * S)
     assert (status, desc, groups["web"]["HealthyAllocs"]) == ("successful", "Deployment completed successfully", 2)
-    assert health.deployment_outcome(dep, [mk(True), mk(False)], 10 * S)[:2] == ("failed", "Failed due to unhealthy allocations")
+    assert health.deployment_outcome(dep, [mk(True), mk(False)], 10 * S)[:2] == (
+        "failed", "Failed due to unhealthy allocations")
     assert health.deployment_outcome(dep, [mk(None)], 60 * S)[:2] == ("failed", "Failed due to progress deadline")
 
 

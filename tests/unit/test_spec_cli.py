@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from nomadmesh.cli.main import cli  # noqa: E402
+from nomadmesh.cli.main import cli
 from support.paths import SERVICES
 from support.spec_builders import UPSTREAMS, definition, write_services
 
@@ -31,7 +31,8 @@ def broken(tmp_path: Path) -> Path:
 def test_valid_folder(tmp_path: Path) -> None:
     shutil.copytree(SAMPLES, tmp_path / "services")
     result = run("validate", "--services", str(tmp_path / "services"))
-    assert (result.exit_code, result.stdout, result.stderr) == (0, "ok: 4 services (ingress, invoice, order, tax)\n", "")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, "ok: 4 services (ingress, invoice, order, tax)\n", "")
 
 
 def test_default_services_folder_is_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +74,8 @@ def test_json_output(broken: Path, tmp_path: Path) -> None:
 
 
 def test_warnings_printed_on_success(tmp_path: Path) -> None:
-    services = write_services(tmp_path, {"a": definition("a", 5000, {"b": 6001}), "b": definition("b", 5001, {"a": 6002})})
+    services = write_services(tmp_path, {"a": definition("a", 5000, {"b": 6001}),
+                                         "b": definition("b", 5001, {"a": 6002})})
     result = run("validate", "--services", str(services))
     assert result.exit_code == 0
     assert result.stdout == "ok: 2 services (a, b)\n"

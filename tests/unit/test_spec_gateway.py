@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from nomadmesh.agent.nomad import spec as agent_spec  # noqa: E402
-from nomadmesh.cli.up import _entry  # noqa: E402
-from nomadmesh.deploy.jobs import render_jobs  # noqa: E402
-from nomadmesh.deploy.status import AllocStatus, JobStatus  # noqa: E402
-from nomadmesh.mesh.graph import Edge, build_graph  # noqa: E402
-from nomadmesh.render.jobdict import job_dict  # noqa: E402
-from nomadmesh.render.readback import hcl_to_job  # noqa: E402
-from nomadmesh.render.renderer import render_hcl  # noqa: E402
-from nomadmesh.spec import load_spec  # noqa: E402
-from nomadmesh.spec.model import IngressListener, IngressService  # noqa: E402
+from nomadmesh.agent.nomad import spec as agent_spec
+from nomadmesh.cli.up import _entry
+from nomadmesh.deploy.jobs import render_jobs
+from nomadmesh.deploy.status import AllocStatus, JobStatus
+from nomadmesh.mesh.graph import Edge, build_graph
+from nomadmesh.render.jobdict import job_dict
+from nomadmesh.render.readback import hcl_to_job
+from nomadmesh.render.renderer import render_hcl
+from nomadmesh.spec import load_spec
+from nomadmesh.spec.model import IngressListener, IngressService
 from support.spec_builders import definition, edit, problems, write_services
 
 GW: dict[str, Any] = {
@@ -98,7 +98,8 @@ def test_model_graph_and_deploy_order(tmp_path: Path) -> None:
     edge = spec.service("edge")
     assert edge.is_gateway and not edge.connect
     assert edge.ingress == (IngressListener(8080, "tcp", (IngressService("web"),)),
-                            IngressListener(8081, "http", (IngressService("web", ("w.example",)), IngressService("api"))))
+                            IngressListener(8081, "http",
+                                            (IngressService("web", ("w.example",)), IngressService("api"))))
     assert {e for e in build_graph(spec).edges if e.source == "edge"} == {
         Edge("edge", "web", 8080), Edge("edge", "web", 8081), Edge("edge", "api", 8081)}
     assert render_jobs(spec).order[-1] == "edge"  # after what it fronts

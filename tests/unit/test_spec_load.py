@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.errors import Problem, SpecError  # noqa: E402
-from nomadmesh.spec import find_service_files, load_spec  # noqa: E402
-from nomadmesh.spec.model import (  # noqa: E402
+from nomadmesh.errors import Problem, SpecError
+from nomadmesh.spec import find_service_files, load_spec
+from nomadmesh.spec.model import (
     Check,
     IngressListener,
     IngressService,
@@ -94,8 +94,8 @@ def test_project_file_and_every_nomad_field() -> None:
             resources=Resources(250, 256), publish=8080,
             update=Update(max_parallel=2, canary=1, auto_revert=True, min_healthy_time="30s", healthy_deadline="2m"),
             restart=Restart(attempts=5, interval="10m", delay="5s", mode="delay"),
-        ),  # fmt: skip
-    )
+        ),
+    )  # fmt: skip
     db = spec.service("db")
     assert (db.connect, db.upstreams, db.run.driver, db.run.args, db.run.work_dir) == (
         False, (), "exec", ("--listen", "127.0.0.1:5432"), "/srv/db"
@@ -150,7 +150,8 @@ def test_empty_and_missing_folders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "raw, message",
     [
-        (b'{"service": {"name": "a",\n  "port": 1 "x": 2}}', "invalid JSON at line 2, column 13: Expecting ',' delimiter"),
+        (b'{"service": {"name": "a",\n  "port": 1 "x": 2}}',
+         "invalid JSON at line 2, column 13: Expecting ',' delimiter"),
         (b"", "invalid JSON at line 1, column 1: Expecting value"),
         (b'{"service": NaN}', "invalid JSON: NaN is not valid JSON"),
         (b'{"service": "\xff"}', "is not UTF-8 text (byte 0xff at offset 13)"),
@@ -165,7 +166,9 @@ def test_unreadable_json(tmp_path: Path, raw: bytes, message: str) -> None:
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
     services = write_services(tmp_path, {"a": ""})
-    (services / "a" / "service.json").write_bytes(b"\xef\xbb\xbf" + b'{"service": {"name": "a", "port": 1}, "nomad": {"command": "x"}}')
+    utf8_bom = b"\xef\xbb\xbf"
+    body = b'{"service": {"name": "a", "port": 1}, "nomad": {"command": "x"}}'
+    (services / "a" / "service.json").write_bytes(utf8_bom + body)
     assert load_spec(services).names == ("a",)
 
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from nomadmesh.spec import load_spec  # noqa: E402
+from nomadmesh.spec import load_spec
 from support.spec_builders import UPSTREAMS, definition, edit, problems
 
-NAME_RULE = "must be lowercase letters, digits and dashes, start with a letter, not end with a dash, at most 63 characters"
+NAME_RULE = ("must be lowercase letters, digits and dashes, start with a letter, not end with a dash, "
+             "at most 63 characters")
 A = definition("a", 5000)
 
 
@@ -27,17 +28,25 @@ SINGLE_FILE_CASES: list[tuple[str, Any, list[tuple[str, str]]]] = [
     ("uppercase name", edit(A, "service.name", "Api"), [("service.name", f"'Api' is not a valid name: {NAME_RULE}")]),
     ("name with quote and ${", edit(A, "service.name", 'a"${x}'),
      [("service.name", f"'a\"${{x}}' is not a valid name: {NAME_RULE}")]),
-    ("name with newline", edit(A, "service.name", "a\nb"), [("service.name", f"'a\\nb' is not a valid name: {NAME_RULE}")]),
-    ("name starting with digit", edit(A, "service.name", "1a"), [("service.name", f"'1a' is not a valid name: {NAME_RULE}")]),
-    ("name ending with dash", edit(A, "service.name", "a-"), [("service.name", f"'a-' is not a valid name: {NAME_RULE}")]),
-    ("name too long", edit(A, "service.name", "a" * 64), [("service.name", f"{'a' * 64!r} is not a valid name: {NAME_RULE}")]),
+    ("name with newline", edit(A, "service.name", "a\nb"),
+     [("service.name", f"'a\\nb' is not a valid name: {NAME_RULE}")]),
+    ("name starting with digit", edit(A, "service.name", "1a"),
+     [("service.name", f"'1a' is not a valid name: {NAME_RULE}")]),
+    ("name ending with dash", edit(A, "service.name", "a-"),
+     [("service.name", f"'a-' is not a valid name: {NAME_RULE}")]),
+    ("name too long", edit(A, "service.name", "a" * 64),
+     [("service.name", f"{'a' * 64!r} is not a valid name: {NAME_RULE}")]),
     ("name not a string", edit(A, "service.name", 7), [("service.name", "must be a string, got number 7")]),
     ("port missing", edit(A, "service.port", "_delete"), [("service.port", "is required")]),
     ("port zero", edit(A, "service.port", 0), [("service.port", "must be an integer from 1 to 65535, got 0")]),
-    ("port too big", edit(A, "service.port", 65536), [("service.port", "must be an integer from 1 to 65535, got 65536")]),
-    ("port string", edit(A, "service.port", "5000"), [("service.port", "must be an integer from 1 to 65535, got string '5000'")]),
-    ("port bool", edit(A, "service.port", True), [("service.port", "must be an integer from 1 to 65535, got boolean true")]),
-    ("port float", edit(A, "service.port", 5000.5), [("service.port", "must be an integer from 1 to 65535, got number 5000.5")]),
+    ("port too big", edit(A, "service.port", 65536),
+     [("service.port", "must be an integer from 1 to 65535, got 65536")]),
+    ("port string", edit(A, "service.port", "5000"),
+     [("service.port", "must be an integer from 1 to 65535, got string '5000'")]),
+    ("port bool", edit(A, "service.port", True),
+     [("service.port", "must be an integer from 1 to 65535, got boolean true")]),
+    ("port float", edit(A, "service.port", 5000.5),
+     [("service.port", "must be an integer from 1 to 65535, got number 5000.5")]),
     ("unknown top key", edit(A, "nomda", {}), [("nomda", "unknown key; did you mean 'nomad'?")]),
     ("unknown service key", edit(A, "service.tag", ["x"]), [("service.tag", "unknown key; did you mean 'tags'?")]),
     ("upstream for upstreams", edit(A, "service.connect.sidecar_service.proxy.upstream", []),
@@ -74,14 +83,20 @@ SINGLE_FILE_CASES: list[tuple[str, Any, list[tuple[str, str]]]] = [
     ("tags not strings", edit(A, "service.tags", ["ok", 3]), [("service.tags[1]", "must be a string, got number 3")]),
     ("meta key not identifier", edit(A, "service.meta", {"a-b": "x"}),
      [("service.meta.a-b", "key 'a-b' must be letters, digits and underscores, not starting with a digit")]),
-    ("meta value not string", edit(A, "service.meta", {"k": 1}), [("service.meta.k", "must be a string, got number 1")]),
+    ("meta value not string", edit(A, "service.meta", {"k": 1}),
+     [("service.meta.k", "must be a string, got number 1")]),
     ("nomad missing", edit(A, "nomad", "_delete"),
      [("nomad", "is required: say how Nomad runs the service (driver and command, or docker and image)")]),
-    ("bad driver", edit(A, "nomad.driver", "java"), [("nomad.driver", "must be one of raw_exec, exec, docker, got 'java'")]),
-    ("raw_exec without command", edit(A, "nomad.command", "_delete"), [("nomad.command", "is required for the raw_exec driver")]),
-    ("exec with empty command", edit(edit(A, "nomad.driver", "exec"), "nomad.command", " "), [("nomad.command", "must not be empty")]),
-    ("exec with image", edit(edit(A, "nomad.driver", "exec"), "nomad.image", "x"), [("nomad.image", "is only used by the docker driver")]),
-    ("docker without image", edit(A, "nomad", {"driver": "docker"}), [("nomad.image", "is required for the docker driver")]),
+    ("bad driver", edit(A, "nomad.driver", "java"),
+     [("nomad.driver", "must be one of raw_exec, exec, docker, got 'java'")]),
+    ("raw_exec without command", edit(A, "nomad.command", "_delete"),
+     [("nomad.command", "is required for the raw_exec driver")]),
+    ("exec with empty command", edit(edit(A, "nomad.driver", "exec"), "nomad.command", " "),
+     [("nomad.command", "must not be empty")]),
+    ("exec with image", edit(edit(A, "nomad.driver", "exec"), "nomad.image", "x"),
+     [("nomad.image", "is only used by the docker driver")]),
+    ("docker without image", edit(A, "nomad", {"driver": "docker"}),
+     [("nomad.image", "is required for the docker driver")]),
     ("docker with command", edit(A, "nomad", {"driver": "docker", "image": "nginx", "command": "x"}),
      [("nomad.command", "is only used by the raw_exec and exec drivers")]),
     ("args not strings", edit(A, "nomad.args", ["x", None]), [("nomad.args[1]", "must be a string, got null")]),
@@ -90,13 +105,16 @@ SINGLE_FILE_CASES: list[tuple[str, Any, list[tuple[str, str]]]] = [
     ("env value not string", edit(A, "nomad.env", {"N": 1}), [("nomad.env.N", "must be a string, got number 1")]),
     ("env not object", edit(A, "nomad.env", ["A=1"]), [("nomad.env", "must be an object of strings, got array")]),
     ("negative count", edit(A, "nomad.count", -1), [("nomad.count", "must be an integer of at least 0, got -1")]),
-    ("count string", edit(A, "nomad.count", "2"), [("nomad.count", "must be an integer of at least 0, got string '2'")]),
+    ("count string", edit(A, "nomad.count", "2"),
+     [("nomad.count", "must be an integer of at least 0, got string '2'")]),
     ("resources", edit(A, "nomad.resources", {"cpu": 0, "memory": 5, "disk": 1}),
      [("nomad.resources.disk", "unknown key; expected one of cpu, memory"),
       ("nomad.resources.cpu", "must be an integer of at least 1, got 0"),
       ("nomad.resources.memory", "must be an integer of at least 10, got 5")]),
-    ("publish out of range", edit(A, "nomad.publish", 70000), [("nomad.publish", "must be an integer from 0 to 65535, got 70000")]),
-    ("publish bool", edit(A, "nomad.publish", False), [("nomad.publish", "must be an integer from 0 to 65535, got boolean false")]),
+    ("publish out of range", edit(A, "nomad.publish", 70000),
+     [("nomad.publish", "must be an integer from 0 to 65535, got 70000")]),
+    ("publish bool", edit(A, "nomad.publish", False),
+     [("nomad.publish", "must be an integer from 0 to 65535, got boolean false")]),
     ("bad durations", edit(A, "nomad.restart", {"interval": "10", "delay": "1.5s", "mode": "retry", "attempts": -1}),
      [("nomad.restart.attempts", "must be an integer of at least 0, got -1"),
       ("nomad.restart.interval", "must be a duration like '10s', '5m' or '1m30s', got '10'"),
@@ -140,12 +158,14 @@ def test_single_file_rule(tmp_path: Path, doc: Any, expected: list[tuple[str, st
 
 def test_two_upstreams_on_one_local_bind_port(tmp_path: Path) -> None:
     docs = {"a": definition("a", 5000, {"b": 6001, "c": 6001}), "b": definition("b", 5001), "c": definition("c", 5002)}
-    assert problems(tmp_path, docs) == [("a", f"{UPSTREAMS}[1].local_bind_port", "6001 is already used by upstreams[0] (b)")]
+    assert problems(tmp_path, docs) == [
+        ("a", f"{UPSTREAMS}[1].local_bind_port", "6001 is already used by upstreams[0] (b)")]
 
 
 def test_two_services_may_share_a_local_bind_port(tmp_path: Path) -> None:
     # Each allocation has its own network namespace, so this is legal (see DESIGN.md).
-    docs = {"a": definition("a", 5000, {"c": 6001}), "b": definition("b", 5001, {"c": 6001}), "c": definition("c", 5002)}
+    docs = {"a": definition("a", 5000, {"c": 6001}), "b": definition("b", 5001, {"c": 6001}),
+            "c": definition("c", 5002)}
     from support.spec_builders import write_services
 
     assert load_spec(write_services(tmp_path, docs)).names == ("a", "b", "c")
@@ -163,7 +183,8 @@ def test_undefined_upstream_suggests_a_close_name(tmp_path: Path) -> None:
     assert problems(tmp_path, docs) == [(
         "order", f"{UPSTREAMS}[0].destination_name",
         f"'invoce' is not a service defined in {services} (defined: invoice, order); did you mean 'invoice'? "
-        "if it runs outside this folder, pass --allow-external invoce or list it in the project file's external_services",
+        "if it runs outside this folder, pass --allow-external invoce "
+        "or list it in the project file's external_services",
     )]  # fmt: skip
 
 

@@ -91,7 +91,8 @@ def test_malformed_entry_is_a_problem_not_a_crash() -> None:
 
 
 def test_intentions_are_listed_in_precedence_order() -> None:
-    mesh = sample_mesh(entries=[entry("*", ("*", "deny"), ("web", "allow")), entry("db", ("*", "allow"), ("api", "deny"))])
+    mesh = sample_mesh(entries=[entry("*", ("*", "deny"), ("web", "allow")),
+                                entry("db", ("*", "allow"), ("api", "deny"))])
     assert [(i.source, i.destination, i.precedence) for i in mesh.intentions] == [
         ("api", "db", 9), ("*", "db", 8), ("web", "*", 6), ("*", "*", 5)]
 
@@ -109,12 +110,12 @@ def test_layout_of_fifty_services_is_a_grid_without_overlaps() -> None:
     names = [f"svc-{i:02d}" for i in range(50)]
     # Ten chains of five: svc-00 -> svc-01 -> ... -> svc-04, and so on.
     edges = [edge(names[i], names[i + 1]) for i in range(50) if i % 5 != 4]
-    lay = topology.layout({n: "passing" for n in names}, edges)
+    lay = topology.layout(dict.fromkeys(names, "passing"), edges)
     assert len(lay.nodes) == 50 and len(lay.edges) == 40
     for a, b in itertools.combinations(lay.nodes, 2):
         assert not _boxes_overlap(a, b), (a, b)
     for n in lay.nodes:
-        assert 0 <= n.x and n.x + topology.NODE_W <= lay.width and 0 <= n.y and n.y + topology.NODE_H <= lay.height
+        assert n.x >= 0 and n.x + topology.NODE_W <= lay.width and n.y >= 0 and n.y + topology.NODE_H <= lay.height
     x = {n.name: n.x for n in lay.nodes}
     assert all(x[e.source] < x[e.destination] for e in edges)  # callers sit left of what they call
     # Ten services per layer wrap into no more than MAX_PER_COLUMN rows: a screen, not a scroll.
@@ -129,7 +130,8 @@ def test_layout_of_fifty_unconnected_services_wraps_columns() -> None:
 
 
 def test_layout_survives_cycles_self_loops_and_unregistered_upstreams() -> None:
-    edges = [edge("a", "b"), edge("b", "c"), edge("c", "a", model.DENIED), edge("a", "a"), edge("c", "ghost", model.WARNING)]
+    edges = [edge("a", "b"), edge("b", "c"), edge("c", "a", model.DENIED), edge("a", "a"),
+             edge("c", "ghost", model.WARNING)]
     lay = topology.layout({"a": "passing", "b": "critical", "c": "warning"}, edges)
     nodes = {n.name: n for n in lay.nodes}
     assert nodes["ghost"].health is None  # drawn, marked as not registered
