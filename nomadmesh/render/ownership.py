@@ -1,8 +1,8 @@
 """The job meta that marks a job as nomadmesh's and fingerprints the definition it came from.
 
 The hash is sha256 over canonical JSON (sorted keys, no whitespace) of the service and project
-models. `source` fields are left out: they say where a definition was read, not what it is, so
-moving a folder does not make every job look changed.
+models. `source` and `templates_dir` fields are left out: they say where a definition was read,
+not what it is, so moving a folder does not make every job look changed.
 """
 from __future__ import annotations
 
@@ -20,13 +20,16 @@ HASH_KEY = "nomadmesh_hash"
 VERSION_KEY = "nomadmesh_version"
 
 
+_WHERE = ("source", "templates_dir")
+
+
 @cache
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "source")
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _WHERE)
 
 
 def _plain(obj: Any) -> Any:
-    """Dataclasses to dicts (minus `source`), tuples to lists: the JSON-able form of a model."""
+    """Dataclasses to dicts (minus `source` and `templates_dir`), tuples to lists: the JSON-able form of a model."""
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, (tuple, list)):
