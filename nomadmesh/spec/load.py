@@ -134,10 +134,10 @@ def _unknown_templates(parsed: list[Parsed], templates_dir: str | None) -> list[
     """A service's `nomad.template` must be in the project's templates/ or the built-in pack."""
     available = choosable(templates_dir)
     problems = []
-    for p in parsed:
-        template = p.service.run.template if p.service is not None else None
-        if template is not None and template not in available:
+    for service in (p.service for p in parsed):
+        template = service.run.template if service is not None else None
+        if service is not None and template is not None and template not in available:
             where = f"{templates_dir} or the built-in pack" if templates_dir else "the built-in pack"
-            problems.append(Problem(p.service.source, "nomad.template",
+            problems.append(Problem(service.source, "nomad.template",
                                     f"no template {template!r} in {where}; available: {', '.join(available)}"))
     return problems
