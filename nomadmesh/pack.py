@@ -7,7 +7,9 @@ rendered on their own), so a service may only choose a top-level template.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).parent / "render" / "templates"
@@ -40,6 +42,29 @@ def name_problem(name: str) -> str | None:
     if name.startswith("_"):
         return f"{name!r} is a partial ('_' prefix): it is included by other templates, not rendered alone"
     return None
+
+
+def overrides(templates_dir: Path | str | None) -> tuple[tuple[str, str], ...]:
+    """(name, sha256) of every project template that differs from the built-in file of that name
+    (or has none): what the project changed in the pack. Empty for an unedited eject, so its jobs
+    stay byte-identical to the built-in pack's. Cached per folder state (names, sizes, mtimes)."""
+    if templates_dir is None or not Path(templates_dir).is_dir():
+        return ()
+    stats = tuple(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(templates_dir).iterdir()) if p.is_file()
+    )
+    return _overrides(str(templates_dir), stats)
+
+
+@lru_cache(maxsize=8)
+def _overrides(templates_dir: str, stats: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, str], ...]:
+    changed = []
+    for name, _, _ in stats:
+        text = (Path(templates_dir) / name).read_bytes()
+        builtin = BUILTIN_DIR / name
+        if not builtin.is_file() or builtin.read_bytes() != text:
+            changed.append((name, hashlib.sha256(text).hexdigest()))
+    return tuple(changed)
 
 
 def eject_plan(to: Path, force: bool = False) -> tuple[list[tuple[Path, Path]], list[Path]]:

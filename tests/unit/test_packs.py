@@ -75,6 +75,24 @@ def test_ejected_pack_renders_the_samples_identically(project: Path) -> None:
     assert job_block(project / "edited" / "order.nomad.hcl")["priority"] == 70
 
 
+def hash_of(path: Path) -> str:
+    value: str = job_block(path)["meta"][0]["nomadmesh_hash"]
+    return value
+
+
+def test_an_edited_template_changes_the_definition_hash_so_plan_sees_the_change(project: Path) -> None:
+    templates = eject_into(project)
+    assert render(project, "ejected").exit_code == 0
+    edit(templates / "_task.hcl.j2", "memory = [[ run.resources.memory | num ]]",
+         "memory = [[ run.resources.memory | num ]]\nmemory_max = 512")
+    assert render(project, "edited").exit_code == 0
+    assert hash_of(project / "edited" / "order.nomad.hcl") != hash_of(project / "ejected" / "order.nomad.hcl")
+    # Undoing the edit gives the built-in pack's hash back: only differences from it count.
+    shutil.copyfile(BUILTIN_DIR / "_task.hcl.j2", templates / "_task.hcl.j2")
+    assert render(project, "undone").exit_code == 0
+    assert files(project / "undone") == files(project / "ejected")
+
+
 def test_eject_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
     to = tmp_path / "templates"
     to.mkdir()
