@@ -20,7 +20,7 @@ from typing import Any, Literal
 import jinja2
 
 from nomadmesh.errors import RenderError
-from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
+from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE, overrides
 from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string
 from nomadmesh.render.jobdict import job_dict_from_view
 from nomadmesh.render.view import job_view
@@ -137,8 +137,25 @@ def _shown_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+def require_builtin_pack(service: Service, project: Project) -> None:
+    """The Job JSON (render --format json, and what deploy submits) is built from the model by
+    jobdict.py, not from the templates, so it cannot follow a project's own templates: refuse
+    rather than submit a job that differs from jobs/<name>.nomad.hcl. (Issue 12 item 1 makes deploy
+    submit the rendered HCL and removes this limit.)"""
+    custom = [n for n, _ in overrides(project.templates_dir)]
+    if service.run.template not in (None, JOB_TEMPLATE):
+        custom.append(service.run.template)
+    if custom:
+        raise RenderError(
+            f"{service.source}: service {service.name}: uses templates that differ from the built-in pack "
+            f"({', '.join(dict.fromkeys(custom))}); the Job JSON and deploy are built from the built-in pack "
+            "only for now, so they refuse instead of ignoring your templates"
+        )
+
+
 def render_json(service: Service, project: Project) -> str:
     """One service's job as the API's `{"Job": {...}}`: sorted keys, 2-space indent, newline."""
+    require_builtin_pack(service, project)
     job = job_dict_from_view(job_view(service, project))
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

@@ -93,6 +93,25 @@ def test_an_edited_template_changes_the_definition_hash_so_plan_sees_the_change(
     assert files(project / "undone") == files(project / "ejected")
 
 
+def test_json_and_deploy_refuse_a_project_pack_they_cannot_follow_yet(project: Path) -> None:
+    """The Job JSON and deploy are built by jobdict.py, not the templates (until issue 12 item 1):
+    with edited templates they refuse instead of silently ignoring them. An unedited eject is fine."""
+    from nomadmesh.deploy.jobs import load_jobs
+    from nomadmesh.errors import RenderError
+
+    templates = eject_into(project)
+    assert render(project, "json", "--format", "json").exit_code == 0
+    assert set(load_jobs(project / "services").jobs) == {"ingress", "invoice", "order", "tax"}
+    edit(templates / "_task.hcl.j2", "memory = [[ run.resources.memory | num ]]",
+         "memory = [[ run.resources.memory | num ]]\nmemory_max = 512")
+    result = render(project, "json2", "--format", "json")
+    assert result.exit_code == 2
+    assert "differ from the built-in pack (_task.hcl.j2)" in result.stderr
+    assert not (project / "json2").exists()
+    with pytest.raises(RenderError, match=r"_task\.hcl\.j2"):
+        load_jobs(project / "services")
+
+
 def test_eject_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
     to = tmp_path / "templates"
     to.mkdir()
