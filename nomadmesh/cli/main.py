@@ -14,6 +14,8 @@ from nomadmesh.errors import NomadMeshError
 # (module, attribute) of every command; each module holds one click command (or group).
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.agent", "agent"),
+    ("nomadmesh.cli.init", "init_command"),
+    ("nomadmesh.cli.templates", "templates_group"),
     ("nomadmesh.cli.render", "render_command"),
     ("nomadmesh.cli.validate", "validate_command"),
     ("nomadmesh.cli.graph", "graph_command"),

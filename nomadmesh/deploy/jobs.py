@@ -8,7 +8,7 @@ from typing import Any
 
 from nomadmesh.deploy.order import deploy_order
 from nomadmesh.render import job_dict
-from nomadmesh.render.renderer import select
+from nomadmesh.render.renderer import require_builtin_pack, select
 from nomadmesh.spec import load_spec
 from nomadmesh.spec.model import Spec
 
@@ -24,6 +24,8 @@ def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
     """Pure: the selected services' Jobs in deploy order (upstreams first). Unknown names: RenderError."""
     services = {s.name: s for s in select(spec, names)}
     order, warnings = deploy_order({n: [u.destination_name for u in s.upstreams] for n, s in services.items()})
+    for service in services.values():
+        require_builtin_pack(service, spec.project)  # deploy would otherwise ignore project templates
     jobs = {n: job_dict(services[n], spec.project) for n in order}
     return Rendered(jobs, order, tuple(spec.warnings) + warnings)
 

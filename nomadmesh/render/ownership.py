@@ -1,8 +1,10 @@
 """The job meta that marks a job as nomadmesh's and fingerprints the definition it came from.
 
 The hash is sha256 over canonical JSON (sorted keys, no whitespace) of the service and project
-models. `source` fields are left out: they say where a definition was read, not what it is, so
-moving a folder does not make every job look changed.
+models. `source` and `templates_dir` fields are left out: they say where a definition was read,
+not what it is, so moving a folder does not make every job look changed. What the project's
+`templates/` changed from the built-in pack is in it (`pack.overrides`): a template edit changes
+the job, so `plan` must not call it unchanged.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
 
+from nomadmesh.pack import overrides
 from nomadmesh.spec.model import Project, Service
 
 MANAGED_KEY = "nomadmesh_managed"
@@ -20,13 +23,16 @@ HASH_KEY = "nomadmesh_hash"
 VERSION_KEY = "nomadmesh_version"
 
 
+_WHERE = ("source", "templates_dir")
+
+
 @cache
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "source")
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _WHERE)
 
 
 def _plain(obj: Any) -> Any:
-    """Dataclasses to dicts (minus `source`), tuples to lists: the JSON-able form of a model."""
+    """Dataclasses to dicts (minus `source` and `templates_dir`), tuples to lists: the JSON-able form of a model."""
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, (tuple, list)):
@@ -36,7 +42,10 @@ def _plain(obj: Any) -> Any:
 
 
 def definition_hash(service: Service, project: Project) -> str:
-    doc = {"service": _plain(service), "project": _plain(project)}
+    doc: dict[str, Any] = {"service": _plain(service), "project": _plain(project)}
+    templates = overrides(project.templates_dir)
+    if templates:  # absent when nothing is overridden, so the built-in pack's hashes stay as they were
+        doc["templates"] = [list(t) for t in templates]
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

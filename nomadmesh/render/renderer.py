@@ -1,15 +1,18 @@
 """Service model → job files: `render(spec, fmt) -> {filename: text}`, pure and deterministic.
 
-One Jinja environment, built once: StrictUndefined (a missing name is a bug, not an empty
-string), no autoescape (this is HCL, not HTML), `[[ ]]` / `[% %]` / `[# #]` delimiters so
+One Jinja environment per template folder: StrictUndefined (a missing name is a bug, not an
+empty string), no autoescape (this is HCL, not HTML), `[[ ]]` / `[% %]` / `[# #]` delimiters so
 Nomad's `{{ }}` and HCL's `${ }` can pass through templates untouched (nomad-pack does the same),
-and only the escaping filters of `hcl.py`: no template can print a raw value. `_`-prefixed
-templates are partials, never rendered on their own.
+and only the escaping filters of `hcl.py`. Each filter marks its result as escaped (`Escaped`),
+and the environment's `finalize` refuses to print anything else, so a template, built-in or the
+project's own (`templates/`, which overrides built-in files by name), cannot print a raw value.
+`_`-prefixed templates are partials, never rendered on their own.
 """
 from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Literal
@@ -17,6 +20,7 @@ from typing import Any, Literal
 import jinja2
 
 from nomadmesh.errors import RenderError
+from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE, overrides
 from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string
 from nomadmesh.render.jobdict import job_dict_from_view
 from nomadmesh.render.view import job_view
@@ -24,25 +28,48 @@ from nomadmesh.spec.model import Project, Service, Spec
 
 Format = Literal["hcl", "json"]
 FORMATS: tuple[str, ...] = ("hcl", "json")
-JOB_TEMPLATE = "job.nomad.hcl.j2"
+JOB_TEMPLATE = DEFAULT_TEMPLATE
+
+
+class Escaped(str):
+    """Text an escaping filter made: the only kind of value a template may print."""
 
 
 def _strict(f: Callable[[Any], str]) -> Callable[[Any], str]:
-    """Make a filter fail on an undefined name with Jinja's own message ("'x' is undefined")."""
+    """Make a filter fail on an undefined name with Jinja's own message ("'x' is undefined"),
+    and mark what it returns as escaped."""
 
     def filtered(value: Any) -> str:
         if isinstance(value, jinja2.Undefined):
             str(value)  # StrictUndefined raises UndefinedError here
-        return f(value)
+        return Escaped(f(value))
 
     return filtered
 
 
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def _only_escaped(value: Any) -> Any:
+    """Jinja's `finalize`: runs on every `[[ ]]`. Anything not straight from a filter is refused
+    (`[[ s.name ]]`, `[[ s.name ~ "x" ]]`, `[[ (s.name | q).lower() ]]` all give a plain str)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # the undefined name's own message
+    if not isinstance(value, Escaped):
+        raise RenderError(
+            f"template prints a raw value {value!r}; pass every value through a filter: q, qlist, ident, num, bool"
+        )
+    return value
+
+
+@lru_cache(maxsize=8)
+def _environment(templates_dir: str | None = None) -> jinja2.Environment:
+    builtin = jinja2.FileSystemLoader(BUILTIN_DIR)
+    loader: jinja2.BaseLoader = builtin
+    if templates_dir is not None:
+        # The project's files first: an ejected and edited template replaces the built-in one.
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(templates_dir), builtin])
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("nomadmesh.render", "templates"),
+        loader=loader,
         undefined=jinja2.StrictUndefined,
+        finalize=_only_escaped,
         autoescape=False,
         block_start_string="[%",
         block_end_string="%]",
@@ -53,7 +80,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        auto_reload=False,
+        auto_reload=templates_dir is not None,  # a project's templates may be edited between renders
     )
     # Replace Jinja's built-in filters: a template can only turn values into text through these.
     ours: dict[str, Callable[[Any], str]] = {
@@ -68,17 +95,67 @@ def _environment() -> jinja2.Environment:
 
 
 def render_hcl(service: Service, project: Project) -> str:
-    """One service's job in HCL, `nomad fmt` style, ending in a newline."""
-    template = _environment().get_template(JOB_TEMPLATE)
+    """One service's job in HCL, `nomad fmt` style, ending in a newline.
+
+    Any template error becomes `template-file:line: service NAME: message`."""
+    name = service.run.template or JOB_TEMPLATE
     try:
+        template = _environment(project.templates_dir).get_template(name)
         text = template.render(v=job_view(service, project))
-    except (jinja2.TemplateError, RenderError) as e:  # say which service hit it
-        raise RenderError(f"{service.source}: rendering job {service.name!r} failed: {e}") from e
-    return hcl_fmt(text)
+    except jinja2.TemplateNotFound as e:
+        raise RenderError(f"{service.source}: nomad.template: no template {e.name!r}") from e
+    except jinja2.TemplateSyntaxError as e:
+        where = f"{_shown_path(e.filename or e.name or name)}:{e.lineno}"
+        raise RenderError(f"{where}: service {service.name}: {e.message}") from e
+    except (jinja2.TemplateError, RenderError) as e:
+        raise RenderError(f"{_where(e, name)}: service {service.name}: {e}") from e
+    try:
+        return hcl_fmt(text)
+    except RenderError as e:
+        raise RenderError(f"{_shown_path(name)}: service {service.name}: {e}") from e
+
+
+def _where(error: BaseException, name: str) -> str:
+    """`file:line` of the innermost template frame in the error's traceback. Jinja rewrites the
+    traceback so each template frame carries the template's file and line; those fake frames
+    hold the exception in their globals as `__jinja_exception__`."""
+    found = _shown_path(name)
+    tb = error.__traceback__
+    while tb is not None:
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            found = f"{_shown_path(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def _shown_path(path: str) -> str:
+    """A template's path relative to the working folder when it is below it (shorter messages)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def require_builtin_pack(service: Service, project: Project) -> None:
+    """The Job JSON (render --format json, and what deploy submits) is built from the model by
+    jobdict.py, not from the templates, so it cannot follow a project's own templates: refuse
+    rather than submit a job that differs from jobs/<name>.nomad.hcl. (Issue 12 item 1 makes deploy
+    submit the rendered HCL and removes this limit.)"""
+    custom = [n for n, _ in overrides(project.templates_dir)]
+    if service.run.template not in (None, JOB_TEMPLATE):
+        custom.append(service.run.template)
+    if custom:
+        raise RenderError(
+            f"{service.source}: service {service.name}: uses templates that differ from the built-in pack "
+            f"({', '.join(dict.fromkeys(custom))}); the Job JSON and deploy are built from the built-in pack "
+            "only for now, so they refuse instead of ignoring your templates"
+        )
 
 
 def render_json(service: Service, project: Project) -> str:
     """One service's job as the API's `{"Job": {...}}`: sorted keys, 2-space indent, newline."""
+    require_builtin_pack(service, project)
     job = job_dict_from_view(job_view(service, project))
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 

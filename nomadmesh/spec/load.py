@@ -5,14 +5,16 @@ No network. Every problem in every file is collected; `SpecError` carries all of
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from nomadmesh.errors import Problem, SpecError
+from nomadmesh.pack import TEMPLATES_DIR, choosable
 from nomadmesh.spec.model import Project, Spec
-from nomadmesh.spec.parse import parse_service
+from nomadmesh.spec.parse import Parsed, parse_service
 from nomadmesh.spec.project import parse_project
 from nomadmesh.spec.validate import validate_mesh
 
@@ -97,6 +99,7 @@ def load_spec(
                 unreadable.append(path.parent.name)
     for p in parsed:
         problems += p.problems
+    problems += _unknown_templates(parsed, project.templates_dir)
     external = {*project.external_services, *allow_external}
     problems += validate_mesh(parsed, external, str(services_dir), unreadable)
 
@@ -115,9 +118,26 @@ def _by_file(problems: list[Problem]) -> list[Problem]:
 
 def _load_project(services_dir: Path, project_file: Path | None) -> tuple[Project, list[Problem]]:
     path = Path(project_file) if project_file is not None else services_dir.parent / PROJECT_FILE
+    # The project root holds nomadmesh.json, services/ and the optional templates/ folder.
+    templates = path.parent / TEMPLATES_DIR
+    templates_dir = str(templates) if templates.is_dir() else None
     if project_file is None and not path.exists():
-        return Project(), []
+        return Project(templates_dir=templates_dir), []
     doc, problems = read_json(path, str(path))
     if problems:
-        return Project(source=str(path)), problems
-    return parse_project(doc, str(path))
+        return Project(source=str(path), templates_dir=templates_dir), problems
+    project, problems = parse_project(doc, str(path))
+    return dataclasses.replace(project, templates_dir=templates_dir), problems
+
+
+def _unknown_templates(parsed: list[Parsed], templates_dir: str | None) -> list[Problem]:
+    """A service's `nomad.template` must be in the project's templates/ or the built-in pack."""
+    available = choosable(templates_dir)
+    problems = []
+    for service in (p.service for p in parsed):
+        template = service.run.template if service is not None else None
+        if service is not None and template is not None and template not in available:
+            where = f"{templates_dir} or the built-in pack" if templates_dir else "the built-in pack"
+            problems.append(Problem(service.source, "nomad.template",
+                                    f"no template {template!r} in {where}; available: {', '.join(available)}"))
+    return problems

@@ -81,6 +81,7 @@ class Run:
     publish: int | None = None  # host port for the service port: None = not published, 0 = dynamic
     update: Update = field(default_factory=Update)
     restart: Restart = field(default_factory=Restart)
+    template: str | None = None  # the job template's file name; None = the pack's job.nomad.hcl.j2
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ class Project:
     namespace: str = "default"
     external_services: tuple[str, ...] = ()  # upstreams allowed although not defined here
     source: str | None = None
+    # The project's own `templates/` folder when it has one (it overrides built-in templates by
+    # file name). Where the project is, not what it is: left out of the definition hash.
+    templates_dir: str | None = None
 
 
 @dataclass(frozen=True)

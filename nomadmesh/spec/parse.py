@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nomadmesh.errors import Problem
+from nomadmesh.pack import name_problem
 from nomadmesh.spec.fields import Obj, Reader, duration_ns, got, join, pick, shown
 from nomadmesh.spec.model import (
     Check,
@@ -57,7 +58,7 @@ CONSUL_CHECK_UNSUPPORTED = (
     "alias_service", "alias_node", "udp", "os_service", "service_id",
 )  # fmt: skip
 NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks",
-              "update", "restart")
+              "update", "restart", "template")
 NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name")
 RESOURCES_KEYS = ("cpu", "memory")
 UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline",
@@ -65,7 +66,7 @@ UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_dead
 RESTART_KEYS = ("attempts", "interval", "delay", "mode")
 EXEC_ONLY = ("command", "args", "work_dir")
 GATEWAY_KIND = "ingress-gateway"
-GATEWAY_NOMAD_KEYS = ("count", "resources", "publish", "update", "restart")
+GATEWAY_NOMAD_KEYS = ("count", "resources", "publish", "update", "restart", "template")
 INGRESS_KEYS = ("listeners",)
 LISTENER_KEYS = ("port", "protocol", "services")
 LISTENER_PROTOCOLS = ("tcp", "http")
@@ -217,7 +218,8 @@ def _gateway_run(r: Reader, top: Obj) -> Run:
     if n is None:
         return Run(driver="")
     return Run(driver="", count=pick(n.integer("count", 0), 1), resources=_resources(r, n),
-               publish=n.integer("publish", 0, 65535), update=_update(r, n), restart=_restart(r, n))
+               publish=n.integer("publish", 0, 65535), update=_update(r, n), restart=_restart(r, n),
+               template=_template(r, n))
 
 
 def _connect(
@@ -439,7 +441,18 @@ def _run(r: Reader, top: Obj, file: Path) -> Run:
         publish=n.integer("publish", 0, 65535),
         update=_update(r, n),
         restart=_restart(r, n),
+        template=_template(r, n),
     )
+
+
+def _template(r: Reader, n: Obj) -> str | None:
+    """A plain template file name; whether it exists is checked where the folder is known (load.py)."""
+    name = n.string("template", nonempty=True)
+    problem = None if name is None else name_problem(name)
+    if problem:
+        r.error(n.at("template"), problem)
+        return None
+    return name
 
 
 def _resources(r: Reader, n: Obj) -> Resources:

@@ -6,8 +6,14 @@ the same model. Equality means every value came through intact and nothing else 
 """
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from nomadmesh.errors import RenderError
+from nomadmesh.pack import eject
 from nomadmesh.render import job_dict, render_hcl
 from nomadmesh.render.readback import hcl_to_job
 from nomadmesh.spec.model import Check, Project, Run, Service, Upstream
@@ -101,3 +107,44 @@ def test_hostile_values_keep_the_structure_and_come_back_intact(service: Service
         assert task["Config"].get("args", []) == list(service.run.args)
         assert task["Config"].get("work_dir") == service.run.work_dir
     assert len(group["Networks"]) == 1 and len(job["TaskGroups"]) == 1
+
+
+def _edited_pack(root: Path, value: str) -> Path:
+    """The built-in pack ejected into a project's templates/ and edited as a user would: one more
+    job meta entry, printing the project's region (free text) as `value`."""
+    templates = root / "templates"
+    eject(templates)
+    job = templates / "job.nomad.hcl.j2"
+    text = job.read_text()
+    loop_end = "[% endfor %]\n}\n\ngroup"
+    assert loop_end in text
+    job.write_text(text.replace(loop_end, f"[% endfor %]\nedited_from = {value}\n}}\n\ngroup", 1))
+    return templates
+
+
+@pytest.fixture(scope="module")
+def edited_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _edited_pack(tmp_path_factory.mktemp("project"), "[[ v.project.region | q ]]")
+
+
+@pytest.fixture(scope="module")
+def raw_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _edited_pack(tmp_path_factory.mktemp("project"), '"[[ v.project.region ]]"')
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(service=services(), project=projects)
+def test_an_ejected_and_edited_pack_keeps_the_guarantees(edited_pack: Path, service: Service, project: Project) -> None:
+    project = dataclasses.replace(project, templates_dir=str(edited_pack))
+    job = hcl_to_job(render_hcl(service, project))
+    expected = job_dict(service, project)
+    expected["Meta"] = {**expected["Meta"], "edited_from": project.region}
+    assert job == expected
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(service=services(), project=projects)
+def test_an_edited_pack_printing_a_raw_value_is_refused(raw_pack: Path, service: Service, project: Project) -> None:
+    project = dataclasses.replace(project, templates_dir=str(raw_pack))
+    with pytest.raises(RenderError, match=r"job\.nomad\.hcl\.j2:\d+: service .*: template prints a raw value"):
+        render_hcl(service, project)
