@@ -129,10 +129,9 @@ def _plain_string(node: Tree) -> str:
 
 def _literal_part(tok: Token) -> str:
     value = str(tok)
-    if tok.type == "ESCAPED_INTERPOLATION":
-        return "${" + process_escape_sequences(value[3:])
-    if tok.type == "ESCAPED_DIRECTIVE":
-        return "%{" + process_escape_sequences(value[3:])
+    if tok.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
+        # python-hcl2 lexes `$${$${}}` as one token: every `$${` / `%%{` in it is an escape, not the first only.
+        value = value.replace("$${", "${").replace("%%{", "%{")
     return process_escape_sequences(value)
 
 

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import jinja2
 
 from nomadmesh.errors import RenderError
+from nomadmesh.jobspec import JobspecError, parse_hcl
 from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string
-from nomadmesh.render.jobdict import job_dict_from_view
 from nomadmesh.render.view import job_view
 from nomadmesh.spec.model import Project, Service, Spec
 
@@ -78,8 +78,13 @@ def render_hcl(service: Service, project: Project) -> str:
 
 
 def render_json(service: Service, project: Project) -> str:
-    """One service's job as the API's `{"Job": {...}}`: sorted keys, 2-space indent, newline."""
-    job = job_dict_from_view(job_view(service, project))
+    """One service's job as the API's `{"Job": {...}}`: its HCL read back by the jobspec parser the
+    dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
+    keys, 2-space indent, newline."""
+    try:
+        job = parse_hcl(render_hcl(service, project))
+    except JobspecError as e:  # a template bug, not bad input: the HCL we wrote must parse
+        raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

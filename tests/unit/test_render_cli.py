@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 import nomadmesh.spec
 from nomadmesh.cli.main import cli
-from nomadmesh.render.readback import hcl_to_job
+from nomadmesh.jobspec import parse_hcl
 from support.paths import SERVICES
 
 pytestmark = pytest.mark.skipif(
@@ -37,7 +37,7 @@ def test_writes_one_hcl_job_per_service(services: Path, tmp_path: Path) -> None:
     names = ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
     assert result.stdout.splitlines() == [f"wrote {out / n}" for n in names]
     assert sorted(p.name for p in out.iterdir()) == names
-    order = hcl_to_job((out / "order.nomad.hcl").read_text())
+    order = parse_hcl((out / "order.nomad.hcl").read_text())
     assert order["ID"] == "order"
     assert order["Meta"]["nomadmesh_managed"] == "true"
     connect = order["TaskGroups"][0]["Services"][0]["Connect"]
@@ -62,7 +62,7 @@ def test_json_format_writes_the_api_job(services: Path, tmp_path: Path) -> None:
     assert job["TaskGroups"][0]["Networks"][0]["Mode"] == "bridge"
     assert job["TaskGroups"][0]["Tasks"][0]["Env"]["PORT"] == "5001"
     run("--services", str(services), "--out", str(tmp_path / "hcl"))
-    assert job == hcl_to_job((tmp_path / "hcl" / "invoice.nomad.hcl").read_text())
+    assert job == parse_hcl((tmp_path / "hcl" / "invoice.nomad.hcl").read_text())
 
 
 def test_named_services_only(services: Path, tmp_path: Path) -> None:
