@@ -12,7 +12,7 @@ from typing import Any
 
 from nomadmesh.deploy.order import deploy_order
 from nomadmesh.render.hcl import hcl_string
-from nomadmesh.render.renderer import render_hcl, select
+from nomadmesh.render.renderer import job_variables, render_hcl, select
 from nomadmesh.spec import load_spec
 from nomadmesh.spec.model import Spec
 
@@ -45,7 +45,8 @@ def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
     """Pure: the selected services' job files in deploy order (upstreams first). Unknown names: RenderError."""
     services = {s.name: s for s in select(spec, names)}
     order, warnings = deploy_order({n: [u.destination_name for u in s.upstreams] for n, s in services.items()})
-    sources = {n: JobSource(render_hcl(services[n], spec.project)) for n in order}
+    sources = {n: JobSource(render_hcl(services[n], spec.project, spec.root), job_variables(services[n], spec.root))
+               for n in order}
     return Rendered(sources, order, tuple(spec.warnings) + warnings)
 
 

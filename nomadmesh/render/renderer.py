@@ -18,8 +18,8 @@ import jinja2
 
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
-from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string
-from nomadmesh.render.view import job_view
+from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
+from nomadmesh.render.view import job_view, portable
 from nomadmesh.spec.model import Project, Service, Spec
 
 Format = Literal["hcl", "json"]
@@ -62,27 +62,35 @@ def _environment() -> jinja2.Environment:
         "ident": hcl_ident,
         "num": hcl_int,
         "bool": hcl_bool,
+        "varpath": hcl_var_path,
     }
     env.filters = {name: _strict(f) for name, f in ours.items()}
     return env
 
 
-def render_hcl(service: Service, project: Project) -> str:
-    """One service's job in HCL, `nomad fmt` style, ending in a newline."""
+def render_hcl(service: Service, project: Project, root: str | None = None) -> str:
+    """One service's job in HCL, `nomad fmt` style, ending in a newline. Paths under the project
+    folder `root` are written as `${var.project_dir}/...` (see `job_variables`)."""
     template = _environment().get_template(JOB_TEMPLATE)
     try:
-        text = template.render(v=job_view(service, project))
+        text = template.render(v=job_view(service, project, root))
     except (jinja2.TemplateError, RenderError) as e:  # say which service hit it
         raise RenderError(f"{service.source}: rendering job {service.name!r} failed: {e}") from e
     return hcl_fmt(text)
 
 
-def render_json(service: Service, project: Project) -> str:
+def job_variables(service: Service, root: str | None) -> dict[str, str]:
+    """The HCL2 variable values the service's job file needs (`-var` flags to `nomad job run`)."""
+    _, names = portable(service, root)
+    return {name: root for name in names if root is not None}
+
+
+def render_json(service: Service, project: Project, root: str | None = None) -> str:
     """One service's job as the API's `{"Job": {...}}`: its HCL read back by the jobspec parser the
     dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
     keys, 2-space indent, newline."""
     try:
-        job = parse_hcl(render_hcl(service, project))
+        job = parse_hcl(render_hcl(service, project, root), job_variables(service, root))
     except JobspecError as e:  # a template bug, not bad input: the HCL we wrote must parse
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -113,4 +121,4 @@ def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = ()) -> dict[s
     if fmt not in FORMATS:
         raise RenderError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
     one = render_hcl if fmt == "hcl" else render_json
-    return {job_filename(s.name, fmt): one(s, spec.project) for s in select(spec, names)}
+    return {job_filename(s.name, fmt): one(s, spec.project, spec.root) for s in select(spec, names)}

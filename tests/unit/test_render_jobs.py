@@ -250,7 +250,7 @@ def test_sample_service_files_render_when_the_loader_is_present() -> None:
     spec = spec_mod.load_spec(services)
     rendered = render(spec)
     assert sorted(rendered) == ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
-    order = parse_hcl(rendered["order.nomad.hcl"])["TaskGroups"][0]
+    order = parse_hcl(rendered["order.nomad.hcl"], {"project_dir": spec.root})["TaskGroups"][0]
     assert order["Services"][0]["Connect"]["SidecarService"]["Proxy"]["Upstreams"] == [
         {"DestinationName": "invoice", "LocalBindPort": 6001}
     ]
