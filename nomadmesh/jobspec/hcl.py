@@ -389,7 +389,9 @@ class Evaluator:
         name = steps[0][1]
         if root == "var":
             if name not in self.variables:
-                raise JobspecError(f'reference to undeclared input variable "var.{name}"', line, col)
+                # HCL's own words: `var` is an object without that attribute.
+                raise JobspecError(f'Unsupported attribute; This object does not have an attribute named "{name}".',
+                                   line, col)
             value = self.variables[name]
         else:
             value = self.lookup_local(name, line, col)
