@@ -120,7 +120,7 @@ def test_environment_delimiters_leave_nomad_and_hcl_syntax_alone() -> None:
 
 def test_environment_offers_only_the_escaping_filters() -> None:
     env = _environment()
-    assert set(env.filters) == {"q", "qlist", "ident", "num", "bool"}
+    assert set(env.filters) == {"q", "qlist", "ident", "num", "bool", "varpath"}
     with pytest.raises(Exception, match="No filter named 'safe'"):
         env.from_string("[[ x | safe ]]")
 
@@ -130,3 +130,13 @@ def test_environment_is_strict_about_missing_names() -> None:
 
     with pytest.raises(jinja2.UndefinedError):
         _environment().from_string("[[ missing | q ]]").render()
+
+
+def test_var_path_interpolates_only_the_variable() -> None:
+    from nomadmesh.render.hcl import VarPath, hcl_var_path
+
+    literal = hcl_var_path(VarPath("project_dir", 'svc/${x} "q"'))
+    assert literal == r'"${var.project_dir}/svc/$${x} \"q\""'
+    assert hcl_var_path(VarPath("project_dir", "")) == '"${var.project_dir}"'
+    with pytest.raises(RenderError):
+        hcl_var_path("not a path")  # type: ignore[arg-type]
