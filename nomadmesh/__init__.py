@@ -11,7 +11,7 @@ from nomadmesh.deploy.target import Target, consul_client, nomad_client, target_
 from nomadmesh.errors import AgentError, NomadMeshError, Problem, RenderError, SpecError, TargetError
 from nomadmesh.mesh.graph import build_graph
 from nomadmesh.mesh.intentions import Intention, evaluate
-from nomadmesh.render import job_dict, render, write_jobs
+from nomadmesh.render import render, write_jobs
 from nomadmesh.spec import Spec, load_spec
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "build_graph",
     "consul_client",
     "evaluate",
-    "job_dict",
     "load_spec",
     "nomad_client",
     "render",

@@ -48,7 +48,8 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
     click.echo(ensure_agent(api, target, Path.cwd(), grpc_port))
     progress = make_progress()
     try:
-        report = apply(api, live_plan(api, rendered), progress, timeout_s=timeout_s)
+        plan = live_plan(api, rendered)
+        report = apply(api, plan, progress, timeout_s=timeout_s)
     finally:
         progress.close()
     for r in report.results:
@@ -56,7 +57,7 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
             click.echo(f"Error: {r.job}: {r.error}", err=True)
     if not report.ok:
         sys.exit(130 if report.interrupted else 1)
-    entry = _entry(collect_status(api), rendered.order, rendered.jobs)
+    entry = _entry(collect_status(api), rendered.order, {c.name: c.job for c in plan.changes})
     if entry:
         click.echo(f"Call {entry[0]}:  curl http://{entry[1]}/")
     click.echo("Stop everything with: nomadmesh down")

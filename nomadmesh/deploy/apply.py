@@ -61,7 +61,7 @@ def apply(
             progress.begin(change.name, "Registering")
             started = time.monotonic()
             try:
-                out = api.register(change.job, change.modify_index)
+                out = api.register(change.job, change.modify_index, change.submission)
             except TargetError as e:
                 progress.end(change.name, "refused" if isinstance(e, EnforceIndexConflict) else "failed", ok=False)
                 report.results.append(JobResult(change.name, change.action, False, error=str(e),

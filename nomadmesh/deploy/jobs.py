@@ -1,33 +1,53 @@
-"""Service definitions → the Job dicts deploy submits, keyed by service name, in deploy order."""
+"""Service definitions → the job files deploy submits, keyed by service name, in deploy order.
+
+What is submitted is exactly what `render` writes (`jobs/<name>.nomad.hcl`): the HCL text plus the
+values of its HCL2 variables, the way `nomad job run -var k=v file.nomad.hcl` submits a job.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nomadmesh.deploy.order import deploy_order
-from nomadmesh.render import job_dict
-from nomadmesh.render.renderer import require_builtin_pack, select
+from nomadmesh.render.hcl import hcl_string
+from nomadmesh.render.renderer import job_variables, render_hcl, select
 from nomadmesh.spec import load_spec
 from nomadmesh.spec.model import Spec
 
 
 @dataclass(frozen=True)
+class JobSource:
+    """One job file and its `-var` values: what /v1/jobs/parse reads and the register's Submission keeps."""
+
+    hcl: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def var_file(self) -> str:
+        """The variable values as HCL var-file text: the form /v1/jobs/parse takes in `Variables`."""
+        return "".join(f"{name} = {hcl_string(value)}\n" for name, value in sorted(self.variables.items()))
+
+    def submission(self) -> dict[str, Any]:
+        """Nomad's api.JobSubmission for this source, as `nomad job run -var ...` sends it."""
+        return {"Source": self.hcl, "Format": "hcl2", "VariableFlags": dict(self.variables) or None,
+                "Variables": ""}
+
+
+@dataclass(frozen=True)
 class Rendered:
-    jobs: dict[str, dict[str, Any]]  # service name → Job, in deploy order
+    sources: dict[str, JobSource]  # service name → its job file, in deploy order
     order: tuple[str, ...]
     warnings: tuple[str, ...]
 
 
 def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
-    """Pure: the selected services' Jobs in deploy order (upstreams first). Unknown names: RenderError."""
+    """Pure: the selected services' job files in deploy order (upstreams first). Unknown names: RenderError."""
     services = {s.name: s for s in select(spec, names)}
     order, warnings = deploy_order({n: [u.destination_name for u in s.upstreams] for n, s in services.items()})
-    for service in services.values():
-        require_builtin_pack(service, spec.project)  # deploy would otherwise ignore project templates
-    jobs = {n: job_dict(services[n], spec.project) for n in order}
-    return Rendered(jobs, order, tuple(spec.warnings) + warnings)
+    sources = {n: JobSource(render_hcl(services[n], spec.project, spec.root), job_variables(services[n], spec.root))
+               for n in order}
+    return Rendered(sources, order, tuple(spec.warnings) + warnings)
 
 
 def load_jobs(services_dir: Path, project_file: Path | None = None, names: Sequence[str] = (),

@@ -8,9 +8,16 @@ from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import Plan, is_managed, plan
 
 
+def parsed_jobs(api: NomadAPI, rendered: Rendered) -> dict[str, dict[str, Any]]:
+    """Each job file as the target's own /v1/jobs/parse reads it (with its variables): the Job registered."""
+    return {name: api.parse(src.hcl, src.var_file()) for name, src in rendered.sources.items()}
+
+
 def live_plan(api: NomadAPI, rendered: Rendered) -> Plan:
     """The Plan for `rendered` against the live jobs of the same names."""
-    return plan(rendered.jobs, {name: api.job(name) for name in rendered.order}, rendered.order)
+    jobs = parsed_jobs(api, rendered)
+    submissions = {name: src.submission() for name, src in rendered.sources.items()}
+    return plan(jobs, {name: api.job(name) for name in rendered.order}, rendered.order, submissions)
 
 
 def nomad_plans(api: NomadAPI, p: Plan) -> dict[str, dict[str, Any]]:

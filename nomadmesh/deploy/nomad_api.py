@@ -14,7 +14,7 @@ parameter for them, but its `Requester.request` passes query params through and 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -140,9 +140,13 @@ class NomadAPI(HttpApi):
         return self._call(f"POST /v1/job/{job['ID']}/plan",
                           lambda: self.client.job.plan_job(job["ID"], {"Job": job}, diff=True))
 
-    def register(self, job: Job, modify_index: int) -> dict[str, Any]:
-        """Register with EnforceIndex: `modify_index` 0 means the job must not exist yet."""
-        body = {"Job": job, "EnforceIndex": True, "JobModifyIndex": modify_index}
+    def register(self, job: Job, modify_index: int, submission: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Register with EnforceIndex: `modify_index` 0 means the job must not exist yet. `submission`
+        (Nomad 1.6+ JobSubmission: Source, Format, VariableFlags, Variables) is kept by Nomad as the
+        source of the new version, as `nomad job run` sends it."""
+        body: dict[str, Any] = {"Job": job, "EnforceIndex": True, "JobModifyIndex": modify_index}
+        if submission is not None:
+            body["Submission"] = dict(submission)
         return self._call(f"POST /v1/job/{job['ID']}",
                           lambda: self.client.job.register_job(job["ID"], body))
 
@@ -150,7 +154,21 @@ class NomadAPI(HttpApi):
         return self._call(f"DELETE /v1/job/{job_id}",
                           lambda: self.client.job.deregister_job(job_id, purge=purge or None))
 
-    def parse(self, hcl: str) -> Job:
-        return self._call("POST /v1/jobs/parse",
-                          lambda: self.client.jobs.parse(hcl, canonicalize=True))
+    def parse(self, hcl: str, variables: str = "") -> Job:
+        """The target's own reading of an HCL2 jobspec, canonicalized, as `nomad job run` gets it.
+        `variables` is var-file text (`name = "value"` lines): /v1/jobs/parse's `Variables`."""
+        body = {"JobHCL": hcl, "Canonicalize": True, "Variables": variables}
+        return self._call("POST /v1/jobs/parse", lambda: self.client.jobs.request(
+            "parse", json=body, method="post", allow_redirects=True).json())
+
+    def submission(self, job_id: str, version: int) -> dict[str, Any] | None:
+        """The source `job_id` was registered with at `version`, or None when Nomad kept none."""
+        try:
+            return self.client.job.request(job_id, "submission", method="get", params={"version": version}).json()
+        except nx.URLNotFoundNomadException:
+            return None
+        except nx.BaseNomadException as e:
+            raise self._translate(f"GET /v1/job/{job_id}/submission", e) from None
+        except requests.RequestException as e:
+            raise self.unreachable(e) from None
 

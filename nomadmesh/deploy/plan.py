@@ -13,7 +13,7 @@ on it, so a job someone changed after the plan is refused instead of silently ov
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from nomadmesh.render.ownership import HASH_KEY, MANAGED_KEY
@@ -30,6 +30,7 @@ class JobChange:
     modify_index: int = 0  # live JobModifyIndex; 0 when the job does not exist
     live_version: int | None = None
     reason: str = ""
+    submission: Mapping[str, Any] | None = None  # the source the job was parsed from (Nomad's JobSubmission)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,12 @@ def is_managed(job: Mapping[str, Any]) -> bool:
     return str((job.get("Meta") or {}).get(MANAGED_KEY, "")).lower() == "true"
 
 
-def job_change(name: str, job: Job, live: Mapping[str, Any] | None) -> JobChange:
+def job_change(name: str, job: Job, live: Mapping[str, Any] | None,
+               submission: Mapping[str, Any] | None = None) -> JobChange:
+    return replace(_job_change(name, job, live), submission=submission)
+
+
+def _job_change(name: str, job: Job, live: Mapping[str, Any] | None) -> JobChange:
     if live is None:
         return JobChange(name, "create", job, 0, None, "new job")
     index, version = int(live.get("JobModifyIndex", 0)), live.get("Version")
@@ -72,7 +78,9 @@ def job_change(name: str, job: Job, live: Mapping[str, Any] | None) -> JobChange
 
 
 def plan(rendered: Mapping[str, Job], live: Mapping[str, Mapping[str, Any] | None],
-         order: tuple[str, ...] | None = None) -> Plan:
+         order: tuple[str, ...] | None = None,
+         submissions: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
     """One JobChange per rendered job, in `order` (default: the rendered mapping's order)."""
     names = order if order is not None else tuple(rendered)
-    return Plan(tuple(job_change(n, rendered[n], live.get(n)) for n in names))
+    subs = submissions or {}
+    return Plan(tuple(job_change(n, rendered[n], live.get(n), subs.get(n)) for n in names))

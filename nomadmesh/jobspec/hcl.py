@@ -129,10 +129,9 @@ def _plain_string(node: Tree) -> str:
 
 def _literal_part(tok: Token) -> str:
     value = str(tok)
-    if tok.type == "ESCAPED_INTERPOLATION":
-        return "${" + process_escape_sequences(value[3:])
-    if tok.type == "ESCAPED_DIRECTIVE":
-        return "%{" + process_escape_sequences(value[3:])
+    if tok.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
+        # python-hcl2 lexes `$${$${}}` as one token: every `$${` / `%%{` in it is an escape, not the first only.
+        value = value.replace("$${", "${").replace("%%{", "%{")
     return process_escape_sequences(value)
 
 
@@ -390,7 +389,9 @@ class Evaluator:
         name = steps[0][1]
         if root == "var":
             if name not in self.variables:
-                raise JobspecError(f'reference to undeclared input variable "var.{name}"', line, col)
+                # HCL's own words: `var` is an object without that attribute.
+                raise JobspecError(f'Unsupported attribute; This object does not have an attribute named "{name}".',
+                                   line, col)
             value = self.variables[name]
         else:
             value = self.lookup_local(name, line, col)

@@ -14,11 +14,14 @@ _VARIABLE_ATTRS = {"type", "default", "description", "sensitive", "nullable"}
 def parse_hcl(text: str, variables: dict[str, Any] | str | None = None) -> dict[str, Any]:
     """Parse an HCL2 jobspec into the API's Job dict (not canonicalized).
 
-    `variables` overrides `variable` defaults: a dict, or HCL var-file text (`name = value` lines,
-    the form Nomad's /v1/jobs/parse takes in its `Variables` field).
+    `variables` overrides `variable` defaults: a dict (`-var name=value` flags: an undeclared name is
+    an error, as in Nomad), or HCL var-file text (`name = value` lines, the form Nomad's
+    /v1/jobs/parse takes in its `Variables` field: an undeclared name there is only Nomad's warning,
+    so it is ignored).
     """
     body = hcl.parse(text)
     overrides = _overrides(variables)
+    strict = isinstance(variables, dict)
     for name, attr in body.attrs.items():
         raise JobspecError(f'unsupported attribute "{name}" at the top level (expected a job block)',
                            attr.line, attr.column)
@@ -31,7 +34,7 @@ def parse_hcl(text: str, variables: dict[str, Any] | str | None = None) -> dict[
         raise JobspecError(f"a jobspec needs exactly one job block, found {len(jobs)}",
                            where.line if where else None, where.column if where else None)
 
-    scope = _Scope(text, body, overrides)
+    scope = _Scope(text, body, overrides, strict)
     return Decoder(scope.evaluator).job(jobs[0])
 
 
@@ -55,7 +58,7 @@ def _no_locals(name: str, line: int, column: int) -> Any:
 class _Scope:
     """var.* and local.* for one jobspec; locals are evaluated on first use, cycles are errors."""
 
-    def __init__(self, text: str, body: hcl.Body, overrides: dict[str, Any]):
+    def __init__(self, text: str, body: hcl.Body, overrides: dict[str, Any], strict: bool = True):
         self.evaluator = hcl.Evaluator(text, {}, self._local)
         self.locals: dict[str, hcl.Attr] = {}
         self.values: dict[str, Any] = {}
@@ -76,8 +79,10 @@ class _Scope:
                         raise JobspecError(f'local value "{name}" is defined twice', attr.line, attr.column)
                     self.locals[name] = attr
         for name in overrides:
-            if name not in declared:
-                raise JobspecError(f'a value was given for undeclared variable "{name}"')
+            if name not in declared and strict:  # Nomad's jobspec2 words for a -var it does not know
+                raise JobspecError(f'Undefined -var variable; A "{name}" variable was passed in the command line '
+                                   f'but was not found in known variables. To declare variable "{name}", '
+                                   'place this block in your job files')
         self.evaluator.variables = declared
 
     def _variable(self, text: str, block: hcl.Block, overrides: dict[str, Any]) -> tuple[str, Any]:
@@ -98,7 +103,8 @@ class _Scope:
         elif "default" in block.body.attrs:
             value = hcl.Evaluator(text, {}, _no_locals).value(block.body.attrs["default"].expr)
         else:
-            raise JobspecError(f'unset variable "{name}": a variable must be set or have a default value',
+            raise JobspecError(f'Unset variable "{name}"; A used variable must be set or have a default value; '
+                               'see https://developer.hashicorp.com/nomad/docs/reference/hcl2/variables for details.',
                                block.line, block.column)
         try:
             return name, _typed(value, type_name)

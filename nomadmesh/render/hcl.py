@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from nomadmesh.errors import RenderError
 
@@ -52,6 +53,23 @@ def hcl_string(value: str) -> str:
             out.append(c)
         i += 1
     return '"' + "".join(out) + '"'
+
+
+@dataclass(frozen=True)
+class VarPath:
+    """A path under the folder an HCL2 variable names: `"${var.<var_name>}/<rel>"` in the job file.
+    What differs per machine stays out of the file; the value is passed when the job is parsed."""
+
+    var_name: str
+    rel: str
+
+
+def hcl_var_path(value: VarPath) -> str:
+    """`"${var.project_dir}/services/order"`: the interpolation is ours, the path part is escaped."""
+    if not isinstance(value, VarPath):
+        raise RenderError(f"expected a variable path for HCL, got {type(value).__name__}: {value!r}")
+    name = hcl_ident(value.var_name)
+    return '"${var.' + name + "}" + (f"/{hcl_string(value.rel)[1:-1]}" if value.rel else "") + '"'
 
 
 def hcl_list(values: Iterable[str]) -> str:

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import jinja2
 
 from nomadmesh.errors import RenderError
-from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE, overrides
-from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string
-from nomadmesh.render.jobdict import job_dict_from_view
-from nomadmesh.render.view import job_view
+from nomadmesh.jobspec import JobspecError, parse_hcl
+from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
+from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
+from nomadmesh.render.view import job_view, portable
 from nomadmesh.spec.model import Project, Service, Spec
 
 Format = Literal["hcl", "json"]
@@ -89,19 +89,21 @@ def _environment(templates_dir: str | None = None) -> jinja2.Environment:
         "ident": hcl_ident,
         "num": hcl_int,
         "bool": hcl_bool,
+        "varpath": hcl_var_path,
     }
     env.filters = {name: _strict(f) for name, f in ours.items()}
     return env
 
 
-def render_hcl(service: Service, project: Project) -> str:
-    """One service's job in HCL, `nomad fmt` style, ending in a newline.
+def render_hcl(service: Service, project: Project, root: str | None = None) -> str:
+    """One service's job in HCL, `nomad fmt` style, ending in a newline. Paths under the project
+    folder `root` are written as `${var.project_dir}/...` (see `job_variables`).
 
     Any template error becomes `template-file:line: service NAME: message`."""
     name = service.run.template or JOB_TEMPLATE
     try:
         template = _environment(project.templates_dir).get_template(name)
-        text = template.render(v=job_view(service, project))
+        text = template.render(v=job_view(service, project, root))
     except jinja2.TemplateNotFound as e:
         raise RenderError(f"{service.source}: nomad.template: no template {e.name!r}") from e
     except jinja2.TemplateSyntaxError as e:
@@ -137,26 +139,20 @@ def _shown_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def require_builtin_pack(service: Service, project: Project) -> None:
-    """The Job JSON (render --format json, and what deploy submits) is built from the model by
-    jobdict.py, not from the templates, so it cannot follow a project's own templates: refuse
-    rather than submit a job that differs from jobs/<name>.nomad.hcl. (Issue 12 item 1 makes deploy
-    submit the rendered HCL and removes this limit.)"""
-    custom = [n for n, _ in overrides(project.templates_dir)]
-    if service.run.template not in (None, JOB_TEMPLATE):
-        custom.append(service.run.template)
-    if custom:
-        raise RenderError(
-            f"{service.source}: service {service.name}: uses templates that differ from the built-in pack "
-            f"({', '.join(dict.fromkeys(custom))}); the Job JSON and deploy are built from the built-in pack "
-            "only for now, so they refuse instead of ignoring your templates"
-        )
+def job_variables(service: Service, root: str | None) -> dict[str, str]:
+    """The HCL2 variable values the service's job file needs (`-var` flags to `nomad job run`)."""
+    _, names = portable(service, root)
+    return {name: root for name in names if root is not None}
 
 
-def render_json(service: Service, project: Project) -> str:
-    """One service's job as the API's `{"Job": {...}}`: sorted keys, 2-space indent, newline."""
-    require_builtin_pack(service, project)
-    job = job_dict_from_view(job_view(service, project))
+def render_json(service: Service, project: Project, root: str | None = None) -> str:
+    """One service's job as the API's `{"Job": {...}}`: its HCL read back by the jobspec parser the
+    dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
+    keys, 2-space indent, newline."""
+    try:
+        job = parse_hcl(render_hcl(service, project, root), job_variables(service, root))
+    except JobspecError as e:  # a template bug, not bad input: the HCL we wrote must parse
+        raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -185,4 +181,4 @@ def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = ()) -> dict[s
     if fmt not in FORMATS:
         raise RenderError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
     one = render_hcl if fmt == "hcl" else render_json
-    return {job_filename(s.name, fmt): one(s, spec.project) for s in select(spec, names)}
+    return {job_filename(s.name, fmt): one(s, spec.project, spec.root) for s in select(spec, names)}

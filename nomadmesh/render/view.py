@@ -7,14 +7,17 @@ has no task of its own (Nomad injects its Envoy): one port per listener, the ser
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 
+from nomadmesh.render.hcl import VarPath
 from nomadmesh.render.ownership import job_meta
 from nomadmesh.spec.model import Check, Project, Service
 
 PORT_LABEL = "http"
+PROJECT_DIR_VAR = "project_dir"  # the HCL2 variable a job file's paths under the project folder start from
 Pairs = tuple[tuple[str, str], ...]
-ConfigValue = str | tuple[str, ...]
+ConfigValue = str | tuple[str, ...] | VarPath
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class JobView:
     config: tuple[tuple[str, ConfigValue], ...]  # driver config, in file order
     env: Pairs  # sorted by key
     extra_ports: tuple[PortMap, ...] = ()  # a gateway's other listeners (dynamic host ports)
+    variables: tuple[str, ...] = ()  # the HCL2 variables the job file declares (each a string)
 
     @property
     def port_maps(self) -> tuple[PortMap, ...]:
@@ -70,7 +74,30 @@ def check_exposed(service: Service, check: Check) -> bool:
     return check.expose or (service.connect and check.type == "http")
 
 
-def _config(service: Service, port: PortMap | None) -> tuple[tuple[str, ConfigValue], ...]:
+def portable_path(path: str, root: str | None) -> VarPath | None:
+    """`path` as `${var.project_dir}/<rel>` when it lies in the project folder `root`, else None
+    (a path elsewhere is the user's own, written as they gave it)."""
+    if root is None:
+        return None
+    p, r = PurePosixPath(path), PurePosixPath(root)
+    if p != r and r not in p.parents:
+        return None
+    return VarPath(PROJECT_DIR_VAR, str(p.relative_to(r)) if p != r else "")
+
+
+def portable(service: Service, root: str | None) -> tuple[Service, tuple[str, ...]]:
+    """The service as its job file states it (machine paths made relative to the project folder),
+    and the HCL2 variables that needs. The ownership hash is taken over this form, so the same
+    folder cloned to two places renders the same file and the same hash."""
+    work_dir = service.run.work_dir
+    where = portable_path(work_dir, root) if work_dir is not None else None
+    if where is None:
+        return service, ()
+    shown = "${var.%s}%s" % (where.var_name, f"/{where.rel}" if where.rel else "")  # noqa: UP031 - literal ${}
+    return replace(service, run=replace(service.run, work_dir=shown)), (where.var_name,)
+
+
+def _config(service: Service, port: PortMap | None, root: str | None) -> tuple[tuple[str, ConfigValue], ...]:
     run = service.run
     if run.driver == "docker":
         items: list[tuple[str, ConfigValue]] = [("image", run.image or "")]
@@ -81,7 +108,7 @@ def _config(service: Service, port: PortMap | None) -> tuple[tuple[str, ConfigVa
     if run.args:
         items.append(("args", run.args))
     if run.work_dir is not None:
-        items.append(("work_dir", run.work_dir))
+        items.append(("work_dir", portable_path(run.work_dir, root) or run.work_dir))
     return tuple(items)
 
 
@@ -92,19 +119,22 @@ def _env(service: Service) -> Pairs:
     return tuple(sorted(env.items()))
 
 
-def job_view(service: Service, project: Project) -> JobView:
+def job_view(service: Service, project: Project, root: str | None = None) -> JobView:
+    """`root`: the project folder; paths under it are written relative to `var.project_dir`."""
+    stated, variables = portable(service, root)
     if service.is_gateway:
         main, extra = _gateway_ports(service)
-        return JobView(service=service, project=project, meta=job_meta(service, project), port=main,
+        return JobView(service=service, project=project, meta=job_meta(stated, project), port=main,
                        service_port=main.label, checks=(), config=(), env=(), extra_ports=extra)
     port = _port_map(service)
     return JobView(
         service=service,
         project=project,
-        meta=job_meta(service, project),
+        meta=job_meta(stated, project),
         port=port,
         service_port=str(service.port) if service.connect else PORT_LABEL,
         checks=tuple((c, check_exposed(service, c)) for c in service.checks),
-        config=_config(service, port),
+        config=_config(service, port, root),
         env=_env(service),
+        variables=variables,
     )

@@ -108,7 +108,8 @@ def load_spec(
         raise SpecError(_by_file(errors))
     services = sorted((p.service for p in parsed if p.service is not None), key=lambda s: s.name)
     warnings = tuple(str(p) for p in _by_file([p for p in problems if p.severity == "warning"]))
-    return Spec(project=project, services=tuple(services), warnings=warnings)
+    root = str(services_dir.resolve().parent)  # where nomadmesh.json sits by default
+    return Spec(project=project, services=tuple(services), warnings=warnings, root=root)
 
 
 def _by_file(problems: list[Problem]) -> list[Problem]:

@@ -145,6 +145,7 @@ class Spec:
     project: Project
     services: tuple[Service, ...]  # sorted by name
     warnings: tuple[str, ...] = ()  # rendered Problem strings of severity "warning"
+    root: str | None = None  # the project folder (absolute): job files write paths under it as var.project_dir
 
     def service(self, name: str) -> Service:
         for s in self.services:

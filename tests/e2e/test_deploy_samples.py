@@ -30,9 +30,11 @@ def test_samples_deploy_in_dependency_order_and_answer(agent) -> None:  # type: 
     # `nomadmesh up` prints this address as the one to call.
     from nomadmesh.cli.up import _entry
     from nomadmesh.deploy.jobs import load_jobs
+    from nomadmesh.deploy.live import parsed_jobs
     from nomadmesh.deploy.status import collect_status
     rendered = load_jobs(REPO_SERVICES)
-    assert _entry(collect_status(api(agent)), rendered.order, rendered.jobs) == (
+    jobs = parsed_jobs(api(agent), rendered)
+    assert _entry(collect_status(api(agent)), rendered.order, jobs) == (
         "order through the ingress gateway", gateway)
     for name in ("ingress", "order", "invoice", "tax"):
         api(agent).deregister(name, purge=True)

@@ -162,10 +162,11 @@ def test_variables_defaults_overrides_and_locals():
     ('periodic {}\njob "j" {}\n', 'unsupported block "periodic" at the top level'),
     ('job "j" {\n  group "g" {\n    count = "many"\n  }\n}\n', '"count" in job "j" group "g": expected a whole number'),
     ('job "j" {\n  update {\n    stagger = "10"\n  }\n}\n', 'invalid duration "10" (missing unit'),
-    ('job "j" {\n  type = var.nope\n}\n', 'reference to undeclared input variable "var.nope"'),
+    ('job "j" {\n  type = var.nope\n}\n', 'Unsupported attribute; This object does not have an attribute named "nope"'),
     ('job "j" {\n  type = NOMAD_X\n}\n', "unknown variable NOMAD_X"),
     ('job "j" {\n  type = lookup(a, b)\n}\n', 'unsupported function "lookup"'),
-    ('variable "v" {}\njob "j" {}\n', 'unset variable "v"'),
+    ('variable "v" {}\njob "j" {}\n', 'Unset variable "v"; A used variable must be set or have a default value'),
+    ('variable "p" {\n  type = string\n}\njob "j" {\n  meta {\n    w = "${var.p}/x"\n  }\n}\n', 'Unset variable "p"'),
     ('job "a" {}\njob "b" {}\n', "exactly one job block, found 2"),
     ('job "j" {\n  meta { a = "1" }\n  meta { b = "2" }\n}\n', 'only one "meta" is allowed'),
     ('job "j" {\n  type = "service"\n  type = "batch"\n}\n', 'attribute "type" is defined twice'),
@@ -180,8 +181,20 @@ def test_errors_name_the_block_or_field(text, message):
 
 
 def test_undeclared_variable_value_is_an_error():
-    with pytest.raises(JobspecError, match='undeclared variable "typo"'):
+    with pytest.raises(JobspecError, match='Undefined -var variable; A "typo" variable was passed in'):
         parse_hcl('job "j" {}\n', {"typo": "x"})
+
+
+def test_undeclared_name_in_a_var_file_is_only_nomads_warning():
+    # /v1/jobs/parse's Variables is var-file text; Nomad (not strict there) warns and goes on.
+    assert parse_hcl('job "j" {}\n', 'typo = "x"\n')["ID"] == "j"
+
+
+def test_variables_interpolate_into_strings():
+    text = ('variable "project_dir" {\n  type = string\n}\n'
+            'job "j" {\n  meta {\n    w = "${var.project_dir}/s/o"\n  }\n}\n')
+    assert parse_hcl(text, {"project_dir": "/srv/p"})["Meta"] == {"w": "/srv/p/s/o"}
+    assert parse_hcl(text, 'project_dir = "/a b"\n')["Meta"] == {"w": "/a b/s/o"}
 
 
 @pytest.mark.parametrize("text, line, column", [

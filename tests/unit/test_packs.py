@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from nomadmesh.cli.main import cli
+from nomadmesh.jobspec import parse_hcl
 from nomadmesh.pack import BUILTIN_DIR, builtin_names
-from nomadmesh.render.readback import hcl_to_job
 from support.paths import SERVICES
 
 
@@ -93,23 +93,24 @@ def test_an_edited_template_changes_the_definition_hash_so_plan_sees_the_change(
     assert files(project / "undone") == files(project / "ejected")
 
 
-def test_json_and_deploy_refuse_a_project_pack_they_cannot_follow_yet(project: Path) -> None:
-    """The Job JSON and deploy are built by jobdict.py, not the templates (until issue 12 item 1):
-    with edited templates they refuse instead of silently ignoring them. An unedited eject is fine."""
+def test_json_and_deploy_follow_a_project_pack(project: Path) -> None:
+    """The Job JSON is the rendered HCL parsed, and deploy submits the rendered HCL: both follow an
+    edited pack (before issue 12 item 1 they were built from the model and had to refuse)."""
+    import json
+
     from nomadmesh.deploy.jobs import load_jobs
-    from nomadmesh.errors import RenderError
 
     templates = eject_into(project)
-    assert render(project, "json", "--format", "json").exit_code == 0
-    assert set(load_jobs(project / "services").jobs) == {"ingress", "invoice", "order", "tax"}
     edit(templates / "_task.hcl.j2", "memory = [[ run.resources.memory | num ]]",
          "memory = [[ run.resources.memory | num ]]\nmemory_max = 512")
-    result = render(project, "json2", "--format", "json")
-    assert result.exit_code == 2
-    assert "differ from the built-in pack (_task.hcl.j2)" in result.stderr
-    assert not (project / "json2").exists()
-    with pytest.raises(RenderError, match=r"_task\.hcl\.j2"):
-        load_jobs(project / "services")
+    assert render(project, "json", "--format", "json").exit_code == 0
+    job = json.loads((project / "json" / "tax.nomad.json").read_text())["Job"]
+    (task,) = [t for t in job["TaskGroups"][0]["Tasks"] if t["Name"] == "tax"]
+    assert task["Resources"]["MemoryMaxMB"] == 512
+    sources = load_jobs(project / "services").sources
+    assert set(sources) == {"ingress", "invoice", "order", "tax"}
+    assert "memory_max = 512" in sources["tax"].hcl
+    assert sources["tax"].hcl == (render(project, "hcl") and (project / "hcl" / "tax.nomad.hcl").read_text())
 
 
 def test_eject_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
@@ -229,7 +230,8 @@ def test_init_scaffolds_a_project_that_validates_and_renders(tmp_path: Path, mon
     assert nm("validate").exit_code == 0
     result = nm("render")
     assert result.exit_code == 0, result.output
-    job = hcl_to_job((target / "jobs" / "hello.nomad.hcl").read_text())
+    text = (target / "jobs" / "hello.nomad.hcl").read_text()
+    job = parse_hcl(text, {"project_dir": str(target)} if 'variable "project_dir"' in text else None)
     assert job["ID"] == "hello" and job["TaskGroups"][0]["Services"][0]["Connect"] is not None
     # Running it again on what it made (plus nothing else) is fine and changes nothing.
     (target / "jobs" / "hello.nomad.hcl").unlink()

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 import nomadmesh.spec
 from nomadmesh.cli.main import cli
-from nomadmesh.render.readback import hcl_to_job
+from nomadmesh.jobspec import parse_hcl
 from support.paths import SERVICES
 
 pytestmark = pytest.mark.skipif(
@@ -37,7 +37,7 @@ def test_writes_one_hcl_job_per_service(services: Path, tmp_path: Path) -> None:
     names = ["ingress.nomad.hcl", "invoice.nomad.hcl", "order.nomad.hcl", "tax.nomad.hcl"]
     assert result.stdout.splitlines() == [f"wrote {out / n}" for n in names]
     assert sorted(p.name for p in out.iterdir()) == names
-    order = hcl_to_job((out / "order.nomad.hcl").read_text())
+    order = parse_hcl((out / "order.nomad.hcl").read_text(), {"project_dir": str(services.resolve().parent)})
     assert order["ID"] == "order"
     assert order["Meta"]["nomadmesh_managed"] == "true"
     connect = order["TaskGroups"][0]["Services"][0]["Connect"]
@@ -62,7 +62,32 @@ def test_json_format_writes_the_api_job(services: Path, tmp_path: Path) -> None:
     assert job["TaskGroups"][0]["Networks"][0]["Mode"] == "bridge"
     assert job["TaskGroups"][0]["Tasks"][0]["Env"]["PORT"] == "5001"
     run("--services", str(services), "--out", str(tmp_path / "hcl"))
-    assert job == hcl_to_job((tmp_path / "hcl" / "invoice.nomad.hcl").read_text())
+    assert job == parse_hcl((tmp_path / "hcl" / "invoice.nomad.hcl").read_text(),
+                           {"project_dir": str(services.resolve().parent)})
+
+
+def test_two_clones_render_byte_identical_files_and_hashes(tmp_path: Path) -> None:
+    """No machine path in a job file: work_dir is `${var.project_dir}/services/<name>`, the folder
+    given at parse time, so the same project in two places renders the same bytes and hash."""
+    outs = []
+    for clone in ("one/deep/clone", "two"):
+        services = tmp_path / clone / "services"
+        shutil.copytree(SAMPLES, services)
+        out = tmp_path / clone / "jobs"
+        assert run("--services", str(services), "--out", str(out)).exit_code == 0
+        outs.append(out)
+    names = sorted(p.name for p in outs[0].iterdir())
+    assert names == sorted(p.name for p in outs[1].iterdir()) and names
+    for name in names:
+        text = (outs[0] / name).read_text()
+        assert text == (outs[1] / name).read_text(), name
+        assert str(tmp_path) not in text
+    order = (outs[0] / "order.nomad.hcl").read_text()
+    assert 'variable "project_dir" {' in order and 'work_dir = "${var.project_dir}/services/order"' in order
+    # The value given at parse time is the folder's own: each clone runs its own files.
+    for out in outs:
+        job = parse_hcl((out / "order.nomad.hcl").read_text(), {"project_dir": str(out.parent.resolve())})
+        assert job["TaskGroups"][0]["Tasks"][0]["Config"]["work_dir"] == str(out.parent.resolve() / "services/order")
 
 
 def test_named_services_only(services: Path, tmp_path: Path) -> None:

@@ -1,23 +1,27 @@
 """The escaping function, identifier guard, layout pass and Jinja environment of nomadmesh.render."""
 from __future__ import annotations
 
-import hcl2
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from nomadmesh.errors import RenderError
+from nomadmesh.jobspec import hcl as jobspec_hcl
 from nomadmesh.render.hcl import hcl_fmt, hcl_ident, hcl_list, hcl_string
-from nomadmesh.render.readback import hcl_unquote
 from nomadmesh.render.renderer import _environment
 
-OPTS = hcl2.SerializationOptions(with_comments=False)
+
+def _no_locals(name: str, line: int, column: int) -> object:
+    raise AssertionError(f"local.{name} in a literal")
 
 
 def parse_attr(literal: str) -> object:
-    """Parse `x = <literal>` with python-hcl2 and return the raw value it holds for x."""
-    doc = hcl2.loads(f"x = {literal}\ny = 1\n", serialization_options=OPTS)
-    assert set(doc) == {"x", "y"} and doc["y"] == 1  # nothing leaked past the literal
-    return doc["x"]
+    """The value of `x = <literal>` as the jobspec parser (the dev agent's, on python-hcl2) reads it."""
+    text = f"x = {literal}\ny = 1\n"
+    body = jobspec_hcl.parse(text)
+    assert set(body.attrs) == {"x", "y"} and not body.blocks  # nothing leaked past the literal
+    evaluator = jobspec_hcl.Evaluator(text, {}, _no_locals)
+    assert evaluator.value(body.attrs["y"].expr) == 1
+    return evaluator.value(body.attrs["x"].expr)
 
 
 @pytest.mark.parametrize(
@@ -38,11 +42,12 @@ def parse_attr(literal: str) -> object:
         ("cost: ${", r'"cost: $\u007b"'),
         ("50%{", r'"50%\u007b"'),
         ("$${x}", '"$$${x}"'),
+        ("${${}}", '"$${$${}}"'),  # python-hcl2 lexes this as one escaped token: both escapes count
     ],
 )
 def test_hcl_string_escapes(value: str, literal: str) -> None:
     assert hcl_string(value) == literal
-    assert hcl_unquote(parse_attr(literal)) == value
+    assert parse_attr(literal) == value
 
 
 def test_hcl_string_refuses_non_strings_and_surrogates() -> None:
@@ -83,7 +88,7 @@ hostile_text = st.lists(
 def test_any_string_survives_a_parse(value: str) -> None:
     literal = hcl_string(value)
     assert "\n" not in literal and "\r" not in literal  # one line, always
-    assert hcl_unquote(parse_attr(literal)) == value
+    assert parse_attr(literal) == value
 
 
 def test_hcl_fmt_indents_and_aligns_runs() -> None:
@@ -115,7 +120,7 @@ def test_environment_delimiters_leave_nomad_and_hcl_syntax_alone() -> None:
 
 def test_environment_offers_only_the_escaping_filters() -> None:
     env = _environment()
-    assert set(env.filters) == {"q", "qlist", "ident", "num", "bool"}
+    assert set(env.filters) == {"q", "qlist", "ident", "num", "bool", "varpath"}
     with pytest.raises(Exception, match="No filter named 'safe'"):
         env.from_string("[[ x | safe ]]")
 
@@ -125,3 +130,13 @@ def test_environment_is_strict_about_missing_names() -> None:
 
     with pytest.raises(jinja2.UndefinedError):
         _environment().from_string("[[ missing | q ]]").render()
+
+
+def test_var_path_interpolates_only_the_variable() -> None:
+    from nomadmesh.render.hcl import VarPath, hcl_var_path
+
+    literal = hcl_var_path(VarPath("project_dir", 'svc/${x} "q"'))
+    assert literal == r'"${var.project_dir}/svc/$${x} \"q\""'
+    assert hcl_var_path(VarPath("project_dir", "")) == '"${var.project_dir}"'
+    with pytest.raises(RenderError):
+        hcl_var_path("not a path")  # type: ignore[arg-type]

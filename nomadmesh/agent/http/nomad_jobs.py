@@ -27,6 +27,23 @@ PLAN_FIELDS = ("Job", "Diff", "PolicyOverride", "Region", "Namespace", "SecretID
 PARSE_FIELDS = ("JobHCL", "Variables", "Canonicalize", "HCLv1")
 
 
+def _submission(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The register request's `Submission` (api.JobSubmission), checked; None when absent."""
+    sub = body.get("Submission")
+    if sub is None:
+        return None
+    if not isinstance(sub, dict):
+        raise HTTPError(400, "Request decode failed: Submission must be an object")
+    check_fields(sub, jobstore.SUBMISSION_FIELDS, "job submission")
+    source, fmt = sub.get("Source", ""), sub.get("Format", "")
+    flags, variables = sub.get("VariableFlags") or {}, sub.get("Variables", "")
+    if not isinstance(source, str) or not isinstance(fmt, str) or not isinstance(variables, str):
+        raise HTTPError(400, "Request decode failed: Submission Source, Format and Variables must be strings")
+    if not isinstance(flags, dict) or not all(isinstance(v, str) for v in flags.values()):
+        raise HTTPError(400, "Request decode failed: Submission VariableFlags must map names to strings")
+    return {"Source": source, "Format": fmt, "VariableFlags": flags or None, "Variables": variables}
+
+
 def _job_or_404(job_id: str) -> dict[str, Any]:
     rec = ctx().state.get("job", job_id)
     if rec is None:
@@ -71,8 +88,9 @@ def _register(body: dict[str, Any], path_id: str | None) -> Response:
     index = body.get("JobModifyIndex", 0)
     if not isinstance(enforce, bool) or not isinstance(index, int) or isinstance(index, bool):
         raise HTTPError(400, "Request decode failed: EnforceIndex must be a bool and JobModifyIndex an integer")
+    submission = _submission(body)
     try:
-        out = jobstore.register(ctx().state, job, enforce, index)
+        out = jobstore.register(ctx().state, job, enforce, index, submission)
     except jobstore.RegisterRefused as e:  # EnforceIndex, or a gateway entry Consul refuses
         raise HTTPError(500, str(e)) from None
     notify()
@@ -167,6 +185,20 @@ async def job_versions(job_id: str) -> Response:
     if parse_bool("diffs"):
         diffs = [spec.diff(versions[i + 1], versions[i]) for i in range(len(versions) - 1)]
     return reply({"Versions": versions, "Diffs": diffs, "Index": index}, index)
+
+
+@bp.get("/v1/job/<path:job_id>/submission")
+async def job_submission(job_id: str) -> Response:
+    # Nomad requires ?version= (api.Jobs.Submission always sends it) and says why when it is missing.
+    raw = request.args.get("version", "")
+    if not raw.isascii() or not raw.isdigit():
+        raise HTTPError(400, "Unable to parse job submission version parameter")
+    state = ctx().state
+    index = await blocking(state, ("job", jobstore.SUBMISSION_KIND))
+    found = jobstore.submission(state, job_id, int(raw))
+    if found is None:
+        raise HTTPError(404, "job source not found")
+    return reply(found, index)
 
 
 @bp.get("/v1/job/<path:job_id>/allocations")

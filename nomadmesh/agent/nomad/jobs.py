@@ -13,6 +13,8 @@ from nomadmesh.agent.consul.config_entries import protocol_of
 from nomadmesh.agent.nomad.structs import TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns
 from nomadmesh.agent.state import State, Txn
 
+SUBMISSION_KIND = "job_submission"
+SUBMISSION_FIELDS = ("Source", "Format", "VariableFlags", "Variables")  # api.JobSubmission
 TRACKED_VERSIONS = 6  # Nomad's JobTrackedVersions
 # Fields that describe a job's life, not its spec (Nomad's Job.SpecChanged ignores them).
 NON_SPEC_FIELDS = ("Status", "StatusDescription", "Stable", "Version", "CreateIndex", "ModifyIndex",
@@ -62,8 +64,14 @@ def _enforce(existing: dict[str, Any] | None, index: int) -> None:
         )
 
 
-def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
-    """Version and write `job` (already canonical); returns the stored document."""
+def submission_key(job_id: str, version: int) -> str:
+    return version_key(job_id, version)
+
+
+def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None,
+           submission: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Version and write `job` (already canonical) and, when given, the source it was submitted as
+    (Nomad 1.6+ keeps one JobSubmission per job version); returns the stored job."""
     job = copy.deepcopy(job)
     if existing is not None and not spec_changed(existing, job):
         for k in ("Version", "JobModifyIndex", "SubmitTime", "Stable", "Status", "StatusDescription"):
@@ -79,10 +87,21 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> di
     job["ModifyIndex"] = txn.index
     txn.put("job", job["ID"], job)
     txn.put("job_version", version_key(job["ID"], job["Version"]), job)
+    if submission is not None:
+        txn.put(SUBMISSION_KIND, submission_key(job["ID"], job["Version"]), {
+            **submission, "Namespace": job.get("Namespace", "default"), "JobID": job["ID"],
+            "Version": job["Version"], "JobModifyIndex": job["JobModifyIndex"]})
     versions = [r for r in txn.records("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
     for old in versions[: max(0, len(versions) - TRACKED_VERSIONS)]:
         txn.delete("job_version", old.key)
+        txn.delete(SUBMISSION_KIND, old.key)  # a version's source goes with it
     return job
+
+
+def submission(state: State, job_id: str, version: int) -> dict[str, Any] | None:
+    """The source job `job_id` was submitted as at `version`, or None (Nomad: "job source not found")."""
+    rec = state.get(SUBMISSION_KIND, submission_key(job_id, version))
+    return rec.value if rec is not None and rec.value.get("JobID") == job_id else None
 
 
 def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
@@ -95,13 +114,13 @@ def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
 
 
 def register(state: State, job: dict[str, Any], enforce_index: bool = False,
-             job_modify_index: int = 0) -> dict[str, Any]:
+             job_modify_index: int = 0, submission: dict[str, Any] | None = None) -> dict[str, Any]:
     with state.write() as txn:
         rec = txn.get("job", job["ID"])
         existing = rec.value if rec else None
         if enforce_index:
             _enforce(existing, job_modify_index)
-        stored = _store(txn, job, existing)
+        stored = _store(txn, job, existing, submission)
         for entry in ingress.entries_from_job(stored):
             # Nomad writes each gateway's entry to Consul on every register (and leaves it on stop);
             # when Consul refuses it, the register fails and nothing is stored (the txn rolls back).
@@ -124,6 +143,9 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
             for r in txn.records("job_version", job_id + "/"):
                 if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
                     txn.delete("job_version", r.key)
+            for r in txn.records(SUBMISSION_KIND, job_id + "/"):
+                if r.value.get("JobID") == job_id:
+                    txn.delete(SUBMISSION_KIND, r.key)
             modify_index = job["JobModifyIndex"]
         else:
             stopped = dict(job, Stop=True)
@@ -143,7 +165,9 @@ def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGG
         if cur is None or old is None:
             return None
         spec = {k: v for k, v in old.value.items() if k not in NON_SPEC_FIELDS}
-        stored = _store(txn, spec, cur.value)
+        source = txn.get(SUBMISSION_KIND, submission_key(job_id, to_version))  # the old version's source comes back too
+        kept = {k: source.value[k] for k in SUBMISSION_FIELDS} if source is not None else None
+        stored = _store(txn, spec, cur.value, kept)
         ev = evaluation(stored, triggered_by, txn.index)
         txn.put("eval", ev["ID"], ev)
     return stored
