@@ -6,7 +6,7 @@
 Writes N `services/<name>/service.json` files (Consul's format plus the `nomad` key) into a
 temporary folder, each with up to 4 random upstreams to other generated services on distinct
 local_bind_ports, then times, best of --repeat runs:
-  load    nomadmesh.spec.load_spec(folder)   (find, parse, validate, build the model)
+  load    nomadmesh.definitions.load_spec(folder)   (find, parse, validate, build the model)
   render  nomadmesh.render.render(spec, fmt)  (pure; nothing written)
   total   both, back to back
 Target from issue 2: 1,000 services in under 1 s on the 2-core dev machine.
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nomadmesh.definitions import load_spec
 from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 
 T = TypeVar("T")
 

@@ -37,7 +37,7 @@ def graph_command(
 
         nomadmesh graph --verdicts --format dot | dot -Tsvg > mesh.svg
     """
-    from nomadmesh.spec import load_spec
+    from nomadmesh.definitions import load_spec
 
     spec = load_spec(services_dir, project_file, allow_external)
     for warning in spec.warnings:

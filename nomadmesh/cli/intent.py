@@ -46,7 +46,7 @@ def exit_2_on_error(f: F) -> F:
 
 
 def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from nomadmesh.spec.fields import NAME, NAME_RULE
+    from nomadmesh.definitions.fields import NAME, NAME_RULE
 
     if value != WILDCARD and not NAME.match(value):
         raise click.BadParameter(f"{value!r} is not a valid service name: {NAME_RULE} (or * for any)")

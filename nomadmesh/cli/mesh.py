@@ -43,10 +43,10 @@ def check_command(
 
         nomadmesh mesh check --strict --consul-addr http://127.0.0.1:8500
     """
+    from nomadmesh.definitions import load_spec
     from nomadmesh.deploy import intentions as di
     from nomadmesh.deploy.target import consul_client
     from nomadmesh.mesh.check import check_mesh
-    from nomadmesh.spec import load_spec
 
     spec = load_spec(services_dir, project_file, allow_external)
     consul = consul_client(target)

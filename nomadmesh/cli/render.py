@@ -46,7 +46,7 @@ def render_command(
 
         nomadmesh render order --format json
     """
-    from nomadmesh.spec import load_spec  # imported here so `--help` never loads the spec code
+    from nomadmesh.definitions import load_spec  # imported here so `--help` never loads the spec code
 
     spec = load_spec(services_dir, project_file, allow_external=allow_external)
     for warning in spec.warnings:

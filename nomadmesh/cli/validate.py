@@ -25,7 +25,7 @@ def validate_command(
 
         nomadmesh validate --services services --allow-external billing
     """
-    from nomadmesh.spec import load_spec  # imported here so `--help` stays fast
+    from nomadmesh.definitions import load_spec  # imported here so `--help` stays fast
 
     try:
         spec = load_spec(services_dir, project_file, allow_external)

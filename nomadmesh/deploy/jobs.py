@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nomadmesh.definitions import load_spec
+from nomadmesh.definitions.model import Spec
 from nomadmesh.deploy.order import deploy_order
 from nomadmesh.render.hcl import hcl_string
 from nomadmesh.render.renderer import job_variables, render_hcl, select
-from nomadmesh.spec import load_spec
-from nomadmesh.spec.model import Spec
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import permutations
 
+from nomadmesh.definitions.model import Spec
 from nomadmesh.mesh.intentions import WILDCARD, Intention, evaluate, sort_by_precedence
-from nomadmesh.spec.model import Spec
 
 SEVERITIES = ("error", "warning", "info")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from nomadmesh.spec.model import Spec
+from nomadmesh.definitions.model import Spec
 
 FORMATS = ("mermaid", "dot", "json")
 

@@ -15,8 +15,8 @@ from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
 
+from nomadmesh.definitions.model import Project, Service
 from nomadmesh.pack import overrides
-from nomadmesh.spec.model import Project, Service
 
 MANAGED_KEY = "nomadmesh_managed"
 HASH_KEY = "nomadmesh_hash"

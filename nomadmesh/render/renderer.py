@@ -19,12 +19,12 @@ from typing import Any, Literal
 
 import jinja2
 
+from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.view import job_view, portable
-from nomadmesh.spec.model import Project, Service, Spec
 
 Format = Literal["hcl", "json"]
 FORMATS: tuple[str, ...] = ("hcl", "json")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
+from nomadmesh.definitions.model import Check, Project, Service
 from nomadmesh.render.hcl import VarPath
 from nomadmesh.render.ownership import job_meta
-from nomadmesh.spec.model import Check, Project, Service
 
 PORT_LABEL = "http"
 PROJECT_DIR_VAR = "project_dir"  # the HCL2 variable a job file's paths under the project folder start from

@@ -12,8 +12,8 @@ import pytest
 from nomadmesh.agent.nomad import connect_hook, evals, jobs, migrations, spec
 from nomadmesh.agent.nomad.node import node_document
 from nomadmesh.agent.state import State
+from nomadmesh.definitions import load_spec
 from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 from support.paths import REPO
 
 

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from nomadmesh.cli.main import cli
+from nomadmesh.definitions.model import Project, Service, Spec, Upstream
 from nomadmesh.deploy import intentions as di
 from nomadmesh.mesh.check import check_mesh, verdicts
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
-from nomadmesh.spec.model import Project, Service, Spec, Upstream
 from support.paths import REPO
 
 SERVICES = str(REPO / "services")

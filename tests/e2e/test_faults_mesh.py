@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 import requests
 
+from nomadmesh.definitions import load_spec
 from nomadmesh.deploy.target import consul_client, nomad_client, target_from_env
 from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 from support.meshkit import pids_with
 from support.paths import REPO
 from support.waiting import wait_until

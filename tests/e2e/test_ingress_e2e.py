@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
+from nomadmesh.definitions import load_spec
 from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 from support.paths import REPO
 from support.sample_mesh import NEEDS_BRIDGE, host_port
 from support.waiting import wait_until

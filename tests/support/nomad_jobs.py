@@ -6,8 +6,8 @@ from typing import Any
 
 import requests
 
+from nomadmesh.definitions import load_spec
 from nomadmesh.render import render
-from nomadmesh.spec import load_spec
 from support.paths import SERVICES
 from support.waiting import wait_until
 

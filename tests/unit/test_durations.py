@@ -81,7 +81,7 @@ def test_every_caller_agrees_with_go(text: str) -> None:
 
 
 def test_spec_durations_are_a_subset_of_gos() -> None:
-    from nomadmesh.spec.fields import DURATION, duration_ns as spec_ns
+    from nomadmesh.definitions.fields import DURATION, duration_ns as spec_ns
 
     for text in ("10s", "1m30s", "500ms", "1h1m1s1ms1us1ns"):
         assert DURATION.match(text)

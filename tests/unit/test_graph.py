@@ -8,9 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from nomadmesh.cli.main import cli
+from nomadmesh.definitions import load_spec
+from nomadmesh.definitions.model import Project, Service, Spec, Upstream
 from nomadmesh.mesh.graph import Edge, Graph, Node, build_graph, to_dot, to_json, to_mermaid
-from nomadmesh.spec import load_spec
-from nomadmesh.spec.model import Project, Service, Spec, Upstream
 from support.paths import SERVICES
 from support.spec_builders import definition, write_services
 

@@ -10,7 +10,7 @@ from nomadmesh.jobspec import canonicalize, diff, parse_hcl, validate
 from support.paths import SERVICES
 
 render = pytest.importorskip("nomadmesh.render")
-model = pytest.importorskip("nomadmesh.spec.model")
+model = pytest.importorskip("nomadmesh.definitions.model")
 
 HOSTILE = 'q"uote ${NOMAD_PORT_http} $${x} %{ if } %%{y} back\\slash\nnew line é 😀'
 
@@ -44,10 +44,10 @@ def test_rendered_json_is_the_rendered_hcl_parsed(service):
 
 
 def test_sample_services_round_trip_when_spec_loading_exists():
-    spec_pkg = pytest.importorskip("nomadmesh.spec")
+    spec_pkg = pytest.importorskip("nomadmesh.definitions")
     load_spec = getattr(spec_pkg, "load_spec", None)
     if load_spec is None:
-        pytest.skip("nomadmesh.spec.load_spec is not written yet")
+        pytest.skip("nomadmesh.definitions.load_spec is not written yet")
     spec = load_spec(SERVICES)
     assert {"order", "invoice", "tax"} <= set(spec.names)
     for service in spec.services:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import nomadmesh.spec
+import nomadmesh.definitions
 from nomadmesh.cli.main import cli
 from nomadmesh.jobspec import parse_hcl
 from support.paths import SERVICES
 
 pytestmark = pytest.mark.skipif(
-    not hasattr(nomadmesh.spec, "load_spec"), reason="nomadmesh.spec.load_spec not written yet"
+    not hasattr(nomadmesh.definitions, "load_spec"), reason="nomadmesh.definitions.load_spec not written yet"
 )
 SAMPLES = SERVICES
 

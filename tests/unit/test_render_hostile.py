@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from nomadmesh.definitions.model import Check, Project, Run, Service, Upstream
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import parse_hcl
 from nomadmesh.pack import eject
 from nomadmesh.render import render_hcl
-from nomadmesh.spec.model import Check, Project, Run, Service, Upstream
 
 PIECES = [
     '"', "\\", "${", "%{", "{{", "}}", "{", "}", "$", "%", "$${", "%%{", "\n", "\r", "\t",

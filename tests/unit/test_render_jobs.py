@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from nomadmesh.definitions.model import Check, Project, Resources, Restart, Run, Service, Spec, Update, Upstream
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import parse_hcl
 from nomadmesh.render import render, render_hcl
 from nomadmesh.render.ownership import definition_hash, package_version
-from nomadmesh.spec.model import Check, Project, Resources, Restart, Run, Service, Spec, Update, Upstream
 from support.paths import SERVICES
 
 HEALTH = Check(type="http", name="health", path="/health", interval="2s", timeout="1s", expose=True)
@@ -241,10 +241,10 @@ def test_hash_follows_the_definition_not_its_location() -> None:
 
 
 def test_sample_service_files_render_when_the_loader_is_present() -> None:
-    """The real services/ folder through load_spec, once nomadmesh.spec provides it."""
-    spec_mod = pytest.importorskip("nomadmesh.spec")
+    """The real services/ folder through load_spec, once nomadmesh.definitions provides it."""
+    spec_mod = pytest.importorskip("nomadmesh.definitions")
     if not hasattr(spec_mod, "load_spec"):
-        pytest.skip("nomadmesh.spec.load_spec not written yet")
+        pytest.skip("nomadmesh.definitions.load_spec not written yet")
 
     services = SERVICES
     spec = spec_mod.load_spec(services)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
+from nomadmesh.definitions.parse import Parsed
 from nomadmesh.errors import Problem
-from nomadmesh.spec.parse import Parsed
 
 
 def validate_mesh(

@@ -1,6 +1,6 @@
 """Service definitions → validated, frozen model. See `load_spec`."""
+from nomadmesh.definitions.load import find_service_files, load_spec
+from nomadmesh.definitions.model import Spec
 from nomadmesh.errors import Problem, SpecError
-from nomadmesh.spec.load import find_service_files, load_spec
-from nomadmesh.spec.model import Spec
 
 __all__ = ["Problem", "Spec", "SpecError", "find_service_files", "load_spec"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nomadmesh.spec import load_spec
+from nomadmesh.definitions import load_spec
 from support.spec_builders import UPSTREAMS, definition, edit, problems
 
 NAME_RULE = ("must be lowercase letters, digits and dashes, start with a letter, not end with a dash, "

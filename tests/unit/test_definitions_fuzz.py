@@ -8,9 +8,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from nomadmesh.definitions import load_spec
+from nomadmesh.definitions.model import Spec
 from nomadmesh.errors import SpecError
-from nomadmesh.spec import load_spec
-from nomadmesh.spec.model import Spec
 
 KEYS = [
     "service", "nomad", "name", "port", "tags", "meta", "connect", "sidecar_service", "proxy", "upstreams",

@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from nomadmesh.definitions.model import Project, Spec
+from nomadmesh.definitions.parse import Parsed, parse_service
+from nomadmesh.definitions.project import parse_project
+from nomadmesh.definitions.validate import validate_mesh
 from nomadmesh.errors import Problem, SpecError
 from nomadmesh.pack import TEMPLATES_DIR, choosable
-from nomadmesh.spec.model import Project, Spec
-from nomadmesh.spec.parse import Parsed, parse_service
-from nomadmesh.spec.project import parse_project
-from nomadmesh.spec.validate import validate_mesh
 
 SERVICE_FILE = "service.json"
 PROJECT_FILE = "nomadmesh.json"

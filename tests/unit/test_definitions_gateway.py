@@ -10,12 +10,12 @@ import pytest
 
 from nomadmesh.agent.nomad import spec as agent_spec
 from nomadmesh.cli.up import _entry
+from nomadmesh.definitions import load_spec
+from nomadmesh.definitions.model import IngressListener, IngressService
 from nomadmesh.deploy.jobs import render_jobs
 from nomadmesh.deploy.status import AllocStatus, JobStatus
 from nomadmesh.mesh.graph import Edge, build_graph
 from nomadmesh.render.renderer import render_hcl
-from nomadmesh.spec import load_spec
-from nomadmesh.spec.model import IngressListener, IngressService
 from support.spec_builders import definition, edit, problems, write_services
 
 GW: dict[str, Any] = {

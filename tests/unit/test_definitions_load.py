@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.errors import Problem, SpecError
-from nomadmesh.spec import find_service_files, load_spec
-from nomadmesh.spec.model import (
+from nomadmesh.definitions import find_service_files, load_spec
+from nomadmesh.definitions.model import (
     Check,
     IngressListener,
     IngressService,
@@ -21,6 +20,7 @@ from nomadmesh.spec.model import (
     Update,
     Upstream,
 )
+from nomadmesh.errors import Problem, SpecError
 from support.paths import REPO, SPEC_FIXTURES as FIXTURES
 from support.spec_builders import definition, problems, write_services
 

@@ -1,6 +1,6 @@
 """The validated model of a folder of service definitions: frozen dataclasses, no I/O.
 
-`nomadmesh.spec.load_spec()` builds these from `services/*/service.json` (Consul's agent
+`nomadmesh.definitions.load_spec()` builds these from `services/*/service.json` (Consul's agent
 service-definition format plus a `nomad` key) and the optional project file `nomadmesh.json`.
 Everything downstream (render, graph, deploy) reads only these types.
 

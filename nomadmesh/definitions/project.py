@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from nomadmesh.definitions.fields import Obj, Reader, join
+from nomadmesh.definitions.model import Project
 from nomadmesh.errors import Problem
-from nomadmesh.spec.fields import Obj, Reader, join
-from nomadmesh.spec.model import Project
 
 PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services")
 

@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nomadmesh.errors import Problem
-from nomadmesh.pack import name_problem
-from nomadmesh.spec.fields import Obj, Reader, duration_ns, got, join, pick, shown
-from nomadmesh.spec.model import (
+from nomadmesh.definitions.fields import Obj, Reader, duration_ns, got, join, pick, shown
+from nomadmesh.definitions.model import (
     Check,
     IngressListener,
     IngressService,
@@ -31,6 +29,8 @@ from nomadmesh.spec.model import (
     Upstream,
     resolve_work_dir,
 )
+from nomadmesh.errors import Problem
+from nomadmesh.pack import name_problem
 
 DRIVERS = ("raw_exec", "exec", "docker")
 CHECK_TYPES = ("http", "tcp")
