@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
               help="Seconds to wait for all deployments before giving up (Nomad keeps deploying).")
 @json_option
 def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
-                   allow_external: tuple[str, ...], target: Target, detach: bool, timeout_s: float,
+                   allow_external: tuple[str, ...], env: str | None, target: Target, detach: bool, timeout_s: float,
                    as_json: bool) -> None:
     """Deploy all services (or the SERVICEs named): upstreams first, unchanged ones skipped.
 
@@ -41,7 +41,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.progress import make_progress
 
-    rendered = load_jobs(services_dir, project_file, services, allow_external)
+    rendered = load_jobs(services_dir, project_file, services, allow_external, env=env)
     for w in rendered.warnings:
         click.echo(f"warning: {w}", err=True)
     api = NomadAPI(target)

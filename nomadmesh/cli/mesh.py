@@ -27,7 +27,7 @@ def mesh_group() -> None:
 @json_option
 @target_options
 def check_command(
-    target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
+    target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], env: str | None,
     default_policy: str | None, strict: bool, as_json: bool,
 ) -> None:
     """Compare the declared upstreams with the effective intentions (precedence, wildcards, default policy).
@@ -48,7 +48,7 @@ def check_command(
     from nomadmesh.mesh.check import check_mesh
     from nomadmesh.spec import load_spec
 
-    spec = load_spec(services_dir, project_file, allow_external)
+    spec = load_spec(services_dir, project_file, allow_external, env=env)
     consul = consul_client(target)
     intentions = di.list_intentions(consul)
     policy = di.load_default_policy(consul, default_policy)

@@ -35,12 +35,20 @@ allow_external_option = click.option(
     help="An upstream that runs outside this folder (repeatable).",
 )
 
+env_option = click.option(
+    "--env",
+    "env",
+    default=None,
+    metavar="NAME",
+    help="Lay envs/NAME.json (beside the project file) over the project and its services.",
+)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 def spec_options(f: F) -> F:
-    """--services, --project and --allow-external: everything `load_spec` takes."""
-    return services_option(project_option(allow_external_option(f)))
+    """--services, --project, --allow-external and --env: everything `load_spec` takes."""
+    return services_option(project_option(allow_external_option(env_option(f))))
 
 
 def target_options(f: F) -> F:

@@ -1,0 +1,163 @@
+"""Environments (`--env NAME` → envs/NAME.json over nomadmesh.json and service.json), issue 12 item 5."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from nomadmesh.cli.main import cli
+from nomadmesh.errors import SpecError
+from nomadmesh.spec import load_spec
+from nomadmesh.spec.envs import deep_merge, leaf_paths
+from support.paths import SERVICES
+
+# --- the pure merge ---------------------------------------------------------------------------
+
+def test_deep_merge_merges_objects_and_replaces_everything_else() -> None:
+    base = {"service": {"name": "api", "tags": ["a", "b"], "meta": {"x": "1"}}, "nomad": {"count": 1}}
+    override = {"service": {"tags": ["prod"], "meta": {"y": "2"}}, "nomad": {"count": 3, "env": {"A": "b"}}}
+    assert deep_merge(base, override) == {
+        "service": {"name": "api", "tags": ["prod"], "meta": {"x": "1", "y": "2"}},
+        "nomad": {"count": 3, "env": {"A": "b"}},
+    }
+
+
+def test_deep_merge_leaves_its_inputs_alone() -> None:
+    base: dict[str, Any] = {"nomad": {"resources": {"cpu": 100, "memory": 64}}}
+    override = {"nomad": {"resources": {"cpu": 500}}}
+    merged = deep_merge(base, override)
+    assert merged["nomad"]["resources"] == {"cpu": 500, "memory": 64}
+    assert base == {"nomad": {"resources": {"cpu": 100, "memory": 64}}}
+
+
+def test_an_object_over_a_scalar_replaces_it() -> None:
+    assert deep_merge({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
+    assert deep_merge({"a": {"b": 2}}, {"a": None}) == {"a": None}
+
+
+def test_leaf_paths_walk_objects_only() -> None:
+    assert leaf_paths({"nomad": {"count": 3, "env": {"A": "b"}}, "service": {"tags": ["x"]}}) == [
+        "nomad.count", "nomad.env.A", "service.tags"]
+
+
+# --- load_spec with an env file -----------------------------------------------------------------
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copytree(SERVICES, tmp_path / "services")
+    (tmp_path / "nomadmesh.json").write_text(json.dumps({"datacenters": ["dc1"]}))
+    (tmp_path / "envs").mkdir()
+    return tmp_path
+
+
+def write_env(project: Path, name: str, doc: Any) -> None:
+    (project / "envs" / f"{name}.json").write_text(json.dumps(doc))
+
+
+def problems(project: Path, env: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(project / "services", env=env)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_env_overrides_project_and_service_settings(project: Path) -> None:
+    write_env(project, "prod", {
+        "project": {"datacenters": ["eu-west"], "region": "europe"},
+        "services": {"order": {"service": {"tags": ["prod"], "meta": {"tier": "gold"}},
+                               "nomad": {"count": 3, "resources": {"cpu": 500}, "env": {"MODE": "prod"}}}},
+    })
+    plain = load_spec(project / "services")
+    prod = load_spec(project / "services", env="prod")
+    assert prod.project.datacenters == ("eu-west",) and prod.project.region == "europe"
+    order = {s.name: s for s in prod.services}["order"]
+    before = {s.name: s for s in plain.services}["order"]
+    assert order.run.count == 3 and before.run.count != 3
+    assert order.run.resources.cpu == 500
+    assert order.run.resources.memory == before.run.resources.memory  # deep-merged, not replaced
+    assert order.tags == ("prod",)
+    assert ("tier", "gold") in order.meta
+    assert ("MODE", "prod") in order.run.env
+    assert dict(order.run.env).items() >= dict(before.run.env).items()
+    untouched = {s.name: s for s in prod.services}["tax"]
+    assert untouched == {s.name: s for s in plain.services}["tax"]
+
+
+def test_without_env_the_env_files_are_not_read(project: Path) -> None:
+    write_env(project, "prod", {"services": {"order": {"nomad": {"count": 7}}}})
+    assert all(s.run.count != 7 for s in load_spec(project / "services").services)
+
+
+def test_a_bad_override_names_the_env_file_and_field(project: Path) -> None:
+    write_env(project, "prod", {"services": {"order": {"nomad": {"count": -1}}}})
+    found = problems(project, "prod")
+    assert len(found) == 1
+    assert found[0].startswith("envs/prod.json: services.order.nomad.count: ")
+
+
+def test_an_unknown_key_in_an_override_is_an_error(project: Path) -> None:
+    write_env(project, "prod", {"services": {"order": {"nomad": {"cuont": 3}}}})
+    assert [p for p in problems(project, "prod") if p.startswith("envs/prod.json: services.order.nomad.cuont: ")]
+
+
+def test_an_override_for_an_unknown_service_is_an_error(project: Path) -> None:
+    write_env(project, "prod", {"services": {"ordr": {"nomad": {"count": 3}}}})
+    found = problems(project, "prod")
+    assert len(found) == 1 and found[0].startswith("envs/prod.json: services.ordr: no such service")
+    assert "order" in found[0]
+
+
+def test_a_bad_project_override_names_the_env_file(project: Path) -> None:
+    write_env(project, "prod", {"project": {"region": "no spaces"}})
+    assert problems(project, "prod") == [
+        "envs/prod.json: project.region: 'no spaces' is not a region name: letters, digits, '-' and '_'"]
+
+
+def test_a_missing_env_file_is_an_error_listing_the_ones_there(project: Path) -> None:
+    write_env(project, "prod", {})
+    found = problems(project, "staging")
+    assert len(found) == 1 and found[0].startswith("envs/staging.json: does not exist")
+    assert found[0].endswith("environments: prod")
+
+
+@pytest.mark.parametrize("name", ["../nomadmesh", "a/b", ".hidden", ""])
+def test_an_env_name_is_never_a_path(project: Path, name: str) -> None:
+    found = problems(project, name)
+    assert len(found) == 1 and "is not an environment name" in found[0]
+
+
+def test_the_env_file_must_be_shaped_like_one(project: Path) -> None:
+    write_env(project, "prod", {"servics": {}, "project": []})
+    assert problems(project, "prod") == [
+        "envs/prod.json: servics: unknown key; expected one of: project, services, variables",
+        "envs/prod.json: project: must be a JSON object",
+    ]
+
+
+# --- through the CLI ------------------------------------------------------------------------------
+
+def render(project: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["render", "--services", str(project / "services"),
+                                    "--out", str(project / "jobs"), "--format", "json", *args])
+
+
+def test_render_env_writes_the_overridden_jobs(project: Path) -> None:
+    write_env(project, "prod", {"services": {"order": {"nomad": {"count": 3}}}})
+    result = render(project, "--env", "prod", "order")
+    assert result.exit_code == 0, result.output
+    job = json.loads((project / "jobs" / "order.nomad.json").read_text())["Job"]
+    assert job["TaskGroups"][0]["Count"] == 3
+
+
+@pytest.mark.parametrize("env_doc", [None, {"services": {"nope": {}}}, {"services": {"order": {"nomad": {"x": 1}}}}])
+def test_render_bad_env_exits_2_and_writes_nothing(project: Path, env_doc: Any) -> None:
+    if env_doc is not None:
+        write_env(project, "prod", env_doc)
+    result = render(project, "--env", "prod")
+    assert result.exit_code == 2, result.output
+    assert "envs/prod.json: " in result.output
+    assert "Traceback" not in result.output
+    assert not (project / "jobs").exists()
