@@ -1,6 +1,7 @@
 """`nomadmesh graph`: print the mesh (services and their upstream edges)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @target_options
 def graph_command(
     target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
-    env: str | None, fmt: str,
+    env: str | None, var: tuple[str, ...], fmt: str,
     verdicts: bool, default_policy: str | None,
 ) -> None:
     """Print the services as nodes and their upstreams as edges labelled with local_bind_port.
@@ -40,7 +41,7 @@ def graph_command(
     """
     from nomadmesh.spec import load_spec
 
-    spec = load_spec(services_dir, project_file, allow_external, env=env)
+    spec = load_spec(services_dir, project_file, allow_external, env=env, variables=var, environ=os.environ)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
     graph = build_graph(spec)

@@ -43,12 +43,20 @@ env_option = click.option(
     help="Lay envs/NAME.json (beside the project file) over the project and its services.",
 )
 
+var_option = click.option(
+    "--var",
+    "var",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a template variable nomadmesh.json declares (repeatable; over NOMADMESH_VAR_NAME and --env).",
+)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 def spec_options(f: F) -> F:
-    """--services, --project, --allow-external and --env: everything `load_spec` takes."""
-    return services_option(project_option(allow_external_option(env_option(f))))
+    """--services, --project, --allow-external, --env and --var: everything `load_spec` takes."""
+    return services_option(project_option(allow_external_option(env_option(var_option(f)))))
 
 
 def target_options(f: F) -> F:

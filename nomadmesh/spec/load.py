@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from nomadmesh.spec.model import Project, Spec
 from nomadmesh.spec.parse import Parsed, parse_service
 from nomadmesh.spec.project import parse_project
 from nomadmesh.spec.validate import validate_mesh
+from nomadmesh.spec.variables import resolve
 
 SERVICE_FILE = "service.json"
 PROJECT_FILE = "nomadmesh.json"
@@ -71,13 +72,14 @@ def find_service_files(services_dir: Path) -> list[Path]:
 
 def load_spec(
     services_dir: Path, project_file: Path | None = None, allow_external: Iterable[str] = (),
-    env: str | None = None,
+    env: str | None = None, variables: Sequence[str] = (), environ: Mapping[str, str] | None = None,
 ) -> Spec:
     """find → parse → validate → frozen model. Raises SpecError with every problem found.
 
     `project_file` defaults to `<services_dir>/../nomadmesh.json` and is optional only then.
     `allow_external` names upstreams that are not defined in the folder but may be called.
     `env` names `envs/<env>.json` beside the project file, laid over the project and services.
+    `variables` (`NAME=VALUE`, from --var) and `environ` (its NOMADMESH_VAR_*) set template variables.
     """
     services_dir = Path(services_dir)
     problems: list[Problem] = []
@@ -86,6 +88,11 @@ def load_spec(
     problems += env_problems
     project, project_problems = _load_project(services_dir, project_file, overlay)
     problems += project_problems
+    values, var_problems = resolve(project.declared, project.source or str(project_path),
+                                   overlay.variables if overlay else None, overlay.label if overlay else "",
+                                   environ, variables)
+    problems += var_problems
+    project = dataclasses.replace(project, vars=tuple(sorted(values.items())))
     named: set[str] = set()
     parsed = []
     unreadable = []  # folders whose service name could not be read

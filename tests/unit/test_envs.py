@@ -161,3 +161,106 @@ def test_render_bad_env_exits_2_and_writes_nothing(project: Path, env_doc: Any) 
     assert "envs/prod.json: " in result.output
     assert "Traceback" not in result.output
     assert not (project / "jobs").exists()
+
+
+# --- template variables -------------------------------------------------------------------------
+
+DECLARED = {
+    "tag": {"type": "string", "default": "latest", "description": "image tag"},
+    "replicas": {"type": "number", "default": 1},
+    "debug": {"type": "bool", "default": False},
+    "owner": {"type": "string", "required": True},
+}
+
+
+@pytest.fixture
+def with_vars(project: Path) -> Path:
+    (project / "nomadmesh.json").write_text(json.dumps({"datacenters": ["dc1"], "variables": DECLARED}))
+    return project
+
+
+def values(project: Path, env: str | None = None, environ: dict[str, str] | None = None,
+           assignments: tuple[str, ...] = ()) -> dict[str, Any]:
+    spec = load_spec(project / "services", env=env, environ=environ or {}, variables=assignments)
+    return dict(spec.project.vars)
+
+
+def var_problems(project: Path, env: str | None = None, environ: dict[str, str] | None = None,
+                 assignments: tuple[str, ...] = ()) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(project / "services", env=env, environ=environ or {}, variables=assignments)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_precedence_defaults_then_env_file_then_environment_then_var(with_vars: Path) -> None:
+    write_env(with_vars, "prod", {"variables": {"tag": "from-env-file", "replicas": 3, "owner": "ops"}})
+    assert values(with_vars, assignments=("owner=me",)) == {
+        "tag": "latest", "replicas": 1, "debug": False, "owner": "me"}
+    assert values(with_vars, "prod")["tag"] == "from-env-file"
+    assert values(with_vars, "prod", {"NOMADMESH_VAR_tag": "from-environ"})["tag"] == "from-environ"
+    assert values(with_vars, "prod", {"NOMADMESH_VAR_tag": "from-environ"}, ("tag=from-var",))["tag"] == "from-var"
+    assert values(with_vars, "prod", {"NOMADMESH_VAR_replicas": "2.5", "NOMADMESH_VAR_debug": "true"})[
+        "replicas"] == 2.5
+
+
+def test_text_values_are_converted_to_the_declared_type(with_vars: Path) -> None:
+    got = values(with_vars, environ={"NOMADMESH_VAR_debug": "true"}, assignments=("owner=x", "replicas=4"))
+    assert got["debug"] is True and got["replicas"] == 4
+
+
+def test_an_unknown_variable_is_an_error_with_did_you_mean(with_vars: Path) -> None:
+    found = var_problems(with_vars, assignments=("owner=x", "tga=1"))
+    assert found == ["--var tga=1: no such variable; did you mean 'tag'? (declared: debug, owner, replicas, tag)"]
+    write_env(with_vars, "prod", {"variables": {"ownr": "x"}})
+    assert any(p.startswith("envs/prod.json: variables.ownr: no such variable; did you mean 'owner'?")
+               for p in var_problems(with_vars, "prod"))
+
+
+def test_a_stray_environment_variable_is_only_a_warning(with_vars: Path) -> None:
+    spec = load_spec(with_vars / "services", environ={"NOMADMESH_VAR_tga": "1", "NOMADMESH_VAR_owner": "x"})
+    assert any("$NOMADMESH_VAR_tga: ignored: no such variable; did you mean 'tag'?" in w for w in spec.warnings)
+
+
+def test_a_missing_required_variable_says_where_to_set_it(with_vars: Path) -> None:
+    found = var_problems(with_vars)
+    assert len(found) == 1
+    assert found[0].endswith("nomadmesh.json: variables.owner: is required and has no value: set it with "
+                             "--var owner=..., NOMADMESH_VAR_owner or an env file's \"variables\"")
+
+
+@pytest.mark.parametrize(("environ", "assignments", "env_vars", "expected"), [
+    ({}, ("owner=x", "replicas=many"), None, "--var replicas=many: 'many' is not a number"),
+    ({"NOMADMESH_VAR_debug": "yes"}, ("owner=x",), None, "$NOMADMESH_VAR_debug: 'yes' is not a bool: true or false"),
+    ({}, (), {"owner": "x", "replicas": "3"}, "envs/prod.json: variables.replicas: must be a number"),
+    ({}, ("owner",), None, "--var owner: expected NAME=VALUE"),
+])
+def test_a_value_of_the_wrong_type_is_an_error(with_vars: Path, environ: dict[str, str],
+                                                assignments: tuple[str, ...], env_vars: Any, expected: str) -> None:
+    if env_vars is not None:
+        write_env(with_vars, "prod", {"variables": env_vars})
+    assert expected in var_problems(with_vars, "prod" if env_vars is not None else None, environ, assignments)
+
+
+@pytest.mark.parametrize(("declared", "field"), [
+    ({"x": {"type": "str"}}, "variables.x.type"),
+    ({"x": {"type": "number", "default": "1"}}, "variables.x.default"),
+    ({"x": {"typo": 1}}, "variables.x.typo"),
+    ({"x-y": {}}, "variables['x-y']"),
+])
+def test_a_bad_declaration_is_an_error(project: Path, declared: Any, field: str) -> None:
+    (project / "nomadmesh.json").write_text(json.dumps({"variables": declared}))
+    found = var_problems(project)
+    assert len(found) == 1 and ": variables." in found[0], found
+
+
+def test_templates_read_variables_through_the_filters(with_vars: Path) -> None:
+    from nomadmesh.pack import BUILTIN_DIR, TEMPLATES_DIR
+    templates = with_vars / TEMPLATES_DIR
+    templates.mkdir()
+    text = (BUILTIN_DIR / "job.nomad.hcl.j2").read_text()
+    text = text.replace("meta {\n", "meta {\nimage_tag = [[ v.vars.tag | q ]]\n", 1)
+    (templates / "job.nomad.hcl.j2").write_text(text)
+    result = render(with_vars, "--var", "owner=x", "--var", "tag=v1.2", "order")
+    assert result.exit_code == 0, result.output
+    job = json.loads((with_vars / "jobs" / "order.nomad.json").read_text())["Job"]
+    assert job["Meta"]["image_tag"] == "v1.2"
