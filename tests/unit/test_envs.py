@@ -264,3 +264,13 @@ def test_templates_read_variables_through_the_filters(with_vars: Path) -> None:
     assert result.exit_code == 0, result.output
     job = json.loads((with_vars / "jobs" / "order.nomad.json").read_text())["Job"]
     assert job["Meta"]["image_tag"] == "v1.2"
+
+
+def test_init_writes_an_env_that_renders(tmp_path: Path) -> None:
+    project = tmp_path / "shop"
+    assert CliRunner().invoke(cli, ["init", str(project)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["render", "--services", str(project / "services"), "--env", "prod",
+                                      "--out", str(project / "jobs"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    job = json.loads((project / "jobs" / "hello.nomad.json").read_text())["Job"]
+    assert job["TaskGroups"][0]["Count"] == 2
