@@ -274,3 +274,14 @@ def test_init_writes_an_env_that_renders(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     job = json.loads((project / "jobs" / "hello.nomad.json").read_text())["Job"]
     assert job["TaskGroups"][0]["Count"] == 2
+
+
+def test_a_variable_value_changes_the_definition_hash(with_vars: Path) -> None:
+    from nomadmesh.render.ownership import HASH_KEY
+
+    def hash_with(tag: str) -> str:
+        result = render(with_vars, "--var", "owner=x", "--var", f"tag={tag}", "order")
+        assert result.exit_code == 0, result.output
+        return str(json.loads((with_vars / "jobs" / "order.nomad.json").read_text())["Job"]["Meta"][HASH_KEY])
+
+    assert hash_with("a") != hash_with("b")
