@@ -14,7 +14,7 @@ from typing import Any
 from nomadmesh.errors import Problem
 
 ENVS_DIR = "envs"
-ENV_KEYS = ("project", "services", "variables")
+ENV_KEYS = ("project", "services", "variables", "name_suffix")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class Env:
     project: dict[str, Any] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
+    # A preview environment: every service defined here, and every upstream to one, is renamed
+    # `<name><suffix>`, so a branch's copy of the mesh runs beside the main one.
+    name_suffix: str = ""
 
 
 def env_name_ok(name: str) -> bool:
@@ -48,8 +51,12 @@ def parse_env(doc: Any, label: str) -> tuple[Env, list[Problem]]:
         return Env(label), [Problem(label, "", "must be a JSON object with 'project', 'services' or 'variables'")]
     problems = [Problem(label, key, f"unknown key; expected one of: {', '.join(ENV_KEYS)}")
                 for key in doc if key not in ENV_KEYS]
+    suffix = doc.get("name_suffix", "")
+    if not isinstance(suffix, str):
+        problems.append(Problem(label, "name_suffix", "must be a string such as \"-pr42\""))
+        suffix = ""
     parts: dict[str, dict[str, Any]] = {}
-    for key in ENV_KEYS:
+    for key in ("project", "services", "variables"):
         value = doc.get(key, {})
         if not isinstance(value, dict):
             problems.append(Problem(label, key, "must be a JSON object"))
@@ -61,7 +68,46 @@ def parse_env(doc: Any, label: str) -> tuple[Env, list[Problem]]:
             services[name] = override
         else:
             problems.append(Problem(label, f"services.{name}", "must be a JSON object shaped like service.json"))
-    return Env(label, parts["project"], services, parts["variables"]), problems
+    return Env(label, parts["project"], services, parts["variables"], suffix), problems
+
+
+def with_suffix(doc: Any, suffix: str, defined: set[str]) -> Any:
+    """A service document renamed for a preview environment: its name, its upstreams and an ingress
+    gateway's routes to services `defined` in the folder get `suffix`; external services keep their names."""
+    service = doc.get("service") if isinstance(doc, dict) else None
+    if not suffix or not isinstance(service, dict) or not isinstance(service.get("name"), str):
+        return doc
+    service = {**service, "name": service["name"] + suffix}
+    proxy = ((service.get("connect") or {}).get("sidecar_service") or {}).get("proxy") \
+        if isinstance(service.get("connect"), dict) else None
+    upstreams = proxy.get("upstreams") if isinstance(proxy, dict) else None
+    if isinstance(upstreams, list):
+        renamed = [{**u, "destination_name": u["destination_name"] + suffix}
+                   if isinstance(u, dict) and u.get("destination_name") in defined else u for u in upstreams]
+        service = deep_merge(service, {"connect": {"sidecar_service": {"proxy": {"upstreams": renamed}}}})
+    renamed_doc = {**doc, "service": service}
+    ingress = doc.get("ingress")
+    listeners = ingress.get("listeners") if isinstance(ingress, dict) else None
+    if isinstance(listeners, list):
+        renamed_doc["ingress"] = {**ingress, "listeners": [_listener(lst, suffix, defined) for lst in listeners]}
+    return renamed_doc
+
+
+def _listener(listener: Any, suffix: str, defined: set[str]) -> Any:
+    services = listener.get("services") if isinstance(listener, dict) else None
+    if not isinstance(services, list):
+        return listener
+    return {**listener, "services": [{**s, "name": s["name"] + suffix}
+                                     if isinstance(s, dict) and s.get("name") in defined else s for s in services]}
+
+
+def blame_suffix(problems: list[Problem], env: Env, name: str) -> list[Problem]:
+    """A service name the suffix made invalid (its own, or one it calls) is the env file's problem."""
+    def renamed(p: Problem) -> bool:
+        return p.field == "service.name" or (p.field.endswith("name") and env.name_suffix in p.message)
+
+    return [Problem(env.label, "name_suffix", f"in {name!r}.{p.field}: {p.message}", p.severity)
+            if renamed(p) else p for p in problems]
 
 
 def leaf_paths(override: Any, prefix: str = "") -> list[str]:

@@ -13,7 +13,17 @@ from typing import Any
 
 from nomadmesh.errors import Problem, SpecError
 from nomadmesh.pack import TEMPLATES_DIR, choosable
-from nomadmesh.spec.envs import ENVS_DIR, Env, blame_env, deep_merge, env_name_ok, parse_env, unknown_services
+from nomadmesh.spec.envs import (
+    ENVS_DIR,
+    Env,
+    blame_env,
+    blame_suffix,
+    deep_merge,
+    env_name_ok,
+    parse_env,
+    unknown_services,
+    with_suffix,
+)
 from nomadmesh.spec.model import Project, Spec
 from nomadmesh.spec.parse import Parsed, parse_service
 from nomadmesh.spec.project import parse_project
@@ -103,18 +113,25 @@ def load_spec(
         files = find_service_files(services_dir)
         if not files:
             problems.append(Problem(str(services_dir), "", f"has no service definitions (<name>/{SERVICE_FILE})"))
+        docs = []
         for path in files:
             doc, read_problems = read_json(path, str(path))
             problems += read_problems
+            docs.append((path, doc, read_problems))
+        named = {_service_name(doc) or "" for _, doc, _ in docs}
+        for path, doc, read_problems in docs:
             name = _service_name(doc)
-            named.add(name or "")
             override = overlay.services.get(name) if overlay is not None and name else None
             if override is not None:
                 doc = deep_merge(doc, override)
+            if overlay is not None and overlay.name_suffix:
+                doc = with_suffix(doc, overlay.name_suffix, named)
             one = None if read_problems else parse_service(doc, path, str(path))
             if one is not None and override is not None and overlay is not None:
                 one = dataclasses.replace(one, problems=tuple(
                     blame_env(list(one.problems), override, overlay.label, f"services.{name}")))
+            if one is not None and overlay is not None and overlay.name_suffix and name:
+                one = dataclasses.replace(one, problems=tuple(blame_suffix(list(one.problems), overlay, name)))
             if one is not None:
                 parsed.append(one)
             if one is None or one.service is None:

@@ -132,7 +132,7 @@ def test_an_env_name_is_never_a_path(project: Path, name: str) -> None:
 def test_the_env_file_must_be_shaped_like_one(project: Path) -> None:
     write_env(project, "prod", {"servics": {}, "project": []})
     assert problems(project, "prod") == [
-        "envs/prod.json: servics: unknown key; expected one of: project, services, variables",
+        "envs/prod.json: servics: unknown key; expected one of: project, services, variables, name_suffix",
         "envs/prod.json: project: must be a JSON object",
     ]
 
@@ -285,3 +285,45 @@ def test_a_variable_value_changes_the_definition_hash(with_vars: Path) -> None:
         return str(json.loads((with_vars / "jobs" / "order.nomad.json").read_text())["Job"]["Meta"][HASH_KEY])
 
     assert hash_with("a") != hash_with("b")
+
+
+# --- preview environments (name_suffix) ----------------------------------------------------------
+
+def test_a_preview_env_renames_every_service_and_the_upstreams_to_them(project: Path) -> None:
+    write_env(project, "pr42", {"name_suffix": "-pr42"})
+    spec = load_spec(project / "services", env="pr42")
+    by_name = {s.name: s for s in spec.services}
+    assert sorted(by_name) == ["ingress-pr42", "invoice-pr42", "order-pr42", "tax-pr42"]
+    assert [u.destination_name for u in by_name["order-pr42"].upstreams] == ["invoice-pr42"]
+    assert [s.name for lst in by_name["ingress-pr42"].ingress for s in lst.services] == ["order-pr42"]
+
+
+def test_a_preview_env_keeps_external_upstream_names(project: Path) -> None:
+    order = project / "services" / "order" / "service.json"
+    doc = json.loads(order.read_text())
+    doc["service"]["connect"]["sidecar_service"]["proxy"]["upstreams"].append(
+        {"destination_name": "billing", "local_bind_port": 6099})
+    order.write_text(json.dumps(doc))
+    write_env(project, "pr42", {"name_suffix": "-pr42"})
+    spec = load_spec(project / "services", env="pr42", allow_external=("billing",))
+    order_pr = {s.name: s for s in spec.services}["order-pr42"]
+    assert [u.destination_name for u in order_pr.upstreams] == ["invoice-pr42", "billing"]
+
+
+def test_a_suffix_that_makes_a_name_invalid_is_the_env_files_error(project: Path) -> None:
+    write_env(project, "bad", {"name_suffix": "_PR"})
+    found = problems(project, "bad")
+    assert found and all(p.startswith("envs/bad.json: name_suffix: in ") for p in found)
+    assert any("'tax_PR' is not a valid name" in p for p in found)
+
+
+def test_render_a_preview_env_writes_suffixed_jobs_only(project: Path) -> None:
+    write_env(project, "pr42", {"name_suffix": "-pr42"})
+    result = render(project, "--env", "pr42")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (project / "jobs").iterdir()) == [
+        "ingress-pr42.nomad.json", "invoice-pr42.nomad.json", "order-pr42.nomad.json", "tax-pr42.nomad.json"]
+    job = json.loads((project / "jobs" / "order-pr42.nomad.json").read_text())["Job"]
+    assert job["ID"] == "order-pr42"
+    upstreams = job["TaskGroups"][0]["Services"][0]["Connect"]["SidecarService"]["Proxy"]["Upstreams"]
+    assert [u["DestinationName"] for u in upstreams] == ["invoice-pr42"]
