@@ -71,34 +71,42 @@ def parse_env(doc: Any, label: str) -> tuple[Env, list[Problem]]:
     return Env(label, parts["project"], services, parts["variables"], suffix), problems
 
 
+def _at(obj: Any, *keys: str) -> Any:
+    """obj[k1][k2]..., or None as soon as something on the way is not an object (parse reports it)."""
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _renamed(item: Any, key: str, suffix: str, defined: set[str]) -> Any:
+    # Only a well-formed reference to a service of the folder is renamed; anything else is left for parse.
+    value = _at(item, key)
+    return {**item, key: value + suffix} if isinstance(value, str) and value in defined else item
+
+
 def with_suffix(doc: Any, suffix: str, defined: set[str]) -> Any:
     """A service document renamed for a preview environment: its name, its upstreams and an ingress
     gateway's routes to services `defined` in the folder get `suffix`; external services keep their names."""
-    service = doc.get("service") if isinstance(doc, dict) else None
-    if not suffix or not isinstance(service, dict) or not isinstance(service.get("name"), str):
+    service = _at(doc, "service")
+    if not suffix or not isinstance(_at(service, "name"), str):
         return doc
     service = {**service, "name": service["name"] + suffix}
-    proxy = ((service.get("connect") or {}).get("sidecar_service") or {}).get("proxy") \
-        if isinstance(service.get("connect"), dict) else None
-    upstreams = proxy.get("upstreams") if isinstance(proxy, dict) else None
+    upstreams = _at(service, "connect", "sidecar_service", "proxy", "upstreams")
     if isinstance(upstreams, list):
-        renamed = [{**u, "destination_name": u["destination_name"] + suffix}
-                   if isinstance(u, dict) and u.get("destination_name") in defined else u for u in upstreams]
+        renamed = [_renamed(u, "destination_name", suffix, defined) for u in upstreams]
         service = deep_merge(service, {"connect": {"sidecar_service": {"proxy": {"upstreams": renamed}}}})
     renamed_doc = {**doc, "service": service}
-    ingress = doc.get("ingress")
-    listeners = ingress.get("listeners") if isinstance(ingress, dict) else None
+    listeners = _at(doc, "ingress", "listeners")
     if isinstance(listeners, list):
-        renamed_doc["ingress"] = {**ingress, "listeners": [_listener(lst, suffix, defined) for lst in listeners]}
+        renamed_doc["ingress"] = {**doc["ingress"], "listeners": [_listener(lst, suffix, defined) for lst in listeners]}
     return renamed_doc
 
 
 def _listener(listener: Any, suffix: str, defined: set[str]) -> Any:
-    services = listener.get("services") if isinstance(listener, dict) else None
+    services = _at(listener, "services")
     if not isinstance(services, list):
         return listener
-    return {**listener, "services": [{**s, "name": s["name"] + suffix}
-                                     if isinstance(s, dict) and s.get("name") in defined else s for s in services]}
+    return {**listener, "services": [_renamed(s, "name", suffix, defined) for s in services]}
 
 
 def blame_suffix(problems: list[Problem], env: Env, name: str) -> list[Problem]:

@@ -327,3 +327,18 @@ def test_render_a_preview_env_writes_suffixed_jobs_only(project: Path) -> None:
     assert job["ID"] == "order-pr42"
     upstreams = job["TaskGroups"][0]["Services"][0]["Connect"]["SidecarService"]["Proxy"]["Upstreams"]
     assert [u["DestinationName"] for u in upstreams] == ["invoice-pr42"]
+
+
+@pytest.mark.parametrize("broken", [
+    {"service": {"name": "api", "port": 80, "connect": {"sidecar_service": []}}},
+    {"service": {"name": "api", "port": 80,
+                 "connect": {"sidecar_service": {"proxy": {"upstreams": [{"destination_name": ["x"]}, 3]}}}}},
+    {"service": {"name": "gw", "port": 80, "kind": "ingress-gateway"},
+     "ingress": {"listeners": [{"services": [{"name": {}}, "x"]}, 7]}},
+])
+def test_a_suffix_on_a_malformed_definition_leaves_the_errors_to_parse(broken: Any) -> None:
+    from nomadmesh.spec.envs import with_suffix
+
+    renamed = with_suffix(broken, "-pr1", {"api", "gw", "x"})
+    assert renamed["service"]["name"] == broken["service"]["name"] + "-pr1"
+    assert {k: v for k, v in renamed.items() if k != "service"} == {k: v for k, v in broken.items() if k != "service"}
