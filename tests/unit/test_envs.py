@@ -342,3 +342,29 @@ def test_a_suffix_on_a_malformed_definition_leaves_the_errors_to_parse(broken: A
     renamed = with_suffix(broken, "-pr1", {"api", "gw", "x"})
     assert renamed["service"]["name"] == broken["service"]["name"] + "-pr1"
     assert {k: v for k, v in renamed.items() if k != "service"} == {k: v for k, v in broken.items() if k != "service"}
+
+
+def test_render_reads_nomadmesh_var_from_the_environment_and_var_wins(with_vars: Path) -> None:
+    from nomadmesh.pack import BUILTIN_DIR, TEMPLATES_DIR
+    (with_vars / TEMPLATES_DIR).mkdir()
+    text = (BUILTIN_DIR / "job.nomad.hcl.j2").read_text()
+    text = text.replace("meta {\n", "meta {\nimage_tag = [[ v.vars.tag | q ]]\n", 1)
+    (with_vars / TEMPLATES_DIR / "job.nomad.hcl.j2").write_text(text)
+
+    def tag(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["render", "--services", str(with_vars / "services"), "--out",
+                                          str(with_vars / "jobs"), "--format", "json", "order", *args],
+                                    env={"NOMADMESH_VAR_owner": "ops", "NOMADMESH_VAR_tag": "from-environ"})
+        assert result.exit_code == 0, result.output
+        return str(json.loads((with_vars / "jobs" / "order.nomad.json").read_text())["Job"]["Meta"]["image_tag"])
+
+    assert tag() == "from-environ"
+    assert tag("--var", "tag=from-var") == "from-var"
+
+
+def test_render_with_an_unknown_var_exits_2_and_writes_nothing(with_vars: Path) -> None:
+    result = render(with_vars, "--var", "owner=x", "--var", "tga=1")
+    assert result.exit_code == 2, result.output
+    assert "--var tga=1: no such variable; did you mean 'tag'?" in result.output
+    assert "Traceback" not in result.output
+    assert not (with_vars / "jobs").exists()
