@@ -41,15 +41,25 @@ To change how jobs look, `nomadmesh templates eject` copies the built-in templat
 _ENVS_README = """\
 # Environments
 
-One JSON file per environment (`envs/<name>.json`) will hold what differs between environments.
-Not implemented yet in this version of nomadmesh: this folder is a placeholder.
+One JSON file per environment (`envs/<name>.json`) holds what differs in that environment:
+`"project"` settings, per-service overrides shaped like service.json (deep-merged into it) and
+`"variables"` values. Use it with `--env <name>`:
+
+    nomadmesh render --env prod
+    nomadmesh deploy --env prod
 """
+
+_PROD_ENV = {
+    "project": {"datacenters": ["dc1"]},
+    "services": {"hello": {"service": {"tags": ["example", "prod"]}, "nomad": {"count": 2}}},
+}
 
 PROJECT_FILES: dict[str, str] = {
     "nomadmesh.json": json.dumps({"datacenters": ["dc1"], "region": "global", "namespace": "default"}, indent=2)
     + "\n",
     "services/hello/service.json": json.dumps(_EXAMPLE_SERVICE, indent=2) + "\n",
     "envs/README.md": _ENVS_README,
+    "envs/prod.json": json.dumps(_PROD_ENV, indent=2) + "\n",
     ".gitignore": "jobs/\n.nomadmesh/\n",
     "README.md": _README,
 }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +24,8 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
               help="Seconds to wait for all deployments before giving up (Nomad keeps deploying).")
 @json_option
 def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
-                   allow_external: tuple[str, ...], target: Target, detach: bool, timeout_s: float,
-                   as_json: bool) -> None:
+                   allow_external: tuple[str, ...], env: str | None, var: tuple[str, ...], target: Target,
+                   detach: bool, timeout_s: float, as_json: bool) -> None:
     """Deploy all services (or the SERVICEs named): upstreams first, unchanged ones skipped.
 
     Exit 0: all healthy; 1: a job failed (reason and log tail shown); 2: bad input.
@@ -41,7 +42,8 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.progress import make_progress
 
-    rendered = load_jobs(services_dir, project_file, services, allow_external)
+    rendered = load_jobs(services_dir, project_file, services, allow_external,
+                         env=env, variables=var, environ=os.environ)
     for w in rendered.warnings:
         click.echo(f"warning: {w}", err=True)
     api = NomadAPI(target)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from nomadmesh.cli.options import target_options
+from nomadmesh.cli.env_jobs import env_job_names
+from nomadmesh.cli.options import spec_options, target_options
 
 if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
     from nomadmesh.deploy.target import Target
@@ -15,25 +17,35 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @click.command("destroy")
 @click.argument("services", nargs=-1, metavar="[SERVICE]...")
 @target_options
+@spec_options
 @click.option("--purge", is_flag=True, help="Also remove the jobs from Nomad's state.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def destroy_command(services: tuple[str, ...], target: Target, purge: bool, yes: bool) -> None:
+def destroy_command(services: tuple[str, ...], target: Target, services_dir: Path, project_file: Path | None,
+                    allow_external: tuple[str, ...], env: str | None, var: tuple[str, ...],
+                    purge: bool, yes: bool) -> None:
     """Stop all managed jobs (or the SERVICEs named); asks first unless --yes.
 
-    Jobs without nomadmesh's ownership meta are never stopped.
+    Jobs without nomadmesh's ownership meta are never stopped. With --env, only that environment's
+    jobs (a preview environment's suffixed names) are considered; the definitions are read for them.
 
     Example:
 
         nomadmesh destroy --yes
 
         nomadmesh destroy order --purge
+
+        nomadmesh destroy --env pr42 --purge --yes
     """
     from nomadmesh.deploy.destroy import destroy, select_jobs
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.progress import PlainProgress
 
+    in_env = env_job_names(services_dir, project_file, allow_external, env, var)
     api = NomadAPI(target)
-    names = select_jobs(api.jobs(), services)
+    live = api.jobs()
+    if in_env is not None:
+        live = [j for j in live if j.get("ID") in in_env]
+    names = select_jobs(live, services)
     if not names:
         click.echo("No jobs managed by nomadmesh.")
         return

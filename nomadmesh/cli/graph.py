@@ -1,6 +1,7 @@
 """`nomadmesh graph`: print the mesh (services and their upstream edges)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @default_policy_option
 @target_options
 def graph_command(
-    target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], fmt: str,
+    target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
+    env: str | None, var: tuple[str, ...], fmt: str,
     verdicts: bool, default_policy: str | None,
 ) -> None:
     """Print the services as nodes and their upstreams as edges labelled with local_bind_port.
@@ -39,7 +41,7 @@ def graph_command(
     """
     from nomadmesh.definitions import load_spec
 
-    spec = load_spec(services_dir, project_file, allow_external)
+    spec = load_spec(services_dir, project_file, allow_external, env=env, variables=var, environ=os.environ)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
     graph = build_graph(spec)

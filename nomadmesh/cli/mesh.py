@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ def mesh_group() -> None:
 @target_options
 def check_command(
     target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
+    env: str | None, var: tuple[str, ...],
     default_policy: str | None, strict: bool, as_json: bool,
 ) -> None:
     """Compare the declared upstreams with the effective intentions (precedence, wildcards, default policy).
@@ -48,7 +50,7 @@ def check_command(
     from nomadmesh.deploy.target import consul_client
     from nomadmesh.mesh.check import check_mesh
 
-    spec = load_spec(services_dir, project_file, allow_external)
+    spec = load_spec(services_dir, project_file, allow_external, env=env, variables=var, environ=os.environ)
     consul = consul_client(target)
     intentions = di.list_intentions(consul)
     policy = di.load_default_policy(consul, default_policy)

@@ -23,7 +23,7 @@ project_option = click.option(
     "project_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Project file (datacenters, region, namespace, external_services)."
+    help="Project file (datacenters, region, namespace, external_services, variables)."
     "  [default: <services>/../nomadmesh.json if present]",
 )
 
@@ -35,12 +35,28 @@ allow_external_option = click.option(
     help="An upstream that runs outside this folder (repeatable).",
 )
 
+env_option = click.option(
+    "--env",
+    "env",
+    default=None,
+    metavar="NAME",
+    help="Lay envs/NAME.json (beside the project file) over the project and its services.",
+)
+
+var_option = click.option(
+    "--var",
+    "var",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a template variable nomadmesh.json declares (repeatable; over NOMADMESH_VAR_NAME and --env).",
+)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
 def spec_options(f: F) -> F:
-    """--services, --project and --allow-external: everything `load_spec` takes."""
-    return services_option(project_option(allow_external_option(f)))
+    """--services, --project, --allow-external, --env and --var: everything `load_spec` takes."""
+    return services_option(project_option(allow_external_option(env_option(var_option(f)))))
 
 
 def target_options(f: F) -> F:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,8 @@ EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 @target_options
 @json_option
 def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
-                 allow_external: tuple[str, ...], target: Target, as_json: bool) -> None:
+                 allow_external: tuple[str, ...],
+                 env: str | None, var: tuple[str, ...], target: Target, as_json: bool) -> None:
     """Show what `deploy` would do (all services, or the SERVICEs named), without doing it.
 
     Exit 0: no changes; 1: changes; 2: bad input or error (like `nomad job plan`).
@@ -40,7 +42,8 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
     from nomadmesh.deploy.nomad_api import NomadAPI
 
     try:
-        rendered = load_jobs(services_dir, project_file, services, allow_external)
+        rendered = load_jobs(services_dir, project_file, services, allow_external,
+            env=env, variables=var, environ=os.environ)
         api = NomadAPI(target)
         plan = live_plan(api, rendered)
         answers = nomad_plans(api, plan)

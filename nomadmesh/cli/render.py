@@ -1,6 +1,7 @@
 """`nomadmesh render`: service definitions → one Nomad job file per service."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -32,7 +33,7 @@ def render_command(
     services: tuple[str, ...],
     services_dir: Path,
     project_file: Path | None,
-    allow_external: tuple[str, ...],
+    allow_external: tuple[str, ...], env: str | None, var: tuple[str, ...],
     out_dir: Path,
     fmt: str,
 ) -> None:
@@ -48,7 +49,8 @@ def render_command(
     """
     from nomadmesh.definitions import load_spec  # imported here so `--help` never loads the spec code
 
-    spec = load_spec(services_dir, project_file, allow_external=allow_external)
+    spec = load_spec(services_dir, project_file, allow_external=allow_external,
+        env=env, variables=var, environ=os.environ)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
     for path in write_jobs(render(spec, fmt, services), out_dir):  # type: ignore[arg-type]

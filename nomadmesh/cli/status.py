@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from nomadmesh.cli.options import json_option, target_options
+from nomadmesh.cli.env_jobs import env_job_names
+from nomadmesh.cli.options import json_option, spec_options, target_options
 
 if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
     from nomadmesh.deploy.target import Target
@@ -14,9 +16,13 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 
 @click.command("status")
 @target_options
+@spec_options
 @json_option
-def status_command(target: Target, as_json: bool) -> None:
+def status_command(target: Target, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
+                   env: str | None, var: tuple[str, ...], as_json: bool) -> None:
     """Show each job nomadmesh manages: allocations, health, sidecar and the address to call.
+
+    With --env, only that environment's jobs (the definitions are read for their names).
 
     Example:
 
@@ -27,7 +33,8 @@ def status_command(target: Target, as_json: bool) -> None:
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.deploy.status import collect_status
 
-    jobs = collect_status(NomadAPI(target))
+    in_env = env_job_names(services_dir, project_file, allow_external, env, var)
+    jobs = [j for j in collect_status(NomadAPI(target)) if in_env is None or j.job in in_env]
     if as_json:
         click.echo(json.dumps([j.to_dict() for j in jobs], indent=2))
         return

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -14,7 +15,8 @@ from nomadmesh.errors import SpecError
 @spec_options
 @json_option
 def validate_command(
-    services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], as_json: bool
+    services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
+    env: str | None, var: tuple[str, ...], as_json: bool
 ) -> None:
     """Check the service definitions; print every problem as `file: field: message`.
 
@@ -28,7 +30,7 @@ def validate_command(
     from nomadmesh.definitions import load_spec  # imported here so `--help` stays fast
 
     try:
-        spec = load_spec(services_dir, project_file, allow_external)
+        spec = load_spec(services_dir, project_file, allow_external, env=env, variables=var, environ=os.environ)
     except SpecError as e:
         if as_json:
             problems = [{"file": p.file, "field": p.field, "message": p.message} for p in e.problems]

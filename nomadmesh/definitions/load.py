@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,18 @@ from nomadmesh.definitions.project import parse_project
 from nomadmesh.definitions.validate import validate_mesh
 from nomadmesh.errors import Problem, SpecError
 from nomadmesh.pack import TEMPLATES_DIR, choosable
+from nomadmesh.definitions.envs import (
+    ENVS_DIR,
+    Env,
+    blame_env,
+    blame_suffix,
+    deep_merge,
+    env_name_ok,
+    parse_env,
+    unknown_services,
+    with_suffix,
+)
+from nomadmesh.definitions.variables import resolve
 
 SERVICE_FILE = "service.json"
 PROJECT_FILE = "nomadmesh.json"
@@ -69,17 +81,29 @@ def find_service_files(services_dir: Path) -> list[Path]:
 
 
 def load_spec(
-    services_dir: Path, project_file: Path | None = None, allow_external: Iterable[str] = ()
+    services_dir: Path, project_file: Path | None = None, allow_external: Iterable[str] = (),
+    env: str | None = None, variables: Sequence[str] = (), environ: Mapping[str, str] | None = None,
 ) -> Spec:
     """find → parse → validate → frozen model. Raises SpecError with every problem found.
 
     `project_file` defaults to `<services_dir>/../nomadmesh.json` and is optional only then.
     `allow_external` names upstreams that are not defined in the folder but may be called.
+    `env` names `envs/<env>.json` beside the project file, laid over the project and services.
+    `variables` (`NAME=VALUE`, from --var) and `environ` (its NOMADMESH_VAR_*) set template variables.
     """
     services_dir = Path(services_dir)
     problems: list[Problem] = []
-    project, project_problems = _load_project(services_dir, project_file)
+    project_path = Path(project_file) if project_file is not None else services_dir.parent / PROJECT_FILE
+    overlay, env_problems = _load_env(project_path.parent, env)
+    problems += env_problems
+    project, project_problems = _load_project(services_dir, project_file, overlay)
     problems += project_problems
+    values, var_problems = resolve(project.declared, project.source or str(project_path),
+                                   overlay.variables if overlay else None, overlay.label if overlay else "",
+                                   environ, variables)
+    problems += var_problems
+    project = dataclasses.replace(project, vars=tuple(sorted(values.items())))
+    named: set[str] = set()
     parsed = []
     unreadable = []  # folders whose service name could not be read
     if not services_dir.is_dir():
@@ -89,14 +113,31 @@ def load_spec(
         files = find_service_files(services_dir)
         if not files:
             problems.append(Problem(str(services_dir), "", f"has no service definitions (<name>/{SERVICE_FILE})"))
+        docs = []
         for path in files:
             doc, read_problems = read_json(path, str(path))
             problems += read_problems
+            docs.append((path, doc, read_problems))
+        named = {_service_name(doc) or "" for _, doc, _ in docs}
+        for path, doc, read_problems in docs:
+            name = _service_name(doc)
+            override = overlay.services.get(name) if overlay is not None and name else None
+            if override is not None:
+                doc = deep_merge(doc, override)
+            if overlay is not None and overlay.name_suffix:
+                doc = with_suffix(doc, overlay.name_suffix, named)
             one = None if read_problems else parse_service(doc, path, str(path))
+            if one is not None and override is not None and overlay is not None:
+                one = dataclasses.replace(one, problems=tuple(
+                    blame_env(list(one.problems), override, overlay.label, f"services.{name}")))
+            if one is not None and overlay is not None and overlay.name_suffix and name:
+                one = dataclasses.replace(one, problems=tuple(blame_suffix(list(one.problems), overlay, name)))
             if one is not None:
                 parsed.append(one)
             if one is None or one.service is None:
                 unreadable.append(path.parent.name)
+    if overlay is not None and services_dir.is_dir():
+        problems += unknown_services(overlay, named - {""})
     for p in parsed:
         problems += p.problems
     problems += _unknown_templates(parsed, project.templates_dir)
@@ -117,17 +158,50 @@ def _by_file(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: p.file)
 
 
-def _load_project(services_dir: Path, project_file: Path | None) -> tuple[Project, list[Problem]]:
+def _service_name(doc: Any) -> str | None:
+    # The name an env file's "services" key uses; parse_service reports a missing or bad one.
+    service = doc.get("service") if isinstance(doc, dict) else None
+    name = service.get("name") if isinstance(service, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _load_env(root: Path, env: str | None) -> tuple[Env | None, list[Problem]]:
+    """`<root>/envs/<env>.json`, or None without --env. A missing file is an error, never ignored."""
+    if env is None:
+        return None, []
+    label = f"{ENVS_DIR}/{env}.json"
+    if not env_name_ok(env):
+        return Env(label), [Problem(label, "", f"{env!r} is not an environment name: letters, digits, '-', '_', '.'")]
+    path = root / ENVS_DIR / f"{env}.json"
+    if not path.is_file():
+        have = sorted(p.stem for p in (root / ENVS_DIR).glob("*.json"))
+        listed = ", ".join(have) or "(none)"
+        return Env(label), [Problem(label, "", f"does not exist (in {root}); environments: {listed}")]
+    doc, problems = read_json(path, label)
+    if problems:
+        return Env(label), problems
+    return parse_env(doc, label)
+
+
+def _load_project(services_dir: Path, project_file: Path | None,
+                  overlay: Env | None = None) -> tuple[Project, list[Problem]]:
     path = Path(project_file) if project_file is not None else services_dir.parent / PROJECT_FILE
     # The project root holds nomadmesh.json, services/ and the optional templates/ folder.
     templates = path.parent / TEMPLATES_DIR
     templates_dir = str(templates) if templates.is_dir() else None
-    if project_file is None and not path.exists():
+    override = overlay.project if overlay is not None else {}
+    if project_file is None and not path.exists() and not override:
         return Project(templates_dir=templates_dir), []
-    doc, problems = read_json(path, str(path))
-    if problems:
-        return Project(source=str(path), templates_dir=templates_dir), problems
-    project, problems = parse_project(doc, str(path))
+    doc: Any = {}
+    if path.exists() or project_file is not None:
+        doc, problems = read_json(path, str(path))
+        if problems:
+            return Project(source=str(path), templates_dir=templates_dir), problems
+    if override and overlay is not None:
+        project, problems = parse_project(deep_merge(doc, override), str(path))
+        problems = blame_env(problems, override, overlay.label, "project")
+    else:
+        project, problems = parse_project(doc, str(path))
     return dataclasses.replace(project, templates_dir=templates_dir), problems
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nomadmesh.definitions.variables import Value, Variable
+
 Pairs = tuple[tuple[str, str], ...]
 
 
@@ -135,6 +137,8 @@ class Project:
     namespace: str = "default"
     external_services: tuple[str, ...] = ()  # upstreams allowed although not defined here
     source: str | None = None
+    declared: tuple[Variable, ...] = ()  # template variables nomadmesh.json declares
+    vars: tuple[tuple[str, Value], ...] = ()  # their values (see spec/variables.py), by name
     # The project's own `templates/` folder when it has one (it overrides built-in templates by
     # file name). Where the project is, not what it is: left out of the definition hash.
     templates_dir: str | None = None

@@ -6,8 +6,9 @@ from typing import Any
 from nomadmesh.definitions.fields import Obj, Reader, join
 from nomadmesh.definitions.model import Project
 from nomadmesh.errors import Problem
+from nomadmesh.definitions.variables import parse_declarations
 
-PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services")
+PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables")
 
 
 def _word(text: str) -> bool:
@@ -34,6 +35,7 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
         if value is not None and not _word(value):
             r.error(o.at(key), f"{value!r} is not a {key} name: letters, digits, '-' and '_'")
     external = _names(r, o)
+    declared, var_problems = parse_declarations(o.raw("variables"), label) if o.has("variables") else ((), [])
     return (
         Project(
             datacenters=datacenters or default.datacenters,
@@ -41,8 +43,9 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             namespace=namespace or default.namespace,
             external_services=external,
             source=label,
+            declared=declared,
         ),
-        r.problems,
+        r.problems + var_problems,
     )
 
 

@@ -51,6 +51,8 @@ def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
 
 
 def load_jobs(services_dir: Path, project_file: Path | None = None, names: Sequence[str] = (),
-              allow_external: Sequence[str] = ()) -> Rendered:
-    spec = load_spec(services_dir, project_file, allow_external=tuple(allow_external))
+              allow_external: Sequence[str] = (), env: str | None = None, variables: Sequence[str] = (),
+              environ: Mapping[str, str] | None = None) -> Rendered:
+    spec = load_spec(services_dir, project_file, allow_external=tuple(allow_external), env=env,
+                     variables=variables, environ=environ)
     return render_jobs(spec, names)

@@ -43,6 +43,11 @@ class JobView:
     variables: tuple[str, ...] = ()  # the HCL2 variables the job file declares (each a string)
 
     @property
+    def vars(self) -> dict[str, object]:
+        """The project's template variables, by name (`v.vars.<name>`, through a filter like any value)."""
+        return dict(self.project.vars)
+
+    @property
     def port_maps(self) -> tuple[PortMap, ...]:
         """Every `port` block of the group's network, in order."""
         return ((self.port,) if self.port is not None else ()) + self.extra_ports

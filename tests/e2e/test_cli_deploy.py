@@ -205,3 +205,31 @@ def test_unreachable_target_is_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and f"cannot reach Nomad at {addr}" in r.output
     r = CliRunner().invoke(cli, ["deploy", "--services", str(tmp_path), "nope", "--nomad-addr", addr])
     assert r.exit_code == 2 and "unknown service 'nope'" in r.output
+
+
+def test_preview_env_deploys_beside_the_main_one_and_destroy_env_removes_exactly_it(
+        agent: RunningAgent, tmp_path: Path) -> None:
+    d = json.loads(json.dumps(WEB))
+    d["service"]["name"] = "web3"
+    svc = write_services(tmp_path / "services", d)
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "pr7.json").write_text(json.dumps({"name_suffix": "-pr7"}))
+    try:
+        for extra in ((), ("--env", "pr7")):
+            r = run(agent, "deploy", "--services", str(svc), "--detach", *extra)
+            assert r.exit_code == 0, r.output
+        assert api(agent).job("web3-pr7") is not None and api(agent).job("web3") is not None
+
+        r = run(agent, "status", "--services", str(svc), "--env", "pr7", "--json")
+        assert r.exit_code == 0, r.output
+        assert [j["job"] for j in json.loads(r.output)] == ["web3-pr7"]
+
+        r = run(agent, "destroy", "--services", str(svc), "--env", "pr7", "--purge", "--yes")
+        assert r.exit_code == 0, r.output
+        assert "Purging web3-pr7 ... done" in r.output and "web3 " not in r.output.replace("web3-pr7", "")
+        assert api(agent).job("web3-pr7") is None
+        assert api(agent).job("web3")["Stop"] is False
+    finally:
+        run(agent, "destroy", "web3", "--purge", "--yes")
+        if api(agent).job("web3-pr7") is not None:
+            run(agent, "destroy", "web3-pr7", "--purge", "--yes")

@@ -213,7 +213,8 @@ def test_a_syntax_error_names_the_file_and_line(project: Path) -> None:
 
 # --- init --------------------------------------------------------------------------------------
 
-INIT_FILES = [".gitignore", "README.md", "envs/README.md", "nomadmesh.json", "services/hello/service.json"]
+INIT_FILES = [".gitignore", "README.md", "envs/README.md", "envs/prod.json", "nomadmesh.json",
+              "services/hello/service.json"]
 
 
 def tree(folder: Path) -> list[str]:
