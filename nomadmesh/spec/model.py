@@ -35,6 +35,7 @@ class Check:
     timeout: str = "2s"
     path: str | None = None  # http only
     expose: bool = False  # http checks on a Connect service are exposed through the sidecar
+    port: str | None = None  # a label of `nomad.ports`; None = the service's own port
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Run:
     update: Update = field(default_factory=Update)
     restart: Restart = field(default_factory=Restart)
     template: str | None = None  # the job template's file name; None = the pack's job.nomad.hcl.j2
+    # `nomad.ports`: label -> port inside the allocation, sorted by label (Nomad's `port "<label>" { to = N }`).
+    ports: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
