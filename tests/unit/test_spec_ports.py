@@ -76,3 +76,23 @@ def test_docker_task_maps_every_named_port(tmp_path: Path) -> None:
     group = _group(tmp_path, doc)
     assert group["Tasks"][0]["Config"]["ports"] == ["metrics"]
     assert _ports(group) == {"metrics": 9102}
+
+
+def test_agent_exposes_a_named_port_check_on_that_port_not_the_service_port(tmp_path: Path) -> None:
+    from nomadmesh.agent.nomad import connect_hook
+    from nomadmesh.agent.nomad.services import registrations
+
+    spec = load_spec(write_services(tmp_path, {"a": edit(PORTS, "nomad.checks", [METRICS_CHECK])}))
+    job = canonicalize(parse_hcl(render_hcl(spec.service("a"), spec.project)))
+    (group,) = job["TaskGroups"]
+    expose = connect_hook.extra_ports(job, group)[1]["Label"]
+    ports = {"connect-proxy-a": (25000, -1), expose: (26000, -1), "http": (27000, 8080), "metrics": (27001, 9102)}
+    alloc = {"ID": "a1b2c3d4-0000-0000-0000-000000000000", "Job": job, "TaskGroup": group["Name"],
+             "NetworkStatus": {"Address": "10.9.0.5"},
+             "AllocatedResources": {"Shared": {"Ports": [
+                 {"Label": k, "Value": v, "To": to} for k, (v, to) in ports.items()]}}}
+    (reg,) = registrations(alloc)
+    proxy = reg["Connect"]["SidecarService"]["Proxy"]
+    assert proxy["LocalServicePort"] == 8080
+    assert proxy["Expose"]["Paths"] == [{"Path": "/metrics", "Protocol": "http", "LocalPathPort": 9102,
+                                         "ListenerPort": 26000}]

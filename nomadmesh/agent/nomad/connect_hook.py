@@ -232,9 +232,11 @@ def sidecar_registration(alloc: dict[str, Any], service: dict[str, Any], service
     expose_paths = []
     for lbl, chk in exposed_checks(service):
         path = chk.get("Path") or "/"
+        # Nomad's expose hook: a check on a named port reaches that port's `to`, not the service's.
+        target = _inner_port(alloc, chk["PortLabel"]) if chk.get("PortLabel") else None
         expose_paths.append({"Path": path if path.startswith("/") else "/" + path,
                              "Protocol": "http2" if (chk.get("Type") or "").lower() == "grpc" else "http",
-                             "LocalPathPort": app_port, "ListenerPort": _inner_port(alloc, lbl) or 0})
+                             "LocalPathPort": target or app_port, "ListenerPort": _inner_port(alloc, lbl) or 0})
     upstreams = [{"DestinationName": u["DestinationName"], "LocalBindPort": int(u["LocalBindPort"]),
                   **({"LocalBindAddress": u["LocalBindAddress"]} if u.get("LocalBindAddress") else {}),
                   **({"Datacenter": u["Datacenter"]} if u.get("Datacenter") else {})}
