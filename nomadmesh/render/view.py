@@ -35,7 +35,7 @@ class JobView:
     project: Project
     meta: Pairs  # job meta (ownership)
     port: PortMap | None
-    service_port: str  # the service block's `port`: a number inside the netns, or the label
+    service_port: str  # the service block's `port`: a number inside the netns, the label, or "" (a worker)
     checks: tuple[tuple[Check, bool], ...]  # (check, expose)
     config: tuple[tuple[str, ConfigValue], ...]  # driver config, in file order
     env: Pairs  # sorted by key
@@ -128,7 +128,7 @@ def _config(service: Service, port: PortMap | None, root: str | None) -> tuple[t
 def _env(service: Service) -> Pairs:
     # PORT tells the sample apps (and most twelve-factor apps) where to listen; an explicit
     # PORT in the definition wins.
-    env = {"PORT": str(service.port), **dict(service.run.env)}
+    env = {**({"PORT": str(service.port)} if service.port else {}), **dict(service.run.env)}
     return tuple(sorted(env.items()))
 
 
@@ -145,7 +145,7 @@ def job_view(service: Service, project: Project, root: str | None = None) -> Job
         project=project,
         meta=job_meta(stated, project),
         port=port,
-        service_port=str(service.port) if service.connect else service_label(service),
+        service_port=(str(service.port) if service.port else "") if service.connect else service_label(service),
         checks=tuple((c, check_exposed(service, c)) for c in service.checks),
         config=_config(service, port, root),
         env=_env(service),

@@ -107,7 +107,7 @@ class IngressListener:
 @dataclass(frozen=True)
 class Service:
     name: str
-    port: int
+    port: int  # 0: a Connect service without a port (a worker that only calls its upstreams)
     source: str  # the service.json path, for messages
     tags: tuple[str, ...] = ()
     meta: Pairs = ()

@@ -6,7 +6,7 @@ services that do not exist, cycles) live in `validate.py`.
 
 A file with problems still yields a best-effort `Service` (bad values replaced by defaults) as
 long as its name is valid, so the cross-file rules can run too and the user sees every problem
-in one go. `port == 0` marks a port that could not be read.
+in one go. `port == 0` marks a port that could not be read, or a Connect worker without one.
 """
 from __future__ import annotations
 
@@ -107,7 +107,10 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     if svc.string("id") is not None:
         r.warning(svc.at("id"), "is ignored: Nomad assigns service IDs itself")
     tags = pick(svc.strings("tags"), ())
-    port = svc.integer("port", 1, 65535, required=True)
+    # Nomad lets a Connect service omit its port: a worker that only calls its upstreams still
+    # gets its sidecar (the proxy's inbound side then has no app behind it; hashicorp/nomad#8307).
+    gateway = svc.has("kind") or top.has("ingress")
+    port = svc.integer("port", 1, 65535, required=gateway or not svc.has("connect"))
     meta = pick(svc.pairs("meta"), ())
     address = svc.string("address", nonempty=True)
     tag_override = pick(svc.boolean("enable_tag_override"), False)
@@ -117,6 +120,8 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     ports = _ports(r, top.raw("nomad"), port, connect)
     checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect, ports)
     run = replace(_run(r, top, file), ports=ports)
+    if port is None and svc.has("connect") and run.publish is not None:
+        r.error("nomad.publish", "publishes the service port, but this Connect service has none (a worker)")
     if name is None:
         return Parsed(None, tuple(r.problems))
     service = Service(
@@ -362,6 +367,11 @@ def _checks(r: Reader, svc: Obj, nomad: Any, name: str, port: int | None, connec
             check = read(item, path)
             if check is not None:
                 found.append((path, check))
+    if port is None and svc.has("connect"):
+        for path, check in found:
+            if check.port is None:
+                r.error(path, "checks the service port, but this Connect service has none (a worker); "
+                              "give the check a port from nomad.ports")
     return _named(r, found, name, connect)
 
 

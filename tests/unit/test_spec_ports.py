@@ -96,3 +96,36 @@ def test_agent_exposes_a_named_port_check_on_that_port_not_the_service_port(tmp_
     assert proxy["LocalServicePort"] == 8080
     assert proxy["Expose"]["Paths"] == [{"Path": "/metrics", "Protocol": "http", "LocalPathPort": 9102,
                                          "ListenerPort": 26000}]
+
+
+WORKER = edit(definition("worker", 1, {"b": 6001}), "service.port", "_delete")
+B = definition("b", 5001)
+
+
+def test_a_connect_worker_without_a_port_renders_a_service_with_its_sidecar_and_upstreams(tmp_path: Path) -> None:
+    spec = load_spec(write_services(tmp_path, {"worker": WORKER, "b": B}))
+    hcl = render_hcl(spec.service("worker"), spec.project)
+    group = canonicalize(parse_hcl(hcl))["TaskGroups"][0]
+    (service,) = group["Services"]
+    assert service["Name"] == "worker" and service["PortLabel"] == ""
+    upstreams = service["Connect"]["SidecarService"]["Proxy"]["Upstreams"]
+    assert [(u["DestinationName"], u["LocalBindPort"]) for u in upstreams] == [("b", 6001)]
+    assert "PORT" not in group["Tasks"][0]["Env"]
+
+
+@pytest.mark.parametrize(("doc", "expected"), [
+    (edit(WORKER, "nomad.checks", [{"type": "tcp"}]),
+     [("nomad.checks[0]", "checks the service port, but this Connect service has none (a worker); "
+                          "give the check a port from nomad.ports")]),
+    (edit(WORKER, "nomad.publish", 0),
+     [("nomad.publish", "publishes the service port, but this Connect service has none (a worker)")]),
+], ids=["check", "publish"])
+def test_a_worker_refuses_what_needs_its_port(tmp_path: Path, doc: Any, expected: list[tuple[str, str]]) -> None:
+    assert [(f, m) for _, f, m in problems(tmp_path, {"worker": doc, "b": B})] == expected
+
+
+def test_a_worker_may_check_a_named_port(tmp_path: Path) -> None:
+    doc = edit(edit(WORKER, "nomad.ports", {"metrics": 9102}), "nomad.checks", [METRICS_CHECK])
+    spec = load_spec(write_services(tmp_path, {"worker": doc, "b": B}))
+    group = canonicalize(parse_hcl(render_hcl(spec.service("worker"), spec.project)))["TaskGroups"][0]
+    assert group["Services"][0]["Checks"][0]["PortLabel"] == "metrics"

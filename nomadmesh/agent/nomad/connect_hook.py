@@ -183,7 +183,9 @@ def _host_port(alloc: dict[str, Any], label: str) -> int | None:
 def local_service_port(alloc: dict[str, Any], svc: dict[str, Any]) -> int:
     """Where the app listens inside the namespace: the label's `to` port, or a literal number."""
     label = str(svc.get("PortLabel") or "")
-    inner = _inner_port(alloc, label) if label else None
+    if not label:
+        return 0  # a Connect service without a port (a worker): Consul's LocalServicePort stays unset
+    inner = _inner_port(alloc, label)
     if inner is not None:
         return inner
     if label.isdigit():
