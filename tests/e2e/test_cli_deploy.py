@@ -1,6 +1,6 @@
 """plan / deploy / status / logs / destroy against a real agent (bridge networking, own bridge).
 
-Services here have no `connect` block (they run and publish a port without sidecars), except the portless Connect worker.
+Services here have no `connect` block (they publish a port without sidecars), except the portless Connect worker."""
 from __future__ import annotations
 
 import json
