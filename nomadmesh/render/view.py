@@ -7,11 +7,14 @@ has no task of its own (Nomad injects its Envoy): one port per listener, the ser
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Any
 
 from nomadmesh.render.hcl import VarPath
 from nomadmesh.render.ownership import job_meta
+from nomadmesh.spec.blocks import LEVELS as BLOCK_LEVELS
 from nomadmesh.spec.model import Check, Project, Service
 
 PORT_LABEL = "http"
@@ -41,6 +44,12 @@ class JobView:
     env: Pairs  # sorted by key
     extra_ports: tuple[PortMap, ...] = ()  # other nomad.ports labels, or a gateway's other listeners (dynamic)
     variables: tuple[str, ...] = ()  # the HCL2 variables the job file declares (each a string)
+
+    @property
+    def blocks(self) -> dict[str, Any]:
+        """`nomad.job` / `group` / `task` / `sidecar_task` as JSON values, by level."""
+        given = {level: json.loads(text) for level, text in self.service.run.blocks}
+        return {level: given.get(level) for level in BLOCK_LEVELS}  # templates are StrictUndefined
 
     @property
     def port_maps(self) -> tuple[PortMap, ...]:

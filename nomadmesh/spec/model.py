@@ -85,6 +85,9 @@ class Run:
     template: str | None = None  # the job template's file name; None = the pack's job.nomad.hcl.j2
     # `nomad.ports`: label -> port inside the allocation, sorted by label (Nomad's `port "<label>" { to = N }`).
     ports: tuple[tuple[str, int], ...] = ()
+    # `nomad.job` / `group` / `task` / `sidecar_task`: (level, the block's JSON text, keys sorted),
+    # checked against Nomad's jobspec schema (spec/blocks.py); text keeps the model hashable.
+    blocks: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from nomadmesh.errors import Problem
 from nomadmesh.pack import name_problem
+from nomadmesh.spec.blocks import read_blocks
 from nomadmesh.spec.fields import Obj, Reader, duration_ns, got, join, pick, shown
 from nomadmesh.spec.model import (
     Check,
@@ -63,7 +64,7 @@ CONSUL_CHECK_UNSUPPORTED = (
     "alias_service", "alias_node", "udp", "os_service", "service_id",
 )  # fmt: skip
 NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks",
-              "update", "restart", "template", "ports")
+              "update", "restart", "template", "ports", "job", "group", "task", "sidecar_task")
 NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name", "port")
 RESOURCES_KEYS = ("cpu", "memory")
 UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline",
@@ -119,7 +120,9 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     connect, upstreams, references = _connect(r, svc, name, port)
     ports = _ports(r, top.raw("nomad"), port, connect)
     checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect, ports)
-    run = replace(_run(r, top, file), ports=ports)
+    run = replace(_run(r, top, file), ports=ports, blocks=read_blocks(r, top.raw("nomad")))
+    if not svc.has("connect") and any(level == "sidecar_task" for level, _ in run.blocks):
+        r.error("nomad.sidecar_task", "needs a Connect service: only a sidecar has a sidecar_task")
     if port is None and svc.has("connect") and run.publish is not None:
         r.error("nomad.publish", "publishes the service port, but this Connect service has none (a worker)")
     if name is None:
