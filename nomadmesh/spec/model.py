@@ -88,6 +88,9 @@ class Run:
     # `nomad.job` / `group` / `task` / `sidecar_task`: (level, the block's JSON text, keys sorted),
     # checked against Nomad's jobspec schema (spec/blocks.py); text keeps the model hashable.
     blocks: tuple[tuple[str, str], ...] = ()
+    # Nomad's service `canary_tags` / `canary_meta`: what a canary registers instead of tags / with meta.
+    canary_tags: tuple[str, ...] = ()
+    canary_meta: Pairs = ()
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ CONSUL_CHECK_UNSUPPORTED = (
     "alias_service", "alias_node", "udp", "os_service", "service_id",
 )  # fmt: skip
 NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks",
-              "update", "restart", "template", "ports", "job", "group", "task", "sidecar_task")
+              "update", "restart", "template", "ports", "job", "group", "task", "sidecar_task",
+              "canary_tags", "canary_meta")
 NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name", "port")
 RESOURCES_KEYS = ("cpu", "memory")
 UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline",
@@ -505,6 +506,8 @@ def _run(r: Reader, top: Obj, file: Path) -> Run:
         update=_update(r, n),
         restart=_restart(r, n),
         template=_template(r, n),
+        canary_tags=pick(n.strings("canary_tags"), ()),
+        canary_meta=pick(n.pairs("canary_meta"), ()),
     )
 
 

@@ -75,3 +75,17 @@ def test_sidecar_task_resources(tmp_path: Path) -> None:
     out = job(tmp_path, edit(A, "nomad.sidecar_task", {"resources": {"cpu": 50, "memory": 64}}))
     side = out["TaskGroups"][0]["Services"][0]["Connect"]["SidecarTask"]
     assert (side["Resources"]["CPU"], side["Resources"]["MemoryMB"]) == (50, 64)
+
+
+def test_canary_tags_and_meta_reach_the_service(tmp_path: Path) -> None:
+    doc = edit(edit(A, "nomad.canary_tags", ["canary"]), "nomad.canary_meta", {"track": "canary"})
+    (service,) = job(tmp_path, doc)["TaskGroups"][0]["Services"]
+    assert service["CanaryTags"] == ["canary"] and service["CanaryMeta"] == {"track": "canary"}
+
+
+@pytest.mark.parametrize(("doc", "expected"), [
+    (edit(A, "nomad.canary_tags", "canary"), [("nomad.canary_tags", "must be an array, got string 'canary'")]),
+    (edit(A, "nomad.canary_meta", {"track": 1}), [("nomad.canary_meta.track", "must be a string, got number 1")]),
+], ids=["tags", "meta"])
+def test_bad_canary_fields(tmp_path: Path, doc: Any, expected: list[tuple[str, str]]) -> None:
+    assert one(tmp_path, doc) == expected
