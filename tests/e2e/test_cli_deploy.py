@@ -240,3 +240,23 @@ def test_a_worker_without_a_port_reaches_its_upstream_through_its_sidecar(agent:
     finally:
         for name in ("worker", "backend"):
             run(agent, "destroy", name, "--purge", "--yes")
+
+
+# An http check on a named port (issue 12 item 4): only the metrics port answers, so the deploy turns
+# healthy only when the sidecar's expose path leads to that port, not to the service port.
+METERED = {"service": {"name": "metered", "port": 8080, "connect": {"sidecar_service": {}}},
+           "nomad": {"driver": "raw_exec", "command": "python3",
+                     "args": ["-m", "http.server", "9102", "--bind", "127.0.0.1"],
+                     "ports": {"metrics": 9102},
+                     "checks": [{"type": "http", "path": "/", "port": "metrics", "interval": "1s", "timeout": "1s"}],
+                     "update": FAST}}
+
+
+def test_an_http_check_on_a_named_port_turns_healthy(agent: RunningAgent, tmp_path: Path) -> None:
+    svc = write_services(tmp_path / "s", METERED)
+    try:
+        r = run(agent, "deploy", "--services", str(svc), "--timeout", "120")
+        assert r.exit_code == 0, r.output
+        assert r.output.splitlines()[-1].startswith("Waiting for metered ... healthy")
+    finally:
+        run(agent, "destroy", "metered", "--purge", "--yes")
