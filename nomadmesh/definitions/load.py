@@ -11,12 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nomadmesh.definitions.model import Project, Spec
-from nomadmesh.definitions.parse import Parsed, parse_service
-from nomadmesh.definitions.project import parse_project
-from nomadmesh.definitions.validate import validate_mesh
-from nomadmesh.errors import Problem, SpecError
-from nomadmesh.pack import TEMPLATES_DIR, choosable
 from nomadmesh.definitions.envs import (
     ENVS_DIR,
     Env,
@@ -28,7 +22,13 @@ from nomadmesh.definitions.envs import (
     unknown_services,
     with_suffix,
 )
+from nomadmesh.definitions.model import Project, Spec
+from nomadmesh.definitions.parse import Parsed, parse_service
+from nomadmesh.definitions.project import parse_project
+from nomadmesh.definitions.validate import validate_mesh
 from nomadmesh.definitions.variables import resolve
+from nomadmesh.errors import Problem, SpecError
+from nomadmesh.pack import TEMPLATES_DIR, choosable
 
 SERVICE_FILE = "service.json"
 PROJECT_FILE = "nomadmesh.json"

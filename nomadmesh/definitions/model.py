@@ -37,6 +37,7 @@ class Check:
     timeout: str = "2s"
     path: str | None = None  # http only
     expose: bool = False  # http checks on a Connect service are exposed through the sidecar
+    port: str | None = None  # a label of `nomad.ports`; None = the service's own port
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ class Run:
     update: Update = field(default_factory=Update)
     restart: Restart = field(default_factory=Restart)
     template: str | None = None  # the job template's file name; None = the pack's job.nomad.hcl.j2
+    # `nomad.ports`: label -> port inside the allocation, sorted by label (Nomad's `port "<label>" { to = N }`).
+    ports: tuple[tuple[str, int], ...] = ()
+    # `nomad.job` / `group` / `task` / `sidecar_task`: (level, the block's JSON text, keys sorted),
+    # checked against Nomad's jobspec schema (spec/blocks.py); text keeps the model hashable.
+    blocks: tuple[tuple[str, str], ...] = ()
+    # Nomad's service `canary_tags` / `canary_meta`: what a canary registers instead of tags / with meta.
+    canary_tags: tuple[str, ...] = ()
+    canary_meta: Pairs = ()
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ class IngressListener:
 @dataclass(frozen=True)
 class Service:
     name: str
-    port: int
+    port: int  # 0: a Connect service without a port (a worker that only calls its upstreams)
     source: str  # the service.json path, for messages
     tags: tuple[str, ...] = ()
     meta: Pairs = ()

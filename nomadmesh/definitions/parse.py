@@ -6,16 +6,19 @@ services that do not exist, cycles) live in `validate.py`.
 
 A file with problems still yields a best-effort `Service` (bad values replaced by defaults) as
 long as its name is valid, so the cross-file rules can run too and the user sees every problem
-in one go. `port == 0` marks a port that could not be read.
+in one go. `port == 0` marks a port that could not be read, or a Connect worker without one.
 """
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nomadmesh.definitions.blocks import read_blocks
 from nomadmesh.definitions.fields import Obj, Reader, duration_ns, got, join, pick, shown
 from nomadmesh.definitions.model import (
     Check,
@@ -39,6 +42,9 @@ RESTART_MODES = ("fail", "delay")
 UPSTREAMS_PATH = "service.connect.sidecar_service.proxy.upstreams"
 
 TOP_KEYS = ("service", "nomad", "ingress")
+# Port labels become NOMAD_PORT_<label> variables in the task, so keep them to identifier characters.
+PORT_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+DEFAULT_PORT_LABEL = "http"  # the label the service's own port gets (render/view.py PORT_LABEL)
 SERVICE_KEYS = ("name", "id", "tags", "port", "meta", "address", "enable_tag_override", "check", "checks", "connect",
                 "kind")
 SERVICE_UNSUPPORTED = ("proxy", "tagged_addresses", "weights", "token", "socket_path", "namespace", "partition")
@@ -58,8 +64,9 @@ CONSUL_CHECK_UNSUPPORTED = (
     "alias_service", "alias_node", "udp", "os_service", "service_id",
 )  # fmt: skip
 NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", "resources", "publish", "checks",
-              "update", "restart", "template")
-NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name")
+              "update", "restart", "template", "ports", "job", "group", "task", "sidecar_task",
+              "canary_tags", "canary_meta")
+NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name", "port")
 RESOURCES_KEYS = ("cpu", "memory")
 UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline",
                "auto_revert", "canary")
@@ -102,15 +109,23 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     if svc.string("id") is not None:
         r.warning(svc.at("id"), "is ignored: Nomad assigns service IDs itself")
     tags = pick(svc.strings("tags"), ())
-    port = svc.integer("port", 1, 65535, required=True)
+    # Nomad lets a Connect service omit its port: a worker that only calls its upstreams still
+    # gets its sidecar (the proxy's inbound side then has no app behind it; hashicorp/nomad#8307).
+    gateway = svc.has("kind") or top.has("ingress")
+    port = svc.integer("port", 1, 65535, required=gateway or not svc.has("connect"))
     meta = pick(svc.pairs("meta"), ())
     address = svc.string("address", nonempty=True)
     tag_override = pick(svc.boolean("enable_tag_override"), False)
     if svc.choice("kind", (GATEWAY_KIND,)) is not None or top.has("ingress"):
         return _gateway(r, top, svc, label, name, port, tags, meta)
     connect, upstreams, references = _connect(r, svc, name, port)
-    checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect)
-    run = _run(r, top, file)
+    ports = _ports(r, top.raw("nomad"), port, connect)
+    checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect, ports)
+    run = replace(_run(r, top, file), ports=ports, blocks=read_blocks(r, top.raw("nomad")))
+    if not svc.has("connect") and any(level == "sidecar_task" for level, _ in run.blocks):
+        r.error("nomad.sidecar_task", "needs a Connect service: only a sidecar has a sidecar_task")
+    if port is None and svc.has("connect") and run.publish is not None:
+        r.error("nomad.publish", "publishes the service port, but this Connect service has none (a worker)")
     if name is None:
         return Parsed(None, tuple(r.problems))
     service = Service(
@@ -301,22 +316,66 @@ def _is_dc(text: str) -> bool:
     return bool(text) and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
 
 
-def _checks(r: Reader, svc: Obj, nomad: Any, name: str, port: int | None, connect: bool) -> tuple[Check, ...]:
+def _ports(r: Reader, nomad: Any, port: int | None, connect: bool) -> tuple[tuple[str, int], ...]:
+    """`nomad.ports`: several named ports inside the allocation (label -> port), sorted by label."""
+    if not isinstance(nomad, dict) or "ports" not in nomad:
+        return ()
+    where = "nomad.ports"
+    raw = nomad["ports"]
+    if not isinstance(raw, dict):
+        r.error(where, f"must be an object of port label -> port, {got(raw)}")
+        return ()
+    out: list[tuple[str, int]] = []
+    labelled: dict[int, str] = {}
+    for label, value in raw.items():
+        path = join(where, label)
+        if not PORT_LABEL_RE.match(label):
+            r.error(path, "a port label is letters, digits and '_', starting with a letter or '_'")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            r.error(path, f"must be a port number between 1 and 65535, {got(value)}")
+            continue
+        if value in labelled:
+            r.error(path, f"port {value} is already labelled {labelled[value]!r}")
+            continue
+        if label == DEFAULT_PORT_LABEL and port is not None and value != port and not connect:
+            r.error(path, f"label {label!r} is the service port's ({port}); give port {value} another label")
+            continue
+        labelled[value] = label
+        out.append((label, value))
+    return tuple(sorted(out))
+
+
+def _checks(r: Reader, svc: Obj, nomad: Any, name: str, port: int | None, connect: bool,
+            ports: tuple[tuple[str, int], ...] = ()) -> tuple[Check, ...]:
     """Consul's `check`/`checks` and nomadmesh's `nomad.checks`, in that order, with unique names."""
     found: list[tuple[str, Check]] = []
     if svc.has("check"):
         check = _consul_check(r, svc.raw("check"), svc.at("check"), port)
         if check is not None:
             found.append((svc.at("check"), check))
-    sources = [(svc.raw("checks"), svc.at("checks"), _consul_check)] if svc.has("checks") else []
+    def consul(item: Any, path: str) -> Check | None:
+        return _consul_check(r, item, path, port)
+
+    def nomad_check(item: Any, path: str) -> Check | None:
+        return _nomad_check(r, item, path, ports)
+
+    sources: list[tuple[Any, str, Callable[[Any, str], Check | None]]] = []
+    if svc.has("checks"):
+        sources.append((svc.raw("checks"), svc.at("checks"), consul))
     if isinstance(nomad, dict) and "checks" in nomad:
-        sources.append((nomad["checks"], "nomad.checks", _nomad_check))
+        sources.append((nomad["checks"], "nomad.checks", nomad_check))
     for value, where, read in sources:
         for i, item in enumerate(r.array(value, where) or ()):
             path = join(where, i)
-            check = read(r, item, path, port)
+            check = read(item, path)
             if check is not None:
                 found.append((path, check))
+    if port is None and svc.has("connect"):
+        for path, check in found:
+            if check.port is None:
+                r.error(path, "checks the service port, but this Connect service has none (a worker); "
+                              "give the check a port from nomad.ports")
     return _named(r, found, name, connect)
 
 
@@ -335,9 +394,8 @@ def _named(r: Reader, found: list[tuple[str, Check]], name: str, connect: bool) 
             while candidate in used:
                 candidate, n = f"{base}-{n}", n + 1
             used[candidate] = path
-            check = Check(check.type, candidate, check.interval, check.timeout, check.path, check.expose)
-        out.append(Check(check.type, check.name, check.interval, check.timeout, check.path,
-                         connect and check.type == "http"))
+            check = replace(check, name=candidate)
+        out.append(replace(check, expose=connect and check.type == "http"))
     return tuple(out)
 
 
@@ -385,10 +443,16 @@ def _same_port(r: Reader, path: str, checked: int | None, service_port: int | No
     return False
 
 
-def _nomad_check(r: Reader, item: Any, path: str, port: int | None) -> Check | None:
+def _nomad_check(r: Reader, item: Any, path: str, ports: tuple[tuple[str, int], ...]) -> Check | None:
     c = r.obj(item, path, NOMAD_CHECK_KEYS)
     if c is None:
         return None
+    label = c.string("port", nonempty=True)
+    labels = [lbl for lbl, _ in ports]
+    if label is not None and label not in labels:
+        known = f"the labels in nomad.ports are {', '.join(labels)}" if labels else "nomad.ports names none"
+        r.error(c.at("port"), f"names no port: {known}")
+        label = None
     kind = c.choice("type", CHECK_TYPES, required=True)
     name = pick(c.string("name", nonempty=True), "")
     interval = pick(c.duration("interval"), "10s")
@@ -404,7 +468,7 @@ def _nomad_check(r: Reader, item: Any, path: str, port: int | None) -> Check | N
         r.error(c.at("path"), "is only for http checks")
     if kind is None or (kind == "http" and check_path is None):
         return None
-    return Check(kind, name, interval, timeout, check_path if kind == "http" else None)
+    return Check(kind, name, interval, timeout, check_path if kind == "http" else None, port=label)
 
 
 def _run(r: Reader, top: Obj, file: Path) -> Run:
@@ -442,6 +506,8 @@ def _run(r: Reader, top: Obj, file: Path) -> Run:
         update=_update(r, n),
         restart=_restart(r, n),
         template=_template(r, n),
+        canary_tags=pick(n.strings("canary_tags"), ()),
+        canary_meta=pick(n.pairs("canary_meta"), ()),
     )
 
 

@@ -5,8 +5,8 @@ from typing import Any
 
 from nomadmesh.definitions.fields import Obj, Reader, join
 from nomadmesh.definitions.model import Project
-from nomadmesh.errors import Problem
 from nomadmesh.definitions.variables import parse_declarations
+from nomadmesh.errors import Problem
 
 PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables")
 

@@ -53,7 +53,9 @@ def build_graph(spec: Spec) -> Graph:
 
 
 def _label(node: Node) -> str:
-    return f"{node.name} (external)" if node.external else f"{node.name} :{node.port}"
+    if node.external:
+        return f"{node.name} (external)"
+    return f"{node.name} :{node.port}" if node.port else f"{node.name} (no port)"
 
 
 def _edge_label(edge: Edge) -> str:

@@ -17,8 +17,9 @@ so both spellings mean the literal characters `${` to Nomad and to python-hcl2.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nomadmesh.errors import RenderError
 
@@ -151,3 +152,41 @@ def hcl_fmt(text: str) -> str:
     if depth != 0:
         raise RenderError(f"template produced unbalanced braces (depth {depth} at end)")
     return "\n".join(out) + "\n"
+
+
+def _hcl_scalar(value: object) -> str:
+    if isinstance(value, str):
+        return hcl_string(value)
+    if isinstance(value, bool):
+        return hcl_bool(value)
+    if isinstance(value, int):
+        return hcl_int(value)
+    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
+        return repr(value)
+    raise RenderError(f"expected a string, number or boolean for HCL, got {type(value).__name__}: {value!r}")
+
+
+def hcl_body(value: Mapping[str, Any], labelled: frozenset[str] = frozenset()) -> str:
+    """A JSON object in Nomad's HCL structure, written as an HCL body (one item a line).
+
+    An object is a block, a list of objects repeated blocks, anything else an attribute. Keys in
+    `labelled` (e.g. group `volume`) map label -> body: one `key "label" { ... }` block each.
+    Every string passes `hcl_string`, every key `hcl_ident`: no value can open a block of its own."""
+    if not isinstance(value, Mapping):
+        raise RenderError(f"expected an object for an HCL body, got {type(value).__name__}: {value!r}")
+    lines: list[str] = []
+    for key, item in value.items():
+        name = hcl_ident(key)
+        if name in labelled and isinstance(item, Mapping):
+            for label, body in item.items():
+                lines += [f"{name} {hcl_string(label)} {{", hcl_body(body), "}"]
+        elif isinstance(item, Mapping):
+            lines += [f"{name} {{", hcl_body(item), "}"]
+        elif isinstance(item, list) and item and all(isinstance(i, Mapping) for i in item):
+            for body in item:
+                lines += [f"{name} {{", hcl_body(body), "}"]
+        elif isinstance(item, list):
+            lines.append(f"{name} = [" + ", ".join(_hcl_scalar(i) for i in item) + "]")
+        else:
+            lines.append(f"{name} = {_hcl_scalar(item)}")
+    return "\n".join(line for line in lines if line)

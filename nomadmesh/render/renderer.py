@@ -19,11 +19,12 @@ from typing import Any, Literal
 
 import jinja2
 
+from nomadmesh.definitions.blocks import LABELLED
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
-from nomadmesh.render.hcl import hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
+from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.view import job_view, portable
 
 Format = Literal["hcl", "json"]
@@ -90,6 +91,7 @@ def _environment(templates_dir: str | None = None) -> jinja2.Environment:
         "num": hcl_int,
         "bool": hcl_bool,
         "varpath": hcl_var_path,
+        "body": lambda value: hcl_body(value, LABELLED),
     }
     env.filters = {name: _strict(f) for name, f in ours.items()}
     return env

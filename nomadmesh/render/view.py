@@ -7,9 +7,12 @@ has no task of its own (Nomad injects its Envoy): one port per listener, the ser
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Any
 
+from nomadmesh.definitions.blocks import LEVELS as BLOCK_LEVELS
 from nomadmesh.definitions.model import Check, Project, Service
 from nomadmesh.render.hcl import VarPath
 from nomadmesh.render.ownership import job_meta
@@ -35,17 +38,23 @@ class JobView:
     project: Project
     meta: Pairs  # job meta (ownership)
     port: PortMap | None
-    service_port: str  # the service block's `port`: a number inside the netns, or the label
+    service_port: str  # the service block's `port`: a number inside the netns, the label, or "" (a worker)
     checks: tuple[tuple[Check, bool], ...]  # (check, expose)
     config: tuple[tuple[str, ConfigValue], ...]  # driver config, in file order
     env: Pairs  # sorted by key
-    extra_ports: tuple[PortMap, ...] = ()  # a gateway's other listeners (dynamic host ports)
+    extra_ports: tuple[PortMap, ...] = ()  # other nomad.ports labels, or a gateway's other listeners (dynamic)
     variables: tuple[str, ...] = ()  # the HCL2 variables the job file declares (each a string)
 
     @property
     def vars(self) -> dict[str, object]:
         """The project's template variables, by name (`v.vars.<name>`, through a filter like any value)."""
         return dict(self.project.vars)
+
+    @property
+    def blocks(self) -> dict[str, Any]:
+        """`nomad.job` / `group` / `task` / `sidecar_task` as JSON values, by level."""
+        given = {level: json.loads(text) for level, text in self.service.run.blocks}
+        return {level: given.get(level) for level in BLOCK_LEVELS}  # templates are StrictUndefined
 
     @property
     def port_maps(self) -> tuple[PortMap, ...]:
@@ -65,13 +74,25 @@ def _gateway_ports(service: Service) -> tuple[PortMap, tuple[PortMap, ...]]:
                        for lst in service.ingress if lst.port != service.port)
 
 
+def service_label(service: Service) -> str:
+    """The label of the service's own port: the one `nomad.ports` gives that number, else "http"."""
+    return next((label for label, to in service.run.ports if to == service.port), PORT_LABEL)
+
+
 def _port_map(service: Service) -> PortMap | None:
-    # A Connect service is reached through its sidecar and needs no mapping unless published;
-    # a plain service registers the label, so the label must exist (dynamic if not published).
-    if service.run.publish is None and service.connect:
+    # A Connect service is reached through its sidecar and needs no mapping unless published (or
+    # labelled in nomad.ports); a plain service registers the label, so the label must exist
+    # (dynamic if not published).
+    label = service_label(service)
+    if service.run.publish is None and service.connect and label not in dict(service.run.ports):
         return None
     static = service.run.publish or None  # publish 0 means a dynamic host port
-    return PortMap(PORT_LABEL, service.port, static)
+    return PortMap(label, service.port, static)
+
+
+def _named_ports(service: Service) -> tuple[PortMap, ...]:
+    # The other labels of nomad.ports: dynamic host ports, so a check (or a scraper) can reach them.
+    return tuple(PortMap(label, to, None) for label, to in service.run.ports if to != service.port)
 
 
 def check_exposed(service: Service, check: Check) -> bool:
@@ -106,8 +127,9 @@ def _config(service: Service, port: PortMap | None, root: str | None) -> tuple[t
     run = service.run
     if run.driver == "docker":
         items: list[tuple[str, ConfigValue]] = [("image", run.image or "")]
-        if port is not None:
-            items.append(("ports", (port.label,)))
+        labels = ((port.label,) if port is not None else ()) + tuple(p.label for p in _named_ports(service))
+        if labels:
+            items.append(("ports", labels))
         return tuple(items)
     items = [("command", run.command or "")]
     if run.args:
@@ -120,7 +142,7 @@ def _config(service: Service, port: PortMap | None, root: str | None) -> tuple[t
 def _env(service: Service) -> Pairs:
     # PORT tells the sample apps (and most twelve-factor apps) where to listen; an explicit
     # PORT in the definition wins.
-    env = {"PORT": str(service.port), **dict(service.run.env)}
+    env = {**({"PORT": str(service.port)} if service.port else {}), **dict(service.run.env)}
     return tuple(sorted(env.items()))
 
 
@@ -137,9 +159,10 @@ def job_view(service: Service, project: Project, root: str | None = None) -> Job
         project=project,
         meta=job_meta(stated, project),
         port=port,
-        service_port=str(service.port) if service.connect else PORT_LABEL,
+        service_port=(str(service.port) if service.port else "") if service.connect else service_label(service),
         checks=tuple((c, check_exposed(service, c)) for c in service.checks),
         config=_config(service, port, root),
         env=_env(service),
         variables=variables,
+        extra_ports=_named_ports(service),
     )

@@ -1,6 +1,6 @@
 """plan / deploy / status / logs / destroy against a real agent (bridge networking, own bridge).
 
-Services here have no `connect` block: they run and publish a port without sidecars."""
+Services here have no `connect` block (they publish a port without sidecars), except the portless Connect worker."""
 from __future__ import annotations
 
 import json
@@ -21,6 +21,7 @@ from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.target import target_from_env
 from support.agents import RunningAgent, started_agents as _agent_factory
 from support.paths import SERVICES
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -233,3 +234,57 @@ def test_preview_env_deploys_beside_the_main_one_and_destroy_env_removes_exactly
         run(agent, "destroy", "web3", "--purge", "--yes")
         if api(agent).job("web3-pr7") is not None:
             run(agent, "destroy", "web3-pr7", "--purge", "--yes")
+
+
+# A Connect worker without a port (issue 12 item 4): it still gets its sidecar and reaches its upstream.
+FAST = {"min_healthy_time": "500ms", "healthy_deadline": "60s", "progress_deadline": "2m"}
+BACKEND = {"service": {"name": "backend", "port": 8080, "connect": {"sidecar_service": {}}},
+           "nomad": {"driver": "raw_exec", "command": "python3",
+                     "args": ["-m", "http.server", "8080", "--bind", "127.0.0.1"],
+                     "update": {**FAST, "health_check": "task_states"}}}
+POLL = ("import time, urllib.request\n"
+        "while True:\n"
+        "    try:\n"
+        "        print('upstream', urllib.request.urlopen('http://127.0.0.1:6001/', timeout=2).status, flush=True)\n"
+        "    except Exception as e:\n"
+        "        print('error', e, flush=True)\n"
+        "    time.sleep(0.5)\n")
+WORKER = {"service": {"name": "worker", "connect": {"sidecar_service": {"proxy": {"upstreams": [
+              {"destination_name": "backend", "local_bind_port": 6001}]}}}},
+          "nomad": {"driver": "raw_exec", "command": "python3", "args": ["-c", POLL],
+                    "update": {**FAST, "health_check": "task_states"}}}
+
+
+def test_a_worker_without_a_port_reaches_its_upstream_through_its_sidecar(agent: RunningAgent, tmp_path: Path) -> None:
+    svc = write_services(tmp_path / "s", BACKEND, WORKER)
+    try:
+        r = run(agent, "deploy", "--services", str(svc), "--timeout", "120")
+        assert r.exit_code == 0, r.output
+
+        def answered() -> bool:
+            return "upstream 200" in run(agent, "logs", "worker").output
+
+        wait_until(answered, timeout=60, what="the worker's request through its upstream")
+    finally:
+        for name in ("worker", "backend"):
+            run(agent, "destroy", name, "--purge", "--yes")
+
+
+# An http check on a named port (issue 12 item 4): only the metrics port answers, so the deploy turns
+# healthy only when the sidecar's expose path leads to that port, not to the service port.
+METERED = {"service": {"name": "metered", "port": 8080, "connect": {"sidecar_service": {}}},
+           "nomad": {"driver": "raw_exec", "command": "python3",
+                     "args": ["-m", "http.server", "9102", "--bind", "127.0.0.1"],
+                     "ports": {"metrics": 9102},
+                     "checks": [{"type": "http", "path": "/", "port": "metrics", "interval": "1s", "timeout": "1s"}],
+                     "update": FAST}}
+
+
+def test_an_http_check_on_a_named_port_turns_healthy(agent: RunningAgent, tmp_path: Path) -> None:
+    svc = write_services(tmp_path / "s", METERED)
+    try:
+        r = run(agent, "deploy", "--services", str(svc), "--timeout", "120")
+        assert r.exit_code == 0, r.output
+        assert r.output.splitlines()[-1].startswith("Waiting for metered ... healthy")
+    finally:
+        run(agent, "destroy", "metered", "--purge", "--yes")

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from nomadmesh.cli.main import cli
-from nomadmesh.errors import SpecError
 from nomadmesh.definitions import load_spec
 from nomadmesh.definitions.envs import deep_merge, leaf_paths
+from nomadmesh.errors import SpecError
 from support.paths import SERVICES
 
 # --- the pure merge ---------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_environment_delimiters_leave_nomad_and_hcl_syntax_alone() -> None:
 
 def test_environment_offers_only_the_escaping_filters() -> None:
     env = _environment()
-    assert set(env.filters) == {"q", "qlist", "ident", "num", "bool", "varpath"}
+    assert set(env.filters) == {"q", "qlist", "ident", "num", "bool", "varpath", "body"}
     with pytest.raises(Exception, match="No filter named 'safe'"):
         env.from_string("[[ x | safe ]]")
 

@@ -146,3 +146,29 @@ def test_an_edited_pack_printing_a_raw_value_is_refused(raw_pack: Path, service:
     project = dataclasses.replace(project, templates_dir=str(raw_pack))
     with pytest.raises(RenderError, match=r"job\.nomad\.hcl\.j2:\d+: service .*: template prints a raw value"):
         render_hcl(service, project)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(services(), hostile, hostile, hostile, hostile, st.dictionaries(ident, hostile, max_size=3))
+def test_hostile_values_in_the_generic_blocks_keep_the_structure(
+    service: Service, attribute: str, value: str, data: str, side: str, meta: dict[str, str]
+) -> None:
+    import json
+
+    blocks = {"job": {"constraint": [{"attribute": attribute, "value": value}]},
+              "group": {"constraint": [{"attribute": value, "value": attribute}]},
+              "task": {"template": [{"data": data, "destination": "local/x"}], "meta": meta,
+                       "artifact": [{"source": side}]},
+              "sidecar_task": {"env": meta}}
+    levels = ("job", "group", "task") + (("sidecar_task",) if service.connect else ())
+    run = dataclasses.replace(service.run, blocks=tuple((lv, json.dumps(blocks[lv], sort_keys=True)) for lv in levels))
+    job = parse_hcl(render_hcl(dataclasses.replace(service, run=run), Project()))
+    (group,) = job["TaskGroups"]
+    (task,) = group["Tasks"]
+    assert [(c["LTarget"], c["RTarget"]) for c in job["Constraints"]] == [(attribute, value)]
+    assert [(c["LTarget"], c["RTarget"]) for c in group["Constraints"]] == [(value, attribute)]
+    assert [t["EmbeddedTmpl"] for t in task["Templates"]] == [data]
+    assert [a["GetterSource"] for a in task["Artifacts"]] == [side]
+    assert task.get("Meta", {}) == meta
+    if service.connect:
+        assert group["Services"][0]["Connect"]["SidecarTask"].get("Env", {}) == meta

@@ -183,7 +183,9 @@ def _host_port(alloc: dict[str, Any], label: str) -> int | None:
 def local_service_port(alloc: dict[str, Any], svc: dict[str, Any]) -> int:
     """Where the app listens inside the namespace: the label's `to` port, or a literal number."""
     label = str(svc.get("PortLabel") or "")
-    inner = _inner_port(alloc, label) if label else None
+    if not label:
+        return 0  # a Connect service without a port (a worker): Consul's LocalServicePort stays unset
+    inner = _inner_port(alloc, label)
     if inner is not None:
         return inner
     if label.isdigit():
@@ -232,9 +234,11 @@ def sidecar_registration(alloc: dict[str, Any], service: dict[str, Any], service
     expose_paths = []
     for lbl, chk in exposed_checks(service):
         path = chk.get("Path") or "/"
+        # Nomad's expose hook: a check on a named port reaches that port's `to`, not the service's.
+        target = _inner_port(alloc, chk["PortLabel"]) if chk.get("PortLabel") else None
         expose_paths.append({"Path": path if path.startswith("/") else "/" + path,
                              "Protocol": "http2" if (chk.get("Type") or "").lower() == "grpc" else "http",
-                             "LocalPathPort": app_port, "ListenerPort": _inner_port(alloc, lbl) or 0})
+                             "LocalPathPort": target or app_port, "ListenerPort": _inner_port(alloc, lbl) or 0})
     upstreams = [{"DestinationName": u["DestinationName"], "LocalBindPort": int(u["LocalBindPort"]),
                   **({"LocalBindAddress": u["LocalBindAddress"]} if u.get("LocalBindAddress") else {}),
                   **({"Datacenter": u["Datacenter"]} if u.get("Datacenter") else {})}
