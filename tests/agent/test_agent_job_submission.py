@@ -2,26 +2,14 @@
 version, over real HTTP on an in-process agent. Jobs use count 0, so nothing needs the runtime."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from support.agents import InProcessAgent
 from support.nomad_jobs import DOCKER_HCL
 
 HCL = DOCKER_HCL.replace("count = 2", "count = 0")
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
-    a = InProcessAgent(tmp_path)
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 def register(agent: InProcessAgent, source: str, flags: dict[str, str] | None = None) -> dict[str, Any]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import nomad.api.exceptions as nx
@@ -17,15 +15,6 @@ import requests
 from support.agents import InProcessAgent
 from support.nomad_jobs import DOCKER_HCL
 from support.waiting import wait_until
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
-    a = InProcessAgent(tmp_path)
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 def parse(agent: InProcessAgent, hcl: str) -> dict[str, Any]:

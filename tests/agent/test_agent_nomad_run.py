@@ -4,11 +4,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from support.agents import InProcessAgent
@@ -53,15 +51,6 @@ SERVER = ("import http.server,os,sys,socketserver;"
           "s.wfile.write(os.environ['NOMAD_ALLOC_ID'].encode()))});"
           "http.server.ThreadingHTTPServer(('127.0.0.1',int(sys.argv[1])),h).serve_forever()")
 CRASH = "import sys; print('boom', file=sys.stderr, flush=True); sys.exit(3)"
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
-    a = InProcessAgent(tmp_path)
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 def job_with(agent: InProcessAgent, program: str) -> dict[str, Any]:

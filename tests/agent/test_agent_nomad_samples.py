@@ -4,24 +4,11 @@ upstream on 127.0.0.1 through the seed's INV_SVC_URL / TAX_SVC_URL. (Bridge mode
 tests/e2e/test_agent_nomad_samples_bridge.py.)"""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import requests
 
 from support.agents import InProcessAgent
 from support.sample_apps import answer, assert_catalog, deploy_all, expected_chain
 from support.waiting import wait_until
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
-    a = InProcessAgent(tmp_path)
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 def test_samples_in_host_mode(agent: InProcessAgent) -> None:

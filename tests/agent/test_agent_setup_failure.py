@@ -6,8 +6,6 @@ Drives AllocRunner._run's except block, whose ClientDescription closure used the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,15 +34,6 @@ job "broken" {
   }
 }
 """
-
-
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[InProcessAgent]:
-    a = InProcessAgent(tmp_path)
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 def test_a_setup_failure_fails_the_allocation_with_its_reason(agent: InProcessAgent) -> None:
