@@ -17,7 +17,9 @@ import http.client
 import shutil
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agentkit import (
@@ -27,6 +29,7 @@ from agentkit import (
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.resources import LISTENER, build_resources
+from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.connect.envoy import EnvoyProcess
 from nomadmesh.mesh.intentions import Intention
@@ -75,6 +78,85 @@ def latency(port: int, n: int, keepalive: bool) -> list[float]:
     return out
 
 
+@dataclass(frozen=True)
+class Pair:
+    """A server and a client sidecar on loopback, fed by our ADS server; `srv` the server's allowing
+    snapshot, `denied` the same with client => server denied."""
+    srv: ProxySnapshot
+    denied: ProxySnapshot
+    app_port: int
+    up: int  # the client's upstream listener for the server
+    cache: SnapshotCache
+    xds: XdsServer
+    server: EnvoyProcess
+    client: EnvoyProcess
+    server_ready_s: float  # Envoy start -> public listener active (TCP xDS)
+    client_ready_s: float  # Envoy start -> upstream listener active (unix-socket xDS)
+
+
+@contextmanager
+def loopback_pair(ca: ConnectCA) -> Iterator[Pair]:
+    """Start the pair, wait until the client reaches the server through both sidecars, stop it all after."""
+    work = Path(tempfile.mkdtemp(prefix="nmbench"))
+    backend, app_port = start_backend("server")
+    sp, cp, up = free_port(), free_port(), free_port()
+    srv = snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1")
+    cli = snapshot("client", cp, app_port, ca=ca, public_address="127.0.0.1",
+                   upstreams=(upstream("server", up, (("127.0.0.1", sp),)),))
+    cache = SnapshotCache()
+    cache.set(SERVER, srv)
+    cache.set(CLIENT, cli)
+    xds = XdsServer(cache, "127.0.0.1:0", work / "xds.sock").start()
+    envoys: list[EnvoyProcess] = []
+    try:
+        es = EnvoyProcess(SERVER, "server", xds.address, work / "s")
+        envoys.append(es.start())
+        ready = es.wait_listener(f"public_listener:127.0.0.1:{sp}")
+        ec = EnvoyProcess(CLIENT, "client", str(work / "xds.sock"), work / "c")
+        envoys.append(ec.start())
+        ready_c = ec.wait_listener(f"server:127.0.0.1:{up}")
+        wait(lambda: status(up) == 200, 30)
+        denied = replace(srv, intentions=(Intention("client", "server", "deny"),))
+        yield Pair(srv, denied, app_port, up, cache, xds, es, ec, ready, ready_c)
+    finally:
+        for e in envoys:
+            e.stop()
+        xds.stop()
+        backend.shutdown()
+        backend.server_close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def toggle(pair: Pair) -> tuple[float, float]:
+    """One deny push then one allow push: seconds until a request is refused, then served again."""
+    t0 = time.perf_counter()
+    pair.cache.set(SERVER, pair.denied)
+    wait(lambda: status(pair.up) is None)
+    enforced = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    pair.cache.set(SERVER, pair.srv)
+    wait(lambda: status(pair.up) == 200)
+    return enforced, time.perf_counter() - t1
+
+
+def cut_open_connection(pair: Pair) -> float:
+    """Seconds from a deny push until an open, allowed keep-alive connection is closed; allows again."""
+    conn = http.client.HTTPConnection("127.0.0.1", pair.up, timeout=5)
+    assert status(pair.up, "/", conn) == 200
+    conn.sock.settimeout(5)
+    t0 = time.perf_counter()
+    pair.cache.set(SERVER, pair.denied)
+    try:
+        conn.sock.recv(1)
+    except ConnectionError:
+        pass
+    cut = time.perf_counter() - t0
+    conn.close()
+    pair.cache.set(SERVER, pair.srv)
+    wait(lambda: status(pair.up) == 200)
+    return cut
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--toggles", type=int, default=20)
@@ -87,68 +169,32 @@ def main() -> None:
         ca.sign_leaf("web", "dc1")
     print(f"CA leaf signing: {300 / (time.perf_counter() - t0):.0f} signs/s")
 
-    work = Path(tempfile.mkdtemp(prefix="nmbench"))
-    backend, app_port = start_backend("server")
-    sp, cp, up = free_port(), free_port(), free_port()
-    srv = snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1")
-    cli = snapshot("client", cp, app_port, ca=ca, public_address="127.0.0.1",
-                   upstreams=(upstream("server", up, (("127.0.0.1", sp),)),))
-    t0 = time.perf_counter()
-    for _ in range(200):
-        build_resources(srv)
-    print(f"build_resources: {(time.perf_counter() - t0) / 200 * 1e6:.0f} us per snapshot")
-    cache = SnapshotCache()
-    cache.set(SERVER, srv)
-    cache.set(CLIENT, cli)
-    xds = XdsServer(cache, "127.0.0.1:0", work / "xds.sock").start()
-    envoys = []
-    try:
-        es = EnvoyProcess(SERVER, "server", xds.address, work / "s")
-        envoys.append(es.start())
-        ready = es.wait_listener(f"public_listener:127.0.0.1:{sp}")
-        ec = EnvoyProcess(CLIENT, "client", str(work / "xds.sock"), work / "c")
-        envoys.append(ec.start())
-        ready_c = ec.wait_listener(f"server:127.0.0.1:{up}")
-        print(f"Envoy start -> listener active: server {ready * 1000:.0f} ms (TCP xDS), "
-              f"client {ready_c * 1000:.0f} ms (unix-socket xDS)")
-        wait(lambda: status(up) == 200)
+    with loopback_pair(ca) as pair:
+        t0 = time.perf_counter()
+        for _ in range(200):
+            build_resources(pair.srv)
+        print(f"build_resources: {(time.perf_counter() - t0) / 200 * 1e6:.0f} us per snapshot")
+        print(f"Envoy start -> listener active: server {pair.server_ready_s * 1000:.0f} ms (TCP xDS), "
+              f"client {pair.client_ready_s * 1000:.0f} ms (unix-socket xDS)")
 
         ack, enforced, restored = [], [], []
-        denied = replace(srv, intentions=(Intention("client", "server", "deny"),))
         for _ in range(args.toggles):
             t0 = time.perf_counter()
-            want = cache.set(SERVER, denied).versions[LISTENER]
-            wait(lambda want=want: xds.streams[SERVER].acked_versions.get(LISTENER) == want)  # bound now, not at call
+            want = pair.cache.set(SERVER, pair.denied).versions[LISTENER]
+            wait(lambda want=want: pair.xds.streams[SERVER].acked_versions.get(LISTENER) == want)  # bound now
             ack.append(time.perf_counter() - t0)
-            wait(lambda: status(up) is None)
+            wait(lambda: status(pair.up) is None)
             enforced.append(time.perf_counter() - t0)
             t1 = time.perf_counter()
-            cache.set(SERVER, srv)
-            wait(lambda: status(up) == 200)
+            pair.cache.set(SERVER, pair.srv)
+            wait(lambda: status(pair.up) == 200)
             restored.append(time.perf_counter() - t1)
         print(f"deny push -> LDS ACK:         {fmt(ack)}")
         print(f"deny push -> request refused: {fmt(enforced)}")
         print(f"allow push -> request served: {fmt(restored)}")
+        print(f"deny push -> open connection closed: {fmt([cut_open_connection(pair) for _ in range(5)])}")
 
-        cuts = []
-        for _ in range(5):
-            conn = http.client.HTTPConnection("127.0.0.1", up, timeout=5)
-            assert status(up, "/", conn) == 200
-            sock = conn.sock
-            sock.settimeout(5)
-            t0 = time.perf_counter()
-            cache.set(SERVER, denied)
-            try:
-                sock.recv(1)
-            except ConnectionError:
-                pass
-            cuts.append(time.perf_counter() - t0)
-            conn.close()
-            cache.set(SERVER, srv)
-            wait(lambda: status(up) == 200)
-        print(f"deny push -> open connection closed: {fmt(cuts)}")
-
-        n = args.requests
+        n, app_port, up = args.requests, pair.app_port, pair.up
         latency(app_port, 200, True)
         latency(up, 200, True)  # warm up
         direct, mesh = latency(app_port, n, True), latency(up, n, True)
@@ -159,72 +205,20 @@ def main() -> None:
         print(f"new conn     direct {fmt(direct)}")
         print(f"new conn     mesh   {fmt(mesh)}")
         print(added(direct, mesh))
-        for name, e in (("server", es), ("client", ec)):
-            assert e.proc is not None  # started above
+        for name, e in (("server", pair.server), ("client", pair.client)):
+            assert e.proc is not None  # started by loopback_pair
             print(f"Envoy {name} sidecar private memory: {private_kb(e.proc.pid) / 1024:.1f} MiB")
-    finally:
-        for e in envoys:
-            e.stop()
-        xds.stop()
-        backend.shutdown()
-        backend.server_close()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def dataplane_figures(toggles: int) -> dict[str, float]:
     """bench/run.py's figures (ms): Envoy start to listener, deny enforced / allow restored (p50, p99)
     over `toggles` pushes, and an open connection cut after a deny (p50). tests/e2e/test_connect_e2e.py
     checks the same behaviour without timing it."""
-    ca = ConnectCA.generate("bench")
-    work = Path(tempfile.mkdtemp(prefix="nmbench"))
-    backend, app_port = start_backend("server")
-    sp, cp, up = free_port(), free_port(), free_port()
-    srv = snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1")
-    cli = snapshot("client", cp, app_port, ca=ca, public_address="127.0.0.1",
-                   upstreams=(upstream("server", up, (("127.0.0.1", sp),)),))
-    cache = SnapshotCache()
-    cache.set(SERVER, srv)
-    cache.set(CLIENT, cli)
-    xds = XdsServer(cache, "127.0.0.1:0", work / "xds.sock").start()
-    envoys = []
-    try:
-        es = EnvoyProcess(SERVER, "server", xds.address, work / "s")
-        envoys.append(es.start())
-        ready = es.wait_listener(f"public_listener:127.0.0.1:{sp}")
-        envoys.append(EnvoyProcess(CLIENT, "client", str(work / "xds.sock"), work / "c").start())
-        wait(lambda: status(up) == 200, 30)
-        denied = replace(srv, intentions=(Intention("client", "server", "deny"),))
-        enforced, restored, cuts = [], [], []
-        for _ in range(toggles):
-            t0 = time.perf_counter()
-            cache.set(SERVER, denied)
-            wait(lambda: status(up) is None)
-            enforced.append(time.perf_counter() - t0)
-            t1 = time.perf_counter()
-            cache.set(SERVER, srv)
-            wait(lambda: status(up) == 200)
-            restored.append(time.perf_counter() - t1)
-        for _ in range(max(1, toggles // 4)):
-            conn = http.client.HTTPConnection("127.0.0.1", up, timeout=5)
-            assert status(up, "/", conn) == 200
-            conn.sock.settimeout(5)
-            t0 = time.perf_counter()
-            cache.set(SERVER, denied)
-            try:
-                conn.sock.recv(1)
-            except ConnectionError:
-                pass
-            cuts.append(time.perf_counter() - t0)
-            conn.close()
-            cache.set(SERVER, srv)
-            wait(lambda: status(up) == 200)
-    finally:
-        for e in envoys:
-            e.stop()
-        xds.stop()
-        backend.shutdown()
-        backend.server_close()
-        shutil.rmtree(work, ignore_errors=True)
+    with loopback_pair(ConnectCA.generate("bench")) as pair:
+        toggles_s = [toggle(pair) for _ in range(toggles)]
+        cuts = [cut_open_connection(pair) for _ in range(max(1, toggles // 4))]
+    ready = pair.server_ready_s
+    enforced, restored = [e for e, _ in toggles_s], [r for _, r in toggles_s]
     ms = 1000
     return {
         "envoy_start_listener_ms": round(ready * ms, 1),
