@@ -371,12 +371,36 @@ def _checks(r: Reader, svc: Obj, nomad: Any, name: str, port: int | None, connec
             check = read(item, path)
             if check is not None:
                 found.append((path, check))
+    if svc.has("connect"):
+        found = _without_tcp(r, found)
     if port is None and svc.has("connect"):
         for path, check in found:
             if check.port is None:
                 r.error(path, "checks the service port, but this Connect service has none (a worker); "
                               "give the check a port from nomad.ports")
     return _named(r, found, name, connect)
+
+
+# Nomad refuses these at submit time ("tcp checks are not valid for Connect enabled services",
+# structs.Service.validateConsulService), whatever port the check names (hashicorp/nomad#6141).
+TCP_ON_CONNECT = (
+    "a tcp check is not valid on a Connect service: Consul cannot reach into the allocation's network "
+    "namespace, and a host port to the app would bypass the sidecar's mTLS, so Nomad refuses it; "
+    "use an http check (Nomad exposes it through the sidecar, on the service port or a port of nomad.ports), "
+    "or no check (the deployment then waits for the task to run)"
+)
+
+
+def _without_tcp(r: Reader, found: list[tuple[str, Check]]) -> list[tuple[str, Check]]:
+    """The checks of a Connect service minus its tcp checks, each refused with the reason."""
+    kept = []
+    for path, check in found:
+        if check.type == "tcp":
+            # A Consul check names its kind by key (`"tcp": "host:port"`), a nomad.checks one by `type`.
+            r.error(join(path, "type" if path.startswith("nomad.") else "tcp"), TCP_ON_CONNECT)
+        else:
+            kept.append((path, check))
+    return kept
 
 
 def _named(r: Reader, found: list[tuple[str, Check]], name: str, connect: bool) -> tuple[Check, ...]:

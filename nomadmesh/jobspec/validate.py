@@ -266,7 +266,13 @@ def _service(s: dict[str, Any], g: dict[str, Any], labels: set[str], tasks: set[
     errors.extend(gateway_errors(s, g, mode, group_level))
     if group_level and s.get("TaskName") and s["TaskName"] not in tasks:
         errors.append(f'{where} refers to task "{s["TaskName"]}", which is not in the group')
+    sidecar = (connect or {}).get("SidecarService") is not None
     for check in s.get("Checks") or []:
+        if sidecar and check.get("Type") == "tcp" and (s.get("Provider") or "consul") == "consul":
+            # Consul cannot reach the app inside the allocation's namespace (hashicorp/nomad#6141).
+            errors.append(f'{where} check "{check.get("Name") or "tcp"}" invalid: '
+                          "tcp checks are not valid for Connect enabled services")
+            continue
         errors.extend(_check(check, where))
     return errors
 

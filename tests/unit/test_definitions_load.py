@@ -88,7 +88,7 @@ def test_project_file_and_every_nomad_field() -> None:
         tags=("public",),
         meta=(("team", "storefront"),),
         upstreams=(Upstream("db", 9001), Upstream("payments", 9002, "127.0.0.2", "zone2")),
-        checks=(Check("tcp", "web-tcp", "5s", "2s"), Check("http", "ready", "10s", "2s", "/ready?full=1", expose=True)),
+        checks=(Check("http", "ready", "10s", "2s", "/ready?full=1", expose=True),),
         run=Run(
             driver="docker", image="example/web:1.2", env=(("LOG_LEVEL", "info"),), count=3,
             resources=Resources(250, 256), publish=8080,
@@ -97,8 +97,8 @@ def test_project_file_and_every_nomad_field() -> None:
         ),
     )  # fmt: skip
     db = spec.service("db")
-    assert (db.connect, db.upstreams, db.run.driver, db.run.args, db.run.work_dir) == (
-        False, (), "exec", ("--listen", "127.0.0.1:5432"), "/srv/db"
+    assert (db.connect, db.upstreams, db.run.driver, db.run.args, db.run.work_dir, db.checks) == (
+        False, (), "exec", ("--listen", "127.0.0.1:5432"), "/srv/db", (Check("tcp", "db-tcp", "5s", "2s"),)
     )  # fmt: skip
 
 
@@ -107,10 +107,11 @@ def test_consul_checks_and_keys() -> None:
     api = spec.service("api")
     assert api.checks == (
         Check("http", "api-http", "3s", "1s", "/health", expose=True),
-        Check("tcp", "listening", "10s", "2s"),
         Check("http", "api-http-2", "10s", "2s", "/live", expose=True),
         Check("http", "api-http-3", "10s", "2s", "/metrics", expose=True),
     )
+    # cache is not in Connect, so Consul reaches its port and a tcp check is fine
+    assert spec.service("cache").checks == (Check("tcp", "listening", "10s", "2s"),)
     assert (api.address, api.enable_tag_override) == ("10.0.0.5", True)
     assert api.run.work_dir == str(FIXTURES / "consul-checks" / "services" / "api" / "bin")
     source = FIXTURES / "consul-checks" / "services" / "api" / "service.json"

@@ -114,7 +114,7 @@ def test_a_connect_worker_without_a_port_renders_a_service_with_its_sidecar_and_
 
 
 @pytest.mark.parametrize(("doc", "expected"), [
-    (edit(WORKER, "nomad.checks", [{"type": "tcp"}]),
+    (edit(WORKER, "nomad.checks", [{"type": "http", "path": "/health"}]),
      [("nomad.checks[0]", "checks the service port, but this Connect service has none (a worker); "
                           "give the check a port from nomad.ports")]),
     (edit(WORKER, "nomad.publish", 0),

@@ -48,7 +48,7 @@ def services(draw: st.DrawFn) -> Service:
             path="/" + draw(hostile) if kind == "http" else None,
             expose=connect and kind == "http",
         )
-        for kind in draw(st.lists(st.sampled_from(["http", "tcp"]), max_size=3))
+        for kind in draw(st.lists(st.sampled_from(["http", "tcp"] if not connect else ["http"]), max_size=3))
     )
     run = Run(
         driver="docker" if docker else draw(st.sampled_from(["raw_exec", "exec"])),
