@@ -18,7 +18,8 @@ from nomadmesh.jobspec.schema import by_hcl
 # (nomad key, schema object, keys nomadmesh writes itself -> what to use instead)
 LEVELS: dict[str, tuple[str, dict[str, str]]] = {
     "job": ("Job", {"datacenters": "nomadmesh.json", "region": "nomadmesh.json", "namespace": "nomadmesh.json",
-                    "type": "", "meta": "", "group": "", "id": "", "name": "", "update": "nomad.update"}),
+                    "type": "", "meta": "nomadmesh.json's meta", "group": "", "id": "", "name": "",
+                    "update": "nomad.update"}),
     "group": ("TaskGroup", {"count": "nomad.count", "network": "nomad.ports / nomad.publish",
                             "service": "service", "restart": "nomad.restart", "update": "nomad.update",
                             "task": "nomad.task"}),

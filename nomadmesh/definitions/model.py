@@ -148,6 +148,7 @@ class Project:
     source: str | None = None
     declared: tuple[Variable, ...] = ()  # template variables nomadmesh.json declares
     vars: tuple[tuple[str, Value], ...] = ()  # their values (see spec/variables.py), by name
+    meta: Pairs = ()  # job meta for every job, beside nomadmesh's own keys (which it may not use)
     # The project's own `templates/` folder when it has one (it overrides built-in templates by
     # file name). Where the project is, not what it is: left out of the definition hash.
     templates_dir: str | None = None

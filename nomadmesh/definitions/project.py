@@ -8,7 +8,10 @@ from nomadmesh.definitions.model import Project
 from nomadmesh.definitions.variables import parse_declarations
 from nomadmesh.errors import Problem
 
-PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables")
+PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables", "meta")
+# nomadmesh's own job meta keys (render/ownership.py) start with this; a project key may not, so the
+# ownership mark and the change hash can never be overwritten or faked by the project's meta.
+RESERVED_META_PREFIX = "nomadmesh_"
 
 
 def _word(text: str) -> bool:
@@ -35,6 +38,7 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
         if value is not None and not _word(value):
             r.error(o.at(key), f"{value!r} is not a {key} name: letters, digits, '-' and '_'")
     external = _names(r, o)
+    meta = _meta(r, o)
     declared, var_problems = parse_declarations(o.raw("variables"), label) if o.has("variables") else ((), [])
     return (
         Project(
@@ -44,6 +48,7 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             external_services=external,
             source=label,
             declared=declared,
+            meta=meta,
         ),
         r.problems + var_problems,
     )
@@ -57,3 +62,13 @@ def _names(r: Reader, o: Obj) -> tuple[str, ...]:
         if r.name_ok(join(o.at("external_services"), i), name):
             good.append(name)
     return tuple(sorted(set(good)))
+
+
+def _meta(r: Reader, o: Obj) -> tuple[tuple[str, str], ...]:
+    """`meta`: string -> string, written into every job's `meta` beside nomadmesh's own keys."""
+    pairs = o.pairs("meta") or ()
+    clash = [key for key, _ in pairs if key.startswith(RESERVED_META_PREFIX)]
+    for key in clash:
+        r.error(join(o.at("meta"), key), f"keys starting with {RESERVED_META_PREFIX!r} are nomadmesh's own "
+                "job meta (ownership and the definition hash); choose another name")
+    return tuple((k, v) for k, v in pairs if k not in clash)

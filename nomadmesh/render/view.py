@@ -36,7 +36,7 @@ class PortMap:
 class JobView:
     service: Service
     project: Project
-    meta: Pairs  # job meta (ownership)
+    meta: Pairs  # job meta: the project's (sorted), then nomadmesh's ownership keys
     port: PortMap | None
     service_port: str  # the service block's `port`: a number inside the netns, the label, or "" (a worker)
     checks: tuple[tuple[Check, bool], ...]  # (check, expose)
@@ -151,13 +151,13 @@ def job_view(service: Service, project: Project, root: str | None = None) -> Job
     stated, variables = portable(service, root)
     if service.is_gateway:
         main, extra = _gateway_ports(service)
-        return JobView(service=service, project=project, meta=job_meta(stated, project), port=main,
+        return JobView(service=service, project=project, meta=project.meta + job_meta(stated, project), port=main,
                        service_port=main.label, checks=(), config=(), env=(), extra_ports=extra)
     port = _port_map(service)
     return JobView(
         service=service,
         project=project,
-        meta=job_meta(stated, project),
+        meta=project.meta + job_meta(stated, project),
         port=port,
         service_port=(str(service.port) if service.port else "") if service.connect else service_label(service),
         checks=tuple((c, check_exposed(service, c)) for c in service.checks),
