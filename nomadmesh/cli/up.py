@@ -1,30 +1,29 @@
 """`nomadmesh up`: an agent if none answers, then the services deployed, then how to call them."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from nomadmesh.cli.options import allow_external_option, project_option, services_option, target_options
+from nomadmesh.cli.options import spec_options, target_options
 
 if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
     from nomadmesh.deploy.target import Target
 
 
 @click.command("up")
-@services_option
-@project_option
-@allow_external_option
+@spec_options
 @target_options
 @click.option("--grpc-port", type=click.IntRange(0, 65535), envvar="NOMADMESH_GRPC_PORT", default=None,
               help="Also open this xDS TCP port on an agent `up` starts (see `agent --grpc-port`).  "
                    "[default: $NOMADMESH_GRPC_PORT, else off]")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the deployments.")
-def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], target: Target,
-               grpc_port: int | None, timeout_s: float) -> None:
+def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], env: str | None,
+               var: tuple[str, ...], target: Target, grpc_port: int | None, timeout_s: float) -> None:
     """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
 
     The agent's data dir, pid file and log go to ./.nomadmesh/; `nomadmesh down` stops it.
@@ -34,6 +33,8 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
         nomadmesh up
 
         nomadmesh up --services ./services --nomad-addr http://127.0.0.1:14646
+
+        nomadmesh up --env pr42 --var image_tag=v2
     """
     from nomadmesh.deploy.apply import apply
     from nomadmesh.deploy.jobs import load_jobs
@@ -43,7 +44,10 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
     from nomadmesh.deploy.up import ensure_agent
     from nomadmesh.progress import make_progress
 
-    rendered = load_jobs(services_dir, project_file, (), allow_external)  # bad input: fail before starting anything
+    # Bad input (definitions, --env, --var) fails here, before an agent is started.
+    rendered = load_jobs(services_dir, project_file, (), allow_external, env=env, variables=var, environ=os.environ)
+    for warning in rendered.warnings:
+        click.echo(f"warning: {warning}", err=True)
     api = NomadAPI(target)
     click.echo(ensure_agent(api, target, Path.cwd(), grpc_port))
     progress = make_progress()

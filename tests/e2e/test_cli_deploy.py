@@ -236,6 +236,25 @@ def test_preview_env_deploys_beside_the_main_one_and_destroy_env_removes_exactly
             run(agent, "destroy", "web3-pr7", "--purge", "--yes")
 
 
+def test_up_takes_env_and_var_like_deploy(agent: RunningAgent, tmp_path: Path) -> None:
+    d = json.loads(json.dumps(WEB))
+    d["service"]["name"] = "web4"
+    svc = write_services(tmp_path / "services", d)
+    (tmp_path / "nomadmesh.json").write_text(json.dumps({"variables": {"mode": {"type": "string"}}}))
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "pr8.json").write_text(json.dumps(
+        {"name_suffix": "-pr8", "services": {"web4": {"nomad": {"env": {"MODE": "preview"}}}}}))
+    try:
+        r = run(agent, "up", "--services", str(svc), "--env", "pr8", "--var", "mode=x")
+        assert r.exit_code == 0, r.output
+        assert f"Using Nomad at {agent.nomad_addr}" in r.output
+        job = api(agent).job("web4-pr8")
+        assert job is not None and api(agent).job("web4") is None
+        assert job["TaskGroups"][0]["Tasks"][0]["Env"]["MODE"] == "preview"
+    finally:
+        run(agent, "destroy", "web4-pr8", "--purge", "--yes")
+
+
 # A Connect worker without a port (issue 12 item 4): it still gets its sidecar and reaches its upstream.
 FAST = {"min_healthy_time": "500ms", "healthy_deadline": "60s", "progress_deadline": "2m"}
 BACKEND = {"service": {"name": "backend", "port": 8080, "connect": {"sidecar_service": {}}},

@@ -368,3 +368,21 @@ def test_render_with_an_unknown_var_exits_2_and_writes_nothing(with_vars: Path) 
     assert "--var tga=1: no such variable; did you mean 'tag'?" in result.output
     assert "Traceback" not in result.output
     assert not (with_vars / "jobs").exists()
+
+
+# --- `up` takes --env and --var like render/plan/deploy ---------------------------------------------
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--env", "staging"), "envs/staging.json: does not exist"),
+    (("--var", "tga=v2"), "--var tga=v2: no such variable; did you mean 'tag'?"),
+], ids=["missing env", "unknown var"])
+def test_up_refuses_a_bad_env_or_var_before_starting_anything(
+        with_vars: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], expected: str) -> None:
+    from support.net import free_port
+
+    monkeypatch.chdir(with_vars)
+    write_env(with_vars, "prod", {"variables": {"owner": "ops"}})
+    result = CliRunner().invoke(cli, ["up", "--env", "prod", *args, "--nomad-addr", f"http://127.0.0.1:{free_port()}"])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert not (with_vars / ".nomadmesh").exists()  # no agent was started
