@@ -105,3 +105,29 @@ def _keys(r: Reader, value: dict[str, Any], where: str) -> None:
             r.error(join(where, key), "is not an HCL name: letters, digits, '_' and '-', not starting with a digit")
         elif isinstance(item, dict):
             _keys(r, item, join(where, key))
+
+
+def not_decoded(level: str, value: Any, path: str | None = None) -> list[str]:
+    """Paths of the blocks and attributes in one generic map (`nomad.<level>`) that Nomad has and
+    nomadmesh's jobspec parser does not decode (vault, volume, affinity...): the HCL carries them to
+    Nomad, but an offline parse (`render --format json`) cannot turn them into Job JSON."""
+    return _not_decoded(LEVELS[level][0], value, path or join("nomad", level))
+
+
+def _not_decoded(obj: str, value: Any, path: str) -> list[str]:
+    if not isinstance(value, dict):
+        return []
+    known = by_hcl(obj)
+    found: list[str] = []
+    for key, item in value.items():
+        field = known.get(key)
+        if field is None:
+            continue  # unknown keys are refused by read_blocks
+        if field.kind == "unsupported":
+            found.append(join(path, key))
+        elif field.obj and field.kind in ("obj", "objs"):
+            items = item if isinstance(item, list) else [item]
+            for i, one in enumerate(items):
+                found += _not_decoded(field.obj, one, join(join(path, key), i) if isinstance(item, list)
+                                      else join(path, key))
+    return found

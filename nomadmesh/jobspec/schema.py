@@ -274,3 +274,7 @@ def by_api(obj: str) -> dict[str, Field]:
 
 def by_hcl(obj: str) -> dict[str, Field]:
     return {f.hcl: f for f in OBJECTS[obj] if f.hcl}
+
+
+# The HCL names of blocks and attributes Nomad has and this parser refuses (the `U` fields).
+UNDECODED = frozenset(f.hcl for fields in OBJECTS.values() for f in fields if f.kind == "unsupported" and f.hcl)

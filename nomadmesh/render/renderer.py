@@ -13,16 +13,18 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Literal
 
 import jinja2
 
-from nomadmesh.definitions.blocks import LABELLED
+from nomadmesh.definitions.blocks import LABELLED, not_decoded
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
+from nomadmesh.jobspec.schema import UNDECODED
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.view import job_view, portable
@@ -147,13 +149,32 @@ def job_variables(service: Service, root: str | None) -> dict[str, str]:
     return {name: root for name in names if root is not None}
 
 
+NOT_OFFLINE = ("Nomad has it, but nomadmesh's offline jobspec parser (shared with the dev agent) does not decode "
+               "it, so `render --format json` cannot show this job; `render` writes it to the HCL, `plan` and "
+               "`deploy` have the target's Nomad parse it, and `nomad job run -output <file>` prints its JSON")
+_UNSUPPORTED = re.compile(r'unsupported (?:block|attribute) "([^"]+)"')
+
+
+def _undecoded_name(message: str) -> str | None:
+    """The Nomad block a parse error is about, when it is one Nomad has and the parser does not decode."""
+    m = _UNSUPPORTED.search(message)
+    return m.group(1) if m is not None and m.group(1) in UNDECODED else None
+
+
 def render_json(service: Service, project: Project, root: str | None = None) -> str:
     """One service's job as the API's `{"Job": {...}}`: its HCL read back by the jobspec parser the
     dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
     keys, 2-space indent, newline."""
+    offline = [path for level, text in service.run.blocks for path in not_decoded(level, json.loads(text))]
+    if offline:
+        raise RenderError("\n".join(f"{service.source}: {path}: {NOT_OFFLINE}" for path in offline))
     try:
         job = parse_hcl(render_hcl(service, project, root), job_variables(service, root))
-    except JobspecError as e:  # a template bug, not bad input: the HCL we wrote must parse
+    except JobspecError as e:
+        name = _undecoded_name(str(e))
+        if name is not None:  # a project template wrote a Nomad block the offline parser does not decode
+            raise RenderError(f"{service.source}: job {service.name!r}: {name!r}: {NOT_OFFLINE}") from e
+        # Otherwise a template bug, not bad input: the HCL we wrote must parse.
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
