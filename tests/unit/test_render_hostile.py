@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nomadmesh.definitions.model import Check, Project, Run, Service, Upstream
+from nomadmesh.definitions.variables import Value
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import parse_hcl
 from nomadmesh.pack import eject
@@ -172,3 +173,85 @@ def test_hostile_values_in_the_generic_blocks_keep_the_structure(
     assert task.get("Meta", {}) == meta
     if service.connect:
         assert group["Services"][0]["Connect"]["SidecarTask"].get("Env", {}) == meta
+
+
+# --- template variables (`v.vars.<name>`): hostile values come out escaped or are refused ------------
+
+variables = st.fixed_dictionaries({
+    "tag": hostile,
+    "replicas": st.integers(0, 10**6) | st.floats(allow_nan=False, allow_infinity=False),
+    "debug": st.booleans(),
+}).map(lambda d: tuple(sorted(d.items())))
+
+
+def _vars_pack(root: Path, tag: str = "[[ v.vars.tag | q ]]") -> Path:
+    """The built-in pack ejected and edited to use the variables as a user would: a string in the job's
+    meta and the task's env, a number as the group's count, a bool as the update's auto_revert."""
+    templates = root / "templates"
+    eject(templates)
+    for file, old, new in [
+        ("job.nomad.hcl.j2", "[% endfor %]\n}\n\ngroup", f"[% endfor %]\nimage_tag = {tag}\n}}\n\ngroup"),
+        ("job.nomad.hcl.j2", "count = [[ run.count | num ]]", "count = [[ v.vars.replicas | num ]]"),
+        ("_task.hcl.j2", "env {\n", "env {\nIMAGE_TAG_V = [[ v.vars.tag | q ]]\n"),
+        ("_policies.hcl.j2", "auto_revert = [[ u.auto_revert | bool ]]",
+         "auto_revert = [[ v.vars.debug | bool ]]"),
+    ]:
+        path = templates / file
+        text = path.read_text()
+        assert old in text, (file, old)
+        path.write_text(text.replace(old, new, 1))
+    return templates
+
+
+@pytest.fixture(scope="module")
+def vars_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _vars_pack(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def raw_vars_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _vars_pack(tmp_path_factory.mktemp("project"), '"[[ v.vars.tag ]]"')
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(service=services(), values=variables)
+def test_hostile_variables_through_an_ejected_pack_come_back_intact_or_are_refused(
+        vars_pack: Path, service: Service, values: tuple[tuple[str, Value], ...]) -> None:
+    project = Project(vars=values)
+    edited = dataclasses.replace(project, templates_dir=str(vars_pack))
+    given_values = dict(values)
+    replicas = given_values["replicas"]
+    if not isinstance(replicas, int):  # `num` writes integers only: a fractional count is refused, not printed
+        with pytest.raises(RenderError, match=r"job\.nomad\.hcl\.j2:\d+: service .*: expected an integer"):
+            render_hcl(service, edited)
+        return
+    job = parse_hcl(render_hcl(service, edited))
+    expected = parse_hcl(render_hcl(service, project))  # the built-in pack, same variables
+    (group,) = expected["TaskGroups"]
+    (task,) = group["Tasks"]
+    expected["Meta"] = {**expected["Meta"], "image_tag": given_values["tag"],
+                        "nomadmesh_hash": job["Meta"]["nomadmesh_hash"]}
+    group["Count"] = replicas
+    group["Update"]["AutoRevert"] = given_values["debug"]
+    task["Env"] = {**task["Env"], "IMAGE_TAG_V": given_values["tag"]}
+    assert job == expected
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(service=services(), values=variables)
+def test_an_ejected_pack_printing_a_raw_variable_is_refused(
+        raw_vars_pack: Path, service: Service, values: tuple[tuple[str, Value], ...]) -> None:
+    project = Project(vars=values, templates_dir=str(raw_vars_pack))
+    with pytest.raises(RenderError, match=r"job\.nomad\.hcl\.j2:\d+: service .*: template prints a raw value"):
+        render_hcl(service, project)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(service=services(), values=variables)
+def test_hostile_variables_never_reach_a_job_of_the_builtin_pack(
+        service: Service, values: tuple[tuple[str, Value], ...]) -> None:
+    # The built-in pack reads no variable: setting them changes only the definition hash.
+    job = parse_hcl(render_hcl(service, Project(vars=values)))
+    plain = parse_hcl(render_hcl(service, Project()))
+    assert job["Meta"]["nomadmesh_hash"] != plain["Meta"]["nomadmesh_hash"]
+    assert job == {**plain, "Meta": {**plain["Meta"], "nomadmesh_hash": job["Meta"]["nomadmesh_hash"]}}
