@@ -103,7 +103,9 @@ def parse_declarations(raw: Any, label: str, at: str = "variables") -> tuple[tup
 
 
 def _unknown(name: str, declared: Mapping[str, Variable]) -> str:
-    close = difflib.get_close_matches(name, list(declared), n=1)
+    # A name that differs only in case first (NOMADMESH_VAR_TAG for `tag`: names are case-sensitive).
+    same = [d for d in declared if d.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, list(declared), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     known = f" (declared: {', '.join(sorted(declared))})" if declared else " (nomadmesh.json declares none)"
     return f"no such variable{hint}{known}"

@@ -216,9 +216,39 @@ def test_an_unknown_variable_is_an_error_with_did_you_mean(with_vars: Path) -> N
                for p in var_problems(with_vars, "prod"))
 
 
-def test_a_stray_environment_variable_is_only_a_warning(with_vars: Path) -> None:
-    spec = load_spec(with_vars / "services", environ={"NOMADMESH_VAR_tga": "1", "NOMADMESH_VAR_owner": "x"})
-    assert any("$NOMADMESH_VAR_tga: ignored: no such variable; did you mean 'tag'?" in w for w in spec.warnings)
+DECLARED_NAMES = "(declared: debug, owner, replicas, tag)"
+
+
+@pytest.mark.parametrize(("stray", "hint"), [
+    ("tga", "; did you mean 'tag'?"), ("TAG", "; did you mean 'tag'?"), ("zzz", ""),
+], ids=["typo", "case", "nothing close"])
+def test_a_stray_environment_variable_is_a_warning_naming_it_and_the_closest(
+        with_vars: Path, stray: str, hint: str) -> None:
+    # Like TF_VAR_ in Terraform: the environment is shared with other projects, so an undeclared
+    # NOMADMESH_VAR_ is ignored with a warning, never an error; the value is not used.
+    spec = load_spec(with_vars / "services", environ={f"NOMADMESH_VAR_{stray}": "1", "NOMADMESH_VAR_owner": "x"})
+    assert spec.warnings == (f"$NOMADMESH_VAR_{stray}: ignored: no such variable{hint} {DECLARED_NAMES}",)
+    assert dict(spec.project.vars) == {"tag": "latest", "replicas": 1, "debug": False, "owner": "x"}
+
+
+def test_a_stray_environment_variable_without_declarations_says_none_are_declared(project: Path) -> None:
+    spec = load_spec(project / "services", environ={"NOMADMESH_VAR_tag": "v2"})
+    assert spec.warnings == ("$NOMADMESH_VAR_tag: ignored: no such variable (nomadmesh.json declares none)",)
+
+
+def test_render_prints_the_stray_variable_warning_and_still_renders(with_vars: Path) -> None:
+    result = CliRunner().invoke(cli, ["render", "--services", str(with_vars / "services"), "--out",
+                                      str(with_vars / "jobs"), "tax", "--var", "owner=x"],
+                                env={"NOMADMESH_VAR_tga": "v2"})
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"warning: $NOMADMESH_VAR_tga: ignored: no such variable; did you mean 'tag'? "
+                             f"{DECLARED_NAMES}\n")
+    assert (with_vars / "jobs" / "tax.nomad.hcl").exists()
+
+
+def test_a_case_only_mistake_in_var_suggests_the_declared_name(with_vars: Path) -> None:
+    assert var_problems(with_vars, assignments=("owner=x", "Tag=1")) == [
+        f"--var Tag=1: no such variable; did you mean 'tag'? {DECLARED_NAMES}"]
 
 
 def test_a_missing_required_variable_says_where_to_set_it(with_vars: Path) -> None:
