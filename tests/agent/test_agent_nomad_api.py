@@ -171,3 +171,41 @@ def test_job_ids_with_slashes_and_newlines_are_readable_stoppable_and_purgeable(
     # What Nomad refuses is refused with its words.
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": dict(base, ID="has space", Name="x")}, timeout=10)
     assert r.status_code >= 400 and "Job ID contains a space" in r.text
+
+
+CONNECT_TCP_HCL = """job "tcpc" {
+  datacenters = ["dc1"]
+  group "tcpc" {
+    count = 0
+    network {
+      mode = "bridge"
+      port "db" { to = 6379 }
+    }
+    service {
+      name = "tcpc"
+      port = "6379"
+      connect { sidecar_service {} }
+      check {
+        name     = "ping"
+        type     = "tcp"
+        port     = "db"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    task "tcpc" {
+      driver = "docker"
+      config { image = "redis:7" }
+    }
+  }
+}
+"""
+
+
+def test_a_tcp_check_on_a_connect_service_is_refused_with_nomads_error(agent: InProcessAgent) -> None:
+    # Nomad refuses it whatever port the check names (hashicorp/nomad#6141): never a never-healthy job.
+    job = parse(agent, CONNECT_TCP_HCL)
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job})
+    assert r.status_code == 500, r.text
+    assert 'Service "tcpc" check "ping" invalid: tcp checks are not valid for Connect enabled services' in r.text
+    assert requests.get(f"{agent.addr}/v1/job/tcpc").status_code == 404
