@@ -8,7 +8,7 @@ from nomadmesh.definitions.model import Project
 from nomadmesh.definitions.variables import parse_declarations
 from nomadmesh.errors import Problem
 
-PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables")
+PROJECT_KEYS = ("name", "datacenters", "region", "namespace", "external_services", "variables")
 
 
 def _word(text: str) -> bool:
@@ -31,9 +31,10 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             if not _word(dc):
                 r.error(join(o.at("datacenters"), i), f"{dc!r} is not a datacenter name: letters, digits, '-' and '_'")
     region, namespace = o.string("region"), o.string("namespace")
-    for key, value in (("region", region), ("namespace", namespace)):
+    for key, what, value in (("name", "project", o.string("name")), ("region", "region", region),
+                             ("namespace", "namespace", namespace)):
         if value is not None and not _word(value):
-            r.error(o.at(key), f"{value!r} is not a {key} name: letters, digits, '-' and '_'")
+            r.error(o.at(key), f"{value!r} is not a {what} name: letters, digits, '-' and '_'")
     external = _names(r, o)
     declared, var_problems = parse_declarations(o.raw("variables"), label) if o.has("variables") else ((), [])
     return (
@@ -57,3 +58,14 @@ def _names(r: Reader, o: Obj) -> tuple[str, ...]:
         if r.name_ok(join(o.at("external_services"), i), name):
             good.append(name)
     return tuple(sorted(set(good)))
+
+
+def project_name(doc: Any, folder: str) -> str:
+    """The project's name: nomadmesh.json's `name`, else the name of the folder holding it.
+
+    What the project's records on a cluster are keyed by (its releases in Consul KV), so two
+    projects deploying to one cluster keep apart. Characters a name may not hold become '-'.
+    """
+    name = doc.get("name") if isinstance(doc, dict) else None
+    text = name if isinstance(name, str) and name else folder
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in text) or "project"
