@@ -109,7 +109,7 @@ def describe(step: EntryStep) -> str:
         what = "; ".join(parts) or "other fields"
     else:
         changed = sorted(k for k in set(step.current or {}) | set(step.wanted or {})
-                         if (step.current or {}).get(k) != (step.wanted or {}).get(k))
+                         if k not in ("Kind", "Name") and (step.current or {}).get(k) != (step.wanted or {}).get(k))
         what = ", ".join(f"{k}: {(step.current or {}).get(k)!r} → {(step.wanted or {}).get(k)!r}" for k in changed)
     return f"{step.action} {step.key}" + (f" ({what})" if what else "")
 

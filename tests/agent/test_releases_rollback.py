@@ -162,3 +162,14 @@ def test_concurrent_writers_never_share_a_number(module_agent: RunningAgent) -> 
         t.join()
     assert sorted(taken) == list(range(1, 9))
     assert sorted(r.who for r in store.list()) == sorted(f"w{i}" for i in range(8))
+
+
+def test_the_library_records_a_release_when_given_the_project(module_agent: RunningAgent, tmp_path: Path) -> None:
+    import nomadmesh
+
+    target = target_from_env({}, nomad_addr=module_agent.nomad_addr, consul_addr=module_agent.consul_addr)
+    spec = nomadmesh.load(project(tmp_path, "rellib", "one"))
+    assert nomadmesh.apply(nomadmesh.plan(spec, target=target), target=target, detach=True, project="rellib-py").ok
+    (recorded,) = ReleaseStore(ConsulAPI(target), "rellib-py").list()
+    assert recorded.jobs == {"rellib": 0} and recorded.kind == "deploy"
+    requests.delete(f"{module_agent.nomad_addr}/v1/job/rellib", params={"purge": "true"}, timeout=10)
