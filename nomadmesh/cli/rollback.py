@@ -35,7 +35,7 @@ def rollback_command(target: Target, services_dir: Path, project_file: Path | No
     version); the release's service-intentions and service-defaults entries are written back with
     check-and-set. Anything changed since the plan is refused, never overwritten. The rollback is
     recorded as a new release. Exit 0: done and healthy (or nothing to do); 1: cannot or failed
-    (what was applied is listed); 2: bad input.
+    (what was applied is listed); 2: bad input; 130: interrupted (what was applied is recorded).
 
     Example:
 
@@ -96,7 +96,7 @@ def rollback_command(target: Target, services_dir: Path, project_file: Path | No
                 click.echo(f"Error: {r.job}: {r.error}", err=True)
         if release is not None:
             click.echo(f"Recorded release {release.number} (rollback to {goal.number}).")
-    sys.exit(0 if outcome.ok else 1)
+    sys.exit(0 if outcome.ok else 130 if outcome.interrupted else 1)
 
 
 def _choose(releases: list[Release], to: int | None, project: str, where: str) -> Release:

@@ -152,10 +152,11 @@ class RollbackOutcome:
     results: list[JobResult] = field(default_factory=list)
     error: str | None = None
     not_applied: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(r.ok for r in self.results)
+        return self.error is None and not self.interrupted and all(r.ok for r in self.results)
 
 
 def _write_entry(consul: ConsulAPI, step: EntryStep) -> None:
@@ -193,15 +194,21 @@ def apply_rollback(nomad: NomadAPI, consul: ConsulAPI, plan: RollbackPlan, progr
                 outcome.applied.append(f"job {step.name}: reverted to version {step.to_version} "
                                        f"(now version {version})")
                 reverted.append((step.name, str(out.get("EvalID") or ""), version))
-        except TargetError as e:
-            progress.end(step.key if what == "entry" else step.name, "refused", ok=False)
-            outcome.error = str(e)
+        except (TargetError, KeyboardInterrupt) as e:
+            refused = isinstance(e, TargetError)
+            progress.end(step.key if what == "entry" else step.name, "refused" if refused else "interrupted", ok=False)
+            outcome.error = str(e) if refused else "interrupted (Ctrl-C)"
+            outcome.interrupted = not refused
             outcome.not_applied = [describe(s) if w == "entry" else f"job {s.name}: revert to version {s.to_version}"
                                    for w, s in steps[i:]]
             break
-    if not detach:
+    if not detach and not outcome.interrupted:
         deadline = time.monotonic() + timeout_s
         never = threading.Event()
-        for name, eval_id, version in reverted:
-            outcome.results.append(JobWatch(nomad, name, "rollback", progress, deadline, never, version).run(eval_id))
+        try:
+            for name, eval_id, version in reverted:
+                outcome.results.append(JobWatch(nomad, name, "rollback", progress, deadline, never, version)
+                                       .run(eval_id))
+        except KeyboardInterrupt:  # everything is applied; only the watching stops
+            outcome.interrupted = True
     return outcome

@@ -173,3 +173,33 @@ def test_the_library_records_a_release_when_given_the_project(module_agent: Runn
     (recorded,) = ReleaseStore(ConsulAPI(target), "rellib-py").list()
     assert recorded.jobs == {"rellib": 0} and recorded.kind == "deploy"
     requests.delete(f"{module_agent.nomad_addr}/v1/job/rellib", params={"purge": "true"}, timeout=10)
+
+
+def test_an_entry_changed_after_the_plan_is_not_overwritten(module_agent: RunningAgent, tmp_path: Path) -> None:
+    from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.deploy.rollback import apply_rollback, read_rollback
+    from nomadmesh.progress import SilentProgress
+
+    a = module_agent
+    services = project(tmp_path, "relcas", "one")
+    assert run(a, "intent", "allow", "relcaller", "relcas").exit_code == 0
+    assert run(a, "deploy", "--services", str(services), "--detach").exit_code == 0
+    project(tmp_path, "relcas", "two")
+    assert run(a, "intent", "deny", "relcaller", "relcas").exit_code == 0
+    assert run(a, "deploy", "--services", str(services), "--detach").exit_code == 0
+
+    target = target_from_env({}, nomad_addr=a.nomad_addr, consul_addr=a.consul_addr)
+    nomad, consul = NomadAPI(target), ConsulAPI(target)
+    first, latest = ReleaseStore(consul, "relcas-project").list()
+    plan = read_rollback(nomad, consul, first, latest)
+    assert [s.key for s in plan.entries] == ["service-intentions/relcas"] and len(plan.jobs) == 1
+    assert run(a, "intent", "allow", "someone", "relcas").exit_code == 0  # a writer between plan and apply
+
+    outcome = apply_rollback(nomad, consul, plan, SilentProgress(), detach=True)
+    assert not outcome.ok and outcome.applied == []
+    assert outcome.error == "service-intentions/relcas changed since the rollback was planned; not overwritten"
+    assert outcome.not_applied == ["restore service-intentions/relcas (relcaller: deny → allow)",
+                                   "job relcas: revert to version 0"]
+    assert job(a, "relcas")["Version"] == 1  # the job was not touched either
+    assert sources(a, "relcas") == {"relcaller": "deny", "someone": "allow"}
+    requests.delete(f"{a.nomad_addr}/v1/job/relcas", params={"purge": "true"}, timeout=10)
