@@ -38,7 +38,7 @@ def history_command(target: Target, services_dir: Path, project_file: Path | Non
     from nomadmesh.deploy.releases import ReleaseStore, project_of
 
     project = project_of(services_dir, project_file, env)
-    releases = ReleaseStore(ConsulAPI(target), project).list()
+    releases = ReleaseStore(ConsulAPI(target), project).all()
     if as_json:
         click.echo(json.dumps({"project": project, "releases": [json.loads(r.to_json()) for r in releases]},
                               indent=2))

@@ -52,7 +52,7 @@ def rollback_command(target: Target, services_dir: Path, project_file: Path | No
 
     project = project_of(services_dir, project_file, env)
     nomad, consul = NomadAPI(target), ConsulAPI(target)
-    releases = ReleaseStore(consul, project).list()
+    releases = ReleaseStore(consul, project).all()
     goal = _choose(releases, to, project, target.consul.url)
     latest = releases[-1]
     plan = read_rollback(nomad, consul, goal, latest)

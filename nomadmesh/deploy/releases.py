@@ -157,7 +157,7 @@ class ReleaseStore:
         self.project = project
         self.prefix = f"nomadmesh/{project}/releases/"
 
-    def list(self) -> list[Release]:
+    def all(self) -> list[Release]:
         """Every release, oldest first."""
         with self.consul.errors():
             _, items = self.consul.sdk.kv.get(self.prefix, recurse=True)
@@ -168,17 +168,28 @@ class ReleaseStore:
                 out.append(Release.from_json(item["Value"], f"Consul KV {item['Key']}"))
         return sorted(out, key=lambda r: r.number)
 
+    def numbers(self) -> list[int]:
+        """The numbers taken so far, ascending (keys only: cheap however long the history)."""
+        with self.consul.errors():
+            _, keys = self.consul.sdk.kv.get(self.prefix, keys=True)
+        tails = (k[len(self.prefix):] for k in keys or [])
+        return sorted(int(t) for t in tails if t.isdigit())
+
     def get(self, number: int) -> Release | None:
-        return next((r for r in self.list() if r.number == number), None)
+        key = self.prefix + str(number)
+        with self.consul.errors():
+            _, item = self.consul.sdk.kv.get(key)
+        return None if item is None or item.get("Value") is None else Release.from_json(
+            item["Value"], f"Consul KV {key}")
 
     def add(self, build: Callable[[int, Release | None], Release | None]) -> Release | None:
         """Store `build(next number, latest release)` under the next free number (KV cas=0: only if
         no one took it meanwhile, else read again and retry). `build` returning None stores nothing."""
 
         def attempt() -> tuple[bool, Release | None]:
-            existing = self.list()
-            latest = existing[-1] if existing else None
-            release = build(latest.number + 1 if latest else 1, latest)
+            numbers = self.numbers()
+            latest = self.get(numbers[-1]) if numbers else None
+            release = build(numbers[-1] + 1 if numbers else 1, latest)
             if release is None:
                 return True, None
             with self.consul.errors():

@@ -161,7 +161,7 @@ def test_concurrent_writers_never_share_a_number(module_agent: RunningAgent) -> 
     for t in threads:
         t.join()
     assert sorted(taken) == list(range(1, 9))
-    assert sorted(r.who for r in store.list()) == sorted(f"w{i}" for i in range(8))
+    assert sorted(r.who for r in store.all()) == sorted(f"w{i}" for i in range(8))
 
 
 def test_the_library_records_a_release_when_given_the_project(module_agent: RunningAgent, tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_the_library_records_a_release_when_given_the_project(module_agent: Runn
     target = target_from_env({}, nomad_addr=module_agent.nomad_addr, consul_addr=module_agent.consul_addr)
     spec = nomadmesh.load(project(tmp_path, "rellib", "one"))
     assert nomadmesh.apply(nomadmesh.plan(spec, target=target), target=target, detach=True, project="rellib-py").ok
-    (recorded,) = ReleaseStore(ConsulAPI(target), "rellib-py").list()
+    (recorded,) = ReleaseStore(ConsulAPI(target), "rellib-py").all()
     assert recorded.jobs == {"rellib": 0} and recorded.kind == "deploy"
     requests.delete(f"{module_agent.nomad_addr}/v1/job/rellib", params={"purge": "true"}, timeout=10)
 
@@ -190,7 +190,7 @@ def test_an_entry_changed_after_the_plan_is_not_overwritten(module_agent: Runnin
 
     target = target_from_env({}, nomad_addr=a.nomad_addr, consul_addr=a.consul_addr)
     nomad, consul = NomadAPI(target), ConsulAPI(target)
-    first, latest = ReleaseStore(consul, "relcas-project").list()
+    first, latest = ReleaseStore(consul, "relcas-project").all()
     plan = read_rollback(nomad, consul, first, latest)
     assert [s.key for s in plan.entries] == ["service-intentions/relcas"] and len(plan.jobs) == 1
     assert run(a, "intent", "allow", "someone", "relcas").exit_code == 0  # a writer between plan and apply
