@@ -91,3 +91,16 @@ def test_a_purged_job_cannot_be_reverted(agent: InProcessAgent) -> None:
     three_versions(agent)
     agent.client.job.deregister_job("cache", purge=True)
     assert refusal(lambda: agent.client.job.revert_job("cache", 0)) == (500, 'job "cache" not found')
+
+
+def test_reverting_to_a_version_with_the_current_spec_writes_no_new_version(agent: InProcessAgent) -> None:
+    register(agent, source(0))
+    register(agent, source(1))
+    again = source(0).replace("job", "# the same job, written again\njob", 1)  # same spec, other text
+    register(agent, again)
+    assert agent.client.job.get_job("cache")["Version"] == 2
+    out = agent.client.job.revert_job("cache", 0)
+    assert out["EvalID"]  # Nomad still evaluates, as a re-register of an unchanged job does
+    assert agent.client.job.get_job("cache")["Version"] == 2
+    sub = requests.get(f"{agent.addr}/v1/job/cache/submission", params={"version": 2}, timeout=10).json()
+    assert sub["Source"] == again  # the current version's own source is left as it was

@@ -185,6 +185,12 @@ def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGG
             raise RevertRefused(f"Current job has version {cur.value['Version']}; "
                                 f"enforcing version {enforce_prior_version}")
         spec = {k: v for k, v in old.value.items() if k not in NON_SPEC_FIELDS}
+        if not spec_changed(cur.value, spec):
+            # Nomad's register writes nothing for an unchanged spec, only the evaluation.
+            ev = evaluation(cur.value, triggered_by, txn.index)
+            txn.put("eval", ev["ID"], ev)
+            return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": cur.value["ModifyIndex"],
+                    "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
         source = txn.get(SUBMISSION_KIND, submission_key(job_id, to_version))  # the old version's source comes back too
         kept = {k: source.value[k] for k in SUBMISSION_FIELDS} if source is not None else None
         stored = _store(txn, spec, cur.value, kept)
