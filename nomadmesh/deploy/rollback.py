@@ -128,6 +128,28 @@ def to_dict(plan: RollbackPlan) -> dict[str, Any]:
             "entries": [{"entry": s.key, "action": s.action, "change": describe(s)} for s in plan.entries]}
 
 
+def _has_l7(entry: Entry | None) -> bool:
+    return any(src.get("Permissions") for src in (entry or {}).get("Sources") or [])
+
+
+def ordered_steps(plan: RollbackPlan) -> list[tuple[str, Any]]:
+    """("entry" | "job", step) in the order that keeps every write acceptable to Consul and the mesh
+    working: entries that come back before the jobs (a restored job's allows first), deletions after
+    them. Consul refuses L7 intention permissions on a service whose protocol is not HTTP-like, so
+    intentions losing their L7 rules go before the service-defaults, and those gaining them after;
+    deletions take intentions before service-defaults for the same reason."""
+    def kind(step: EntryStep) -> str:
+        return split_key(step.key)[0]
+
+    writes = [s for s in plan.entries if s.wanted is not None]
+    first = [s for s in writes if kind(s) == "service-intentions" and not _has_l7(s.wanted)]
+    defaults = [s for s in writes if kind(s) != "service-intentions"]
+    last = [s for s in writes if kind(s) == "service-intentions" and _has_l7(s.wanted)]
+    deletes = sorted((s for s in plan.entries if s.wanted is None), key=lambda s: kind(s) != "service-intentions")
+    return ([("entry", s) for s in first + defaults + last] + [("job", s) for s in plan.jobs]
+            + [("entry", s) for s in deletes])
+
+
 # --- I/O edge --------------------------------------------------------------------------------
 
 
@@ -174,10 +196,7 @@ def apply_rollback(nomad: NomadAPI, consul: ConsulAPI, plan: RollbackPlan, progr
                    timeout_s: float = 300.0, detach: bool = False) -> RollbackOutcome:
     """Carry out `plan` (which must have no problems) in the safe order; watch the reverted jobs."""
     outcome = RollbackOutcome()
-    writes = [s for s in plan.entries if s.wanted is not None]
-    deletes = [s for s in plan.entries if s.wanted is None]
-    steps: list[tuple[str, Any]] = ([("entry", s) for s in writes] + [("job", s) for s in plan.jobs]
-                                    + [("entry", s) for s in deletes])
+    steps = ordered_steps(plan)
     reverted: list[tuple[str, str, int | None]] = []
     for i, (what, step) in enumerate(steps):
         try:

@@ -203,3 +203,29 @@ def test_an_entry_changed_after_the_plan_is_not_overwritten(module_agent: Runnin
     assert job(a, "relcas")["Version"] == 1  # the job was not touched either
     assert sources(a, "relcas") == {"relcaller": "deny", "someone": "allow"}
     requests.delete(f"{a.nomad_addr}/v1/job/relcas", params={"purge": "true"}, timeout=10)
+
+
+def put_entry(agent: RunningAgent, entry: dict[str, Any]) -> None:
+    r = requests.put(f"{agent.consul_addr}/v1/config", json=entry, timeout=10)
+    assert r.status_code == 200 and r.json() is True, r.text
+
+
+def test_rollback_drops_l7_rules_before_the_protocol_they_need(module_agent: RunningAgent, tmp_path: Path) -> None:
+    a = module_agent
+    plain = {"Kind": "service-intentions", "Name": "relproto", "Sources": [{"Name": "web", "Action": "allow"}]}
+    l7 = {"Kind": "service-intentions", "Name": "relproto", "Sources": [
+        {"Name": "web", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/public"}}]}]}
+    services = project(tmp_path, "relproto", "one")
+    put_entry(a, {"Kind": "service-defaults", "Name": "relproto", "Protocol": "tcp"})
+    put_entry(a, plain)
+    assert run(a, "deploy", "--services", str(services), "--detach").exit_code == 0
+    put_entry(a, {"Kind": "service-defaults", "Name": "relproto", "Protocol": "http"})
+    put_entry(a, l7)  # Consul takes L7 rules only once the protocol is http
+    project(tmp_path, "relproto", "two")
+    assert run(a, "deploy", "--services", str(services), "--detach").exit_code == 0
+
+    r = run(a, "rollback", "--services", str(services), "--yes", "--detach")
+    assert r.exit_code == 0, r.output  # the tcp protocol could only come back after the L7 rule went
+    defaults = requests.get(f"{a.consul_addr}/v1/config/service-defaults/relproto", timeout=10).json()
+    assert defaults["Protocol"] == "tcp" and sources(a, "relproto") == {"web": "allow"}
+    requests.delete(f"{a.nomad_addr}/v1/job/relproto", params={"purge": "true"}, timeout=10)

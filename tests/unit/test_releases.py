@@ -9,7 +9,7 @@ import pytest
 
 from nomadmesh.definitions.project import parse_project, project_name
 from nomadmesh.deploy.releases import Release, comparable, entry_keys, mesh_names, project_of, same_state
-from nomadmesh.deploy.rollback import EntryStep, describe, plan_lines, plan_rollback
+from nomadmesh.deploy.rollback import EntryStep, describe, ordered_steps, plan_lines, plan_rollback
 from nomadmesh.errors import TargetError
 
 
@@ -104,3 +104,25 @@ def test_describe_an_entry_created_and_an_l7_source() -> None:
         {"Name": "web", "Type": "consul", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/x"}}]}]}
     assert describe(EntryStep("service-intentions/api", None, l7, 0)) == (
         "create service-intentions/api (+web: L7 (1 permission))")
+
+
+def test_rollback_order_keeps_every_write_acceptable_to_consul() -> None:
+    l7 = {"Kind": "service-intentions", "Name": "api", "Sources": [
+        {"Name": "web", "Type": "consul", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/x"}}]}]}
+    http = {"Kind": "service-defaults", "Name": "api", "Protocol": "http"}
+    target = release(1, {"api": 0}, service_intentions__api=l7, service_defaults__api=http,
+                     service_intentions__db=None, service_defaults__db=None,
+                     service_intentions__web=intentions("web", ops="allow"))
+    live = {"service-intentions/db": (intentions("db", api="allow"), 5),
+            "service-defaults/db": ({"Kind": "service-defaults", "Name": "db", "Protocol": "http"}, 6),
+            "service-intentions/web": (intentions("web", ops="deny"), 7)}
+    plan = plan_rollback(target, {"api": 1}, {"api": {0, 1}}, live)
+    order = [(what, getattr(step, "key", getattr(step, "name", ""))) for what, step in ordered_steps(plan)]
+    assert order == [
+        ("entry", "service-intentions/web"),   # no L7: may go first
+        ("entry", "service-defaults/api"),     # the protocol L7 rules need...
+        ("entry", "service-intentions/api"),   # ...before the L7 rules
+        ("job", "api"),
+        ("entry", "service-intentions/db"),    # deletions after the jobs, intentions first
+        ("entry", "service-defaults/db"),
+    ]
