@@ -23,6 +23,7 @@ from nomadmesh.deploy.jobs import render_jobs
 from nomadmesh.deploy.live import live_plan
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import Plan
+from nomadmesh.deploy.releases import record_deploy
 from nomadmesh.deploy.status import JobStatus, collect_status
 from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.progress import Progress, SilentProgress
@@ -48,13 +49,18 @@ def plan(spec: Spec, names: Sequence[str] = (), *, target: Target | None = None)
 
 
 def apply(plan: Plan, *, target: Target | None = None, detach: bool = False, timeout_s: float = 300.0,
-          progress: Progress | None = None) -> DeployReport:
+          progress: Progress | None = None, project: str | None = None) -> DeployReport:
     """Register the planned jobs in order and wait until healthy (`nomadmesh deploy`).
 
     A job changed on the target since `plan` is refused (Nomad's check-index), never overwritten.
-    `detach=True` returns once registered. Pass the same `target` as to `plan`.
+    `detach=True` returns once registered. Pass the same `target` as to `plan`. With `project`
+    (the name `nomadmesh history` lists), the deploy is recorded as a release, as the CLI does.
     """
-    return apply_plan(_api(target), plan, progress or SilentProgress(), detach=detach, timeout_s=timeout_s)
+    api = _api(target)
+    report = apply_plan(api, plan, progress or SilentProgress(), detach=detach, timeout_s=timeout_s)
+    if project is not None:
+        record_deploy(api.target, project, plan, report)
+    return report
 
 
 def status(*, target: Target | None = None) -> list[JobStatus]:

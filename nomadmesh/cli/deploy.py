@@ -40,6 +40,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
     from nomadmesh.deploy.jobs import load_jobs
     from nomadmesh.deploy.live import live_plan
     from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.deploy.releases import project_of, record_deploy
     from nomadmesh.progress import make_progress
 
     rendered = load_jobs(services_dir, project_file, services, allow_external,
@@ -53,12 +54,16 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
         report = apply(api, plan, progress, detach=detach, timeout_s=timeout_s)
     finally:
         progress.close()
+    # Each deploy that changed the target is recorded as a release in the target (`history`, `rollback`).
+    release, why_not = record_deploy(target, project_of(services_dir, project_file, env), plan, report)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({**report.to_dict(), "release": release.number if release else None}, indent=2))
     else:
         for r in report.results:
             if not r.ok and r.error and r.error != "watch cancelled":
                 click.echo(f"Error: {r.job}: {r.error}", err=True)
+        click.echo(f"Recorded release {release.number}." if release else f"No new release: {why_not}.",
+                   err=release is None and why_not.startswith("release not recorded"))
     if report.interrupted:
         sys.exit(130)
     sys.exit(0 if report.ok else 1)

@@ -24,6 +24,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.mesh", "mesh_group"),
     ("nomadmesh.cli.plan", "plan_command"),
     ("nomadmesh.cli.deploy", "deploy_command"),
+    ("nomadmesh.cli.history", "history_command"),
+    ("nomadmesh.cli.rollback", "rollback_command"),
     ("nomadmesh.cli.status", "status_command"),
     ("nomadmesh.cli.logs", "logs_command"),
     ("nomadmesh.cli.destroy", "destroy_command"),

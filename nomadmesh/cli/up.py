@@ -40,6 +40,7 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
     from nomadmesh.deploy.jobs import load_jobs
     from nomadmesh.deploy.live import live_plan
     from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.deploy.releases import project_of, record_deploy
     from nomadmesh.deploy.status import collect_status
     from nomadmesh.deploy.up import ensure_agent
     from nomadmesh.progress import make_progress
@@ -56,6 +57,7 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
         report = apply(api, plan, progress, timeout_s=timeout_s)
     finally:
         progress.close()
+    record_deploy(target, project_of(services_dir, project_file), plan, report)  # a release, as `deploy` records
     for r in report.results:
         if not r.ok and r.error and r.error != "watch cancelled":
             click.echo(f"Error: {r.job}: {r.error}", err=True)

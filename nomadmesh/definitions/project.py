@@ -8,7 +8,7 @@ from nomadmesh.definitions.model import Project
 from nomadmesh.definitions.variables import parse_declarations
 from nomadmesh.errors import Problem
 
-PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables", "meta")
+PROJECT_KEYS = ("name", "datacenters", "region", "namespace", "external_services", "variables", "meta")
 # nomadmesh's own job meta keys (render/ownership.py) start with this; a project key may not, so the
 # ownership mark and the change hash can never be overwritten or faked by the project's meta.
 RESERVED_META_PREFIX = "nomadmesh_"
@@ -34,9 +34,10 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             if not _word(dc):
                 r.error(join(o.at("datacenters"), i), f"{dc!r} is not a datacenter name: letters, digits, '-' and '_'")
     region, namespace = o.string("region"), o.string("namespace")
-    for key, value in (("region", region), ("namespace", namespace)):
+    for key, what, value in (("name", "project", o.string("name")), ("region", "region", region),
+                             ("namespace", "namespace", namespace)):
         if value is not None and not _word(value):
-            r.error(o.at(key), f"{value!r} is not a {key} name: letters, digits, '-' and '_'")
+            r.error(o.at(key), f"{value!r} is not a {what} name: letters, digits, '-' and '_'")
     external = _names(r, o)
     meta = _meta(r, o)
     declared, var_problems = parse_declarations(o.raw("variables"), label) if o.has("variables") else ((), [])
@@ -72,3 +73,14 @@ def _meta(r: Reader, o: Obj) -> tuple[tuple[str, str], ...]:
         r.error(join(o.at("meta"), key), f"keys starting with {RESERVED_META_PREFIX!r} are nomadmesh's own "
                 "job meta (ownership and the definition hash); choose another name")
     return tuple((k, v) for k, v in pairs if k not in clash)
+
+
+def project_name(doc: Any, folder: str) -> str:
+    """The project's name: nomadmesh.json's `name`, else the name of the folder holding it.
+
+    What the project's records on a cluster are keyed by (its releases in Consul KV), so two
+    projects deploying to one cluster keep apart. Characters a name may not hold become '-'.
+    """
+    name = doc.get("name") if isinstance(doc, dict) else None
+    text = name if isinstance(name, str) and name else folder
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in text) or "project"

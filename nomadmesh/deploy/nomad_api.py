@@ -150,6 +150,17 @@ class NomadAPI(HttpApi):
         return self._call(f"POST /v1/job/{job['ID']}",
                           lambda: self.client.job.register_job(job["ID"], body))
 
+    def revert(self, job_id: str, version: int, enforce_prior_version: int | None = None) -> dict[str, Any]:
+        """Nomad's job revert: a copy of `version` becomes the newest version; refused unless the job
+        is still at `enforce_prior_version` when given."""
+        return self._call(f"POST /v1/job/{job_id}/revert", lambda: self.client.job.revert_job(
+            job_id, version, enforce_prior_version=enforce_prior_version))
+
+    def versions(self, job_id: str) -> list[Job]:
+        """Every version Nomad still keeps of the job, newest first."""
+        return list(self._call(f"GET /v1/job/{job_id}/versions",
+                               lambda: self.client.job.get_versions(job_id))["Versions"])
+
     def deregister(self, job_id: str, purge: bool = False) -> dict[str, Any]:
         return self._call(f"DELETE /v1/job/{job_id}",
                           lambda: self.client.job.deregister_job(job_id, purge=purge or None))

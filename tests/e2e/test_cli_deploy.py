@@ -90,7 +90,8 @@ def test_plan_deploy_noop_status_logs_destroy(agent: RunningAgent, tmp_path: Pat
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[0] == "Registering web ... done (version 0)"
-    assert lines[-1].startswith("Waiting for web ... healthy (1/1, ")
+    assert lines[-2].startswith("Waiting for web ... healthy (1/1, ")
+    assert lines[-1] == "Recorded release 1."  # in the target's Consul KV: `nomadmesh history`
 
     r = run(agent, "plan", "--services", str(svc), "--json")
     assert r.exit_code == 0, r.output
@@ -304,6 +305,6 @@ def test_an_http_check_on_a_named_port_turns_healthy(agent: RunningAgent, tmp_pa
     try:
         r = run(agent, "deploy", "--services", str(svc), "--timeout", "120")
         assert r.exit_code == 0, r.output
-        assert r.output.splitlines()[-1].startswith("Waiting for metered ... healthy")
+        assert r.output.splitlines()[-2].startswith("Waiting for metered ... healthy")
     finally:
         run(agent, "destroy", "metered", "--purge", "--yes")

@@ -51,6 +51,8 @@ def test_up_then_down(tmp_path: Path) -> None:
 
         r = nm("up")  # agent answers now: reused, job unchanged
         assert r.returncode == 0 and "Using Nomad at" in r.stdout and "unchanged (version 0)" in r.stdout
+        r = nm("history", "--json")  # `up` records its deploy as a release; the unchanged one adds none
+        assert [rel["jobs"] for rel in json.loads(r.stdout)["releases"]] == [{"web": 0}], r.stdout + r.stderr
 
         r = nm("down")
         assert r.returncode == 0, r.stderr

@@ -1,4 +1,4 @@
-"""/v1/jobs and /v1/job/<id>/...: register, parse, read, plan, stop/purge, versions and children."""
+"""/v1/jobs and /v1/job/<id>/...: register, parse, read, plan, stop/purge, revert, versions and children."""
 from __future__ import annotations
 
 from typing import Any
@@ -25,6 +25,9 @@ REGISTER_FIELDS = ("Job", "EnforceIndex", "JobModifyIndex", "PolicyOverride", "P
                    "EvalPriority", "Submission", "Region", "Namespace", "SecretID", "AuthToken")
 PLAN_FIELDS = ("Job", "Diff", "PolicyOverride", "Region", "Namespace", "SecretID", "AuthToken")
 PARSE_FIELDS = ("JobHCL", "Variables", "Canonicalize", "HCLv1")
+# structs.JobRevertRequest with its WriteRequest; Consul/Vault tokens are what older clients still send.
+REVERT_FIELDS = ("JobID", "JobVersion", "EnforcePriorVersion", "ConsulToken", "VaultToken",
+                 "Region", "Namespace", "AuthToken", "IdempotencyToken", "SecretID")
 
 
 def _submission(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -171,6 +174,32 @@ def plan_job(job_id: str) -> Response:
         "CreatedEvals": None, "Diff": diff, "Annotations": plan.annotations(),
         "FailedTGAllocs": plan.failed or None, "Warnings": "", "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
     }, state.index)
+
+
+def _version_field(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise HTTPError(400, f"Request decode failed: {name} must be an unsigned integer")
+    return value
+
+
+@bp.route("/v1/job/<path:job_id>/revert", methods=["POST", "PUT"])
+def revert_job(job_id: str) -> Response:
+    body = json_body()
+    check_fields(body, REVERT_FIELDS, "job revert request")
+    if not body.get("JobID"):
+        raise HTTPError(400, "JobID must be specified")
+    if body["JobID"] != job_id:
+        raise HTTPError(400, "Job ID does not match")
+    version = _version_field(body, "JobVersion") or 0  # Go's zero value when absent
+    namespace = request.args.get("namespace") or body.get("Namespace") or "default"
+    try:
+        out = jobstore.revert(ctx().state, job_id, version, enforce_prior_version=_version_field(
+            body, "EnforcePriorVersion"), namespace=namespace)
+    except jobstore.RevertRefused as e:
+        raise HTTPError(500, str(e)) from None
+    notify()
+    return reply(out, out["Index"])
 
 
 @bp.get("/v1/job/<path:job_id>/versions")

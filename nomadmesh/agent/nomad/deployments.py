@@ -101,7 +101,10 @@ def tick(state: State) -> list[str]:
         if status != DEPLOYMENT_RUNNING:
             log.info("deployment %s of %s v%d: %s (%s)", dep["ID"][:8], dep["JobID"], dep["JobVersion"], status, desc)
         if revert_to is not None:
-            jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT)  # creates its own eval
+            try:
+                jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT)  # creates its own eval
+            except jobs.RevertRefused as e:  # purged meanwhile: nothing to roll back
+                log.info("deployment %s of %s: auto revert not done: %s", dep["ID"][:8], dep["JobID"], e)
         elif (became_healthy and status == DEPLOYMENT_RUNNING) or status == DEPLOYMENT_FAILED:
             # A failed deployment is evaluated again too (Nomad's watcher does): its failed
             # allocations are no longer held back and their reschedule policy applies.

@@ -6,6 +6,7 @@ The HTTP views validate and canonicalize the job first; this module only version
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
@@ -157,20 +158,46 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
             "KnownLeader": True}
 
 
-def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGGER_REGISTER) -> dict[str, Any] | None:
-    """Re-register version `to_version` as the newest version (auto_revert, `nomad job revert`)."""
+class RevertRefused(Exception):
+    """Job.Revert's refusals; Nomad answers them with a 500 carrying this text."""
+
+
+def _go_quote(text: str) -> str:
+    return json.dumps(text)  # Go's %q for the printable IDs jobs have
+
+
+def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGGER_REGISTER,
+           enforce_prior_version: int | None = None, namespace: str = "default") -> dict[str, Any]:
+    """Re-register version `to_version` as the newest version (`nomad job revert`, auto_revert), with
+    Nomad's checks in Nomad's order; the reverted version's submitted source comes back with it.
+    Returns the register reply (EvalID, JobModifyIndex, Index...); raises RevertRefused."""
     with state.write() as txn:
         cur = txn.get("job", job_id)
+        if cur is None:
+            raise RevertRefused(f"job {_go_quote(job_id)} not found")
+        if to_version == cur.value["Version"]:
+            raise RevertRefused("can't revert to current version")
         old = txn.get("job_version", version_key(job_id, to_version))
-        if cur is None or old is None:
-            return None
+        if old is None or old.value.get("ID") != job_id:
+            raise RevertRefused(f"job {_go_quote(job_id)} in namespace {_go_quote(namespace)} "
+                                f"at version {to_version} not found")
+        if enforce_prior_version is not None and cur.value["Version"] != enforce_prior_version:
+            raise RevertRefused(f"Current job has version {cur.value['Version']}; "
+                                f"enforcing version {enforce_prior_version}")
         spec = {k: v for k, v in old.value.items() if k not in NON_SPEC_FIELDS}
+        if not spec_changed(cur.value, spec):
+            # Nomad's register writes nothing for an unchanged spec, only the evaluation.
+            ev = evaluation(cur.value, triggered_by, txn.index)
+            txn.put("eval", ev["ID"], ev)
+            return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": cur.value["ModifyIndex"],
+                    "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
         source = txn.get(SUBMISSION_KIND, submission_key(job_id, to_version))  # the old version's source comes back too
         kept = {k: source.value[k] for k in SUBMISSION_FIELDS} if source is not None else None
         stored = _store(txn, spec, cur.value, kept)
         ev = evaluation(stored, triggered_by, txn.index)
         txn.put("eval", ev["ID"], ev)
-    return stored
+    return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
+            "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
 
 
 def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
