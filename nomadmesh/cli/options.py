@@ -52,6 +52,10 @@ var_option = click.option(
 )
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+reset_overrides_option = click.option(
+    "--reset-overrides", is_flag=True,
+    help="Replace intentions and service-defaults someone else wrote for pairs this project declares "
+         "(default: keep them, e.g. an `intent deny`, and show them as overrides).")
 
 
 def spec_options(f: F) -> F:

@@ -21,10 +21,13 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @click.option("--grpc-port", type=click.IntRange(0, 65535), envvar="NOMADMESH_GRPC_PORT", default=None,
               help="Also open this xDS TCP port on an agent `up` starts (see `agent --grpc-port`).  "
                    "[default: $NOMADMESH_GRPC_PORT, else off]")
+@click.option("--default-policy", type=click.Choice(["allow", "deny"]), default="deny", show_default=True,
+              help="Intention default policy of an agent `up` starts: deny (zero trust; the declared upstreams "
+                   "are allowed) or allow (every call allowed unless denied).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the deployments.")
 def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], target: Target,
-               grpc_port: int | None, timeout_s: float) -> None:
+               grpc_port: int | None, default_policy: str, timeout_s: float) -> None:
     """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
 
     The agent's data dir, pid file and log go to ./.nomadmesh/; `nomadmesh down` stops it.
@@ -36,20 +39,24 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
         nomadmesh up --services ./services --nomad-addr http://127.0.0.1:14646
     """
     from nomadmesh.deploy.apply import apply
+    from nomadmesh.deploy.entries import EntryWriter, deploy_lock
     from nomadmesh.deploy.jobs import load_jobs
     from nomadmesh.deploy.live import live_plan
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.deploy.status import collect_status
+    from nomadmesh.deploy.target import consul_client
     from nomadmesh.deploy.up import ensure_agent
     from nomadmesh.progress import make_progress
 
     rendered = load_jobs(services_dir, project_file, (), allow_external)  # bad input: fail before starting anything
     api = NomadAPI(target)
-    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port))
+    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port, default_policy))
+    consul = consul_client(target)
     progress = make_progress()
     try:
-        plan = live_plan(api, rendered)
-        report = apply(api, plan, progress, timeout_s=timeout_s)
+        with deploy_lock(consul, rendered.policy.project):
+            plan = live_plan(api, rendered, consul)
+            report = apply(api, plan, progress, timeout_s=timeout_s, entries=EntryWriter(consul, rendered.policy))
     finally:
         progress.close()
     for r in report.results:
