@@ -165,11 +165,12 @@ def set_intention(
         intention = Intention(source, destination, action, description=new_source.get("Description", ""))
         if previous == intention:
             return True, Change("unchanged", intention, previous)
-        # Marked before the source is replaced: a deploy's source it replaces is saved (mesh/policy.py).
-        marked = policy.mark(_writable(entry), source, written_by or operator()) if entry is not None else None
-        new_entry = ixn.upsert_source(marked, destination, new_source)
-        if marked is None:  # a new entry: deploy then keeps the operator's source (an override)
-            new_entry = policy.mark(new_entry, source, written_by or operator())
+        base = _writable(entry) if entry is not None else None
+        if base is not None and policy.has_marks(base):
+            # In an entry a deploy manages, say who wrote this source (deploy then keeps it, an override),
+            # marked before the source is replaced so that a deploy's source it replaces is saved.
+            base = policy.mark(base, source, written_by or operator())
+        new_entry = ixn.upsert_source(base, destination, new_source)
         with consul_errors(consul):
             ok = consul.config.set(ixn.KIND, destination, new_entry, cas=_cas(entry))
         return bool(ok), Change("updated" if previous else "created", intention, previous)

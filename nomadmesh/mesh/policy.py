@@ -13,7 +13,8 @@ legacy API's LegacyMeta, which config-entry writes must omit), so who wrote a so
 the destination entry's Meta, one key per source:
 
     "nomadmesh-source-<source>": "deploy:<project>"    written by `deploy` of that project
-    "nomadmesh-source-<source>": "intent:<user>@<host>" written by `nomadmesh intent`
+    "nomadmesh-source-<source>": "intent:<user>@<host>" written by `nomadmesh intent` in an entry
+                                                        that already has marks (one a deploy manages)
 
 When `intent` replaces a source that `deploy` owns, the replaced source is saved beside it
 (`nomadmesh-saved-<source>`, its JSON) so that `intent delete` puts the derived rule back instead of
@@ -122,6 +123,11 @@ def policy_problems(spec: Spec) -> list[Problem]:
 def owner_of(entry: dict[str, Any] | None, source: str) -> str:
     """Who wrote `source` in this service-intentions entry ("" when nomadmesh did not)."""
     return str(((entry or {}).get("Meta") or {}).get(source_key(source), ""))
+
+
+def has_marks(entry: dict[str, Any]) -> bool:
+    """Whether nomadmesh marked any source of this entry (a deploy manages some of its sources)."""
+    return any(str(k).startswith(SOURCE_KEY) for k in entry.get("Meta") or {})
 
 
 def owns_defaults(entry: dict[str, Any] | None, project: str) -> bool:
