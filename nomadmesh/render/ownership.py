@@ -26,7 +26,7 @@ VERSION_KEY = "nomadmesh_version"
 _WHERE = ("source", "templates_dir")
 # Project settings that go into Consul config entries, not into any job (mesh/policy.py): changing
 # an intention rule, or the folder that names the project, must not make every job look changed.
-_NOT_IN_JOBS = {Project: ("name", "derive_intentions", "intentions")}
+_NOT_IN_JOBS: dict[type, tuple[str, ...]] = {Project: ("name", "derive_intentions", "intentions")}
 # Fields added after jobs were deployed: left out while unset, so existing jobs keep their hash.
 _NEW_UNSET: dict[type, tuple[str, ...]] = {Service: ("protocol",)}
 
