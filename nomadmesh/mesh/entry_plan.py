@@ -63,6 +63,10 @@ def _sources(entry: Entry | None) -> dict[str, Entry]:
     return {s.get("Name", ""): s for s in (entry or {}).get("Sources") or []}
 
 
+def _why(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
 def _written_by(owner: str) -> str:
     return owner or "someone else (no nomadmesh mark)"
 
@@ -116,10 +120,10 @@ def plan_entries(desired: Desired, live_intentions: Mapping[str, Entry], live_de
                 changes.append(EntryChange(INTENTIONS, dest, source, "noop", have, None, _written_by(owner), reason))
             elif reset_overrides:
                 changes.append(EntryChange(INTENTIONS, dest, source, "update", have, want, _written_by(owner),
-                                           f"{reason}; resetting the override"))
+                                           _why(reason, "resetting the override")))
             else:
                 changes.append(EntryChange(INTENTIONS, dest, source, "override", have, None, _written_by(owner),
-                                           f"{reason}; kept (--reset-overrides puts the declared rule back)"))
+                                           _why(reason, "kept; --reset-overrides puts the declared rule back")))
     return tuple(changes)
 
 
