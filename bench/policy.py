@@ -41,7 +41,7 @@ def random_mesh(root: Path, n: int, seed: int = 13) -> Path:
     for i in range(n):
         name = f"svc{i:03d}"
         ups = rng.sample(range(i), min(i, rng.randint(0, 3)))
-        proxy = {"upstreams": [{"destination_name": f"svc{u:03d}", "local_bind_port": 7000 + j}
+        proxy: dict[str, object] = {"upstreams": [{"destination_name": f"svc{u:03d}", "local_bind_port": 7000 + j}
                                for j, u in enumerate(ups)]}
         if i % 5 == 0:
             proxy["config"] = {"protocol": "http"}  # some service-defaults entries too
