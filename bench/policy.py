@@ -72,7 +72,7 @@ def plan_figures(n: int) -> dict[str, float]:
 
         writes = [e for e in plan.entries if e.writes]
         t0 = time.perf_counter()
-        applied = EntryWriter(consul, rendered.policy).write(plan.entries, SilentProgress())
+        applied = EntryWriter(consul, rendered.policy.project).write(plan.entries, SilentProgress())
         write_s = time.perf_counter() - t0
         if not all(a.done for a in applied):
             raise RuntimeError(f"entry writes skipped: {[a.note for a in applied if not a.done]}")

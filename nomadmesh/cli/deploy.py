@@ -59,7 +59,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
         progress = make_progress(as_json)
         try:
             report = apply(api, plan, progress, detach=detach, timeout_s=timeout_s,
-                           entries=EntryWriter(consul, rendered.policy))
+                           entries=EntryWriter(consul, rendered.policy.project))
         finally:
             progress.close()
     if as_json:

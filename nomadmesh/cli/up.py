@@ -56,7 +56,8 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
     try:
         with deploy_lock(consul, rendered.policy.project):
             plan = live_plan(api, rendered, consul)
-            report = apply(api, plan, progress, timeout_s=timeout_s, entries=EntryWriter(consul, rendered.policy))
+            report = apply(api, plan, progress, timeout_s=timeout_s,
+                           entries=EntryWriter(consul, rendered.policy.project))
     finally:
         progress.close()
     for r in report.results:

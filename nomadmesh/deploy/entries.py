@@ -2,7 +2,7 @@
 hold the project's deploy lock. (Pure parts: `nomadmesh.mesh.policy` and `nomadmesh.mesh.entry_plan`.)
 
     read_live(consul)                          -> (service-intentions by name, service-defaults by name)
-    apply_entries(consul, changes, desired)    -> [Applied]   one phase: writes, or deletes
+    apply_entries(consul, changes, project)    -> [Applied]   one phase: writes, or deletes
     deploy_lock(consul, project)               -> context manager; DeployLocked if another deploy holds it
 
 Every write is check-and-set on the entry's ModifyIndex (0 = must not exist yet) and is retried on
@@ -29,7 +29,16 @@ from nomadmesh.deploy.intentions import retry_cas
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.entry_plan import EntryChange, plan_entries
-from nomadmesh.mesh.policy import INTENTIONS, SERVICE_DEFAULTS, Desired, mark, owner_of, same_source, unmark
+from nomadmesh.mesh.policy import (
+    INTENTIONS,
+    SERVICE_DEFAULTS,
+    Desired,
+    deploy_owner,
+    mark,
+    owner_of,
+    same_source,
+    unmark,
+)
 
 LOCK_PREFIX = "nomadmesh/deploy-lock/"
 Entry = dict[str, Any]
@@ -71,7 +80,7 @@ def _cas(entry: Entry | None) -> int:
     return int(entry.get("ModifyIndex") or 0) if entry else 0
 
 
-def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], desired: Desired) -> list[Applied]:
+def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], project: str) -> list[Applied]:
     """Write `changes` (only those that write): service-defaults first, then one CAS write per destination."""
     out: list[Applied] = []
     for change in (c for c in changes if c.writes and c.kind == SERVICE_DEFAULTS):
@@ -80,7 +89,7 @@ def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], des
     for change in (c for c in changes if c.writes and c.kind == INTENTIONS):
         by_dest.setdefault(change.name, []).append(change)
     for dest, group in by_dest.items():
-        out += _named(group[0], lambda d=dest, g=group: _intentions(consul, d, g, desired.owner))
+        out += _named(group[0], lambda d=dest, g=group: _intentions(consul, d, g, deploy_owner(project)))
     return out
 
 
@@ -193,8 +202,8 @@ def deploy_lock(consul: consul_lib.Consul, project: str) -> Iterator[None]:
 class EntryWriter:
     """What `apply` calls around the jobs: `write` before registering, `delete` after they are healthy."""
 
-    def __init__(self, consul: consul_lib.Consul, desired: Desired) -> None:
-        self.consul, self.desired = consul, desired
+    def __init__(self, consul: consul_lib.Consul, project: str) -> None:
+        self.consul, self.project = consul, project
 
     def write(self, changes: Sequence[EntryChange], progress: Any) -> list[Applied]:
         return self._phase([c for c in changes if c.action in ("create", "update")], progress)
@@ -205,7 +214,7 @@ class EntryWriter:
     def _phase(self, changes: list[EntryChange], progress: Any) -> list[Applied]:
         if not changes:
             return []
-        applied = apply_entries(self.consul, changes, self.desired)
+        applied = apply_entries(self.consul, changes, self.project)
         for a in applied:
             verb = {"create": "wrote", "update": "updated", "delete": "removed"}[a.change.action]
             progress.note(f"{a.change.label}: {verb}" if a.done else f"{a.change.label}: {a.note}")

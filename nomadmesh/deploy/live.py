@@ -26,7 +26,8 @@ def live_plan(api: NomadAPI, rendered: Rendered, consul: consul_lib.Consul | Non
     p = plan(jobs, {name: api.job(name) for name in rendered.order}, rendered.order, submissions)
     if consul is None:
         return p
-    return replace(p, entries=live_entry_changes(consul, rendered.policy, reset_overrides))
+    return replace(p, entries=live_entry_changes(consul, rendered.policy, reset_overrides),
+                   project=rendered.policy.project)
 
 
 def nomad_plans(api: NomadAPI, p: Plan) -> dict[str, dict[str, Any]]:

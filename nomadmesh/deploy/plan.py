@@ -38,6 +38,7 @@ class JobChange:
 class Plan:
     changes: tuple[JobChange, ...]  # in deploy order
     entries: tuple[EntryChange, ...] = ()  # config entries (intentions, service-defaults): mesh/entry_plan.py
+    project: str = ""  # the project owning those entries (their Meta marks); "" when entries were not planned
 
     @property
     def has_changes(self) -> bool:
