@@ -183,3 +183,49 @@ def test_two_deploys_at_once_one_wins_the_other_changes_nothing(agent: RunningAg
     assert consul.kv.get("nomadmesh/deploy-lock/pair")[1] is None  # the winner released the lock
     for name in PAIR:
         api.deregister(name, purge=True)
+
+
+def test_protocol_and_l7_rule_from_the_project_are_enforced_by_envoy(agent: RunningAgent, tmp_path: Path) -> None:
+    """tax declares http (Consul's proxy config key): deploy writes its service-defaults, and the
+    nomadmesh.json L7 rule for invoice => tax replaces the derived allow; Envoy enforces its path."""
+    services = project(tmp_path, "l7shop")
+    tax = services / "tax" / "service.json"
+    doc = json.loads(tax.read_text())
+    doc["service"]["connect"]["sidecar_service"] = {"proxy": {"config": {"protocol": "http"}}}
+    tax.write_text(json.dumps(doc))
+
+    def rule(path: str) -> None:
+        (services.parent / "nomadmesh.json").write_text(json.dumps({"intentions": [
+            {"source": "invoice", "destination": "tax", "description": "reads only",
+             "permissions": [{"action": "allow", "http": {"PathExact": path, "Methods": ["GET"]}}]}]}))
+
+    rule("/")
+    r = run(agent, "plan", "--services", str(services))
+    assert r.exit_code == 1, r.output
+    assert "+ service-defaults tax: add protocol http" in r.output
+    assert "+ intention invoice => tax: add L7: allow GET / (nomadmesh.json intentions[0])" in r.output
+    r = run(agent, "deploy", "--services", str(services), "--timeout", "90")
+    assert r.exit_code == 0, r.output
+    consul = consul_client(target_from_env({}, consul_addr=agent.consul_addr))
+    defaults = consul.config.get("service-defaults", "tax")
+    assert (defaults["Protocol"], defaults["Meta"]) == (
+        "http", {"nomadmesh-managed": "true", "nomadmesh-project": "l7shop"})
+    api = NomadAPI(target_from_env({}, agent.nomad_addr, agent.consul_addr))
+    proxy = api.job("tax")["TaskGroups"][0]["Services"][0]["Connect"]["SidecarService"]["Proxy"]
+    assert proxy["Config"] == {"protocol": "http"}
+    src, owner = source(agent, "tax", "invoice")
+    assert (src["Permissions"][0]["HTTP"], owner) == ({"PathExact": "/", "Methods": ["GET"]}, "deploy:l7shop")
+    status = {j["job"]: j for j in json.loads(run(agent, "status", "--json").output)}
+    (gateway,) = status["ingress"]["addresses"]
+    wait_until(lambda: chain_works(gateway), 20, "GET / allowed by the L7 rule")
+
+    rule("/rates")  # invoice's GET / is now outside the rule: default deny decides, per request
+    r = run(agent, "plan", "--services", str(services))
+    assert "~ intention invoice => tax: change L7: allow GET / -> L7: allow GET /rates" in r.output, r.output
+    r = run(agent, "deploy", "--services", str(services), "--timeout", "90")
+    assert r.exit_code == 0, r.output
+    wait_until(lambda: not chain_works(gateway), 10, "GET / denied by tax's sidecar")
+    body = requests.get(f"http://{gateway}/", timeout=5).text
+    assert "upstream tax answered 403" in body, body
+    for name in ("ingress", "order", "invoice", "tax"):
+        api.deregister(name, purge=True)
