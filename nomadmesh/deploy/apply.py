@@ -89,6 +89,8 @@ def apply(
         report.interrupted = True
         progress.note("Interrupted: stopped watching. Registered jobs keep deploying on Nomad; "
                       "`nomadmesh status` shows where they are.")
+        if entries is not None:  # each entry written so far was printed as it landed
+            progress.note("Config entries: those listed above are written; the next deploy converges the rest.")
     return report
 
 

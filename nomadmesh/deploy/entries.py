@@ -17,7 +17,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,16 +80,23 @@ def _cas(entry: Entry | None) -> int:
     return int(entry.get("ModifyIndex") or 0) if entry else 0
 
 
-def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], project: str) -> list[Applied]:
-    """Write `changes` (only those that write): service-defaults first, then one CAS write per destination."""
+def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], project: str,
+                  done: Callable[[Applied], None] = lambda _: None) -> list[Applied]:
+    """Write `changes` (only those that write): service-defaults first, then one CAS write per destination.
+
+    `done` hears of each write as soon as Consul accepted it, so Ctrl-C mid-way leaves a true account."""
     out: list[Applied] = []
     for change in (c for c in changes if c.writes and c.kind == SERVICE_DEFAULTS):
         out.append(_named(change, lambda c=change: _service_defaults(consul, c)))
+        done(out[-1])
     by_dest: dict[str, list[EntryChange]] = {}
     for change in (c for c in changes if c.writes and c.kind == INTENTIONS):
         by_dest.setdefault(change.name, []).append(change)
     for dest, group in by_dest.items():
-        out += _named(group[0], lambda d=dest, g=group: _intentions(consul, d, g, deploy_owner(project)))
+        results = _named(group[0], lambda d=dest, g=group: _intentions(consul, d, g, deploy_owner(project)))
+        out += results
+        for a in results:
+            done(a)
     return out
 
 
@@ -212,10 +219,8 @@ class EntryWriter:
         return self._phase([c for c in changes if c.action == "delete"], progress)
 
     def _phase(self, changes: list[EntryChange], progress: Any) -> list[Applied]:
-        if not changes:
-            return []
-        applied = apply_entries(self.consul, changes, self.project)
-        for a in applied:
+        def done(a: Applied) -> None:
             verb = {"create": "wrote", "update": "updated", "delete": "removed"}[a.change.action]
             progress.note(f"{a.change.label}: {verb}" if a.done else f"{a.change.label}: {a.note}")
-        return applied
+
+        return apply_entries(self.consul, changes, self.project, done) if changes else []
