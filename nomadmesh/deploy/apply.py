@@ -81,6 +81,8 @@ def apply(
             to_watch.append((change.name, change.action, out.get("EvalID") or "", version, ""))
         if detach:
             report.results += [JobResult(j, a, True, v, deployment_status="registered") for j, a, _, v, _ in to_watch]
+            if any(e.action == "delete" for e in plan.entries):  # removed only once the jobs are known healthy
+                progress.note("Allows no upstream declares any more are kept until a deploy that waits (no --detach).")
             return report
         report.results += _watch_all(api, to_watch, progress, deadline, report)
         if entries is not None and report.ok:

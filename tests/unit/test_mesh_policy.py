@@ -123,6 +123,20 @@ def test_a_rule_consul_would_refuse_is_refused_before_anything_is_written(tmp_pa
                                  "Permissions[0].HTTP.PathPrefix doesn't start with '/': \"v1\"")
 
 
+def test_validate_reports_a_rule_consul_would_refuse_with_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nomadmesh.cli.main import cli
+
+    docs = {**SEED, "tax": with_protocol(SEED["tax"], "http")}
+    fetch = [{"action": "allow", "http": {"Methods": ["FETCH"]}}]
+    load(tmp_path / "p", docs, {"external_services": ["payments"], "intentions": [
+        {"source": "order", "destination": "tax", "permissions": fetch}]})
+    r = CliRunner().invoke(cli, ["validate", "--services", str(tmp_path / "p" / "services")])
+    assert r.exit_code == 2
+    assert "nomadmesh.json: intentions[0]: Consul would refuse it: " in r.stderr and "FETCH" in r.stderr
+
+
 def test_protocol_is_rendered_into_the_sidecar_proxy_config(tmp_path: Path) -> None:
     spec = load(tmp_path / "p", {**SEED, "invoice": with_protocol(SEED["invoice"], "grpc")},
                 {"external_services": ["payments"]})
