@@ -92,7 +92,8 @@ def plan_entries(desired: Desired, live_intentions: Mapping[str, Entry], live_de
             changes.append(EntryChange(SERVICE_DEFAULTS, name, None, "noop", have, None,
                                        ours if mine else _written_by(""), reason))
         elif mine or reset_overrides:
-            changes.append(EntryChange(SERVICE_DEFAULTS, name, None, "update", have, {**have, **want},
+            kept = {k: v for k, v in have.items() if k not in ("CreateIndex", "ModifyIndex")}  # set by Consul
+            changes.append(EntryChange(SERVICE_DEFAULTS, name, None, "update", have, {**kept, **want},
                                        ours if mine else _written_by(""), reason))
         else:
             changes.append(EntryChange(SERVICE_DEFAULTS, name, None, "override", have, None, _written_by(""),

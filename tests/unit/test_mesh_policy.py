@@ -204,8 +204,13 @@ def test_service_defaults_create_update_override_delete() -> None:
     live = {"b": {"Name": "b", "Protocol": "grpc", "Meta": ours}, "c": {"Name": "c", "Protocol": "tcp"},
             "d": {"Name": "d", "Protocol": "http", "Meta": ours}, "e": {"Name": "e", "Protocol": "http"},
             "f": {"Name": "f", "Protocol": "http"}}
-    actions = {c.name: c.action for c in plan_entries(d, {}, live)}
-    assert actions == {"a": "create", "b": "update", "c": "override", "d": "delete", "e": "noop"}
+    live["b"] |= {"Kind": "service-defaults", "CreateIndex": 7, "ModifyIndex": 9, "MaxInboundConnections": 10}
+    changes = {c.name: c for c in plan_entries(d, {}, live)}
+    assert {n: c.action for n, c in changes.items()} == {
+        "a": "create", "b": "update", "c": "override", "d": "delete", "e": "noop"}
+    # What we do not manage in an entry we update is written back; the indexes are Consul's to set.
+    assert changes["b"].after == {"Kind": "service-defaults", "Name": "b", "Protocol": "http",
+                                  "MaxInboundConnections": 10, "Meta": ours}
     assert {c.name: c.action for c in plan_entries(d, {}, live, reset_overrides=True)}["c"] == "update"
 
 
