@@ -49,6 +49,16 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAgent]:
         subprocess.run(["ip", "link", "delete", f"nmp{tag}"], capture_output=True)
 
 
+@pytest.fixture(autouse=True)
+def no_entries_left(agent: RunningAgent) -> Iterator[None]:
+    """Each test starts without config entries: one project's entries are another's overrides."""
+    yield
+    consul = consul_client(target_from_env({}, consul_addr=agent.consul_addr))
+    for kind in ("service-intentions", "service-defaults"):
+        for entry in consul.config.list(kind) or []:
+            consul.config.delete(kind, entry["Name"])
+
+
 def run(agent: RunningAgent, *args: str) -> Result:
     return CliRunner().invoke(cli, [*args, "--nomad-addr", agent.nomad_addr, "--consul-addr", agent.consul_addr],
                               catch_exceptions=False)
