@@ -7,9 +7,11 @@
 Benchmarks (each module also runs alone): hop.py (mesh hop vs direct at fixed rates),
 connect_dataplane.py (Envoy start, deny/allow push to enforcement, open connections cut),
 mesh_agent.py (intention propagation, deploy connect vs plain, CA leaf signing vs openssl),
-scale.py (N services with sidecars on the agent), render.py (1,000 services), http_load.py (the
-agent's HTTP layer under 1,000 blocking queries + 200 idle connections). Those that need
-bridge networking (everything on the agent) need root; without it they are skipped and named.
+scale.py (N services with sidecars on the agent), policy.py (plan and config-entry writes for 50
+services with a random upstream graph, deploy to a working chain under default deny), render.py
+(1,000 services), http_load.py (the agent's HTTP layer under 1,000 blocking queries + 200 idle
+connections). Those that need bridge networking (everything on the agent) need root; without it
+they are skipped and named.
 Figures are printed, never asserted: the machine is shared and noisy, so read medians and the
 ratios measured side by side in the same run.
 """
@@ -30,6 +32,7 @@ import connect_dataplane
 import hop
 import http_load
 import mesh_agent
+import policy
 import render as render_bench
 import scale
 
@@ -52,6 +55,9 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
     "render_total_seconds": (operator.le, 1, "1,000 services <= 1 s"),
     "http_leader_p99_ms": (operator.le, 20, "p99 <= 20 ms under 1,000 blocking + 200 idle"),
     "http_kv_watch_p99_ms": (operator.le, 100, "KV write -> watcher <= 100 ms"),
+    "deploy_deny_s": (operator.le, 5, "default deny: deploy to chain <= 5 s"),
+    "policy_plan_s": (operator.le, 1, "plan jobs + entries, 50 svcs <= 1 s"),
+    "policy_entry_writes_s": (operator.le, 2, "entry writes, 50 svcs <= 2 s"),
 }
 
 
@@ -74,6 +80,7 @@ def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
         ("intentions", True, lambda: mesh_agent.intention_figures(3 if quick else 25)),
         ("deploy", True, mesh_agent.deploy_figures),
         ("scale", True, lambda: scale.scale_figures((3,) if quick else (10, 25, 50))),
+        ("policy", True, lambda: policy.policy_figures(5 if quick else 50)),
         ("http", False,
          lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
     ]

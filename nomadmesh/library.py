@@ -15,17 +15,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from nomadmesh.definitions import Spec, load_spec
 from nomadmesh.deploy.apply import DeployReport, apply as apply_plan
 from nomadmesh.deploy.destroy import destroy as deregister, select_jobs
+from nomadmesh.deploy.entries import EntryWriter, deploy_lock
 from nomadmesh.deploy.jobs import render_jobs
 from nomadmesh.deploy.live import live_plan
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import Plan
 from nomadmesh.deploy.releases import record_deploy
 from nomadmesh.deploy.status import JobStatus, collect_status
-from nomadmesh.deploy.target import Target, target_from_env
+from nomadmesh.deploy.target import Target, consul_client, target_from_env
 from nomadmesh.progress import Progress, SilentProgress
 
 
@@ -43,9 +45,10 @@ def load(services_dir: str | Path = "services", project_file: str | Path | None 
 def plan(spec: Spec, names: Sequence[str] = (), *, target: Target | None = None) -> Plan:
     """What `apply` would do for all services (or those named) against the target (`nomadmesh plan`).
 
-    Reads only: each job file is parsed by the target and compared with the live job of that name.
+    Reads only: each job file is parsed by the target and compared with the live job of that name,
+    and the project's intentions and service-defaults with Consul's entries (`Plan.entries`).
     """
-    return live_plan(_api(target), render_jobs(spec, names))
+    return live_plan(_api(target), render_jobs(spec, names), _consul(target))
 
 
 def apply(plan: Plan, *, target: Target | None = None, detach: bool = False, timeout_s: float = 300.0,
@@ -53,13 +56,22 @@ def apply(plan: Plan, *, target: Target | None = None, detach: bool = False, tim
     """Register the planned jobs in order and wait until healthy (`nomadmesh deploy`).
 
     A job changed on the target since `plan` is refused (Nomad's check-index), never overwritten.
-    `detach=True` returns once registered. Pass the same `target` as to `plan`. With `project`
-    (the name `nomadmesh history` lists), the deploy is recorded as a release, as the CLI does.
+    `detach=True` returns once registered. Pass the same `target` as to `plan`. The planned config
+    entries are written first and stale allows removed last, under the project's deploy lock. The
+    deploy is recorded as a release of `project` (default: the plan's project; the name `nomadmesh
+    history` lists), as the CLI does.
     """
     api = _api(target)
-    report = apply_plan(api, plan, progress or SilentProgress(), detach=detach, timeout_s=timeout_s)
-    if project is not None:
-        record_deploy(api.target, project, plan, report)
+    if not plan.project:  # a Plan made without Consul (deploy.plan.plan): jobs only
+        report = apply_plan(api, plan, progress or SilentProgress(), detach=detach, timeout_s=timeout_s)
+    else:
+        consul = _consul(target)
+        with deploy_lock(consul, plan.project):
+            report = apply_plan(api, plan, progress or SilentProgress(), detach=detach, timeout_s=timeout_s,
+                                entries=EntryWriter(consul, plan.project))
+    name = project if project is not None else plan.project
+    if name:
+        record_deploy(api.target, name, plan, report)
     return report
 
 
@@ -76,6 +88,10 @@ def destroy(names: Sequence[str] = (), *, target: Target | None = None, purge: b
     """
     api = _api(target)
     return deregister(api, select_jobs(api.jobs(), names), purge, SilentProgress())
+
+
+def _consul(target: Target | None) -> Any:
+    return consul_client(target if target is not None else target_from_env(os.environ))
 
 
 def _api(target: Target | None) -> NomadAPI:

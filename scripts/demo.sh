@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The seed tutorial, end to end, on the embedded dev agent:
 #   order -> invoice -> tax, each behind an Envoy sidecar; calls go through the upstream listeners
-#   over mTLS; `intent deny invoice tax` makes the order call fail; deleting it makes it work again.
+#   over mTLS. Zero trust: `up` starts the agent with --default-policy deny, and the chain works only
+#   because deploy wrote an allow per declared upstream (`up --default-policy allow` for the seed's
+#   original setting). `intent deny invoice tax` makes the order call fail; deleting it gives the
+#   declared allow back.
 #   The host reaches order only through the ingress gateway (services/ingress): the apps bind
 #   127.0.0.1 in their namespaces and publish nothing; `intent deny ingress order` closes the door.
 # Leaves the mesh running (web UI at http://127.0.0.1:8500/ui/); `.venv/bin/nomadmesh down` stops it.
@@ -12,9 +15,10 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 step nomadmesh up
 $nm up
-# The tutorial starts with no intentions; the agent keeps state across runs, so clear a leftover deny.
-$nm intent delete invoice tax >/dev/null 2>&1 || true
-$nm intent delete ingress order >/dev/null 2>&1 || true
+# The agent keeps state across runs: put back the declared allows over a deny left by an interrupted run.
+$nm deploy --reset-overrides >/dev/null
+
+step nomadmesh intent list; $nm intent list   # the allows deploy derived from the declared upstreams
 
 # The gateway's published listener: the mesh's one way in from the host.
 order=$($nm status --json | .venv/bin/python -c \
@@ -49,7 +53,7 @@ call_order   # now 502: invoice's sidecar refuses to connect to tax (Envoy RBAC 
 step nomadmesh intent delete invoice tax
 $nm intent delete invoice tax
 sleep 0.2
-call_order   # the chain works again
+call_order   # the chain works again: the delete gave the declared allow back
 
 step nomadmesh intent deny ingress order
 $nm intent deny ingress order

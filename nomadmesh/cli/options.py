@@ -23,7 +23,7 @@ project_option = click.option(
     "project_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Project file (datacenters, region, namespace, external_services, meta, variables)."
+    help="Project file (name, datacenters, region, namespace, external_services, meta, variables, intentions)."
     "  [default: <services>/../nomadmesh.json if present]",
 )
 
@@ -52,6 +52,10 @@ var_option = click.option(
 )
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+reset_overrides_option = click.option(
+    "--reset-overrides", is_flag=True,
+    help="Replace intentions and service-defaults someone else wrote for pairs this project declares "
+         "(default: keep them, e.g. an `intent deny`, and show them as overrides).")
 
 
 def spec_options(f: F) -> F:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nomadmesh.cli.options import json_option, spec_options, target_options
+from nomadmesh.cli.options import json_option, reset_overrides_option, spec_options, target_options
 from nomadmesh.errors import NomadMeshError
 
 if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
@@ -22,13 +22,17 @@ EXIT_NO_CHANGES, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 @click.argument("services", nargs=-1, metavar="[SERVICE]...")
 @spec_options
 @target_options
+@reset_overrides_option
 @json_option
 def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
                  allow_external: tuple[str, ...],
-                 env: str | None, var: tuple[str, ...], target: Target, as_json: bool) -> None:
+                 env: str | None, var: tuple[str, ...], target: Target, reset_overrides: bool, as_json: bool) -> None:
     """Show what `deploy` would do (all services, or the SERVICEs named), without doing it.
 
-    Exit 0: no changes; 1: changes; 2: bad input or error (like `nomad job plan`).
+    Per service: the job change and the config entries deploy writes (intention sources with
+    their L7 permissions, service-defaults), and overrides someone else wrote that deploy keeps.
+
+    Exit 0: no changes; 1: changes (jobs or entries); 2: bad input or error (like `nomad job plan`).
 
     Example:
 
@@ -40,12 +44,14 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
     from nomadmesh.deploy.jobs import load_jobs
     from nomadmesh.deploy.live import live_plan, nomad_plans
     from nomadmesh.deploy.nomad_api import NomadAPI
+    from nomadmesh.deploy.target import consul_client
+    from nomadmesh.mesh.entry_plan import format_entries
 
     try:
         rendered = load_jobs(services_dir, project_file, services, allow_external,
             env=env, variables=var, environ=os.environ)
         api = NomadAPI(target)
-        plan = live_plan(api, rendered)
+        plan = live_plan(api, rendered, consul_client(target), reset_overrides)
         answers = nomad_plans(api, plan)
     except NomadMeshError as e:
         click.echo(f"Error: {e}", err=True)
@@ -57,7 +63,8 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
             {"job": c.name, "action": c.action, "reason": c.reason, "live_version": c.live_version,
              "job_modify_index": c.modify_index, "diff": (answers.get(c.name) or {}).get("Diff"),
              "placements": ((answers.get(c.name) or {}).get("Annotations") or {}).get("DesiredTGUpdates"),
-             "failed_placements": (answers.get(c.name) or {}).get("FailedTGAllocs")} for c in plan.changes]},
+             "failed_placements": (answers.get(c.name) or {}).get("FailedTGAllocs")} for c in plan.changes],
+            "entries": [e.to_dict() for e in plan.entries if e.action != "noop"]},
             indent=2))
     else:
         for c in plan.changes:
@@ -69,6 +76,13 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
                 click.echo(f"{'+' if c.action == 'create' else '~'} {c.name}: {c.action} ({c.reason})")
                 for line in format_plan(c.name, answers[c.name]):
                     click.echo(f"    {line}")
+            for line in format_entries(e for e in plan.entries if e.name == c.name):
+                click.echo(f"    {line}")
+        others = [e for e in plan.entries if e.name not in {c.name for c in plan.changes}]
+        if any(e.action != "noop" for e in others):
+            click.echo("config entries of services without a job here:")
+            for line in format_entries(others):
+                click.echo(f"    {line}")
     if plan.conflicts:
         sys.exit(EXIT_ERROR)
     sys.exit(EXIT_CHANGES if plan.has_changes else EXIT_NO_CHANGES)

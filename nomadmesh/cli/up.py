@@ -20,10 +20,14 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @click.option("--grpc-port", type=click.IntRange(0, 65535), envvar="NOMADMESH_GRPC_PORT", default=None,
               help="Also open this xDS TCP port on an agent `up` starts (see `agent --grpc-port`).  "
                    "[default: $NOMADMESH_GRPC_PORT, else off]")
+@click.option("--default-policy", type=click.Choice(["allow", "deny"]), default="deny", show_default=True,
+              help="Intention default policy of an agent `up` starts: deny (zero trust; the declared upstreams "
+                   "are allowed) or allow (every call allowed unless denied).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the deployments.")
 def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], env: str | None,
-               var: tuple[str, ...], target: Target, grpc_port: int | None, timeout_s: float) -> None:
+               var: tuple[str, ...], target: Target, grpc_port: int | None, default_policy: str,
+               timeout_s: float) -> None:
     """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
 
     The agent's data dir, pid file and log go to ./.nomadmesh/; `nomadmesh down` stops it.
@@ -37,11 +41,13 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
         nomadmesh up --env pr42 --var image_tag=v2
     """
     from nomadmesh.deploy.apply import apply
+    from nomadmesh.deploy.entries import EntryWriter, deploy_lock
     from nomadmesh.deploy.jobs import load_jobs
     from nomadmesh.deploy.live import live_plan
     from nomadmesh.deploy.nomad_api import NomadAPI
-    from nomadmesh.deploy.releases import project_of, record_deploy
+    from nomadmesh.deploy.releases import record_deploy
     from nomadmesh.deploy.status import collect_status
+    from nomadmesh.deploy.target import consul_client
     from nomadmesh.deploy.up import ensure_agent
     from nomadmesh.progress import make_progress
 
@@ -50,14 +56,17 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
     for warning in rendered.warnings:
         click.echo(f"warning: {warning}", err=True)
     api = NomadAPI(target)
-    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port))
+    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port, default_policy))
+    consul = consul_client(target)
     progress = make_progress()
     try:
-        plan = live_plan(api, rendered)
-        report = apply(api, plan, progress, timeout_s=timeout_s)
+        with deploy_lock(consul, rendered.policy.project):
+            plan = live_plan(api, rendered, consul)
+            report = apply(api, plan, progress, timeout_s=timeout_s,
+                           entries=EntryWriter(consul, rendered.policy.project))
+            record_deploy(target, rendered.policy.project, plan, report)  # a release, as `deploy` records
     finally:
         progress.close()
-    record_deploy(target, project_of(services_dir, project_file), plan, report)  # a release, as `deploy` records
     for r in report.results:
         if not r.ok and r.error and r.error != "watch cancelled":
             click.echo(f"Error: {r.job}: {r.error}", err=True)

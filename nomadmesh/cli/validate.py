@@ -28,9 +28,13 @@ def validate_command(
         nomadmesh validate --services services --allow-external billing
     """
     from nomadmesh.definitions import load_spec  # imported here so `--help` stays fast
+    from nomadmesh.mesh.policy import policy_problems
 
     try:
         spec = load_spec(services_dir, project_file, allow_external, env=env, variables=var, environ=os.environ)
+        refused = policy_problems(spec)  # nomadmesh.json intention rules Consul would refuse
+        if refused:
+            raise SpecError(refused)
     except SpecError as e:
         if as_json:
             problems = [{"file": p.file, "field": p.field, "message": p.message} for p in e.problems]

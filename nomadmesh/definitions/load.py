@@ -24,7 +24,7 @@ from nomadmesh.definitions.envs import (
 )
 from nomadmesh.definitions.model import Project, Spec
 from nomadmesh.definitions.parse import Parsed, parse_service
-from nomadmesh.definitions.project import parse_project
+from nomadmesh.definitions.project import parse_project, project_name
 from nomadmesh.definitions.validate import validate_mesh
 from nomadmesh.definitions.variables import resolve
 from nomadmesh.errors import Problem, SpecError
@@ -144,12 +144,16 @@ def load_spec(
     external = {*project.external_services, *allow_external}
     problems += validate_mesh(parsed, external, str(services_dir), unreadable)
 
+    problems += _rule_problems(project, parsed, external)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise SpecError(_by_file(errors))
     services = sorted((p.service for p in parsed if p.service is not None), key=lambda s: s.name)
     warnings = tuple(str(p) for p in _by_file([p for p in problems if p.severity == "warning"]))
     root = str(services_dir.resolve().parent)  # where nomadmesh.json sits by default
+    # Without a `name`, the project is named after its folder (the one nomadmesh.json sits in).
+    name = project_name({"name": project.name}, project_path.resolve().parent.name, env)
+    project = dataclasses.replace(project, name=name)
     return Spec(project=project, services=tuple(services), warnings=warnings, root=root)
 
 
@@ -215,4 +219,26 @@ def _unknown_templates(parsed: list[Parsed], templates_dir: str | None) -> list[
             where = f"{templates_dir} or the built-in pack" if templates_dir else "the built-in pack"
             problems.append(Problem(service.source, "nomad.template",
                                     f"no template {template!r} in {where}; available: {', '.join(available)}"))
+    return problems
+
+
+def _rule_problems(project: Project, parsed: list[Parsed], external: set[str]) -> list[Problem]:
+    """nomadmesh.json `intentions` against the services: unknown names warn (Consul accepts an
+    intention for a service not registered yet); L7 permissions on a tcp service are an error
+    (Consul refuses them: the proxy cannot read HTTP on a tcp listener)."""
+    services = {p.service.name: p.service for p in parsed if p.service is not None}
+    label = project.source or PROJECT_FILE
+    problems = []
+    for rule in project.intentions:
+        for end in ("source", "destination"):
+            name = getattr(rule, end)
+            if name != "*" and name not in services and name not in external:
+                problems.append(Problem(label, f"{rule.where}.{end}", f"{name!r} is not a service defined here "
+                                        "or in external_services (the intention is written anyway)", "warning"))
+        target = services.get(rule.destination)
+        if rule.permissions and target is not None and (target.protocol or "tcp") == "tcp":
+            problems.append(Problem(label, f"{rule.where}.permissions",
+                                    f"L7 permissions need an HTTP protocol, but {rule.destination!r} is tcp; set "
+                                    "service.connect.sidecar_service.proxy.config.protocol to http, http2 or grpc "
+                                    f"in {target.source}"))
     return problems

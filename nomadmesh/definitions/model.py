@@ -131,10 +131,29 @@ class Service:
     # each service behind a listener (local_bind_port = the listener's port), so the graph,
     # `mesh check` and the deploy order treat gateway -> service like any declared upstream.
     ingress: tuple[IngressListener, ...] = ()
+    # Consul's `connect.sidecar_service.proxy.config.protocol` (tcp/http/http2/grpc); None = not declared
+    # (Consul then takes tcp). Deploy also writes it as the service's `service-defaults` entry.
+    protocol: str | None = None
 
     @property
     def is_gateway(self) -> bool:
         return bool(self.ingress)
+
+
+@dataclass(frozen=True)
+class IntentionRule:
+    """An extra intention declared in nomadmesh.json `intentions` (beside the allows derived from upstreams).
+
+    `permissions` is Consul's L7 `Permissions` list as canonical JSON text ("" for a plain action),
+    so the model stays hashable; `where` is the rule's field path for messages (`intentions[2]`).
+    """
+
+    source: str
+    destination: str
+    action: str | None  # "allow" | "deny"; None when permissions decide
+    permissions: str = ""
+    description: str = ""
+    where: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,11 @@ class Project:
     # The project's own `templates/` folder when it has one (it overrides built-in templates by
     # file name). Where the project is, not what it is: left out of the definition hash.
     templates_dir: str | None = None
+    # The project's name: nomadmesh.json `name`, else the project folder's name. It marks what this
+    # project owns on the cluster (config entries' Meta), so two projects never touch each other's.
+    name: str = ""
+    derive_intentions: bool = True  # `derive_intentions: false`: write no allow per declared upstream
+    intentions: tuple[IntentionRule, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,10 @@ CONNECT_KEYS = ("sidecar_service",)
 CONNECT_UNSUPPORTED = ("native", "sidecar_task")
 SIDECAR_KEYS = ("port", "proxy")
 SIDECAR_UNSUPPORTED = ("name", "id", "tags", "meta", "address", "check", "checks", "kind")
-PROXY_KEYS = ("upstreams",)
-PROXY_UNSUPPORTED = ("config", "expose", "local_service_address", "local_service_port", "mode", "mesh_gateway")
+PROXY_KEYS = ("upstreams", "config")
+PROXY_CONFIG_KEYS = ("protocol",)  # Consul's proxy config key; deploy also writes it as service-defaults
+PROTOCOLS = ("tcp", "http", "http2", "grpc")
+PROXY_UNSUPPORTED = ("expose", "local_service_address", "local_service_port", "mode", "mesh_gateway")
 UPSTREAM_KEYS = ("destination_name", "local_bind_port", "local_bind_address", "datacenter")
 UPSTREAM_UNSUPPORTED = ("destination_type", "destination_namespace", "destination_partition", "config", "mesh_gateway")
 CONSUL_CHECK_KEYS = ("name", "http", "tcp", "interval", "timeout")
@@ -119,6 +121,7 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     if svc.choice("kind", (GATEWAY_KIND,)) is not None or top.has("ingress"):
         return _gateway(r, top, svc, label, name, port, tags, meta)
     connect, upstreams, references = _connect(r, svc, name, port)
+    protocol = _protocol(r, svc) if connect else None
     ports = _ports(r, top.raw("nomad"), port, connect)
     checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect, ports)
     run = replace(_run(r, top, file), ports=ports, blocks=read_blocks(r, top.raw("nomad")))
@@ -140,8 +143,20 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
         run=run,
         address=address,
         enable_tag_override=tag_override,
+        protocol=protocol,
     )
     return Parsed(service, tuple(r.problems), references)
+
+
+def _protocol(r: Reader, svc: Obj) -> str | None:
+    """`service.connect.sidecar_service.proxy.config.protocol` (structure already checked by _connect)."""
+    sidecar = (svc.raw("connect") or {}).get("sidecar_service") if isinstance(svc.raw("connect"), dict) else None
+    proxy = sidecar.get("proxy") if isinstance(sidecar, dict) else None
+    if not isinstance(proxy, dict) or "config" not in proxy:
+        return None
+    where = join(join(join(svc.at("connect"), "sidecar_service"), "proxy"), "config")
+    config = r.obj(proxy["config"], where, PROXY_CONFIG_KEYS)
+    return config.choice("protocol", PROTOCOLS) if config is not None else None
 
 
 def _gateway(r: Reader, top: Obj, svc: Obj, label: str, name: str | None, port: int | None,

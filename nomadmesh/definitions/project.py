@@ -1,17 +1,24 @@
 """The optional project file (`nomadmesh.json`) → `Project`. Pure: parsed JSON in."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nomadmesh.definitions.fields import Obj, Reader, join
-from nomadmesh.definitions.model import Project
+from nomadmesh.definitions.model import IntentionRule, Project
 from nomadmesh.definitions.variables import parse_declarations
 from nomadmesh.errors import Problem
 
-PROJECT_KEYS = ("name", "datacenters", "region", "namespace", "external_services", "variables", "meta")
+PROJECT_KEYS = ("name", "datacenters", "region", "namespace", "external_services", "variables", "meta",
+                "derive_intentions", "intentions")
 # nomadmesh's own job meta keys (render/ownership.py) start with this; a project key may not, so the
 # ownership mark and the change hash can never be overwritten or faked by the project's meta.
 RESERVED_META_PREFIX = "nomadmesh_"
+RULE_KEYS = ("source", "destination", "action", "permissions", "description")
+PERMISSION_KEYS = ("action", "http")
+# Consul's IntentionHTTPPermission keys, in its JSON spelling (the rule passes them through as written).
+HTTP_KEYS = ("PathExact", "PathPrefix", "PathRegex", "Methods", "Header")
+ACTIONS = ("allow", "deny")
 
 
 def _word(text: str) -> bool:
@@ -34,12 +41,16 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             if not _word(dc):
                 r.error(join(o.at("datacenters"), i), f"{dc!r} is not a datacenter name: letters, digits, '-' and '_'")
     region, namespace = o.string("region"), o.string("namespace")
-    for key, what, value in (("name", "project", o.string("name")), ("region", "region", region),
-                             ("namespace", "namespace", namespace)):
+    for key, value in (("region", region), ("namespace", namespace)):
         if value is not None and not _word(value):
-            r.error(o.at(key), f"{value!r} is not a {what} name: letters, digits, '-' and '_'")
+            r.error(o.at(key), f"{value!r} is not a {key} name: letters, digits, '-' and '_'")
     external = _names(r, o)
     meta = _meta(r, o)
+    name = o.string("name")
+    if name is not None and not r.name_ok(o.at("name"), name):
+        name = None
+    derive = o.boolean("derive_intentions")
+    rules = _rules(r, o) if o.has("intentions") else ()
     declared, var_problems = parse_declarations(o.raw("variables"), label) if o.has("variables") else ((), [])
     return (
         Project(
@@ -50,6 +61,9 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             source=label,
             declared=declared,
             meta=meta,
+            name=name or "",
+            derive_intentions=True if derive is None else derive,
+            intentions=rules,
         ),
         r.problems + var_problems,
     )
@@ -75,12 +89,66 @@ def _meta(r: Reader, o: Obj) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in pairs if k not in clash)
 
 
-def project_name(doc: Any, folder: str) -> str:
-    """The project's name: nomadmesh.json's `name`, else the name of the folder holding it.
+def project_name(doc: Any, folder: str, env: str | None = None) -> str:
+    """The project's name: nomadmesh.json's `name`, else the name of the folder holding it; `-<env>`
+    with --env.
 
-    What the project's records on a cluster are keyed by (its releases in Consul KV), so two
-    projects deploying to one cluster keep apart. Characters a name may not hold become '-'.
+    What the project's records on a cluster are keyed by (its releases in Consul KV, the owner marks
+    on the intentions it derives, its deploy lock), so two projects on one cluster keep apart, and so
+    do two environments of one project (a preview env never prunes the main one's allows).
+    Characters a name may not hold become '-'.
     """
     name = doc.get("name") if isinstance(doc, dict) else None
     text = name if isinstance(name, str) and name else folder
-    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in text) or "project"
+    base = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in text) or "project"
+    return f"{base}-{env}" if env else base
+
+
+def _rules(r: Reader, o: Obj) -> tuple[IntentionRule, ...]:
+    """`intentions`: [{source, destination, action | permissions, description}], Consul's meaning.
+
+    `*` is allowed for source or destination (Consul's wildcard). Permissions keep Consul's L7 shape
+    ({"action": ..., "http": {"PathPrefix": ..., "Methods": [...], "Header": [...]}}); Consul's own
+    rules for them (paths start with '/', valid regexes, ...) are checked when the entry is planned.
+    """
+    out = []
+    for i, item in enumerate(r.array(o.raw("intentions"), o.at("intentions")) or ()):
+        path = join(o.at("intentions"), i)
+        ro = r.obj(item, path, RULE_KEYS)
+        if ro is None:
+            continue
+        ends = [ro.string(key, required=True) for key in ("source", "destination")]
+        for key, end in zip(("source", "destination"), ends, strict=True):
+            if end is not None and end != "*" and not r.name_ok(ro.at(key), end):
+                ends = [None, None]
+        action = ro.choice("action", ACTIONS)
+        permissions = _permissions(r, ro) if ro.has("permissions") else None
+        if ro.has("action") == ro.has("permissions"):
+            r.error(path, "needs exactly one of 'action' (allow or deny) and 'permissions' (L7 rules)")
+            continue
+        source, destination = ends
+        if source is None or destination is None or (action is None and permissions is None):
+            continue
+        out.append(IntentionRule(source, destination, action, permissions or "",
+                                 ro.string("description") or "", path))
+    return tuple(out)
+
+
+def _permissions(r: Reader, ro: Obj) -> str | None:
+    """The rule's L7 permissions as Consul's `Permissions` JSON text, or None if any is malformed."""
+    items = r.array(ro.raw("permissions"), ro.at("permissions"))
+    if not items:
+        if items is not None:
+            r.error(ro.at("permissions"), "must list at least one permission")
+        return None
+    out = []
+    for j, item in enumerate(items):
+        po = r.obj(item, join(ro.at("permissions"), j), PERMISSION_KEYS)
+        if po is None:
+            return None
+        action = po.choice("action", ACTIONS, required=True)
+        http = r.obj(po.raw("http"), po.at("http"), HTTP_KEYS) if po.has("http") else None
+        if action is None or (po.has("http") and http is None):
+            return None
+        out.append({"Action": action, "HTTP": dict(po.raw("http") or {})})
+    return json.dumps(out, sort_keys=True)

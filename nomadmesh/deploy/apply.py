@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nomadmesh.deploy.difftext import placement_reason
+from nomadmesh.deploy.entries import Applied, EntryWriter
 from nomadmesh.deploy.errors import DeployError
 from nomadmesh.deploy.nomad_api import EnforceIndexConflict, NomadAPI
 from nomadmesh.deploy.plan import Plan
@@ -32,17 +33,20 @@ Watch = tuple[str, str, str, "int | None", str]  # (job, action, eval id, versio
 class DeployReport:
     results: list[JobResult] = field(default_factory=list)
     interrupted: bool = False
+    entries: list[Applied] = field(default_factory=list)  # config-entry writes done (or skipped, with why)
 
     @property
     def ok(self) -> bool:
         return not self.interrupted and all(r.ok for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "interrupted": self.interrupted, "jobs": [r.to_dict() for r in self.results]}
+        return {"ok": self.ok, "interrupted": self.interrupted, "jobs": [r.to_dict() for r in self.results],
+                "entries": [{**a.change.to_dict(), "applied": a.done, "note": a.note or None} for a in self.entries]}
 
 
 def apply(
-    api: NomadAPI, plan: Plan, progress: Progress, detach: bool = False, timeout_s: float = 300.0
+    api: NomadAPI, plan: Plan, progress: Progress, detach: bool = False, timeout_s: float = 300.0,
+    entries: EntryWriter | None = None,
 ) -> DeployReport:
     if plan.conflicts:
         raise DeployError("; ".join(c.reason for c in plan.conflicts))
@@ -50,6 +54,10 @@ def apply(
     deadline = time.monotonic() + timeout_s
     to_watch: list[Watch] = []
     try:
+        # Safe order: service-defaults and allows exist before any job that needs them is registered;
+        # allows nobody declares any more go only once the jobs that used them are updated and healthy.
+        if entries is not None:
+            report.entries += entries.write(plan.entries, progress)
         for change in plan.changes:
             if change.action == "noop":
                 result, dep_id = _noop(api, change.name, change.live_version, progress)
@@ -73,12 +81,18 @@ def apply(
             to_watch.append((change.name, change.action, out.get("EvalID") or "", version, ""))
         if detach:
             report.results += [JobResult(j, a, True, v, deployment_status="registered") for j, a, _, v, _ in to_watch]
+            if any(e.action == "delete" for e in plan.entries):  # removed only once the jobs are known healthy
+                progress.note("Allows no upstream declares any more are kept until a deploy that waits (no --detach).")
             return report
         report.results += _watch_all(api, to_watch, progress, deadline, report)
+        if entries is not None and report.ok:
+            report.entries += entries.delete(plan.entries, progress)
     except KeyboardInterrupt:
         report.interrupted = True
         progress.note("Interrupted: stopped watching. Registered jobs keep deploying on Nomad; "
                       "`nomadmesh status` shows where they are.")
+        if entries is not None:  # each entry written so far was printed as it landed
+            progress.note("Config entries: those listed above are written; the next deploy converges the rest.")
     return report
 
 

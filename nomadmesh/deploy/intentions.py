@@ -20,7 +20,9 @@ This is a library (the CLI and the web UI both use it): it prints nothing and ra
 """
 from __future__ import annotations
 
+import getpass
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +33,7 @@ import consul as consul_lib
 
 from nomadmesh.deploy.consul_api import consul_address as _address, consul_errors
 from nomadmesh.errors import TargetError
-from nomadmesh.mesh import intentions as ixn
+from nomadmesh.mesh import intentions as ixn, policy
 from nomadmesh.mesh.intentions import Decision, Intention
 
 T = TypeVar("T")
@@ -143,7 +145,8 @@ def _merged_source(old: dict[str, Any] | None, source: str, action: str, descrip
 
 
 def set_intention(
-    consul: consul_lib.Consul, source: str, destination: str, action: str, description: str | None = None
+    consul: consul_lib.Consul, source: str, destination: str, action: str, description: str | None = None,
+    written_by: str | None = None,
 ) -> Change:
     """Make `source => destination` an L4 `action` ("allow"/"deny"), like `consul intention create -replace`.
 
@@ -162,7 +165,12 @@ def set_intention(
         intention = Intention(source, destination, action, description=new_source.get("Description", ""))
         if previous == intention:
             return True, Change("unchanged", intention, previous)
-        new_entry = ixn.upsert_source(_writable(entry) if entry is not None else None, destination, new_source)
+        base = _writable(entry) if entry is not None else None
+        if base is not None and policy.has_marks(base):
+            # In an entry a deploy manages, say who wrote this source (deploy then keeps it, an override),
+            # marked before the source is replaced so that a deploy's source it replaces is saved.
+            base = policy.mark(base, source, written_by or operator())
+        new_entry = ixn.upsert_source(base, destination, new_source)
         with consul_errors(consul):
             ok = consul.config.set(ixn.KIND, destination, new_entry, cas=_cas(entry))
         return bool(ok), Change("updated" if previous else "created", intention, previous)
@@ -180,7 +188,11 @@ def delete_intention(consul: consul_lib.Consul, source: str, destination: str) -
         entry = _get_entry(consul, destination)
         if entry is None or not any(s.get("Name") == source for s in entry.get("Sources") or []):
             return True, False
-        remaining = ixn.remove_source(_writable(entry), source)
+        # A source the operator wrote over a deploy's own gives the deploy's back (see mesh/policy.py).
+        unmarked, saved, saved_owner = policy.unmark(_writable(entry), source)
+        remaining = ixn.remove_source(unmarked, source)
+        if saved is not None:
+            remaining = policy.mark(ixn.upsert_source(remaining, destination, saved), source, saved_owner)
         with consul_errors(consul):
             if remaining is None:
                 ok = consul.config.delete(ixn.KIND, destination, cas=_cas(entry))
@@ -189,6 +201,11 @@ def delete_intention(consul: consul_lib.Consul, source: str, destination: str) -
         return bool(ok), True
 
     return retry_cas(attempt, f"deleting {source} => {destination}")
+
+
+def operator() -> str:
+    """Who `nomadmesh intent` writes as, in the entry's Meta: `intent:<user>@<host>`."""
+    return f"intent:{getpass.getuser()}@{socket.gethostname()}"
 
 
 def _cas(entry: dict[str, Any] | None) -> int:

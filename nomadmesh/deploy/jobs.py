@@ -13,6 +13,8 @@ from typing import Any
 from nomadmesh.definitions import load_spec
 from nomadmesh.definitions.model import Spec
 from nomadmesh.deploy.order import deploy_order
+from nomadmesh.errors import SpecError
+from nomadmesh.mesh.policy import Desired, desired_policy, policy_problems
 from nomadmesh.render.hcl import hcl_string
 from nomadmesh.render.renderer import job_variables, render_hcl, select
 
@@ -39,15 +41,19 @@ class Rendered:
     sources: dict[str, JobSource]  # service name → its job file, in deploy order
     order: tuple[str, ...]
     warnings: tuple[str, ...]
+    policy: Desired = field(default_factory=lambda: Desired(""))  # the project's intentions and service-defaults
 
 
 def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
     """Pure: the selected services' job files in deploy order (upstreams first). Unknown names: RenderError."""
+    problems = policy_problems(spec)
+    if problems:
+        raise SpecError(problems)
     services = {s.name: s for s in select(spec, names)}
     order, warnings = deploy_order({n: [u.destination_name for u in s.upstreams] for n, s in services.items()})
     sources = {n: JobSource(render_hcl(services[n], spec.project, spec.root), job_variables(services[n], spec.root))
                for n in order}
-    return Rendered(sources, order, tuple(spec.warnings) + warnings)
+    return Rendered(sources, order, tuple(spec.warnings) + warnings, desired_policy(spec))
 
 
 def load_jobs(services_dir: Path, project_file: Path | None = None, names: Sequence[str] = (),

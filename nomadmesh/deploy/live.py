@@ -1,8 +1,12 @@
 """Read what runs on the target, for plan, status and destroy."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import consul as consul_lib
+
+from nomadmesh.deploy.entries import live_entry_changes
 from nomadmesh.deploy.jobs import Rendered
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import Plan, is_managed, plan
@@ -13,11 +17,17 @@ def parsed_jobs(api: NomadAPI, rendered: Rendered) -> dict[str, dict[str, Any]]:
     return {name: api.parse(src.hcl, src.var_file()) for name, src in rendered.sources.items()}
 
 
-def live_plan(api: NomadAPI, rendered: Rendered) -> Plan:
-    """The Plan for `rendered` against the live jobs of the same names."""
+def live_plan(api: NomadAPI, rendered: Rendered, consul: consul_lib.Consul | None = None,
+              reset_overrides: bool = False) -> Plan:
+    """The Plan for `rendered` against the live jobs of the same names (and, given `consul`, the
+    project's config entries against Consul's)."""
     jobs = parsed_jobs(api, rendered)
     submissions = {name: src.submission() for name, src in rendered.sources.items()}
-    return plan(jobs, {name: api.job(name) for name in rendered.order}, rendered.order, submissions)
+    p = plan(jobs, {name: api.job(name) for name in rendered.order}, rendered.order, submissions)
+    if consul is None:
+        return p
+    return replace(p, entries=live_entry_changes(consul, rendered.policy, reset_overrides),
+                   project=rendered.policy.project)
 
 
 def nomad_plans(api: NomadAPI, p: Plan) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from nomadmesh.mesh.entry_plan import EntryChange
 from nomadmesh.render.ownership import HASH_KEY, MANAGED_KEY
 
 Action = Literal["create", "update", "noop", "conflict"]
@@ -36,10 +37,12 @@ class JobChange:
 @dataclass(frozen=True)
 class Plan:
     changes: tuple[JobChange, ...]  # in deploy order
+    entries: tuple[EntryChange, ...] = ()  # config entries (intentions, service-defaults): mesh/entry_plan.py
+    project: str = ""  # the project owning those entries (their Meta marks); "" when entries were not planned
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action in ("create", "update") for c in self.changes)
+        return any(c.action in ("create", "update") for c in self.changes) or any(e.writes for e in self.entries)
 
     @property
     def conflicts(self) -> tuple[JobChange, ...]:

@@ -142,8 +142,7 @@ def project_of(services_dir: Path, project_file: Path | None, env: str | None = 
     doc, problems = read_json(path, str(path)) if path.exists() else ({}, [])
     if problems:
         doc = {}
-    name = project_name(doc, path.resolve().parent.name)
-    return f"{name}-{env}" if env else name
+    return project_name(doc, path.resolve().parent.name, env)
 
 
 # --- I/O edge --------------------------------------------------------------------------------

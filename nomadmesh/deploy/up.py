@@ -15,8 +15,10 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 DRAIN_TIMEOUT_S = 30.0
 
 
-def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int | None) -> str:
-    """Use the Nomad answering at the target; if none and the target is this machine, start an agent."""
+def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int | None,
+                 default_policy: str = "deny") -> str:
+    """Use the Nomad answering at the target; if none and the target is this machine, start an agent
+    (zero trust by default: intentions default to deny, the project's derived allows open the edges)."""
     try:
         api.ping()
         return f"Using Nomad at {target.nomad.url}"
@@ -24,8 +26,9 @@ def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int | None
         if target.nomad.host not in LOCAL_HOSTS or target.nomad.scheme != "http":
             raise
     record = start_agent(cwd, target.nomad.url, target.consul.url, target.nomad.port, target.consul.port,
-                         grpc_port, bind=target.nomad.host)
-    return f"Started nomadmesh agent --dev (pid {record.pid}) at {target.nomad.url}; log in .nomadmesh/agent.log"
+                         grpc_port, bind=target.nomad.host, default_policy=default_policy)
+    return (f"Started nomadmesh agent --dev --default-policy {default_policy} (pid {record.pid}) "
+            f"at {target.nomad.url}; log in .nomadmesh/agent.log")
 
 
 def _wait_stopped(api: NomadAPI, names: list[str], timeout_s: float) -> None:

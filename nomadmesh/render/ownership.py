@@ -24,11 +24,17 @@ VERSION_KEY = "nomadmesh_version"
 
 
 _WHERE = ("source", "templates_dir")
+# Project settings that go into Consul config entries, not into any job (mesh/policy.py): changing
+# an intention rule, or the folder that names the project, must not make every job look changed.
+_NOT_IN_JOBS: dict[type, tuple[str, ...]] = {Project: ("name", "derive_intentions", "intentions")}
+# Fields added after jobs were deployed: left out while unset, so existing jobs keep their hash.
+_NEW_UNSET: dict[type, tuple[str, ...]] = {Service: ("protocol",)}
 
 
 @cache
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _WHERE)
+    skip = (*_WHERE, *_NOT_IN_JOBS.get(cls, ()))
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in skip)
 
 
 def _plain(obj: Any) -> Any:
@@ -38,7 +44,9 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (tuple, list)):
         return [_plain(v) for v in obj]
     cls: type = type(obj)
-    return {name: _plain(getattr(obj, name)) for name in _field_names(cls)}
+    unset = _NEW_UNSET.get(cls, ())
+    return {name: _plain(getattr(obj, name)) for name in _field_names(cls)
+            if not (name in unset and getattr(obj, name) is None)}
 
 
 def definition_hash(service: Service, project: Project) -> str:

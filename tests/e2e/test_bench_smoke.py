@@ -41,7 +41,11 @@ EXPECTED = [
     *[f"http_{k}" for k in ("blocking_queries", "idle_conns", "leader_quiet_p50_ms", "leader_quiet_p99_ms",
                             "leader_p50_ms", "leader_p99_ms", "leader_timeouts", "kv_watch_p50_ms",
                             "kv_watch_p99_ms", "kv_watch_timeouts", "blocking_answered", "conns_refused")],
-    *[f"bench_{b}_wall_s" for b in ("render", "hop", "dataplane", "ca", "intentions", "deploy", "scale", "http")],
+    *[f"policy_{k}" for k in ("services", "entry_changes", "destinations", "plan_s", "entry_diff_ms",
+                              "entry_writes_s", "replan_s")],
+    "deploy_deny_s",
+    *[f"bench_{b}_wall_s" for b in ("render", "hop", "dataplane", "ca", "intentions", "deploy", "scale", "policy",
+                                    "http")],
 ]
 
 

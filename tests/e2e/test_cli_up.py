@@ -42,7 +42,10 @@ def test_up_then_down(tmp_path: Path) -> None:
     try:
         r = nm("up")
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "Started nomadmesh agent --dev" in r.stdout
+        assert "Started nomadmesh agent --dev --default-policy deny" in r.stdout  # zero trust by default
+        check = requests.get(f"{env['CONSUL_HTTP_ADDR']}/v1/connect/intentions/check",
+                             params={"source": "nobody", "destination": "nothing"}, timeout=5)
+        assert check.json() == {"Allowed": False}
         record = json.loads((tmp_path / ".nomadmesh" / "agent.json").read_text())
         pid = record["pid"]
         assert is_our_agent(pid) and (tmp_path / ".nomadmesh" / "agent.log").exists()
