@@ -22,13 +22,21 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @click.option("--detach", is_flag=True, help="Register and return; do not wait for the deployments.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for all deployments before giving up (Nomad keeps deploying).")
+@click.option("--no-verify", is_flag=True,
+              help="Do not check the declared upstream edges (intentions and healthy instances) afterwards.")
 @json_option
 def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: Path | None,
                    allow_external: tuple[str, ...], env: str | None, var: tuple[str, ...], target: Target,
-                   detach: bool, timeout_s: float, as_json: bool) -> None:
+                   detach: bool, timeout_s: float, no_verify: bool, as_json: bool) -> None:
     """Deploy all services (or the SERVICEs named): upstreams first, unchanged ones skipped.
 
-    Exit 0: all healthy; 1: a job failed (reason and log tail shown); 2: bad input.
+    Once the deployments are healthy, every declared upstream edge of the deployed services is
+    verified: the intentions let the caller in (as `intent check` decides; an L7 source counts
+    when some requests get through) and the destination has a healthy Connect instance. A
+    failing edge is printed with the rule that decided it.
+
+    Exit 0: all healthy and every edge works; 1: a job failed (reason and log tail shown) or an
+    edge does not work; 2: bad input.
 
     Example:
 
@@ -53,12 +61,23 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
         report = apply(api, plan, progress, detach=detach, timeout_s=timeout_s)
     finally:
         progress.close()
+    edges = []
+    if report.ok and not detach and not no_verify:
+        from nomadmesh.deploy.target import consul_client
+        from nomadmesh.deploy.verify import edges_from_jobs, verify_edges
+
+        edges = verify_edges(consul_client(target), edges_from_jobs(c.job for c in plan.changes))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({**report.to_dict(), "edges": [e.to_dict() for e in edges],
+                                "edges_ok": all(e.ok for e in edges)}, indent=2))
     else:
         for r in report.results:
             if not r.ok and r.error and r.error != "watch cancelled":
                 click.echo(f"Error: {r.job}: {r.error}", err=True)
+        if edges:
+            click.echo("Upstream edges:")
+        for e in edges:
+            click.echo(f"  {'ok  ' if e.ok else 'FAIL'} {e.source} -> {e.destination}: {e.message}")
     if report.interrupted:
         sys.exit(130)
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok and all(e.ok for e in edges) else 1)
