@@ -24,7 +24,7 @@ from nomadmesh.definitions.envs import (
 )
 from nomadmesh.definitions.model import Project, Spec
 from nomadmesh.definitions.parse import Parsed, parse_service
-from nomadmesh.definitions.project import parse_project
+from nomadmesh.definitions.project import parse_project, project_name
 from nomadmesh.definitions.validate import validate_mesh
 from nomadmesh.definitions.variables import resolve
 from nomadmesh.errors import Problem, SpecError
@@ -102,7 +102,8 @@ def load_spec(
                                    overlay.variables if overlay else None, overlay.label if overlay else "",
                                    environ, variables)
     problems += var_problems
-    project = dataclasses.replace(project, vars=tuple(sorted(values.items())))
+    project = dataclasses.replace(project, vars=tuple(sorted(values.items())),
+                                  name=project_name(project.name, env))
     named: set[str] = set()
     parsed = []
     unreadable = []  # folders whose service name could not be read

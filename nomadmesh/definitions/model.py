@@ -151,6 +151,9 @@ class Project:
     # The project's own `templates/` folder when it has one (it overrides built-in templates by
     # file name). Where the project is, not what it is: left out of the definition hash.
     templates_dir: str | None = None
+    # Whose jobs these are (`definitions.project.project_name`): nomadmesh.json's `name`, else
+    # "default", plus `.<env>` under --env. Not the folder's name: two clones render the same bytes.
+    name: str = "default"
 
 
 @dataclass(frozen=True)

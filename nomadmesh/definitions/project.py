@@ -8,7 +8,21 @@ from nomadmesh.definitions.model import Project
 from nomadmesh.definitions.variables import parse_declarations
 from nomadmesh.errors import Problem
 
-PROJECT_KEYS = ("datacenters", "region", "namespace", "external_services", "variables")
+PROJECT_KEYS = ("name", "datacenters", "region", "namespace", "external_services", "variables")
+
+
+DEFAULT_PROJECT = "default"
+
+
+def project_name(declared: str | None = None, env: str | None = None) -> str:
+    """The name that marks what this project owns on a cluster (job meta, intention sources).
+
+    nomadmesh.json's `name`, else "default" (never the folder's name: two clones of one project
+    must render the same files). An environment (--env) is a project of its own, `<name>.<env>`,
+    so deploying or pruning one never touches another's jobs.
+    """
+    base = declared or DEFAULT_PROJECT
+    return f"{base}.{env}" if env else base
 
 
 def _word(text: str) -> bool:
@@ -30,6 +44,9 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
         for i, dc in enumerate(datacenters or ()):
             if not _word(dc):
                 r.error(join(o.at("datacenters"), i), f"{dc!r} is not a datacenter name: letters, digits, '-' and '_'")
+    name = o.string("name")
+    if name is not None and not r.name_ok(o.at("name"), name):
+        name = None
     region, namespace = o.string("region"), o.string("namespace")
     for key, value in (("region", region), ("namespace", namespace)):
         if value is not None and not _word(value):
@@ -44,6 +61,7 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             external_services=external,
             source=label,
             declared=declared,
+            name=name or DEFAULT_PROJECT,
         ),
         r.problems + var_problems,
     )

@@ -39,6 +39,8 @@ class Rendered:
     sources: dict[str, JobSource]  # service name → its job file, in deploy order
     order: tuple[str, ...]
     warnings: tuple[str, ...]
+    project: str = "default"  # Project.name: the jobs' nomadmesh_project meta (orphans are this project's)
+    complete: bool = True  # every service of the folder, not a selection: only then can orphans be told
 
 
 def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
@@ -47,7 +49,7 @@ def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
     order, warnings = deploy_order({n: [u.destination_name for u in s.upstreams] for n, s in services.items()})
     sources = {n: JobSource(render_hcl(services[n], spec.project, spec.root), job_variables(services[n], spec.root))
                for n in order}
-    return Rendered(sources, order, tuple(spec.warnings) + warnings)
+    return Rendered(sources, order, tuple(spec.warnings) + warnings, spec.project.name, not names)
 
 
 def load_jobs(services_dir: Path, project_file: Path | None = None, names: Sequence[str] = (),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nomadmesh.deploy.drift import orphans, with_drift
 from nomadmesh.deploy.jobs import Rendered
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import Plan, is_managed, plan
@@ -14,10 +15,17 @@ def parsed_jobs(api: NomadAPI, rendered: Rendered) -> dict[str, dict[str, Any]]:
 
 
 def live_plan(api: NomadAPI, rendered: Rendered) -> Plan:
-    """The Plan for `rendered` against the live jobs of the same names."""
+    """The Plan for `rendered` against the live jobs of the same names. An unchanged definition
+    whose live job Nomad's plan diff shows changed out of band (drift) is an update."""
     jobs = parsed_jobs(api, rendered)
     submissions = {name: src.submission() for name, src in rendered.sources.items()}
-    return plan(jobs, {name: api.job(name) for name in rendered.order}, rendered.order, submissions)
+    p = plan(jobs, {name: api.job(name) for name in rendered.order}, rendered.order, submissions)
+    return with_drift(p, {c.name: api.plan(c.job) for c in p.changes if c.action == "noop"})
+
+
+def live_orphans(api: NomadAPI, rendered: Rendered) -> list[str]:
+    """This project's running jobs no definition renders any more; none when only some services were selected."""
+    return orphans(api.jobs(), rendered.sources, rendered.project) if rendered.complete else []
 
 
 def nomad_plans(api: NomadAPI, p: Plan) -> dict[str, dict[str, Any]]:
