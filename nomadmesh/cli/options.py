@@ -23,7 +23,7 @@ project_option = click.option(
     "project_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Project file (datacenters, region, namespace, external_services, variables)."
+    help="Project file (name, datacenters, region, namespace, external_services, variables)."
     "  [default: <services>/../nomadmesh.json if present]",
 )
 
