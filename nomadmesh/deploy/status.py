@@ -35,13 +35,16 @@ class JobStatus:
 
     @property
     def problem(self) -> str | None:
-        """Why this job is not healthy, or None: a stopped job is not a problem, a running one
-        needs every live allocation running and none reported unhealthy by its deployment."""
+        """Why this job is unhealthy, or None. Stopped on purpose is not a problem, and neither is a
+        deployment still in progress (allocations pending): a failed deployment, an allocation that
+        failed or was lost, or one its deployment reports unhealthy is; so is a running job with none."""
         if self.stopped:
             return None
+        if self.deployment == "failed":
+            return "its latest deployment failed"
         if not self.allocations:
             return "no allocation is running"
-        bad = [a for a in self.allocations if a.status != "running" or a.healthy is False]
+        bad = [a for a in self.allocations if a.status in ("failed", "lost") or a.healthy is False]
         if bad:
             return ", ".join(f"alloc {a.id[:8]} {a.status}{' (unhealthy)' if a.healthy is False else ''}"
                              for a in bad)
