@@ -3,6 +3,7 @@
 The I/O edge of `nomadmesh.mesh.intentions` (which holds the pure precedence and evaluation):
 
     set_intention(consul, "invoice", "tax", "deny")      -> Change ("created" / "updated" / "unchanged")
+    set_intention(consul, "web", "api", None, permissions=(Permission(...),))   -> an L7 source
     delete_intention(consul, "invoice", "tax")           -> bool (False: there was nothing to delete)
     list_intentions(consul)                              -> [Intention], highest precedence first
     load_default_policy(consul, override=None)           -> DefaultPolicy
@@ -13,7 +14,9 @@ source, `config.set(..., cas=ModifyIndex or 0)`. Consul refuses the write if any
 in between (or created it, with cas=0), and we read again and retry after a jittered back-off, so
 concurrent writers (other `nomadmesh intent` processes, the web UI, Terraform, the Consul CLI) never
 lose each other's sources. Every source and field we did not change is written back as read:
-Meta, other tools' sources, LegacyID, fields this module does not model.
+Meta, other tools' sources, LegacyID, fields this module does not model. A write never silently
+turns an L7 source into a plain one or the reverse: that needs `replace=True` (ReplaceRefused
+otherwise, nothing written).
 
 This is a library (the CLI and the web UI both use it): it prints nothing and raises only
 `TargetError` (a `NomadMeshError`), whose message names the Consul address.
