@@ -40,6 +40,9 @@ def header_match(text: str, where: str) -> dict[str, Any]:
     if not _HEADER_NAME.fullmatch(name):
         raise BadPermission(f"{where}: {name!r} is not an HTTP header name (letters, digits and "
                                "!#$%&'*+-.^_`|~, no spaces)")
+    if sep and not value:  # Consul reads an empty Exact as no match at all and refuses the header
+        raise BadPermission(f"{where}: header {text!r} has an empty value; give NAME=VALUE, or NAME alone "
+                            "to require the header to be present")
     return {"Name": name, "Exact": value} if sep else {"Name": name, "Present": True}
 
 

@@ -25,7 +25,7 @@ def test_header_value_may_hold_equals_signs() -> None:
     assert got["HTTP"]["Header"] == [{"Name": "X-Q", "Exact": "a=b"}]
 
 
-@pytest.mark.parametrize("spec", ["path-prefix=/a,path-exact=/b", "method=GET,method=GET", "header==x",
+@pytest.mark.parametrize("spec", ["path-prefix=/a,path-exact=/b", "method=GET,method=GET", "header==x", "header=X-A=",
                                   "path-exact=", "nothing"])
 def test_bad_specs(spec: str) -> None:
     with pytest.raises(BadPermission):
