@@ -100,6 +100,15 @@ def test_orphans_are_listed_and_pruned_and_two_projects_never_prune_each_other(m
     r = run(module_agent, "deploy", "--services", str(blog), "--detach", "--prune")
     assert r.exit_code == 0 and not live(module_agent, "shop-web")["Stop"]  # blog prunes nothing of shop's
 
+    define(tmp_path / "blog", "blog-gone", "blog")  # deployed, then its definition removed: blog's orphan
+    define(tmp_path / "blog", "blog-web", "blog", release="3")
+    assert run(module_agent, "deploy", "--services", str(blog), "--detach").exit_code == 0
+    (blog / "blog-gone" / "service.json").unlink()
+    r = run(module_agent, "destroy", "--services", str(blog), "--yes")
+    assert r.exit_code == 0, r.output
+    assert live(module_agent, "blog-web")["Stop"] and live(module_agent, "blog-gone")["Stop"]
+    assert not live(module_agent, "shop-web")["Stop"]  # destroying blog leaves shop running
+
 
 def test_prune_needs_a_project_name_and_every_service(module_agent: RunningAgent, tmp_path: Path) -> None:
     unnamed = define(tmp_path / "a", "anon-web")

@@ -79,3 +79,12 @@ def test_project_names() -> None:
     assert project.name == "shop" and not problems
     _, problems = parse_project({"name": "Shop Front"}, "nomadmesh.json")
     assert [str(p) for p in problems] and "name" in str(problems[0])
+
+
+def test_destroy_selects_one_projects_jobs_orphans_included() -> None:
+    from nomadmesh.deploy.destroy import project_jobs
+
+    live = [stub("web", "shop"), stub("old", "shop"), stub("gone", "shop", stop=True), stub("blog", "blog"),
+            stub("legacy", None), stub("stranger", None), stub("theirs", "shop", managed=False)]
+    assert project_jobs(live, "shop", ["web", "legacy"]) == ["legacy", "old", "web"]
+    assert project_jobs(live, "blog", ["web"]) == ["blog"]  # a rendered name of another project's job: not blog's
