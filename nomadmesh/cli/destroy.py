@@ -11,6 +11,7 @@ from nomadmesh.cli.env_jobs import env_job_names
 from nomadmesh.cli.options import spec_options, target_options
 
 if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, to keep --help fast
+    from nomadmesh.definitions.model import Spec
     from nomadmesh.deploy.target import Target
 
 
@@ -23,10 +24,12 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 def destroy_command(services: tuple[str, ...], target: Target, services_dir: Path, project_file: Path | None,
                     allow_external: tuple[str, ...], env: str | None, var: tuple[str, ...],
                     purge: bool, yes: bool) -> None:
-    """Stop all managed jobs (or the SERVICEs named); asks first unless --yes.
+    """Stop this project's jobs (or the SERVICEs named); asks first unless --yes.
 
-    Jobs without nomadmesh's ownership meta are never stopped. With --env, only that environment's
-    jobs (a preview environment's suffixed names) are considered; the definitions are read for them.
+    Without SERVICE names, the definitions say which project: its jobs (meta nomadmesh_project),
+    orphans included, never another project's; with --env, that environment's. Without a
+    definitions folder, every job nomadmesh manages (the question lists them). Jobs without
+    nomadmesh's ownership meta are never stopped.
 
     Example:
 
@@ -36,16 +39,20 @@ def destroy_command(services: tuple[str, ...], target: Target, services_dir: Pat
 
         nomadmesh destroy --env pr42 --purge --yes
     """
-    from nomadmesh.deploy.destroy import destroy, select_jobs
+    from nomadmesh.deploy.destroy import destroy, project_jobs, select_jobs
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.progress import PlainProgress
 
-    in_env = env_job_names(services_dir, project_file, allow_external, env, var)
     api = NomadAPI(target)
     live = api.jobs()
-    if in_env is not None:
-        live = [j for j in live if j.get("ID") in in_env]
-    names = select_jobs(live, services)
+    if services:
+        in_env = env_job_names(services_dir, project_file, allow_external, env, var)
+        names = select_jobs([j for j in live if in_env is None or j.get("ID") in in_env], services)
+    elif env is not None or services_dir.is_dir():
+        spec = _spec(services_dir, project_file, allow_external, env, var)
+        names = project_jobs(live, spec.project.name, [s.name for s in spec.services])
+    else:  # no definitions here to say which project: every managed job, as the question lists them
+        names = select_jobs(live)
     if not names:
         click.echo("No jobs managed by nomadmesh.")
         return
@@ -53,6 +60,15 @@ def destroy_command(services: tuple[str, ...], target: Target, services_dir: Pat
     if not yes and not _confirmed(f"{verb} {', '.join(names)} at {target.nomad.url}?"):
         sys.exit(1)
     destroy(api, names, purge, PlainProgress())
+
+
+def _spec(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], env: str | None,
+          var: tuple[str, ...]) -> Spec:
+    import os
+
+    from nomadmesh.definitions import load_spec
+
+    return load_spec(services_dir, project_file, allow_external, env=env, variables=var, environ=os.environ)
 
 
 def _confirmed(question: str) -> bool:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
     import consul
 
     from nomadmesh.deploy.target import Target
-    from nomadmesh.mesh.intentions import Decision, Intention
+    from nomadmesh.mesh.intentions import Decision, Intention, Permission
 
 F = TypeVar("F", bound=Callable[..., Any])
 WILDCARD = "*"
@@ -97,37 +97,93 @@ def intent_group() -> None:
     """
 
 
-def _write(action: str) -> Callable[..., None]:
-    def command(target: Target, source: str, destination: str, description: str | None) -> None:
-        from nomadmesh.deploy import intentions as di
+def _permissions(action: str, path_exact: str | None, path_prefix: str | None, path_regex: str | None,
+                 method: tuple[str, ...], header: tuple[str, ...], permission: tuple[str, ...]) -> list[Any]:
+    """The L7 permissions the options describe (Consul's JSON shape), in evaluation order; bad ones exit 2."""
+    from nomadmesh.cli import permissions as perm
 
+    try:
+        first = perm.from_flags(action, path_exact, path_prefix, path_regex, method, header)
+        more = [perm.from_spec(action, spec, f"--permission {n}") for n, spec in enumerate(permission, 1)]
+    except perm.BadPermission as e:
+        raise click.UsageError(str(e)) from None
+    return ([first] if first else []) + more
+
+
+def _write(action: str) -> Callable[..., None]:
+    def command(target: Target, source: str, destination: str, description: str | None, replace: bool,
+                **l7: Any) -> None:
+        from nomadmesh.deploy import intentions as di
+        from nomadmesh.mesh.intentions import permissions_from_json
+
+        permissions = permissions_from_json(_permissions(action, **l7))
+        if permissions and destination == WILDCARD:  # Consul's rule, said before anything is sent
+            raise click.UsageError("L7 permissions cannot be written for the wildcard destination *")
         consul = _client(target)
-        change = di.set_intention(consul, source, destination, action, description)
+        try:
+            change = di.set_intention(consul, source, destination, None if permissions else action, description,
+                                      permissions, replace=replace)
+        except di.ReplaceRefused as e:
+            raise click.ClickException(f"{e}; pass --replace to replace it") from None
         unknown = sorted(n for n in {source, destination} - {WILDCARD} if n not in di.registered_services(consul))
         for name in unknown:
             click.echo(f"warning: no service named {name!r} is registered in Consul at {target.consul.url}; "
                        "the intention is written anyway", err=True)
         rule = f"{source} => {destination}"
+        what = "L7 permissions" if permissions else action
         if change.kind == "created":
-            click.echo(f"Created: {rule} ({action})")
+            click.echo(f"Created: {rule} ({what})")
         elif change.kind == "updated":
             was = change.previous.action if change.previous and change.previous.action else "L7 permissions"
-            click.echo(f"Updated: {rule} ({action}, was {was})")
+            click.echo(f"Updated: {rule} ({what}, was {was})")
         else:
-            click.echo(f"Unchanged: {rule} ({action})")
+            click.echo(f"Unchanged: {rule} ({what})")
+        for p in change.intention.permissions:
+            click.echo(f"  {_permission_line(p)}")
 
     return command
+
+
+def _l7_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--path-exact", metavar="PATH", default=None, help="L7: requests for exactly PATH."),
+        click.option("--path-prefix", metavar="PREFIX", default=None,
+                     help="L7: requests whose path starts with PREFIX."),
+        click.option("--path-regex", metavar="RE2", default=None,
+                     help="L7: requests whose whole path matches RE2 (checked as Envoy would load it)."),
+        click.option("--method", multiple=True, metavar="METHOD",
+                     help="L7: requests with METHOD (repeatable: any of)."),
+        click.option("--header", multiple=True, metavar="NAME[=VALUE]",
+                     help="L7: requests with header NAME equal to VALUE, or present without =VALUE (repeatable: all)."),
+        click.option("--permission", multiple=True, metavar="KEY=VALUE,...",
+                     help="L7: one more permission, tried after the flags' one (repeatable, in order). Keys: "
+                          "path-exact, path-prefix, path-regex, method, header, action; \\, is a literal comma."),
+        click.option("--replace", is_flag=True,
+                     help="Allow turning an L7 source into a plain one, or the reverse (refused otherwise)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def _write_command(action: str, example: str) -> click.Command:
     doc = (f"{'Let SRC call' if action == 'allow' else 'Forbid SRC to call'} DST: write `{action}` for SRC in DST's "
            f"service-intentions entry (replacing what SRC had there).\n\n"
+           f"With --path-*, --method, --header or --permission, SRC gets L7 permissions instead: HTTP "
+           f"requests matching a permission are {action}ed (tried in order, the flags' permission first; "
+           f"the first match decides, unmatched requests get the default policy). All parts of one "
+           f"permission must match. DST needs an HTTP protocol (service-defaults) for Consul to accept them. "
+           f"Changing a plain allow or deny into L7 permissions, or the reverse, needs --replace.\n\n"
            f"Prints Created, Updated or Unchanged. A name no service is registered under gets a "
            f"warning, and the intention is written anyway (Consul allows that).\n\n"
-           f"Example:\n\n    {example}")
+           f"Examples:\n\n\b\n    {example}\n\n\b\n"
+           f"    nomadmesh intent {action} web api --path-prefix /public --method GET --method HEAD\n\n\b\n"
+           f"    nomadmesh intent {action} web api --path-exact /health \\\n"
+           f"        --permission 'path-prefix=/admin,header=X-Role=ops,action=deny'")
     command = _write(action)
     command.__doc__ = doc
     decorated = target_options(command)
+    decorated = _l7_options(decorated)
     decorated = click.option("--description", default=None, metavar="TEXT", callback=_description,
                              help="Free text shown with the intention (default: keep the current one).")(decorated)
     return click.command(action, help=doc)(_source(_destination(decorated)))
@@ -155,6 +211,12 @@ def delete_command(target: Target, source: str, destination: str) -> None:
     if not di.delete_intention(_client(target), source, destination):
         raise click.ClickException(f"no intention {source} => {destination} in Consul at {target.consul.url}")
     click.echo(f"Deleted: {source} => {destination}")
+
+
+def _permission_line(p: Permission) -> str:
+    from nomadmesh.mesh.intentions import permission_text
+
+    return permission_text(p)
 
 
 def _action(i: Intention) -> str:
@@ -194,7 +256,12 @@ def list_command(target: Target, as_json: bool) -> None:
         click.echo("No intentions.")
         return
     rows = [(i.source, i.destination, _action(i), str(i.precedence), i.description) for i in found]
-    click.echo(table(("SOURCE", "DESTINATION", "ACTION", "PRECEDENCE", "DESCRIPTION"), rows), nl=False)
+    lines = table(("SOURCE", "DESTINATION", "ACTION", "PRECEDENCE", "DESCRIPTION"), rows).splitlines()
+    click.echo(lines[0])
+    for line, i in zip(lines[1:], found, strict=True):
+        click.echo(line)
+        for p in i.permissions:  # L7: the permissions under their source, in evaluation order
+            click.echo(f"  {_permission_line(p)}")
 
 
 @intent_group.command("check")
@@ -219,11 +286,19 @@ def check_command(target: Target, source: str, destination: str, default_policy:
     consul = _client(target)
     decision = di.check_intention(consul, source, destination, di.load_default_policy(consul, default_policy))
     verdict = "Allowed" if decision.allowed else "Denied"
+    l7 = decision.intention.permissions if decision.intention is not None else ()
     if as_json:
-        click.echo(json.dumps({"source": source, "destination": destination, "allowed": decision.allowed,
-                               "rule": rule_text(decision)}, indent=2))
+        doc: dict[str, Any] = {"source": source, "destination": destination, "allowed": decision.allowed,
+                               "rule": rule_text(decision)}
+        if l7:
+            from nomadmesh.mesh.intentions import permissions_to_json
+
+            doc["permissions"] = permissions_to_json(l7)
+        click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(verdict)
         click.echo(f"rule: {rule_text(decision)}")
+        for p in l7:
+            click.echo(f"  {_permission_line(p)}")
     if not decision.allowed:
         raise click.exceptions.Exit(1)

@@ -31,8 +31,14 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
 
     Per service: the job change and the config entries deploy writes (intention sources with
     their L7 permissions, service-defaults), and overrides someone else wrote that deploy keeps.
+    Each live job is compared with the rendered one by Nomad's own plan diff, so a change made
+    outside nomadmesh (a count scaled by hand, an env var added in the UI) shows as drift, with
+    its fields; `deploy` registers the definition again. Without SERVICE names, the project's
+    orphans are listed too: its jobs (meta nomadmesh_project) that no definition renders any
+    more; `deploy --prune` stops them.
 
-    Exit 0: no changes; 1: changes (jobs or entries); 2: bad input or error (like `nomad job plan`).
+    Exit 0: no changes; 1: changes (jobs, entries, drift or orphans); 2: bad input or error (like
+    `nomad job plan`).
 
     Example:
 
@@ -42,7 +48,7 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
     """
     from nomadmesh.deploy.difftext import format_plan
     from nomadmesh.deploy.jobs import load_jobs
-    from nomadmesh.deploy.live import live_plan, nomad_plans
+    from nomadmesh.deploy.live import live_orphans, live_plan, nomad_plans
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.deploy.target import consul_client
     from nomadmesh.mesh.entry_plan import format_entries
@@ -53,19 +59,20 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
         api = NomadAPI(target)
         plan = live_plan(api, rendered, consul_client(target), reset_overrides)
         answers = nomad_plans(api, plan)
+        orphans = live_orphans(api, rendered)
     except NomadMeshError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_ERROR)
     for w in rendered.warnings:
         click.echo(f"warning: {w}", err=True)
     if as_json:
-        click.echo(json.dumps({"changes": plan.has_changes, "jobs": [
+        click.echo(json.dumps({"changes": plan.has_changes or bool(orphans), "jobs": [
             {"job": c.name, "action": c.action, "reason": c.reason, "live_version": c.live_version,
              "job_modify_index": c.modify_index, "diff": (answers.get(c.name) or {}).get("Diff"),
              "placements": ((answers.get(c.name) or {}).get("Annotations") or {}).get("DesiredTGUpdates"),
              "failed_placements": (answers.get(c.name) or {}).get("FailedTGAllocs")} for c in plan.changes],
-            "entries": [e.to_dict() for e in plan.entries if e.action != "noop"]},
-            indent=2))
+            "entries": [e.to_dict() for e in plan.entries if e.action != "noop"],
+            "project": rendered.project, "orphans": orphans}, indent=2))
     else:
         for c in plan.changes:
             if c.action == "noop":
@@ -83,6 +90,9 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
             click.echo("config entries of services without a job here:")
             for line in format_entries(others):
                 click.echo(f"    {line}")
+        for name in orphans:
+            click.echo(f"- {name}: orphan (project {rendered.project!r}, no definition renders it; "
+                       "`deploy --prune` stops it)")
     if plan.conflicts:
         sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_CHANGES if plan.has_changes else EXIT_NO_CHANGES)
+    sys.exit(EXIT_CHANGES if plan.has_changes or orphans else EXIT_NO_CHANGES)

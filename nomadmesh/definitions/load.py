@@ -102,7 +102,8 @@ def load_spec(
                                    overlay.variables if overlay else None, overlay.label if overlay else "",
                                    environ, variables)
     problems += var_problems
-    project = dataclasses.replace(project, vars=tuple(sorted(values.items())))
+    project = dataclasses.replace(project, vars=tuple(sorted(values.items())),
+                                  name=project_name(project.name, env))
     named: set[str] = set()
     parsed = []
     unreadable = []  # folders whose service name could not be read
@@ -151,9 +152,6 @@ def load_spec(
     services = sorted((p.service for p in parsed if p.service is not None), key=lambda s: s.name)
     warnings = tuple(str(p) for p in _by_file([p for p in problems if p.severity == "warning"]))
     root = str(services_dir.resolve().parent)  # where nomadmesh.json sits by default
-    # Without a `name`, the project is named after its folder (the one nomadmesh.json sits in).
-    name = project_name({"name": project.name}, project_path.resolve().parent.name, env)
-    project = dataclasses.replace(project, name=name)
     return Spec(project=project, services=tuple(services), warnings=warnings, root=root)
 
 

@@ -171,9 +171,9 @@ class Project:
     # The project's own `templates/` folder when it has one (it overrides built-in templates by
     # file name). Where the project is, not what it is: left out of the definition hash.
     templates_dir: str | None = None
-    # The project's name: nomadmesh.json `name`, else the project folder's name. It marks what this
-    # project owns on the cluster (config entries' Meta), so two projects never touch each other's.
-    name: str = ""
+    # Whose jobs these are (`definitions.project.project_name`): nomadmesh.json's `name`, else
+    # "default", plus `.<env>` under --env. Not the folder's name: two clones render the same bytes.
+    name: str = "default"
     derive_intentions: bool = True  # `derive_intentions: false`: write no allow per declared upstream
     intentions: tuple[IntentionRule, ...] = ()
 

@@ -21,6 +21,20 @@ HTTP_KEYS = ("PathExact", "PathPrefix", "PathRegex", "Methods", "Header")
 ACTIONS = ("allow", "deny")
 
 
+DEFAULT_PROJECT = "default"
+
+
+def project_name(declared: str | None = None, env: str | None = None) -> str:
+    """The name that marks what this project owns on a cluster (job meta, intention sources).
+
+    nomadmesh.json's `name`, else "default" (never the folder's name: two clones of one project
+    must render the same files). An environment (--env) is a project of its own, `<name>.<env>`,
+    so deploying or pruning one never touches another's jobs.
+    """
+    base = declared or DEFAULT_PROJECT
+    return f"{base}.{env}" if env else base
+
+
 def _word(text: str) -> bool:
     # Nomad region/namespace and Consul datacenter names: letters, digits, '-' and '_'.
     return bool(text) and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
@@ -40,6 +54,9 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
         for i, dc in enumerate(datacenters or ()):
             if not _word(dc):
                 r.error(join(o.at("datacenters"), i), f"{dc!r} is not a datacenter name: letters, digits, '-' and '_'")
+    name = o.string("name")
+    if name is not None and not r.name_ok(o.at("name"), name):
+        name = None
     region, namespace = o.string("region"), o.string("namespace")
     for key, value in (("region", region), ("namespace", namespace)):
         if value is not None and not _word(value):
@@ -61,7 +78,7 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             source=label,
             declared=declared,
             meta=meta,
-            name=name or "",
+            name=name or DEFAULT_PROJECT,
             derive_intentions=True if derive is None else derive,
             intentions=rules,
         ),
@@ -87,21 +104,6 @@ def _meta(r: Reader, o: Obj) -> tuple[tuple[str, str], ...]:
         r.error(join(o.at("meta"), key), f"keys starting with {RESERVED_META_PREFIX!r} are nomadmesh's own "
                 "job meta (ownership and the definition hash); choose another name")
     return tuple((k, v) for k, v in pairs if k not in clash)
-
-
-def project_name(doc: Any, folder: str, env: str | None = None) -> str:
-    """The project's name: nomadmesh.json's `name`, else the name of the folder holding it; `-<env>`
-    with --env.
-
-    What the project's records on a cluster are keyed by (its releases in Consul KV, the owner marks
-    on the intentions it derives, its deploy lock), so two projects on one cluster keep apart, and so
-    do two environments of one project (a preview env never prunes the main one's allows).
-    Characters a name may not hold become '-'.
-    """
-    name = doc.get("name") if isinstance(doc, dict) else None
-    text = name if isinstance(name, str) and name else folder
-    base = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in text) or "project"
-    return f"{base}-{env}" if env else base
 
 
 def _rules(r: Reader, o: Obj) -> tuple[IntentionRule, ...]:

@@ -2,6 +2,7 @@
 
 `select_jobs(live, names)` is pure: every live managed job when `names` is empty, else the named
 ones; a named job that is missing or not managed is a DeployError and nothing is stopped.
+`project_jobs(live, project, rendered)` is pure too: one project's jobs, its orphans included.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from nomadmesh.deploy.errors import DeployError
 from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import is_managed
 from nomadmesh.progress import Progress
+from nomadmesh.render.ownership import PROJECT_KEY
 
 
 def select_jobs(live: Sequence[dict[str, Any]], names: Sequence[str] = ()) -> list[str]:
@@ -27,6 +29,19 @@ def select_jobs(live: Sequence[dict[str, Any]], names: Sequence[str] = ()) -> li
     if problems:
         raise DeployError("; ".join(problems))
     return list(dict.fromkeys(names))
+
+
+def project_jobs(live: Sequence[dict[str, Any]], project: str, rendered: Sequence[str]) -> list[str]:
+    """The running managed jobs of `project` (its nomadmesh_project meta: orphans included), and the
+    rendered names among jobs without that meta (deployed before nomadmesh wrote it). Never a job
+    of another project."""
+    names = set(rendered)
+
+    def belongs(job: dict[str, Any]) -> bool:
+        owner = (job.get("Meta") or {}).get(PROJECT_KEY)
+        return owner == project if owner is not None else job["ID"] in names
+
+    return sorted(j["ID"] for j in live if is_managed(j) and not j.get("Stop") and belongs(j))
 
 
 def destroy(api: NomadAPI, names: Sequence[str], purge: bool, progress: Progress) -> list[str]:

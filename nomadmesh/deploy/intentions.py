@@ -3,6 +3,7 @@
 The I/O edge of `nomadmesh.mesh.intentions` (which holds the pure precedence and evaluation):
 
     set_intention(consul, "invoice", "tax", "deny")      -> Change ("created" / "updated" / "unchanged")
+    set_intention(consul, "web", "api", None, permissions=(Permission(...),))   -> an L7 source
     delete_intention(consul, "invoice", "tax")           -> bool (False: there was nothing to delete)
     list_intentions(consul)                              -> [Intention], highest precedence first
     load_default_policy(consul, override=None)           -> DefaultPolicy
@@ -13,7 +14,9 @@ source, `config.set(..., cas=ModifyIndex or 0)`. Consul refuses the write if any
 in between (or created it, with cas=0), and we read again and retry after a jittered back-off, so
 concurrent writers (other `nomadmesh intent` processes, the web UI, Terraform, the Consul CLI) never
 lose each other's sources. Every source and field we did not change is written back as read:
-Meta, other tools' sources, LegacyID, fields this module does not model.
+Meta, other tools' sources, LegacyID, fields this module does not model. A write never silently
+turns an L7 source into a plain one or the reverse: that needs `replace=True` (ReplaceRefused
+otherwise, nothing written).
 
 This is a library (the CLI and the web UI both use it): it prints nothing and raises only
 `TargetError` (a `NomadMeshError`), whose message names the Consul address.
@@ -25,7 +28,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,7 +37,7 @@ import consul as consul_lib
 from nomadmesh.deploy.consul_api import consul_address as _address, consul_errors
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn, policy
-from nomadmesh.mesh.intentions import Decision, Intention
+from nomadmesh.mesh.intentions import Decision, Intention, Permission
 
 T = TypeVar("T")
 
@@ -130,12 +133,25 @@ def get_intention(consul: consul_lib.Consul, source: str, destination: str) -> I
 # --- writes -------------------------------------------------------------------------------------
 
 
-def _merged_source(old: dict[str, Any] | None, source: str, action: str, description: str | None) -> dict[str, Any]:
+class ReplaceRefused(TargetError):
+    """The write would turn an L7 source into a plain allow/deny (or the reverse) and replace was not asked."""
+
+    def __init__(self, previous: Intention, wanted: Intention) -> None:
+        self.previous, self.wanted = previous, wanted
+        super().__init__(f"{previous.source} => {previous.destination} has {describe(previous)}; writing "
+                         f"{describe(wanted)} would replace it (nothing written)")
+
+
+def _merged_source(old: dict[str, Any] | None, source: str, action: str | None,
+                   permissions: tuple[Permission, ...], description: str | None) -> dict[str, Any]:
     """The new source: the old one's other fields kept, its decision replaced."""
     out = {k: v for k, v in (old or {}).items() if k not in _DECISION_FIELDS}
     out["Name"] = source
     out.setdefault("Type", "consul")
-    out["Action"] = action
+    if permissions:
+        out["Permissions"] = ixn.permissions_to_json(permissions)
+    else:
+        out["Action"] = action
     if description is not None:
         if description:
             out["Description"] = description
@@ -144,16 +160,31 @@ def _merged_source(old: dict[str, Any] | None, source: str, action: str, descrip
     return out
 
 
-def set_intention(
-    consul: consul_lib.Consul, source: str, destination: str, action: str, description: str | None = None,
-    written_by: str | None = None,
-) -> Change:
-    """Make `source => destination` an L4 `action` ("allow"/"deny"), like `consul intention create -replace`.
+def describe(intention: Intention) -> str:
+    """`allow`, or the L7 permissions one after the other: what a source decides, for messages."""
+    if not intention.is_l7:
+        return str(intention.action)
+    return "L7 permissions: " + "; ".join(ixn.permission_text(p) for p in intention.permissions)
 
-    `description=None` keeps the current description; "" clears it. An existing L7 intention for
-    the pair is replaced by the plain action.
+
+def set_intention(
+    consul: consul_lib.Consul, source: str, destination: str, action: str | None, description: str | None = None,
+    permissions: Sequence[Permission] = (), replace: bool = False, written_by: str | None = None,
+) -> Change:
+    """Make `source => destination` an L4 `action` ("allow"/"deny"), or, with `permissions` (and
+    action None), an L7 source whose HTTP permissions decide per request.
+
+    `description=None` keeps the current description; "" clears it. Turning an L7 source into a
+    plain action, or a plain one into L7, replaces a different kind of rule: refused with
+    ReplaceRefused (nothing written) unless `replace` (like `consul intention create -replace`).
+    Permissions of the same kind are simply replaced: that is what the caller asked for.
+    In an entry a deploy manages, the source is marked as written by `written_by` (default: this
+    user@host), so the next deploy shows it as an override and keeps it.
     """
-    if action not in ixn.ACTIONS:
+    perms = tuple(permissions)
+    if perms and action is not None:
+        raise ValueError("give either an action or permissions, not both")
+    if not perms and action not in ixn.ACTIONS:
         raise ValueError(f"action must be allow or deny, not {action!r}")
 
     def attempt() -> tuple[bool, Change]:
@@ -161,10 +192,13 @@ def set_intention(
         sources = (entry or {}).get("Sources") or []
         old = next((s for s in sources if s.get("Name") == source), None)
         previous = next((i for i in _parse(consul, entry) if i.source == source), None) if old and entry else None
-        new_source = _merged_source(old, source, action, description)
-        intention = Intention(source, destination, action, description=new_source.get("Description", ""))
+        new_source = _merged_source(old, source, action, perms, description)
+        intention = Intention(source, destination, None if perms else action, perms,
+                              description=new_source.get("Description", ""))
         if previous == intention:
             return True, Change("unchanged", intention, previous)
+        if previous is not None and previous.is_l7 != intention.is_l7 and not replace:
+            raise ReplaceRefused(previous, intention)
         base = _writable(entry) if entry is not None else None
         if base is not None and policy.has_marks(base):
             # In an entry a deploy manages, say who wrote this source (deploy then keeps it, an override),

@@ -42,6 +42,8 @@ class Rendered:
     order: tuple[str, ...]
     warnings: tuple[str, ...]
     policy: Desired = field(default_factory=lambda: Desired(""))  # the project's intentions and service-defaults
+    project: str = "default"  # Project.name: the jobs' nomadmesh_project meta (orphans are this project's)
+    complete: bool = True  # every service of the folder, not a selection: only then can orphans be told
 
 
 def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
@@ -53,7 +55,8 @@ def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
     order, warnings = deploy_order({n: [u.destination_name for u in s.upstreams] for n, s in services.items()})
     sources = {n: JobSource(render_hcl(services[n], spec.project, spec.root), job_variables(services[n], spec.root))
                for n in order}
-    return Rendered(sources, order, tuple(spec.warnings) + warnings, desired_policy(spec))
+    return Rendered(sources, order, tuple(spec.warnings) + warnings, desired_policy(spec), spec.project.name,
+                    not names)
 
 
 def load_jobs(services_dir: Path, project_file: Path | None = None, names: Sequence[str] = (),

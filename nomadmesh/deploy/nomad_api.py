@@ -87,7 +87,8 @@ class NomadAPI(HttpApi):
         return str(self._call("GET /v1/status/leader", lambda: self.client.status.leader.get_leader()))
 
     def jobs(self) -> list[dict[str, Any]]:
-        return list(self._call("GET /v1/jobs", lambda: self.client.jobs.get_jobs()))
+        """Job stubs with their Meta (Nomad 1.6+ lists it only when asked: `?meta=true`): ownership is there."""
+        return list(self._call("GET /v1/jobs", lambda: self.client.jobs.get_jobs(meta=True)))
 
     def job(self, job_id: str) -> Job | None:
         """The live job, or None when Nomad has none of that name."""

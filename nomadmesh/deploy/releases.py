@@ -134,7 +134,7 @@ def utc_now() -> str:
 
 
 def project_of(services_dir: Path, project_file: Path | None, env: str | None = None) -> str:
-    """The project's release stream: nomadmesh.json's `name` (or its folder's), `-<env>` with --env.
+    """The project's release stream: `definitions.project.project_name` (nomadmesh.json's `name`, `.<env>`).
 
     Reads only the project file, so history and rollback work even while the definitions do not
     validate (that may be why one rolls back)."""
@@ -142,7 +142,8 @@ def project_of(services_dir: Path, project_file: Path | None, env: str | None = 
     doc, problems = read_json(path, str(path)) if path.exists() else ({}, [])
     if problems:
         doc = {}
-    return project_name(doc, path.resolve().parent.name, env)
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return project_name(name if isinstance(name, str) else None, env)
 
 
 # --- I/O edge --------------------------------------------------------------------------------

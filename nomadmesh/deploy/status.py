@@ -9,6 +9,7 @@ from typing import Any
 
 from nomadmesh.deploy.live import managed_jobs
 from nomadmesh.deploy.nomad_api import NomadAPI
+from nomadmesh.deploy.verify import edges_from_jobs
 from nomadmesh.deploy.watch import SIDECAR_PREFIX
 
 
@@ -29,6 +30,25 @@ class JobStatus:
     version: int | None
     deployment: str | None  # latest deployment's status
     allocations: tuple[AllocStatus, ...]
+    edges: tuple[tuple[str, str], ...] = ()  # (service, upstream) the live job declares
+    stopped: bool = False  # stopped on purpose (destroy without --purge): not a health problem
+
+    @property
+    def problem(self) -> str | None:
+        """Why this job is unhealthy, or None. Stopped on purpose is not a problem, and neither is a
+        deployment still in progress (allocations pending): a failed deployment, an allocation that
+        failed or was lost, or one its deployment reports unhealthy is; so is a running job with none."""
+        if self.stopped:
+            return None
+        if self.deployment == "failed":
+            return "its latest deployment failed"
+        if not self.allocations:
+            return "no allocation is running"
+        bad = [a for a in self.allocations if a.status in ("failed", "lost") or a.healthy is False]
+        if bad:
+            return ", ".join(f"alloc {a.id[:8]} {a.status}{' (unhealthy)' if a.healthy is False else ''}"
+                             for a in bad)
+        return None
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -36,7 +56,7 @@ class JobStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.job, "status": self.status, "version": self.version, "deployment": self.deployment,
-                "addresses": list(self.addresses),
+                "stopped": self.stopped, "problem": self.problem, "addresses": list(self.addresses),
                 "allocations": [{"id": a.id, "status": a.status, "healthy": a.healthy, "tasks": a.tasks,
                                  "sidecar": a.sidecar, "addresses": list(a.addresses)} for a in self.allocations]}
 
@@ -73,7 +93,8 @@ def job_status(job: dict[str, Any], allocs: list[dict[str, Any]], deployment: di
     """Pure: one job's status from its stub, its full allocations and its latest deployment."""
     live = [a for a in allocs if a.get("DesiredStatus") == "run"]
     return JobStatus(job["ID"], job.get("Status", ""), job.get("Version"),
-                     deployment.get("Status") if deployment else None, tuple(alloc_status(a) for a in live))
+                     deployment.get("Status") if deployment else None, tuple(alloc_status(a) for a in live),
+                     tuple(edges_from_jobs([job])), bool(job.get("Stop")))
 
 
 def collect_status(api: NomadAPI) -> list[JobStatus]:

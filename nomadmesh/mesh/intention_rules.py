@@ -71,6 +71,11 @@ def _validate_source(i: int, src: dict[str, Any], dest_is_wild: bool) -> None:
         _validate_permission(f"Sources[{i}].Permissions[{j}]", perm)
 
 
+def validate_permission(where: str, perm: dict[str, Any]) -> None:
+    """Consul's rules for one permission of a source (`where` prefixes the message)."""
+    _validate_permission(where, perm)
+
+
 def _validate_permission(where: str, perm: dict[str, Any]) -> None:
     if str(perm.get("Action") or "").lower() not in ("allow", "deny"):
         raise InvalidIntentions(f"{where}.Action must be set to 'allow' or 'deny'")

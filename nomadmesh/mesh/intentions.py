@@ -177,6 +177,17 @@ def _action(value: Any, where: str) -> str:
     return value.lower()
 
 
+def permissions_from_json(raw: list[Any], where: str = "Permissions") -> tuple[Permission, ...]:
+    """A source's `Permissions` list (Consul's JSON shape) as Permission values, methods upper-cased."""
+    return tuple(
+        Permission(
+            action=_action(p.get("Action") if isinstance(p, dict) else None, f"{where}[{j}].Action"),
+            http=_http_match(p.get("HTTP") if isinstance(p, dict) else None, f"{where}[{j}].HTTP"),
+        )
+        for j, p in enumerate(raw)
+    )
+
+
 def from_config_entry(entry: dict[str, Any]) -> list[Intention]:
     """Flatten a `service-intentions` config entry into one Intention per source."""
     if entry.get("Kind") != KIND:
@@ -200,14 +211,7 @@ def from_config_entry(entry: dict[str, Any]) -> list[Intention]:
             raise IntentionError(f"{where}.Permissions: must be a list")
         if src.get("Action") is not None and perms_raw:
             raise IntentionError(f"{where}: Action and Permissions are mutually exclusive")
-        permissions = tuple(
-            Permission(
-                action=_action(p.get("Action") if isinstance(p, dict) else None,
-                               f"{where}.Permissions[{j}].Action"),
-                http=_http_match(p.get("HTTP"), f"{where}.Permissions[{j}].HTTP"),
-            )
-            for j, p in enumerate(perms_raw)
-        )
+        permissions = permissions_from_json(perms_raw, f"{where}.Permissions")
         action = None if permissions else _action(src.get("Action"), f"{where}.Action")
         out.append(
             Intention(
@@ -239,13 +243,34 @@ def _http_to_json(m: HTTPMatch) -> dict[str, Any]:
     return out
 
 
+def permissions_to_json(permissions: Iterable[Permission]) -> list[dict[str, Any]]:
+    """Permission values in Consul's JSON shape (a source's `Permissions`)."""
+    return [{"Action": p.action, "HTTP": _http_to_json(p.http)} for p in permissions]
+
+
+def permission_text(p: Permission) -> str:
+    """One line for a person: `allow PathPrefix=/public Methods=GET,HEAD Header[X-Team]=blue`."""
+    parts = [p.action]
+    for key, value in (("PathExact", p.http.path_exact), ("PathPrefix", p.http.path_prefix),
+                       ("PathRegex", p.http.path_regex)):
+        if value is not None:
+            parts.append(f"{key}={value}")
+    if p.http.methods:
+        parts.append(f"Methods={','.join(p.http.methods)}")
+    for h in p.http.headers:
+        how = next(((k, v) for k, v in (("", h.exact), ("prefix ", h.prefix), ("suffix ", h.suffix),
+                                        ("regex ", h.regex)) if v is not None), None)
+        shown = f"Header[{h.name}]" + (f"={how[0]}{how[1]}" if how else " present")
+        parts.append(("not " if h.invert else "") + shown)
+    return " ".join(parts)
+
+
 def source_to_json(intention: Intention) -> dict[str, Any]:
     """One entry of a config entry's `Sources`, as Consul returns it (with read-only Precedence)."""
     out: dict[str, Any] = {"Name": intention.source, "Namespace": "default", "Type": "consul",
                            "Precedence": intention.precedence}
     if intention.permissions:
-        out["Permissions"] = [{"Action": p.action, "HTTP": _http_to_json(p.http)}
-                              for p in intention.permissions]
+        out["Permissions"] = permissions_to_json(intention.permissions)
     else:
         out["Action"] = intention.action
     if intention.description:

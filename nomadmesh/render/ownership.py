@@ -21,6 +21,7 @@ from nomadmesh.pack import overrides
 MANAGED_KEY = "nomadmesh_managed"
 HASH_KEY = "nomadmesh_hash"
 VERSION_KEY = "nomadmesh_version"
+PROJECT_KEY = "nomadmesh_project"  # the project's name (Project.name): whose job this is, for orphans and prune
 
 
 _WHERE = ("source", "templates_dir")
@@ -68,8 +69,9 @@ def package_version() -> str:
 
 def job_meta(service: Service, project: Project) -> tuple[tuple[str, str], ...]:
     """The job-level meta pairs, in the order the job file shows them."""
-    return (
+    pairs = (
         (MANAGED_KEY, "true"),
         (HASH_KEY, definition_hash(service, project)),
         (VERSION_KEY, package_version()),
     )
+    return pairs + (((PROJECT_KEY, project.name),) if project.name else ())

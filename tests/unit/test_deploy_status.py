@@ -17,3 +17,23 @@ def test_only_published_service_ports_are_call_addresses() -> None:
     status = alloc_status(alloc)
     assert status.addresses == ("127.0.0.1:20012",)
     assert status.sidecar == "running"
+
+
+def _alloc(status: str, healthy: bool | None) -> dict:
+    return {"ID": f"{status}-0000-0000", "ClientStatus": status, "DesiredStatus": "run",
+            "DeploymentStatus": {"Healthy": healthy} if healthy is not None else None}
+
+
+def test_a_jobs_problem_and_its_declared_edges() -> None:
+    from nomadmesh.deploy.status import job_status
+
+    job = {"ID": "invoice", "Status": "running", "Version": 1, "TaskGroups": [{"Services": [
+        {"Name": "invoice", "Connect": {"SidecarService": {"Proxy": {"Upstreams": [{"DestinationName": "tax"}]}}}}]}]}
+    ok = job_status(job, [_alloc("running", True)], {"Status": "successful"})
+    assert ok.problem is None and ok.edges == (("invoice", "tax"),)
+    assert job_status(job, [_alloc("pending", None)], {"Status": "running"}).problem is None  # still deploying
+    assert job_status(job, [_alloc("running", False)], None).problem == "alloc running- running (unhealthy)"
+    assert job_status(job, [_alloc("failed", None)], None).problem == "alloc failed-0 failed"
+    assert job_status(job, [_alloc("running", True)], {"Status": "failed"}).problem == "its latest deployment failed"
+    assert job_status(job, [], None).problem == "no allocation is running"
+    assert job_status({**job, "Stop": True}, [], None).problem is None  # stopped on purpose

@@ -79,7 +79,8 @@ def test_order_job_has_the_expected_blocks() -> None:
         '  namespace   = "default"\n  type        = "service"\n',
         '  meta {\n    nomadmesh_managed = "true"\n'
         f'    nomadmesh_hash    = "{digest}"\n'
-        f'    nomadmesh_version = "{package_version()}"\n  }}\n',
+        f'    nomadmesh_version = "{package_version()}"\n'
+        '    nomadmesh_project = "default"\n  }\n',
         '  group "order" {\n    count = 1\n',
         '    network {\n      mode = "bridge"\n\n      port "http" {\n        to = 5000\n      }\n    }\n',
         '    service {\n      name = "order"\n      port = "5000"\n      tags = ["order"]\n',
@@ -163,6 +164,7 @@ def test_job_dict_states_the_model() -> None:
         "nomadmesh_managed": "true",
         "nomadmesh_hash": definition_hash(WEB, PROJECT),
         "nomadmesh_version": package_version(),
+        "nomadmesh_project": PROJECT.name,
     }
     (group,) = job["TaskGroups"]
     assert (group["Name"], group["Count"]) == ("web", 3)
