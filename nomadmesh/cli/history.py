@@ -26,7 +26,7 @@ def history_command(target: Target, services_dir: Path, project_file: Path | Non
 
     Every deploy that changes the target records one (in Consul KV, under
     nomadmesh/<project>/releases/), and so does every rollback. The project is nomadmesh.json's
-    `name`, else its folder's name (with --env: `<name>-<env>`).
+    `name`, else `default` (with --env: `<name>.<env>`).
 
     Example:
 

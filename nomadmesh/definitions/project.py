@@ -63,9 +63,6 @@ def parse_project(doc: Any, label: str) -> tuple[Project, list[Problem]]:
             r.error(o.at(key), f"{value!r} is not a {key} name: letters, digits, '-' and '_'")
     external = _names(r, o)
     meta = _meta(r, o)
-    name = o.string("name")
-    if name is not None and not r.name_ok(o.at("name"), name):
-        name = None
     derive = o.boolean("derive_intentions")
     rules = _rules(r, o) if o.has("intentions") else ()
     declared, var_problems = parse_declarations(o.raw("variables"), label) if o.has("variables") else ((), [])

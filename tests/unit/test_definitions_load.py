@@ -64,7 +64,7 @@ def test_sample_services_load_into_the_expected_model() -> None:
         sample("tax", 5002, ()),
     )
     # The repository has no nomadmesh.json: the project is named after its folder.
-    assert spec.project == Project(name=Path(spec.root or "").name)
+    assert spec.project == Project()  # no nomadmesh.json: the project named "default"
     assert spec.warnings == ()
 
 
@@ -80,7 +80,7 @@ def test_project_file_and_every_nomad_field() -> None:
     assert spec.project == Project(
         datacenters=("zone1", "zone2"), region="eu", namespace="shop",
         external_services=("billing", "payments"), source=str(FIXTURES / "project" / "nomadmesh.json"),
-        name="project",  # no `name` in the file: the folder's
+        name="default",  # no `name` in the file
     )  # fmt: skip
     web_file = FIXTURES / "project" / "services" / "web" / "service.json"
     assert spec.service("web") == Service(

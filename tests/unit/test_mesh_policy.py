@@ -38,8 +38,8 @@ def with_protocol(doc: dict[str, Any], protocol: Any) -> dict[str, Any]:
 # --- desired state ------------------------------------------------------------------------------
 
 
-def test_one_allow_per_declared_upstream_external_included_owned_by_the_folder_named_project(tmp_path: Path) -> None:
-    spec = load(tmp_path / "shop", project={"external_services": ["payments"]})
+def test_one_allow_per_declared_upstream_external_included_owned_by_the_project(tmp_path: Path) -> None:
+    spec = load(tmp_path / "shop", project={"name": "shop", "external_services": ["payments"]})
     desired = desired_policy(spec)
     assert desired.project == "shop"
     assert sorted(desired.sources) == [("invoice", "order"), ("payments", "invoice"), ("tax", "invoice")]

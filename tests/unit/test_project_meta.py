@@ -13,7 +13,7 @@ from nomadmesh.definitions import load_spec
 from nomadmesh.errors import SpecError
 from nomadmesh.jobspec import canonicalize, parse_hcl, validate
 from nomadmesh.render import render_hcl
-from nomadmesh.render.ownership import HASH_KEY, MANAGED_KEY, VERSION_KEY
+from nomadmesh.render.ownership import HASH_KEY, MANAGED_KEY, PROJECT_KEY, VERSION_KEY
 from support.spec_builders import definition, write_services
 
 
@@ -44,7 +44,7 @@ def test_project_meta_is_in_every_job_beside_nomadmeshs_own_keys(tmp_path: Path)
     for name in ("a", "b"):
         meta = _job_meta(services, name)
         assert {k: meta[k] for k in ("team", "cost_center")} == {"team": "shop", "cost_center": "cc-42"}
-        assert set(meta) == {"team", "cost_center", MANAGED_KEY, HASH_KEY, VERSION_KEY}
+        assert set(meta) == {"team", "cost_center", MANAGED_KEY, HASH_KEY, VERSION_KEY, PROJECT_KEY}
         assert meta[MANAGED_KEY] == "true"
 
 

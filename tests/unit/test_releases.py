@@ -23,24 +23,24 @@ def release(number: int, jobs: dict[str, int], **entries: dict[str, object] | No
                    {k.replace("__", "/").replace("_", "-"): v for k, v in entries.items()})
 
 
-def test_project_name_is_the_files_name_else_the_folders() -> None:
-    assert project_name({"name": "shop"}, "folder") == "shop"
-    assert project_name({}, "my folder.v2") == "my-folder-v2"  # what KV keys and logs read well
-    assert project_name(None, "") == "project"
+def test_project_name_is_the_files_name_else_default_and_an_env_is_a_project_of_its_own() -> None:
+    assert project_name("shop") == "shop"
+    assert project_name(None) == project_name("") == "default"  # never the folder: clones render alike
+    assert project_name("shop", "pr7") == "shop.pr7"  # '.' is no name character: no clash with "shop-pr7"
     assert parse_project({"name": "shop"}, "nomadmesh.json")[1] == []
     (problem,) = parse_project({"name": "a b"}, "nomadmesh.json")[1]
-    assert str(problem) == "nomadmesh.json: name: 'a b' is not a project name: letters, digits, '-' and '_'"
+    assert str(problem).startswith("nomadmesh.json: name: 'a b' is not a valid name")
 
 
 def test_project_of_reads_only_the_project_file(tmp_path: Path) -> None:
     root = tmp_path / "shop-folder"
     (root / "services").mkdir(parents=True)
-    assert project_of(root / "services", None) == "shop-folder"
+    assert project_of(root / "services", None) == "default"
     (root / "nomadmesh.json").write_text(json.dumps({"name": "shop", "datacenters": "not-a-list"}))
     assert project_of(root / "services", None) == "shop"  # an invalid field elsewhere does not matter
-    assert project_of(root / "services", None, env="pr7") == "shop-pr7"
+    assert project_of(root / "services", None, env="pr7") == "shop.pr7"
     (root / "nomadmesh.json").write_text("{broken")
-    assert project_of(root / "services", None) == "shop-folder"
+    assert project_of(root / "services", None) == "default"
 
 
 def test_a_job_covers_its_services_and_their_upstreams() -> None:
