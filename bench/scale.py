@@ -55,6 +55,9 @@ def synthetic_services(root: Path, n: int) -> tuple[Path, list[str]]:
         (out / name).mkdir(parents=True)
         (out / name / "service.json").write_text(json.dumps(doc))
 
+    # Derived allows (probe -> each service) would outrank the one `*` -> `*` deny this bench times:
+    # it measures how fast a single write reaches every proxy, so the project derives none.
+    (root / "nomadmesh.json").write_text(json.dumps({"name": "scale", "derive_intentions": False}))
     for name in names:
         write(name, [])
     write("probe", [{"destination_name": name, "local_bind_port": BASE_BIND + i} for i, name in enumerate(names)])
