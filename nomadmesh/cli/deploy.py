@@ -57,7 +57,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
 
         nomadmesh deploy tax --json
     """
-    from nomadmesh.definitions.project import DEFAULT_PROJECT
+    from nomadmesh.definitions.project import DEFAULT_PROJECT, is_named
     from nomadmesh.deploy.apply import apply
     from nomadmesh.deploy.destroy import destroy
     from nomadmesh.deploy.entries import EntryWriter, deploy_lock
@@ -74,7 +74,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
         click.echo(f"warning: {w}", err=True)
     if prune and not rendered.complete:
         raise click.UsageError("--prune needs every service (no SERVICE names): orphans are what none renders")
-    if prune and rendered.project.split(".")[0] == DEFAULT_PROJECT:
+    if prune and not is_named(rendered.project):
         raise click.UsageError(f"--prune needs a project name: set \"name\" in nomadmesh.json (projects without "
                                f"one all share the name {DEFAULT_PROJECT!r} and would prune each other's jobs)")
     api, consul = NomadAPI(target), consul_client(target)

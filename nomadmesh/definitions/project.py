@@ -35,6 +35,12 @@ def project_name(declared: str | None = None, env: str | None = None) -> str:
     return f"{base}.{env}" if env else base
 
 
+def is_named(project: str) -> bool:
+    """Whether nomadmesh.json names the project. Unnamed projects all share "default", so what
+    one of them owns may be another's: deploy then never removes anything as no longer declared."""
+    return project.split(".")[0] != DEFAULT_PROJECT
+
+
 def _word(text: str) -> bool:
     # Nomad region/namespace and Consul datacenter names: letters, digits, '-' and '_'.
     return bool(text) and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)

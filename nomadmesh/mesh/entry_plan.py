@@ -6,7 +6,9 @@ Per intention source (destination, source) and per service-defaults entry:
 
     create     nothing live: write ours
     update     ours, but different (or someone else's and --reset-overrides asked to take it back)
-    delete     ours, and nothing in the definitions wants it any more (applied after the jobs)
+    delete     ours, and nothing in the definitions wants it any more (applied after the jobs);
+               only in a named project: unnamed ones all share the owner "deploy:default", so
+               an allow no longer declared here may be another unnamed project's
     override   someone else's source decides differently: left alone, shown with who wrote it
     noop       already as wanted (ours, or someone else's deciding the same)
 
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nomadmesh.definitions.project import is_named
 from nomadmesh.mesh.policy import (
     INTENTIONS,
     SERVICE_DEFAULTS,
@@ -76,12 +79,13 @@ def plan_entries(desired: Desired, live_intentions: Mapping[str, Entry], live_de
     """The changes, service-defaults first (Consul checks L7 intentions against the protocol), then
     intentions by destination and source: a stable order for the report and for apply."""
     ours = desired.owner
+    prunes = is_named(desired.project)
     changes: list[EntryChange] = []
     for name in sorted({*desired.service_defaults, *live_defaults}):
         want, have = desired.service_defaults.get(name), live_defaults.get(name)
         mine = owns_defaults(have, desired.project)
         if want is None:
-            if have is not None and mine:
+            if have is not None and mine and prunes:
                 changes.append(EntryChange(SERVICE_DEFAULTS, name, None, "delete", have, None, ours,
                                            "no definition declares its protocol any more"))
             continue
@@ -107,7 +111,7 @@ def plan_entries(desired: Desired, live_intentions: Mapping[str, Entry], live_de
             want, have, owner = wanted.get(source), live.get(source), owner_of(entry, source)
             reason = desired.reasons.get((dest, source), "")
             if want is None:
-                if have is not None and owner == ours:
+                if have is not None and owner == ours and prunes:
                     changes.append(EntryChange(INTENTIONS, dest, source, "delete", have, None, owner,
                                                "no definition declares it any more"))
                 continue

@@ -69,8 +69,9 @@ def intent(agent: RunningAgent, *args: str) -> Result:
 
 
 def project(tmp_path: Path, name: str) -> Path:
-    """A copy of the sample services in a project folder called `name` (the project's name)."""
+    """A copy of the sample services in a project folder whose nomadmesh.json names it `name`."""
     shutil.copytree(SERVICES, tmp_path / name / "services")
+    (tmp_path / name / "nomadmesh.json").write_text(json.dumps({"name": name}))
     return tmp_path / name / "services"
 
 
@@ -123,7 +124,9 @@ def test_default_deny_chain_works_by_derived_allows_and_overrides_survive_deploy
     r = run(agent, "plan", "--services", str(services))
     assert "! intention invoice => tax: override deny, written by intent:" in r.output
     r = run(agent, "deploy", "--services", str(services), "--timeout", "90")
-    assert r.exit_code == 0, r.output
+    # Kept, and deploy's edge check says the declared upstream it closes does not work.
+    assert r.exit_code == 1, r.output
+    assert "  FAIL invoice -> tax: denied by invoice => tax (deny)" in r.output
     assert source(agent, "tax", "invoice")[0]["Action"] == "deny"
     assert not chain_works(gateway)
 
@@ -177,6 +180,7 @@ def test_two_deploys_at_once_one_wins_the_other_changes_nothing(agent: RunningAg
                                            "progress_deadline": "1m"}}}
         (root / name).mkdir(parents=True)
         (root / name / "service.json").write_text(json.dumps(doc))
+    (root.parent / "nomadmesh.json").write_text(json.dumps({"name": "pair"}))
     argv = [sys.executable, "-m", "nomadmesh", "deploy", "--services", str(root), "--timeout", "60",
             "--nomad-addr", agent.nomad_addr, "--consul-addr", agent.consul_addr]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -205,7 +209,7 @@ def test_protocol_and_l7_rule_from_the_project_are_enforced_by_envoy(agent: Runn
     tax.write_text(json.dumps(doc))
 
     def rule(path: str) -> None:
-        (services.parent / "nomadmesh.json").write_text(json.dumps({"intentions": [
+        (services.parent / "nomadmesh.json").write_text(json.dumps({"name": "l7shop", "intentions": [
             {"source": "invoice", "destination": "tax", "description": "reads only",
              "permissions": [{"action": "allow", "http": {"PathExact": path, "Methods": ["GET"]}}]}]}))
 

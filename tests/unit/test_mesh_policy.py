@@ -196,6 +196,19 @@ def test_only_our_own_sources_are_ever_deleted() -> None:
     assert [(c.source, c.action, c.owner) for c in changes] == [("invoice", "delete", "deploy:shop")]
 
 
+def test_an_unnamed_project_never_deletes_what_it_no_longer_declares() -> None:
+    # Every unnamed project is "default": an allow this one no longer declares may be another's.
+    for project in ("default", "default.pr7"):
+        owner = f"deploy:{project}"
+        live_intentions = {"tax": entry("tax", ALLOW, **{"nomadmesh-source-invoice": owner})}
+        live_defaults = {"d": {"Name": "d", "Protocol": "http",
+                               "Meta": {"nomadmesh-managed": "true", "nomadmesh-project": project}}}
+        assert plan_entries(Desired(project), live_intentions, live_defaults) == ()
+    named = plan_entries(Desired("shop.pr7"), {"tax": entry("tax", ALLOW, **{"nomadmesh-source-invoice":
+                                                                               "deploy:shop.pr7"})}, {})
+    assert [c.action for c in named] == ["delete"]
+
+
 def test_service_defaults_create_update_override_delete() -> None:
     d = Desired("shop", service_defaults={
         name: {"Kind": "service-defaults", "Name": name, "Protocol": "http",
