@@ -1,6 +1,7 @@
 """The scheduler's one seam to the task runtime (nomadmesh.agent.runtime): dirs, env, processes,
 logs and CNI bridge networking. Nothing else in nomad/ imports the runtime (imported plainly: no
-string imports, so the import graph and the type checker see every edge).
+string imports, so the import graph and the type checker see every edge), except task_templates.py
+for the pure template parser and renderer.
 
 TaskSpec is what the runner knows about a task; Platform turns it into runtime calls.
 """

@@ -5,10 +5,12 @@ the task group's restart block inside the runtime's supervised process; what to 
 scheduler's call. Everything it learns (task events, network status, process identities for
 adoption after an agent restart) is written to the allocation document in state.
 
-All calls into nomadmesh.agent.runtime go through Platform (nomad/platform.py).
+All calls into nomadmesh.agent.runtime go through Platform (nomad/platform.py), except the pure
+template parser and renderer, through nomad/task_templates.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, task_plan
+from nomadmesh.agent.nomad import connect_hook, task_plan, task_templates
 from nomadmesh.agent.nomad.platform import Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
@@ -106,6 +108,7 @@ class AllocRunner:
         self._retrier: threading.Thread | None = None
         self._stop_retrying = threading.Event()
         self._netns: str | None = None  # the allocation's network namespace (bridge mode)
+        self._templates: dict[str, task_templates.TaskTemplates] = {}  # task -> its rendered templates
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -333,6 +336,13 @@ class AllocRunner:
                 prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
             if todo in (task_plan.Step.RESTART, task_plan.Step.RESUME):
                 self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
+            if task.get("Templates"):
+                rendered = self._render_templates(task, alloc_dir, spec)
+                if rendered is None:
+                    if self.stopping:
+                        return
+                    continue  # the task failed: "Template failed" is recorded
+                spec = dataclasses.replace(spec, env={**spec.env, **rendered})
             with self._lock:
                 if self.stopping:
                     return
@@ -352,6 +362,25 @@ class AllocRunner:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
+
+    def _render_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> dict[str, str] | None:
+        """Render the task's templates before it starts (waiting for missing KV keys, as Nomad's
+        template hook blocks the task); the `env = true` variables, or None when the task failed
+        (recorded as Nomad does: Killing "Template failed: ...", then Killed) or the allocation stopped."""
+        name = task["Name"]
+        templates = task_templates.TaskTemplates(task, alloc_dir, lambda v: self.platform.interpolate(v, spec.env))
+        try:
+            env = templates.first_render(
+                self.ctx.state, spec.env, lambda: self.stopping,
+                lambda message: self._record(name, event(task_templates.MISSING_EVENT, message)))
+        except (task_templates.TemplateError, OSError) as e:
+            message = f"Template failed: {e}"
+            self._record(name, event("Killing", message, FailsTask=True))
+            self._record(name, event("Killed", "Task successfully killed", FailsTask=True))
+            return None
+        if env is not None:
+            self._templates[name] = templates
+        return env
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
         """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""

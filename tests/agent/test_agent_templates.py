@@ -1,0 +1,144 @@
+"""`template` blocks on the real agent: rendered before the task starts, with their content, mode
+and env; functions the agent cannot render are refused at registration, never ignored."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from support.agents import InProcessAgent
+from support.waiting import wait_until
+
+JOB = """
+job "tpl" {
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    task "app" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-c", "%s"]
+      }
+      env { FROM_JOB = "job" }
+%s
+    }
+  }
+}
+"""
+# Prints what the task sees (its env and the rendered files), then stays up.
+SHOW = ("import json,os,time;"
+        "print(json.dumps({k: os.environ.get(k) for k in ('DB_HOST','DB_PORT','FROM_JOB','MODE')}),flush=True);"
+        "time.sleep(300)")
+
+TEMPLATES = '''
+      template {
+        data        = <<EOF
+host={{ key "app/db/host" }}
+port={{ keyOrDefault "app/db/port" "5432" }}
+alloc={{ env "NOMAD_ALLOC_ID" }}
+EOF
+        destination = "local/app.conf"
+        perms       = "0640"
+      }
+      template {
+        data        = <<EOF
+DB_HOST=[[ key "app/db/host" ]]
+DB_PORT=[[ keyOrDefault "app/db/port" "5432" ]]
+FROM_JOB=tpl
+EOF
+        destination = "secrets/app.env"
+        env         = true
+        left_delimiter  = "[["
+        right_delimiter = "]]"
+      }
+'''
+
+
+def _job(agent: InProcessAgent, templates: str) -> dict[str, Any]:
+    return agent.client.jobs.parse(JOB % (SHOW.replace('"', '\\"'), templates), canonicalize=True)
+
+
+def _put_key(agent: InProcessAgent, key: str, value: str) -> None:
+    """What PUT /v1/kv/<key> stores (the Consul half is not served by the in-process agent)."""
+    agent.ctx.state.put("kv", key, {"Flags": 0, "Value": base64.b64encode(value.encode()).decode()})
+
+
+def _alloc(agent: InProcessAgent) -> dict[str, Any]:
+    stub = wait_until(lambda: next(iter(agent.client.job.get_allocations("tpl")), None), 10)
+    return agent.client.allocation.get_allocation(stub["ID"])
+
+
+def _stdout(agent: InProcessAgent, alloc_id: str) -> str:
+    return requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc_id}",
+                        params={"task": "app", "type": "stdout", "plain": "true"}, timeout=10).text
+
+
+def test_templates_render_before_start_with_mode_and_env(agent: InProcessAgent) -> None:
+    agent.client.jobs.register_job({"Job": _job(agent, TEMPLATES)})
+    alloc = _alloc(agent)
+    # The key does not exist yet: the task waits, as Nomad's template hook blocks it.
+    missing = wait_until(lambda: next((e for e in (_alloc(agent)["TaskStates"].get("app") or {}).get("Events") or []
+                                       if e["Type"] == "Template"), None), 10)
+    assert missing["DisplayMessage"] == "Missing: kv.block(app/db/host)"
+    assert _alloc(agent)["TaskStates"]["app"]["State"] == "pending"
+    task_dir = Path(agent.ctx.config.alloc_root) / alloc["ID"] / "app"
+    assert not (task_dir / "local" / "app.conf").exists()
+
+    _put_key(agent, "app/db/host", "10.1.2.3")
+    wait_until(lambda: _alloc(agent)["ClientStatus"] == "running", 10)
+    conf = task_dir / "local" / "app.conf"
+    assert conf.read_text() == f"host=10.1.2.3\nport=5432\nalloc={alloc['ID']}\n"
+    assert stat.S_IMODE(os.stat(conf).st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(task_dir / "secrets" / "app.env").st_mode) == 0o644  # Nomad's default perms
+    seen = json.loads(wait_until(lambda: _stdout(agent, alloc["ID"]), 10))
+    # env = true: the file's variables reach the task and override its env block
+    assert seen == {"DB_HOST": "10.1.2.3", "DB_PORT": "5432", "FROM_JOB": "tpl", "MODE": None}
+
+
+def test_unsupported_function_is_refused_at_registration(agent: InProcessAgent) -> None:
+    refused = '''
+      template {
+        data        = "{{ range service \\"api\\" }}{{ .Address }}{{ end }}"
+        destination = "local/x"
+      }
+      template {
+        data        = "{{ with secret \\"kv/x\\" }}{{ .Data }}{{ end }}"
+        destination = "local/y"
+      }
+'''
+    job = _job(agent, refused)
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
+    assert r.status_code == 400
+    assert r.text.strip() == ('Task group g validation failed: Task app validation failed: Template 1 validation '
+                              'failed: line 1: action "range" not supported by the dev agent (it renders the '
+                              'functions env, key, keyOrDefault with string arguments)')
+    assert requests.get(f"{agent.addr}/v1/job/tpl", timeout=10).status_code == 404  # nothing stored
+    job["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"] = '{{ key "a" | toJSON }}'
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
+    assert r.status_code == 400 and 'function "toJSON" not supported by the dev agent' in r.text
+
+
+def test_destination_escaping_the_allocation_is_refused_with_nomads_error(agent: InProcessAgent) -> None:
+    job = _job(agent, '      template {\n        data = "x"\n        destination = "../../../etc/x"\n      }\n')
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
+    assert r.status_code == 500
+    assert "Template 1 validation failed: destination escapes allocation directory" in r.text
+
+
+def test_a_template_that_cannot_render_fails_the_task(agent: InProcessAgent) -> None:
+    # Valid for Nomad's server (it does not parse templates), fails when rendered, as in Nomad.
+    broken = '      template {\n        data = "{{ key \\"a\\" "\n        destination = "local/x"\n      }\n'
+    agent.client.jobs.register_job({"Job": _job(agent, broken)})
+    failed = wait_until(lambda: (a := _alloc(agent))["ClientStatus"] == "failed" and a, 10)
+    events = failed["TaskStates"]["app"]["Events"]
+    assert events[-2]["Type"] == "Killing"
+    assert events[-2]["DisplayMessage"] == "Template failed: parse: line 1: unclosed action"
+    assert failed["TaskStates"]["app"]["Failed"] is True
