@@ -142,3 +142,53 @@ def test_a_template_that_cannot_render_fails_the_task(agent: InProcessAgent) -> 
     assert events[-2]["Type"] == "Killing"
     assert events[-2]["DisplayMessage"] == "Template failed: parse: line 1: unclosed action"
     assert failed["TaskStates"]["app"]["Failed"] is True
+
+
+WATCH = ("import os,signal,time;"
+         "signal.signal(signal.SIGHUP, lambda *a: print('hup', flush=True));"
+         "print('start', os.environ.get('MODE'), flush=True);"
+         "time.sleep(300)")
+CHANGE_MODES = '''
+      template {
+        data        = "MODE={{ key \\"app/mode\\" }}"
+        destination = "secrets/mode.env"
+        env         = true
+      }
+      template {
+        data          = "{{ keyOrDefault \\"app/sig\\" \\"0\\" }}"
+        destination   = "local/sig"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+      }
+      template {
+        data        = "{{ keyOrDefault \\"app/noop\\" \\"0\\" }}"
+        destination = "local/noop"
+        change_mode = "noop"
+      }
+'''
+
+
+def test_kv_changes_rerender_with_each_change_mode(agent: InProcessAgent) -> None:
+    job = agent.client.jobs.parse(JOB % (WATCH.replace('"', '\\"'), CHANGE_MODES), canonicalize=True)
+    _put_key(agent, "app/mode", "one")
+    agent.client.jobs.register_job({"Job": job})
+    alloc = wait_until(lambda: (a := _alloc(agent))["ClientStatus"] == "running" and a, 10)
+    local = Path(agent.ctx.config.alloc_root) / alloc["ID"] / "app" / "local"
+    wait_until(lambda: _stdout(agent, alloc["ID"]) == "start one\n", 10)
+
+    _put_key(agent, "app/noop", "1")  # noop: the file changes, the task is left alone
+    wait_until(lambda: (local / "noop").read_text() == "1", 10)
+    _put_key(agent, "app/sig", "1")  # signal: the file changes and the task gets SIGHUP
+    wait_until(lambda: (local / "sig").read_text() == "1", 10)
+    wait_until(lambda: _stdout(agent, alloc["ID"]) == "start one\nhup\n", 10)
+    assert _alloc(agent)["TaskStates"]["app"]["Restarts"] == 0
+
+    _put_key(agent, "app/mode", "two")  # restart (the default), with the env file's new value
+    wait_until(lambda: _stdout(agent, alloc["ID"]).endswith("start two\n"), 20)
+    state = wait_until(lambda: (t := _alloc(agent)["TaskStates"]["app"])["State"] == "running" and t, 10)
+    assert state["Restarts"] == 1
+    kinds = [e["Type"] for e in state["Events"]]
+    assert "Restart Signaled" in kinds and "Signaling" in kinds
+    signaled = next(e for e in state["Events"] if e["Type"] == "Restart Signaled")
+    assert signaled["DisplayMessage"] == "Template with change_mode restart re-rendered"
+

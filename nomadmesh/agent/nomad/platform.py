@@ -279,6 +279,13 @@ class Platform:
     def task_done(self, handle: rt_process.TaskProcess) -> bool:
         return handle.state().state == "dead"
 
+    def restart_task(self, handle: rt_process.TaskProcess, reason: str, env: dict[str, str]) -> bool:
+        """Restart a running task at once with `env` (a template's change_mode restart)."""
+        return handle.restart(reason, env)
+
+    def signal_task(self, handle: rt_process.TaskProcess, signal_name: str, reason: str) -> None:
+        handle.signal(rt_process.signal_number(signal_name), reason)
+
     def stop_task(self, handle: rt_process.TaskProcess) -> None:
         handle.stop()
 

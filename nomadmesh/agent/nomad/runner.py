@@ -108,7 +108,9 @@ class AllocRunner:
         self._retrier: threading.Thread | None = None
         self._stop_retrying = threading.Event()
         self._netns: str | None = None  # the allocation's network namespace (bridge mode)
-        self._templates: dict[str, task_templates.TaskTemplates] = {}  # task -> its rendered templates
+        # task -> its templates that read KV keys, and its env before their variables (re-rendered on change)
+        self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
+        self._template_watch: threading.Thread | None = None
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -378,9 +380,61 @@ class AllocRunner:
             self._record(name, event("Killing", message, FailsTask=True))
             self._record(name, event("Killed", "Task successfully killed", FailsTask=True))
             return None
-        if env is not None:
-            self._templates[name] = templates
+        earlier = (((self._alloc() or {}).get("TaskStates") or {}).get(name) or {}).get("Events") or []
+        if env is not None and earlier and name not in self._base:
+            self._base[name] = (0, list(earlier))  # the "Missing: ..." events stay before the process's own
+        if env is not None and templates.keys():
+            self._templates[name] = (templates, dict(spec.env))
+            self._watch_templates()
         return env
+
+    def _watch_templates(self) -> None:
+        with self._lock:
+            if self._template_watch is None:
+                self._template_watch = threading.Thread(target=self._template_loop, daemon=True,
+                                                        name=f"templates-{self.alloc_id[:8]}")
+                self._template_watch.start()
+
+    def _join_template_watch(self) -> None:
+        """Once `stopping` is set, the watch ends within its poll; wait for it (it reads the state)."""
+        watch = self._template_watch
+        if watch is not None and watch is not threading.current_thread():
+            watch.join(timeout=5)
+
+    def _template_loop(self, poll_s: float = 1.0) -> None:
+        """Re-render on every KV change, then apply each changed template's change_mode, as
+        consul-template's watch in Nomad's template hook does (no splay: one local node)."""
+        state = self.ctx.state
+        index = state.kind_index(task_templates.KV_KIND)
+        while not self.stopping and not self.finished:
+            try:
+                now = state.wait((task_templates.KV_KIND,), index, poll_s)
+            except Exception:  # the agent closed its state under us: it is shutting down
+                return
+            if now == index:
+                continue
+            index = now
+            for name, (templates, env) in list(self._templates.items()):
+                try:
+                    changed = templates.rerender(state, env)
+                    if changed:
+                        self._on_rerender(name, templates, env, changed)
+                except Exception:  # a failed re-render leaves the task as it is; the next change retries
+                    log.exception("allocation %s: re-rendering the templates of %s", self.alloc_id[:8], name)
+
+    def _on_rerender(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
+                     changed: list[dict[str, Any]]) -> None:
+        handle = self._handles.get(name)
+        if handle is None or self.stopping:
+            return
+        modes = {t.get("ChangeMode") or "restart" for t in changed}
+        if "restart" in modes:
+            self.platform.restart_task(handle, "Template with change_mode restart re-rendered",
+                                       {**env, **templates.env_vars()})
+            return
+        for sig in dict.fromkeys(t.get("ChangeSignal") or "SIGHUP" for t in changed
+                                 if t.get("ChangeMode") == "signal"):
+            self.platform.signal_task(handle, sig, "Template re-rendered")
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
         """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""
@@ -514,6 +568,7 @@ class AllocRunner:
             t.start()
         for t in threads:
             t.join()
+        self._join_template_watch()
         self.platform.teardown_network(self.alloc_id)
         self.finished = True
         self._stop_retrying.set()  # the final write below supersedes any task state still pending
@@ -550,4 +605,5 @@ class AllocRunner:
             for h in self._handles.values():
                 self.platform.detach_task(h)
             self._handles.clear()
+        self._join_template_watch()
         self._stop_retrying.set()

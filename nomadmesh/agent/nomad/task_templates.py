@@ -34,14 +34,15 @@ def refusal(job: dict[str, Any]) -> str | None:
     for group in job.get("TaskGroups") or []:
         for task in group.get("Tasks") or []:
             for i, block in enumerate(task.get("Templates") or [], 1):
+                where = f"Task group {group['Name']} validation failed: Task {task['Name']} validation failed: " \
+                        f"Template {i} validation failed: "
                 data = block.get("EmbeddedTmpl") or ""
                 if not data:
                     continue  # a `source` file exists only in the allocation: checked when rendered
                 try:
                     syntax.parse(data, block.get("LeftDelim") or "", block.get("RightDelim") or "")
                 except syntax.Unsupported as e:
-                    return (f"Task group {group['Name']} validation failed: Task {task['Name']} validation failed: "
-                            f"Template {i} validation failed: {e}")
+                    return where + str(e)
                 except syntax.TemplateSyntaxError:
                     pass  # Nomad registers it and fails the task at render time; so does the agent
     return None
@@ -110,9 +111,11 @@ class TaskTemplates:
     def keys(self) -> list[str]:
         return list(dict.fromkeys(k for p in self._prepare() for k in syntax.keys(p.nodes)))
 
-    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str]) -> tuple[list[_Prepared], list[str]]:
+    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str],
+                watched_only: bool = False) -> tuple[list[_Prepared], list[str]]:
         """Write every template whose render changed; (the changed ones, missing dependencies)."""
-        renders = [(p, rt.render(p.nodes, key, env)) for p in self._prepare()]
+        renders = [(p, rt.render(p.nodes, key, env)) for p in self._prepare()
+                   if not (watched_only and p.block.get("Once"))]
         missing = sorted({m for _, r in renders for m in r.missing})
         if missing:
             return [], missing  # consul-template writes nothing until every dependency is there
@@ -140,8 +143,9 @@ class TaskTemplates:
                 return None
 
     def rerender(self, state: State, env: Mapping[str, str]) -> list[dict[str, Any]]:
-        """After a KV change: the template blocks whose file changed (still-missing keys: none)."""
-        changed, _ = self._render(kv_lookup(state), env)
+        """After a KV change: the template blocks whose file changed (still-missing keys: none).
+        A template with `once = true` keeps its first render, as in Nomad."""
+        changed, _ = self._render(kv_lookup(state), env, watched_only=True)
         return [p.block for p in changed]
 
     def env_vars(self) -> dict[str, str]:
