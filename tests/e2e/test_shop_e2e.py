@@ -187,6 +187,11 @@ def test_the_shop_deploys_prod_and_a_preview_beside_it(agent: RunningAgent, tmp_
         for job in prod_jobs:
             assert status[job]["deployment"] == "successful", status[job]
         assert len(status["api"]["allocations"]) == 3
+        api_tasks = {t["Name"]: t for t in api(agent).job("api")["TaskGroups"][0]["Tasks"]}
+        assert api_tasks["connect-proxy-api"]["Resources"]["CPU"] == 50  # sidecar_task resources
+        assert api_tasks["connect-proxy-api"]["Resources"]["MemoryMB"] == 96
+        web_group = api(agent).job("web")["TaskGroups"][0]
+        assert web_group["Constraints"] == [{"LTarget": "${attr.kernel.name}", "RTarget": "linux", "Operand": "="}]
         assert all(a["sidecar"] == "running" for job in prod_jobs for a in status[job]["allocations"])
 
         # web -> api through both sidecars; the greeting came from the template block (env = true)
