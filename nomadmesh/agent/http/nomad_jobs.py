@@ -16,7 +16,7 @@ from nomadmesh.agent.http.nomad_util import (
     reply,
     strip_private,
 )
-from nomadmesh.agent.nomad import jobs as jobstore, planner, spec, task_templates
+from nomadmesh.agent.nomad import feasibility, jobs as jobstore, planner, spec, task_templates
 from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_jobs", __name__)
@@ -60,7 +60,8 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
         raise HTTPError(400, str(e)) from None
     except spec.SpecInvalid as e:
         raise HTTPError(500, str(e)) from None
-    refused = task_templates.refusal(job)  # a template the agent would render wrong: never stored
+    # a template the agent would render wrong, a constraint it cannot evaluate: never stored
+    refused = task_templates.refusal(job) or feasibility.unevaluated_constraint(job)
     if refused:
         raise HTTPError(400, refused)
     return job
