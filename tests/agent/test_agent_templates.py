@@ -192,3 +192,54 @@ def test_kv_changes_rerender_with_each_change_mode(agent: InProcessAgent) -> Non
     signaled = next(e for e in state["Events"] if e["Type"] == "Restart Signaled")
     assert signaled["DisplayMessage"] == "Template with change_mode restart re-rendered"
 
+
+
+PREPARE = """import os; open(os.environ["NOMAD_ALLOC_DIR"] + "/in.tpl", "w").write('X={{ keyOrDefault "k" "dflt" }}')"""
+SOURCE_JOB = """
+job "tpl" {
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    task "prepare" {
+      driver = "raw_exec"
+      lifecycle {
+        hook = "prestart"
+      }
+      config {
+        command = "python3"
+        args    = ["-c", "%s"]
+      }
+    }
+    task "app" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-c", "import time; print(open('local/out').read(), flush=True); time.sleep(300)"]
+      }
+      template {
+        source      = "%s"
+        destination = "local/out"
+      }
+    }
+  }
+}
+"""
+
+
+def _source_job(agent: InProcessAgent, source: str) -> dict[str, Any]:
+    return agent.client.jobs.parse(SOURCE_JOB % (PREPARE.replace('"', '\\"'), source))
+
+def test_a_source_file_inside_the_allocation_renders(agent: InProcessAgent) -> None:
+    # A prestart task writes the template into the shared alloc dir; the main task's template reads it.
+    agent.client.jobs.register_job({"Job": _source_job(agent, "../alloc/in.tpl")})
+    alloc = wait_until(lambda: (a := _alloc(agent))["TaskStates"].get("app", {}).get("State") == "running" and a, 15)
+    assert wait_until(lambda: _stdout(agent, alloc["ID"]), 10) == "X=dflt\n"
+
+
+def test_a_source_outside_the_allocation_fails_the_task_with_nomads_error(agent: InProcessAgent) -> None:
+    agent.client.jobs.register_job({"Job": _source_job(agent, "/etc/hostname")})
+    state = wait_until(lambda: (t := (_alloc(agent)["TaskStates"].get("app") or {})).get("Failed") and t, 15)
+    assert [e["DisplayMessage"] for e in state["Events"]][-2:] == [
+        "Template failed: template source path escapes alloc directory", "Task successfully killed"]
