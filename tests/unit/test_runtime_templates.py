@@ -12,6 +12,7 @@ from nomadmesh.agent.runtime.templates import (
     DEST_ESCAPES,
     TemplateError,
     client_path,
+    escapes_via_symlink,
     parse_env,
     parse_perms,
     render,
@@ -100,3 +101,31 @@ def test_absolute_or_sibling_destinations_are_valid_in_nomad():
     for dest in ("/local/x", "../alloc/x", "secrets/x"):
         job = _job({"EmbeddedTmpl": "x", "DestPath": dest, "ChangeMode": "restart"})
         assert not [e for e in validate(job) if "Template" in e], dest
+
+
+def test_a_task_symlink_never_makes_the_agent_write_outside_the_allocation(tmp_path):
+    alloc, outside = tmp_path / "alloc", tmp_path / "etc"
+    (alloc / "web").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "passwd").write_text("root\n")
+    (alloc / "web" / "local").symlink_to(outside)  # the task swapped its local/ for a link
+    for dest in ("local/passwd", "local/new/x"):
+        with pytest.raises(TemplateError, match=DEST_ESCAPES):
+            write(str(alloc / "web" / dest), "pwned\n", 0o644, alloc_dir=str(alloc))
+    assert (outside / "passwd").read_text() == "root\n" and not (outside / "new").exists()
+
+    (alloc / "web" / "local").unlink()
+    (alloc / "web" / "local").mkdir()
+    (alloc / "web" / "local" / "out").symlink_to(outside / "passwd")  # the file itself is a link
+    assert write(str(alloc / "web" / "local" / "out"), "mine\n", 0o644, alloc_dir=str(alloc)) is True
+    assert (outside / "passwd").read_text() == "root\n"
+    assert (alloc / "web" / "local" / "out").read_text() == "mine\n"
+    assert not (alloc / "web" / "local" / "out").is_symlink()
+
+
+def test_a_source_symlink_out_of_the_allocation_escapes(tmp_path):
+    (tmp_path / "alloc" / "web" / "local").mkdir(parents=True)
+    link = tmp_path / "alloc" / "web" / "local" / "in.tpl"
+    link.symlink_to("/etc/hostname")
+    assert escapes_via_symlink(str(link), str(tmp_path / "alloc")) is True
+    assert escapes_via_symlink(str(tmp_path / "alloc" / "web" / "local"), str(tmp_path / "alloc")) is False

@@ -93,7 +93,7 @@ class TaskTemplates:
             if block.get("SourcePath"):
                 src, escapes = rt.client_path(self.interpolate(block["SourcePath"]), self.task_dir,
                                               self.alloc_dir, join_escape=False)
-                if escapes:
+                if escapes or rt.escapes_via_symlink(src, self.alloc_dir):
                     raise TemplateError(rt.SOURCE_ESCAPES)
                 try:
                     with open(src, encoding="utf-8") as f:
@@ -120,7 +120,7 @@ class TaskTemplates:
         if missing:
             return [], missing  # consul-template writes nothing until every dependency is there
         changed = [p for p, r in renders
-                   if rt.write(p.dest, r.text, p.mode, p.block.get("Uid"), p.block.get("Gid"))]
+                   if rt.write(p.dest, r.text, p.mode, p.block.get("Uid"), p.block.get("Gid"), self.alloc_dir)]
         return changed, []
 
     def first_render(self, state: State, env: Mapping[str, str], stopping: Callable[[], bool],

@@ -11,6 +11,7 @@ sandbox does.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,19 +84,43 @@ def parse_perms(perms: str) -> int:
     return mode
 
 
-def write(path: str, text: str, mode: int, uid: int | None = None, gid: int | None = None) -> bool:
+def escapes_via_symlink(path: str, alloc_dir: str) -> bool:
+    """Nomad's pathEscapesBaseViaSymlink: `path`, every symlink resolved, leaves the allocation dir.
+
+    The agent renders as its own user (root, usually) into dirs the task owns: a task that made
+    `local` a symlink to /etc, or a source a symlink to /etc/shadow, must not make the agent write
+    or read there."""
+    return not _inside(os.path.realpath(path), os.path.realpath(alloc_dir))
+
+
+def _existing_ancestor(path: str) -> str:
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def write(path: str, text: str, mode: int, uid: int | None = None, gid: int | None = None,
+          alloc_dir: str | None = None) -> bool:
     """Write the rendered file atomically (temp file + rename, as consul-template); False when it
-    already holds exactly this text with this mode, so an unchanged render touches nothing."""
+    already holds exactly this text with this mode, so an unchanged render touches nothing.
+    With `alloc_dir`, a destination whose folder resolves (through symlinks) outside it is refused
+    before anything is created there."""
     data = text.encode()
+    parent = os.path.dirname(path)
+    if alloc_dir is not None and escapes_via_symlink(_existing_ancestor(parent), alloc_dir):
+        raise TemplateError(DEST_ESCAPES)
+    os.makedirs(parent, exist_ok=True)
+    if alloc_dir is not None and escapes_via_symlink(parent, alloc_dir):
+        raise TemplateError(DEST_ESCAPES)
     try:
-        with open(path, "rb") as f:
-            same = f.read() == data
-        if same and (os.stat(path).st_mode & 0o7777) == mode:
-            return False
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == mode:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f:
+                if f.read() == data:
+                    return False
     except FileNotFoundError:
         pass
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=".tmpl-")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -103,7 +128,7 @@ def write(path: str, text: str, mode: int, uid: int | None = None, gid: int | No
         os.chmod(tmp, mode)
         if (uid is not None and uid >= 0) or (gid is not None and gid >= 0):
             os.chown(tmp, uid if uid is not None and uid >= 0 else -1, gid if gid is not None and gid >= 0 else -1)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # replaces a symlink at `path` itself, never what it points to
     except BaseException:
         try:
             os.unlink(tmp)
