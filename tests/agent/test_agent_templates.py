@@ -243,3 +243,33 @@ def test_a_source_outside_the_allocation_fails_the_task_with_nomads_error(agent:
     state = wait_until(lambda: (t := (_alloc(agent)["TaskStates"].get("app") or {})).get("Failed") and t, 15)
     assert [e["DisplayMessage"] for e in state["Events"]][-2:] == [
         "Template failed: template source path escapes alloc directory", "Task successfully killed"]
+
+
+def test_an_adopted_task_keeps_re_rendering_after_an_agent_restart(running_agent: Any) -> None:
+    import nomad
+
+    c = nomad.Nomad(host="127.0.0.1", port=running_agent.nomad_port, timeout=10)
+    kv = f"{running_agent.consul_addr}/v1/kv/app/mode"
+    assert requests.put(kv, data="one", timeout=10).json() is True
+    mode_only = CHANGE_MODES[:CHANGE_MODES.index("      template {", 10)]  # the env template alone
+    c.jobs.register_job({"Job": c.jobs.parse(JOB % (WATCH.replace('"', '\\"'), mode_only), canonicalize=True)})
+
+    def alloc() -> dict[str, Any] | None:
+        stubs = [a for a in c.job.get_allocations("tpl") if a["ClientStatus"] == "running"]
+        return c.allocation.get_allocation(stubs[0]["ID"]) if stubs else None
+
+    def stdout(alloc_id: str) -> str:
+        return requests.get(f"{running_agent.nomad_addr}/v1/client/fs/logs/{alloc_id}",
+                            params={"task": "app", "type": "stdout", "plain": "true"}, timeout=10).text
+
+    first = wait_until(alloc, 20)
+    wait_until(lambda: stdout(first["ID"]) == "start one\n", 10)
+    try:
+        running_agent.stop(kill=True)  # the task outlives its agent; the next one adopts it
+        running_agent.start()
+        wait_until(lambda: (a := alloc()) and a["ID"] == first["ID"], 20)
+        assert requests.put(kv, data="two", timeout=10).json() is True
+        wait_until(lambda: stdout(first["ID"]).endswith("start two\n"), 20, what="the re-render after adoption")
+    finally:
+        c.job.deregister_job("tpl", purge=True)
+        wait_until(lambda: not [a for a in c.job.get_allocations("tpl") if a["ClientStatus"] == "running"], 20)

@@ -324,6 +324,8 @@ class AllocRunner:
                     self._base[name] = (0, list(prev.get("Events") or []))
                     self._handles[name] = h
                     self._sync_task(name, None)
+                    if task.get("Templates"):
+                        self._resume_templates(task, alloc_dir, spec)
                     continue
             allowed = bool(restore and prev and not agent_stopped and self.platform.restart_allowed(spec, prev))
             todo = task_plan.step(restore, start_dead, agent_stopped, bool(prev), allowed)
@@ -387,6 +389,23 @@ class AllocRunner:
             self._templates[name] = (templates, dict(spec.env))
             self._watch_templates()
         return env
+
+    def _resume_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> None:
+        """An adopted task's templates: render once more (KV may have changed while the agent was
+        down: then its change_mode applies now, as Nomad's template hook does on restore) and watch."""
+        name = task["Name"]
+        templates = task_templates.TaskTemplates(task, alloc_dir, lambda v: self.platform.interpolate(v, spec.env))
+        try:
+            if not templates.keys():
+                return
+            changed = templates.rerender(self.ctx.state, spec.env)
+        except (task_templates.TemplateError, OSError) as e:
+            log.warning("allocation %s: re-rendering the templates of %s: %s", self.alloc_id[:8], name, e)
+            return
+        self._templates[name] = (templates, dict(spec.env))
+        if changed:
+            self._on_rerender(name, templates, dict(spec.env), changed)
+        self._watch_templates()
 
     def _watch_templates(self) -> None:
         with self._lock:
