@@ -117,8 +117,8 @@ def test_unsupported_function_is_refused_at_registration(agent: InProcessAgent) 
     job = _job(agent, refused)
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
     assert r.status_code == 400
-    assert r.text.strip() == ('Task group g validation failed: Task app validation failed: Template 1 validation '
-                              'failed: line 1: action "range" not supported by the dev agent (it renders the '
+    assert r.text.strip() == ('Task group g validation failed: Task app validation failed: Template 2 validation '
+                              'failed: line 1: action "with" not supported by the dev agent (it renders the '
                               'functions env, key, keyOrDefault with string arguments)')
     assert requests.get(f"{agent.addr}/v1/job/tpl", timeout=10).status_code == 404  # nothing stored
     job["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"] = '{{ key "a" | toJSON }}'
@@ -273,3 +273,40 @@ def test_an_adopted_task_keeps_re_rendering_after_an_agent_restart(running_agent
     finally:
         c.job.deregister_job("tpl", purge=True)
         wait_until(lambda: not [a for a in c.job.get_allocations("tpl") if a["ClientStatus"] == "running"], 20)
+
+
+SERVICE_JOB = """
+job "tpl" {
+  group "g" {
+    network {
+      port "http" {}
+    }
+    service {
+      name = "echo"
+      port = "http"
+    }
+    task "app" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-m", "http.server", "${NOMAD_PORT_http}", "--bind", "127.0.0.1"]
+      }
+      template {
+        data        = "{{ range service \\"echo\\" }}{{ .Name }} {{ .Address }}:{{ .Port }}{{ end }}"
+        destination = "local/peers"
+        change_mode = "noop"
+      }
+    }
+  }
+}
+"""
+
+
+def test_range_service_renders_the_catalog_and_follows_it(agent: InProcessAgent) -> None:
+    agent.client.jobs.register_job({"Job": agent.client.jobs.parse(SERVICE_JOB)})
+    alloc = wait_until(lambda: (a := _alloc(agent))["ClientStatus"] == "running" and a, 15)
+    port = alloc["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+    peers = Path(agent.ctx.config.alloc_root) / alloc["ID"] / "app" / "local" / "peers"
+    # Rendered empty before the service registered, then again once it is in the catalog.
+    wait_until(lambda: peers.read_text() == f"echo 127.0.0.1:{port}", 15, what="the re-render on registration")
+    assert _alloc(agent)["TaskStates"]["app"]["Restarts"] == 0  # change_mode noop

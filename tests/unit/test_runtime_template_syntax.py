@@ -7,7 +7,17 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nomadmesh.agent.runtime.template_syntax import Call, TemplateSyntaxError, Text, Unsupported, keys, parse
+from nomadmesh.agent.runtime.template_syntax import (
+    Call,
+    Field,
+    RangeService,
+    TemplateSyntaxError,
+    Text,
+    Unsupported,
+    keys,
+    parse,
+    services,
+)
 
 
 def test_text_and_the_supported_functions():
@@ -44,11 +54,16 @@ def test_custom_delimiters_leave_braces_alone():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{{ service "api" }}', 'function "service" not supported by the dev agent'),
     ('{{ key "a" | toUpper }}', 'function "toUpper" not supported by the dev agent'),
-    ('{{ range service "api" }}{{ end }}', 'action "range" not supported by the dev agent'),
+    ('{{ range ls "app" }}{{ end }}', 'action "range" not supported by the dev agent'),
+    ('{{ service "api" }}', 'function "service" not supported by the dev agent except as {{ range service'),
+    ('{{ range service "api" }}{{ .Meta }}{{ end }}', 'field ".Meta" not supported by the dev agent'),
+    ('{{ range service "a" }}{{ range service "b" }}{{ end }}{{ end }}', "a range inside a range"),
+    ('{{ range service "api@dc2" }}{{ end }}', "another datacenter (@dc) is not supported"),
+    ('{{ range service "api" }}{{ .Address | x }}{{ end }}', 'function "x" not supported'),
     ('{{ if true }}x{{ end }}', 'action "if" not supported by the dev agent'),
-    ("{{ .Foo }}", "fields and the dot (.) not supported by the dev agent"),
+    ("{{ .Address }}", "fields (.Address) are supported by the dev agent only inside {{ range service"),
+    ('{{ key .Address }}', "fields and the dot (.Address) not supported by the dev agent"),
     ("{{ $x := 1 }}", "variables ($) not supported by the dev agent"),
     ('{{ "a" | printf }}', 'function "printf" not supported by the dev agent'),
     ("{{ 3 }}", "numbers not supported by the dev agent"),
@@ -73,10 +88,20 @@ def test_unsupported_is_refused_naming_it(text, message):
     (r'{{ key "\q" }}', "unknown escape sequence"),
     (r'{{ key "\x4" }}', "invalid escape"),
     ('{{ "a" "b" }}', "can't give argument to non-function"),
+    ('{{ range service "api" }}x', "line 1: unexpected EOF"),
+    ("x{{ end }}", "unexpected {{end}}"),
 ])
 def test_malformed_templates_are_syntax_errors(text, message):
     with pytest.raises(TemplateSyntaxError, match=message):
         parse(text)
+
+
+def test_range_service_with_fields():
+    nodes = parse('{{ range service "api" }}\n{{ .Address }}:{{ .Port }} {{ env "X" }}{{ end }}')
+    assert nodes == [RangeService("api", (Text("\n"), Field("Address", 2), Text(":"), Field("Port", 2), Text(" "),
+                                          Call("env", ("X",), 2)), 1)]
+    assert services(nodes) == ["api"]
+    assert keys(parse('{{ range service "a" }}{{ key "k" }}{{ end }}')) == ["k"]
 
 
 def test_nested_delimiters_are_refused_not_misparsed():
@@ -96,7 +121,8 @@ def test_huge_inputs_are_one_linear_pass():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list('{}"`\\/*- \nabkeyOrDfault|$.()@0')), max_size=60))
+@given(st.lists(st.sampled_from([*'{}"`\\/*- \nabkeyOrDfault|$.()@0', "range ", "service ", "end", ".Port"]),
+                max_size=40).map("".join))
 def test_hostile_text_parses_or_raises_a_template_error(text):
     try:
         nodes = parse(text)
@@ -106,3 +132,5 @@ def test_hostile_text_parses_or_raises_a_template_error(text):
         assert isinstance(node, (Text, Call))
         if isinstance(node, Call):
             assert node.func in ("", "env", "key", "keyOrDefault")
+        if isinstance(node, RangeService):
+            assert all(isinstance(n, (Text, Call, Field)) for n in node.body)

@@ -13,9 +13,11 @@ from nomadmesh.agent.runtime.templates import (
     TemplateError,
     client_path,
     escapes_via_symlink,
+    health_instances,
     parse_env,
     parse_perms,
     render,
+    service_name,
     write,
 )
 from nomadmesh.jobspec.validate import validate
@@ -129,3 +131,19 @@ def test_a_source_symlink_out_of_the_allocation_escapes(tmp_path):
     link.symlink_to("/etc/hostname")
     assert escapes_via_symlink(str(link), str(tmp_path / "alloc")) is True
     assert escapes_via_symlink(str(tmp_path / "alloc" / "web" / "local"), str(tmp_path / "alloc")) is False
+
+
+def test_range_service_renders_passing_instances_sorted_and_by_tag():
+    node = {"Node": "n1", "ID": "node-id", "Address": "127.0.0.1", "Datacenter": "dc1"}
+    entries = [{"Node": node, "Service": {"ID": "b", "Service": "api", "Address": "", "Port": 2, "Tags": ["v2"]}},
+               {"Node": node, "Service": {"ID": "a", "Service": "api", "Address": "10.0.0.1", "Port": 1,
+                                          "Tags": ["v1", "x"]}}]
+    lookup = {"api": entries}
+
+    def service(wanted):
+        return health_instances(lookup.get(service_name(wanted), []), wanted)
+
+    nodes = parse('{{ range service "api" }}{{ .ID }}={{ .Address }}:{{ .Port }} {{ .Tags }};{{ end }}')
+    assert render(nodes, {}.get, {}, service).text == "a=10.0.0.1:1 [v1 x];b=127.0.0.1:2 [v2];"
+    assert render(parse('{{ range service "v2.api" }}{{ .ID }}{{ end }}'), {}.get, {}, service).text == "b"
+    assert render(parse('{{ range service "none" }}x{{ end }}'), {}.get, {}, service).text == ""

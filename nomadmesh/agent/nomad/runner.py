@@ -376,7 +376,8 @@ class AllocRunner:
         try:
             env = templates.first_render(
                 self.ctx.state, spec.env, lambda: self.stopping,
-                lambda message: self._record(name, event(task_templates.MISSING_EVENT, message)))
+                lambda message: self._record(name, event(task_templates.MISSING_EVENT, message)),
+                self._services())
         except (task_templates.TemplateError, OSError) as e:
             message = f"Template failed: {e}"
             self._record(name, event("Killing", message, FailsTask=True))
@@ -385,7 +386,7 @@ class AllocRunner:
         earlier = (((self._alloc() or {}).get("TaskStates") or {}).get(name) or {}).get("Events") or []
         if env is not None and earlier and name not in self._base:
             self._base[name] = (0, list(earlier))  # the "Missing: ..." events stay before the process's own
-        if env is not None and templates.keys():
+        if env is not None and templates.watched():
             self._templates[name] = (templates, dict(spec.env))
             self._watch_templates()
         return env
@@ -396,9 +397,9 @@ class AllocRunner:
         name = task["Name"]
         templates = task_templates.TaskTemplates(task, alloc_dir, lambda v: self.platform.interpolate(v, spec.env))
         try:
-            if not templates.keys():
+            if not templates.watched():
                 return
-            changed = templates.rerender(self.ctx.state, spec.env)
+            changed = templates.rerender(self.ctx.state, spec.env, self._services())
         except (task_templates.TemplateError, OSError) as e:
             log.warning("allocation %s: re-rendering the templates of %s: %s", self.alloc_id[:8], name, e)
             return
@@ -406,6 +407,9 @@ class AllocRunner:
         if changed:
             self._on_rerender(name, templates, dict(spec.env), changed)
         self._watch_templates()
+
+    def _services(self) -> task_templates.rt.ServiceLookup:
+        return task_templates.service_lookup(lambda name: self.catalog.health(name, passing_only=True))
 
     def _watch_templates(self) -> None:
         with self._lock:
@@ -424,10 +428,10 @@ class AllocRunner:
         """Re-render on every KV change, then apply each changed template's change_mode, as
         consul-template's watch in Nomad's template hook does (no splay: one local node)."""
         state = self.ctx.state
-        index = state.kind_index(task_templates.KV_KIND)
+        index = state.kind_index(*task_templates.WATCHED_KINDS)
         while not self.stopping and not self.finished:
             try:
-                now = state.wait((task_templates.KV_KIND,), index, poll_s)
+                now = state.wait(task_templates.WATCHED_KINDS, index, poll_s)
             except Exception:  # the agent closed its state under us: it is shutting down
                 return
             if now == index:
@@ -435,7 +439,7 @@ class AllocRunner:
             index = now
             for name, (templates, env) in list(self._templates.items()):
                 try:
-                    changed = templates.rerender(state, env)
+                    changed = templates.rerender(state, env, self._services())
                     if changed:
                         self._on_rerender(name, templates, env, changed)
                 except Exception:  # a failed re-render leaves the task as it is; the next change retries

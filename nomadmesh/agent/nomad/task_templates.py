@@ -25,6 +25,7 @@ from nomadmesh.agent.runtime import template_syntax as syntax, templates as rt
 from nomadmesh.agent.state import State
 
 KV_KIND = "kv"
+WATCHED_KINDS = (KV_KIND, "service", "check")  # KV, and the catalog and its health for `range service`
 MISSING_EVENT = "Template"  # Nomad's consulTemplateSourceName
 TemplateError = rt.TemplateError
 
@@ -46,6 +47,12 @@ def refusal(job: dict[str, Any]) -> str | None:
                 except syntax.TemplateSyntaxError:
                     pass  # Nomad registers it and fails the task at render time; so does the agent
     return None
+
+
+def service_lookup(health: Callable[[str], list[dict[str, Any]]]) -> rt.ServiceLookup:
+    """consul-template's `service "name"` (or "tag.name") over `health(name)`, Consul's passing
+    health entries of the agent's own catalog."""
+    return lambda wanted: rt.health_instances(health(rt.service_name(wanted)), wanted)
 
 
 def kv_lookup(state: State) -> Callable[[str], str | None]:
@@ -108,13 +115,14 @@ class TaskTemplates:
         self._prepared = out
         return out
 
-    def keys(self) -> list[str]:
-        return list(dict.fromkeys(k for p in self._prepare() for k in syntax.keys(p.nodes)))
+    def watched(self) -> bool:
+        """Whether a render can change: the templates read KV keys or range over services."""
+        return any(syntax.keys(p.nodes) or syntax.services(p.nodes) for p in self._prepare())
 
-    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str],
+    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str], service: rt.ServiceLookup | None,
                 watched_only: bool = False) -> tuple[list[_Prepared], list[str]]:
         """Write every template whose render changed; (the changed ones, missing dependencies)."""
-        renders = [(p, rt.render(p.nodes, key, env)) for p in self._prepare()
+        renders = [(p, rt.render(p.nodes, key, env, service)) for p in self._prepare()
                    if not (watched_only and p.block.get("Once"))]
         missing = sorted({m for _, r in renders for m in r.missing})
         if missing:
@@ -124,14 +132,15 @@ class TaskTemplates:
         return changed, []
 
     def first_render(self, state: State, env: Mapping[str, str], stopping: Callable[[], bool],
-                     on_missing: Callable[[str], None], poll_s: float = 1.0) -> dict[str, str] | None:
+                     on_missing: Callable[[str], None], service: rt.ServiceLookup | None = None,
+                     poll_s: float = 1.0) -> dict[str, str] | None:
         """Render before the task starts, waiting for missing keys; the `env = true` variables,
         or None when the allocation stopped while waiting. TemplateError when rendering fails."""
         key = kv_lookup(state)
         told: list[str] = []
         while True:
             index = state.kind_index(KV_KIND)
-            _, missing = self._render(key, env)
+            _, missing = self._render(key, env, service)
             if not missing:
                 return self.env_vars()
             if missing != told:
@@ -142,10 +151,11 @@ class TaskTemplates:
             if stopping():
                 return None
 
-    def rerender(self, state: State, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    def rerender(self, state: State, env: Mapping[str, str],
+                 service: rt.ServiceLookup | None = None) -> list[dict[str, Any]]:
         """After a KV change: the template blocks whose file changed (still-missing keys: none).
         A template with `once = true` keeps its first render, as in Nomad."""
-        changed, _ = self._render(kv_lookup(state), env, watched_only=True)
+        changed, _ = self._render(kv_lookup(state), env, service, watched_only=True)
         return [p.block for p in changed]
 
     def env_vars(self) -> dict[str, str]:

@@ -11,13 +11,16 @@ registered, instead of accepting a template it would render wrong:
     {{ env "NAME" }}                   the task's environment variable ("" when unset)
     {{ key "path" }}                   the Consul KV value; rendering waits until the key exists
     {{ keyOrDefault "path" "dflt" }}   the KV value, or the default while the key is missing
+    {{ range service "name" }}         once per passing instance of the service ("tag.name": with
+      {{ .Address }}:{{ .Port }}       that tag), sorted by node then ID; fields: Node, NodeID,
+    {{ end }}                          NodeAddress, NodeDatacenter, Address, ID, Name, Port, Status, Tags
 
 Arguments are string literals (Go's "..." with its escapes, or `raw`). Anything else inside an
-action (another function, a pipeline, if/range/with, variables, fields, numbers) raises
-Unsupported naming it. Lexing follows text/template's: a right delimiter inside a quoted string
-does not end the action, the delimiters are configurable (`left_delimiter`/`right_delimiter`),
-and the work is linear in the input (no regex backtracking), so a huge or hostile template costs
-one pass.
+action (another function, a pipeline, if/with or another range, variables, fields outside a
+`range service`, numbers) raises Unsupported naming it. Lexing follows text/template's: a right
+delimiter inside a quoted string does not end the action, the delimiters are configurable
+(`left_delimiter`/`right_delimiter`), and the work is linear in the input (no regex backtracking),
+so a huge or hostile template costs one pass.
 """
 from __future__ import annotations
 
@@ -62,13 +65,35 @@ class Call:
     line: int
 
 
-Node = Text | Call
+@dataclass(frozen=True)
+class Field:
+    """`{{ .Address }}` inside `range service`: a field of the current service instance."""
+
+    name: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RangeService:
+    """`{{ range service "name" }}body{{ end }}`: body once per healthy instance (`tag.name` filters by tag)."""
+
+    service: str
+    body: tuple[Text | Call | Field, ...]
+    line: int
+
+
+Node = Text | Call | Field | RangeService
+# The fields of consul-template's HealthService the dev agent fills in.
+SERVICE_FIELDS = ("Node", "NodeID", "NodeAddress", "NodeDatacenter", "Address", "ID", "Name", "Port", "Status",
+                  "Tags")
 
 
 def parse(text: str, left: str = "", right: str = "") -> list[Node]:
     """The template as text and calls, or TemplateSyntaxError / Unsupported (messages say the line)."""
     left, right = left or DEFAULT_LEFT, right or DEFAULT_RIGHT
-    nodes: list[Node] = []
+    top: list[Node] = []
+    nodes: list[Node] = top
+    open_range: tuple[str, int] | None = None  # the `range service` being read: (service, line)
     pos, trim_next = 0, False
     line, counted = 1, 0  # the line number at text[counted], advanced as the parse goes (linear)
     while True:
@@ -83,11 +108,30 @@ def parse(text: str, left: str = "", right: str = "") -> list[Node]:
         if chunk:
             nodes.append(Text(chunk))
         if start < 0:
-            return nodes
+            if open_range is not None:
+                raise TemplateSyntaxError(f"line {open_range[1]}: unexpected EOF (range without end)")
+            return top
         line += text.count("\n", counted, start)
         counted = start
         call, pos, trim_next = _action(text, after + (2 if trim_before else 0), right, line)
-        if call is not None:
+        if call is None:
+            continue
+        if call.func == "range":
+            if open_range is not None:
+                raise Unsupported(f"line {line}: a range inside a range is not supported by the dev agent")
+            open_range, nodes = (call.args[0], line), []
+        elif call.func == "end":
+            if open_range is None:
+                raise TemplateSyntaxError(f"line {line}: unexpected {{{{end}}}}")
+            body = tuple(n for n in nodes if isinstance(n, (Text, Call, Field)))
+            top.append(RangeService(open_range[0], body, open_range[1]))
+            open_range, nodes = None, top
+        elif call.func == ".":
+            if open_range is None:
+                raise Unsupported(f"line {line}: fields (.{call.args[0]}) are supported by the dev agent only "
+                                  'inside {{ range service "name" }}')
+            nodes.append(Field(call.args[0], line))
+        else:
             nodes.append(call)
 
 
@@ -129,10 +173,13 @@ def _action(text: str, pos: int, right: str, line: int) -> tuple[Call | None, in
             tokens.append(("ident", text[pos:end]))
             pos = end
         else:
-            tokens.append(("other", c))
             pos += 1
-            if c in ".$":  # `.Field` and `$var` name data, not functions: skip the name with them
-                pos = _FIELD.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
+            if c in ".$":  # `.Field` and `$var` name data, not functions: one token with their name
+                end = _FIELD.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
+                tokens.append(("field" if c == "." else "other", text[pos:end] if c == "." else c))
+                pos = end
+            else:
+                tokens.append(("other", c))
 
 
 def _closing(text: str, pos: int, right: str) -> tuple[int, bool] | None:
@@ -187,18 +234,36 @@ def _call(tokens: list[tuple[str, str]], line: int) -> Call:
     """The one call an action's tokens make, or Unsupported / TemplateSyntaxError."""
     if not tokens:
         raise TemplateSyntaxError(f"line {line}: missing value for command")
+    kinds = [k for k, _ in tokens]
+    if kinds == ["ident", "ident", "string"] and tokens[0][1] == "range" and tokens[1][1] == "service":
+        name = tokens[2][1]
+        if "@" in name:
+            raise Unsupported(f'line {line}: service "{name}": another datacenter (@dc) is not supported by '
+                              "the dev agent")
+        return Call("range", (name,), line)
+    if tokens == [("ident", "end")]:
+        return Call("end", (), line)
+    if kinds == ["field"]:
+        field = tokens[0][1]
+        if field not in SERVICE_FIELDS:
+            raise Unsupported(f'line {line}: field ".{field}" not supported by the dev agent '
+                              f"(a service instance has {', '.join(SERVICE_FIELDS)})")
+        return Call(".", (field,), line)
     # Name the first function or keyword the agent does not know: that is what a user must change.
     for kind, value in tokens:
         if kind == "ident" and value in KEYWORDS:
             raise Unsupported(f'line {line}: action "{value}" not supported by the dev agent '
                               f"(it renders the functions {_SUPPORTED} with string arguments)")
         if kind == "ident" and value not in FUNCTIONS:
-            raise Unsupported(f'line {line}: function "{value}" not supported by the dev agent '
+            hint = ' except as {{ range service "name" }}' if value == "service" else ""
+            raise Unsupported(f'line {line}: function "{value}" not supported by the dev agent{hint} '
                               f"(supported: {_SUPPORTED})")
     for kind, value in tokens:
+        if kind == "field":
+            raise Unsupported(f"line {line}: fields and the dot (.{value}) not supported by the dev agent "
+                              'except alone inside {{ range service "name" }}')
         if kind == "other":
-            what = {"|": "pipelines (|)", "$": "variables ($)", ".": "fields and the dot (.)",
-                    "(": "parenthesized commands"}.get(value)
+            what = {"|": "pipelines (|)", "$": "variables ($)", "(": "parenthesized commands"}.get(value)
             what = what or ("numbers" if value.isdigit() or value in "+-" else f'"{value}"')
             raise Unsupported(f"line {line}: {what} not supported by the dev agent in an action "
                               f"(supported: {_SUPPORTED} with string arguments)")
@@ -221,6 +286,16 @@ def _call(tokens: list[tuple[str, str]], line: int) -> Call:
     return Call(head, args, line)
 
 
+def _flat(nodes: list[Node]) -> list[Node]:
+    return [m for n in nodes for m in ((n, *n.body) if isinstance(n, RangeService) else (n,))]
+
+
 def keys(nodes: list[Node]) -> list[str]:
     """The KV keys a parsed template reads, in order, without repeats."""
-    return list(dict.fromkeys(n.args[0] for n in nodes if isinstance(n, Call) and n.func in ("key", "keyOrDefault")))
+    return list(dict.fromkeys(n.args[0] for n in _flat(nodes)
+                              if isinstance(n, Call) and n.func in ("key", "keyOrDefault")))
+
+
+def services(nodes: list[Node]) -> list[str]:
+    """The services a parsed template ranges over (`tag.name` as written)."""
+    return list(dict.fromkeys(n.service for n in nodes if isinstance(n, RangeService)))

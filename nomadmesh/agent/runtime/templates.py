@@ -15,8 +15,9 @@ import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from nomadmesh.agent.runtime.template_syntax import Call, Node, Text
+from nomadmesh.agent.runtime.template_syntax import Field, Node, RangeService, Text
 
 SOURCE_ESCAPES = "template source path escapes alloc directory"
 DEST_ESCAPES = "template destination path escapes alloc directory"
@@ -46,16 +47,28 @@ class Rendered:
     missing: tuple[str, ...]  # consul-template dependencies still missing, e.g. "kv.block(db/pass)"
 
 
-def render(nodes: list[Node], key: Callable[[str], str | None], env: Mapping[str, str]) -> Rendered:
-    """The template's text with `key(path)` (None: missing) and the task's `env`."""
+ServiceLookup = Callable[[str], list[dict[str, Any]]]
+
+
+def render(nodes: list[Node], key: Callable[[str], str | None], env: Mapping[str, str],
+           service: ServiceLookup | None = None) -> Rendered:
+    """The template's text with `key(path)` (None: missing), the task's `env` and `service(name)`
+    (the healthy instances, as consul-template's HealthService fields)."""
     out: list[str] = []
     missing: list[str] = []
-    for node in nodes:
+
+    def emit(node: Node, dot: Mapping[str, Any] | None) -> None:
         if isinstance(node, Text):
             out.append(node.text)
-            continue
-        assert isinstance(node, Call)
-        if node.func == "":
+        elif isinstance(node, Field):
+            value = (dot or {}).get(node.name, "")
+            # Go's fmt of a []string is "[a b]"
+            out.append("[" + " ".join(value) + "]" if isinstance(value, list) else str(value))
+        elif isinstance(node, RangeService):
+            for instance in (service or (lambda _n: []))(node.service):
+                for inner in node.body:
+                    emit(inner, instance)
+        elif node.func == "":
             out.append(node.args[0])
         elif node.func == "env":
             out.append(env.get(node.args[0], ""))
@@ -70,7 +83,32 @@ def render(nodes: list[Node], key: Callable[[str], str | None], env: Mapping[str
             out.append(node.args[1] if value is None else value)
         else:  # template_syntax refuses every other function when the job is registered
             raise TemplateError(f'function "{node.func}" not supported by the dev agent')
+
+    for node in nodes:
+        emit(node, None)
     return Rendered("".join(out), tuple(dict.fromkeys(missing)))
+
+
+def health_instances(entries: list[dict[str, Any]], wanted: str) -> list[dict[str, Any]]:
+    """consul-template's HealthService list from Consul health entries ([{Node, Service, Checks}])
+    for `name` or `tag.name`: passing instances only, sorted by node then ID."""
+    tag = wanted.split(".", 1)[0] if "." in wanted else None
+    out = []
+    for e in entries:
+        node, svc = e["Node"], e["Service"]
+        if tag is not None and tag not in (svc.get("Tags") or []):
+            continue
+        out.append({"Node": node.get("Node", ""), "NodeID": node.get("ID", ""),
+                    "NodeAddress": node.get("Address", ""), "NodeDatacenter": node.get("Datacenter", ""),
+                    "Address": svc.get("Address") or node.get("Address", ""), "ID": svc.get("ID", ""),
+                    "Name": svc.get("Service", ""), "Port": svc.get("Port", 0), "Status": "passing",
+                    "Tags": list(svc.get("Tags") or [])})
+    return sorted(out, key=lambda i: (i["Node"], i["ID"]))
+
+
+def service_name(wanted: str) -> str:
+    """The service name of consul-template's `tag.name` query."""
+    return wanted.split(".", 1)[1] if "." in wanted else wanted
 
 
 def parse_perms(perms: str) -> int:
