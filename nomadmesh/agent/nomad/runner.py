@@ -108,7 +108,8 @@ class AllocRunner:
         self._retrier: threading.Thread | None = None
         self._stop_retrying = threading.Event()
         self._netns: str | None = None  # the allocation's network namespace (bridge mode)
-        # task -> its templates that read KV keys, and its env before their variables (re-rendered on change)
+        # task -> its templates that read KV keys or services, and its env before their variables (re-rendered
+        # when those change)
         self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
         self._template_watch: threading.Thread | None = None
 
@@ -425,8 +426,8 @@ class AllocRunner:
             watch.join(timeout=5)
 
     def _template_loop(self, poll_s: float = 1.0) -> None:
-        """Re-render on every KV change, then apply each changed template's change_mode, as
-        consul-template's watch in Nomad's template hook does (no splay: one local node)."""
+        """Re-render on every KV or catalog change, then apply each changed template's change_mode,
+        as consul-template's watch in Nomad's template hook does (no splay: one local node)."""
         state = self.ctx.state
         index = state.kind_index(*task_templates.WATCHED_KINDS)
         while not self.stopping and not self.finished:

@@ -8,7 +8,8 @@ Nomad accepts them too and fails the task when it renders ("Template failed: ...
 Before a task starts, `TaskTemplates.first_render` renders every template (blocking the task, as
 Nomad does, until each `key` it reads exists), writes the files with their `perms`, and returns
 the variables of `env = true` templates, which override the task's env. `rerender` re-renders
-after a KV change and says which change modes fired.
+after a KV or catalog change and returns the template blocks whose file changed (the runner
+applies their change_mode).
 
 Templates are parsed and rendered by the runtime's pure modules (the one place in nomad/ besides
 platform.py that imports the runtime: both modules are pure functions over strings and files).
