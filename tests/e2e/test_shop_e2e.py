@@ -197,6 +197,11 @@ def test_the_shop_deploys_prod_and_a_preview_beside_it(agent: RunningAgent, tmp_
         # web -> api through both sidecars; the greeting came from the template block (env = true)
         answer = wait_until(lambda: _web_answer(agent, "web"), 60, what="web's answer through its upstream")
         assert answer == {"web": "web", "greeting": "hello from the template", "api": {"api": "api"}}
+        (web_alloc,) = [a for a in requests.get(f"{agent.nomad_addr}/v1/job/web/allocations", timeout=10).json()
+                        if a["ClientStatus"] == "running"]
+        env_file = agent.alloc_dir / web_alloc["ID"] / "web" / "local" / "web.env"
+        assert env_file.read_text() == f"GREETING=hello from the template\nWEB_ALLOC={web_alloc['ID']}\n"
+        assert env_file.stat().st_mode & 0o777 == 0o600
         wait_until(lambda: 'upstream {"api": "api"}' in run(agent, "logs", "worker").output, 60,
                    what="the worker's call through its sidecar")
 

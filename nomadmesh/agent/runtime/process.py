@@ -358,13 +358,23 @@ class TaskProcess:
         return os.waitstatus_to_exitcode(status), 0
 
     def _signal_group(self, sig: int) -> None:
+        """`sig` once to every process of the task's group, and to its leader if it left the group.
+
+        The leader normally heads the group (start_new_session), so killpg alone reaches it; sending
+        through its pidfd as well would deliver it twice (a task counting SIGHUPs, or a realtime
+        signal, sees two)."""
         with self._lock:
             if self._reaped or self._pid is None or self._pidfd is None:
                 return
             try:
-                signal.pidfd_send_signal(self._pidfd, sig)
+                heads_group = os.getpgid(self._pid) == self._pid
             except ProcessLookupError:
-                pass
+                heads_group = False
+            if not heads_group:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, sig)
+                except ProcessLookupError:
+                    pass
             _killpg(self._pid, sig)
 
     def _sleep(self, seconds: float) -> bool:
