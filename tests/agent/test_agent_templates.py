@@ -310,3 +310,43 @@ def test_range_service_renders_the_catalog_and_follows_it(agent: InProcessAgent)
     # Rendered empty before the service registered, then again once it is in the catalog.
     wait_until(lambda: peers.read_text() == f"echo 127.0.0.1:{port}", 15, what="the re-render on registration")
     assert _alloc(agent)["TaskStates"]["app"]["Restarts"] == 0  # change_mode noop
+
+
+def test_a_missing_key_after_an_agent_restart_does_not_hold_the_agent(running_agent: Any) -> None:
+    import nomad
+
+    c = nomad.Nomad(host="127.0.0.1", port=running_agent.nomad_port, timeout=10)
+    kv = f"{running_agent.consul_addr}/v1/kv/app/mode"
+    assert requests.put(kv, data="one", timeout=10).json() is True
+    mode_only = CHANGE_MODES[:CHANGE_MODES.index("      template {", 10)]
+    restartable = JOB.replace("attempts = 0", "attempts = 2")  # a task found dead may be restarted
+    c.jobs.register_job({"Job": c.jobs.parse(restartable % (WATCH.replace('"', '\\"'), mode_only),
+                                             canonicalize=True)})
+    first = wait_until(lambda: next((a for a in c.job.get_allocations("tpl") if a["ClientStatus"] == "running"),
+                                    None), 20)
+    wait_until(lambda: _task_pids(running_agent), 10)
+    try:
+        assert requests.delete(kv, timeout=10).json() is True
+        running_agent.stop(kill=True)
+        for task_pid in _task_pids(running_agent):
+            os.killpg(task_pid, 9)  # the task dies while the agent is down: the next agent restarts it
+        running_agent.start()  # returns once the API answers: the missing key does not hold it
+        missing = wait_until(lambda: next((e for e in (c.allocation.get_allocation(first["ID"])["TaskStates"]["app"]
+                                                       ["Events"]) if e["Type"] == "Template"), None), 20)
+        assert missing["DisplayMessage"] == "Missing: kv.block(app/mode)"
+        assert requests.put(kv, data="two", timeout=10).json() is True
+        wait_until(lambda: requests.get(f"{running_agent.nomad_addr}/v1/client/fs/logs/{first['ID']}", timeout=10,
+                                        params={"task": "app", "type": "stdout", "plain": "true"}
+                                        ).text.endswith("start two\n"), 20)
+    finally:
+        c.job.deregister_job("tpl", purge=True)
+
+
+def _task_pids(agent: Any) -> list[int]:
+    from nomadmesh.agent.state import State
+
+    state = State(agent.data_dir / "state.db")
+    try:
+        return [h["Pid"] for a in state.values("alloc") for h in (a.get("_Handles") or {}).values() if h]
+    finally:
+        state.close()

@@ -342,55 +342,79 @@ class AllocRunner:
             if todo in (task_plan.Step.RESTART, task_plan.Step.RESUME):
                 self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
             if task.get("Templates"):
-                rendered = self._render_templates(task, alloc_dir, spec)
-                if rendered is None:
-                    if self.stopping:
-                        return
-                    continue  # the task failed: "Template failed" is recorded
-                spec = dataclasses.replace(spec, env={**spec.env, **rendered})
-            with self._lock:
-                if self.stopping:
+                outcome, rendered = self._render_templates(task, alloc_dir, spec, wait=not restore)
+                if outcome == "stopped":
                     return
-                handle = self.platform.start_task(spec, self._on_event(name))
-                self._handles[name] = handle
-            try:
-                handle.start()
-            except OSError as e:
-                self._handles.pop(name, None)
-                self._record(name, event("Driver Failure", f"failed to launch command: {e}", FailsTask=True,
-                                         DriverError=str(e)))
-                continue
-            if task_plan.waits_for_exit(task):
-                self.platform.wait_task(self._handles[name])
+                if outcome == "failed":
+                    continue  # "Template failed" is recorded
+                if outcome == "waiting":
+                    # After an agent restart: a missing key must not hold the agent's own start.
+                    threading.Thread(target=self._launch_when_rendered, args=(task, alloc_dir, spec),
+                                     name=f"templates-wait-{self.alloc_id[:8]}", daemon=True).start()
+                    continue
+                spec = dataclasses.replace(spec, env={**spec.env, **rendered})
+            if not self._launch(task, spec):
+                return
+
 
         if restore:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
 
-    def _render_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> dict[str, str] | None:
-        """Render the task's templates before it starts (waiting for missing KV keys, as Nomad's
-        template hook blocks the task); the `env = true` variables, or None when the task failed
-        (recorded as Nomad does: Killing "Template failed: ...", then Killed) or the allocation stopped."""
+    def _launch(self, task: dict[str, Any], spec: TaskSpec) -> bool:
+        """Start the task's process (and wait for a prestart task to finish); False when the
+        allocation is stopping."""
+        name = task["Name"]
+        with self._lock:
+            if self.stopping:
+                return False
+            handle = self.platform.start_task(spec, self._on_event(name))
+            self._handles[name] = handle
+        try:
+            handle.start()
+        except OSError as e:
+            self._handles.pop(name, None)
+            self._record(name, event("Driver Failure", f"failed to launch command: {e}", FailsTask=True,
+                                     DriverError=str(e)))
+            return True
+        if task_plan.waits_for_exit(task):
+            self.platform.wait_task(self._handles[name])
+        return True
+
+    def _launch_when_rendered(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> None:
+        outcome, rendered = self._render_templates(task, alloc_dir, spec, wait=True)
+        if outcome == "ok":
+            self._launch(task, dataclasses.replace(spec, env={**spec.env, **rendered}))
+
+    def _render_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec,
+                          wait: bool = True) -> tuple[str, dict[str, str]]:
+        """Render the task's templates before it starts, waiting for missing KV keys (as Nomad's
+        template hook blocks the task) unless not `wait`. ("ok", the `env = true` variables);
+        ("failed", {}) when the task failed (recorded as Nomad does: Killing "Template failed: ...",
+        then Killed); ("stopped", {}) when the allocation stopped; ("waiting", {}) when a key is
+        missing and not `wait`."""
         name = task["Name"]
         templates = task_templates.TaskTemplates(task, alloc_dir, lambda v: self.platform.interpolate(v, spec.env))
         try:
             env = templates.first_render(
-                self.ctx.state, spec.env, lambda: self.stopping,
+                self.ctx.state, spec.env, lambda: self.stopping or not wait,
                 lambda message: self._record(name, event(task_templates.MISSING_EVENT, message)),
                 self._services())
         except (task_templates.TemplateError, OSError) as e:
             message = f"Template failed: {e}"
             self._record(name, event("Killing", message, FailsTask=True))
             self._record(name, event("Killed", "Task successfully killed", FailsTask=True))
-            return None
+            return "failed", {}
+        if env is None:
+            return ("stopped" if self.stopping else "waiting"), {}
         earlier = (((self._alloc() or {}).get("TaskStates") or {}).get(name) or {}).get("Events") or []
-        if env is not None and earlier and name not in self._base:
+        if earlier and name not in self._base:
             self._base[name] = (0, list(earlier))  # the "Missing: ..." events stay before the process's own
-        if env is not None and templates.watched():
+        if templates.watched():
             self._templates[name] = (templates, dict(spec.env))
             self._watch_templates()
-        return env
+        return "ok", env
 
     def _resume_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> None:
         """An adopted task's templates: render once more (KV may have changed while the agent was
