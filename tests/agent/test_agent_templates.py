@@ -118,8 +118,8 @@ def test_unsupported_function_is_refused_at_registration(agent: InProcessAgent) 
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
     assert r.status_code == 400
     assert r.text.strip() == ('Task group g validation failed: Task app validation failed: Template 2 validation '
-                              'failed: line 1: action "with" not supported by the dev agent (it renders the '
-                              'functions env, key, keyOrDefault with string arguments)')
+                              'failed: line 1: action "with" not supported by the dev agent (it renders env, '
+                              'key, keyOrDefault, range service, with string arguments)')
     assert requests.get(f"{agent.addr}/v1/job/tpl", timeout=10).status_code == 404  # nothing stored
     job["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"] = '{{ key "a" | toJSON }}'
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)

@@ -40,7 +40,7 @@ _SPACES = re.compile(r"[ \t\r\n]+")
 _NAME = re.compile(r"\w+")
 _FIELD = re.compile(r"[\w.]*")
 _PLAIN = re.compile(r'[^"\\\n]*')  # the plain run of a quoted string, up to a quote, escape or newline
-_SUPPORTED = ", ".join(sorted(FUNCTIONS))
+_SUPPORTED = ", ".join(sorted(FUNCTIONS)) + ", range service"
 
 
 class TemplateSyntaxError(ValueError):
@@ -253,7 +253,7 @@ def _call(tokens: list[tuple[str, str]], line: int) -> Call:
     for kind, value in tokens:
         if kind == "ident" and value in KEYWORDS:
             raise Unsupported(f'line {line}: action "{value}" not supported by the dev agent '
-                              f"(it renders the functions {_SUPPORTED} with string arguments)")
+                              f"(it renders {_SUPPORTED}, with string arguments)")
         if kind == "ident" and value not in FUNCTIONS:
             hint = ' except as {{ range service "name" }}' if value == "service" else ""
             raise Unsupported(f'line {line}: function "{value}" not supported by the dev agent{hint} '
@@ -266,7 +266,7 @@ def _call(tokens: list[tuple[str, str]], line: int) -> Call:
             what = {"|": "pipelines (|)", "$": "variables ($)", "(": "parenthesized commands"}.get(value)
             what = what or ("numbers" if value.isdigit() or value in "+-" else f'"{value}"')
             raise Unsupported(f"line {line}: {what} not supported by the dev agent in an action "
-                              f"(supported: {_SUPPORTED} with string arguments)")
+                              f"(supported: {_SUPPORTED}, with string arguments)")
     head_kind, head = tokens[0]
     args = tuple(v for _, v in tokens[1:])
     if head_kind == "string":
