@@ -433,7 +433,7 @@ class AllocRunner:
             self._on_rerender(name, templates, dict(spec.env), changed)
         self._watch_templates()
 
-    def _services(self) -> task_templates.rt.ServiceLookup:
+    def _services(self) -> task_templates.ServiceLookup:
         return task_templates.service_lookup(lambda name: self.catalog.health(name, passing_only=True))
 
     def _watch_templates(self) -> None:

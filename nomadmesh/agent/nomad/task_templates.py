@@ -29,6 +29,7 @@ KV_KIND = "kv"
 WATCHED_KINDS = (KV_KIND, "service", "check")  # KV, and the catalog and its health for `range service`
 MISSING_EVENT = "Template"  # Nomad's consulTemplateSourceName
 TemplateError = rt.TemplateError
+ServiceLookup = rt.ServiceLookup
 
 
 def refusal(job: dict[str, Any]) -> str | None:
@@ -36,21 +37,20 @@ def refusal(job: dict[str, Any]) -> str | None:
     for group in job.get("TaskGroups") or []:
         for task in group.get("Tasks") or []:
             for i, block in enumerate(task.get("Templates") or [], 1):
-                where = f"Task group {group['Name']} validation failed: Task {task['Name']} validation failed: " \
-                        f"Template {i} validation failed: "
                 data = block.get("EmbeddedTmpl") or ""
                 if not data:
                     continue  # a `source` file exists only in the allocation: checked when rendered
                 try:
                     syntax.parse(data, block.get("LeftDelim") or "", block.get("RightDelim") or "")
                 except syntax.Unsupported as e:
-                    return where + str(e)
+                    return (f"Task group {group['Name']} validation failed: Task {task['Name']} validation failed: "
+                            f"Template {i} validation failed: {e}")
                 except syntax.TemplateSyntaxError:
                     pass  # Nomad registers it and fails the task at render time; so does the agent
     return None
 
 
-def service_lookup(health: Callable[[str], list[dict[str, Any]]]) -> rt.ServiceLookup:
+def service_lookup(health: Callable[[str], list[dict[str, Any]]]) -> ServiceLookup:
     """consul-template's `service "name"` (or "tag.name") over `health(name)`, Consul's passing
     health entries of the agent's own catalog."""
     return lambda wanted: rt.health_instances(health(rt.service_name(wanted)), wanted)
@@ -120,7 +120,7 @@ class TaskTemplates:
         """Whether a render can change: the templates read KV keys or range over services."""
         return any(syntax.keys(p.nodes) or syntax.services(p.nodes) for p in self._prepare())
 
-    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str], service: rt.ServiceLookup | None,
+    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str], service: ServiceLookup | None,
                 watched_only: bool = False) -> tuple[list[_Prepared], list[str]]:
         """Write every template whose render changed; (the changed ones, missing dependencies)."""
         renders = [(p, rt.render(p.nodes, key, env, service)) for p in self._prepare()
@@ -133,7 +133,7 @@ class TaskTemplates:
         return changed, []
 
     def first_render(self, state: State, env: Mapping[str, str], stopping: Callable[[], bool],
-                     on_missing: Callable[[str], None], service: rt.ServiceLookup | None = None,
+                     on_missing: Callable[[str], None], service: ServiceLookup | None = None,
                      poll_s: float = 1.0) -> dict[str, str] | None:
         """Render before the task starts, waiting for missing keys; the `env = true` variables,
         or None when the allocation stopped while waiting. TemplateError when rendering fails."""
@@ -153,7 +153,7 @@ class TaskTemplates:
                 return None
 
     def rerender(self, state: State, env: Mapping[str, str],
-                 service: rt.ServiceLookup | None = None) -> list[dict[str, Any]]:
+                 service: ServiceLookup | None = None) -> list[dict[str, Any]]:
         """After a KV change: the template blocks whose file changed (still-missing keys: none).
         A template with `once = true` keeps its first render, as in Nomad."""
         changed, _ = self._render(kv_lookup(state), env, service, watched_only=True)
