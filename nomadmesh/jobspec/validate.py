@@ -5,6 +5,7 @@ Works on a canonicalized job (run `canonicalize` first); returns every problem, 
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 from typing import Any
 
@@ -223,18 +224,53 @@ def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
     lifecycle = t.get("Lifecycle")
     if lifecycle and lifecycle.get("Hook") not in _HOOKS:
         errors.append(f'invalid hook: {lifecycle.get("Hook")}')
-    for template in t.get("Templates") or []:
-        if not template.get("DestPath"):
-            errors.append("Template must have a destination")
-        if not template.get("SourcePath") and not template.get("EmbeddedTmpl"):
-            errors.append("Template must specify a source path or have an embedded template")
-        if template.get("ChangeMode") not in ("noop", "restart", "signal", "script"):
-            errors.append(f'Invalid template change mode: "{template.get("ChangeMode")}"')
+    destinations: dict[str, int] = {}
+    for i, template in enumerate(t.get("Templates") or [], 1):
+        errors.extend(f"Template {i} validation failed: {e}" for e in _template(template))
+        dest = template.get("DestPath") or ""
+        if dest in destinations:
+            errors.append(f"Template {i} has same destination as {destinations[dest]}")
+        else:
+            destinations[dest] = i
     for artifact in t.get("Artifacts") or []:
         if not artifact.get("GetterSource"):
             errors.append("Artifact must have a source")
     for service in t.get("Services") or []:
         errors.extend(_service(service, {}, labels, set(), "", group_level=False))
+    return errors
+
+
+def _template(t: dict[str, Any]) -> list[str]:
+    """Nomad's Template.Validate, in its words."""
+    errors: list[str] = []
+    if not t.get("SourcePath") and not t.get("EmbeddedTmpl"):
+        errors.append("Must specify a source path or have an embedded template")
+    dest = t.get("DestPath") or ""
+    if not dest:
+        errors.append("Must specify a destination for the template")
+    # escapingfs.PathEscapesAllocViaRelative("task", dest): joined (Go's Join concatenates, even an
+    # absolute dest) under <alloc>/task, the result may not climb out of <alloc>.
+    placed = posixpath.normpath("/alloc-dir/alloc-id/task/" + dest)
+    if posixpath.relpath(placed, "/alloc-dir/alloc-id").startswith(".."):
+        errors.append("destination escapes allocation directory")
+    mode = t.get("ChangeMode")
+    if mode == "signal":
+        if not t.get("ChangeSignal"):
+            errors.append("Must specify signal value when change mode is signal")
+        if t.get("Envvars"):
+            errors.append("cannot use signals with env var templates")
+    elif mode == "script":
+        if not t.get("ChangeScript"):
+            errors.append("must specify change script configuration value when change mode is script")
+    elif mode not in ("noop", "restart"):
+        errors.append("Invalid change mode. Must be one of the following: noop, signal, script, restart")
+    if (t.get("Splay") or 0) < 0:
+        errors.append("Must specify positive splay value")
+    perms = t.get("Perms") or ""
+    if perms and not (perms.isascii() and perms.isdigit() and all(c in "01234567" for c in perms)):
+        errors.append(f'Failed to parse "{perms}" as octal: strconv.ParseUint: parsing "{perms}": invalid syntax')
+    elif perms and int(perms, 8) > 0o7777:
+        errors.append(f'Failed to parse "{perms}" as octal: strconv.ParseUint: parsing "{perms}": value out of range')
     return errors
 
 

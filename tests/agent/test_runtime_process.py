@@ -286,3 +286,28 @@ def test_task_survives_agent_sigkill_and_is_adopted_then_restarted(make_spec, ta
     finally:
         if proc_start_time(pid) == start_time:  # never signal a pid that may have been reused
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_signal_reaches_the_task_once(make_spec, tasks) -> None:
+    # Realtime signals queue instead of coalescing, so a signal sent twice is seen twice; the
+    # marker (a higher realtime signal, delivered after every lower pending one) closes the count.
+    code = """
+        import signal
+        lo, hi = signal.SIGRTMIN, signal.SIGRTMIN + 1
+        signal.pthread_sigmask(signal.SIG_BLOCK, [lo, hi])
+        print("ready", flush=True)
+        while True:
+            info = signal.sigtimedwait([lo, hi], 5)
+            if info is not None:
+                print("marker" if info.si_signo == hi else "signal", flush=True)
+    """
+    spec = make_spec(code)
+    t = TaskProcess(spec)
+    tasks.append(t)
+    t.start()
+    wait_until(lambda: spec.stdout_path.read_text() == "ready\n", 10)
+    t.signal(signal.SIGRTMIN)
+    wait_until(lambda: "signal" in spec.stdout_path.read_text(), 10)
+    t.signal(signal.SIGRTMIN + 1)
+    out = wait_until(lambda: (text := spec.stdout_path.read_text()).endswith("marker\n") and text, 10)
+    assert out == "ready\nsignal\nmarker\n"

@@ -16,7 +16,7 @@ from nomadmesh.agent.http.nomad_util import (
     reply,
     strip_private,
 )
-from nomadmesh.agent.nomad import jobs as jobstore, planner, spec
+from nomadmesh.agent.nomad import feasibility, jobs as jobstore, planner, spec, task_templates
 from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_jobs", __name__)
@@ -58,11 +58,16 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("Job") is None:
         raise HTTPError(400, "Job must be specified")
     try:
-        return spec.prepare(body["Job"])
+        job = spec.prepare(body["Job"])
     except spec.SpecInputError as e:
         raise HTTPError(400, str(e)) from None
     except spec.SpecInvalid as e:
         raise HTTPError(500, str(e)) from None
+    # a template the agent would render wrong, a constraint it cannot evaluate: never stored
+    refused = task_templates.refusal(job) or feasibility.unevaluated_constraint(job)
+    if refused:
+        raise HTTPError(400, refused)
+    return job
 
 
 def _allocs_of(job_id: str) -> list[dict[str, Any]]:

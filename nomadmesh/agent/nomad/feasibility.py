@@ -6,6 +6,7 @@ http=5000": 1}); the plan endpoint and the evaluation's FailedTGAllocs both show
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MISSING_DRIVERS = "missing drivers"
@@ -21,18 +22,110 @@ def static_ports(tg: dict[str, Any]) -> list[dict[str, Any]]:
     return list(nets[0].get("ReservedPorts") or []) if nets else []
 
 
-def constraint_reason(tg: dict[str, Any], node: dict[str, Any]) -> str | None:
-    """Why the node is filtered out for this group, in Nomad's words, or None when it fits."""
+def constraint_reason(tg: dict[str, Any], node: dict[str, Any], job: dict[str, Any] | None = None) -> str | None:
+    """Why the node is filtered out for this group, in Nomad's words, or None when it fits: the
+    job's constraints, then drivers, then the group's and its tasks' constraints (Nomad's order)."""
+    for c in (job or {}).get("Constraints") or []:
+        if not constraint_holds(c, node):
+            return constraint_text(c)
     drivers = node.get("Drivers") or {}
     for task in tg.get("Tasks") or []:
         if task.get("Driver") not in drivers:
             return MISSING_DRIVERS
+    for c in [*(tg.get("Constraints") or []), *(c for t in tg.get("Tasks") or [] for c in t.get("Constraints") or [])]:
+        if not constraint_holds(c, node):
+            return constraint_text(c)
     mode = group_network_mode(tg)
     if mode == "bridge" and node.get("_BridgeUnavailable"):
         return f"bridge network mode unavailable: {node['_BridgeUnavailable']}"
     if mode not in ("host", "bridge"):
         return f"missing network mode {mode!r} (this node supports host and bridge)"
     return None
+
+
+def constraint_text(c: dict[str, Any]) -> str:
+    """Nomad's Constraint.String(), the key of AllocMetric.ConstraintFiltered."""
+    return f"{c.get('LTarget') or ''} {c.get('Operand') or ''} {c.get('RTarget') or ''}"
+
+
+def resolve_target(target: str, node: dict[str, Any]) -> tuple[str, bool]:
+    """Nomad's resolveTarget: a literal, or the node's id, datacenter, name, class, pool, attr.* or meta.*."""
+    if not target.startswith("${"):
+        return target, True
+    fixed = {"${node.unique.id}": "ID", "${node.datacenter}": "Datacenter", "${node.unique.name}": "Name",
+             "${node.class}": "NodeClass", "${node.pool}": "NodePool"}
+    if target in fixed:
+        return str(node.get(fixed[target]) or ""), True
+    for prefix, where in (("${attr.", "Attributes"), ("${meta.", "Meta")):
+        if target.startswith(prefix):
+            name = target[len(prefix):].removesuffix("}")
+            values = node.get(where) or {}
+            return (str(values[name]), True) if name in values else ("", False)
+    return "", False
+
+
+# Nomad's version constraints (hashicorp/go-version, semver) are not evaluated by the dev agent: a job
+# using them is refused at registration rather than placed as if they held.
+UNEVALUATED = ("version", "semver")
+
+
+def unevaluated_constraint(job: dict[str, Any]) -> str | None:
+    """The refusal for a constraint the dev agent cannot evaluate, or None."""
+    groups = job.get("TaskGroups") or []
+    every = [*(job.get("Constraints") or []), *(c for g in groups for c in g.get("Constraints") or []),
+             *(c for g in groups for t in g.get("Tasks") or [] for c in t.get("Constraints") or [])]
+    for c in every:
+        if c.get("Operand") in UNEVALUATED:
+            return (f'constraint "{constraint_text(c)}": operator "{c["Operand"]}" not supported by the dev agent '
+                    "(it evaluates =, !=, <, <=, >, >=, regexp, set_contains*, is_set, is_not_set)")
+    return None
+
+
+def constraint_holds(c: dict[str, Any], node: dict[str, Any]) -> bool:
+    """Nomad's checkConstraint for one node."""
+    op = c.get("Operand") or "="
+    if op in ("distinct_hosts", "distinct_property"):
+        return True
+    left, lfound = resolve_target(c.get("LTarget") or "", node)
+    right, rfound = resolve_target(c.get("RTarget") or "", node)
+    both = lfound and rfound
+    if op in ("=", "==", "is"):
+        return both and left == right
+    if op in ("!=", "not"):
+        return left != right
+    if op in ("<", "<=", ">", ">="):
+        return both and _ordered(op, left, right)
+    if op == "is_set":
+        return lfound
+    if op == "is_not_set":
+        return not lfound
+    if op == "regexp":
+        try:
+            return both and re.search(right, left) is not None
+        except re.error:
+            return False
+    if op in ("set_contains", "set_contains_all", "set_contains_any"):
+        have = {v.strip() for v in left.split(",")}
+        want = [v.strip() for v in right.split(",")]
+        return both and (any(w in have for w in want) if op == "set_contains_any" else all(w in have for w in want))
+    return False
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # strconv.ParseInt's base 10 (Python's int() also takes "1_0", " 1")
+
+
+def _ordered(op: str, left: str, right: str) -> bool:
+    """Nomad's checkOrder: as integers, else as floats, else lexically."""
+    a: int | float | str
+    b: int | float | str
+    if _INTEGER.fullmatch(left) and _INTEGER.fullmatch(right):
+        a, b = int(left), int(right)
+    else:
+        try:
+            a, b = float(left), float(right)
+        except ValueError:
+            a, b = left, right
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]  # type: ignore[operator]
 
 
 def exhausted_reason(tg: dict[str, Any], used_static: dict[int, str]) -> str | None:

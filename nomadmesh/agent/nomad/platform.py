@@ -1,6 +1,7 @@
 """The scheduler's one seam to the task runtime (nomadmesh.agent.runtime): dirs, env, processes,
 logs and CNI bridge networking. Nothing else in nomad/ imports the runtime (imported plainly: no
-string imports, so the import graph and the type checker see every edge).
+string imports, so the import graph and the type checker see every edge), except task_templates.py
+for the pure template parser and renderer.
 
 TaskSpec is what the runner knows about a task; Platform turns it into runtime calls.
 """
@@ -277,6 +278,13 @@ class Platform:
 
     def task_done(self, handle: rt_process.TaskProcess) -> bool:
         return handle.state().state == "dead"
+
+    def restart_task(self, handle: rt_process.TaskProcess, reason: str, env: dict[str, str]) -> bool:
+        """Restart a running task at once with `env` (a template's change_mode restart)."""
+        return handle.restart(reason, env)
+
+    def signal_task(self, handle: rt_process.TaskProcess, signal_name: str, reason: str) -> None:
+        handle.signal(rt_process.signal_number(signal_name), reason)
 
     def stop_task(self, handle: rt_process.TaskProcess) -> None:
         handle.stop()

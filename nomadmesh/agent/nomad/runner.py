@@ -5,10 +5,12 @@ the task group's restart block inside the runtime's supervised process; what to 
 scheduler's call. Everything it learns (task events, network status, process identities for
 adoption after an agent restart) is written to the allocation document in state.
 
-All calls into nomadmesh.agent.runtime go through Platform (nomad/platform.py).
+All calls into nomadmesh.agent.runtime go through Platform (nomad/platform.py), except the pure
+template parser and renderer, through nomad/task_templates.py.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, task_plan
+from nomadmesh.agent.nomad import connect_hook, task_plan, task_templates
 from nomadmesh.agent.nomad.platform import Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
@@ -106,6 +108,10 @@ class AllocRunner:
         self._retrier: threading.Thread | None = None
         self._stop_retrying = threading.Event()
         self._netns: str | None = None  # the allocation's network namespace (bridge mode)
+        # task -> its templates that read KV keys or services, and its env before their variables (re-rendered
+        # when those change)
+        self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
+        self._template_watch: threading.Thread | None = None
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -319,6 +325,8 @@ class AllocRunner:
                     self._base[name] = (0, list(prev.get("Events") or []))
                     self._handles[name] = h
                     self._sync_task(name, None)
+                    if task.get("Templates"):
+                        self._resume_templates(task, alloc_dir, spec)
                     continue
             allowed = bool(restore and prev and not agent_stopped and self.platform.restart_allowed(spec, prev))
             todo = task_plan.step(restore, start_dead, agent_stopped, bool(prev), allowed)
@@ -333,25 +341,148 @@ class AllocRunner:
                 prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
             if todo in (task_plan.Step.RESTART, task_plan.Step.RESUME):
                 self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
-            with self._lock:
-                if self.stopping:
+            if task.get("Templates"):
+                outcome, rendered = self._render_templates(task, alloc_dir, spec, wait=not restore)
+                if outcome == "stopped":
                     return
-                handle = self.platform.start_task(spec, self._on_event(name))
-                self._handles[name] = handle
-            try:
-                handle.start()
-            except OSError as e:
-                self._handles.pop(name, None)
-                self._record(name, event("Driver Failure", f"failed to launch command: {e}", FailsTask=True,
-                                         DriverError=str(e)))
-                continue
-            if task_plan.waits_for_exit(task):
-                self.platform.wait_task(self._handles[name])
+                if outcome == "failed":
+                    continue  # "Template failed" is recorded
+                if outcome == "waiting":
+                    # After an agent restart: a missing key must not hold the agent's own start.
+                    threading.Thread(target=self._launch_when_rendered, args=(task, alloc_dir, spec),
+                                     name=f"templates-wait-{self.alloc_id[:8]}", daemon=True).start()
+                    continue
+                spec = dataclasses.replace(spec, env={**spec.env, **rendered})
+            if not self._launch(task, spec):
+                return
+
 
         if restore:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
+
+    def _launch(self, task: dict[str, Any], spec: TaskSpec) -> bool:
+        """Start the task's process (and wait for a prestart task to finish); False when the
+        allocation is stopping."""
+        name = task["Name"]
+        with self._lock:
+            if self.stopping:
+                return False
+            handle = self.platform.start_task(spec, self._on_event(name))
+            self._handles[name] = handle
+        try:
+            handle.start()
+        except OSError as e:
+            self._handles.pop(name, None)
+            self._record(name, event("Driver Failure", f"failed to launch command: {e}", FailsTask=True,
+                                     DriverError=str(e)))
+            return True
+        if task_plan.waits_for_exit(task):
+            self.platform.wait_task(self._handles[name])
+        return True
+
+    def _launch_when_rendered(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> None:
+        outcome, rendered = self._render_templates(task, alloc_dir, spec, wait=True)
+        if outcome == "ok":
+            self._launch(task, dataclasses.replace(spec, env={**spec.env, **rendered}))
+
+    def _render_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec,
+                          wait: bool = True) -> tuple[str, dict[str, str]]:
+        """Render the task's templates before it starts, waiting for missing KV keys (as Nomad's
+        template hook blocks the task) unless not `wait`. ("ok", the `env = true` variables);
+        ("failed", {}) when the task failed (recorded as Nomad does: Killing "Template failed: ...",
+        then Killed); ("stopped", {}) when the allocation stopped; ("waiting", {}) when a key is
+        missing and not `wait`."""
+        name = task["Name"]
+        templates = task_templates.TaskTemplates(task, alloc_dir, lambda v: self.platform.interpolate(v, spec.env))
+        try:
+            env = templates.first_render(
+                self.ctx.state, spec.env, lambda: self.stopping or not wait,
+                lambda message: self._record(name, event(task_templates.MISSING_EVENT, message)),
+                self._services())
+        except (task_templates.TemplateError, OSError) as e:
+            message = f"Template failed: {e}"
+            self._record(name, event("Killing", message, FailsTask=True))
+            self._record(name, event("Killed", "Task successfully killed", FailsTask=True))
+            return "failed", {}
+        if env is None:
+            return ("stopped" if self.stopping else "waiting"), {}
+        earlier = (((self._alloc() or {}).get("TaskStates") or {}).get(name) or {}).get("Events") or []
+        if earlier and name not in self._base:
+            self._base[name] = (0, list(earlier))  # the "Missing: ..." events stay before the process's own
+        if templates.watched():
+            self._templates[name] = (templates, dict(spec.env))
+            self._watch_templates()
+        return "ok", env
+
+    def _resume_templates(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> None:
+        """An adopted task's templates: render once more (KV may have changed while the agent was
+        down: then its change_mode applies now, as Nomad's template hook does on restore) and watch."""
+        name = task["Name"]
+        templates = task_templates.TaskTemplates(task, alloc_dir, lambda v: self.platform.interpolate(v, spec.env))
+        try:
+            if not templates.watched():
+                return
+            changed = templates.rerender(self.ctx.state, spec.env, self._services())
+        except (task_templates.TemplateError, OSError) as e:
+            log.warning("allocation %s: re-rendering the templates of %s: %s", self.alloc_id[:8], name, e)
+            return
+        self._templates[name] = (templates, dict(spec.env))
+        if changed:
+            self._on_rerender(name, templates, dict(spec.env), changed)
+        self._watch_templates()
+
+    def _services(self) -> task_templates.ServiceLookup:
+        return task_templates.service_lookup(lambda name: self.catalog.health(name, passing_only=True))
+
+    def _watch_templates(self) -> None:
+        with self._lock:
+            if self._template_watch is None:
+                self._template_watch = threading.Thread(target=self._template_loop, daemon=True,
+                                                        name=f"templates-{self.alloc_id[:8]}")
+                self._template_watch.start()
+
+    def _join_template_watch(self) -> None:
+        """Once `stopping` is set, the watch ends within its poll; wait for it (it reads the state)."""
+        watch = self._template_watch
+        if watch is not None and watch is not threading.current_thread():
+            watch.join(timeout=5)
+
+    def _template_loop(self, poll_s: float = 1.0) -> None:
+        """Re-render on every KV or catalog change, then apply each changed template's change_mode,
+        as consul-template's watch in Nomad's template hook does (no splay: one local node)."""
+        state = self.ctx.state
+        index = state.kind_index(*task_templates.WATCHED_KINDS)
+        while not self.stopping and not self.finished:
+            try:
+                now = state.wait(task_templates.WATCHED_KINDS, index, poll_s)
+            except Exception:  # the agent closed its state under us: it is shutting down
+                return
+            if now == index:
+                continue
+            index = now
+            for name, (templates, env) in list(self._templates.items()):
+                try:
+                    changed = templates.rerender(state, env, self._services())
+                    if changed:
+                        self._on_rerender(name, templates, env, changed)
+                except Exception:  # a failed re-render leaves the task as it is; the next change retries
+                    log.exception("allocation %s: re-rendering the templates of %s", self.alloc_id[:8], name)
+
+    def _on_rerender(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
+                     changed: list[dict[str, Any]]) -> None:
+        handle = self._handles.get(name)
+        if handle is None or self.stopping:
+            return
+        modes = {t.get("ChangeMode") or "restart" for t in changed}
+        if "restart" in modes:
+            self.platform.restart_task(handle, "Template with change_mode restart re-rendered",
+                                       {**env, **templates.env_vars()})
+            return
+        for sig in dict.fromkeys(t.get("ChangeSignal") or "SIGHUP" for t in changed
+                                 if t.get("ChangeMode") == "signal"):
+            self.platform.signal_task(handle, sig, "Template re-rendered")
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
         """An Envoy sidecar task gets its bootstrap in its secrets dir before it starts."""
@@ -485,6 +616,7 @@ class AllocRunner:
             t.start()
         for t in threads:
             t.join()
+        self._join_template_watch()
         self.platform.teardown_network(self.alloc_id)
         self.finished = True
         self._stop_retrying.set()  # the final write below supersedes any task state still pending
@@ -521,4 +653,5 @@ class AllocRunner:
             for h in self._handles.values():
                 self.platform.detach_task(h)
             self._handles.clear()
+        self._join_template_watch()
         self._stop_retrying.set()

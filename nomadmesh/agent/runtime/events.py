@@ -22,6 +22,8 @@ NOT_RESTARTING = "Not Restarting"
 KILLING = "Killing"
 KILLED = "Killed"
 DRIVER_FAILURE = "Driver Failure"
+RESTART_SIGNALED = "Restart Signaled"
+SIGNALING = "Signaling"
 
 PENDING, RUNNING, DEAD = "pending", "running", "dead"
 MAX_EVENTS = 10  # Nomad keeps the last 10 events per task

@@ -99,6 +99,7 @@ class TaskProcess:
         self._reaped = True
         self._stopping = False
         self._detached = False
+        self._restart_requested = False
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
@@ -184,8 +185,35 @@ class TaskProcess:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def signal(self, sig: int) -> None:
-        """Send a signal to the task's process group without stopping supervision (nomad alloc signal)."""
+    def restart(self, reason: str, env: Mapping[str, str] | None = None) -> bool:
+        """Kill the task and start it again at once, outside its restart policy, as Nomad's task
+        restart (a template's change_mode restart, `nomad alloc restart`); `env` replaces its
+        environment for the new run. False when the task is not running under supervision."""
+        with self._lock:
+            if self._done.is_set() or self._stopping or self._detached or self._thread is None:
+                return False
+            if env is not None:
+                self.spec = replace(self.spec, env=dict(env))
+            self._restart_requested = True
+            pid = self._pid
+        self._emit(TaskEvent(ev.RESTART_SIGNALED, reason))
+        self._signal_group(self.spec.kill_signal)
+        threading.Thread(target=self._kill_after_timeout, args=(pid,), daemon=True).start()
+        return True
+
+    def _kill_after_timeout(self, pid: int | None) -> None:
+        """SIGKILL a process that outlives its kill_timeout after a restart's kill signal."""
+        time.sleep(self.spec.kill_timeout_s)
+        with self._lock:
+            same = self._pid == pid and not self._reaped
+        if same:
+            self._signal_group(signal.SIGKILL)
+
+    def signal(self, sig: int, reason: str = "") -> None:
+        """Send a signal to the task's process group without stopping supervision (nomad alloc signal);
+        with a `reason`, a "Signaling" task event records it first."""
+        if reason:
+            self._emit(TaskEvent(ev.SIGNALING, reason))
         self._signal_group(sig)
 
     def detach(self) -> None:
@@ -244,6 +272,17 @@ class TaskProcess:
                 if self._stopping:
                     self._finish(failed=False, event=TaskEvent(ev.KILLED, "Task successfully killed"))
                     return
+                with self._lock:
+                    triggered, self._restart_requested = self._restart_requested, False
+                if triggered:  # restart(): at once, counted, outside the restart policy (as Nomad)
+                    restarting = TaskEvent(ev.RESTARTING, "Task restarting in 0s", restart_reason="Restart triggered")
+                    with self._lock:
+                        self._state = replace(self._state, state=ev.PENDING, restarts=self._state.restarts + 1,
+                                              last_restart_ns=restarting.time_ns, pid=None, start_time=None)
+                    self._emit(restarting)
+                    if not self._respawn():
+                        return
+                    continue
                 decision = self._tracker.on_exit(code, time.monotonic_ns())
                 if decision.action == "terminated":
                     self._finish(failed=False, event=None)
@@ -263,18 +302,24 @@ class TaskProcess:
                         return
                     self._finish(failed=False, event=TaskEvent(ev.KILLED, "Task successfully killed"))
                     return
-                try:
-                    self._spawn()
-                except OSError as e:
-                    # A task whose binary vanished cannot recover by waiting: fail it like Nomad does.
-                    self._finish(failed=True, event=TaskEvent(ev.DRIVER_FAILURE, f"failed to launch command: {e}",
-                                                              failed=True))
+                if not self._respawn():
                     return
         finally:
             with self._lock:
                 if self._pidfd is not None:
                     os.close(self._pidfd)
                     self._pidfd = None
+
+    def _respawn(self) -> bool:
+        """Start the task again; False (the task failed) when it cannot be launched."""
+        try:
+            self._spawn()
+        except OSError as e:
+            # A task whose binary vanished cannot recover by waiting: fail it like Nomad does.
+            self._finish(failed=True, event=TaskEvent(ev.DRIVER_FAILURE, f"failed to launch command: {e}",
+                                                      failed=True))
+            return False
+        return True
 
     def _wait_exit(self) -> tuple[int | None, int] | None:
         """Block until the process exits (→ exit code, signal) or we are detached (→ None)."""
@@ -313,13 +358,23 @@ class TaskProcess:
         return os.waitstatus_to_exitcode(status), 0
 
     def _signal_group(self, sig: int) -> None:
+        """`sig` once to every process of the task's group, and to its leader if it left the group.
+
+        The leader normally heads the group (start_new_session), so killpg alone reaches it; sending
+        through its pidfd as well would deliver it twice (a task counting SIGHUPs, or a realtime
+        signal, sees two)."""
         with self._lock:
             if self._reaped or self._pid is None or self._pidfd is None:
                 return
             try:
-                signal.pidfd_send_signal(self._pidfd, sig)
+                heads_group = os.getpgid(self._pid) == self._pid
             except ProcessLookupError:
-                pass
+                heads_group = False
+            if not heads_group:
+                try:
+                    signal.pidfd_send_signal(self._pidfd, sig)
+                except ProcessLookupError:
+                    pass
             _killpg(self._pid, sig)
 
     def _sleep(self, seconds: float) -> bool:
