@@ -1,8 +1,11 @@
 """HCL2 text → a small syntax tree of bodies, attributes and blocks, and an expression evaluator.
 
 python-hcl2's dict output cannot tell `"${x}"` from `"$${x}"` once unquoted, nor a block from an
-object, and it drops positions; so we take its Lark parse tree (`hcl2.parses_to_tree`) and walk it
-ourselves. Attribute values stay unevaluated Lark trees until the decoder asks for them, because
+object, and it drops positions; so we take a Lark parse tree of python-hcl2's grammar and walk it
+ourselves. The Lark parser is ours (`_parser`), built once per process from python-hcl2's grammar
+and post-lexer, with its LALR tables cached on disk by Lark, and without `propagate_positions`:
+that option costs a third of the parse, and every position we need is on the tokens themselves
+(`_pos`, `source_text`). Attribute values stay unevaluated Lark trees until the decoder asks for them, because
 they may refer to `var.*` and `local.*`, which are known only after the top-level `variable` and
 `locals` blocks are read.
 
@@ -16,15 +19,16 @@ Evaluation follows HCL's rules where Nomad's jobspec relies on them:
 """
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import hcl2
+from hcl2.postlexer import PostLexer
 from hcl2.utils import process_escape_sequences  # HCL's own escape rules (python-hcl2's strip_string_quotes uses it)
-from lark import Token, Tree
+from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
@@ -59,17 +63,54 @@ class RuntimeReference(Exception):
     """An expression refers to something only Nomad's client knows (a runtime variable)."""
 
 
-def _pos(node: Any) -> tuple[int, int]:
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    """python-hcl2's own grammar and post-lexer (what `hcl2.parses_to_tree` runs), minus positions on
+    the tree nodes. `cache=True` keeps the LALR tables in the temp folder, keyed by grammar and Lark
+    version, so a new process does not rebuild them."""
+    return Lark.open_from_package("hcl2", "hcl2.lark", parser="lalr", propagate_positions=False,
+                                  postlex=PostLexer(), cache=True)
+
+
+def _parse_tree(text: str) -> Tree:
+    # The trailing newline is python-hcl2's own workaround: its grammar ends statements with one.
+    return _parser().parse(text + "\n")
+
+
+def _first_token(node: Any) -> Token | None:
     if isinstance(node, Token):
-        return node.line or 0, node.column or 0
-    meta = getattr(node, "meta", None)
-    if meta is not None and not meta.empty:
-        return meta.line, meta.column
-    for child in getattr(node, "children", []):
-        line, col = _pos(child)
-        if line:
-            return line, col
-    return 0, 0
+        return node
+    for child in getattr(node, "children", ()):
+        tok = _first_token(child)
+        if tok is not None:
+            return tok
+    return None
+
+
+def _last_token(node: Any) -> Token | None:
+    if isinstance(node, Token):
+        return node
+    for child in reversed(getattr(node, "children", ())):
+        tok = _last_token(child)
+        if tok is not None:
+            return tok
+    return None
+
+
+def _pos(node: Any) -> tuple[int, int]:
+    """Line and column where a node starts (its first token: every terminal of the grammar is kept)."""
+    tok = _first_token(node)
+    if tok is None:
+        return 0, 0
+    return tok.line or 0, tok.column or 0
+
+
+def source_text(source: str, node: Any) -> str | None:
+    """The exact text a node was parsed from, from its first token's start to its last token's end."""
+    first, last = _first_token(node), _last_token(node)
+    if first is None or last is None or first.start_pos is None or last.end_pos is None:
+        return None
+    return source[first.start_pos:last.end_pos]
 
 
 def _trees(node: Tree) -> list[Tree]:
@@ -80,7 +121,7 @@ def _trees(node: Tree) -> list[Tree]:
 def parse(text: str) -> Body:
     """Parse HCL2 text into a Body; syntax errors become JobspecError with line and column."""
     try:
-        tree = hcl2.parses_to_tree(text)
+        tree = _parse_tree(text)
     except UnexpectedInput as exc:
         raise JobspecError(_syntax_message(exc), exc.line if exc.line != -1 else None,
                            exc.column if exc.column != -1 else None) from None
@@ -281,7 +322,10 @@ class Evaluator:
         try:
             value = self._eval(expr)
         except RuntimeReference:
-            return self.source[node.meta.start_pos:node.meta.end_pos]
+            text = source_text(self.source, node)
+            if text is None:  # every interpolation has its `${` and `}` tokens
+                raise
+            return text
         try:
             return _to_text(value)
         except ValueError as exc:
@@ -335,7 +379,7 @@ class Evaluator:
     def _heredoc_interpolation(self, text: str, line: int) -> str:
         inner = text[2:-1]
         try:
-            tree = hcl2.parses_to_tree(f"x = {inner}\n")
+            tree = _parse_tree(f"x = {inner}\n")
         except LarkError:
             raise JobspecError(f"invalid expression in {text!r}", line) from None
         expr = tree.children[0].children[0].children[-1]
@@ -383,7 +427,7 @@ class Evaluator:
         root = str(root_node.children[0])
         line, col = _pos(node)
         if root not in ("var", "local"):
-            raise RuntimeReference(self.source[node.meta.start_pos:node.meta.end_pos] if not node.meta.empty else root)
+            raise RuntimeReference(source_text(self.source, node) or root)
         if not steps or steps[0][0] != "attr":
             raise JobspecError(f'"{root}" must be followed by .<name>', line, col)
         name = steps[0][1]
