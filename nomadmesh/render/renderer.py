@@ -25,6 +25,7 @@ from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
+from nomadmesh.render.parallel import fork_map
 from nomadmesh.render.view import job_view, portable
 
 Format = Literal["hcl", "json"]
@@ -182,5 +183,9 @@ def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = ()) -> dict[s
     """Map `<name>.nomad.hcl` (or `.json`) to the job text for every (or every named) service."""
     if fmt not in FORMATS:
         raise RenderError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    one = render_hcl if fmt == "hcl" else render_json
-    return {job_filename(s.name, fmt): one(s, spec.project, spec.root) for s in select(spec, names)}
+    services = select(spec, names)
+    if fmt == "hcl":
+        return {job_filename(s.name, fmt): render_hcl(s, spec.project, spec.root) for s in services}
+    # JSON is CPU-bound (the jobspec parse of every job): many jobs are spread over the cores.
+    texts = fork_map(lambda s: render_json(s, spec.project, spec.root), services)
+    return {job_filename(s.name, fmt): text for s, text in zip(services, texts, strict=True)}
