@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
@@ -23,6 +24,7 @@ from nomadmesh.definitions.blocks import LABELLED
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
+from nomadmesh.jobspec.parse_cache import cached_parse_hcl
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.parallel import fork_map
@@ -148,12 +150,15 @@ def job_variables(service: Service, root: str | None) -> dict[str, str]:
     return {name: root for name in names if root is not None}
 
 
-def render_json(service: Service, project: Project, root: str | None = None) -> str:
+def render_json(service: Service, project: Project, root: str | None = None,
+                parse_cache: Path | None = None) -> str:
     """One service's job as the API's `{"Job": {...}}`: its HCL read back by the jobspec parser the
     dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
-    keys, 2-space indent, newline."""
+    keys, 2-space indent, newline. With `parse_cache`, a folder, parse results are kept there by
+    content (jobspec/parse_cache.py) and an unchanged job is not parsed again."""
+    text, variables = render_hcl(service, project, root), job_variables(service, root)
     try:
-        job = parse_hcl(render_hcl(service, project, root), job_variables(service, root))
+        job = parse_hcl(text, variables) if parse_cache is None else cached_parse_hcl(text, variables, parse_cache)
     except JobspecError as e:  # a template bug, not bad input: the HCL we wrote must parse
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -179,13 +184,16 @@ def job_filename(name: str, fmt: Format) -> str:
     return f"{name}.nomad.{fmt}"
 
 
-def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = ()) -> dict[str, str]:
-    """Map `<name>.nomad.hcl` (or `.json`) to the job text for every (or every named) service."""
+def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = (),
+           parse_cache: Path | None = None) -> dict[str, str]:
+    """Map `<name>.nomad.hcl` (or `.json`) to the job text for every (or every named) service.
+    `parse_cache`: a folder where JSON rendering keeps parse results (see `render_json`); without
+    it nothing is read or written."""
     if fmt not in FORMATS:
         raise RenderError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
     services = select(spec, names)
     if fmt == "hcl":
         return {job_filename(s.name, fmt): render_hcl(s, spec.project, spec.root) for s in services}
     # JSON is CPU-bound (the jobspec parse of every job): many jobs are spread over the cores.
-    texts = fork_map(lambda s: render_json(s, spec.project, spec.root), services)
+    texts = fork_map(lambda s: render_json(s, spec.project, spec.root, parse_cache), services)
     return {job_filename(s.name, fmt): text for s, text in zip(services, texts, strict=True)}
