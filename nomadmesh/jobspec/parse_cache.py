@@ -40,16 +40,24 @@ def cache_key(text: str, variables: dict[str, Any] | str | None) -> str:
 
 def cached_parse_hcl(text: str, variables: dict[str, Any] | str | None, folder: Path) -> dict[str, Any]:
     """`parse_hcl(text, variables)`, from `folder` when this exact parse was done before."""
+    job: dict[str, Any] = json.loads(cached_job_json(text, variables, folder))
+    return job
+
+
+def cached_job_json(text: str, variables: dict[str, Any] | str | None, folder: Path) -> str:
+    """`parse_hcl(text, variables)` as JSON text (2-space indent, sorted keys, no ASCII escaping),
+    which is also how the entry is stored: a warm render then neither decodes nor re-encodes it
+    (Python's json encodes with an indent in pure Python, a third of a warm render's time)."""
     path = folder / f"{cache_key(text, variables)}.json"
     try:
-        job = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(job, dict):
-            return job
+        stored = path.read_text(encoding="utf-8")
+        if isinstance(json.loads(stored), dict):  # a damaged or foreign entry is never served
+            return stored
     except (OSError, ValueError):  # not there yet, or damaged: parse again and rewrite it
         pass
-    job = parse_hcl(text, variables)
-    _write(path, json.dumps(job, sort_keys=True, ensure_ascii=False))
-    return job
+    job_json = json.dumps(parse_hcl(text, variables), indent=2, sort_keys=True, ensure_ascii=False)
+    _write(path, job_json)
+    return job_json
 
 
 def _write(path: Path, text: str) -> None:

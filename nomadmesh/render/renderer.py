@@ -24,7 +24,7 @@ from nomadmesh.definitions.blocks import LABELLED
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
-from nomadmesh.jobspec.parse_cache import cached_parse_hcl
+from nomadmesh.jobspec.parse_cache import cached_job_json
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.parallel import fork_map
@@ -158,7 +158,12 @@ def render_json(service: Service, project: Project, root: str | None = None,
     content (jobspec/parse_cache.py) and an unchanged job is not parsed again."""
     text, variables = render_hcl(service, project, root), job_variables(service, root)
     try:
-        job = parse_hcl(text, variables) if parse_cache is None else cached_parse_hcl(text, variables, parse_cache)
+        if parse_cache is not None:
+            # The cached text is the Job dumped alone with the same options; nested one level
+            # under "Job" each of its lines gains two spaces, which is exactly what dumps writes.
+            job_json = cached_job_json(text, variables, parse_cache)
+            return '{\n  "Job": ' + job_json.replace("\n", "\n  ") + "\n}\n"
+        job = parse_hcl(text, variables)
     except JobspecError as e:  # a template bug, not bad input: the HCL we wrote must parse
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
     return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -2,6 +2,7 @@
 text, variables or parser is a miss, errors and damaged entries are never served."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from nomadmesh.cli.main import cli
 from nomadmesh.definitions import load_spec
+from nomadmesh.definitions.model import Spec
 from nomadmesh.jobspec import JobspecError, parse_cache, parse_hcl
 from nomadmesh.jobspec.parse_cache import cache_key, cached_parse_hcl
 from nomadmesh.render import render
@@ -98,3 +100,14 @@ def test_cli_render_json_keeps_its_parse_cache_under_dot_nomadmesh(tmp_path: Pat
     monkeypatch.setattr(parse_cache, "parse_hcl", _no_parse)
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     assert {p.name: p.read_text() for p in (tmp_path / "jobs").iterdir()} == cold
+
+
+def test_cached_json_is_byte_identical_for_hostile_values(tmp_path: Path) -> None:
+    samples = load_spec(SERVICES)
+    hostile = (("A", 'line1\nline2\r\ttab "q" \\ ${x} $${y} %{z}'), ("B", "é ü \u2028 \U0001f600 \x01"))
+    services = tuple(dataclasses.replace(s, run=dataclasses.replace(s.run, env=hostile)) for s in samples.services)
+    spec = Spec(project=samples.project, services=services, root=samples.root)
+    plain = render(spec, "json")
+    assert '\\u2028' not in "".join(plain.values()) and "\u2028" in "".join(plain.values())
+    assert render(spec, "json", parse_cache=tmp_path) == plain  # cold
+    assert render(spec, "json", parse_cache=tmp_path) == plain  # warm
