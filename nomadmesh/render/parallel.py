@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -46,8 +47,10 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = Non
     global _task
     _task = (fn, items)
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_run_chunk, _chunks(1, len(items), workers * 4))
+        # An executor, not a Pool: a worker that dies (killed, out of memory) fails the call with
+        # BrokenProcessPool instead of leaving it waiting for a result that never comes.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_run_chunk, _chunks(1, len(items), workers * 4)))
     finally:
         _task = None
     out: list[R] = [first]
