@@ -1,11 +1,11 @@
 """`fork_map(fn, items)`: a pure function over many items, in forked worker processes when that pays.
 
-Rendering a job to JSON is CPU-bound Python (the jobspec parse is ~4 ms a job), so many jobs
+Rendering a job to JSON is CPU-bound Python (the jobspec parse is ~3 ms of CPU a job), so many jobs
 are spread over the machine's cores. Workers are forked, not spawned: they inherit the parent's
 loaded modules, built parser and template environments, and the items themselves (a module
 global set just before the fork), so nothing but results crosses a pipe. Forking is only done
 where it is safe and worth it:
-- the process has a single thread (forking a threaded process can copy a held lock);
+- on Linux, in a process with a single thread (forking a threaded process can copy a held lock);
 - there are at least `min_items` items and two usable cores.
 Otherwise it is a plain loop. Results come back in item order; an exception raised for an item
 is raised again in the parent, the earliest item's first, exactly as the plain loop would.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +42,7 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = Non
     processes when safe and there are at least `min_items` (default `MIN_ITEMS`) items."""
     workers = min(workers or usable_cpus(), len(items))
     if (workers < 2 or len(items) < (MIN_ITEMS if min_items is None else min_items) or threading.active_count() > 1
-            or "fork" not in multiprocessing.get_all_start_methods()):
+            or sys.platform != "linux"):  # macOS lists fork, but forking there can crash system libraries
         return [fn(item) for item in items]
     first = fn(items[0])  # in the parent: builds the lazily made parser and templates once, before the fork
     global _task
