@@ -5,6 +5,10 @@ object, and it drops positions; so we take a Lark parse tree of python-hcl2's gr
 ourselves. The Lark parser is ours (`_parser`): built once per process from python-hcl2's grammar
 and post-lexer, its LALR tables cached on disk, and without `propagate_positions`, which cost
 nearly half of each parse while every position we need is on the tokens (`_pos`, `source_text`).
+The same grammar is first tried with lark-cython's lexer and parser (`_fast_parser`), a quarter
+faster; it cannot run python-hcl2's post-lexer, which only joins a newline to a binary operator
+after it (`a\n  && b`), so whatever it refuses, syntax errors included, is parsed again by the
+Python parser, which alone decides what is an error and says where.
 Attribute values stay unevaluated Lark trees until the decoder asks for them, because they may
 refer to `var.*` and `local.*`, which are known only after the top-level `variable` and `locals`
 blocks are read.
@@ -28,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from hcl2.postlexer import PostLexer
 from hcl2.utils import process_escape_sequences  # HCL's own escape rules (python-hcl2's strip_string_quotes uses it)
@@ -36,6 +40,17 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
+
+try:  # lark-cython's tokens are its own class, with lark.Token's fields and str() but not a str
+    from lark_cython import Token as _CythonToken  # type: ignore[import-untyped]
+
+    _TOKENS: tuple[type, ...] = (Token, _CythonToken)
+except ImportError:  # pragma: no cover - lark-cython is a dependency; the parser works without it
+    _TOKENS = (Token,)
+
+
+def _is_token(node: Any) -> TypeGuard[Token]:
+    return isinstance(node, _TOKENS)
 
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9._-]*)\r?\n([\s\S]*)\2\s*$")
 
@@ -90,13 +105,31 @@ def _table_cache() -> str | bool:
     return str(folder / f"hcl2-{version('python-hcl2')}-lark-{version('lark')}-py{py}.lalr")
 
 
+@functools.lru_cache(maxsize=1)
+def _fast_parser() -> Lark | None:
+    """The grammar on lark-cython (its tokens are not `lark.Token`s: see `_TOKENS`); None without it."""
+    try:
+        import lark_cython
+    except ImportError:
+        return None
+    cache = _table_cache()
+    return Lark.open_from_package("hcl2", "hcl2.lark", parser="lalr", _plugins=lark_cython.plugins,
+                                  cache=f"{cache}.cython" if cache else False)
+
+
 def _parse_tree(text: str) -> Tree:
     # The trailing newline is python-hcl2's own workaround: its grammar ends statements with one.
+    fast = _fast_parser()
+    if fast is not None:
+        try:
+            return fast.parse(text + "\n")
+        except LarkError:
+            pass  # a syntax error, or a newline before an operator: the Python parser decides
     return _parser().parse(text + "\n")
 
 
 def _first_token(node: Any) -> Token | None:
-    if isinstance(node, Token):
+    if _is_token(node):
         return node
     for child in getattr(node, "children", ()):
         tok = _first_token(child)
@@ -106,7 +139,7 @@ def _first_token(node: Any) -> Token | None:
 
 
 def _last_token(node: Any) -> Token | None:
-    if isinstance(node, Token):
+    if _is_token(node):
         return node
     for child in reversed(getattr(node, "children", ())):
         tok = _last_token(child)
@@ -163,9 +196,9 @@ def _syntax_message(exc: UnexpectedInput) -> str:
     return "syntax error"
 
 
-def _name(node: Tree | Token) -> str:
+def _name(node: Any) -> str:
     """An attribute name or block type/label: identifier, keyword, literal or string."""
-    if isinstance(node, Token):
+    if _is_token(node):
         return str(node)
     if node.data == "string":
         return _plain_string(node)
@@ -178,7 +211,7 @@ def _plain_string(node: Tree) -> str:
     for part in node.children:
         if isinstance(part, Tree) and part.data == "string_part":
             content = part.children[0]
-            if isinstance(content, Token):
+            if _is_token(content):
                 text.append(_literal_part(content))
             else:
                 line, col = _pos(content)
@@ -204,7 +237,7 @@ def _body(node: Tree) -> Body:
                 raise JobspecError(f'attribute "{name}" is defined twice', line, col)
             body.attrs[name] = Attr(name, child.children[-1], line, col)
         elif child.data == "block":
-            parts = [c for c in child.children if not (isinstance(c, Token) or c.data == "new_line_or_comment")]
+            parts = [c for c in child.children if not (_is_token(c) or c.data == "new_line_or_comment")]
             inner = parts[-1]
             names = [_name(p) for p in parts[:-1]]
             body.blocks.append(Block(names[0], names[1:], _body(inner), line, col))
@@ -272,10 +305,10 @@ class Evaluator:
                                "a string; Nomad runtime variables go inside \"${...}\"", line, col) from None
 
     def _eval(self, node: Any) -> Any:
-        if isinstance(node, Token):
+        if _is_token(node):
             line, col = _pos(node)
             raise JobspecError(f"unexpected {str(node)!r}", line, col)
-        kind = node.data
+        kind = str(node.data)  # lark-cython's trees name their rule with a token, not a str
         handler = getattr(self, f"_e_{kind}", None)
         if handler is None:
             line, col = _pos(node)
@@ -311,7 +344,7 @@ class Evaluator:
 
     def _object_key(self, node: Any) -> str:
         # A bare identifier key (`{ k = 1 }`) names itself; anything else is evaluated.
-        if isinstance(node, Token):
+        if _is_token(node):
             return str(node)
         if node.data == "expr_term" and _trees(node) and _trees(node)[0].data == "identifier":
             return str(_trees(node)[0].children[0])
@@ -325,7 +358,7 @@ class Evaluator:
             if not (isinstance(part, Tree) and part.data == "string_part"):
                 continue
             content = part.children[0]
-            if isinstance(content, Token):
+            if _is_token(content):
                 out.append(_literal_part(content))
             elif content.data == "interpolation":
                 out.append(self._interpolate(content))
@@ -358,7 +391,7 @@ class Evaluator:
 
     def _heredoc(self, node: Tree) -> str:
         tok = node.children[0]
-        if not isinstance(tok, Token) or tok.line is None:  # the grammar gives one positioned token
+        if not _is_token(tok) or tok.line is None:  # the grammar gives one positioned token
             raise JobspecError("malformed heredoc")
         match = _HEREDOC.match(str(tok))
         if match is None:  # the grammar accepted it, so this is not expected

@@ -71,3 +71,8 @@ def test_no_table_cache_when_its_folder_cannot_be_made(tmp_path: Path, monkeypat
     a_file.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(a_file))
     assert hcl._table_cache() is False
+
+
+def test_the_lark_cython_fast_path_is_in_use() -> None:
+    assert hcl._fast_parser() is not None
+    assert type(hcl._first_token(hcl._parse_tree("a = 1"))).__module__.startswith("lark_cython")
