@@ -524,7 +524,9 @@ class Evaluator:
     def _e_binary_op(self, node: Tree) -> Any:
         left_node, term = _trees(node)[:2]
         op_node, right_node = _trees(term)
-        op = str(op_node.children[0])
+        # python-hcl2's post-lexer prefixes the newline (and comment) before an operator that starts
+        # a line to the operator's own token: the operator is its last word.
+        op = str(op_node.children[0]).split()[-1]
         left, right = self._eval(left_node), self._eval(right_node)
         try:
             result = _BINARY[op](left, right)

@@ -73,6 +73,17 @@ def test_no_table_cache_when_its_folder_cannot_be_made(tmp_path: Path, monkeypat
     assert hcl._table_cache() is False
 
 
+@pytest.mark.parametrize("expr, expected", [
+    ("true\n    && false", False),
+    ("1\n    + 2 # a comment\n    * 3", 7),
+    ("2 // why\n    == 2", True),
+])
+def test_a_binary_operator_may_start_the_next_line(expr: str, expected: Any) -> None:
+    # python-hcl2's post-lexer joins the newline (and any comment) to the operator's token
+    value = parse_hcl(f'locals {{\n  x = {expr}\n}}\njob "j" {{\n  meta {{\n    a = "${{local.x}}"\n  }}\n}}\n')
+    assert value["Meta"]["a"] == str(expected).lower()
+
+
 def test_the_lark_cython_fast_path_is_in_use() -> None:
     assert hcl._fast_parser() is not None
     assert type(hcl._first_token(hcl._parse_tree("a = 1"))).__module__.startswith("lark_cython")
