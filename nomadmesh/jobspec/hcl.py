@@ -114,7 +114,7 @@ def _fast_parser() -> Lark | None:
         return None
     cache = _table_cache()
     return Lark.open_from_package("hcl2", "hcl2.lark", parser="lalr", _plugins=lark_cython.plugins,
-                                  cache=f"{cache}.cython" if cache else False)
+                                  cache=f"{cache}-lark-cython-{version('lark-cython')}" if cache else False)
 
 
 def _parse_tree(text: str) -> Tree:
