@@ -2,8 +2,8 @@
 
 A job's JSON is its HCL read back by the jobspec parser (~3 ms of CPU a job in Python), and most jobs do
 not change between two renders. Each successful parse is kept as `<folder>/<key>.json`, where the
-key is the sha256 of the parser's identity (the source of this package, python-hcl2's and Lark's
-versions), the HCL text and the variables: any change to one of them is a different key, so a
+key is the sha256 of the parser's identity (the source of this package, python-hcl2's, Lark's and
+lark-cython's versions), the HCL text and the variables: any change to one of them is a different key, so a
 cached result is never stale, only unused. Errors are never cached. The cache is an addition: a
 missing, unreadable or corrupt entry is parsed again, and a folder that cannot be written to only
 means nothing is kept.
@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,11 @@ def parser_identity() -> str:
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update(f"python-hcl2 {version('python-hcl2')}; lark {version('lark')}".encode())
+    for dist in ("python-hcl2", "lark", "lark-cython"):
+        try:
+            digest.update(f"{dist} {version(dist)};".encode())
+        except PackageNotFoundError:  # lark-cython is optional to the parser
+            digest.update(f"{dist} absent;".encode())
     return digest.hexdigest()
 
 
