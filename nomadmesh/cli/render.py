@@ -55,7 +55,7 @@ def render_command(
         click.echo(f"warning: {warning}", err=True)
     from nomadmesh.deploy.local_agent import STATE_DIR
 
-    # JSON comes from parsing each job's HCL; unchanged jobs are read back from the parse cache.
-    parse_cache = Path(STATE_DIR) / "cache" / "jobspec"
+    # JSON comes from parsing each job's HCL; unchanged jobs are read back from the project's parse cache.
+    parse_cache = Path(spec.root or ".") / STATE_DIR / "cache" / "jobspec"
     for path in write_jobs(render(spec, fmt, services, parse_cache), out_dir):  # type: ignore[arg-type]
         click.echo(f"wrote {path}")

@@ -3,6 +3,7 @@ text, variables or parser is a miss, errors and damaged entries are never served
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +91,18 @@ def test_render_json_with_the_cache_is_the_render_without_it(tmp_path: Path, mon
     assert render(spec, "json", parse_cache=tmp_path) == plain  # warm: read back, nothing parsed
 
 
-def test_cli_render_json_keeps_its_parse_cache_under_dot_nomadmesh(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_render_json_keeps_its_parse_cache_in_the_projects_dot_nomadmesh(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(SERVICES, tmp_path / "project" / "services")
     monkeypatch.chdir(tmp_path)
-    args = ["render", "--services", str(SERVICES), "--out", "jobs", "--format", "json"]
+    args = ["render", "--services", "project/services", "--out", "jobs", "--format", "json"]
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     cold = {p.name: p.read_text() for p in (tmp_path / "jobs").iterdir()}
-    assert len(list((tmp_path / ".nomadmesh" / "cache" / "jobspec").iterdir())) == len(cold)
+    assert len(list((tmp_path / "project" / ".nomadmesh" / "cache" / "jobspec").iterdir())) == len(cold)
     monkeypatch.setattr(parse_cache, "parse_hcl", _no_parse)
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     assert {p.name: p.read_text() for p in (tmp_path / "jobs").iterdir()} == cold
+    assert not (tmp_path / ".nomadmesh").exists()
 
 
 def test_cached_json_is_byte_identical_for_hostile_values(tmp_path: Path) -> None:
