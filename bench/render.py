@@ -1,6 +1,7 @@
 """Benchmark: load + validate + render N synthetic services; prints services per second.
 
     .venv/bin/python bench/render.py                 # 1,000 services, seed 1
+    .venv/bin/python bench/render.py --format json   # also the JSON paths (cold, warm, old parser)
     .venv/bin/python bench/render.py -n 5000 --json
 
 Writes N `services/<name>/service.json` files (Consul's format plus the `nomad` key) into a
@@ -9,12 +10,24 @@ local_bind_ports, then times, best of --repeat runs:
   load    nomadmesh.definitions.load_spec(folder)   (find, parse, validate, build the model)
   render  nomadmesh.render.render(spec, fmt)  (pure; nothing written)
   total   both, back to back
-Target from issue 2: 1,000 services in under 1 s on the 2-core dev machine.
+With --format json, the JSON (each job's HCL parsed back by nomadmesh.jobspec) is also timed as:
+  json cold            no parse cache, over forked workers as `render` does (the `render` figure)
+  json warm            the same with every parse read back from a filled parse cache
+                       (`render --format json` keeps one in .nomadmesh/cache/jobspec)
+  ... 1 process        both again in this process only
+  old parser           1 process, through python-hcl2's own parser (`hcl2.parses_to_tree`, node
+                       positions on) as before issue 12's speed-up: the ratio is from the same run
+Each is given as wall time and as CPU time (this process and its workers): on a machine shared with
+other work the wall time grows, the CPU time much less. The Lark tables are loaded before timing
+(a new process pays that once: about 0.1-0.5 s from the user's cache, 2-3 s to build them).
+Targets: issue 2, 1,000 services to HCL in under 1 s; issue 12, the same through the parse to
+JSON, on the 2-core dev machine.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -24,8 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import hcl2
+
 from nomadmesh.definitions import load_spec
-from nomadmesh.render import render
+from nomadmesh.jobspec import hcl as jobspec_hcl
+from nomadmesh.render import parallel, render
 
 T = TypeVar("T")
 
@@ -73,6 +89,49 @@ def best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
     return min(times), result  # type: ignore[return-value]
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def best_wall_and_cpu(repeat: int, fn: Callable[[], object]) -> tuple[float, float]:
+    """Best wall time and best CPU time (this process + its reaped workers) of `repeat` runs."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        cpu, start = _cpu(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - start)
+        cpus.append(_cpu() - cpu)
+    return min(walls), min(cpus)
+
+
+def json_paths(spec: Any, repeat: int, cache_dir: Path) -> dict[str, float]:
+    """The JSON paths of the module docstring, each as (wall, CPU) seconds."""
+    out: dict[str, float] = {}
+
+    def record(name: str, fn: Callable[[], object]) -> None:
+        out[f"{name}_seconds"], out[f"{name}_cpu_seconds"] = (round(x, 4) for x in best_wall_and_cpu(repeat, fn))
+
+    record("json_cold", lambda: render(spec, "json"))
+    render(spec, "json", parse_cache=cache_dir)  # fill the cache
+    record("json_warm", lambda: render(spec, "json", parse_cache=cache_dir))
+    one_process = parallel.MIN_ITEMS
+    parallel.MIN_ITEMS = sys.maxsize
+    try:
+        record("json_cold_1_process", lambda: render(spec, "json"))
+        record("json_warm_1_process", lambda: render(spec, "json", parse_cache=cache_dir))
+        ours = jobspec_hcl._parse_tree
+        jobspec_hcl._parse_tree = hcl2.parses_to_tree  # python-hcl2's own Lark parser, positions on
+        try:
+            record("json_old_parser", lambda: render(spec, "json"))
+        finally:
+            jobspec_hcl._parse_tree = ours
+    finally:
+        parallel.MIN_ITEMS = one_process
+    out["json_cold_speedup_vs_old"] = round(out["json_old_parser_seconds"] / out["json_cold_seconds"], 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--services", type=int, default=1000, help="how many services (default 1000)")
@@ -87,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp) / "services"
         write_tree(root, definitions(n, args.seed))
         load_s, spec = best_of(args.repeat, lambda: load_spec(root))
+        render(spec, args.format, names=[spec.services[0].name])  # load the parser's tables once, untimed
         render_s, rendered = best_of(args.repeat, lambda: render(spec, args.format))
         total_s, _ = best_of(args.repeat, lambda: render(load_spec(root), args.format))
+        paths = json_paths(spec, args.repeat, Path(tmp) / "parse-cache") if args.format == "json" else {}
     assert len(rendered) == n, f"rendered {len(rendered)} of {n}"
     figures = {
         "services": n,
@@ -100,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         "services_per_second": round(n / total_s),
         "render_services_per_second": round(n / render_s),
         "mean_job_bytes": round(statistics.mean(len(t) for t in rendered.values())),
+        **paths,
+        **({"json_warm_total_seconds": round(load_s + paths["json_warm_seconds"], 4)} if paths else {}),
+        "workers": parallel.usable_cpus() if args.format == "json" else 1,
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
     }
     if args.json:
@@ -110,6 +175,18 @@ def main(argv: list[str] | None = None) -> int:
             f"render {render_s:.3f}s, together {total_s:.3f}s = {n / total_s:,.0f} services/s "
             f"(render alone {n / render_s:,.0f}/s)"
         )
+        if paths:
+            p = paths
+            print(
+                f"json render, wall (CPU) seconds: cold {p['json_cold_seconds']:.3f} "
+                f"({p['json_cold_cpu_seconds']:.3f}) "
+                f"over {figures['workers']} workers; cold in 1 process {p['json_cold_1_process_seconds']:.3f} "
+                f"({p['json_cold_1_process_cpu_seconds']:.3f}); warm from the parse cache {p['json_warm_seconds']:.3f} "
+                f"({p['json_warm_cpu_seconds']:.3f}), with load {figures['json_warm_total_seconds']:.3f}, "
+                f"in 1 process {p['json_warm_1_process_seconds']:.3f} ({p['json_warm_1_process_cpu_seconds']:.3f}); "
+                f"old parser {p['json_old_parser_seconds']:.3f} ({p['json_old_parser_cpu_seconds']:.3f}) = "
+                f"{p['json_cold_speedup_vs_old']}x the cold figure; load average {figures['load_average_1m']}"
+            )
     return 0
 
 

@@ -53,6 +53,8 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
     "scale_50_sidecar_private_mib_max": (operator.le, 25, "private memory per sidecar <= 25 MB"),
     "ca_leaf_per_s": (operator.ge, 1000, ">= 1,000 leaves/s"),
     "render_total_seconds": (operator.le, 1, "1,000 services <= 1 s"),
+    "render_json_total_seconds": (operator.le, 1, "1,000 services to JSON <= 1 s (issue 12)"),
+    "render_json_warm_total_seconds": (operator.le, 1, "1,000 services to JSON <= 1 s, parse cache warm"),
     "http_leader_p99_ms": (operator.le, 20, "p99 <= 20 ms under 1,000 blocking + 200 idle"),
     "http_kv_watch_p99_ms": (operator.le, 100, "KV write -> watcher <= 100 ms"),
     "deploy_deny_s": (operator.le, 5, "default deny: deploy to chain <= 5 s"),
@@ -62,12 +64,18 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
 
 
 def render_figures(n: int, repeat: int) -> Figures:
-    """bench/render.py's own run, its JSON read back (names prefixed `render_`)."""
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        render_bench.main(["-n", str(n), "--repeat", str(repeat), "--json"])
-    figs = json.loads(buf.getvalue())
-    return {f"render_{k}": v for k, v in figs.items() if isinstance(v, (int, float))}
+    """bench/render.py's own runs, HCL then JSON, their JSON read back (names prefixed `render_`, and
+    `render_json_` for the JSON run's load/render/total)."""
+    out: Figures = {}
+    for fmt, prefix in (("hcl", "render_"), ("json", "render_json_")):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            render_bench.main(["-n", str(n), "--repeat", str(repeat), "--format", fmt, "--json"])
+        figs = json.loads(buf.getvalue())
+        for k, v in figs.items():
+            if isinstance(v, (int, float)):
+                out[f"render_{k}" if k.startswith("json_") else f"{prefix}{k}"] = v
+    return out
 
 
 def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:

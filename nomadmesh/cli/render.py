@@ -53,5 +53,9 @@ def render_command(
         env=env, variables=var, environ=os.environ)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
-    for path in write_jobs(render(spec, fmt, services), out_dir):  # type: ignore[arg-type]
+    from nomadmesh.deploy.local_agent import STATE_DIR
+
+    # JSON comes from parsing each job's HCL; unchanged jobs are read back from the project's parse cache.
+    parse_cache = Path(spec.root or ".") / STATE_DIR / "cache" / "jobspec"
+    for path in write_jobs(render(spec, fmt, services, parse_cache), out_dir):  # type: ignore[arg-type]
         click.echo(f"wrote {path}")

@@ -181,7 +181,7 @@ _SPECIAL: dict[str, Callable[[Decoder, hcl.Body, dict[str, Any], str], set[str]]
 
 def type_name_of(source: str, expr: Any) -> str:
     """The text of a variable's `type = ...` expression (string, number, bool, list(string) …)."""
-    meta = getattr(expr, "meta", None)
-    if meta is None or meta.empty:
+    text = hcl.source_text(source, expr)
+    if text is None:
         return "any"
-    return re.sub(r"\s+", "", source[meta.start_pos:meta.end_pos])
+    return re.sub(r"\s+", "", text)

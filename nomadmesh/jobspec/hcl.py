@@ -1,10 +1,17 @@
 """HCL2 text → a small syntax tree of bodies, attributes and blocks, and an expression evaluator.
 
 python-hcl2's dict output cannot tell `"${x}"` from `"$${x}"` once unquoted, nor a block from an
-object, and it drops positions; so we take its Lark parse tree (`hcl2.parses_to_tree`) and walk it
-ourselves. Attribute values stay unevaluated Lark trees until the decoder asks for them, because
-they may refer to `var.*` and `local.*`, which are known only after the top-level `variable` and
-`locals` blocks are read.
+object, and it drops positions; so we take a Lark parse tree of python-hcl2's grammar and walk it
+ourselves. The Lark parser is ours (`_parser`): built once per process from python-hcl2's grammar
+and post-lexer, its LALR tables cached on disk, and without `propagate_positions`, which cost
+nearly half of each parse while every position we need is on the tokens (`_pos`, `source_text`).
+The same grammar is first tried with lark-cython's lexer and parser (`_fast_parser`), a quarter
+faster; it cannot run python-hcl2's post-lexer, which only joins a newline to a binary operator
+after it (`a\n  && b`), so whatever it refuses, syntax errors included, is parsed again by the
+Python parser, which alone decides what is an error and says where.
+Attribute values stay unevaluated Lark trees until the decoder asks for them, because they may
+refer to `var.*` and `local.*`, which are known only after the top-level `variable` and `locals`
+blocks are read.
 
 Evaluation follows HCL's rules where Nomad's jobspec relies on them:
 - quoted strings resolve `\\n`, `\\"`, `\\uXXXX` … escapes; `$${` → `${` and `%%{` → `%{`;
@@ -16,18 +23,34 @@ Evaluation follows HCL's rules where Nomad's jobspec relies on them:
 """
 from __future__ import annotations
 
+import functools
 import operator
+import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeGuard
 
-import hcl2
+from hcl2.postlexer import PostLexer
 from hcl2.utils import process_escape_sequences  # HCL's own escape rules (python-hcl2's strip_string_quotes uses it)
-from lark import Token, Tree
+from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
+
+try:  # lark-cython's tokens are its own class, with lark.Token's fields and str() but not a str
+    from lark_cython import Token as _CythonToken  # type: ignore[import-untyped]
+
+    _TOKENS: tuple[type, ...] = (Token, _CythonToken)
+except ImportError:  # pragma: no cover - lark-cython is a dependency; the parser works without it
+    _TOKENS = (Token,)
+
+
+def _is_token(node: Any) -> TypeGuard[Token]:
+    return isinstance(node, _TOKENS)
 
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9._-]*)\r?\n([\s\S]*)\2\s*$")
 
@@ -59,17 +82,86 @@ class RuntimeReference(Exception):
     """An expression refers to something only Nomad's client knows (a runtime variable)."""
 
 
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    """python-hcl2's own grammar and post-lexer (what `hcl2.parses_to_tree` runs), minus positions on
+    the tree nodes. Building the LALR tables takes a second or two, so Lark keeps them in a file
+    (`_table_cache`) and a new process loads them in a tenth of that."""
+    return Lark.open_from_package("hcl2", "hcl2.lark", parser="lalr", propagate_positions=False,
+                                  postlex=PostLexer(), cache=_table_cache())
+
+
+def _table_cache() -> str | bool:
+    """The file for Lark's tables: in the user's own cache folder, never a shared one such as /tmp,
+    because Lark stores them as a pickle. Its name carries the versions that shape the tables, and
+    Lark also checks the grammar's hash inside and rebuilds on a mismatch. No cache (False) when
+    the folder cannot be made: the parser is only slower to build."""
+    try:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nomadmesh"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
+        return False
+    py = "".join(map(str, sys.version_info[:2]))
+    return str(folder / f"hcl2-{version('python-hcl2')}-lark-{version('lark')}-py{py}.lalr")
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_parser() -> Lark | None:
+    """The grammar on lark-cython (its tokens are not `lark.Token`s: see `_TOKENS`); None without it."""
+    try:
+        import lark_cython
+    except ImportError:
+        return None
+    cache = _table_cache()
+    return Lark.open_from_package("hcl2", "hcl2.lark", parser="lalr", _plugins=lark_cython.plugins,
+                                  cache=f"{cache}-lark-cython-{version('lark-cython')}" if cache else False)
+
+
+def _parse_tree(text: str) -> Tree:
+    # The trailing newline is python-hcl2's own workaround: its grammar ends statements with one.
+    fast = _fast_parser()
+    if fast is not None:
+        try:
+            return fast.parse(text + "\n")
+        except LarkError:
+            pass  # a syntax error, or a newline before an operator: the Python parser decides
+    return _parser().parse(text + "\n")
+
+
+def _first_token(node: Any) -> Token | None:
+    if _is_token(node):
+        return node
+    for child in getattr(node, "children", ()):
+        tok = _first_token(child)
+        if tok is not None:
+            return tok
+    return None
+
+
+def _last_token(node: Any) -> Token | None:
+    if _is_token(node):
+        return node
+    for child in reversed(getattr(node, "children", ())):
+        tok = _last_token(child)
+        if tok is not None:
+            return tok
+    return None
+
+
 def _pos(node: Any) -> tuple[int, int]:
-    if isinstance(node, Token):
-        return node.line or 0, node.column or 0
-    meta = getattr(node, "meta", None)
-    if meta is not None and not meta.empty:
-        return meta.line, meta.column
-    for child in getattr(node, "children", []):
-        line, col = _pos(child)
-        if line:
-            return line, col
-    return 0, 0
+    """Line and column where a node starts (its first token: every terminal of the grammar is kept)."""
+    tok = _first_token(node)
+    if tok is None:
+        return 0, 0
+    return tok.line or 0, tok.column or 0
+
+
+def source_text(source: str, node: Any) -> str | None:
+    """The exact text a node was parsed from, from its first token's start to its last token's end."""
+    first, last = _first_token(node), _last_token(node)
+    if first is None or last is None or first.start_pos is None or last.end_pos is None:
+        return None
+    return source[first.start_pos:last.end_pos]
 
 
 def _trees(node: Tree) -> list[Tree]:
@@ -80,7 +172,7 @@ def _trees(node: Tree) -> list[Tree]:
 def parse(text: str) -> Body:
     """Parse HCL2 text into a Body; syntax errors become JobspecError with line and column."""
     try:
-        tree = hcl2.parses_to_tree(text)
+        tree = _parse_tree(text)
     except UnexpectedInput as exc:
         raise JobspecError(_syntax_message(exc), exc.line if exc.line != -1 else None,
                            exc.column if exc.column != -1 else None) from None
@@ -104,9 +196,9 @@ def _syntax_message(exc: UnexpectedInput) -> str:
     return "syntax error"
 
 
-def _name(node: Tree | Token) -> str:
+def _name(node: Any) -> str:
     """An attribute name or block type/label: identifier, keyword, literal or string."""
-    if isinstance(node, Token):
+    if _is_token(node):
         return str(node)
     if node.data == "string":
         return _plain_string(node)
@@ -119,7 +211,7 @@ def _plain_string(node: Tree) -> str:
     for part in node.children:
         if isinstance(part, Tree) and part.data == "string_part":
             content = part.children[0]
-            if isinstance(content, Token):
+            if _is_token(content):
                 text.append(_literal_part(content))
             else:
                 line, col = _pos(content)
@@ -145,7 +237,7 @@ def _body(node: Tree) -> Body:
                 raise JobspecError(f'attribute "{name}" is defined twice', line, col)
             body.attrs[name] = Attr(name, child.children[-1], line, col)
         elif child.data == "block":
-            parts = [c for c in child.children if not (isinstance(c, Token) or c.data == "new_line_or_comment")]
+            parts = [c for c in child.children if not (_is_token(c) or c.data == "new_line_or_comment")]
             inner = parts[-1]
             names = [_name(p) for p in parts[:-1]]
             body.blocks.append(Block(names[0], names[1:], _body(inner), line, col))
@@ -213,10 +305,10 @@ class Evaluator:
                                "a string; Nomad runtime variables go inside \"${...}\"", line, col) from None
 
     def _eval(self, node: Any) -> Any:
-        if isinstance(node, Token):
+        if _is_token(node):
             line, col = _pos(node)
             raise JobspecError(f"unexpected {str(node)!r}", line, col)
-        kind = node.data
+        kind = str(node.data)  # lark-cython's trees name their rule with a token, not a str
         handler = getattr(self, f"_e_{kind}", None)
         if handler is None:
             line, col = _pos(node)
@@ -252,7 +344,7 @@ class Evaluator:
 
     def _object_key(self, node: Any) -> str:
         # A bare identifier key (`{ k = 1 }`) names itself; anything else is evaluated.
-        if isinstance(node, Token):
+        if _is_token(node):
             return str(node)
         if node.data == "expr_term" and _trees(node) and _trees(node)[0].data == "identifier":
             return str(_trees(node)[0].children[0])
@@ -266,7 +358,7 @@ class Evaluator:
             if not (isinstance(part, Tree) and part.data == "string_part"):
                 continue
             content = part.children[0]
-            if isinstance(content, Token):
+            if _is_token(content):
                 out.append(_literal_part(content))
             elif content.data == "interpolation":
                 out.append(self._interpolate(content))
@@ -281,7 +373,10 @@ class Evaluator:
         try:
             value = self._eval(expr)
         except RuntimeReference:
-            return self.source[node.meta.start_pos:node.meta.end_pos]
+            text = source_text(self.source, node)
+            if text is None:  # every interpolation has its `${` and `}` tokens
+                raise
+            return text
         try:
             return _to_text(value)
         except ValueError as exc:
@@ -296,7 +391,7 @@ class Evaluator:
 
     def _heredoc(self, node: Tree) -> str:
         tok = node.children[0]
-        if not isinstance(tok, Token) or tok.line is None:  # the grammar gives one positioned token
+        if not _is_token(tok) or tok.line is None:  # the grammar gives one positioned token
             raise JobspecError("malformed heredoc")
         match = _HEREDOC.match(str(tok))
         if match is None:  # the grammar accepted it, so this is not expected
@@ -335,7 +430,7 @@ class Evaluator:
     def _heredoc_interpolation(self, text: str, line: int) -> str:
         inner = text[2:-1]
         try:
-            tree = hcl2.parses_to_tree(f"x = {inner}\n")
+            tree = _parse_tree(f"x = {inner}\n")
         except LarkError:
             raise JobspecError(f"invalid expression in {text!r}", line) from None
         expr = tree.children[0].children[0].children[-1]
@@ -383,7 +478,7 @@ class Evaluator:
         root = str(root_node.children[0])
         line, col = _pos(node)
         if root not in ("var", "local"):
-            raise RuntimeReference(self.source[node.meta.start_pos:node.meta.end_pos] if not node.meta.empty else root)
+            raise RuntimeReference(source_text(self.source, node) or root)
         if not steps or steps[0][0] != "attr":
             raise JobspecError(f'"{root}" must be followed by .<name>', line, col)
         name = steps[0][1]
@@ -429,7 +524,9 @@ class Evaluator:
     def _e_binary_op(self, node: Tree) -> Any:
         left_node, term = _trees(node)[:2]
         op_node, right_node = _trees(term)
-        op = str(op_node.children[0])
+        # python-hcl2's post-lexer prefixes the newline (and comment) before an operator that starts
+        # a line to the operator's own token: the operator is its last word.
+        op = str(op_node.children[0]).split()[-1]
         left, right = self._eval(left_node), self._eval(right_node)
         try:
             result = _BINARY[op](left, right)

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
@@ -24,9 +25,11 @@ from nomadmesh.definitions.blocks import LABELLED, not_decoded
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
+from nomadmesh.jobspec.parse_cache import cached_job_json
 from nomadmesh.jobspec.schema import UNDECODED
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
+from nomadmesh.render.parallel import fork_map
 from nomadmesh.render.view import job_view, portable
 
 Format = Literal["hcl", "json"]
@@ -161,15 +164,23 @@ def _undecoded_name(message: str) -> str | None:
     return m.group(1) if m is not None and m.group(1) in UNDECODED else None
 
 
-def render_json(service: Service, project: Project, root: str | None = None) -> str:
+def render_json(service: Service, project: Project, root: str | None = None,
+                parse_cache: Path | None = None) -> str:
     """One service's job as the API's `{"Job": {...}}`: its HCL read back by the jobspec parser the
     dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
-    keys, 2-space indent, newline."""
+    keys, 2-space indent, newline. With `parse_cache`, a folder, parse results are kept there by
+    content (jobspec/parse_cache.py) and an unchanged job is not parsed again."""
     offline = [path for level, text in service.run.blocks for path in not_decoded(level, json.loads(text))]
     if offline:
         raise RenderError("\n".join(f"{service.source}: {path}: {NOT_OFFLINE}" for path in offline))
+    text, variables = render_hcl(service, project, root), job_variables(service, root)
     try:
-        job = parse_hcl(render_hcl(service, project, root), job_variables(service, root))
+        if parse_cache is not None:
+            # The cached text is the Job dumped alone with the same options; nested one level
+            # under "Job" each of its lines gains two spaces, which is exactly what dumps writes.
+            job_json = cached_job_json(text, variables, parse_cache)
+            return '{\n  "Job": ' + job_json.replace("\n", "\n  ") + "\n}\n"
+        job = parse_hcl(text, variables)
     except JobspecError as e:
         name = _undecoded_name(str(e))
         if name is not None:  # a project template wrote a Nomad block the offline parser does not decode
@@ -199,9 +210,16 @@ def job_filename(name: str, fmt: Format) -> str:
     return f"{name}.nomad.{fmt}"
 
 
-def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = ()) -> dict[str, str]:
-    """Map `<name>.nomad.hcl` (or `.json`) to the job text for every (or every named) service."""
+def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = (),
+           parse_cache: Path | None = None) -> dict[str, str]:
+    """Map `<name>.nomad.hcl` (or `.json`) to the job text for every (or every named) service.
+    `parse_cache`: a folder where JSON rendering keeps parse results (see `render_json`); without
+    it nothing is read or written."""
     if fmt not in FORMATS:
         raise RenderError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
-    one = render_hcl if fmt == "hcl" else render_json
-    return {job_filename(s.name, fmt): one(s, spec.project, spec.root) for s in select(spec, names)}
+    services = select(spec, names)
+    if fmt == "hcl":
+        return {job_filename(s.name, fmt): render_hcl(s, spec.project, spec.root) for s in services}
+    # JSON is CPU-bound (the jobspec parse of every job): many jobs are spread over the cores.
+    texts = fork_map(lambda s: render_json(s, spec.project, spec.root, parse_cache), services)
+    return {job_filename(s.name, fmt): text for s, text in zip(services, texts, strict=True)}
