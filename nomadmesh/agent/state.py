@@ -285,6 +285,13 @@ class State:
     def values(self, kind: str, prefix: str = "") -> list[Any]:
         return [r.value for r in self.records(kind, prefix)]
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several reads that must agree (a service and its checks): writers wait until they are done,
+        like one read transaction. Keep the body to reads."""
+        with self._lock:
+            yield
+
     # --- writes -------------------------------------------------------------------------------
 
     @contextmanager

@@ -190,9 +190,10 @@ class Catalog:
     def health(self, name: str, passing_only: bool = False, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/health/service (or /connect with `connect`): [{Node, Service, Checks}]."""
         node = self.node()
-        checks = self.checks()
+        with self.ctx.state.reading():  # a service and its checks from one view (else it may look passing)
+            checks, matching = self.checks(), self._matching(name, connect)
         out = []
-        for svc in self._matching(name, connect):
+        for svc in matching:
             svc_checks = [self.serf_check()] + [c for c in checks if c.get("ServiceID") == svc["ID"]]
             if passing_only and any(c["Status"] != "passing" for c in svc_checks):
                 continue
