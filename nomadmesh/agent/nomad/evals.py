@@ -19,6 +19,7 @@ from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_CANCELLED,
     DEPLOYMENT_FAILED,
     DEPLOYMENT_RUNNING,
+    DESC_MIGRATING,
     DESC_NEWER,
     DESC_STOPPED,
     TRIGGER_ALLOC_FAILURE,
@@ -192,6 +193,8 @@ def decide(inp: EvalInputs) -> EvalDecision:
         _follow_up_later(out, job, ev, inp.evals, [(by_id[aid], when) for aid, when in gp.reschedule_later])
         placements = [(i, "", False) for i in gp.place] + [(i, aid, False) for aid, i in gp.destructive] \
             + [(i, aid, True) for aid, i in gp.reschedule_now]
+        migrating = {aid for aid, _i in gp.migrate}
+        placements += [(i, aid, False) for aid, i in gp.migrate]
         for i, previous, rescheduled in placements:
             try:
                 assigned = ports.assign(tg, taken)
@@ -201,6 +204,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
             taken |= {p["Value"] for p in assigned}
             if previous:
                 out.stop(by_id[previous], reschedule.DESC_RESCHEDULED if rescheduled
+                         else DESC_MIGRATING if previous in migrating
                          else "alloc is being updated due to job update")
             new = allocation(job, name, i, ev["ID"], inp.node, assigned, group_network_mode(tg), dep_id,
                              out.index, previous)

@@ -15,6 +15,8 @@ TRIGGER_DEPLOYMENT = "deployment-watcher"
 TRIGGER_QUEUED = "queued-allocs"
 TRIGGER_ALLOC_FAILURE = "alloc-failure"
 TRIGGER_RECONCILE = "node-update"
+TRIGGER_ALLOC_STOP = "alloc-stop"
+DESC_MIGRATING = "alloc is being migrated"
 
 DEPLOYMENT_RUNNING = "running"
 DEPLOYMENT_SUCCESSFUL = "successful"

@@ -1,0 +1,105 @@
+"""/v1/job/<id>/stable, /v1/job/<id>/evaluate and /v1/validate/job, as Nomad's job endpoint answers them.
+
+Facts from Nomad's command/agent/job_endpoint.go (jobStable, jobForceEvaluate, ValidateJobRequest) and
+nomad/job_endpoint.go (Job.Stable, Job.Evaluate, Job.Validate): request checks are 400s, the RPC's
+refusals 500s; validation problems are a 200 whose ValidationErrors lists them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from nomadmesh.agent.http.common import read_body
+from nomadmesh.agent.http.nomad_ctx import ctx, notify
+from nomadmesh.agent.http.nomad_util import HTTPError, check_fields, json_body, reply
+from nomadmesh.agent.nomad import feasibility, job_actions, spec, task_templates
+
+bp = Blueprint("nomad_job_actions", __name__)
+
+WRITE_FIELDS = ("Region", "Namespace", "AuthToken", "IdempotencyToken", "SecretID")  # structs.WriteRequest
+STABLE_FIELDS = ("JobID", "JobVersion", "Stable", *WRITE_FIELDS)
+EVALUATE_FIELDS = ("JobID", "EvalOptions", *WRITE_FIELDS)
+VALIDATE_FIELDS = ("Job", *WRITE_FIELDS)
+
+
+def _namespace(body: dict[str, Any]) -> str:
+    return request.args.get("namespace") or body.get("Namespace") or "default"
+
+
+def _typed(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    negative = isinstance(value, int) and not isinstance(value, bool) and value < 0
+    if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or negative)):
+        what = {int: "an unsigned integer", bool: "a bool", str: "a string", dict: "an object"}[kind]
+        raise HTTPError(400, f"Request decode failed: {name} must be {what}")
+    return value
+
+
+@bp.route("/v1/job/<path:job_id>/stable", methods=["POST", "PUT"])
+def job_stable(job_id: str) -> Response:
+    body = json_body()
+    check_fields(body, STABLE_FIELDS, "job stability request")
+    if not _typed(body, "JobID", str, ""):
+        raise HTTPError(400, "JobID must be specified")
+    if body["JobID"] != job_id:
+        raise HTTPError(400, "Job ID does not match")
+    version = _typed(body, "JobVersion", int, 0)
+    stable = _typed(body, "Stable", bool, False)
+    try:
+        index = job_actions.set_stable(ctx().state, job_id, version, stable, _namespace(body))
+    except job_actions.ActionRefused as e:
+        raise HTTPError(500, str(e)) from None
+    return reply({"Index": index, "LastContact": 0, "KnownLeader": True}, index)
+
+
+@bp.route("/v1/job/<path:job_id>/evaluate", methods=["POST", "PUT"])
+def job_evaluate(job_id: str) -> Response:
+    force = False
+    if read_body().strip():  # Nomad still takes the old body-less form (python-nomad sends it)
+        body = json_body()
+        check_fields(body, EVALUATE_FIELDS, "job evaluate request")
+        if not _typed(body, "JobID", str, ""):
+            raise HTTPError(400, "Job ID must be specified")
+        if body["JobID"] != job_id:
+            raise HTTPError(400, "JobID not same as job name")
+        options = _typed(body, "EvalOptions", dict, {})
+        check_fields(options, ("ForceReschedule",), "EvalOptions")
+        force = _typed(options, "ForceReschedule", bool, False)
+    try:
+        out = job_actions.evaluate(ctx().state, job_id, force)
+    except job_actions.ActionRefused as e:
+        raise HTTPError(500, str(e)) from None
+    notify()
+    return reply(out, out["Index"])
+
+
+def _multierror(errors: list[str]) -> str:
+    """go-multierror's text, as Nomad's Validate puts it in `Error`."""
+    points = "\n\t".join(f"* {e}" for e in errors)
+    n = len(errors)
+    return f"{n} error{'s' if n != 1 else ''} occurred:\n\t{points}\n\n"
+
+
+@bp.route("/v1/validate/job", methods=["POST", "PUT"])
+def validate_job() -> Response:
+    body = json_body()
+    check_fields(body, VALIDATE_FIELDS, "job validate request")
+    if body.get("Job") is None:
+        raise HTTPError(400, "Job must be specified")
+    errors: list[str] = []
+    try:
+        job = spec.prepare(body["Job"])
+    except spec.SpecInputError as e:
+        raise HTTPError(400, str(e)) from None
+    except spec.SpecInvalid as e:
+        errors = list(e.errors)
+    else:
+        # what the agent would refuse at register is reported here too, never waved through
+        refused = task_templates.refusal(job) or feasibility.unevaluated_constraint(job)
+        if refused:
+            errors = [refused]
+    return reply({"DriverConfigValidated": True, "ValidationErrors": errors or None,
+                  "Error": _multierror(errors) if errors else "", "Warnings": ""})
