@@ -77,6 +77,11 @@ class Scheduler:
     def _runner(self, alloc_id: str) -> AllocRunner:
         return AllocRunner(self.ctx, self.platform, self.catalog, self.xds_address, alloc_id, self.notify)
 
+    def alloc_runner(self, alloc_id: str) -> AllocRunner | None:
+        """The runner of a live allocation on this node (the client's alloc runner), if any."""
+        with self._lock:
+            return self._runners.get(alloc_id)
+
     # --- node ---------------------------------------------------------------------------------
 
     def node(self) -> dict[str, Any]:
