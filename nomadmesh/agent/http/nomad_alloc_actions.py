@@ -13,7 +13,7 @@ from quart import Blueprint, Response
 
 from nomadmesh.agent.http.common import read_body
 from nomadmesh.agent.http.nomad_ctx import ctx, notify, scheduler
-from nomadmesh.agent.http.nomad_util import HTTPError, check_fields, json_body, parse_bool, reply
+from nomadmesh.agent.http.nomad_util import HTTPError, go_fields, json_body, parse_bool, reply
 from nomadmesh.agent.nomad import alloc_actions
 from nomadmesh.agent.nomad.runner import AllocRunner, ClientActionError
 
@@ -58,7 +58,7 @@ def _task_names(alloc: dict[str, Any]) -> list[str]:
 @bp.route("/v1/client/allocation/<alloc_id>/signal", methods=["POST", "PUT"])
 def signal_allocation(alloc_id: str) -> Response:
     body = json_body()
-    check_fields(body, SIGNAL_FIELDS, "alloc signal request")
+    body = go_fields(body, SIGNAL_FIELDS, "alloc signal request")
     task, sig = _text(body, "Task"), _text(body, "Signal")
     alloc, runner = _client_alloc(alloc_id)
     try:
@@ -75,7 +75,7 @@ def signal_allocation(alloc_id: str) -> Response:
 @bp.route("/v1/client/allocation/<alloc_id>/restart", methods=["POST", "PUT"])
 def restart_allocation(alloc_id: str) -> Response:
     body: dict[str, Any] = json_body() if read_body().strip() else {}  # Nomad takes an empty body
-    check_fields(body, RESTART_FIELDS, "alloc restart request")
+    body = go_fields(body, RESTART_FIELDS, "alloc restart request")
     task, all_tasks = _text(body, "TaskName"), body.get("AllTasks") or False
     if not isinstance(all_tasks, bool):
         raise HTTPError(400, "Failed to decode body: AllTasks must be a bool")

@@ -12,7 +12,7 @@ from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import read_body
 from nomadmesh.agent.http.nomad_ctx import ctx, notify
-from nomadmesh.agent.http.nomad_util import HTTPError, check_fields, json_body, reply
+from nomadmesh.agent.http.nomad_util import HTTPError, go_fields, json_body, reply
 from nomadmesh.agent.nomad import feasibility, job_actions, spec, task_templates
 
 bp = Blueprint("nomad_job_actions", __name__)
@@ -41,7 +41,7 @@ def _typed(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:
 @bp.route("/v1/job/<path:job_id>/stable", methods=["POST", "PUT"])
 def job_stable(job_id: str) -> Response:
     body = json_body()
-    check_fields(body, STABLE_FIELDS, "job stability request")
+    body = go_fields(body, STABLE_FIELDS, "job stability request")
     if not _typed(body, "JobID", str, ""):
         raise HTTPError(400, "JobID must be specified")
     if body["JobID"] != job_id:
@@ -60,13 +60,13 @@ def job_evaluate(job_id: str) -> Response:
     force = False
     if read_body().strip():  # Nomad still takes the old body-less form (python-nomad sends it)
         body = json_body()
-        check_fields(body, EVALUATE_FIELDS, "job evaluate request")
+        body = go_fields(body, EVALUATE_FIELDS, "job evaluate request")
         if not _typed(body, "JobID", str, ""):
             raise HTTPError(400, "Job ID must be specified")
         if body["JobID"] != job_id:
             raise HTTPError(400, "JobID not same as job name")
         options = _typed(body, "EvalOptions", dict, {})
-        check_fields(options, ("ForceReschedule",), "EvalOptions")
+        options = go_fields(options, ("ForceReschedule",), "EvalOptions")
         force = _typed(options, "ForceReschedule", bool, False)
     try:
         out = job_actions.evaluate(ctx().state, job_id, force)
@@ -86,7 +86,7 @@ def _multierror(errors: list[str]) -> str:
 @bp.route("/v1/validate/job", methods=["POST", "PUT"])
 def validate_job() -> Response:
     body = json_body()
-    check_fields(body, VALIDATE_FIELDS, "job validate request")
+    body = go_fields(body, VALIDATE_FIELDS, "job validate request")
     if body.get("Job") is None:
         raise HTTPError(400, "Job must be specified")
     errors: list[str] = []

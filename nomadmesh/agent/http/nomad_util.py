@@ -24,8 +24,8 @@ from nomadmesh.agent.http.common import (
 )
 from nomadmesh.agent.state import State
 
-__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "json_body", "parse_bool", "parse_duration",
-           "parse_int", "read_endpoint", "reply", "strip_private", "text_error"]
+__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_fields", "json_body", "parse_bool",
+           "parse_duration", "parse_int", "read_endpoint", "reply", "strip_private", "text_error"]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -67,6 +67,15 @@ def check_fields(body: dict[str, Any], allowed: Iterable[str], what: str) -> Non
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise HTTPError(400, f"{what}: unknown field {unknown[0]!r}")
+
+
+def go_fields(body: dict[str, Any], allowed: Iterable[str], what: str) -> dict[str, Any]:
+    """`body` with its keys spelled as `allowed` spells them: Go's encoding/json matches field names
+    case-insensitively (python-nomad sends "UnHealthyAllocationIDs"); an unknown field is refused."""
+    spelled = {name.lower(): name for name in allowed}
+    out = {spelled.get(k.lower(), k): v for k, v in body.items()}
+    check_fields(out, allowed, what)
+    return out
 
 
 async def blocking(state: State, kinds: tuple[str, ...]) -> int:

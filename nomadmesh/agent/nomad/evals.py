@@ -18,6 +18,7 @@ from nomadmesh.agent.nomad.feasibility import group_network_mode
 from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_CANCELLED,
     DEPLOYMENT_FAILED,
+    DEPLOYMENT_PAUSED,
     DEPLOYMENT_RUNNING,
     DESC_MIGRATING,
     DESC_NEWER,
@@ -70,7 +71,8 @@ def _destructive_limit(job: dict[str, Any], dep: dict[str, Any] | None, allocs: 
         if dep is None:
             return int(tg["Update"]["MaxParallel"])
         if dep["Status"] != DEPLOYMENT_RUNNING:
-            return 0 if dep["Status"] == DEPLOYMENT_FAILED else int(tg["Update"]["MaxParallel"])
+            # a failed or paused deployment replaces nothing more (Nomad's deploymentPlaceReady)
+            return 0 if dep["Status"] in (DEPLOYMENT_FAILED, DEPLOYMENT_PAUSED) else int(tg["Update"]["MaxParallel"])
         in_flight = sum(1 for a in allocs if a.get("DeploymentID") == dep["ID"] and a["TaskGroup"] == group
                         and a["DesiredStatus"] == "run"
                         and (a.get("DeploymentStatus") or {}).get("Healthy") is None)
@@ -154,12 +156,12 @@ def decide(inp: EvalInputs) -> EvalDecision:
                     and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
     stopped = job is None or bool(job.get("Stop"))
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
-    active_deps = {d["ID"] for d in deps if d["Status"] == DEPLOYMENT_RUNNING}
+    active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
     plan = planner.plan_job(job, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
     for d in deps:
-        if d["Status"] == DEPLOYMENT_RUNNING and (stopped or d is not current):
+        if d["ID"] in active_deps and (stopped or d is not current):
             out.put("deployment", d["ID"], dict(d, Status=DEPLOYMENT_CANCELLED,
                                                 StatusDescription=DESC_STOPPED if stopped else DESC_NEWER,
                                                 ModifyIndex=out.index, ModifyTime=now))
@@ -191,8 +193,9 @@ def decide(inp: EvalInputs) -> EvalDecision:
             continue
         tg = next(g for g in job["TaskGroups"] if g["Name"] == name)
         _follow_up_later(out, job, ev, inp.evals, [(by_id[aid], when) for aid, when in gp.reschedule_later])
-        placements = [(i, "", False) for i in gp.place] + [(i, aid, False) for aid, i in gp.destructive] \
-            + [(i, aid, True) for aid, i in gp.reschedule_now]
+        paused = current is not None and current["Status"] == DEPLOYMENT_PAUSED and name in current["TaskGroups"]
+        placements = [(i, "", False) for i in ([] if paused else gp.place)] \
+            + [(i, aid, False) for aid, i in gp.destructive] + [(i, aid, True) for aid, i in gp.reschedule_now]
         migrating = {aid for aid, _i in gp.migrate}
         placements += [(i, aid, False) for aid, i in gp.migrate]
         for i, previous, rescheduled in placements:
