@@ -1,4 +1,4 @@
-"""/v1/job/<id>/stable, /v1/job/<id>/evaluate and /v1/validate/job, as Nomad's job endpoint answers them.
+"""/v1/job/<id>/stable|evaluate|dispatch and /v1/validate/job, as Nomad's job endpoint answers them.
 
 Facts from Nomad's command/agent/job_endpoint.go (jobStable, jobForceEvaluate, ValidateJobRequest) and
 nomad/job_endpoint.go (Job.Stable, Job.Evaluate, Job.Validate): request checks are 400s, the RPC's
@@ -6,6 +6,8 @@ refusals 500s; validation problems are a 200 whose ValidationErrors lists them.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -13,7 +15,7 @@ from quart import Blueprint, Response, request
 from nomadmesh.agent.http.common import read_body
 from nomadmesh.agent.http.nomad_ctx import ctx, notify
 from nomadmesh.agent.http.nomad_util import HTTPError, go_fields, json_body, reply
-from nomadmesh.agent.nomad import feasibility, job_actions, spec, task_templates
+from nomadmesh.agent.nomad import dispatch, feasibility, job_actions, spec, task_templates
 
 bp = Blueprint("nomad_job_actions", __name__)
 
@@ -21,6 +23,9 @@ WRITE_FIELDS = ("Region", "Namespace", "AuthToken", "IdempotencyToken", "SecretI
 STABLE_FIELDS = ("JobID", "JobVersion", "Stable", *WRITE_FIELDS)
 EVALUATE_FIELDS = ("JobID", "EvalOptions", *WRITE_FIELDS)
 VALIDATE_FIELDS = ("Job", *WRITE_FIELDS)
+# python-nomad puts "idempotency_token" in the body, a name Go's decoder matches to no field: Nomad
+# ignores it (the token is WriteRequest.IdempotencyToken or ?idempotency_token=), and so does the agent.
+DISPATCH_FIELDS = ("JobID", "Payload", "Meta", "IdPrefixTemplate", "Priority", *WRITE_FIELDS, "idempotency_token")
 
 
 def _namespace(body: dict[str, Any]) -> str:
@@ -103,3 +108,30 @@ def validate_job() -> Response:
             errors = [refused]
     return reply({"DriverConfigValidated": True, "ValidationErrors": errors or None,
                   "Error": _multierror(errors) if errors else "", "Warnings": ""})
+
+
+def _payload(body: dict[str, Any]) -> bytes:
+    raw = _typed(body, "Payload", str, "")  # Go's []byte: base64 in JSON
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError(400, "Request decode failed: Payload must be base64") from None
+
+
+@bp.route("/v1/job/<path:job_id>/dispatch", methods=["POST", "PUT"])
+def job_dispatch(job_id: str) -> Response:
+    body = json_body()
+    body = go_fields(body, DISPATCH_FIELDS, "job dispatch request")
+    if _typed(body, "JobID", str, "") not in ("", job_id):
+        raise HTTPError(400, "Job ID does not match")
+    meta = _typed(body, "Meta", dict, {})
+    if not all(isinstance(v, str) for v in meta.values()):
+        raise HTTPError(400, "Request decode failed: Meta must map keys to strings")
+    token = request.args.get("idempotency_token") or _typed(body, "IdempotencyToken", str, "")
+    try:
+        out = dispatch.dispatch(ctx().state, job_id, _payload(body), meta, token, _typed(body, "Priority", int, 0),
+                                _typed(body, "IdPrefixTemplate", str, ""))
+    except dispatch.DispatchRefused as e:
+        raise HTTPError(500, str(e)) from None
+    notify()
+    return reply(out, out["Index"])

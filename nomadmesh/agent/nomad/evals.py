@@ -15,6 +15,7 @@ from typing import Any
 
 from nomadmesh.agent.nomad import planner, ports, reschedule, spec
 from nomadmesh.agent.nomad.feasibility import group_network_mode
+from nomadmesh.agent.nomad.jobs import is_parameterized
 from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_CANCELLED,
     DEPLOYMENT_FAILED,
@@ -154,10 +155,11 @@ def decide(inp: EvalInputs) -> EvalDecision:
     # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
     current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
                     and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
-    stopped = job is None or bool(job.get("Stop"))
+    stopped = job is None or bool(job.get("Stop")) or is_parameterized(job)  # a parent is never placed
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
     active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
-    plan = planner.plan_job(job, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
+    placed = None if job is not None and is_parameterized(job) else job
+    plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
     for d in deps:

@@ -10,6 +10,7 @@ template parser and renderer, through nomad/task_templates.py.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, task_plan, task_templates
+from nomadmesh.agent.nomad import connect_hook, snappy_block, task_plan, task_templates
 from nomadmesh.agent.nomad.platform import Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
@@ -324,6 +325,7 @@ class AllocRunner:
             name = task["Name"]
             spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
             self._write_proxy_bootstrap(alloc, task, alloc_dir)
+            self._write_dispatch_payload(alloc, task, alloc_dir)
             prev = (alloc.get("TaskStates") or {}).get(name) or {}
             if restore and name in handles and handles[name]:
                 started = max((int(e.get("Time") or 0) for e in prev.get("Events") or []
@@ -503,6 +505,21 @@ class AllocRunner:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(boot, f, indent=2)
+
+    def _write_dispatch_payload(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
+        """A dispatched job's payload, decompressed, to the task's `dispatch_payload` file under
+        local/ before it starts (Nomad's dispatch hook; nothing when there is no payload)."""
+        target = (task.get("DispatchPayload") or {}).get("File")
+        payload = alloc["Job"].get("Payload")
+        if not target or not payload:
+            return
+        data = snappy_block.decompress(base64.b64decode(payload))
+        if not data:
+            return
+        path = os.path.join(alloc_dir, task["Name"], "local", target)  # validated not to escape
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
 
     def _on_event(self, task: str) -> EventCallback:
         return lambda _name, ev: self._sync_task(task, ev)
