@@ -172,3 +172,15 @@ def test_allocation_health_refusals(agent: InProcessAgent) -> None:
     url = f"{agent.addr}/v1/deployment/allocation-health/{dep['ID']}"
     r = requests.post(url, json={"DeploymentID": "other", "HealthyAllocationIDs": ["x"]}, timeout=10)
     assert (r.status_code, r.text.strip()) == (400, "Deployment ID does not match")
+
+
+def test_error_text_is_exactly_nomads(agent: InProcessAgent) -> None:
+    # Nomad writes the error message alone (no trailing newline); python-nomad's own suite compares
+    # `err.nomad_resp.text == "can't resume terminal deployment"` exactly.
+    register(agent, "0", revert=False)
+    dep = deployment_of(agent, 0)
+    agent.client.deployment.fail_deployment(dep["ID"])
+    with pytest.raises(nx.BaseNomadException) as caught:
+        agent.client.deployment.pause_deployment(dep["ID"], False)
+    assert caught.value.nomad_resp.text == "can't resume terminal deployment"
+    assert requests.get(f"{agent.addr}/v1/job/nosuch", timeout=10).text == "job not found"

@@ -20,7 +20,6 @@ from nomadmesh.agent.http.common import (
     json_body as _json_body,
     parse_duration,
     set_index_headers,
-    text_response,
 )
 from nomadmesh.agent.state import State
 
@@ -97,7 +96,8 @@ async def read_endpoint(state: State, kinds: tuple[str, ...], produce: Callable[
 
 
 def text_error(status: int, message: str) -> Response:
-    return text_response(status, message)
+    """Nomad writes the error text alone, no newline added (clients compare it exactly)."""
+    return Response(message, status=status, mimetype="text/plain")
 
 
 def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
