@@ -86,6 +86,10 @@ def test_dispatch_runs_a_child_with_the_payload_and_meta(agent: InProcessAgent) 
     assert agent.client.job.get_allocations("proc") == []  # the parent still has none
     without = agent.client.job.dispatch_job("proc", meta={"who": "bob"})["DispatchedJobID"]
     assert stdout_of_child(agent, without) == " who=bob team=core\n"
+    # the parent's summary counts its children by status, as Nomad's does
+    wait_until(lambda: agent.client.job.get_summary("proc")["Children"] == {"Pending": 0, "Running": 0, "Dead": 2})
+    stub = next(j for j in agent.client.jobs.get_jobs() if j["ID"] == "proc")
+    assert stub["JobSummary"]["Children"]["Dead"] == 2
 
 
 def test_an_idempotency_token_returns_the_existing_child(agent: InProcessAgent) -> None:

@@ -244,7 +244,14 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 _SUMMARY_KEYS = ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")
 
 
-def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
+def children_of(state: State, job_id: str) -> list[dict[str, Any]]:
+    """The jobs dispatched from parameterized job `job_id` (IDs `<job_id>/dispatch-...`)."""
+    return [j for j in state.values("job", job_id + "/") if j.get("ParentID") == job_id]
+
+
+def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]],
+                children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Nomad's JobSummary; `children` (a parent's dispatched jobs) are counted by their status."""
     groups: dict[str, dict[str, int]] = {}
     for tg in job.get("TaskGroups") or []:
         groups[tg["Name"]] = dict.fromkeys(_SUMMARY_KEYS, 0)
@@ -254,5 +261,6 @@ def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, 
                "lost": "Lost"}.get(a["ClientStatus"], "Unknown")
         g[key] += 1
     return {"JobID": job["ID"], "Namespace": job.get("Namespace", "default"), "Summary": groups,
-            "Children": {"Pending": 0, "Running": 0, "Dead": 0}, "CreateIndex": job["CreateIndex"],
+            "Children": {status.title(): sum(1 for c in children or [] if c.get("Status") == status)
+                         for status in ("pending", "running", "dead")}, "CreateIndex": job["CreateIndex"],
             "ModifyIndex": job["ModifyIndex"]}
