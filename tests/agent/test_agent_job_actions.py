@@ -83,6 +83,9 @@ def test_stable_refusals(agent: InProcessAgent) -> None:
         r = requests.post(url, json=body, timeout=10)
         assert (r.status_code, r.text.strip()) == (400, text)
     assert requests.post(url, json={"JobID": "cache", "JobVersion": -1}, timeout=10).status_code == 400
+    for action in ("stable", "evaluate", "dispatch"):
+        r = requests.get(f"{agent.addr}/v1/job/cache/{action}", timeout=10)
+        assert (r.status_code, r.text) == (405, "Invalid method")
 
 
 def test_evaluate_makes_a_register_evaluation(agent: InProcessAgent) -> None:

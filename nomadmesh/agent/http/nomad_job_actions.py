@@ -135,3 +135,11 @@ def job_dispatch(job_id: str) -> Response:
         raise HTTPError(500, str(e)) from None
     notify()
     return reply(out, out["Index"])
+
+
+@bp.route("/v1/job/<path:job_id>/stable", methods=["GET", "DELETE"])
+@bp.route("/v1/job/<path:job_id>/evaluate", methods=["GET", "DELETE"])
+@bp.route("/v1/job/<path:job_id>/dispatch", methods=["GET", "DELETE"])
+def job_action_wrong_method(job_id: str) -> Response:
+    # Nomad routes these suffixes to their action whatever the method (so not to a job "<id>/stable")
+    raise HTTPError(405, "Invalid method")
