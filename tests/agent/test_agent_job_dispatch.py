@@ -150,3 +150,14 @@ def test_validate_and_register_refuse_a_bad_parameterized_block(agent: InProcess
     assert 'Unknown payload requirement: "sometimes"' in out["ValidationErrors"]
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
     assert r.status_code == 500 and "Unknown payload requirement" in r.text
+
+
+def test_dispatch_payload_endpoint_takes_the_raw_body(agent: InProcessAgent) -> None:
+    job = agent.client.jobs.parse(re.sub(r"meta_required = \[\"who\"\]", "", PARENT % {"payload": "required"}),
+                                  canonicalize=True)
+    agent.client.jobs.register_job({"Job": job})
+    r = requests.put(f"{agent.addr}/v1/job/proc/dispatch/payload", data=b"raw bytes", timeout=10)
+    assert r.status_code == 200, r.text
+    assert stdout_of_child(agent, r.json()["DispatchedJobID"]) == "raw bytes who= team=core\n"
+    empty = requests.post(f"{agent.addr}/v1/job/proc/dispatch/payload", timeout=10)
+    assert (empty.status_code, empty.text) == (500, "Payload is not provided but required by parameterized job")

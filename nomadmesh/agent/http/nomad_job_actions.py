@@ -137,6 +137,18 @@ def job_dispatch(job_id: str) -> Response:
     return reply(out, out["Index"])
 
 
+@bp.route("/v1/job/<path:job_id>/dispatch/payload", methods=["POST", "PUT"])
+def job_dispatch_raw_payload(job_id: str) -> Response:
+    """Nomad's dispatch with the request body as the payload, as is (no meta; the token by query)."""
+    token = request.args.get("idempotency_token") or ""
+    try:
+        out = dispatch.dispatch(ctx().state, job_id, read_body(), {}, token)
+    except dispatch.DispatchRefused as e:
+        raise HTTPError(500, str(e)) from None
+    notify()
+    return reply(out, out["Index"])
+
+
 @bp.route("/v1/job/<path:job_id>/stable", methods=["GET", "DELETE"])
 @bp.route("/v1/job/<path:job_id>/evaluate", methods=["GET", "DELETE"])
 @bp.route("/v1/job/<path:job_id>/dispatch", methods=["GET", "DELETE"])
