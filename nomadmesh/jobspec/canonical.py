@@ -76,6 +76,8 @@ def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
         _defaults(j["Update"], default_update())
     elif j["Type"] == "service":
         j["Update"] = default_update()
+    if j.get("ParameterizedJob") is not None:
+        _defaults(j["ParameterizedJob"], {"Payload": "optional"})  # Nomad's DispatchPayloadOptional
     for group in j.get("TaskGroups") or []:
         _group(group, j)
     _fill("Job", j)

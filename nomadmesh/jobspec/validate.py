@@ -43,6 +43,8 @@ def validate(job: dict[str, Any]) -> list[str]:
         errors.append(f"Job priority must be between [1, {_MAX_PRIORITY}]")
     if not job.get("Datacenters"):
         errors.append("Missing job datacenters")
+    if job.get("ParameterizedJob") is not None and not job.get("Dispatched"):
+        errors.extend(_parameterized(job))
     groups = job.get("TaskGroups") or []
     if not groups:
         errors.append("Missing job task groups")
@@ -56,6 +58,21 @@ def validate(job: dict[str, Any]) -> list[str]:
         else:
             seen[name] = i
         errors.extend(f'Task group {name or i + 1} validation failed: {e}' for e in _group(group, job))
+    return errors
+
+
+def _parameterized(job: dict[str, Any]) -> list[str]:
+    """Nomad's Job.Validate for a parameterized job and ParameterizedJobConfig.Validate."""
+    errors: list[str] = []
+    if job.get("Type") not in ("batch", "sysbatch"):
+        errors.append('Parameterized job can only be used with "batch" or "sysbatch" scheduler')
+    config = job["ParameterizedJob"]
+    if config.get("Payload") not in ("optional", "required", "forbidden"):
+        errors.append(f'Unknown payload requirement: "{config.get("Payload")}"')
+    both = [k for k in config.get("MetaRequired") or [] if k in (config.get("MetaOptional") or [])]
+    if both:
+        errors.append("Required and optional meta keys should be disjoint. "
+                      f"Following keys exist in both: [{' '.join(both)}]")
     return errors
 
 
@@ -235,6 +252,9 @@ def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
     for artifact in t.get("Artifacts") or []:
         if not artifact.get("GetterSource"):
             errors.append("Artifact must have a source")
+    payload_file = (t.get("DispatchPayload") or {}).get("File") or ""
+    if posixpath.normpath("task/local/" + payload_file).startswith("..") or "\x00" in payload_file:
+        errors.append("Dispatch Payload validation failed: destination escapes allocation directory")
     for service in t.get("Services") or []:
         errors.extend(_service(service, {}, labels, set(), "", group_level=False))
     return errors

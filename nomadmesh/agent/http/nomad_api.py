@@ -3,6 +3,9 @@
     nomad_jobs.py   /v1/jobs, /v1/jobs/parse, /v1/job/<id>[/plan|versions|allocations|evaluations|deployment(s)]
     nomad_reads.py  allocations, evaluations, deployments, nodes, agent, status
     nomad_logs.py   /v1/client/fs/logs/<alloc>
+    nomad_job_actions.py  /v1/job/<id>/stable|evaluate, /v1/validate/job
+    nomad_alloc_actions.py  /v1/allocation/<id>/stop, /v1/client/allocation/<id>/signal|restart
+    nomad_deployment_actions.py  /v1/deployment/fail|pause|allocation-health/<id>
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -14,7 +17,14 @@ import logging
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from nomadmesh.agent.http import nomad_jobs, nomad_logs, nomad_reads
+from nomadmesh.agent.http import (
+    nomad_alloc_actions,
+    nomad_deployment_actions,
+    nomad_job_actions,
+    nomad_jobs,
+    nomad_logs,
+    nomad_reads,
+)
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
 from nomadmesh.agent.http.parts import EXTENSION, NomadParts
@@ -32,6 +42,9 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     install_guard(app, own_address(ctx.config.bind, ctx.config.nomad_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read
     app.register_blueprint(nomad_jobs.bp)
+    app.register_blueprint(nomad_job_actions.bp)
+    app.register_blueprint(nomad_alloc_actions.bp)
+    app.register_blueprint(nomad_deployment_actions.bp)
     app.register_blueprint(nomad_reads.bp)
     app.register_blueprint(nomad_logs.bp)
 

@@ -81,7 +81,8 @@ async def list_jobs() -> Response:
 
     def produce() -> list[dict[str, Any]]:
         allocs = state.values("alloc")
-        return [jobstore.job_stub(j, jobstore.job_summary(j, [a for a in allocs if a["JobID"] == j["ID"]]))
+        return [jobstore.job_stub(j, jobstore.job_summary(j, [a for a in allocs if a["JobID"] == j["ID"]],
+                                                          jobstore.children_of(state, j["ID"])))
                 for j in state.values("job", prefix)]
 
     return await read_endpoint(state, ("job", "alloc"), produce)
@@ -281,4 +282,5 @@ async def job_latest_deployment(job_id: str) -> Response:
 async def job_summary(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", "alloc"))
-    return reply(jobstore.job_summary(_job_or_404(job_id), _allocs_of(job_id)), index)
+    return reply(jobstore.job_summary(_job_or_404(job_id), _allocs_of(job_id), jobstore.children_of(state, job_id)),
+                 index)

@@ -20,12 +20,11 @@ from nomadmesh.agent.http.common import (
     json_body as _json_body,
     parse_duration,
     set_index_headers,
-    text_response,
 )
 from nomadmesh.agent.state import State
 
-__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "json_body", "parse_bool", "parse_duration",
-           "parse_int", "read_endpoint", "reply", "strip_private", "text_error"]
+__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_fields", "json_body", "parse_bool",
+           "parse_duration", "parse_int", "read_endpoint", "reply", "strip_private", "text_error"]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -69,6 +68,15 @@ def check_fields(body: dict[str, Any], allowed: Iterable[str], what: str) -> Non
         raise HTTPError(400, f"{what}: unknown field {unknown[0]!r}")
 
 
+def go_fields(body: dict[str, Any], allowed: Iterable[str], what: str) -> dict[str, Any]:
+    """`body` with its keys spelled as `allowed` spells them: Go's encoding/json matches field names
+    case-insensitively (python-nomad sends "UnHealthyAllocationIDs"); an unknown field is refused."""
+    spelled = {name.lower(): name for name in allowed}
+    out = {spelled.get(k.lower(), k): v for k, v in body.items()}
+    check_fields(out, allowed, what)
+    return out
+
+
 async def blocking(state: State, kinds: tuple[str, ...]) -> int:
     """Run the blocking part of a query (`index`/`wait`, Nomad's 5 min cap plus jitter)."""
     return await block(state, kinds, NOMAD_WAIT)
@@ -88,7 +96,8 @@ async def read_endpoint(state: State, kinds: tuple[str, ...], produce: Callable[
 
 
 def text_error(status: int, message: str) -> Response:
-    return text_response(status, message)
+    """Nomad writes the error text alone, no newline added (clients compare it exactly)."""
+    return Response(message, status=status, mimetype="text/plain")
 
 
 def strip_private(doc: dict[str, Any]) -> dict[str, Any]:

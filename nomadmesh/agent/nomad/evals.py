@@ -15,10 +15,13 @@ from typing import Any
 
 from nomadmesh.agent.nomad import planner, ports, reschedule, spec
 from nomadmesh.agent.nomad.feasibility import group_network_mode
+from nomadmesh.agent.nomad.jobs import is_parameterized
 from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_CANCELLED,
     DEPLOYMENT_FAILED,
+    DEPLOYMENT_PAUSED,
     DEPLOYMENT_RUNNING,
+    DESC_MIGRATING,
     DESC_NEWER,
     DESC_STOPPED,
     TRIGGER_ALLOC_FAILURE,
@@ -69,7 +72,8 @@ def _destructive_limit(job: dict[str, Any], dep: dict[str, Any] | None, allocs: 
         if dep is None:
             return int(tg["Update"]["MaxParallel"])
         if dep["Status"] != DEPLOYMENT_RUNNING:
-            return 0 if dep["Status"] == DEPLOYMENT_FAILED else int(tg["Update"]["MaxParallel"])
+            # a failed or paused deployment replaces nothing more (Nomad's deploymentPlaceReady)
+            return 0 if dep["Status"] in (DEPLOYMENT_FAILED, DEPLOYMENT_PAUSED) else int(tg["Update"]["MaxParallel"])
         in_flight = sum(1 for a in allocs if a.get("DeploymentID") == dep["ID"] and a["TaskGroup"] == group
                         and a["DesiredStatus"] == "run"
                         and (a.get("DeploymentStatus") or {}).get("Healthy") is None)
@@ -151,14 +155,15 @@ def decide(inp: EvalInputs) -> EvalDecision:
     # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
     current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
                     and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
-    stopped = job is None or bool(job.get("Stop"))
+    stopped = job is None or bool(job.get("Stop")) or is_parameterized(job)  # a parent is never placed
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
-    active_deps = {d["ID"] for d in deps if d["Status"] == DEPLOYMENT_RUNNING}
-    plan = planner.plan_job(job, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
+    active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
+    placed = None if job is not None and is_parameterized(job) else job
+    plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
     for d in deps:
-        if d["Status"] == DEPLOYMENT_RUNNING and (stopped or d is not current):
+        if d["ID"] in active_deps and (stopped or d is not current):
             out.put("deployment", d["ID"], dict(d, Status=DEPLOYMENT_CANCELLED,
                                                 StatusDescription=DESC_STOPPED if stopped else DESC_NEWER,
                                                 ModifyIndex=out.index, ModifyTime=now))
@@ -190,8 +195,11 @@ def decide(inp: EvalInputs) -> EvalDecision:
             continue
         tg = next(g for g in job["TaskGroups"] if g["Name"] == name)
         _follow_up_later(out, job, ev, inp.evals, [(by_id[aid], when) for aid, when in gp.reschedule_later])
-        placements = [(i, "", False) for i in gp.place] + [(i, aid, False) for aid, i in gp.destructive] \
-            + [(i, aid, True) for aid, i in gp.reschedule_now]
+        paused = current is not None and current["Status"] == DEPLOYMENT_PAUSED and name in current["TaskGroups"]
+        placements = [(i, "", False) for i in ([] if paused else gp.place)] \
+            + [(i, aid, False) for aid, i in gp.destructive] + [(i, aid, True) for aid, i in gp.reschedule_now]
+        migrating = {aid for aid, _i in gp.migrate}
+        placements += [(i, aid, False) for aid, i in gp.migrate]
         for i, previous, rescheduled in placements:
             try:
                 assigned = ports.assign(tg, taken)
@@ -201,6 +209,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
             taken |= {p["Value"] for p in assigned}
             if previous:
                 out.stop(by_id[previous], reschedule.DESC_RESCHEDULED if rescheduled
+                         else DESC_MIGRATING if previous in migrating
                          else "alloc is being updated due to job update")
             new = allocation(job, name, i, ev["ID"], inp.node, assigned, group_network_mode(tg), dep_id,
                              out.index, previous)

@@ -38,6 +38,24 @@ class JobNotFound(Exception):
     pass
 
 
+def is_parameterized(job: dict[str, Any]) -> bool:
+    """Nomad's Job.IsParameterized: a parameterized parent, never placed itself (its dispatched
+    children carry the same block with Dispatched set)."""
+    return job.get("ParameterizedJob") is not None and not job.get("Dispatched")
+
+
+def _check_update(existing: dict[str, Any] | None, job: dict[str, Any]) -> None:
+    """Nomad's validateJobUpdate: a job cannot become or stop being parameterized, nor dispatched."""
+    if existing is None:
+        return
+    if is_parameterized(existing) and not is_parameterized(job):
+        raise RegisterRefused("cannot update parameterized job to being non-parameterized")
+    if is_parameterized(job) and not is_parameterized(existing):
+        raise RegisterRefused("cannot update non-parameterized job to being parameterized")
+    if bool(existing.get("Dispatched")) != bool(job.get("Dispatched")):
+        raise RegisterRefused("field 'Dispatched' is read-only")
+
+
 def version_key(job_id: str, version: int) -> str:
     return f"{job_id}/{version:010d}"
 
@@ -121,16 +139,27 @@ def register(state: State, job: dict[str, Any], enforce_index: bool = False,
         existing = rec.value if rec else None
         if enforce_index:
             _enforce(existing, job_modify_index)
+        _check_update(existing, job)
         stored = _store(txn, job, existing, submission)
         for entry in ingress.entries_from_job(stored):
             # Nomad writes each gateway's entry to Consul on every register (and leaves it on stop);
             # when Consul refuses it, the register fails and nothing is stored (the txn rolls back).
             _check_ingress_entry(txn, entry)
             txn.put(config_store.KIND, config_store.key(entry["Kind"], entry["Name"]), entry)
-        ev = evaluation(stored, TRIGGER_REGISTER, txn.index)
-        txn.put("eval", ev["ID"], ev)
-    return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
-            "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
+        eval_id = _evaluate(txn, stored, TRIGGER_REGISTER)
+    return {"EvalID": eval_id, "EvalCreateIndex": txn.index if eval_id else 0,
+            "JobModifyIndex": stored["JobModifyIndex"], "Warnings": "", "Index": txn.index, "LastContact": 0,
+            "KnownLeader": True}
+
+
+def _evaluate(txn: Txn, job: dict[str, Any], triggered_by: str, **extra: Any) -> str:
+    """The evaluation a write of `job` triggers; none for a parameterized parent (Nomad's Register
+    and Deregister create none), "" then."""
+    if is_parameterized(job):
+        return ""
+    ev = evaluation(job, triggered_by, txn.index, **extra)
+    txn.put("eval", ev["ID"], ev)
+    return str(ev["ID"])
 
 
 def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
@@ -151,9 +180,8 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
         else:
             stopped = dict(job, Stop=True)
             modify_index = _store(txn, stopped, job)["JobModifyIndex"]
-        ev = evaluation(job, TRIGGER_DEREGISTER, txn.index, JobModifyIndex=modify_index)
-        txn.put("eval", ev["ID"], ev)
-    return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": modify_index,
+        eval_id = _evaluate(txn, job, TRIGGER_DEREGISTER, JobModifyIndex=modify_index)
+    return {"EvalID": eval_id, "EvalCreateIndex": txn.index if eval_id else 0, "JobModifyIndex": modify_index,
             "VolumeEvalID": "", "VolumeEvalIndex": 0, "Index": txn.index, "LastContact": 0,
             "KnownLeader": True}
 
@@ -187,16 +215,16 @@ def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGG
         spec = {k: v for k, v in old.value.items() if k not in NON_SPEC_FIELDS}
         if not spec_changed(cur.value, spec):
             # Nomad's register writes nothing for an unchanged spec, only the evaluation.
-            ev = evaluation(cur.value, triggered_by, txn.index)
-            txn.put("eval", ev["ID"], ev)
-            return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": cur.value["ModifyIndex"],
+            eval_id = _evaluate(txn, cur.value, triggered_by)
+            return {"EvalID": eval_id, "EvalCreateIndex": txn.index if eval_id else 0,
+                    "JobModifyIndex": cur.value["ModifyIndex"],
                     "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
         source = txn.get(SUBMISSION_KIND, submission_key(job_id, to_version))  # the old version's source comes back too
         kept = {k: source.value[k] for k in SUBMISSION_FIELDS} if source is not None else None
         stored = _store(txn, spec, cur.value, kept)
-        ev = evaluation(stored, triggered_by, txn.index)
-        txn.put("eval", ev["ID"], ev)
-    return {"EvalID": ev["ID"], "EvalCreateIndex": txn.index, "JobModifyIndex": stored["JobModifyIndex"],
+        eval_id = _evaluate(txn, stored, triggered_by)
+    return {"EvalID": eval_id, "EvalCreateIndex": txn.index if eval_id else 0,
+            "JobModifyIndex": stored["JobModifyIndex"],
             "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
 
 
@@ -205,7 +233,7 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         "ID": job["ID"], "ParentID": job.get("ParentID", ""), "Name": job.get("Name", job["ID"]),
         "Namespace": job.get("Namespace", "default"), "Datacenters": job.get("Datacenters"),
         "NodePool": job.get("NodePool", "default"), "Multiregion": None, "Type": job.get("Type", "service"),
-        "Priority": job.get("Priority", 50), "Periodic": False, "ParameterizedJob": False,
+        "Priority": job.get("Priority", 50), "Periodic": False, "ParameterizedJob": is_parameterized(job),
         "Stop": bool(job.get("Stop")), "Status": job.get("Status"),
         "StatusDescription": job.get("StatusDescription", ""),
         "JobSummary": summary, "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"],
@@ -216,7 +244,14 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 _SUMMARY_KEYS = ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")
 
 
-def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, Any]:
+def children_of(state: State, job_id: str) -> list[dict[str, Any]]:
+    """The jobs dispatched from parameterized job `job_id` (IDs `<job_id>/dispatch-...`)."""
+    return [j for j in state.values("job", job_id + "/") if j.get("ParentID") == job_id]
+
+
+def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]],
+                children: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Nomad's JobSummary; `children` (a parent's dispatched jobs) are counted by their status."""
     groups: dict[str, dict[str, int]] = {}
     for tg in job.get("TaskGroups") or []:
         groups[tg["Name"]] = dict.fromkeys(_SUMMARY_KEYS, 0)
@@ -226,5 +261,6 @@ def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]]) -> dict[str, 
                "lost": "Lost"}.get(a["ClientStatus"], "Unknown")
         g[key] += 1
     return {"JobID": job["ID"], "Namespace": job.get("Namespace", "default"), "Summary": groups,
-            "Children": {"Pending": 0, "Running": 0, "Dead": 0}, "CreateIndex": job["CreateIndex"],
+            "Children": {status.title(): sum(1 for c in children or [] if c.get("Status") == status)
+                         for status in ("pending", "running", "dead")}, "CreateIndex": job["CreateIndex"],
             "ModifyIndex": job["ModifyIndex"]}

@@ -43,11 +43,13 @@ def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_a
         return JobPlan(groups, failed)
     leaving = {aid for p in groups.values() for aid in p.stop} | {
         aid for p in groups.values() for aid, _ in p.destructive} | {
-        aid for p in groups.values() for aid, _ in p.reschedule_now}
+        aid for p in groups.values() for aid, _ in p.reschedule_now} | {
+        aid for p in groups.values() for aid, _ in p.migrate}
     used = used_static_ports(all_allocs, leaving)
     for tg in job["TaskGroups"]:
         plan = groups.get(tg["Name"])
-        wanted = len(plan.place) + len(plan.destructive) + len(plan.reschedule_now) if plan else 0
+        wanted = len(plan.place) + len(plan.destructive) + len(plan.reschedule_now) + len(plan.migrate) \
+            if plan else 0
         if not wanted:
             continue
         constraint = feasibility.constraint_reason(tg, node, job)

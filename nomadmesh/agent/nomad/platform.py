@@ -279,8 +279,9 @@ class Platform:
     def task_done(self, handle: rt_process.TaskProcess) -> bool:
         return handle.state().state == "dead"
 
-    def restart_task(self, handle: rt_process.TaskProcess, reason: str, env: dict[str, str]) -> bool:
-        """Restart a running task at once with `env` (a template's change_mode restart)."""
+    def restart_task(self, handle: rt_process.TaskProcess, reason: str, env: dict[str, str] | None = None) -> bool:
+        """Restart a running task at once, with `env` when given (a template's change_mode restart),
+        else with the environment it has (`nomad alloc restart`)."""
         return handle.restart(reason, env)
 
     def signal_task(self, handle: rt_process.TaskProcess, signal_name: str, reason: str) -> None:

@@ -7,6 +7,8 @@ which to update in place and which to replace (destructive update), like Nomad's
   * the alloc ended (failed/complete) on an old version -> replace
   * `update_kind(old_group, new_group) == "destructive"` -> replace (bounded by max_parallel)
   * otherwise                                            -> in place
+  * the alloc was stopped (`DesiredTransition.Migrate`) -> replace (Nomad's migrate)
+  * the alloc failed and ForceReschedule is set         -> reschedule now, whatever the policy says
   * the alloc failed on this version                  -> reschedule (nomad/reschedule.py):
         now if due within a second, later (a follow-up evaluation) if delayed, never if its
         policy's attempts are spent; not while its deployment is running (the deployment
@@ -33,6 +35,7 @@ class GroupPlan:
     destructive: list[tuple[str, int]] = field(default_factory=list)  # (old alloc id, index)
     reschedule_now: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, index)
     reschedule_later: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, when ns)
+    migrate: list[tuple[str, int]] = field(default_factory=list)  # (alloc id asked to move, index)
     deferred: int = 0  # destructive updates held back by max_parallel
     ignore: int = 0
 
@@ -41,7 +44,7 @@ class GroupPlan:
         return {
             "Ignore": self.ignore + len(self.reschedule_later),
             "Place": len(self.place) + len(self.reschedule_now),
-            "Migrate": 0,
+            "Migrate": len(self.migrate),
             "Stop": len(self.stop),
             "InPlaceUpdate": len(self.inplace),
             "DestructiveUpdate": len(self.destructive) + self.deferred,
@@ -51,7 +54,8 @@ class GroupPlan:
 
     @property
     def changes(self) -> bool:
-        return bool(self.place or self.stop or self.inplace or self.destructive or self.reschedule_now)
+        return bool(self.place or self.stop or self.inplace or self.destructive or self.reschedule_now
+                    or self.migrate)
 
 
 def _group(job: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
@@ -96,6 +100,13 @@ def reconcile(
             a = by_index.get(i)
             if a is None:
                 plan.place.append(i)
+                continue
+            transition = a.get("DesiredTransition") or {}
+            if transition.get("Migrate") and a["ClientStatus"] not in ("failed", "complete", "lost"):
+                plan.migrate.append((a["ID"], i))  # `nomad alloc stop`: replaced, outside max_parallel
+                continue
+            if transition.get("ForceReschedule") and a["ClientStatus"] == "failed":
+                plan.reschedule_now.append((a["ID"], i))  # `nomad job eval -force-reschedule`
                 continue
             if a.get("JobVersion") == running_job.get("Version"):
                 when, eligible = reschedule.next_reschedule_time(a)

@@ -10,24 +10,26 @@ template parser and renderer, through nomad/task_templates.py.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
 import os
 import shlex
+import signal
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, task_plan, task_templates
+from nomadmesh.agent.nomad import connect_hook, snappy_block, task_plan, task_templates
 from nomadmesh.agent.nomad.platform import Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import now_ns
 
-__all__ = ["AllocRunner", "Platform"]
+__all__ = ["AllocRunner", "ClientActionError", "Platform"]
 
 if TYPE_CHECKING:  # types only: every call into the runtime goes through Platform
     from nomadmesh.agent.runtime.events import TaskEvent
@@ -84,6 +86,15 @@ def event(kind: str, message: str = "", **extra: Any) -> dict[str, Any]:
             "Details": {}, "FailsTask": False, "RestartReason": "", "ExitCode": 0, "Signal": 0,
             "KillTimeout": 0, "KillError": "", "KillReason": "", "DriverError": "", "SetupError": "",
             **extra}
+
+
+class ClientActionError(Exception):
+    """A client-side action (signal, restart) Nomad refuses; the text is Nomad's."""
+
+
+def _multierror(errors: list[str]) -> str:
+    points = "\n\t".join(f"* {e}" for e in errors)
+    return f"{len(errors)} error{'s' if len(errors) != 1 else ''} occurred:\n\t{points}\n\n"
 
 
 class AllocRunner:
@@ -314,6 +325,7 @@ class AllocRunner:
             name = task["Name"]
             spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
             self._write_proxy_bootstrap(alloc, task, alloc_dir)
+            self._write_dispatch_payload(alloc, task, alloc_dir)
             prev = (alloc.get("TaskStates") or {}).get(name) or {}
             if restore and name in handles and handles[name]:
                 started = max((int(e.get("Time") or 0) for e in prev.get("Events") or []
@@ -494,6 +506,21 @@ class AllocRunner:
         with open(path, "w") as f:
             json.dump(boot, f, indent=2)
 
+    def _write_dispatch_payload(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
+        """A dispatched job's payload, decompressed, to the task's `dispatch_payload` file under
+        local/ before it starts (Nomad's dispatch hook; nothing when there is no payload)."""
+        target = (task.get("DispatchPayload") or {}).get("File")
+        payload = alloc["Job"].get("Payload")
+        if not target or not payload:
+            return
+        data = snappy_block.decompress(base64.b64decode(payload))
+        if not data:
+            return
+        path = os.path.join(alloc_dir, task["Name"], "local", target)  # validated not to escape
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
     def _on_event(self, task: str) -> EventCallback:
         return lambda _name, ev: self._sync_task(task, ev)
 
@@ -558,6 +585,59 @@ class AllocRunner:
         """An in-place update changed the allocation's job: re-register its services."""
         if alloc.get("JobVersion") != self._version and alloc["ClientStatus"] == "running" and not self.stopping:
             self._register_services(alloc)
+
+    # --- client actions (`nomad alloc signal` / `nomad alloc restart`) ---------------------------
+
+    def _live_handle(self, name: str) -> TaskProcess | None:
+        handle = self._handles.get(name)
+        return None if handle is None or self.platform.task_done(handle) else handle
+
+    def signal(self, task: str, signal_name: str) -> None:
+        """Send `signal_name` to one task, or to every task when `task` is empty (Nomad's
+        allocRunner.Signal); raises ClientActionError with Nomad's text."""
+        alloc = self._alloc()
+        names = [t["Name"] for t in self._group(alloc).get("Tasks") or []] if alloc else []
+        if task and task not in names:
+            raise ClientActionError("Task not found")
+        # raw_exec sends SIGINT for a name it does not know (and logs a warning), so does the agent
+        sig = signal_name if signal_name in signal.Signals.__members__ else "SIGINT"
+        errors = []
+        for name in [task] if task else names:
+            handle = self._live_handle(name)
+            if handle is None:
+                errors.append((name, "Task not running"))
+                continue
+            self.platform.signal_task(handle, sig, f"Task being sent signal {sig}")
+        if task and errors:
+            raise ClientActionError(errors[0][1])
+        if errors:
+            raise ClientActionError(_multierror([f"Failed to signal task: {n}, err: {e}" for n, e in errors]))
+
+    def restart(self, task: str, all_tasks: bool) -> None:
+        """Restart one task, the running tasks, or all tasks at once, outside their restart policy
+        (Nomad's Client.RestartAllocation); raises ClientActionError with Nomad's text."""
+        if all_tasks and task:
+            raise ClientActionError("task name cannot be set when restarting all tasks")
+        alloc = self._alloc()
+        names = [t["Name"] for t in self._group(alloc).get("Tasks") or []] if alloc else []
+        if task:
+            if task not in names:
+                raise ClientActionError(f"Could not find task runner for task: {task}")
+            handle = self._live_handle(task)
+            if handle is None or not self.platform.restart_task(handle, "User requested task to restart"):
+                raise ClientActionError("Task not running")
+            return
+        if alloc is None or self.stopping or alloc["DesiredStatus"] != "run":
+            raise ClientActionError("restart of an alloc that should not run")
+        live = {n: h for n in names if (h := self._live_handle(n)) is not None}
+        if all_tasks and len(live) < len(names):
+            # Nomad starts dead tasks again in lifecycle order; this agent's runner cannot yet, so it
+            # refuses rather than restart only some of them
+            dead = sorted(set(names) - set(live))
+            raise ClientActionError(f"restarting dead tasks ({', '.join(dead)}) is not supported by the dev agent")
+        reason = "User requested all tasks to restart" if all_tasks else "User requested running tasks to restart"
+        for handle in live.values():
+            self.platform.restart_task(handle, reason)
 
     # --- stop ---------------------------------------------------------------------------------
 

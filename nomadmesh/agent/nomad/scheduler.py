@@ -20,7 +20,7 @@ from typing import Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import deployments, evals, migrations
+from nomadmesh.agent.nomad import deployments, evals, jobs, migrations
 from nomadmesh.agent.nomad.node import node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
 from nomadmesh.agent.nomad.structs import is_terminal, now_ns
@@ -76,6 +76,11 @@ class Scheduler:
 
     def _runner(self, alloc_id: str) -> AllocRunner:
         return AllocRunner(self.ctx, self.platform, self.catalog, self.xds_address, alloc_id, self.notify)
+
+    def alloc_runner(self, alloc_id: str) -> AllocRunner | None:
+        """The runner of a live allocation on this node (the client's alloc runner), if any."""
+        with self._lock:
+            return self._runners.get(alloc_id)
 
     # --- node ---------------------------------------------------------------------------------
 
@@ -229,7 +234,9 @@ class Scheduler:
             mine = [a for a in allocs if a["JobID"] == job["ID"]]
             nonterminal = [a for a in mine if a["ClientStatus"] in ("pending", "running")]
             blocked = any(e["Status"] == "blocked" for e in evals_ if e["JobID"] == job["ID"])
-            if any(a["ClientStatus"] == "running" for a in nonterminal):
+            if jobs.is_parameterized(job):  # a parent is never placed: running until stopped (Nomad)
+                status = "dead" if job.get("Stop") else "running"
+            elif any(a["ClientStatus"] == "running" for a in nonterminal):
                 status = "running"
             elif nonterminal or (blocked and not job.get("Stop")):
                 status = "pending"

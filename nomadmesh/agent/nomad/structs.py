@@ -15,17 +15,22 @@ TRIGGER_DEPLOYMENT = "deployment-watcher"
 TRIGGER_QUEUED = "queued-allocs"
 TRIGGER_ALLOC_FAILURE = "alloc-failure"
 TRIGGER_RECONCILE = "node-update"
+TRIGGER_ALLOC_STOP = "alloc-stop"
+DESC_MIGRATING = "alloc is being migrated"
 
 DEPLOYMENT_RUNNING = "running"
 DEPLOYMENT_SUCCESSFUL = "successful"
 DEPLOYMENT_FAILED = "failed"
 DEPLOYMENT_CANCELLED = "cancelled"
+DEPLOYMENT_PAUSED = "paused"
 DESC_RUNNING = "Deployment is running"
 DESC_SUCCESSFUL = "Deployment completed successfully"
 DESC_UNHEALTHY = "Failed due to unhealthy allocations"
 DESC_PROGRESS = "Failed due to progress deadline"
 DESC_STOPPED = "Cancelled because job is stopped"
 DESC_NEWER = "Cancelled due to newer version of job"
+DESC_PAUSED = "Deployment is paused"
+DESC_FAILED_BY_USER = "Deployment marked as failed"
 
 TERMINAL_CLIENT = ("complete", "failed", "lost")
 

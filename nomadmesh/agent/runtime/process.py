@@ -196,7 +196,7 @@ class TaskProcess:
                 self.spec = replace(self.spec, env=dict(env))
             self._restart_requested = True
             pid = self._pid
-        self._emit(TaskEvent(ev.RESTART_SIGNALED, reason))
+        self._emit(TaskEvent(ev.RESTART_SIGNALED, reason, restart_reason=reason))  # Nomad's SetRestartReason
         self._signal_group(self.spec.kill_signal)
         threading.Thread(target=self._kill_after_timeout, args=(pid,), daemon=True).start()
         return True

@@ -1,0 +1,73 @@
+"""/v1/deployment/fail|pause|allocation-health/<id>, as Nomad's deployment endpoint answers them.
+
+Facts from Nomad's command/agent/deployment_endpoint.go: fail reads no body; pause and
+allocation-health need a body whose DeploymentID matches the path (400s); the RPC's refusals
+(unknown or terminal deployment, unknown allocation) are 500s with Nomad's text.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from nomadmesh.agent.http.nomad_ctx import ctx, notify
+from nomadmesh.agent.http.nomad_util import HTTPError, go_fields, json_body, reply
+from nomadmesh.agent.nomad import deployment_actions as actions
+
+bp = Blueprint("nomad_deployment_actions", __name__)
+
+WRITE_FIELDS = ("Region", "Namespace", "AuthToken", "IdempotencyToken", "SecretID")  # structs.WriteRequest
+PAUSE_FIELDS = ("DeploymentID", "Pause", *WRITE_FIELDS)
+HEALTH_FIELDS = ("DeploymentID", "HealthyAllocationIDs", "UnhealthyAllocationIDs", *WRITE_FIELDS)
+
+
+def _body_for(dep_id: str, fields: tuple[str, ...], what: str) -> dict[str, Any]:
+    body = json_body()
+    body = go_fields(body, fields, what)
+    if not body.get("DeploymentID"):
+        raise HTTPError(400, "DeploymentID must be specified")
+    if body["DeploymentID"] != dep_id:
+        raise HTTPError(400, "Deployment ID does not match")
+    return body
+
+
+def _done(out: dict[str, Any]) -> Response:
+    notify()
+    return reply(out, out["Index"])
+
+
+@bp.route("/v1/deployment/fail/<dep_id>", methods=["POST", "PUT"])
+def fail_deployment(dep_id: str) -> Response:
+    try:
+        return _done(actions.fail(ctx().state, dep_id))
+    except actions.DeploymentRefused as e:
+        raise HTTPError(500, str(e)) from None
+
+
+@bp.route("/v1/deployment/pause/<dep_id>", methods=["POST", "PUT"])
+def pause_deployment(dep_id: str) -> Response:
+    body = _body_for(dep_id, PAUSE_FIELDS, "deployment pause request")
+    paused = body.get("Pause", False)
+    if not isinstance(paused, bool):
+        raise HTTPError(400, "Request decode failed: Pause must be a bool")
+    try:
+        return _done(actions.pause(ctx().state, dep_id, paused))
+    except actions.DeploymentRefused as e:
+        raise HTTPError(500, str(e)) from None
+
+
+def _ids(body: dict[str, Any], name: str) -> list[str]:
+    ids = body.get(name) or []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise HTTPError(400, f"Request decode failed: {name} must be a list of strings")
+    return ids
+
+
+@bp.route("/v1/deployment/allocation-health/<dep_id>", methods=["POST", "PUT"])
+def deployment_allocation_health(dep_id: str) -> Response:
+    body = _body_for(dep_id, HEALTH_FIELDS, "deployment allocation health request")
+    healthy, unhealthy = _ids(body, "HealthyAllocationIDs"), _ids(body, "UnhealthyAllocationIDs")
+    try:
+        return _done(actions.set_alloc_health(ctx().state, dep_id, healthy, unhealthy))
+    except actions.DeploymentRefused as e:
+        raise HTTPError(500, str(e)) from None
