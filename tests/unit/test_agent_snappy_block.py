@@ -12,8 +12,9 @@ def test_round_trip(size: int) -> None:
     assert decompress(compress(data)) == data
 
 
-def test_literal_preamble_is_snappys() -> None:
-    # uvarint length, then one literal tag ((len-1) << 2) and the bytes, as snappy's format defines
+def test_block_format_not_the_framed_stream() -> None:
+    # uvarint length, then one literal tag ((len-1) << 2) and the bytes, as snappy's block format
+    # defines (what Go's snappy.Encode writes; the framed format would start with a stream header)
     assert compress(b"hello") == bytes([5, 4 << 2]) + b"hello"
 
 
