@@ -3,12 +3,15 @@ list by prefix and namespace, check-and-set (409 with the variable found), delet
 rules and refusals, and persistence across a restart."""
 from __future__ import annotations
 
+import time
+
 import nomad
 import nomad.api.exceptions as nx
 import pytest
 import requests
 
 from support.agents import InProcessAgent, RunningAgent
+from support.waiting import wait_until
 
 
 def _text(r: requests.Response) -> str:
@@ -100,8 +103,8 @@ def test_refusals(agent: InProcessAgent) -> None:
     assert (r.status_code, _text(r)) == (400, 'RPC Error:: 400,can not target wildcard ("*")namespace')
     r = requests.put(f"{agent.addr}/v1/var/", json={"Items": {"k": "v"}}, timeout=10)
     assert (r.status_code, _text(r)) == (400, "missing variable path")
-    r = requests.put(f"{url}?lock-acquire", json={"Items": {"k": "v"}}, timeout=10)
-    assert r.status_code == 400 and "not supported by the dev agent" in r.text
+    r = requests.put(f"{url}?lock-acquire&cas=1", json={}, timeout=10)
+    assert (r.status_code, _text(r)) == (400, "CAS can't be used with lock operations")
     r = requests.put(f"{url}?lock-acquire&lock-release", json={}, timeout=10)
     assert (r.status_code, _text(r)) == (400, "multiple lock operations")
     assert agent.client.variables.get_variables(namespace="*") == []
@@ -127,3 +130,55 @@ def test_variables_survive_a_restart(running_agent: RunningAgent) -> None:
     running_agent.restart(kill=True)
     c = nomad.Nomad(host="127.0.0.1", port=running_agent.nomad_port, timeout=10)
     assert c.variable.get_variable("nomad/jobs/keep") == written
+
+
+def test_locks_acquire_renew_release(agent: InProcessAgent) -> None:
+    url = f"{agent.addr}/v1/var/app/leader"
+    got = requests.put(f"{url}?lock-acquire", json={"Lock": {"TTL": "30s"}}, timeout=10)
+    assert got.status_code == 200, got.text
+    lock = got.json()["Lock"]
+    assert lock["TTL"] == "30s" and lock["LockDelay"] == "15s" and lock["ID"]
+    assert "Items" not in got.json()  # a variable made only to hold the lock
+    assert agent.client.variable.get_variable("app/leader")["Lock"]["ID"] == lock["ID"]
+
+    other = requests.put(f"{url}?lock-acquire", json={}, timeout=10)  # somebody else: held
+    assert other.status_code == 409 and other.json()["Path"] == "app/leader" and "Lock" not in other.json()
+    r = requests.put(url, json={"Items": {"k": "v"}}, timeout=10)  # not the holder: conflict
+    assert r.status_code == 409
+    assert requests.delete(url, timeout=10).status_code == 409
+    mine = requests.put(url, json={"Items": {"k": "v"}, "Lock": {"ID": lock["ID"]}}, timeout=10)
+    assert mine.status_code == 200 and mine.json()["Items"] == {"k": "v"} and mine.json()["Lock"]["ID"] == lock["ID"]
+
+    index = agent.client.variable.get_variable("app/leader")["ModifyIndex"]
+    renewed = requests.put(f"{url}?lock-renew", json={"Lock": {"ID": lock["ID"]}}, timeout=10)
+    assert renewed.status_code == 200 and renewed.json()["Lock"]["ID"] == lock["ID"]
+    assert renewed.json()["ModifyIndex"] == index  # a renew writes nothing
+    r = requests.put(f"{url}?lock-renew", json={"Lock": {"ID": "not-mine"}}, timeout=10)
+    assert (r.status_code, _text(r)) == (409, "attempting to modify locked variable")
+    r = requests.put(f"{url}?lock-release", json={"Lock": {"ID": "not-mine"}}, timeout=10)
+    assert r.status_code == 409 and r.json()["Lock"] == {"ID": "", "TTL": "", "LockDelay": ""}
+
+    released = requests.put(f"{url}?lock-release", json={"Lock": {"ID": lock["ID"]}}, timeout=10)
+    assert released.status_code == 200 and "Lock" not in released.json()
+    assert "Lock" not in agent.client.variable.get_variable("app/leader")
+    r = requests.put(f"{url}?lock-release", json={"Lock": {"ID": lock["ID"]}}, timeout=10)
+    assert (r.status_code, _text(r)) == (409, "variable doesn't hold a lock")
+    r = requests.put(f"{agent.addr}/v1/var/nope?lock-renew", json={"Lock": {"ID": "x"}}, timeout=10)
+    assert (r.status_code, _text(r)) == (404, "variable doesn't exist")
+    assert requests.put(f"{url}?lock-acquire", json={}, timeout=10).status_code == 200  # free again
+    r = requests.put(f"{agent.addr}/v1/var/app/other?lock-acquire", json={"Lock": {"TTL": "1s"}}, timeout=10)
+    assert r.status_code == 400 and "TTL must be between 10 seconds and 24 hours" in r.text
+
+
+def test_a_lock_not_renewed_lapses_and_its_delay_holds_others_off(agent: InProcessAgent) -> None:
+    url = f"{agent.addr}/v1/var/app/lapse"
+    got = requests.put(f"{url}?lock-acquire", json={"Lock": {"TTL": "10s", "LockDelay": "3s"}}, timeout=10)
+    assert got.status_code == 200, got.text
+    index = got.json()["ModifyIndex"]
+    # a blocking read wakes when the lock lapses (Nomad's TTL timer writes the variable)
+    r = requests.get(f"{url}?index={index}&wait=30s", timeout=40)
+    assert r.status_code == 200 and "Lock" not in r.json() and r.json()["ModifyIndex"] > index
+    lapsed_at = time.monotonic()
+    refused = requests.put(f"{url}?lock-acquire", json={}, timeout=10)
+    assert refused.status_code == 409 or time.monotonic() - lapsed_at >= 3  # within the lock delay: refused
+    wait_until(lambda: requests.put(f"{url}?lock-acquire", json={}, timeout=10).status_code == 200, 10)
