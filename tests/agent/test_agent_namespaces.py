@@ -101,6 +101,14 @@ def test_jobs_are_isolated_per_namespace(agent: InProcessAgent) -> None:
     assert {a["Namespace"] for a in shop.allocations.get_allocations()} == {"shop-prod"}
     evals = requests.get(f"{agent.addr}/v1/evaluations?namespace=shop-prod", timeout=10).json()  # no ns in python-nomad
     assert evals and {e["Namespace"] for e in evals} == {"shop-prod"}
+    # plan, revert and the job's source are looked up in the request's namespace too
+    plan = requests.post(f"{agent.addr}/v1/job/web/plan?namespace=default",
+                         json={"Job": agent.client.jobs.parse(HCL % ""), "Diff": True}, timeout=10).json()
+    assert plan["Diff"]["Type"] == "Added" and plan["JobModifyIndex"] == 0
+    r = requests.post(f"{agent.addr}/v1/job/web/revert", json={"JobID": "web", "JobVersion": 0}, timeout=10)
+    assert (r.status_code, _text(r)) == (500, 'job "web" not found')
+    assert requests.get(f"{agent.addr}/v1/job/web/versions", timeout=10).status_code == 404
+    assert requests.get(f"{agent.addr}/v1/job/web/versions?namespace=shop-prod", timeout=10).status_code == 200
     # the same ID in another namespace is refused, never put in place of this one
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": agent.client.jobs.parse(HCL % "")}, timeout=10)
     assert r.status_code == 500 and 'exists in namespace "shop-prod"' in r.text

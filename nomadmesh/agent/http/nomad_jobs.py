@@ -1,6 +1,7 @@
 """/v1/jobs and /v1/job/<id>/...: register, parse, read, plan, stop/purge, revert, versions and children."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -166,9 +167,10 @@ def plan_job(job_id: str) -> Response:
     job = _prepare(body)
     if job["ID"] != job_id:
         raise HTTPError(400, "Job ID does not match")
+    job["Namespace"] = request.args.get("namespace") or body.get("Namespace") or job.get("Namespace") or "default"
     state = ctx().state
     rec = state.get("job", job_id)
-    existing = rec.value if rec else None
+    existing = rec.value if rec and rec.value.get("Namespace", "default") == job["Namespace"] else None
     # The plan shows the version registration would create: unchanged spec keeps the version.
     job["Version"] = existing["Version"] if existing and not jobstore.spec_changed(existing, job) else (
         existing["Version"] + 1 if existing else 0)
@@ -176,7 +178,7 @@ def plan_job(job_id: str) -> Response:
     node_rec = state.get("node", ctx().node_id)
     if node_rec is None:
         raise HTTPError(500, "no node registered yet")
-    plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id], all_allocs,
+    plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id and existing], all_allocs,
                             node_rec.value, spec.update_kind)
     diff = spec.diff(existing, job) if body.get("Diff") else None
     return reply({
@@ -203,6 +205,9 @@ def revert_job(job_id: str) -> Response:
         raise HTTPError(400, "Job ID does not match")
     version = _version_field(body, "JobVersion") or 0  # Go's zero value when absent
     namespace = request.args.get("namespace") or body.get("Namespace") or "default"
+    current = ctx().state.get("job", job_id)
+    if current is not None and current.value.get("Namespace", "default") != namespace:
+        raise HTTPError(500, f"job {json.dumps(job_id)} not found")  # Job.Revert looks in the request's namespace
     try:
         out = jobstore.revert(ctx().state, job_id, version, enforce_prior_version=_version_field(
             body, "EnforcePriorVersion"), namespace=namespace)
@@ -235,7 +240,7 @@ async def job_submission(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", jobstore.SUBMISSION_KIND))
     found = jobstore.submission(state, job_id, int(raw))
-    if found is None:
+    if found is None or found.get("Namespace", "default") != request_namespace():
         raise HTTPError(404, "job source not found")
     return reply(found, index)
 
