@@ -50,6 +50,10 @@ def test_default_always_exists_and_namespaces_are_created_listed_and_deleted(age
     assert [n["Name"] for n in agent.client.namespaces.get_namespaces(prefix="shop")] == ["shop-prod"]
     agent.client.namespace.delete_namespace("shop-prod")
     assert "shop-prod" not in agent.client.namespace
+    # `default` can be described too (Nomad keeps it as a namespace like the others)
+    agent.client.namespace.update_namespace("default", {"Name": "default", "Description": "ours"})
+    assert agent.client.namespace.get_namespace("default")["Description"] == "ours"
+    assert [n["Description"] for n in agent.client.namespaces.get_namespaces()] == ["ours"]
 
 
 def test_namespace_refusals_use_nomads_texts(agent: InProcessAgent) -> None:
@@ -57,6 +61,8 @@ def test_namespace_refusals_use_nomads_texts(agent: InProcessAgent) -> None:
     assert (r.status_code, _text(r)) == (500, "can not delete default namespace")
     r = requests.delete(f"{agent.addr}/v1/namespace/nope", timeout=10)
     assert (r.status_code, _text(r)) == (500, "namespace not found")
+    r = requests.get(f"{agent.addr}/v1/namespace/", timeout=10)
+    assert (r.status_code, _text(r)) == (400, "Missing Namespace Name")
     r = requests.get(f"{agent.addr}/v1/namespace/nope", timeout=10)
     assert (r.status_code, _text(r)) == (404, "Namespace not found")
     r = requests.post(f"{agent.addr}/v1/namespace/a", json={"Name": "b"}, timeout=10)

@@ -52,10 +52,11 @@ def document(body: dict[str, Any], create_index: int, modify_index: int) -> dict
 
 
 def get(state: State | Txn, name: str) -> dict[str, Any] | None:
-    if name == DEFAULT:
-        return _default()
+    """The namespace; `default` as updated, else as Nomad creates it."""
     rec = state.get(KIND, name)
-    return rec.value if rec is not None else None
+    if rec is None:
+        return _default() if name == DEFAULT else None
+    return rec.value
 
 
 def exists(state: State | Txn, name: str) -> bool:
@@ -63,8 +64,9 @@ def exists(state: State | Txn, name: str) -> bool:
 
 
 def listing(state: State, prefix: str = "") -> list[dict[str, Any]]:
-    stored = [r.value for r in state.records(KIND) if r.key != DEFAULT]
-    return sorted((n for n in [_default(), *stored] if n["Name"].startswith(prefix)), key=lambda n: n["Name"])
+    stored = {r.key: r.value for r in state.records(KIND)}
+    stored.setdefault(DEFAULT, _default())
+    return sorted((n for n in stored.values() if n["Name"].startswith(prefix)), key=lambda n: n["Name"])
 
 
 def _validate(body: dict[str, Any]) -> None:
@@ -96,7 +98,7 @@ def upsert(state: State, body: dict[str, Any]) -> int:
     _validate(body)
     with state.write() as txn:
         current = txn.get(KIND, body["Name"])
-        create = current.create_index if current else txn.index
+        create = current.create_index if current else (1 if body["Name"] == DEFAULT else txn.index)
         txn.put(KIND, body["Name"], document(body, create, txn.index))
         return txn.index
 
