@@ -27,7 +27,7 @@ from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.plan import Plan
 from nomadmesh.deploy.releases import record_deploy
 from nomadmesh.deploy.status import JobStatus, collect_status
-from nomadmesh.deploy.target import Target, consul_client, target_from_env
+from nomadmesh.deploy.target import Target, consul_client, for_namespace, target_from_env
 from nomadmesh.progress import Progress, SilentProgress
 
 
@@ -48,7 +48,8 @@ def plan(spec: Spec, names: Sequence[str] = (), *, target: Target | None = None)
     Reads only: each job file is parsed by the target and compared with the live job of that name,
     and the project's intentions and service-defaults with Consul's entries (`Plan.entries`).
     """
-    return live_plan(_api(target), render_jobs(spec, names), _consul(target))
+    rendered = render_jobs(spec, names)
+    return live_plan(_api(target, rendered.namespace), rendered, _consul(target))
 
 
 def apply(plan: Plan, *, target: Target | None = None, detach: bool = False, timeout_s: float = 300.0,
@@ -61,7 +62,8 @@ def apply(plan: Plan, *, target: Target | None = None, detach: bool = False, tim
     deploy is recorded as a release of `project` (default: the plan's project; the name `nomadmesh
     history` lists), as the CLI does.
     """
-    api = _api(target)
+    # the planned jobs' namespace (nomadmesh.json), as `plan` read them
+    api = _api(target, next((c.job.get("Namespace") or "default" for c in plan.changes), "default"))
     if not plan.project:  # a Plan made without Consul (deploy.plan.plan): jobs only
         report = apply_plan(api, plan, progress or SilentProgress(), detach=detach, timeout_s=timeout_s)
     else:
@@ -94,5 +96,5 @@ def _consul(target: Target | None) -> Any:
     return consul_client(target if target is not None else target_from_env(os.environ))
 
 
-def _api(target: Target | None) -> NomadAPI:
-    return NomadAPI(target if target is not None else target_from_env(os.environ))
+def _api(target: Target | None, namespace: str = "default") -> NomadAPI:
+    return NomadAPI(for_namespace(target if target is not None else target_from_env(os.environ), namespace))

@@ -65,7 +65,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
     from nomadmesh.deploy.live import live_orphans, live_plan
     from nomadmesh.deploy.nomad_api import NomadAPI
     from nomadmesh.deploy.releases import record_deploy
-    from nomadmesh.deploy.target import consul_client
+    from nomadmesh.deploy.target import consul_client, for_namespace
     from nomadmesh.progress import make_progress
 
     rendered = load_jobs(services_dir, project_file, services, allow_external,
@@ -77,6 +77,7 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
     if prune and not is_named(rendered.project):
         raise click.UsageError(f"--prune needs a project name: set \"name\" in nomadmesh.json (projects without "
                                f"one all share the name {DEFAULT_PROJECT!r} and would prune each other's jobs)")
+    target = for_namespace(target, rendered.namespace)
     api, consul = NomadAPI(target), consul_client(target)
     project = rendered.policy.project
     pruned: list[str] = []

@@ -50,12 +50,13 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
     from nomadmesh.deploy.jobs import load_jobs
     from nomadmesh.deploy.live import live_orphans, live_plan, nomad_plans
     from nomadmesh.deploy.nomad_api import NomadAPI
-    from nomadmesh.deploy.target import consul_client
+    from nomadmesh.deploy.target import consul_client, for_namespace
     from nomadmesh.mesh.entry_plan import format_entries
 
     try:
         rendered = load_jobs(services_dir, project_file, services, allow_external,
             env=env, variables=var, environ=os.environ)
+        target = for_namespace(target, rendered.namespace)
         api = NomadAPI(target)
         plan = live_plan(api, rendered, consul_client(target), reset_overrides)
         answers = nomad_plans(api, plan)

@@ -44,6 +44,7 @@ class Rendered:
     policy: Desired = field(default_factory=lambda: Desired(""))  # the project's intentions and service-defaults
     project: str = "default"  # Project.name: the jobs' nomadmesh_project meta (orphans are this project's)
     complete: bool = True  # every service of the folder, not a selection: only then can orphans be told
+    namespace: str = "default"  # Project.namespace: the Nomad namespace the jobs are in (nomadmesh.json)
 
 
 def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
@@ -56,7 +57,7 @@ def render_jobs(spec: Spec, names: Sequence[str] = ()) -> Rendered:
     sources = {n: JobSource(render_hcl(services[n], spec.project, spec.root), job_variables(services[n], spec.root))
                for n in order}
     return Rendered(sources, order, tuple(spec.warnings) + warnings, desired_policy(spec), spec.project.name,
-                    not names)
+                    not names, spec.project.namespace)
 
 
 def load_jobs(services_dir: Path, project_file: Path | None = None, names: Sequence[str] = (),

@@ -12,7 +12,7 @@ agent listens there too, so one code path serves both kinds of target).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import consul
@@ -63,6 +63,14 @@ class Target:
     consul: Endpoint
     namespace: str | None = None
     region: str | None = None
+
+
+def for_namespace(target: Target, namespace: str) -> Target:
+    """The target a project's Nomad calls go to: its nomadmesh.json `namespace`, unless NOMAD_NAMESPACE
+    chose one (it wins, as `-namespace` does over the job's own in `nomad job run`)."""
+    if target.namespace or namespace == "default":
+        return target
+    return replace(target, namespace=namespace)
 
 
 def parse_addr(addr: str, default_port: int, variable: str, force_https: bool = False) -> tuple[str, str, int]:

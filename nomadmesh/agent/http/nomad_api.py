@@ -6,6 +6,8 @@
     nomad_job_actions.py  /v1/job/<id>/stable|evaluate, /v1/validate/job
     nomad_alloc_actions.py  /v1/allocation/<id>/stop, /v1/client/allocation/<id>/signal|restart
     nomad_deployment_actions.py  /v1/deployment/fail|pause|allocation-health/<id>
+    nomad_namespaces.py  /v1/namespaces, /v1/namespace[/<name>]
+    nomad_variables.py   /v1/vars, /v1/var/<path> (Nomad Variables)
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -23,7 +25,9 @@ from nomadmesh.agent.http import (
     nomad_job_actions,
     nomad_jobs,
     nomad_logs,
+    nomad_namespaces,
     nomad_reads,
+    nomad_variables,
 )
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
@@ -47,6 +51,8 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_deployment_actions.bp)
     app.register_blueprint(nomad_reads.bp)
     app.register_blueprint(nomad_logs.bp)
+    app.register_blueprint(nomad_namespaces.bp)
+    app.register_blueprint(nomad_variables.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

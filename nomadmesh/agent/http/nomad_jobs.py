@@ -1,6 +1,7 @@
 """/v1/jobs and /v1/job/<id>/...: register, parse, read, plan, stop/purge, revert, versions and children."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -10,10 +11,12 @@ from nomadmesh.agent.http.nomad_util import (
     HTTPError,
     blocking,
     check_fields,
+    in_namespace,
     json_body,
     parse_bool,
     read_endpoint,
     reply,
+    request_namespace,
     strip_private,
 )
 from nomadmesh.agent.nomad import feasibility, jobs as jobstore, planner, spec, task_templates
@@ -49,7 +52,7 @@ def _submission(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _job_or_404(job_id: str) -> dict[str, Any]:
     rec = ctx().state.get("job", job_id)
-    if rec is None:
+    if rec is None or rec.value.get("Namespace", "default") != request_namespace():
         raise HTTPError(404, "job not found")
     return rec.value
 
@@ -71,7 +74,7 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _allocs_of(job_id: str) -> list[dict[str, Any]]:
-    return [a for a in ctx().state.values("alloc") if a["JobID"] == job_id]
+    return [a for a in in_namespace(ctx().state.values("alloc"), wildcard=False) if a["JobID"] == job_id]
 
 
 @bp.get("/v1/jobs")
@@ -83,7 +86,7 @@ async def list_jobs() -> Response:
         allocs = state.values("alloc")
         return [jobstore.job_stub(j, jobstore.job_summary(j, [a for a in allocs if a["JobID"] == j["ID"]],
                                                           jobstore.children_of(state, j["ID"])))
-                for j in state.values("job", prefix)]
+                for j in in_namespace(state.values("job", prefix))]
 
     return await read_endpoint(state, ("job", "alloc"), produce)
 
@@ -91,6 +94,8 @@ async def list_jobs() -> Response:
 def _register(body: dict[str, Any], path_id: str | None) -> Response:
     check_fields(body, REGISTER_FIELDS, "job register request")
     job = _prepare(body)
+    # Nomad's namespaceForJob: ?namespace= (the CLI's -namespace), then the request's, then the job's
+    job["Namespace"] = request.args.get("namespace") or body.get("Namespace") or job.get("Namespace") or "default"
     if path_id is not None and job["ID"] != path_id:
         raise HTTPError(400, "Job ID does not match name")
     enforce = body.get("EnforceIndex", False)
@@ -147,6 +152,7 @@ def update_job(job_id: str) -> Response:
 @bp.delete("/v1/job/<path:job_id>")
 def deregister_job(job_id: str) -> Response:
     purge = parse_bool("purge")
+    _job_or_404(job_id)  # a job of another namespace is not found
     try:
         out = jobstore.deregister(ctx().state, job_id, purge)
     except jobstore.JobNotFound:
@@ -162,9 +168,10 @@ def plan_job(job_id: str) -> Response:
     job = _prepare(body)
     if job["ID"] != job_id:
         raise HTTPError(400, "Job ID does not match")
+    job["Namespace"] = request.args.get("namespace") or body.get("Namespace") or job.get("Namespace") or "default"
     state = ctx().state
     rec = state.get("job", job_id)
-    existing = rec.value if rec else None
+    existing = rec.value if rec and rec.value.get("Namespace", "default") == job["Namespace"] else None
     # The plan shows the version registration would create: unchanged spec keeps the version.
     job["Version"] = existing["Version"] if existing and not jobstore.spec_changed(existing, job) else (
         existing["Version"] + 1 if existing else 0)
@@ -172,7 +179,7 @@ def plan_job(job_id: str) -> Response:
     node_rec = state.get("node", ctx().node_id)
     if node_rec is None:
         raise HTTPError(500, "no node registered yet")
-    plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id], all_allocs,
+    plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id and existing], all_allocs,
                             node_rec.value, spec.update_kind)
     diff = spec.diff(existing, job) if body.get("Diff") else None
     return reply({
@@ -199,6 +206,9 @@ def revert_job(job_id: str) -> Response:
         raise HTTPError(400, "Job ID does not match")
     version = _version_field(body, "JobVersion") or 0  # Go's zero value when absent
     namespace = request.args.get("namespace") or body.get("Namespace") or "default"
+    current = ctx().state.get("job", job_id)
+    if current is not None and current.value.get("Namespace", "default") != namespace:
+        raise HTTPError(500, f"job {json.dumps(job_id)} not found")  # Job.Revert looks in the request's namespace
     try:
         out = jobstore.revert(ctx().state, job_id, version, enforce_prior_version=_version_field(
             body, "EnforcePriorVersion"), namespace=namespace)
@@ -212,7 +222,7 @@ def revert_job(job_id: str) -> Response:
 async def job_versions(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", "job_version"))
-    listed = jobstore.own_versions(state.values("job_version", job_id + "/"), job_id)
+    listed = jobstore.own_versions(in_namespace(state.values("job_version", job_id + "/"), False), job_id)
     versions = [strip_private(v) for v in reversed(listed)]
     if not versions:
         raise HTTPError(404, "job versions not found")
@@ -231,7 +241,7 @@ async def job_submission(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", jobstore.SUBMISSION_KIND))
     found = jobstore.submission(state, job_id, int(raw))
-    if found is None:
+    if found is None or found.get("Namespace", "default") != request_namespace():
         raise HTTPError(404, "job source not found")
     return reply(found, index)
 
@@ -256,14 +266,16 @@ async def job_allocations(job_id: str) -> Response:
 async def job_evaluations(job_id: str) -> Response:
     state = ctx().state
     return await read_endpoint(state, ("eval",), lambda: sorted(
-        (e for e in state.values("eval") if e["JobID"] == job_id), key=lambda e: -e["CreateIndex"]))
+        (e for e in in_namespace(state.values("eval"), False) if e["JobID"] == job_id),
+        key=lambda e: -e["CreateIndex"]))
 
 
 @bp.get("/v1/job/<path:job_id>/deployments")
 async def job_deployments(job_id: str) -> Response:
     state = ctx().state
     return await read_endpoint(state, ("deployment",), lambda: sorted(
-        (d for d in state.values("deployment") if d["JobID"] == job_id), key=lambda d: -d["CreateIndex"]))
+        (d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
+        key=lambda d: -d["CreateIndex"]))
 
 
 @bp.get("/v1/job/<path:job_id>/deployment")
@@ -271,7 +283,7 @@ async def job_latest_deployment(job_id: str) -> Response:
     state = ctx().state
 
     def produce() -> dict[str, Any] | None:
-        deps = sorted((d for d in state.values("deployment") if d["JobID"] == job_id),
+        deps = sorted((d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
                       key=lambda d: -d["CreateIndex"])
         return deps[0] if deps else None
 

@@ -6,7 +6,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx
-from nomadmesh.agent.http.nomad_util import HTTPError, blocking, read_endpoint, reply, strip_private
+from nomadmesh.agent.http.nomad_util import HTTPError, blocking, in_namespace, read_endpoint, reply, strip_private
 from nomadmesh.agent.nomad.node import NOMAD_VERSION, node_stub
 from nomadmesh.agent.nomad.structs import alloc_stub
 
@@ -30,9 +30,14 @@ def _prefixed(kind: str) -> list[dict[str, Any]]:
     return ctx().state.values(kind, request.args.get("prefix", ""))
 
 
+def _listed(kind: str) -> list[dict[str, Any]]:
+    """A list endpoint's documents: by `?prefix=`, in the request's namespace (`*`: all)."""
+    return in_namespace(_prefixed(kind))
+
+
 @bp.get("/v1/allocations")
 async def allocations() -> Response:
-    return await read_endpoint(ctx().state, ("alloc",), lambda: [alloc_stub(a) for a in _prefixed("alloc")])
+    return await read_endpoint(ctx().state, ("alloc",), lambda: [alloc_stub(a) for a in _listed("alloc")])
 
 
 @bp.get("/v1/allocation/<alloc_id>")
@@ -42,7 +47,7 @@ async def allocation(alloc_id: str) -> Response:
 
 @bp.get("/v1/evaluations")
 async def evaluations() -> Response:
-    return await read_endpoint(ctx().state, ("eval",), lambda: _prefixed("eval"))
+    return await read_endpoint(ctx().state, ("eval",), lambda: _listed("eval"))
 
 
 @bp.get("/v1/evaluation/<eval_id>")
@@ -59,7 +64,7 @@ async def evaluation_allocations(eval_id: str) -> Response:
 
 @bp.get("/v1/deployments")
 async def deployments() -> Response:
-    return await read_endpoint(ctx().state, ("deployment",), lambda: _prefixed("deployment"))
+    return await read_endpoint(ctx().state, ("deployment",), lambda: _listed("deployment"))
 
 
 @bp.get("/v1/deployment/<dep_id>")

@@ -23,8 +23,9 @@ from nomadmesh.agent.http.common import (
 )
 from nomadmesh.agent.state import State
 
-__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_fields", "json_body", "parse_bool",
-           "parse_duration", "parse_int", "read_endpoint", "reply", "strip_private", "text_error"]
+__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_fields", "in_namespace", "json_body",
+           "parse_bool", "parse_duration", "parse_int", "read_endpoint", "reply", "request_namespace", "strip_private",
+           "text_error"]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -93,6 +94,20 @@ async def read_endpoint(state: State, kinds: tuple[str, ...], produce: Callable[
     """A blocking GET: wait on `kinds`, then build the answer from current state."""
     index = await blocking(state, kinds)
     return reply(produce(), index)
+
+
+def request_namespace() -> str:
+    """The namespace a request reads or writes: `?namespace=`, else `default` (Nomad's parseNamespace)."""
+    return request.args.get("namespace") or "default"
+
+
+def in_namespace(docs: Iterable[dict[str, Any]], wildcard: bool = True) -> list[dict[str, Any]]:
+    """The jobs, allocations, evaluations or deployments of the request's namespace; `*` is every
+    namespace on the list endpoints that take it."""
+    ns = request_namespace()
+    if ns == "*" and wildcard:
+        return list(docs)
+    return [d for d in docs if d.get("Namespace", "default") == ns]
 
 
 def text_error(status: int, message: str) -> Response:

@@ -137,6 +137,21 @@ def exhausted_reason(tg: dict[str, Any], used_static: dict[int, str]) -> str | N
     return None
 
 
+def in_datacenters(job: dict[str, Any], node: dict[str, Any]) -> bool:
+    """Nomad's Node.IsInAnyDC: one of the job's `datacenters` matches the node's, where `*` matches
+    any run of characters (go-glob: no other wildcard; Nomad 1.5+ defaults `datacenters` to ["*"])."""
+    dcs = job.get("Datacenters") or ["*"]
+    return any(re.fullmatch(".*".join(map(re.escape, dc.split("*"))), node["Datacenter"], re.DOTALL)
+               for dc in dcs)
+
+
+def no_eligible_nodes_metric(queued: int) -> dict[str, Any]:
+    """The AllocMetric when no ready node is in the job's datacenters: nothing evaluated, so the CLI
+    says "No nodes were eligible for evaluation" and NodesAvailable (ready nodes by DC) is empty."""
+    return {**alloc_metric({"Datacenter": ""}, queued), "NodesEvaluated": 0, "NodesInPool": 0,
+            "NodesAvailable": {}}
+
+
 def alloc_metric(node: dict[str, Any], queued: int, constraint: str | None = None,
                  exhausted: str | None = None) -> dict[str, Any]:
     """Nomad's AllocMetric for a group that could not be placed `queued` times."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
+from nomadmesh.agent.nomad import namespaces
 from nomadmesh.agent.nomad.structs import TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns
 from nomadmesh.agent.state import State, Txn
 
@@ -132,11 +133,24 @@ def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
         raise ConfigEntryRefused(f"Unexpected response code: 500 ({problem})")
 
 
+def _check_namespace(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    """Nomad's namespace check on register; and the dev agent keeps one job per ID, so a job whose ID
+    another namespace already uses is refused rather than put in place of that one."""
+    ns = job.get("Namespace") or "default"
+    if not namespaces.exists(txn, ns):
+        raise RegisterRefused(f"job {_go_quote(job['ID'])} is in nonexistent namespace {_go_quote(ns)}")
+    if existing is not None and (existing.get("Namespace") or "default") != ns:
+        raise RegisterRefused(f"job {_go_quote(job['ID'])} exists in namespace "
+                              f"{_go_quote(existing.get('Namespace') or 'default')}: the dev agent keeps one job "
+                              "per ID across namespaces (purge that one first)")
+
+
 def register(state: State, job: dict[str, Any], enforce_index: bool = False,
              job_modify_index: int = 0, submission: dict[str, Any] | None = None) -> dict[str, Any]:
     with state.write() as txn:
         rec = txn.get("job", job["ID"])
         existing = rec.value if rec else None
+        _check_namespace(txn, job, existing)
         if enforce_index:
             _enforce(existing, job_modify_index)
         _check_update(existing, job)

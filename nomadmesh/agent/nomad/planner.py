@@ -1,7 +1,7 @@
 """One scheduling pass for a job, shared by the scheduler and the plan endpoint. Pure.
 
 reconcile() says what should change; this adds whether the node can take the placements
-(drivers, network mode, static ports) and returns Nomad's FailedTGAllocs for those it cannot.
+(datacenters, drivers, network mode, static ports) and returns Nomad's FailedTGAllocs for those it cannot.
 """
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_a
         wanted = len(plan.place) + len(plan.destructive) + len(plan.reschedule_now) + len(plan.migrate) \
             if plan else 0
         if not wanted:
+            continue
+        if not feasibility.in_datacenters(job, node):
+            failed[tg["Name"]] = feasibility.no_eligible_nodes_metric(wanted)
             continue
         constraint = feasibility.constraint_reason(tg, node, job)
         exhausted = None if constraint else feasibility.exhausted_reason(tg, used)
