@@ -208,9 +208,16 @@ def delete_command(target: Target, source: str, destination: str) -> None:
     """
     from nomadmesh.deploy import intentions as di
 
-    if not di.delete_intention(_client(target), source, destination):
+    client = _client(target)
+    if not di.delete_intention(client, source, destination):
         raise click.ClickException(f"no intention {source} => {destination} in Consul at {target.consul.url}")
-    click.echo(f"Deleted: {source} => {destination}")
+    # Deleting an operator's override of a deploy's own source gives the deploy's back (see mesh/policy.py).
+    back = di.get_intention(client, source, destination)
+    if back is None:
+        click.echo(f"Deleted: {source} => {destination}")
+    else:
+        click.echo(f"Deleted: {source} => {destination}; the rule a deploy wrote is back: "
+                   f"{di.describe(back)}{f' ({back.description})' if back.description else ''}")
 
 
 def _permission_line(p: Permission) -> str:

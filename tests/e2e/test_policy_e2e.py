@@ -141,7 +141,9 @@ def test_default_deny_chain_works_by_derived_allows_and_overrides_survive_deploy
     # `intent delete` of the operator's deny restores the derived allow (not the default deny).
     assert intent(agent, "deny", "invoice", "tax").exit_code == 0
     wait_until(lambda: not chain_works(gateway), 10, "the deny breaks the chain")
-    assert intent(agent, "delete", "invoice", "tax").exit_code == 0
+    r = intent(agent, "delete", "invoice", "tax")
+    assert r.exit_code == 0 and r.output == ("Deleted: invoice => tax; the rule a deploy wrote is back: allow "
+                                             "(nomadmesh: invoice declares tax as an upstream)\n"), r.output
     assert source(agent, "tax", "invoice")[0]["Action"] == "allow"
     assert source(agent, "tax", "invoice")[1] == "deploy:shop"
     wait_until(lambda: chain_works(gateway), 10, "the chain answers after intent delete")
