@@ -21,6 +21,7 @@ from typing import Any
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import deployments, evals, migrations
+from nomadmesh.agent.nomad.events import EventBroker
 from nomadmesh.agent.nomad.node import node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
 from nomadmesh.agent.nomad.structs import is_terminal, now_ns
@@ -36,6 +37,7 @@ class Scheduler:
         self.catalog = catalog
         self.xds_address = xds_address
         self.platform = Platform(ctx)
+        self.events = EventBroker.on(ctx.state)  # before any write of ours: the node's registration is an event
         self._runners: dict[str, AllocRunner] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
