@@ -22,7 +22,7 @@ from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import deployments, evals, migrations
 from nomadmesh.agent.nomad.events import EventBroker
-from nomadmesh.agent.nomad.node import node_document
+from nomadmesh.agent.nomad.node import OPERATOR_SET, node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
 from nomadmesh.agent.nomad.structs import is_terminal, now_ns
 
@@ -48,7 +48,7 @@ class Scheduler:
 
     def start(self) -> None:
         migrations.migrate(self.ctx.state)  # before anything reads a stored job
-        self._register_node()
+        self.register_node()
         self._reconcile_on_start()
         self._thread = threading.Thread(target=self._loop, name="nomad-scheduler", daemon=True)
         self._thread.start()
@@ -86,12 +86,17 @@ class Scheduler:
         assert rec is not None, "start() registers the node"
         return rec.value
 
-    def _register_node(self) -> None:
+    def register_node(self) -> None:
+        """Register the node (on start, and when a purge removed it: a live client rejoins); an
+        operator's drain and eligibility outlive a restart, as in Nomad's state."""
         cfg = self.ctx.config
         doc = node_document(self.ctx.node_id, cfg.node_name, cfg.datacenter, f"{cfg.bind}:{cfg.nomad_port}",
                             self.platform.bridge_unavailable(), 0)
         with self.ctx.state.write() as txn:
             old = txn.get("node", self.ctx.node_id)
+            if old is not None:
+                doc.update({k: old.value[k] for k in OPERATOR_SET if k in old.value})
+            txn.event_type = "NodeRegistration"
             doc["CreateIndex"] = old.value["CreateIndex"] if old else txn.index
             doc["ModifyIndex"] = txn.index
             txn.put("node", self.ctx.node_id, doc)
@@ -156,7 +161,10 @@ class Scheduler:
 
     def _pass(self) -> None:
         state = self.ctx.state
-        node = self.node()
+        rec = state.get("node", self.ctx.node_id)
+        if rec is None:
+            return  # purged by an operator: register_node() puts it back at once, as a live client rejoins
+        node = rec.value
         evals.failure_evals(state)
         now = now_ns()
         pending = sorted((e for e in state.values("eval") if e["Status"] == "pending" and evals.due(e, now)),
