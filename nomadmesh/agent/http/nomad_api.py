@@ -5,6 +5,7 @@
     nomad_logs.py   /v1/client/fs/logs/<alloc>
     nomad_events.py /v1/event/stream
     nomad_nodes.py  /v1/node/<id>/drain|eligibility|evaluate|purge
+    nomad_system.py /v1/system/gc, /v1/system/reconcile/summaries
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -16,7 +17,7 @@ import logging
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from nomadmesh.agent.http import nomad_events, nomad_jobs, nomad_logs, nomad_nodes, nomad_reads
+from nomadmesh.agent.http import nomad_events, nomad_jobs, nomad_logs, nomad_nodes, nomad_reads, nomad_system
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
 from nomadmesh.agent.http.parts import EXTENSION, NomadParts
@@ -38,6 +39,7 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_logs.bp)
     app.register_blueprint(nomad_events.bp)
     app.register_blueprint(nomad_nodes.bp)
+    app.register_blueprint(nomad_system.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

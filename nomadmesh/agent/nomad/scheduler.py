@@ -188,7 +188,12 @@ class Scheduler:
     def _sync_runners(self) -> None:
         reaped = False
         with self._lock:
-            for alloc in self.ctx.state.values("alloc"):
+            allocs = self.ctx.state.values("alloc")
+            for gone in set(self._runners) - {a["ID"] for a in allocs}:
+                if self._runners[gone].finished:  # garbage-collected (PUT /v1/system/gc) once it ended
+                    del self._runners[gone]
+                    reaped = True
+            for alloc in allocs:
                 runner = self._runners.get(alloc["ID"])
                 if alloc["DesiredStatus"] == "run" and not is_terminal(alloc):
                     if runner is None:
