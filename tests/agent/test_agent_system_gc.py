@@ -3,6 +3,7 @@ thresholds), driven with python-nomad's system client over real HTTP on an in-pr
 runs real `sleep` tasks."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import requests
@@ -67,6 +68,7 @@ def test_forced_gc_collects_dead_jobs_and_terminal_evals_allocs_and_deployments(
     v0_deployment = next(d for d in agent.client.job.get_deployments("kept") if d["JobVersion"] == 0)
     kept_evals = {e["ID"] for e in agent.client.job.get_evaluations("kept")}
     current = running(agent, "kept", 1)
+    before_gc = agent.ctx.state.index
 
     assert agent.client.system.initiate_garbage_collection() is True
 
@@ -86,6 +88,12 @@ def test_forced_gc_collects_dead_jobs_and_terminal_evals_allocs_and_deployments(
     assert agent.client.job.get_job("kept")["Status"] == "running"
     # Nothing running was touched.
     assert running(agent, "kept", 1) == current
+    # The event stream tells watchers the job was deleted, as Nomad's job reap does.
+    with requests.get(f"{agent.addr}/v1/event/stream", params={"topic": "Job:gone", "index": before_gc + 1},
+                      stream=True, timeout=10) as r:
+        batch = json.loads(next(r.iter_lines()))
+    [event] = batch["Events"]
+    assert event["Type"] == "JobBatchDeregistered" and event["Payload"]["Deleted"] is True
 
 
 def test_reconcile_summaries_and_methods(agent: InProcessAgent) -> None:

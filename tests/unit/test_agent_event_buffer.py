@@ -41,6 +41,7 @@ def test_writes_that_are_no_nomad_object_publish_nothing() -> None:
     ([Change("deployment", "d", {"Status": "running"}, {"Status": "successful"})], "DeploymentStatusUpdate"),
     ([Change("eval", "e", {"Status": "pending"}, {"Status": "complete"})], "EvaluationUpdated"),
     ([Change("node", "n", None, {"ID": "n"})], "NodeRegistration"),
+    ([Change("node", "n", {"ID": "n"}, {"ID": "n", "Status": "down"})], "NodeStreamEvent"),
 ])
 def test_event_types_follow_nomads_message_types(changes: list[Change], expected: str) -> None:
     assert event_type(changes) == expected

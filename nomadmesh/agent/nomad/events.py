@@ -44,7 +44,7 @@ def event_type(changes: list[Change]) -> str | None:
                       for c in by_kind["job"])
         return "JobDeregistered" if stopped else "JobRegistered"
     if "node" in by_kind:
-        return "NodeRegistration" if any(c.before is None for c in by_kind["node"]) else "NodeEvent"
+        return "NodeRegistration" if any(c.before is None for c in by_kind["node"]) else "NodeStreamEvent"
     if "alloc" in by_kind:
         planned = any(c.before is None or c.after is None
                       or c.before.get("DesiredStatus") != c.after.get("DesiredStatus") for c in by_kind["alloc"])

@@ -115,6 +115,7 @@ def collect(txn: Txn) -> Collected:
 def garbage_collect(state: State) -> Collected:
     """Collect and delete in one transaction (what is collected cannot change meanwhile)."""
     with state.write() as txn:
+        txn.event_type = "JobBatchDeregistered"  # the core scheduler's jobReap; only jobs' deletions are events
         out = collect(txn)
         for job_id in out.jobs:
             delete_job(txn, job_id)
