@@ -64,12 +64,18 @@ def test_drain_migrates_the_allocations_which_stay_unplaced_until_the_node_is_el
     nid = node_id(agent)
     out = agent.client.node.drain_node_with_spec(nid, {"Deadline": 3_600_000_000_000, "IgnoreSystemJobs": False})
     assert out["NodeModifyIndex"] > 0 and out["EvalIDs"] is None
-    node = agent.client.node.get_node(nid)
-    # Nowhere to migrate to: the allocation is stopped at once and the drain is complete; the node
-    # stays ineligible, as Nomad leaves a drained node.
-    assert node["SchedulingEligibility"] == "ineligible" and node["DrainStrategy"] is None and not node["Drain"]
+    node = agent.client.node.get_node(nid)  # the drainer works beside the request, as Nomad's
+    assert node["Drain"] is True and node["DrainStrategy"]["Deadline"] == 3_600_000_000_000
+    assert node["SchedulingEligibility"] == "ineligible" and node["LastDrain"]["Status"] == "draining"
+    assert not any(k.startswith("_") for k in node)
+    # Nowhere to migrate to: the allocation is stopped and the drain completes; the node stays
+    # ineligible, as Nomad leaves a drained node.
+    node = wait_until(lambda: (n := agent.client.node.get_node(nid))["DrainStrategy"] is None and n,
+                      timeout=20, what="the drain complete")
+    assert node["SchedulingEligibility"] == "ineligible" and not node["Drain"]
     assert node["LastDrain"]["Status"] == "complete"
     assert [e["Message"] for e in node["Events"]][-2:] == ["Node drain strategy set", "Node drain complete"]
+    assert agent.client.allocation.get_allocation(first["ID"])["ClientStatus"] == "complete"
     stopped = agent.client.allocation.get_allocation(first["ID"])
     assert stopped["DesiredStatus"] == "stop" and stopped["DesiredDescription"] == "alloc is being migrated"
     assert stopped["DesiredTransition"]["Migrate"] is True
@@ -102,12 +108,23 @@ def test_an_ineligible_node_takes_no_new_placements(agent: InProcessAgent) -> No
     wait_until(lambda: running(agent), timeout=20, what="the sleeper placed once eligible")
 
 
-def test_drain_cancelled_with_mark_eligible(agent: InProcessAgent) -> None:
+def test_drain_cancelled_with_mark_eligible_as_python_nomads_own_test_does(agent: InProcessAgent) -> None:
     nid = node_id(agent)
-    agent.client.node.drain_node_with_spec(nid, {"Deadline": 0, "IgnoreSystemJobs": True})
-    agent.client.node.drain_node_with_spec(nid, None, mark_eligible=True)
+    assert "EvalIDs" in agent.client.node.drain_node_with_spec(nid, drain_spec={"Duration": "-100000000"})
+    assert agent.client.node[nid]["Drain"] is True
+    assert "EvalIDs" in agent.client.node.drain_node_with_spec(nid, drain_spec={}, mark_eligible=True)
+    assert agent.client.node[nid]["Drain"] is False
     node = agent.client.node.get_node(nid)
     assert node["SchedulingEligibility"] == "eligible" and node["DrainStrategy"] is None
+    assert node["LastDrain"]["Status"] == "canceled"
+
+
+def test_a_drain_of_an_empty_node_completes(agent: InProcessAgent) -> None:
+    nid = node_id(agent)
+    agent.client.node.drain_node_with_spec(nid, {"Deadline": 0, "IgnoreSystemJobs": True})
+    wait_until(lambda: agent.client.node.get_node(nid)["LastDrain"]["Status"] == "complete", timeout=20,
+               what="the drain complete")
+    assert agent.client.node[nid]["Drain"] is False
 
 
 def test_evaluate_creates_node_update_evaluations_for_the_nodes_jobs(agent: InProcessAgent) -> None:

@@ -3,10 +3,13 @@
 As Nomad does with a single client: a drained or ineligible node takes no new placements (the
 planner's feasibility check), so a drain stops the node's allocations ("alloc is being migrated")
 and their replacements stay unplaced behind a blocked evaluation until the node is eligible again.
-What Nomad's drainer paces (migrate.max_parallel, waiting for healthy replacements elsewhere) has
-nowhere to go on one node: every allocation the drain covers is migrated at once and the drain
-completes, as Nomad's does once its allocations are stopped. The errors are Nomad's RPC errors
-(the HTTP API answers them with 500 and their text).
+
+The drain itself runs in the scheduler's passes (`drain_step`), as Nomad's drainer runs beside the
+RPC that set it: once the drainer's batch window (DRAIN_BATCH_NS, Nomad's BatchUpdateInterval) has
+passed, the allocations are migrated; once all of them are stopped on the client, the drain is
+complete. What Nomad's drainer paces (migrate.max_parallel, waiting for healthy replacements on
+other nodes) has nowhere to go on one node: every allocation the drain covers is migrated at once.
+The errors are Nomad's RPC errors (the HTTP API answers them with 500 and their text).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ ELIGIBLE = "eligible"
 INELIGIBLE = "ineligible"
 MIGRATING = "alloc is being migrated"
 MAX_NODE_EVENTS = 10  # Nomad keeps a node's last 10 events
+DRAIN_BATCH_NS = 1_000_000_000  # Nomad's drainer batches its allocation updates over 1 s
 
 
 class NodeOpError(Exception):
@@ -128,12 +132,15 @@ def update_drain(state: State, node_id: str, spec: dict[str, Any] | None, mark_e
             node["Drain"] = True
             node["SchedulingEligibility"] = INELIGIBLE
             if old is None:
+                node.update(_DrainSince=now, _DrainMigrated=False)
                 node["LastDrain"] = {"StartedAt": _rfc3339(now), "UpdatedAt": _rfc3339(now), "Status": "draining",
                                      "Meta": meta, "AccessorID": ""}
             _event(node, "Node drain strategy updated" if old else "Node drain strategy set", "Drain", txn.index)
         else:
             node["DrainStrategy"] = None
             node["Drain"] = False
+            node.pop("_DrainSince", None)
+            node.pop("_DrainMigrated", None)
             if mark_eligible:
                 node["SchedulingEligibility"] = ELIGIBLE
             if old is not None:
@@ -141,16 +148,45 @@ def update_drain(state: State, node_id: str, spec: dict[str, Any] | None, mark_e
                 _event(node, "Node drain disabled", "Drain", txn.index)
         _put_node(txn, node)
         out.index = txn.index
-    if spec is not None and old is None:
-        _migrate_all(state, node_id)
-    elif spec is None and mark_eligible and not was_eligible:
+    if spec is None and mark_eligible and not was_eligible:
         _became_eligible(state, node_id, out)
     return out
 
 
+def _covered(a: dict[str, Any], strategy: dict[str, Any]) -> bool:
+    return not ((a.get("Job") or {}).get("Type") == "system" and strategy["IgnoreSystemJobs"])
+
+
+def drain_step(state: State, node_id: str) -> bool:
+    """One drainer pass over the node (the scheduler's): migrate once the batch window passed,
+    complete once every allocation it covers is stopped on the client. Whether it wrote."""
+    rec = state.get("node", node_id)
+    strategy = rec.value.get("DrainStrategy") if rec else None
+    if rec is None or strategy is None or now_ns() - int(rec.value.get("_DrainSince") or 0) < DRAIN_BATCH_NS:
+        return False
+    if not rec.value.get("_DrainMigrated"):
+        _migrate_all(state, node_id)
+        return True
+    on_node = [a for a in state.values("alloc") if a["NodeID"] == node_id and _covered(a, strategy)]
+    if any(a["ClientStatus"] not in ("complete", "failed", "lost") for a in on_node):
+        return False
+    with state.write() as txn:
+        txn.event_type = "NodeDrain"
+        node = _node(txn, node_id)
+        if node.get("DrainStrategy") is None:
+            return False  # cancelled meanwhile
+        node.update(DrainStrategy=None, Drain=False,
+                    LastDrain=dict(node.get("LastDrain") or {}, Status="complete", UpdatedAt=_rfc3339(now_ns())))
+        node.pop("_DrainSince", None)
+        node.pop("_DrainMigrated", None)
+        _event(node, "Node drain complete", "Drain", txn.index)
+        _put_node(txn, node)
+    return True
+
+
 def _migrate_all(state: State, node_id: str) -> None:
-    """The drainer on a node with nowhere to migrate to: stop every allocation the drain covers
-    (each job gets a node-drain evaluation, whose replacements cannot be placed), then complete."""
+    """The drainer on a node with nowhere to migrate to: stop every allocation the drain covers;
+    each job gets a node-drain evaluation, whose replacements cannot be placed."""
     now = now_ns()
     with state.write() as txn:
         node = _node(txn, node_id)
@@ -159,8 +195,7 @@ def _migrate_all(state: State, node_id: str) -> None:
             return  # cancelled meanwhile
         jobs: dict[str, dict[str, Any]] = {}
         for a in (r.value for r in txn.records("alloc")):
-            job_type = (a.get("Job") or {}).get("Type", "service")
-            if a["NodeID"] != node_id or is_terminal(a) or (job_type == "system" and strategy["IgnoreSystemJobs"]):
+            if a["NodeID"] != node_id or is_terminal(a) or not _covered(a, strategy):
                 continue
             txn.put("alloc", a["ID"], dict(a, DesiredStatus="stop", DesiredDescription=MIGRATING,
                                            DesiredTransition={**(a.get("DesiredTransition") or {}), "Migrate": True},
@@ -171,15 +206,7 @@ def _migrate_all(state: State, node_id: str) -> None:
         for job in jobs.values():
             ev = evaluation(job, "node-drain", txn.index, NodeID=node_id, NodeModifyIndex=node["ModifyIndex"])
             txn.put("eval", ev["ID"], ev)
-    with state.write() as txn:
-        txn.event_type = "NodeDrain"
-        node = _node(txn, node_id)
-        if node.get("DrainStrategy") is None:
-            return
-        node.update(DrainStrategy=None, Drain=False,
-                    LastDrain=dict(node.get("LastDrain") or {}, Status="complete", UpdatedAt=_rfc3339(now_ns())))
-        _event(node, "Node drain complete", "Drain", txn.index)
-        _put_node(txn, node)
+        txn.put("node", node_id, dict(node, _DrainMigrated=True))
 
 
 def update_eligibility(state: State, node_id: str, eligibility: str) -> NodeUpdate:

@@ -20,7 +20,7 @@ from typing import Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import deployments, evals, migrations
+from nomadmesh.agent.nomad import deployments, evals, migrations, node_ops
 from nomadmesh.agent.nomad.events import EventBroker
 from nomadmesh.agent.nomad.node import OPERATOR_SET, node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
@@ -153,11 +153,17 @@ class Scheduler:
             last_index = index
             try:
                 self._pass()
-                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment"))
+                # A drain in progress, like a deployment, has a clock (the drainer's batch window).
+                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment")) \
+                    or self._draining()
                 next_due = min((int(e["_WaitUntilNs"]) for e in self.ctx.state.values("eval")
                                 if e["Status"] == "pending" and e.get("_WaitUntilNs")), default=0)
             except Exception:  # never let one bad pass kill scheduling for good
                 log.exception("scheduler pass failed")
+
+    def _draining(self) -> bool:
+        rec = self.ctx.state.get("node", self.ctx.node_id)
+        return rec is not None and rec.value.get("DrainStrategy") is not None
 
     def _pass(self) -> None:
         state = self.ctx.state
@@ -179,6 +185,8 @@ class Scheduler:
                     if cur is not None:
                         txn.put("eval", ev["ID"], dict(cur.value, Status="failed",
                                                        StatusDescription=f"{type(e).__name__}: {e}"))
+        if node_ops.drain_step(state, node["ID"]):
+            self.notify()
         self._sync_runners()
         for job_id in deployments.tick(state):
             deployments.follow_up_eval(state, job_id)
