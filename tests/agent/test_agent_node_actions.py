@@ -197,3 +197,10 @@ def test_an_operators_eligibility_outlives_an_agent_restart(tmp_path: Any) -> No
         assert node["Events"][-1]["Message"] == "Node marked as ineligible for scheduling"
     finally:
         again.close()
+
+
+def test_node_list_with_resources(agent: InProcessAgent) -> None:
+    [plain] = agent.client.nodes.get_nodes()
+    [full] = agent.client.nodes.get_nodes(resources=True)
+    assert "NodeResources" not in plain
+    assert full["NodeResources"]["Memory"]["MemoryMB"] > 0 and "ReservedResources" in full

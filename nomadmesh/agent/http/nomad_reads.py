@@ -6,7 +6,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx
-from nomadmesh.agent.http.nomad_util import HTTPError, blocking, read_endpoint, reply, strip_private
+from nomadmesh.agent.http.nomad_util import HTTPError, blocking, parse_bool, read_endpoint, reply, strip_private
 from nomadmesh.agent.nomad.node import NOMAD_VERSION, node_stub
 from nomadmesh.agent.nomad.structs import alloc_stub
 
@@ -77,7 +77,12 @@ async def deployment_allocations(dep_id: str) -> Response:
 
 @bp.get("/v1/nodes")
 async def nodes() -> Response:
-    return await read_endpoint(ctx().state, ("node",), lambda: [node_stub(n) for n in _prefixed("node")])
+    resources = parse_bool("resources")  # Nomad's NodeStubFields: the stubs also carry the node's resources
+
+    def stub(n: dict[str, Any]) -> dict[str, Any]:
+        extra = {"NodeResources": n["NodeResources"], "ReservedResources": n.get("ReservedResources")}
+        return {**node_stub(n), **extra} if resources else node_stub(n)
+    return await read_endpoint(ctx().state, ("node",), lambda: [stub(n) for n in _prefixed("node")])
 
 
 @bp.get("/v1/node/<node_id>")
