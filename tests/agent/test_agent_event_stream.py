@@ -4,6 +4,7 @@ agent with python-nomad's own event stream client and with plain streaming reque
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,3 +151,26 @@ def test_a_heartbeat_is_an_empty_object_line(agent: InProcessAgent, monkeypatch:
         assert next(stream) == {}
     finally:
         stream.close()
+
+
+def test_heartbeats_continue_while_events_the_stream_skips_flow(agent: InProcessAgent,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import nomadmesh.agent.http.nomad_events as endpoint
+    monkeypatch.setattr(endpoint, "HEARTBEAT_S", 1.0)
+    done = threading.Event()
+
+    def busy() -> None:  # Job events without pause, none of which the stream below selects
+        v = 0
+        while not done.is_set():
+            v += 1
+            register(agent, IDLE_HCL.replace("count = 0", f'count = 0\n    meta {{ v = "{v}" }}'))
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    stream = lines(agent, topic="Deployment", index=agent.ctx.state.index + 1)
+    try:
+        assert next(stream) == {}
+    finally:
+        stream.close()
+        done.set()
+        worker.join(timeout=10)

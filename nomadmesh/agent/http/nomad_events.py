@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from quart import Blueprint, Response, request
@@ -43,21 +44,26 @@ def event_stream() -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         nonlocal cursor
+        last_sent = time.monotonic()
         while True:
             try:
                 batches = broker.after(cursor)
             except SlowReader as e:
                 log.info("event stream: dropping a slow reader (%s)", e)
                 return
-            sent = False
             for batch_index, events in batches:
                 cursor = batch_index
                 selected = [e for e in events if wanted.wants(e)]
                 if selected:
-                    sent = True
+                    last_sent = time.monotonic()
                     yield json.dumps({"Index": batch_index, "Events": selected}).encode() + b"\n"
-            if not sent and not await broker.wait(cursor, HEARTBEAT_S):
+            # A heartbeat after HEARTBEAT_S without a line, even while events this stream skips flow.
+            quiet = time.monotonic() - last_sent
+            if quiet >= HEARTBEAT_S:
+                last_sent = time.monotonic()
                 yield b"{}\n"
+                continue
+            await broker.wait(cursor, HEARTBEAT_S - quiet)
 
     resp = Response(body(), mimetype="application/json")
     resp.headers["Cache-Control"] = "no-cache"
