@@ -174,3 +174,16 @@ def test_heartbeats_continue_while_events_the_stream_skips_flow(agent: InProcess
         stream.close()
         done.set()
         worker.join(timeout=10)
+
+
+def test_a_reader_that_falls_behind_the_buffer_is_disconnected_and_the_agent_goes_on(
+        agent: InProcessAgent) -> None:
+    agent.scheduler.events.size = 5  # a short buffer: a reader that stops reading falls out of it soon
+    big = "x" * 60_000  # large events fill the connection's socket buffers, so the stream must wait
+    with requests.get(f"{agent.addr}/v1/event/stream", params={"topic": "Job"}, stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        for v in range(250):  # ~15 MB of Job events while this reader reads nothing
+            register(agent, IDLE_HCL.replace("count = 0", f'count = 0\n    meta {{ v = "{v}{big}" }}'))
+        received = sum(1 for line in r.iter_lines() if line)  # ends: the agent closed the stream
+    assert 0 < received < 250
+    assert agent.client.job.get_job("sleeper")["Version"] == 249  # the writes never waited for the reader
