@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,18 @@ class Record:
     modify_index: int
 
 
+@dataclass(frozen=True)
+class Change:
+    """One document a transaction wrote: `after` is None when it was deleted, `before` None when new."""
+    kind: str
+    key: str
+    before: Any
+    after: Any
+
+
+CommitListener = Callable[[int, list[Change], "str | None"], None]
+
+
 class StateFileError(AgentError):
     """The state file cannot be used (corrupt, not a database, unreadable): one line saying what to do."""
 
@@ -80,6 +92,8 @@ class Txn:
         self._conn = conn
         self.index = index
         self.kinds: set[str] = set()
+        self.changes: list[Change] = []  # what commit listeners (the event stream) are told
+        self.event_type: str | None = None  # the writer's name for this change (Nomad's message type)
 
     def get(self, kind: str, key: str) -> Record | None:
         return _get(self._conn, kind, key)
@@ -101,6 +115,7 @@ class Txn:
             (kind, key, json.dumps(value, sort_keys=True), create_index, self.index),
         )
         self.kinds.add(kind)
+        self.changes.append(Change(kind, key, current.value if current else None, value))
         return Record(kind, key, value, create_index, self.index)
 
     def delete(self, kind: str, key: str, cas: int | None = None) -> bool:
@@ -112,9 +127,11 @@ class Txn:
             return False
         self._conn.execute("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key))
         self.kinds.add(kind)
+        self.changes.append(Change(kind, key, current.value, None))
         return True
 
     def delete_prefix(self, kind: str, prefix: str) -> int:
+        self.changes.extend(Change(kind, r.key, r.value, None) for r in _records(self._conn, kind, prefix))
         n = self._conn.execute(
             "DELETE FROM documents WHERE kind = ? AND substr(key, 1, ?) = ?", (kind, len(prefix), prefix)
         ).rowcount
@@ -213,6 +230,7 @@ class State:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._wakeups = Wakeups()  # the HTTP loop's blocking queries (wait_async)
+        self._commit_listeners: list[CommitListener] = []
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -294,6 +312,12 @@ class State:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def on_commit(self, listener: CommitListener) -> None:
+        """Call `listener(index, changes, event_type)` after each committed write that changed
+        something, in commit order, under the write lock: it must be quick and must not write."""
+        with self._lock:
+            self._commit_listeners.append(listener)
+
     @contextmanager
     def write(self, critical: bool = False) -> Iterator[Txn]:
         """A transaction with a fresh index; commits on success, rolls back on any exception.
@@ -332,6 +356,12 @@ class State:
                     raise DiskFullError(f"failed to write the state: no space left on device ({e}); free "
                                         f"space on the disk of {Path(self.path).parent}") from None
                 raise
+            if txn.kinds:
+                for listener in self._commit_listeners:
+                    try:
+                        listener(index, txn.changes, txn.event_type)
+                    except Exception:  # a listener's bug must not fail a write that is committed
+                        log.exception("state: commit listener failed")
             if txn.kinds:
                 self._changed.notify_all()
                 self._wakeups.notify(txn.kinds)

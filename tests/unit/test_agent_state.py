@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nomadmesh.agent.state import CasError, State
+from nomadmesh.agent.state import CasError, Change, State
 
 
 def test_every_write_takes_the_next_index(fresh_state: State) -> None:
@@ -72,3 +72,29 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
     assert again.get("config", "service-intentions/tax").value == {"Name": "tax"}
     assert again.index == index
     again.close()
+
+
+def test_commit_listeners_see_each_committed_write_with_before_and_after(tmp_path: Path) -> None:
+    state = State(tmp_path / "s.db")
+    seen: list[tuple[int, list[Change], str | None]] = []
+    state.on_commit(lambda index, changes, named: seen.append((index, changes, named)))
+    first = state.put("job", "a", {"v": 1})
+    with state.write() as txn:
+        txn.put("job", "a", {"v": 2})
+        txn.delete("job", "missing")  # nothing deleted: no change
+        txn.event_type = "Named"
+
+    def failing_write() -> None:
+        with state.write() as txn:
+            txn.put("job", "b", {"v": 1})
+            raise RuntimeError("rolled back: no listener call")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    state.delete("job", "a")
+    assert seen == [
+        (first.modify_index, [Change("job", "a", None, {"v": 1})], None),
+        (first.modify_index + 1, [Change("job", "a", {"v": 1}, {"v": 2})], "Named"),
+        (first.modify_index + 2, [Change("job", "a", {"v": 2}, None)], None),
+    ]
+    state.close()

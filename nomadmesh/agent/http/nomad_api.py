@@ -8,6 +8,9 @@
     nomad_deployment_actions.py  /v1/deployment/fail|pause|allocation-health/<id>
     nomad_namespaces.py  /v1/namespaces, /v1/namespace[/<name>]
     nomad_variables.py   /v1/vars, /v1/var/<path> (Nomad Variables)
+    nomad_events.py /v1/event/stream
+    nomad_nodes.py  /v1/node/<id>/drain|eligibility|evaluate|purge
+    nomad_system.py /v1/system/gc, /v1/system/reconcile/summaries
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -22,11 +25,14 @@ from werkzeug.exceptions import HTTPException
 from nomadmesh.agent.http import (
     nomad_alloc_actions,
     nomad_deployment_actions,
+    nomad_events,
     nomad_job_actions,
     nomad_jobs,
     nomad_logs,
     nomad_namespaces,
+    nomad_nodes,
     nomad_reads,
+    nomad_system,
     nomad_variables,
 )
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
@@ -53,6 +59,9 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_logs.bp)
     app.register_blueprint(nomad_namespaces.bp)
     app.register_blueprint(nomad_variables.bp)
+    app.register_blueprint(nomad_events.bp)
+    app.register_blueprint(nomad_nodes.bp)
+    app.register_blueprint(nomad_system.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

@@ -6,11 +6,20 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx
-from nomadmesh.agent.http.nomad_util import HTTPError, blocking, in_namespace, read_endpoint, reply, strip_private
+from nomadmesh.agent.http.nomad_util import (
+    HTTPError,
+    blocking,
+    in_namespace,
+    parse_bool,
+    read_endpoint,
+    reply,
+    strip_private,
+)
 from nomadmesh.agent.nomad.node import NOMAD_VERSION, node_stub
 from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_reads", __name__)
+RPC_PORT = 4647  # the RPC port a Nomad server advertises (the dev agent speaks no RPC; clients only show it)
 
 
 async def _one(kind: str, key: str, what: str) -> Response:
@@ -81,7 +90,12 @@ async def deployment_allocations(dep_id: str) -> Response:
 
 @bp.get("/v1/nodes")
 async def nodes() -> Response:
-    return await read_endpoint(ctx().state, ("node",), lambda: [node_stub(n) for n in _prefixed("node")])
+    resources = parse_bool("resources")  # Nomad's NodeStubFields: the stubs also carry the node's resources
+
+    def stub(n: dict[str, Any]) -> dict[str, Any]:
+        extra = {"NodeResources": n["NodeResources"], "ReservedResources": n.get("ReservedResources")}
+        return {**node_stub(n), **extra} if resources else node_stub(n)
+    return await read_endpoint(ctx().state, ("node",), lambda: [stub(n) for n in _prefixed("node")])
 
 
 @bp.get("/v1/node/<node_id>")
@@ -129,10 +143,55 @@ def agent_health() -> Response:
 
 @bp.get("/v1/agent/members")
 def agent_members() -> Response:
-    cfg = ctx().config
+    """Status.Members: the one server, with the serf tags a Nomad server gossips."""
+    c = ctx()
+    cfg = c.config
+    tags = {"role": "nomad", "region": cfg.region, "dc": cfg.datacenter, "build": NOMAD_VERSION, "revision": "",
+            "vsn": "1", "raft_vsn": "3", "id": c.node_id, "rpc_addr": cfg.bind, "port": str(RPC_PORT),
+            "bootstrap": "1", "expect": "1"}
     return reply({"ServerName": cfg.node_name, "ServerRegion": cfg.region, "ServerDC": cfg.datacenter,
                   "Members": [{"Name": f"{cfg.node_name}.{cfg.region}", "Addr": cfg.bind, "Port": 4648,
-                               "Status": "alive", "Tags": {"region": cfg.region, "dc": cfg.datacenter}}]})
+                               "Status": "alive", "Tags": tags, "ProtocolMin": 1, "ProtocolMax": 5,
+                               "ProtocolCur": 2, "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}]})
+
+
+@bp.route("/v1/agent/servers", methods=["GET", "PUT", "POST"])
+def agent_servers() -> Response:
+    """The client's server list: the agent's embedded server, the only one its client can use."""
+    own = f"{ctx().config.bind}:{RPC_PORT}"
+    if request.method == "GET":
+        return reply([own])
+    addresses = request.args.getlist("address")
+    if not addresses:
+        raise HTTPError(400, "missing server address")
+    foreign = [a for a in addresses if a not in (own, ctx().config.bind)]
+    if foreign:  # refused rather than recorded and ignored: the dev client has no other server to use
+        raise HTTPError(400, f"server {foreign[0]!r} refused: the dev agent's client uses its embedded server "
+                             f"{own} only")
+    return Response("", status=200)
+
+
+@bp.route("/v1/agent/join", methods=["PUT", "POST"])
+def agent_join() -> Response:
+    """Nomad answers a join it could not make with 200, num_joined 0 and the error: the dev agent's
+    server is a cluster of one and joins nobody."""
+    addresses = request.args.getlist("address")
+    if not addresses:
+        raise HTTPError(400, "missing address to join")
+    return reply({"num_joined": 0, "warning": "",
+                  "error": f"the dev agent's server is a cluster of one: cannot join {', '.join(addresses)}"})
+
+
+@bp.route("/v1/agent/force-leave", methods=["PUT", "POST"])
+def agent_force_leave() -> Response:
+    """No member can be failed in a cluster of one; as in serf, forcing out an unknown one is a no-op."""
+    node = request.args.get("node", "")
+    if not node:
+        raise HTTPError(400, "missing node to force leave")
+    cfg = ctx().config
+    if node in (cfg.node_name, f"{cfg.node_name}.{cfg.region}"):
+        raise HTTPError(500, "agent: cannot force leave the local agent, which is alive")
+    return Response("", status=200)
 
 
 @bp.get("/v1/status/leader")

@@ -152,6 +152,17 @@ def no_eligible_nodes_metric(queued: int) -> dict[str, Any]:
             "NodesAvailable": {}}
 
 
+def eligible(node: dict[str, Any]) -> bool:
+    """A node marked ineligible (or draining) is not among Nomad's ready nodes: nothing is placed on it."""
+    return node.get("SchedulingEligibility", "eligible") == "eligible"
+
+
+def no_eligible_node_metric(node: dict[str, Any], queued: int) -> dict[str, Any]:
+    """The AllocMetric when no node was eligible: none evaluated (`nomad job status` says "No nodes
+    were eligible for evaluation"), none available in the datacenter."""
+    return dict(alloc_metric(node, queued), NodesEvaluated=0, NodesAvailable={node["Datacenter"]: 0})
+
+
 def alloc_metric(node: dict[str, Any], queued: int, constraint: str | None = None,
                  exhausted: str | None = None) -> dict[str, Any]:
     """Nomad's AllocMetric for a group that could not be placed `queued` times."""

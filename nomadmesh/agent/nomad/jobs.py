@@ -176,6 +176,17 @@ def _evaluate(txn: Txn, job: dict[str, Any], triggered_by: str, **extra: Any) ->
     return str(ev["ID"])
 
 
+def delete_job(txn: Txn, job_id: str) -> None:
+    """The job, its versions and their submissions leave the state (a purge, or the GC)."""
+    txn.delete("job", job_id)
+    for r in txn.records("job_version", job_id + "/"):
+        if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
+            txn.delete("job_version", r.key)
+    for r in txn.records(SUBMISSION_KIND, job_id + "/"):
+        if r.value.get("JobID") == job_id:
+            txn.delete(SUBMISSION_KIND, r.key)
+
+
 def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
     with state.write() as txn:
         rec = txn.get("job", job_id)
@@ -183,13 +194,7 @@ def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
             raise JobNotFound(job_id)
         job = rec.value
         if purge:
-            txn.delete("job", job_id)
-            for r in txn.records("job_version", job_id + "/"):
-                if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
-                    txn.delete("job_version", r.key)
-            for r in txn.records(SUBMISSION_KIND, job_id + "/"):
-                if r.value.get("JobID") == job_id:
-                    txn.delete(SUBMISSION_KIND, r.key)
+            delete_job(txn, job_id)
             modify_index = job["JobModifyIndex"]
         else:
             stopped = dict(job, Stop=True)

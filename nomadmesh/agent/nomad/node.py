@@ -7,6 +7,8 @@ from typing import Any
 
 NOMAD_VERSION = "1.9.7"  # the Nomad API version the dev agent imitates
 DRIVERS = ("raw_exec", "exec")  # what this node really runs; anything else is "missing drivers"
+# What operators set on a node (nomad/node_ops.py) rather than the client's fingerprint.
+OPERATOR_SET = ("SchedulingEligibility", "Drain", "DrainStrategy", "LastDrain", "Events")
 
 
 def _driver(description: str = "Healthy") -> dict[str, Any]:
@@ -53,6 +55,9 @@ def node_document(node_id: str, name: str, datacenter: str, http_addr: str, brid
         "StatusDescription": "",
         "SchedulingEligibility": "eligible",
         "Drain": False,
+        "DrainStrategy": None,
+        "LastDrain": None,
+        "Events": None,
         "_BridgeUnavailable": bridge_reason,
         "CreateIndex": index,
         "ModifyIndex": index,
@@ -63,7 +68,8 @@ def node_stub(node: dict[str, Any]) -> dict[str, Any]:
     return {
         "ID": node["ID"], "Name": node["Name"], "Datacenter": node["Datacenter"],
         "NodeClass": node["NodeClass"], "NodePool": node["NodePool"], "Version": NOMAD_VERSION,
-        "Address": "127.0.0.1", "Drain": False, "SchedulingEligibility": node["SchedulingEligibility"],
+        "Address": "127.0.0.1", "Drain": bool(node.get("Drain")),
+        "SchedulingEligibility": node["SchedulingEligibility"], "LastDrain": node.get("LastDrain"),
         "Status": node["Status"], "StatusDescription": "", "Drivers": node["Drivers"],
         "Attributes": {"os.name": node["Attributes"]["os.name"], "nomad.version": NOMAD_VERSION},
         "CreateIndex": node["CreateIndex"], "ModifyIndex": node["ModifyIndex"],

@@ -55,6 +55,9 @@ def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_a
         if not feasibility.in_datacenters(job, node):
             failed[tg["Name"]] = feasibility.no_eligible_nodes_metric(wanted)
             continue
+        if not feasibility.eligible(node):
+            failed[tg["Name"]] = feasibility.no_eligible_node_metric(node, wanted)
+            continue
         constraint = feasibility.constraint_reason(tg, node, job)
         exhausted = None if constraint else feasibility.exhausted_reason(tg, used)
         if constraint or exhausted:

@@ -20,8 +20,9 @@ from typing import Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import deployments, evals, jobs, migrations
-from nomadmesh.agent.nomad.node import node_document
+from nomadmesh.agent.nomad import deployments, evals, jobs, migrations, node_ops
+from nomadmesh.agent.nomad.events import EventBroker
+from nomadmesh.agent.nomad.node import OPERATOR_SET, node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
 from nomadmesh.agent.nomad.structs import is_terminal, now_ns
 
@@ -36,6 +37,7 @@ class Scheduler:
         self.catalog = catalog
         self.xds_address = xds_address
         self.platform = Platform(ctx)
+        self.events = EventBroker.on(ctx.state)  # before any write of ours: the node's registration is an event
         self._runners: dict[str, AllocRunner] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -46,7 +48,7 @@ class Scheduler:
 
     def start(self) -> None:
         migrations.migrate(self.ctx.state)  # before anything reads a stored job
-        self._register_node()
+        self.register_node()
         self._reconcile_on_start()
         self._thread = threading.Thread(target=self._loop, name="nomad-scheduler", daemon=True)
         self._thread.start()
@@ -89,12 +91,17 @@ class Scheduler:
         assert rec is not None, "start() registers the node"
         return rec.value
 
-    def _register_node(self) -> None:
+    def register_node(self) -> None:
+        """Register the node (on start, and when a purge removed it: a live client rejoins); an
+        operator's drain and eligibility outlive a restart, as in Nomad's state."""
         cfg = self.ctx.config
         doc = node_document(self.ctx.node_id, cfg.node_name, cfg.datacenter, f"{cfg.bind}:{cfg.nomad_port}",
                             self.platform.bridge_unavailable(), 0)
         with self.ctx.state.write() as txn:
             old = txn.get("node", self.ctx.node_id)
+            if old is not None:
+                doc.update({k: old.value[k] for k in OPERATOR_SET if k in old.value})
+            txn.event_type = "NodeRegistration"
             doc["CreateIndex"] = old.value["CreateIndex"] if old else txn.index
             doc["ModifyIndex"] = txn.index
             txn.put("node", self.ctx.node_id, doc)
@@ -151,15 +158,24 @@ class Scheduler:
             last_index = index
             try:
                 self._pass()
-                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment"))
+                # A drain in progress, like a deployment, has a clock (the drainer's batch window).
+                deploying = any(d["Status"] == "running" for d in self.ctx.state.values("deployment")) \
+                    or self._draining()
                 next_due = min((int(e["_WaitUntilNs"]) for e in self.ctx.state.values("eval")
                                 if e["Status"] == "pending" and e.get("_WaitUntilNs")), default=0)
             except Exception:  # never let one bad pass kill scheduling for good
                 log.exception("scheduler pass failed")
 
+    def _draining(self) -> bool:
+        rec = self.ctx.state.get("node", self.ctx.node_id)
+        return rec is not None and rec.value.get("DrainStrategy") is not None
+
     def _pass(self) -> None:
         state = self.ctx.state
-        node = self.node()
+        rec = state.get("node", self.ctx.node_id)
+        if rec is None:
+            return  # purged by an operator: register_node() puts it back at once, as a live client rejoins
+        node = rec.value
         evals.failure_evals(state)
         now = now_ns()
         pending = sorted((e for e in state.values("eval") if e["Status"] == "pending" and evals.due(e, now)),
@@ -174,6 +190,8 @@ class Scheduler:
                     if cur is not None:
                         txn.put("eval", ev["ID"], dict(cur.value, Status="failed",
                                                        StatusDescription=f"{type(e).__name__}: {e}"))
+        if node_ops.drain_step(state, node["ID"]):
+            self.notify()
         self._sync_runners()
         for job_id in deployments.tick(state):
             deployments.follow_up_eval(state, job_id)
@@ -183,7 +201,12 @@ class Scheduler:
     def _sync_runners(self) -> None:
         reaped = False
         with self._lock:
-            for alloc in self.ctx.state.values("alloc"):
+            allocs = self.ctx.state.values("alloc")
+            for gone in set(self._runners) - {a["ID"] for a in allocs}:
+                if self._runners[gone].finished:  # garbage-collected (PUT /v1/system/gc) once it ended
+                    del self._runners[gone]
+                    reaped = True
+            for alloc in allocs:
                 runner = self._runners.get(alloc["ID"])
                 if alloc["DesiredStatus"] == "run" and not is_terminal(alloc):
                     if runner is None:
