@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from nomadmesh.agent.consul.service_defs import SIDECAR_PORT_MAX, SIDECAR_PORT_MIN, expand, normalize_service, public
@@ -47,6 +48,7 @@ class Catalog:
         self._runner = CheckRunner(self._on_status)
         self._lock = threading.Lock()  # one registration at a time: sidecar ports are picked from state
         self._started = False
+        self._status_listeners: list[Callable[[str, str], None]] = []
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -76,6 +78,22 @@ class Catalog:
             "ServiceName": "", "ServiceTags": [], "Type": "", "Interval": "", "Timeout": "",
             "ExposedPort": 0, "Definition": {}, "CreateIndex": 1, "ModifyIndex": 1,
         }
+
+    def has_node(self, name: str) -> bool:
+        return name == self.node_name
+
+    def check_status(self, node: str, check_id: str) -> str | None:
+        """A check's status on `node`; None when no such check is registered there."""
+        if node != self.node_name:
+            return None
+        if check_id == "serfHealth":
+            return "passing"
+        rec = self.ctx.state.get("check", check_id)
+        return rec.value["Status"] if rec else None
+
+    def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(check_id, status)` after each check status change (sessions end on critical)."""
+        self._status_listeners.append(listener)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -263,8 +281,12 @@ class Catalog:
                 return True
             if rec.value["Status"] != status:
                 log.info("check %s (%s): %s", check_id, rec.value.get("ServiceID") or "node", status)
+            changed = rec.value["Status"] != status
             txn.put("check", check_id, dict(rec.value, Status=status, Output=output, ModifyIndex=txn.index))
             self._update_aliases(txn)
+        if changed:
+            for listener in self._status_listeners:
+                listener(check_id, status)
         return True
 
     def _update_aliases(self, txn: Txn) -> None:

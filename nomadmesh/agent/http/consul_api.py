@@ -2,7 +2,8 @@
 
     consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks}, /v1/status
     consul_catalog.py     /v1/catalog/{services,service,connect,nodes}, /v1/health/{service,connect,checks}
-    consul_kv.py          /v1/kv/<key>
+    consul_kv.py          /v1/kv/<key> (with ?acquire= / ?release= locks)
+    consul_session.py     /v1/session/{create,destroy,info,list,node,renew}
     consul_config.py      /v1/config[/<kind>[/<name>]]
     consul_intentions.py  /v1/connect/intentions[/exact|/check|/match]
     consul_connect.py     /v1/connect/ca/roots, /v1/agent/connect/ca/{roots,leaf/<service>}
@@ -28,6 +29,7 @@ from nomadmesh.agent.http import (
     consul_intentions,
     consul_kv,
     consul_proxy_status,
+    consul_session,
     consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response
@@ -56,7 +58,7 @@ def create_consul_app(parts: ConsulParts) -> Quart:
     install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
-                   consul_sidecar_stats, consul_proxy_status):
+                   consul_sidecar_stats, consul_proxy_status, consul_session):
         app.register_blueprint(module.bp)
 
     @app.errorhandler(HTTPError)
