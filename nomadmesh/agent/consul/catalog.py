@@ -25,6 +25,16 @@ from nomadmesh.agent.state import Txn
 log = logging.getLogger("nomadmesh.agent.consul.catalog")
 
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
+NODE_MAINTENANCE_ID = "_node_maintenance"
+SERVICE_MAINTENANCE_PREFIX = "_service_maintenance:"
+_DEFAULT_REASON = "Maintenance mode is enabled for this {}, but no reason was provided. This is a default message."
+
+
+class UnknownServiceError(LookupError):
+    """No service is registered with that ID (Consul's 404 text)."""
+
+    def __init__(self, service_id: str):
+        super().__init__(f'No service registered with ID "{service_id}"')
 
 
 def worst(statuses: list[str]) -> str:
@@ -160,8 +170,9 @@ class Catalog:
                 chk["ModifyIndex"] = txn.index
                 txn.put("check", chk["CheckID"], chk)
             for check_id, old_check in old_checks.items():
-                if not replace_checks and old_check.get("ServiceID") in new_ids:
-                    continue  # Consul keeps checks a re-registration does not mention
+                kept = not replace_checks or old_check.get("Type") == "maintenance"
+                if kept and old_check.get("ServiceID") in new_ids:
+                    continue  # Consul keeps checks a re-registration does not mention, and maintenance always
                 txn.delete("check", check_id)
                 stopped.append(check_id)
             self._update_aliases(txn)
@@ -189,6 +200,42 @@ class Catalog:
             self._runner.remove(check_id)
         log.info("deregistered service %s", ", ".join(repr(i) for i in sorted(ids)))
 
+    def set_service_maintenance(self, service_id: str, enable: bool, reason: str = "") -> None:
+        """Put a service in maintenance (a critical `_service_maintenance:<id>` check) or take it out.
+        Enabling twice keeps the first reason, as Consul does. Raises UnknownServiceError."""
+        svc = self.service(service_id)
+        if svc is None:
+            raise UnknownServiceError(service_id)
+        self._set_maintenance(SERVICE_MAINTENANCE_PREFIX + service_id, enable, {
+            "Name": "Service Maintenance Mode", "Notes": reason or _DEFAULT_REASON.format("service"),
+            "ServiceID": svc["ID"], "ServiceName": svc["Service"], "ServiceTags": list(svc.get("Tags") or []),
+        })
+
+    def set_node_maintenance(self, enable: bool, reason: str = "") -> None:
+        """Put the node in maintenance (a critical `_node_maintenance` check: every service on it fails)."""
+        self._set_maintenance(NODE_MAINTENANCE_ID, enable, {
+            "Name": "Node Maintenance Mode", "Notes": reason or _DEFAULT_REASON.format("node"),
+            "ServiceID": "", "ServiceName": "", "ServiceTags": [],
+        })
+
+    def _set_maintenance(self, check_id: str, enable: bool, fields: dict[str, Any]) -> None:
+        with self._lock, self.ctx.state.write() as txn:
+            exists = txn.get("check", check_id) is not None
+            if enable and not exists:
+                txn.put("check", check_id, dict(
+                    fields, Node=self.node_name, CheckID=check_id, Status="critical", Output="", Type="maintenance",
+                    Interval="", Timeout="", ExposedPort=0, Definition={}, CreateIndex=txn.index,
+                    ModifyIndex=txn.index))
+            elif not enable and exists:
+                txn.delete("check", check_id)
+            else:
+                return
+            self._update_aliases(txn)
+        log.info("maintenance %s: %s", "on" if enable else "off", check_id)
+        if enable:
+            for listener in self._status_listeners:
+                listener(check_id, "critical")
+
     def set_check_status(self, check_id: str, status: str, output: str) -> bool:
         """Set a check's status (TTL checks and tests); False if there is no such check."""
         return self._write_status(check_id, status, output)
@@ -211,7 +258,8 @@ class Catalog:
         checks = self.checks()
         out = []
         for svc in self._matching(name, connect):
-            svc_checks = [self.serf_check()] + [c for c in checks if c.get("ServiceID") == svc["ID"]]
+            # A service's health: the node's checks (serfHealth, node maintenance) and its own.
+            svc_checks = [self.serf_check()] + [c for c in checks if c.get("ServiceID") in ("", svc["ID"])]
             if passing_only and any(c["Status"] != "passing" for c in svc_checks):
                 continue
             out.append({"Node": node, "Service": svc, "Checks": svc_checks})

@@ -1,9 +1,9 @@
 """Consul's agent and status endpoints: who the agent is, its local services and checks."""
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
-from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.catalog import Catalog, UnknownServiceError
 from nomadmesh.agent.consul.service_defs import ServiceDefError, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
@@ -111,14 +111,40 @@ def deregister(service_id: str) -> Response:
     return Response("", status=200)
 
 
+def _enable_param() -> bool:
+    """`?enable=` parsed as Go's strconv.ParseBool, with Consul's 400 texts."""
+    if "enable" not in request.args:
+        raise HTTPError(400, "Missing value for enable")
+    raw = request.args["enable"]
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise HTTPError(400, f'Invalid value for enable: "{raw}"')
+
+
+@bp.put("/v1/agent/service/maintenance/<path:service_id>")
+def service_maintenance(service_id: str) -> Response:
+    enable = _enable_param()
+    try:
+        _catalog().set_service_maintenance(service_id, enable, request.args.get("reason", ""))
+    except UnknownServiceError as e:
+        raise HTTPError(404, str(e)) from None
+    return Response("", status=200)
+
+
+@bp.put("/v1/agent/maintenance")
+def node_maintenance() -> Response:
+    _catalog().set_node_maintenance(_enable_param(), request.args.get("reason", ""))
+    return Response("", status=200)
+
+
 @bp.get("/v1/agent/checks")
 def checks() -> Response:
     return json_response({c["CheckID"]: public(c) for c in _catalog().checks()})
 
 
 def _ttl_update(check_id: str, status: str) -> Response:
-    from quart import request
-
     note = request.args.get("note", "")
     body = json_body(required=False)
     if isinstance(body, dict):
