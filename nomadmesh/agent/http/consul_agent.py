@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from nomadmesh.agent.consul import filter as bexpr
 from nomadmesh.agent.consul.catalog import Catalog, UnknownServiceError
 from nomadmesh.agent.consul.service_defs import ServiceDefError, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
+from nomadmesh.agent.http.consul_filtering import request_filter
 from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_agent", __name__)
@@ -80,7 +82,8 @@ def members() -> Response:
 
 @bp.get("/v1/agent/services")
 def services() -> Response:
-    return json_response({s["ID"]: s for s in _catalog().services()})
+    keep = request_filter(bexpr.AGENT_SERVICE)
+    return json_response({s["ID"]: s for s in keep(_catalog().services())})
 
 
 @bp.get("/v1/agent/service/<path:service_id>")
@@ -141,7 +144,8 @@ def node_maintenance() -> Response:
 
 @bp.get("/v1/agent/checks")
 def checks() -> Response:
-    return json_response({c["CheckID"]: public(c) for c in _catalog().checks()})
+    keep = request_filter(bexpr.HEALTH_CHECK)
+    return json_response({c["CheckID"]: public(c) for c in keep([public(c) for c in _catalog().checks()])})
 
 
 def _ttl_update(check_id: str, status: str) -> Response:

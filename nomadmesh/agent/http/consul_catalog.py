@@ -10,9 +10,11 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from nomadmesh.agent.consul import filter as bexpr
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.consul.service_defs import public
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag
+from nomadmesh.agent.http.consul_filtering import request_filter
 from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_catalog", __name__)
@@ -37,9 +39,13 @@ def _tag_filter(rows: list[dict[str, Any]], tags_of: Callable[[dict[str, Any]], 
 
 @bp.get("/v1/catalog/services")
 async def services() -> Response:
+    keep = request_filter(bexpr.SERVICE_NODE)
     index = await _blocked(CATALOG_KINDS)
     out: dict[str, list[str]] = {}
-    for svc in _catalog().services():
+    catalog = _catalog()
+    for row in keep([r for name in sorted({s["Service"] for s in catalog.services()})
+                     for r in catalog.catalog_service(name)]):
+        svc = {"Service": row["ServiceName"], "Tags": row["ServiceTags"]}
         tags = out.setdefault(svc["Service"], [])
         tags.extend(t for t in svc["Tags"] if t not in tags)
     return json_response(dict(sorted(out.items())), index=index)
@@ -47,30 +53,34 @@ async def services() -> Response:
 
 @bp.get("/v1/catalog/service/<path:name>")
 async def service(name: str) -> Response:
+    keep = request_filter(bexpr.SERVICE_NODE)
     index = await _blocked(CATALOG_KINDS)
     rows = _tag_filter(_catalog().catalog_service(name), lambda r: r["ServiceTags"])
-    return json_response(rows, index=index)
+    return json_response(keep(rows), index=index)
 
 
 @bp.get("/v1/catalog/connect/<path:name>")
 async def connect(name: str) -> Response:
+    keep = request_filter(bexpr.SERVICE_NODE)
     index = await _blocked(CATALOG_KINDS)
-    return json_response(_catalog().catalog_service(name, connect=True), index=index)
+    return json_response(keep(_catalog().catalog_service(name, connect=True)), index=index)
 
 
 @bp.get("/v1/catalog/nodes")
 async def nodes() -> Response:
+    keep = request_filter(bexpr.NODE)
     index = await _blocked(("node",))
-    return json_response([_catalog().node()], index=index)
+    return json_response(keep([_catalog().node()]), index=index)
 
 
 @bp.get("/v1/catalog/node/<path:node>")
 async def node(node: str) -> Response:
+    keep = request_filter(bexpr.AGENT_SERVICE)
     index = await _blocked(CATALOG_KINDS)
     catalog = _catalog()
     if node != catalog.node_name:
         return json_response(None, index=index)
-    return json_response({"Node": catalog.node(), "Services": {s["ID"]: s for s in catalog.services()}},
+    return json_response({"Node": catalog.node(), "Services": {s["ID"]: s for s in keep(catalog.services())}},
                          index=index)
 
 
@@ -81,37 +91,44 @@ def datacenters() -> Response:
 
 @bp.get("/v1/health/service/<path:name>")
 async def health_service(name: str) -> Response:
+    keep = request_filter(bexpr.CHECK_SERVICE_NODE)
     index = await _blocked(HEALTH_KINDS)
     rows = _catalog().health(name, passing_only=query_flag("passing"))
-    return json_response(_tag_filter(rows, lambda r: r["Service"]["Tags"]), index=index)
+    return json_response(keep(_tag_filter(rows, lambda r: r["Service"]["Tags"])), index=index)
 
 
 @bp.get("/v1/health/connect/<path:name>")
 async def health_connect(name: str) -> Response:
+    keep = request_filter(bexpr.CHECK_SERVICE_NODE)
     index = await _blocked(HEALTH_KINDS)
-    return json_response(_catalog().health(name, passing_only=query_flag("passing"), connect=True), index=index)
+    return json_response(keep(_catalog().health(name, passing_only=query_flag("passing"), connect=True)),
+                         index=index)
 
 
 @bp.get("/v1/health/checks/<path:name>")
 async def health_checks(name: str) -> Response:
+    keep = request_filter(bexpr.HEALTH_CHECK)
     index = await _blocked(HEALTH_KINDS)
-    return json_response([public(c) for c in _catalog().checks() if c.get("ServiceName") == name], index=index)
+    return json_response(keep([public(c) for c in _catalog().checks() if c.get("ServiceName") == name]),
+                         index=index)
 
 
 @bp.get("/v1/health/node/<path:node>")
 async def health_node(node: str) -> Response:
+    keep = request_filter(bexpr.HEALTH_CHECK)
     index = await _blocked(HEALTH_KINDS)
     catalog = _catalog()
     if node != catalog.node_name:
         return json_response([], index=index)
-    return json_response([catalog.serf_check()] + [public(c) for c in catalog.checks()], index=index)
+    return json_response(keep([catalog.serf_check()] + [public(c) for c in catalog.checks()]), index=index)
 
 
 @bp.get("/v1/health/state/<state>")
 async def health_state(state: str) -> Response:
     if state not in _STATES:
         raise HTTPError(400, f"Invalid check state: {state!r} (any, passing, warning or critical)")
+    keep = request_filter(bexpr.HEALTH_CHECK)
     index = await _blocked(HEALTH_KINDS)
     catalog = _catalog()
     checks = [catalog.serf_check()] + [public(c) for c in catalog.checks()]
-    return json_response([c for c in checks if state == "any" or c["Status"] == state], index=index)
+    return json_response(keep([c for c in checks if state == "any" or c["Status"] == state]), index=index)

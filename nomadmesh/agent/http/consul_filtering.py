@@ -1,0 +1,28 @@
+"""`?filter=` on Consul's list endpoints: the rows a filter expression selects, or Consul's 400.
+
+Compiled before a blocking query waits, so a bad filter is refused at once."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from quart import request
+
+from nomadmesh.agent.consul import filter as bexpr
+from nomadmesh.agent.http.common import HTTPError
+
+T = TypeVar("T")
+
+
+def request_filter(schema: bexpr.Schema,
+                   view: Callable[[Any], dict[str, Any]] = lambda r: r) -> Callable[[list[T]], list[T]]:
+    """The request's `?filter=` for rows of `schema` (`view` gives a row's fields): a function
+    keeping the rows it selects; 400 with Consul's text when the expression is invalid."""
+    expression = request.args.get("filter")
+    if not expression:
+        return lambda rows: rows
+    try:
+        predicate = bexpr.compile_filter(expression, schema)
+    except bexpr.FilterError as e:
+        raise HTTPError(400, str(e)) from None
+    return lambda rows: [r for r in rows if predicate(view(r))]
