@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from nomadmesh.agent.consul.external import ExternalCatalog
 from nomadmesh.agent.consul.service_defs import SIDECAR_PORT_MAX, SIDECAR_PORT_MIN, expand, normalize_service, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
@@ -59,6 +60,7 @@ class Catalog:
         self._lock = threading.Lock()  # one registration at a time: sidecar ports are picked from state
         self._started = False
         self._status_listeners: list[Callable[[str, str], None]] = []
+        self.external = ExternalCatalog(ctx)  # nodes and services registered through /v1/catalog/register
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -90,12 +92,35 @@ class Catalog:
         }
 
     def has_node(self, name: str) -> bool:
-        return name == self.node_name
+        return name == self.node_name or self.external.node(name) is not None
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The agent's node and the ones registered through the catalog, by name."""
+        return sorted([self.node(), *self.external.nodes()], key=lambda n: n["Node"])
+
+    def node_doc(self, name: str) -> dict[str, Any] | None:
+        return self.node() if name == self.node_name else self.external.node(name)
+
+    def node_services(self, name: str) -> list[dict[str, Any]]:
+        if name == self.node_name:
+            return self.services()
+        return [public(s) for s in self.external.services(name)]
+
+    def node_checks(self, name: str) -> list[dict[str, Any]]:
+        """A node's checks as /v1/health/node lists them (serfHealth first on the agent's node)."""
+        if name == self.node_name:
+            return [self.serf_check()] + [public(c) for c in self.checks()]
+        return [public(c) for c in self.external.checks(name)]
+
+    def all_checks(self) -> list[dict[str, Any]]:
+        """Every node's checks, the agent's first."""
+        return self.node_checks(self.node_name) + [public(c) for c in self.external.checks()]
 
     def check_status(self, node: str, check_id: str) -> str | None:
         """A check's status on `node`; None when no such check is registered there."""
         if node != self.node_name:
-            return None
+            ext = [c for c in self.external.checks(node) if c["CheckID"] == check_id]
+            return ext[0]["Status"] if ext else None
         if check_id == "serfHealth":
             return "passing"
         rec = self.ctx.state.get("check", check_id)
@@ -254,19 +279,30 @@ class Catalog:
 
     def health(self, name: str, passing_only: bool = False, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/health/service (or /connect with `connect`): [{Node, Service, Checks}]."""
-        node = self.node()
-        checks = self.checks()
         out = []
-        for svc in self._matching(name, connect):
+        for node, svc in self._instances(name, connect):
             # A service's health: the node's checks (serfHealth, node maintenance) and its own.
-            svc_checks = [self.serf_check()] + [c for c in checks if c.get("ServiceID") in ("", svc["ID"])]
+            node_checks = self.node_checks(node["Node"])
+            svc_checks = [c for c in node_checks if c.get("ServiceID") in ("", svc["ID"])]
             if passing_only and any(c["Status"] != "passing" for c in svc_checks):
                 continue
             out.append({"Node": node, "Service": svc, "Checks": svc_checks})
         return out
 
-    def _matching(self, name: str, connect: bool) -> list[dict[str, Any]]:
-        services = self.services()
+    def _instances(self, name: str, connect: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(node, service) of every instance of `name`: the agent's, then the catalog-registered ones."""
+        own = self.node()
+        out = [(own, svc) for svc in self._matching(name, connect)]
+        ext_nodes = {n["Node"]: n for n in self.external.nodes()}
+        for svc in self._matching(name, connect, self.external.services()):
+            node = ext_nodes.get(svc["_Node"])
+            if node is not None:
+                out.append((node, public(svc)))
+        return out
+
+    def _matching(self, name: str, connect: bool,
+                  services: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        services = self.services() if services is None else services
         if not connect:
             return [s for s in services if s["Service"] == name]
         # Connect-capable instances: proxies for `name`, and `name` itself when Connect-native.
@@ -276,14 +312,13 @@ class Catalog:
 
     def catalog_service(self, name: str, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/catalog/service (or /catalog/connect) rows: node fields + Service* fields."""
-        node = self.node()
         rows = []
-        for s in self._matching(name, connect):
+        for node, s in self._instances(name, connect):
             rows.append({
                 "ID": node["ID"], "Node": node["Node"], "Address": node["Address"],
                 "Datacenter": node["Datacenter"], "TaggedAddresses": node["TaggedAddresses"],
                 "NodeMeta": node["Meta"], "ServiceKind": s.get("Kind", ""), "ServiceID": s["ID"],
-                "ServiceName": s["Service"], "ServiceTags": s["Tags"], "ServiceAddress": s["Address"],
+                "ServiceName": s["Service"], "ServiceTags": s["Tags"], "ServiceAddress": s.get("Address", ""),
                 "ServiceTaggedAddresses": s.get("TaggedAddresses"), "ServiceWeights": s["Weights"],
                 "ServiceMeta": s["Meta"], "ServicePort": s["Port"],
                 "ServiceEnableTagOverride": s["EnableTagOverride"],

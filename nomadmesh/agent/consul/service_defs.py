@@ -141,6 +141,13 @@ def normalize_service(raw: Any) -> dict[str, Any]:
     return svc
 
 
+def normalize_check(raw: Any, where: str = "Check") -> dict[str, Any]:
+    """Any spelling of a check definition → Go field names, types checked (catalog registrations)."""
+    if not isinstance(raw, dict):
+        raise ServiceDefError(f"{where}: must be an object")
+    return _struct(raw, _CHECK, where)
+
+
 def go_duration(seconds: float) -> str:
     if seconds >= 1 and float(seconds).is_integer():
         return f"{int(seconds)}s"

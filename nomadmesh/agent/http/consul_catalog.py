@@ -10,17 +10,16 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from nomadmesh.agent.consul import filter as bexpr
+from nomadmesh.agent.consul import external, filter as bexpr
 from nomadmesh.agent.consul.catalog import Catalog
-from nomadmesh.agent.consul.service_defs import public
-from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag
+from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response, query_flag
 from nomadmesh.agent.http.consul_filtering import request_filter
 from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_catalog", __name__)
 
-CATALOG_KINDS = ("service",)
-HEALTH_KINDS = ("service", "check")
+CATALOG_KINDS = ("service", *external.KINDS)
+HEALTH_KINDS = ("service", "check", *external.KINDS)
 _STATES = ("any", "passing", "warning", "critical")
 
 
@@ -43,8 +42,8 @@ async def services() -> Response:
     index = await _blocked(CATALOG_KINDS)
     out: dict[str, list[str]] = {}
     catalog = _catalog()
-    for row in keep([r for name in sorted({s["Service"] for s in catalog.services()})
-                     for r in catalog.catalog_service(name)]):
+    names = {s["Service"] for s in catalog.services()} | {s["Service"] for s in catalog.external.services()}
+    for row in keep([r for name in sorted(names) for r in catalog.catalog_service(name)]):
         svc = {"Service": row["ServiceName"], "Tags": row["ServiceTags"]}
         tags = out.setdefault(svc["Service"], [])
         tags.extend(t for t in svc["Tags"] if t not in tags)
@@ -69,8 +68,8 @@ async def connect(name: str) -> Response:
 @bp.get("/v1/catalog/nodes")
 async def nodes() -> Response:
     keep = request_filter(bexpr.NODE)
-    index = await _blocked(("node",))
-    return json_response(keep([_catalog().node()]), index=index)
+    index = await _blocked(("node", external.NODE_KIND))
+    return json_response(keep(_catalog().nodes()), index=index)
 
 
 @bp.get("/v1/catalog/node/<path:node>")
@@ -78,10 +77,35 @@ async def node(node: str) -> Response:
     keep = request_filter(bexpr.AGENT_SERVICE)
     index = await _blocked(CATALOG_KINDS)
     catalog = _catalog()
-    if node != catalog.node_name:
+    doc = catalog.node_doc(node)
+    if doc is None:
         return json_response(None, index=index)
-    return json_response({"Node": catalog.node(), "Services": {s["ID"]: s for s in keep(catalog.services())}},
+    return json_response({"Node": doc, "Services": {s["ID"]: s for s in keep(catalog.node_services(node))}},
                          index=index)
+
+
+@bp.put("/v1/catalog/register")
+def register() -> Response:
+    body = json_body()
+    if not isinstance(body, dict):
+        raise HTTPError(400, "Request decode failed: the body must be a JSON object")
+    try:
+        _catalog().external.register(body)
+    except external.RegistrationError as e:
+        raise HTTPError(500, str(e)) from None
+    return json_response(True)
+
+
+@bp.put("/v1/catalog/deregister")
+def deregister() -> Response:
+    body = json_body()
+    if not isinstance(body, dict):
+        raise HTTPError(400, "Request decode failed: the body must be a JSON object")
+    try:
+        _catalog().external.deregister(body)
+    except external.RegistrationError as e:
+        raise HTTPError(500, str(e)) from None
+    return json_response(True)
 
 
 @bp.get("/v1/catalog/datacenters")
@@ -109,7 +133,7 @@ async def health_connect(name: str) -> Response:
 async def health_checks(name: str) -> Response:
     keep = request_filter(bexpr.HEALTH_CHECK)
     index = await _blocked(HEALTH_KINDS)
-    return json_response(keep([public(c) for c in _catalog().checks() if c.get("ServiceName") == name]),
+    return json_response(keep([c for c in _catalog().all_checks() if c.get("ServiceName") == name]),
                          index=index)
 
 
@@ -117,10 +141,7 @@ async def health_checks(name: str) -> Response:
 async def health_node(node: str) -> Response:
     keep = request_filter(bexpr.HEALTH_CHECK)
     index = await _blocked(HEALTH_KINDS)
-    catalog = _catalog()
-    if node != catalog.node_name:
-        return json_response([], index=index)
-    return json_response(keep([catalog.serf_check()] + [public(c) for c in catalog.checks()]), index=index)
+    return json_response(keep(_catalog().node_checks(node)), index=index)
 
 
 @bp.get("/v1/health/state/<state>")
@@ -129,6 +150,5 @@ async def health_state(state: str) -> Response:
         raise HTTPError(400, f"Invalid check state: {state!r} (any, passing, warning or critical)")
     keep = request_filter(bexpr.HEALTH_CHECK)
     index = await _blocked(HEALTH_KINDS)
-    catalog = _catalog()
-    checks = [catalog.serf_check()] + [public(c) for c in catalog.checks()]
+    checks = _catalog().all_checks()
     return json_response(keep([c for c in checks if state == "any" or c["Status"] == state]), index=index)
