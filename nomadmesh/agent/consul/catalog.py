@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from nomadmesh.agent.consul.external import ExternalCatalog
-from nomadmesh.agent.consul.service_defs import SIDECAR_PORT_MAX, SIDECAR_PORT_MIN, expand, normalize_service, public
+from nomadmesh.agent.consul.service_defs import (
+    SIDECAR_PORT_MAX,
+    SIDECAR_PORT_MIN,
+    expand,
+    normalize_service,
+    public,
+    with_default_tagged_addresses,
+)
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
@@ -29,6 +36,10 @@ _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 NODE_MAINTENANCE_ID = "_node_maintenance"
 SERVICE_MAINTENANCE_PREFIX = "_service_maintenance:"
 _DEFAULT_REASON = "Maintenance mode is enabled for this {}, but no reason was provided. This is a default message."
+
+
+class NotTTLError(ValueError):
+    """A TTL update for a check that is not a TTL check (Consul's 500 text)."""
 
 
 class UnknownServiceError(LookupError):
@@ -60,6 +71,8 @@ class Catalog:
         self._lock = threading.Lock()  # one registration at a time: sidecar ports are picked from state
         self._started = False
         self._status_listeners: list[Callable[[str, str], None]] = []
+        self._ttl_lock = threading.Lock()
+        self._ttl_timers: dict[str, threading.Timer] = {}  # TTL check ID -> its expiry
         self.external = ExternalCatalog(ctx)  # nodes and services registered through /v1/catalog/register
 
     # --- identity ---------------------------------------------------------------------------
@@ -141,6 +154,10 @@ class Catalog:
     def stop(self) -> None:
         self._started = False
         self._runner.stop()
+        with self._ttl_lock:
+            timers, self._ttl_timers = list(self._ttl_timers.values()), {}
+        for timer in timers:
+            timer.cancel()
 
     # --- registration -------------------------------------------------------------------------
 
@@ -178,7 +195,7 @@ class Catalog:
             for sid in sidecar_id_of_old:
                 if sid not in new_ids:
                     txn.delete("service", sid)
-            for doc in exp.services:
+            for doc in map(with_default_tagged_addresses, exp.services):
                 old = txn.get("service", doc["ID"])
                 doc["CreateIndex"] = old.create_index if old else txn.index
                 doc["ModifyIndex"] = txn.index
@@ -203,6 +220,7 @@ class Catalog:
             self._update_aliases(txn)
         for check_id in stopped:
             self._runner.remove(check_id)
+            self._disarm_ttl(check_id)
         for chk in started:
             self._run(chk)
         # IDs may hold CR/LF (Consul accepts them): log their repr so they cannot forge log lines.
@@ -223,6 +241,7 @@ class Catalog:
             self._update_aliases(txn)
         for check_id in removed_checks:
             self._runner.remove(check_id)
+            self._disarm_ttl(check_id)
         log.info("deregistered service %s", ", ".join(repr(i) for i in sorted(ids)))
 
     def set_service_maintenance(self, service_id: str, enable: bool, reason: str = "") -> None:
@@ -264,6 +283,54 @@ class Catalog:
     def set_check_status(self, check_id: str, status: str, output: str) -> bool:
         """Set a check's status (TTL checks and tests); False if there is no such check."""
         return self._write_status(check_id, status, output)
+
+    def update_ttl(self, check_id: str, status: str, output: str) -> None:
+        """/v1/agent/check/pass|warn|fail|update: set a TTL check and restart its TTL.
+        Raises KeyError for an unknown check, NotTTLError for a check of another type."""
+        rec = self.ctx.state.get("check", check_id)
+        if rec is None:
+            raise KeyError(check_id)
+        if rec.value.get("Type") != "ttl":
+            raise NotTTLError(f'CheckID "{check_id}" does not have associated TTL')
+        self._write_status(check_id, status, output)
+        self._arm_ttl(rec.value)
+
+    # --- TTL expiry: a TTL check not updated within its TTL turns critical, as in Consul ----------
+
+    def _arm_ttl(self, chk: dict[str, Any]) -> None:
+        check_id = chk["CheckID"]
+        try:
+            ttl = parse_duration((chk.get("Definition") or {}).get("TTL") or "0s")
+        except ValueError:
+            return
+        if ttl <= 0 or not self._started:
+            return
+        timer = threading.Timer(ttl, lambda: self._expire_ttl(check_id, timer))
+        timer.daemon = True
+        with self._ttl_lock:
+            old = self._ttl_timers.pop(check_id, None)
+            self._ttl_timers[check_id] = timer
+        if old is not None:
+            old.cancel()
+        timer.start()
+
+    def _disarm_ttl(self, check_id: str) -> None:
+        with self._ttl_lock:
+            timer = self._ttl_timers.pop(check_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire_ttl(self, check_id: str, timer: threading.Timer) -> None:
+        with self._ttl_lock:
+            if self._ttl_timers.get(check_id) is not timer:
+                return  # updated or removed while this timer fired
+            del self._ttl_timers[check_id]
+        rec = self.ctx.state.get("check", check_id)
+        if rec is None:
+            return
+        last = rec.value.get("Output") or ""
+        output = f"TTL expired (last output before timeout follows): {last}" if last else "TTL expired"
+        self._on_status(check_id, "critical", output)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -331,6 +398,9 @@ class Catalog:
     # --- checks -------------------------------------------------------------------------------
 
     def _run(self, chk: dict[str, Any]) -> None:
+        if chk.get("Type") == "ttl":
+            self._arm_ttl(chk)
+            return
         if not self._started or chk.get("Type") not in ("http", "tcp"):
             return
         d = chk.get("Definition") or {}

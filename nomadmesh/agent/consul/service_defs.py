@@ -14,6 +14,7 @@ a `Connect.SidecarService` becomes its own connect-proxy service, and each check
 from __future__ import annotations
 
 import copy
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,6 +195,20 @@ def agent_service(svc: dict[str, Any], datacenter: str) -> dict[str, Any]:
     if (svc.get("Connect") or {}).get("Native"):
         out["Connect"] = {"Native": True}
     return out
+
+
+def with_default_tagged_addresses(doc: dict[str, Any]) -> dict[str, Any]:
+    """Consul's agent tags a service registered with an IP address as `lan_ipv4`/`wan_ipv4` (or the
+    `_ipv6` pair) {Address, Port}, unless those tags were given (agent.addServiceInternal)."""
+    try:
+        ip = ipaddress.ip_address(doc.get("Address") or "")
+    except ValueError:
+        return doc
+    tagged = dict(doc.get("TaggedAddresses") or {})
+    suffix = "ipv4" if ip.version == 4 else "ipv6"
+    for tag in (f"lan_{suffix}", f"wan_{suffix}"):
+        tagged.setdefault(tag, {"Address": doc["Address"], "Port": doc.get("Port", 0)})
+    return dict(doc, TaggedAddresses=tagged)
 
 
 def _check_doc(chk: dict[str, Any], check_id: str, default_name: str, service: dict[str, Any] | None,

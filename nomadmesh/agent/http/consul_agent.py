@@ -4,7 +4,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.consul import filter as bexpr
-from nomadmesh.agent.consul.catalog import Catalog, UnknownServiceError
+from nomadmesh.agent.consul.catalog import Catalog, NotTTLError, UnknownServiceError
 from nomadmesh.agent.consul.service_defs import ServiceDefError, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
@@ -156,8 +156,13 @@ def _ttl_update(check_id: str, status: str) -> Response:
         note = str(body.get("Output") or note)
     if status not in ("passing", "warning", "critical"):
         raise HTTPError(400, f"Invalid check status: {status!r}")
-    if not _catalog().set_check_status(check_id, status, note):
-        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.')
+    try:
+        _catalog().update_ttl(check_id, status, note)
+    except KeyError:
+        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, '
+                             "not the check name.") from None
+    except NotTTLError as e:
+        raise HTTPError(500, str(e)) from None
     return Response("", status=200)
 
 
