@@ -4,12 +4,16 @@ health and filter endpoints; deregistering a check, a service, a node; Consul's 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import consul
 import pytest
 import requests
 
+from nomadmesh.agent.connect.proxies import MeshView, endpoints
+from nomadmesh.agent.consul.external import ExternalCatalog
+from nomadmesh.agent.context import AgentConfig, AgentContext
 from support.agents import RunningAgent
 
 
@@ -125,3 +129,27 @@ def test_refusals_leave_nothing(module_agent: RunningAgent, c: consul.Consul, pa
     resp = _put(module_agent, path, body)
     assert resp.status_code == status and text in resp.text, resp.text
     assert "ext-other" not in [n["Node"] for n in c.catalog.nodes()[1]]
+
+
+def test_registered_proxies_are_upstream_endpoints_when_healthy(tmp_path: Path) -> None:
+    """What the xDS snapshots are built from: a healthy registered proxy for `ext-api` is an endpoint
+    (at its node's address when it has none), an unhealthy one or a plain service is not."""
+    ctx = AgentContext.open(AgentConfig(data_dir=tmp_path, node_name="agent-node"))
+    try:
+        ext = ExternalCatalog(ctx)
+        proxy = {"Kind": "connect-proxy", "Service": "ext-api-sidecar-proxy", "Port": 21000,
+                 "Proxy": {"DestinationServiceName": "ext-api"}}
+        ext.register({"Node": "h1", "Address": "10.0.0.1", "Service": dict(proxy, ID="p1"),
+                      "Check": {"CheckID": "p1-up", "ServiceID": "p1", "Status": "passing"}})
+        ext.register({"Node": "h2", "Address": "10.0.0.2", "Service": dict(proxy, ID="p2"),
+                      "Check": {"CheckID": "h2-down", "Status": "critical"}})  # a failing node check
+        ext.register({"Node": "h3", "Address": "10.0.0.3", "Service": {"ID": "api", "Service": "ext-api", "Port": 80}})
+        view = MeshView(services=(), checks=(), entries={}, datacenter="dc1", trust_domain="t", roots_pem="",
+                        default_allow=True, remote_proxies=ext.connect_proxies())
+        assert endpoints(view, "ext-api") == (("10.0.0.1", 21000),)
+        ext.register({"Node": "h2", "Address": "10.0.0.2", "Check": {"CheckID": "h2-down", "Status": "passing"}})
+        view = MeshView(services=(), checks=(), entries={}, datacenter="dc1", trust_domain="t", roots_pem="",
+                        default_allow=True, remote_proxies=ext.connect_proxies())
+        assert endpoints(view, "ext-api") == (("10.0.0.1", 21000), ("10.0.0.2", 21000))
+    finally:
+        ctx.close()

@@ -207,6 +207,21 @@ class ExternalCatalog:
         return [dict(r.value, CreateIndex=r.create_index, ModifyIndex=r.modify_index)
                 for r in self.ctx.state.records(SERVICE_KIND, node + _SEP if node else "")]
 
+    def connect_proxies(self) -> tuple[dict[str, Any], ...]:
+        """Registered connect-proxy services as Connect sees them: Address defaulted to their node's,
+        `_Healthy` when every check of the node and of the service passes."""
+        nodes = {n["Node"]: n for n in self.nodes()}
+        checks = self.checks()
+        out = []
+        for svc in self.services():
+            node = nodes.get(svc["_Node"])
+            if node is None or svc.get("Kind") != "connect-proxy" or not svc.get("Port"):
+                continue
+            own = [c for c in checks if c["Node"] == node["Node"] and c.get("ServiceID") in ("", svc["ID"])]
+            out.append(dict(svc, Address=svc.get("Address") or node["Address"],
+                            _Healthy=all(c["Status"] == "passing" for c in own)))
+        return tuple(out)
+
     def checks(self, node: str = "") -> list[dict[str, Any]]:
         return [dict(r.value, CreateIndex=r.create_index, ModifyIndex=r.modify_index)
                 for r in self.ctx.state.records(CHECK_KIND, node + _SEP if node else "")]
