@@ -177,3 +177,28 @@ def test_ttl_expiry_releases_after_twice_the_ttl(tmp_path: Path) -> None:
     finally:
         sessions.stop()
         ctx.close()
+
+
+def test_deregistering_a_bound_check_ends_the_session(c: consul.Consul) -> None:
+    c.agent.service.register("sess-gone", service_id="sess-gone", check=consul.Check.ttl("60s"))
+    c.agent.check.ttl_pass("service:sess-gone")
+    sid = c.session.create(checks=["serfHealth", "service:sess-gone"], lock_delay=0)
+    try:
+        assert c.kv.put("locks/g", "g", acquire=sid) is True
+        c.agent.service.deregister("sess-gone")
+        assert c.session.info(sid)[1] is None
+        assert "Session" not in c.kv.get("locks/g")[1]
+    finally:
+        c.session.destroy(sid)
+        c.kv.delete("locks/", recurse=True)
+
+
+def test_release_wins_over_acquire_as_in_consul(module_agent: RunningAgent, c: consul.Consul) -> None:
+    sid = c.session.create(lock_delay=0)
+    try:
+        assert c.kv.put("locks/both", "x", acquire=sid) is True
+        resp = _put(module_agent, f"/v1/kv/locks/both?acquire={sid}&release={sid}")
+        assert resp.json() is True and "Session" not in c.kv.get("locks/both")[1]
+    finally:
+        c.session.destroy(sid)
+        c.kv.delete("locks/", recurse=True)

@@ -140,7 +140,8 @@ class Catalog:
         return rec.value["Status"] if rec else None
 
     def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
-        """Call `listener(check_id, status)` after each check status change (sessions end on critical)."""
+        """Call `listener(check_id, status)` after each check status change, and with status
+        `deregistered` when a check goes away (sessions bound to it end on either)."""
         self._status_listeners.append(listener)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -221,6 +222,7 @@ class Catalog:
         for check_id in stopped:
             self._runner.remove(check_id)
             self._disarm_ttl(check_id)
+            self._notify(check_id, "deregistered")
         for chk in started:
             self._run(chk)
         # IDs may hold CR/LF (Consul accepts them): log their repr so they cannot forge log lines.
@@ -242,6 +244,7 @@ class Catalog:
         for check_id in removed_checks:
             self._runner.remove(check_id)
             self._disarm_ttl(check_id)
+            self._notify(check_id, "deregistered")
         log.info("deregistered service %s", ", ".join(repr(i) for i in sorted(ids)))
 
     def set_service_maintenance(self, service_id: str, enable: bool, reason: str = "") -> None:
@@ -276,9 +279,7 @@ class Catalog:
                 return
             self._update_aliases(txn)
         log.info("maintenance %s: %s", "on" if enable else "off", check_id)
-        if enable:
-            for listener in self._status_listeners:
-                listener(check_id, "critical")
+        self._notify(check_id, "critical" if enable else "deregistered")
 
     def set_check_status(self, check_id: str, status: str, output: str) -> bool:
         """Set a check's status (TTL checks and tests); False if there is no such check."""
@@ -438,9 +439,12 @@ class Catalog:
             txn.put("check", check_id, dict(rec.value, Status=status, Output=output, ModifyIndex=txn.index))
             self._update_aliases(txn)
         if changed:
-            for listener in self._status_listeners:
-                listener(check_id, status)
+            self._notify(check_id, status)
         return True
+
+    def _notify(self, check_id: str, status: str) -> None:
+        for listener in self._status_listeners:
+            listener(check_id, status)
 
     def _update_aliases(self, txn: Txn) -> None:
         """Recompute every alias check from the checks of the service it aliases."""

@@ -192,8 +192,9 @@ class Sessions:
         return sess
 
     def on_check_status(self, check_id: str, status: str) -> None:
-        """A check turned `status`: sessions bound to it end when it is critical (Consul's rule)."""
-        if status != "critical":
+        """A check turned `status` (or was `deregistered`): sessions bound to it end when it is
+        critical or gone (Consul's rule)."""
+        if status not in ("critical", "deregistered"):
             return
         for sess in self.list():
             bound = list(sess.get("NodeChecks") or []) + [c["ID"] for c in sess.get("ServiceChecks") or []]

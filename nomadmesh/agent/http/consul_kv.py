@@ -105,10 +105,11 @@ def put(key: str) -> Response:
     sessions = consul_parts().sessions
     try:
         with current_ctx().state.write() as txn:
-            if "acquire" in request.args:
-                return json_response(sessions.acquire(txn, key, request.args["acquire"], value))
+            # Consul's precedence when several are given: release, then acquire, then cas.
             if "release" in request.args:
                 return json_response(sessions.release(txn, key, request.args["release"], value))
+            if "acquire" in request.args:
+                return json_response(sessions.acquire(txn, key, request.args["acquire"], value))
             current = txn.get(KIND, key)
             if current is not None:  # a plain write keeps the key's lock, as Consul's does
                 value.update(kv_entry_fields(current.value))
