@@ -57,3 +57,36 @@ def test_service_tagged_addresses_use_consuls_casing(c: consul.Consul) -> None:
     assert row["ServiceTaggedAddresses"]["lan_ipv4"] == {"Address": "10.1.2.3", "Port": 8080}
     node = c.catalog.nodes()[1][0]
     assert set(node["TaggedAddresses"]) >= {"lan", "lan_ipv4", "wan", "wan_ipv4"}
+
+
+def test_check_register_pass_and_deregister(module_agent: RunningAgent, c: consul.Consul) -> None:
+    assert c.agent.check.register("ttl-node-check", check=consul.Check.ttl("60s"), notes="node-level") is True
+    chk = c.agent.checks()["ttl-node-check"]  # the ID defaults to the name
+    assert (chk["Status"], chk["Type"], chk["ServiceID"], chk["Notes"]) == ("critical", "ttl", "", "node-level")
+    assert c.agent.check.ttl_pass("ttl-node-check", notes="ok") is True
+    assert c.agent.check.register("ttl-node-check", check=consul.Check.ttl("60s"), notes="node-level") is True
+    assert c.agent.checks()["ttl-node-check"]["Status"] == "passing"  # same definition: status kept
+    assert "ttl-node-check" in [ch["CheckID"] for ch in c.health.node(c.agent.self()["Config"]["NodeName"])[1]]
+    c.agent.service.register("ttl-v4", service_id="ttl-v4", address="10.1.2.3", port=8080)
+    assert c.agent.check.register("svc check", check=consul.Check.ttl("60s"), check_id="ttl-svc-check",
+                                  service_id="ttl-v4") is True
+    assert c.agent.checks()["ttl-svc-check"]["ServiceName"] == "ttl-v4"
+    assert c.agent.check.deregister("ttl-node-check") is True
+    assert "ttl-node-check" not in c.agent.checks()
+    resp = requests.put(f"http://127.0.0.1:{module_agent.consul_port}/v1/agent/check/deregister/ttl-node-check",
+                        timeout=10)
+    assert resp.status_code == 404 and 'Unknown check ID "ttl-node-check"' in resp.text
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    ({"TTL": "10s"}, "Missing check name"),
+    ({"Name": "x", "TTL": "10s", "Status": "bad"}, "Status for checks must 'passing', 'warning', 'critical'"),
+    ({"Name": "x", "TTL": "10s", "ServiceID": "no-such"}, 'ServiceID "no-such" does not exist'),
+    ({"Name": "x"}, "Invalid check: "),
+    ({"Name": 5, "TTL": "10s"}, "Request decode failed"),
+])
+def test_check_register_refusals(module_agent: RunningAgent, c: consul.Consul, body: object, text: str) -> None:
+    resp = requests.put(f"http://127.0.0.1:{module_agent.consul_port}/v1/agent/check/register", json=body,
+                        timeout=10)
+    assert resp.status_code == 400 and text in resp.text, resp.text
+    assert "x" not in c.agent.checks()

@@ -20,7 +20,10 @@ from nomadmesh.agent.consul.external import ExternalCatalog
 from nomadmesh.agent.consul.service_defs import (
     SIDECAR_PORT_MAX,
     SIDECAR_PORT_MIN,
+    ServiceDefError,
+    agent_check,
     expand,
+    normalize_check,
     normalize_service,
     public,
     with_default_tagged_addresses,
@@ -246,6 +249,50 @@ class Catalog:
             self._disarm_ttl(check_id)
             self._notify(check_id, "deregistered")
         log.info("deregistered service %s", ", ".join(repr(i) for i in sorted(ids)))
+
+    def register_check(self, raw: Any) -> str:
+        """/v1/agent/check/register: add or replace a check on the agent (a service's when it names
+        a ServiceID); a check whose definition did not change keeps its status. Returns its ID.
+        Raises ServiceDefError with Consul's 400 text."""
+        if not isinstance(raw, dict):
+            raise ServiceDefError("the check definition must be a JSON object")
+        chk = normalize_check(raw, "")
+        service = None
+        if chk.get("ServiceID"):
+            service = self.service(chk["ServiceID"])
+            if service is None:
+                raise ServiceDefError(f'ServiceID "{chk["ServiceID"]}" does not exist')
+        if chk.get("Status") and chk["Status"] not in _SEVERITY:
+            raise ServiceDefError("Status for checks must 'passing', 'warning', 'critical'")
+        doc = agent_check(chk, service, self.node_name)
+        with self._lock, self.ctx.state.write() as txn:
+            old = txn.get("check", doc["CheckID"])
+            unchanged = old is not None and old.value.get("Definition") == doc["Definition"] \
+                and old.value.get("ServiceID") == doc["ServiceID"]
+            if unchanged:
+                assert old is not None
+                doc["Status"], doc["Output"] = old.value["Status"], old.value["Output"]
+            doc["CreateIndex"] = old.create_index if old else txn.index
+            doc["ModifyIndex"] = txn.index
+            txn.put("check", doc["CheckID"], doc)
+            self._update_aliases(txn)
+        if not unchanged:
+            self._runner.remove(doc["CheckID"])
+            self._disarm_ttl(doc["CheckID"])
+            self._run(doc)
+        log.info("registered check %r", doc["CheckID"])
+        return str(doc["CheckID"])
+
+    def deregister_check(self, check_id: str) -> bool:
+        """/v1/agent/check/deregister: False when there is no such check."""
+        with self._lock, self.ctx.state.write() as txn:
+            if not txn.delete("check", check_id):
+                return False
+            self._update_aliases(txn)
+        self._runner.remove(check_id)
+        self._disarm_ttl(check_id)
+        self._notify(check_id, "deregistered")
+        return True
 
     def set_service_maintenance(self, service_id: str, enable: bool, reason: str = "") -> None:
         """Put a service in maintenance (a critical `_service_maintenance:<id>` check) or take it out.

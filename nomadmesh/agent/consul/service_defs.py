@@ -254,6 +254,14 @@ def _check_doc(chk: dict[str, Any], check_id: str, default_name: str, service: d
     }
 
 
+def agent_check(chk: dict[str, Any], service: dict[str, Any] | None, node: str) -> dict[str, Any]:
+    """A normalized /v1/agent/check/register definition → its HealthCheck document (ID = Name
+    unless given). Raises ServiceDefError naming what is wrong."""
+    if not chk.get("Name"):
+        raise ServiceDefError("Missing check name")
+    return _check_doc(chk, chk.get("CheckID") or chk.get("ID") or chk["Name"], chk["Name"], service, node)
+
+
 def service_checks(svc: dict[str, Any], doc: dict[str, Any], node: str) -> list[dict[str, Any]]:
     """The checks of a normalized definition, with Consul's IDs: `service:<id>` for a single
     check, `service:<id>:<n>` (from 1) for several, unless the check names its own ID."""

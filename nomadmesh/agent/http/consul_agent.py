@@ -114,6 +114,29 @@ def deregister(service_id: str) -> Response:
     return Response("", status=200)
 
 
+@bp.put("/v1/agent/check/register")
+def check_register() -> Response:
+    body = json_body()
+    try:
+        _catalog().register_check(body)
+    except ServiceDefError as e:
+        message = str(e)
+        if message.startswith(("Missing check name", "Status for checks", "ServiceID ")):
+            raise HTTPError(400, message) from None
+        if "one of HTTP" in message or "Interval must be" in message:
+            raise HTTPError(400, f"Invalid check: {message}") from None
+        raise HTTPError(400, f"Request decode failed: {message}") from None
+    return Response("", status=200)
+
+
+@bp.put("/v1/agent/check/deregister/<path:check_id>")
+def check_deregister(check_id: str) -> Response:
+    if not _catalog().deregister_check(check_id):
+        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, '
+                             "not the check name.")
+    return Response("", status=200)
+
+
 def _enable_param() -> bool:
     """`?enable=` parsed as Go's strconv.ParseBool, with Consul's 400 texts."""
     if "enable" not in request.args:
