@@ -1,7 +1,10 @@
 """The dev agent's Consul HTTP API: one Quart app (asyncio), one blueprint per area.
 
-    consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks}, /v1/status
-    consul_catalog.py     /v1/catalog/{services,service,connect,nodes}, /v1/health/{service,connect,checks}
+    consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks,check/*,
+                          service/maintenance,maintenance}, /v1/status
+    consul_catalog.py     /v1/catalog/{services,service,connect,nodes,node,register,deregister},
+                          /v1/health/{service,connect,checks,node,state}
+    consul_filtering.py   `?filter=` on the list endpoints (compiled before a blocking wait)
     consul_kv.py          /v1/kv/<key> (with ?acquire= / ?release= locks)
     consul_session.py     /v1/session/{create,destroy,info,list,node,renew}
     consul_config.py      /v1/config[/<kind>[/<name>]]
