@@ -202,3 +202,13 @@ def test_release_wins_over_acquire_as_in_consul(module_agent: RunningAgent, c: c
     finally:
         c.session.destroy(sid)
         c.kv.delete("locks/", recurse=True)
+
+
+def test_another_datacenter_is_no_path(module_agent: RunningAgent, c: consul.Consul) -> None:
+    """py-consul's own suite expects `dc="dc2"` to fail on every server-side read and write."""
+    for call in (lambda: c.session.create(dc="dc2"), lambda: c.session.list(dc="dc2"),
+                 lambda: c.kv.get("x", dc="dc2"), lambda: c.catalog.service("x", dc="dc2"),
+                 lambda: c.health.service("x", dc="dc2")):
+        with pytest.raises(consul.ConsulException, match="No path to datacenter"):
+            call()
+    assert c.session.list(dc="dc1")[1] is not None  # its own datacenter by name is fine

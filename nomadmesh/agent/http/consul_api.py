@@ -36,6 +36,7 @@ from nomadmesh.agent.http import (
     consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response
+from nomadmesh.agent.http.consul_filtering import refuse_other_datacenters
 from nomadmesh.agent.http.parts import EXTENSION, ConsulParts
 from nomadmesh.webguard import install as install_guard, own_address
 
@@ -60,6 +61,7 @@ def create_consul_app(parts: ConsulParts) -> Quart:
     app.extensions[EXTENSION] = parts
     install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read
+    app.before_request(refuse_other_datacenters)
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
                    consul_sidecar_stats, consul_proxy_status, consul_session):
         app.register_blueprint(module.bp)

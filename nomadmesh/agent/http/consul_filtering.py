@@ -1,6 +1,6 @@
-"""`?filter=` on Consul's list endpoints: the rows a filter expression selects, or Consul's 400.
-
-Compiled before a blocking query waits, so a bad filter is refused at once."""
+"""Query parameters Consul's server-side endpoints share: `?filter=` (the rows a filter expression
+selects, or Consul's 400; compiled before a blocking query waits, so a bad filter is refused at
+once) and `?dc=` (the one datacenter; any other is Consul's "No path to datacenter")."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from quart import request
 
 from nomadmesh.agent.consul import filter as bexpr
-from nomadmesh.agent.http.common import HTTPError
+from nomadmesh.agent.http.common import HTTPError, current_ctx
 
 T = TypeVar("T")
 
@@ -26,3 +26,11 @@ def request_filter(schema: bexpr.Schema,
     except bexpr.FilterError as e:
         raise HTTPError(400, str(e)) from None
     return lambda rows: [r for r in rows if predicate(view(r))]
+
+
+async def refuse_other_datacenters() -> None:
+    """before_request: `?dc=` naming another datacenter is Consul's 500 "No path to datacenter"
+    (the dev agent has one); the /v1/agent endpoints, local to the agent, take no `dc`."""
+    dc = request.args.get("dc")
+    if dc and dc != current_ctx().config.datacenter and not request.path.startswith("/v1/agent/"):
+        raise HTTPError(500, "No path to datacenter")
