@@ -90,3 +90,17 @@ def test_check_register_refusals(module_agent: RunningAgent, c: consul.Consul, b
                         timeout=10)
     assert resp.status_code == 400 and text in resp.text, resp.text
     assert "x" not in c.agent.checks()
+
+
+def test_http_check_on_the_agent_root_passes(module_agent: RunningAgent, c: consul.Consul) -> None:
+    """Consul redirects / to its UI (301 → 200), so py-consul's suite sees an http check on the
+    agent's own address pass."""
+    resp = requests.get(f"http://127.0.0.1:{module_agent.consul_port}/", allow_redirects=False, timeout=10)
+    assert resp.status_code == 301 and resp.headers["Location"] == "/ui/"
+    c.agent.check.register("ttl-root-http", check=consul.Check.http(f"http://127.0.0.1:{module_agent.consul_port}",
+                                                                     "1s"))
+    try:
+        wait_until(lambda: c.agent.checks()["ttl-root-http"]["Status"] == "passing", timeout=15,
+                   what="the http check on / to pass")
+    finally:
+        c.agent.check.deregister("ttl-root-http")

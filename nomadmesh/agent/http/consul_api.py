@@ -66,6 +66,11 @@ def create_consul_app(parts: ConsulParts) -> Quart:
                    consul_sidecar_stats, consul_proxy_status, consul_session):
         app.register_blueprint(module.bp)
 
+    @app.get("/")
+    async def _root() -> Response:
+        # Consul with its UI redirects / to /ui/ (301); http checks on the agent's address pass.
+        return Response("", status=301, headers={"Location": "/ui/"})
+
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:
         return text_response(e.status, e.message)
