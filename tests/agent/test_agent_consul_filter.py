@@ -72,3 +72,25 @@ def test_bad_filters_are_400(module_agent: RunningAgent, c: consul.Consul, path:
     resp = requests.get(f"http://127.0.0.1:{module_agent.consul_port}{path}", timeout=10)
     assert resp.status_code == 400, resp.text
     assert resp.text.startswith("Failed to create boolean expression evaluator: ") and text in resp.text
+
+
+def test_health_ingress_and_peer(module_agent: RunningAgent, c: consul.Consul) -> None:
+    """/v1/health/ingress/<svc>: the gateways whose ingress-gateway entry routes to it; `?peer=`
+    (no peerings on the dev agent) selects nothing."""
+    assert c.health.ingress("flt-db")[1] == []
+    resp = requests.put(f"http://127.0.0.1:{module_agent.consul_port}/v1/agent/service/register",
+                        json={"Name": "flt-edge", "ID": "flt-edge-1", "Kind": "ingress-gateway", "Port": 21500},
+                        timeout=10)
+    assert resp.status_code == 200, resp.text
+    entry = {"Kind": "ingress-gateway", "Name": "flt-edge",
+             "Listeners": [{"Port": 9191, "Protocol": "tcp", "Services": [{"Name": "flt-db"}]}]}
+    resp = requests.put(f"http://127.0.0.1:{module_agent.consul_port}/v1/config", json=entry, timeout=10)
+    assert resp.status_code == 200, resp.text
+    try:
+        assert [r["Service"]["ID"] for r in c.health.ingress("flt-db")[1]] == ["flt-edge-1"]
+        assert c.health.ingress("flt-web")[1] == []
+        assert c.health.ingress("flt-db", filter_expr="Node.Node != `` ")[1] != []
+        assert c.health.service("flt-web", peer="non-existent-peer")[1] == []
+    finally:
+        c.agent.service.deregister("flt-edge-1")
+        requests.delete(f"http://127.0.0.1:{module_agent.consul_port}/v1/config/ingress-gateway/flt-edge", timeout=10)

@@ -404,6 +404,30 @@ class Catalog:
             out.append({"Node": node, "Service": svc, "Checks": svc_checks})
         return out
 
+    def ingress(self, name: str, passing_only: bool = False) -> list[dict[str, Any]]:
+        """Consul's /v1/health/ingress: the ingress gateways whose config entry routes to `name`
+        (a listener's service of that name, or `*`), as health rows."""
+        out = []
+        for row in self.health_of_kind("ingress-gateway", passing_only):
+            rec = self.ctx.state.get("config", f"ingress-gateway/{row['Service']['Service']}")
+            listeners = (rec.value.get("Listeners") or []) if rec else []
+            if any(s.get("Name") in (name, "*") for lst in listeners for s in lst.get("Services") or []):
+                out.append(row)
+        return out
+
+    def health_of_kind(self, kind: str, passing_only: bool) -> list[dict[str, Any]]:
+        node = self.node()
+        checks = self.node_checks(self.node_name)
+        out = []
+        for svc in self.services():
+            if svc.get("Kind") != kind:
+                continue
+            svc_checks = [c for c in checks if c.get("ServiceID") in ("", svc["ID"])]
+            if passing_only and any(c["Status"] != "passing" for c in svc_checks):
+                continue
+            out.append({"Node": node, "Service": svc, "Checks": svc_checks})
+        return out
+
     def _instances(self, name: str, connect: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(node, service) of every instance of `name`: the agent's, then the catalog-registered ones."""
         own = self.node()

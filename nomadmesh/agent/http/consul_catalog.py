@@ -54,7 +54,7 @@ async def services() -> Response:
 async def service(name: str) -> Response:
     keep = request_filter(bexpr.SERVICE_NODE)
     index = await _blocked(CATALOG_KINDS)
-    rows = _tag_filter(_catalog().catalog_service(name), lambda r: r["ServiceTags"])
+    rows = [] if _peer() else _tag_filter(_catalog().catalog_service(name), lambda r: r["ServiceTags"])
     return json_response(keep(rows), index=index)
 
 
@@ -117,7 +117,7 @@ def datacenters() -> Response:
 async def health_service(name: str) -> Response:
     keep = request_filter(bexpr.CHECK_SERVICE_NODE)
     index = await _blocked(HEALTH_KINDS)
-    rows = _catalog().health(name, passing_only=query_flag("passing"))
+    rows = [] if _peer() else _catalog().health(name, passing_only=query_flag("passing"))
     return json_response(keep(_tag_filter(rows, lambda r: r["Service"]["Tags"])), index=index)
 
 
@@ -125,8 +125,21 @@ async def health_service(name: str) -> Response:
 async def health_connect(name: str) -> Response:
     keep = request_filter(bexpr.CHECK_SERVICE_NODE)
     index = await _blocked(HEALTH_KINDS)
-    return json_response(keep(_catalog().health(name, passing_only=query_flag("passing"), connect=True)),
-                         index=index)
+    rows = [] if _peer() else _catalog().health(name, passing_only=query_flag("passing"), connect=True)
+    return json_response(keep(rows), index=index)
+
+
+@bp.get("/v1/health/ingress/<path:name>")
+async def health_ingress(name: str) -> Response:
+    keep = request_filter(bexpr.CHECK_SERVICE_NODE)
+    index = await _blocked((*HEALTH_KINDS, "config"))
+    rows = [] if _peer() else _catalog().ingress(name, passing_only=query_flag("passing"))
+    return json_response(keep(rows), index=index)
+
+
+def _peer() -> bool:
+    """`?peer=`: the dev agent has no cluster peerings, so nothing is imported from any peer."""
+    return bool(request.args.get("peer"))
 
 
 @bp.get("/v1/health/checks/<path:name>")
