@@ -3,7 +3,7 @@
     consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks,check/*,
                           service/maintenance,maintenance}, /v1/status
     consul_catalog.py     /v1/catalog/{services,service,connect,nodes,node,register,deregister},
-                          /v1/health/{service,connect,checks,node,state}
+                          /v1/health/{service,connect,ingress,checks,node,state}
     consul_filtering.py   `?filter=` on the list endpoints (compiled before a blocking wait)
     consul_kv.py          /v1/kv/<key> (with ?acquire= / ?release= locks)
     consul_session.py     /v1/session/{create,destroy,info,list,node,renew}
