@@ -47,6 +47,7 @@ def build_agent(config: AgentConfig) -> AgentParts:
         catalog = Catalog(ctx)
         sessions = Sessions(ctx, catalog.has_node, catalog.check_status)
         catalog.add_status_listener(sessions.on_check_status)
+        catalog.add_node_listener(sessions.on_node_removed)
         connect = ConnectRuntime.build(ctx)
         scheduler = Scheduler(ctx, catalog, connect.xds_address)
         consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), sessions))

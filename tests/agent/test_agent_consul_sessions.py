@@ -212,3 +212,17 @@ def test_another_datacenter_is_no_path(module_agent: RunningAgent, c: consul.Con
         with pytest.raises(consul.ConsulException, match="No path to datacenter"):
             call()
     assert c.session.list(dc="dc1")[1] is not None  # its own datacenter by name is fine
+
+
+def test_session_on_a_registered_node_ends_with_it(module_agent: RunningAgent, c: consul.Consul) -> None:
+    assert c.catalog.register("sess-ext-node", "10.30.0.1", check={"CheckID": "up", "Status": "passing"})
+    try:
+        sid = c.session.create(node="sess-ext-node", checks=["up"], lock_delay=0)
+        assert c.session.node("sess-ext-node")[1][0]["ID"] == sid
+        assert c.kv.put("locks/ext", "x", acquire=sid) is True
+        c.catalog.deregister("sess-ext-node")
+        assert c.session.info(sid)[1] is None
+        assert "Session" not in c.kv.get("locks/ext")[1]
+    finally:
+        c.catalog.deregister("sess-ext-node")
+        c.kv.delete("locks/", recurse=True)

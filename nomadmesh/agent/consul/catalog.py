@@ -74,6 +74,7 @@ class Catalog:
         self._lock = threading.Lock()  # one registration at a time: sidecar ports are picked from state
         self._started = False
         self._status_listeners: list[Callable[[str, str], None]] = []
+        self._node_listeners: list[Callable[[str], None]] = []
         self._ttl_lock = threading.Lock()
         self._ttl_timers: dict[str, threading.Timer] = {}  # TTL check ID -> its expiry
         self.external = ExternalCatalog(ctx)  # nodes and services registered through /v1/catalog/register
@@ -141,6 +142,19 @@ class Catalog:
             return "passing"
         rec = self.ctx.state.get("check", check_id)
         return rec.value["Status"] if rec else None
+
+    def deregister_external(self, body: dict[str, Any]) -> None:
+        """/v1/catalog/deregister; sessions bound to what goes are told, as Consul ends them."""
+        node, removed, node_gone = self.external.deregister(body)
+        for check_id in removed:
+            self._notify(check_id, "deregistered")
+        if node_gone:
+            for listener in self._node_listeners:
+                listener(node)
+
+    def add_node_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(node)` when a catalog-registered node is deregistered."""
+        self._node_listeners.append(listener)
 
     def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
         """Call `listener(check_id, status)` after each check status change, and with status

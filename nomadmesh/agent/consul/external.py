@@ -16,7 +16,6 @@ from typing import Any
 
 from nomadmesh.agent.consul.service_defs import ServiceDefError, agent_service, normalize_check, normalize_service
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.state import Txn
 
 NODE_KIND, SERVICE_KIND, CHECK_KIND = "ext_node", "ext_service", "ext_check"
 KINDS = (NODE_KIND, SERVICE_KIND, CHECK_KIND)
@@ -112,28 +111,27 @@ class ExternalCatalog:
                     chk["ServiceName"], chk["ServiceTags"] = svc.value["Service"], svc.value["Tags"]
                 txn.put(CHECK_KIND, _key(node, chk["CheckID"]), chk)
 
-    def deregister(self, body: dict[str, Any]) -> None:
+    def deregister(self, body: dict[str, Any]) -> tuple[str, list[str], bool]:
+        """Remove a check, a service (with its checks) or a whole node; returns the node, the
+        check IDs removed and whether the node itself went."""
         node = _string(_field(body, "Node"), "Node")
         if not node:
             raise RegistrationError("Must provide node")
         service_id = _string(_field(body, "ServiceID"), "ServiceID")
         check_id = _string(_field(body, "CheckID"), "CheckID")
+        node_gone = not service_id and not check_id
         with self.ctx.state.write() as txn:
+            removed = [rec.value["CheckID"] for rec in txn.records(CHECK_KIND, node + _SEP)
+                       if node_gone or rec.value["CheckID"] == check_id
+                       or (service_id and rec.value.get("ServiceID") == service_id)]
+            for removed_id in removed:
+                txn.delete(CHECK_KIND, _key(node, removed_id))
             if service_id:
                 txn.delete(SERVICE_KIND, _key(node, service_id))
-                self._delete_checks(txn, node, lambda c: c.get("ServiceID") == service_id)
-            if check_id:
-                txn.delete(CHECK_KIND, _key(node, check_id))
-            if not service_id and not check_id:
+            if node_gone:
                 txn.delete(NODE_KIND, node)
                 txn.delete_prefix(SERVICE_KIND, node + _SEP)
-                txn.delete_prefix(CHECK_KIND, node + _SEP)
-
-    @staticmethod
-    def _delete_checks(txn: Txn, node: str, which: Any) -> None:
-        for rec in txn.records(CHECK_KIND, node + _SEP):
-            if which(rec.value):
-                txn.delete(CHECK_KIND, rec.key)
+        return node, removed, node_gone
 
     def _service(self, raw: Any, datacenter: str) -> dict[str, Any] | None:
         if raw is None:

@@ -202,6 +202,12 @@ class Sessions:
                 log.info("session %s: check %r is critical, invalidating", sess["ID"], check_id)
                 self.destroy(sess["ID"])
 
+    def on_node_removed(self, node: str) -> None:
+        """A node left the catalog: its sessions end (Consul's rule)."""
+        for sess in self.list():
+            if sess["Node"] == node:
+                self.destroy(sess["ID"])
+
     # --- reads --------------------------------------------------------------------------------
 
     def get(self, session_id: str) -> dict[str, Any] | None:

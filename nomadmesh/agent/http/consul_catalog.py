@@ -102,7 +102,7 @@ def deregister() -> Response:
     if not isinstance(body, dict):
         raise HTTPError(400, "Request decode failed: the body must be a JSON object")
     try:
-        _catalog().external.deregister(body)
+        _catalog().deregister_external(body)
     except external.RegistrationError as e:
         raise HTTPError(500, str(e)) from None
     return json_response(True)
