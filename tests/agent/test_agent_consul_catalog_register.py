@@ -153,3 +153,16 @@ def test_registered_proxies_are_upstream_endpoints_when_healthy(tmp_path: Path) 
         assert endpoints(view, "ext-api") == (("10.0.0.1", 21000), ("10.0.0.2", 21000))
     finally:
         ctx.close()
+
+
+def test_node_meta_query_parameter(module_agent: RunningAgent, c: consul.Consul) -> None:
+    _register_db(module_agent)
+    assert c.catalog.register("ext-other", "10.20.0.9", service={"Service": "ext-pg", "ID": "pg-2"}) is True
+    base = f"http://127.0.0.1:{module_agent.consul_port}"
+    nodes = requests.get(f"{base}/v1/catalog/nodes?node-meta=external-node:true", timeout=10).json()
+    assert [n["Node"] for n in nodes] == ["ext-db-host"]
+    rows = requests.get(f"{base}/v1/catalog/service/ext-pg?node-meta=external-node:true", timeout=10).json()
+    assert [r["ServiceID"] for r in rows] == ["pg-1"]
+    rows = requests.get(f"{base}/v1/health/service/ext-pg?node-meta=external-node:false", timeout=10).json()
+    assert rows == []
+    assert len(c.catalog.service("ext-pg")[1]) == 2

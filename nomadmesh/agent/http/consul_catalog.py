@@ -13,7 +13,7 @@ from quart import Blueprint, Response, request
 from nomadmesh.agent.consul import external, filter as bexpr
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response, query_flag
-from nomadmesh.agent.http.consul_filtering import request_filter
+from nomadmesh.agent.http.consul_filtering import node_meta_filter, request_filter
 from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_catalog", __name__)
@@ -43,7 +43,8 @@ async def services() -> Response:
     out: dict[str, list[str]] = {}
     catalog = _catalog()
     names = {s["Service"] for s in catalog.services()} | {s["Service"] for s in catalog.external.services()}
-    for row in keep([r for name in sorted(names) for r in catalog.catalog_service(name)]):
+    by_meta = node_meta_filter(lambda r: r["NodeMeta"])
+    for row in keep(by_meta([r for name in sorted(names) for r in catalog.catalog_service(name)])):
         svc = {"Service": row["ServiceName"], "Tags": row["ServiceTags"]}
         tags = out.setdefault(svc["Service"], [])
         tags.extend(t for t in svc["Tags"] if t not in tags)
@@ -55,7 +56,7 @@ async def service(name: str) -> Response:
     keep = request_filter(bexpr.SERVICE_NODE)
     index = await _blocked(CATALOG_KINDS)
     rows = [] if _peer() else _tag_filter(_catalog().catalog_service(name), lambda r: r["ServiceTags"])
-    return json_response(keep(rows), index=index)
+    return json_response(keep(node_meta_filter(lambda r: r["NodeMeta"])(rows)), index=index)
 
 
 @bp.get("/v1/catalog/connect/<path:name>")
@@ -69,7 +70,7 @@ async def connect(name: str) -> Response:
 async def nodes() -> Response:
     keep = request_filter(bexpr.NODE)
     index = await _blocked(("node", external.NODE_KIND))
-    return json_response(keep(_catalog().nodes()), index=index)
+    return json_response(keep(node_meta_filter(lambda n: n["Meta"])(_catalog().nodes())), index=index)
 
 
 @bp.get("/v1/catalog/node/<path:node>")
@@ -118,6 +119,7 @@ async def health_service(name: str) -> Response:
     keep = request_filter(bexpr.CHECK_SERVICE_NODE)
     index = await _blocked(HEALTH_KINDS)
     rows = [] if _peer() else _catalog().health(name, passing_only=query_flag("passing"))
+    rows = node_meta_filter(lambda r: r["Node"]["Meta"])(rows)
     return json_response(keep(_tag_filter(rows, lambda r: r["Service"]["Tags"])), index=index)
 
 

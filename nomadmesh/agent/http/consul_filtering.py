@@ -1,6 +1,7 @@
 """Query parameters Consul's server-side endpoints share: `?filter=` (the rows a filter expression
 selects, or Consul's 400; compiled before a blocking query waits, so a bad filter is refused at
-once) and `?dc=` (the one datacenter; any other is Consul's "No path to datacenter")."""
+once), `?node-meta=key:value`, and `?dc=` (the one datacenter; any other is Consul's "No path to
+datacenter")."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,3 +35,14 @@ async def refuse_other_datacenters() -> None:
     dc = request.args.get("dc")
     if dc and dc != current_ctx().config.datacenter and not request.path.startswith("/v1/agent/"):
         raise HTTPError(500, "No path to datacenter")
+
+
+def node_meta_filter(meta_of: Callable[[Any], dict[str, str]]) -> Callable[[list[T]], list[T]]:
+    """`?node-meta=key:value` (repeatable; all must match) on the catalog and health reads."""
+    wanted = []
+    for raw in request.args.getlist("node-meta"):
+        key, sep, value = raw.partition(":")
+        wanted.append((key, value if sep else ""))
+    if not wanted:
+        return lambda rows: rows
+    return lambda rows: [r for r in rows if all((meta_of(r) or {}).get(k) == v for k, v in wanted)]
