@@ -18,6 +18,7 @@ from quart import Quart
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.sessions import Sessions
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.consul_api import create_consul_app
 from nomadmesh.agent.http.nomad_api import create_nomad_app
@@ -32,6 +33,7 @@ class AgentParts:
     """One dev agent's parts, built and not started."""
     ctx: AgentContext
     catalog: Catalog
+    sessions: Sessions
     connect: ConnectRuntime
     scheduler: Scheduler
     consul_app: Quart  # the Consul API with the web UI mounted on it
@@ -43,13 +45,16 @@ def build_agent(config: AgentConfig) -> AgentParts:
     ctx = AgentContext.open(config)
     try:
         catalog = Catalog(ctx)
+        sessions = Sessions(ctx, catalog.has_node, catalog.check_status)
+        catalog.add_status_listener(sessions.on_check_status)
+        catalog.add_node_listener(sessions.on_node_removed)
         connect = ConnectRuntime.build(ctx)
         scheduler = Scheduler(ctx, catalog, connect.xds_address)
-        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx)))
+        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), sessions))
         consul_app = mount_ui(consul_api, config.bind, config.nomad_port, config.consul_port)
         nomad_app = create_nomad_app(NomadParts(ctx, scheduler))
     except BaseException:
         ctx.close()
         raise
-    return AgentParts(ctx=ctx, catalog=catalog, connect=connect, scheduler=scheduler, consul_app=consul_app,
-                      nomad_app=nomad_app)
+    return AgentParts(ctx=ctx, catalog=catalog, sessions=sessions, connect=connect, scheduler=scheduler,
+                      consul_app=consul_app, nomad_app=nomad_app)

@@ -126,6 +126,7 @@ class Agent:
             consul_sock = self._bind("Consul HTTP API", "--consul-port", cfg.consul_port)
             nomad_sock = self._bind("Nomad HTTP API", "--nomad-port", cfg.nomad_port)
             parts.catalog.start()
+            parts.sessions.start()
             parts.connect.start()  # before the scheduler: the sidecars it starts connect to the xDS server
             parts.scheduler.start()
             if cfg.config_dir is not None:
@@ -184,6 +185,7 @@ class Agent:
             except Exception:
                 log.exception("stopping the scheduler")
             parts.connect.stop()
+            parts.sessions.stop()
             parts.catalog.stop()
             parts.ctx.close()
         log.info("agent stopped")

@@ -77,9 +77,11 @@ def nomad_validation_500(resp: requests.Response) -> bool:
 
 def consul_validation_500(resp: requests.Response, what: str) -> bool:
     """Consul answers a config entry or intention that fails its Validate rules with a 500 and the
-    bare one-line reason (e.g. `Sources[0].Type must be set to 'consul'`); the agent does the same.
-    Its own failures say `internal error:`."""
-    return (resp.status_code == 500 and "/v1/c" in what and not resp.text.startswith("internal error")
+    bare one-line reason (e.g. `Sources[0].Type must be set to 'consul'`), and so a KV acquire with
+    an unknown session (`invalid session "x"`); the agent does the same. Its own failures say
+    `internal error:`."""
+    return (resp.status_code == 500 and any(p in what for p in ("/v1/c", "/v1/kv/", "/v1/session/"))
+            and not resp.text.startswith("internal error")
             and len(resp.text.strip().splitlines()) == 1)
 
 

@@ -18,11 +18,12 @@ import time
 from nomadmesh.agent.connect import ca as ca_mod
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.proxies import CONFIG_KIND, MeshView, build_all
+from nomadmesh.agent.consul import external
 from nomadmesh.agent.context import AgentContext
 
 log = logging.getLogger("nomadmesh.agent.connect")
 
-WATCHED = ("service", "check", CONFIG_KIND)
+WATCHED = ("service", "check", CONFIG_KIND, *external.KINDS)
 ROTATION_CHECK_S = 60.0
 WAKE_S = 0.5
 
@@ -83,6 +84,7 @@ class ProxyManager:
             entries={r.key: r.value for r in state.records(CONFIG_KIND)},
             datacenter=self.ctx.config.datacenter, trust_domain=self.ca.trust_domain,
             roots_pem=self.ca.root_pem, default_allow=self.ctx.config.default_allow,
+            remote_proxies=external.ExternalCatalog(self.ctx).connect_proxies(),
         )
 
     def sync(self) -> None:

@@ -40,6 +40,9 @@ class MeshView:
     trust_domain: str
     roots_pem: str
     default_allow: bool
+    # Connect proxies registered through /v1/catalog/register (on other nodes): upstream endpoints
+    # only, never a snapshot of their own; each with its Address resolved and `_Healthy` set.
+    remote_proxies: tuple[dict[str, Any], ...] = ()
 
     def lookup(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.entries.get(f"{kind}/{name}")
@@ -66,6 +69,8 @@ def dial_address(svc: dict[str, Any]) -> tuple[str, int]:
 def endpoints(view: MeshView, destination: str) -> tuple[tuple[str, int], ...]:
     found = {dial_address(s) for s in proxies(view)
              if s["Proxy"]["DestinationServiceName"] == destination and healthy(view, s["ID"])}
+    found |= {dial_address(s) for s in view.remote_proxies
+              if (s.get("Proxy") or {}).get("DestinationServiceName") == destination and s.get("_Healthy")}
     return tuple(sorted(found))
 
 

@@ -6,6 +6,9 @@
     config_entries.py   config entries as Consul decodes and validates them; protocol lookups (pure)
     config_store.py     config entries in the state: CAS writes and deletes with Consul's protocol checks
     ingress_gateway.py  the `ingress-gateway` config entry: from a Nomad job, and as Consul validates it (pure)
+    external.py         /v1/catalog/register: nodes, services and checks outside the agent
+    sessions.py         sessions (TTL, behaviors, lock delay) and the KV locks they hold
+    filter.py           `?filter=` expressions (go-bexpr grammar on Lark, RE2 regexes) per endpoint (pure)
 
 The HTTP views in agent/http/consul_*.py parse a request, call one function here and shape the answer.
 """

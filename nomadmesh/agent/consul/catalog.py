@@ -13,9 +13,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from nomadmesh.agent.consul.service_defs import SIDECAR_PORT_MAX, SIDECAR_PORT_MIN, expand, normalize_service, public
+from nomadmesh.agent.consul.external import ExternalCatalog
+from nomadmesh.agent.consul.service_defs import (
+    SIDECAR_PORT_MAX,
+    SIDECAR_PORT_MIN,
+    ServiceDefError,
+    agent_check,
+    expand,
+    normalize_check,
+    normalize_service,
+    public,
+    with_default_tagged_addresses,
+)
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
@@ -24,6 +36,20 @@ from nomadmesh.agent.state import Txn
 log = logging.getLogger("nomadmesh.agent.consul.catalog")
 
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
+NODE_MAINTENANCE_ID = "_node_maintenance"
+SERVICE_MAINTENANCE_PREFIX = "_service_maintenance:"
+_DEFAULT_REASON = "Maintenance mode is enabled for this {}, but no reason was provided. This is a default message."
+
+
+class NotTTLError(ValueError):
+    """A TTL update for a check that is not a TTL check (Consul's 500 text)."""
+
+
+class UnknownServiceError(LookupError):
+    """No service is registered with that ID (Consul's 404 text)."""
+
+    def __init__(self, service_id: str):
+        super().__init__(f'No service registered with ID "{service_id}"')
 
 
 def worst(statuses: list[str]) -> str:
@@ -47,6 +73,11 @@ class Catalog:
         self._runner = CheckRunner(self._on_status)
         self._lock = threading.Lock()  # one registration at a time: sidecar ports are picked from state
         self._started = False
+        self._status_listeners: list[Callable[[str, str], None]] = []
+        self._node_listeners: list[Callable[[str], None]] = []
+        self._ttl_lock = threading.Lock()
+        self._ttl_timers: dict[str, threading.Timer] = {}  # TTL check ID -> its expiry
+        self.external = ExternalCatalog(ctx)  # nodes and services registered through /v1/catalog/register
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -77,6 +108,59 @@ class Catalog:
             "ExposedPort": 0, "Definition": {}, "CreateIndex": 1, "ModifyIndex": 1,
         }
 
+    def has_node(self, name: str) -> bool:
+        return name == self.node_name or self.external.node(name) is not None
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The agent's node and the ones registered through the catalog, by name."""
+        return sorted([self.node(), *self.external.nodes()], key=lambda n: n["Node"])
+
+    def node_doc(self, name: str) -> dict[str, Any] | None:
+        return self.node() if name == self.node_name else self.external.node(name)
+
+    def node_services(self, name: str) -> list[dict[str, Any]]:
+        if name == self.node_name:
+            return self.services()
+        return [public(s) for s in self.external.services(name)]
+
+    def node_checks(self, name: str) -> list[dict[str, Any]]:
+        """A node's checks as /v1/health/node lists them (serfHealth first on the agent's node)."""
+        if name == self.node_name:
+            return [self.serf_check()] + [public(c) for c in self.checks()]
+        return [public(c) for c in self.external.checks(name)]
+
+    def all_checks(self) -> list[dict[str, Any]]:
+        """Every node's checks, the agent's first."""
+        return self.node_checks(self.node_name) + [public(c) for c in self.external.checks()]
+
+    def check_status(self, node: str, check_id: str) -> str | None:
+        """A check's status on `node`; None when no such check is registered there."""
+        if node != self.node_name:
+            ext = [c for c in self.external.checks(node) if c["CheckID"] == check_id]
+            return ext[0]["Status"] if ext else None
+        if check_id == "serfHealth":
+            return "passing"
+        rec = self.ctx.state.get("check", check_id)
+        return rec.value["Status"] if rec else None
+
+    def deregister_external(self, body: dict[str, Any]) -> None:
+        """/v1/catalog/deregister; sessions bound to what goes are told, as Consul ends them."""
+        node, removed, node_gone = self.external.deregister(body)
+        for check_id in removed:
+            self._notify(check_id, "deregistered")
+        if node_gone:
+            for listener in self._node_listeners:
+                listener(node)
+
+    def add_node_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(node)` when a catalog-registered node is deregistered."""
+        self._node_listeners.append(listener)
+
+    def add_status_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call `listener(check_id, status)` after each check status change, and with status
+        `deregistered` when a check goes away (sessions bound to it end on either)."""
+        self._status_listeners.append(listener)
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -88,6 +172,10 @@ class Catalog:
     def stop(self) -> None:
         self._started = False
         self._runner.stop()
+        with self._ttl_lock:
+            timers, self._ttl_timers = list(self._ttl_timers.values()), {}
+        for timer in timers:
+            timer.cancel()
 
     # --- registration -------------------------------------------------------------------------
 
@@ -125,7 +213,7 @@ class Catalog:
             for sid in sidecar_id_of_old:
                 if sid not in new_ids:
                     txn.delete("service", sid)
-            for doc in exp.services:
+            for doc in map(with_default_tagged_addresses, exp.services):
                 old = txn.get("service", doc["ID"])
                 doc["CreateIndex"] = old.create_index if old else txn.index
                 doc["ModifyIndex"] = txn.index
@@ -142,13 +230,16 @@ class Catalog:
                 chk["ModifyIndex"] = txn.index
                 txn.put("check", chk["CheckID"], chk)
             for check_id, old_check in old_checks.items():
-                if not replace_checks and old_check.get("ServiceID") in new_ids:
-                    continue  # Consul keeps checks a re-registration does not mention
+                kept = not replace_checks or old_check.get("Type") == "maintenance"
+                if kept and old_check.get("ServiceID") in new_ids:
+                    continue  # Consul keeps checks a re-registration does not mention, and maintenance always
                 txn.delete("check", check_id)
                 stopped.append(check_id)
             self._update_aliases(txn)
         for check_id in stopped:
             self._runner.remove(check_id)
+            self._disarm_ttl(check_id)
+            self._notify(check_id, "deregistered")
         for chk in started:
             self._run(chk)
         # IDs may hold CR/LF (Consul accepts them): log their repr so they cannot forge log lines.
@@ -169,11 +260,139 @@ class Catalog:
             self._update_aliases(txn)
         for check_id in removed_checks:
             self._runner.remove(check_id)
+            self._disarm_ttl(check_id)
+            self._notify(check_id, "deregistered")
         log.info("deregistered service %s", ", ".join(repr(i) for i in sorted(ids)))
+
+    def register_check(self, raw: Any) -> str:
+        """/v1/agent/check/register: add or replace a check on the agent (a service's when it names
+        a ServiceID); a check whose definition did not change keeps its status. Returns its ID.
+        Raises ServiceDefError with Consul's 400 text."""
+        if not isinstance(raw, dict):
+            raise ServiceDefError("the check definition must be a JSON object")
+        chk = normalize_check(raw, "")
+        service = None
+        if chk.get("ServiceID"):
+            service = self.service(chk["ServiceID"])
+            if service is None:
+                raise ServiceDefError(f'ServiceID "{chk["ServiceID"]}" does not exist')
+        if chk.get("Status") and chk["Status"] not in _SEVERITY:
+            raise ServiceDefError("Status for checks must 'passing', 'warning', 'critical'")
+        doc = agent_check(chk, service, self.node_name)
+        with self._lock, self.ctx.state.write() as txn:
+            old = txn.get("check", doc["CheckID"])
+            unchanged = old is not None and old.value.get("Definition") == doc["Definition"] \
+                and old.value.get("ServiceID") == doc["ServiceID"]
+            if unchanged:
+                assert old is not None
+                doc["Status"], doc["Output"] = old.value["Status"], old.value["Output"]
+            doc["CreateIndex"] = old.create_index if old else txn.index
+            doc["ModifyIndex"] = txn.index
+            txn.put("check", doc["CheckID"], doc)
+            self._update_aliases(txn)
+        if not unchanged:
+            self._runner.remove(doc["CheckID"])
+            self._disarm_ttl(doc["CheckID"])
+            self._run(doc)
+        log.info("registered check %r", doc["CheckID"])
+        return str(doc["CheckID"])
+
+    def deregister_check(self, check_id: str) -> bool:
+        """/v1/agent/check/deregister: False when there is no such check."""
+        with self._lock, self.ctx.state.write() as txn:
+            if not txn.delete("check", check_id):
+                return False
+            self._update_aliases(txn)
+        self._runner.remove(check_id)
+        self._disarm_ttl(check_id)
+        self._notify(check_id, "deregistered")
+        return True
+
+    def set_service_maintenance(self, service_id: str, enable: bool, reason: str = "") -> None:
+        """Put a service in maintenance (a critical `_service_maintenance:<id>` check) or take it out.
+        Enabling twice keeps the first reason, as Consul does. Raises UnknownServiceError."""
+        svc = self.service(service_id)
+        if svc is None:
+            raise UnknownServiceError(service_id)
+        self._set_maintenance(SERVICE_MAINTENANCE_PREFIX + service_id, enable, {
+            "Name": "Service Maintenance Mode", "Notes": reason or _DEFAULT_REASON.format("service"),
+            "ServiceID": svc["ID"], "ServiceName": svc["Service"], "ServiceTags": list(svc.get("Tags") or []),
+        })
+
+    def set_node_maintenance(self, enable: bool, reason: str = "") -> None:
+        """Put the node in maintenance (a critical `_node_maintenance` check: every service on it fails)."""
+        self._set_maintenance(NODE_MAINTENANCE_ID, enable, {
+            "Name": "Node Maintenance Mode", "Notes": reason or _DEFAULT_REASON.format("node"),
+            "ServiceID": "", "ServiceName": "", "ServiceTags": [],
+        })
+
+    def _set_maintenance(self, check_id: str, enable: bool, fields: dict[str, Any]) -> None:
+        with self._lock, self.ctx.state.write() as txn:
+            exists = txn.get("check", check_id) is not None
+            if enable and not exists:
+                txn.put("check", check_id, dict(
+                    fields, Node=self.node_name, CheckID=check_id, Status="critical", Output="", Type="maintenance",
+                    Interval="", Timeout="", ExposedPort=0, Definition={}, CreateIndex=txn.index,
+                    ModifyIndex=txn.index))
+            elif not enable and exists:
+                txn.delete("check", check_id)
+            else:
+                return
+            self._update_aliases(txn)
+        log.info("maintenance %s: %s", "on" if enable else "off", check_id)
+        self._notify(check_id, "critical" if enable else "deregistered")
 
     def set_check_status(self, check_id: str, status: str, output: str) -> bool:
         """Set a check's status (TTL checks and tests); False if there is no such check."""
         return self._write_status(check_id, status, output)
+
+    def update_ttl(self, check_id: str, status: str, output: str) -> None:
+        """/v1/agent/check/pass|warn|fail|update: set a TTL check and restart its TTL.
+        Raises KeyError for an unknown check, NotTTLError for a check of another type."""
+        rec = self.ctx.state.get("check", check_id)
+        if rec is None:
+            raise KeyError(check_id)
+        if rec.value.get("Type") != "ttl":
+            raise NotTTLError(f'CheckID "{check_id}" does not have associated TTL')
+        self._write_status(check_id, status, output)
+        self._arm_ttl(rec.value)
+
+    # --- TTL expiry: a TTL check not updated within its TTL turns critical, as in Consul ----------
+
+    def _arm_ttl(self, chk: dict[str, Any]) -> None:
+        check_id = chk["CheckID"]
+        try:
+            ttl = parse_duration((chk.get("Definition") or {}).get("TTL") or "0s")
+        except ValueError:
+            return
+        if ttl <= 0 or not self._started:
+            return
+        timer = threading.Timer(ttl, lambda: self._expire_ttl(check_id, timer))
+        timer.daemon = True
+        with self._ttl_lock:
+            old = self._ttl_timers.pop(check_id, None)
+            self._ttl_timers[check_id] = timer
+        if old is not None:
+            old.cancel()
+        timer.start()
+
+    def _disarm_ttl(self, check_id: str) -> None:
+        with self._ttl_lock:
+            timer = self._ttl_timers.pop(check_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire_ttl(self, check_id: str, timer: threading.Timer) -> None:
+        with self._ttl_lock:
+            if self._ttl_timers.get(check_id) is not timer:
+                return  # updated or removed while this timer fired
+            del self._ttl_timers[check_id]
+        rec = self.ctx.state.get("check", check_id)
+        if rec is None:
+            return
+        last = rec.value.get("Output") or ""
+        output = f"TTL expired (last output before timeout follows): {last}" if last else "TTL expired"
+        self._on_status(check_id, "critical", output)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -189,19 +408,55 @@ class Catalog:
 
     def health(self, name: str, passing_only: bool = False, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/health/service (or /connect with `connect`): [{Node, Service, Checks}]."""
-        node = self.node()
-        with self.ctx.state.reading():  # a service and its checks from one view (else it may look passing)
-            checks, matching = self.checks(), self._matching(name, connect)
         out = []
-        for svc in matching:
-            svc_checks = [self.serf_check()] + [c for c in checks if c.get("ServiceID") == svc["ID"]]
+        with self.ctx.state.reading():  # a service and its checks from one view (else it may look passing)
+            for node, svc in self._instances(name, connect):
+                # A service's health: the node's checks (serfHealth, node maintenance) and its own.
+                node_checks = self.node_checks(node["Node"])
+                svc_checks = [c for c in node_checks if c.get("ServiceID") in ("", svc["ID"])]
+                if passing_only and any(c["Status"] != "passing" for c in svc_checks):
+                    continue
+                out.append({"Node": node, "Service": svc, "Checks": svc_checks})
+        return out
+
+    def ingress(self, name: str, passing_only: bool = False) -> list[dict[str, Any]]:
+        """Consul's /v1/health/ingress: the ingress gateways whose config entry routes to `name`
+        (a listener's service of that name, or `*`), as health rows."""
+        out = []
+        for row in self.health_of_kind("ingress-gateway", passing_only):
+            rec = self.ctx.state.get("config", f"ingress-gateway/{row['Service']['Service']}")
+            listeners = (rec.value.get("Listeners") or []) if rec else []
+            if any(s.get("Name") in (name, "*") for lst in listeners for s in lst.get("Services") or []):
+                out.append(row)
+        return out
+
+    def health_of_kind(self, kind: str, passing_only: bool) -> list[dict[str, Any]]:
+        node = self.node()
+        checks = self.node_checks(self.node_name)
+        out = []
+        for svc in self.services():
+            if svc.get("Kind") != kind:
+                continue
+            svc_checks = [c for c in checks if c.get("ServiceID") in ("", svc["ID"])]
             if passing_only and any(c["Status"] != "passing" for c in svc_checks):
                 continue
             out.append({"Node": node, "Service": svc, "Checks": svc_checks})
         return out
 
-    def _matching(self, name: str, connect: bool) -> list[dict[str, Any]]:
-        services = self.services()
+    def _instances(self, name: str, connect: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(node, service) of every instance of `name`: the agent's, then the catalog-registered ones."""
+        own = self.node()
+        out = [(own, svc) for svc in self._matching(name, connect)]
+        ext_nodes = {n["Node"]: n for n in self.external.nodes()}
+        for svc in self._matching(name, connect, self.external.services()):
+            node = ext_nodes.get(svc["_Node"])
+            if node is not None:
+                out.append((node, public(svc)))
+        return out
+
+    def _matching(self, name: str, connect: bool,
+                  services: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        services = self.services() if services is None else services
         if not connect:
             return [s for s in services if s["Service"] == name]
         # Connect-capable instances: proxies for `name`, and `name` itself when Connect-native.
@@ -211,14 +466,13 @@ class Catalog:
 
     def catalog_service(self, name: str, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/catalog/service (or /catalog/connect) rows: node fields + Service* fields."""
-        node = self.node()
         rows = []
-        for s in self._matching(name, connect):
+        for node, s in self._instances(name, connect):
             rows.append({
                 "ID": node["ID"], "Node": node["Node"], "Address": node["Address"],
                 "Datacenter": node["Datacenter"], "TaggedAddresses": node["TaggedAddresses"],
                 "NodeMeta": node["Meta"], "ServiceKind": s.get("Kind", ""), "ServiceID": s["ID"],
-                "ServiceName": s["Service"], "ServiceTags": s["Tags"], "ServiceAddress": s["Address"],
+                "ServiceName": s["Service"], "ServiceTags": s["Tags"], "ServiceAddress": s.get("Address", ""),
                 "ServiceTaggedAddresses": s.get("TaggedAddresses"), "ServiceWeights": s["Weights"],
                 "ServiceMeta": s["Meta"], "ServicePort": s["Port"],
                 "ServiceEnableTagOverride": s["EnableTagOverride"],
@@ -231,6 +485,9 @@ class Catalog:
     # --- checks -------------------------------------------------------------------------------
 
     def _run(self, chk: dict[str, Any]) -> None:
+        if chk.get("Type") == "ttl":
+            self._arm_ttl(chk)
+            return
         if not self._started or chk.get("Type") not in ("http", "tcp"):
             return
         d = chk.get("Definition") or {}
@@ -264,9 +521,16 @@ class Catalog:
                 return True
             if rec.value["Status"] != status:
                 log.info("check %s (%s): %s", check_id, rec.value.get("ServiceID") or "node", status)
+            changed = rec.value["Status"] != status
             txn.put("check", check_id, dict(rec.value, Status=status, Output=output, ModifyIndex=txn.index))
             self._update_aliases(txn)
+        if changed:
+            self._notify(check_id, status)
         return True
+
+    def _notify(self, check_id: str, status: str) -> None:
+        for listener in self._status_listeners:
+            listener(check_id, status)
 
     def _update_aliases(self, txn: Txn) -> None:
         """Recompute every alias check from the checks of the service it aliases."""

@@ -14,6 +14,7 @@ a `Connect.SidecarService` becomes its own connect-proxy service, and each check
 from __future__ import annotations
 
 import copy
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +142,13 @@ def normalize_service(raw: Any) -> dict[str, Any]:
     return svc
 
 
+def normalize_check(raw: Any, where: str = "Check") -> dict[str, Any]:
+    """Any spelling of a check definition → Go field names, types checked (catalog registrations)."""
+    if not isinstance(raw, dict):
+        raise ServiceDefError(f"{where}: must be an object")
+    return _struct(raw, _CHECK, where)
+
+
 def go_duration(seconds: float) -> str:
     if seconds >= 1 and float(seconds).is_integer():
         return f"{int(seconds)}s"
@@ -189,6 +197,20 @@ def agent_service(svc: dict[str, Any], datacenter: str) -> dict[str, Any]:
     return out
 
 
+def with_default_tagged_addresses(doc: dict[str, Any]) -> dict[str, Any]:
+    """Consul's agent tags a service registered with an IP address as `lan_ipv4`/`wan_ipv4` (or the
+    `_ipv6` pair) {Address, Port}, unless those tags were given (agent.addServiceInternal)."""
+    try:
+        ip = ipaddress.ip_address(doc.get("Address") or "")
+    except ValueError:
+        return doc
+    tagged = dict(doc.get("TaggedAddresses") or {})
+    suffix = "ipv4" if ip.version == 4 else "ipv6"
+    for tag in (f"lan_{suffix}", f"wan_{suffix}"):
+        tagged.setdefault(tag, {"Address": doc["Address"], "Port": doc.get("Port", 0)})
+    return dict(doc, TaggedAddresses=tagged)
+
+
 def _check_doc(chk: dict[str, Any], check_id: str, default_name: str, service: dict[str, Any] | None,
                node: str) -> dict[str, Any]:
     if chk.get("HTTP"):
@@ -230,6 +252,14 @@ def _check_doc(chk: dict[str, Any], check_id: str, default_name: str, service: d
         "ExposedPort": 0,
         "Definition": definition,
     }
+
+
+def agent_check(chk: dict[str, Any], service: dict[str, Any] | None, node: str) -> dict[str, Any]:
+    """A normalized /v1/agent/check/register definition → its HealthCheck document (ID = Name
+    unless given). Raises ServiceDefError naming what is wrong."""
+    if not chk.get("Name"):
+        raise ServiceDefError("Missing check name")
+    return _check_doc(chk, chk.get("CheckID") or chk.get("ID") or chk["Name"], chk["Name"], service, node)
 
 
 def service_checks(svc: dict[str, Any], doc: dict[str, Any], node: str) -> list[dict[str, Any]]:

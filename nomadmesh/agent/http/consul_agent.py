@@ -1,12 +1,14 @@
 """Consul's agent and status endpoints: who the agent is, its local services and checks."""
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
-from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul import filter as bexpr
+from nomadmesh.agent.consul.catalog import Catalog, NotTTLError, UnknownServiceError
 from nomadmesh.agent.consul.service_defs import ServiceDefError, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
+from nomadmesh.agent.http.consul_filtering import request_filter
 from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_agent", __name__)
@@ -80,7 +82,8 @@ def members() -> Response:
 
 @bp.get("/v1/agent/services")
 def services() -> Response:
-    return json_response({s["ID"]: s for s in _catalog().services()})
+    keep = request_filter(bexpr.AGENT_SERVICE)
+    return json_response({s["ID"]: s for s in keep(_catalog().services())})
 
 
 @bp.get("/v1/agent/service/<path:service_id>")
@@ -111,14 +114,64 @@ def deregister(service_id: str) -> Response:
     return Response("", status=200)
 
 
+@bp.put("/v1/agent/check/register")
+def check_register() -> Response:
+    body = json_body()
+    try:
+        _catalog().register_check(body)
+    except ServiceDefError as e:
+        message = str(e)
+        if message.startswith(("Missing check name", "Status for checks", "ServiceID ")):
+            raise HTTPError(400, message) from None
+        if "one of HTTP" in message or "Interval must be" in message:
+            raise HTTPError(400, f"Invalid check: {message}") from None
+        raise HTTPError(400, f"Request decode failed: {message}") from None
+    return Response("", status=200)
+
+
+@bp.put("/v1/agent/check/deregister/<path:check_id>")
+def check_deregister(check_id: str) -> Response:
+    if not _catalog().deregister_check(check_id):
+        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, '
+                             "not the check name.")
+    return Response("", status=200)
+
+
+def _enable_param() -> bool:
+    """`?enable=` parsed as Go's strconv.ParseBool, with Consul's 400 texts."""
+    if "enable" not in request.args:
+        raise HTTPError(400, "Missing value for enable")
+    raw = request.args["enable"]
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise HTTPError(400, f'Invalid value for enable: "{raw}"')
+
+
+@bp.put("/v1/agent/service/maintenance/<path:service_id>")
+def service_maintenance(service_id: str) -> Response:
+    enable = _enable_param()
+    try:
+        _catalog().set_service_maintenance(service_id, enable, request.args.get("reason", ""))
+    except UnknownServiceError as e:
+        raise HTTPError(404, str(e)) from None
+    return Response("", status=200)
+
+
+@bp.put("/v1/agent/maintenance")
+def node_maintenance() -> Response:
+    _catalog().set_node_maintenance(_enable_param(), request.args.get("reason", ""))
+    return Response("", status=200)
+
+
 @bp.get("/v1/agent/checks")
 def checks() -> Response:
-    return json_response({c["CheckID"]: public(c) for c in _catalog().checks()})
+    keep = request_filter(bexpr.HEALTH_CHECK)
+    return json_response({c["CheckID"]: public(c) for c in keep([public(c) for c in _catalog().checks()])})
 
 
 def _ttl_update(check_id: str, status: str) -> Response:
-    from quart import request
-
     note = request.args.get("note", "")
     body = json_body(required=False)
     if isinstance(body, dict):
@@ -126,8 +179,13 @@ def _ttl_update(check_id: str, status: str) -> Response:
         note = str(body.get("Output") or note)
     if status not in ("passing", "warning", "critical"):
         raise HTTPError(400, f"Invalid check status: {status!r}")
-    if not _catalog().set_check_status(check_id, status, note):
-        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, not the check name.')
+    try:
+        _catalog().update_ttl(check_id, status, note)
+    except KeyError:
+        raise HTTPError(404, f'Unknown check ID "{check_id}". Ensure that the check ID is passed, '
+                             "not the check name.") from None
+    except NotTTLError as e:
+        raise HTTPError(500, str(e)) from None
     return Response("", status=200)
 
 

@@ -1,8 +1,12 @@
 """The dev agent's Consul HTTP API: one Quart app (asyncio), one blueprint per area.
 
-    consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks}, /v1/status
-    consul_catalog.py     /v1/catalog/{services,service,connect,nodes}, /v1/health/{service,connect,checks}
-    consul_kv.py          /v1/kv/<key>
+    consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks,check/*,
+                          service/maintenance,maintenance}, /v1/status
+    consul_catalog.py     /v1/catalog/{services,service,connect,nodes,node,register,deregister},
+                          /v1/health/{service,connect,ingress,checks,node,state}
+    consul_filtering.py   `?filter=` on the list endpoints (compiled before a blocking wait)
+    consul_kv.py          /v1/kv/<key> (with ?acquire= / ?release= locks)
+    consul_session.py     /v1/session/{create,destroy,info,list,node,renew}
     consul_config.py      /v1/config[/<kind>[/<name>]]
     consul_intentions.py  /v1/connect/intentions[/exact|/check|/match]
     consul_connect.py     /v1/connect/ca/roots, /v1/agent/connect/ca/{roots,leaf/<service>}
@@ -28,9 +32,11 @@ from nomadmesh.agent.http import (
     consul_intentions,
     consul_kv,
     consul_proxy_status,
+    consul_session,
     consul_sidecar_stats,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response
+from nomadmesh.agent.http.consul_filtering import refuse_other_datacenters
 from nomadmesh.agent.http.parts import EXTENSION, ConsulParts
 from nomadmesh.webguard import install as install_guard, own_address
 
@@ -55,9 +61,15 @@ def create_consul_app(parts: ConsulParts) -> Quart:
     app.extensions[EXTENSION] = parts
     install_guard(app, own_address(ctx.config.bind, ctx.config.consul_port))
     app.before_request(load_body)  # after the guard: a refused request's body is never read
+    app.before_request(refuse_other_datacenters)
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
-                   consul_sidecar_stats, consul_proxy_status):
+                   consul_sidecar_stats, consul_proxy_status, consul_session):
         app.register_blueprint(module.bp)
+
+    @app.get("/")
+    async def _root() -> Response:
+        # Consul with its UI redirects / to /ui/ (301); http checks on the agent's address pass.
+        return Response("", status=301, headers={"Location": "/ui/"})
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

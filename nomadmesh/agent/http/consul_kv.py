@@ -1,5 +1,6 @@
 """Consul's KV store: /v1/kv/<key> with get (recurse, keys, separator, raw), put (cas, flags) and
-delete (recurse, cas), stored as kind `kv` (value = {Flags, Value base64}).
+delete (recurse, cas), stored as kind `kv` (value = {Flags, Value base64, LockIndex, Session}).
+`?acquire=<session>` / `?release=<session>` take and give back a key's lock (consul.sessions).
 
 Unlike Consul, which treats keys as opaque, a key with a `.` or `..` segment or a leading `/` is
 refused (400): other tools map keys onto paths, and such a key could climb out of its prefix.
@@ -12,7 +13,9 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from nomadmesh.agent.consul.sessions import SessionError, kv_entry_fields
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_response, query_flag, query_int, read_body
+from nomadmesh.agent.http.parts import consul_parts
 from nomadmesh.agent.state import CasError, Record
 
 bp = Blueprint("consul_kv", __name__)
@@ -35,9 +38,13 @@ def validate_key(key: str, allow_empty: bool = False) -> str:
 
 
 def entry(rec: Record) -> dict[str, Any]:
-    """A stored record as Consul's KVPair JSON."""
-    return {"LockIndex": 0, "Key": rec.key, "Flags": rec.value.get("Flags", 0), "Value": rec.value.get("Value"),
-            "CreateIndex": rec.create_index, "ModifyIndex": rec.modify_index}
+    """A stored record as Consul's KVPair JSON (Session only while a session holds the key)."""
+    lock = kv_entry_fields(rec.value)
+    out = {"LockIndex": lock["LockIndex"], "Key": rec.key, "Flags": rec.value.get("Flags", 0),
+           "Value": rec.value.get("Value")}
+    if "Session" in lock:
+        out["Session"] = lock["Session"]
+    return dict(out, CreateIndex=rec.create_index, ModifyIndex=rec.modify_index)
 
 
 def keys_up_to(keys: list[str], prefix: str, separator: str) -> list[str]:
@@ -89,18 +96,28 @@ async def get(key: str) -> Response:
 @bp.put("/v1/kv/<anypath:key>")
 def put(key: str) -> Response:
     validate_key(key)
-    if "acquire" in request.args or "release" in request.args:
-        raise HTTPError(400, "Sessions (acquire/release) are not supported by the dev agent")
     cas = query_int("cas")
     flags = query_int("flags", 0) or 0
     if flags > _MAX_FLAGS:
         raise HTTPError(400, f"Invalid flags value: {flags} does not fit in 64 bits")
     raw = read_body(MAX_VALUE_BYTES)
-    value = {"Flags": flags, "Value": base64.b64encode(raw).decode() if raw else None}
+    value: dict[str, Any] = {"Flags": flags, "Value": base64.b64encode(raw).decode() if raw else None}
+    sessions = consul_parts().sessions
     try:
-        current_ctx().state.put(KIND, key, value, cas=cas)
+        with current_ctx().state.write() as txn:
+            # Consul's precedence when several are given: release, then acquire, then cas.
+            if "release" in request.args:
+                return json_response(sessions.release(txn, key, request.args["release"], value))
+            if "acquire" in request.args:
+                return json_response(sessions.acquire(txn, key, request.args["acquire"], value))
+            current = txn.get(KIND, key)
+            if current is not None:  # a plain write keeps the key's lock, as Consul's does
+                value.update(kv_entry_fields(current.value))
+            txn.put(KIND, key, value, cas=cas)
     except CasError:
         return json_response(False)
+    except SessionError as e:
+        raise HTTPError(500, str(e)) from None
     return json_response(True)
 
 

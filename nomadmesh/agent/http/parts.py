@@ -11,6 +11,7 @@ from quart import current_app
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.sessions import Sessions
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.agent.nomad.sidecar_stats import SidecarStats
@@ -21,11 +22,12 @@ EXTENSION = "nomadmesh"
 @dataclass(frozen=True)
 class ConsulParts:
     """The Consul API's parts: state and config (ctx), the agent's services and checks, Connect's
-    CA and proxy manager, and the Nomad-run sidecars' Envoy figures."""
+    CA and proxy manager, the Nomad-run sidecars' Envoy figures, and sessions (KV locks)."""
     ctx: AgentContext
     catalog: Catalog
     connect: ConnectRuntime
     sidecar_stats: SidecarStats
+    sessions: Sessions
 
 
 @dataclass(frozen=True)
