@@ -18,6 +18,8 @@ from quart import Quart
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.dns_answers import DnsView
+from nomadmesh.agent.consul.dns_server import DnsServer
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.consul_api import create_consul_app
 from nomadmesh.agent.http.nomad_api import create_nomad_app
@@ -36,6 +38,7 @@ class AgentParts:
     scheduler: Scheduler
     consul_app: Quart  # the Consul API with the web UI mounted on it
     nomad_app: Quart
+    dns: DnsServer | None  # Consul's DNS interface, unless --dns-port -1
 
 
 def build_agent(config: AgentConfig) -> AgentParts:
@@ -48,8 +51,16 @@ def build_agent(config: AgentConfig) -> AgentParts:
         consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx)))
         consul_app = mount_ui(consul_api, config.bind, config.nomad_port, config.consul_port)
         nomad_app = create_nomad_app(NomadParts(ctx, scheduler))
+        dns = None if config.dns_port is None else DnsServer(config.bind, config.dns_port, lambda: dns_view(catalog))
     except BaseException:
         ctx.close()
         raise
     return AgentParts(ctx=ctx, catalog=catalog, connect=connect, scheduler=scheduler, consul_app=consul_app,
-                      nomad_app=nomad_app)
+                      nomad_app=nomad_app, dns=dns)
+
+
+def dns_view(catalog: Catalog) -> DnsView:
+    """What the DNS interface answers from: the one node and the catalog's health entries."""
+    return DnsView(datacenter=catalog.ctx.config.datacenter, node_name=catalog.node_name,
+                   node_address=catalog.node()["Address"],
+                   health=lambda name, connect: catalog.health(name, connect=connect))

@@ -25,6 +25,7 @@ from typing import Any
 from nomadmesh.agent.build import AgentParts, build_agent
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.dns_server import DnsServer
 from nomadmesh.agent.consul.service_defs import ServiceDefError
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
@@ -125,6 +126,8 @@ class Agent:
             # Bind both ports before anything starts running, so "port in use" leaves nothing behind.
             consul_sock = self._bind("Consul HTTP API", "--consul-port", cfg.consul_port)
             nomad_sock = self._bind("Nomad HTTP API", "--nomad-port", cfg.nomad_port)
+            if parts.dns is not None:
+                self._start_dns(parts.dns)
             parts.catalog.start()
             parts.connect.start()  # before the scheduler: the sidecars it starts connect to the xDS server
             parts.scheduler.start()
@@ -150,6 +153,16 @@ class Agent:
         self._bound.append(sock)  # closed by stop() even if never served
         return sock
 
+    def _start_dns(self, dns: DnsServer) -> None:
+        try:
+            dns.start()
+        except OSError as e:
+            where = f"{dns.bind}:{dns.port}"
+            if e.errno == errno.EADDRINUSE:
+                raise AgentError(f"DNS interface: port {where} is already in use "
+                                 "(choose another with --dns-port, or -1 for none)") from None
+            raise AgentError(f"DNS interface: cannot listen on {where}: {e.strerror or e}") from None
+
     @staticmethod
     def _register_config_dir(catalog: Catalog, config_dir: Path) -> None:
         for where, definition in load_service_definitions(config_dir):
@@ -174,6 +187,8 @@ class Agent:
         self._stopped = True
         log.info("agent stopping")
         self._http.stop()
+        if self.parts is not None and self.parts.dns is not None:
+            self.parts.dns.stop()
         for sock in self._bound:
             sock.close()
         self._bound.clear()
