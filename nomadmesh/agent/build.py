@@ -18,6 +18,7 @@ from quart import Quart
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.config_dir import ConfigDirServices
 from nomadmesh.agent.consul.dns_answers import DnsView
 from nomadmesh.agent.consul.dns_server import DnsServer
 from nomadmesh.agent.context import AgentConfig, AgentContext
@@ -34,6 +35,7 @@ class AgentParts:
     """One dev agent's parts, built and not started."""
     ctx: AgentContext
     catalog: Catalog
+    config_dir: ConfigDirServices  # --config-dir's services, synced at start and on /v1/agent/reload
     connect: ConnectRuntime
     scheduler: Scheduler
     consul_app: Quart  # the Consul API with the web UI mounted on it
@@ -48,15 +50,16 @@ def build_agent(config: AgentConfig) -> AgentParts:
         catalog = Catalog(ctx)
         connect = ConnectRuntime.build(ctx)
         scheduler = Scheduler(ctx, catalog, connect.xds_address)
-        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx)))
+        config_dir = ConfigDirServices(catalog, config.config_dir)
+        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), config_dir))
         consul_app = mount_ui(consul_api, config.bind, config.nomad_port, config.consul_port)
         nomad_app = create_nomad_app(NomadParts(ctx, scheduler))
         dns = None if config.dns_port is None else DnsServer(config.bind, config.dns_port, lambda: dns_view(catalog))
     except BaseException:
         ctx.close()
         raise
-    return AgentParts(ctx=ctx, catalog=catalog, connect=connect, scheduler=scheduler, consul_app=consul_app,
-                      nomad_app=nomad_app, dns=dns)
+    return AgentParts(ctx=ctx, catalog=catalog, config_dir=config_dir, connect=connect, scheduler=scheduler,
+                      consul_app=consul_app, nomad_app=nomad_app, dns=dns)
 
 
 def dns_view(catalog: Catalog) -> DnsView:

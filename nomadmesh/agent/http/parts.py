@@ -11,6 +11,7 @@ from quart import current_app
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.config_dir import ConfigDirServices
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.agent.nomad.sidecar_stats import SidecarStats
@@ -26,6 +27,7 @@ class ConsulParts:
     catalog: Catalog
     connect: ConnectRuntime
     sidecar_stats: SidecarStats
+    config_dir: ConfigDirServices  # what PUT /v1/agent/reload re-reads
 
 
 @dataclass(frozen=True)
