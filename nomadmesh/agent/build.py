@@ -21,6 +21,7 @@ from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.consul.config_dir import ConfigDirServices
 from nomadmesh.agent.consul.dns_answers import DnsView
 from nomadmesh.agent.consul.dns_server import DnsServer
+from nomadmesh.agent.consul.metrics import MetricsSink
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.consul_api import create_consul_app
 from nomadmesh.agent.http.nomad_api import create_nomad_app
@@ -51,10 +52,12 @@ def build_agent(config: AgentConfig) -> AgentParts:
         connect = ConnectRuntime.build(ctx)
         scheduler = Scheduler(ctx, catalog, connect.xds_address)
         config_dir = ConfigDirServices(catalog, config.config_dir)
-        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), config_dir))
+        metrics = MetricsSink()
+        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), config_dir, metrics))
         consul_app = mount_ui(consul_api, config.bind, config.nomad_port, config.consul_port)
         nomad_app = create_nomad_app(NomadParts(ctx, scheduler))
-        dns = None if config.dns_port is None else DnsServer(config.bind, config.dns_port, lambda: dns_view(catalog))
+        dns = None if config.dns_port is None else DnsServer(config.bind, config.dns_port, lambda: dns_view(catalog),
+                                                             metrics)
     except BaseException:
         ctx.close()
         raise

@@ -10,6 +10,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 
 import dns.exception
@@ -19,6 +20,7 @@ import dns.query
 import dns.rcode
 
 from nomadmesh.agent.consul.dns_answers import DnsView, respond
+from nomadmesh.agent.consul.metrics import MetricsSink
 
 log = logging.getLogger("nomadmesh.agent.consul.dns")
 
@@ -58,21 +60,32 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 class DnsServer:
     """Serves `view()` (re-read per query) on `bind:port` over UDP and TCP until stop()."""
 
-    def __init__(self, bind: str, port: int, view: Callable[[], DnsView]) -> None:
+    def __init__(self, bind: str, port: int, view: Callable[[], DnsView], metrics: MetricsSink | None = None) -> None:
         self.bind, self.port, self._view = bind, port, view
+        self._metrics = metrics
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         """Bind both transports (OSError when the port is taken), then serve in background threads."""
-        view = self._view
+        sink = self._metrics
+
+        def view() -> DnsView:
+            return self._view()
+
+        def timed(started: float, node: str) -> None:
+            if sink is not None:  # Consul's timing of each query it answers
+                sink.add_sample("consul.dns.domain_query", (time.perf_counter() - started) * 1000, {"node": node})
 
         class UDPHandler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
+                started = time.perf_counter()
                 data, sock = self.request
-                out = answer_wire(data, view(), max_size=UDP_DEFAULT_PAYLOAD)
+                current = view()
+                out = answer_wire(data, current, max_size=UDP_DEFAULT_PAYLOAD)
                 if out is not None:
                     sock.sendto(out, self.client_address)
+                    timed(started, current.node_name)
 
         class TCPHandler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
@@ -83,7 +96,9 @@ class DnsServer:
                         query, _ = dns.query.receive_tcp(conn)
                     except (EOFError, OSError, dns.exception.DNSException):
                         return
-                    dns.query.send_tcp(conn, respond(query, view()))
+                    started, current = time.perf_counter(), view()
+                    dns.query.send_tcp(conn, respond(query, current))
+                    timed(started, current.node_name)
 
         family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
         for cls, handler in ((_UDPServer, UDPHandler), (_TCPServer, TCPHandler)):

@@ -12,6 +12,7 @@ from quart import current_app
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.consul.config_dir import ConfigDirServices
+from nomadmesh.agent.consul.metrics import MetricsSink
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.agent.nomad.sidecar_stats import SidecarStats
@@ -28,6 +29,7 @@ class ConsulParts:
     connect: ConnectRuntime
     sidecar_stats: SidecarStats
     config_dir: ConfigDirServices  # what PUT /v1/agent/reload re-reads
+    metrics: MetricsSink  # what GET /v1/agent/metrics shows
 
 
 @dataclass(frozen=True)
