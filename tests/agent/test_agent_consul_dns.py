@@ -164,3 +164,29 @@ def test_dns_port_in_use_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"DNS interface: port 127.0.0.1:{port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_udp_answers_at_most_three_records_unless_edns_and_tcp_answers_all(dns_agent: RunningAgent) -> None:
+    for i in range(5):
+        requests.put(f"{dns_agent.consul_addr}/v1/agent/service/register",
+                     json={"ID": f"many-{i}", "Name": "many", "Address": f"127.0.1.{i + 1}", "Port": 9100 + i},
+                     timeout=10).raise_for_status()
+    everyone = [f"127.0.1.{i + 1}" for i in range(5)]
+    seen: set[str] = set()
+    for _ in range(20):  # shuffled as Consul does: repeated queries name every instance
+        udp = dns.query.udp(dns.message.make_query("many.service.consul", "A"), "127.0.0.1",
+                            port=dns_agent.dns_port, timeout=5)
+        answered = _answers(udp, "A")
+        assert len(answered) == 3 and set(answered) <= set(everyone)
+        seen.update(answered)
+    assert seen == set(everyone)
+    srv = dns.query.udp(dns.message.make_query("many.service.consul", "SRV"), "127.0.0.1",
+                        port=dns_agent.dns_port, timeout=5)
+    targets = {rd.target for rrset in srv.answer for rd in rrset}
+    assert len(targets) == 3 and {rrset.name for rrset in srv.additional} == targets
+    edns = dns.query.udp(dns.message.make_query("many.service.consul", "A", use_edns=0, payload=4096), "127.0.0.1",
+                         port=dns_agent.dns_port, timeout=5)
+    assert _answers(edns, "A") == everyone
+    tcp = dns.query.tcp(dns.message.make_query("many.service.consul", "A"), "127.0.0.1",
+                        port=dns_agent.dns_port, timeout=5)
+    assert _answers(tcp, "A") == everyone

@@ -19,6 +19,7 @@ outside the domain is REFUSED. dnspython builds every record; nothing here touch
 from __future__ import annotations
 
 import ipaddress
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ def _service_targets(names: list[str], view: DnsView, connect: bool) -> list[_Ta
         weight = int((svc.get("Weights") or {}).get("Passing") or 1)
         target = _addr_name(address, view) if svc.get("Address") else _node_name(view)
         targets.append(_Target(address, int(svc.get("Port") or 0), target, weight))
+    random.shuffle(targets)  # as Consul does, so clients that take the first answer spread out
     return targets or None  # no healthy instance: NXDOMAIN, as Consul answers
 
 

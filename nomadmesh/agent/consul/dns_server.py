@@ -1,8 +1,10 @@
 """The agent's DNS port (Consul's `ports.dns`, 8600 by default): UDP and TCP, answered by dns_answers.
 
 Two threads, one per transport (socketserver, a thread per TCP connection); each request is parsed
-and written by dnspython. Over UDP an answer larger than the client's buffer (512 bytes, or its EDNS
-size) is sent empty with the TC flag, so the client retries over TCP, as any DNS server does.
+and written by dnspython. Over UDP without EDNS at most 3 records are answered (Consul's default
+`dns_config.udp_answer_limit`; the instances are shuffled, so each query names another few); an
+answer still larger than the client's buffer (512 bytes, or its EDNS size) is sent empty with the
+TC flag, so the client retries over TCP, as any DNS server does.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rrset
 
 from nomadmesh.agent.consul.dns_answers import DnsView, respond
 from nomadmesh.agent.consul.metrics import MetricsSink
@@ -25,6 +28,7 @@ from nomadmesh.agent.consul.metrics import MetricsSink
 log = logging.getLogger("nomadmesh.agent.consul.dns")
 
 UDP_DEFAULT_PAYLOAD = 512
+UDP_ANSWER_LIMIT = 3  # Consul's dns_config.udp_answer_limit default
 TCP_IDLE_S = 10.0  # a TCP client that sends nothing for this long is dropped
 
 
@@ -37,6 +41,8 @@ def answer_wire(wire: bytes, view: DnsView, max_size: int | None) -> bytes | Non
     response = respond(query, view)
     if max_size is None:
         return response.to_wire()
+    if query.edns < 0:
+        _limit_answers(response, UDP_ANSWER_LIMIT)
     limit = max(UDP_DEFAULT_PAYLOAD, query.payload if query.edns >= 0 else UDP_DEFAULT_PAYLOAD)
     try:
         return response.to_wire(max_size=limit)
@@ -45,6 +51,17 @@ def answer_wire(wire: bytes, view: DnsView, max_size: int | None) -> bytes | Non
         truncated.flags |= dns.flags.TC | dns.flags.AA
         truncated.set_rcode(response.rcode())
         return truncated.to_wire()
+
+
+def _limit_answers(response: dns.message.Message, limit: int) -> None:
+    """Keep the first `limit` records of each answer RRset, and only the additional records
+    (SRV targets' addresses) those still name."""
+    kept_names: set[object] = set()
+    for i, rrset in enumerate(response.answer):
+        if len(rrset) > limit:
+            response.answer[i] = dns.rrset.from_rdata_list(rrset.name, rrset.ttl, list(rrset)[:limit])
+        kept_names.update(getattr(rd, "target", None) for rd in response.answer[i])
+    response.additional = [r for r in response.additional if r.name in kept_names]
 
 
 class _UDPServer(socketserver.ThreadingUDPServer):
