@@ -145,3 +145,21 @@ def test_refused_configurations_change_nothing(module_agent: RunningAgent, body:
 def test_a_malformed_body_is_a_decode_error(module_agent: RunningAgent) -> None:
     r = requests.put(f"{module_agent.consul_addr}{URL}", data=b"{not json", timeout=10)
     assert r.status_code == 400 and r.text.startswith("Request decode failed")
+
+
+def test_a_blocking_roots_query_returns_with_the_rotated_root(agent_factory: Callable[..., RunningAgent]) -> None:
+    agent = agent_factory()
+    first = requests.get(f"{agent.consul_addr}/v1/connect/ca/roots", timeout=10)
+    index = int(first.headers["X-Consul-Index"])
+    answer: dict[str, Any] = {}
+
+    def wait() -> None:
+        r = requests.get(f"{agent.consul_addr}/v1/agent/connect/ca/roots",
+                         params={"index": index, "wait": "30s"}, timeout=40)
+        answer.update(index=int(r.headers["X-Consul-Index"]), body=r.json())
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    _client(agent).connect.ca.update_configuration("consul", {"PrivateKeyBits": 384})
+    waiter.join(timeout=40)
+    assert answer["index"] > index
+    assert answer["body"]["ActiveRootID"] != first.json()["ActiveRootID"]
