@@ -106,7 +106,7 @@ class Agent:
     def start(self, timeout: float = 30) -> Agent:
         argv = [PYTHON, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(self.data_dir),
                 "--nomad-port", str(self.nomad_port), "--consul-port", str(self.consul_port),
-                "--grpc-port", str(self.grpc_port), "--log-level", "warning", *self.extra_args]
+                "--grpc-port", str(self.grpc_port), "--dns-port", "-1", "--log-level", "warning", *self.extra_args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,

@@ -18,6 +18,10 @@ from quart import Quart
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.config_dir import ConfigDirServices
+from nomadmesh.agent.consul.dns_answers import DnsView
+from nomadmesh.agent.consul.dns_server import DnsServer
+from nomadmesh.agent.consul.metrics import MetricsSink
 from nomadmesh.agent.consul.sessions import Sessions
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.http.consul_api import create_consul_app
@@ -34,10 +38,12 @@ class AgentParts:
     ctx: AgentContext
     catalog: Catalog
     sessions: Sessions
+    config_dir: ConfigDirServices  # --config-dir's services, synced at start and on /v1/agent/reload
     connect: ConnectRuntime
     scheduler: Scheduler
     consul_app: Quart  # the Consul API with the web UI mounted on it
     nomad_app: Quart
+    dns: DnsServer | None  # Consul's DNS interface, unless --dns-port -1
 
 
 def build_agent(config: AgentConfig) -> AgentParts:
@@ -50,11 +56,23 @@ def build_agent(config: AgentConfig) -> AgentParts:
         catalog.add_node_listener(sessions.on_node_removed)
         connect = ConnectRuntime.build(ctx)
         scheduler = Scheduler(ctx, catalog, connect.xds_address)
-        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), sessions))
+        config_dir = ConfigDirServices(catalog, config.config_dir)
+        metrics = MetricsSink()
+        consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), sessions, config_dir,
+                                                   metrics))
         consul_app = mount_ui(consul_api, config.bind, config.nomad_port, config.consul_port)
         nomad_app = create_nomad_app(NomadParts(ctx, scheduler))
+        dns = None if config.dns_port is None else DnsServer(config.bind, config.dns_port, lambda: dns_view(catalog),
+                                                             metrics)
     except BaseException:
         ctx.close()
         raise
-    return AgentParts(ctx=ctx, catalog=catalog, sessions=sessions, connect=connect, scheduler=scheduler,
-                      consul_app=consul_app, nomad_app=nomad_app)
+    return AgentParts(ctx=ctx, catalog=catalog, sessions=sessions, config_dir=config_dir, connect=connect,
+                      scheduler=scheduler, consul_app=consul_app, nomad_app=nomad_app, dns=dns)
+
+
+def dns_view(catalog: Catalog) -> DnsView:
+    """What the DNS interface answers from: the one node and the catalog's health entries."""
+    return DnsView(datacenter=catalog.ctx.config.datacenter, node_name=catalog.node_name,
+                   node_address=catalog.node()["Address"],
+                   health=lambda name, connect: catalog.health(name, connect=connect))

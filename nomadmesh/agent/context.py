@@ -22,6 +22,7 @@ class AgentConfig:
     nomad_port: int = 4646
     consul_port: int = 8500
     grpc_port: int | None = None  # the xDS TCP port; None: off (Envoys use the data dir's unix socket)
+    dns_port: int | None = None  # Consul's DNS interface (UDP + TCP); None: off (the CLI's default is 8600)
     datacenter: str = "dc1"
     region: str = "global"
     node_name: str = field(default_factory=socket.gethostname)

@@ -12,20 +12,18 @@ adopts what still runs.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import resource
 import signal
 import socket
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from nomadmesh.agent.build import AgentParts, build_agent
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
-from nomadmesh.agent.consul.service_defs import ServiceDefError
+from nomadmesh.agent.consul.dns_server import DnsServer
 from nomadmesh.agent.context import AgentConfig, AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.errors import AgentError
@@ -42,39 +40,6 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (ValueError, OSError):
             log.debug("cannot raise the open files limit from %d to %d", soft, hard)
-
-
-def load_service_definitions(config_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Consul service definitions from `config_dir/*.json`: `{"service": {...}}` or `{"services": [...]}`.
-
-    Returns (file name, definition) pairs in file-name order. Keys other than service/services
-    (agent settings Consul would also read there) are ignored with a warning.
-    """
-    if not config_dir.is_dir():
-        raise AgentError(f"--config-dir {config_dir}: not a directory")
-    found: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted(config_dir.glob("*.json")):
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise AgentError(f"{path}: cannot read JSON: {e}") from None
-        if not isinstance(doc, dict):
-            raise AgentError(f"{path}: must be a JSON object")
-        for key in doc:
-            if key not in ("service", "services"):
-                log.warning("%s: ignoring %r (only service definitions are read from --config-dir)", path, key)
-        if "service" in doc:
-            if not isinstance(doc["service"], dict):
-                raise AgentError(f"{path}: service: must be an object")
-            found.append((f"{path}: service", doc["service"]))
-        services = doc.get("services", [])
-        if not isinstance(services, list):
-            raise AgentError(f"{path}: services: must be a list")
-        for i, svc in enumerate(services):
-            if not isinstance(svc, dict):
-                raise AgentError(f"{path}: services[{i}]: must be an object")
-            found.append((f"{path}: services[{i}]", svc))
-    return found
 
 
 class Agent:
@@ -125,12 +90,13 @@ class Agent:
             # Bind both ports before anything starts running, so "port in use" leaves nothing behind.
             consul_sock = self._bind("Consul HTTP API", "--consul-port", cfg.consul_port)
             nomad_sock = self._bind("Nomad HTTP API", "--nomad-port", cfg.nomad_port)
+            if parts.dns is not None:
+                self._start_dns(parts.dns)
             parts.catalog.start()
             parts.sessions.start()
             parts.connect.start()  # before the scheduler: the sidecars it starts connect to the xDS server
             parts.scheduler.start()
-            if cfg.config_dir is not None:
-                self._register_config_dir(parts.catalog, cfg.config_dir)
+            parts.config_dir.sync()
             self._http.start([(parts.consul_app, consul_sock), (parts.nomad_app, nomad_sock)], name="http")
         except BaseException:
             self.stop()
@@ -151,14 +117,15 @@ class Agent:
         self._bound.append(sock)  # closed by stop() even if never served
         return sock
 
-    @staticmethod
-    def _register_config_dir(catalog: Catalog, config_dir: Path) -> None:
-        for where, definition in load_service_definitions(config_dir):
-            try:
-                ids = catalog.register_service(definition)
-            except ServiceDefError as e:
-                raise AgentError(f"{where}: {e}") from None
-            log.info("%s: registered %s", where, ", ".join(ids))
+    def _start_dns(self, dns: DnsServer) -> None:
+        try:
+            dns.start()
+        except OSError as e:
+            where = f"{dns.bind}:{dns.port}"
+            if e.errno == errno.EADDRINUSE:
+                raise AgentError(f"DNS interface: port {where} is already in use "
+                                 "(choose another with --dns-port, or -1 for none)") from None
+            raise AgentError(f"DNS interface: cannot listen on {where}: {e.strerror or e}") from None
 
     # --- stop ---------------------------------------------------------------------------------
 
@@ -175,6 +142,8 @@ class Agent:
         self._stopped = True
         log.info("agent stopping")
         self._http.stop()
+        if self.parts is not None and self.parts.dns is not None:
+            self.parts.dns.stop()
         for sock in self._bound:
             sock.close()
         self._bound.clear()

@@ -40,6 +40,9 @@ def missing_agent_module() -> str | None:
               help="Also serve xDS on this TCP port of --bind (Consul's ports.grpc). It has no authentication: "
                    "any local user can connect to it and take any service's certificate and private key. "
                    "Default: off; Envoys use the unix socket in the data dir, private to the agent's user.")
+@click.option("--dns-port", default=8600, show_default=True, type=click.IntRange(-1, 65535),
+              help="Consul's DNS interface (UDP and TCP) on this port of --bind: <svc>.service.consul, "
+                   "<svc>.connect.consul, <node>.node.consul. -1: none.")
 @click.option("--alloc-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep allocation (task) dirs here, like Nomad's client.alloc_dir; outside the private "
                    "data dir so tasks running as another user reach theirs.  [default: a per-data-dir "
@@ -53,8 +56,8 @@ def missing_agent_module() -> str | None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="How much the agent logs to stderr.")
 def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_port: int, grpc_port: int | None,
-          alloc_dir: Path | None, datacenter: str, node_name: str | None, config_dir: Path | None, default_policy: str,
-          log_level: str) -> None:
+          dns_port: int, alloc_dir: Path | None, datacenter: str, node_name: str | None, config_dir: Path | None,
+          default_policy: str, log_level: str) -> None:
     """Run an embedded Nomad + Consul dev agent that really runs jobs, until Ctrl-C.
 
     It serves the Nomad HTTP API (default 127.0.0.1:4646) and the Consul HTTP API
@@ -83,7 +86,8 @@ def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_p
         data_dir = Path(tempfile.mkdtemp(prefix="nomadmesh-dev-"))
     config = AgentConfig(
         data_dir=data_dir.resolve(), bind=bind, nomad_port=nomad_port, consul_port=consul_port,
-        grpc_port=grpc_port, datacenter=datacenter, node_name=node_name or socket.gethostname(),
+        grpc_port=grpc_port, dns_port=None if dns_port < 0 else dns_port, datacenter=datacenter,
+        node_name=node_name or socket.gethostname(),
         config_dir=config_dir.resolve() if config_dir else None, default_policy=default_policy, dev=dev,
         alloc_dir=alloc_dir.resolve() if alloc_dir else None,
     )

@@ -20,13 +20,16 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @click.option("--grpc-port", type=click.IntRange(0, 65535), envvar="NOMADMESH_GRPC_PORT", default=None,
               help="Also open this xDS TCP port on an agent `up` starts (see `agent --grpc-port`).  "
                    "[default: $NOMADMESH_GRPC_PORT, else off]")
+@click.option("--dns-port", type=click.IntRange(-1, 65535), envvar="NOMADMESH_DNS_PORT", default=8600,
+              help="The DNS port of an agent `up` starts (see `agent --dns-port`; -1: none).  "
+                   "[default: $NOMADMESH_DNS_PORT, else 8600]")
 @click.option("--default-policy", type=click.Choice(["allow", "deny"]), default="deny", show_default=True,
               help="Intention default policy of an agent `up` starts: deny (zero trust; the declared upstreams "
                    "are allowed) or allow (every call allowed unless denied).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds to wait for the deployments.")
 def up_command(services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...], env: str | None,
-               var: tuple[str, ...], target: Target, grpc_port: int | None, default_policy: str,
+               var: tuple[str, ...], target: Target, grpc_port: int | None, dns_port: int, default_policy: str,
                timeout_s: float) -> None:
     """Start a dev agent unless Nomad answers at the target, deploy the services, say how to call them.
 
@@ -56,7 +59,7 @@ def up_command(services_dir: Path, project_file: Path | None, allow_external: tu
     for warning in rendered.warnings:
         click.echo(f"warning: {warning}", err=True)
     api = NomadAPI(target)
-    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port, default_policy))
+    click.echo(ensure_agent(api, target, Path.cwd(), grpc_port, default_policy, dns_port=dns_port))
     consul = consul_client(target)
     progress = make_progress()
     try:

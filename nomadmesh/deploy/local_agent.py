@@ -69,13 +69,14 @@ def _ready(addr: str) -> bool:
 
 
 def start_agent(cwd: Path, nomad_addr: str, consul_addr: str, nomad_port: int, consul_port: int,
-                grpc_port: int | None, bind: str = "127.0.0.1", default_policy: str = "deny") -> AgentRecord:
+                grpc_port: int | None, bind: str = "127.0.0.1", default_policy: str = "deny",
+                dns_port: int = 8600) -> AgentRecord:
     """Start `nomadmesh agent --dev` detached, wait until both APIs answer, record it."""
     d = state_dir(cwd)
     d.mkdir(exist_ok=True)
     argv: tuple[str, ...] = (sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(d / "data"),
                              "--bind", bind, "--nomad-port", str(nomad_port), "--consul-port", str(consul_port),
-                             "--default-policy", default_policy)
+                             "--default-policy", default_policy, "--dns-port", str(dns_port))
     if grpc_port is not None:  # off unless asked: an xDS TCP port hands out keys to any local user
         argv += ("--grpc-port", str(grpc_port))
     log_path = d / LOG_FILE

@@ -16,7 +16,7 @@ DRAIN_TIMEOUT_S = 30.0
 
 
 def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int | None,
-                 default_policy: str = "deny") -> str:
+                 default_policy: str = "deny", dns_port: int = 8600) -> str:
     """Use the Nomad answering at the target; if none and the target is this machine, start an agent
     (zero trust by default: intentions default to deny, the project's derived allows open the edges)."""
     try:
@@ -26,7 +26,7 @@ def ensure_agent(api: NomadAPI, target: Target, cwd: Path, grpc_port: int | None
         if target.nomad.host not in LOCAL_HOSTS or target.nomad.scheme != "http":
             raise
     record = start_agent(cwd, target.nomad.url, target.consul.url, target.nomad.port, target.consul.port,
-                         grpc_port, bind=target.nomad.host, default_policy=default_policy)
+                         grpc_port, bind=target.nomad.host, default_policy=default_policy, dns_port=dns_port)
     return (f"Started nomadmesh agent --dev --default-policy {default_policy} (pid {record.pid}) "
             f"at {target.nomad.url}; log in .nomadmesh/agent.log")
 

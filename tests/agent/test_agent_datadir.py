@@ -39,7 +39,7 @@ def start_agent(data_dir: Path, timeout: float = 30) -> subprocess.CompletedProc
     """`nomadmesh agent --dev` on `data_dir`, expected to exit by itself; killed if it does not."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(data_dir),
-         "--nomad-port", str(free_port()), "--consul-port", str(free_port())],
+         "--nomad-port", str(free_port()), "--consul-port", str(free_port()), "--dns-port", "-1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -42,7 +42,8 @@ def test_port_in_use_is_a_one_line_error_naming_the_port(running_agent: RunningA
     busy = running_agent.consul_port
     result = subprocess.run(
         [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(tmp_path / "d"),
-         "--nomad-port", str(free_port()), "--consul-port", str(busy), "--grpc-port", str(free_port())],
+         "--nomad-port", str(free_port()), "--consul-port", str(busy), "--grpc-port", str(free_port()),
+         "--dns-port", "-1"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
@@ -71,7 +72,7 @@ def test_dev_without_data_dir_uses_a_throwaway_dir_removed_on_stop(tmp_path: Pat
     consul_port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--nomad-port", str(free_port()),
-         "--consul-port", str(consul_port), "--grpc-port", str(free_port())],
+         "--consul-port", str(consul_port), "--grpc-port", str(free_port()), "--dns-port", "-1"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

@@ -31,7 +31,7 @@ def test_up_then_down(tmp_path: Path) -> None:
     env = {**os.environ, "NOMADMESH_CNI_BRIDGE": f"nmu{tag}", "NOMADMESH_NETNS_PREFIX": f"nmu{tag}-",
            "NOMADMESH_CNI_SUBNET": f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24",
            "NOMAD_ADDR": f"http://127.0.0.1:{free_port()}", "CONSUL_HTTP_ADDR": f"http://127.0.0.1:{free_port()}",
-           "NOMADMESH_GRPC_PORT": str(free_port()), "PYTHONPATH": str(REPO)}
+           "NOMADMESH_GRPC_PORT": str(free_port()), "NOMADMESH_DNS_PORT": str(free_port()), "PYTHONPATH": str(REPO)}
     write_services(tmp_path / "services", WEB)
 
     def nm(*args: str) -> subprocess.CompletedProcess[str]:

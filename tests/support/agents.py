@@ -40,6 +40,7 @@ class RunningAgent:
     nomad_port: int
     consul_port: int
     grpc_port: int | None = None  # the xDS TCP port is off unless a test asks for it
+    dns_port: int = field(default_factory=free_port)  # never Consul's 8600: agents run side by side
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     log_path: Path = field(init=False)
@@ -69,6 +70,7 @@ class RunningAgent:
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "nomadmesh", "agent", "--dev", "--data-dir", str(self.data_dir),
                 "--nomad-port", str(self.nomad_port), "--consul-port", str(self.consul_port),
+                "--dns-port", str(self.dns_port),
                 *(("--grpc-port", str(self.grpc_port)) if self.grpc_port is not None else ()), *self.extra_args]
 
     def start(self) -> None:

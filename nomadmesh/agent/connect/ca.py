@@ -8,9 +8,15 @@ Shapes follow Consul's built-in CA (consul-nomad-facts §5):
   DigitalSignature|KeyEncipherment|DataEncipherment|KeyAgreement, ExtKeyUsage ClientAuth+ServerAuth,
   URI SAN `spiffe://<td>/ns/default/dc/<dc>/svc/<name>`.
 
-`ConnectCA.load_or_create(directory, cluster_id)` is the only I/O: it writes `root.key` (mode 0600)
-and `root.pem` atomically the first time and reads them back afterwards, so the trust domain and
-every issued leaf stay valid across agent restarts. Everything else is a pure function.
+Root rotation (`rotated_to`, Consul's CA configuration update): the old root cross-signs the new
+one; leaves signed by the new root carry that cross-signed certificate after them, so a peer that
+trusts only the old root still accepts them, and the old root stays in the trust bundle (inactive)
+so leaves it signed stay valid until they are replaced.
+
+`ConnectCA.load_or_create(directory, cluster_id)` and `save(directory)` are the only I/O: `root.key`
+(mode 0600), `root.pem`, and after a rotation `previous-roots.pem` and `intermediates.pem`, each
+written atomically, so the trust domain and every issued leaf stay valid across agent restarts.
+Everything else is a pure function.
 """
 from __future__ import annotations
 
@@ -39,6 +45,10 @@ CLOCK_SKEW = dt.timedelta(minutes=1)
 ROOT_NAME = "Consul CA Primary Cert"
 KEY_FILE = "root.key"
 CERT_FILE = "root.pem"
+PREVIOUS_FILE = "previous-roots.pem"  # roots rotated out, still trusted
+INTERMEDIATES_FILE = "intermediates.pem"  # the active root cross-signed by the previous one
+CURVES: dict[int, type[ec.EllipticCurve]] = {
+    224: ec.SECP224R1, 256: ec.SECP256R1, 384: ec.SECP384R1, 521: ec.SECP521R1}  # Consul's EC sizes
 
 # Consul renews a leaf at a random point between 60 % and 90 % of its lifetime so that a fleet of
 # proxies does not renew at once; we derive that point from the serial so the decision is pure.
@@ -100,6 +110,8 @@ class ConnectCA:
     root_cert: x509.Certificate
     root_key: ec.EllipticCurvePrivateKey
     leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL
+    intermediates: tuple[x509.Certificate, ...] = ()  # sent after each leaf (the cross-signed root)
+    previous_roots: tuple[x509.Certificate, ...] = ()  # rotated out, still in the trust bundle
 
     def __post_init__(self) -> None:
         if not MIN_LEAF_TTL <= self.leaf_ttl <= MAX_LEAF_TTL:
@@ -117,7 +129,16 @@ class ConnectCA:
     @property
     def root_id(self) -> str:
         """Consul's root ID: the colon-hex SHA-1 fingerprint of the certificate."""
-        return _colon_hex(self.root_cert.fingerprint(hashes.SHA1()))
+        return root_id(self.root_cert)
+
+    @property
+    def trust_bundle_pem(self) -> str:
+        """Every root a peer's certificate may chain to: the active one, then the rotated-out ones."""
+        return "".join(_pem(c) for c in (self.root_cert, *self.previous_roots))
+
+    @property
+    def key_bits(self) -> int:
+        return self.root_key.curve.key_size
 
     @property
     def signing_key_id(self) -> str:
@@ -127,11 +148,13 @@ class ConnectCA:
     # --- construction -----------------------------------------------------------------------
     @classmethod
     def generate(cls, cluster_id: str, leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL,
-                 now: dt.datetime | None = None) -> ConnectCA:
+                 now: dt.datetime | None = None, key_bits: int = 256) -> ConnectCA:
         now = now or _now()
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = ec.generate_private_key(CURVES[key_bits]())
         td = identity.trust_domain(cluster_id)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"pri-{cluster_id[:8]}.consul.ca")])
+        # Consul's naming: unique per root, so two roots of one cluster never share a subject.
+        name = x509.Name([x509.NameAttribute(
+            NameOID.COMMON_NAME, f"pri-{os.urandom(4).hex()}.consul.ca.{cluster_id[:8]}.consul")])
         pub = key.public_key()
         cert = (
             x509.CertificateBuilder()
@@ -168,17 +191,56 @@ class ConnectCA:
         directory = Path(directory)
         key_path, cert_path = directory / KEY_FILE, directory / CERT_FILE
         if key_path.exists() or cert_path.exists():
-            ca = _load(key_path, cert_path, leaf_ttl)
+            ca = _load(key_path, cert_path, leaf_ttl, cluster_id)
             if cluster_id is not None and cluster_id != ca.cluster_id:
                 raise AgentError(
                     f"{cert_path}: root belongs to cluster {ca.cluster_id}, not {cluster_id}"
                 )
             return ca
         ca = cls.generate(cluster_id or str(uuid.uuid4()), leaf_ttl)
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(key_path, _key_pem(ca.root_key).encode(), 0o600)
-        _write_atomic(cert_path, ca.root_pem.encode(), 0o644)
+        ca.save(directory)
         return ca
+
+    def save(self, directory: Path) -> None:
+        """Persist the root (its key 0600) and, after a rotation, the previous roots and intermediates.
+
+        The certificates go first and the key last: a crash in between leaves the old key with the
+        old root file replaced, which load refuses (key and certificate do not match) rather than
+        silently trusting the wrong root."""
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomic(directory / PREVIOUS_FILE, "".join(_pem(c) for c in self.previous_roots).encode(), 0o644)
+        _write_atomic(directory / INTERMEDIATES_FILE, "".join(_pem(c) for c in self.intermediates).encode(), 0o644)
+        _write_atomic(directory / CERT_FILE, self.root_pem.encode(), 0o644)
+        _write_atomic(directory / KEY_FILE, _key_pem(self.root_key).encode(), 0o600)
+
+    def rotated_to(self, new: ConnectCA, cross_sign: bool = True, now: dt.datetime | None = None) -> ConnectCA:
+        """`new` as the active root, the current one kept as a trusted previous root; with `cross_sign`
+        the current root signs the new one's key, and leaves carry that certificate (Consul's rotation)."""
+        intermediates: tuple[x509.Certificate, ...] = ()
+        if cross_sign:
+            intermediates = (self.cross_sign(new.root_cert, now),)
+        return ConnectCA(cluster_id=self.cluster_id, root_cert=new.root_cert, root_key=new.root_key,
+                         leaf_ttl=new.leaf_ttl, intermediates=intermediates,
+                         previous_roots=(self.root_cert, *self.previous_roots))
+
+    def cross_sign(self, root: x509.Certificate, now: dt.datetime | None = None) -> x509.Certificate:
+        """`root`'s subject and key, issued by this root: a path from this root to `root`'s leaves."""
+        now = now or _now()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(root.subject)
+            .issuer_name(self.root_cert.subject)
+            .public_key(root.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_after(min(root.not_valid_after_utc, self.root_cert.not_valid_after_utc))
+        )
+        for ext in root.extensions:
+            if not isinstance(ext.value, x509.AuthorityKeyIdentifier):
+                builder = builder.add_extension(ext.value, critical=ext.critical)
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self.root_key.public_key()), critical=False)
+        return builder.sign(self.root_key, hashes.SHA256())
 
     # --- signing ----------------------------------------------------------------------------
     def sign_leaf(self, service: str, datacenter: str, now: dt.datetime | None = None,
@@ -213,8 +275,8 @@ class ConnectCA:
                            critical=False)
             .sign(self.root_key, hashes.SHA256())
         )
-        return Leaf(service=service, service_uri=uri, cert=cert, cert_pem=_pem(cert),
-                    key_pem=_key_pem(key))
+        chain = _pem(cert) + "".join(_pem(c) for c in self.intermediates)
+        return Leaf(service=service, service_uri=uri, cert=cert, cert_pem=chain, key_pem=_key_pem(key))
 
     def issued(self, cert: x509.Certificate) -> bool:
         """True if `cert` was signed by this root."""
@@ -245,30 +307,43 @@ def leaf_needs_rotation(cert: x509.Certificate, now: dt.datetime | None = None,
 # --- Consul's JSON --------------------------------------------------------------------------
 
 
+def root_id(cert: x509.Certificate) -> str:
+    """Consul's root ID: the colon-hex SHA-1 fingerprint of the certificate."""
+    return _colon_hex(cert.fingerprint(hashes.SHA1()))
+
+
+def _root_json(ca: ConnectCA, cert: x509.Certificate, active: bool, index: int) -> dict[str, Any]:
+    key = cert.public_key()
+    try:
+        signing_key_id = _colon_hex(cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+    except x509.ExtensionNotFound:  # a user-supplied root may have none
+        signing_key_id = ""
+    return {
+        "ID": root_id(cert),
+        "Name": ROOT_NAME,
+        "SerialNumber": cert.serial_number,
+        "SigningKeyID": signing_key_id,
+        "ExternalTrustDomain": ca.cluster_id,
+        "NotBefore": _rfc3339(cert.not_valid_before_utc),
+        "NotAfter": _rfc3339(cert.not_valid_after_utc),
+        "RootCert": _pem(cert),
+        "IntermediateCerts": [_pem(c) for c in ca.intermediates] if active and ca.intermediates else None,
+        "Active": active,
+        "PrivateKeyType": "ec" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa",
+        "PrivateKeyBits": key.curve.key_size if isinstance(key, ec.EllipticCurvePublicKey) else 0,
+        "CreateIndex": index,
+        "ModifyIndex": index,
+    }
+
+
 def roots_json(ca: ConnectCA, index: int = 1) -> dict[str, Any]:
-    """The body of `/v1/connect/ca/roots` (and `/v1/agent/connect/ca/roots`)."""
-    cert = ca.root_cert
+    """The body of `/v1/connect/ca/roots` (and `/v1/agent/connect/ca/roots`): the active root first,
+    then the rotated-out ones (`Active: false`) that leaves may still chain to."""
     return {
         "ActiveRootID": ca.root_id,
         "TrustDomain": ca.trust_domain,
-        "Roots": [
-            {
-                "ID": ca.root_id,
-                "Name": ROOT_NAME,
-                "SerialNumber": cert.serial_number,
-                "SigningKeyID": ca.signing_key_id,
-                "ExternalTrustDomain": ca.cluster_id,
-                "NotBefore": _rfc3339(cert.not_valid_before_utc),
-                "NotAfter": _rfc3339(cert.not_valid_after_utc),
-                "RootCert": ca.root_pem,
-                "IntermediateCerts": None,
-                "Active": True,
-                "PrivateKeyType": "ec",
-                "PrivateKeyBits": 256,
-                "CreateIndex": index,
-                "ModifyIndex": index,
-            }
-        ],
+        "Roots": [_root_json(ca, ca.root_cert, True, index)]
+                 + [_root_json(ca, c, False, index) for c in ca.previous_roots],
     }
 
 
@@ -305,7 +380,16 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta) -> ConnectCA:
+def _load_pems(path: Path) -> tuple[x509.Certificate, ...]:
+    if not path.exists():
+        return ()
+    try:
+        return tuple(x509.load_pem_x509_certificates(path.read_bytes())) if path.read_bytes().strip() else ()
+    except ValueError as exc:
+        raise AgentError(f"{path}: not PEM certificates ({exc})") from None
+
+
+def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta, cluster_id: str | None = None) -> ConnectCA:
     for p in (key_path, cert_path):
         if not p.exists():
             raise AgentError(f"{p}: missing (the CA directory holds only half a root)")
@@ -323,13 +407,17 @@ def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta) -> ConnectCA:
     if not isinstance(cert_key, ec.EllipticCurvePublicKey) \
             or cert_key.public_numbers() != key.public_key().public_numbers():
         raise AgentError(f"{cert_path}: does not match the key in {key_path}")
+    extra = {"previous_roots": _load_pems(key_path.parent / PREVIOUS_FILE),
+             "intermediates": _load_pems(key_path.parent / INTERMEDIATES_FILE)}
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         uri = san.value.get_values_for_type(x509.UniformResourceIdentifier)[0]
     except (x509.ExtensionNotFound, IndexError):
+        if cluster_id is not None and extra["previous_roots"]:  # a user-supplied root, set by rotation
+            return ConnectCA(cluster_id=cluster_id, root_cert=cert, root_key=key, leaf_ttl=leaf_ttl, **extra)
         raise AgentError(f"{cert_path}: root has no spiffe:// URI SAN") from None
     td = uri.removeprefix("spiffe://")
     if not td.endswith(".consul") or td == uri:
         raise AgentError(f"{cert_path}: URI SAN {uri!r} is not spiffe://<cluster-id>.consul")
     return ConnectCA(cluster_id=td.removesuffix(".consul"), root_cert=cert, root_key=key,
-                     leaf_ttl=leaf_ttl)
+                     leaf_ttl=leaf_ttl, **extra)

@@ -71,6 +71,21 @@ class ProxyManager:
             return self.leaf_with_index(service)
         return leaf, current
 
+    def replace_ca(self, ca: ca_mod.ConnectCA) -> None:
+        """Make `ca` the signing CA (a rotated root, or new TTLs): every leaf handed out is re-signed
+        now, blocking leaf queries wake, and every proxy gets its new leaf and the new trust bundle."""
+        with self._lock:
+            rotated = ca.root_cert != self.ca.root_cert
+            self.ca = ca
+            if rotated:
+                for service in list(self._leaves):
+                    self._leaf_counter += 1
+                    self._leaves[service] = (ca.sign_leaf(service, self.ctx.config.datacenter), self._leaf_counter)
+                self._leaf_changed.notify_all()
+        if rotated:
+            log.info("connect: root rotated to %s; %d leaves re-signed", ca.root_id, len(self._leaves))
+        self.sync()
+
     def _leaf_pems(self, service: str) -> tuple[str, str]:
         leaf = self.leaf(service)
         return leaf.cert_pem, leaf.key_pem
@@ -83,7 +98,7 @@ class ProxyManager:
             services=tuple(state.values("service")), checks=tuple(state.values("check")),
             entries={r.key: r.value for r in state.records(CONFIG_KIND)},
             datacenter=self.ctx.config.datacenter, trust_domain=self.ca.trust_domain,
-            roots_pem=self.ca.root_pem, default_allow=self.ctx.config.default_allow,
+            roots_pem=self.ca.trust_bundle_pem, default_allow=self.ctx.config.default_allow,
             remote_proxies=external.ExternalCatalog(self.ctx).connect_proxies(),
         )
 

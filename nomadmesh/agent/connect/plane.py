@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from nomadmesh.agent.connect import ca_config
 from nomadmesh.agent.connect.ca import ConnectCA
+from nomadmesh.agent.connect.ca_admin import KEY as CA_KEY, KIND as CA_KIND, CAAdmin
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.manager import ProxyManager
 from nomadmesh.agent.connect.xds import XdsServer
@@ -43,10 +45,15 @@ def socket_path(data_dir: Path) -> Path:
 
 @dataclass
 class ConnectRuntime:
-    ca: ConnectCA
     cache: SnapshotCache
     manager: ProxyManager
     xds: XdsServer
+    ca_admin: CAAdmin
+
+    @property
+    def ca(self) -> ConnectCA:
+        """The CA signing now (the proxy manager's: a root rotation replaces it there)."""
+        return self.manager.ca
 
     @property
     def xds_address(self) -> str:
@@ -57,11 +64,16 @@ class ConnectRuntime:
     def build(cls, ctx: AgentContext) -> ConnectRuntime:
         """The plane's parts, not started: loads (or creates) the CA; nothing listens yet."""
         cfg = ctx.config
-        ca = ConnectCA.load_or_create(make_private_dir(Path(cfg.data_dir) / "connect"), ctx.cluster_id)
+        ca_dir = make_private_dir(Path(cfg.data_dir) / "connect")
+        ca = ConnectCA.load_or_create(ca_dir, ctx.cluster_id)
+        stored = ctx.state.get(CA_KIND, CA_KEY)
+        if stored is not None:  # the leaf TTL an operator set through /v1/connect/ca/configuration
+            ca = replace(ca, leaf_ttl=ca_config.CAConfig("consul", stored.value["Config"]).leaf_ttl)
         cache = SnapshotCache()
         tcp = f"{cfg.bind}:{cfg.grpc_port}" if cfg.grpc_port is not None else None
         xds = XdsServer(cache, tcp_address=tcp, unix_path=socket_path(cfg.data_dir))
-        return cls(ca=ca, cache=cache, manager=ProxyManager(ctx, ca, cache), xds=xds)
+        manager = ProxyManager(ctx, ca, cache)
+        return cls(cache=cache, manager=manager, xds=xds, ca_admin=CAAdmin(ctx, manager, ca_dir))
 
     def start(self) -> ConnectRuntime:
         assert self.xds.unix_path is not None  # build() always gives the ADS server its socket

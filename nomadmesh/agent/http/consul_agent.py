@@ -10,6 +10,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
 from nomadmesh.agent.http.consul_filtering import request_filter
 from nomadmesh.agent.http.parts import consul_parts
+from nomadmesh.errors import AgentError
 
 bp = Blueprint("consul_agent", __name__)
 
@@ -75,9 +76,32 @@ def _grpc_addrs(ctx: AgentContext) -> list[str]:
 
 @bp.get("/v1/agent/members")
 def members() -> Response:
-    cfg = current_ctx().config
-    return json_response([{"Name": cfg.node_name, "Addr": _advertise(cfg.bind), "Port": 8301, "Status": 1,
-                           "Tags": {"dc": cfg.datacenter, "role": "consul"}}])
+    """The one member, in the LAN pool (`?wan` lists the WAN pool, where its name is `<node>.<dc>`).
+
+    A `?segment` other than the default one ("") has no members, as in Consul without Enterprise."""
+    ctx = current_ctx()
+    cfg = ctx.config
+    wan = query_flag("wan")
+    if request.args.get("segment", "") not in ("", "_all") and not wan:
+        return json_response([])
+    name = f"{cfg.node_name}.{cfg.datacenter}" if wan else cfg.node_name
+    return json_response([{
+        "Name": name, "Addr": _advertise(cfg.bind), "Port": 8302 if wan else 8301, "Status": 1,  # 1: alive
+        "Tags": {"acls": "0", "build": f"{CONSUL_VERSION}:nomadmesh", "dc": cfg.datacenter, "ft_fs": "1",
+                 "ft_si": "1", "id": ctx.node_id, "port": "8300", "raft_vsn": "3", "role": "consul",
+                 "segment": "", "vsn": "2", "vsn_max": "3", "vsn_min": "2", "wan_join_port": "8302"},
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2, "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    }])
+
+
+@bp.put("/v1/agent/reload")
+def reload() -> Response:
+    """Re-read --config-dir's service definitions; a broken file changes nothing (500, as Consul)."""
+    try:
+        consul_parts().config_dir.sync()
+    except AgentError as e:
+        raise HTTPError(500, f"Failed to reload configs: {e}") from None
+    return Response("", status=200)
 
 
 @bp.get("/v1/agent/services")

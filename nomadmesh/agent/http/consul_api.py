@@ -1,7 +1,8 @@
 """The dev agent's Consul HTTP API: one Quart app (asyncio), one blueprint per area.
 
-    consul_agent.py       /v1/agent/{self,services,service/register,service/deregister,checks,check/*,
-                          service/maintenance,maintenance}, /v1/status
+    consul_agent.py       /v1/agent/{self,members,reload,services,service/register,service/deregister,checks,
+                          check/*,service/maintenance,maintenance}, /v1/status
+    consul_metrics.py     /v1/agent/metrics (JSON or ?format=prometheus)
     consul_catalog.py     /v1/catalog/{services,service,connect,nodes,node,register,deregister},
                           /v1/health/{service,connect,ingress,checks,node,state}
     consul_filtering.py   `?filter=` on the list endpoints (compiled before a blocking wait)
@@ -31,6 +32,7 @@ from nomadmesh.agent.http import (
     consul_connect,
     consul_intentions,
     consul_kv,
+    consul_metrics,
     consul_proxy_status,
     consul_session,
     consul_sidecar_stats,
@@ -65,6 +67,7 @@ def create_consul_app(parts: ConsulParts) -> Quart:
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
                    consul_sidecar_stats, consul_proxy_status, consul_session):
         app.register_blueprint(module.bp)
+    consul_metrics.install(app)  # /v1/agent/metrics, and every request timed into it
 
     @app.get("/")
     async def _root() -> Response:

@@ -1,23 +1,29 @@
 """Consul's Connect CA endpoints, served from the agent's CA and proxy manager.
 
-    GET /v1/connect/ca/roots                 the trust bundle (ActiveRootID, TrustDomain, Roots)
+    GET /v1/connect/ca/roots                 the trust bundle (ActiveRootID, TrustDomain, Roots: the
+                                             active root and those rotated out); `?pem=true`: the
+                                             roots as a PEM chain; a blocking query (?index=)
+                                             returns when the CA configuration is written
     GET /v1/agent/connect/ca/roots           the same, as the local agent serves it
+    GET/PUT /v1/connect/ca/configuration     the CA's configuration (provider "consul"); a PUT that
+                                             asks for another root rotates it (cross-signed)
     GET /v1/agent/connect/ca/leaf/<service>  a leaf certificate + key for <service>; a blocking
                                              query (?index=) returns when that leaf is rotated
 
-Both read the agent's Connect plane (agent/connect/plane.py) from the app's parts.
+All read the agent's Connect plane (agent/connect/plane.py) from the app's parts.
 """
 from __future__ import annotations
 
 from quart import Blueprint, Response
 
 from nomadmesh.agent.connect import ca as ca_mod
+from nomadmesh.agent.connect.ca_admin import KIND as CA_KIND
+from nomadmesh.agent.connect.ca_config import CAConfigError
 from nomadmesh.agent.connect.plane import ConnectRuntime
-from nomadmesh.agent.http.common import blocking_args, json_response
+from nomadmesh.agent.http.common import HTTPError, block, blocking_args, json_body, json_response, query_flag
 from nomadmesh.agent.http.parts import consul_parts
 
 bp = Blueprint("consul_connect", __name__)
-ROOTS_INDEX = 1  # the root never changes in the dev agent
 
 
 def _connect() -> ConnectRuntime:
@@ -26,8 +32,33 @@ def _connect() -> ConnectRuntime:
 
 @bp.get("/v1/connect/ca/roots")
 @bp.get("/v1/agent/connect/ca/roots")
-def roots() -> Response:
-    return json_response(ca_mod.roots_json(_connect().ca, ROOTS_INDEX), index=ROOTS_INDEX)
+async def roots() -> Response:
+    connect = _connect()
+    await block(consul_parts().ctx.state, (CA_KIND,))
+    index = connect.ca_admin.index()
+    ca = connect.ca
+    if query_flag("pem"):
+        resp = Response(ca.trust_bundle_pem, status=200, content_type="application/pem-certificate-chain")
+        resp.headers["X-Consul-Index"] = str(index)
+        return resp
+    return json_response(ca_mod.roots_json(ca, index), index=index)
+
+
+@bp.get("/v1/connect/ca/configuration")
+def ca_configuration() -> Response:
+    admin = _connect().ca_admin
+    return json_response(admin.config_json(), index=admin.index())
+
+
+@bp.put("/v1/connect/ca/configuration")
+def set_ca_configuration() -> Response:
+    body = json_body()
+    try:
+        _connect().ca_admin.update(body)
+    except CAConfigError as e:
+        status = 400 if str(e).startswith("Request decode failed") else 500  # Consul: RPC errors are 500
+        raise HTTPError(status, str(e)) from None
+    return Response("", status=200)
 
 
 @bp.get("/v1/agent/connect/ca/leaf/<service>")

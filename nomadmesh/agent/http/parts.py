@@ -11,6 +11,8 @@ from quart import current_app
 
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.consul.catalog import Catalog
+from nomadmesh.agent.consul.config_dir import ConfigDirServices
+from nomadmesh.agent.consul.metrics import MetricsSink
 from nomadmesh.agent.consul.sessions import Sessions
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
@@ -28,6 +30,8 @@ class ConsulParts:
     connect: ConnectRuntime
     sidecar_stats: SidecarStats
     sessions: Sessions
+    config_dir: ConfigDirServices  # what PUT /v1/agent/reload re-reads
+    metrics: MetricsSink  # what GET /v1/agent/metrics shows
 
 
 @dataclass(frozen=True)
