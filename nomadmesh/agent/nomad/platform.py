@@ -20,6 +20,7 @@ from typing import Any
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 from nomadmesh.agent.runtime import (
+    allocfs as rt_allocfs,
     cni as rt_cni,
     env as rt_env,
     logs as rt_logs,
@@ -30,6 +31,9 @@ from nomadmesh.agent.runtime import (
 )
 
 log = logging.getLogger("nomadmesh.agent.platform")
+
+AllocFsError = rt_allocfs.AllocFsError  # the client fs API maps its kinds to Nomad's status codes
+OpenFile = rt_allocfs.OpenFile
 
 # Nomad's own bridge: `nomad`, 172.26.64.0/20 (client/allocrunner/networking_bridge_linux.go).
 BRIDGE_NAME = "nomad"
@@ -309,3 +313,19 @@ class Platform:
         rt_logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
         return rt_logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done, stop=stop,
                            poll_s=poll_s)
+
+    # --- allocation files (client fs API) ----------------------------------------------------
+
+    def alloc_fs_root(self, alloc_id: str) -> Path | None:
+        """The allocation's dir, or None when it is gone (garbage-collected, or never built)."""
+        root = rt_taskdir.AllocDirs(self.alloc_root).path(alloc_id).root
+        return root if root.is_dir() else None
+
+    def fs_list(self, root: Path, path: str) -> list[dict[str, Any]]:
+        return rt_allocfs.list_dir(root, path)
+
+    def fs_stat(self, root: Path, path: str) -> dict[str, Any]:
+        return rt_allocfs.stat_path(root, path)
+
+    def fs_open(self, root: Path, path: str) -> rt_allocfs.OpenFile:
+        return rt_allocfs.open_file(root, path)
