@@ -156,3 +156,18 @@ def test_stream_frames_follow_truncate_and_delete(agent: InProcessAgent, alloc: 
         target.unlink()
         rest = [json.loads(c) for c in chunks if c != b"{}"]
         assert rest[-1].get("FileEvent") == "file deleted"  # and the stream ended
+
+
+def test_logs_refuses_bad_requests_with_nomads_texts(agent: InProcessAgent, alloc: dict[str, Any]) -> None:
+    def logs(**params: Any) -> tuple[int, str]:
+        return error(get(agent, "logs", alloc["ID"], **params))
+
+    assert logs(type="stdout") == (400, "must provide task name")
+    assert logs(task="maker") == (400, "must provide log type (stdout/stderr)")
+    assert logs(task="maker", type="stdin") == (400, "must provide log type (stdout/stderr)")
+    assert logs(task="maker", type="stdout", origin="middle") == (400, "origin must be start or end")
+    assert logs(task="maker", type="stdout", follow="yes") == (
+        400, 'failed to parse follow field to boolean: strconv.ParseBool: parsing "yes": invalid syntax')
+    assert logs(task="maker", type="stdout", offset="x") == (
+        400, 'error parsing offset: strconv.ParseInt: parsing "x": invalid syntax')
+    assert logs(task="other", type="stdout") == (400, 'unknown task name "other"')

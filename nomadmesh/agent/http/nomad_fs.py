@@ -22,7 +22,7 @@ from pathlib import Path
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx, scheduler
-from nomadmesh.agent.http.nomad_util import HTTPError, reply
+from nomadmesh.agent.http.nomad_util import HTTPError, go_bool, go_int, reply
 from nomadmesh.agent.nomad.platform import AllocFsError, OpenFile
 
 bp = Blueprint("nomad_fs", __name__)
@@ -72,16 +72,6 @@ def _path(default: str | None = None) -> str:
     if default is None:
         raise HTTPError(400, _NO_PATH)
     return default
-
-
-def _go_int(name: str, raw: str) -> int:
-    """strconv.ParseInt(raw, 10, 64), worded as Nomad's handlers word its failure."""
-    try:
-        if raw.strip() != raw or "_" in raw:  # Python's int() accepts these, Go's ParseInt does not
-            raise ValueError
-        return int(raw, 10)
-    except ValueError:
-        raise HTTPError(500, f'error parsing {name}: strconv.ParseInt: parsing "{raw}": invalid syntax') from None
 
 
 def _lookup_error(e: AllocFsError) -> HTTPError:
@@ -159,9 +149,9 @@ def readat(alloc_id: str) -> Response:
     if not alloc_id:
         raise HTTPError(400, _NO_ALLOC)
     _path()
-    offset = _go_int("offset", request.args.get("offset", ""))
+    offset = go_int("offset", request.args.get("offset", ""), 500)
     limit_raw = request.args.get("limit", "")
-    limit = _go_int("limit", limit_raw) if limit_raw else 0
+    limit = go_int("limit", limit_raw, 500) if limit_raw else 0
     return _plain(_open(alloc_id), offset, limit)
 
 
@@ -171,15 +161,9 @@ def stream(alloc_id: str) -> Response:
     if not alloc_id:
         raise HTTPError(400, _NO_ALLOC)
     _path()
-    follow = True
-    follow_raw = request.args.get("follow", "")
-    if follow_raw:
-        if follow_raw not in ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"):
-            raise HTTPError(500, f'failed to parse follow field to boolean: strconv.ParseBool: parsing "{follow_raw}": '
-                                 "invalid syntax")
-        follow = follow_raw in ("1", "t", "T", "TRUE", "true", "True")
+    follow = go_bool("follow", request.args.get("follow", ""), 500) if request.args.get("follow") else True
     offset_raw = request.args.get("offset", "")
-    offset = _go_int("offset", offset_raw) if offset_raw else 0
+    offset = go_int("offset", offset_raw, 500) if offset_raw else 0
     origin = request.args.get("origin", "") or "start"
     if origin not in ("start", "end"):
         raise HTTPError(400, "origin must be start or end")
