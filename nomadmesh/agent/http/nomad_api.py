@@ -4,6 +4,7 @@
     nomad_reads.py  allocations, evaluations, deployments, nodes, agent, status
     nomad_logs.py   /v1/client/fs/logs/<alloc>
     nomad_fs.py     /v1/client/fs/{ls,stat,cat,readat,stream}/<alloc>
+    nomad_stats.py  /v1/client/stats, /v1/client/allocation/<alloc>/stats
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -15,7 +16,7 @@ import logging
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from nomadmesh.agent.http import nomad_fs, nomad_jobs, nomad_logs, nomad_reads
+from nomadmesh.agent.http import nomad_fs, nomad_jobs, nomad_logs, nomad_reads, nomad_stats
 from nomadmesh.agent.http.common import AnyCharPathConverter, load_body
 from nomadmesh.agent.http.nomad_util import MAX_BODY_BYTES, HTTPError, text_error
 from nomadmesh.agent.http.parts import EXTENSION, NomadParts
@@ -36,6 +37,7 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_reads.bp)
     app.register_blueprint(nomad_logs.bp)
     app.register_blueprint(nomad_fs.bp)
+    app.register_blueprint(nomad_stats.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

@@ -25,6 +25,7 @@ from nomadmesh.agent.runtime import (
     env as rt_env,
     logs as rt_logs,
     process as rt_process,
+    procstats as rt_procstats,
     restarts as rt_restarts,
     taskdir as rt_taskdir,
     users as rt_users,
@@ -329,3 +330,22 @@ class Platform:
 
     def fs_open(self, root: Path, path: str) -> rt_allocfs.OpenFile:
         return rt_allocfs.open_file(root, path)
+
+    # --- resource usage (client stats API) ---------------------------------------------------
+
+    def alloc_stats(self, alloc: dict[str, Any], task_filter: str = "") -> dict[str, Any]:
+        """Nomad's AllocResourceUsage: each live task's process tree; the total sums them."""
+        total, tasks, latest = rt_procstats.empty_usage(measured=False), {}, 0
+        for name, handle in sorted((alloc.get("_Handles") or {}).items()):
+            if not handle or (task_filter and task_filter != name) or not self.task_alive(handle):
+                continue
+            usage = rt_procstats.task_usage(int(handle["Pid"]))
+            if usage is None:
+                continue
+            tasks[name] = usage
+            rt_procstats.add_usage(total, usage["ResourceUsage"])
+            latest = max(latest, usage["Timestamp"])
+        return {"ResourceUsage": total, "Tasks": tasks, "Timestamp": latest}
+
+    def host_stats(self) -> dict[str, Any]:
+        return rt_procstats.host_stats(self.alloc_root if self.alloc_root.is_dir() else self.data_dir)
