@@ -146,13 +146,13 @@ def _meminfo() -> dict[str, int]:
 
 def _cpu_times() -> dict[str, tuple[float, ...]]:
     """Per core: (user, system, idle, total) seconds since boot, from /proc/stat."""
-    out = {}
+    out: dict[str, tuple[float, ...]] = {}
     for line in Path("/proc/stat").read_text().splitlines():
         parts = line.split()
         if parts[0].startswith("cpu") and parts[0] != "cpu":
             ticks = [int(x) / _TICK for x in parts[1:]]
             user, system, idle = ticks[0] + ticks[1], ticks[2] + ticks[5] + ticks[6], ticks[3] + ticks[4]
-            out[parts[0]] = (user, system, idle, sum(ticks[:8]))
+            out[parts[0]] = (user, system, idle, float(sum(ticks[:8])))
     return out
 
 
