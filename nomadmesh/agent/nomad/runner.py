@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from nomadmesh.agent.nomad.platform import Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import now_ns
+from nomadmesh.durations import go_duration
 
 __all__ = ["AllocRunner", "Platform"]
 
@@ -112,6 +114,7 @@ class AllocRunner:
         # when those change)
         self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
         self._template_watch: threading.Thread | None = None
+        self._delay_stop = threading.Event()  # set to cut shutdown delays short (the agent is leaving)
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -605,13 +608,21 @@ class AllocRunner:
         kill_event: recorded on every task instead of "Task successfully killed" (why it was killed).
         """
         if final_status is None:
+            self._delay_stop.set()  # a stop already waiting out a shutdown_delay ends it now
             self._update(lambda d: dict(d, _AgentStopped=True))
         with self._lock:
             self.stopping = True
             self._shutting_down = final_status is None
             handles = dict(self._handles)
         self._deregister_services()
-        threads = [threading.Thread(target=self._stop_task, args=(n, h)) for n, h in handles.items()]
+        # Nomad's shutdown_delay: services are gone from the catalog first, then the group's delay,
+        # then each task its own, so clients stop picking this allocation before its tasks are
+        # signalled. An agent shutting down (tasks left for the next agent) or a lost network waits not.
+        delays = self._shutdown_delays() if final_status is not None and kill_event is None else {}
+        if delays.get(""):
+            self._delay_stop.wait(delays[""] / 1e9)
+        threads = [threading.Thread(target=self._stop_task, args=(n, h, delays.get(n, 0)))
+                   for n, h in handles.items()]
         for t in threads:
             t.start()
         for t in threads:
@@ -638,9 +649,36 @@ class AllocRunner:
             self._update(change)
         self.notify()
 
-    def _stop_task(self, name: str, handle: TaskProcess) -> None:
+    def _shutdown_delays(self) -> dict[str, int]:
+        """{"": the group's shutdown_delay, task name: the task's} in ns, from the allocation's job.
+
+        The Connect sidecar's injected 5 s is not waited: its Envoy runs with a drain time of 0
+        (README: architecture), so there is nothing in flight for the delay to let finish."""
+        alloc = self._alloc()
+        if alloc is None:
+            return {}
+        tg = self._group(alloc)
+        delays = {"": int(tg.get("ShutdownDelay") or 0)}
+        for task in tg.get("Tasks") or []:
+            delay = int(task.get("ShutdownDelay") or 0)
+            kind = str(task.get("Kind") or "")
+            injected = kind.startswith("connect-proxy:") and delay == connect_hook.SHUTDOWN_DELAY_NS
+            delays[task["Name"]] = 0 if injected else delay
+        return delays
+
+    def _stop_task(self, name: str, handle: TaskProcess, delay_ns: int = 0) -> None:
         if self.platform.task_done(handle):
             return
+        if delay_ns > 0:
+            seconds = delay_ns / 1e9
+            self._record(name, event("Waiting for shutdown delay",
+                                     f"Waiting for shutdown_delay of {go_duration(delay_ns)} before killing the task."))
+            deadline = time.monotonic() + seconds
+            while not self.platform.task_done(handle) and time.monotonic() < deadline:
+                if self._delay_stop.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                    break
+            if self.platform.task_done(handle):
+                return
         try:
             self.platform.stop_task(handle)
         except Exception:
@@ -648,6 +686,7 @@ class AllocRunner:
 
     def detach(self) -> None:
         """Forget the tasks without stopping them (they keep running for a later adopt)."""
+        self._delay_stop.set()
         with self._lock:
             self.stopping = True
             for h in self._handles.values():
