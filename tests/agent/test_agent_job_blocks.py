@@ -24,7 +24,8 @@ def running(agent: InProcessAgent, job: str) -> dict[str, Any]:
 
 
 def task_pid(agent: InProcessAgent, alloc_id: str, task: str) -> int:
-    return int(wait_until(lambda: (agent.ctx.state.get("alloc", alloc_id).value.get("_Handles") or {}).get(task))["Pid"])
+    handles = wait_until(lambda: (agent.ctx.state.get("alloc", alloc_id).value.get("_Handles") or {}).get(task))
+    return int(handles["Pid"])
 
 
 def alive(pid: int) -> bool:
@@ -48,11 +49,11 @@ job "slow" {
     task "app" {
       driver         = "raw_exec"
       shutdown_delay = "2s"
-      %s
+      SLEEPER
     }
   }
 }
-""" % SLEEPER
+""".replace("SLEEPER", SLEEPER)
 
 
 def test_shutdown_delay_deregisters_services_then_waits_then_kills(agent: InProcessAgent) -> None:
