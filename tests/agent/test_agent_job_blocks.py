@@ -72,4 +72,38 @@ def test_shutdown_delay_deregisters_services_then_waits_then_kills(agent: InProc
     wait_until(lambda: not alive(pid), 15)
     done = wait_until(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete"
                       and a)
-    assert [e["Type"] for e in done["TaskStates"]["app"]["Events"]][-1] == "Killed"
+    events = [e["Type"] for e in done["TaskStates"]["app"]["Events"]]
+    assert events[-1] == "Killed" and events.index("Waiting for shutdown delay") < events.index("Killing")
+
+
+LEADER = """
+job "led" {
+  type = "batch"
+  group "led" {
+    task "leader" {
+      driver = "raw_exec"
+      leader = true
+      config {
+        command = "sleep"
+        args    = ["1"]
+      }
+    }
+    task "follower" {
+      driver = "raw_exec"
+      SLEEPER
+    }
+  }
+}
+""".replace("SLEEPER", SLEEPER)
+
+
+def test_when_the_leader_exits_the_other_tasks_are_killed(agent: InProcessAgent) -> None:
+    register(agent, LEADER)
+    alloc = running(agent, "led")
+    follower = task_pid(agent, alloc["ID"], "follower")
+    done = wait_until(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete"
+                      and a, 20)
+    assert not alive(follower)
+    events = [e["Type"] for e in done["TaskStates"]["follower"]["Events"]]
+    assert "Leader Task Dead" in events and events[-1] == "Killed"
+    assert done["TaskStates"]["leader"]["Failed"] is False and done["TaskStates"]["follower"]["State"] == "dead"

@@ -291,6 +291,9 @@ class Platform:
     def signal_task(self, handle: rt_process.TaskProcess, signal_name: str, reason: str) -> None:
         handle.signal(rt_process.signal_number(signal_name), reason)
 
+    def note_task_event(self, handle: rt_process.TaskProcess, event_type: str, message: str) -> None:
+        handle.note(event_type, message)
+
     def stop_task(self, handle: rt_process.TaskProcess) -> None:
         handle.stop()
 

@@ -114,6 +114,7 @@ class AllocRunner:
         # when those change)
         self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
         self._template_watch: threading.Thread | None = None
+        self._leader_dead = False  # the group's leader task died and its followers were killed
         self._delay_stop = threading.Event()  # set to cut shutdown delays short (the agent is leaving)
 
     # --- state helpers ------------------------------------------------------------------------
@@ -233,6 +234,8 @@ class AllocRunner:
             return
         if doc["ClientStatus"] == "running" and not self.stopping:
             self._register_services(doc)
+        if not self.stopping and self._claim_leader_death(doc):
+            threading.Thread(target=self._kill_followers, daemon=True).start()
         if doc["ClientStatus"] in ("complete", "failed") and not self.stopping:
             threading.Thread(target=self._cleanup_after_exit, daemon=True).start()
         self.notify()
@@ -263,6 +266,33 @@ class AllocRunner:
             # `_update` calling it before then.
             description = f"setup failed: {e}"
             self._update(lambda d: dict(d, ClientDescription=description))
+
+    def _claim_leader_death(self, doc: dict[str, Any]) -> bool:
+        """True, once, when a `leader = true` task is dead (and did not fail) while others still run:
+        Nomad then kills the rest of the group ("Leader Task Dead")."""
+        states = doc.get("TaskStates") or {}
+        tasks = self._group(doc).get("Tasks") or []
+        leader_dead = any(t.get("Leader") and (states.get(t["Name"]) or {}).get("State") == "dead"
+                          and not (states.get(t["Name"]) or {}).get("Failed") for t in tasks)
+        others_live = any((states.get(t["Name"]) or {}).get("State") != "dead" for t in tasks if not t.get("Leader"))
+        if not (leader_dead and others_live):
+            return False
+        with self._lock:
+            if self._leader_dead:
+                return False
+            self._leader_dead = True
+            return True
+
+    def _kill_followers(self) -> None:
+        with self._lock:
+            live = {n: h for n, h in self._handles.items() if not self.platform.task_done(h)}
+        for handle in live.values():
+            self.platform.note_task_event(handle, "Leader Task Dead", "Leader Task in Group dead")
+        threads = [threading.Thread(target=self._stop_task, args=(n, h)) for n, h in live.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
         return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
@@ -671,8 +701,8 @@ class AllocRunner:
             return
         if delay_ns > 0:
             seconds = delay_ns / 1e9
-            self._record(name, event("Waiting for shutdown delay",
-                                     f"Waiting for shutdown_delay of {go_duration(delay_ns)} before killing the task."))
+            why = f"Waiting for shutdown_delay of {go_duration(delay_ns)} before killing the task."
+            self.platform.note_task_event(handle, "Waiting for shutdown delay", why)
             deadline = time.monotonic() + seconds
             while not self.platform.task_done(handle) and time.monotonic() < deadline:
                 if self._delay_stop.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
