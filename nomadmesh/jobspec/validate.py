@@ -4,6 +4,7 @@ Works on a canonicalized job (run `canonicalize` first); returns every problem, 
 """
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
@@ -232,11 +233,24 @@ def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
             errors.append(f"Template {i} has same destination as {destinations[dest]}")
         else:
             destinations[dest] = i
-    for artifact in t.get("Artifacts") or []:
+    for i, artifact in enumerate(t.get("Artifacts") or [], 1):
         if not artifact.get("GetterSource"):
             errors.append("Artifact must have a source")
+        errors.extend(f"Artifact {i} validation failed: {e}" for e in _artifact(artifact))
     for service in t.get("Services") or []:
         errors.extend(_service(service, {}, labels, set(), "", group_level=False))
+    return errors
+
+
+def _artifact(a: dict[str, Any]) -> list[str]:
+    """Nomad's TaskArtifact.Validate: the mode, and a destination that stays in the allocation."""
+    errors: list[str] = []
+    mode = a.get("GetterMode") or "any"
+    if mode not in ("any", "file", "dir"):
+        errors.append(f"invalid artifact mode {json.dumps(mode)}; must be one of: any, file, dir")
+    placed = posixpath.normpath("/alloc-dir/alloc-id/task/" + (a.get("RelativeDest") or ""))
+    if posixpath.relpath(placed, "/alloc-dir/alloc-id").startswith(".."):
+        errors.append("destination escapes allocation directory")
     return errors
 
 

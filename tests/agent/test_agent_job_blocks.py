@@ -107,3 +107,92 @@ def test_when_the_leader_exits_the_other_tasks_are_killed(agent: InProcessAgent)
     events = [e["Type"] for e in done["TaskStates"]["follower"]["Events"]]
     assert "Leader Task Dead" in events and events[-1] == "Killed"
     assert done["TaskStates"]["leader"]["Failed"] is False and done["TaskStates"]["follower"]["State"] == "dead"
+
+
+ARTIFACTS = """
+job "art" {
+  group "art" {
+    task "app" {
+      driver = "raw_exec"
+      artifact {
+        source = "SRC/hello.txt"
+      }
+      artifact {
+        source      = "file://SRC/site"
+        destination = "local/site"
+      }
+      artifact {
+        source      = "SRC/bundle.tar.gz"
+        destination = "local/unpacked"
+        options {
+          checksum = "sha256:SUM"
+        }
+      }
+      artifact {
+        source      = "SRC/hello.txt"
+        destination = "../alloc/data/greeting"
+        mode        = "file"
+      }
+      SLEEPER
+    }
+  }
+}
+""".replace("SLEEPER", SLEEPER)
+
+
+def artifact_sources(tmp: Path) -> tuple[Path, str]:
+    import hashlib
+    import tarfile
+    src = tmp / "src"
+    (src / "site" / "css").mkdir(parents=True)
+    (src / "hello.txt").write_text("hello\n")
+    (src / "site" / "index.html").write_text("<p>hi</p>")
+    (src / "site" / "css" / "a.css").write_text("p{}")
+    with tarfile.open(src / "bundle.tar.gz", "w:gz") as t:
+        t.add(src / "site", arcname="bundle")
+    return src, hashlib.sha256((src / "bundle.tar.gz").read_bytes()).hexdigest()
+
+
+def test_local_artifacts_land_where_go_getter_puts_them(agent: InProcessAgent, tmp_path: Path) -> None:
+    src, digest = artifact_sources(tmp_path)
+    register(agent, ARTIFACTS.replace("SRC", str(src)).replace("SUM", digest))
+    alloc = running(agent, "art")
+    root = Path(agent.ctx.config.alloc_root) / alloc["ID"]
+    local = root / "app" / "local"
+    assert (local / "hello.txt").read_text() == "hello\n"  # a plain file: into the dir, own name
+    assert (local / "site" / "index.html").read_text() == "<p>hi</p>"  # a dir: its contents
+    assert (local / "site" / "css" / "a.css").read_text() == "p{}"
+    assert (local / "unpacked" / "bundle" / "css" / "a.css").read_text() == "p{}"  # an archive: unpacked
+    assert (root / "alloc" / "data" / "greeting").read_text() == "hello\n"  # mode file: the file itself
+
+
+def test_a_checksum_mismatch_fails_the_task(agent: InProcessAgent, tmp_path: Path) -> None:
+    src, _ = artifact_sources(tmp_path)
+    register(agent, ARTIFACTS.replace("SRC", str(src)).replace("SUM", "0" * 64))
+    def failed() -> dict[str, Any] | None:
+        for stub in agent.client.job.get_allocations("art"):
+            state = (stub.get("TaskStates") or {}).get("app") or {}
+            if state.get("State") == "dead":
+                return dict(state)
+        return None
+    state = wait_until(failed, 20)
+    last = state["Events"][-1]
+    assert state["Failed"] and last["Type"] == "Failed Artifact Download"
+    assert "Checksums did not match for bundle.tar.gz" in last["DisplayMessage"]
+
+
+def test_artifacts_the_agent_cannot_fetch_are_refused_at_register(agent: InProcessAgent, tmp_path: Path) -> None:
+    import requests
+    for source in ("https://releases.hashicorp.com/x.zip", "s3::https://bucket/x", "git::https://github.com/a/b"):
+        job = agent.client.jobs.parse(ARTIFACTS.replace("SRC/hello.txt", source).replace("SRC", "/tmp"),
+                                      canonicalize=True)
+        r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job})
+        assert r.status_code == 400, source
+        assert r.text.startswith("Task group art validation failed: Task app validation failed: "
+                                 "Artifact 1 validation failed: artifact source")
+        assert "not supported by the dev agent" in r.text
+    escaping = agent.client.jobs.parse(ARTIFACTS.replace("../alloc/data/greeting", "../../../etc/x")
+                                       .replace("SRC", "/tmp"), canonicalize=True)
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": escaping})
+    assert r.status_code == 500 and "Artifact 4 validation failed: destination escapes allocation directory" in r.text
+    assert agent.client.jobs.get_jobs() == []

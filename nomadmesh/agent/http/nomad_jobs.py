@@ -16,7 +16,7 @@ from nomadmesh.agent.http.nomad_util import (
     reply,
     strip_private,
 )
-from nomadmesh.agent.nomad import feasibility, jobs as jobstore, planner, spec, task_templates
+from nomadmesh.agent.nomad import feasibility, jobs as jobstore, planner, spec, task_artifacts, task_templates
 from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_jobs", __name__)
@@ -64,7 +64,7 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
     except spec.SpecInvalid as e:
         raise HTTPError(500, str(e)) from None
     # a template the agent would render wrong, a constraint it cannot evaluate: never stored
-    refused = task_templates.refusal(job) or feasibility.unevaluated_constraint(job)
+    refused = task_templates.refusal(job) or task_artifacts.refusal(job) or feasibility.unevaluated_constraint(job)
     if refused:
         raise HTTPError(400, refused)
     return job

@@ -21,6 +21,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 from nomadmesh.agent.runtime import (
     allocfs as rt_allocfs,
+    artifacts as rt_artifacts,
     cni as rt_cni,
     env as rt_env,
     logs as rt_logs,
@@ -35,6 +36,8 @@ log = logging.getLogger("nomadmesh.agent.platform")
 
 AllocFsError = rt_allocfs.AllocFsError  # the client fs API maps its kinds to Nomad's status codes
 OpenFile = rt_allocfs.OpenFile
+ArtifactError = rt_artifacts.ArtifactError
+artifact_unsupported = rt_artifacts.unsupported
 
 # Nomad's own bridge: `nomad`, 172.26.64.0/20 (client/allocrunner/networking_bridge_linux.go).
 BRIDGE_NAME = "nomad"
@@ -317,6 +320,17 @@ class Platform:
         rt_logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
         return rt_logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done, stop=stop,
                            poll_s=poll_s)
+
+    # --- artifacts --------------------------------------------------------------------------------
+
+    def fetch_artifacts(self, alloc_dir: str, task: dict[str, Any], env: dict[str, str]) -> None:
+        """Each of the task's artifacts, interpolated with its env, into its dir (ArtifactError)."""
+        task_dir = rt_taskdir.AllocDir(Path(alloc_dir)).task(task["Name"]).root
+        for artifact in task.get("Artifacts") or []:
+            options = {k: self.interpolate(str(v), env) for k, v in (artifact.get("GetterOptions") or {}).items()}
+            rt_artifacts.fetch(task_dir, self.interpolate(artifact.get("GetterSource") or "", env),
+                               self.interpolate(artifact.get("RelativeDest") or "local/", env),
+                               artifact.get("GetterMode") or "any", options)
 
     # --- allocation files (client fs API) ----------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import connect_hook, task_plan, task_templates
-from nomadmesh.agent.nomad.platform import Platform, TaskSpec
+from nomadmesh.agent.nomad.platform import ArtifactError, Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import now_ns
@@ -74,7 +74,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
         ts.update(State="dead", FinishedAt=ev["Time"], Failed=ts["Failed"] or bool(ev.get("FailsTask")))
     elif kind == "Terminated" and ev.get("_final"):
         ts.update(State="dead", Failed=bool(ev.get("FailsTask")), FinishedAt=ev["Time"])
-    elif kind == "Setup Failure" or kind == "Driver Failure":
+    elif kind in ("Setup Failure", "Driver Failure", "Failed Artifact Download"):
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     public = {k: v for k, v in ev.items() if not k.startswith("_")}
     ts["Events"] = [*(ts.get("Events") or []), public][-MAX_EVENTS:]
@@ -374,6 +374,8 @@ class AllocRunner:
                 prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
             if todo in (task_plan.Step.RESTART, task_plan.Step.RESUME):
                 self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
+            if task.get("Artifacts") and not self._fetch_artifacts(task, alloc_dir, spec):
+                continue  # "Failed Artifact Download" is recorded
             if task.get("Templates"):
                 outcome, rendered = self._render_templates(task, alloc_dir, spec, wait=not restore)
                 if outcome == "stopped":
@@ -394,6 +396,17 @@ class AllocRunner:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
+
+    def _fetch_artifacts(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> bool:
+        """Nomad's artifact hook, before templates and the start: False (the task failed) on an error."""
+        try:
+            self.platform.fetch_artifacts(alloc_dir, task, spec.env)
+        except ArtifactError as e:
+            log.warning("allocation %s: task %s: artifact: %s", self.alloc_id[:8], task["Name"], e)
+            self._record(task["Name"], event("Failed Artifact Download", str(e), FailsTask=True,
+                                             DownloadError=str(e)))
+            return False
+        return True
 
     def _launch(self, task: dict[str, Any], spec: TaskSpec) -> bool:
         """Start the task's process (and wait for a prestart task to finish); False when the
