@@ -78,8 +78,16 @@ def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
         j["Update"] = default_update()
     for group in j.get("TaskGroups") or []:
         _group(group, j)
+    _affinities(j, *(j.get("TaskGroups") or []), *(t for g in j.get("TaskGroups") or [] for t in g.get("Tasks") or []))
     _fill("Job", j)
     return j
+
+
+def _affinities(*owners: dict[str, Any]) -> None:
+    """api.Affinity.Canonicalize: a weight of 50 unless given."""
+    for owner in owners:
+        for affinity in owner.get("Affinities") or []:
+            _defaults(affinity, {"Weight": 50})
 
 
 def _defaults(obj: dict[str, Any], defaults: dict[str, Any]) -> None:

@@ -196,3 +196,31 @@ def test_artifacts_the_agent_cannot_fetch_are_refused_at_register(agent: InProce
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": escaping})
     assert r.status_code == 500 and "Artifact 4 validation failed: destination escapes allocation directory" in r.text
     assert agent.client.jobs.get_jobs() == []
+
+
+AFFINITY = """
+job "aff" {
+  group "aff" {
+    affinity {
+      attribute = "${node.datacenter}"
+      value     = "elsewhere"
+      weight    = WEIGHT
+    }
+    task "app" {
+      driver = "raw_exec"
+      SLEEPER
+    }
+  }
+}
+""".replace("SLEEPER", SLEEPER)
+
+
+def test_an_affinity_is_validated_and_the_one_node_is_still_used(agent: InProcessAgent) -> None:
+    import requests
+    bad = agent.client.jobs.parse(AFFINITY.replace("WEIGHT", "0"), canonicalize=True)
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": bad})
+    assert r.status_code == 500 and "Affinity 1 validation failed: Affinity weight cannot be zero" in r.text
+    # An affinity only scores nodes: with one node, even an unmet one places the allocation (as in Nomad).
+    register(agent, AFFINITY.replace("WEIGHT", "80"))
+    alloc = running(agent, "aff")
+    assert alloc["Job"]["TaskGroups"][0]["Affinities"][0]["Weight"] == 80

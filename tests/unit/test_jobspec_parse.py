@@ -146,8 +146,8 @@ def test_variables_defaults_overrides_and_locals():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('job "j" {\n  affinity {\n    attribute = "x"\n  }\n}\n',
-     'line 2, column 3: unsupported block "affinity" in job "j"'),
+    ('job "j" {\n  spread {\n    attribute = "x"\n  }\n}\n',
+     'line 2, column 3: unsupported block "spread" in job "j"'),
     ('job "j" {\n  group "web" {\n    volume "v" {}\n  }\n}\n', 'unsupported block "volume" in job "j" group "web"'),
     ('job "j" {\n  group "web" {\n    task "t" {\n      vault {}\n    }\n  }\n}\n',
      'unsupported block "vault" in job "j" group "web" task "t"'),
