@@ -224,3 +224,49 @@ def test_an_affinity_is_validated_and_the_one_node_is_still_used(agent: InProces
     register(agent, AFFINITY.replace("WEIGHT", "80"))
     alloc = running(agent, "aff")
     assert alloc["Job"]["TaskGroups"][0]["Affinities"][0]["Weight"] == 80
+
+
+KILL = """
+job "kill" {
+  group "kill" {
+    task "polite" {
+      driver      = "raw_exec"
+      kill_signal = "SIGUSR1"
+      config {
+        command = "python3"
+        args    = ["-u", "-c", "POLITE"]
+      }
+    }
+    task "stubborn" {
+      driver       = "raw_exec"
+      kill_timeout = "1s"
+      config {
+        command = "python3"
+        args    = ["-u", "-c", "STUBBORN"]
+      }
+    }
+  }
+}
+"""
+POLITE = ("import signal,sys,time;signal.signal(signal.SIGUSR1,lambda *a:(print('got USR1'),sys.exit(0)));"
+          "print('up');time.sleep(3600)")
+STUBBORN = "import signal,time;signal.signal(signal.SIGINT,signal.SIG_IGN);print('up');time.sleep(3600)"
+
+
+def test_kill_signal_and_kill_timeout_are_honoured(agent: InProcessAgent) -> None:
+    import requests
+    register(agent, KILL.replace("POLITE", POLITE).replace("STUBBORN", STUBBORN))
+    alloc = running(agent, "kill")
+
+    def out(task: str) -> str:
+        return requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}",
+                            params={"task": task, "type": "stdout", "plain": "true"}).text
+
+    wait_until(lambda: out("polite") == "up\n" and out("stubborn") == "up\n")
+    stubborn = task_pid(agent, alloc["ID"], "stubborn")
+    agent.client.job.deregister_job("kill", purge=False)
+    done = wait_until(lambda: (a := agent.client.allocation.get_allocation(alloc["ID"]))["ClientStatus"] == "complete"
+                      and a, 20)
+    assert out("polite") == "up\ngot USR1\n"  # its kill_signal, not SIGINT
+    killing = [e for e in done["TaskStates"]["stubborn"]["Events"] if e["Type"] == "Killing"]
+    assert killing[0]["Details"]["kill_timeout"] == "1s" and not alive(stubborn)  # SIGINT ignored: SIGKILL after 1s
