@@ -6,6 +6,7 @@ openat2(RESOLVE_BENEATH), so the kernel itself refuses any step (a `..`, an abso
 symlink, planted by a task, even between our check and our open) that would leave the allocation
 dir. Nomad follows a symlink whose absolute target happens to lie inside the allocation dir; we
 refuse absolute symlinks altogether (RESOLVE_BENEATH cannot tell them apart), which is stricter.
+openat2 needs Linux 5.6 or later.
 
 Reading a task's secrets dir is prohibited, as in Nomad, but judged on the file actually opened
 (its /proc/self/fd link), not on the path's spelling, so `local/link -> ../secrets/x` is refused too.
@@ -81,8 +82,10 @@ def open_beneath(root: Path, path: str, flags: int, op: str = "open") -> int:
         raise _oserror(e, op, full) from None
     try:
         how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
-        fd = _libc.syscall(_SYS_OPENAT2, root_fd, _relative(path).encode(), ctypes.byref(how),
-                           ctypes.sizeof(how))
+        # syscall(2) is variadic: pass every integer at its full width (long / size_t).
+        fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(root_fd),
+                           ctypes.c_char_p(_relative(path).encode()), ctypes.byref(how),
+                           ctypes.c_size_t(ctypes.sizeof(how)))
         if fd < 0:
             err = ctypes.get_errno()
             raise _oserror(OSError(err, os.strerror(err)), op, full)
