@@ -182,6 +182,10 @@ def _task(t: dict[str, Any], g: dict[str, Any], job: dict[str, Any]) -> None:
     t["Resources"] = _resources(t.get("Resources"))
     _defaults(t, {"KillTimeout": 5 * _S})
     t["LogConfig"] = _logs(t.get("LogConfig"))
+    if t.get("Vault") is not None:  # api.Vault.Canonicalize
+        _defaults(t["Vault"], {"Env": True, "DisableFile": False, "Namespace": "", "ChangeMode": "restart",
+                               "ChangeSignal": "SIGHUP", "AllowTokenExpiration": False})
+        t["Vault"]["Cluster"] = t["Vault"].get("Cluster") or "default"
     for artifact in t.get("Artifacts") or []:
         _artifact(artifact)
     for template in t.get("Templates") or []:

@@ -77,7 +77,7 @@ OBJECTS: dict[str, list[Field]] = {
         F("Resources", "obj", "resources", "Resources"), F("RestartPolicy", "obj", "restart", "RestartPolicy"),
         F("Meta", "smap", "meta"), F("KillTimeout", "dur", "kill_timeout"),
         F("LogConfig", "obj", "logs", "LogConfig"), F("Artifacts", "objs", "artifact", "Artifact"),
-        U("Vault", "vault"), U("Consul", "consul"), F("Templates", "objs", "template", "Template"),
+        F("Vault", "obj", "vault", "Vault"), U("Consul", "consul"), F("Templates", "objs", "template", "Template"),
         U("DispatchPayload", "dispatch_payload"), U("VolumeMounts", "volume_mount"),
         U("CSIPluginConfig", "csi_plugin"), F("Leader", "bool", "leader", zero=False),
         F("ShutdownDelay", "dur", "shutdown_delay", zero=0), F("KillSignal", "str", "kill_signal", zero=""),
@@ -227,6 +227,12 @@ OBJECTS: dict[str, list[Field]] = {
         F("MemoryMaxMB", "int", "memory_max"), F("DiskMB", "int"), U("Networks", "network"),
         U("Devices", "device"), U("IOPS"), U("NUMA", "numa"), U("SecretsMB", "secrets"),
     ],
+    "Vault": [
+        F("Policies", "strs", "policies"), F("Role", "str", "role", zero=""), F("Namespace", "str", "namespace"),
+        F("Cluster", "str", "cluster", zero=""), F("Env", "bool", "env"), F("DisableFile", "bool", "disable_file"),
+        F("ChangeMode", "str", "change_mode"), F("ChangeSignal", "str", "change_signal"),
+        F("AllowTokenExpiration", "bool", "allow_token_expiration"),
+    ],
     "Affinity": [
         F("LTarget", "str", "attribute", zero=""), F("RTarget", "str", "value", zero=""),
         F("Operand", "str", "operator", zero=""), F("Weight", "int", "weight"),
@@ -265,6 +271,7 @@ DIFF_NAMES: dict[str, str] = {
     "ConsulIngressService": "ConsulIngressService",
     "SidecarTask": "SidecarTask", "Resources": "Resources",
     "Lifecycle": "Lifecycle", "LogConfig": "LogConfig", "Artifact": "Artifact", "Template": "Template",
+    "Vault": "Vault",
 }
 
 

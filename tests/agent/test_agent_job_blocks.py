@@ -270,3 +270,16 @@ def test_kill_signal_and_kill_timeout_are_honoured(agent: InProcessAgent) -> Non
     assert out("polite") == "up\ngot USR1\n"  # its kill_signal, not SIGINT
     killing = [e for e in done["TaskStates"]["stubborn"]["Events"] if e["Type"] == "Killing"]
     assert killing[0]["Details"]["kill_timeout"] == "1s" and not alive(stubborn)  # SIGINT ignored: SIGKILL after 1s
+
+
+def test_a_vault_block_is_refused_as_nomad_refuses_a_disabled_vault(agent: InProcessAgent) -> None:
+    import requests
+    vault_block = 'vault {\n        policies = ["db"]\n      }'
+    hcl = AFFINITY.replace("WEIGHT", "50").replace('driver = "raw_exec"', f'driver = "raw_exec"\n      {vault_block}')
+    job = agent.client.jobs.parse(hcl, canonicalize=True)
+    vault = job["TaskGroups"][0]["Tasks"][0]["Vault"]
+    assert vault["Cluster"] == "default" and vault["Policies"] == ["db"] and vault["ChangeMode"] == "restart"
+    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job})
+    assert r.status_code == 500
+    assert r.text.rstrip() == '1 error occurred:\n\t* Vault "default" not enabled but used in the job'
+    assert agent.client.jobs.get_jobs() == []

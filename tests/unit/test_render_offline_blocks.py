@@ -32,7 +32,7 @@ def test_json_of_a_job_with_blocks_not_decoded_offline_says_so_and_writes_nothin
     source = tmp_path / "services" / "a" / "service.json"
     assert code == 2
     assert output == "".join(f"{prefix}{source}: {field}: {NOT_OFFLINE}\n" for prefix, field in [
-        ("Error: ", "nomad.group.volume"), ("", "nomad.task.vault"), ("", "nomad.task.volume_mount")])
+        ("Error: ", "nomad.group.volume"), ("", "nomad.task.volume_mount")])
     assert not (tmp_path / "jobs").exists()
 
 
