@@ -643,12 +643,14 @@ class AllocRunner:
         self.stop(final_status="failed", kill_event=event("Killed", why, FailsTask=True,
                                                           KillReason="network namespace deleted"))
 
-    def stop(self, final_status: str | None = "complete", kill_event: dict[str, Any] | None = None) -> None:
+    def stop(self, final_status: str | None = "complete", kill_event: dict[str, Any] | None = None,
+             shutdown_delay: bool = True) -> None:
         """Stop every task (kill_signal, then SIGKILL after kill_timeout), services and network.
 
         final_status None: the agent is shutting down; the allocation stays desired-running and is
         started again by the next agent (marked _AgentStopped so that is not counted as a restart).
         kill_event: recorded on every task instead of "Task successfully killed" (why it was killed).
+        shutdown_delay False: kill without waiting the job's shutdown_delay (a stop the agent resumes).
         """
         if final_status is None:
             self._delay_stop.set()  # a stop already waiting out a shutdown_delay ends it now
@@ -661,7 +663,8 @@ class AllocRunner:
         # Nomad's shutdown_delay: services are gone from the catalog first, then the group's delay,
         # then each task its own, so clients stop picking this allocation before its tasks are
         # signalled. An agent shutting down (tasks left for the next agent) or a lost network waits not.
-        delays = self._shutdown_delays() if final_status is not None and kill_event is None else {}
+        waits = shutdown_delay and final_status is not None and kill_event is None
+        delays = self._shutdown_delays() if waits else {}
         if delays.get(""):
             self._delay_stop.wait(delays[""] / 1e9)
         threads = [threading.Thread(target=self._stop_task, args=(n, h, delays.get(n, 0)))
