@@ -109,7 +109,7 @@ def _keys(r: Reader, value: dict[str, Any], where: str) -> None:
 
 def not_decoded(level: str, value: Any, path: str | None = None) -> list[str]:
     """Paths of the blocks and attributes in one generic map (`nomad.<level>`) that Nomad has and
-    nomadmesh's jobspec parser does not decode (vault, volume, affinity...): the HCL carries them to
+    nomadmesh's jobspec parser does not decode (volume, spread...): the HCL carries them to
     Nomad, but an offline parse (`render --format json`) cannot turn them into Job JSON."""
     return _not_decoded(LEVELS[level][0], value, path or join("nomad", level))
 

@@ -80,8 +80,16 @@ def canonicalize(job: dict[str, Any]) -> dict[str, Any]:
         _defaults(j["ParameterizedJob"], {"Payload": "optional"})  # Nomad's DispatchPayloadOptional
     for group in j.get("TaskGroups") or []:
         _group(group, j)
+    _affinities(j, *(j.get("TaskGroups") or []), *(t for g in j.get("TaskGroups") or [] for t in g.get("Tasks") or []))
     _fill("Job", j)
     return j
+
+
+def _affinities(*owners: dict[str, Any]) -> None:
+    """api.Affinity.Canonicalize: a weight of 50 unless given."""
+    for owner in owners:
+        for affinity in owner.get("Affinities") or []:
+            _defaults(affinity, {"Weight": 50})
 
 
 def _defaults(obj: dict[str, Any], defaults: dict[str, Any]) -> None:
@@ -176,6 +184,10 @@ def _task(t: dict[str, Any], g: dict[str, Any], job: dict[str, Any]) -> None:
     t["Resources"] = _resources(t.get("Resources"))
     _defaults(t, {"KillTimeout": 5 * _S})
     t["LogConfig"] = _logs(t.get("LogConfig"))
+    if t.get("Vault") is not None:  # api.Vault.Canonicalize
+        _defaults(t["Vault"], {"Env": True, "DisableFile": False, "Namespace": "", "ChangeMode": "restart",
+                               "ChangeSignal": "SIGHUP", "AllowTokenExpiration": False})
+        t["Vault"]["Cluster"] = t["Vault"].get("Cluster") or "default"
     for artifact in t.get("Artifacts") or []:
         _artifact(artifact)
     for template in t.get("Templates") or []:

@@ -173,9 +173,24 @@ def _constraint(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -
     return handled
 
 
+def _affinity(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -> set[str]:
+    """An affinity takes the constraint's operator attributes (`regexp = ...`), not distinct_*."""
+    handled: set[str] = set()
+    for op in _CONSTRAINT_OPERATORS:
+        if op in body.attrs:
+            attr = body.attrs[op]
+            out["Operand"] = op
+            out["RTarget"] = dec.convert("str", dec.ev.value(attr.expr), op, where, attr)
+            handled.add(op)
+    if "operator" not in body.attrs and "Operand" not in out:
+        out["Operand"] = "="
+    return handled
+
+
 _SPECIAL: dict[str, Callable[[Decoder, hcl.Body, dict[str, Any], str], set[str]]] = {
     "Network": _network,
     "Constraint": _constraint,
+    "Affinity": _affinity,
 }
 
 

@@ -43,7 +43,7 @@ OBJECTS: dict[str, list[Field]] = {
         F("Name", "str", "name"), F("Type", "str", "type"), F("Priority", "int", "priority"),
         F("AllAtOnce", "bool", "all_at_once"), F("Datacenters", "strs", "datacenters"),
         F("NodePool", "str", "node_pool"),
-        F("Constraints", "objs", "constraint", "Constraint"), U("Affinities", "affinity"),
+        F("Constraints", "objs", "constraint", "Constraint"), F("Affinities", "objs", "affinity", "Affinity"),
         F("TaskGroups", "objs", "group", "TaskGroup"), F("Update", "obj", "update", "Update"),
         U("Multiregion", "multiregion"), U("Spreads", "spread"), U("Periodic", "periodic"),
         F("ParameterizedJob", "obj", "parameterized", "ParameterizedJobConfig"),
@@ -59,7 +59,7 @@ OBJECTS: dict[str, list[Field]] = {
     ],
     "TaskGroup": [
         F("Name", "str"), F("Count", "int", "count"),
-        F("Constraints", "objs", "constraint", "Constraint"), U("Affinities", "affinity"),
+        F("Constraints", "objs", "constraint", "Constraint"), F("Affinities", "objs", "affinity", "Affinity"),
         F("Tasks", "objs", "task", "Task"), U("Spreads", "spread"), U("Volumes", "volume"),
         F("RestartPolicy", "obj", "restart", "RestartPolicy"), U("Disconnect", "disconnect"),
         F("ReschedulePolicy", "obj", "reschedule", "ReschedulePolicy"),
@@ -74,12 +74,12 @@ OBJECTS: dict[str, list[Field]] = {
     "Task": [
         F("Name", "str", zero=""), F("Driver", "str", "driver", zero=""), F("User", "str", "user", zero=""),
         F("Lifecycle", "obj", "lifecycle", "Lifecycle"), F("Config", "any", "config"),
-        F("Constraints", "objs", "constraint", "Constraint"), U("Affinities", "affinity"),
+        F("Constraints", "objs", "constraint", "Constraint"), F("Affinities", "objs", "affinity", "Affinity"),
         F("Env", "smap", "env"), F("Services", "objs", "service", "Service"),
         F("Resources", "obj", "resources", "Resources"), F("RestartPolicy", "obj", "restart", "RestartPolicy"),
         F("Meta", "smap", "meta"), F("KillTimeout", "dur", "kill_timeout"),
         F("LogConfig", "obj", "logs", "LogConfig"), F("Artifacts", "objs", "artifact", "Artifact"),
-        U("Vault", "vault"), U("Consul", "consul"), F("Templates", "objs", "template", "Template"),
+        F("Vault", "obj", "vault", "Vault"), U("Consul", "consul"), F("Templates", "objs", "template", "Template"),
         F("DispatchPayload", "obj", "dispatch_payload", "DispatchPayloadConfig"), U("VolumeMounts", "volume_mount"),
         U("CSIPluginConfig", "csi_plugin"), F("Leader", "bool", "leader", zero=False),
         F("ShutdownDelay", "dur", "shutdown_delay", zero=0), F("KillSignal", "str", "kill_signal", zero=""),
@@ -234,6 +234,16 @@ OBJECTS: dict[str, list[Field]] = {
         F("MemoryMaxMB", "int", "memory_max"), F("DiskMB", "int"), U("Networks", "network"),
         U("Devices", "device"), U("IOPS"), U("NUMA", "numa"), U("SecretsMB", "secrets"),
     ],
+    "Vault": [
+        F("Policies", "strs", "policies"), F("Role", "str", "role", zero=""), F("Namespace", "str", "namespace"),
+        F("Cluster", "str", "cluster", zero=""), F("Env", "bool", "env"), F("DisableFile", "bool", "disable_file"),
+        F("ChangeMode", "str", "change_mode"), F("ChangeSignal", "str", "change_signal"),
+        F("AllowTokenExpiration", "bool", "allow_token_expiration"),
+    ],
+    "Affinity": [
+        F("LTarget", "str", "attribute", zero=""), F("RTarget", "str", "value", zero=""),
+        F("Operand", "str", "operator", zero=""), F("Weight", "int", "weight"),
+    ],
     "Lifecycle": [F("Hook", "str", "hook", zero=""), F("Sidecar", "bool", "sidecar", zero=False)],
     "LogConfig": [
         F("MaxFiles", "int", "max_files"), F("MaxFileSizeMB", "int", "max_file_size"),
@@ -258,7 +268,7 @@ OBJECTS: dict[str, list[Field]] = {
 
 # The name each object goes by in plan diffs (Nomad's ObjectDiff names).
 DIFF_NAMES: dict[str, str] = {
-    "Constraint": "Constraint", "Update": "Update", "RestartPolicy": "RestartPolicy",
+    "Constraint": "Constraint", "Affinity": "Affinity", "Update": "Update", "RestartPolicy": "RestartPolicy",
     "ReschedulePolicy": "ReschedulePolicy", "Migrate": "Migrate", "EphemeralDisk": "EphemeralDisk",
     "Network": "Network", "Port": "Port", "DNS": "DNS", "Service": "Service", "Check": "Check",
     "CheckRestart": "CheckRestart", "Connect": "ConsulConnect", "SidecarService": "SidecarService",
@@ -268,6 +278,7 @@ DIFF_NAMES: dict[str, str] = {
     "ConsulIngressService": "ConsulIngressService",
     "SidecarTask": "SidecarTask", "Resources": "Resources",
     "Lifecycle": "Lifecycle", "LogConfig": "LogConfig", "Artifact": "Artifact", "Template": "Template",
+    "Vault": "Vault",
 }
 
 

@@ -4,6 +4,7 @@ Works on a canonicalized job (run `canonicalize` first); returns every problem, 
 """
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
@@ -45,6 +46,7 @@ def validate(job: dict[str, Any]) -> list[str]:
         errors.append("Missing job datacenters")
     if job.get("ParameterizedJob") is not None and not job.get("Dispatched"):
         errors.extend(_parameterized(job))
+    errors.extend(_affinities(job, job.get("Type") == "system"))
     groups = job.get("TaskGroups") or []
     if not groups:
         errors.append("Missing job task groups")
@@ -83,6 +85,7 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
     tasks = g.get("Tasks") or []
     if not tasks:
         errors.append("Missing tasks for task group")
+    errors.extend(_affinities(g, job.get("Type") == "system"))
     restart = g.get("RestartPolicy") or {}
     if restart.get("Mode") not in _RESTART_MODES:
         errors.append(f'Unsupported restart mode: "{restart.get("Mode")}"')
@@ -118,7 +121,8 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
         else:
             task_names[name] = i
         leaders += 1 if task.get("Leader") else 0
-        errors.extend(f'Task {name or i + 1} validation failed: {e}' for e in _task(task, labels))
+        errors.extend(f'Task {name or i + 1} validation failed: {e}'
+                      for e in _task(task, labels, job.get("Type") == "system"))
     if leaders > 1:
         errors.append("Only one task may be marked as leader")
 
@@ -227,8 +231,9 @@ def _ports(networks: list[dict[str, Any]], errors: list[str]) -> set[str]:
     return labels
 
 
-def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
+def _task(t: dict[str, Any], labels: set[str], system: bool = False) -> list[str]:
     errors: list[str] = []
+    errors.extend(_affinities(t, system))
     if not t.get("Driver"):
         errors.append("Missing task driver")
     resources = t.get("Resources") or {}
@@ -249,14 +254,71 @@ def _task(t: dict[str, Any], labels: set[str]) -> list[str]:
             errors.append(f"Template {i} has same destination as {destinations[dest]}")
         else:
             destinations[dest] = i
-    for artifact in t.get("Artifacts") or []:
+    for i, artifact in enumerate(t.get("Artifacts") or [], 1):
         if not artifact.get("GetterSource"):
             errors.append("Artifact must have a source")
+        errors.extend(f"Artifact {i} validation failed: {e}" for e in _artifact(artifact))
     payload_file = (t.get("DispatchPayload") or {}).get("File") or ""
     if posixpath.normpath("task/local/" + payload_file).startswith("..") or "\x00" in payload_file:
         errors.append("Dispatch Payload validation failed: destination escapes allocation directory")
     for service in t.get("Services") or []:
         errors.extend(_service(service, {}, labels, set(), "", group_level=False))
+    return errors
+
+
+_AFFINITY_NEEDS_VALUE = ("=", "==", "is", "!=", "not", "<", "<=", ">", ">=")
+
+
+def _affinities(owner: dict[str, Any], system: bool) -> list[str]:
+    """Nomad's Affinity.Validate for each of a job's, group's or task's affinities."""
+    affinities = owner.get("Affinities") or []
+    if system and affinities:
+        return ["System jobs may not have an affinity block"]
+    errors: list[str] = []
+    for i, a in enumerate(affinities, 1):
+        errors.extend(f"Affinity {i} validation failed: {e}" for e in _affinity(a))
+    return errors
+
+
+def _affinity(a: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    op, rtarget = a.get("Operand") or "", a.get("RTarget") or ""
+    if not op:
+        errors.append("Missing affinity operand")
+    if op in ("set_contains", "set_contains_any", "set_contains_all"):
+        if not rtarget:
+            errors.append("Set contains operators require an RTarget")
+    elif op == "regexp":
+        try:
+            re.compile(rtarget)
+        except re.error as e:
+            errors.append(f"Regular expression failed to compile: {e}")
+    elif op in ("version", "semver"):
+        pass  # kept for Nomad to judge; the dev agent's scheduler ignores affinities (one node)
+    elif op in _AFFINITY_NEEDS_VALUE:
+        if not rtarget:
+            errors.append(f"Operator {json.dumps(op)} requires an RTarget")
+    elif op:
+        errors.append(f"Unknown affinity operator {json.dumps(op)}")
+    if not a.get("LTarget"):
+        errors.append("No LTarget provided but is required")
+    weight = a.get("Weight") or 0
+    if weight == 0:
+        errors.append("Affinity weight cannot be zero")
+    if not -100 <= weight <= 100:
+        errors.append("Affinity weight must be within the range [-100,100]")
+    return errors
+
+
+def _artifact(a: dict[str, Any]) -> list[str]:
+    """Nomad's TaskArtifact.Validate: the mode, and a destination that stays in the allocation."""
+    errors: list[str] = []
+    mode = a.get("GetterMode") or "any"
+    if mode not in ("any", "file", "dir"):
+        errors.append(f"invalid artifact mode {json.dumps(mode)}; must be one of: any, file, dir")
+    placed = posixpath.normpath("/alloc-dir/alloc-id/task/" + (a.get("RelativeDest") or ""))
+    if posixpath.relpath(placed, "/alloc-dir/alloc-id").startswith(".."):
+        errors.append("destination escapes allocation directory")
     return errors
 
 

@@ -90,8 +90,8 @@ def test_bad_input_gets_nomads_codes_and_one_line(agent: InProcessAgent) -> None
     assert r.status_code == 400 and "TaskGroups" in r.text
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": {"ID": "x"}, "Bogus": 1})
     assert r.status_code == 400 and "Bogus" in r.text
-    r = requests.post(f"{agent.addr}/v1/jobs/parse", json={"JobHCL": 'job "x" { group "g" { affinity {} } }'})
-    assert r.status_code == 400 and "affinity" in r.text
+    r = requests.post(f"{agent.addr}/v1/jobs/parse", json={"JobHCL": 'job "x" { group "g" { spread {} } }'})
+    assert r.status_code == 400 and "spread" in r.text
     r = requests.post(f"{agent.addr}/v1/jobs", data=b"x" * (9 * 1024 * 1024))
     assert r.status_code == 413
     for path in ("/v1/allocation/00000000-0000-0000-0000-000000000000", "/v1/evaluation/nope-nope-nope",

@@ -39,7 +39,7 @@ def test_free_form_config_is_kept_as_is():
      "Job.TaskGroups[0].Tasks[0].Env[A]: expected a string, got number"),
     ({"ID": "j", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "KillTimeout": "5s"}]}]},
      "Job.TaskGroups[0].Tasks[0].KillTimeout: expected an integer (nanoseconds), got string"),
-    ({"ID": "j", "Affinities": [{"LTarget": "x"}]}, "Job.Affinities: not supported by this agent"),
+    ({"ID": "j", "Spreads": [{"Attribute": "x"}]}, "Job.Spreads: not supported by this agent"),
     ({"ID": "j", "TaskGroups": [{"Name": "g", "Services": [{"Name": "s", "Checkz": []}]}]},
      'Job.TaskGroups[0].Services[0]: unknown field "Checkz"'),
     ({"ID": "j", "id": "k"}, 'field "ID" given twice'),

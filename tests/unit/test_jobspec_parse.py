@@ -146,11 +146,11 @@ def test_variables_defaults_overrides_and_locals():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('job "j" {\n  affinity {\n    attribute = "x"\n  }\n}\n',
-     'line 2, column 3: unsupported block "affinity" in job "j"'),
+    ('job "j" {\n  spread {\n    attribute = "x"\n  }\n}\n',
+     'line 2, column 3: unsupported block "spread" in job "j"'),
     ('job "j" {\n  group "web" {\n    volume "v" {}\n  }\n}\n', 'unsupported block "volume" in job "j" group "web"'),
-    ('job "j" {\n  group "web" {\n    task "t" {\n      vault {}\n    }\n  }\n}\n',
-     'unsupported block "vault" in job "j" group "web" task "t"'),
+    ('job "j" {\n  group "web" {\n    task "t" {\n      dispatch_payload {}\n    }\n  }\n}\n',
+     'unsupported block "dispatch_payload" in job "j" group "web" task "t"'),
     ('job "j" {\n  group "g" {\n    colour = "red"\n  }\n}\n', 'line 3, column 5: unsupported attribute "colour"'),
     # Ingress gateways are implemented; terminating and mesh gateways are refused by name.
     ('job "j" {\n  group "g" {\n    service {\n      connect {\n        gateway {\n          terminating {}\n'

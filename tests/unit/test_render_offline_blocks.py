@@ -1,5 +1,5 @@
 """`render --format json` of a job with a Nomad block the offline jobspec parser does not decode
-(vault, volume, volume_mount, affinity...): a clear `file: field: message` naming the block and what
+(vault, volume, volume_mount, spread...): a clear `file: field: message` naming the block and what
 to use instead, exit 2, nothing written; never "does not parse back" as if it were a template bug.
 The HCL of the same job still renders (issue 12 item 1/4)."""
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_json_of_a_job_with_blocks_not_decoded_offline_says_so_and_writes_nothin
     source = tmp_path / "services" / "a" / "service.json"
     assert code == 2
     assert output == "".join(f"{prefix}{source}: {field}: {NOT_OFFLINE}\n" for prefix, field in [
-        ("Error: ", "nomad.group.volume"), ("", "nomad.task.vault"), ("", "nomad.task.volume_mount")])
+        ("Error: ", "nomad.group.volume"), ("", "nomad.task.volume_mount")])
     assert not (tmp_path / "jobs").exists()
 
 
@@ -62,10 +62,10 @@ def test_a_project_template_writing_such_a_block_gets_the_same_reason(tmp_path: 
     anchor = 'type = "service"\n'
     assert anchor in job
     (tmp_path / "templates" / "job.nomad.hcl.j2").write_text(
-        job.replace(anchor, anchor + 'affinity {\nattribute = "${node.datacenter}"\nvalue = "dc1"\n}\n', 1))
+        job.replace(anchor, anchor + 'spread {\nattribute = "${node.datacenter}"\n}\n', 1))
     code, output = _render(tmp_path, "--format", "json")
     assert code == 2, output
-    assert output == f"Error: {tmp_path / 'services' / 'a' / 'service.json'}: job 'a': 'affinity': {NOT_OFFLINE}\n"
+    assert output == f"Error: {tmp_path / 'services' / 'a' / 'service.json'}: job 'a': 'spread': {NOT_OFFLINE}\n"
     assert "does not parse back" not in output
 
 

@@ -11,6 +11,8 @@
     nomad_events.py /v1/event/stream
     nomad_nodes.py  /v1/node/<id>/drain|eligibility|evaluate|purge
     nomad_system.py /v1/system/gc, /v1/system/reconcile/summaries
+    nomad_fs.py     /v1/client/fs/{ls,stat,cat,readat,stream}/<alloc>
+    nomad_stats.py  /v1/client/stats, /v1/client/allocation/<alloc>/stats
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -26,12 +28,14 @@ from nomadmesh.agent.http import (
     nomad_alloc_actions,
     nomad_deployment_actions,
     nomad_events,
+    nomad_fs,
     nomad_job_actions,
     nomad_jobs,
     nomad_logs,
     nomad_namespaces,
     nomad_nodes,
     nomad_reads,
+    nomad_stats,
     nomad_system,
     nomad_variables,
 )
@@ -62,6 +66,8 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_events.bp)
     app.register_blueprint(nomad_nodes.bp)
     app.register_blueprint(nomad_system.bp)
+    app.register_blueprint(nomad_fs.bp)
+    app.register_blueprint(nomad_stats.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

@@ -19,7 +19,15 @@ from nomadmesh.agent.http.nomad_util import (
     request_namespace,
     strip_private,
 )
-from nomadmesh.agent.nomad import feasibility, jobs as jobstore, planner, spec, task_templates
+from nomadmesh.agent.nomad import (
+    admission,
+    feasibility,
+    jobs as jobstore,
+    planner,
+    spec,
+    task_artifacts,
+    task_templates,
+)
 from nomadmesh.agent.nomad.structs import alloc_stub
 
 bp = Blueprint("nomad_jobs", __name__)
@@ -66,8 +74,11 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
         raise HTTPError(400, str(e)) from None
     except spec.SpecInvalid as e:
         raise HTTPError(500, str(e)) from None
+    unavailable = admission.refusals(job)  # what Nomad's admission validators refuse on this agent
+    if unavailable:
+        raise HTTPError(500, str(spec.SpecInvalid(unavailable)))
     # a template the agent would render wrong, a constraint it cannot evaluate: never stored
-    refused = task_templates.refusal(job) or feasibility.unevaluated_constraint(job)
+    refused = task_templates.refusal(job) or task_artifacts.refusal(job) or feasibility.unevaluated_constraint(job)
     if refused:
         raise HTTPError(400, refused)
     return job

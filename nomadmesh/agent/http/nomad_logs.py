@@ -22,7 +22,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.nomad_ctx import ctx, scheduler
-from nomadmesh.agent.http.nomad_util import HTTPError, parse_bool, parse_int
+from nomadmesh.agent.http.nomad_util import HTTPError, go_bool, go_int
 
 bp = Blueprint("nomad_logs", __name__)
 
@@ -37,16 +37,20 @@ def _frame(data: bytes, offset: int, file: str) -> bytes:
 
 @bp.get("/v1/client/fs/logs/<alloc_id>")
 def logs(alloc_id: str) -> Response:
+    # Checked in the order Nomad's handler checks them, with its texts.
     task = request.args.get("task", "")
-    kind = request.args.get("type", "")
     if not task:
-        raise HTTPError(400, "must include task name")
+        raise HTTPError(400, "must provide task name")
+    follow = go_bool("follow", request.args.get("follow", ""))
+    plain = go_bool("plain", request.args.get("plain", ""))
+    kind = request.args.get("type", "")
     if kind not in ("stdout", "stderr"):
-        raise HTTPError(400, "must include file type: stdout or stderr")
-    origin = request.args.get("origin", "start")
-    offset = parse_int("offset", 0)
-    follow = parse_bool("follow")
-    plain = parse_bool("plain")
+        raise HTTPError(400, "must provide log type (stdout/stderr)")
+    offset_raw = request.args.get("offset", "")
+    offset = go_int("offset", offset_raw, 400) if offset_raw else 0
+    origin = request.args.get("origin", "") or "start"
+    if origin not in ("start", "end"):
+        raise HTTPError(400, "origin must be start or end")
     rec = ctx().state.get("alloc", alloc_id)
     if rec is None:
         raise HTTPError(404, f"Unknown allocation \"{alloc_id}\"")

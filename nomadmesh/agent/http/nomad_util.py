@@ -23,9 +23,9 @@ from nomadmesh.agent.http.common import (
 )
 from nomadmesh.agent.state import State
 
-__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_fields", "in_namespace", "json_body",
-           "parse_bool", "parse_duration", "parse_int", "read_endpoint", "reply", "request_namespace", "strip_private",
-           "text_error"]
+__all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_bool", "go_fields", "go_int", "in_namespace",
+           "json_body", "parse_bool", "parse_duration", "parse_int", "read_endpoint", "reply", "request_namespace",
+           "strip_private", "text_error"]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -43,6 +43,26 @@ def parse_bool(name: str, default: bool = False) -> bool:
     if raw in _FALSE:
         return False
     raise HTTPError(400, f"Failed to parse value of {name!r} ({raw!r}) as a bool")
+
+
+def go_bool(name: str, raw: str, status: int = 400) -> bool:
+    """A client fs flag: "" is false; otherwise strconv.ParseBool, its failure worded as Nomad's fs handlers do."""
+    if raw == "" or raw in _FALSE:
+        return False
+    if raw in _TRUE:
+        return True
+    raise HTTPError(status, f'failed to parse {name} field to boolean: strconv.ParseBool: parsing "{raw}": '
+                            "invalid syntax")
+
+
+def go_int(name: str, raw: str, status: int) -> int:
+    """strconv.ParseInt(raw, 10, 64), its failure worded as Nomad's fs handlers word it."""
+    if raw.strip() == raw and "_" not in raw:  # Python's int() accepts spaces and underscores, Go does not
+        try:
+            return int(raw, 10)
+        except ValueError:
+            pass
+    raise HTTPError(status, f'error parsing {name}: strconv.ParseInt: parsing "{raw}": invalid syntax')
 
 
 def parse_int(name: str, default: int = 0) -> int:

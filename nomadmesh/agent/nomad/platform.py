@@ -20,16 +20,24 @@ from typing import Any
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import ALLOC_ROOT_MODE, make_shared_root
 from nomadmesh.agent.runtime import (
+    allocfs as rt_allocfs,
+    artifacts as rt_artifacts,
     cni as rt_cni,
     env as rt_env,
     logs as rt_logs,
     process as rt_process,
+    procstats as rt_procstats,
     restarts as rt_restarts,
     taskdir as rt_taskdir,
     users as rt_users,
 )
 
 log = logging.getLogger("nomadmesh.agent.platform")
+
+AllocFsError = rt_allocfs.AllocFsError  # the client fs API maps its kinds to Nomad's status codes
+OpenFile = rt_allocfs.OpenFile
+ArtifactError = rt_artifacts.ArtifactError
+artifact_unsupported = rt_artifacts.unsupported
 
 # Nomad's own bridge: `nomad`, 172.26.64.0/20 (client/allocrunner/networking_bridge_linux.go).
 BRIDGE_NAME = "nomad"
@@ -287,6 +295,9 @@ class Platform:
     def signal_task(self, handle: rt_process.TaskProcess, signal_name: str, reason: str) -> None:
         handle.signal(rt_process.signal_number(signal_name), reason)
 
+    def note_task_event(self, handle: rt_process.TaskProcess, event_type: str, message: str) -> None:
+        handle.note(event_type, message)
+
     def stop_task(self, handle: rt_process.TaskProcess) -> None:
         handle.stop()
 
@@ -310,3 +321,49 @@ class Platform:
         rt_logs.read(root, task, kind, offset, origin, limit=0)  # validates eagerly
         return rt_logs.follow(root, task, kind, offset, origin, heartbeat_s=heartbeat_s, done=done, stop=stop,
                            poll_s=poll_s)
+
+    # --- artifacts --------------------------------------------------------------------------------
+
+    def fetch_artifacts(self, alloc_dir: str, task: dict[str, Any], env: dict[str, str]) -> None:
+        """Each of the task's artifacts, interpolated with its env, into its dir (ArtifactError)."""
+        task_dir = rt_taskdir.AllocDir(Path(alloc_dir)).task(task["Name"]).root
+        for artifact in task.get("Artifacts") or []:
+            options = {k: self.interpolate(str(v), env) for k, v in (artifact.get("GetterOptions") or {}).items()}
+            rt_artifacts.fetch(task_dir, self.interpolate(artifact.get("GetterSource") or "", env),
+                               self.interpolate(artifact.get("RelativeDest") or "local/", env),
+                               artifact.get("GetterMode") or "any", options)
+
+    # --- allocation files (client fs API) ----------------------------------------------------
+
+    def alloc_fs_root(self, alloc_id: str) -> Path | None:
+        """The allocation's dir, or None when it is gone (garbage-collected, or never built)."""
+        root = rt_taskdir.AllocDirs(self.alloc_root).path(alloc_id).root
+        return root if root.is_dir() else None
+
+    def fs_list(self, root: Path, path: str) -> list[dict[str, Any]]:
+        return rt_allocfs.list_dir(root, path)
+
+    def fs_stat(self, root: Path, path: str) -> dict[str, Any]:
+        return rt_allocfs.stat_path(root, path)
+
+    def fs_open(self, root: Path, path: str) -> rt_allocfs.OpenFile:
+        return rt_allocfs.open_file(root, path)
+
+    # --- resource usage (client stats API) ---------------------------------------------------
+
+    def alloc_stats(self, alloc: dict[str, Any], task_filter: str = "") -> dict[str, Any]:
+        """Nomad's AllocResourceUsage: each live task's process tree; the total sums them."""
+        total, tasks, latest = rt_procstats.empty_usage(measured=False), {}, 0
+        for name, handle in sorted((alloc.get("_Handles") or {}).items()):
+            if not handle or (task_filter and task_filter != name) or not self.task_alive(handle):
+                continue
+            usage = rt_procstats.task_usage(int(handle["Pid"]))
+            if usage is None:
+                continue
+            tasks[name] = usage
+            rt_procstats.add_usage(total, usage["ResourceUsage"])
+            latest = max(latest, usage["Timestamp"])
+        return {"ResourceUsage": total, "Tasks": tasks, "Timestamp": latest}
+
+    def host_stats(self) -> dict[str, Any]:
+        return rt_procstats.host_stats(self.alloc_root if self.alloc_root.is_dir() else self.data_dir)

@@ -18,16 +18,18 @@ import os
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad import connect_hook, snappy_block, task_plan, task_templates
-from nomadmesh.agent.nomad.platform import Platform, TaskSpec
+from nomadmesh.agent.nomad.platform import ArtifactError, Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import now_ns
+from nomadmesh.durations import go_duration
 
 __all__ = ["AllocRunner", "ClientActionError", "Platform"]
 
@@ -74,7 +76,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
         ts.update(State="dead", FinishedAt=ev["Time"], Failed=ts["Failed"] or bool(ev.get("FailsTask")))
     elif kind == "Terminated" and ev.get("_final"):
         ts.update(State="dead", Failed=bool(ev.get("FailsTask")), FinishedAt=ev["Time"])
-    elif kind == "Setup Failure" or kind == "Driver Failure":
+    elif kind in ("Setup Failure", "Driver Failure", "Failed Artifact Download"):
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     public = {k: v for k, v in ev.items() if not k.startswith("_")}
     ts["Events"] = [*(ts.get("Events") or []), public][-MAX_EVENTS:]
@@ -123,6 +125,8 @@ class AllocRunner:
         # when those change)
         self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
         self._template_watch: threading.Thread | None = None
+        self._leader_dead = False  # the group's leader task died and its followers were killed
+        self._delay_stop = threading.Event()  # set to cut shutdown delays short (the agent is leaving)
 
     # --- state helpers ------------------------------------------------------------------------
 
@@ -241,6 +245,8 @@ class AllocRunner:
             return
         if doc["ClientStatus"] == "running" and not self.stopping:
             self._register_services(doc)
+        if not self.stopping and self._claim_leader_death(doc):
+            threading.Thread(target=self._kill_followers, daemon=True).start()
         if doc["ClientStatus"] in ("complete", "failed") and not self.stopping:
             threading.Thread(target=self._cleanup_after_exit, daemon=True).start()
         self.notify()
@@ -271,6 +277,33 @@ class AllocRunner:
             # `_update` calling it before then.
             description = f"setup failed: {e}"
             self._update(lambda d: dict(d, ClientDescription=description))
+
+    def _claim_leader_death(self, doc: dict[str, Any]) -> bool:
+        """True, once, when a `leader = true` task is dead (and did not fail) while others still run:
+        Nomad then kills the rest of the group ("Leader Task Dead")."""
+        states = doc.get("TaskStates") or {}
+        tasks = self._group(doc).get("Tasks") or []
+        leader_dead = any(t.get("Leader") and (states.get(t["Name"]) or {}).get("State") == "dead"
+                          and not (states.get(t["Name"]) or {}).get("Failed") for t in tasks)
+        others_live = any((states.get(t["Name"]) or {}).get("State") != "dead" for t in tasks if not t.get("Leader"))
+        if not (leader_dead and others_live):
+            return False
+        with self._lock:
+            if self._leader_dead:
+                return False
+            self._leader_dead = True
+            return True
+
+    def _kill_followers(self) -> None:
+        with self._lock:
+            live = {n: h for n, h in self._handles.items() if not self.platform.task_done(h)}
+        for handle in live.values():
+            self.platform.note_task_event(handle, "Leader Task Dead", "Leader Task in Group dead")
+        threads = [threading.Thread(target=self._stop_task, args=(n, h)) for n, h in live.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def _group(self, alloc: dict[str, Any]) -> dict[str, Any]:
         return next(g for g in alloc["Job"]["TaskGroups"] if g["Name"] == alloc["TaskGroup"])
@@ -353,6 +386,8 @@ class AllocRunner:
                 prev = (self._alloc() or {}).get("TaskStates", {}).get(name) or prev
             if todo in (task_plan.Step.RESTART, task_plan.Step.RESUME):
                 self._base[name] = (int(prev.get("Restarts") or 0), list(prev.get("Events") or []))
+            if task.get("Artifacts") and not self._fetch_artifacts(task, alloc_dir, spec):
+                continue  # "Failed Artifact Download" is recorded
             if task.get("Templates"):
                 outcome, rendered = self._render_templates(task, alloc_dir, spec, wait=not restore)
                 if outcome == "stopped":
@@ -373,6 +408,17 @@ class AllocRunner:
             cur = self._alloc()
             if cur is not None and cur["ClientStatus"] == "running":
                 self._register_services(cur)
+
+    def _fetch_artifacts(self, task: dict[str, Any], alloc_dir: str, spec: TaskSpec) -> bool:
+        """Nomad's artifact hook, before templates and the start: False (the task failed) on an error."""
+        try:
+            self.platform.fetch_artifacts(alloc_dir, task, spec.env)
+        except ArtifactError as e:
+            log.warning("allocation %s: task %s: artifact: %s", self.alloc_id[:8], task["Name"], e)
+            self._record(task["Name"], event("Failed Artifact Download", str(e), FailsTask=True,
+                                             DownloadError=str(e)))
+            return False
+        return True
 
     def _launch(self, task: dict[str, Any], spec: TaskSpec) -> bool:
         """Start the task's process (and wait for a prestart task to finish); False when the
@@ -677,21 +723,32 @@ class AllocRunner:
         self.stop(final_status="failed", kill_event=event("Killed", why, FailsTask=True,
                                                           KillReason="network namespace deleted"))
 
-    def stop(self, final_status: str | None = "complete", kill_event: dict[str, Any] | None = None) -> None:
+    def stop(self, final_status: str | None = "complete", kill_event: dict[str, Any] | None = None,
+             shutdown_delay: bool = True) -> None:
         """Stop every task (kill_signal, then SIGKILL after kill_timeout), services and network.
 
         final_status None: the agent is shutting down; the allocation stays desired-running and is
         started again by the next agent (marked _AgentStopped so that is not counted as a restart).
         kill_event: recorded on every task instead of "Task successfully killed" (why it was killed).
+        shutdown_delay False: kill without waiting the job's shutdown_delay (a stop the agent resumes).
         """
         if final_status is None:
+            self._delay_stop.set()  # a stop already waiting out a shutdown_delay ends it now
             self._update(lambda d: dict(d, _AgentStopped=True))
         with self._lock:
             self.stopping = True
             self._shutting_down = final_status is None
             handles = dict(self._handles)
         self._deregister_services()
-        threads = [threading.Thread(target=self._stop_task, args=(n, h)) for n, h in handles.items()]
+        # Nomad's shutdown_delay: services are gone from the catalog first, then the group's delay,
+        # then each task its own, so clients stop picking this allocation before its tasks are
+        # signalled. An agent shutting down (tasks left for the next agent) or a lost network waits not.
+        waits = shutdown_delay and final_status is not None and kill_event is None
+        delays = self._shutdown_delays() if waits else {}
+        if delays.get(""):
+            self._delay_stop.wait(delays[""] / 1e9)
+        threads = [threading.Thread(target=self._stop_task, args=(n, h, delays.get(n, 0)))
+                   for n, h in handles.items()]
         for t in threads:
             t.start()
         for t in threads:
@@ -718,9 +775,36 @@ class AllocRunner:
             self._update(change)
         self.notify()
 
-    def _stop_task(self, name: str, handle: TaskProcess) -> None:
+    def _shutdown_delays(self) -> dict[str, int]:
+        """{"": the group's shutdown_delay, task name: the task's} in ns, from the allocation's job.
+
+        The Connect sidecar's injected 5 s is not waited: its Envoy runs with a drain time of 0
+        (README: architecture), so there is nothing in flight for the delay to let finish."""
+        alloc = self._alloc()
+        if alloc is None:
+            return {}
+        tg = self._group(alloc)
+        delays = {"": int(tg.get("ShutdownDelay") or 0)}
+        for task in tg.get("Tasks") or []:
+            delay = int(task.get("ShutdownDelay") or 0)
+            kind = str(task.get("Kind") or "")
+            injected = kind.startswith("connect-proxy:") and delay == connect_hook.SHUTDOWN_DELAY_NS
+            delays[task["Name"]] = 0 if injected else delay
+        return delays
+
+    def _stop_task(self, name: str, handle: TaskProcess, delay_ns: int = 0) -> None:
         if self.platform.task_done(handle):
             return
+        if delay_ns > 0:
+            seconds = delay_ns / 1e9
+            why = f"Waiting for shutdown_delay of {go_duration(delay_ns)} before killing the task."
+            self.platform.note_task_event(handle, "Waiting for shutdown delay", why)
+            deadline = time.monotonic() + seconds
+            while not self.platform.task_done(handle) and time.monotonic() < deadline:
+                if self._delay_stop.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+                    break
+            if self.platform.task_done(handle):
+                return
         try:
             self.platform.stop_task(handle)
         except Exception:
@@ -728,6 +812,7 @@ class AllocRunner:
 
     def detach(self) -> None:
         """Forget the tasks without stopping them (they keep running for a later adopt)."""
+        self._delay_stop.set()
         with self._lock:
             self.stopping = True
             for h in self._handles.values():

@@ -120,7 +120,9 @@ class Scheduler:
                 live.add(alloc["ID"])
             else:
                 runner.restore(start_dead=False)
-                runner.stop(final_status="complete")  # the agent died while stopping it
+                # The agent died while stopping it: finish now, without holding the agent's start
+                # for a shutdown_delay that was (mostly) waited out before.
+                runner.stop(final_status="complete", shutdown_delay=False)
         self._reconcile_network(live)
         self._deregister_orphan_services(live)
 

@@ -216,6 +216,11 @@ class TaskProcess:
             self._emit(TaskEvent(ev.SIGNALING, reason))
         self._signal_group(sig)
 
+    def note(self, event_type: str, message: str) -> None:
+        """Record a task event the supervisor did not raise itself (Nomad's "Leader Task Dead",
+        "Waiting for shutdown delay"), in order with the task's own events."""
+        self._emit(TaskEvent(event_type, message))
+
     def detach(self) -> None:
         """Stop supervising but leave the process running (agent shutdown without stopping tasks)."""
         with self._lock:
