@@ -42,8 +42,9 @@ def test_data_dir_state_keys_and_socket_are_private_even_in_an_old_0755_dir(
 
 
 def test_no_xds_tcp_port_unless_asked(agent_factory: Callable[..., RunningAgent]) -> None:
+    # The HTTP APIs and Consul's DNS interface (which also answers over TCP), and no xDS port.
     default = agent_factory()
-    assert tcp_listeners(default.pid) == {default.nomad_port, default.consul_port}
+    assert tcp_listeners(default.pid) == {default.nomad_port, default.consul_port, default.dns_port}
     port = free_port()
     opened = agent_factory("--grpc-port", str(port))
-    assert tcp_listeners(opened.pid) == {opened.nomad_port, opened.consul_port, port}
+    assert tcp_listeners(opened.pid) == {opened.nomad_port, opened.consul_port, opened.dns_port, port}
