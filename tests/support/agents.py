@@ -27,7 +27,7 @@ from nomadmesh.agent.http.nomad_api import create_nomad_app
 from nomadmesh.agent.http.parts import NomadParts
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.httpserve import HttpServers, bind_socket
-from support.net import free_port
+from support.net import free_port, free_tcp_udp_port
 from support.paths import REPO
 
 START_TIMEOUT_S = 30.0
@@ -40,7 +40,7 @@ class RunningAgent:
     nomad_port: int
     consul_port: int
     grpc_port: int | None = None  # the xDS TCP port is off unless a test asks for it
-    dns_port: int = field(default_factory=free_port)  # never Consul's 8600: agents run side by side
+    dns_port: int = field(default_factory=free_tcp_udp_port)  # never Consul's 8600: agents run side by side
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     log_path: Path = field(init=False)
