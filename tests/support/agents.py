@@ -27,7 +27,7 @@ from nomadmesh.agent.http.nomad_api import create_nomad_app
 from nomadmesh.agent.http.parts import NomadParts
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.httpserve import HttpServers, bind_socket
-from support.net import free_port, free_tcp_udp_port
+from support.net import free_port, free_ports, free_tcp_udp_port
 from support.paths import REPO
 
 START_TIMEOUT_S = 30.0
@@ -40,7 +40,7 @@ class RunningAgent:
     nomad_port: int
     consul_port: int
     grpc_port: int | None = None  # the xDS TCP port is off unless a test asks for it
-    dns_port: int = field(default_factory=free_tcp_udp_port)  # never Consul's 8600: agents run side by side
+    dns_port: int = 0  # 0: a free one, never Consul's 8600 (agents run side by side)
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     log_path: Path = field(init=False)
@@ -48,6 +48,8 @@ class RunningAgent:
 
     def __post_init__(self) -> None:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-agent.log"
+        if not self.dns_port:
+            self.dns_port = free_tcp_udp_port(avoid=frozenset({self.nomad_port, self.consul_port}))
 
     @property
     def nomad_addr(self) -> str:
@@ -127,9 +129,10 @@ def started_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
     started: list[RunningAgent] = []
 
     def start(*extra_args: str, data_dir: Path | None = None) -> RunningAgent:
+        nomad_port, consul_port = free_ports(2)
         agent = RunningAgent(
             data_dir=data_dir or tmp_path_factory.mktemp("agent") / "data",
-            nomad_port=free_port(), consul_port=free_port(), extra_args=extra_args,
+            nomad_port=nomad_port, consul_port=consul_port, extra_args=extra_args,
             host=extra_args[extra_args.index("--bind") + 1] if "--bind" in extra_args else "127.0.0.1",
         )
         started.append(agent)
