@@ -111,6 +111,10 @@ def catalog(c: consul.Consul, name: str) -> dict[str, tuple[list[str], dict[str,
     return {_alloc_of(s["ServiceID"]): (s["ServiceTags"], s["ServiceMeta"]) for s in nodes}
 
 
+def catalog_when(c: consul.Consul, name: str, ready: Any) -> dict[str, tuple[list[str], dict[str, str]]]:
+    return wait_until(lambda: (s := catalog(c, name)) and ready(s) and s, 20)
+
+
 def _alloc_of(service_id: str) -> str:
     # _nomad-task-<alloc uuid>-group-g-<service>-http: the uuid is the 5 dash-separated fields after the prefix.
     return "-".join(service_id.removeprefix("_nomad-task-").split("-")[:5])
@@ -142,7 +146,7 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
     assert canary["JobVersion"] == 1 and canary["DeploymentStatus"]["Canary"] is True
     running = {a["ID"]: a["JobVersion"] for a in live(n, "canaried")}
     assert running == {**{a["ID"]: 0 for a in old}, canary_id: 1}  # the old ones untouched
-    seen = wait_until(lambda: (s := catalog(c, "canaried")) if len(s) == 3 else None, 20)
+    seen = catalog_when(c, "canaried", lambda s: len(s) == 3)
     assert seen[canary_id] == (["canary"], {"track": "canary", "external-source": "nomad"})
     assert all(seen[a["ID"]] == (["v0"], {"track": "stable", "external-source": "nomad"}) for a in old)
 
@@ -152,12 +156,11 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
     assert promoted["TaskGroups"]["g"]["Promoted"] is True
     assert promoted["StatusDescription"] in ("Deployment is running", "Deployment completed successfully")
     deployment_when(n, dep["ID"], "successful")
-    after = wait_until(lambda: (a := live(n, "canaried")) if len(a) == 2 and all(
-        x["JobVersion"] == 1 for x in a) else None, 30)
+    after = wait_until(lambda: (a := live(n, "canaried")) and len(a) == 2 and all(
+        x["JobVersion"] == 1 for x in a) and a, 30)
     assert canary_id in {a["ID"] for a in after}  # the canary is one of the new version's allocations
     assert n.allocation.get_allocation(canary_id)["DeploymentStatus"]["Canary"] is False
-    tags = wait_until(lambda: (s := catalog(c, "canaried")) if len(s) == 2 and all(
-        t == ["v1"] for t, _m in s.values()) else None, 20)
+    tags = catalog_when(c, "canaried", lambda s: len(s) == 2 and all(t == ["v1"] for t, _m in s.values()))
     assert all(m == {"track": "stable", "external-source": "nomad"} for _t, m in tags.values())
     assert n.job.get_job("canaried")["Stable"] is True
 

@@ -40,7 +40,7 @@ class GroupPlan:
     reschedule_now: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, index)
     reschedule_later: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, when ns)
     migrate: list[tuple[str, int]] = field(default_factory=list)  # (alloc id asked to move, index)
-    deferred: int = 0  # destructive updates held back by max_parallel or by unpromoted canaries
+    deferred: int = 0  # destructive updates held back by max_parallel
     canaries: list[int] = field(default_factory=list)  # name indexes of canaries to place
     desired_canaries: int = 0  # the deployment's DesiredCanaries for the group, when canaries are wanted
     ignore: int = 0
@@ -117,7 +117,7 @@ def reconcile(
                                                  {alloc_index(a) for a in my_canaries},
                                                  {alloc_index(a) for a in mine}, int(tg.get("Count", 1)))
         if plan.desired_canaries or canaries.canarying(dstate):
-            plan.deferred += len(replacing)  # nothing replaced before promotion
+            plan.ignore += len(replacing)  # nothing replaced before promotion (Nomad counts them ignored)
             plan.place = []
             continue
         limit = destructive_limit(name)
