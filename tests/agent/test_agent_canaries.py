@@ -8,7 +8,6 @@ min_healthy_time 0, so a deployment moves as soon as its tasks run.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import consul
@@ -59,9 +58,9 @@ job "%(job)s" {
 
 
 @pytest.fixture(scope="module")
-def apis(module_agent: RunningAgent) -> Iterator[tuple[nomad.Nomad, consul.Consul, str]]:
+def apis(module_agent: RunningAgent) -> tuple[nomad.Nomad, consul.Consul, str]:
     n, c = clients(module_agent)
-    yield n, c, module_agent.nomad_addr
+    return n, c, module_agent.nomad_addr
 
 
 def job_spec(n: nomad.Nomad, job: str, v: str, count: int = 2, canary: int = 1, check: str = "task_states",
@@ -166,7 +165,7 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
 
 
 def test_promote_refusals_and_fail_without_auto_revert(apis: tuple[nomad.Nomad, consul.Consul, str]) -> None:
-    n, c, addr = apis
+    n, _c, addr = apis
     old = stable_v0(n, "refused", count=1)
     register(n, job_spec(n, "refused", "1", count=1, check="manual"))  # canaries healthy only when marked
     dep = deployment_of(n, "refused", 1)
