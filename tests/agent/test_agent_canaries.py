@@ -145,6 +145,8 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
     assert canary["JobVersion"] == 1 and canary["DeploymentStatus"]["Canary"] is True
     running = {a["ID"]: a["JobVersion"] for a in live(n, "canaried")}
     assert running == {**{a["ID"]: 0 for a in old}, canary_id: 1}  # the old ones untouched
+    again = n.job.plan_job("canaried", {"Job": v1})["Annotations"]["DesiredTGUpdates"]["g"]
+    assert (again["Canary"], again["Stop"], again["DestructiveUpdate"], again["Ignore"]) == (0, 0, 0, 3)
     seen = catalog_when(c, "canaried", lambda s: len(s) == 3)
     assert seen[canary_id] == (["canary"], {"track": "canary", "external-source": "nomad"})
     assert all(seen[a["ID"]] == (["v0"], {"track": "stable", "external-source": "nomad"}) for a in old)

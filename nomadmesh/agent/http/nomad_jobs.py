@@ -21,6 +21,7 @@ from nomadmesh.agent.http.nomad_util import (
 )
 from nomadmesh.agent.nomad import (
     admission,
+    canaries,
     feasibility,
     jobs as jobstore,
     planner,
@@ -190,8 +191,11 @@ def plan_job(job_id: str) -> Response:
     node_rec = state.get("node", ctx().node_id)
     if node_rec is None:
         raise HTTPError(500, "no node registered yet")
+    deps = [d for d in state.values("deployment") if existing and d["JobID"] == job_id]
+    current = canaries.current_deployment(dict(job, CreateIndex=existing["CreateIndex"]) if existing else None, deps)
     plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id and existing], all_allocs,
-                            node_rec.value, spec.update_kind)
+                            node_rec.value, spec.update_kind, current=current,
+                            stale_canaries=canaries.stale(deps, current))
     diff = spec.diff(existing, job) if body.get("Diff") else None
     return reply({
         "Index": state.index, "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
