@@ -222,3 +222,16 @@ def test_fail_rolls_back_with_auto_revert(apis: tuple[nomad.Nomad, consul.Consul
     # The old allocations serve on, updated in place to version 2 (the same spec as version 0).
     wait_until(lambda: sorted((a["ID"], a["JobVersion"]) for a in live(n, "reverted"))
                == sorted((a["ID"], 2) for a in old), 30)
+
+
+def test_a_crashing_canary_fails_the_deployment_and_auto_reverts(apis: tuple[nomad.Nomad, consul.Consul, str]) -> None:
+    n, _c, _addr = apis
+    old = stable_v0(n, "crashing", count=1, revert=True)
+    crash = job_spec(n, "crashing", "1", count=1, revert=True)
+    crash["TaskGroups"][0]["Tasks"][0]["Config"] = {"command": "false"}
+    crash["TaskGroups"][0]["RestartPolicy"].update(Attempts=0, Mode="fail")
+    register(n, crash)
+    failed = deployment_when(n, deployment_of(n, "crashing", 1)["ID"], "failed")
+    assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
+    assert n.job.get_job("crashing")["Version"] == 2
+    wait_until(lambda: [(a["ID"], a["JobVersion"]) for a in live(n, "crashing")] == [(old[0]["ID"], 2)], 30)
