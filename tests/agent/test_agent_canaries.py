@@ -140,6 +140,7 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
     assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
     g = dep["TaskGroups"]["g"]
     assert (g["DesiredCanaries"], g["Promoted"], g["DesiredTotal"]) == (1, False, 2)
+    assert g["RequireProgressBy"].endswith("Z")  # a Go time.Time, as Nomad writes it
     [canary_id] = g["PlacedCanaries"]
     canary = n.allocation.get_allocation(canary_id)
     assert canary["JobVersion"] == 1 and canary["DeploymentStatus"]["Canary"] is True

@@ -29,7 +29,7 @@ from nomadmesh.agent.nomad import (
     task_artifacts,
     task_templates,
 )
-from nomadmesh.agent.nomad.structs import alloc_stub
+from nomadmesh.agent.nomad.structs import alloc_stub, deployment_json
 
 bp = Blueprint("nomad_jobs", __name__)
 
@@ -288,9 +288,9 @@ async def job_evaluations(job_id: str) -> Response:
 @bp.get("/v1/job/<path:job_id>/deployments")
 async def job_deployments(job_id: str) -> Response:
     state = ctx().state
-    return await read_endpoint(state, ("deployment",), lambda: sorted(
+    return await read_endpoint(state, ("deployment",), lambda: [deployment_json(d) for d in sorted(
         (d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
-        key=lambda d: -d["CreateIndex"]))
+        key=lambda d: -d["CreateIndex"])])
 
 
 @bp.get("/v1/job/<path:job_id>/deployment")
@@ -300,7 +300,7 @@ async def job_latest_deployment(job_id: str) -> Response:
     def produce() -> dict[str, Any] | None:
         deps = sorted((d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
                       key=lambda d: -d["CreateIndex"])
-        return deps[0] if deps else None
+        return deployment_json(deps[0]) if deps else None
 
     return await read_endpoint(state, ("deployment",), produce)
 
