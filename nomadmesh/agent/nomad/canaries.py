@@ -18,11 +18,11 @@ from typing import Any
 
 from nomadmesh.agent.nomad.namespaces import multierror
 from nomadmesh.agent.nomad.structs import DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_RUNNING, is_terminal
+from nomadmesh.agent.runtime.events import ZERO_TIME
 from nomadmesh.durations import go_quote
 
 DESC_NEEDS_PROMOTION = "Deployment is running but requires manual promotion"
 DESC_AUTO_PROMOTION = "Deployment is running pending automatic promotion"
-ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as Nomad's JSON writes it
 
 
 class PromotionRefused(Exception):

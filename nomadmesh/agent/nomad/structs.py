@@ -104,6 +104,7 @@ def deployment(job: dict[str, Any], index: int, desired: dict[str, int]) -> dict
         "JobSpecModifyIndex": job.get("JobModifyIndex", 0),
         "JobCreateIndex": job.get("CreateIndex", 0),
         "IsMultiregion": False,
+        "EvalPriority": job.get("Priority", 50),
         "TaskGroups": groups,
         "Status": DEPLOYMENT_RUNNING,
         "StatusDescription": DESC_RUNNING,
