@@ -166,6 +166,8 @@ def test_a_valid_service_router_lands(c: consul.Consul) -> None:
     entry = router({"Match": {"HTTP": {"PathPrefix": "/api", "Methods": ["get"],
                                        "Header": [{"Name": "x-v", "Regex": "^v[0-9]$"}]}},
                     "Destination": {"PrefixRewrite": "/", "RetryOn": ["5xx"]}})
+    c.config.set("service-defaults", "rules-web", {"Kind": "service-defaults", "Name": "rules-web", "Protocol": "http"})
     assert c.config.set("service-router", "rules-web", entry) is True
     assert c.config.get("service-router", "rules-web")["Routes"][0]["Destination"]["PrefixRewrite"] == "/"
     c.config.delete("service-router", "rules-web")
+    c.config.delete("service-defaults", "rules-web")
