@@ -49,7 +49,8 @@ def test_a_job_covers_its_services_and_their_upstreams() -> None:
             {"DestinationName": "api"}, {"DestinationName": "db"}]}}}},
         {"Name": "web-admin"}]}, {"Services": None}]}
     assert mesh_names(job) == {"web", "web-admin", "api", "db"}
-    assert entry_keys(["api"]) == ["service-defaults/api", "service-intentions/api"]
+    assert entry_keys(["api"]) == ["service-defaults/api", "service-intentions/api", "service-resolver/api",
+                                   "service-router/api", "service-splitter/api"]
 
 
 def test_release_json_round_trip_and_bad_records() -> None:
