@@ -127,3 +127,17 @@ def test_rollback_order_keeps_every_write_acceptable_to_consul() -> None:
         ("entry", "service-intentions/db"),    # deletions after the jobs, intentions first
         ("entry", "service-defaults/db"),
     ]
+
+
+def test_rollback_writes_the_protocol_then_resolver_then_splitter_and_deletes_the_other_way() -> None:
+    def entry(kind: str, name: str) -> dict[str, object]:
+        return {"Kind": kind, "Name": name}
+
+    restored = {f"service_{k}__api": entry(f"service-{k}", "api") for k in ("defaults", "resolver", "splitter")}
+    gone = {f"service_{k}__web": None for k in ("defaults", "resolver", "splitter", "router")}
+    live = {f"service-{k}/web": (entry(f"service-{k}", "web"), 3) for k in ("defaults", "resolver", "splitter",
+                                                                             "router")}
+    plan = plan_rollback(release(1, {}, **restored, **gone), {}, {}, live)
+    assert [step.key for _, step in ordered_steps(plan)] == [
+        "service-defaults/api", "service-resolver/api", "service-splitter/api",
+        "service-router/web", "service-splitter/web", "service-resolver/web", "service-defaults/web"]
