@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from nomadmesh.definitions import load_spec
+from nomadmesh.definitions.model import Project
 from nomadmesh.mesh.entry_plan import format_entries, plan_entries
 from nomadmesh.mesh.policy import MANAGED_KEY, PROJECT_KEY, RELEASE_KEY, desired_policy, policy_problems
+from nomadmesh.render.ownership import definition_hash
 from support.spec_builders import definition, problems, write_services
 
 HTTP = {"protocol": "http"}
@@ -175,3 +177,10 @@ def test_someone_elses_entry_is_not_overwritten_and_a_release_holds_ours(tmp_pat
     assert changes[("service-router", "invoice")].action == "delete"
     assert "= service-splitter invoice: held by a release: v1 75%, v2 25% (release invoice-3 is running; left " \
            "alone until it ends)" in format_entries(changes.values())
+
+
+def test_traffic_is_no_part_of_the_jobs_hash(tmp_path: Path) -> None:
+    """A split or route change is an entry change: the jobs must plan as unchanged (no restart)."""
+    plain = load_spec(write_services(tmp_path / "a", mesh({}))).service("invoice")
+    shifted = load_spec(write_services(tmp_path / "b", mesh(CANARY))).service("invoice")
+    assert definition_hash(plain, Project()) == definition_hash(shifted, Project())
