@@ -30,6 +30,7 @@ from nomadmesh.deploy.intentions import retry_cas
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.chain_entries import same_entry
+from nomadmesh.mesh.chain_order import entry_phases
 from nomadmesh.mesh.entry_plan import CHAIN_ORDER, EntryChange, plan_entries
 from nomadmesh.mesh.policy import (
     INTENTIONS,
@@ -93,16 +94,23 @@ def _cas(entry: Entry | None) -> int:
 
 def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], project: str,
                   done: Callable[[Applied], None] = lambda _: None) -> list[Applied]:
-    """Write `changes` (only those that write): service-defaults first, then one CAS write per destination.
+    """Write `changes` (only those that write): service-defaults and discovery-chain entries in an
+    order Consul accepts (`nomadmesh.mesh.chain_order`), then one CAS write per intention destination.
 
     `done` hears of each write as soon as Consul accepted it, so Ctrl-C mid-way leaves a true account."""
+    before, after = entry_phases(changes)
+    return _apply(consul, before + after, [c for c in changes if c.writes and c.kind == INTENTIONS], project, done)
+
+
+def _apply(consul: consul_lib.Consul, whole: Sequence[EntryChange], intentions: Sequence[EntryChange],
+           project: str, done: Callable[[Applied], None]) -> list[Applied]:
     out: list[Applied] = []
-    for change in _whole_entries_in_order([c for c in changes if c.writes and c.kind != INTENTIONS]):
+    for change in whole:
         write = _service_defaults if change.kind == SERVICE_DEFAULTS else _chain_entry
         out.append(_named(change, lambda c=change, w=write: w(consul, c)))
         done(out[-1])
     by_dest: dict[str, list[EntryChange]] = {}
-    for change in (c for c in changes if c.writes and c.kind == INTENTIONS):
+    for change in intentions:
         by_dest.setdefault(change.name, []).append(change)
     for dest, group in by_dest.items():
         results = _named(group[0], lambda d=dest, g=group: _intentions(consul, d, g, deploy_owner(project)))
@@ -118,15 +126,6 @@ def _named(change: EntryChange, write: Any) -> Any:
         return write()
     except TargetError as e:
         raise TargetError(f"writing {change.kind}/{change.name}: {e}") from None
-
-
-def _whole_entries_in_order(changes: list[EntryChange]) -> list[EntryChange]:
-    """Writes: service-defaults, then resolver, splitter, router (a split needs the protocol and the
-    subsets first); deletions the other way round, so Consul never sees a chain that does not compile."""
-    rank = {kind: i for i, kind in enumerate((SERVICE_DEFAULTS, *CHAIN_ORDER))}
-    writes = sorted((c for c in changes if c.action != "delete"), key=lambda c: rank[c.kind])
-    deletes = sorted((c for c in changes if c.action == "delete"), key=lambda c: -rank[c.kind])
-    return writes + deletes
 
 
 def _chain_entry(consul: consul_lib.Consul, change: EntryChange) -> Applied:
@@ -251,14 +250,19 @@ class EntryWriter:
         self.consul, self.project = consul, project
 
     def write(self, changes: Sequence[EntryChange], progress: Any) -> list[Applied]:
-        return self._phase([c for c in changes if c.action in ("create", "update")], progress)
+        before, _ = entry_phases(changes)
+        return self._phase(before, [c for c in changes if c.kind == INTENTIONS and c.action in ("create", "update")],
+                           progress)
 
     def delete(self, changes: Sequence[EntryChange], progress: Any) -> list[Applied]:
-        return self._phase([c for c in changes if c.action == "delete"], progress)
+        """Deletions, and the whole-entry writes that had to wait for them (a resolver losing a subset
+        the splitter being removed still named)."""
+        _, after = entry_phases(changes)
+        return self._phase(after, [c for c in changes if c.kind == INTENTIONS and c.action == "delete"], progress)
 
-    def _phase(self, changes: list[EntryChange], progress: Any) -> list[Applied]:
+    def _phase(self, whole: list[EntryChange], intentions: list[EntryChange], progress: Any) -> list[Applied]:
         def done(a: Applied) -> None:
             verb = {"create": "wrote", "update": "updated", "delete": "removed"}[a.change.action]
             progress.note(f"{a.change.label}: {verb}" if a.done else f"{a.change.label}: {a.note}")
 
-        return apply_entries(self.consul, changes, self.project, done) if changes else []
+        return _apply(self.consul, whole, intentions, self.project, done) if whole or intentions else []

@@ -79,6 +79,11 @@ def chain_problem(service: str, lookup: Lookup, protocol_of: Callable[[str], str
         if protocol not in HTTP_LIKE:
             return (f"discovery chain {go_quote(service)} uses a protocol {go_quote(protocol)} that does not permit "
                     "advanced routing or splitting behavior")
+    return subset_problem(service, lookup)
+
+
+def subset_problem(service: str, lookup: Lookup) -> str | None:
+    """Consul's text when the chain of `service` names a subset its resolver does not define."""
     wanted = [(service, ""), *_targets(service, lookup)]
     for target, subset in wanted:
         for name, sub in _resolver_subsets(target, subset, lookup):
