@@ -1,17 +1,24 @@
 """Consul's checks across discovery-chain entries, with Consul's error texts. Pure.
 
 Consul compiles the discovery chain of every service a config-entry write touches and refuses
-the write (500) when the chain does not compile. Two of its refusals matter here:
+the write (500) when it does not compile. The walk here follows Consul's compiler
+(agent/consul/discoverychain/compile.go) over the entries: the router of the chain's service
+(its routes, then the catch-all), splitters (a split to another service without a subset goes
+through that service's splitter), resolvers (redirects, the default subset, failover targets).
+It reports, in the order Consul meets them:
 
-* a service-router or service-splitter on a service whose protocol (service-defaults, else
-  proxy-defaults `global`, else tcp) is not http, http2 or grpc: routing and splitting are L7;
-* a route, split, redirect or failover naming a subset that the target service's resolver does
-  not define (no resolver: no subsets at all).
+* a subset the target's resolver does not define (no resolver: no subsets at all);
+* services of one chain with different protocols (`uses inconsistent protocols`);
+* a router or splitter in a chain whose protocol (service-defaults, else proxy-defaults `global`,
+  else tcp) is not http, http2 or grpc: routing and splitting are L7.
 
-    chain_problem(service, lookup, protocol_of) -> Consul's text, or None
+    chain_problem(service, lookup, protocol_of)   -> Consul's text, or None
+    graph_problem(services, lookup, protocol_of)  -> the first one among several chains
 
-`lookup(kind, name)` returns the stored entry (Go field names) or None, with the proposed write
-already in place (or the deletion already applied), so the same call serves writes and deletes.
+`lookup(kind, name)` returns the stored entry (Go field names; routers as written) or None, with
+the proposed write already in place (or the deletion applied), so the same call serves both.
+Not modelled: namespaces, partitions, peers and datacenters (the agent has one of each), and
+Consul's circular-redirect text (a redirect loop is simply not followed).
 """
 from __future__ import annotations
 
@@ -25,6 +32,11 @@ CHAIN_KINDS = (ROUTER, SPLITTER, RESOLVER)
 HTTP_LIKE = ("http", "http2", "grpc")
 
 Lookup = Callable[[str, str], "dict[str, Any] | None"]
+Target = tuple[str, str]  # (service, subset)
+
+
+class _GraphError(Exception):
+    pass
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -35,60 +47,112 @@ def _get(obj: Any, key: str) -> Any:
     return next((v for k, v in obj.items() if str(k).replace("_", "").lower() == wanted), None)
 
 
-def _targets(service: str, lookup: Lookup) -> Iterable[tuple[str, str]]:
-    """(service, subset) pairs the chain of `service` resolves through, subsets named explicitly."""
-    router = lookup(ROUTER, service)
-    for route in _get(router, "Routes") or []:
-        dest = _get(route, "Destination") or {}
-        yield str(_get(dest, "Service") or service), str(_get(dest, "ServiceSubset") or "")
-    yield from _split_services(service, lookup, set())
+def _rewrite(target: Target, opts: Any) -> Target:
+    """Consul's rewriteTarget for the fields the agent has: another service drops the subset."""
+    service, subset = target
+    other = str(_get(opts, "Service") or "")
+    if other and other != service:
+        service, subset = other, ""
+    return service, str(_get(opts, "ServiceSubset") or "") or subset
 
 
-def _split_services(service: str, lookup: Lookup, seen: set[str]) -> Iterable[tuple[str, str]]:
-    if service in seen:
-        return
-    seen.add(service)
-    splitter = lookup(SPLITTER, service)
-    for split in _get(splitter, "Splits") or []:
-        target = str(_get(split, "Service") or service)
-        subset = str(_get(split, "ServiceSubset") or "")
-        yield target, subset
-        if not subset and target != service:
-            yield from _split_services(target, lookup, seen)
+class _Compiler:
+    def __init__(self, service: str, lookup: Lookup, protocol_of: Callable[[str], str]) -> None:
+        self.service, self.lookup, self.protocol_of = service, lookup, protocol_of
+        self.protocol: str | None = None
+        self.advanced = False
+        self.splitters: set[str] = set()
+        self.resolved: set[Target] = set()
 
+    def record(self, service: str) -> None:
+        protocol = (self.protocol_of(service) or "tcp").lower()
+        if self.protocol is None:
+            self.protocol = protocol
+        elif protocol != self.protocol:
+            raise _GraphError(f"discovery chain {go_quote(self.service)} uses inconsistent protocols; service "
+                              f"{go_quote(service)} has {go_quote(protocol)} which is not {go_quote(self.protocol)}")
 
-def _resolver_subsets(service: str, subset: str, lookup: Lookup) -> Iterable[tuple[str, str]]:
-    """The (service, subset) a target resolves to: the resolver's default subset, redirects and failovers."""
-    resolver = lookup(RESOLVER, service) or {}
-    redirect = resolver.get("Redirect") or {}
-    if redirect.get("Service") and redirect["Service"] != service:
-        yield str(redirect["Service"]), str(redirect.get("ServiceSubset") or "")  # the subset asked for is dropped
-        return
-    yield service, subset or str(redirect.get("ServiceSubset") or resolver.get("DefaultSubset") or "")
-    for failover in (resolver.get("Failover") or {}).values():
-        other = str(failover.get("Service") or "")
-        if other and other != service and failover.get("ServiceSubset"):
-            yield other, str(failover["ServiceSubset"])
+    def assemble(self) -> None:
+        router = self.lookup(ROUTER, self.service)
+        if router is None:
+            self.splitter_or_resolver(self.service)
+            return
+        self.advanced = True
+        self.record(self.service)
+        for route in _get(router, "Routes") or []:
+            dest = _get(route, "Destination") or {}
+            service = str(_get(dest, "Service") or self.service)
+            subset = str(_get(dest, "ServiceSubset") or "")
+            if subset:
+                self.resolver((service, subset))
+            else:
+                self.splitter_or_resolver(service)
+        self.splitter_or_resolver(self.service)  # the catch-all route
+
+    def splitter_or_resolver(self, service: str) -> None:
+        if not self.splitter(service):
+            self.resolver((service, ""))
+
+    def splitter(self, service: str) -> bool:
+        if service in self.splitters:
+            return True
+        splitter = self.lookup(SPLITTER, service)
+        if splitter is None:
+            return False
+        self.splitters.add(service)
+        for split in _get(splitter, "Splits") or []:
+            target = str(_get(split, "Service") or service)
+            subset = str(_get(split, "ServiceSubset") or "")
+            if target != service and not subset and self.splitter(target):
+                continue
+            self.resolver((target, subset))
+        self.advanced = True
+        return True
+
+    def resolver(self, target: Target, for_failover: bool = False) -> None:
+        seen: set[Target] = set()
+        while True:
+            if target in self.resolved and not for_failover:
+                return
+            self.record(target[0])
+            entry = self.lookup(RESOLVER, target[0]) or {}
+            if target in seen:
+                return  # a redirect loop: Consul refuses it with its own text; we stop walking
+            seen.add(target)
+            redirect = entry.get("Redirect")
+            if redirect and _rewrite(target, redirect) != target:
+                target = _rewrite(target, redirect)
+                continue
+            if not target[1] and entry.get("DefaultSubset"):
+                target = (target[0], str(entry["DefaultSubset"]))
+                continue
+            if target[1] and target[1] not in (entry.get("Subsets") or {}):
+                raise _GraphError(f"service {go_quote(target[0])} does not have a subset named {go_quote(target[1])}")
+            break
+        if for_failover:
+            return
+        self.resolved.add(target)
+        failovers = entry.get("Failover") or {}
+        failover = failovers.get(target[1]) or failovers.get("*")
+        if not failover:
+            return
+        options = failover.get("Targets") or ([] if failover.get("Datacenters") else [failover])
+        for opts in options:
+            other = _rewrite(target, opts)
+            if other != target:
+                self.resolver(other, for_failover=True)
 
 
 def chain_problem(service: str, lookup: Lookup, protocol_of: Callable[[str], str]) -> str | None:
     """Consul's refusal text for the chain of `service`, or None when it compiles."""
-    advanced = lookup(ROUTER, service) is not None or lookup(SPLITTER, service) is not None
-    if advanced:
-        protocol = protocol_of(service)
-        if protocol not in HTTP_LIKE:
-            return (f"discovery chain {go_quote(service)} uses a protocol {go_quote(protocol)} that does not permit "
-                    "advanced routing or splitting behavior")
-    return subset_problem(service, lookup)
-
-
-def subset_problem(service: str, lookup: Lookup) -> str | None:
-    """Consul's text when the chain of `service` names a subset its resolver does not define."""
-    wanted = [(service, ""), *_targets(service, lookup)]
-    for target, subset in wanted:
-        for name, sub in _resolver_subsets(target, subset, lookup):
-            if sub and sub not in ((lookup(RESOLVER, name) or {}).get("Subsets") or {}):
-                return f"service {go_quote(name)} does not have a subset named {go_quote(sub)}"
+    compiler = _Compiler(service, lookup, protocol_of)
+    try:
+        compiler.assemble()
+    except _GraphError as e:
+        return str(e)
+    if compiler.advanced and compiler.protocol not in HTTP_LIKE:
+        return (f"discovery chain {go_quote(service)} uses a protocol {go_quote(compiler.protocol or 'tcp')} that "
+                "does not permit advanced routing or splitting behavior")
     return None
 
 

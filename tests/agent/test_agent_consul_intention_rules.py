@@ -260,10 +260,11 @@ def test_a_resolver_comes_back_as_consul_stores_it(c: consul.Consul) -> None:
 def test_a_split_on_a_tcp_service_is_refused_until_it_is_http(c: consul.Consul, module_agent: RunningAgent) -> None:
     split = splitter("spl-b", {"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"})
     tcp = 'discovery chain "spl-b" uses a protocol "tcp" that does not permit advanced routing or splitting behavior'
+    # Consul's compiler meets the subsets first, the protocol at the end.
+    assert put(module_agent, split) == (500, 'service "spl-b" does not have a subset named "v1"')
+    assert c.config.set("service-resolver", "spl-b", resolver("spl-b", Subsets=V1V2)) is True  # fine on tcp
     assert put(module_agent, split) == (500, tcp)  # no service-defaults: tcp
     assert c.config.set("service-defaults", "spl-b", defaults("spl-b", "http")) is True
-    assert put(module_agent, split) == (500, 'service "spl-b" does not have a subset named "v1"')
-    assert c.config.set("service-resolver", "spl-b", resolver("spl-b", Subsets=V1V2)) is True
     assert put(module_agent, {**split, "Splits": [{"Weight": 89.996, "ServiceSubset": "v1"},
                                                   {"Weight": 10.004, "ServiceSubset": "v2"}]}) == (200, "true")
     assert [s["Weight"] for s in c.config.get("service-splitter", "spl-b")["Splits"]] == [90, 10]
@@ -279,19 +280,23 @@ def test_a_split_on_a_tcp_service_is_refused_until_it_is_http(c: consul.Consul, 
         assert delete(module_agent, kind, "spl-b")[0] == 200
 
 
-def test_a_route_to_an_undefined_subset_or_on_tcp_is_refused(c: consul.Consul, module_agent: RunningAgent) -> None:
+def test_a_route_needs_its_subset_and_one_http_protocol_along_the_chain(c: consul.Consul,
+                                                                         module_agent: RunningAgent) -> None:
     route = {"Kind": "service-router", "Name": "rtr-a", "Routes": [
         {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "rtr-b", "ServiceSubset": "v2"}}]}
     assert c.config.set("proxy-defaults", "global", {"Kind": "proxy-defaults", "Name": "global",
                                                       "Config": {"protocol": "tcp"}}) is True
     try:
+        assert put(module_agent, route) == (500, 'service "rtr-b" does not have a subset named "v2"')
+        assert c.config.set("service-resolver", "rtr-b", resolver("rtr-b", Subsets=V1V2)) is True
         assert put(module_agent, route) == (500, 'discovery chain "rtr-a" uses a protocol "tcp" that does not permit '
                                                  "advanced routing or splitting behavior")
         assert c.config.set("service-defaults", "rtr-a", defaults("rtr-a", "http")) is True
-        assert put(module_agent, route) == (500, 'service "rtr-b" does not have a subset named "v2"')
-        assert c.config.set("service-resolver", "rtr-b", resolver("rtr-b", Subsets=V1V2)) is True
+        assert put(module_agent, route) == (500, 'discovery chain "rtr-a" uses inconsistent protocols; service '
+                                                 '"rtr-b" has "tcp" which is not "http"')
+        assert c.config.set("service-defaults", "rtr-b", defaults("rtr-b", "http")) is True
         assert put(module_agent, route) == (200, "true")
     finally:
-        for kind, name in (("service-router", "rtr-a"), ("service-resolver", "rtr-b"),
-                           ("service-defaults", "rtr-a"), ("proxy-defaults", "global")):
+        for kind, name in (("service-router", "rtr-a"), ("service-resolver", "rtr-b"), ("service-defaults", "rtr-a"),
+                           ("service-defaults", "rtr-b"), ("proxy-defaults", "global")):
             delete(module_agent, kind, name)

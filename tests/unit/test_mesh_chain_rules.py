@@ -1,6 +1,7 @@
-"""The order deploy and rollback write whole config entries in (mesh/chain_order.py): Consul must
-never see a discovery chain that does not compile, so a resolver losing a subset waits for the
-splitter that still names it, even until after the jobs when the splitter is being removed."""
+"""Consul's discovery-chain rules (mesh/chain_rules.py: the cases of Consul's compile tests), and the
+order deploy and rollback write whole config entries in (mesh/chain_order.py): Consul must never
+see a chain that does not compile, so a resolver losing a subset waits for the splitter that still
+names it, even until after the jobs when the splitter is being removed."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from nomadmesh.deploy.releases import Release
 from nomadmesh.deploy.rollback import ordered_steps, plan_rollback
 from nomadmesh.mesh.chain_order import entry_phases
+from nomadmesh.mesh.chain_rules import chain_problem
 from nomadmesh.mesh.entry_plan import EntryChange
 
 
@@ -60,3 +62,31 @@ def test_a_service_turning_tcp_waits_until_its_router_is_gone() -> None:
     http, tcp = ({"Kind": "service-defaults", "Name": "inv", "Protocol": p} for p in ("http", "tcp"))
     before, after = entry_phases([change("update", http, tcp), change("delete", router, None)])
     assert (labels(before), labels(after)) == ([], ["delete service-router", "update service-defaults"])
+
+
+def problem(service: str, protocols: dict[str, str], *entries: dict[str, Any]) -> str | None:
+    stored = {(e["Kind"], e["Name"]): e for e in entries}
+    return chain_problem(service, lambda kind, name: stored.get((kind, name)),
+                         lambda name: protocols.get(name, "tcp"))
+
+
+def test_redirects_and_failovers_must_keep_the_chains_protocol() -> None:
+    inconsistent = 'discovery chain "main" uses inconsistent protocols; service "other" has "tcp" which is not "grpc"'
+    failover = {"Kind": "service-resolver", "Name": "main", "Failover": {"*": {"Service": "other"}}}
+    redirect = {"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "other"}}
+    assert problem("main", {"main": "grpc"}, failover) == inconsistent
+    assert problem("main", {"main": "grpc"}, redirect) == inconsistent
+    assert problem("main", {"main": "grpc", "other": "grpc"}, redirect) is None
+
+
+def test_a_redirect_or_nested_split_to_a_missing_subset() -> None:
+    other = {"Kind": "service-resolver", "Name": "other", "ConnectTimeout": "33s"}
+    redirect = {"Kind": "service-resolver", "Name": "main", "Redirect": {"Service": "other", "ServiceSubset": "v1"}}
+    assert problem("main", {}, other, redirect) == 'service "other" does not have a subset named "v1"'
+    http = {"main": "http", "other": "http"}
+    outer = {"Kind": "service-splitter", "Name": "main", "Splits": [{"Weight": 50}, {"Weight": 50, "Service": "other"}]}
+    inner = {"Kind": "service-splitter", "Name": "other", "Splits": [{"Weight": 100, "ServiceSubset": "v9"}]}
+    assert problem("main", http, outer) is None
+    assert problem("main", http, outer, inner) == 'service "other" does not have a subset named "v9"'
+    assert problem("main", {"other": "http"}, outer) == (
+        'discovery chain "main" uses inconsistent protocols; service "other" has "http" which is not "tcp"')
