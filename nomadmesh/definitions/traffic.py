@@ -248,8 +248,8 @@ def _matchers(r: Reader, o: Obj, key: str, fields: Mapping[str, str]) -> list[di
 
 
 def traffic_problems(services: Iterable[Service], external: Iterable[str]) -> list[Problem]:
-    """Splits and routes to other services: the service must be defined here (or be external), and
-    a subset of it must be one it declares."""
+    """Splits and routes to other services: the service must be defined here (or be external), have
+    the same protocol (Consul: "uses inconsistent protocols"), and a subset of it must be one it declares."""
     by_name = {s.name: s for s in services}
     outside = set(external)
     problems = []
@@ -266,7 +266,11 @@ def traffic_problems(services: Iterable[Service], external: Iterable[str]) -> li
                                             "external_services"))
                 continue
             declared = {x.name for x in target.traffic.subsets}
-            if subset and subset not in declared:
+            mine, theirs = s.protocol or "tcp", target.protocol or "tcp"
+            if mine != theirs:
+                problems.append(Problem(s.source, where, f"{other!r} is {theirs} but {s.name!r} is {mine}: Consul "
+                                        "refuses a discovery chain whose services have different protocols"))
+            elif subset and subset not in declared:
                 problems.append(Problem(s.source, where, f"{subset!r} is not a subset {other!r} declares in its "
                                         f"traffic.subsets ({target.source})"))
     return problems

@@ -33,7 +33,7 @@ def service(name: str, port: int, traffic: dict[str, Any] | None = None, protoco
 
 
 def mesh(invoice_traffic: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    return {"order": service("order", 5000, upstreams={"invoice": 6001}),
+    return {"order": service("order", 5000, upstreams={"invoice": 6001}, protocol=None),
             "invoice": service("invoice", 5001, invoice_traffic, **kwargs),
             "audit": service("audit", 5002, {"subsets": {"blue": {"filter": "Service.Tags contains blue"}}})}
 
@@ -93,6 +93,9 @@ def test_traffic_becomes_consuls_three_entries(tmp_path: Path) -> None:
     pytest.param({"splits": [{"weight": 50}, {"weight": 50, "service": "audit", "subset": "green"}]}, {},
                  "traffic.splits", "'green' is not a subset 'audit' declares in its traffic.subsets (",
                  id="other-subset"),
+    pytest.param({"routes": [{"match": {"path_prefix": "/a"}, "destination": {"service": "order"}}]}, {},
+                 "traffic.routes[0].destination", "'order' is tcp but 'invoice' is http: Consul refuses a discovery "
+                 "chain whose services have different protocols", id="other-protocol"),
 ])
 def test_traffic_problems_name_the_field(tmp_path: Path, traffic: dict[str, Any], kwargs: dict[str, Any],
                                          field: str, message: str) -> None:
