@@ -131,7 +131,10 @@ def test_rollback_order_keeps_every_write_acceptable_to_consul() -> None:
 
 def test_rollback_writes_the_protocol_then_resolver_then_splitter_and_deletes_the_other_way() -> None:
     def entry(kind: str, name: str) -> dict[str, object]:
-        return {"Kind": kind, "Name": name}
+        fields = {"service-defaults": {"Protocol": "http"}, "service-resolver": {"Subsets": {"v1": {}}},
+                  "service-splitter": {"Splits": [{"Weight": 100, "ServiceSubset": "v1"}]},
+                  "service-router": {"Routes": [{"Destination": {"ServiceSubset": "v1"}}]}}[kind]
+        return {"Kind": kind, "Name": name, **fields}
 
     restored = {f"service_{k}__api": entry(f"service-{k}", "api") for k in ("defaults", "resolver", "splitter")}
     gone = {f"service_{k}__web": None for k in ("defaults", "resolver", "splitter", "router")}
