@@ -55,11 +55,13 @@ def normalize(entry: dict[str, Any], filter_problem: FilterCheck | None = None) 
     """`entry` checked with Consul's rules and returned as Consul stores it."""
     out = dict(entry)
     subsets = t.mapping(entry, "Subsets", "")
+    stored: dict[str, dict[str, Any]] = {}
     for name in sorted(subsets):
         subset = t.obj(subsets[name], f"Subsets[{name}]")
         where = f"Subsets[{name}]."
         text = t.string(subset, "Filter", where)
-        t.boolean(subset, "OnlyPassing", where)
+        only_passing = t.boolean(subset, "OnlyPassing", where)
+        stored[name] = {**({"Filter": text} if text else {}), **({"OnlyPassing": True} if only_passing else {})}
         if name == "":
             raise InvalidResolver("Subset defined with empty name")
         problem = subset_name_problem(name)
@@ -70,6 +72,8 @@ def normalize(entry: dict[str, Any], filter_problem: FilterCheck | None = None) 
             if problem:
                 raise InvalidResolver(f"Filter for subset {go_quote(name)} is not a valid expression: {problem}")
     names = set(subsets)
+    if "Subsets" in out:
+        out["Subsets"] = stored  # as Consul returns them: empty fields left out, OnlyPassing a bool
     default = t.string(entry, "DefaultSubset", "")
     if default and default not in names:
         raise InvalidResolver(f"DefaultSubset {go_quote(default)} is not a valid subset")

@@ -249,7 +249,7 @@ def test_invalid_entries_get_consuls_status_and_text(module_agent: RunningAgent,
 
 def test_a_resolver_comes_back_as_consul_stores_it(c: consul.Consul) -> None:
     entry = {"kind": "service-resolver", "name": "res-b", "default_subset": "v1", "connect_timeout": "1500ms",
-             "subsets": {"v1": {"filter": 'Service.Meta.version == "1"', "only_passing": True}}}
+             "subsets": {"v1": {"filter": 'Service.Meta.version == "1"', "only_passing": "true"}}}
     assert c.config.set("service-resolver", "res-b", entry) is True
     got = c.config.get("service-resolver", "res-b")
     assert (got["DefaultSubset"], got["ConnectTimeout"]) == ("v1", "1.5s")
