@@ -35,9 +35,10 @@ def deploy_command(services: tuple[str, ...], services_dir: Path, project_file: 
                    as_json: bool) -> None:
     """Deploy all services (or the SERVICEs named): upstreams first, unchanged ones skipped.
 
-    The project's intentions (an allow per declared upstream, nomadmesh.json rules) and
-    service-defaults are written before the jobs that need them; allows no longer declared are
-    removed after the jobs are healthy. One deploy per project at a time.
+    The project's intentions (an allow per declared upstream, nomadmesh.json rules),
+    service-defaults and service.json `traffic` (service-resolver, -splitter, -router) are
+    written before the jobs that need them; what is no longer declared is removed after the
+    jobs are healthy. One deploy per project at a time.
 
     Once the deployments are healthy, every declared upstream edge of the deployed services is
     verified: the intentions let the caller in (as `intent check` decides; an L7 source counts

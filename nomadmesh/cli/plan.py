@@ -30,7 +30,8 @@ def plan_command(services: tuple[str, ...], services_dir: Path, project_file: Pa
     """Show what `deploy` would do (all services, or the SERVICEs named), without doing it.
 
     Per service: the job change and the config entries deploy writes (intention sources with
-    their L7 permissions, service-defaults), and overrides someone else wrote that deploy keeps.
+    their L7 permissions, service-defaults, resolvers, splitters, routers), overrides someone
+    else wrote that deploy keeps, and entries a running release holds.
     Each live job is compared with the rendered one by Nomad's own plan diff, so a change made
     outside nomadmesh (a count scaled by hand, an env var added in the UI) shows as drift, with
     its fields; `deploy` registers the definition again. Without SERVICE names, the project's

@@ -25,6 +25,7 @@ from nomadmesh.definitions.envs import (
 from nomadmesh.definitions.model import Project, Spec
 from nomadmesh.definitions.parse import Parsed, parse_service
 from nomadmesh.definitions.project import parse_project, project_name
+from nomadmesh.definitions.traffic import traffic_problems
 from nomadmesh.definitions.validate import validate_mesh
 from nomadmesh.definitions.variables import resolve
 from nomadmesh.errors import Problem, SpecError
@@ -146,6 +147,7 @@ def load_spec(
     problems += validate_mesh(parsed, external, str(services_dir), unreadable)
 
     problems += _rule_problems(project, parsed, external)
+    problems += traffic_problems((p.service for p in parsed if p.service is not None), external)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise SpecError(_by_file(errors))

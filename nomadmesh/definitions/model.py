@@ -114,6 +114,49 @@ class IngressListener:
 
 
 @dataclass(frozen=True)
+class Subset:
+    """A named group of the service's instances (Consul's service-resolver `Subsets`)."""
+
+    name: str
+    filter: str  # a go-bexpr expression over a service instance: 'Service.Meta.version == "2"'
+    only_passing: bool = False
+
+
+@dataclass(frozen=True)
+class Split:
+    """One share of the service's HTTP traffic (Consul's service-splitter `Splits[]`)."""
+
+    weight: float  # percent, in steps of 0.01
+    subset: str = ""  # "" = the target's default subset
+    service: str = ""  # "" = this service
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route (Consul's service-router `Routes[]`), kept as Consul's JSON text (hashable)."""
+
+    consul: str  # {"Match": {"HTTP": ...}, "Destination": ...}, keys sorted
+    service: str  # the destination service ("" = this service)
+    subset: str  # the destination subset ("" = its default)
+    where: str  # the route's path in service.json, for messages
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """service.json `traffic`: how calls to the service are resolved, split and routed. Deploy
+    writes it as the service's service-resolver / service-splitter / service-router entries."""
+
+    subsets: tuple[Subset, ...] = ()
+    default_subset: str = ""
+    splits: tuple[Split, ...] = ()
+    routes: tuple[Route, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.subsets or self.default_subset or self.splits or self.routes)
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     port: int  # 0: a Connect service without a port (a worker that only calls its upstreams)
@@ -135,6 +178,7 @@ class Service:
     # Consul's `connect.sidecar_service.proxy.config.protocol` (tcp/http/http2/grpc); None = not declared
     # (Consul then takes tcp). Deploy also writes it as the service's `service-defaults` entry.
     protocol: str | None = None
+    traffic: Traffic = field(default_factory=Traffic)  # service.json `traffic`
 
     @property
     def is_gateway(self) -> bool:

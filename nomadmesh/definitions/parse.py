@@ -28,10 +28,12 @@ from nomadmesh.definitions.model import (
     Restart,
     Run,
     Service,
+    Traffic,
     Update,
     Upstream,
     resolve_work_dir,
 )
+from nomadmesh.definitions.traffic import parse_traffic
 from nomadmesh.errors import Problem
 from nomadmesh.pack import name_problem
 
@@ -41,7 +43,7 @@ HEALTH_CHECKS = ("checks", "task_states", "manual")
 RESTART_MODES = ("fail", "delay")
 UPSTREAMS_PATH = "service.connect.sidecar_service.proxy.upstreams"
 
-TOP_KEYS = ("service", "nomad", "ingress")
+TOP_KEYS = ("service", "nomad", "ingress", "traffic")
 # Port labels become NOMAD_PORT_<label> variables in the task, so keep them to identifier characters.
 PORT_LABEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DEFAULT_PORT_LABEL = "http"  # the label the service's own port gets (render/view.py PORT_LABEL)
@@ -119,9 +121,13 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
     address = svc.string("address", nonempty=True)
     tag_override = pick(svc.boolean("enable_tag_override"), False)
     if svc.choice("kind", (GATEWAY_KIND,)) is not None or top.has("ingress"):
+        if top.has("traffic"):
+            r.error("traffic", "is for services behind a gateway, not for the gateway itself")
         return _gateway(r, top, svc, label, name, port, tags, meta)
     connect, upstreams, references = _connect(r, svc, name, port)
     protocol = _protocol(r, svc) if connect else None
+    traffic = parse_traffic(r, top.raw("traffic"), name or "service", protocol, connect) \
+        if top.has("traffic") else Traffic()
     ports = _ports(r, top.raw("nomad"), port, connect)
     checks = _checks(r, svc, top.raw("nomad"), name or "service", port, connect, ports)
     run = replace(_run(r, top, file), ports=ports, blocks=read_blocks(r, top.raw("nomad")))
@@ -144,6 +150,7 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
         address=address,
         enable_tag_override=tag_override,
         protocol=protocol,
+        traffic=traffic,
     )
     return Parsed(service, tuple(r.problems), references)
 

@@ -2,6 +2,7 @@
 hold the project's deploy lock. (Pure parts: `nomadmesh.mesh.policy` and `nomadmesh.mesh.entry_plan`.)
 
     read_live(consul)                          -> (service-intentions by name, service-defaults by name)
+    read_live_chain(consul)                    -> service-resolver/-splitter/-router by (kind, name)
     apply_entries(consul, changes, project)    -> [Applied]   one phase: writes, or deletes
     deploy_lock(consul, project)               -> context manager; DeployLocked if another deploy holds it
 
@@ -28,7 +29,9 @@ from nomadmesh.deploy.consul_api import consul_errors
 from nomadmesh.deploy.intentions import retry_cas
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
-from nomadmesh.mesh.entry_plan import EntryChange, plan_entries
+from nomadmesh.mesh.chain_entries import same_entry
+from nomadmesh.mesh.chain_order import entry_phases
+from nomadmesh.mesh.entry_plan import CHAIN_ORDER, EntryChange, plan_entries
 from nomadmesh.mesh.policy import (
     INTENTIONS,
     SERVICE_DEFAULTS,
@@ -62,11 +65,20 @@ def read_live(consul: consul_lib.Consul) -> tuple[dict[str, Entry], dict[str, En
     return {e["Name"]: e for e in intentions}, {e["Name"]: e for e in defaults}
 
 
+def read_live_chain(consul: consul_lib.Consul) -> dict[tuple[str, str], Entry]:
+    """Every service-resolver, -splitter and -router entry, by (kind, name)."""
+    out = {}
+    with consul_errors(consul):
+        for kind in CHAIN_ORDER:
+            out.update({(kind, e["Name"]): e for e in consul.config.list(kind) or []})
+    return out
+
+
 def live_entry_changes(consul: consul_lib.Consul, desired: Desired,
                        reset_overrides: bool = False) -> tuple[EntryChange, ...]:
     """The entry half of the plan: the project's desired entries against Consul's."""
     intentions, defaults = read_live(consul)
-    return plan_entries(desired, intentions, defaults, reset_overrides)
+    return plan_entries(desired, intentions, defaults, reset_overrides, read_live_chain(consul))
 
 
 def _writable(entry: Entry) -> Entry:
@@ -82,15 +94,23 @@ def _cas(entry: Entry | None) -> int:
 
 def apply_entries(consul: consul_lib.Consul, changes: Sequence[EntryChange], project: str,
                   done: Callable[[Applied], None] = lambda _: None) -> list[Applied]:
-    """Write `changes` (only those that write): service-defaults first, then one CAS write per destination.
+    """Write `changes` (only those that write): service-defaults and discovery-chain entries in an
+    order Consul accepts (`nomadmesh.mesh.chain_order`), then one CAS write per intention destination.
 
     `done` hears of each write as soon as Consul accepted it, so Ctrl-C mid-way leaves a true account."""
+    before, after = entry_phases(changes)
+    return _apply(consul, before + after, [c for c in changes if c.writes and c.kind == INTENTIONS], project, done)
+
+
+def _apply(consul: consul_lib.Consul, whole: Sequence[EntryChange], intentions: Sequence[EntryChange],
+           project: str, done: Callable[[Applied], None]) -> list[Applied]:
     out: list[Applied] = []
-    for change in (c for c in changes if c.writes and c.kind == SERVICE_DEFAULTS):
-        out.append(_named(change, lambda c=change: _service_defaults(consul, c)))
+    for change in whole:
+        write = _service_defaults if change.kind == SERVICE_DEFAULTS else _chain_entry
+        out.append(_named(change, lambda c=change, w=write: w(consul, c)))
         done(out[-1])
     by_dest: dict[str, list[EntryChange]] = {}
-    for change in (c for c in changes if c.writes and c.kind == INTENTIONS):
+    for change in intentions:
         by_dest.setdefault(change.name, []).append(change)
     for dest, group in by_dest.items():
         results = _named(group[0], lambda d=dest, g=group: _intentions(consul, d, g, deploy_owner(project)))
@@ -106,6 +126,23 @@ def _named(change: EntryChange, write: Any) -> Any:
         return write()
     except TargetError as e:
         raise TargetError(f"writing {change.kind}/{change.name}: {e}") from None
+
+
+def _chain_entry(consul: consul_lib.Consul, change: EntryChange) -> Applied:
+    """A service-resolver/-splitter/-router: whole, CAS on the ModifyIndex of the entry as it was planned."""
+    def attempt() -> tuple[bool, Applied]:
+        with consul_errors(consul):
+            live = consul.config.get(change.kind, change.name)
+        if not same_entry(live, change.before) or (live or {}).get("Meta") != (change.before or {}).get("Meta"):
+            return True, Applied(change, False, "changed since the plan; left alone (plan again)")
+        with consul_errors(consul):
+            if change.action == "delete":
+                ok = consul.config.delete(change.kind, change.name, cas=_cas(live))
+            else:
+                ok = consul.config.set(change.kind, change.name, change.after, cas=_cas(live))
+        return bool(ok), Applied(change, True)
+
+    return retry_cas(attempt, f"writing {change.kind}/{change.name}")
 
 
 def _service_defaults(consul: consul_lib.Consul, change: EntryChange) -> Applied:
@@ -213,14 +250,19 @@ class EntryWriter:
         self.consul, self.project = consul, project
 
     def write(self, changes: Sequence[EntryChange], progress: Any) -> list[Applied]:
-        return self._phase([c for c in changes if c.action in ("create", "update")], progress)
+        before, _ = entry_phases(changes)
+        return self._phase(before, [c for c in changes if c.kind == INTENTIONS and c.action in ("create", "update")],
+                           progress)
 
     def delete(self, changes: Sequence[EntryChange], progress: Any) -> list[Applied]:
-        return self._phase([c for c in changes if c.action == "delete"], progress)
+        """Deletions, and the whole-entry writes that had to wait for them (a resolver losing a subset
+        the splitter being removed still named)."""
+        _, after = entry_phases(changes)
+        return self._phase(after, [c for c in changes if c.kind == INTENTIONS and c.action == "delete"], progress)
 
-    def _phase(self, changes: list[EntryChange], progress: Any) -> list[Applied]:
+    def _phase(self, whole: list[EntryChange], intentions: list[EntryChange], progress: Any) -> list[Applied]:
         def done(a: Applied) -> None:
             verb = {"create": "wrote", "update": "updated", "delete": "removed"}[a.change.action]
             progress.note(f"{a.change.label}: {verb}" if a.done else f"{a.change.label}: {a.note}")
 
-        return apply_entries(self.consul, changes, self.project, done) if changes else []
+        return _apply(self.consul, whole, intentions, self.project, done) if whole or intentions else []

@@ -11,7 +11,8 @@ A release is one Consul KV key, `nomadmesh/<project>/releases/<n>`, holding JSON
 Kept in Consul, not on the laptop that deployed, so `nomadmesh history` and `rollback` work from
 any machine. A release is a snapshot read back after the deploy: the live version of every job of
 the project (this deploy's and the previous release's), and the whole `service-intentions` and
-`service-defaults` entry of every service those jobs register or call, as Consul holds it.
+`service-defaults` entry (and service-resolver, -splitter, -router) of every service those jobs
+register or call, as Consul holds it.
 
 Numbers are taken with KV check-and-set (`cas=0`: create only), so two deploys finishing at the
 same time never take the same number; the loser reads again and takes the next one.
@@ -40,7 +41,8 @@ from nomadmesh.deploy.plan import Plan
 from nomadmesh.deploy.target import Target
 from nomadmesh.errors import NomadMeshError, TargetError
 
-ENTRY_KINDS = ("service-intentions", "service-defaults")
+# service-defaults before the discovery-chain kinds: a rollback writes entries in this order.
+ENTRY_KINDS = ("service-intentions", "service-defaults", "service-resolver", "service-splitter", "service-router")
 
 
 class ReleaseInputError(NomadMeshError):

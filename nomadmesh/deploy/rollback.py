@@ -28,6 +28,7 @@ from nomadmesh.deploy.nomad_api import NomadAPI
 from nomadmesh.deploy.releases import Entry, Release, read_entries, split_key
 from nomadmesh.deploy.watch import JobResult, JobWatch
 from nomadmesh.errors import TargetError
+from nomadmesh.mesh.chain_order import RANK, take_safely
 from nomadmesh.progress import Progress
 
 
@@ -137,17 +138,29 @@ def ordered_steps(plan: RollbackPlan) -> list[tuple[str, Any]]:
     working: entries that come back before the jobs (a restored job's allows first), deletions after
     them. Consul refuses L7 intention permissions on a service whose protocol is not HTTP-like, so
     intentions losing their L7 rules go before the service-defaults, and those gaining them after;
-    deletions take intentions before service-defaults for the same reason."""
+    deletions take intentions before service-defaults for the same reason. Resolvers, splitters and
+    routers follow the service-defaults, and are deleted before them, router first, in an order where
+    every discovery chain still compiles (`nomadmesh.mesh.chain_order`)."""
     def kind(step: EntryStep) -> str:
         return split_key(step.key)[0]
 
+    def effect(step: EntryStep) -> tuple[tuple[str, str], Entry | None]:
+        return split_key(step.key), step.wanted
+
     writes = [s for s in plan.entries if s.wanted is not None]
     first = [s for s in writes if kind(s) == "service-intentions" and not _has_l7(s.wanted)]
-    defaults = [s for s in writes if kind(s) != "service-intentions"]
     last = [s for s in writes if kind(s) == "service-intentions" and _has_l7(s.wanted)]
-    deletes = sorted((s for s in plan.entries if s.wanted is None), key=lambda s: kind(s) != "service-intentions")
-    return ([("entry", s) for s in first + defaults + last] + [("job", s) for s in plan.jobs]
-            + [("entry", s) for s in deletes])
+    whole = sorted((s for s in writes if kind(s) != "service-intentions"), key=lambda s: RANK[kind(s)])
+    deletes = sorted((s for s in plan.entries if s.wanted is None and kind(s) != "service-intentions"),
+                     key=lambda s: -RANK[kind(s)])
+    # Simulated on the live entries: a resolver losing a subset the live splitter names waits for it.
+    state = {split_key(s.key): s.current for s in plan.entries if kind(s) != "service-intentions"}
+    now = take_safely(whole, state, effect)
+    pending = deletes + whole
+    later = take_safely(pending, state, effect) + pending
+    intention_deletes = [s for s in plan.entries if s.wanted is None and kind(s) == "service-intentions"]
+    return ([("entry", s) for s in first + now + last] + [("job", s) for s in plan.jobs]
+            + [("entry", s) for s in intention_deletes + later])
 
 
 # --- I/O edge --------------------------------------------------------------------------------

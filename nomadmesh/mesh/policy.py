@@ -21,7 +21,9 @@ When `intent` replaces a source that `deploy` owns, the replaced source is saved
 leaving the pair to the default policy. A source without an owner key was written by someone else
 (Consul CLI, Terraform, the UI) and is never changed unless the user asks (`--reset-overrides`).
 A service-defaults entry is ours when its Meta has `nomadmesh-managed = "true"` and
-`nomadmesh-project = <project>`.
+`nomadmesh-project = <project>`; so are the service-resolver / service-splitter / service-router
+entries made from service.json `traffic` (`nomadmesh.mesh.chain_entries`). An entry whose Meta has
+`nomadmesh-release` belongs to a running release for now and is left alone.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from typing import Any
 
 from nomadmesh.definitions.model import Spec
 from nomadmesh.errors import Problem
+from nomadmesh.mesh.chain_entries import chain_entries, traffic_problems
 from nomadmesh.mesh.intention_rules import InvalidIntentions, validate
 from nomadmesh.mesh.intentions import IntentionError, from_config_entry
 
@@ -41,6 +44,9 @@ PROJECT_KEY = "nomadmesh-project"
 SOURCE_KEY = "nomadmesh-source-"
 SAVED_KEY = "nomadmesh-saved-"
 MAX_META_VALUE = 512  # Consul's limit on a config entry Meta value
+# Set (to the release's id) by `nomadmesh release` on the entries it changes while it runs: deploy
+# then leaves the entry alone (no update, no prune) and plan says so.
+RELEASE_KEY = "nomadmesh-release"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class Desired:
     sources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # Consul source JSON
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)  # why: "upstream of order"
     service_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> whole entry
+    # service-resolver / service-splitter / service-router entries from service.json `traffic`
+    chain: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (kind, name) -> whole entry
 
     @property
     def owner(self) -> str:
@@ -92,6 +100,7 @@ def desired_policy(spec: Spec) -> Desired:
             desired.service_defaults[service.name] = {
                 "Kind": SERVICE_DEFAULTS, "Name": service.name, "Protocol": service.protocol,
                 "Meta": {MANAGED_KEY: "true", PROJECT_KEY: project.name}}
+        desired.chain.update(chain_entries(service, {MANAGED_KEY: "true", PROJECT_KEY: project.name}))
     return desired
 
 
@@ -114,6 +123,8 @@ def policy_problems(spec: Spec) -> list[Problem]:
         except (IntentionError, InvalidIntentions) as e:
             text = str(e).replace("Sources[0].", "").replace("Sources[0]", "")
             problems.append(Problem(label, rule.where, f"Consul would refuse it: {text}"))
+    for service in spec.services:
+        problems += traffic_problems(service)
     return problems
 
 

@@ -25,9 +25,10 @@ PROJECT_KEY = "nomadmesh_project"  # the project's name (Project.name): whose jo
 
 
 _WHERE = ("source", "templates_dir")
-# Project settings that go into Consul config entries, not into any job (mesh/policy.py): changing
-# an intention rule, or the folder that names the project, must not make every job look changed.
-_NOT_IN_JOBS: dict[type, tuple[str, ...]] = {Project: ("name", "derive_intentions", "intentions")}
+# Settings that go into Consul config entries, not into any job (mesh/policy.py): changing an
+# intention rule, a split or a route, or the folder that names the project, must not make a job look changed.
+_NOT_IN_JOBS: dict[type, tuple[str, ...]] = {Project: ("name", "derive_intentions", "intentions"),
+                                             Service: ("traffic",)}
 # Fields added after jobs were deployed: left out while unset, so existing jobs keep their hash.
 _NEW_UNSET: dict[type, tuple[str, ...]] = {Service: ("protocol",)}
 

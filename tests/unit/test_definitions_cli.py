@@ -50,7 +50,7 @@ def test_every_problem_one_per_line_on_stderr_exit_2(broken: Path) -> None:
     assert result.stderr.splitlines() == [
         f"{a}: {UPSTREAMS}[1].local_bind_port: 6001 is already used by upstreams[0] (b)",
         f"{b}: invalid JSON at line 1, column 26: Expecting property name enclosed in double quotes",
-        f"{c}: extra: unknown key; expected one of ingress, nomad, service",
+        f"{c}: extra: unknown key; expected one of ingress, nomad, service, traffic",
         f"{c}: service.port: must be an integer from 1 to 65535, got 70000",
         "4 problem(s) found",
     ]

@@ -49,7 +49,8 @@ def test_a_job_covers_its_services_and_their_upstreams() -> None:
             {"DestinationName": "api"}, {"DestinationName": "db"}]}}}},
         {"Name": "web-admin"}]}, {"Services": None}]}
     assert mesh_names(job) == {"web", "web-admin", "api", "db"}
-    assert entry_keys(["api"]) == ["service-defaults/api", "service-intentions/api"]
+    assert entry_keys(["api"]) == ["service-defaults/api", "service-intentions/api", "service-resolver/api",
+                                   "service-router/api", "service-splitter/api"]
 
 
 def test_release_json_round_trip_and_bad_records() -> None:
@@ -126,3 +127,20 @@ def test_rollback_order_keeps_every_write_acceptable_to_consul() -> None:
         ("entry", "service-intentions/db"),    # deletions after the jobs, intentions first
         ("entry", "service-defaults/db"),
     ]
+
+
+def test_rollback_writes_the_protocol_then_resolver_then_splitter_and_deletes_the_other_way() -> None:
+    def entry(kind: str, name: str) -> dict[str, object]:
+        fields = {"service-defaults": {"Protocol": "http"}, "service-resolver": {"Subsets": {"v1": {}}},
+                  "service-splitter": {"Splits": [{"Weight": 100, "ServiceSubset": "v1"}]},
+                  "service-router": {"Routes": [{"Destination": {"ServiceSubset": "v1"}}]}}[kind]
+        return {"Kind": kind, "Name": name, **fields}
+
+    restored = {f"service_{k}__api": entry(f"service-{k}", "api") for k in ("defaults", "resolver", "splitter")}
+    gone = {f"service_{k}__web": None for k in ("defaults", "resolver", "splitter", "router")}
+    live = {f"service-{k}/web": (entry(f"service-{k}", "web"), 3) for k in ("defaults", "resolver", "splitter",
+                                                                             "router")}
+    plan = plan_rollback(release(1, {}, **restored, **gone), {}, {}, live)
+    assert [step.key for _, step in ordered_steps(plan)] == [
+        "service-defaults/api", "service-resolver/api", "service-splitter/api",
+        "service-router/web", "service-splitter/web", "service-resolver/web", "service-defaults/web"]

@@ -6,8 +6,12 @@ decoder matches them (any case, snake_case too) and written back in Go field nam
 mapstructure decoding with ErrorUnused does, and the sources go through
 `nomadmesh.mesh.intentions.from_config_entry`), then through Consul's Validate rules
 (`nomadmesh.mesh.intention_rules`: 500 with Consul's text, as Consul answers); service-router
-entries through Consul's rules for them (`nomadmesh.mesh.router_rules`); other kinds are stored
-as given once Kind and Name are sane, with `service-defaults`' Protocol checked.
+entries through Consul's rules for them (`nomadmesh.mesh.router_rules`); service-resolver and
+service-splitter entries are decoded as strictly as intentions and go through
+`nomadmesh.mesh.resolver_rules` / `splitter_rules` (weights rounded to 0.01, durations written
+back as Go strings); other kinds are stored as given once Kind and Name are sane, with
+`service-defaults`' Protocol checked. Rules across entries (a splitter on a tcp service, a split
+to a subset no resolver defines) are checked by the store (`config_store`, `nomadmesh.mesh.chain_rules`).
 
 Consul also refuses a graph where an intention with L7 Permissions points at a service whose
 protocol (service-defaults, else proxy-defaults `global`, else tcp) is not HTTP-like, whichever
@@ -20,7 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from nomadmesh.agent.consul import ingress_gateway as ingress
-from nomadmesh.mesh import intention_rules, intentions as ixn, router_rules
+from nomadmesh.agent.consul.filter import syntax_problem as filter_syntax_problem
+from nomadmesh.mesh import entry_types, intention_rules, intentions as ixn, resolver_rules, router_rules, splitter_rules
 
 KINDS = (
     "service-defaults", "proxy-defaults", "service-router", "service-splitter", "service-resolver",
@@ -59,6 +64,28 @@ _SOURCE["Permissions"] = [_PERMISSION]
 _INTENTIONS = {"Kind": None, "Name": None, "Namespace": None, "Partition": None, "Meta": None,
                "JWT": None, "Sources": [_SOURCE], "CreateIndex": None, "ModifyIndex": None}
 
+# Discovery-chain entries (Go field names of ServiceResolverConfigEntry / ServiceSplitterConfigEntry).
+# {"*": schema}: a map whose keys are names (subsets) and whose values follow `schema`.
+_ENTRY = dict.fromkeys(("Kind", "Name", "Namespace", "Partition", "Meta", "CreateIndex", "ModifyIndex"))
+_TARGET = dict.fromkeys(("Service", "ServiceSubset", "Namespace", "Partition", "Datacenter", "Peer"))
+_HASH_POLICY = {**dict.fromkeys(("Field", "FieldValue", "SourceIP", "Terminal")),
+                "CookieConfig": dict.fromkeys(("Session", "TTL", "Path"))}
+_RESOLVER = {
+    **_ENTRY, "DefaultSubset": None, "ConnectTimeout": None, "RequestTimeout": None,
+    "Subsets": {"*": dict.fromkeys(("Filter", "OnlyPassing"))},
+    "Redirect": {**_TARGET, "SamenessGroup": None},
+    "Failover": {"*": {**dict.fromkeys(("Service", "ServiceSubset", "Namespace", "Datacenters", "SamenessGroup")),
+                       "Targets": [_TARGET], "Policy": dict.fromkeys(("Mode", "Regions"))}},
+    "LoadBalancer": {"Policy": None, "RingHashConfig": dict.fromkeys(("MinimumRingSize", "MaximumRingSize")),
+                     "LeastRequestConfig": dict.fromkeys(("ChoiceCount",)), "HashPolicies": [_HASH_POLICY]},
+    "PrioritizeByLocality": dict.fromkeys(("Mode",)),
+}
+_HEADERS = dict.fromkeys(("Add", "Set", "Remove"))
+_SPLITTER = {**_ENTRY, "Splits": [{**dict.fromkeys(("Weight", "Service", "ServiceSubset", "Namespace", "Partition")),
+                                   "RequestHeaders": _HEADERS, "ResponseHeaders": _HEADERS}]}
+_SCHEMAS: dict[str, dict[str, Any]] = {ixn.KIND: _INTENTIONS, resolver_rules.KIND: _RESOLVER,
+                                       splitter_rules.KIND: _SPLITTER}
+
 
 def _fold(key: str) -> str:
     return key.replace("_", "").replace("-", "").lower()
@@ -68,6 +95,8 @@ def _strict(raw: Any, schema: dict[str, Any], where: str) -> Any:
     """Rename keys to the schema's spelling; unknown keys are an error naming them."""
     if not isinstance(raw, dict):
         return raw  # type errors are reported by the validators, which know what was expected
+    if "*" in schema:  # a map of names: keys kept as written, values decoded
+        return {key: _strict(value, schema["*"], f"{where}{key}.") for key, value in raw.items()}
     names = {_fold(k): k for k in schema}
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -77,7 +106,7 @@ def _strict(raw: Any, schema: dict[str, Any], where: str) -> Any:
         sub = schema[name]
         if isinstance(sub, list) and isinstance(value, list):
             value = [_strict(v, sub[0], f"{where}{name}[{i}].") for i, v in enumerate(value)]
-        elif isinstance(sub, dict):
+        elif isinstance(sub, dict) and sub:  # an empty schema ({}: Meta-like) takes any keys
             value = _strict(value, sub, f"{where}{name}.")
         out[name] = value
     return out
@@ -107,7 +136,7 @@ def decode(raw: Any) -> dict[str, Any]:
     kind = kind.lower()
     if kind not in KINDS:
         raise EntryError(f"invalid config entry kind: {kind}")
-    entry = _strict(raw, _INTENTIONS, "") if kind == ixn.KIND else _top_level(copy.deepcopy(raw))
+    entry = _strict(raw, _SCHEMAS[kind], "") if kind in _SCHEMAS else _top_level(copy.deepcopy(raw))
     entry["Kind"] = kind
     for key in READ_ONLY:
         entry.pop(key, None)
@@ -142,7 +171,21 @@ def decode(raw: Any) -> dict[str, Any]:
             router_rules.validate(entry)
         except router_rules.InvalidRouter as e:
             raise EntryInvalid(str(e)) from None
+    if kind in (resolver_rules.KIND, splitter_rules.KIND):
+        entry = _normalize_chain_entry(entry)
     return entry
+
+
+def _normalize_chain_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A service-resolver or service-splitter through Consul's Normalize and Validate."""
+    try:
+        if entry["Kind"] == resolver_rules.KIND:
+            return resolver_rules.normalize(entry, filter_syntax_problem)
+        return splitter_rules.normalize(entry)
+    except entry_types.Undecodable as e:
+        raise EntryError(str(e)) from None
+    except (resolver_rules.InvalidResolver, splitter_rules.InvalidSplitter) as e:
+        raise EntryInvalid(str(e)) from None
 
 
 def _check_protocol(value: Any, where: str) -> None:

@@ -308,3 +308,28 @@ SERVICE_NODE: Schema = {
     "ServiceConnect": _CONNECT, "PeerName": "str", "Namespace": "str", "Partition": "str",
 }
 CHECK_SERVICE_NODE: Schema = {"Node": NODE, "Service": AGENT_SERVICE, "Checks": ("list", HEALTH_CHECK)}
+
+
+def syntax_problem(expression: str) -> str | None:
+    """go-bexpr's parse error for `expression` without the endpoint prefix, None when it parses.
+
+    For filters Consul only parses at write time (a service-resolver subset's Filter: its Validate
+    creates the evaluator with no data type), so no selector is checked."""
+    try:
+        compile_filter(expression, _ANY_FIELDS)
+    except FilterError as e:
+        return str(e).removeprefix(PREFIX)
+    return None
+
+
+class _AnyFields(dict[str, Any]):
+    """A schema where every selector is valid (no data type to check against)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> Any:
+        return "map"
+
+
+_ANY_FIELDS: Schema = _AnyFields()
