@@ -70,6 +70,13 @@ def test_router_sends_paths_to_another_service_and_to_a_subset(mesh: L7Mesh) -> 
         {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}},
         {"Match": {"HTTP": {"PathPrefix": "/canary/"}},
          "Destination": {"ServiceSubset": "v2", "PrefixRewrite": "/"}},
+        # Every match kind at once (RE2 path, header, query, method) with retries and a timeout:
+        # Envoy must accept the route configuration, and only a request matching all goes to v2.
+        {"Match": {"HTTP": {"PathRegex": "/re/[0-9]+", "Methods": ["GET"],
+                            "QueryParam": [{"Name": "beta", "Exact": "1"}],
+                            "Header": [{"Name": "x-debug", "Present": True, "Invert": True}]}},
+         "Destination": {"ServiceSubset": "v2", "RequestTimeout": "5s", "NumRetries": 2,
+                         "RetryOnConnectFailure": True, "RetryOnStatusCodes": [503]}},
     ])
     try:
         wait_until(lambda: mesh.served_by("/admin/x") == "admin", 10, step=0.05, what="/admin routed to admin")
@@ -77,6 +84,8 @@ def test_router_sends_paths_to_another_service_and_to_a_subset(mesh: L7Mesh) -> 
         wait_until(lambda: mesh.call("/canary/hello") == (200, "backend api-v2 /hello\n"), 10, step=0.05,
                    what="/canary/ routed to subset v2")
         assert answered(mesh, "/other") == {"api-v1"}  # the catch-all still follows the split
+        assert mesh.served_by("/re/42?beta=1") == "api-v2"
+        assert mesh.served_by("/re/42?beta=2") == mesh.served_by("/re/x?beta=1") == "api-v1"
     finally:
         mesh.delete_entry("service-router", "api")
     wait_until(lambda: mesh.served_by("/admin/x") == "api-v1", 10, step=0.05, what="router removed")
