@@ -18,10 +18,11 @@ from google.protobuf import symbol_database
 from google.rpc import status_pb2
 
 from nomadmesh.agent.connect.cache import SnapshotCache, resource_name
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import Intention
-from support.connect_support import snapshot, upstream
+from support.connect_support import chain_upstream, snapshot, upstream
 
 NODE = "order-sidecar-proxy"
 
@@ -223,6 +224,33 @@ def test_changes_are_pushed_clusters_endpoints_secrets_listeners(server: XdsServ
     server.cache.set(NODE, changed)
     order = [client.recv().type_url for _ in range(4)]
     assert order == [CLUSTER, ENDPOINT, SECRET, LISTENER]
+
+
+def _split_snap(v1: int) -> ProxySnapshot:
+    entries = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+               {"Kind": "service-resolver", "Name": "api", "Subsets": {"v1": {}, "v2": {}}},
+               {"Kind": "service-splitter", "Name": "api", "Splits": [
+                   {"Weight": v1, "ServiceSubset": "v1"}, {"Weight": 100 - v1, "ServiceSubset": "v2"}]})
+    return snapshot("order", upstreams=(chain_upstream("api", 7000, entries, {}),))
+
+
+def test_rds_serves_the_named_route_configuration_and_a_split_change_sends_only_routes(
+        server: XdsServer, client: AdsClient) -> None:
+    server.cache.set(NODE, _split_snap(100))
+    for type_url in (CLUSTER, LISTENER):
+        client.send(type_url)
+        client.ack(client.recv())
+    client.send(ROUTE, ["api"])  # what Envoy asks once a listener names route configuration "api"
+    first = client.recv()
+    assert first.type_url == ROUTE and _names(first) == ["api"]
+    client.ack(first, ["api"])
+    assert client.nothing(0.2)
+    assert server.streams[NODE].acked_versions[ROUTE] == first.version_info
+    server.cache.set(NODE, _split_snap(50))  # same clusters and listeners, other weights
+    second = client.recv()
+    assert second.type_url == ROUTE and second.version_info != first.version_info
+    client.ack(second, ["api"])
+    assert client.nothing(0.2)
 
 
 def test_unix_socket_serves_the_same_stream(server: XdsServer) -> None:

@@ -7,9 +7,11 @@ import http.server
 import threading
 from dataclasses import replace
 from functools import lru_cache
+from typing import Any
 
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.snapshot import Address, ProxySnapshot, UpstreamSnap
+from nomadmesh.agent.consul.discovery_chain import compile_chain
 from support.net import free_port  # noqa: F401  (re-exported: the bench and the connect tests import it here)
 
 CLUSTER_ID = "11111111-2222-3333-4444-555555555555"
@@ -43,6 +45,17 @@ def snapshot(service: str, public_port: int = 21000, app_port: int = 8080, ca: C
 
 def upstream(destination: str, port: int, endpoints: tuple[tuple[str, int], ...] = ()) -> UpstreamSnap:
     return UpstreamSnap(destination=destination, local_bind_port=port, endpoints=endpoints)
+
+
+def chain_upstream(destination: str, port: int, entries: tuple[dict[str, Any], ...],
+                   endpoints: dict[str, tuple[tuple[str, int], ...]]) -> UpstreamSnap:
+    """An upstream whose discovery chain is compiled from `entries` (config entries as stored),
+    with `endpoints` per chain target id (a target not named has none)."""
+    table = {f"{e['Kind']}/{e['Name']}": e for e in entries}
+    chain = compile_chain(destination, lambda kind, name: table.get(f"{kind}/{name}"), DC,
+                          pinned_ca().trust_domain)
+    return UpstreamSnap(destination, port, chain=chain,
+                        target_endpoints=tuple((tid, endpoints.get(tid, ())) for tid in sorted(chain.targets)))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

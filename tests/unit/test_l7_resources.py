@@ -18,8 +18,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from nomadmesh.agent.connect.cache import check_consistent
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot, UpstreamSnap
-from nomadmesh.agent.consul.discovery_chain import compile_chain
-from support.connect_support import CLUSTER_ID, snapshot
+from support.connect_support import CLUSTER_ID, chain_upstream, snapshot
 from support.golden import assert_golden
 
 TD = f"{CLUSTER_ID}.consul"
@@ -32,10 +31,7 @@ ENDPOINTS = {"v1.api.default.default.dc1": (("10.0.0.1", 21001),), "v2.api.defau
 
 
 def with_chain(*entries: dict[str, Any]) -> ProxySnapshot:
-    table = {f"{e['Kind']}/{e['Name']}": e for e in entries}
-    chain = compile_chain("api", lambda k, n: table.get(f"{k}/{n}"), "dc1", TD)
-    up = UpstreamSnap("api", 7000, chain=chain, target_endpoints=tuple(
-        (tid, ENDPOINTS.get(tid, ())) for tid in sorted(chain.targets)))
+    up = chain_upstream("api", 7000, entries, ENDPOINTS)
     return snapshot("web", public_port=21000, app_port=5000, upstreams=(up,))
 
 
