@@ -24,7 +24,6 @@ from typing import Any
 import requests
 
 from support.connect_support import start_backend
-from support.host_mesh import stop_process
 from support.net import free_port
 from support.paths import REPO
 
@@ -35,6 +34,17 @@ INSTANCES: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "admin": ("admin", {}, []),
 }
 CALLER = "web"
+STOP_TIMEOUT_S = 10
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
 
 
 @dataclass
