@@ -20,6 +20,7 @@ failover keys, header maps) are left as written.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,13 +105,15 @@ class Target:
     connect_timeout_ns: int = DEFAULT_CONNECT_TIMEOUT_NS
     filter: str = ""  # the subset's bexpr over the instances ("" = every instance)
     only_passing: bool = False  # the subset counts a warning check as unhealthy
+    mesh_gateway_mode: str = ""  # only ever set by a request's OverrideMeshGateway
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ID": self.id, "Service": self.service}
         if self.subset:
             out["ServiceSubset"] = self.subset
         out.update({"Namespace": NAMESPACE, "Partition": PARTITION, "Datacenter": self.datacenter,
-                    "MeshGateway": {}, "Subset": _subset_json(self.filter, self.only_passing),
+                    "MeshGateway": {"Mode": self.mesh_gateway_mode} if self.mesh_gateway_mode else {},
+                    "Subset": _subset_json(self.filter, self.only_passing),
                     "TransparentProxy": {}, "ConnectTimeout": go_duration(self.connect_timeout_ns),
                     "SNI": self.sni, "Name": self.sni})
         return out
@@ -195,6 +198,7 @@ class Chain:
     targets: dict[str, Target]
     default: bool = False
     service_meta: dict[str, str] = field(default_factory=dict)
+    customization_hash: str = ""  # set when a request's overrides changed the result
 
     @property
     def is_http(self) -> bool:
@@ -213,6 +217,8 @@ class Chain:
         """Consul's CompiledDiscoveryChain JSON (GET /v1/discovery-chain/:service's `Chain`)."""
         out: dict[str, Any] = {"ServiceName": self.service, "Namespace": NAMESPACE, "Partition": PARTITION,
                                "Datacenter": self.datacenter}
+        if self.customization_hash:
+            out["CustomizationHash"] = self.customization_hash
         if self.default:
             out["Default"] = True
         out["Protocol"] = self.protocol
@@ -249,14 +255,25 @@ def protocol_of(service: str, lookup: Lookup) -> str:
     return str(value).lower() if value else "tcp"
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What a POST /v1/discovery-chain request may override (Consul's CompileRequest Override*)."""
+
+    protocol: str = ""
+    connect_timeout_ns: int = 0
+    mesh_gateway_mode: str = ""
+
+
 @dataclass
 class _Compiler:
     service: str
     lookup: Lookup
     datacenter: str
     trust_domain: str
+    overrides: Overrides = Overrides()
     protocol: str = ""
     advanced: bool = False
+    customized: dict[str, Any] = field(default_factory=dict)  # override name -> value that changed the result
     nodes: dict[str, Node] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
 
@@ -272,12 +289,27 @@ class _Compiler:
             raise ChainError(f'discovery chain "{self.service}" uses inconsistent protocols; service '
                              f'"{service}" has "{proto}" which is not "{self.protocol}"')
 
+    @property
+    def l4_override(self) -> bool:
+        """An overridden protocol that is not HTTP-like: routers and splitters are left out."""
+        return bool(self.overrides.protocol) and self.overrides.protocol not in HTTP_LIKE
+
+    def l7_entry(self, kind: str, name: str) -> dict[str, Any] | None:
+        entry = self.entry(kind, name)
+        if entry is not None and self.l4_override:
+            self.customized["OverrideProtocol"] = self.overrides.protocol
+            return None
+        return entry
+
     def compile(self) -> Chain:
-        router = self.entry("service-router", self.service)
+        router = self.l7_entry("service-router", self.service)
         start = self.splitter_or_resolver(self.service, "") if router is None else self.router_node(router)
         if self.advanced and self.protocol not in HTTP_LIKE:
             raise ChainError(f'discovery chain "{self.service}" uses a protocol "{self.protocol}" that does not '
                              f'permit advanced routing or splitting behavior')
+        if self.overrides.protocol and self.overrides.protocol != self.protocol:
+            self.protocol = self.overrides.protocol
+            self.customized["OverrideProtocol"] = self.overrides.protocol
         self.flatten_splitters()
         used = self.reachable(start)
         nodes = {k: n for k, n in self.nodes.items() if k in used}
@@ -287,8 +319,10 @@ class _Compiler:
         default = (first.type == RESOLVER and first.resolver is not None and first.resolver.default
                    and self.targets[first.resolver.target].service == self.service)
         meta = (self.entry("service-defaults", self.service) or {}).get("Meta") or {}
+        digest = hashlib.sha256(repr(sorted(self.customized.items())).encode()).hexdigest()[:8]
         return Chain(self.service, self.datacenter, self.protocol or "tcp", start, nodes,
-                     {k: t for k, t in self.targets.items() if k in kept}, default, dict(meta))
+                     {k: t for k, t in self.targets.items() if k in kept}, default, dict(meta),
+                     digest if self.customized else "")
 
     def router_node(self, router: dict[str, Any]) -> str:
         self.advanced = True
@@ -316,7 +350,7 @@ class _Compiler:
         key = f"{SPLITTER}:{name}"
         if key in self.nodes:
             return key
-        splitter = self.entry("service-splitter", service)
+        splitter = self.l7_entry("service-splitter", service)
         if splitter is None:
             return None
         if service in seen:
@@ -369,10 +403,14 @@ class _Compiler:
         timeout = duration_ns(resolver.get("ConnectTimeout"))
         if timeout < 1:
             timeout = DEFAULT_CONNECT_TIMEOUT_NS
+        if self.overrides.connect_timeout_ns > 0 and timeout != self.overrides.connect_timeout_ns:
+            timeout = self.customized["OverrideConnectTimeout"] = self.overrides.connect_timeout_ns
+        if self.overrides.mesh_gateway_mode:
+            self.customized["OverrideMeshGateway"] = self.overrides.mesh_gateway_mode
         spec = subsets.get(subset) or {} if subset else {}
         self.targets.setdefault(tid, Target(
             tid, service, subset, dc, target_sni(service, subset, dc, self.trust_domain), timeout,
-            str(spec.get("Filter") or ""), bool(spec.get("OnlyPassing"))))
+            str(spec.get("Filter") or ""), bool(spec.get("OnlyPassing")), self.overrides.mesh_gateway_mode))
         failover = () if for_failover else self.failover_targets(resolver, service, subset, dc, tid)
         node = Node(RESOLVER, tid, resolver=Resolver(
             tid, _is_default(resolver), timeout, duration_ns(resolver.get("RequestTimeout")), failover))
@@ -447,9 +485,11 @@ def _is_default(resolver: dict[str, Any]) -> bool:
     return not any(v for k, v in resolver.items() if k not in ("Kind", "Name", "Meta", "Namespace", "Partition"))
 
 
-def compile_chain(service: str, lookup: Lookup, datacenter: str, trust_domain: str) -> Chain:
+def compile_chain(service: str, lookup: Lookup, datacenter: str, trust_domain: str,
+                  overrides: Overrides = Overrides()) -> Chain:
     """The compiled discovery chain of `service` as seen from `datacenter`; ChainError when the
-    entries form a graph Consul refuses."""
+    entries form a graph Consul refuses. `overrides` are a POST request's (none for a proxy's
+    upstream); the CustomizationHash they give is ours (Consul hashes with Go's hashstructure)."""
     if not service:
         raise ChainError("serviceName is required")
-    return _Compiler(service, lookup, datacenter, trust_domain).compile()
+    return _Compiler(service, lookup, datacenter, trust_domain, overrides).compile()
