@@ -16,8 +16,10 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from nomadmesh.agent.connect.cache import check_consistent
+from nomadmesh.agent.connect.proxies import MeshView, target_endpoints
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot, UpstreamSnap
+from nomadmesh.agent.consul.discovery_chain import compile_chain
 from support.connect_support import CLUSTER_ID, chain_upstream, snapshot
 from support.golden import assert_golden
 
@@ -144,3 +146,31 @@ def test_an_upstream_without_a_chain_is_the_default_chain() -> None:
         ("api.default.default.dc1", (("10.0.0.1", 21001),)),)),))
     a, b = build_resources(plain), build_resources(compiled)
     assert all(sorted(map(str, a[t])) == sorted(map(str, b[t])) for t in (LISTENER, CLUSTER, ENDPOINT, ROUTE))
+
+
+# --- which instances a subset selects (proxies.target_endpoints) ------------------------------
+
+
+def _sidecar(sid: str, port: int, tags: list[str], meta: dict[str, str]) -> dict[str, Any]:
+    return {"ID": sid, "Service": "api-sidecar-proxy", "Kind": "connect-proxy", "Address": "10.0.0.9", "Port": port,
+            "Tags": tags, "Meta": meta, "Proxy": {"DestinationServiceName": "api", "LocalServicePort": 8080}}
+
+
+def test_subsets_select_by_tags_and_meta_and_count_warning_as_healthy_unless_only_passing() -> None:
+    services = (_sidecar("a", 1, ["v1"], {"version": "1"}), _sidecar("b", 2, ["v2", "canary"], {"version": "2"}),
+                _sidecar("c", 3, ["v2"], {"version": "2"}), _sidecar("d", 4, ["v2"], {"version": "2"}))
+    checks = ({"ServiceID": "a", "Status": "passing"}, {"ServiceID": "b", "Status": "passing"},
+              {"ServiceID": "c", "Status": "warning"}, {"ServiceID": "d", "Status": "critical"})
+    resolver = {"Kind": "service-resolver", "Name": "api", "Subsets": {
+        "v1": {"Filter": 'Service.Meta.version == "1"'}, "v2": {"Filter": 'Service.Meta.version == "2"'},
+        "canary": {"Filter": '"canary" in Service.Tags'},
+        "v2-strict": {"Filter": 'Service.Meta.version == "2"', "OnlyPassing": True},
+        "broken": {"Filter": "Service.Nope == 1"}}}
+    view = MeshView(services, checks, {"service-resolver/api": resolver}, "dc1", TD, "", True)
+    ports = {}
+    for subset in ("v1", "v2", "canary", "v2-strict", "broken", ""):
+        entry = {**resolver, "DefaultSubset": subset}  # the chain's one target is that subset
+        (target,) = compile_chain("api", lambda k, n, e=entry: e if k == "service-resolver" else None, "dc1",
+                                  TD).targets.values()
+        ports[subset] = [p for _, p in target_endpoints(view, target)]
+    assert ports == {"v1": [1], "v2": [2, 3], "canary": [2], "v2-strict": [2], "broken": [], "": [1, 2, 3]}
