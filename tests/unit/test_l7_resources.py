@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
@@ -50,7 +51,16 @@ ROUTER = {"Kind": "service-router", "Name": "api", "Routes": [
 SPLIT = {"Kind": "service-splitter", "Name": "api", "Splits": [
     {"Weight": 90.5, "ServiceSubset": "v1"}, {"Weight": 9.5, "ServiceSubset": "v2"}]}
 
+LB = {"Policy": "ring_hash", "RingHashConfig": {"MinimumRingSize": 1024, "MaximumRingSize": 8192}, "HashPolicies": [
+    {"Field": "header", "FieldValue": "x-user"}, {"Field": "cookie", "FieldValue": "sid", "CookieConfig": {
+        "Session": True, "Path": "/"}}, {"SourceIP": True, "Terminal": True}]}
+HEADERS_SPLIT = {"Kind": "service-splitter", "Name": "api", "Splits": [
+    {"Weight": 50, "ServiceSubset": "v1", "RequestHeaders": {"Set": {"x-version": "1"}}},
+    {"Weight": 50, "ServiceSubset": "v2", "RequestHeaders": {"Add": {"x-canary": "yes"}, "Remove": ["x-debug"]},
+     "ResponseHeaders": {"Set": {"x-served-by": "v2"}}}]}
+
 CASES: dict[str, Callable[[], ProxySnapshot]] = {
+    "l7-lb-headers": lambda: with_chain(*HTTP, {**SUBSETS, "LoadBalancer": LB}, HEADERS_SPLIT),
     "l7-split": lambda: with_chain(*HTTP, SUBSETS, SPLIT),
     "l7-router": lambda: with_chain(*HTTP, SUBSETS, ROUTER, SPLIT),
     "l7-tcp-subset-failover": lambda: with_chain({**SUBSETS, "DefaultSubset": "v2", "Failover": {
@@ -121,6 +131,27 @@ def test_router_matches_rewrites_timeouts_and_retries() -> None:
         "connect-failure,retriable-status-codes", 3, [503, 504])
     assert old.route.prefix_rewrite == "/new/" and old.match.prefix == "/old/"
     assert catch_all.match.prefix == "/" and len(catch_all.route.weighted_clusters.clusters) == 2
+
+
+def test_ring_hash_balancer_and_header_changes_per_leg() -> None:
+    res = build_resources(CASES["l7-lb-headers"]())
+    for cluster in res[CLUSTER]:
+        if cluster.name.startswith(("v1.api", "v2.api")):
+            assert cluster.lb_policy == cluster.RING_HASH
+            assert (cluster.ring_hash_lb_config.minimum_ring_size.value,
+                    cluster.ring_hash_lb_config.maximum_ring_size.value) == (1024, 8192)
+    (route,) = _by_name(res[ROUTE])["api"].virtual_hosts[0].routes
+    policies = route.route.hash_policy
+    assert [p.WhichOneof("policy_specifier") for p in policies] == ["header", "cookie", "connection_properties"]
+    assert policies[1].cookie.name == "sid" and policies[1].cookie.HasField("ttl") and policies[2].terminal
+    v1, v2 = route.route.weighted_clusters.clusters
+    option = base_pb2.HeaderValueOption
+    assert [(h.header.key, h.header.value, h.append_action) for h in v1.request_headers_to_add] == [
+        ("x-version", "1", option.OVERWRITE_IF_EXISTS_OR_ADD)]  # Set overwrites
+    assert [(h.header.key, h.append_action) for h in v2.request_headers_to_add] == [
+        ("x-canary", option.APPEND_IF_EXISTS_OR_ADD)]  # Add appends
+    assert list(v2.request_headers_to_remove) == ["x-debug"]
+    assert [h.header.key for h in v2.response_headers_to_add] == ["x-served-by"]
 
 
 def test_tcp_upstream_proxies_to_the_default_subset_and_fails_over_by_priority() -> None:

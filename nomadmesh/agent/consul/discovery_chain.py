@@ -32,6 +32,7 @@ Lookup = Callable[[str, str], "dict[str, Any] | None"]  # (kind, name) -> stored
 NAMESPACE = PARTITION = "default"
 HTTP_LIKE = ("http", "http2", "grpc")
 DEFAULT_CONNECT_TIMEOUT_NS = 5_000_000_000
+HASH_POLICIES = ("ring_hash", "maglev")
 ROUTER, SPLITTER, RESOLVER = "router", "splitter", "resolver"
 
 
@@ -48,11 +49,13 @@ _GO_NAMES = (
     "ResponseHeaders", "Routes", "Match", "HTTP", "PathExact", "PathPrefix", "PathRegex", "CaseInsensitive",
     "Header", "QueryParam", "Methods", "Present", "Exact", "Prefix", "Suffix", "Regex", "Contains", "IgnoreCase",
     "Invert", "Destination", "PrefixRewrite", "IdleTimeout", "NumRetries", "RetryOnConnectFailure", "RetryOn",
-    "RetryOnStatusCodes", "Add", "Set", "Remove",
+    "RetryOnStatusCodes", "Add", "Set", "Remove", "LeastRequestConfig", "ChoiceCount", "RingHashConfig",
+    "MinimumRingSize", "MaximumRingSize", "HashPolicies", "Field", "FieldValue", "CookieConfig", "Session", "TTL",
+    "Path", "SourceIP", "Terminal",
 )
 _BY_FOLD = {n.lower(): n for n in _GO_NAMES}
 _NAMED_MAPS = ("Subsets", "Failover")  # keys are user names, values are structs
-_OPAQUE = ("Meta", "Add", "Set", "LoadBalancer", "Policy")  # kept as written
+_OPAQUE = ("Meta", "Add", "Set", "Policy")  # kept as written
 
 
 def _fold(key: str) -> str:
@@ -162,6 +165,11 @@ class Node:
     routes: tuple[Route, ...] = ()
     splits: tuple[Split, ...] = ()
     resolver: Resolver | None = None
+    load_balancer: dict[str, Any] = field(default_factory=dict)  # the resolver's LoadBalancer
+
+    @property
+    def is_hash_based(self) -> bool:
+        return self.load_balancer.get("Policy") in HASH_POLICIES
 
     @property
     def key(self) -> str:
@@ -185,6 +193,8 @@ class Node:
             if not r.default:
                 res.pop("Default")
             out["Resolver"] = res
+        if self.load_balancer:
+            out["LoadBalancer"] = self.load_balancer
         return out
 
 
@@ -367,7 +377,10 @@ class _Compiler:
                 nxt = self.resolver_node(svc, subset)
             splits.append(Split(float(definition.get("Weight") or 0), nxt, definition))
         self.advanced = True
-        node = Node(SPLITTER, name, splits=tuple(splits))
+        # One route action takes one hash policy: the first hash-based balancer of the legs, as Consul picks it.
+        hashed = next((self.nodes[s.next_node].load_balancer for s in splits
+                       if s.next_node in self.nodes and self.nodes[s.next_node].is_hash_based), {})
+        node = Node(SPLITTER, name, splits=tuple(splits), load_balancer=hashed)
         self.nodes[key] = node
         return key
 
@@ -413,7 +426,8 @@ class _Compiler:
             str(spec.get("Filter") or ""), bool(spec.get("OnlyPassing")), self.overrides.mesh_gateway_mode))
         failover = () if for_failover else self.failover_targets(resolver, service, subset, dc, tid)
         node = Node(RESOLVER, tid, resolver=Resolver(
-            tid, _is_default(resolver), timeout, duration_ns(resolver.get("RequestTimeout")), failover))
+            tid, _is_default(resolver), timeout, duration_ns(resolver.get("RequestTimeout")), failover),
+            load_balancer=dict(resolver.get("LoadBalancer") or {}))
         if not for_failover:
             self.nodes[node.key] = node
         return node.key
@@ -464,8 +478,8 @@ class _Compiler:
                         continue
                     changed = True
                     legs += [Split(round(split.weight * s.weight / 100, 2), s.next_node,
-                                   {**split.definition, **s.definition}) for s in inner.splits]
-                self.nodes[key] = Node(SPLITTER, node.name, splits=tuple(legs))
+                                   _merge_parent(s.definition, split.definition)) for s in inner.splits]
+                self.nodes[key] = Node(SPLITTER, node.name, splits=tuple(legs), load_balancer=node.load_balancer)
 
     def reachable(self, start: str) -> set[str]:
         seen: set[str] = set()
@@ -478,6 +492,20 @@ class _Compiler:
             node = self.nodes[key]
             todo += [r.next_node for r in node.routes] + [s.next_node for s in node.splits]
         return seen
+
+
+def _merge_parent(inner: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+    """Consul's ServiceSplit.MergeParent: the inner leg's definition with the parent leg's header
+    changes merged in (the inner leg's values win; removals add up)."""
+    out = dict(inner)
+    for name in ("RequestHeaders", "ResponseHeaders"):
+        mine, theirs = inner.get(name) or {}, parent.get(name) or {}
+        if not theirs:
+            continue
+        merged: dict[str, Any] = {op: {**(theirs.get(op) or {}), **(mine.get(op) or {})} for op in ("Add", "Set")}
+        merged["Remove"] = [*(theirs.get("Remove") or []), *(mine.get("Remove") or [])]
+        out[name] = {k: v for k, v in merged.items() if v}
+    return out
 
 
 def _is_default(resolver: dict[str, Any]) -> bool:
