@@ -11,6 +11,8 @@ configuration serves:
 split   service-splitter 100/0 ↔ 0/100 (the first request answered by the other version)
 route   service-router `/admin` → admin, written ↔ deleted (the first `/admin/x` answered by
         admin, then by api again)
+anchor  in the same run, a service-intentions deny web → api written (the first request refused):
+        the intention push the README's row 2 measures, side by side on the same (shared) machine
 
 Both go agent state → proxy snapshot → RDS → Envoy; a split change resends only the route
 configuration, clusters and listeners stay as they are.
@@ -44,6 +46,7 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="nml7"))
     split_s: list[float] = []
     route_s: list[float] = []
+    anchor_s: list[float] = []
     misses = 0
     try:
         with agent_session() as agent:
@@ -74,6 +77,16 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
                         misses += 1
                     else:
                         route_s.append(t)
+                deny = [{"Name": "web", "Action": "deny"}]
+                for _ in range(max(2, changes // 2)):
+                    mesh.entry("service-intentions", "api", Sources=deny)
+                    t = spin(lambda: mesh.call()[0] != 200)
+                    if t is None:
+                        misses += 1
+                    else:
+                        anchor_s.append(t)
+                    mesh.delete_entry("service-intentions", "api")
+                    spin(lambda: mesh.call()[0] == 200)
             finally:
                 mesh.stop()
     finally:
@@ -84,6 +97,7 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
         "l7_split_p99_ms": ms(split_s, 99),
         "l7_route_changes": len(route_s), "l7_route_p50_ms": ms(route_s, 50), "l7_route_p90_ms": ms(route_s, 90),
         "l7_route_p99_ms": ms(route_s, 99),
+        "l7_anchor_intention_p50_ms": ms(anchor_s, 50), "l7_anchor_intention_p99_ms": ms(anchor_s, 99),
         "l7_missed": misses,
     }
 
