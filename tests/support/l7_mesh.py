@@ -16,16 +16,16 @@ from __future__ import annotations
 import http.client
 import subprocess
 import sys
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from support.connect_support import start_backend
+from support.connect_support import envoy_admin_stats, start_backend
 from support.net import free_port
 from support.paths import REPO
+from support.processes import stop_process
 
 # service id -> (name, meta, tags)
 INSTANCES: dict[str, tuple[str, dict[str, str], list[str]]] = {
@@ -34,17 +34,6 @@ INSTANCES: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "admin": ("admin", {}, []),
 }
 CALLER = "web"
-STOP_TIMEOUT_S = 10
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -88,13 +77,7 @@ class L7Mesh:
                                                       {"Weight": v2, "ServiceSubset": "v2"}])
 
     def envoy_stats(self, service_id: str, regex: str) -> dict[str, int]:
-        url = f"http://127.0.0.1:{self.admin_ports[service_id]}/stats?filter={urllib.parse.quote(regex)}"
-        out: dict[str, int] = {}
-        for line in requests.get(url, timeout=5).text.splitlines():
-            key, _, value = line.partition(": ")
-            if value.strip().isdigit():
-                out[key] = int(value)
-        return out
+        return envoy_admin_stats(self.admin_ports[service_id], regex)
 
     # --- lifecycle --------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from nomadmesh.agent.connect.proxies import MeshView, target_endpoints
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot, UpstreamSnap
 from nomadmesh.agent.consul.discovery_chain import compile_chain
-from support.connect_support import CLUSTER_ID, chain_upstream, snapshot
+from support.connect_support import CLUSTER_ID, by_name as _by_name, chain_upstream, snapshot, unpack as _unpack
 from support.golden import assert_golden
 
 TD = f"{CLUSTER_ID}.consul"
@@ -66,16 +66,6 @@ CASES: dict[str, Callable[[], ProxySnapshot]] = {
     "l7-tcp-subset-failover": lambda: with_chain({**SUBSETS, "DefaultSubset": "v2", "Failover": {
         "v2": {"Targets": [{"ServiceSubset": "v1"}, {"Service": "api", "Datacenter": "dc2"}]}}}),
 }
-
-
-def _unpack(any_msg, cls):
-    msg = cls()
-    assert any_msg.Unpack(msg), f"not a {cls.__name__}: {any_msg.type_url}"
-    return msg
-
-
-def _by_name(msgs) -> dict:
-    return {(m.cluster_name if hasattr(m, "cluster_name") else m.name): m for m in msgs}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
