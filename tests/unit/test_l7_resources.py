@@ -159,6 +159,17 @@ def test_tcp_upstream_proxies_to_the_default_subset_and_fails_over_by_priority()
     assert sans == [f"spiffe://{TD}/ns/default/dc/dc1/svc/api", f"spiffe://{TD}/ns/default/dc/dc2/svc/api"]
 
 
+def test_two_upstreams_of_one_service_share_clusters_and_routes_and_another_dc_has_its_own() -> None:
+    snap = CASES["l7-split"]()
+    (up,) = snap.upstreams
+    snap = replace(snap, upstreams=(up, replace(up, local_bind_port=7001), replace(up, local_bind_port=7002,
+                                                                                  datacenter="dc2")))
+    res = build_resources(snap)
+    assert check_consistent(res) == []
+    assert sorted(r.name for r in res[ROUTE]) == ["api", "api?dc=dc2"]
+    assert len([lst for lst in res[LISTENER] if lst.name.startswith("api:")]) == 3
+
+
 def test_an_upstream_without_a_chain_is_the_default_chain() -> None:
     """A snapshot built without entries gives what it gave before chains existed."""
     plain = snapshot("web", upstreams=(UpstreamSnap("api", 7000, endpoints=(("10.0.0.1", 21001),)),))

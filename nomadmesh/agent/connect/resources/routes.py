@@ -29,8 +29,9 @@ from nomadmesh.agent.consul.discovery_chain import RESOLVER, ROUTER, SPLITTER, C
 
 
 def route_name(up: UpstreamSnap) -> str:
-    """The upstream's RouteConfiguration (and virtual host) name: Consul's upstream EnvoyID."""
-    return up.destination
+    """The upstream's RouteConfiguration (and virtual host) name: Consul's upstream EnvoyID
+    (`db`, or `db?dc=dc2` for an upstream in another datacenter)."""
+    return f"{up.destination}?dc={up.datacenter}" if up.datacenter else up.destination
 
 
 def _duration(ns: int) -> duration_pb2.Duration:
@@ -209,4 +210,8 @@ def upstream_routes(snap: ProxySnapshot, up: UpstreamSnap) -> route_pb2.RouteCon
 
 def routes_from_snapshot(snap: ProxySnapshot) -> list[route_pb2.RouteConfiguration]:
     """One route configuration per upstream whose chain is HTTP-like (tcp ones use tcp_proxy)."""
-    return [upstream_routes(snap, up) for up in snap.upstreams if snap.chain_of(up).is_http]
+    out: dict[str, route_pb2.RouteConfiguration] = {}
+    for up in snap.upstreams:  # two upstreams of one destination (other ports) share its routes
+        if route_name(up) not in out and snap.chain_of(up).is_http:
+            out[route_name(up)] = upstream_routes(snap, up)
+    return list(out.values())
