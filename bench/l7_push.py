@@ -15,11 +15,15 @@ anchor  in the same run, a service-intentions deny web → api written (the firs
         the intention push the README's row 2 measures, side by side on the same (shared) machine
 
 Both go agent state → proxy snapshot → RDS → Envoy; a split change resends only the route
-configuration, clusters and listeners stay as they are.
+configuration, clusters and listeners stay as they are. For splits, `applied` is the same interval
+read from Envoy itself: the `last_updated` its config dump gives the route configuration (when
+Envoy applied it), minus the wall-clock time the write returned; it leaves out the probe requests'
+own delays, which dominate the tail on a loaded machine.
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import tempfile
@@ -27,8 +31,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+
 from agentkit import agent_session, pct, wait_until
-from support.l7_mesh import L7Mesh
+from support.l7_mesh import CALLER, L7Mesh
 
 SPIN_LIMIT_S = 5.0
 
@@ -42,11 +48,21 @@ def spin(pred: Callable[[], bool], limit: float = SPIN_LIMIT_S) -> float | None:
     return None
 
 
+def route_applied_at(mesh: L7Mesh, name: str = "api") -> float:
+    """When the caller's Envoy applied route configuration `name` (epoch seconds), from its config dump."""
+    url = f"http://127.0.0.1:{mesh.admin_ports[CALLER]}/config_dump?resource=dynamic_route_configs"
+    for cfg in requests.get(url, timeout=5).json()["configs"]:
+        if cfg.get("route_config", {}).get("name") == name:
+            return dt.datetime.fromisoformat(cfg["last_updated"].replace("Z", "+00:00")).timestamp()
+    raise LookupError(f"no route configuration {name!r} in the config dump")
+
+
 def l7_push_figures(changes: int = 50) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="nml7"))
     split_s: list[float] = []
     route_s: list[float] = []
     anchor_s: list[float] = []
+    applied_s: list[float] = []
     misses = 0
     try:
         with agent_session() as agent:
@@ -60,11 +76,13 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
                 for i in range(changes):
                     want = "api-v2" if i % 2 == 0 else "api-v1"
                     mesh.split(*((0, 100) if want == "api-v2" else (100, 0)))
+                    written = time.time()
                     t = spin(lambda: mesh.served_by() == want)  # noqa: B023 (called before `want` changes)
                     if t is None:
                         misses += 1
                     else:
                         split_s.append(t)
+                        applied_s.append(route_applied_at(mesh) - written)
                 admin = [{"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}}]
                 for i in range(max(2, changes // 2)):
                     if i % 2 == 0:
@@ -95,6 +113,7 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
     return {
         "l7_split_changes": len(split_s), "l7_split_p50_ms": ms(split_s, 50), "l7_split_p90_ms": ms(split_s, 90),
         "l7_split_p99_ms": ms(split_s, 99),
+        "l7_split_applied_p50_ms": ms(applied_s, 50), "l7_split_applied_p99_ms": ms(applied_s, 99),
         "l7_route_changes": len(route_s), "l7_route_p50_ms": ms(route_s, 50), "l7_route_p90_ms": ms(route_s, 90),
         "l7_route_p99_ms": ms(route_s, 99),
         "l7_anchor_intention_p50_ms": ms(anchor_s, 50), "l7_anchor_intention_p99_ms": ms(anchor_s, 99),
