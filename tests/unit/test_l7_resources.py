@@ -17,7 +17,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from nomadmesh.agent.connect.cache import check_consistent
-from nomadmesh.agent.connect.proxies import MeshView, target_endpoints
+from nomadmesh.agent.connect.proxies import MeshView, build_all, target_endpoints
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, build_resources
 from nomadmesh.agent.connect.snapshot import ProxySnapshot, UpstreamSnap
 from nomadmesh.agent.consul.discovery_chain import compile_chain
@@ -206,3 +206,19 @@ def test_subsets_select_by_tags_and_meta_and_count_warning_as_healthy_unless_onl
                                   TD).targets.values()
         ports[subset] = [p for _, p in target_endpoints(view, target)]
     assert ports == {"v1": [1], "v2": [2, 3], "canary": [2], "v2-strict": [2], "broken": [], "": [1, 2, 3]}
+
+
+def test_an_upstreams_own_config_overrides_protocol_and_connect_timeout_as_in_consul() -> None:
+    """Consul compiles each upstream's chain with its Config `protocol` and `connect_timeout_ms`."""
+    sidecar = {**_sidecar("a", 1, [], {}), "Proxy": {"DestinationServiceName": "api"}}
+    web = {"ID": "web-proxy", "Service": "web-sidecar-proxy", "Kind": "connect-proxy", "Port": 2, "Proxy": {
+        "DestinationServiceName": "web", "Upstreams": [
+            {"DestinationName": "api", "LocalBindPort": 7000, "Config": {"protocol": "tcp", "connect_timeout_ms": 250}},
+            {"DestinationName": "api", "LocalBindPort": 7001}]}}
+    entries = {f"{e['Kind']}/{e['Name']}": e for e in (*HTTP, SUBSETS, SPLIT)}
+    view = MeshView((sidecar, web), (), entries, "dc1", TD, "", True)
+    snap = build_all(view, lambda s: ("c", "k"))["web-proxy"]
+    l4, l7 = (snap.chain_of(up) for up in snap.upstreams)
+    assert (l4.protocol, l4.start_node, l4.targets["api.default.default.dc1"].connect_timeout_ns) == (
+        "tcp", "resolver:api.default.default.dc1", 250_000_000)
+    assert (l7.protocol, l7.start_node) == ("http", "splitter:api.default.default")

@@ -22,7 +22,7 @@ from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSna
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
 from nomadmesh.agent.consul import config_store, filter as bexpr, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
-from nomadmesh.agent.consul.discovery_chain import Chain, ChainError, Target, compile_chain
+from nomadmesh.agent.consul.discovery_chain import Chain, ChainError, Overrides, Target, compile_chain
 from nomadmesh.mesh import intentions as ixn
 
 log = logging.getLogger("nomadmesh.agent.connect")
@@ -115,15 +115,24 @@ def target_endpoints(view: MeshView, target: Target) -> tuple[tuple[str, int], .
     return tuple(sorted(found))
 
 
-def chain_for(view: MeshView, destination: str, datacenter: str) -> Chain:
+def chain_for(view: MeshView, destination: str, datacenter: str, overrides: Overrides) -> Chain:
     """The upstream's discovery chain from the stored resolver/splitter/router entries."""
-    return compile_chain(destination, view.lookup, datacenter, view.trust_domain)
+    return compile_chain(destination, view.lookup, datacenter, view.trust_domain, overrides)
+
+
+def upstream_overrides(upstream: dict[str, Any]) -> Overrides:
+    """What an upstream's own Config overrides in its chain, as Consul's proxycfg passes it:
+    `protocol` and `connect_timeout_ms`."""
+    cfg = upstream.get("Config") or {}
+    timeout_ms = cfg.get("connect_timeout_ms")
+    return Overrides(protocol=str(cfg.get("protocol") or "").lower(),
+                     connect_timeout_ns=int(float(timeout_ms) * 1_000_000) if timeout_ms else 0)
 
 
 def upstream_snap(view: MeshView, u: dict[str, Any]) -> UpstreamSnap:
     destination = u["DestinationName"]
     datacenter = u.get("Datacenter") or None
-    chain = chain_for(view, destination, datacenter or view.datacenter)
+    chain = chain_for(view, destination, datacenter or view.datacenter, upstream_overrides(u))
     return UpstreamSnap(
         destination=destination, local_bind_port=int(u["LocalBindPort"]),
         local_bind_address=u.get("LocalBindAddress") or "127.0.0.1", datacenter=datacenter,
