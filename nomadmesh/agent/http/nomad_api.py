@@ -5,7 +5,7 @@
     nomad_logs.py   /v1/client/fs/logs/<alloc>
     nomad_job_actions.py  /v1/job/<id>/stable|evaluate, /v1/validate/job
     nomad_alloc_actions.py  /v1/allocation/<id>/stop, /v1/client/allocation/<id>/signal|restart
-    nomad_deployment_actions.py  /v1/deployment/fail|pause|allocation-health/<id>
+    nomad_deployment_actions.py  /v1/deployment/promote|fail|pause|allocation-health/<id>
     nomad_namespaces.py  /v1/namespaces, /v1/namespace[/<name>]
     nomad_variables.py   /v1/vars, /v1/var/<path> (Nomad Variables)
     nomad_events.py /v1/event/stream

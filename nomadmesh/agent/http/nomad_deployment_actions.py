@@ -1,8 +1,8 @@
-"""/v1/deployment/fail|pause|allocation-health/<id>, as Nomad's deployment endpoint answers them.
+"""/v1/deployment/promote|fail|pause|allocation-health/<id>, as Nomad's deployment endpoint answers them.
 
-Facts from Nomad's command/agent/deployment_endpoint.go: fail reads no body; pause and
+Facts from Nomad's command/agent/deployment_endpoint.go: fail reads no body; promote, pause and
 allocation-health need a body whose DeploymentID matches the path (400s); the RPC's refusals
-(unknown or terminal deployment, unknown allocation) are 500s with Nomad's text.
+(unknown or terminal deployment, unknown allocation, unhealthy canaries) are 500s with Nomad's text.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ bp = Blueprint("nomad_deployment_actions", __name__)
 
 WRITE_FIELDS = ("Region", "Namespace", "AuthToken", "IdempotencyToken", "SecretID")  # structs.WriteRequest
 PAUSE_FIELDS = ("DeploymentID", "Pause", *WRITE_FIELDS)
+PROMOTE_FIELDS = ("DeploymentID", "All", "Groups", "PromotedAt", *WRITE_FIELDS)
 HEALTH_FIELDS = ("DeploymentID", "HealthyAllocationIDs", "UnhealthyAllocationIDs", *WRITE_FIELDS)
 
 
@@ -40,6 +41,19 @@ def _done(out: dict[str, Any]) -> Response:
 def fail_deployment(dep_id: str) -> Response:
     try:
         return _done(actions.fail(ctx().state, dep_id))
+    except actions.DeploymentRefused as e:
+        raise HTTPError(500, str(e)) from None
+
+
+@bp.route("/v1/deployment/promote/<dep_id>", methods=["POST", "PUT"])
+def promote_deployment(dep_id: str) -> Response:
+    body = _body_for(dep_id, PROMOTE_FIELDS, "deployment promote request")
+    promote_all = body.get("All", False)
+    if not isinstance(promote_all, bool):
+        raise HTTPError(400, "Request decode failed: All must be a bool")
+    groups = None if promote_all else _ids(body, "Groups")
+    try:
+        return _done(actions.promote(ctx().state, dep_id, groups))
     except actions.DeploymentRefused as e:
         raise HTTPError(500, str(e)) from None
 

@@ -1,17 +1,20 @@
-"""Operator actions on a deployment: fail (rolling back when auto_revert), pause/resume, and manual
-allocation health — as Nomad's Deployment.Fail/Pause/SetAllocHealth RPCs and its deployment watcher do.
+"""Operator actions on a deployment: promote (canaries), fail (rolling back when auto_revert),
+pause/resume, and manual allocation health — as Nomad's Deployment.Promote/Fail/Pause/SetAllocHealth
+RPCs and its deployment watcher do.
 
 Facts from Nomad's nomad/deployment_endpoint.go, nomad/deploymentwatcher/deployment_watcher.go and
 state_store.go (UpdateDeploymentAllocHealth): only an active (running or paused) deployment can be
 changed; failing rolls back to the latest stable job version unless it has the job's current spec;
-every change but a pause creates a "deployment-watcher" evaluation. Promote belongs to canaries.
+every change but a pause creates a "deployment-watcher" evaluation. A failed deployment's
+unpromoted canaries are stopped by that evaluation (nomad/reconcile.py), so the old allocations
+keep serving.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from nomadmesh.agent.nomad import health, jobs
+from nomadmesh.agent.nomad import canaries, health, jobs
 from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_FAILED,
     DEPLOYMENT_PAUSED,
@@ -106,6 +109,45 @@ def fail(state: State, dep_id: str) -> dict[str, Any]:
         _set_status(txn, dep, DEPLOYMENT_FAILED, desc, now)
         ev = _eval(txn, dep) if revert_to is None else None
     return _finish(state, dep, txn.index, ev["ID"] if ev else "", revert_to)
+
+
+def promote(state: State, dep_id: str, groups: list[str] | None) -> dict[str, Any]:
+    """`nomad deployment promote [-group g]`: the canaries of all (None) or the named groups become
+    the new version's allocations and the rolling update goes on; refused unless they are healthy."""
+    with state.write() as txn:
+        dep = _active(txn, dep_id, "can't promote terminal deployment")
+        ev = _promote(txn, dep, groups)
+    return _reply(txn.index, ev["ID"])
+
+
+def _promote(txn: Txn, dep: dict[str, Any], groups: list[str] | None) -> dict[str, Any]:
+    now = now_ns()
+    allocs = [r.value for r in txn.records("alloc") if r.value.get("DeploymentID") == dep["ID"]]
+    try:
+        promoted, ids = canaries.promote(dep, allocs, groups, now)
+    except canaries.PromotionRefused as e:
+        raise DeploymentRefused(str(e)) from None
+    txn.put("deployment", dep["ID"], dict(promoted, ModifyIndex=txn.index))
+    for alloc in allocs:
+        if alloc["ID"] in ids:
+            status = dict(alloc["DeploymentStatus"], Canary=False, ModifyIndex=txn.index)
+            txn.put("alloc", alloc["ID"], dict(alloc, DeploymentStatus=status, ModifyIndex=txn.index,
+                                               AllocModifyIndex=txn.index))
+    return _eval(txn, dep)
+
+
+def auto_promote(state: State, dep_id: str) -> bool:
+    """The deployment watcher's autoPromoteDeployment: promote all once every canary group has
+    auto_promote and healthy canaries. True when it promoted."""
+    with state.write() as txn:
+        rec = txn.get("deployment", dep_id)
+        if rec is None or rec.value["Status"] != DEPLOYMENT_RUNNING:
+            return False
+        allocs = [r.value for r in txn.records("alloc") if r.value.get("DeploymentID") == dep_id]
+        if not canaries.auto_promote_ready(rec.value, allocs):
+            return False
+        _promote(txn, rec.value, None)
+    return True
 
 
 def pause(state: State, dep_id: str, paused: bool) -> dict[str, Any]:

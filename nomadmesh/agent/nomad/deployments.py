@@ -1,4 +1,5 @@
-"""The deployment watcher: marks allocation health, finishes deployments, auto-reverts.
+"""The deployment watcher: marks allocation health, finishes deployments, auto-promotes canaries,
+auto-reverts.
 
 Called periodically by the scheduler. Health verdicts come from nomad.health (pure); this
 module reads check statuses from state and writes the outcome. Writes happen only on change, so an
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nomadmesh.agent.nomad import health, jobs
+from nomadmesh.agent.nomad import canaries, deployment_actions, health, jobs
 from nomadmesh.agent.nomad.services import registrations
 from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_FAILED,
@@ -74,7 +75,7 @@ def tick(state: State) -> list[str]:
                 doc = dict(cur.value, _HealthySince=verdict.healthy_since)
                 if verdict.verdict != health.PENDING:
                     doc["DeploymentStatus"] = {"Healthy": verdict.verdict == health.HEALTHY, "Timestamp": rfc3339(now),
-                                               "Canary": False, "ModifyIndex": txn.index}
+                                               "Canary": canaries.is_canary(cur.value), "ModifyIndex": txn.index}
                     doc["ModifyIndex"] = txn.index
                     became_healthy |= verdict.verdict == health.HEALTHY
                 txn.put("alloc", a["ID"], doc)
@@ -105,6 +106,8 @@ def tick(state: State) -> list[str]:
                 jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT)  # creates its own eval
             except jobs.RevertRefused as e:  # purged meanwhile: nothing to roll back
                 log.info("deployment %s of %s: auto revert not done: %s", dep["ID"][:8], dep["JobID"], e)
+        elif became_healthy and status == DEPLOYMENT_RUNNING and deployment_actions.auto_promote(state, dep["ID"]):
+            log.info("deployment %s of %s v%d: canaries auto-promoted", dep["ID"][:8], dep["JobID"], dep["JobVersion"])
         elif (became_healthy and status == DEPLOYMENT_RUNNING) or status == DEPLOYMENT_FAILED:
             # A failed deployment is evaluated again too (Nomad's watcher does): its failed
             # allocations are no longer held back and their reschedule policy applies.

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from nomadmesh.agent.nomad import planner, ports, reschedule, spec
+from nomadmesh.agent.nomad import canaries, planner, ports, reschedule, spec
 from nomadmesh.agent.nomad.feasibility import group_network_mode
 from nomadmesh.agent.nomad.jobs import is_parameterized
 from nomadmesh.agent.nomad.structs import (
@@ -97,6 +97,20 @@ def _follow_up_later(out: Writes, job: dict[str, Any], ev: dict[str, Any], evals
                                            AllocModifyIndex=out.index, ModifyTime=out.now))
 
 
+def _record_canaries(out: Writes, dep_id: str, current: dict[str, Any] | None, group: str, desired: int,
+                     placed: list[str]) -> None:
+    """The group's DesiredCanaries and PlacedCanaries in the deployment (Nomad's plan applier)."""
+    stored = current if current is not None and current["ID"] == dep_id else None
+    doc = out.latest("deployment", dep_id, stored or {})
+    if not doc or group not in doc["TaskGroups"]:
+        return
+    dstate = dict(doc["TaskGroups"][group])
+    dstate["DesiredCanaries"] = desired or dstate.get("DesiredCanaries", 0)
+    dstate["PlacedCanaries"] = [*(dstate.get("PlacedCanaries") or []), *placed]
+    out.put("deployment", dep_id, dict(doc, TaskGroups={**doc["TaskGroups"], group: dstate},
+                                       ModifyIndex=out.index))
+
+
 def due(ev: dict[str, Any], now: int) -> bool:
     """A pending evaluation may run: it has no WaitUntil, or that time has come."""
     return int(ev.get("_WaitUntilNs") or 0) <= now
@@ -158,8 +172,10 @@ def decide(inp: EvalInputs) -> EvalDecision:
     stopped = job is None or bool(job.get("Stop")) or is_parameterized(job)  # a parent is never placed
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
     active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
+    stale = {a for d in deps if d is not current or d["Status"] == DEPLOYMENT_FAILED for a in canaries.unpromoted(d)}
     placed = None if job is not None and is_parameterized(job) else job
-    plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
+    plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps,
+                            current, stale)
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
     for d in deps:
@@ -170,9 +186,14 @@ def decide(inp: EvalInputs) -> EvalDecision:
     dep_id = current["ID"] if current and current["Status"] == DEPLOYMENT_RUNNING else ""
     if job is not None and not stopped and job.get("Type", "service") == "service" and current is None:
         desired = {tg["Name"]: int(tg.get("Count", 1)) for tg in job["TaskGroups"] if _has_update(tg)}
-        wanted = any(p.place or p.destructive or p.inplace for n, p in plan.groups.items() if n in desired)
+        wanted = any(p.place or p.destructive or p.inplace or p.canaries
+                     for n, p in plan.groups.items() if n in desired)
         if desired and wanted:
             dep = deployment(job, out.index, desired)
+            for name, gp in plan.groups.items():
+                if gp.desired_canaries and name in dep["TaskGroups"]:
+                    dep["TaskGroups"][name]["DesiredCanaries"] = gp.desired_canaries
+            dep["StatusDescription"] = canaries.created_description(dep)
             out.put("deployment", dep["ID"], dep)
             dep_id = dep["ID"]
 
@@ -196,11 +217,15 @@ def decide(inp: EvalInputs) -> EvalDecision:
         tg = next(g for g in job["TaskGroups"] if g["Name"] == name)
         _follow_up_later(out, job, ev, inp.evals, [(by_id[aid], when) for aid, when in gp.reschedule_later])
         paused = current is not None and current["Status"] == DEPLOYMENT_PAUSED and name in current["TaskGroups"]
-        placements = [(i, "", False) for i in ([] if paused else gp.place)] \
-            + [(i, aid, False) for aid, i in gp.destructive] + [(i, aid, True) for aid, i in gp.reschedule_now]
+        # (index, the allocation replaced, rescheduled, canary)
+        placements = [(i, "", False, False) for i in ([] if paused else gp.place)] \
+            + [(i, aid, False, False) for aid, i in gp.destructive] \
+            + [(i, aid, True, False) for aid, i in gp.reschedule_now]
         migrating = {aid for aid, _i in gp.migrate}
-        placements += [(i, aid, False) for aid, i in gp.migrate]
-        for i, previous, rescheduled in placements:
+        placements += [(i, aid, False, False) for aid, i in gp.migrate]
+        placements += [(i, "", False, True) for i in gp.canaries if dep_id]
+        placed_canaries: list[str] = []
+        for i, previous, rescheduled, canary in placements:
             try:
                 assigned = ports.assign(tg, taken)
             except ports.PortsExhausted as e:
@@ -215,11 +240,16 @@ def decide(inp: EvalInputs) -> EvalDecision:
                              out.index, previous)
             if rescheduled:
                 new["RescheduleTracker"] = reschedule.tracker_for_replacement(by_id[previous], now)
+            if canary:
+                new["DeploymentStatus"] = canaries.new_canary_status()
+                placed_canaries.append(new["ID"])
             new["_Joined"] = now
             out.put("alloc", new["ID"], new)
             if previous:
                 prev = out.latest("alloc", previous, by_id[previous])
                 out.put("alloc", previous, dict(prev, NextAllocation=new["ID"]))
+        if dep_id and (placed_canaries or gp.desired_canaries):
+            _record_canaries(out, dep_id, current, name, gp.desired_canaries, placed_canaries)
 
     # Older blocked evaluations of this job are superseded by this one.
     for older in inp.evals.values():

@@ -3,8 +3,10 @@
 An allocation is healthy once all its (non-prestart) tasks run and, with `health_check = "checks"`,
 all its Consul checks pass, continuously for `min_healthy_time`. It is unhealthy when a task failed
 or `healthy_deadline` passed first. A deployment succeeds when every group has `DesiredTotal`
-healthy allocations and fails on the first unhealthy one or when `progress_deadline` passes without
-an allocation becoming healthy (Nomad's deployment watcher).
+(and at least `DesiredCanaries`) healthy allocations and its canaries are promoted; it fails on the
+first unhealthy one or when `progress_deadline` passes without an allocation becoming healthy — a
+group waiting for promotion fails only when its canaries are not all healthy by then (Nomad's
+deployment watcher, shouldFail).
 """
 from __future__ import annotations
 
@@ -78,9 +80,17 @@ def deployment_outcome(dep: dict[str, Any], allocs: list[dict[str, Any]], now: i
         g["UnhealthyAllocs"] = sum(1 for a in mine if (a.get("DeploymentStatus") or {}).get("Healthy") is False)
     if any(g["UnhealthyAllocs"] for g in groups.values()):
         return DEPLOYMENT_FAILED, DESC_UNHEALTHY, groups
-    if all(g["HealthyAllocs"] >= g["DesiredTotal"] for g in groups.values()):
+    if all(_done(g) for g in groups.values()):
         return DEPLOYMENT_SUCCESSFUL, DESC_SUCCESSFUL, groups
     for g in groups.values():
-        if g.get("ProgressDeadline") and g["HealthyAllocs"] < g["DesiredTotal"] and now > g["RequireProgressBy"]:
+        awaiting_promotion = g.get("DesiredCanaries") and not g.get("Promoted")
+        enough = g["HealthyAllocs"] >= (g["DesiredCanaries"] if awaiting_promotion else g["DesiredTotal"])
+        if g.get("ProgressDeadline") and not enough and now > g["RequireProgressBy"]:
             return DEPLOYMENT_FAILED, DESC_PROGRESS, groups
     return DEPLOYMENT_RUNNING, dep["StatusDescription"], groups
+
+
+def _done(group: dict[str, Any]) -> bool:
+    """Nomad's isDeploymentComplete for a group: enough healthy allocations, canaries promoted."""
+    canaries = int(group.get("DesiredCanaries") or 0)
+    return group["HealthyAllocs"] >= max(group["DesiredTotal"], canaries) and (not canaries or bool(group.get("Promoted")))

@@ -36,8 +36,10 @@ def used_static_ports(allocs: list[dict[str, Any]], exclude: set[str]) -> dict[i
 def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_allocs: list[dict[str, Any]],
              node: dict[str, Any], update_kind: UpdateKind,
              destructive_limit: Callable[[str], int] = lambda _g: 1 << 30, now: int = 0,
-             active_deployments: frozenset[str] | set[str] = frozenset()) -> JobPlan:
-    groups = reconcile(job, job_allocs, update_kind, destructive_limit, now, active_deployments)
+             active_deployments: frozenset[str] | set[str] = frozenset(), current: dict[str, Any] | None = None,
+             stale_canaries: frozenset[str] | set[str] = frozenset()) -> JobPlan:
+    groups = reconcile(job, job_allocs, update_kind, destructive_limit, now, active_deployments, current,
+                       stale_canaries)
     failed: dict[str, dict[str, Any]] = {}
     if job is None or job.get("Stop"):
         return JobPlan(groups, failed)
@@ -49,7 +51,7 @@ def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_a
     for tg in job["TaskGroups"]:
         plan = groups.get(tg["Name"])
         wanted = len(plan.place) + len(plan.destructive) + len(plan.reschedule_now) + len(plan.migrate) \
-            if plan else 0
+            + len(plan.canaries) if plan else 0
         if not wanted:
             continue
         if not feasibility.in_datacenters(job, node):

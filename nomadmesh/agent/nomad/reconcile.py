@@ -13,6 +13,10 @@ which to update in place and which to replace (destructive update), like Nomad's
         now if due within a second, later (a follow-up evaluation) if delayed, never if its
         policy's attempts are spent; not while its deployment is running (the deployment
         watcher fails the deployment first and its follow-up evaluation reschedules)
+Canaries (nomad/canaries.py): a group with `update.canary` whose change is destructive places its
+canaries beside the old allocations and replaces nothing until the deployment promotes it; then a
+canary keeps its slot and the old allocation there stops. Unpromoted canaries of an older or a
+failed deployment stop.
 """
 from __future__ import annotations
 
@@ -20,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nomadmesh.agent.nomad import reschedule
-from nomadmesh.agent.nomad.structs import alloc_index
+from nomadmesh.agent.nomad import canaries, reschedule
+from nomadmesh.agent.nomad.structs import DEPLOYMENT_FAILED, DEPLOYMENT_PAUSED, alloc_index
 
 UpdateKind = Callable[[dict[str, Any], dict[str, Any]], str]
 
@@ -37,6 +41,8 @@ class GroupPlan:
     reschedule_later: list[tuple[str, int]] = field(default_factory=list)  # (failed alloc id, when ns)
     migrate: list[tuple[str, int]] = field(default_factory=list)  # (alloc id asked to move, index)
     deferred: int = 0  # destructive updates held back by max_parallel
+    canaries: list[int] = field(default_factory=list)  # name indexes of canaries to place
+    desired_canaries: int = 0  # the deployment's DesiredCanaries for the group, when canaries are wanted
     ignore: int = 0
 
     def annotations(self) -> dict[str, int]:
@@ -48,14 +54,14 @@ class GroupPlan:
             "Stop": len(self.stop),
             "InPlaceUpdate": len(self.inplace),
             "DestructiveUpdate": len(self.destructive) + self.deferred,
-            "Canary": 0,
+            "Canary": len(self.canaries),
             "Preemptions": 0,
         }
 
     @property
     def changes(self) -> bool:
         return bool(self.place or self.stop or self.inplace or self.destructive or self.reschedule_now
-                    or self.migrate)
+                    or self.migrate or self.canaries)
 
 
 def _group(job: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
@@ -71,14 +77,19 @@ def reconcile(
     destructive_limit: Callable[[str], int] = lambda _g: 1 << 30,
     now: int = 0,
     active_deployments: frozenset[str] | set[str] = frozenset(),
+    current: dict[str, Any] | None = None,
+    stale_canaries: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, GroupPlan]:
     """`job` None or stopped means stop everything. `allocs`: every allocation of the job.
-    `now` (ns) decides whether a failed allocation is due for rescheduling (0: never)."""
+    `now` (ns) decides whether a failed allocation is due for rescheduling (0: never).
+    `current`: the deployment of the job's version, if any; `stale_canaries`: unpromoted canaries
+    of older or failed deployments."""
     live = [a for a in allocs if a["DesiredStatus"] == "run"]
     names = {a["TaskGroup"] for a in live}
     running_job = None if job is None or job.get("Stop") else job  # None: stop everything
     if running_job is not None:
         names |= {g["Name"] for g in running_job["TaskGroups"]}
+    placed_canaries = canaries.placed(current)
     plans: dict[str, GroupPlan] = {}
     for name in sorted(names):
         plan = plans[name] = GroupPlan(name)
@@ -87,43 +98,74 @@ def reconcile(
         if running_job is None or tg is None:
             plan.stop = [a["ID"] for a in mine]
             continue
-        count = int(tg.get("Count", 1))
-        by_index: dict[int, dict[str, Any]] = {}
-        for alloc in mine:
-            i = alloc_index(alloc)
-            if i >= count or i in by_index:
-                plan.stop.append(alloc["ID"])  # beyond count, or an older duplicate of a slot
-            else:
-                by_index[i] = alloc
+        plan.stop = [a["ID"] for a in mine if a["ID"] in stale_canaries]
+        mine = [a for a in mine if a["ID"] not in stale_canaries]
+        dstate = (current or {}).get("TaskGroups", {}).get(name)
+        my_canaries = [a for a in mine if a["ID"] in placed_canaries]
+        if canaries.canarying(dstate):  # old allocations untouched, canaries aside until promoted
+            mine = [a for a in mine if a["ID"] not in placed_canaries]
+        else:  # a promoted canary keeps its slot: the old allocation there is the one to stop
+            mine.sort(key=lambda a: (a["ID"] not in placed_canaries, -a["CreateIndex"]))
+        replacing = _plan_slots(plan, running_job, tg, mine, update_kind, now, active_deployments)
+        want = canaries.wanted(tg)
+        halted = current is not None and current["Status"] in (DEPLOYMENT_FAILED, DEPLOYMENT_PAUSED)
+        promoted = bool(dstate and dstate.get("Promoted"))
+        if want and replacing and len(my_canaries) < want and not promoted:
+            plan.desired_canaries = want
+            if not halted:
+                plan.canaries = canaries.indexes(want - len(my_canaries), [i for _a, i in replacing],
+                                                 {alloc_index(a) for a in my_canaries},
+                                                 {alloc_index(a) for a in mine}, int(tg.get("Count", 1)))
+        if plan.desired_canaries or canaries.canarying(dstate):
+            plan.ignore += len(replacing)  # nothing replaced before promotion (Nomad counts them ignored)
+            plan.place = []
+            continue
         limit = destructive_limit(name)
-        for i in range(count):
-            a = by_index.get(i)
-            if a is None:
-                plan.place.append(i)
-                continue
-            transition = a.get("DesiredTransition") or {}
-            if transition.get("Migrate") and a["ClientStatus"] not in ("failed", "complete", "lost"):
-                plan.migrate.append((a["ID"], i))  # `nomad alloc stop`: replaced, outside max_parallel
-                continue
-            if transition.get("ForceReschedule") and a["ClientStatus"] == "failed":
-                plan.reschedule_now.append((a["ID"], i))  # `nomad job eval -force-reschedule`
-                continue
-            if a.get("JobVersion") == running_job.get("Version"):
-                when, eligible = reschedule.next_reschedule_time(a)
-                if not (now and eligible) or a.get("DeploymentID") in active_deployments:
-                    plan.ignore += 1
-                elif when <= now + reschedule.RESCHEDULE_WINDOW_NS:
-                    plan.reschedule_now.append((a["ID"], i))
-                else:
-                    plan.reschedule_later.append((a["ID"], when))
-                continue
-            old_tg = _group(a.get("Job"), name) or {}
-            ended = a["ClientStatus"] in ("failed", "complete", "lost")
-            if ended or update_kind(old_tg, tg) == "destructive":
-                if len(plan.destructive) < limit:
-                    plan.destructive.append((a["ID"], i))
-                else:
-                    plan.deferred += 1
-            else:
-                plan.inplace.append(a["ID"])
+        plan.destructive = replacing[:limit]
+        plan.deferred += len(replacing) - len(plan.destructive)
     return plans
+
+
+def _plan_slots(plan: GroupPlan, job: dict[str, Any], tg: dict[str, Any], mine: list[dict[str, Any]],
+                update_kind: UpdateKind, now: int, active_deployments: frozenset[str] | set[str]
+                ) -> list[tuple[str, int]]:
+    """Fill `plan` for each slot of the group; returns the (alloc, index) pairs a destructive
+    update would replace, for the caller to bound (max_parallel, canaries)."""
+    count = int(tg.get("Count", 1))
+    name = tg["Name"]
+    by_index: dict[int, dict[str, Any]] = {}
+    for alloc in mine:
+        i = alloc_index(alloc)
+        if i >= count or i in by_index:
+            plan.stop.append(alloc["ID"])  # beyond count, or an older duplicate of a slot
+        else:
+            by_index[i] = alloc
+    replacing: list[tuple[str, int]] = []
+    for i in range(count):
+        a = by_index.get(i)
+        if a is None:
+            plan.place.append(i)
+            continue
+        transition = a.get("DesiredTransition") or {}
+        if transition.get("Migrate") and a["ClientStatus"] not in ("failed", "complete", "lost"):
+            plan.migrate.append((a["ID"], i))  # `nomad alloc stop`: replaced, outside max_parallel
+            continue
+        if transition.get("ForceReschedule") and a["ClientStatus"] == "failed":
+            plan.reschedule_now.append((a["ID"], i))  # `nomad job eval -force-reschedule`
+            continue
+        if a.get("JobVersion") == job.get("Version"):
+            when, eligible = reschedule.next_reschedule_time(a)
+            if not (now and eligible) or a.get("DeploymentID") in active_deployments:
+                plan.ignore += 1
+            elif when <= now + reschedule.RESCHEDULE_WINDOW_NS:
+                plan.reschedule_now.append((a["ID"], i))
+            else:
+                plan.reschedule_later.append((a["ID"], when))
+            continue
+        old_tg = _group(a.get("Job"), name) or {}
+        ended = a["ClientStatus"] in ("failed", "complete", "lost")
+        if ended or update_kind(old_tg, tg) == "destructive":
+            replacing.append((a["ID"], i))
+        else:
+            plan.inplace.append(a["ID"])
+    return replacing

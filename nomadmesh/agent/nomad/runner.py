@@ -90,6 +90,12 @@ def event(kind: str, message: str = "", **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+def _registration_key(alloc: dict[str, Any]) -> tuple[Any, bool]:
+    """What an allocation's service registrations depend on besides its ports: its job version
+    and whether it is a canary (canary_tags / canary_meta)."""
+    return alloc.get("JobVersion"), bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
+
+
 class ClientActionError(Exception):
     """A client-side action (signal, restart) Nomad refuses; the text is Nomad's."""
 
@@ -112,7 +118,7 @@ class AllocRunner:
         self.finished = False
         self._handles: dict[str, TaskProcess] = {}
         self._registered: list[str] = []
-        self._version: int | None = None
+        self._version: tuple[Any, bool] | None = None  # what the services were registered for
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._shutting_down = False
@@ -326,7 +332,7 @@ class AllocRunner:
         tg = self._group(alloc)
         # Sidecar tasks and ports are in the job since registration (or nomad/migrations.py).
         tasks = list(tg.get("Tasks") or [])
-        self._version = alloc.get("JobVersion")
+        self._version = _registration_key(alloc)
         ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
         netns = None
         action = task_plan.network(self._network_facts(alloc, restore, start_dead))
@@ -595,9 +601,9 @@ class AllocRunner:
     def _register_services(self, alloc: dict[str, Any]) -> None:
         catalog = self.catalog
         with self._lock:
-            if (self._registered and self._version == alloc.get("JobVersion")):
+            if (self._registered and self._version == _registration_key(alloc)):
                 return
-            self._version = alloc.get("JobVersion")
+            self._version = _registration_key(alloc)
             try:
                 regs = registrations(alloc)
             except ValueError as e:
@@ -628,8 +634,9 @@ class AllocRunner:
                 log.exception("deregistering %s", sid)
 
     def refresh(self, alloc: dict[str, Any]) -> None:
-        """An in-place update changed the allocation's job: re-register its services."""
-        if alloc.get("JobVersion") != self._version and alloc["ClientStatus"] == "running" and not self.stopping:
+        """An in-place update changed the allocation's job, or a promotion made the canary a normal
+        allocation: re-register its services."""
+        if _registration_key(alloc) != self._version and alloc["ClientStatus"] == "running" and not self.stopping:
             self._register_services(alloc)
 
     # --- client actions (`nomad alloc signal` / `nomad alloc restart`) ---------------------------

@@ -3,7 +3,10 @@
 IDs follow Nomad (`_nomad-task-<alloc>-group-<group>-<service>-<portlabel>` for group services,
 `_nomad-task-<alloc>-<task>-<service>-<portlabel>` for task services). The service address is the
 host's (127.0.0.1) and the port is the host side of the port mapping, so checks and callers reach
-bridge-mode allocations through their mapped ports too.
+bridge-mode allocations through their mapped ports too. A canary (DeploymentStatus.Canary) registers
+its service's `canary_tags` instead of `tags` and `canary_meta` instead of `meta` when they are set
+(Nomad's service client: canary_meta replaces meta, it is not merged); once promoted it is
+registered again with the normal ones.
 """
 from __future__ import annotations
 
@@ -87,6 +90,7 @@ def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[tuple[str, dict[str, Any]]] = [(f"group-{tg['Name']}", s) for s in tg.get("Services") or []]
     for task in tg.get("Tasks") or []:
         found += [(task["Name"], s) for s in task.get("Services") or []]
+    canary = bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
     out = []
     for owner, svc in found:
         if (svc.get("Provider") or "consul") != "consul":
@@ -94,13 +98,15 @@ def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
         label = svc.get("PortLabel") or ""
         svc_id = f"_nomad-task-{alloc['ID']}-{owner}-{svc['Name']}-{label}"
         port = _resolve_port(label, ports)
+        tags = svc.get("CanaryTags") if canary and svc.get("CanaryTags") else svc.get("Tags")
+        meta = svc.get("CanaryMeta") if canary and svc.get("CanaryMeta") else svc.get("Meta")
         reg: dict[str, Any] = {
             "ID": svc_id,
             "Name": svc["Name"],
-            "Tags": list(svc.get("Tags") or []),
+            "Tags": list(tags or []),
             "Address": HOST_IP,
             "Port": port,
-            "Meta": {"external-source": "nomad", **(svc.get("Meta") or {})},
+            "Meta": {**(meta or {}), "external-source": "nomad"},
             "Checks": [c for c in (_check(svc_id, svc, chk, ports, port)
                                    for chk in svc.get("Checks") or []) if c],
         }
@@ -108,6 +114,8 @@ def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
             reg["Kind"] = ingress_hook.SERVICE_KIND
             reg["Proxy"] = ingress_hook.registration_proxy(svc)
         sidecar = connect_hook.sidecar_registration(alloc, svc, svc_id)
+        if sidecar is not None and not ((svc.get("Connect") or {}).get("SidecarService") or {}).get("Tags"):
+            sidecar["Tags"] = list(reg["Tags"])  # the sidecar takes the tags its service registers
         if sidecar is not None:
             reg["Connect"] = {"SidecarService": sidecar}
         out.append(reg)
