@@ -101,7 +101,9 @@ def test_snapshots_from_catalog_health_intentions_and_protocol() -> None:
     snaps = build_all(v, lambda s: ("cert-" + s, "key-" + s))
     assert set(snaps) == {"web-1-sidecar", "db-1-sidecar", "db-2-sidecar"}
     w, d = snaps["web-1-sidecar"], snaps["db-1-sidecar"]
-    assert w.upstreams[0].endpoints == (("10.9.0.7", 24000),) and w.upstreams[0].local_bind_port == 9191
+    (db_target,) = w.chain_of(w.upstreams[0]).targets.values()
+    assert w.target_endpoints(w.upstreams[0], db_target) == (("10.9.0.7", 24000),)
+    assert w.upstreams[0].local_bind_port == 9191
     assert w.protocol == "tcp" and d.protocol == "http"
     assert [i.source for i in d.intentions] == ["web"] and w.intentions == ()
     assert d.leaf_cert_pem == "cert-db" and d.public_listener.port == 21001

@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2, route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
@@ -34,7 +35,7 @@ from google.protobuf.message import Message
 
 from nomadmesh.agent.connect.failclosed import MAX_LEVEL, Nack, fail_closed_snapshot
 from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET, build_resources
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET, build_resources
 from nomadmesh.agent.connect.resources.common import pack
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.errors import AgentError
@@ -111,10 +112,22 @@ def _tls_secret_names(ctx: tls_pb2.CommonTlsContext) -> Iterator[str]:
         yield ctx.combined_validation_context.validation_context_sds_secret_config.name
 
 
-def _listener_refs(listener: listener_pb2.Listener) -> tuple[set[str], set[str]]:
-    """(clusters, secrets) a listener names, for the filter shapes our builders produce."""
+def _route_clusters(virtual_hosts: Iterable[rc_pb2.VirtualHost]) -> set[str]:
+    """Clusters the routes send to, directly or as weighted legs."""
+    out: set[str] = set()
+    for vh in virtual_hosts:
+        for r in vh.routes:
+            if r.route.cluster:
+                out.add(r.route.cluster)
+            out.update(w.name for w in r.route.weighted_clusters.clusters)
+    return out
+
+
+def _listener_refs(listener: listener_pb2.Listener) -> tuple[set[str], set[str], set[str]]:
+    """(clusters, secrets, RDS route configurations) a listener names, for the filter shapes our builders produce."""
     clusters: set[str] = set()
     secrets: set[str] = set()
+    routes: set[str] = set()
     for chain in listener.filter_chains:
         if chain.HasField("transport_socket"):
             tls = _unpack(chain.transport_socket.typed_config, tls_pb2.DownstreamTlsContext)
@@ -126,9 +139,10 @@ def _listener_refs(listener: listener_pb2.Listener) -> tuple[set[str], set[str]]
                 clusters.add(tcp.cluster)
             hcm = _unpack(f.typed_config, hcm_pb2.HttpConnectionManager)
             if hcm is not None:
-                for vh in hcm.route_config.virtual_hosts:
-                    clusters.update(r.route.cluster for r in vh.routes if r.route.cluster)
-    return clusters, secrets
+                clusters.update(_route_clusters(hcm.route_config.virtual_hosts))
+                if hcm.HasField("rds"):
+                    routes.add(hcm.rds.route_config_name)
+    return clusters, secrets, routes
 
 
 def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
@@ -145,9 +159,11 @@ def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
         names[type_url] = seen
     for listener in built.get(LISTENER, []):
         assert isinstance(listener, listener_pb2.Listener)
-        clusters, secrets = _listener_refs(listener)
+        clusters, secrets, routes = _listener_refs(listener)
         for c in sorted(clusters - names[CLUSTER]):
             problems.append(f"listener {listener.name!r} routes to missing cluster {c!r}")
+        for r in sorted(routes - names[ROUTE]):
+            problems.append(f"listener {listener.name!r} asks for missing route configuration {r!r}")
         for s in sorted(secrets - names[SECRET]):
             problems.append(f"listener {listener.name!r} uses missing secret {s!r}")
     for cluster in built.get(CLUSTER, []):
@@ -159,6 +175,10 @@ def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
             if tls is not None:
                 for s in sorted(set(_tls_secret_names(tls.common_tls_context)) - names[SECRET]):
                     problems.append(f"cluster {cluster.name!r} uses missing secret {s!r}")
+    for rc in built.get(ROUTE, []):
+        assert isinstance(rc, route_pb2.RouteConfiguration)
+        for c in sorted(_route_clusters(rc.virtual_hosts) - names[CLUSTER]):
+            problems.append(f"route configuration {rc.name!r} routes to missing cluster {c!r}")
     for cla in sorted(names[ENDPOINT] - names[CLUSTER]):
         problems.append(f"endpoints {cla!r} belong to no cluster")
     return problems

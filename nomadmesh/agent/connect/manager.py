@@ -17,7 +17,7 @@ import time
 
 from nomadmesh.agent.connect import ca as ca_mod
 from nomadmesh.agent.connect.cache import SnapshotCache
-from nomadmesh.agent.connect.proxies import CONFIG_KIND, MeshView, build_all
+from nomadmesh.agent.connect.proxies import CONFIG_KIND, MeshView, build_all, proxies
 from nomadmesh.agent.consul import external
 from nomadmesh.agent.context import AgentContext
 
@@ -118,7 +118,8 @@ class ProxyManager:
                 if self._errors.get(proxy_id) != str(e):
                     log.error("connect: proxy %s: %s", proxy_id, e)
                 self._errors[proxy_id] = str(e)
-        for gone in set(self.cache.nodes()) - set(snaps):
+        # A proxy whose snapshot could not be built (a chain Consul refuses) keeps what it has.
+        for gone in set(self.cache.nodes()) - set(snaps) - {p["ID"] for p in proxies(view)}:
             self.cache.delete(gone)
 
     def _run(self) -> None:

@@ -19,8 +19,9 @@ from typing import Any
 
 from nomadmesh.agent.connect.ingress_snapshot import IngressListener, IngressSnapshot, IngressTarget
 from nomadmesh.agent.connect.snapshot import Address, ExposePath, ProxySnapshot, UpstreamSnap
-from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
+from nomadmesh.agent.consul import config_store, filter as bexpr, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
+from nomadmesh.agent.consul.discovery_chain import Chain, ChainError, Target, compile_chain
 from nomadmesh.mesh import intentions as ixn
 
 log = logging.getLogger("nomadmesh.agent.connect")
@@ -74,6 +75,60 @@ def endpoints(view: MeshView, destination: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(found))
 
 
+def _passes(view: MeshView, service_id: str, only_passing: bool) -> bool:
+    """Consul's endpoint health: a critical check excludes an instance; a warning one only when
+    the subset says OnlyPassing."""
+    bad = ("critical",) if not only_passing else ("critical", "warning", "maintenance")
+    return not any(c.get("Status") in bad for c in view.checks if c.get("ServiceID") == service_id)
+
+
+def _subset_predicate(target: Target) -> bexpr.Predicate:
+    if not target.filter:
+        return lambda row: True
+    try:
+        return bexpr.compile_filter(target.filter, bexpr.CHECK_SERVICE_NODE)
+    except bexpr.FilterError as e:
+        # Consul refuses such a resolver when it is written; one stored anyway selects nobody.
+        log.error("connect: subset %s: filter %r: %s", target.id, target.filter, e)
+        return lambda row: False
+
+
+def target_endpoints(view: MeshView, target: Target) -> tuple[tuple[str, int], ...]:
+    """The instances a chain target selects: the destination's sidecars (local and registered
+    remotely) that are healthy by Consul's rules and match the subset's filter, evaluated as
+    Consul does over the sidecar's CheckServiceNode (Service.Tags, Service.Meta, Node, Checks)."""
+    matches = _subset_predicate(target)
+    found = set()
+    for s in proxies(view):
+        if s["Proxy"]["DestinationServiceName"] != target.service or not _passes(view, s["ID"], target.only_passing):
+            continue
+        row = {"Node": {"Node": s.get("Node") or "", "Datacenter": view.datacenter}, "Service": s,
+               "Checks": [c for c in view.checks if c.get("ServiceID") == s["ID"]]}
+        if matches(row):
+            found.add(dial_address(s))
+    for s in view.remote_proxies:
+        if (s.get("Proxy") or {}).get("DestinationServiceName") == target.service and s.get("_Healthy") \
+                and matches({"Node": {}, "Service": s, "Checks": []}):
+            found.add(dial_address(s))
+    return tuple(sorted(found))
+
+
+def chain_for(view: MeshView, destination: str, datacenter: str) -> Chain:
+    """The upstream's discovery chain from the stored resolver/splitter/router entries."""
+    return compile_chain(destination, view.lookup, datacenter, view.trust_domain)
+
+
+def upstream_snap(view: MeshView, u: dict[str, Any]) -> UpstreamSnap:
+    destination = u["DestinationName"]
+    datacenter = u.get("Datacenter") or None
+    chain = chain_for(view, destination, datacenter or view.datacenter)
+    return UpstreamSnap(
+        destination=destination, local_bind_port=int(u["LocalBindPort"]),
+        local_bind_address=u.get("LocalBindAddress") or "127.0.0.1", datacenter=datacenter,
+        chain=chain,
+        target_endpoints=tuple((tid, target_endpoints(view, t)) for tid, t in sorted(chain.targets.items())))
+
+
 def intentions_for(view: MeshView, service: str) -> tuple[ixn.Intention, ...]:
     """Intentions whose destination is `service` or `*`, from the service-intentions entries."""
     out: list[ixn.Intention] = []
@@ -95,12 +150,8 @@ def build_snapshot(view: MeshView, proxy: dict[str, Any], leaf_cert_pem: str, le
     cfg = p.get("Config") or {}
     bind_address = str(cfg.get("bind_address") or "0.0.0.0")
     bind_port = int(cfg.get("bind_port") or proxy["Port"])
-    upstreams = tuple(
-        UpstreamSnap(destination=u["DestinationName"], local_bind_port=int(u["LocalBindPort"]),
-                     local_bind_address=u.get("LocalBindAddress") or "127.0.0.1",
-                     datacenter=u.get("Datacenter") or None,
-                     endpoints=endpoints(view, u["DestinationName"]))
-        for u in p.get("Upstreams") or [] if u.get("DestinationType", "service") == "service")
+    upstreams = tuple(upstream_snap(view, u) for u in p.get("Upstreams") or []
+                      if u.get("DestinationType", "service") == "service")
     exposed = tuple(
         ExposePath(path=e["Path"], local_path_port=int(e["LocalPathPort"]), listener_port=int(e["ListenerPort"]),
                    protocol=e.get("Protocol") or "http")
@@ -121,7 +172,12 @@ def build_all(view: MeshView, leaf: Callable[[str], tuple[str, str]]) -> dict[st
     out: dict[str, ProxySnapshot | IngressSnapshot] = {}
     for proxy in proxies(view):
         cert, key = leaf(proxy["Proxy"]["DestinationServiceName"])
-        out[proxy["ID"]] = build_snapshot(view, proxy, cert, key)
+        try:
+            out[proxy["ID"]] = build_snapshot(view, proxy, cert, key)
+        except ChainError as e:
+            # Entries Consul would have refused: this proxy keeps the config it has (no new
+            # snapshot), every other proxy is updated as usual.
+            log.error("connect: proxy %s: %s", proxy["ID"], e)
     for gateway in ingress_gateways(view):
         try:
             snap = build_ingress(view, gateway)

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field, fields
 
 from nomadmesh.agent.connect import identity
+from nomadmesh.agent.consul.discovery_chain import Chain, Target, compile_chain
 from nomadmesh.mesh.intentions import WILDCARD, Intention
 
 PROTOCOLS = ("tcp", "http")
@@ -22,15 +23,25 @@ class Address:
     port: int
 
 
+Endpoints = tuple[tuple[str, int], ...]
+
+
 @dataclass(frozen=True)
 class UpstreamSnap:
-    """One upstream with its healthy instances (the sidecars' public listeners)."""
+    """One upstream: its compiled discovery chain and, per chain target, the healthy instances
+    (the sidecars' public listeners) that target selects.
+
+    Without a chain (`chain=None`) the upstream is Consul's default chain: one resolver whose
+    one target is the destination, with `endpoints` as its instances.
+    """
 
     destination: str
     local_bind_port: int
     local_bind_address: str = "127.0.0.1"
     datacenter: str | None = None  # None: the proxy's own datacenter
-    endpoints: tuple[tuple[str, int], ...] = ()
+    endpoints: Endpoints = ()
+    chain: Chain | None = None
+    target_endpoints: tuple[tuple[str, Endpoints], ...] = ()  # (target id, its instances), sorted
 
 
 @dataclass(frozen=True)
@@ -84,3 +95,30 @@ class ProxySnapshot:
 
     def upstream_uri(self, up: UpstreamSnap) -> str:
         return identity.service_uri(self.trust_domain, self.upstream_datacenter(up), up.destination)
+
+    def chain_of(self, up: UpstreamSnap) -> Chain:
+        """The upstream's compiled chain; Consul's default chain when it carries none."""
+        if up.chain is not None:
+            return up.chain
+        return compile_chain(up.destination, lambda kind, name: None, self.upstream_datacenter(up),
+                             self.trust_domain)
+
+    def target_endpoints(self, up: UpstreamSnap, target: Target) -> Endpoints:
+        if up.chain is None:
+            return up.endpoints
+        return dict(up.target_endpoints).get(target.id, ())
+
+    def upstream_clusters(self, up: UpstreamSnap) -> list[tuple[Target, tuple[Target, ...]]]:
+        """Each resolver target of the upstream's chain (one Envoy cluster each), with the targets it
+        fails over to, in order (they become lower-priority endpoints of that same cluster)."""
+        chain = self.chain_of(up)
+        out = {}
+        for node in chain.nodes.values():
+            if node.resolver is not None:
+                target = chain.targets[node.resolver.target]
+                out[target.sni] = (target, tuple(chain.targets[t] for t in node.resolver.failover))
+        return [out[name] for name in sorted(out)]
+
+    def target_uri(self, target: Target) -> str:
+        """The SPIFFE ID a target's instances present (its service, in its datacenter)."""
+        return identity.service_uri(self.trust_domain, target.datacenter, target.service)

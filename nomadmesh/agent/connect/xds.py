@@ -1,4 +1,4 @@
-"""A state-of-the-world ADS server (grpc.aio) serving LDS, CDS, EDS and SDS from a SnapshotCache.
+"""A state-of-the-world ADS server (grpc.aio) serving LDS, RDS, CDS, EDS and SDS from a SnapshotCache.
 
 One asyncio task per Envoy stream, all on one event loop in a background thread, so 50+ sidecars
 cost 50 coroutines rather than 50 pool threads. The server only tracks, per stream and type, what
@@ -10,10 +10,10 @@ Protocol, per type:
 * a request with `error_detail` is a NACK: logged with Envoy's message, reported to the cache
   (which serves refused listeners' node fail-closed ones instead), and the rejected version is
   not sent again (the next snapshot change produces a new one);
-* otherwise it is a (re)subscription or an ACK; `resource_names` is remembered (EDS and SDS are
-  not wildcard: exactly the requested names are answered), and if what we have for those names
+* otherwise it is a (re)subscription or an ACK; `resource_names` is remembered (EDS, SDS and RDS
+  are not wildcard: exactly the requested names are answered), and if what we have for those names
   differs from what we last sent, it is sent.
-On every cache change the stream sends the types that changed in the order CDS → EDS → SDS → LDS.
+On every cache change the stream sends the types that changed in the order CDS → EDS → SDS → LDS → RDS.
 After clusters change, endpoints are resent even if unchanged, because a re-created EDS cluster
 waits (warms) for an endpoints response.
 
@@ -36,12 +36,12 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from nomadmesh.agent.connect.cache import Resources, SnapshotCache
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, PUSH_ORDER, SECRET
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SECRET
 from nomadmesh.errors import AgentError
 
 log = logging.getLogger(__name__)
 
-NON_WILDCARD = (ENDPOINT, SECRET)
+NON_WILDCARD = (ENDPOINT, SECRET, ROUTE)
 _nonces = itertools.count(1)
 
 

@@ -9,6 +9,7 @@
     consul_kv.py          /v1/kv/<key> (with ?acquire= / ?release= locks)
     consul_session.py     /v1/session/{create,destroy,info,list,node,renew}
     consul_config.py      /v1/config[/<kind>[/<name>]]
+    consul_discovery_chain.py  /v1/discovery-chain/<service> (the compiled router/splitter/resolver chain)
     consul_intentions.py  /v1/connect/intentions[/exact|/check|/match]
     consul_connect.py     /v1/connect/ca/roots, /v1/agent/connect/ca/{roots,leaf/<service>}
     consul_sidecar_stats.py  /v1/nomadmesh/sidecar/<id>/stats (dev agent only, not Consul's)
@@ -30,6 +31,7 @@ from nomadmesh.agent.http import (
     consul_catalog,
     consul_config,
     consul_connect,
+    consul_discovery_chain,
     consul_intentions,
     consul_kv,
     consul_metrics,
@@ -65,7 +67,7 @@ def create_consul_app(parts: ConsulParts) -> Quart:
     app.before_request(load_body)  # after the guard: a refused request's body is never read
     app.before_request(refuse_other_datacenters)
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
-                   consul_sidecar_stats, consul_proxy_status, consul_session):
+                   consul_sidecar_stats, consul_proxy_status, consul_session, consul_discovery_chain):
         app.register_blueprint(module.bp)
     consul_metrics.install(app)  # /v1/agent/metrics, and every request timed into it
 

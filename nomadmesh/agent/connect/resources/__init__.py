@@ -10,20 +10,22 @@ from google.protobuf.message import Message
 
 from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
 from nomadmesh.agent.connect.resources.clusters import clusters_from_snapshot
-from nomadmesh.agent.connect.resources.common import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, SECRET
+from nomadmesh.agent.connect.resources.common import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET
 from nomadmesh.agent.connect.resources.endpoints import endpoints_from_snapshot
 from nomadmesh.agent.connect.resources.ingress import build_ingress_resources
 from nomadmesh.agent.connect.resources.listeners import listeners_from_snapshot
+from nomadmesh.agent.connect.resources.routes import routes_from_snapshot
 from nomadmesh.agent.connect.resources.secrets import secrets_from_snapshot
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 
-__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "PUSH_ORDER", "SECRET", "build_resources"]
+__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "PUSH_ORDER", "ROUTE", "SECRET", "build_resources"]
 
 BUILDERS = {
     CLUSTER: clusters_from_snapshot,
     ENDPOINT: endpoints_from_snapshot,
     SECRET: secrets_from_snapshot,
     LISTENER: listeners_from_snapshot,
+    ROUTE: routes_from_snapshot,
 }
 
 

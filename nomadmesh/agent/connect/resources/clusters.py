@@ -1,4 +1,8 @@
-"""CDS: `local_app` (the service itself), `exposed_cluster_<port>`, one mTLS cluster per upstream."""
+"""CDS: `local_app` (the service itself), `exposed_cluster_<port>`, and per upstream one mTLS
+cluster per resolver target of its discovery chain, named by the target's SNI
+(`[<subset>.]<service>.default.<dc>.internal.<trust domain>`), with the resolver's connect timeout.
+A target with failover also accepts the failover targets' identities: their instances are that
+cluster's lower-priority endpoints (endpoints.py)."""
 from __future__ import annotations
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -28,25 +32,40 @@ def static_cluster(name: str, address: str, port: int, http2: bool = False) -> c
         load_assignment=load_assignment(name, ((address, port),)),
     )
     if http2:
-        opts = hpo_pb2.HttpProtocolOptions(explicit_http_config=hpo_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
-        cluster.typed_extension_protocol_options[HTTP_OPTIONS].CopyFrom(pack(opts))
+        set_http2(cluster)
     return cluster
 
 
-def upstream_cluster(snap: ProxySnapshot, up: UpstreamSnap) -> cluster_pb2.Cluster:
-    """EDS cluster named by SNI; TLS with our leaf, trusting our roots, and only the destination's ID."""
-    return mtls_cluster(snap.upstream_cluster(up), snap.upstream_uri(up), snap.service)
+def upstream_clusters(snap: ProxySnapshot, up: UpstreamSnap) -> list[cluster_pb2.Cluster]:
+    """EDS clusters named by SNI; TLS with our leaf, trusting our roots, and only the targets' IDs."""
+    http2 = snap.chain_of(up).protocol in ("http2", "grpc")
+    out = []
+    for target, failover in snap.upstream_clusters(up):
+        timeout = duration_pb2.Duration()
+        timeout.FromNanoseconds(target.connect_timeout_ns)
+        uris = tuple(dict.fromkeys(snap.target_uri(t) for t in (target, *failover)))
+        cluster = mtls_cluster(target.sni, uris, snap.service, timeout)
+        if http2:
+            set_http2(cluster)
+        out.append(cluster)
+    return out
 
 
-def mtls_cluster(name: str, destination_uri: str, leaf_secret: str,
+def set_http2(cluster: cluster_pb2.Cluster) -> None:
+    opts = hpo_pb2.HttpProtocolOptions(explicit_http_config=hpo_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+        http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
+    cluster.typed_extension_protocol_options[HTTP_OPTIONS].CopyFrom(pack(opts))
+
+
+def mtls_cluster(name: str, destination_uri: str | tuple[str, ...], leaf_secret: str,
                  connect_timeout: duration_pb2.Duration = CONNECT_TIMEOUT) -> cluster_pb2.Cluster:
     """An EDS cluster `name` (the destination's SNI) dialled over TLS with the `leaf_secret` identity,
-    accepting only a server whose URI SAN is `destination_uri`. Sidecars and gateways share it."""
-    san = common_pb2.SubjectAltNameMatcher(
+    accepting only a server whose URI SAN is `destination_uri` (or one of them). Sidecars and gateways share it."""
+    uris = (destination_uri,) if isinstance(destination_uri, str) else destination_uri
+    sans = [common_pb2.SubjectAltNameMatcher(
         san_type=common_pb2.SubjectAltNameMatcher.URI,
-        matcher=string_pb2.StringMatcher(exact=destination_uri),
-    )
+        matcher=string_pb2.StringMatcher(exact=uri),
+    ) for uri in uris]
     tls = tls_pb2.UpstreamTlsContext(
         sni=name,
         common_tls_context=tls_pb2.CommonTlsContext(
@@ -54,7 +73,7 @@ def mtls_cluster(name: str, destination_uri: str, leaf_secret: str,
             tls_certificate_sds_secret_configs=[sds_ref(leaf_secret)],
             combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
                 default_validation_context=common_pb2.CertificateValidationContext(
-                    match_typed_subject_alt_names=[san]),
+                    match_typed_subject_alt_names=sans),
                 validation_context_sds_secret_config=sds_ref(ROOTS_SECRET),
             ),
         ),
@@ -74,5 +93,10 @@ def clusters_from_snapshot(snap: ProxySnapshot) -> list[cluster_pb2.Cluster]:
     for port in sorted({p.local_path_port for p in snap.exposed_paths} - {snap.local_app.port}):
         http2 = any(p.protocol == "http2" for p in snap.exposed_paths if p.local_path_port == port)
         out.append(static_cluster(exposed_cluster_name(port), snap.local_app.address, port, http2))
-    out += [upstream_cluster(snap, up) for up in snap.upstreams]
+    seen = {c.name for c in out}
+    for up in snap.upstreams:  # two upstreams may share a target: one cluster
+        for cluster in upstream_clusters(snap, up):
+            if cluster.name not in seen:
+                seen.add(cluster.name)
+                out.append(cluster)
     return out

@@ -13,9 +13,11 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 # The order in which a change is pushed: clusters exist before endpoints fill them, secrets
-# before the listeners that present them.
-PUSH_ORDER = (CLUSTER, ENDPOINT, SECRET, LISTENER)
+# before the listeners that present them, listeners before the routes they ask for (RDS), and
+# a route names only clusters sent before it.
+PUSH_ORDER = (CLUSTER, ENDPOINT, SECRET, LISTENER, ROUTE)
 
 
 def pack(msg: Message) -> any_pb2.Any:

@@ -13,8 +13,17 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import wrappers_pb2
 
 from nomadmesh.agent.connect.resources.clusters import exposed_cluster_name
-from nomadmesh.agent.connect.resources.common import LOCAL_APP, ROOTS_SECRET, pack, sds_ref, socket_address, tls_params
+from nomadmesh.agent.connect.resources.common import (
+    LOCAL_APP,
+    ROOTS_SECRET,
+    ads_source,
+    pack,
+    sds_ref,
+    socket_address,
+    tls_params,
+)
 from nomadmesh.agent.connect.resources.rbac import http_rbac, network_rbac
+from nomadmesh.agent.connect.resources.routes import route_name
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot, UpstreamSnap
 
 
@@ -86,13 +95,30 @@ def public_listener(snap: ProxySnapshot) -> listener_pb2.Listener:
     )
 
 
+def _rds_hcm(stat_prefix: str, route_config: str) -> lc_pb2.Filter:
+    hcm = hcm_pb2.HttpConnectionManager(
+        stat_prefix=stat_prefix,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        rds=hcm_pb2.Rds(route_config_name=route_config, config_source=ads_source()),
+        http_filters=[_http_filter("envoy.filters.http.router", router_pb2.Router())],
+    )
+    return _filter("envoy.filters.network.http_connection_manager", hcm)
+
+
 def upstream_listener(snap: ProxySnapshot, up: UpstreamSnap) -> listener_pb2.Listener:
+    """HTTP-like chains: an HTTP connection manager whose routes come over RDS (routes.py);
+    tcp: a tcp_proxy to the chain's one resolver target (after redirect and default subset)."""
     stat = f"upstream.{up.destination}.default.default.{snap.upstream_datacenter(up)}"
+    chain = snap.chain_of(up)
+    if chain.is_http:
+        network_filter = _rds_hcm(stat, route_name(up))
+    else:
+        network_filter = _tcp_proxy(stat, chain.resolver_target(chain.start_node).sni)
     return listener_pb2.Listener(
         name=f"{up.destination}:{up.local_bind_address}:{up.local_bind_port}",
         address=socket_address(up.local_bind_address, up.local_bind_port),
         traffic_direction=base_pb2.OUTBOUND,
-        filter_chains=[lc_pb2.FilterChain(filters=[_tcp_proxy(stat, snap.upstream_cluster(up))])],
+        filter_chains=[lc_pb2.FilterChain(filters=[network_filter])],
     )
 
 
