@@ -36,7 +36,7 @@ from nomadmesh.release import entries as ent
 from nomadmesh.release.decide import Figures, Verdict, decide
 from nomadmesh.release.metrics import interval_figures
 from nomadmesh.release.options import ReleaseOptions, ReleaseUsageError
-from nomadmesh.release.target import L7_PROTOCOLS, ConsulSide, deployment_summary
+from nomadmesh.release.target import L7_PROTOCOLS, ConsulSide, EntryChanged, deployment_summary
 from nomadmesh.render.ownership import CANARY_META_KEY
 
 POLL_S = 0.25
@@ -104,12 +104,18 @@ class Ending:
         return True
 
     def split(self, percent: int, release_id: str) -> None:
-        """The release's splitter at `percent` to the canary (CAS on the one it finds, if it is the release's)."""
+        """The release's splitter at `percent` to the canary, CAS on the one it finds. A splitter that is
+        gone or not this release's means someone ended it (`nomadmesh abort`): EntryChanged, nothing written."""
+        self.consul.write(ent.splitter(self.service, percent, release_id), self.own_splitter(release_id))
+
+    def own_splitter(self, release_id: str) -> ent.Entry:
+        """The release's splitter as stored; EntryChanged when it is gone or someone else's."""
         live = self.consul.entry(ent.SPLITTER, self.service)
-        if live is not None and ent.release_of(live) is None:
-            raise ReleaseRefused(f"{ent.SPLITTER}/{self.service} is not a release's (no {ent.RELEASE_KEY} meta); "
-                                 "left alone")
-        self.consul.write(ent.splitter(self.service, percent, release_id), live)
+        if live is None or ent.release_of(live) != release_id:
+            raise EntryChanged(f"{ent.SPLITTER}/{self.service} is no longer release {release_id!r}'s "
+                               f"({'deleted' if live is None else 'rewritten'} by someone else, e.g. `nomadmesh "
+                               "abort`); left alone")
+        return live
 
     def remove_entries(self) -> None:
         """Delete the release's splitter, then give back the resolver that was there before it."""
@@ -139,7 +145,10 @@ class Ending:
 
     def roll_back(self, release_id: str) -> str:
         """All traffic to stable at once, deployment failed, entries removed once the canaries are gone."""
-        self.split(0, release_id)
+        try:
+            self.split(0, release_id)
+        except EntryChanged as e:  # ended elsewhere already: fail what is still running, write nothing
+            self.progress.note(str(e))
         self.progress.begin(self.service, "Rolling back")
         if self._status() == "running":
             self.nomad.fail_deployment(self.deployment_id)
@@ -295,6 +304,7 @@ class Controller:
                 found = self.consul.instances(ending.service)
                 before_canary, before_stable = self.consul.read(found.canary), self.consul.read(found.stable)
                 self.sleep(self.options.interval_s)
+                ending.own_splitter(report.release_id)  # an `abort` meanwhile ends the release here
                 canary = interval_figures(self.consul.read(found.canary), before_canary)
                 stable = interval_figures(self.consul.read(found.stable), before_stable)
                 verdict = decide(percent, n == len(steps) - 1, canary, t, idle)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -74,12 +76,12 @@ class SteadyClient:
             self.failures.clear()
 
 
-def set_invoice(services: Path, **env: str) -> None:
+def set_invoice(services: Path, canary: int = 1, **env: str) -> None:
     path = services / "invoice" / "service.json"
     d = json.loads(path.read_text())
     d["service"]["connect"]["sidecar_service"]["proxy"]["config"] = {"protocol": "http"}
     d["nomad"]["update"] = {"min_healthy_time": "500ms", "healthy_deadline": "30s", "progress_deadline": "1m",
-                            "canary": 1, "auto_revert": True}
+                            "canary": canary, "auto_revert": True}
     d["nomad"]["env"] = env
     path.write_text(json.dumps(d, indent=2))
 
@@ -150,3 +152,52 @@ def test_a_failing_release_is_rolled_back_and_traffic_is_back_on_stable(shop: di
     assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="2.0 answering again")
     with steady.lock:
         assert steady.versions["3.0"] == 0 and steady.failures == [], steady.failures[:5]
+
+
+def test_abort_sends_traffic_back_to_stable_and_the_running_release_stops(shop: dict[str, Any]) -> None:
+    steady: SteadyClient = shop["steady"]
+    agent_: RunningAgent = shop["agent"]
+    set_invoice(shop["services"], VERSION="4.0")
+    # A release that would wait at 5% (it wants more canary requests than it gets), in another process.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nomadmesh", "release", "invoice", "--services", str(shop["services"]),
+         "--steps", "5,100", "--interval", "1s", "--min-requests", "100000", "--json",
+         "--nomad-addr", agent_.nomad_addr, "--consul-addr", agent_.consul_addr],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: ((entries(agent_)["service-splitter"] or {}).get("Splits") or [{}])[-1].get(
+            "Weight") == 5, 60, what="the release at 5%")
+        aborted = run(agent_, "abort", "invoice")
+        assert aborted.exit_code == 0 and "aborted: traffic on stable" in aborted.stdout, aborted.output
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    report = json.loads(out)
+    assert (proc.returncode, report["outcome"]) == (1, "rolled back"), (report, err)
+    assert "no longer release 'invoice v" in report["reason"]
+    assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
+    steady.reset()
+    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="2.0 answering")
+    with steady.lock:
+        assert steady.versions["4.0"] == 0 and steady.failures == [], steady.failures[:5]
+
+
+def test_what_a_release_refuses_changes_nothing(shop: dict[str, Any]) -> None:
+    agent_: RunningAgent = shop["agent"]
+    services = str(shop["services"])
+    tcp = run(agent_, "release", "tax", "--services", services)
+    assert tcp.exit_code == 2
+    assert ('release: tax speaks tcp: splitting traffic needs an L7 protocol; declare "protocol": "http" in '
+            "services/tax/service.json") in tcp.stderr
+    set_invoice(shop["services"], VERSION="2.0")  # what runs since the rollbacks (auto_revert)
+    same = run(agent_, "release", "invoice", "--services", services)
+    assert same.exit_code == 1 and "nothing to release: invoice's definition is what runs" in same.stderr
+    set_invoice(shop["services"], canary=0, VERSION="5.0")
+    plain = run(agent_, "release", "invoice", "--services", services)
+    assert plain.exit_code == 2
+    assert 'release: invoice places no canaries: declare "update": {"canary": 1} under "nomad"' in plain.stderr
+    bad = run(agent_, "release", "invoice", "--services", services, "--interval", "soon")
+    assert bad.exit_code == 2 and 'release: --interval: time: invalid duration "soon"' in bad.stderr
+    assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
+    job = requests.get(f"{agent_.nomad_addr}/v1/job/invoice", timeout=5).json()
+    assert job["TaskGroups"][0]["Tasks"][0]["Env"]["VERSION"] == "2.0"  # nothing was registered
