@@ -21,3 +21,16 @@ def test_endpoint_answers_404_for_unknown_or_non_proxy_and_503_for_a_sidecar_it_
     # The UI says why, in the page.
     html = requests.get(f"{running_agent.consul_addr}/ui/services/s-web", timeout=10).text
     assert 'data-stats="unavailable"' in html and "not run by this agent&#39;s Nomad" in html
+
+
+def test_prometheus_format_answers_the_same_refusals_and_checks_its_filter(running_agent: RunningAgent) -> None:
+    register(running_agent, "p-web")
+    url = sidecar_stats_url(running_agent, "p-web-sidecar-proxy")
+    side = requests.get(url, params={"format": "prometheus"}, timeout=5)
+    assert side.status_code == 503 and "not run by this agent's Nomad" in side.text
+    unknown = requests.get(sidecar_stats_url(running_agent, "nope"), params={"format": "prometheus"}, timeout=5)
+    assert unknown.status_code == 404
+    bad = requests.get(url, params={"format": "prometheus", "filter": "(unclosed"}, timeout=5)
+    assert bad.status_code == 400 and bad.text.startswith("filter: not a regular expression")
+    long = requests.get(url, params={"format": "prometheus", "filter": "a" * 513}, timeout=5)
+    assert long.status_code == 400 and "longer than 512 characters" in long.text
