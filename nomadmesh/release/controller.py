@@ -18,9 +18,10 @@ say so instead of overwriting it. `promote(...)` and `abort(...)` are the same e
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nomadmesh.deploy.apply import apply
@@ -34,12 +35,13 @@ from nomadmesh.errors import NomadMeshError, TargetError
 from nomadmesh.progress import Progress
 from nomadmesh.release import entries as ent
 from nomadmesh.release.decide import Figures, Verdict, decide
-from nomadmesh.release.metrics import interval_figures
+from nomadmesh.release.metrics import Counters, interval_figures
 from nomadmesh.release.options import ReleaseOptions, ReleaseUsageError
 from nomadmesh.release.target import L7_PROTOCOLS, ConsulSide, EntryChanged, deployment_summary
 from nomadmesh.render.ownership import CANARY_META_KEY
 
 POLL_S = 0.25
+CHECK_S = 1.0  # how often the canary's figures are looked at within an interval
 SETTLE_TIMEOUT_S = 120.0  # for the canaries to register or go, and a promoted deployment to finish
 
 
@@ -303,9 +305,8 @@ class Controller:
                 self.progress.begin(ending.service, f"{percent}% to canary:")
                 found = self.consul.instances(ending.service)
                 before_canary, before_stable = self.consul.read(found.canary), self.consul.read(found.stable)
-                self.sleep(self.options.interval_s)
+                canary = self._interval(found.canary, before_canary, percent)
                 ending.own_splitter(report.release_id)  # an `abort` meanwhile ends the release here
-                canary = interval_figures(self.consul.read(found.canary), before_canary)
                 stable = interval_figures(self.consul.read(found.stable), before_stable)
                 verdict = decide(percent, n == len(steps) - 1, canary, t, idle)
                 report.steps.append(StepRecord(percent, verdict, canary, stable))
@@ -319,6 +320,19 @@ class Controller:
                     return
                 break
         report.outcome, report.reason = "promoted", report.steps[-1].verdict.reason
+
+    def _interval(self, canary_ids: tuple[str, ...], before: dict[str, Counters], percent: int) -> Figures:
+        """The canary's figures over one interval, looked at every CHECK_S on the way: a canary already
+        beyond a threshold ends the interval at once (fail fast), rather than failing requests until
+        the interval is over. Lack of traffic is only judged on whole intervals."""
+        deadline = time.monotonic() + self.options.interval_s
+        patient = replace(self.options.thresholds, max_idle_steps=sys.maxsize)
+        while True:
+            left = deadline - time.monotonic()
+            self.sleep(max(0.0, min(CHECK_S, left)))
+            figures = interval_figures(self.consul.read(canary_ids), before)
+            if left <= CHECK_S or decide(percent, False, figures, patient).action == "rollback":
+                return figures
 
 
 def ending_for(nomad: NomadAPI, consul: ConsulSide, service: str, progress: Progress) -> tuple[Ending, str]:

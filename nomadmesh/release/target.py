@@ -13,6 +13,7 @@ and each sidecar's Envoy counters.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -109,12 +110,12 @@ class ConsulSide:
             return None
 
     def read(self, sidecar_ids: tuple[str, ...]) -> dict[str, Counters]:
-        out = {}
-        for sid in sidecar_ids:
-            c = self.counters(sid)
-            if c is not None:
-                out[sid] = c
-        return out
+        """Every sidecar's counters, read at once (each read enters a network namespace on the agent)."""
+        if not sidecar_ids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(sidecar_ids))) as pool:
+            got = dict(zip(sidecar_ids, pool.map(self.counters, sidecar_ids), strict=True))
+        return {sid: c for sid, c in got.items() if c is not None}
 
 
 def deployment_summary(dep: dict[str, Any]) -> tuple[int, int, int]:
