@@ -12,11 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,53 +23,12 @@ from test_cli_deploy import agent, run  # noqa: F401  (module fixture)
 from support.agents import RunningAgent
 from support.paths import SERVICES
 from support.sample_mesh import host_port
+from support.steady_client import SteadyClient
 from support.waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.envoy]
 
 RELEASE_ARGS = ("--steps", "50,100", "--interval", "1s", "--min-requests", "5", "--max-error-rate", "5%")
-
-
-@dataclass
-class SteadyClient:
-    """Calls order through the gateway without pause, on one keep-alive connection and on new ones."""
-
-    url: str
-    stop: threading.Event = field(default_factory=threading.Event)
-    versions: Counter[str] = field(default_factory=Counter)  # invoice's Version per answer
-    failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _loop(self, keep_alive: bool) -> None:
-        session = requests.Session() if keep_alive else None
-        while not self.stop.is_set():
-            try:
-                resp = (session or requests).get(self.url, timeout=5)
-                lines = [json.loads(x) for x in resp.text.splitlines()] if resp.status_code == 200 else []
-                with self.lock:
-                    if resp.status_code != 200:
-                        self.failures.append(f"{time.time():.3f} {resp.status_code} {resp.text[:200]}")
-                    else:
-                        self.versions[str(lines[1]["Version"])] += 1
-            except (requests.RequestException, ValueError, IndexError, KeyError) as e:
-                with self.lock:
-                    self.failures.append(f"{type(e).__name__}: {e}")
-
-    def __enter__(self) -> SteadyClient:
-        self.threads = [threading.Thread(target=self._loop, args=(k,), daemon=True) for k in (True, False)]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=10)
-
-    def reset(self) -> None:
-        with self.lock:
-            self.versions.clear()
-            self.failures.clear()
 
 
 def set_invoice(services: Path, canary: int = 1, **env: str) -> None:
@@ -83,6 +38,9 @@ def set_invoice(services: Path, canary: int = 1, **env: str) -> None:
     d["nomad"]["update"] = {"min_healthy_time": "500ms", "healthy_deadline": "30s", "progress_deadline": "1m",
                             "canary": canary, "auto_revert": True}
     d["nomad"]["env"] = env
+    # Deregistered, then 1 s for every caller's Envoy to drop it, then stopped: no request lands on a
+    # stopping old instance after the promotion (Nomad's advice for zero-downtime updates).
+    d["nomad"]["group"] = {"shutdown_delay": "1s"}
     path.write_text(json.dumps(d, indent=2))
 
 
