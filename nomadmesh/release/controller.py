@@ -234,6 +234,8 @@ class Controller:
             self._prepare_split(service, report.release_id)
             result = apply(self.nomad, Plan((change,), plan.entries, plan.project), self.progress, detach=True,
                            entries=self.entries)
+            if result.interrupted:  # apply swallows Ctrl-C to report; the release must still end
+                raise KeyboardInterrupt
             if not result.ok:
                 raise DeployError(next((r.error for r in result.results if r.error), "registration failed"))
             report.version = result.results[0].version

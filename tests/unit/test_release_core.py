@@ -182,3 +182,26 @@ def test_splitter_weights_sum_to_100_and_leave_out_a_zero_share(percent: int, sp
     entry = ent.splitter("invoice", percent, "invoice v3")
     assert entry == {"Kind": "service-splitter", "Name": "invoice", "Splits": splits,
                      "Meta": {"nomadmesh-release": "invoice v3"}}
+
+
+# -- what the controller reads from Nomad's answers -------------------------------------------------
+
+
+def test_a_parsed_jobs_canaries_marks_and_auto_revert() -> None:
+    from nomadmesh.release.controller import _groups_canaries
+
+    marked = {"Services": [{"CanaryMeta": {"nomadmesh_canary": "true"}}]}
+    job = {"TaskGroups": [{"Update": {"Canary": 1, "AutoRevert": True}, **marked}]}
+    assert _groups_canaries(job) == (1, True, True)
+    assert _groups_canaries({"TaskGroups": [{"Update": {"Canary": 0}, "Services": [{"Meta": {"a": "b"}}]}]}) == (
+        0, False, False)
+    assert _groups_canaries({"TaskGroups": []}) == (0, False, True)
+
+
+def test_deployment_summary_counts_canaries_only_up_to_those_wanted() -> None:
+    from nomadmesh.release.target import deployment_summary
+
+    dep = {"TaskGroups": {"api": {"DesiredCanaries": 1, "HealthyAllocs": 3, "UnhealthyAllocs": 0},
+                          "web": {"DesiredCanaries": 2, "HealthyAllocs": 1, "UnhealthyAllocs": 1}}}
+    assert deployment_summary(dep) == (3, 2, 1)
+    assert deployment_summary({}) == (0, 0, 0)
