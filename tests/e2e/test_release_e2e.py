@@ -92,9 +92,12 @@ def test_a_healthy_release_is_promoted_with_no_failed_request(shop: dict[str, An
     with steady.lock:
         assert steady.versions["1.0"] == 0 and steady.failures == [], steady.failures[:5]
     if failed_during:
-        # Every assertion above holds. What does not yet: the data plane drops a few requests when
-        # a split changes its clusters (break-before-make: the old clusters go before the routes that
-        # use them are replaced). Reported, not hidden; this test passes once none fails.
+        # Every assertion above holds. What does not always yet, in the agent's data plane: a request
+        # or two fail when the route moves between the default cluster and the subset clusters (the
+        # 100%-stable split, the splitter's removal: a 503 with no body, a route naming a cluster
+        # Envoy does not have yet or any more), and for ~40 ms after the promotion (503 "no healthy
+        # upstream" while the promoted canary is registered again). Reported, not hidden; this
+        # test passes once none fails.
         pytest.xfail(f"{len(failed_during)} requests failed during the release: {failed_during[:3]}")
 
 
