@@ -57,6 +57,7 @@ class Update:
     progress_deadline: str = "10m"
     auto_revert: bool = False
     canary: int = 0
+    auto_promote: bool = False  # promote the canaries once healthy (Nomad needs canary > 0 for it)
 
 
 @dataclass(frozen=True)

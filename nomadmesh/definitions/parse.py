@@ -71,7 +71,7 @@ NOMAD_KEYS = ("driver", "command", "args", "work_dir", "image", "env", "count", 
 NOMAD_CHECK_KEYS = ("type", "path", "interval", "timeout", "name", "port")
 RESOURCES_KEYS = ("cpu", "memory")
 UPDATE_KEYS = ("max_parallel", "health_check", "min_healthy_time", "healthy_deadline", "progress_deadline",
-               "auto_revert", "canary")
+               "auto_revert", "canary", "auto_promote")
 RESTART_KEYS = ("attempts", "interval", "delay", "mode")
 EXEC_ONLY = ("command", "args", "work_dir")
 GATEWAY_KIND = "ingress-gateway"
@@ -582,7 +582,10 @@ def _update(r: Reader, n: Obj) -> Update:
         progress_deadline=pick(o.duration("progress_deadline"), d.progress_deadline),
         auto_revert=pick(o.boolean("auto_revert"), d.auto_revert),
         canary=pick(o.integer("canary", 0), d.canary),
+        auto_promote=pick(o.boolean("auto_promote"), d.auto_promote),
     )
+    if update.auto_promote and not update.canary:  # Nomad refuses it at submit time too
+        r.error(o.at("auto_promote"), "needs canary greater than 0 (auto_promote promotes canaries)")
     # Nomad refuses these orderings at submit time (structs.UpdateStrategy.Validate).
     min_healthy, healthy, progress = (
         duration_ns(t) for t in (update.min_healthy_time, update.healthy_deadline, update.progress_deadline)

@@ -99,6 +99,10 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
             errors.append(f'Invalid health check given: "{update.get("HealthCheck")}"')
         if (update.get("MaxParallel") or 0) < 0:
             errors.append("Max parallel can not be less than zero")
+        if (update.get("Canary") or 0) < 0:
+            errors.append(f"Canary count can not be less than zero: {update['Canary']} < 0")
+        if not update.get("Canary") and update.get("AutoPromote"):
+            errors.append("Auto Promote requires a Canary count greater than zero")
         if update.get("HealthyDeadline", 0) and update.get("MinHealthyTime", 0) >= update["HealthyDeadline"]:
             errors.append("Minimum healthy time must be less than healthy deadline")
         if update.get("ProgressDeadline") and update.get("HealthyDeadline", 0) > update["ProgressDeadline"]:

@@ -8,7 +8,6 @@ min_healthy_time 0, so a deployment moves as soon as its tasks run.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import consul
@@ -59,9 +58,9 @@ job "%(job)s" {
 
 
 @pytest.fixture(scope="module")
-def apis(module_agent: RunningAgent) -> Iterator[tuple[nomad.Nomad, consul.Consul, str]]:
+def apis(module_agent: RunningAgent) -> tuple[nomad.Nomad, consul.Consul, str]:
     n, c = clients(module_agent)
-    yield n, c, module_agent.nomad_addr
+    return n, c, module_agent.nomad_addr
 
 
 def job_spec(n: nomad.Nomad, job: str, v: str, count: int = 2, canary: int = 1, check: str = "task_states",
@@ -141,11 +140,14 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
     assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
     g = dep["TaskGroups"]["g"]
     assert (g["DesiredCanaries"], g["Promoted"], g["DesiredTotal"]) == (1, False, 2)
+    assert g["RequireProgressBy"].endswith("Z")  # a Go time.Time, as Nomad writes it
     [canary_id] = g["PlacedCanaries"]
     canary = n.allocation.get_allocation(canary_id)
     assert canary["JobVersion"] == 1 and canary["DeploymentStatus"]["Canary"] is True
     running = {a["ID"]: a["JobVersion"] for a in live(n, "canaried")}
     assert running == {**{a["ID"]: 0 for a in old}, canary_id: 1}  # the old ones untouched
+    again = n.job.plan_job("canaried", {"Job": v1})["Annotations"]["DesiredTGUpdates"]["g"]
+    assert (again["Canary"], again["Stop"], again["DestructiveUpdate"], again["Ignore"]) == (0, 0, 0, 3)
     seen = catalog_when(c, "canaried", lambda s: len(s) == 3)
     assert seen[canary_id] == (["canary"], {"track": "canary", "external-source": "nomad"})
     assert all(seen[a["ID"]] == (["v0"], {"track": "stable", "external-source": "nomad"}) for a in old)
@@ -166,7 +168,7 @@ def test_canary_beside_the_old_allocations_then_promoted(apis: tuple[nomad.Nomad
 
 
 def test_promote_refusals_and_fail_without_auto_revert(apis: tuple[nomad.Nomad, consul.Consul, str]) -> None:
-    n, c, addr = apis
+    n, _c, addr = apis
     old = stable_v0(n, "refused", count=1)
     register(n, job_spec(n, "refused", "1", count=1, check="manual"))  # canaries healthy only when marked
     dep = deployment_of(n, "refused", 1)
@@ -221,3 +223,16 @@ def test_fail_rolls_back_with_auto_revert(apis: tuple[nomad.Nomad, consul.Consul
     # The old allocations serve on, updated in place to version 2 (the same spec as version 0).
     wait_until(lambda: sorted((a["ID"], a["JobVersion"]) for a in live(n, "reverted"))
                == sorted((a["ID"], 2) for a in old), 30)
+
+
+def test_a_crashing_canary_fails_the_deployment_and_auto_reverts(apis: tuple[nomad.Nomad, consul.Consul, str]) -> None:
+    n, _c, _addr = apis
+    old = stable_v0(n, "crashing", count=1, revert=True)
+    crash = job_spec(n, "crashing", "1", count=1, revert=True)
+    crash["TaskGroups"][0]["Tasks"][0]["Config"] = {"command": "false"}
+    crash["TaskGroups"][0]["RestartPolicy"].update(Attempts=0, Mode="fail")
+    register(n, crash)
+    failed = deployment_when(n, deployment_of(n, "crashing", 1)["ID"], "failed")
+    assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
+    assert n.job.get_job("crashing")["Version"] == 2
+    wait_until(lambda: [(a["ID"], a["JobVersion"]) for a in live(n, "crashing")] == [(old[0]["ID"], 2)], 30)

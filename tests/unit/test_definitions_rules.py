@@ -56,8 +56,8 @@ SINGLE_FILE_CASES: list[tuple[str, Any, list[tuple[str, str]]]] = [
      [("service.Port", "unknown key; did you mean 'port'?")]),
     ("unknown nomad key", edit(A, "nomad.comand", "x"), [("nomad.comand", "unknown key; did you mean 'command'?")]),
     ("unknown key without a close match", edit(A, "nomad.update.zzz", 1),
-     [("nomad.update.zzz", "unknown key; expected one of auto_revert, canary, health_check, healthy_deadline, "
-       "max_parallel, min_healthy_time, progress_deadline")]),
+     [("nomad.update.zzz", "unknown key; expected one of auto_promote, auto_revert, canary, health_check, "
+       "healthy_deadline, max_parallel, min_healthy_time, progress_deadline")]),
     ("consul key nomadmesh does not support", edit(A, "service.connect.native", True),
      [("service.connect.native", "is a Consul key that nomadmesh does not support")]),
     ("connect without sidecar", edit(A, "service.connect", {}),
@@ -125,6 +125,8 @@ SINGLE_FILE_CASES: list[tuple[str, Any, list[tuple[str, str]]]] = [
      [("nomad.update.health_check", "must be one of checks, task_states, manual, got 'x'"),
       ("nomad.update.auto_revert", "must be true or false, got string 'yes'"),
       ("nomad.update.canary", "must be an integer of at least 0, got -1")]),
+    ("auto_promote without canaries", edit(A, "nomad.update", {"auto_promote": True}),
+     [("nomad.update.auto_promote", "needs canary greater than 0 (auto_promote promotes canaries)")]),
     ("update deadline order", edit(A, "nomad.update", {"min_healthy_time": "5m", "healthy_deadline": "5m"}),
      [("nomad.update.min_healthy_time", "must be shorter than healthy_deadline (5m)")]),
     ("http check without path", edit(A, "nomad.checks", [{"type": "http"}]),

@@ -59,7 +59,7 @@ WEB = Service(
         count=3,
         resources=Resources(cpu=250, memory=256),
         publish=8081,
-        update=Update(max_parallel=2, canary=1, auto_revert=True, min_healthy_time="30s"),
+        update=Update(max_parallel=2, canary=1, auto_revert=True, auto_promote=True, min_healthy_time="30s"),
         restart=Restart(attempts=5, interval="10m", delay="5s", mode="delay"),
     ),
 )
@@ -197,6 +197,7 @@ def test_job_dict_states_the_model() -> None:
         "ProgressDeadline": 600 * 10**9,
         "AutoRevert": True,
         "Canary": 1,
+        "AutoPromote": True,
     }
     assert group["RestartPolicy"] == {"Attempts": 5, "Interval": 600 * 10**9, "Delay": 5 * 10**9, "Mode": "delay"}
 

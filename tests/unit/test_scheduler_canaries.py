@@ -10,6 +10,7 @@ from nomadmesh import jobspec
 from nomadmesh.agent.nomad import canaries, evals
 from nomadmesh.agent.nomad.node import node_document
 from nomadmesh.agent.nomad.structs import TRIGGER_REGISTER, evaluation
+from nomadmesh.jobspec.validate import validate
 
 HCL = """
 job "web" {
@@ -127,3 +128,12 @@ def test_auto_promote_waits_for_every_canary_group() -> None:
     assert not canaries.auto_promote_ready(dep, running([canary]))
     assert not canaries.auto_promote_ready(auto, running([canary], healthy=False))
     assert canaries.auto_promote_ready(auto, running([canary]))
+
+
+def test_register_validation_of_the_canary_fields() -> None:
+    bad = job(0, canary=0)
+    bad["TaskGroups"][0]["Update"].update(Canary=-1)
+    assert any("Canary count can not be less than zero: -1 < 0" in e for e in validate(bad))
+    bad["TaskGroups"][0]["Update"].update(Canary=0, AutoPromote=True)
+    assert any("Auto Promote requires a Canary count greater than zero" in e for e in validate(bad))
+    assert validate(job(0, canary=1)) == []

@@ -6,6 +6,7 @@ allocation-health need a body whose DeploymentID matches the path (400s); the RP
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response
@@ -32,42 +33,40 @@ def _body_for(dep_id: str, fields: tuple[str, ...], what: str) -> dict[str, Any]
     return body
 
 
-def _done(out: dict[str, Any]) -> Response:
+def _act(action: Callable[[], dict[str, Any]]) -> Response:
+    """Run the deployment action; Nomad answers its refusals with a 500 carrying the text."""
+    try:
+        out = action()
+    except actions.DeploymentRefused as e:
+        raise HTTPError(500, str(e)) from None
     notify()
     return reply(out, out["Index"])
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise HTTPError(400, f"Request decode failed: {name} must be a bool")
+    return value
+
+
 @bp.route("/v1/deployment/fail/<dep_id>", methods=["POST", "PUT"])
 def fail_deployment(dep_id: str) -> Response:
-    try:
-        return _done(actions.fail(ctx().state, dep_id))
-    except actions.DeploymentRefused as e:
-        raise HTTPError(500, str(e)) from None
+    return _act(lambda: actions.fail(ctx().state, dep_id))
 
 
 @bp.route("/v1/deployment/promote/<dep_id>", methods=["POST", "PUT"])
 def promote_deployment(dep_id: str) -> Response:
     body = _body_for(dep_id, PROMOTE_FIELDS, "deployment promote request")
-    promote_all = body.get("All", False)
-    if not isinstance(promote_all, bool):
-        raise HTTPError(400, "Request decode failed: All must be a bool")
-    groups = None if promote_all else _ids(body, "Groups")
-    try:
-        return _done(actions.promote(ctx().state, dep_id, groups))
-    except actions.DeploymentRefused as e:
-        raise HTTPError(500, str(e)) from None
+    groups = None if _flag(body, "All") else _ids(body, "Groups")
+    return _act(lambda: actions.promote(ctx().state, dep_id, groups))
 
 
 @bp.route("/v1/deployment/pause/<dep_id>", methods=["POST", "PUT"])
 def pause_deployment(dep_id: str) -> Response:
     body = _body_for(dep_id, PAUSE_FIELDS, "deployment pause request")
-    paused = body.get("Pause", False)
-    if not isinstance(paused, bool):
-        raise HTTPError(400, "Request decode failed: Pause must be a bool")
-    try:
-        return _done(actions.pause(ctx().state, dep_id, paused))
-    except actions.DeploymentRefused as e:
-        raise HTTPError(500, str(e)) from None
+    paused = _flag(body, "Pause")
+    return _act(lambda: actions.pause(ctx().state, dep_id, paused))
 
 
 def _ids(body: dict[str, Any], name: str) -> list[str]:
@@ -81,7 +80,4 @@ def _ids(body: dict[str, Any], name: str) -> list[str]:
 def deployment_allocation_health(dep_id: str) -> Response:
     body = _body_for(dep_id, HEALTH_FIELDS, "deployment allocation health request")
     healthy, unhealthy = _ids(body, "HealthyAllocationIDs"), _ids(body, "UnhealthyAllocationIDs")
-    try:
-        return _done(actions.set_alloc_health(ctx().state, dep_id, healthy, unhealthy))
-    except actions.DeploymentRefused as e:
-        raise HTTPError(500, str(e)) from None
+    return _act(lambda: actions.set_alloc_health(ctx().state, dep_id, healthy, unhealthy))

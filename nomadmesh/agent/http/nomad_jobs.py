@@ -21,6 +21,7 @@ from nomadmesh.agent.http.nomad_util import (
 )
 from nomadmesh.agent.nomad import (
     admission,
+    canaries,
     feasibility,
     jobs as jobstore,
     planner,
@@ -28,7 +29,7 @@ from nomadmesh.agent.nomad import (
     task_artifacts,
     task_templates,
 )
-from nomadmesh.agent.nomad.structs import alloc_stub
+from nomadmesh.agent.nomad.structs import alloc_stub, deployment_json
 
 bp = Blueprint("nomad_jobs", __name__)
 
@@ -190,8 +191,11 @@ def plan_job(job_id: str) -> Response:
     node_rec = state.get("node", ctx().node_id)
     if node_rec is None:
         raise HTTPError(500, "no node registered yet")
+    deps = [d for d in state.values("deployment") if existing and d["JobID"] == job_id]
+    current = canaries.current_deployment(dict(job, CreateIndex=existing["CreateIndex"]) if existing else None, deps)
     plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id and existing], all_allocs,
-                            node_rec.value, spec.update_kind)
+                            node_rec.value, spec.update_kind, current=current,
+                            stale_canaries=canaries.stale(deps, current))
     diff = spec.diff(existing, job) if body.get("Diff") else None
     return reply({
         "Index": state.index, "JobModifyIndex": existing["JobModifyIndex"] if existing else 0,
@@ -284,9 +288,9 @@ async def job_evaluations(job_id: str) -> Response:
 @bp.get("/v1/job/<path:job_id>/deployments")
 async def job_deployments(job_id: str) -> Response:
     state = ctx().state
-    return await read_endpoint(state, ("deployment",), lambda: sorted(
+    return await read_endpoint(state, ("deployment",), lambda: [deployment_json(d) for d in sorted(
         (d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
-        key=lambda d: -d["CreateIndex"]))
+        key=lambda d: -d["CreateIndex"])])
 
 
 @bp.get("/v1/job/<path:job_id>/deployment")
@@ -296,7 +300,7 @@ async def job_latest_deployment(job_id: str) -> Response:
     def produce() -> dict[str, Any] | None:
         deps = sorted((d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
                       key=lambda d: -d["CreateIndex"])
-        return deps[0] if deps else None
+        return deployment_json(deps[0]) if deps else None
 
     return await read_endpoint(state, ("deployment",), produce)
 

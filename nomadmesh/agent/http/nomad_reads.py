@@ -1,6 +1,7 @@
 """Read endpoints: allocations, evaluations, deployments, nodes, agent and status."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -16,13 +17,14 @@ from nomadmesh.agent.http.nomad_util import (
     strip_private,
 )
 from nomadmesh.agent.nomad.node import NOMAD_VERSION, node_stub
-from nomadmesh.agent.nomad.structs import alloc_stub
+from nomadmesh.agent.nomad.structs import alloc_stub, deployment_json
 
 bp = Blueprint("nomad_reads", __name__)
 RPC_PORT = 4647  # the RPC port a Nomad server advertises (the dev agent speaks no RPC; clients only show it)
 
 
-async def _one(kind: str, key: str, what: str) -> Response:
+async def _one(kind: str, key: str, what: str,
+               view: Callable[[dict[str, Any]], dict[str, Any]] = lambda d: d) -> Response:
     """GET of one document, by full ID or by a unique ID prefix as Nomad allows."""
     state = ctx().state
     index = await blocking(state, (kind,))
@@ -32,7 +34,7 @@ async def _one(kind: str, key: str, what: str) -> Response:
         rec = matches[0] if len(matches) == 1 else None
     if rec is None:
         raise HTTPError(404, f"{what} not found")
-    return reply(strip_private(rec.value), index)
+    return reply(view(strip_private(rec.value)), index)
 
 
 def _prefixed(kind: str) -> list[dict[str, Any]]:
@@ -73,12 +75,13 @@ async def evaluation_allocations(eval_id: str) -> Response:
 
 @bp.get("/v1/deployments")
 async def deployments() -> Response:
-    return await read_endpoint(ctx().state, ("deployment",), lambda: _listed("deployment"))
+    return await read_endpoint(ctx().state, ("deployment",),
+                               lambda: [deployment_json(d) for d in _listed("deployment")])
 
 
 @bp.get("/v1/deployment/<dep_id>")
 async def deployment(dep_id: str) -> Response:
-    return await _one("deployment", dep_id, "deployment")
+    return await _one("deployment", dep_id, "deployment", deployment_json)
 
 
 @bp.get("/v1/deployment/allocations/<dep_id>")

@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from nomadmesh.agent.nomad.namespaces import multierror
-from nomadmesh.agent.nomad.structs import DEPLOYMENT_RUNNING, DESC_RUNNING, is_terminal
+from nomadmesh.agent.nomad.structs import DEPLOYMENT_FAILED, DEPLOYMENT_RUNNING, DESC_RUNNING, is_terminal
+from nomadmesh.agent.runtime.events import ZERO_TIME
 from nomadmesh.durations import go_quote
 
 DESC_NEEDS_PROMOTION = "Deployment is running but requires manual promotion"
 DESC_AUTO_PROMOTION = "Deployment is running pending automatic promotion"
-ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as Nomad's JSON writes it
 
 
 class PromotionRefused(Exception):
@@ -45,6 +45,21 @@ def placed(dep: dict[str, Any] | None) -> set[str]:
 def unpromoted(dep: dict[str, Any]) -> set[str]:
     """Canaries of groups the deployment never promoted."""
     return {a for g in dep["TaskGroups"].values() if not g.get("Promoted") for a in g.get("PlacedCanaries") or []}
+
+
+def current_deployment(job: dict[str, Any] | None, deployments: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The latest deployment of the job's version (Nomad's DeploymentCurrent). A job purged and
+    registered again restarts at version 0: JobCreateIndex tells them apart."""
+    if job is None:
+        return None
+    return next((d for d in sorted(deployments, key=lambda d: -d["CreateIndex"])
+                 if d["JobVersion"] == job["Version"] and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)),
+                None)
+
+
+def stale(deployments: list[dict[str, Any]], current: dict[str, Any] | None) -> set[str]:
+    """Canaries to stop: unpromoted ones of older deployments or of the current one once failed."""
+    return {a for d in deployments if d is not current or d["Status"] == DEPLOYMENT_FAILED for a in unpromoted(d)}
 
 
 def canarying(dstate: dict[str, Any] | None) -> bool:

@@ -166,16 +166,13 @@ def decide(inp: EvalInputs) -> EvalDecision:
     out = Writes(inp.index, now)
     job_allocs = [a for a in all_allocs if a["JobID"] == ev["JobID"]]
     deps = sorted(inp.deployments, key=lambda d: -d["CreateIndex"])
-    # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
-    current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
-                    and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
+    current = canaries.current_deployment(job, deps)
     stopped = job is None or bool(job.get("Stop")) or is_parameterized(job)  # a parent is never placed
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
     active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
-    stale = {a for d in deps if d is not current or d["Status"] == DEPLOYMENT_FAILED for a in canaries.unpromoted(d)}
     placed = None if job is not None and is_parameterized(job) else job
     plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps,
-                            current, stale)
+                            current, canaries.stale(deps, current))
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
     for d in deps:

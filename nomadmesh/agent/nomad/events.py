@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from nomadmesh.agent.nomad.structs import deployment_json
 from nomadmesh.agent.state import Change, State
 from nomadmesh.wakeups import Wakeups
 
@@ -70,7 +71,7 @@ def event_from_change(change: Change) -> dict[str, Any] | None:
         filter_keys = [obj.get("JobID", ""), obj.get("DeploymentID") or ""]
     elif topic == "Deployment":
         filter_keys = [obj.get("JobID", "")]
-    payload: dict[str, Any] = {PAYLOAD_KEY[topic]: obj}
+    payload: dict[str, Any] = {PAYLOAD_KEY[topic]: deployment_json(obj) if topic == "Deployment" else obj}
     if topic == "Allocation":
         payload[topic] = {k: v for k, v in obj.items() if k != "Job"}  # Nomad sends allocs without their job
     if topic == "Job" and change.after is None:

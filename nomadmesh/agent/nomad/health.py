@@ -93,4 +93,5 @@ def deployment_outcome(dep: dict[str, Any], allocs: list[dict[str, Any]], now: i
 def _done(group: dict[str, Any]) -> bool:
     """Nomad's isDeploymentComplete for a group: enough healthy allocations, canaries promoted."""
     canaries = int(group.get("DesiredCanaries") or 0)
-    return group["HealthyAllocs"] >= max(group["DesiredTotal"], canaries) and (not canaries or bool(group.get("Promoted")))
+    promoted = not canaries or bool(group.get("Promoted"))
+    return promoted and group["HealthyAllocs"] >= max(group["DesiredTotal"], canaries)

@@ -117,7 +117,8 @@ def reconcile(
                                                  {alloc_index(a) for a in my_canaries},
                                                  {alloc_index(a) for a in mine}, int(tg.get("Count", 1)))
         if plan.desired_canaries or canaries.canarying(dstate):
-            plan.ignore += len(replacing)  # nothing replaced before promotion (Nomad counts them ignored)
+            # Nothing replaced before promotion; Nomad counts those and the running canaries ignored.
+            plan.ignore += len(replacing) + (len(my_canaries) if canaries.canarying(dstate) else 0)
             plan.place = []
             continue
         limit = destructive_limit(name)

@@ -8,6 +8,8 @@ import time
 import uuid
 from typing import Any
 
+from nomadmesh.agent.runtime.events import rfc3339
+
 # Nomad's evaluation and deployment vocabulary, in one place.
 TRIGGER_REGISTER = "job-register"
 TRIGGER_DEREGISTER = "job-deregister"
@@ -102,6 +104,7 @@ def deployment(job: dict[str, Any], index: int, desired: dict[str, int]) -> dict
         "JobSpecModifyIndex": job.get("JobModifyIndex", 0),
         "JobCreateIndex": job.get("CreateIndex", 0),
         "IsMultiregion": False,
+        "EvalPriority": job.get("Priority", 50),
         "TaskGroups": groups,
         "Status": DEPLOYMENT_RUNNING,
         "StatusDescription": DESC_RUNNING,
@@ -110,6 +113,14 @@ def deployment(job: dict[str, Any], index: int, desired: dict[str, int]) -> dict
         "CreateTime": t,
         "ModifyTime": t,
     }
+
+
+def deployment_json(dep: dict[str, Any]) -> dict[str, Any]:
+    """A deployment as Nomad's API writes it: RequireProgressBy (kept as ns here, for the watcher's
+    arithmetic) is a Go time.Time, so `nomad deployment status` and Go clients can decode it."""
+    groups = {name: dict(g, RequireProgressBy=rfc3339(int(g.get("RequireProgressBy") or 0)))
+              for name, g in (dep.get("TaskGroups") or {}).items()}
+    return dict(dep, TaskGroups=groups)
 
 
 def allocation(
