@@ -18,10 +18,11 @@ from google.protobuf import symbol_database
 from google.rpc import status_pb2
 
 from nomadmesh.agent.connect.cache import SnapshotCache, resource_name
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
+from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.mesh.intentions import Intention
-from support.connect_support import snapshot, upstream
+from support.connect_support import chain_upstream, snapshot, upstream
 
 NODE = "order-sidecar-proxy"
 
@@ -221,8 +222,79 @@ def test_changes_are_pushed_clusters_endpoints_secrets_listeners(server: XdsServ
     changed = snapshot("order", intentions=(Intention("web", "order", "deny"),), upstreams=(
         upstream("invoice", 6001, (("10.0.0.2", 21001),)), upstream("tax", 6002, (("10.0.0.4", 21003),))))
     server.cache.set(NODE, changed)
-    order = [client.recv().type_url for _ in range(4)]
-    assert order == [CLUSTER, ENDPOINT, SECRET, LISTENER]
+    cds, eds, sds = client.recv(), client.recv(), client.recv()
+    assert [cds.type_url, eds.type_url, sds.type_url] == [CLUSTER, ENDPOINT, SECRET]
+    # Make before break: the listeners wait until Envoy has the new cluster's endpoints.
+    client.ack(cds)
+    assert client.nothing(0.2)
+    names = [*subs[ENDPOINT], "tax.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul"]
+    client.ack(eds, names)  # Envoy asks for the new cluster's endpoints
+    eds2 = client.recv()
+    assert eds2.type_url == ENDPOINT and _names(eds2) == sorted(names)
+    assert client.nothing(0.2)
+    client.ack(eds2, names)
+    assert client.recv().type_url == LISTENER
+
+
+SUBSET_CLUSTERS = [f"{s}.api.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul" for s in ("v1", "v2")]
+
+
+def _split_snap(v1: int) -> ProxySnapshot:
+    entries = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+               {"Kind": "service-resolver", "Name": "api", "Subsets": {"v1": {}, "v2": {}}},
+               {"Kind": "service-splitter", "Name": "api", "Splits": [
+                   {"Weight": v1, "ServiceSubset": "v1"}, {"Weight": 100 - v1, "ServiceSubset": "v2"}]})
+    return snapshot("order", upstreams=(chain_upstream("api", 7000, entries, {}),))
+
+
+def test_rds_serves_the_named_route_configuration_and_a_split_change_sends_only_routes(
+        server: XdsServer, client: AdsClient) -> None:
+    server.cache.set(NODE, _split_snap(100))
+    client.send(CLUSTER)
+    client.ack(client.recv())
+    client.send(ENDPOINT, SUBSET_CLUSTERS)
+    client.ack(client.recv(), SUBSET_CLUSTERS)
+    client.send(LISTENER)
+    client.ack(client.recv())
+    client.send(ROUTE, ["api"])  # what Envoy asks once a listener names route configuration "api"
+    first = client.recv()
+    assert first.type_url == ROUTE and _names(first) == ["api"]
+    client.ack(first, ["api"])
+    assert client.nothing(0.2)
+    assert server.streams[NODE].acked_versions[ROUTE] == first.version_info
+    server.cache.set(NODE, _split_snap(50))  # same clusters and listeners, other weights
+    second = client.recv()
+    assert second.type_url == ROUTE and second.version_info != first.version_info
+    client.ack(second, ["api"])
+    assert client.nothing(0.2)
+
+
+def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, client: AdsClient) -> None:
+    """A router sending /admin to a new service: RDS is sent only after Envoy ACKed the new
+    cluster's endpoints, so no request meets a warming cluster (503)."""
+    server.cache.set(NODE, _split_snap(100))
+    client.send(CLUSTER)
+    client.ack(client.recv())
+    client.send(ENDPOINT, SUBSET_CLUSTERS)
+    client.ack(client.recv(), SUBSET_CLUSTERS)
+    client.send(ROUTE, ["api"])
+    client.ack(client.recv(), ["api"])
+    entries = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
+               {"Kind": "service-defaults", "Name": "admin", "Protocol": "http"},
+               {"Kind": "service-resolver", "Name": "api", "Subsets": {"v1": {}, "v2": {}}},
+               {"Kind": "service-router", "Name": "api", "Routes": [
+                   {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}}]})
+    server.cache.set(NODE, snapshot("order", upstreams=(chain_upstream("api", 7000, entries, {}),)))
+    cds, eds = client.recv(), client.recv()
+    assert [cds.type_url, eds.type_url] == [CLUSTER, ENDPOINT]
+    client.ack(cds)
+    names = [*SUBSET_CLUSTERS, "admin.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul",
+             "api.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul"]
+    client.ack(eds, names)
+    eds2 = client.recv()
+    assert eds2.type_url == ENDPOINT and client.nothing(0.2)  # the route still waits
+    client.ack(eds2, names)
+    assert client.recv().type_url == ROUTE
 
 
 def test_unix_socket_serves_the_same_stream(server: XdsServer) -> None:

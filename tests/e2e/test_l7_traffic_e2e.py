@@ -6,6 +6,7 @@ with different Meta and tags, an `admin` service, a `web` caller; four real Envo
   reaches the running Envoy without a restart (same process);
 * a subset's membership follows the catalog: api-v2 re-registered with version=1 joins subset v1;
 * router: a path prefix goes to another service, another to subset v2 with a prefix rewrite;
+* a ring-hash balancer keyed on a header keeps each user on one instance;
 * GET /v1/discovery-chain/api shows the compiled chain.
 """
 from __future__ import annotations
@@ -70,6 +71,13 @@ def test_router_sends_paths_to_another_service_and_to_a_subset(mesh: L7Mesh) -> 
         {"Match": {"HTTP": {"PathPrefix": "/admin"}}, "Destination": {"Service": "admin"}},
         {"Match": {"HTTP": {"PathPrefix": "/canary/"}},
          "Destination": {"ServiceSubset": "v2", "PrefixRewrite": "/"}},
+        # Every match kind at once (RE2 path, header, query, method) with retries and a timeout:
+        # Envoy must accept the route configuration, and only a request matching all goes to v2.
+        {"Match": {"HTTP": {"PathRegex": "/re/[0-9]+", "Methods": ["GET"],
+                            "QueryParam": [{"Name": "beta", "Exact": "1"}],
+                            "Header": [{"Name": "x-debug", "Present": True, "Invert": True}]}},
+         "Destination": {"ServiceSubset": "v2", "RequestTimeout": "5s", "NumRetries": 2,
+                         "RetryOnConnectFailure": True, "RetryOnStatusCodes": [503]}},
     ])
     try:
         wait_until(lambda: mesh.served_by("/admin/x") == "admin", 10, step=0.05, what="/admin routed to admin")
@@ -77,9 +85,27 @@ def test_router_sends_paths_to_another_service_and_to_a_subset(mesh: L7Mesh) -> 
         wait_until(lambda: mesh.call("/canary/hello") == (200, "backend api-v2 /hello\n"), 10, step=0.05,
                    what="/canary/ routed to subset v2")
         assert answered(mesh, "/other") == {"api-v1"}  # the catch-all still follows the split
+        assert mesh.served_by("/re/42?beta=1") == "api-v2"
+        assert mesh.served_by("/re/42?beta=2") == mesh.served_by("/re/x?beta=1") == "api-v1"
     finally:
         mesh.delete_entry("service-router", "api")
     wait_until(lambda: mesh.served_by("/admin/x") == "api-v1", 10, step=0.05, what="router removed")
+
+
+def test_ring_hash_on_a_header_keeps_a_user_on_one_instance(mesh: L7Mesh) -> None:
+    mesh.delete_entry("service-splitter", "api")  # both instances behind one cluster
+    mesh.resolver(LoadBalancer={"Policy": "ring_hash", "HashPolicies": [{"Field": "header", "FieldValue": "x-user"}]})
+    try:
+        wait_until(lambda: answered(mesh) == {"api-v1", "api-v2"}, 10, step=0.05, what="both instances, no split")
+
+        def sticky() -> bool:
+            return all(len({mesh.served_by(headers={"x-user": u}) for _ in range(5)}) == 1 for u in "abcd")
+        wait_until(sticky, 10, step=0.05, what="the balancer hashes x-user")
+        # 16 users all on one of two equal instances: 2^-15
+        assert {mesh.served_by(headers={"x-user": f"user{i}"}) for i in range(16)} == {"api-v1", "api-v2"}
+    finally:
+        mesh.resolver()
+        mesh.split(100, 0)
 
 
 def test_discovery_chain_endpoint_shows_the_compiled_chain(mesh: L7Mesh) -> None:

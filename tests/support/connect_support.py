@@ -5,11 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import threading
+import urllib.parse
 from dataclasses import replace
 from functools import lru_cache
+from typing import Any
+
+import requests
 
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.snapshot import Address, ProxySnapshot, UpstreamSnap
+from nomadmesh.agent.consul.discovery_chain import compile_chain
 from support.net import free_port  # noqa: F401  (re-exported: the bench and the connect tests import it here)
 
 CLUSTER_ID = "11111111-2222-3333-4444-555555555555"
@@ -43,6 +48,40 @@ def snapshot(service: str, public_port: int = 21000, app_port: int = 8080, ca: C
 
 def upstream(destination: str, port: int, endpoints: tuple[tuple[str, int], ...] = ()) -> UpstreamSnap:
     return UpstreamSnap(destination=destination, local_bind_port=port, endpoints=endpoints)
+
+
+def unpack(any_msg: Any, cls: Any) -> Any:
+    """The message of type `cls` packed in `any_msg` (an assertion error if it is another type)."""
+    msg = cls()
+    assert any_msg.Unpack(msg), f"not a {cls.__name__}: {any_msg.type_url}"
+    return msg
+
+
+def by_name(msgs: Any) -> dict[str, Any]:
+    """Envoy resources by the name Envoy knows them by (a ClusterLoadAssignment by its cluster)."""
+    return {(m.cluster_name if hasattr(m, "cluster_name") else m.name): m for m in msgs}
+
+
+def envoy_admin_stats(admin_port: int, regex: str) -> dict[str, int]:
+    """An Envoy's counters and gauges whose names match `regex`, from its admin interface."""
+    url = f"http://127.0.0.1:{admin_port}/stats?filter={urllib.parse.quote(regex)}"
+    out: dict[str, int] = {}
+    for line in requests.get(url, timeout=5).text.splitlines():
+        key, _, value = line.partition(": ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+def chain_upstream(destination: str, port: int, entries: tuple[dict[str, Any], ...],
+                   endpoints: dict[str, tuple[tuple[str, int], ...]]) -> UpstreamSnap:
+    """An upstream whose discovery chain is compiled from `entries` (config entries as stored),
+    with `endpoints` per chain target id (a target not named has none)."""
+    table = {f"{e['Kind']}/{e['Name']}": e for e in entries}
+    chain = compile_chain(destination, lambda kind, name: table.get(f"{kind}/{name}"), DC,
+                          pinned_ca().trust_domain)
+    return UpstreamSnap(destination, port, chain=chain,
+                        target_endpoints=tuple((tid, endpoints.get(tid, ())) for tid in sorted(chain.targets)))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

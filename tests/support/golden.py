@@ -1,4 +1,4 @@
-"""Golden files of Envoy resources: tests/golden/<listeners|clusters|endpoints>/<case>.json.
+"""Golden files of Envoy resources: tests/golden/<listeners|clusters|endpoints|routes>/<case>.json.
 
 Rewrite them after an intended change with `NOMADMESH_UPDATE_GOLDEN=1 pytest tests/unit` and review the diff.
 """
@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from support.paths import GOLDEN
 
-FOLDER = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINT: "endpoints"}
+FOLDER = {LISTENER: "listeners", CLUSTER: "clusters", ENDPOINT: "endpoints", ROUTE: "routes"}
 
 
 def as_json(msgs: Iterable[Message]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,24 +22,15 @@ from typing import Any
 import requests
 
 from support.agents import RunningAgent
+from support.connect_support import envoy_admin_stats
 from support.net import free_port
 from support.paths import REPO
+from support.processes import stop_process
 from support.waiting import wait_until
 
 NAMES = ("tax", "invoice", "order")  # registration and start order: upstreams first
 UPSTREAM = {"order": ("invoice", "INV_SVC_URL"), "invoice": ("tax", "TAX_SVC_URL")}
 CHAIN = [{"Service": n, "Version": 1.0} for n in ("Order", "Invoice", "Tax")]
-STOP_TIMEOUT_S = 10
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -75,13 +65,7 @@ class HostMesh:
         r.raise_for_status()
 
     def envoy_stats(self, name: str, regex: str) -> dict[str, int]:
-        url = f"http://127.0.0.1:{self.admin_ports[name]}/stats?filter={urllib.request.quote(regex)}"
-        out: dict[str, int] = {}
-        for line in requests.get(url, timeout=5).text.splitlines():
-            key, _, value = line.partition(": ")
-            if value.strip().isdigit():
-                out[key] = int(value)
-        return out
+        return envoy_admin_stats(self.admin_ports[name], regex)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

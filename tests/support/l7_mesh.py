@@ -16,17 +16,16 @@ from __future__ import annotations
 import http.client
 import subprocess
 import sys
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from support.connect_support import start_backend
-from support.host_mesh import stop_process
+from support.connect_support import envoy_admin_stats, start_backend
 from support.net import free_port
 from support.paths import REPO
+from support.processes import stop_process
 
 # service id -> (name, meta, tags)
 INSTANCES: dict[str, tuple[str, dict[str, str], list[str]]] = {
@@ -49,11 +48,11 @@ class L7Mesh:
 
     # --- calls ------------------------------------------------------------------------------------
 
-    def call(self, path: str = "/", timeout: float = 3) -> tuple[int, str]:
+    def call(self, path: str = "/", timeout: float = 3, headers: dict[str, str] | None = None) -> tuple[int, str]:
         """A fresh request through web's `api` upstream listener: (status, body); (0, "") if cut."""
         conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=timeout)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=headers or {})
             resp = conn.getresponse()
             return resp.status, resp.read().decode(errors="replace")
         except (OSError, http.client.HTTPException):
@@ -61,9 +60,9 @@ class L7Mesh:
         finally:
             conn.close()
 
-    def served_by(self, path: str = "/") -> str:
+    def served_by(self, path: str = "/", headers: dict[str, str] | None = None) -> str:
         """The backend that answered (`api-v1`, `api-v2`, `admin`), or "" for a failed request."""
-        status, body = self.call(path)
+        status, body = self.call(path, headers=headers)
         return body.split()[1] if status == 200 and body.startswith("backend ") else ""
 
     def entry(self, kind: str, name: str, **fields: Any) -> None:
@@ -78,13 +77,7 @@ class L7Mesh:
                                                       {"Weight": v2, "ServiceSubset": "v2"}])
 
     def envoy_stats(self, service_id: str, regex: str) -> dict[str, int]:
-        url = f"http://127.0.0.1:{self.admin_ports[service_id]}/stats?filter={urllib.parse.quote(regex)}"
-        out: dict[str, int] = {}
-        for line in requests.get(url, timeout=5).text.splitlines():
-            key, _, value = line.partition(": ")
-            if value.strip().isdigit():
-                out[key] = int(value)
-        return out
+        return envoy_admin_stats(self.admin_ports[service_id], regex)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -101,12 +94,16 @@ class L7Mesh:
         r = requests.put(f"{self.consul_addr}/v1/agent/service/register", json=body, timeout=5)
         assert r.status_code == 200, r.text
 
+    def resolver(self, **fields: Any) -> None:
+        """api's resolver: subsets v1 and v2 by Meta.version, plus `fields`."""
+        self.entry("service-resolver", "api", Subsets={
+            "v1": {"Filter": 'Service.Meta.version == "1"'},
+            "v2": {"Filter": 'Service.Meta.version == "2"'}}, **fields)
+
     def start(self) -> L7Mesh:
         for name in ("api", "admin"):
             self.entry("service-defaults", name, Protocol="http")
-        self.entry("service-resolver", "api", Subsets={
-            "v1": {"Filter": 'Service.Meta.version == "1"'},
-            "v2": {"Filter": 'Service.Meta.version == "2"'}})
+        self.resolver()
         for service_id, (name, meta, tags) in INSTANCES.items():
             server, port = start_backend(service_id)
             self.backends[service_id] = server

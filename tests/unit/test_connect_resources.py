@@ -19,7 +19,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot
 from nomadmesh.mesh.intentions import HTTPMatch, Intention, Permission
-from support.connect_support import CLUSTER_ID, pinned_ca, snapshot, upstream
+from support.connect_support import CLUSTER_ID, by_name as _by_name, pinned_ca, snapshot, unpack as _unpack, upstream
 from support.golden import assert_golden
 
 TD = f"{CLUSTER_ID}.consul"
@@ -40,16 +40,6 @@ CASES: dict[str, Callable[[], ProxySnapshot]] = {
     "exposed-paths": lambda: replace(_base(), upstreams=(), exposed_paths=(
         ExposePath("/health", 5000, 21500), ExposePath("/metrics", 9102, 21501, "http2"))),
 }
-
-
-def _unpack(any_msg, cls):
-    msg = cls()
-    assert any_msg.Unpack(msg), f"not a {cls.__name__}: {any_msg.type_url}"
-    return msg
-
-
-def _by_name(msgs) -> dict:
-    return {(m.cluster_name if hasattr(m, "cluster_name") else m.name): m for m in msgs}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -85,6 +85,15 @@ def test_figures_pick_the_declared_upstream_clusters_only() -> None:
     assert admin_stats.figures(admin_stats.parse_stats(INVOICE_JSON), 1, ()).tls_handshakes == 0
 
 
+def test_each_subset_cluster_of_a_declared_upstream_is_a_row() -> None:
+    td = "074ffb63-487e-460c-8cf7-80b11f50267e.consul"
+    stats = {f"cluster.{c}.internal.{td}.upstream_rq_total": n
+             for c, n in (("v1.tax.default.dc1", 7), ("v2.tax.default.dc1", 3), ("tax.default.dc1", 1))}
+    rows = admin_stats.figures(stats, 1, upstreams=("tax",)).upstreams
+    assert [(r.destination, r.cluster.split(".internal.")[0], r.requests_total) for r in rows] == [
+        ("tax", "tax.default.dc1", 1), ("tax", "v1.tax.default.dc1", 7), ("tax", "v2.tax.default.dc1", 3)]
+
+
 def test_figures_of_an_http_public_listener_count_requests_and_http_rbac() -> None:
     # Envoy's names for an HTTP public listener (HCM stat_prefix public_listener, HTTP RBAC filter).
     stats = {"http.public_listener.downstream_rq_total": 9, "http.public_listener.rbac.allowed": 7,

@@ -96,13 +96,22 @@ def _clusters(stats: dict[str, int]) -> set[str]:
     return out
 
 
+def cluster_destination(cluster: str) -> str:
+    """The service of an upstream cluster `[<subset>.]<service>.default.<dc>.internal.<td>` ("" if
+    it is not one): a resolver subset's cluster counts for its service."""
+    head, sep, _ = cluster.partition(".internal.")
+    parts = head.split(".")
+    return parts[-3] if sep and len(parts) in (3, 4) and parts[-2] == "default" else ""
+
+
 def figures(stats: dict[str, int], public_port: int, upstreams: Iterable[str],
             public_address: str = "0.0.0.0") -> SidecarFigures:
     """The figures of one sidecar from its parsed stats.
 
     `public_port` is the public listener's port inside the namespace (the registration's
     Proxy.Config.bind_port); `upstreams` the declared destination names, whose clusters are
-    `<destination>.<namespace>.<dc>.internal.<trust domain>` (snapshot.upstream_cluster).
+    `[<subset>.]<destination>.<namespace>.<dc>.internal.<trust domain>` (one per discovery-chain
+    target, so a split upstream has a row per subset).
     """
     lst = _listener_prefix(public_address, public_port)
     http = f"http.{PUBLIC_STAT_PREFIX}."
@@ -113,8 +122,8 @@ def figures(stats: dict[str, int], public_port: int, upstreams: Iterable[str],
     wanted = set(upstreams)
     ups = []
     for cluster in sorted(_clusters(stats)):
-        dest = cluster.split(".", 1)[0]
-        if dest not in wanted or "." not in cluster:  # local_app, local_agent, exposed paths
+        dest = cluster_destination(cluster)
+        if dest not in wanted:  # local_app, local_agent, exposed paths, undeclared
             continue
         c = f"cluster.{cluster}."
         ups.append(UpstreamFigures(dest, cluster, stats.get(c + "upstream_cx_active", 0),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from nomadmesh.agent.connect import identity
 from nomadmesh.agent.consul.discovery_chain import Chain, Target, compile_chain
@@ -108,15 +109,17 @@ class ProxySnapshot:
             return up.endpoints
         return dict(up.target_endpoints).get(target.id, ())
 
-    def upstream_clusters(self, up: UpstreamSnap) -> list[tuple[Target, tuple[Target, ...]]]:
+    def upstream_clusters(self, up: UpstreamSnap) -> list[tuple[Target, tuple[Target, ...], dict[str, Any]]]:
         """Each resolver target of the upstream's chain (one Envoy cluster each), with the targets it
-        fails over to, in order (they become lower-priority endpoints of that same cluster)."""
+        fails over to, in order (they become lower-priority endpoints of that same cluster), and its
+        resolver's LoadBalancer."""
         chain = self.chain_of(up)
         out = {}
         for node in chain.nodes.values():
             if node.resolver is not None:
                 target = chain.targets[node.resolver.target]
-                out[target.sni] = (target, tuple(chain.targets[t] for t in node.resolver.failover))
+                out[target.sni] = (target, tuple(chain.targets[t] for t in node.resolver.failover),
+                                   node.load_balancer)
         return [out[name] for name in sorted(out)]
 
     def target_uri(self, target: Target) -> str:

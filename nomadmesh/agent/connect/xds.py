@@ -15,7 +15,10 @@ Protocol, per type:
   differs from what we last sent, it is sent.
 On every cache change the stream sends the types that changed in the order CDS → EDS → SDS → LDS → RDS.
 After clusters change, endpoints are resent even if unchanged, because a re-created EDS cluster
-waits (warms) for an endpoints response.
+waits (warms) for an endpoints response. Listeners and routes are then held back until Envoy has
+asked for and ACKed the endpoints of every cluster (make before break): a route naming a cluster
+that is still warming answers 503, so a new subset's cluster must be ready before any route
+sends to it.
 
 `XdsServer(cache, tcp_address="127.0.0.1:0", unix_path=...)` listens on a TCP address and also on a
 unix socket: Envoys inside network namespaces reach the agent through a socket file in the
@@ -36,12 +39,13 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from nomadmesh.agent.connect.cache import Resources, SnapshotCache
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SECRET
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET
 from nomadmesh.errors import AgentError
 
 log = logging.getLogger(__name__)
 
 NON_WILDCARD = (ENDPOINT, SECRET, ROUTE)
+HELD_FOR_ENDPOINTS = (LISTENER, ROUTE)  # sent only once new clusters have their endpoints
 _nonces = itertools.count(1)
 
 
@@ -72,6 +76,7 @@ class _Stream:
         self.cache = cache
         self.stats = stats
         self.types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
+        self.awaiting_endpoints = False  # clusters were sent; listeners and routes wait for their EDS ACK
 
     def on_request(self, req: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
         st = self.types.get(req.type_url)
@@ -95,7 +100,14 @@ class _Stream:
                 self.cache.acked(self.stats.node_id, req.type_url, req.version_info)
         st.subscribed = True
         st.names = frozenset(req.resource_names)
-        return self.pending((req.type_url,))
+        return self.pending((req.type_url, *(HELD_FOR_ENDPOINTS if self.awaiting_endpoints else ())))
+
+    def _endpoints_settled(self, res: Resources) -> bool:
+        """Envoy asked for the endpoints of every EDS cluster we serve and answered our last EDS response."""
+        wanted = set(res.by_type.get(ENDPOINT, {}))
+        eds = self.types[ENDPOINT]
+        return not wanted or (wanted <= eds.names and eds.sent_version is not None
+                              and eds.sent_version in (eds.acked_version, eds.nacked_version))
 
     def pending(self, type_urls: tuple[str, ...] = PUSH_ORDER) -> list[discovery_pb2.DiscoveryResponse]:
         """Responses for every subscribed type whose content differs from what was last sent."""
@@ -106,12 +118,17 @@ class _Stream:
         for type_url in PUSH_ORDER:
             if type_url not in type_urls:
                 continue
+            if type_url in HELD_FOR_ENDPOINTS and self.awaiting_endpoints:
+                if not self._endpoints_settled(res):
+                    continue  # sent when Envoy ACKs the endpoints (on_request)
+                self.awaiting_endpoints = False
             resp = self._response(res, type_url)
             if resp is not None:
                 out.append(resp)
                 if type_url == CLUSTER:
                     self.types[ENDPOINT].force = True
                     type_urls = (*type_urls, ENDPOINT)
+                    self.awaiting_endpoints = True
         return out
 
     def _response(self, res: Resources, type_url: str) -> discovery_pb2.DiscoveryResponse | None:

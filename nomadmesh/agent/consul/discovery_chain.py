@@ -20,6 +20,7 @@ failover keys, header maps) are left as written.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ Lookup = Callable[[str, str], "dict[str, Any] | None"]  # (kind, name) -> stored
 NAMESPACE = PARTITION = "default"
 HTTP_LIKE = ("http", "http2", "grpc")
 DEFAULT_CONNECT_TIMEOUT_NS = 5_000_000_000
+HASH_POLICIES = ("ring_hash", "maglev")
 ROUTER, SPLITTER, RESOLVER = "router", "splitter", "resolver"
 
 
@@ -47,11 +49,13 @@ _GO_NAMES = (
     "ResponseHeaders", "Routes", "Match", "HTTP", "PathExact", "PathPrefix", "PathRegex", "CaseInsensitive",
     "Header", "QueryParam", "Methods", "Present", "Exact", "Prefix", "Suffix", "Regex", "Contains", "IgnoreCase",
     "Invert", "Destination", "PrefixRewrite", "IdleTimeout", "NumRetries", "RetryOnConnectFailure", "RetryOn",
-    "RetryOnStatusCodes", "Add", "Set", "Remove",
+    "RetryOnStatusCodes", "Add", "Set", "Remove", "LeastRequestConfig", "ChoiceCount", "RingHashConfig",
+    "MinimumRingSize", "MaximumRingSize", "HashPolicies", "Field", "FieldValue", "CookieConfig", "Session", "TTL",
+    "Path", "SourceIP", "Terminal",
 )
 _BY_FOLD = {n.lower(): n for n in _GO_NAMES}
 _NAMED_MAPS = ("Subsets", "Failover")  # keys are user names, values are structs
-_OPAQUE = ("Meta", "Add", "Set", "LoadBalancer", "Policy")  # kept as written
+_OPAQUE = ("Meta", "Add", "Set", "Policy")  # kept as written
 
 
 def _fold(key: str) -> str:
@@ -104,13 +108,15 @@ class Target:
     connect_timeout_ns: int = DEFAULT_CONNECT_TIMEOUT_NS
     filter: str = ""  # the subset's bexpr over the instances ("" = every instance)
     only_passing: bool = False  # the subset counts a warning check as unhealthy
+    mesh_gateway_mode: str = ""  # only ever set by a request's OverrideMeshGateway
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ID": self.id, "Service": self.service}
         if self.subset:
             out["ServiceSubset"] = self.subset
         out.update({"Namespace": NAMESPACE, "Partition": PARTITION, "Datacenter": self.datacenter,
-                    "MeshGateway": {}, "Subset": _subset_json(self.filter, self.only_passing),
+                    "MeshGateway": {"Mode": self.mesh_gateway_mode} if self.mesh_gateway_mode else {},
+                    "Subset": _subset_json(self.filter, self.only_passing),
                     "TransparentProxy": {}, "ConnectTimeout": go_duration(self.connect_timeout_ns),
                     "SNI": self.sni, "Name": self.sni})
         return out
@@ -159,6 +165,11 @@ class Node:
     routes: tuple[Route, ...] = ()
     splits: tuple[Split, ...] = ()
     resolver: Resolver | None = None
+    load_balancer: dict[str, Any] = field(default_factory=dict)  # the resolver's LoadBalancer
+
+    @property
+    def is_hash_based(self) -> bool:
+        return self.load_balancer.get("Policy") in HASH_POLICIES
 
     @property
     def key(self) -> str:
@@ -182,6 +193,8 @@ class Node:
             if not r.default:
                 res.pop("Default")
             out["Resolver"] = res
+        if self.load_balancer:
+            out["LoadBalancer"] = self.load_balancer
         return out
 
 
@@ -195,6 +208,7 @@ class Chain:
     targets: dict[str, Target]
     default: bool = False
     service_meta: dict[str, str] = field(default_factory=dict)
+    customization_hash: str = ""  # set when a request's overrides changed the result
 
     @property
     def is_http(self) -> bool:
@@ -213,6 +227,8 @@ class Chain:
         """Consul's CompiledDiscoveryChain JSON (GET /v1/discovery-chain/:service's `Chain`)."""
         out: dict[str, Any] = {"ServiceName": self.service, "Namespace": NAMESPACE, "Partition": PARTITION,
                                "Datacenter": self.datacenter}
+        if self.customization_hash:
+            out["CustomizationHash"] = self.customization_hash
         if self.default:
             out["Default"] = True
         out["Protocol"] = self.protocol
@@ -249,14 +265,25 @@ def protocol_of(service: str, lookup: Lookup) -> str:
     return str(value).lower() if value else "tcp"
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What a POST /v1/discovery-chain request may override (Consul's CompileRequest Override*)."""
+
+    protocol: str = ""
+    connect_timeout_ns: int = 0
+    mesh_gateway_mode: str = ""
+
+
 @dataclass
 class _Compiler:
     service: str
     lookup: Lookup
     datacenter: str
     trust_domain: str
+    overrides: Overrides = Overrides()
     protocol: str = ""
     advanced: bool = False
+    customized: dict[str, Any] = field(default_factory=dict)  # override name -> value that changed the result
     nodes: dict[str, Node] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
 
@@ -272,12 +299,27 @@ class _Compiler:
             raise ChainError(f'discovery chain "{self.service}" uses inconsistent protocols; service '
                              f'"{service}" has "{proto}" which is not "{self.protocol}"')
 
+    @property
+    def l4_override(self) -> bool:
+        """An overridden protocol that is not HTTP-like: routers and splitters are left out."""
+        return bool(self.overrides.protocol) and self.overrides.protocol not in HTTP_LIKE
+
+    def l7_entry(self, kind: str, name: str) -> dict[str, Any] | None:
+        entry = self.entry(kind, name)
+        if entry is not None and self.l4_override:
+            self.customized["OverrideProtocol"] = self.overrides.protocol
+            return None
+        return entry
+
     def compile(self) -> Chain:
-        router = self.entry("service-router", self.service)
+        router = self.l7_entry("service-router", self.service)
         start = self.splitter_or_resolver(self.service, "") if router is None else self.router_node(router)
         if self.advanced and self.protocol not in HTTP_LIKE:
             raise ChainError(f'discovery chain "{self.service}" uses a protocol "{self.protocol}" that does not '
                              f'permit advanced routing or splitting behavior')
+        if self.overrides.protocol and self.overrides.protocol != self.protocol:
+            self.protocol = self.overrides.protocol
+            self.customized["OverrideProtocol"] = self.overrides.protocol
         self.flatten_splitters()
         used = self.reachable(start)
         nodes = {k: n for k, n in self.nodes.items() if k in used}
@@ -287,8 +329,10 @@ class _Compiler:
         default = (first.type == RESOLVER and first.resolver is not None and first.resolver.default
                    and self.targets[first.resolver.target].service == self.service)
         meta = (self.entry("service-defaults", self.service) or {}).get("Meta") or {}
+        digest = hashlib.sha256(repr(sorted(self.customized.items())).encode()).hexdigest()[:8]
         return Chain(self.service, self.datacenter, self.protocol or "tcp", start, nodes,
-                     {k: t for k, t in self.targets.items() if k in kept}, default, dict(meta))
+                     {k: t for k, t in self.targets.items() if k in kept}, default, dict(meta),
+                     digest if self.customized else "")
 
     def router_node(self, router: dict[str, Any]) -> str:
         self.advanced = True
@@ -316,7 +360,7 @@ class _Compiler:
         key = f"{SPLITTER}:{name}"
         if key in self.nodes:
             return key
-        splitter = self.entry("service-splitter", service)
+        splitter = self.l7_entry("service-splitter", service)
         if splitter is None:
             return None
         if service in seen:
@@ -333,7 +377,10 @@ class _Compiler:
                 nxt = self.resolver_node(svc, subset)
             splits.append(Split(float(definition.get("Weight") or 0), nxt, definition))
         self.advanced = True
-        node = Node(SPLITTER, name, splits=tuple(splits))
+        # One route action takes one hash policy: the first hash-based balancer of the legs, as Consul picks it.
+        hashed = next((self.nodes[s.next_node].load_balancer for s in splits
+                       if s.next_node in self.nodes and self.nodes[s.next_node].is_hash_based), {})
+        node = Node(SPLITTER, name, splits=tuple(splits), load_balancer=hashed)
         self.nodes[key] = node
         return key
 
@@ -369,13 +416,18 @@ class _Compiler:
         timeout = duration_ns(resolver.get("ConnectTimeout"))
         if timeout < 1:
             timeout = DEFAULT_CONNECT_TIMEOUT_NS
+        if self.overrides.connect_timeout_ns > 0 and timeout != self.overrides.connect_timeout_ns:
+            timeout = self.customized["OverrideConnectTimeout"] = self.overrides.connect_timeout_ns
+        if self.overrides.mesh_gateway_mode:
+            self.customized["OverrideMeshGateway"] = self.overrides.mesh_gateway_mode
         spec = subsets.get(subset) or {} if subset else {}
         self.targets.setdefault(tid, Target(
             tid, service, subset, dc, target_sni(service, subset, dc, self.trust_domain), timeout,
-            str(spec.get("Filter") or ""), bool(spec.get("OnlyPassing"))))
+            str(spec.get("Filter") or ""), bool(spec.get("OnlyPassing")), self.overrides.mesh_gateway_mode))
         failover = () if for_failover else self.failover_targets(resolver, service, subset, dc, tid)
         node = Node(RESOLVER, tid, resolver=Resolver(
-            tid, _is_default(resolver), timeout, duration_ns(resolver.get("RequestTimeout")), failover))
+            tid, _is_default(resolver), timeout, duration_ns(resolver.get("RequestTimeout")), failover),
+            load_balancer=dict(resolver.get("LoadBalancer") or {}))
         if not for_failover:
             self.nodes[node.key] = node
         return node.key
@@ -426,8 +478,8 @@ class _Compiler:
                         continue
                     changed = True
                     legs += [Split(round(split.weight * s.weight / 100, 2), s.next_node,
-                                   {**split.definition, **s.definition}) for s in inner.splits]
-                self.nodes[key] = Node(SPLITTER, node.name, splits=tuple(legs))
+                                   _merge_parent(s.definition, split.definition)) for s in inner.splits]
+                self.nodes[key] = Node(SPLITTER, node.name, splits=tuple(legs), load_balancer=node.load_balancer)
 
     def reachable(self, start: str) -> set[str]:
         seen: set[str] = set()
@@ -442,14 +494,30 @@ class _Compiler:
         return seen
 
 
+def _merge_parent(inner: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+    """Consul's ServiceSplit.MergeParent: the inner leg's definition with the parent leg's header
+    changes merged in (the inner leg's values win; removals add up)."""
+    out = dict(inner)
+    for name in ("RequestHeaders", "ResponseHeaders"):
+        mine, theirs = inner.get(name) or {}, parent.get(name) or {}
+        if not theirs:
+            continue
+        merged: dict[str, Any] = {op: {**(theirs.get(op) or {}), **(mine.get(op) or {})} for op in ("Add", "Set")}
+        merged["Remove"] = [*(theirs.get("Remove") or []), *(mine.get("Remove") or [])]
+        out[name] = {k: v for k, v in merged.items() if v}
+    return out
+
+
 def _is_default(resolver: dict[str, Any]) -> bool:
     """Consul's IsDefault: no resolver entry, or one that sets nothing beyond its identity."""
     return not any(v for k, v in resolver.items() if k not in ("Kind", "Name", "Meta", "Namespace", "Partition"))
 
 
-def compile_chain(service: str, lookup: Lookup, datacenter: str, trust_domain: str) -> Chain:
+def compile_chain(service: str, lookup: Lookup, datacenter: str, trust_domain: str,
+                  overrides: Overrides = Overrides()) -> Chain:
     """The compiled discovery chain of `service` as seen from `datacenter`; ChainError when the
-    entries form a graph Consul refuses."""
+    entries form a graph Consul refuses. `overrides` are a POST request's (none for a proxy's
+    upstream); the CustomizationHash they give is ours (Consul hashes with Go's hashstructure)."""
     if not service:
         raise ChainError("serviceName is required")
-    return _Compiler(service, lookup, datacenter, trust_domain).compile()
+    return _Compiler(service, lookup, datacenter, trust_domain, overrides).compile()

@@ -5,6 +5,8 @@ A target with failover also accepts the failover targets' identities: their inst
 cluster's lower-priority endpoints (endpoints.py)."""
 from __future__ import annotations
 
+from typing import Any
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -40,15 +42,41 @@ def upstream_clusters(snap: ProxySnapshot, up: UpstreamSnap) -> list[cluster_pb2
     """EDS clusters named by SNI; TLS with our leaf, trusting our roots, and only the targets' IDs."""
     http2 = snap.chain_of(up).protocol in ("http2", "grpc")
     out = []
-    for target, failover in snap.upstream_clusters(up):
+    for target, failover, load_balancer in snap.upstream_clusters(up):
         timeout = duration_pb2.Duration()
         timeout.FromNanoseconds(target.connect_timeout_ns)
         uris = tuple(dict.fromkeys(snap.target_uri(t) for t in (target, *failover)))
         cluster = mtls_cluster(target.sni, uris, snap.service, timeout)
         if http2:
             set_http2(cluster)
+        apply_load_balancer(cluster, load_balancer)
         out.append(cluster)
     return out
+
+
+LB_POLICIES = {"random": cluster_pb2.Cluster.RANDOM, "round_robin": cluster_pb2.Cluster.ROUND_ROBIN,
+               "least_request": cluster_pb2.Cluster.LEAST_REQUEST, "ring_hash": cluster_pb2.Cluster.RING_HASH,
+               "maglev": cluster_pb2.Cluster.MAGLEV}
+
+
+def apply_load_balancer(cluster: cluster_pb2.Cluster, lb: dict[str, Any]) -> None:
+    """A resolver's LoadBalancer on its target's cluster (Consul's injectLBToCluster); the hash
+    policies go on the routes (routes.py). No policy: Envoy's default, round robin."""
+    policy = lb.get("Policy") or ""
+    if not policy:
+        return
+    if policy not in LB_POLICIES:
+        raise ValueError(f"unsupported load balancer policy {policy!r} for cluster {cluster.name!r}")
+    cluster.lb_policy = LB_POLICIES[policy]
+    least = lb.get("LeastRequestConfig") or {}
+    if policy == "least_request" and least.get("ChoiceCount"):
+        cluster.least_request_lb_config.choice_count.value = int(least["ChoiceCount"])
+    ring = lb.get("RingHashConfig") or {}
+    if policy == "ring_hash" and ring:
+        if ring.get("MinimumRingSize"):
+            cluster.ring_hash_lb_config.minimum_ring_size.value = int(ring["MinimumRingSize"])
+        if ring.get("MaximumRingSize"):
+            cluster.ring_hash_lb_config.maximum_ring_size.value = int(ring["MaximumRingSize"])
 
 
 def set_http2(cluster: cluster_pb2.Cluster) -> None:

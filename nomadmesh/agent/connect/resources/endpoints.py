@@ -32,7 +32,7 @@ def load_assignment(cluster: str, endpoints: tuple[tuple[str, int], ...],
 def endpoints_from_snapshot(snap: ProxySnapshot) -> list[endpoint_pb2.ClusterLoadAssignment]:
     out: dict[str, endpoint_pb2.ClusterLoadAssignment] = {}
     for up in snap.upstreams:
-        for target, failover in snap.upstream_clusters(up):
+        for target, failover, _ in snap.upstream_clusters(up):
             out.setdefault(target.sni, load_assignment(
                 target.sni, snap.target_endpoints(up, target),
                 tuple(snap.target_endpoints(up, t) for t in failover)))
