@@ -7,7 +7,8 @@
 Benchmarks (each module also runs alone): hop.py (mesh hop vs direct at fixed rates),
 connect_dataplane.py (Envoy start, deny/allow push to enforcement, open connections cut),
 mesh_agent.py (intention propagation, deploy connect vs plain, CA leaf signing vs openssl),
-scale.py (N services with sidecars on the agent), policy.py (plan and config-entry writes for 50
+scale.py (N services with sidecars on the agent), release.py (canary releases: split accuracy,
+failed requests, detection; not in --quick), policy.py (plan and config-entry writes for 50
 services with a random upstream graph, deploy to a working chain under default deny), render.py
 (1,000 services), http_load.py (the agent's HTTP layer under 1,000 blocking queries + 200 idle
 connections). Those that need bridge networking (everything on the agent) need root; without it
@@ -33,6 +34,7 @@ import hop
 import http_load
 import mesh_agent
 import policy
+import release as release_bench
 import render as render_bench
 import scale
 
@@ -60,6 +62,10 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
     "deploy_deny_s": (operator.le, 5, "default deny: deploy to chain <= 5 s"),
     "policy_plan_s": (operator.le, 1, "plan jobs + entries, 50 svcs <= 1 s"),
     "policy_entry_writes_s": (operator.le, 2, "entry writes, 50 svcs <= 2 s"),
+    "split_10_error_pts": (operator.le, 2, "10% split within ±2 points (issue 15)"),
+    "split_50_error_pts": (operator.le, 3, "50% split within ±3 points (issue 15)"),
+    "healthy_failed_requests": (operator.le, 0, "healthy release: 0 failed (issue 15)"),
+    "failing_first_to_last_failure_s": (operator.le, 6, "failing v2 off within 5 s + 1 s (issue 15)"),
 }
 
 
@@ -89,6 +95,8 @@ def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
         ("deploy", True, mesh_agent.deploy_figures),
         ("scale", True, lambda: scale.scale_figures((3,) if quick else (10, 25, 50))),
         ("policy", True, lambda: policy.policy_figures(5 if quick else 50)),
+        # A release takes a minute and a half whatever its sizes: left out of the quick smoke run.
+        ("release", True, lambda: {} if quick else release_bench.release_figures("5s")),
         ("http", False,
          lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
     ]

@@ -157,6 +157,16 @@ class NomadAPI(HttpApi):
         return self._call(f"POST /v1/job/{job_id}/revert", lambda: self.client.job.revert_job(
             job_id, version, enforce_prior_version=enforce_prior_version))
 
+    def promote(self, dep_id: str) -> dict[str, Any]:
+        """Promote every canary of a deployment (Nomad's /v1/deployment/promote/:id, All: true)."""
+        return self._call(f"POST /v1/deployment/promote/{dep_id}",
+                          lambda: self.client.deployment.promote_deployment_all(dep_id))
+
+    def fail_deployment(self, dep_id: str) -> dict[str, Any]:
+        """Mark a running deployment failed: Nomad stops its canaries and, with auto_revert, rolls back."""
+        return self._call(f"POST /v1/deployment/fail/{dep_id}",
+                          lambda: self.client.deployment.fail_deployment(dep_id))
+
     def versions(self, job_id: str) -> list[Job]:
         """Every version Nomad still keeps of the job, newest first."""
         return list(self._call(f"GET /v1/job/{job_id}/versions",

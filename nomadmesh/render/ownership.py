@@ -22,6 +22,10 @@ MANAGED_KEY = "nomadmesh_managed"
 HASH_KEY = "nomadmesh_hash"
 VERSION_KEY = "nomadmesh_version"
 PROJECT_KEY = "nomadmesh_project"  # the project's name (Project.name): whose job this is, for orphans and prune
+# Service meta only a canary registers (jobs with update.canary): how `nomadmesh release` tells the
+# new version's instances from the stable ones (its resolver's subset filters). Nomad registers a
+# promoted canary with the normal meta, so the key goes away once the release is promoted.
+CANARY_META_KEY = "nomadmesh_canary"
 
 
 _WHERE = ("source", "templates_dir")

@@ -15,7 +15,7 @@ from typing import Any
 from nomadmesh.definitions.blocks import LEVELS as BLOCK_LEVELS
 from nomadmesh.definitions.model import Check, Project, Service
 from nomadmesh.render.hcl import VarPath
-from nomadmesh.render.ownership import job_meta
+from nomadmesh.render.ownership import CANARY_META_KEY, job_meta
 
 PORT_LABEL = "http"
 PROJECT_DIR_VAR = "project_dir"  # the HCL2 variable a job file's paths under the project folder start from
@@ -44,6 +44,7 @@ class JobView:
     env: Pairs  # sorted by key
     extra_ports: tuple[PortMap, ...] = ()  # other nomad.ports labels, or a gateway's other listeners (dynamic)
     variables: tuple[str, ...] = ()  # the HCL2 variables the job file declares (each a string)
+    canary_meta: Pairs = ()  # the service's canary_meta, marked (CANARY_META_KEY) when the job has canaries
 
     @property
     def vars(self) -> dict[str, object]:
@@ -146,13 +147,23 @@ def _env(service: Service) -> Pairs:
     return tuple(sorted(env.items()))
 
 
+def _canary_meta(service: Service) -> Pairs:
+    """What a canary registers as meta: the declared canary_meta (else the service's meta, as Nomad
+    would register), plus CANARY_META_KEY when the update block places canaries."""
+    if not service.run.update.canary:
+        return service.run.canary_meta
+    marked = {**dict(service.run.canary_meta or service.meta), CANARY_META_KEY: "true"}
+    return tuple(marked.items())
+
+
 def job_view(service: Service, project: Project, root: str | None = None) -> JobView:
     """`root`: the project folder; paths under it are written relative to `var.project_dir`."""
     stated, variables = portable(service, root)
     if service.is_gateway:
         main, extra = _gateway_ports(service)
         return JobView(service=service, project=project, meta=project.meta + job_meta(stated, project), port=main,
-                       service_port=main.label, checks=(), config=(), env=(), extra_ports=extra)
+                       service_port=main.label, checks=(), config=(), env=(), extra_ports=extra,
+                       canary_meta=_canary_meta(service))
     port = _port_map(service)
     return JobView(
         service=service,
@@ -165,4 +176,5 @@ def job_view(service: Service, project: Project, root: str | None = None) -> Job
         env=_env(service),
         variables=variables,
         extra_ports=_named_ports(service),
+        canary_meta=_canary_meta(service),
     )

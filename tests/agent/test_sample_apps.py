@@ -78,3 +78,36 @@ def test_a_failing_hop_further_down_is_named_in_the_502(tax_url: str) -> None:
 def test_health() -> None:
     response = sample_app.create_app("order", env={}).test_client().get("/health")
     assert response.status_code == 200 and response.json["status"] == "ok"
+
+
+def test_version_comes_from_the_environment() -> None:
+    assert sample_app.create_app("tax", env={"VERSION": "2.0"}).test_client().get("/").json == {
+        "Service": "Tax", "Version": 2.0}
+    assert sample_app.create_app("tax", env={"VERSION": "2.0-rc1"}).test_client().get("/").json == {
+        "Service": "Tax", "Version": "2.0-rc1"}
+
+
+@pytest.mark.parametrize(("rate", "failed"), [("0.5", 50), ("0.1", 10), ("0", 0), ("1", 100), ("0.25", 25)])
+def test_fail_rate_fails_exactly_that_share_of_requests(rate: str, failed: int) -> None:
+    client = sample_app.create_app("tax", env={"FAIL_RATE": rate, "VERSION": "3.0"}).test_client()
+    statuses = [client.get("/").status_code for _ in range(100)]
+    assert statuses.count(500) == failed and statuses.count(200) == 100 - failed
+    assert client.get("/health").status_code == 200  # a failing version still passes its checks
+
+
+def test_a_failed_request_says_it_was_injected_and_by_which_version() -> None:
+    response = sample_app.create_app("tax", env={"FAIL_RATE": "1", "VERSION": "3.0"}).test_client().get("/")
+    assert response.status_code == 500
+    assert response.json["Version"] == 3.0 and "FAIL_RATE=1" in response.json["error"]
+
+
+@pytest.mark.parametrize("bad", ["half", "1.5", "-0.1", "nan"])
+def test_a_bad_fail_rate_stops_the_app_with_one_line(bad: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(APP_FILE), "tax"], env={**os.environ, "FAIL_RATE": bad, "PORT": "0"},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"FAIL_RATE: {bad!r} is not a number between 0 and 1"

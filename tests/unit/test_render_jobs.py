@@ -177,6 +177,8 @@ def test_job_dict_states_the_model() -> None:
         "PortLabel": "http",
         "Tags": ["edge", "v2"],
         "Meta": {"owner": "team-a", "tier": "front"},
+        # update.canary = 1: a canary registers the meta marked, so `release` can tell it from the stable ones
+        "CanaryMeta": {"owner": "team-a", "tier": "front", "nomadmesh_canary": "true"},
         "Checks": [{"Name": "alive", "Type": "tcp", "Interval": 5 * 10**9, "Timeout": 10**9}],
     }
     (task,) = group["Tasks"]
@@ -258,3 +260,19 @@ def test_sample_service_files_render_when_the_loader_is_present() -> None:
         {"DestinationName": "invoice", "LocalBindPort": 6001}
     ]
     assert order["Tasks"][0]["Env"]["PORT"] == "5000"
+
+
+def test_canaries_register_a_marked_canary_meta_and_other_jobs_none() -> None:
+    from dataclasses import replace
+
+    def service_of(service: Service) -> dict[str, object]:
+        (group,) = job_dict(service, PROJECT)["TaskGroups"]
+        (svc,) = group["Services"]
+        return dict(svc)
+
+    declared = replace(WEB, run=replace(WEB.run, canary_meta=(("track", "canary"),)))
+    assert service_of(declared)["CanaryMeta"] == {"track": "canary", "nomadmesh_canary": "true"}
+    no_canary = replace(WEB, run=replace(WEB.run, update=Update(canary=0)))
+    assert "CanaryMeta" not in service_of(no_canary)
+    kept = replace(no_canary, run=replace(no_canary.run, canary_meta=(("track", "canary"),)))
+    assert service_of(kept)["CanaryMeta"] == {"track": "canary"}

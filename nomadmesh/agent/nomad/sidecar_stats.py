@@ -1,4 +1,5 @@
-"""A Nomad-run sidecar's live Envoy figures, for the dev agent's /v1/nomadmesh/sidecar/<id>/stats.
+"""A Nomad-run sidecar's live Envoy figures, for the dev agent's /v1/nomadmesh/sidecar/<id>/stats
+(and, with `?format=prometheus`, Envoy's own Prometheus text: what `nomadmesh release` reads).
 
 Each sidecar's Envoy admin listens only inside its allocation's network namespace (127.0.0.2:19000+i,
 see nomad/connect_hook.py). The agent owns those namespaces, so it enters one for a moment:
@@ -148,6 +149,17 @@ class SidecarStats:
                     del self._cache[k]
                 self._cache[sidecar_id] = (time.monotonic(), status, body)
             return status, body
+
+    def prometheus(self, sidecar_id: str, filter_regex: str | None = None) -> tuple[int, str]:
+        """(200, Envoy's `/stats/prometheus` text, only the stats `filter_regex` matches) or (404/503, reason).
+        Fetched at each call, not cached: a release reads each sidecar once per interval, and the
+        figures it compares must be from the moment it asks."""
+        try:
+            where = locate(self.ctx, self.platform, sidecar_id)
+            query = f"?filter={quote(filter_regex, safe='')}" if filter_regex else ""
+            return 200, fetch_in_netns(where.netns, f"http://{where.admin}/stats/prometheus{query}")
+        except Unavailable as e:
+            return e.status, e.message
 
     def _read(self, sidecar_id: str) -> dict[str, Any]:
         where = locate(self.ctx, self.platform, sidecar_id)
