@@ -33,6 +33,8 @@ _EQ = re.compile("[ \t]*=(?!=|>)")  # not a raw string: Lark's pattern holds the
 _INT = re.compile(r"[0-9]+")
 # NL_OR_COMMENT, minus `/* */` and `//` comments (a `/` is given up on: it may be a division).
 _NEWLINE = re.compile(r"\n[ \t]*|#.*\n")
+# The commonest line, `name = "text"` with nothing to interpolate, in one match (see `_Parser._quoted_attr`).
+_QUOTED_ATTR = re.compile(f'({_NAME.pattern})({_EQ.pattern})[ \t]*"({_STRING_CHARS.pattern})?"(?=[ \t]*[\n#}}])')
 _PLAIN_LABEL = re.compile(r'"([^"\\$%\n]*)"')
 _NEWLINE_START = frozenset("\n#")
 _BLANK = re.compile(r"[ \t]*")  # Lark ignores [ \t\r]+ between tokens; a \r is given up on
@@ -133,6 +135,9 @@ class _Parser:
             next_char = self._peek()
             if next_char == ("" if top else "}"):  # the end of the text, or of the block
                 return body
+            quoted = _QUOTED_ATTR.match(self.text, self.pos)
+            if quoted is not None and self._quoted_attr(quoted, body):
+                continue
             line, column = self.line, self.pos - self.line_start + 1
             name = self._name()
             eq = _EQ.match(self.text, self.pos)
@@ -151,6 +156,20 @@ class _Parser:
                 body.blocks.append(Block(name, labels, inner, line, column))
             if self._peek() not in _AFTER_ITEM:
                 raise _GiveUp
+
+    def _quoted_attr(self, m: re.Match[str], body: Body) -> bool:
+        """Add `name = "text"` to the body as `_expression` would read it; False when it is not that simple."""
+        name, chars = m.group(1), m.group(3) or ""
+        if name in _KEYWORDS or name in _LITERALS or name in body.attrs or "\n" in chars:
+            return False
+        line, column = self.line, self.pos - self.line_start + 1
+        self.pos = m.end() - len(chars) - 2  # the opening quote
+        parts: list[Tree | Token] = [self._token("DBLQUOTE", self.pos + 1)]
+        if chars:
+            parts.append(Tree("string_part", [self._token("STRING_CHARS", self.pos + len(chars))]))
+        parts.append(self._token("DBLQUOTE", self.pos + 1))
+        body.attrs[name] = Attr(name, Tree("expr_term", [Tree("string", parts)]), line, column)
+        return True
 
     def _label(self) -> str:
         """A quoted block label with nothing to unescape or interpolate in it."""

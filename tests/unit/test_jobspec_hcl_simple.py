@@ -57,13 +57,16 @@ PLAIN = [
     'a = [ ]\nb = [\n]\nc = ["é 😀\\u00e9\\n\\\\"]\n',
     'a = "" # c\n\t\tb = "\t"\n',
     'job "" {\n}\n',
+    'a = "x\\"y"\nb=""  # c\ng { c = "z"}\nd  =  "$ %"\n',
 ]
 
 NOT_PLAIN = [  # all valid HCL (or errors) that only Lark reads
     "a = 1 + 2\n", "a = -1\n", "a = 1.5\n", "a = 1e3\n", "a = var.x\n", "a = f(1)\n", "a = x[0]\n",
     'a = { b = 1 }\n', "a = <<EOF\nx\nEOF\n", 'a = "${x + 1}"\n', 'a = "%{ if x }y%{ endif }"\n',
     'a = "${a[0]}"\n', 'a = "${a.0}"\n', 'a = "${a.true}"\n', "a = true ? 1 : 2\n", "a = 1\n  + 2\n",
-    "a = 1 // c\n", "/* c */ a = 1\n", "a = 1\r\n", 'job "j"\n{\n}\n', "in {}\n", "a = in\n",
+    "a = 1 // c\n",
+    'a = "x"\na = "y"\n', 'in = "x"\n', 'true = "x"\n', 'a = "x" + "y"\n', 'a = "x"y\n',
+    "/* c */ a = 1\n", "a = 1\r\n", 'job "j"\n{\n}\n', "in {}\n", "a = in\n",
     'job "${x}" {}\n', 'job "a\\"b" {}\n', "a = 1\na = 2\n", "a = 1 b = 2\n", 'a = "x\ny"\n',
     "a = \n", "a = 1\n}\n", 'job "j" {\n', "a = [1,,]\n", 'a = "x" "y"\n', "a == 1\n", "a = 1abc\n",
 ]
