@@ -37,6 +37,7 @@ _NEWLINE = re.compile(r"\n[ \t]*|#.*\n")
 _QUOTED_ATTR = re.compile(f'({_NAME.pattern})({_EQ.pattern})[ \t]*"({_STRING_CHARS.pattern})?"(?=[ \t]*[\n#}}])')
 _PLAIN_LABEL = re.compile(r'"([^"\\$%\n]*)"')
 _NEWLINE_START = frozenset("\n#")
+_NEWLINES_AND_BLANKS = re.compile(r"(?:[ \t]*(?:\n[ \t]*|#.*\n))*[ \t]*")  # all a body's gap between items
 _BLANK = re.compile(r"[ \t]*")  # Lark ignores [ \t\r]+ between tokens; a \r is given up on
 _KEYWORDS = frozenset(("if", "in", "for", "for_each", "else", "endif", "endfor"))
 _LITERALS = {"true": "TRUE", "false": "FALSE", "null": "NULL"}
@@ -85,9 +86,20 @@ class _Parser:
             char = self.text[self.pos:self.pos + 1]
         return char
 
-    def _newlines(self, keep: bool = True) -> Tree | None:
-        """new_line_or_comment: every NL_OR_COMMENT token from here (with the blanks between them);
-        without `keep`, only passed over (a body's newlines are not in its `Body`)."""
+    def _skip_newlines(self) -> str:
+        """Pass over newlines, comments and blanks (a body's are not in its `Body`); the next character."""
+        text = self.text
+        while (char := self._peek()) == "\n" or char == "#":
+            m = _NEWLINE.match(text, self.pos)
+            if m is None:
+                break
+            self.line += 1
+            self.line_start = text.index("\n", self.pos) + 1
+            self.pos = m.end()
+        return char
+
+    def _newlines(self) -> Tree | None:
+        """new_line_or_comment: every NL_OR_COMMENT token from here (with the blanks between them)."""
         tokens = []
         while self._peek() in _NEWLINE_START:
             m = _NEWLINE.match(self.text, self.pos)
@@ -97,8 +109,7 @@ class _Parser:
             line, column = self.line, start - self.line_start + 1
             newline = self.text.index("\n", start)  # each token holds exactly one
             self.line, self.line_start, self.pos = line + 1, newline + 1, end
-            if keep:
-                tokens.append(_new_token("NL_OR_COMMENT", m.group(), start, line, column, line + 1, end - newline, end))
+            tokens.append(_new_token("NL_OR_COMMENT", m.group(), start, line, column, line + 1, end - newline, end))
         return Tree("new_line_or_comment", tokens) if tokens else None
 
     def _word(self) -> tuple[str, int]:
@@ -131,8 +142,7 @@ class _Parser:
     def _body(self, top: bool) -> Body:
         body = Body()
         while True:
-            self._newlines(keep=False)
-            next_char = self._peek()
+            next_char = self._skip_newlines()
             if next_char == ("" if top else "}"):  # the end of the text, or of the block
                 return body
             quoted = _QUOTED_ATTR.match(self.text, self.pos)
@@ -162,13 +172,19 @@ class _Parser:
         name, chars = m.group(1), m.group(3) or ""
         if name in _KEYWORDS or name in _LITERALS or name in body.attrs or "\n" in chars:
             return False
-        line, column = self.line, self.pos - self.line_start + 1
-        self.pos = m.end() - len(chars) - 2  # the opening quote
-        parts: list[Tree | Token] = [self._token("DBLQUOTE", self.pos + 1)]
+        line, line_start = self.line, self.line_start
+        opening = m.end() - len(chars) - 2  # where the string's quote is
+        parts: list[Tree | Token] = [_new_token("DBLQUOTE", '"', opening, line, opening - line_start + 1, line,
+                                                opening - line_start + 2, opening + 1)]
+        closing = opening + 1 + len(chars)
         if chars:
-            parts.append(Tree("string_part", [self._token("STRING_CHARS", self.pos + len(chars))]))
-        parts.append(self._token("DBLQUOTE", self.pos + 1))
-        body.attrs[name] = Attr(name, Tree("expr_term", [Tree("string", parts)]), line, column)
+            parts.append(Tree("string_part", [_new_token("STRING_CHARS", chars, opening + 1, line,
+                                                         opening - line_start + 2, line, closing - line_start + 1,
+                                                         closing)]))
+        parts.append(_new_token("DBLQUOTE", '"', closing, line, closing - line_start + 1, line,
+                                closing - line_start + 2, closing + 1))
+        body.attrs[name] = Attr(name, Tree("expr_term", [Tree("string", parts)]), line, self.pos - line_start + 1)
+        self.pos = closing + 1
         return True
 
     def _label(self) -> str:
