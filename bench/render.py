@@ -12,7 +12,7 @@ local_bind_ports, then times, best of --repeat runs:
   total   both, back to back
 With --format json, the JSON (each job's HCL parsed back by nomadmesh.jobspec) is also timed as:
   json cold            no parse cache, over forked workers as `render` does (the `render` figure)
-  ... filling cache    the same into an emptied parse cache: a first `render --format json`
+  ... filling cache    the same into a new, empty parse cache: a first `render --format json`
   json warm            the same with every parse read back from a filled parse cache
                        (`render --format json` keeps one in .nomadmesh/cache/jobspec)
   ... lark             cold, every job through Lark (no plain reader, jobspec/hcl_simple.py)
@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
@@ -116,12 +115,14 @@ def json_paths(spec: Any, repeat: int, cache_dir: Path) -> dict[str, float]:
     def record(name: str, fn: Callable[[], object]) -> None:
         out[f"{name}_seconds"], out[f"{name}_cpu_seconds"] = (round(x, 4) for x in best_wall_and_cpu(repeat, fn))
 
-    def first_render() -> None:  # what `render --format json` does the first time: parse all, fill the cache
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        render(spec, "json", parse_cache=cache_dir)
+    fills = iter(range(repeat))
+
+    def first_render() -> None:  # what `render --format json` does the first time: parse all, fill a new cache
+        render(spec, "json", parse_cache=cache_dir.with_name(f"{cache_dir.name}-fill-{next(fills)}"))
 
     record("json_cold", lambda: render(spec, "json"))
     record("json_cold_filling_cache", first_render)
+    render(spec, "json", parse_cache=cache_dir)  # fill the cache
     record("json_warm", lambda: render(spec, "json", parse_cache=cache_dir))
     plain = jobspec_hcl.simple_body
     jobspec_hcl.simple_body = lambda text: None  # every job through Lark, as before the plain reader
