@@ -1,6 +1,6 @@
 """`cached_parse_hcl(text, variables, folder)`: `parse_hcl`, remembered on disk by content.
 
-A job's JSON is its HCL read back by the jobspec parser (~3 ms of CPU a job in Python), and most jobs do
+A job's JSON is its HCL read back by the jobspec parser (~1 ms of CPU a job in Python), and most jobs do
 not change between two renders. Each successful parse is kept as `<folder>/<key>.json`, where the
 key is the sha256 of the parser's identity (the source of this package, python-hcl2's, Lark's,
 lark-cython's and orjson's versions), the HCL text and the variables: any change to one of them is a
