@@ -1,5 +1,8 @@
 """HCL2 text → a small syntax tree of bodies, attributes and blocks, and an expression evaluator.
 
+Plain HCL (what nomadmesh renders, and most jobs) is read without Lark by `hcl_simple`, into the
+same tree, in a third of the time; anything else, syntax errors included, is read as follows.
+
 python-hcl2's dict output cannot tell `"${x}"` from `"$${x}"` once unquoted, nor a block from an
 object, and it drops positions; so we take a Lark parse tree of python-hcl2's grammar and walk it
 ourselves. The Lark parser is ours (`_parser`): built once per process from python-hcl2's grammar
@@ -29,7 +32,6 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -40,6 +42,8 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
+from nomadmesh.jobspec.hcl_simple import simple_body
+from nomadmesh.jobspec.syntax import Attr, Block, Body
 
 try:  # lark-cython's tokens are its own class, with lark.Token's fields and str() but not a str
     from lark_cython import Token as _CythonToken  # type: ignore[import-untyped]
@@ -53,29 +57,6 @@ def _is_token(node: Any) -> TypeGuard[Token]:
     return isinstance(node, _TOKENS)
 
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z][A-Za-z0-9._-]*)\r?\n([\s\S]*)\2\s*$")
-
-
-@dataclass
-class Attr:
-    name: str
-    expr: Any  # a Lark Tree (unevaluated)
-    line: int
-    column: int
-
-
-@dataclass
-class Block:
-    type: str
-    labels: list[str]
-    body: Body
-    line: int
-    column: int
-
-
-@dataclass
-class Body:
-    attrs: dict[str, Attr] = field(default_factory=dict)
-    blocks: list[Block] = field(default_factory=list)
 
 
 class RuntimeReference(Exception):
@@ -171,6 +152,12 @@ def _trees(node: Tree) -> list[Tree]:
 
 def parse(text: str) -> Body:
     """Parse HCL2 text into a Body; syntax errors become JobspecError with line and column."""
+    simple = simple_body(text + "\n")  # plain HCL, read without Lark: None for anything else
+    return simple if simple is not None else parse_with_lark(text)
+
+
+def parse_with_lark(text: str) -> Body:
+    """`parse` through Lark alone: any HCL2, and the one judge of syntax errors."""
     try:
         tree = _parse_tree(text)
     except UnexpectedInput as exc:
@@ -178,8 +165,7 @@ def parse(text: str) -> Body:
                            exc.column if exc.column != -1 else None) from None
     except LarkError as exc:  # grammar-level failures without a position
         raise JobspecError(f"syntax error: {exc}") from None
-    body = tree.children[0]
-    return _body(body)
+    return _body(tree.children[0])
 
 
 def _syntax_message(exc: UnexpectedInput) -> str:

@@ -13,6 +13,8 @@ empty/null, and whose HCL block we reject by name).
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -290,7 +292,8 @@ def by_api(obj: str) -> dict[str, Field]:
     return {f.api: f for f in OBJECTS[obj]}
 
 
-def by_hcl(obj: str) -> dict[str, Field]:
+@functools.cache  # asked for every block of every job decoded
+def by_hcl(obj: str) -> Mapping[str, Field]:
     return {f.hcl: f for f in OBJECTS[obj] if f.hcl}
 
 

@@ -1,6 +1,6 @@
 """`fork_map(fn, items)`: a pure function over many items, in forked worker processes when that pays.
 
-Rendering a job to JSON is CPU-bound Python (the jobspec parse is ~3 ms of CPU a job), so many jobs
+Rendering a job to JSON is CPU-bound Python (~1.3 ms of CPU a job, half of it the parse), so many jobs
 are spread over the machine's cores. Workers are forked, not spawned: they inherit the parent's
 loaded modules, built parser and template environments, and the items themselves (a module
 global set just before the fork), so nothing but results crosses a pipe. Forking is only done

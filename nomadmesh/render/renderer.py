@@ -25,6 +25,7 @@ from nomadmesh.definitions.blocks import LABELLED, not_decoded
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
+from nomadmesh.jobspec.json_text import pretty_json
 from nomadmesh.jobspec.parse_cache import cached_job_json
 from nomadmesh.jobspec.schema import UNDECODED
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
@@ -187,7 +188,7 @@ def render_json(service: Service, project: Project, root: str | None = None,
             raise RenderError(f"{service.source}: job {service.name!r}: {name!r}: {NOT_OFFLINE}") from e
         # Otherwise a template bug, not bad input: the HCL we wrote must parse.
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
-    return json.dumps({"Job": job}, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return pretty_json({"Job": job}) + "\n"
 
 
 def select(spec: Spec, names: Sequence[str] = ()) -> tuple[Service, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -101,6 +102,7 @@ def check_exposed(service: Service, check: Check) -> bool:
     return check.expose or (service.connect and check.type == "http")
 
 
+@lru_cache(maxsize=4096)  # asked three times for each job rendered (view, config, variables); pathlib is slow
 def portable_path(path: str, root: str | None) -> VarPath | None:
     """`path` as `${var.project_dir}/<rel>` when it lies in the project folder `root`, else None
     (a path elsewhere is the user's own, written as they gave it)."""
