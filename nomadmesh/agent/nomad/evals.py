@@ -30,6 +30,7 @@ from nomadmesh.agent.nomad.structs import (
     deployment,
     evaluation,
     now_ns,
+    owner_key,
 )
 from nomadmesh.agent.state import State, Txn
 
@@ -113,7 +114,7 @@ def failure_evals(state: State) -> int:
     with state.write() as txn:
         for a in fresh:
             cur = txn.get("alloc", a["ID"])
-            job = txn.get("job", a["JobID"])
+            job = txn.get("job", owner_key(a))
             if cur is None or cur.value.get("_FailureEvaluated"):
                 continue
             txn.put("alloc", a["ID"], dict(cur.value, _FailureEvaluated=True))
@@ -150,7 +151,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
     created, follow-up and blocked evaluations, and the evaluation's outcome. No I/O."""
     ev, job, all_allocs, now = dict(inp.ev), inp.job, inp.all_allocs, inp.now
     out = Writes(inp.index, now)
-    job_allocs = [a for a in all_allocs if a["JobID"] == ev["JobID"]]
+    job_allocs = [a for a in all_allocs if owner_key(a) == owner_key(ev)]
     deps = sorted(inp.deployments, key=lambda d: -d["CreateIndex"])
     # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
     current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
@@ -223,7 +224,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
 
     # Older blocked evaluations of this job are superseded by this one.
     for older in inp.evals.values():
-        if older["JobID"] == ev["JobID"] and older["Status"] == "blocked" and older["ID"] != ev["ID"]:
+        if owner_key(older) == owner_key(ev) and older["Status"] == "blocked" and older["ID"] != ev["ID"]:
             out.put("eval", older["ID"], dict(older, Status="canceled", StatusDescription="evaluation superseded",
                                           ModifyIndex=out.index, ModifyTime=now))
     ev.update(Status="complete", DeploymentID=dep_id, ModifyIndex=out.index, ModifyTime=now,
@@ -241,11 +242,11 @@ def decide(inp: EvalInputs) -> EvalDecision:
 
 
 def read_inputs(txn: Txn, ev: dict[str, Any], node: dict[str, Any]) -> EvalInputs:
-    job_rec = txn.get("job", ev["JobID"])
+    job_rec = txn.get("job", owner_key(ev))
     return EvalInputs(
         ev=ev, job=job_rec.value if job_rec else None,
         all_allocs=[r.value for r in txn.records("alloc")],
-        deployments=[r.value for r in txn.records("deployment") if r.value["JobID"] == ev["JobID"]],
+        deployments=[r.value for r in txn.records("deployment") if owner_key(r.value) == owner_key(ev)],
         evals={r.key: r.value for r in txn.records("eval")},
         node=node, index=txn.index, now=now_ns())
 
