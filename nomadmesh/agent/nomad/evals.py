@@ -21,6 +21,7 @@ from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_FAILED,
     DEPLOYMENT_PAUSED,
     DEPLOYMENT_RUNNING,
+    DESC_LOST,
     DESC_MIGRATING,
     DESC_NEWER,
     DESC_STOPPED,
@@ -29,6 +30,7 @@ from nomadmesh.agent.nomad.structs import (
     allocation,
     deployment,
     evaluation,
+    is_terminal,
     now_ns,
     owner_key,
 )
@@ -58,10 +60,10 @@ class Writes:
         """The document as written so far in this evaluation, else as stored."""
         return self.docs.get((kind, key), stored)
 
-    def stop(self, alloc: dict[str, Any], why: str) -> None:
+    def stop(self, alloc: dict[str, Any], why: str, **extra: Any) -> None:
         self.put("alloc", alloc["ID"], dict(alloc, DesiredStatus="stop", DesiredDescription=why,
                                             ModifyIndex=self.index, AllocModifyIndex=self.index,
-                                            ModifyTime=self.now))
+                                            ModifyTime=self.now, **extra))
 
 
 def _destructive_limit(job: dict[str, Any], dep: dict[str, Any] | None, allocs: list[dict[str, Any]]):
@@ -137,6 +139,15 @@ class EvalInputs:
     node: dict[str, Any]
     index: int  # the transaction's index: the Create/ModifyIndex of everything written
     now: int  # ns
+    nodes: frozenset[str] | None = None  # IDs of the registered nodes (None: `node` alone)
+
+
+def _lost(inp: EvalInputs, job_allocs: list[dict[str, Any]]) -> set[str]:
+    """Nomad's lost allocations: live ones on a node that no longer exists (purged), unless already
+    asked to migrate (scheduler/reconciler/filters.go: a nil tainted node means lost)."""
+    nodes = inp.nodes if inp.nodes is not None else frozenset({inp.node["ID"]})
+    return {a["ID"] for a in job_allocs if a["NodeID"] not in nodes and not is_terminal(a)
+            and not (a.get("DesiredTransition") or {}).get("Migrate")}
 
 
 @dataclass
@@ -152,15 +163,25 @@ def decide(inp: EvalInputs) -> EvalDecision:
     ev, job, all_allocs, now = dict(inp.ev), inp.job, inp.all_allocs, inp.now
     out = Writes(inp.index, now)
     job_allocs = [a for a in all_allocs if owner_key(a) == owner_key(ev)]
+    lost = _lost(inp, job_allocs)
+    for a in job_allocs:
+        if a["ID"] in lost:  # marked lost whether or not a replacement can be placed
+            out.stop(a, DESC_LOST, ClientStatus="lost")
+    nodes = inp.nodes if inp.nodes is not None else frozenset({inp.node["ID"]})
+    node = inp.node if inp.node["ID"] in nodes else None  # purged: nowhere to place
     deps = sorted(inp.deployments, key=lambda d: -d["CreateIndex"])
     # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
     current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
                     and d.get("JobCreateIndex", 0) == job.get("CreateIndex", 0)), None)
     stopped = job is None or bool(job.get("Stop")) or is_parameterized(job)  # a parent is never placed
+    # The reconciler replaces a lost allocation as one asked to migrate (the replacement links back);
+    # a stopped job has nothing to replace it with.
+    job_allocs = [dict(a, DesiredTransition={"Migrate": True}) if a["ID"] in lost else a
+                  for a in job_allocs if not (stopped and a["ID"] in lost)]
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
     active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
     placed = None if job is not None and is_parameterized(job) else job
-    plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps)
+    plan = planner.plan_job(placed, job_allocs, all_allocs, node, spec.update_kind, limit, now, active_deps)
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
     for d in deps:
@@ -182,7 +203,8 @@ def decide(inp: EvalInputs) -> EvalDecision:
     for name, gp in plan.groups.items():
         why = "alloc not needed as job is stopped" if stopped else "alloc not needed due to job update"
         for aid in gp.stop:
-            out.stop(by_id[aid], why)
+            if aid not in lost:  # already stopped as lost
+                out.stop(by_id[aid], why)
         for aid in gp.inplace:
             a = by_id[aid]
             joined = {"_Joined": now, "_HealthySince": None} if dep_id else {}
@@ -208,7 +230,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
                 plan.failed[name] = {"DimensionExhausted": {str(e): 1}, "NodesEvaluated": 1, "NodesExhausted": 1}
                 break
             taken |= {p["Value"] for p in assigned}
-            if previous:
+            if previous and previous not in lost:
                 out.stop(by_id[previous], reschedule.DESC_RESCHEDULED if rescheduled
                          else DESC_MIGRATING if previous in migrating
                          else "alloc is being updated due to job update")
@@ -248,7 +270,7 @@ def read_inputs(txn: Txn, ev: dict[str, Any], node: dict[str, Any]) -> EvalInput
         all_allocs=[r.value for r in txn.records("alloc")],
         deployments=[r.value for r in txn.records("deployment") if owner_key(r.value) == owner_key(ev)],
         evals={r.key: r.value for r in txn.records("eval")},
-        node=node, index=txn.index, now=now_ns())
+        node=node, index=txn.index, now=now_ns(), nodes=frozenset(r.key for r in txn.records("node")))
 
 
 def process(state: State, eval_id: str, node: dict[str, Any]) -> None:

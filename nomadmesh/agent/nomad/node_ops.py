@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nomadmesh.agent.nomad import evals
 from nomadmesh.agent.nomad.structs import TRIGGER_RECONCILE, evaluation, is_terminal, now_ns, owner_key
 from nomadmesh.agent.state import State, Txn
 
@@ -246,17 +247,27 @@ def evaluate(state: State, node_id: str) -> NodeUpdate:
 
 
 def purge(state: State, node_id: str) -> NodeUpdate:
-    """Node.Deregister: the node leaves the state, and its jobs are evaluated. A live client joins
-    again at its next heartbeat (the caller re-registers this agent's own node), eligible and
-    without the drain it had, as a new registration."""
+    """Node.Deregister: the node leaves the state, and its jobs are evaluated. The evaluations run
+    while the node is gone, as Nomad's scheduler runs them before the client's next heartbeat: its
+    live allocations are lost, and with no other node their replacements are a placement failure
+    (a blocked evaluation). A live client joins again at its next heartbeat (the caller re-registers
+    this agent's own node: `rejoined`), eligible and without the drain it had, as a new registration."""
     if not node_id:
         raise NodeOpError("missing node ID for client deregistration")
     out = NodeUpdate()
     with state.write() as txn:
         txn.event_type = "NodeDeregistration"
-        _node(txn, node_id)
+        node = _node(txn, node_id)
         out.eval_ids = node_evals(txn, node_id)
         txn.delete("node", node_id)
         out.index = txn.index
         out.eval_index = txn.index if out.eval_ids else 0
+    for eval_id in out.eval_ids:
+        evals.process(state, eval_id, node)
     return out
+
+
+def rejoined(txn: Txn, node_id: str) -> list[str]:
+    """A node registered anew (Node.Register of a node the state does not hold): a ready node
+    unblocks the blocked evaluations (Nomad's FSM) and gets node-update evaluations."""
+    return node_evals(txn, node_id) + _unblock(txn)

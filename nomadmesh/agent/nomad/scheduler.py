@@ -105,6 +105,8 @@ class Scheduler:
             doc["CreateIndex"] = old.value["CreateIndex"] if old else txn.index
             doc["ModifyIndex"] = txn.index
             txn.put("node", self.ctx.node_id, doc)
+            if old is None:
+                node_ops.rejoined(txn, self.ctx.node_id)
 
     # --- restart reconciliation ----------------------------------------------------------------
 

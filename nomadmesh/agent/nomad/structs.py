@@ -17,6 +17,7 @@ TRIGGER_ALLOC_FAILURE = "alloc-failure"
 TRIGGER_RECONCILE = "node-update"
 TRIGGER_ALLOC_STOP = "alloc-stop"
 DESC_MIGRATING = "alloc is being migrated"
+DESC_LOST = "alloc is lost since its node is down"
 
 DEPLOYMENT_RUNNING = "running"
 DEPLOYMENT_SUCCESSFUL = "successful"
