@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import shlex
 import signal
 import threading
@@ -125,6 +126,7 @@ class AllocRunner:
         # when those change)
         self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
         self._template_watch: threading.Thread | None = None
+        self._pending_changes: dict[str, list[dict[str, Any]]] = {}  # task -> templates waiting out their splay
         self._leader_dead = False  # the group's leader task died and its followers were killed
         self._delay_stop = threading.Event()  # set to cut shutdown delays short (the agent is leaving)
 
@@ -491,8 +493,9 @@ class AllocRunner:
             self._on_rerender(name, templates, dict(spec.env), changed)
         self._watch_templates()
 
-    def _services(self) -> task_templates.ServiceLookup:
-        return task_templates.service_lookup(lambda name: self.catalog.health(name, passing_only=True))
+    def _services(self) -> task_templates.CatalogLookups:
+        return task_templates.catalog_lookups(
+            lambda name, connect: self.catalog.health(name, passing_only=True, connect=connect))
 
     def _watch_templates(self) -> None:
         with self._lock:
@@ -508,8 +511,8 @@ class AllocRunner:
             watch.join(timeout=5)
 
     def _template_loop(self, poll_s: float = 1.0) -> None:
-        """Re-render on every KV or catalog change, then apply each changed template's change_mode,
-        as consul-template's watch in Nomad's template hook does (no splay: one local node)."""
+        """Re-render on every KV, variable or catalog change, then apply each changed template's
+        change_mode, as consul-template's watch in Nomad's template hook does."""
         state = self.ctx.state
         index = state.kind_index(*task_templates.WATCHED_KINDS)
         while not self.stopping and not self.finished:
@@ -530,16 +533,45 @@ class AllocRunner:
 
     def _on_rerender(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
                      changed: list[dict[str, Any]]) -> None:
+        acting = [t for t in changed if (t.get("ChangeMode") or "restart") in ("restart", "signal")]
+        if not acting or self.stopping:
+            return
+        # Nomad waits a random time up to the largest splay first, so that many tasks re-rendered by
+        # one change do not all restart at once (the template's `splay`, 5 s by default). Each task
+        # waits on its own, as each has its own template manager in Nomad; renders during the wait
+        # join the pending change.
+        splay_ns = max(int(t.get("Splay") or 0) for t in acting)
+        if splay_ns <= 0:
+            self._apply_change_mode(name, templates, env, acting)
+            return
+        with self._lock:
+            if name in self._pending_changes:
+                self._pending_changes[name].extend(acting)
+                return
+            self._pending_changes[name] = list(acting)
+        threading.Thread(target=self._after_splay, args=(name, templates, env, random.randrange(splay_ns) / 1e9),
+                         name=f"splay-{self.alloc_id[:8]}-{name}", daemon=True).start()
+
+    def _after_splay(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
+                     delay_s: float) -> None:
+        deadline = time.monotonic() + delay_s
+        while not self.stopping and time.monotonic() < deadline:  # a stop ends the wait (Nomad's shutdownCh)
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            acting = self._pending_changes.pop(name, [])
+        if not self.stopping:
+            self._apply_change_mode(name, templates, env, acting)
+
+    def _apply_change_mode(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
+                           acting: list[dict[str, Any]]) -> None:
         handle = self._handles.get(name)
         if handle is None or self.stopping:
             return
-        modes = {t.get("ChangeMode") or "restart" for t in changed}
-        if "restart" in modes:
+        if any((t.get("ChangeMode") or "restart") == "restart" for t in acting):
             self.platform.restart_task(handle, "Template with change_mode restart re-rendered",
                                        {**env, **templates.env_vars()})
             return
-        for sig in dict.fromkeys(t.get("ChangeSignal") or "SIGHUP" for t in changed
-                                 if t.get("ChangeMode") == "signal"):
+        for sig in dict.fromkeys(t.get("ChangeSignal") or "SIGHUP" for t in acting):
             self.platform.signal_task(handle, sig, "Template re-rendered")
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:
