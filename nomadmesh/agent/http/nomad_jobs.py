@@ -21,6 +21,7 @@ from nomadmesh.agent.http.nomad_util import (
 from nomadmesh.agent.nomad import (
     admission,
     feasibility,
+    host_volumes,
     jobs as jobstore,
     planner,
     spec,
@@ -77,7 +78,8 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
     if unavailable:
         raise HTTPError(500, str(spec.SpecInvalid(unavailable)))
     # a template the agent would render wrong, a constraint it cannot evaluate: never stored
-    refused = task_templates.refusal(job) or task_artifacts.refusal(job) or feasibility.unevaluated_constraint(job)
+    refused = task_templates.refusal(job) or task_artifacts.refusal(job) or feasibility.unevaluated_constraint(job) \
+        or host_volumes.refusals(job)
     if refused:
         raise HTTPError(400, refused)
     return job

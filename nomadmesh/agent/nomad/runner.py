@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, snappy_block, task_plan, task_templates
+from nomadmesh.agent.nomad import connect_hook, host_volumes, snappy_block, task_plan, task_templates
 from nomadmesh.agent.nomad.platform import ArtifactError, Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
@@ -77,7 +77,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
         ts.update(State="dead", FinishedAt=ev["Time"], Failed=ts["Failed"] or bool(ev.get("FailsTask")))
     elif kind == "Terminated" and ev.get("_final"):
         ts.update(State="dead", Failed=bool(ev.get("FailsTask")), FinishedAt=ev["Time"])
-    elif kind in ("Setup Failure", "Driver Failure", "Failed Artifact Download"):
+    elif kind in ("Setup Failure", "Driver Failure", "Failed Artifact Download", "Task hook failed"):
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     public = {k: v for k, v in ev.items() if not k.startswith("_")}
     ts["Events"] = [*(ts.get("Events") or []), public][-MAX_EVENTS:]
@@ -359,6 +359,13 @@ class AllocRunner:
                 return
             name = task["Name"]
             spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
+            try:  # Nomad's volume hook, the first of the prestart hooks that can fail the task here
+                spec = dataclasses.replace(spec, mounts=host_volumes.task_mounts(
+                    tg, task, self.ctx.config.host_volumes, os.path.join(alloc_dir, name)))
+            except host_volumes.VolumeError as e:
+                if not (restore and handles.get(name)):  # an adopted task keeps the mounts it has
+                    self._record(name, event("Task hook failed", f"volumes: {e}", FailsTask=True))
+                    continue
             self._write_proxy_bootstrap(alloc, task, alloc_dir)
             self._write_dispatch_payload(alloc, task, alloc_dir)
             prev = (alloc.get("TaskStates") or {}).get(name) or {}

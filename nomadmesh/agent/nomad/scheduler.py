@@ -96,7 +96,7 @@ class Scheduler:
         operator's drain and eligibility outlive a restart, as in Nomad's state."""
         cfg = self.ctx.config
         doc = node_document(self.ctx.node_id, cfg.node_name, cfg.datacenter, f"{cfg.bind}:{cfg.nomad_port}",
-                            self.platform.bridge_unavailable(), 0)
+                            self.platform.bridge_unavailable(), 0, cfg.host_volumes)
         with self.ctx.state.write() as txn:
             old = txn.get("node", self.ctx.node_id)
             if old is not None:
