@@ -136,17 +136,22 @@ class EvalInputs:
     all_allocs: list[dict[str, Any]]
     deployments: list[dict[str, Any]]  # this job's
     evals: dict[str, dict[str, Any]]  # every evaluation, by ID (follow-ups, blocked ones)
-    node: dict[str, Any]
+    node: dict[str, Any] | None  # the node to place on; None: there is none (a purge)
     index: int  # the transaction's index: the Create/ModifyIndex of everything written
     now: int  # ns
     nodes: frozenset[str] | None = None  # IDs of the registered nodes (None: `node` alone)
+
+    @property
+    def node_ids(self) -> frozenset[str]:
+        if self.nodes is not None:
+            return self.nodes
+        return frozenset({self.node["ID"]}) if self.node else frozenset()
 
 
 def _lost(inp: EvalInputs, job_allocs: list[dict[str, Any]]) -> set[str]:
     """Nomad's lost allocations: live ones on a node that no longer exists (purged), unless already
     asked to migrate (scheduler/reconciler/filters.go: a nil tainted node means lost)."""
-    nodes = inp.nodes if inp.nodes is not None else frozenset({inp.node["ID"]})
-    return {a["ID"] for a in job_allocs if a["NodeID"] not in nodes and not is_terminal(a)
+    return {a["ID"] for a in job_allocs if a["NodeID"] not in inp.node_ids and not is_terminal(a)
             and not (a.get("DesiredTransition") or {}).get("Migrate")}
 
 
@@ -167,8 +172,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
     for a in job_allocs:
         if a["ID"] in lost:  # marked lost whether or not a replacement can be placed
             out.stop(a, DESC_LOST, ClientStatus="lost")
-    nodes = inp.nodes if inp.nodes is not None else frozenset({inp.node["ID"]})
-    node = inp.node if inp.node["ID"] in nodes else None  # purged: nowhere to place
+    node = inp.node if inp.node is not None and inp.node["ID"] in inp.node_ids else None
     deps = sorted(inp.deployments, key=lambda d: -d["CreateIndex"])
     # A job purged and registered again restarts at version 0: JobCreateIndex tells them apart.
     current = next((d for d in deps if job and d["JobVersion"] == job["Version"]
@@ -234,7 +238,8 @@ def decide(inp: EvalInputs) -> EvalDecision:
                 out.stop(by_id[previous], reschedule.DESC_RESCHEDULED if rescheduled
                          else DESC_MIGRATING if previous in migrating
                          else "alloc is being updated due to job update")
-            new = allocation(job, name, i, ev["ID"], inp.node, assigned, group_network_mode(tg), dep_id,
+            assert node is not None  # placements are only planned on a node
+            new = allocation(job, name, i, ev["ID"], node, assigned, group_network_mode(tg), dep_id,
                              out.index, previous)
             if rescheduled:
                 new["RescheduleTracker"] = reschedule.tracker_for_replacement(by_id[previous], now)
@@ -263,17 +268,20 @@ def decide(inp: EvalInputs) -> EvalDecision:
     return EvalDecision(out, {n: p.annotations() for n, p in plan.groups.items() if p.changes})
 
 
-def read_inputs(txn: Txn, ev: dict[str, Any], node: dict[str, Any]) -> EvalInputs:
+def read_inputs(txn: Txn, ev: dict[str, Any], node: dict[str, Any] | None) -> EvalInputs:
+    """What the evaluation reads; the registered nodes are the state's and `node` (None: no node to
+    place on, as after a purge)."""
+    registered = frozenset(r.key for r in txn.records("node")) | ({node["ID"]} if node else set())
     job_rec = txn.get("job", owner_key(ev))
     return EvalInputs(
         ev=ev, job=job_rec.value if job_rec else None,
         all_allocs=[r.value for r in txn.records("alloc")],
         deployments=[r.value for r in txn.records("deployment") if owner_key(r.value) == owner_key(ev)],
         evals={r.key: r.value for r in txn.records("eval")},
-        node=node, index=txn.index, now=now_ns(), nodes=frozenset(r.key for r in txn.records("node")))
+        node=node, index=txn.index, now=now_ns(), nodes=registered)
 
 
-def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
+def process(state: State, eval_id: str, node: dict[str, Any] | None) -> None:
     """Decide the pending evaluation `eval_id` on what one transaction reads, then write what was
     decided in that same transaction."""
     with state.write() as txn:

@@ -257,13 +257,13 @@ def purge(state: State, node_id: str) -> NodeUpdate:
     out = NodeUpdate()
     with state.write() as txn:
         txn.event_type = "NodeDeregistration"
-        node = _node(txn, node_id)
+        _node(txn, node_id)
         out.eval_ids = node_evals(txn, node_id)
         txn.delete("node", node_id)
         out.index = txn.index
         out.eval_index = txn.index if out.eval_ids else 0
     for eval_id in out.eval_ids:
-        evals.process(state, eval_id, node)
+        evals.process(state, eval_id, None)  # no node to place on
     return out
 
 
