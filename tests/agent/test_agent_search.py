@@ -1,7 +1,7 @@
-"""Nomad's search API, raft configuration and scaling policies on the agent over HTTP, with
+"""Nomad's search API, raft configuration, scaling policies and metrics on the agent over HTTP, with
 python-nomad where it has the call: prefix search per context (and `all`), fuzzy search through a
 job's groups, tasks and commands, Nomad's refusals; the one-server raft configuration; no scaling
-policies."""
+policies; the client's allocation gauges in /v1/metrics."""
 from __future__ import annotations
 
 import nomad.api.exceptions as nx
@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.waiting import wait_until
 
 HCL = """
 job "search-web" {
@@ -54,3 +55,17 @@ def test_raft_configuration_and_scaling_policies(agent: InProcessAgent) -> None:
     assert agent.client.scaling.get_scaling_policies() == []
     with pytest.raises(nx.URLNotFoundNomadException):
         agent.client.scaling.get_scaling_policy("0b4a5e1c-0000-4000-8000-000000000000")
+
+
+def test_metrics_gauge_the_clients_allocations_and_refuse_prometheus(agent: InProcessAgent) -> None:
+    agent.client.jobs.register_job({"Job": agent.client.jobs.parse(HCL.replace("search-web", "metrics-web"))})
+
+    def running() -> float:
+        gauges = {g["Name"]: g for g in agent.client.metrics.get_metrics()["Gauges"]}
+        return float(gauges["nomad.client.allocations.running"]["Value"])
+
+    wait_until(lambda: running() == 1.0, 15, what="one running allocation in the gauges")
+    gauge = next(g for g in agent.client.metrics.get_metrics()["Gauges"] if g["Name"] == "nomad.client.tasks.running")
+    assert gauge["Value"] == 1.0 and gauge["Labels"]["datacenter"] == "dc1"
+    r = requests.get(f"{agent.addr}/v1/metrics", params={"format": "prometheus"}, timeout=10)
+    assert (r.status_code, r.text) == (415, "Prometheus is not enabled")

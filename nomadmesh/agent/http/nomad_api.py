@@ -14,6 +14,7 @@
     nomad_fs.py     /v1/client/fs/{ls,stat,cat,readat,stream}/<alloc>
     nomad_stats.py  /v1/client/stats, /v1/client/allocation/<alloc>/stats
     nomad_search.py /v1/search[/fuzzy], /v1/operator/raft/configuration, /v1/scaling/policies
+    nomad_metrics.py /v1/metrics (gauges of the client's allocations and tasks)
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -33,6 +34,7 @@ from nomadmesh.agent.http import (
     nomad_job_actions,
     nomad_jobs,
     nomad_logs,
+    nomad_metrics,
     nomad_namespaces,
     nomad_nodes,
     nomad_reads,
@@ -71,6 +73,7 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_fs.bp)
     app.register_blueprint(nomad_stats.bp)
     app.register_blueprint(nomad_search.bp)
+    app.register_blueprint(nomad_metrics.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:
