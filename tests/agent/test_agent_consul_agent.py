@@ -76,6 +76,10 @@ def test_agent_self_names_the_node_and_envoy(c: consul.Consul, module_agent: Run
     assert me["DebugConfig"]["GRPCAddrs"] == [f"unix://{module_agent.data_dir}/xds.sock"]
     assert c.status.leader().endswith(":8300")
     assert c.status.peers() == [c.status.leader()]
+    assert me["Stats"]["consul"]["leader_addr"] == c.status.leader()  # what py-consul's own suite checks
+    raft = c.operator.raft_config()
+    assert raft["Index"] == 0
+    assert [(s["Address"], s["Leader"], s["Voter"]) for s in raft["Servers"]] == [(c.status.leader(), True, True)]
 
 
 def test_register_with_sidecar_applies_consul_defaults(c: consul.Consul) -> None:
