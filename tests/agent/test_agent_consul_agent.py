@@ -77,6 +77,10 @@ def test_agent_self_names_the_node_and_envoy(c: consul.Consul, module_agent: Run
     assert c.status.leader().endswith(":8300")
     assert c.status.peers() == [c.status.leader()]
     assert me["Stats"]["consul"]["leader_addr"] == c.status.leader()  # what py-consul's own suite checks
+    # a ServiceAddress's fields are decoded whatever their case, as Go decodes them (py-consul's suite sends lower)
+    assert c.agent.service.register("self-tagged", tagged_addresses={"lan": {"address": "10.0.0.1", "port": 80}})
+    assert c.agent.services()["self-tagged"]["TaggedAddresses"] == {"lan": {"Address": "10.0.0.1", "Port": 80}}
+    c.agent.service.deregister("self-tagged")
     raft = c.operator.raft_config()
     assert raft["Index"] == 0
     assert [(s["Address"], s["Leader"], s["Voter"]) for s in raft["Servers"]] == [(c.status.leader(), True, True)]
