@@ -10,6 +10,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nomadmesh.agent.datadir import DataDirLock, alloc_root, make_private_dir
 from nomadmesh.agent.state import State
@@ -30,6 +31,8 @@ class AgentConfig:
     default_policy: str = "allow"  # "allow" (dev) or "deny" (zero trust)
     dev: bool = True
     alloc_dir: Path | None = None  # Nomad's client.alloc_dir; None: datadir.alloc_root's default
+    # Nomad's client.host_volume blocks, by name: {Name, Path, ReadOnly, ID} (nomad/host_volumes.py)
+    host_volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def default_allow(self) -> bool:

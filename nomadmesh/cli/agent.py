@@ -51,13 +51,18 @@ def missing_agent_module() -> str | None:
 @click.option("--node", "node_name", default=None, help="Node name. Default: the host name.")
 @click.option("--config-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Register the Consul service definitions (*.json) found here at start.")
+@click.option("--config", "config_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A Nomad agent config file (repeatable); the dev agent takes its client.host_volume "
+                   'blocks (host_volume "name" { path = "/abs/dir"  read_only = false }) and refuses '
+                   "anything else in it.")
 @click.option("--default-policy", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
               help="Intention default policy: allow (dev) or deny (zero trust).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="How much the agent logs to stderr.")
 def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_port: int, grpc_port: int | None,
           dns_port: int, alloc_dir: Path | None, datacenter: str, node_name: str | None, config_dir: Path | None,
-          default_policy: str, log_level: str) -> None:
+          config_files: tuple[Path, ...], default_policy: str, log_level: str) -> None:
     """Run an embedded Nomad + Consul dev agent that really runs jobs, until Ctrl-C.
 
     It serves the Nomad HTTP API (default 127.0.0.1:4646) and the Consul HTTP API
@@ -78,7 +83,10 @@ def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_p
                          "pip install 'nomadmesh[agent]'")
     # The only imports of nomadmesh.agent outside it; lazy: heavy, and absent without the extra.
     from nomadmesh.agent.context import AgentConfig
+    from nomadmesh.agent.nomad.host_volumes import load_config
     from nomadmesh.agent.server import Agent
+
+    host_volumes = {name: vol for path in config_files for name, vol in load_config(path.resolve()).items()}
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     throwaway = data_dir is None
@@ -89,7 +97,7 @@ def agent(dev: bool, data_dir: Path | None, bind: str, nomad_port: int, consul_p
         grpc_port=grpc_port, dns_port=None if dns_port < 0 else dns_port, datacenter=datacenter,
         node_name=node_name or socket.gethostname(),
         config_dir=config_dir.resolve() if config_dir else None, default_policy=default_policy, dev=dev,
-        alloc_dir=alloc_dir.resolve() if alloc_dir else None,
+        alloc_dir=alloc_dir.resolve() if alloc_dir else None, host_volumes=host_volumes,
     )
     try:
         Agent(config).run()

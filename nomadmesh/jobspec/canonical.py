@@ -192,6 +192,8 @@ def _task(t: dict[str, Any], g: dict[str, Any], job: dict[str, Any]) -> None:
         _artifact(artifact)
     for template in t.get("Templates") or []:
         _template(template)
+    for mount in t.get("VolumeMounts") or []:
+        _defaults(mount, {"PropagationMode": "private"})  # api.VolumeMount.Canonicalize
     for service in t.get("Services") or []:
         _service(service, t, g, job)
     restart = copy.deepcopy(g["RestartPolicy"])
@@ -304,7 +306,7 @@ def _fill(obj: str, value: dict[str, Any]) -> None:
         inner = value[field.api]
         if field.kind == "obj" and isinstance(inner, dict):
             _fill(field.obj or "", inner)
-        elif field.kind == "objs" and isinstance(inner, list):
-            for item in inner:
+        elif field.kind in ("objs", "omap") and isinstance(inner, (list, dict)):
+            for item in inner.values() if isinstance(inner, dict) else inner:
                 if isinstance(item, dict):
                     _fill(field.obj or "", item)

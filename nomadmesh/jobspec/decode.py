@@ -15,11 +15,11 @@ from nomadmesh.jobspec.errors import JobspecError
 from nomadmesh.jobspec.schema import by_hcl
 from nomadmesh.jobspec.values import CONVERTERS, ConversionError
 
-_BLOCK_KINDS = {"obj", "objs", "hdr"}
+_BLOCK_KINDS = {"obj", "objs", "omap", "hdr"}
 _EITHER_KINDS = {"smap", "any"}
 
 # Block labels that name the object (`job "x"`, `group "x"`, `task "x"`).
-_LABELLED = {"Job": "ID", "TaskGroup": "Name", "Task": "Name", "Port": "Label"}
+_LABELLED = {"Job": "ID", "TaskGroup": "Name", "Task": "Name", "Port": "Label", "VolumeRequest": "Name"}
 # What an object is called in error messages.
 _WHAT = {"TaskGroup": "group", "Task": "task", "Job": "job", "Service": "service", "Check": "check",
          "Connect": "connect", "SidecarService": "sidecar_service", "SidecarTask": "sidecar_task",
@@ -72,13 +72,19 @@ class Decoder:
             field = spec.get(child.type)
             if field is None or field.kind == "unsupported" or field.kind not in _BLOCK_KINDS | _EITHER_KINDS:
                 raise JobspecError(f'unsupported block "{child.type}" in {where}', child.line, child.column)
-            if field.api in out and field.kind != "objs":
+            if field.api in out and field.kind not in ("objs", "omap"):
                 raise JobspecError(f'only one "{child.type}" is allowed in {where}', child.line, child.column)
             inner_where = self._where(field.obj or "", child, where)
             if field.kind == "obj":
                 out[field.api] = self.object(field.obj or "", child, inner_where)
             elif field.kind == "objs":
                 out.setdefault(field.api, []).append(self.object(field.obj or "", child, inner_where))
+            elif field.kind == "omap":
+                item = self.object(field.obj or "", child, inner_where)
+                if item["Name"] in out.setdefault(field.api, {}):
+                    raise JobspecError(f'{child.type} "{item["Name"]}" is defined twice in {where}', child.line,
+                                       child.column)
+                out[field.api][item["Name"]] = item
             elif field.kind == "any":
                 self._no_labels(child, where)
                 out[field.api] = self.free_form(child.body, inner_where)

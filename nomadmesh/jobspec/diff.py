@@ -36,7 +36,7 @@ _GROUP_FILTER = {"Name", "Tasks"}
 _TASK_FILTER = {"Name"}
 # Natural keys for lists of objects; lists without one are compared as sets.
 _KEYS = {"Service": ("Name", "PortLabel"), "Check": ("Name",), "Upstream": ("DestinationName",),
-         "Port": ("Label",), "ExposePath": ("Path",)}
+         "Port": ("Label",), "ExposePath": ("Path",), "VolumeRequest": ("Name",)}
 _IN_PLACE_TASK_FIELDS = {"KillTimeout"}
 _IN_PLACE_TASK_OBJECTS = {"LogConfig", "Service", "Constraint"}
 
@@ -139,6 +139,8 @@ def _members(obj: str, old: dict[str, Any] | None, new: dict[str, Any] | None,
                 objects.append(od)
         elif field.kind == "objs":
             objects.extend(_object_list(field, va or [], vb or []))
+        elif field.kind == "omap":
+            objects.extend(_object_list(field, list((va or {}).values()), list((vb or {}).values())))
     fields.sort(key=lambda f: f["Name"])
     objects.sort(key=lambda o: o["Name"])
     return fields, objects

@@ -68,6 +68,9 @@ def _value(field: Field, value: Any, path: str) -> Any:
         return copy.deepcopy(_check(value, dict, path, "an object"))
     if kind == "obj":
         return _object(field.obj or "", value, path)
+    if kind == "omap":
+        items = _check(value, dict, path, "an object of objects")
+        return {k: _object(field.obj or "", v, f"{path}[{k}]") for k, v in items.items()}
     items = _check(value, list, path, "a list")
     return [_object(field.obj or "", v, f"{path}[{i}]") for i, v in enumerate(items)]
 

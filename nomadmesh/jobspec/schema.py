@@ -8,8 +8,9 @@ One table drives three things, so they cannot drift apart:
 
 Field kinds: str, int, bool, dur (Go duration: integer nanoseconds), strs (list of str), smap
 (map str→str), any (free-form map: driver config, proxy config), hdr (map str→list of str), obj
-(one nested object), objs (list of nested objects), unsupported (API field we accept only when
-empty/null, and whose HCL block we reject by name).
+(one nested object), objs (list of nested objects), omap (map of nested objects by name: labelled
+blocks in HCL, `volume "data" {}`), unsupported (API field we accept only when empty/null, and whose
+HCL block we reject by name).
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ OBJECTS: dict[str, list[Field]] = {
     "TaskGroup": [
         F("Name", "str"), F("Count", "int", "count"),
         F("Constraints", "objs", "constraint", "Constraint"), F("Affinities", "objs", "affinity", "Affinity"),
-        F("Tasks", "objs", "task", "Task"), U("Spreads", "spread"), U("Volumes", "volume"),
+        F("Tasks", "objs", "task", "Task"), U("Spreads", "spread"), F("Volumes", "omap", "volume", "VolumeRequest"),
         F("RestartPolicy", "obj", "restart", "RestartPolicy"), U("Disconnect", "disconnect"),
         F("ReschedulePolicy", "obj", "reschedule", "ReschedulePolicy"),
         F("EphemeralDisk", "obj", "ephemeral_disk", "EphemeralDisk"),
@@ -82,8 +83,9 @@ OBJECTS: dict[str, list[Field]] = {
         F("Meta", "smap", "meta"), F("KillTimeout", "dur", "kill_timeout"),
         F("LogConfig", "obj", "logs", "LogConfig"), F("Artifacts", "objs", "artifact", "Artifact"),
         F("Vault", "obj", "vault", "Vault"), U("Consul", "consul"), F("Templates", "objs", "template", "Template"),
-        F("DispatchPayload", "obj", "dispatch_payload", "DispatchPayloadConfig"), U("VolumeMounts", "volume_mount"),
-        U("CSIPluginConfig", "csi_plugin"), F("Leader", "bool", "leader", zero=False),
+        F("DispatchPayload", "obj", "dispatch_payload", "DispatchPayloadConfig"),
+        F("VolumeMounts", "objs", "volume_mount", "VolumeMount"), U("CSIPluginConfig", "csi_plugin"),
+        F("Leader", "bool", "leader", zero=False),
         F("ShutdownDelay", "dur", "shutdown_delay", zero=0), F("KillSignal", "str", "kill_signal", zero=""),
         F("Kind", "str", "kind", zero=""), U("ScalingPolicies", "scaling"), U("Secrets", "secret"),
         U("Identity", "identity"), U("Identities"), U("Actions", "action"), U("Schedule", "schedule"),
@@ -97,6 +99,17 @@ OBJECTS: dict[str, list[Field]] = {
         F("MetaOptional", "strs", "meta_optional"),
     ],
     "DispatchPayloadConfig": [F("File", "str", "file", zero="")],
+    "VolumeRequest": [
+        F("Name", "str", zero=""), F("Type", "str", "type", zero=""), F("Source", "str", "source", zero=""),
+        F("ReadOnly", "bool", "read_only", zero=False), F("Sticky", "bool", "sticky", zero=False),
+        F("AccessMode", "str", "access_mode", zero=""), F("AttachmentMode", "str", "attachment_mode", zero=""),
+        U("MountOptions", "mount_options"), F("PerAlloc", "bool", "per_alloc", zero=False),
+    ],
+    "VolumeMount": [
+        F("Volume", "str", "volume", zero=""), F("Destination", "str", "destination", zero=""),
+        F("ReadOnly", "bool", "read_only", zero=False), F("PropagationMode", "str", "propagation_mode"),
+        F("SELinuxLabel", "str", "selinux_label", zero=""),
+    ],
     "Update": [
         F("Stagger", "dur", "stagger"), F("MaxParallel", "int", "max_parallel"),
         F("HealthCheck", "str", "health_check"), F("MinHealthyTime", "dur", "min_healthy_time"),

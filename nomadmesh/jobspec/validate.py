@@ -114,6 +114,11 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
         errors.append("Only one network resource may be specified per task group")
     mode = networks[0].get("Mode") if networks else ""
 
+    volumes = g.get("Volumes") or {}
+    for vname, req in sorted(volumes.items()):
+        problem = _volume(req)
+        if problem:
+            errors.append(f"Task group volume validation for {vname} failed: {problem}")
     task_names: dict[str, int] = {}
     leaders = 0
     for i, task in enumerate(tasks):
@@ -125,8 +130,10 @@ def _group(g: dict[str, Any], job: dict[str, Any]) -> list[str]:
         else:
             task_names[name] = i
         leaders += 1 if task.get("Leader") else 0
+        mounts = [f"Volume Mount ({n}) references undefined volume {m.get('Volume') or ''}"
+                  for n, m in enumerate(task.get("VolumeMounts") or []) if m.get("Volume") not in volumes]
         errors.extend(f'Task {name or i + 1} validation failed: {e}'
-                      for e in _task(task, labels, job.get("Type") == "system"))
+                      for e in _task(task, labels, job.get("Type") == "system") + mounts)
     if leaders > 1:
         errors.append("Only one task may be marked as leader")
 
@@ -233,6 +240,26 @@ def _ports(networks: list[dict[str, Any]], errors: list[str]) -> set[str]:
             if not -1 <= (port.get("To") or 0) <= 65535:
                 errors.append(f'Port "{label}" has an invalid "to" port {port.get("To")}')
     return labels
+
+
+def _volume(req: dict[str, Any]) -> str | None:
+    """Nomad's VolumeRequest.Validate, for what the dev agent takes (host volumes; CSI is refused)."""
+    if req.get("Type") not in ("host", "csi"):
+        return f"volume has unrecognized type {req.get('Type') or ''}"
+    problems = []
+    if not req.get("Source"):
+        problems.append("volume has an empty source")
+    if req.get("Type") == "host" and req.get("AccessMode") not in ("", "single-node-reader-only",
+                                                                   "single-node-writer",
+                                                                   "single-node-single-writer",
+                                                                   "single-node-multi-writer"):
+        problems.append(f"host volumes cannot be mounted with {req.get('AccessMode')} access mode")
+    if req.get("AccessMode") == "single-node-reader-only" and not req.get("ReadOnly"):
+        problems.append("single-node-reader-only volumes must be read-only")
+    if not problems:
+        return None
+    points = "\n\t".join(f"* {p}" for p in problems)  # go-multierror's text
+    return f"{len(problems)} error{'s' if len(problems) != 1 else ''} occurred:\n\t{points}\n\n"
 
 
 def _task(t: dict[str, Any], labels: set[str], system: bool = False) -> list[str]:

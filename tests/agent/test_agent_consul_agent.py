@@ -76,6 +76,14 @@ def test_agent_self_names_the_node_and_envoy(c: consul.Consul, module_agent: Run
     assert me["DebugConfig"]["GRPCAddrs"] == [f"unix://{module_agent.data_dir}/xds.sock"]
     assert c.status.leader().endswith(":8300")
     assert c.status.peers() == [c.status.leader()]
+    assert me["Stats"]["consul"]["leader_addr"] == c.status.leader()  # what py-consul's own suite checks
+    # a ServiceAddress's fields are decoded whatever their case, as Go decodes them (py-consul's suite sends lower)
+    assert c.agent.service.register("self-tagged", tagged_addresses={"lan": {"address": "10.0.0.1", "port": 80}})
+    assert c.agent.services()["self-tagged"]["TaggedAddresses"] == {"lan": {"Address": "10.0.0.1", "Port": 80}}
+    c.agent.service.deregister("self-tagged")
+    raft = c.operator.raft_config()
+    assert raft["Index"] == 0
+    assert [(s["Address"], s["Leader"], s["Voter"]) for s in raft["Servers"]] == [(c.status.leader(), True, True)]
 
 
 def test_register_with_sidecar_applies_consul_defaults(c: consul.Consul) -> None:
@@ -300,7 +308,8 @@ def test_names_and_ids_with_newlines_or_slashes_are_readable_and_removable(modul
 def test_objects_stored_by_an_older_agent_with_bad_names_are_removable(
         agent_factory: Callable[..., RunningAgent]) -> None:
     """A service ID with CR/LF and a job ID with a space and a '/' (refused at registration today)
-    written into the state by an earlier agent: after a start they are read and removed by URL."""
+    written into the state by an earlier agent (jobs keyed by ID alone, before the namespace-job-keys
+    migration): after a start they are read and removed by URL."""
     from urllib.parse import quote
 
     from nomadmesh.agent.state import State
@@ -320,9 +329,11 @@ def test_objects_stored_by_an_older_agent_with_bad_names_are_removable(
         with state.write() as txn:
             svc = txn.get("service", "seed").value
             txn.put("service", sid, dict(svc, ID=sid, Service=name))
-            stored = txn.get("job", "seed").value
+            stored = txn.get("job", "default/seed").value
             txn.put("job", job_id, dict(stored, ID=job_id, Name=job_id))
-            txn.put("job_version", f"{job_id}/0", dict(stored, ID=job_id, Name=job_id))
+            txn.put("job_version", f"{job_id}/0000000000", dict(stored, ID=job_id, Name=job_id))
+            done = txn.get("meta", "migrations").value
+            txn.put("meta", "migrations", [m for m in done if m != "namespace-job-keys"])
     finally:
         state.close()
 

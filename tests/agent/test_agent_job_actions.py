@@ -144,7 +144,7 @@ def test_validate_reports_errors_in_nomads_shape(agent: InProcessAgent) -> None:
     n = len(body["ValidationErrors"])
     assert body["Error"].startswith(f"{n} error{'s' if n != 1 else ''} occurred:\n\t* ")
     assert body["Error"].endswith("\n\n")
-    assert agent.ctx.state.get("job", "cache") is None  # validation never registers
+    assert agent.ctx.state.get("job", "default/cache") is None  # validation never registers
     r = requests.post(f"{agent.addr}/v1/validate/job", json={}, timeout=10)
     assert (r.status_code, r.text.strip()) == (400, "Job must be specified")
     assert requests.post(f"{agent.addr}/v1/validate/job", data="{", timeout=10).status_code == 400

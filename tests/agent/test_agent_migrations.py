@@ -1,6 +1,7 @@
 """Stored jobs migrated once at start (nomad/migrations.py): a job an older agent stored without its
 Connect sidecar gets the sidecar task and ports in the job, its versions and its allocations,
-exactly as registration adds them today; the migration is recorded and never runs twice."""
+exactly as registration adds them today; jobs keyed by ID alone are keyed by (namespace, ID); each
+migration is recorded and never runs twice."""
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def task_names(job: dict[str, Any]) -> list[str]:
 
 
 def test_an_old_job_gets_its_sidecar_as_registration_adds_it(old_state: State) -> None:
-    assert migrations.migrate(old_state) == [migrations.INJECT_SIDECARS]
+    assert migrations.migrate(old_state) == [migrations.INJECT_SIDECARS, migrations.NAMESPACE_JOB_KEYS]
     (job,) = old_state.values("job")
     assert job["TaskGroups"] == spec.prepare(submitted("tax"))["TaskGroups"]
     (version,) = old_state.values("job_version")
@@ -58,7 +59,8 @@ def test_the_migration_runs_once(old_state: State) -> None:
     before = {kind: old_state.values(kind) for kind in ("job", "job_version", "alloc")}
     assert migrations.migrate(old_state) == []
     assert {kind: old_state.values(kind) for kind in before} == before
-    assert old_state.get("meta", migrations.META_KEY).value == [migrations.INJECT_SIDECARS]
+    assert old_state.get("meta", migrations.META_KEY).value == [migrations.INJECT_SIDECARS,
+                                                                 migrations.NAMESPACE_JOB_KEYS]
 
 
 def test_jobs_registered_today_are_left_alone(tmp_path: Path) -> None:
@@ -68,5 +70,27 @@ def test_jobs_registered_today_are_left_alone(tmp_path: Path) -> None:
         (job,) = state.values("job")
         migrations.migrate(state)
         assert state.values("job") == [job]
+    finally:
+        state.close()
+
+
+def test_jobs_keyed_by_id_alone_are_keyed_by_namespace_and_id(tmp_path: Path) -> None:
+    """What an agent that kept one job per ID stored: job, version and source keyed "<ID>" and
+    "<ID>/<version>"; after the migration each is found in its namespace."""
+    state = State(tmp_path / "state.db")
+    try:
+        job = dict(spec.prepare(submitted("tax")), ID="a/b", Name="a/b", Namespace="shop-prod", Version=0)
+        source = {"Source": "job {}", "Format": "hcl2", "Namespace": "shop-prod", "JobID": "a/b", "Version": 0}
+        with state.write() as txn:
+            txn.put("job", "a/b", job)
+            txn.put("job_version", "a/b/0000000000", job)
+            txn.put(jobs.SUBMISSION_KIND, "a/b/0000000000", source)
+            txn.put("meta", migrations.META_KEY, [migrations.INJECT_SIDECARS])
+        assert jobs.get(state, "shop-prod", "a/b") is None
+        assert migrations.migrate(state) == [migrations.NAMESPACE_JOB_KEYS]
+        assert jobs.get(state, "shop-prod", "a/b") == job and jobs.get(state, "default", "a/b") is None
+        assert [r.value for r in jobs.versions(state, "shop-prod", "a/b")] == [job]
+        assert jobs.submission(state, "shop-prod", "a/b", 0) == source
+        assert [r.key for r in state.records("job")] == ["shop-prod/a/b"]
     finally:
         state.close()

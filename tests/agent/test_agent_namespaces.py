@@ -115,9 +115,6 @@ def test_jobs_are_isolated_per_namespace(agent: InProcessAgent) -> None:
     assert (r.status_code, _text(r)) == (500, 'job "web" not found')
     assert requests.get(f"{agent.addr}/v1/job/web/versions", timeout=10).status_code == 404
     assert requests.get(f"{agent.addr}/v1/job/web/versions?namespace=shop-prod", timeout=10).status_code == 200
-    # the same ID in another namespace is refused, never put in place of this one
-    r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": agent.client.jobs.parse(HCL % "")}, timeout=10)
-    assert r.status_code == 500 and 'exists in namespace "shop-prod"' in r.text
     # a namespace with a live job cannot be deleted
     r = requests.delete(f"{agent.addr}/v1/namespace/shop-prod", timeout=10)
     assert r.status_code == 500
@@ -128,3 +125,45 @@ def test_jobs_are_isolated_per_namespace(agent: InProcessAgent) -> None:
     wait_until(lambda: not [a for a in shop.allocations.get_allocations() if a["ClientStatus"] == "running"], 15)
     wait_until(lambda: requests.delete(f"{agent.addr}/v1/namespace/shop-prod", timeout=10).status_code == 200, 15)
     assert "shop-prod" not in agent.client.namespace
+
+
+def test_the_same_job_id_lives_in_each_namespace_apart(agent: InProcessAgent) -> None:
+    """Nomad keys jobs by (namespace, ID): `web` in `default` and `web` in `shop-prod` are two jobs,
+    each with its own versions, source, allocations, evaluations and deployments."""
+    agent.client.namespace.create_namespace({"Name": "shop-prod"})
+    shop, default = _in(agent, "shop-prod"), agent.client
+    for ns, args in (("shop-prod", '["300"]'), ("default", '["301"]')):
+        hcl = (HCL % "").replace('["300"]', args)
+        r = requests.post(f"{agent.addr}/v1/jobs?namespace={ns}", timeout=10,
+                          json={"Job": agent.client.jobs.parse(hcl), "Submission": {"Source": hcl, "Format": "hcl2"}})
+        assert r.status_code == 200, r.text
+    for c in (shop, default):
+        wait_until(lambda c=c: [a for a in c.job.get_allocations("web") if a["ClientStatus"] == "running"], 15)
+    args = {ns: c.job.get_job("web")["TaskGroups"][0]["Tasks"][0]["Config"]["args"]
+            for ns, c in (("shop-prod", shop), ("default", default))}
+    assert args == {"shop-prod": ["300"], "default": ["301"]}
+    assert [(j["Namespace"], j["ID"]) for j in default.jobs.get_jobs(namespace="*")] == [
+        ("default", "web"), ("shop-prod", "web")]
+    for ns, c in (("shop-prod", shop), ("default", default)):
+        assert {a["Namespace"] for a in c.job.get_allocations("web")} == {ns}
+        assert {e["Namespace"] for e in c.job.get_evaluations("web")} == {ns}
+        assert {d["Namespace"] for d in c.job.get_deployments("web")} <= {ns}
+        sub = requests.get(f"{agent.addr}/v1/job/web/submission?version=0&namespace={ns}", timeout=10).json()
+        assert (sub["Namespace"], sub["Source"].count(args[ns][0])) == (ns, 1)
+    # a second version of one leaves the other at version 0
+    shop.job.register_job("web", {"Job": {**agent.client.jobs.parse(HCL % ""), "Meta": {"v": "2"}}})
+    assert (shop.job.get_job("web")["Version"], default.job.get_job("web")["Version"]) == (1, 0)
+    assert len(shop.job.get_versions("web")["Versions"]) == 2 and len(default.job.get_versions("web")["Versions"]) == 1
+    r = requests.post(f"{agent.addr}/v1/job/web/stable?namespace=shop-prod", timeout=10,
+                      json={"JobID": "web", "JobVersion": 1, "Stable": True})
+    assert r.status_code == 200 and shop.job.get_job("web")["Stable"] and not default.job.get_job("web")["Stable"]
+    r = requests.post(f"{agent.addr}/v1/job/web/evaluate?namespace=shop-prod", json={"JobID": "web"}, timeout=10)
+    assert requests.get(f"{agent.addr}/v1/evaluation/{r.json()['EvalID']}", timeout=10).json()["Namespace"] == \
+        "shop-prod"
+    # purging one leaves the other running
+    default.job.deregister_job("web", purge=True)
+    with pytest.raises(nx.URLNotFoundNomadException):
+        default.job.get_job("web")
+    wait_until(lambda: not [a for a in default.allocations.get_allocations() if a["ClientStatus"] == "running"], 15)
+    assert shop.job.get_job("web")["Status"] == "running"
+    assert [a["ClientStatus"] for a in shop.job.get_allocations("web") if a["DesiredStatus"] == "run"] == ["running"]

@@ -159,6 +159,49 @@ def test_purge_removes_the_node_and_the_live_client_joins_again(agent: InProcess
         stream.close()
 
 
+def _lost_in_stream(agent: InProcessAgent, index: int, alloc_id: str) -> dict[str, Any]:
+    """The allocation as the event stream published it when the scheduler marked it lost."""
+    stream = requests.get(f"{agent.addr}/v1/event/stream", params={"topic": "Allocation", "index": index},
+                          stream=True, timeout=10)
+    try:
+        for line in stream.iter_lines():
+            batch = json.loads(line or b"{}")
+            # the purge ran the evaluation before answering: its events are buffered, so a heartbeat
+            # (nothing more to send) means none marked the allocation lost
+            assert batch, "no event marked the allocation lost"
+            for e in batch.get("Events") or []:
+                alloc = e["Payload"]["Allocation"]
+                if alloc["ID"] == alloc_id and alloc["ClientStatus"] == "lost":
+                    return dict(alloc)
+    finally:
+        stream.close()
+    raise AssertionError("stream ended")
+
+
+def test_a_purged_nodes_allocations_are_lost_and_replaced_once_it_rejoins(agent: InProcessAgent) -> None:
+    """Nomad evaluates the purged node's jobs while it is gone: the allocation is lost, its
+    replacement cannot be placed (no node at all: a blocked evaluation); the live client's
+    re-registration unblocks it and the replacement runs."""
+    register(agent)
+    (old,) = wait_until(lambda: running(agent), 15)
+    nid = node_id(agent)
+    out = agent.client.node.purge_node(nid)
+    (eval_id,) = out["EvalIDs"]
+    lost = _lost_in_stream(agent, out["Index"], old["ID"])
+    assert (lost["DesiredStatus"], lost["DesiredDescription"]) == ("stop", "alloc is lost since its node is down")
+    ev = agent.client.evaluation.get_evaluation(eval_id)
+    assert (ev["TriggeredBy"], ev["Status"], ev["NodeID"]) == ("node-update", "complete", nid)
+    assert ev["FailedTGAllocs"]["g"]["NodesEvaluated"] == 0 and ev["FailedTGAllocs"]["g"]["NodesAvailable"] == {}
+    blocked = agent.client.evaluation.get_evaluation(ev["BlockedEval"])
+    assert blocked["PreviousEval"] == eval_id and blocked["TriggeredBy"] == "queued-allocs"
+    # the node rejoined: the blocked evaluation ran again and placed the replacement
+    (new,) = wait_until(lambda: running(agent), 15)
+    assert new["ID"] != old["ID"] and new["NodeID"] == nid
+    # placed by the blocked evaluation, to which the lost allocation is server-terminal: a fresh one (as in Nomad)
+    assert agent.client.allocation.get_allocation(new["ID"])["PreviousAllocation"] in ("", None)
+    assert agent.client.evaluation.get_evaluation(blocked["ID"])["Status"] == "complete"
+
+
 @pytest.mark.parametrize(("path", "body", "status", "text"), [
     ("/v1/node/{nid}/drain", None, 400, "Request body is empty"),
     ("/v1/node/{nid}/drain", "{", 400, None),

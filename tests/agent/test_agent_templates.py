@@ -119,7 +119,8 @@ def test_unsupported_function_is_refused_at_registration(agent: InProcessAgent) 
     assert r.status_code == 400
     assert r.text.strip() == ('Task group g validation failed: Task app validation failed: Template 2 validation '
                               'failed: line 1: action "with" not supported by the dev agent (it renders env, '
-                              'key, keyOrDefault, range service, with string arguments)')
+                              'key, keyOrDefault, range service/connect/ls/nomadVar, with nomadVar; arguments are '
+                              'string literals)')
     assert requests.get(f"{agent.addr}/v1/job/tpl", timeout=10).status_code == 404  # nothing stored
     job["TaskGroups"][0]["Tasks"][0]["Templates"][0]["EmbeddedTmpl"] = '{{ key "a" | toJSON }}'
     r = requests.post(f"{agent.addr}/v1/jobs", json={"Job": job}, timeout=10)
@@ -153,12 +154,14 @@ CHANGE_MODES = '''
         data        = "MODE={{ key \\"app/mode\\" }}"
         destination = "secrets/mode.env"
         env         = true
+        splay       = "0s"
       }
       template {
         data          = "{{ keyOrDefault \\"app/sig\\" \\"0\\" }}"
         destination   = "local/sig"
         change_mode   = "signal"
         change_signal = "SIGHUP"
+        splay         = "0s"
       }
       template {
         data        = "{{ keyOrDefault \\"app/noop\\" \\"0\\" }}"
@@ -350,3 +353,89 @@ def _task_pids(agent: Any) -> list[int]:
         return [h["Pid"] for a in state.values("alloc") for h in (a.get("_Handles") or {}).values() if h]
     finally:
         state.close()
+
+
+READS = """
+job "tpl" {
+  group "g" {
+    task "app" {
+      driver = "raw_exec"
+      config {
+        command = "sleep"
+        args    = ["300"]
+      }
+      template {
+        data        = <<EOF
+{{ range ls "app/cfg" }}{{ .Key }}={{ .Value }};{{ end }}
+{{ range connect "api" }}{{ .Name }} {{ .Address }}:{{ .Port }}{{ end }}
+{{ with nomadVar "nomad/jobs/tpl" }}{{ .password }}{{ end }}
+EOF
+        destination = "local/out"
+        change_mode = "noop"
+      }
+    }
+  }
+}
+"""
+
+
+def test_ls_connect_and_nomad_var_render_and_follow_changes(agent: InProcessAgent) -> None:
+    for key, value in (("app/cfg/a", "1"), ("app/cfg/b", "2"), ("app/cfg/sub/c", "3"), ("app/cfgx", "4")):
+        _put_key(agent, key, value)
+    agent.catalog.register_service({"ID": "api-sidecar", "Name": "api-sidecar-proxy", "Kind": "connect-proxy",
+                                    "Address": "127.0.0.1", "Port": 21000, "Proxy": {"DestinationServiceName": "api"}})
+    agent.client.jobs.register_job({"Job": agent.client.jobs.parse(READS)})
+    # the variable does not exist yet: the task waits, saying so in consul-template's words
+    missing = wait_until(lambda: next((e for e in (_alloc(agent)["TaskStates"].get("app") or {}).get("Events") or []
+                                       if e["Type"] == "Template"), None), 10)
+    assert missing["DisplayMessage"] == "Missing: nomad.var.block(nomad/jobs/tpl@default.global)"
+    var = f"{agent.addr}/v1/var/nomad/jobs/tpl"
+    assert requests.put(var, json={"Items": {"password": "s3cret"}}, timeout=10).status_code == 200
+    alloc = wait_until(lambda: (a := _alloc(agent))["ClientStatus"] == "running" and a, 10)
+    out = Path(agent.ctx.config.alloc_root) / alloc["ID"] / "app" / "local" / "out"
+    # ls: the keys right under the prefix (not app/cfg/sub/c); "app/cfgx" starts with it, as Consul's list does
+    assert out.read_text() == "a=1;b=2;x=4;\napi-sidecar-proxy 127.0.0.1:21000\ns3cret\n"
+    assert requests.put(var, json={"Items": {"password": "rotated"}}, timeout=10).status_code == 200
+    wait_until(lambda: out.read_text().endswith("\nrotated\n"), 10, what="the re-render on the variable's change")
+
+
+SPLAY_TASK = """
+    task "%s" {
+      driver = "raw_exec"
+      config {
+        command = "python3"
+        args    = ["-c", "%s"]
+      }
+      template {
+        data          = "{{ keyOrDefault \\"app/sig\\" \\"0\\" }}"
+        destination   = "local/sig"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        splay         = "%s"
+      }
+    }
+"""
+
+
+def test_splay_holds_a_tasks_change_mode_and_a_stop_ends_the_wait(agent: InProcessAgent) -> None:
+    """Two tasks re-rendered by one change: the one with splay 0 is signalled at once; the one with
+    a splay of an hour waits on its own (the other is not held behind it) and a stop ends its wait."""
+    script = WATCH.replace('"', '\\"')
+    tasks = SPLAY_TASK % ("fast", script, "0s") + SPLAY_TASK % ("slow", script, "1h")
+    agent.client.jobs.register_job({"Job": agent.client.jobs.parse('job "tpl" {\n  group "g" {' + tasks + "  }\n}\n")})
+    alloc = wait_until(lambda: (a := _alloc(agent))["ClientStatus"] == "running" and a, 10)
+
+    def stdout(task: str) -> str:
+        return requests.get(f"{agent.addr}/v1/client/fs/logs/{alloc['ID']}", timeout=10,
+                            params={"task": task, "type": "stdout", "plain": "true"}).text
+
+    wait_until(lambda: stdout("fast") == stdout("slow") == "start None\n", 10)
+    _put_key(agent, "app/sig", "1")
+    root = Path(agent.ctx.config.alloc_root) / alloc["ID"]
+    wait_until(lambda: (root / "slow" / "local" / "sig").read_text() == "1", 10)
+    wait_until(lambda: stdout("fast").endswith("hup\n"), 10, what="the signal without splay")
+    assert stdout("slow") == "start None\n"  # re-rendered, its signal still waiting out its splay
+    assert "Signaling" not in [e["Type"] for e in _alloc(agent)["TaskStates"]["slow"]["Events"]]
+    agent.client.job.deregister_job("tpl")
+    wait_until(lambda: _alloc(agent)["ClientStatus"] == "complete", 15, what="the stop, not held by the splay")
+    assert stdout("slow") == "start None\n"

@@ -5,6 +5,7 @@ operator-supplied root, and Consul's refusals."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import stat
 import threading
 from collections.abc import Callable
@@ -80,10 +81,23 @@ def test_rotation_serves_both_roots_and_cross_signs_the_new_one(agent_factory: C
     assert _chain(pem) == [new_root, old_cert]
     assert stat.S_IMODE((agent.data_dir / "connect" / "root.key").stat().st_mode) == 0o600
 
-    agent.restart(kill=False)
+    # Rotate once more; then, the agent stopped, let the first root's rotation lie a week back
+    # (> 2 x the 72 h leaf TTL) as if that time had passed: at start the agent keeps what it was
+    # given (the active root, the one just rotated out, the configuration) and prunes the first root
+    # (Consul's pruneCARoots).
+    assert c.connect.ca.update_configuration("consul", {"PrivateKeyBits": 256}) is True
+    third = c.connect.ca.roots()
+    assert [r["ID"] for r in third["Roots"]][1:] == [active["ID"], previous["ID"]]
+    agent.stop()
+    times = agent.data_dir / "connect" / "rotated-out.json"
+    week_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    times.write_text(json.dumps({**json.loads(times.read_text()), previous["ID"]: week_ago}))
+    agent.start()
     again = _client(agent).connect.ca.roots()
-    assert [r["ID"] for r in again["Roots"]] == [active["ID"], previous["ID"]]
-    assert _client(agent).connect.ca.configuration()["Config"]["PrivateKeyBits"] == 384
+    assert [r["ID"] for r in again["Roots"]] == [third["ActiveRootID"], active["ID"]]  # the recent one stays
+    assert _client(agent).connect.ca.configuration()["Config"]["PrivateKeyBits"] == 256
+    pem = requests.get(f"{agent.consul_addr}/v1/connect/ca/roots", params={"pem": "true"}, timeout=10).text
+    assert old_cert not in _chain(pem)
 
 
 def _operator_root(cluster_hint: str) -> tuple[str, str]:

@@ -106,8 +106,8 @@ def test_agent_killed_while_stopping_an_allocation_finishes_the_stop(agent: Any)
         with state.write() as txn:
             doc = txn.get("alloc", alloc["ID"]).value
             txn.put("alloc", alloc["ID"], dict(doc, DesiredStatus="stop"))
-            job = txn.get("job", "web").value
-            txn.put("job", "web", dict(job, Stop=True))
+            job = txn.get("job", "default/web").value
+            txn.put("job", "default/web", dict(job, Stop=True))
     finally:
         state.close()
     agent.start()

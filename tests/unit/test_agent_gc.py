@@ -31,12 +31,12 @@ def test_a_failed_allocation_of_a_live_job_waits_for_its_reschedule() -> None:
 
 def test_a_live_batch_jobs_results_are_kept_and_a_dead_one_goes(tmp_path: Path) -> None:
     state = State(tmp_path / "s.db")
-    state.put("job", "web", job(Type="batch", Status="running"))
+    state.put("job", "default/web", job(Type="batch", Status="running"))
     state.put("eval", "e1", {"ID": "e1", "JobID": "web", "Type": "batch", "Status": "complete"})
     state.put("alloc", "a1", alloc())
     assert garbage_collect(state).evals == []
-    state.put("job", "web", job(Type="batch", Status="dead"))
+    state.put("job", "default/web", job(Type="batch", Status="dead"))
     out = garbage_collect(state)
-    assert (out.jobs, out.evals, out.allocs) == (["web"], ["e1"], ["a1"])
-    assert state.get("job", "web") is None and state.values("alloc") == []
+    assert (out.jobs, out.evals, out.allocs) == (["default/web"], ["e1"], ["a1"])
+    assert state.get("job", "default/web") is None and state.values("alloc") == []
     state.close()

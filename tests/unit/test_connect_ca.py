@@ -144,3 +144,21 @@ def test_roots_and_leaf_json_have_consuls_fields(ca: ConnectCA) -> None:
     assert x509.load_pem_x509_certificate(body["CertPEM"].encode()) == leaf.cert
     assert "PRIVATE KEY" in body["PrivateKeyPEM"]
     assert (body["CreateIndex"], body["ModifyIndex"]) == (9, 9)
+
+
+def test_a_rotated_out_root_is_pruned_after_twice_the_leaf_ttl_and_the_time_is_persisted(tmp_path: Path) -> None:
+    """Consul's pruneCARoots: an inactive root goes once it has been out for 2 x LeafCertTTL (no leaf
+    it signed can still be valid), not before; when it went out survives a restart."""
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    first = ConnectCA.generate("c1d2e3f4-0000-4000-8000-000000000001", now=t0)
+    second = first.rotated_to(ConnectCA.generate(first.cluster_id, now=t0), now=t0)
+    third = second.rotated_to(ConnectCA.generate(first.cluster_id), now=t0 + dt.timedelta(hours=100))
+    assert third.previous_roots == (second.root_cert, first.root_cert)
+    assert third.pruned(t0 + 2 * third.leaf_ttl) is third  # exactly 2 x TTL: still kept
+    kept = third.pruned(t0 + 2 * third.leaf_ttl + dt.timedelta(seconds=1))
+    assert kept.previous_roots == (second.root_cert,) and kept.root_cert == third.root_cert
+    assert [r["ID"] for r in roots_json(kept)["Roots"]] == [third.root_id, second.root_id]
+    third.save(tmp_path)
+    again = ConnectCA.load_or_create(tmp_path, first.cluster_id)
+    assert again.rotated_out_at == (t0 + dt.timedelta(hours=100), t0)
+    assert again.pruned(t0 + dt.timedelta(hours=300)).previous_roots == ()

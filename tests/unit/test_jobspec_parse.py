@@ -148,7 +148,7 @@ def test_variables_defaults_overrides_and_locals():
 @pytest.mark.parametrize("text, message", [
     ('job "j" {\n  spread {\n    attribute = "x"\n  }\n}\n',
      'line 2, column 3: unsupported block "spread" in job "j"'),
-    ('job "j" {\n  group "web" {\n    volume "v" {}\n  }\n}\n', 'unsupported block "volume" in job "j" group "web"'),
+    ('job "j" {\n  group "web" {\n    scaling {}\n  }\n}\n', 'unsupported block "scaling" in job "j" group "web"'),
     ('job "j" {\n  group "web" {\n    task "t" {\n      csi_plugin {}\n    }\n  }\n}\n',
      'unsupported block "csi_plugin" in job "j" group "web" task "t"'),
     ('job "j" {\n  group "g" {\n    colour = "red"\n  }\n}\n', 'line 3, column 5: unsupported attribute "colour"'),

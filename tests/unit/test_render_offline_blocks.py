@@ -1,5 +1,5 @@
 """`render --format json` of a job with a Nomad block the offline jobspec parser does not decode
-(vault, volume, volume_mount, spread...): a clear `file: field: message` naming the block and what
+(spread, identity, scaling...): a clear `file: field: message` naming the block and what
 to use instead, exit 2, nothing written; never "does not parse back" as if it were a template bug.
 The HCL of the same job still renders (issue 12 item 1/4)."""
 from __future__ import annotations
@@ -14,10 +14,8 @@ from nomadmesh.jobspec import parse_hcl
 from nomadmesh.render.renderer import NOT_OFFLINE
 from support.spec_builders import definition, edit, write_services
 
-VAULT_AND_VOLUME = edit(edit(definition("a", 5000), "nomad.group", {"volume": {"data": {"type": "host",
-                                                                                          "source": "data"}}}),
-                        "nomad.task", {"vault": {"policies": ["db"]},
-                                       "volume_mount": [{"volume": "data", "destination": "/data"}]})
+VAULT_AND_VOLUME = edit(edit(definition("a", 5000), "nomad.group", {"spread": {"attribute": "x"}}),
+                        "nomad.task", {"vault": {"policies": ["db"]}, "identity": {"env": True}})
 
 
 def _render(tmp_path: Path, *args: str) -> tuple[int, str]:
@@ -32,7 +30,7 @@ def test_json_of_a_job_with_blocks_not_decoded_offline_says_so_and_writes_nothin
     source = tmp_path / "services" / "a" / "service.json"
     assert code == 2
     assert output == "".join(f"{prefix}{source}: {field}: {NOT_OFFLINE}\n" for prefix, field in [
-        ("Error: ", "nomad.group.volume"), ("", "nomad.task.volume_mount")])
+        ("Error: ", "nomad.group.spread"), ("", "nomad.task.identity")])
     assert not (tmp_path / "jobs").exists()
 
 
@@ -41,7 +39,7 @@ def test_the_hcl_of_that_job_still_renders_with_the_blocks(tmp_path: Path) -> No
     code, output = _render(tmp_path)
     assert code == 0, output
     text = (tmp_path / "jobs" / "a.nomad.hcl").read_text()
-    assert 'volume "data" {' in text and "vault {" in text and "volume_mount {" in text
+    assert "spread {" in text and "vault {" in text and "identity {" in text
 
 
 def test_a_nested_block_not_decoded_is_named_by_its_path(tmp_path: Path) -> None:

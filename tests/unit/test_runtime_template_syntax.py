@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nomadmesh.agent.runtime.template_syntax import (
+    Block,
     Call,
     Field,
-    RangeService,
     TemplateSyntaxError,
     Text,
     Unsupported,
@@ -55,8 +55,15 @@ def test_custom_delimiters_leave_braces_alone():
 
 @pytest.mark.parametrize("text, message", [
     ('{{ key "a" | toUpper }}', 'function "toUpper" not supported by the dev agent'),
-    ('{{ range ls "app" }}{{ end }}', 'action "range" not supported by the dev agent'),
+    ('{{ range key "app" }}{{ end }}', 'action "range" not supported by the dev agent'),
+    ('{{ with key "app" }}{{ end }}', 'action "with" not supported by the dev agent'),
     ('{{ service "api" }}', 'function "service" not supported by the dev agent except as {{ range service'),
+    ('{{ nomadVar "x" }}', 'function "nomadVar" not supported by the dev agent except as {{ range nomadVar "..." '
+                           '}} or {{ with nomadVar "..." }}'),
+    ('{{ range ls "app" }}{{ .Address }}{{ end }}', 'field ".Address" not supported by the dev agent (a key pair'),
+    ('{{ with nomadVar "x" }}{{ .a.b }}{{ end }}', "field chains (.a.b) are not supported"),
+    ('{{ with nomadVar "x@other" }}{{ end }}', "another namespace or region (@) is not supported"),
+    ('{{ with nomadVar "x" }}{{ range ls "a" }}{{ end }}{{ end }}', "a range inside a with"),
     ('{{ range service "api" }}{{ .Meta }}{{ end }}', 'field ".Meta" not supported by the dev agent'),
     ('{{ range service "a" }}{{ range service "b" }}{{ end }}{{ end }}', "a range inside a range"),
     ('{{ range service "api@dc2" }}{{ end }}', "another datacenter (@dc) is not supported"),
@@ -69,7 +76,7 @@ def test_custom_delimiters_leave_braces_alone():
     ("{{ 3 }}", "numbers not supported by the dev agent"),
     ('{{ key (env "X") }}', "parenthesized commands not supported by the dev agent"),
     ('{{ key "a@dc2" }}', "another datacenter (@dc) is not supported by the dev agent"),
-    ('line1\n{{ nomadVar "x" }}', 'line 2: function "nomadVar" not supported'),
+    ('line1\n{{ secret "x" }}', 'line 2: function "secret" not supported'),
 ])
 def test_unsupported_is_refused_naming_it(text, message):
     with pytest.raises(Unsupported, match=re.escape(message)):
@@ -98,8 +105,8 @@ def test_malformed_templates_are_syntax_errors(text, message):
 
 def test_range_service_with_fields():
     nodes = parse('{{ range service "api" }}\n{{ .Address }}:{{ .Port }} {{ env "X" }}{{ end }}')
-    assert nodes == [RangeService("api", (Text("\n"), Field("Address", 2), Text(":"), Field("Port", 2), Text(" "),
-                                          Call("env", ("X",), 2)), 1)]
+    assert nodes == [Block("range", "service", "api", (Text("\n"), Field("Address", 2), Text(":"), Field("Port", 2),
+                                                        Text(" "), Call("env", ("X",), 2)), 1)]
     assert services(nodes) == ["api"]
     assert keys(parse('{{ range service "a" }}{{ key "k" }}{{ end }}')) == ["k"]
 
@@ -132,5 +139,12 @@ def test_hostile_text_parses_or_raises_a_template_error(text):
         assert isinstance(node, (Text, Call))
         if isinstance(node, Call):
             assert node.func in ("", "env", "key", "keyOrDefault")
-        if isinstance(node, RangeService):
+        if isinstance(node, Block):
             assert all(isinstance(n, (Text, Call, Field)) for n in node.body)
+
+
+def test_connect_ls_and_nomad_var_blocks():
+    nodes = parse('{{ range connect "api" }}{{ .Port }}{{ end }}{{ range ls "app" }}{{ .Key }}{{ end }}'
+                  '{{ with nomadVar "nomad/jobs/x" }}{{ .password }}{{ end }}')
+    assert [(n.action, n.func, n.arg) for n in nodes if isinstance(n, Block)] == [
+        ("range", "connect", "api"), ("range", "ls", "app"), ("with", "nomadVar", "nomad/jobs/x")]

@@ -10,6 +10,7 @@ import pytest
 from nomadmesh.agent.runtime.template_syntax import parse
 from nomadmesh.agent.runtime.templates import (
     DEST_ESCAPES,
+    Sources,
     TemplateError,
     client_path,
     escapes_via_symlink,
@@ -42,13 +43,13 @@ def test_client_path_follows_nomad(raw, join, expected, escapes):
 def test_render_reads_keys_env_and_defaults():
     kv = {"db/host": "10.0.0.5"}
     out = render(parse('H={{ key "db/host" }} P={{ keyOrDefault "db/port" "5432" }} U={{ env "USER" }}'),
-                 kv.get, {"USER": "app"})
+                 Sources(kv.get), {"USER": "app"})
     assert out.text == "H=10.0.0.5 P=5432 U=app" and out.missing == ()
-    assert render(parse('{{ env "NOPE" }}'), kv.get, {}).text == ""
+    assert render(parse('{{ env "NOPE" }}'), Sources(kv.get), {}).text == ""
 
 
 def test_a_missing_key_is_a_missing_dependency():
-    out = render(parse('{{ key "a" }}{{ key "b" }}{{ key "a" }}'), {}.get, {})
+    out = render(parse('{{ key "a" }}{{ key "b" }}{{ key "a" }}'), Sources({}.get), {})
     assert out.missing == ("kv.block(a)", "kv.block(b)")
 
 
@@ -144,6 +145,25 @@ def test_range_service_renders_passing_instances_sorted_and_by_tag():
         return health_instances(lookup.get(service_name(wanted), []), wanted)
 
     nodes = parse('{{ range service "api" }}{{ .ID }}={{ .Address }}:{{ .Port }} {{ .Tags }};{{ end }}')
-    assert render(nodes, {}.get, {}, service).text == "a=10.0.0.1:1 [v1 x];b=127.0.0.1:2 [v2];"
-    assert render(parse('{{ range service "v2.api" }}{{ .ID }}{{ end }}'), {}.get, {}, service).text == "b"
-    assert render(parse('{{ range service "none" }}x{{ end }}'), {}.get, {}, service).text == ""
+    assert render(nodes, Sources({}.get, service), {}).text == "a=10.0.0.1:1 [v1 x];b=127.0.0.1:2 [v2];"
+    assert render(parse('{{ range service "v2.api" }}{{ .ID }}{{ end }}'), Sources({}.get, service), {}).text == "b"
+    assert render(parse('{{ range service "none" }}x{{ end }}'), Sources({}.get, service), {}).text == ""
+
+
+def test_range_connect_ls_and_nomad_var_render_what_their_lookups_give():
+    pairs = [{"Path": "app/a", "Key": "a", "Value": "1"}, {"Path": "app/b/c", "Key": "b/c", "Value": "2"},
+             {"Path": "app/", "Key": "", "Value": ""}, {"Path": "app/z", "Key": "z", "Value": "3"}]
+    variables = {"nomad/jobs/web": {"user": "u", "password": "p"}, "empty": {}}
+    sidecar = {"ID": "s1", "Address": "10.0.0.9", "Port": 21000}
+    src = Sources({}.get, connect=lambda name: [sidecar] if name == "api" else [],
+                  kv_list=lambda prefix: pairs if prefix == "app" else [], variable=variables.get, namespace="shop")
+    template = ('{{ range ls "/app" }}{{ .Key }}={{ .Value }};{{ end }}'
+                '{{ range connect "api" }}{{ .Address }}:{{ .Port }}{{ end }}'
+                '{{ with nomadVar "nomad/jobs/web/" }} {{ .user }}:{{ .password }}{{ .nope }}{{ end }}'
+                '{{ with nomadVar "empty" }}skipped{{ end }}'
+                '{{ range nomadVar "nomad/jobs/web" }} {{ .Key }}={{ .Value }}{{ end }}')
+    out = render(parse(template), src, {})
+    # ls keeps the top-level keys only; with skips an empty variable; range goes by item name
+    assert out.text == "a=1;z=3;10.0.0.9:21000 u:p password=p user=u" and out.missing == ()
+    out = render(parse('{{ with nomadVar "nomad/jobs/db" }}{{ .password }}{{ end }}'), src, {})
+    assert out.missing == ("nomad.var.block(nomad/jobs/db@shop.global)",)

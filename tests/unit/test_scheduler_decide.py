@@ -1,6 +1,7 @@
 """One evaluation decided without state or processes: evals.decide(EvalInputs) -> the documents to write."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from nomadmesh import jobspec
@@ -76,3 +77,28 @@ def test_an_older_blocked_evaluation_is_superseded() -> None:
     decision = evals.decide(inputs(job, other_evals=[blocked]))
     superseded = next(e for e in written(decision, "eval") if e["ID"] == blocked["ID"])
     assert superseded["Status"] == "canceled" and superseded["StatusDescription"] == "evaluation superseded"
+
+
+def test_allocations_on_a_node_that_is_gone_are_lost_and_replaced_on_the_node_there_is() -> None:
+    """Nomad's lost allocations (a nil tainted node): stopped as lost, and replaced with a link back
+    when a node can take them; with no node at all, the placement fails (a blocked evaluation)."""
+    job = stored_job()
+    first = evals.decide(inputs(job))
+    placed = [dict(a, NodeID="gone-node", ClientStatus="running") for a in written(first, "alloc")]
+    inp = inputs(job, placed)
+    decision = evals.decide(dataclasses.replace(inp, nodes=frozenset({"node-1"})))
+    allocs = {a["ID"]: a for a in written(decision, "alloc")}
+    lost = [allocs[a["ID"]] for a in placed]
+    assert all((a["ClientStatus"], a["DesiredStatus"], a["DesiredDescription"]) ==
+               ("lost", "stop", "alloc is lost since its node is down") for a in lost)
+    assert all(not (a.get("DesiredTransition") or {}).get("Migrate") for a in lost)  # stored as they were
+    replacements = [a for a in allocs.values() if a["DesiredStatus"] == "run"]
+    assert sorted(r["PreviousAllocation"] for r in replacements) == sorted(a["ID"] for a in placed)
+    assert {r["NodeID"] for r in replacements} == {"node-1"}
+    assert all(a["NextAllocation"] in {r["ID"] for r in replacements} for a in lost)
+    # no node at all: lost all the same, nothing placed, a blocked evaluation says why
+    decision = evals.decide(dataclasses.replace(inp, nodes=frozenset()))
+    assert {a["ClientStatus"] for a in written(decision, "alloc")} == {"lost"}
+    ev, blocked = sorted(written(decision, "eval"), key=lambda e: e["Status"] != "complete")
+    assert blocked["Status"] == "blocked" and ev["BlockedEval"] == blocked["ID"]
+    assert ev["FailedTGAllocs"]["web"]["NodesEvaluated"] == 0

@@ -73,7 +73,7 @@ def test_enforce_index_semantics(fresh_state: State) -> None:
         jobs.register(fresh_state, make_job(), enforce_index=True, job_modify_index=0)
     with pytest.raises(jobs.EnforceIndexError, match="conflicting job modify index"):
         jobs.register(fresh_state, make_job(), enforce_index=True, job_modify_index=first["JobModifyIndex"] + 100)
-    assert fresh_state.get("job", "web").value["Version"] == 0  # failed attempts changed nothing
+    assert fresh_state.get("job", "default/web").value["Version"] == 0  # failed attempts changed nothing
 
 
 def test_unchanged_job_keeps_version_and_changed_job_bumps_it(fresh_state: State) -> None:
@@ -84,7 +84,7 @@ def test_unchanged_job_keeps_version_and_changed_job_bumps_it(fresh_state: State
     job["TaskGroups"][0]["Count"] = 3
     c = jobs.register(fresh_state, job)
     assert c["JobModifyIndex"] > a["JobModifyIndex"]
-    assert [v["Version"] for v in fresh_state.values("job_version", "web/")] == [0, 1]
+    assert [v["Version"] for v in fresh_state.values("job_version", "default/web/")] == [0, 1]
 
 
 def test_count_change_is_in_place_and_config_change_is_destructive(fresh_state: State, node) -> None:
@@ -100,7 +100,7 @@ def test_count_change_is_in_place_and_config_change_is_destructive(fresh_state: 
     changed["TaskGroups"][0]["Tasks"][0]["Config"]["args"] = ["-m", "http.server", "9"]
     stored = jobs.register(fresh_state, changed)
     allocs_all = fresh_state.values("alloc")
-    new_job = fresh_state.get("job", "web").value
+    new_job = fresh_state.get("job", "default/web").value
     plan = planner.plan_job(new_job, allocs_all, allocs_all, node, spec.update_kind)
     assert plan.groups["web"].annotations()["DestructiveUpdate"] == 1
     run_eval(fresh_state, node, stored["EvalID"])
@@ -129,17 +129,17 @@ def test_bridge_without_bridge_support_names_the_reason(fresh_state: State) -> N
 
 def test_stop_and_purge(fresh_state: State, node) -> None:
     run_eval(fresh_state, node, jobs.register(fresh_state, make_job())["EvalID"])
-    out = jobs.deregister(fresh_state, "web", purge=False)
+    out = jobs.deregister(fresh_state, "default", "web", purge=False)
     run_eval(fresh_state, node, out["EvalID"])
-    job = fresh_state.get("job", "web").value
+    job = fresh_state.get("job", "default/web").value
     assert job["Stop"] is True and job["Version"] == 1
     assert live(fresh_state) == []
     assert {a["DesiredDescription"] for a in fresh_state.values("alloc")} == {"alloc not needed as job is stopped"}
     assert fresh_state.values("deployment")[0]["Status"] == "cancelled"
-    jobs.deregister(fresh_state, "web", purge=True)
-    assert fresh_state.get("job", "web") is None and fresh_state.values("job_version") == []
+    jobs.deregister(fresh_state, "default", "web", purge=True)
+    assert fresh_state.get("job", "default/web") is None and fresh_state.values("job_version") == []
     with pytest.raises(jobs.JobNotFound):
-        jobs.deregister(fresh_state, "web", purge=True)
+        jobs.deregister(fresh_state, "default", "web", purge=True)
 
 
 def test_destructive_updates_respect_max_parallel() -> None:

@@ -11,20 +11,23 @@ Shapes follow Consul's built-in CA (consul-nomad-facts §5):
 Root rotation (`rotated_to`, Consul's CA configuration update): the old root cross-signs the new
 one; leaves signed by the new root carry that cross-signed certificate after them, so a peer that
 trusts only the old root still accepts them, and the old root stays in the trust bundle (inactive)
-so leaves it signed stay valid until they are replaced.
+so leaves it signed stay valid until they are replaced. A rotated-out root is pruned (`pruned`)
+once it has been out for twice the leaf TTL, as Consul's leader does (pruneCARoots): by then no
+leaf it signed can still be valid.
 
 `ConnectCA.load_or_create(directory, cluster_id)` and `save(directory)` are the only I/O: `root.key`
-(mode 0600), `root.pem`, and after a rotation `previous-roots.pem` and `intermediates.pem`, each
-written atomically, so the trust domain and every issued leaf stay valid across agent restarts.
-Everything else is a pure function.
+(mode 0600), `root.pem`, and after a rotation `previous-roots.pem`, `rotated-out.json` (when each
+was rotated out) and `intermediates.pem`, each written atomically, so the trust domain and every
+issued leaf stay valid across agent restarts. Everything else is a pure function.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ ROOT_NAME = "Consul CA Primary Cert"
 KEY_FILE = "root.key"
 CERT_FILE = "root.pem"
 PREVIOUS_FILE = "previous-roots.pem"  # roots rotated out, still trusted
+ROTATED_OUT_FILE = "rotated-out.json"  # {root ID: when it was rotated out (RFC 3339)}
 INTERMEDIATES_FILE = "intermediates.pem"  # the active root cross-signed by the previous one
 CURVES: dict[int, type[ec.EllipticCurve]] = {
     224: ec.SECP224R1, 256: ec.SECP256R1, 384: ec.SECP384R1, 521: ec.SECP521R1}  # Consul's EC sizes
@@ -112,6 +116,7 @@ class ConnectCA:
     leaf_ttl: dt.timedelta = DEFAULT_LEAF_TTL
     intermediates: tuple[x509.Certificate, ...] = ()  # sent after each leaf (the cross-signed root)
     previous_roots: tuple[x509.Certificate, ...] = ()  # rotated out, still in the trust bundle
+    rotated_out_at: tuple[dt.datetime, ...] = ()  # when each previous root was rotated out (Consul's RotatedOutAt)
 
     def __post_init__(self) -> None:
         if not MIN_LEAF_TTL <= self.leaf_ttl <= MAX_LEAF_TTL:
@@ -209,6 +214,8 @@ class ConnectCA:
         silently trusting the wrong root."""
         directory.mkdir(parents=True, exist_ok=True)
         _write_atomic(directory / PREVIOUS_FILE, "".join(_pem(c) for c in self.previous_roots).encode(), 0o644)
+        rotated = {root_id(c): _rfc3339(t) for c, t in zip(self.previous_roots, self.rotated_out_at, strict=True)}
+        _write_atomic(directory / ROTATED_OUT_FILE, json.dumps(rotated, indent=1).encode(), 0o644)
         _write_atomic(directory / INTERMEDIATES_FILE, "".join(_pem(c) for c in self.intermediates).encode(), 0o644)
         _write_atomic(directory / CERT_FILE, self.root_pem.encode(), 0o644)
         _write_atomic(directory / KEY_FILE, _key_pem(self.root_key).encode(), 0o600)
@@ -221,7 +228,18 @@ class ConnectCA:
             intermediates = (self.cross_sign(new.root_cert, now),)
         return ConnectCA(cluster_id=self.cluster_id, root_cert=new.root_cert, root_key=new.root_key,
                          leaf_ttl=new.leaf_ttl, intermediates=intermediates,
-                         previous_roots=(self.root_cert, *self.previous_roots))
+                         previous_roots=(self.root_cert, *self.previous_roots),
+                         rotated_out_at=(now or _now(), *self.rotated_out_at))
+
+    def pruned(self, now: dt.datetime | None = None) -> ConnectCA:
+        """Without the previous roots rotated out more than twice the leaf TTL ago (Consul's
+        pruneCARoots: no leaf they signed can still be valid); the same CA when none is due."""
+        now = now or _now()
+        keep = [(c, t) for c, t in zip(self.previous_roots, self.rotated_out_at, strict=True)
+                if now - t <= 2 * self.leaf_ttl]
+        if len(keep) == len(self.previous_roots):
+            return self
+        return replace(self, previous_roots=tuple(c for c, _ in keep), rotated_out_at=tuple(t for _, t in keep))
 
     def cross_sign(self, root: x509.Certificate, now: dt.datetime | None = None) -> x509.Certificate:
         """`root`'s subject and key, issued by this root: a path from this root to `root`'s leaves."""
@@ -389,6 +407,18 @@ def _load_pems(path: Path) -> tuple[x509.Certificate, ...]:
         raise AgentError(f"{path}: not PEM certificates ({exc})") from None
 
 
+def _rotated_out(path: Path, previous: tuple[x509.Certificate, ...]) -> tuple[dt.datetime, ...]:
+    """When each previous root was rotated out; a root with no record (an older agent's) counts as
+    rotated out now, so it is kept for two more leaf TTLs rather than pruned early."""
+    try:
+        recorded = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"{path}: not the JSON the agent writes ({exc})") from None
+    now = _now()
+    return tuple(dt.datetime.fromisoformat(recorded[root_id(c)]) if root_id(c) in recorded else now
+                 for c in previous)
+
+
 def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta, cluster_id: str | None = None) -> ConnectCA:
     for p in (key_path, cert_path):
         if not p.exists():
@@ -407,8 +437,10 @@ def _load(key_path: Path, cert_path: Path, leaf_ttl: dt.timedelta, cluster_id: s
     if not isinstance(cert_key, ec.EllipticCurvePublicKey) \
             or cert_key.public_numbers() != key.public_key().public_numbers():
         raise AgentError(f"{cert_path}: does not match the key in {key_path}")
-    extra = {"previous_roots": _load_pems(key_path.parent / PREVIOUS_FILE),
-             "intermediates": _load_pems(key_path.parent / INTERMEDIATES_FILE)}
+    previous = _load_pems(key_path.parent / PREVIOUS_FILE)
+    extra: dict[str, Any] = {"previous_roots": previous,
+                             "intermediates": _load_pems(key_path.parent / INTERMEDIATES_FILE),
+                             "rotated_out_at": _rotated_out(key_path.parent / ROTATED_OUT_FILE, previous)}
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         uri = san.value.get_values_for_type(x509.UniformResourceIdentifier)[0]

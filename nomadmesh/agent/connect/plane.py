@@ -84,11 +84,13 @@ class ConnectRuntime:
         except BaseException:
             self.xds.stop()
             raise
+        self.ca_admin.start()
         log.info("connect: trust domain %s, xDS on %s%s", self.ca.trust_domain, self.xds.unix_path,
                  f" and TCP {self.xds.address} (any local user can reach it)" if self.xds.tcp_address else "")
         return self
 
     def stop(self) -> None:
+        self.ca_admin.stop()
         self.manager.stop()
         self.xds.stop()
 

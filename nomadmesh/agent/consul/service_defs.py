@@ -180,7 +180,7 @@ def agent_service(svc: dict[str, Any], datacenter: str) -> dict[str, Any]:
         "Datacenter": datacenter,
     }
     if svc.get("TaggedAddresses"):
-        out["TaggedAddresses"] = svc["TaggedAddresses"]
+        out["TaggedAddresses"] = {tag: _service_address(v) for tag, v in svc["TaggedAddresses"].items()}
     if svc.get("Kind"):
         out["Kind"] = svc["Kind"]
     if svc.get("Proxy") or svc.get("Kind") == "connect-proxy":
@@ -195,6 +195,16 @@ def agent_service(svc: dict[str, Any], datacenter: str) -> dict[str, Any]:
     if (svc.get("Connect") or {}).get("Native"):
         out["Connect"] = {"Native": True}
     return out
+
+
+def _service_address(value: Any) -> Any:
+    """Consul's ServiceAddress {Address, Port}: Go decodes its fields whatever their case
+    (py-consul sends "address"/"port")."""
+    if not isinstance(value, dict):
+        return value
+    fields = {str(k).lower(): v for k, v in value.items()}
+    port = fields.get("port") or 0
+    return {"Address": fields.get("address") or "", "Port": port if isinstance(port, int) else 0}
 
 
 def with_default_tagged_addresses(doc: dict[str, Any]) -> dict[str, Any]:

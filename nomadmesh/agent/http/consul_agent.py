@@ -34,6 +34,17 @@ async def peers() -> Response:
     return json_response([f"{_advertise(cfg.bind)}:8300"])
 
 
+@bp.get("/v1/operator/raft/configuration")
+def raft_configuration() -> Response:
+    """Operator.RaftGetConfiguration: the one server, leader and voter (Index 0, as a dev Consul answers)."""
+    ctx = current_ctx()
+    cfg = ctx.config
+    return json_response({"Servers": [{"ID": ctx.node_id, "Node": cfg.node_name,
+                                       "Address": f"{_advertise(cfg.bind)}:8300", "Leader": True,
+                                       "ProtocolVersion": "3", "Voter": True, "LastIndex": ctx.state.index}],
+                          "Index": 0})
+
+
 def _advertise(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
 
@@ -60,6 +71,9 @@ def agent_self() -> Response:
         "Member": {"Name": cfg.node_name, "Addr": addr, "Port": 8301, "Status": 1,
                    "Tags": {"dc": cfg.datacenter, "role": "consul", "build": CONSUL_VERSION, "id": ctx.node_id}},
         "Meta": {"consul-network-segment": ""},
+        # the server's own stats; leader_addr is what /v1/status/leader answers
+        "Stats": {"consul": {"server": "true", "leader": "true", "leader_addr": f"{addr}:8300", "bootstrap": "true",
+                             "known_datacenters": "1", "acl": "disabled"}},
         "xDS": {"SupportedProxies": {"envoy": list(ENVOY_VERSIONS)}, "Port": grpc_port,
                 "Ports": {"Plaintext": grpc_port, "TLS": -1}},
     })

@@ -13,6 +13,8 @@
     nomad_system.py /v1/system/gc, /v1/system/reconcile/summaries
     nomad_fs.py     /v1/client/fs/{ls,stat,cat,readat,stream}/<alloc>
     nomad_stats.py  /v1/client/stats, /v1/client/allocation/<alloc>/stats
+    nomad_search.py /v1/search[/fuzzy], /v1/operator/raft/configuration, /v1/scaling/policies
+    nomad_metrics.py /v1/metrics (gauges of the client's allocations and tasks)
 
 Errors are plain text with Nomad's status codes; views read state through State and write through
 nomadmesh.agent.nomad.jobs, then poke the scheduler.
@@ -32,9 +34,11 @@ from nomadmesh.agent.http import (
     nomad_job_actions,
     nomad_jobs,
     nomad_logs,
+    nomad_metrics,
     nomad_namespaces,
     nomad_nodes,
     nomad_reads,
+    nomad_search,
     nomad_stats,
     nomad_system,
     nomad_variables,
@@ -68,6 +72,8 @@ def create_nomad_app(parts: NomadParts) -> Quart:
     app.register_blueprint(nomad_system.bp)
     app.register_blueprint(nomad_fs.bp)
     app.register_blueprint(nomad_stats.bp)
+    app.register_blueprint(nomad_search.bp)
+    app.register_blueprint(nomad_metrics.bp)
 
     @app.errorhandler(HTTPError)
     async def _coded(e: HTTPError) -> Response:

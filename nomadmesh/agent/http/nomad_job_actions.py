@@ -62,7 +62,7 @@ def job_stable(job_id: str) -> Response:
 
 @bp.route("/v1/job/<path:job_id>/evaluate", methods=["POST", "PUT"])
 def job_evaluate(job_id: str) -> Response:
-    force = False
+    force, body = False, dict[str, Any]()
     if read_body().strip():  # Nomad still takes the old body-less form (python-nomad sends it)
         body = json_body()
         body = go_fields(body, EVALUATE_FIELDS, "job evaluate request")
@@ -74,7 +74,7 @@ def job_evaluate(job_id: str) -> Response:
         options = go_fields(options, ("ForceReschedule",), "EvalOptions")
         force = _typed(options, "ForceReschedule", bool, False)
     try:
-        out = job_actions.evaluate(ctx().state, job_id, force)
+        out = job_actions.evaluate(ctx().state, _namespace(body), job_id, force)
     except job_actions.ActionRefused as e:
         raise HTTPError(500, str(e)) from None
     notify()
@@ -129,7 +129,8 @@ def job_dispatch(job_id: str) -> Response:
         raise HTTPError(400, "Request decode failed: Meta must map keys to strings")
     token = request.args.get("idempotency_token") or _typed(body, "IdempotencyToken", str, "")
     try:
-        out = dispatch.dispatch(ctx().state, job_id, _payload(body), meta, token, _typed(body, "Priority", int, 0),
+        out = dispatch.dispatch(ctx().state, _namespace(body), job_id, _payload(body), meta, token,
+                                _typed(body, "Priority", int, 0),
                                 _typed(body, "IdPrefixTemplate", str, ""))
     except dispatch.DispatchRefused as e:
         raise HTTPError(500, str(e)) from None
@@ -142,7 +143,7 @@ def job_dispatch_raw_payload(job_id: str) -> Response:
     """Nomad's dispatch with the request body as the payload, as is (no meta; the token by query)."""
     token = request.args.get("idempotency_token") or ""
     try:
-        out = dispatch.dispatch(ctx().state, job_id, read_body(), {}, token)
+        out = dispatch.dispatch(ctx().state, _namespace({}), job_id, read_body(), {}, token)
     except dispatch.DispatchRefused as e:
         raise HTTPError(500, str(e)) from None
     notify()

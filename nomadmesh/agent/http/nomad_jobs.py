@@ -1,7 +1,6 @@
 """/v1/jobs and /v1/job/<id>/...: register, parse, read, plan, stop/purge, revert, versions and children."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -23,13 +22,14 @@ from nomadmesh.agent.nomad import (
     admission,
     canaries,
     feasibility,
+    host_volumes,
     jobs as jobstore,
     planner,
     spec,
     task_artifacts,
     task_templates,
 )
-from nomadmesh.agent.nomad.structs import alloc_stub, deployment_json
+from nomadmesh.agent.nomad.structs import alloc_stub, deployment_json, job_key, key_of_job, namespace_of, owner_key
 
 bp = Blueprint("nomad_jobs", __name__)
 
@@ -60,10 +60,10 @@ def _submission(body: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _job_or_404(job_id: str) -> dict[str, Any]:
-    rec = ctx().state.get("job", job_id)
-    if rec is None or rec.value.get("Namespace", "default") != request_namespace():
+    job = jobstore.get(ctx().state, request_namespace(), job_id)
+    if job is None:
         raise HTTPError(404, "job not found")
-    return rec.value
+    return job
 
 
 def _prepare(body: dict[str, Any]) -> dict[str, Any]:
@@ -79,14 +79,28 @@ def _prepare(body: dict[str, Any]) -> dict[str, Any]:
     if unavailable:
         raise HTTPError(500, str(spec.SpecInvalid(unavailable)))
     # a template the agent would render wrong, a constraint it cannot evaluate: never stored
-    refused = task_templates.refusal(job) or task_artifacts.refusal(job) or feasibility.unevaluated_constraint(job)
+    refused = task_templates.refusal(job) or task_artifacts.refusal(job) or feasibility.unevaluated_constraint(job) \
+        or host_volumes.refusals(job)
     if refused:
         raise HTTPError(400, refused)
     return job
 
 
+def _of_job(docs: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:
+    """The allocations, evaluations or deployments of job `job_id` in the request's namespace."""
+    return [d for d in in_namespace(docs, wildcard=False) if d["JobID"] == job_id]
+
+
 def _allocs_of(job_id: str) -> list[dict[str, Any]]:
-    return [a for a in in_namespace(ctx().state.values("alloc"), wildcard=False) if a["JobID"] == job_id]
+    return _of_job(ctx().state.values("alloc"), job_id)
+
+
+def _listed_jobs(prefix: str) -> list[dict[str, Any]]:
+    """The jobs whose ID starts with `prefix`, in the request's namespace or (`*`) in every one."""
+    state, ns = ctx().state, request_namespace()
+    if ns == "*":
+        return [j for j in state.values("job") if j["ID"].startswith(prefix)]
+    return state.values("job", job_key(ns, prefix))
 
 
 @bp.get("/v1/jobs")
@@ -95,10 +109,12 @@ async def list_jobs() -> Response:
     state = ctx().state
 
     def produce() -> list[dict[str, Any]]:
-        allocs = state.values("alloc")
-        return [jobstore.job_stub(j, jobstore.job_summary(j, [a for a in allocs if a["JobID"] == j["ID"]],
-                                                          jobstore.children_of(state, j["ID"])))
-                for j in in_namespace(state.values("job", prefix))]
+        allocs: dict[str, list[dict[str, Any]]] = {}
+        for a in state.values("alloc"):
+            allocs.setdefault(owner_key(a), []).append(a)
+        return [jobstore.job_stub(j, jobstore.job_summary(j, allocs.get(key_of_job(j), []),
+                                                          jobstore.children_of(state, namespace_of(j), j["ID"])))
+                for j in _listed_jobs(prefix)]
 
     return await read_endpoint(state, ("job", "alloc"), produce)
 
@@ -164,9 +180,8 @@ def update_job(job_id: str) -> Response:
 @bp.delete("/v1/job/<path:job_id>")
 def deregister_job(job_id: str) -> Response:
     purge = parse_bool("purge")
-    _job_or_404(job_id)  # a job of another namespace is not found
     try:
-        out = jobstore.deregister(ctx().state, job_id, purge)
+        out = jobstore.deregister(ctx().state, request_namespace(), job_id, purge)
     except jobstore.JobNotFound:
         raise HTTPError(404, "job not found") from None
     notify()
@@ -182,8 +197,7 @@ def plan_job(job_id: str) -> Response:
         raise HTTPError(400, "Job ID does not match")
     job["Namespace"] = request.args.get("namespace") or body.get("Namespace") or job.get("Namespace") or "default"
     state = ctx().state
-    rec = state.get("job", job_id)
-    existing = rec.value if rec and rec.value.get("Namespace", "default") == job["Namespace"] else None
+    existing = jobstore.get(state, job["Namespace"], job_id)
     # The plan shows the version registration would create: unchanged spec keeps the version.
     job["Version"] = existing["Version"] if existing and not jobstore.spec_changed(existing, job) else (
         existing["Version"] + 1 if existing else 0)
@@ -191,10 +205,10 @@ def plan_job(job_id: str) -> Response:
     node_rec = state.get("node", ctx().node_id)
     if node_rec is None:
         raise HTTPError(500, "no node registered yet")
-    deps = [d for d in state.values("deployment") if existing and d["JobID"] == job_id]
+    deps = [d for d in state.values("deployment") if existing and owner_key(d) == key_of_job(job)]
     current = canaries.current_deployment(dict(job, CreateIndex=existing["CreateIndex"]) if existing else None, deps)
-    plan = planner.plan_job(job, [a for a in all_allocs if a["JobID"] == job_id and existing], all_allocs,
-                            node_rec.value, spec.update_kind, current=current,
+    mine = [a for a in all_allocs if existing and owner_key(a) == key_of_job(job)]
+    plan = planner.plan_job(job, mine, all_allocs, node_rec.value, spec.update_kind, current=current,
                             stale_canaries=canaries.stale(deps, current))
     diff = spec.diff(existing, job) if body.get("Diff") else None
     return reply({
@@ -221,9 +235,6 @@ def revert_job(job_id: str) -> Response:
         raise HTTPError(400, "Job ID does not match")
     version = _version_field(body, "JobVersion") or 0  # Go's zero value when absent
     namespace = request.args.get("namespace") or body.get("Namespace") or "default"
-    current = ctx().state.get("job", job_id)
-    if current is not None and current.value.get("Namespace", "default") != namespace:
-        raise HTTPError(500, f"job {json.dumps(job_id)} not found")  # Job.Revert looks in the request's namespace
     try:
         out = jobstore.revert(ctx().state, job_id, version, enforce_prior_version=_version_field(
             body, "EnforcePriorVersion"), namespace=namespace)
@@ -237,8 +248,8 @@ def revert_job(job_id: str) -> Response:
 async def job_versions(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", "job_version"))
-    listed = jobstore.own_versions(in_namespace(state.values("job_version", job_id + "/"), False), job_id)
-    versions = [strip_private(v) for v in reversed(listed)]
+    ns = request_namespace()
+    versions = [strip_private(r.value) for r in reversed(jobstore.versions(state, ns, job_id))]
     if not versions:
         raise HTTPError(404, "job versions not found")
     diffs = None
@@ -255,8 +266,8 @@ async def job_submission(job_id: str) -> Response:
         raise HTTPError(400, "Unable to parse job submission version parameter")
     state = ctx().state
     index = await blocking(state, ("job", jobstore.SUBMISSION_KIND))
-    found = jobstore.submission(state, job_id, int(raw))
-    if found is None or found.get("Namespace", "default") != request_namespace():
+    found = jobstore.submission(state, request_namespace(), job_id, int(raw))
+    if found is None:
         raise HTTPError(404, "job source not found")
     return reply(found, index)
 
@@ -267,11 +278,11 @@ async def job_allocations(job_id: str) -> Response:
     show_all = parse_bool("all")
 
     def produce() -> list[dict[str, Any]]:
-        job = state.get("job", job_id)
+        job = jobstore.get(state, request_namespace(), job_id)
         allocs = _allocs_of(job_id)
         if not show_all and job is not None:
             # Without ?all Nomad lists allocations of the current job incarnation only.
-            allocs = [a for a in allocs if a["CreateIndex"] >= job.value["CreateIndex"]]
+            allocs = [a for a in allocs if a["CreateIndex"] >= job["CreateIndex"]]
         return [alloc_stub(a) for a in sorted(allocs, key=lambda a: a["CreateIndex"])]
 
     return await read_endpoint(state, ("alloc",), produce)
@@ -281,7 +292,7 @@ async def job_allocations(job_id: str) -> Response:
 async def job_evaluations(job_id: str) -> Response:
     state = ctx().state
     return await read_endpoint(state, ("eval",), lambda: sorted(
-        (e for e in in_namespace(state.values("eval"), False) if e["JobID"] == job_id),
+        _of_job(state.values("eval"), job_id),
         key=lambda e: -e["CreateIndex"]))
 
 
@@ -289,8 +300,7 @@ async def job_evaluations(job_id: str) -> Response:
 async def job_deployments(job_id: str) -> Response:
     state = ctx().state
     return await read_endpoint(state, ("deployment",), lambda: [deployment_json(d) for d in sorted(
-        (d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
-        key=lambda d: -d["CreateIndex"])])
+        _of_job(state.values("deployment"), job_id), key=lambda d: -d["CreateIndex"])])
 
 
 @bp.get("/v1/job/<path:job_id>/deployment")
@@ -298,7 +308,7 @@ async def job_latest_deployment(job_id: str) -> Response:
     state = ctx().state
 
     def produce() -> dict[str, Any] | None:
-        deps = sorted((d for d in in_namespace(state.values("deployment"), False) if d["JobID"] == job_id),
+        deps = sorted(_of_job(state.values("deployment"), job_id),
                       key=lambda d: -d["CreateIndex"])
         return deployment_json(deps[0]) if deps else None
 
@@ -309,5 +319,5 @@ async def job_latest_deployment(job_id: str) -> Response:
 async def job_summary(job_id: str) -> Response:
     state = ctx().state
     index = await blocking(state, ("job", "alloc"))
-    return reply(jobstore.job_summary(_job_or_404(job_id), _allocs_of(job_id), jobstore.children_of(state, job_id)),
-                 index)
+    children = jobstore.children_of(state, request_namespace(), job_id)
+    return reply(jobstore.job_summary(_job_or_404(job_id), _allocs_of(job_id), children), index)

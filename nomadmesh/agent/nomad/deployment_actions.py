@@ -25,7 +25,9 @@ from nomadmesh.agent.nomad.structs import (
     DESC_UNHEALTHY,
     TRIGGER_DEPLOYMENT,
     evaluation,
+    namespace_of,
     now_ns,
+    owner_key,
 )
 from nomadmesh.agent.runtime.events import rfc3339
 from nomadmesh.agent.state import State, Txn
@@ -49,9 +51,9 @@ def _active(txn: Txn, dep_id: str, terminal_error: str) -> dict[str, Any]:
 def _rollback_target(txn: Txn, dep: dict[str, Any], desc: str, say_none: bool = True) -> tuple[int | None, str]:
     """Nomad's latestStableJob + handleRollbackValidity: (version to revert to or None, description).
     `say_none`: the description says when there is no stable version (Fail does, SetAllocHealth not)."""
-    job = txn.get("job", dep["JobID"])
-    versions = sorted((r.value for r in txn.records("job_version", dep["JobID"] + "/")
-                       if r.value.get("ID") == dep["JobID"]), key=lambda v: -v["Version"])
+    job = txn.get("job", owner_key(dep))
+    versions = sorted((r.value for r in jobs.versions(txn, namespace_of(dep), dep["JobID"])),
+                      key=lambda v: -v["Version"])
     stable = next((v for v in versions if v.get("Stable")), None)
     if stable is None or job is None:
         return None, f"{desc} - no stable job version to auto revert to" if say_none else desc
@@ -68,7 +70,7 @@ def _set_status(txn: Txn, dep: dict[str, Any], status: str, desc: str, now: int,
 
 
 def _eval(txn: Txn, dep: dict[str, Any]) -> dict[str, Any]:
-    job = txn.get("job", dep["JobID"])
+    job = txn.get("job", owner_key(dep))
     ev = evaluation(job.value if job else {"ID": dep["JobID"], "Namespace": dep["Namespace"]},
                     TRIGGER_DEPLOYMENT, txn.index, DeploymentID=dep["ID"])
     txn.put("eval", ev["ID"], ev)
@@ -86,7 +88,7 @@ def _finish(state: State, dep: dict[str, Any], index: int, eval_id: str, revert_
     if revert_to is None:
         return _reply(index, eval_id)
     try:
-        out = jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT)
+        out = jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT, namespace=namespace_of(dep))
     except jobs.RevertRefused:  # purged meanwhile: nothing to roll back
         return _reply(index, eval_id)
     return _reply(out["Index"], out["EvalID"], revert_to)

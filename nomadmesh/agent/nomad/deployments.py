@@ -18,7 +18,10 @@ from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_SUCCESSFUL,
     TRIGGER_DEPLOYMENT,
     evaluation,
+    job_key,
+    namespace_of,
     now_ns,
+    owner_key,
 )
 from nomadmesh.agent.runtime.events import rfc3339
 from nomadmesh.agent.state import State, Txn
@@ -47,7 +50,7 @@ def _update_strategy(alloc: dict[str, Any]) -> dict[str, Any]:
 
 
 def tick(state: State) -> list[str]:
-    """One pass; returns job IDs that need a new evaluation (progress on a rolling update)."""
+    """One pass; returns the state keys of jobs that need a new evaluation (progress on a rolling update)."""
     follow_up: list[str] = []
     now = now_ns()
     for dep in state.values("deployment"):
@@ -88,7 +91,7 @@ def tick(state: State) -> list[str]:
             continue
         revert_to = None
         if status == DEPLOYMENT_FAILED and any(g.get("AutoRevert") for g in groups.values()):
-            revert_to = _latest_stable(state, dep["JobID"], dep["JobVersion"])
+            revert_to = _latest_stable(state, namespace_of(dep), dep["JobID"], dep["JobVersion"])
             desc += (f" - rolling back to job version {revert_to}" if revert_to is not None
                      else " - no stable job version to auto revert to")
         with state.write() as txn:
@@ -98,12 +101,12 @@ def tick(state: State) -> list[str]:
             txn.put("deployment", dep["ID"], dict(cur.value, Status=status, StatusDescription=desc,
                                                   TaskGroups=groups, ModifyIndex=txn.index, ModifyTime=now))
             if status == DEPLOYMENT_SUCCESSFUL:
-                _mark_stable(txn, dep["JobID"], dep["JobVersion"])
+                _mark_stable(txn, namespace_of(dep), dep["JobID"], dep["JobVersion"])
         if status != DEPLOYMENT_RUNNING:
             log.info("deployment %s of %s v%d: %s (%s)", dep["ID"][:8], dep["JobID"], dep["JobVersion"], status, desc)
         if revert_to is not None:
             try:
-                jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT)  # creates its own eval
+                jobs.revert(state, dep["JobID"], revert_to, TRIGGER_DEPLOYMENT, namespace=namespace_of(dep))
             except jobs.RevertRefused as e:  # purged meanwhile: nothing to roll back
                 log.info("deployment %s of %s: auto revert not done: %s", dep["ID"][:8], dep["JobID"], e)
         elif became_healthy and status == DEPLOYMENT_RUNNING and deployment_actions.auto_promote(state, dep["ID"]):
@@ -111,29 +114,30 @@ def tick(state: State) -> list[str]:
         elif (became_healthy and status == DEPLOYMENT_RUNNING) or status == DEPLOYMENT_FAILED:
             # A failed deployment is evaluated again too (Nomad's watcher does): its failed
             # allocations are no longer held back and their reschedule policy applies.
-            follow_up.append(dep["JobID"])
+            follow_up.append(owner_key(dep))
     return follow_up
 
 
-def _latest_stable(state: State, job_id: str, below: int) -> int | None:
-    stable = [v["Version"] for v in state.values("job_version", job_id + "/")
-              if v.get("ID") == job_id and v.get("Stable") and v["Version"] < below]
+def _latest_stable(state: State, namespace: str, job_id: str, below: int) -> int | None:
+    stable = [r.value["Version"] for r in jobs.versions(state, namespace, job_id)
+              if r.value.get("Stable") and r.value["Version"] < below]
     return max(stable) if stable else None
 
 
-def _mark_stable(txn: Txn, job_id: str, version: int) -> None:
-    key = jobs.version_key(job_id, version)
+def _mark_stable(txn: Txn, namespace: str, job_id: str, version: int) -> None:
+    key = jobs.version_key(namespace, job_id, version)
     rec = txn.get("job_version", key)
     if rec is not None:
         txn.put("job_version", key, dict(rec.value, Stable=True))
-    job = txn.get("job", job_id)
+    job = txn.get("job", job_key(namespace, job_id))
     if job is not None and job.value["Version"] == version:
-        txn.put("job", job_id, dict(job.value, Stable=True))
+        txn.put("job", job.key, dict(job.value, Stable=True))
 
 
-def follow_up_eval(state: State, job_id: str) -> None:
+def follow_up_eval(state: State, key: str) -> None:
+    """An evaluation of the job with state key `key` (what tick returns)."""
     with state.write() as txn:
-        job = txn.get("job", job_id)
+        job = txn.get("job", key)
         if job is None:
             return
         ev = evaluation(job.value, TRIGGER_DEPLOYMENT, txn.index)

@@ -17,7 +17,7 @@ from typing import Any
 
 from nomadmesh.agent.nomad import jobs
 from nomadmesh.agent.nomad.snappy_block import compress
-from nomadmesh.agent.nomad.structs import TRIGGER_REGISTER, evaluation, now_ns
+from nomadmesh.agent.nomad.structs import TRIGGER_REGISTER, evaluation, job_key, now_ns
 from nomadmesh.agent.state import State
 
 PAYLOAD_LIMIT = 16 * 1024  # Nomad's DispatchPayloadSizeLimit
@@ -57,11 +57,11 @@ def dispatched_id(parent_id: str, prefix_template: str, unix: int) -> str:
     return f"{parent_id}/dispatch-{middle}{unix}-{short}"
 
 
-def dispatch(state: State, parent_id: str, payload: bytes, meta: dict[str, str], token: str = "",
+def dispatch(state: State, namespace: str, parent_id: str, payload: bytes, meta: dict[str, str], token: str = "",
              priority: int = 0, prefix_template: str = "") -> dict[str, Any]:
     """Register the child job (and its evaluation) in one transaction; Nomad's JobDispatchResponse."""
     with state.write() as txn:
-        rec = txn.get("job", parent_id)
+        rec = txn.get("job", job_key(namespace, parent_id))
         if rec is None:
             raise DispatchRefused("parameterized job not found")
         parent = rec.value
@@ -72,7 +72,7 @@ def dispatch(state: State, parent_id: str, payload: bytes, meta: dict[str, str],
         priority = priority or int(parent.get("Priority") or 50)
         check_request(parent, payload, meta, priority)
         if token:
-            for r in txn.records("job", parent_id):
+            for r in txn.records("job", job_key(namespace, parent_id) + "/"):
                 if r.value.get("ParentID") == parent_id and r.value.get("DispatchIdempotencyToken") == token:
                     # a retried request: the child it made before, nothing new
                     return {"DispatchedJobID": r.value["ID"], "EvalID": "", "EvalCreateIndex": 0,
@@ -86,8 +86,8 @@ def dispatch(state: State, parent_id: str, payload: bytes, meta: dict[str, str],
                      Payload=base64.b64encode(compress(payload)).decode())
         child.update(Version=0, Stable=False, SubmitTime=now_ns(), CreateIndex=txn.index, ModifyIndex=txn.index,
                      JobModifyIndex=txn.index, Status="pending")
-        txn.put("job", child_id, child)
-        txn.put("job_version", jobs.version_key(child_id, 0), child)
+        txn.put("job", job_key(namespace, child_id), child)
+        txn.put("job_version", jobs.version_key(namespace, child_id, 0), child)
         ev = evaluation(child, TRIGGER_REGISTER, txn.index)
         txn.put("eval", ev["ID"], ev)
     return {"DispatchedJobID": child_id, "EvalID": ev["ID"], "EvalCreateIndex": txn.index,

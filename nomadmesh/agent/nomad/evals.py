@@ -21,6 +21,7 @@ from nomadmesh.agent.nomad.structs import (
     DEPLOYMENT_FAILED,
     DEPLOYMENT_PAUSED,
     DEPLOYMENT_RUNNING,
+    DESC_LOST,
     DESC_MIGRATING,
     DESC_NEWER,
     DESC_STOPPED,
@@ -29,7 +30,9 @@ from nomadmesh.agent.nomad.structs import (
     allocation,
     deployment,
     evaluation,
+    is_terminal,
     now_ns,
+    owner_key,
 )
 from nomadmesh.agent.state import State, Txn
 
@@ -57,10 +60,10 @@ class Writes:
         """The document as written so far in this evaluation, else as stored."""
         return self.docs.get((kind, key), stored)
 
-    def stop(self, alloc: dict[str, Any], why: str) -> None:
+    def stop(self, alloc: dict[str, Any], why: str, **extra: Any) -> None:
         self.put("alloc", alloc["ID"], dict(alloc, DesiredStatus="stop", DesiredDescription=why,
                                             ModifyIndex=self.index, AllocModifyIndex=self.index,
-                                            ModifyTime=self.now))
+                                            ModifyTime=self.now, **extra))
 
 
 def _destructive_limit(job: dict[str, Any], dep: dict[str, Any] | None, allocs: list[dict[str, Any]]):
@@ -127,7 +130,7 @@ def failure_evals(state: State) -> int:
     with state.write() as txn:
         for a in fresh:
             cur = txn.get("alloc", a["ID"])
-            job = txn.get("job", a["JobID"])
+            job = txn.get("job", owner_key(a))
             if cur is None or cur.value.get("_FailureEvaluated"):
                 continue
             txn.put("alloc", a["ID"], dict(cur.value, _FailureEvaluated=True))
@@ -147,9 +150,23 @@ class EvalInputs:
     all_allocs: list[dict[str, Any]]
     deployments: list[dict[str, Any]]  # this job's
     evals: dict[str, dict[str, Any]]  # every evaluation, by ID (follow-ups, blocked ones)
-    node: dict[str, Any]
+    node: dict[str, Any] | None  # the node to place on; None: there is none (a purge)
     index: int  # the transaction's index: the Create/ModifyIndex of everything written
     now: int  # ns
+    nodes: frozenset[str] | None = None  # IDs of the registered nodes (None: `node` alone)
+
+    @property
+    def node_ids(self) -> frozenset[str]:
+        if self.nodes is not None:
+            return self.nodes
+        return frozenset({self.node["ID"]}) if self.node else frozenset()
+
+
+def _lost(inp: EvalInputs, job_allocs: list[dict[str, Any]]) -> set[str]:
+    """Nomad's lost allocations: live ones on a node that no longer exists (purged), unless already
+    asked to migrate (scheduler/reconciler/filters.go: a nil tainted node means lost)."""
+    return {a["ID"] for a in job_allocs if a["NodeID"] not in inp.node_ids and not is_terminal(a)
+            and not (a.get("DesiredTransition") or {}).get("Migrate")}
 
 
 @dataclass
@@ -164,14 +181,23 @@ def decide(inp: EvalInputs) -> EvalDecision:
     created, follow-up and blocked evaluations, and the evaluation's outcome. No I/O."""
     ev, job, all_allocs, now = dict(inp.ev), inp.job, inp.all_allocs, inp.now
     out = Writes(inp.index, now)
-    job_allocs = [a for a in all_allocs if a["JobID"] == ev["JobID"]]
+    job_allocs = [a for a in all_allocs if owner_key(a) == owner_key(ev)]
+    lost = _lost(inp, job_allocs)
+    for a in job_allocs:
+        if a["ID"] in lost:  # marked lost whether or not a replacement can be placed
+            out.stop(a, DESC_LOST, ClientStatus="lost")
+    node = inp.node if inp.node is not None and inp.node["ID"] in inp.node_ids else None
     deps = sorted(inp.deployments, key=lambda d: -d["CreateIndex"])
     current = canaries.current_deployment(job, deps)
     stopped = job is None or bool(job.get("Stop")) or is_parameterized(job)  # a parent is never placed
+    # The reconciler replaces a lost allocation as one asked to migrate (the replacement links back);
+    # a stopped job has nothing to replace it with.
+    job_allocs = [dict(a, DesiredTransition={"Migrate": True}) if a["ID"] in lost else a
+                  for a in job_allocs if not (stopped and a["ID"] in lost)]
     limit = (lambda _g: 1 << 30) if stopped or job is None else _destructive_limit(job, current, job_allocs)
     active_deps = {d["ID"] for d in deps if d["Status"] in (DEPLOYMENT_RUNNING, DEPLOYMENT_PAUSED)}
     placed = None if job is not None and is_parameterized(job) else job
-    plan = planner.plan_job(placed, job_allocs, all_allocs, inp.node, spec.update_kind, limit, now, active_deps,
+    plan = planner.plan_job(placed, job_allocs, all_allocs, node, spec.update_kind, limit, now, active_deps,
                             current, canaries.stale(deps, current))
 
     # Deployments: cancel what a stop or a newer version makes moot, start one for this version.
@@ -199,7 +225,8 @@ def decide(inp: EvalInputs) -> EvalDecision:
     for name, gp in plan.groups.items():
         why = "alloc not needed as job is stopped" if stopped else "alloc not needed due to job update"
         for aid in gp.stop:
-            out.stop(by_id[aid], why)
+            if aid not in lost:  # already stopped as lost
+                out.stop(by_id[aid], why)
         for aid in gp.inplace:
             a = by_id[aid]
             joined = {"_Joined": now, "_HealthySince": None} if dep_id else {}
@@ -229,11 +256,12 @@ def decide(inp: EvalInputs) -> EvalDecision:
                 plan.failed[name] = {"DimensionExhausted": {str(e): 1}, "NodesEvaluated": 1, "NodesExhausted": 1}
                 break
             taken |= {p["Value"] for p in assigned}
-            if previous:
+            if previous and previous not in lost:
                 out.stop(by_id[previous], reschedule.DESC_RESCHEDULED if rescheduled
                          else DESC_MIGRATING if previous in migrating
                          else "alloc is being updated due to job update")
-            new = allocation(job, name, i, ev["ID"], inp.node, assigned, group_network_mode(tg), dep_id,
+            assert node is not None  # placements are only planned on a node
+            new = allocation(job, name, i, ev["ID"], node, assigned, group_network_mode(tg), dep_id,
                              out.index, previous)
             if rescheduled:
                 new["RescheduleTracker"] = reschedule.tracker_for_replacement(by_id[previous], now)
@@ -250,7 +278,7 @@ def decide(inp: EvalInputs) -> EvalDecision:
 
     # Older blocked evaluations of this job are superseded by this one.
     for older in inp.evals.values():
-        if older["JobID"] == ev["JobID"] and older["Status"] == "blocked" and older["ID"] != ev["ID"]:
+        if owner_key(older) == owner_key(ev) and older["Status"] == "blocked" and older["ID"] != ev["ID"]:
             out.put("eval", older["ID"], dict(older, Status="canceled", StatusDescription="evaluation superseded",
                                           ModifyIndex=out.index, ModifyTime=now))
     ev.update(Status="complete", DeploymentID=dep_id, ModifyIndex=out.index, ModifyTime=now,
@@ -267,17 +295,20 @@ def decide(inp: EvalInputs) -> EvalDecision:
     return EvalDecision(out, {n: p.annotations() for n, p in plan.groups.items() if p.changes})
 
 
-def read_inputs(txn: Txn, ev: dict[str, Any], node: dict[str, Any]) -> EvalInputs:
-    job_rec = txn.get("job", ev["JobID"])
+def read_inputs(txn: Txn, ev: dict[str, Any], node: dict[str, Any] | None) -> EvalInputs:
+    """What the evaluation reads; the registered nodes are the state's and `node` (None: no node to
+    place on, as after a purge)."""
+    registered = frozenset(r.key for r in txn.records("node")) | ({node["ID"]} if node else set())
+    job_rec = txn.get("job", owner_key(ev))
     return EvalInputs(
         ev=ev, job=job_rec.value if job_rec else None,
         all_allocs=[r.value for r in txn.records("alloc")],
-        deployments=[r.value for r in txn.records("deployment") if r.value["JobID"] == ev["JobID"]],
+        deployments=[r.value for r in txn.records("deployment") if owner_key(r.value) == owner_key(ev)],
         evals={r.key: r.value for r in txn.records("eval")},
-        node=node, index=txn.index, now=now_ns())
+        node=node, index=txn.index, now=now_ns(), nodes=registered)
 
 
-def process(state: State, eval_id: str, node: dict[str, Any]) -> None:
+def process(state: State, eval_id: str, node: dict[str, Any] | None) -> None:
     """Decide the pending evaluation `eval_id` on what one transaction reads, then write what was
     decided in that same transaction."""
     with state.write() as txn:

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 MISSING_DRIVERS = "missing drivers"
+MISSING_HOST_VOLUMES = "missing compatible host volumes"
 
 
 def group_network_mode(tg: dict[str, Any]) -> str:
@@ -35,12 +36,27 @@ def constraint_reason(tg: dict[str, Any], node: dict[str, Any], job: dict[str, A
     for c in [*(tg.get("Constraints") or []), *(c for t in tg.get("Tasks") or [] for c in t.get("Constraints") or [])]:
         if not constraint_holds(c, node):
             return constraint_text(c)
+    if not host_volumes_fit(tg, node):
+        return MISSING_HOST_VOLUMES
     mode = group_network_mode(tg)
     if mode == "bridge" and node.get("_BridgeUnavailable"):
         return f"bridge network mode unavailable: {node['_BridgeUnavailable']}"
     if mode not in ("host", "bridge"):
         return f"missing network mode {mode!r} (this node supports host and bridge)"
     return None
+
+
+def host_volumes_fit(tg: dict[str, Any], node: dict[str, Any]) -> bool:
+    """Nomad's HostVolumeChecker for static host volumes: each host volume the group asks for is one
+    the node has, and a read-only one only for a read-only request (sticky needs a dynamic one)."""
+    have = node.get("HostVolumes") or {}
+    for req in (tg.get("Volumes") or {}).values():
+        if req.get("Type") != "host":
+            continue
+        vol = have.get(req.get("Source") or "")
+        if vol is None or req.get("Sticky") or (not req.get("ReadOnly") and vol.get("ReadOnly")):
+            return False
+    return True
 
 
 def constraint_text(c: dict[str, Any]) -> str:

@@ -15,8 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nomadmesh.agent.nomad.jobs import delete_job
-from nomadmesh.agent.nomad.structs import DEPLOYMENT_RUNNING, TERMINAL_CLIENT, is_terminal
+from nomadmesh.agent.nomad.jobs import delete_job, versions
+from nomadmesh.agent.nomad.structs import (
+    DEPLOYMENT_RUNNING,
+    TERMINAL_CLIENT,
+    is_terminal,
+    key_of_job,
+    namespace_of,
+    owner_key,
+)
 from nomadmesh.agent.state import State, Txn
 
 TERMINAL_EVAL = ("complete", "failed", "canceled")
@@ -24,7 +31,7 @@ TERMINAL_EVAL = ("complete", "failed", "canceled")
 
 @dataclass
 class Collected:
-    jobs: list[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)  # state keys, "<namespace>/<ID>"
     evals: list[str] = field(default_factory=list)
     allocs: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
@@ -66,7 +73,7 @@ def _job_collectable(job: dict[str, Any]) -> bool:
 
 def collect(txn: Txn) -> Collected:
     out = Collected()
-    jobs = {r.value["ID"]: r.value for r in txn.records("job")}
+    jobs = {r.key: r.value for r in txn.records("job")}
     evals = [r.value for r in txn.records("eval")]
     allocs = [r.value for r in txn.records("alloc")]
     by_eval: dict[str, list[dict[str, Any]]] = {}
@@ -78,22 +85,21 @@ def collect(txn: Txn) -> Collected:
     for job in jobs.values():  # jobGC
         if not _job_collectable(job):
             continue
-        own = [e for e in evals if e["JobID"] == job["ID"]]
+        own = [e for e in evals if owner_key(e) == key_of_job(job)]
         decisions = [_eval_collectable(e, job, by_eval.get(e["ID"], []), True) for e in own]
         if not all(ok for ok, _ in decisions):
             continue
-        tagged = any(r.value.get("VersionTag") for r in txn.records("job_version", job["ID"] + "/")
-                     if r.value.get("ID") == job["ID"])
+        tagged = any(r.value.get("VersionTag") for r in versions(txn, namespace_of(job), job["ID"]))
         if tagged:
             continue
-        out.jobs.append(job["ID"])
+        out.jobs.append(key_of_job(job))
         gone_evals |= {e["ID"] for e in own}
         gone_allocs |= {aid for _, ids in decisions for aid in ids}
 
     for ev in evals:  # evalGC
         if ev["ID"] in gone_evals:
             continue
-        ok, ids = _eval_collectable(ev, jobs.get(ev["JobID"]) if ev["JobID"] not in out.jobs else None,
+        ok, ids = _eval_collectable(ev, jobs.get(owner_key(ev)) if owner_key(ev) not in out.jobs else None,
                                     by_eval.get(ev["ID"], []), False)
         if ok:
             gone_evals.add(ev["ID"])
@@ -117,8 +123,9 @@ def garbage_collect(state: State) -> Collected:
     with state.write() as txn:
         txn.event_type = "JobBatchDeregistered"  # the core scheduler's jobReap; only jobs' deletions are events
         out = collect(txn)
-        for job_id in out.jobs:
-            delete_job(txn, job_id)
+        for key in out.jobs:
+            ns, job_id = key.split("/", 1)
+            delete_job(txn, ns, job_id)
         for eval_id in out.evals:
             txn.delete("eval", eval_id)
         for alloc_id in out.allocs:

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from nomadmesh.agent.nomad.jobs import version_key
-from nomadmesh.agent.nomad.structs import TRIGGER_REGISTER, evaluation
+from nomadmesh.agent.nomad.structs import TRIGGER_REGISTER, evaluation, job_key, namespace_of
 from nomadmesh.agent.state import State
 
 
@@ -27,15 +27,15 @@ def _quote(text: str) -> str:
 def set_stable(state: State, job_id: str, version: int, stable: bool, namespace: str = "default") -> int:
     """Mark `version` of `job_id` (un)stable; returns the write index."""
     with state.write() as txn:
-        rec = txn.get("job_version", version_key(job_id, version))
+        rec = txn.get("job_version", version_key(namespace, job_id, version))
         if rec is None or rec.value.get("ID") != job_id:
             raise ActionRefused(f"job {_quote(job_id)} in namespace {_quote(namespace)} "
                                 f"at version {version} not found")
         if bool(rec.value.get("Stable")) != stable:
             txn.put("job_version", rec.key, dict(rec.value, Stable=stable, ModifyIndex=txn.index))
-            cur = txn.get("job", job_id)
+            cur = txn.get("job", job_key(namespace, job_id))
             if cur is not None and cur.value["Version"] == version:
-                txn.put("job", job_id, dict(cur.value, Stable=stable, ModifyIndex=txn.index))
+                txn.put("job", cur.key, dict(cur.value, Stable=stable, ModifyIndex=txn.index))
         return txn.index
 
 
@@ -46,10 +46,10 @@ def _reschedule_enabled(job: dict[str, Any], group: str) -> bool:
     return bool(policy.get("Attempts")) or bool(policy.get("Unlimited"))
 
 
-def evaluate(state: State, job_id: str, force_reschedule: bool) -> dict[str, Any]:
+def evaluate(state: State, namespace: str, job_id: str, force_reschedule: bool) -> dict[str, Any]:
     """A new evaluation of the job as it stands (`nomad job eval`); the register-shaped reply."""
     with state.write() as txn:
-        rec = txn.get("job", job_id)
+        rec = txn.get("job", job_key(namespace, job_id))
         if rec is None:
             raise ActionRefused("job not found")
         job = rec.value
@@ -60,8 +60,8 @@ def evaluate(state: State, job_id: str, force_reschedule: bool) -> dict[str, Any
         if force_reschedule:
             for r in txn.records("alloc"):
                 a = r.value
-                if a["JobID"] != job_id or a.get("NextAllocation") or a["ClientStatus"] != "failed" \
-                        or not _reschedule_enabled(job, a["TaskGroup"]):
+                if a["JobID"] != job_id or namespace_of(a) != namespace or a.get("NextAllocation") \
+                        or a["ClientStatus"] != "failed" or not _reschedule_enabled(job, a["TaskGroup"]):
                     continue
                 transition = dict(a.get("DesiredTransition") or {})
                 if transition.get("ForceReschedule"):

@@ -12,8 +12,16 @@ from typing import Any
 from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
 from nomadmesh.agent.consul.config_entries import protocol_of
 from nomadmesh.agent.nomad import namespaces
-from nomadmesh.agent.nomad.structs import TRIGGER_DEREGISTER, TRIGGER_REGISTER, evaluation, now_ns
-from nomadmesh.agent.state import State, Txn
+from nomadmesh.agent.nomad.structs import (
+    TRIGGER_DEREGISTER,
+    TRIGGER_REGISTER,
+    evaluation,
+    job_key,
+    key_of_job,
+    namespace_of,
+    now_ns,
+)
+from nomadmesh.agent.state import Record, State, Txn
 
 SUBMISSION_KIND = "job_submission"
 SUBMISSION_FIELDS = ("Source", "Format", "VariableFlags", "Variables")  # api.JobSubmission
@@ -57,14 +65,21 @@ def _check_update(existing: dict[str, Any] | None, job: dict[str, Any]) -> None:
         raise RegisterRefused("field 'Dispatched' is read-only")
 
 
-def version_key(job_id: str, version: int) -> str:
-    return f"{job_id}/{version:010d}"
+def version_key(namespace: str, job_id: str, version: int) -> str:
+    return f"{job_key(namespace, job_id)}/{version:010d}"
 
 
-def own_versions(versions: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]]:
-    """The versions of `job_id` among those listed by the prefix `<job_id>/`: job IDs may hold a
-    '/', so that prefix also lists job `<job_id>/x`'s versions."""
-    return [v for v in versions if v.get("ID") == job_id]
+def get(state: State | Txn, namespace: str, job_id: str) -> dict[str, Any] | None:
+    """Job `job_id` of `namespace`, or None."""
+    rec = state.get("job", job_key(namespace, job_id))
+    return rec.value if rec is not None else None
+
+
+def versions(state: State | Txn, namespace: str, job_id: str) -> list[Record]:
+    """The stored versions of a job, oldest first. Job IDs may hold a '/', so the key prefix
+    `<namespace>/<job_id>/` also lists job `<job_id>/x`'s versions: those are left out."""
+    return [r for r in state.records("job_version", job_key(namespace, job_id) + "/")
+            if r.value.get("ID") == job_id]
 
 
 def spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -84,8 +99,8 @@ def _enforce(existing: dict[str, Any] | None, index: int) -> None:
         )
 
 
-def submission_key(job_id: str, version: int) -> str:
-    return version_key(job_id, version)
+def submission_key(namespace: str, job_id: str, version: int) -> str:
+    return version_key(namespace, job_id, version)
 
 
 def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None,
@@ -105,22 +120,23 @@ def _store(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None,
         job["StatusDescription"] = ""
     job["CreateIndex"] = existing["CreateIndex"] if existing else txn.index
     job["ModifyIndex"] = txn.index
-    txn.put("job", job["ID"], job)
-    txn.put("job_version", version_key(job["ID"], job["Version"]), job)
+    ns = namespace_of(job)
+    txn.put("job", key_of_job(job), job)
+    txn.put("job_version", version_key(ns, job["ID"], job["Version"]), job)
     if submission is not None:
-        txn.put(SUBMISSION_KIND, submission_key(job["ID"], job["Version"]), {
-            **submission, "Namespace": job.get("Namespace", "default"), "JobID": job["ID"],
+        txn.put(SUBMISSION_KIND, submission_key(ns, job["ID"], job["Version"]), {
+            **submission, "Namespace": ns, "JobID": job["ID"],
             "Version": job["Version"], "JobModifyIndex": job["JobModifyIndex"]})
-    versions = [r for r in txn.records("job_version", job["ID"] + "/") if r.value.get("ID") == job["ID"]]
-    for old in versions[: max(0, len(versions) - TRACKED_VERSIONS)]:
+    kept = versions(txn, ns, job["ID"])
+    for old in kept[: max(0, len(kept) - TRACKED_VERSIONS)]:
         txn.delete("job_version", old.key)
         txn.delete(SUBMISSION_KIND, old.key)  # a version's source goes with it
     return job
 
 
-def submission(state: State, job_id: str, version: int) -> dict[str, Any] | None:
+def submission(state: State, namespace: str, job_id: str, version: int) -> dict[str, Any] | None:
     """The source job `job_id` was submitted as at `version`, or None (Nomad: "job source not found")."""
-    rec = state.get(SUBMISSION_KIND, submission_key(job_id, version))
+    rec = state.get(SUBMISSION_KIND, submission_key(namespace, job_id, version))
     return rec.value if rec is not None and rec.value.get("JobID") == job_id else None
 
 
@@ -133,24 +149,18 @@ def _check_ingress_entry(txn: Txn, entry: dict[str, Any]) -> None:
         raise ConfigEntryRefused(f"Unexpected response code: 500 ({problem})")
 
 
-def _check_namespace(txn: Txn, job: dict[str, Any], existing: dict[str, Any] | None) -> None:
-    """Nomad's namespace check on register; and the dev agent keeps one job per ID, so a job whose ID
-    another namespace already uses is refused rather than put in place of that one."""
-    ns = job.get("Namespace") or "default"
+def _check_namespace(txn: Txn, job: dict[str, Any]) -> None:
+    """Nomad's namespace check on register."""
+    ns = namespace_of(job)
     if not namespaces.exists(txn, ns):
         raise RegisterRefused(f"job {_go_quote(job['ID'])} is in nonexistent namespace {_go_quote(ns)}")
-    if existing is not None and (existing.get("Namespace") or "default") != ns:
-        raise RegisterRefused(f"job {_go_quote(job['ID'])} exists in namespace "
-                              f"{_go_quote(existing.get('Namespace') or 'default')}: the dev agent keeps one job "
-                              "per ID across namespaces (purge that one first)")
 
 
 def register(state: State, job: dict[str, Any], enforce_index: bool = False,
              job_modify_index: int = 0, submission: dict[str, Any] | None = None) -> dict[str, Any]:
     with state.write() as txn:
-        rec = txn.get("job", job["ID"])
-        existing = rec.value if rec else None
-        _check_namespace(txn, job, existing)
+        existing = get(txn, namespace_of(job), job["ID"])
+        _check_namespace(txn, job)
         if enforce_index:
             _enforce(existing, job_modify_index)
         _check_update(existing, job)
@@ -176,25 +186,23 @@ def _evaluate(txn: Txn, job: dict[str, Any], triggered_by: str, **extra: Any) ->
     return str(ev["ID"])
 
 
-def delete_job(txn: Txn, job_id: str) -> None:
+def delete_job(txn: Txn, namespace: str, job_id: str) -> None:
     """The job, its versions and their submissions leave the state (a purge, or the GC)."""
-    txn.delete("job", job_id)
-    for r in txn.records("job_version", job_id + "/"):
-        if r.value.get("ID") == job_id:  # not job "<job_id>/x"'s versions
-            txn.delete("job_version", r.key)
-    for r in txn.records(SUBMISSION_KIND, job_id + "/"):
-        if r.value.get("JobID") == job_id:
+    txn.delete("job", job_key(namespace, job_id))
+    for r in versions(txn, namespace, job_id):
+        txn.delete("job_version", r.key)
+    for r in txn.records(SUBMISSION_KIND, job_key(namespace, job_id) + "/"):
+        if r.value.get("JobID") == job_id:  # not job "<job_id>/x"'s
             txn.delete(SUBMISSION_KIND, r.key)
 
 
-def deregister(state: State, job_id: str, purge: bool) -> dict[str, Any]:
+def deregister(state: State, namespace: str, job_id: str, purge: bool) -> dict[str, Any]:
     with state.write() as txn:
-        rec = txn.get("job", job_id)
-        if rec is None:
+        job = get(txn, namespace, job_id)
+        if job is None:
             raise JobNotFound(job_id)
-        job = rec.value
         if purge:
-            delete_job(txn, job_id)
+            delete_job(txn, namespace, job_id)
             modify_index = job["JobModifyIndex"]
         else:
             stopped = dict(job, Stop=True)
@@ -219,12 +227,12 @@ def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGG
     Nomad's checks in Nomad's order; the reverted version's submitted source comes back with it.
     Returns the register reply (EvalID, JobModifyIndex, Index...); raises RevertRefused."""
     with state.write() as txn:
-        cur = txn.get("job", job_id)
+        cur = txn.get("job", job_key(namespace, job_id))
         if cur is None:
             raise RevertRefused(f"job {_go_quote(job_id)} not found")
         if to_version == cur.value["Version"]:
             raise RevertRefused("can't revert to current version")
-        old = txn.get("job_version", version_key(job_id, to_version))
+        old = txn.get("job_version", version_key(namespace, job_id, to_version))
         if old is None or old.value.get("ID") != job_id:
             raise RevertRefused(f"job {_go_quote(job_id)} in namespace {_go_quote(namespace)} "
                                 f"at version {to_version} not found")
@@ -238,7 +246,8 @@ def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGG
             return {"EvalID": eval_id, "EvalCreateIndex": txn.index if eval_id else 0,
                     "JobModifyIndex": cur.value["ModifyIndex"],
                     "Warnings": "", "Index": txn.index, "LastContact": 0, "KnownLeader": True}
-        source = txn.get(SUBMISSION_KIND, submission_key(job_id, to_version))  # the old version's source comes back too
+        # the old version's source comes back too
+        source = txn.get(SUBMISSION_KIND, submission_key(namespace, job_id, to_version))
         kept = {k: source.value[k] for k in SUBMISSION_FIELDS} if source is not None else None
         stored = _store(txn, spec, cur.value, kept)
         eval_id = _evaluate(txn, stored, triggered_by)
@@ -263,9 +272,9 @@ def job_stub(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 _SUMMARY_KEYS = ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown")
 
 
-def children_of(state: State, job_id: str) -> list[dict[str, Any]]:
-    """The jobs dispatched from parameterized job `job_id` (IDs `<job_id>/dispatch-...`)."""
-    return [j for j in state.values("job", job_id + "/") if j.get("ParentID") == job_id]
+def children_of(state: State, namespace: str, job_id: str) -> list[dict[str, Any]]:
+    """The jobs dispatched from parameterized job `job_id` (IDs `<job_id>/dispatch-...`, in its namespace)."""
+    return [j for j in state.values("job", job_key(namespace, job_id) + "/") if j.get("ParentID") == job_id]
 
 
 def job_summary(job: dict[str, Any], allocs: list[dict[str, Any]],

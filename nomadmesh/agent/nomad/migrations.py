@@ -6,6 +6,9 @@ state (meta "migrations"), so it never runs twice.
                              versions and its allocations (ports from the same dynamic range,
                              avoiding every port held), as if registered today. The runner runs
                              what the allocation says and adds nothing of its own.
+    namespace-job-keys       jobs, their versions and submissions were keyed by job ID alone (one
+                             job per ID across namespaces); Nomad keys them by (namespace, ID), so
+                             they are keyed "<namespace>/<ID>" now.
 """
 from __future__ import annotations
 
@@ -13,13 +16,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from nomadmesh.agent.nomad import connect_hook, planner, ports, spec
+from nomadmesh.agent.nomad import connect_hook, jobs, planner, ports, spec
+from nomadmesh.agent.nomad.structs import key_of_job, namespace_of
 from nomadmesh.agent.state import State, Txn
 
 log = logging.getLogger("nomadmesh.agent.nomad.migrations")
 
 META_KEY = "migrations"
 INJECT_SIDECARS = "inject-connect-sidecars"
+NAMESPACE_JOB_KEYS = "namespace-job-keys"
 LIVE_CLIENT_STATUSES = ("pending", "running")  # an allocation whose tasks may still run or start
 
 
@@ -71,7 +76,25 @@ def inject_sidecars(txn: Txn) -> int:
     return changed
 
 
-MIGRATIONS: dict[str, Callable[[Txn], int]] = {INJECT_SIDECARS: inject_sidecars}
+def namespace_job_keys(txn: Txn) -> int:
+    """Migration `namespace-job-keys`; returns how many documents it moved."""
+    moved = 0
+    wanted = {
+        "job": key_of_job,
+        "job_version": lambda v: jobs.version_key(namespace_of(v), v["ID"], v["Version"]),
+        jobs.SUBMISSION_KIND: lambda v: jobs.submission_key(namespace_of(v), v["JobID"], v["Version"]),
+    }
+    for kind, key_of in wanted.items():
+        for rec in txn.records(kind):
+            key = key_of(rec.value)
+            if key != rec.key:
+                txn.delete(kind, rec.key)
+                txn.put(kind, key, rec.value)
+                moved += 1
+    return moved
+
+
+MIGRATIONS: dict[str, Callable[[Txn], int]] = {INJECT_SIDECARS: inject_sidecars, NAMESPACE_JOB_KEYS: namespace_job_keys}
 
 
 def migrate(state: State) -> list[str]:

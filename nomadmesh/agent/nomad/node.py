@@ -17,7 +17,7 @@ def _driver(description: str = "Healthy") -> dict[str, Any]:
 
 
 def node_document(node_id: str, name: str, datacenter: str, http_addr: str, bridge_reason: str | None,
-                  index: int) -> dict[str, Any]:
+                  index: int, host_volumes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     attributes = {
         "kernel.name": platform.system().lower(),
         "kernel.version": platform.release(),
@@ -58,6 +58,7 @@ def node_document(node_id: str, name: str, datacenter: str, http_addr: str, brid
         "DrainStrategy": None,
         "LastDrain": None,
         "Events": None,
+        "HostVolumes": dict(host_volumes) if host_volumes else None,
         "_BridgeUnavailable": bridge_reason,
         "CreateIndex": index,
         "ModifyIndex": index,

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nomadmesh.agent.nomad.structs import TRIGGER_RECONCILE, evaluation, is_terminal, now_ns
+from nomadmesh.agent.nomad import evals
+from nomadmesh.agent.nomad.structs import TRIGGER_RECONCILE, evaluation, is_terminal, now_ns, owner_key
 from nomadmesh.agent.state import State, Txn
 
 ELIGIBLE = "eligible"
@@ -68,7 +69,7 @@ def node_evals(txn: Txn, node_id: str) -> list[str]:
     node (service: not both server- and client-terminal; batch: not terminated), and system jobs."""
     jobs: dict[str, dict[str, Any]] = {}
     for a in (r.value for r in txn.records("alloc")):
-        if a["NodeID"] != node_id or a["JobID"] in jobs:
+        if a["NodeID"] != node_id or owner_key(a) in jobs:
             continue
         job_type = (a.get("Job") or {}).get("Type", "service")
         if job_type == "service" and a["DesiredStatus"] != "run" and a["ClientStatus"] in ("complete", "failed",
@@ -78,12 +79,12 @@ def node_evals(txn: Txn, node_id: str) -> list[str]:
             continue
         if job_type not in ("service", "batch"):
             continue
-        job_rec = txn.get("job", a["JobID"])
+        job_rec = txn.get("job", owner_key(a))
         if job_rec is not None:
-            jobs[a["JobID"]] = job_rec.value
+            jobs[job_rec.key] = job_rec.value
     for rec in txn.records("job"):
         if rec.value.get("Type") == "system" and not rec.value.get("Stop"):
-            jobs.setdefault(rec.value["ID"], rec.value)
+            jobs.setdefault(rec.key, rec.value)
     ids = []
     for job in jobs.values():
         ev = evaluation(job, TRIGGER_RECONCILE, txn.index, NodeID=node_id, NodeModifyIndex=txn.index)
@@ -200,9 +201,9 @@ def _migrate_all(state: State, node_id: str) -> None:
             txn.put("alloc", a["ID"], dict(a, DesiredStatus="stop", DesiredDescription=MIGRATING,
                                            DesiredTransition={**(a.get("DesiredTransition") or {}), "Migrate": True},
                                            ModifyIndex=txn.index, AllocModifyIndex=txn.index, ModifyTime=now))
-            job_rec = txn.get("job", a["JobID"])
+            job_rec = txn.get("job", owner_key(a))
             if job_rec is not None:
-                jobs[a["JobID"]] = job_rec.value
+                jobs[job_rec.key] = job_rec.value
         for job in jobs.values():
             ev = evaluation(job, "node-drain", txn.index, NodeID=node_id, NodeModifyIndex=node["ModifyIndex"])
             txn.put("eval", ev["ID"], ev)
@@ -246,9 +247,11 @@ def evaluate(state: State, node_id: str) -> NodeUpdate:
 
 
 def purge(state: State, node_id: str) -> NodeUpdate:
-    """Node.Deregister: the node leaves the state, and its jobs are evaluated. A live client joins
-    again at its next heartbeat (the caller re-registers this agent's own node), eligible and
-    without the drain it had, as a new registration."""
+    """Node.Deregister: the node leaves the state, and its jobs are evaluated. The evaluations run
+    while the node is gone, as Nomad's scheduler runs them before the client's next heartbeat: its
+    live allocations are lost, and with no other node their replacements are a placement failure
+    (a blocked evaluation). A live client joins again at its next heartbeat (the caller re-registers
+    this agent's own node: `rejoined`), eligible and without the drain it had, as a new registration."""
     if not node_id:
         raise NodeOpError("missing node ID for client deregistration")
     out = NodeUpdate()
@@ -259,4 +262,12 @@ def purge(state: State, node_id: str) -> NodeUpdate:
         txn.delete("node", node_id)
         out.index = txn.index
         out.eval_index = txn.index if out.eval_ids else 0
+    for eval_id in out.eval_ids:
+        evals.process(state, eval_id, None)  # no node to place on
     return out
+
+
+def rejoined(txn: Txn, node_id: str) -> list[str]:
+    """A node registered anew (Node.Register of a node the state does not hold): a ready node
+    unblocks the blocked evaluations (Nomad's FSM) and gets node-update evaluations."""
+    return node_evals(txn, node_id) + _unblock(txn)

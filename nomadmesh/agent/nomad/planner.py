@@ -1,6 +1,6 @@
 """One scheduling pass for a job, shared by the scheduler and the plan endpoint. Pure.
 
-reconcile() says what should change; this adds whether the node can take the placements
+reconcile() says what should change; this adds whether the node (None: there is none) can take the placements
 (datacenters, drivers, network mode, static ports) and returns Nomad's FailedTGAllocs for those it cannot.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def used_static_ports(allocs: list[dict[str, Any]], exclude: set[str]) -> dict[i
 
 
 def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_allocs: list[dict[str, Any]],
-             node: dict[str, Any], update_kind: UpdateKind,
+             node: dict[str, Any] | None, update_kind: UpdateKind,
              destructive_limit: Callable[[str], int] = lambda _g: 1 << 30, now: int = 0,
              active_deployments: frozenset[str] | set[str] = frozenset(), current: dict[str, Any] | None = None,
              stale_canaries: frozenset[str] | set[str] = frozenset()) -> JobPlan:
@@ -54,7 +54,7 @@ def plan_job(job: dict[str, Any] | None, job_allocs: list[dict[str, Any]], all_a
             + len(plan.canaries) if plan else 0
         if not wanted:
             continue
-        if not feasibility.in_datacenters(job, node):
+        if node is None or not feasibility.in_datacenters(job, node):  # None: no node at all (purged)
             failed[tg["Name"]] = feasibility.no_eligible_nodes_metric(wanted)
             continue
         if not feasibility.eligible(node):

@@ -25,6 +25,7 @@ from nomadmesh.agent.runtime import (
     cni as rt_cni,
     env as rt_env,
     logs as rt_logs,
+    mounts as rt_mounts,
     process as rt_process,
     procstats as rt_procstats,
     restarts as rt_restarts,
@@ -37,6 +38,7 @@ log = logging.getLogger("nomadmesh.agent.platform")
 AllocFsError = rt_allocfs.AllocFsError  # the client fs API maps its kinds to Nomad's status codes
 OpenFile = rt_allocfs.OpenFile
 ArtifactError = rt_artifacts.ArtifactError
+BindMount = rt_mounts.BindMount  # a host volume bound into a task (nomad/host_volumes.py decides which)
 artifact_unsupported = rt_artifacts.unsupported
 
 # Nomad's own bridge: `nomad`, 172.26.64.0/20 (client/allocrunner/networking_bridge_linux.go).
@@ -71,6 +73,7 @@ class TaskSpec:
     kill_timeout_s: float = 5.0
     user: str = ""
     job_type: str = "service"
+    mounts: tuple[rt_mounts.BindMount, ...] = ()  # host volumes (nomad/host_volumes.py)
 
     def run_as(self) -> str:
         """The user the task runs as: its `user`; for `exec` without one nobody, as Nomad's exec
@@ -247,6 +250,7 @@ class Platform:
             kill_timeout_s=spec.kill_timeout_s,
             restart=rt_restarts.RestartPolicy.from_nomad(spec.restart or None, spec.job_type),
             job_type=spec.job_type, user=spec.run_as(), user_dirs=adir.task(spec.name).owned_by_task(),
+            mounts=spec.mounts,
         )
 
     def start_task(self, spec: TaskSpec, on_event: rt_process.EventCallback) -> rt_process.TaskProcess:

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import shlex
 import signal
 import threading
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from nomadmesh.agent.consul.catalog import Catalog
 from nomadmesh.agent.context import AgentContext
-from nomadmesh.agent.nomad import connect_hook, snappy_block, task_plan, task_templates
+from nomadmesh.agent.nomad import connect_hook, host_volumes, snappy_block, task_plan, task_templates
 from nomadmesh.agent.nomad.platform import ArtifactError, Platform, TaskSpec
 from nomadmesh.agent.nomad.ports import container_port
 from nomadmesh.agent.nomad.services import registrations
@@ -76,7 +77,7 @@ def _apply_event(ts: dict[str, Any], ev: dict[str, Any]) -> dict[str, Any]:
         ts.update(State="dead", FinishedAt=ev["Time"], Failed=ts["Failed"] or bool(ev.get("FailsTask")))
     elif kind == "Terminated" and ev.get("_final"):
         ts.update(State="dead", Failed=bool(ev.get("FailsTask")), FinishedAt=ev["Time"])
-    elif kind in ("Setup Failure", "Driver Failure", "Failed Artifact Download"):
+    elif kind in ("Setup Failure", "Driver Failure", "Failed Artifact Download", "Task hook failed"):
         ts.update(State="dead", Failed=True, FinishedAt=ev["Time"])
     public = {k: v for k, v in ev.items() if not k.startswith("_")}
     ts["Events"] = [*(ts.get("Events") or []), public][-MAX_EVENTS:]
@@ -131,6 +132,7 @@ class AllocRunner:
         # when those change)
         self._templates: dict[str, tuple[task_templates.TaskTemplates, dict[str, str]]] = {}
         self._template_watch: threading.Thread | None = None
+        self._pending_changes: dict[str, list[dict[str, Any]]] = {}  # task -> templates waiting out their splay
         self._leader_dead = False  # the group's leader task died and its followers were killed
         self._delay_stop = threading.Event()  # set to cut shutdown delays short (the agent is leaving)
 
@@ -363,6 +365,13 @@ class AllocRunner:
                 return
             name = task["Name"]
             spec = self._task_spec(alloc, tg, task, alloc_dir, netns)
+            try:  # Nomad's volume hook, the first of the prestart hooks that can fail the task here
+                spec = dataclasses.replace(spec, mounts=host_volumes.task_mounts(
+                    tg, task, self.ctx.config.host_volumes, os.path.join(alloc_dir, name)))
+            except host_volumes.VolumeError as e:
+                if not (restore and handles.get(name)):  # an adopted task keeps the mounts it has
+                    self._record(name, event("Task hook failed", f"volumes: {e}", FailsTask=True))
+                    continue
             self._write_proxy_bootstrap(alloc, task, alloc_dir)
             self._write_dispatch_payload(alloc, task, alloc_dir)
             prev = (alloc.get("TaskStates") or {}).get(name) or {}
@@ -497,8 +506,9 @@ class AllocRunner:
             self._on_rerender(name, templates, dict(spec.env), changed)
         self._watch_templates()
 
-    def _services(self) -> task_templates.ServiceLookup:
-        return task_templates.service_lookup(lambda name: self.catalog.health(name, passing_only=True))
+    def _services(self) -> task_templates.CatalogLookups:
+        return task_templates.catalog_lookups(
+            lambda name, connect: self.catalog.health(name, passing_only=True, connect=connect))
 
     def _watch_templates(self) -> None:
         with self._lock:
@@ -514,8 +524,8 @@ class AllocRunner:
             watch.join(timeout=5)
 
     def _template_loop(self, poll_s: float = 1.0) -> None:
-        """Re-render on every KV or catalog change, then apply each changed template's change_mode,
-        as consul-template's watch in Nomad's template hook does (no splay: one local node)."""
+        """Re-render on every KV, variable or catalog change, then apply each changed template's
+        change_mode, as consul-template's watch in Nomad's template hook does."""
         state = self.ctx.state
         index = state.kind_index(*task_templates.WATCHED_KINDS)
         while not self.stopping and not self.finished:
@@ -536,16 +546,45 @@ class AllocRunner:
 
     def _on_rerender(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
                      changed: list[dict[str, Any]]) -> None:
+        acting = [t for t in changed if (t.get("ChangeMode") or "restart") in ("restart", "signal")]
+        if not acting or self.stopping:
+            return
+        # Nomad waits a random time up to the largest splay first, so that many tasks re-rendered by
+        # one change do not all restart at once (the template's `splay`, 5 s by default). Each task
+        # waits on its own, as each has its own template manager in Nomad; renders during the wait
+        # join the pending change.
+        splay_ns = max(int(t.get("Splay") or 0) for t in acting)
+        if splay_ns <= 0:
+            self._apply_change_mode(name, templates, env, acting)
+            return
+        with self._lock:
+            if name in self._pending_changes:
+                self._pending_changes[name].extend(acting)
+                return
+            self._pending_changes[name] = list(acting)
+        threading.Thread(target=self._after_splay, args=(name, templates, env, random.randrange(splay_ns) / 1e9),
+                         name=f"splay-{self.alloc_id[:8]}-{name}", daemon=True).start()
+
+    def _after_splay(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
+                     delay_s: float) -> None:
+        deadline = time.monotonic() + delay_s
+        while not self.stopping and time.monotonic() < deadline:  # a stop ends the wait (Nomad's shutdownCh)
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            acting = self._pending_changes.pop(name, [])
+        if not self.stopping:
+            self._apply_change_mode(name, templates, env, acting)
+
+    def _apply_change_mode(self, name: str, templates: task_templates.TaskTemplates, env: dict[str, str],
+                           acting: list[dict[str, Any]]) -> None:
         handle = self._handles.get(name)
         if handle is None or self.stopping:
             return
-        modes = {t.get("ChangeMode") or "restart" for t in changed}
-        if "restart" in modes:
+        if any((t.get("ChangeMode") or "restart") == "restart" for t in acting):
             self.platform.restart_task(handle, "Template with change_mode restart re-rendered",
                                        {**env, **templates.env_vars()})
             return
-        for sig in dict.fromkeys(t.get("ChangeSignal") or "SIGHUP" for t in changed
-                                 if t.get("ChangeMode") == "signal"):
+        for sig in dict.fromkeys(t.get("ChangeSignal") or "SIGHUP" for t in acting):
             self.platform.signal_task(handle, sig, "Template re-rendered")
 
     def _write_proxy_bootstrap(self, alloc: dict[str, Any], task: dict[str, Any], alloc_dir: str) -> None:

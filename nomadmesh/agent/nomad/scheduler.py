@@ -24,7 +24,7 @@ from nomadmesh.agent.nomad import deployments, evals, jobs, migrations, node_ops
 from nomadmesh.agent.nomad.events import EventBroker
 from nomadmesh.agent.nomad.node import OPERATOR_SET, node_document
 from nomadmesh.agent.nomad.runner import AllocRunner, Platform
-from nomadmesh.agent.nomad.structs import is_terminal, now_ns
+from nomadmesh.agent.nomad.structs import is_terminal, key_of_job, now_ns, owner_key
 
 log = logging.getLogger("nomadmesh.agent.nomad.scheduler")
 TICK_S = 0.2
@@ -96,7 +96,7 @@ class Scheduler:
         operator's drain and eligibility outlive a restart, as in Nomad's state."""
         cfg = self.ctx.config
         doc = node_document(self.ctx.node_id, cfg.node_name, cfg.datacenter, f"{cfg.bind}:{cfg.nomad_port}",
-                            self.platform.bridge_unavailable(), 0)
+                            self.platform.bridge_unavailable(), 0, cfg.host_volumes)
         with self.ctx.state.write() as txn:
             old = txn.get("node", self.ctx.node_id)
             if old is not None:
@@ -105,6 +105,8 @@ class Scheduler:
             doc["CreateIndex"] = old.value["CreateIndex"] if old else txn.index
             doc["ModifyIndex"] = txn.index
             txn.put("node", self.ctx.node_id, doc)
+            if old is None:
+                node_ops.rejoined(txn, self.ctx.node_id)
 
     # --- restart reconciliation ----------------------------------------------------------------
 
@@ -256,9 +258,9 @@ class Scheduler:
         allocs = state.values("alloc")
         evals_ = state.values("eval")
         for job in state.values("job"):
-            mine = [a for a in allocs if a["JobID"] == job["ID"]]
+            mine = [a for a in allocs if owner_key(a) == key_of_job(job)]
             nonterminal = [a for a in mine if a["ClientStatus"] in ("pending", "running")]
-            blocked = any(e["Status"] == "blocked" for e in evals_ if e["JobID"] == job["ID"])
+            blocked = any(e["Status"] == "blocked" for e in evals_ if owner_key(e) == key_of_job(job))
             if jobs.is_parameterized(job):  # a parent is never placed: running until stopped (Nomad)
                 status = "dead" if job.get("Stop") else "running"
             elif any(a["ClientStatus"] == "running" for a in nonterminal):
@@ -271,6 +273,6 @@ class Scheduler:
                 status = "pending"
             if status != job.get("Status"):
                 with state.write() as txn:
-                    cur = txn.get("job", job["ID"])
+                    cur = txn.get("job", key_of_job(job))
                     if cur is not None and cur.value.get("Status") != status:
-                        txn.put("job", job["ID"], dict(cur.value, Status=status, ModifyIndex=txn.index))
+                        txn.put("job", cur.key, dict(cur.value, Status=status, ModifyIndex=txn.index))

@@ -19,6 +19,7 @@ TRIGGER_ALLOC_FAILURE = "alloc-failure"
 TRIGGER_RECONCILE = "node-update"
 TRIGGER_ALLOC_STOP = "alloc-stop"
 DESC_MIGRATING = "alloc is being migrated"
+DESC_LOST = "alloc is lost since its node is down"
 
 DEPLOYMENT_RUNNING = "running"
 DEPLOYMENT_SUCCESSFUL = "successful"
@@ -43,6 +44,27 @@ def now_ns() -> int:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+# Nomad keys jobs by (namespace, ID): the same ID may live in several namespaces. The state keys a
+# job "<namespace>/<ID>"; a namespace name holds no "/" (^[a-zA-Z0-9-]{1,128}$), so the first "/"
+# ends it even when the job ID holds one.
+def namespace_of(doc: dict[str, Any]) -> str:
+    return doc.get("Namespace") or "default"
+
+
+def job_key(namespace: str, job_id: str) -> str:
+    return f"{namespace}/{job_id}"
+
+
+def key_of_job(job: dict[str, Any]) -> str:
+    """The state key of a job document."""
+    return job_key(namespace_of(job), job["ID"])
+
+
+def owner_key(doc: dict[str, Any]) -> str:
+    """The state key of the job an evaluation, allocation, deployment or submission belongs to."""
+    return job_key(namespace_of(doc), doc["JobID"])
 
 
 def evaluation(job: dict[str, Any], triggered_by: str, index: int, **extra: Any) -> dict[str, Any]:

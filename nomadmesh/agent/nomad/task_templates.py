@@ -17,16 +17,20 @@ platform.py that imports the runtime: both modules are pure functions over strin
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nomadmesh.agent.nomad import variables
 from nomadmesh.agent.runtime import template_syntax as syntax, templates as rt
 from nomadmesh.agent.state import State
 
 KV_KIND = "kv"
-WATCHED_KINDS = (KV_KIND, "service", "check")  # KV, and the catalog and its health for `range service`
+DEPENDENCY_KINDS = (KV_KIND, variables.KIND)  # what a missing `key` or `nomadVar` waits for
+# KV and variables, and the catalog and its health for `range service` / `range connect`
+WATCHED_KINDS = (*DEPENDENCY_KINDS, "service", "check")
 MISSING_EVENT = "Template"  # Nomad's consulTemplateSourceName
 TemplateError = rt.TemplateError
 ServiceLookup = rt.ServiceLookup
@@ -50,21 +54,58 @@ def refusal(job: dict[str, Any]) -> str | None:
     return None
 
 
-def service_lookup(health: Callable[[str], list[dict[str, Any]]]) -> ServiceLookup:
-    """consul-template's `service "name"` (or "tag.name") over `health(name)`, Consul's passing
-    health entries of the agent's own catalog."""
-    return lambda wanted: rt.health_instances(health(rt.service_name(wanted)), wanted)
+@dataclass(frozen=True)
+class CatalogLookups:
+    """consul-template's `service` and `connect` queries over the agent's own catalog."""
+    service: ServiceLookup
+    connect: ServiceLookup
+
+
+def catalog_lookups(health: Callable[[str, bool], list[dict[str, Any]]]) -> CatalogLookups:
+    """`service "name"` (or "tag.name") and `connect "name"` over `health(name, connect)`, Consul's
+    passing health entries of the service (or of its Connect-capable instances)."""
+    return CatalogLookups(
+        lambda wanted: rt.health_instances(health(rt.service_name(wanted), False), wanted),
+        lambda wanted: rt.health_instances(health(rt.service_name(wanted), True), wanted))
+
+
+def _text(raw: str | None) -> str:
+    return base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
 
 
 def kv_lookup(state: State) -> Callable[[str], str | None]:
     """consul-template's view of a KV key: its value as text, None while it does not exist."""
     def key(path: str) -> str | None:
         rec = state.get(KV_KIND, path)
-        if rec is None:
-            return None
-        raw = rec.value.get("Value")
-        return base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
+        return None if rec is None else _text(rec.value.get("Value"))
     return key
+
+
+def kv_list(state: State) -> Callable[[str], list[dict[str, Any]]]:
+    """consul-template's kv.list: every key starting with the prefix as a KeyPair (Key: the rest of
+    the path, leading '/' trimmed)."""
+    def pairs(prefix: str) -> list[dict[str, Any]]:
+        return [{"Path": r.key, "Key": r.key[len(prefix):].lstrip("/"), "Value": _text(r.value.get("Value")),
+                 "CreateIndex": r.create_index, "ModifyIndex": r.modify_index,
+                 "LockIndex": r.value.get("LockIndex", 0), "Flags": r.value.get("Flags", 0),
+                 "Session": r.value.get("Session", "")} for r in state.records(KV_KIND, prefix)]
+    return pairs
+
+
+def variable_lookup(state: State, namespace: str) -> Callable[[str], dict[str, str] | None]:
+    """consul-template's nomad.var.get in the task's namespace: the items, None while there is none."""
+    def items(path: str) -> dict[str, str] | None:
+        found = variables.read(state, namespace, path)
+        return None if found is None else dict(found.get("Items") or {})
+    return items
+
+
+def sources(state: State, env: Mapping[str, str], catalog: CatalogLookups | None) -> rt.Sources:
+    """Everything a task's templates may read, from the agent's state and catalog."""
+    namespace = env.get("NOMAD_NAMESPACE") or "default"
+    src = rt.Sources(kv_lookup(state), kv_list=kv_list(state), variable=variable_lookup(state, namespace),
+                     namespace=namespace)
+    return src if catalog is None else dataclasses.replace(src, service=catalog.service, connect=catalog.connect)
 
 
 @dataclass
@@ -117,13 +158,15 @@ class TaskTemplates:
         return out
 
     def watched(self) -> bool:
-        """Whether a render can change: the templates read KV keys or range over services."""
-        return any(syntax.keys(p.nodes) or syntax.services(p.nodes) for p in self._prepare())
+        """Whether a render can change: the templates read KV keys, list them, read variables or
+        range over services."""
+        return any(syntax.keys(p.nodes) or any(isinstance(n, syntax.Block) for n in p.nodes)
+                   for p in self._prepare())
 
-    def _render(self, key: Callable[[str], str | None], env: Mapping[str, str], service: ServiceLookup | None,
+    def _render(self, src: rt.Sources, env: Mapping[str, str],
                 watched_only: bool = False) -> tuple[list[_Prepared], list[str]]:
         """Write every template whose render changed; (the changed ones, missing dependencies)."""
-        renders = [(p, rt.render(p.nodes, key, env, service)) for p in self._prepare()
+        renders = [(p, rt.render(p.nodes, src, env)) for p in self._prepare()
                    if not (watched_only and p.block.get("Once"))]
         missing = sorted({m for _, r in renders for m in r.missing})
         if missing:
@@ -133,30 +176,30 @@ class TaskTemplates:
         return changed, []
 
     def first_render(self, state: State, env: Mapping[str, str], stopping: Callable[[], bool],
-                     on_missing: Callable[[str], None], service: ServiceLookup | None = None,
+                     on_missing: Callable[[str], None], catalog: CatalogLookups | None = None,
                      poll_s: float = 1.0) -> dict[str, str] | None:
-        """Render before the task starts, waiting for missing keys; the `env = true` variables,
-        or None when the allocation stopped while waiting. TemplateError when rendering fails."""
-        key = kv_lookup(state)
+        """Render before the task starts, waiting for missing keys and variables; the `env = true`
+        variables, or None when the allocation stopped while waiting. TemplateError when rendering fails."""
+        src = sources(state, env, catalog)
         told: list[str] = []
         while True:
-            index = state.kind_index(KV_KIND)
-            _, missing = self._render(key, env, service)
+            index = state.kind_index(*DEPENDENCY_KINDS)
+            _, missing = self._render(src, env)
             if not missing:
                 return self.env_vars()
             if missing != told:
                 told = missing
                 on_missing(f"Missing: {', '.join(missing)}")
-            while not stopping() and state.kind_index(KV_KIND) == index:
-                state.wait((KV_KIND,), index, poll_s)
+            while not stopping() and state.kind_index(*DEPENDENCY_KINDS) == index:
+                state.wait(DEPENDENCY_KINDS, index, poll_s)
             if stopping():
                 return None
 
     def rerender(self, state: State, env: Mapping[str, str],
-                 service: ServiceLookup | None = None) -> list[dict[str, Any]]:
-        """After a KV change: the template blocks whose file changed (still-missing keys: none).
-        A template with `once = true` keeps its first render, as in Nomad."""
-        changed, _ = self._render(kv_lookup(state), env, service, watched_only=True)
+                 catalog: CatalogLookups | None = None) -> list[dict[str, Any]]:
+        """After a change of what they read: the template blocks whose file changed (still-missing
+        dependencies: none). A template with `once = true` keeps its first render, as in Nomad."""
+        changed, _ = self._render(sources(state, env, catalog), env, watched_only=True)
         return [p.block for p in changed]
 
     def env_vars(self) -> dict[str, str]:

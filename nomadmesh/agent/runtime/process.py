@@ -31,6 +31,7 @@ from pathlib import Path
 
 from nomadmesh.agent.runtime import events as ev, users
 from nomadmesh.agent.runtime.events import TaskEvent, TaskState
+from nomadmesh.agent.runtime.mounts import BindMount, namespace_argv
 from nomadmesh.agent.runtime.restarts import NS, RestartPolicy, RestartTracker
 from nomadmesh.durations import go_duration
 
@@ -54,6 +55,7 @@ class TaskSpec:
     job_type: str = "service"
     user: str = ""  # run as this user (runtime/users.py); "" = the agent's own user
     user_dirs: tuple[Path, ...] = ()  # the task's own dirs, chowned to `user` before it starts
+    mounts: tuple[BindMount, ...] = ()  # host volumes, bound in the task's own mount namespace
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,8 @@ class TaskProcess:
             user = users.lookup(s.user)
             users.give_dirs(user, s.user_dirs)
             argv = users.run_as_argv(user) + argv
+        if s.mounts:  # bound as root, before the task's user is taken
+            argv = namespace_argv(s.mounts) + argv
         if s.netns_path:
             nsenter = shutil.which("nsenter") or "nsenter"
             argv = [nsenter, f"--net={s.netns_path}", "--", *argv]

@@ -14,10 +14,16 @@ registered, instead of accepting a template it would render wrong:
     {{ range service "name" }}         once per passing instance of the service ("tag.name": with
       {{ .Address }}:{{ .Port }}       that tag), sorted by node then ID; fields: Node, NodeID,
     {{ end }}                          NodeAddress, NodeDatacenter, Address, ID, Name, Port, Status, Tags
+    {{ range connect "name" }}         the same over the service's Connect-capable instances (its sidecars)
+    {{ range ls "prefix" }}            once per top-level KV pair under the prefix; fields: Path, Key,
+      {{ .Key }}={{ .Value }}          Value, CreateIndex, ModifyIndex, LockIndex, Flags, Session
+    {{ with nomadVar "path" }}         the Nomad variable's items by name ({{ .password }}), in the
+      {{ .password }}{{ end }}         task's namespace; rendering waits until the variable exists
+    {{ range nomadVar "path" }}        once per item, sorted by name; fields: Key, Value
 
 Arguments are string literals (Go's "..." with its escapes, or `raw`). Anything else inside an
-action (another function, a pipeline, if/with or another range, variables, fields outside a
-`range service`, numbers) raises Unsupported naming it. Lexing follows text/template's: a right
+action (another function, a pipeline, if or another range or with, variables, fields outside a
+block, numbers) raises Unsupported naming it. Lexing follows text/template's: a right
 delimiter inside a quoted string does not end the action, the delimiters are configurable
 (`left_delimiter`/`right_delimiter`), and the work is linear in the input (no regex backtracking),
 so a huge or hostile template costs one pass.
@@ -31,6 +37,15 @@ DEFAULT_LEFT = "{{"
 DEFAULT_RIGHT = "}}"
 # consul-template's functions the dev agent renders, with the number of arguments each takes.
 FUNCTIONS: dict[str, int] = {"env": 1, "key": 1, "keyOrDefault": 2}
+# The fields of consul-template's HealthService the dev agent fills in.
+SERVICE_FIELDS = ("Node", "NodeID", "NodeAddress", "NodeDatacenter", "Address", "ID", "Name", "Port", "Status",
+                  "Tags")
+KEYPAIR_FIELDS = ("Path", "Key", "Value", "CreateIndex", "ModifyIndex", "LockIndex", "Flags", "Session")
+# (action, function) -> the fields of what its body is run with; None: any name (a variable's items)
+BLOCKS: dict[tuple[str, str], tuple[str, ...] | None] = {
+    ("range", "service"): SERVICE_FIELDS, ("range", "connect"): SERVICE_FIELDS, ("range", "ls"): KEYPAIR_FIELDS,
+    ("range", "nomadVar"): ("Key", "Value"), ("with", "nomadVar"): None}
+BLOCK_FUNCS = frozenset(f for _, f in BLOCKS)
 # text/template's keywords: each starts an action the dev agent does not run.
 KEYWORDS = frozenset({"if", "else", "end", "range", "with", "define", "template", "block", "break",
                       "continue", "nil", "true", "false"})
@@ -40,7 +55,7 @@ _SPACES = re.compile(r"[ \t\r\n]+")
 _NAME = re.compile(r"\w+")
 _FIELD = re.compile(r"[\w.]*")
 _PLAIN = re.compile(r'[^"\\\n]*')  # the plain run of a quoted string, up to a quote, escape or newline
-_SUPPORTED = ", ".join(sorted(FUNCTIONS)) + ", range service"
+_SUPPORTED = ", ".join(sorted(FUNCTIONS)) + ", range service/connect/ls/nomadVar, with nomadVar"
 
 
 class TemplateSyntaxError(ValueError):
@@ -67,25 +82,25 @@ class Call:
 
 @dataclass(frozen=True)
 class Field:
-    """`{{ .Address }}` inside `range service`: a field of the current service instance."""
+    """`{{ .Address }}` inside a block: a field of what the body runs with (an instance, a pair...)."""
 
     name: str
     line: int
 
 
 @dataclass(frozen=True)
-class RangeService:
-    """`{{ range service "name" }}body{{ end }}`: body once per healthy instance (`tag.name` filters by tag)."""
+class Block:
+    """`{{ range service "name" }}body{{ end }}` and the like (BLOCKS): `action` ("range" or "with")
+    of `func` applied to `arg`."""
 
-    service: str
+    action: str
+    func: str
+    arg: str
     body: tuple[Text | Call | Field, ...]
     line: int
 
 
-Node = Text | Call | Field | RangeService
-# The fields of consul-template's HealthService the dev agent fills in.
-SERVICE_FIELDS = ("Node", "NodeID", "NodeAddress", "NodeDatacenter", "Address", "ID", "Name", "Port", "Status",
-                  "Tags")
+Node = Text | Call | Field | Block
 
 
 def parse(text: str, left: str = "", right: str = "") -> list[Node]:
@@ -93,7 +108,7 @@ def parse(text: str, left: str = "", right: str = "") -> list[Node]:
     left, right = left or DEFAULT_LEFT, right or DEFAULT_RIGHT
     top: list[Node] = []
     nodes: list[Node] = top
-    open_range: tuple[str, int] | None = None  # the `range service` being read: (service, line)
+    open_block: Call | None = None  # the `range`/`with` being read
     pos, trim_next = 0, False
     line, counted = 1, 0  # the line number at text[counted], advanced as the parse goes (linear)
     while True:
@@ -108,31 +123,46 @@ def parse(text: str, left: str = "", right: str = "") -> list[Node]:
         if chunk:
             nodes.append(Text(chunk))
         if start < 0:
-            if open_range is not None:
-                raise TemplateSyntaxError(f"line {open_range[1]}: unexpected EOF (range without end)")
+            if open_block is not None:
+                raise TemplateSyntaxError(f"line {open_block.line}: unexpected EOF ({open_block.func} without end)")
             return top
         line += text.count("\n", counted, start)
         counted = start
         call, pos, trim_next = _action(text, after + (2 if trim_before else 0), right, line)
         if call is None:
             continue
-        if call.func == "range":
-            if open_range is not None:
-                raise Unsupported(f"line {line}: a range inside a range is not supported by the dev agent")
-            open_range, nodes = (call.args[0], line), []
+        if call.func in ("range", "with"):
+            if open_block is not None:
+                raise Unsupported(f"line {line}: a {call.func} inside a {open_block.func} is not supported by the "
+                                  "dev agent")
+            open_block, nodes = call, []
         elif call.func == "end":
-            if open_range is None:
+            if open_block is None:
                 raise TemplateSyntaxError(f"line {line}: unexpected {{{{end}}}}")
             body = tuple(n for n in nodes if isinstance(n, (Text, Call, Field)))
-            top.append(RangeService(open_range[0], body, open_range[1]))
-            open_range, nodes = None, top
+            top.append(Block(open_block.func, open_block.args[0], open_block.args[1], body, open_block.line))
+            open_block, nodes = None, top
         elif call.func == ".":
-            if open_range is None:
+            if open_block is None:
                 raise Unsupported(f"line {line}: fields (.{call.args[0]}) are supported by the dev agent only "
-                                  'inside {{ range service "name" }}')
+                                  'inside {{ range service "name" }} and the other blocks')
+            _check_field(open_block, call.args[0], line)
             nodes.append(Field(call.args[0], line))
         else:
             nodes.append(call)
+
+
+def _check_field(block: Call, field: str, line: int) -> None:
+    """A field the body of `block` (a range/with Call) can read, or Unsupported."""
+    action, func = block.func, block.args[0]
+    fields = BLOCKS[(action, func)]
+    if "." in field or not field:
+        raise Unsupported(f"line {line}: field chains (.{field}) are not supported by the dev agent")
+    if fields is not None and field not in fields:
+        what = {"service": "a service instance", "connect": "a service instance", "ls": "a key pair",
+                "nomadVar": "a variable item"}[func]
+        raise Unsupported(f'line {line}: field ".{field}" not supported by the dev agent '
+                          f"({what} has {', '.join(fields)})")
 
 
 def _action(text: str, pos: int, right: str, line: int) -> tuple[Call | None, int, bool]:
@@ -235,38 +265,35 @@ def _call(tokens: list[tuple[str, str]], line: int) -> Call:
     if not tokens:
         raise TemplateSyntaxError(f"line {line}: missing value for command")
     kinds = [k for k, _ in tokens]
-    if kinds == ["ident", "ident", "string"] and tokens[0][1] == "range" and tokens[1][1] == "service":
-        name = tokens[2][1]
-        if "@" in name:
-            raise Unsupported(f'line {line}: service "{name}": another datacenter (@dc) is not supported by '
-                              "the dev agent")
-        return Call("range", (name,), line)
+    if kinds == ["ident", "ident", "string"] and (tokens[0][1], tokens[1][1]) in BLOCKS:
+        action, func, arg = tokens[0][1], tokens[1][1], tokens[2][1]
+        if "@" in arg:
+            where = "another namespace or region (@)" if func == "nomadVar" else "another datacenter (@dc)"
+            raise Unsupported(f'line {line}: {func} "{arg}": {where} is not supported by the dev agent')
+        return Call(action, (func, arg), line)
     if tokens == [("ident", "end")]:
         return Call("end", (), line)
     if kinds == ["field"]:
-        field = tokens[0][1]
-        if field not in SERVICE_FIELDS:
-            raise Unsupported(f'line {line}: field ".{field}" not supported by the dev agent '
-                              f"(a service instance has {', '.join(SERVICE_FIELDS)})")
-        return Call(".", (field,), line)
+        return Call(".", (tokens[0][1],), line)
     # Name the first function or keyword the agent does not know: that is what a user must change.
     for kind, value in tokens:
         if kind == "ident" and value in KEYWORDS:
             raise Unsupported(f'line {line}: action "{value}" not supported by the dev agent '
-                              f"(it renders {_SUPPORTED}, with string arguments)")
+                              f"(it renders {_SUPPORTED}; arguments are string literals)")
         if kind == "ident" and value not in FUNCTIONS:
-            hint = ' except as {{ range service "name" }}' if value == "service" else ""
+            forms = [f'{{{{ {a} {f} "..." }}}}' for a, f in BLOCKS if f == value]
+            hint = f" except as {' or '.join(forms)}" if forms else ""
             raise Unsupported(f'line {line}: function "{value}" not supported by the dev agent{hint} '
                               f"(supported: {_SUPPORTED})")
     for kind, value in tokens:
         if kind == "field":
             raise Unsupported(f"line {line}: fields and the dot (.{value}) not supported by the dev agent "
-                              'except alone inside {{ range service "name" }}')
+                              'except alone inside {{ range service "name" }} and the other blocks')
         if kind == "other":
             what = {"|": "pipelines (|)", "$": "variables ($)", "(": "parenthesized commands"}.get(value)
             what = what or ("numbers" if value.isdigit() or value in "+-" else f'"{value}"')
             raise Unsupported(f"line {line}: {what} not supported by the dev agent in an action "
-                              f"(supported: {_SUPPORTED}, with string arguments)")
+                              f"(supported: {_SUPPORTED}; arguments are string literals)")
     head_kind, head = tokens[0]
     args = tuple(v for _, v in tokens[1:])
     if head_kind == "string":
@@ -287,7 +314,7 @@ def _call(tokens: list[tuple[str, str]], line: int) -> Call:
 
 
 def _flat(nodes: list[Node]) -> list[Node]:
-    return [m for n in nodes for m in ((n, *n.body) if isinstance(n, RangeService) else (n,))]
+    return [m for n in nodes for m in ((n, *n.body) if isinstance(n, Block) else (n,))]
 
 
 def keys(nodes: list[Node]) -> list[str]:
@@ -296,6 +323,12 @@ def keys(nodes: list[Node]) -> list[str]:
                               if isinstance(n, Call) and n.func in ("key", "keyOrDefault")))
 
 
+def block_args(nodes: list[Node], func: str) -> list[str]:
+    """What a parsed template's blocks of `func` read: services (`tag.name` as written) for
+    service/connect, prefixes for ls, paths for nomadVar."""
+    return list(dict.fromkeys(n.arg for n in nodes if isinstance(n, Block) and n.func == func))
+
+
 def services(nodes: list[Node]) -> list[str]:
     """The services a parsed template ranges over (`tag.name` as written)."""
-    return list(dict.fromkeys(n.service for n in nodes if isinstance(n, RangeService)))
+    return block_args(nodes, "service")

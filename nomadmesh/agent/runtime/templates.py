@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nomadmesh.agent.runtime.template_syntax import Field, Node, RangeService, Text
+from nomadmesh.agent.runtime.template_syntax import Block, Field, Node, Text
 
 SOURCE_ESCAPES = "template source path escapes alloc directory"
 DEST_ESCAPES = "template destination path escapes alloc directory"
@@ -50,12 +50,46 @@ class Rendered:
 ServiceLookup = Callable[[str], list[dict[str, Any]]]
 
 
-def render(nodes: list[Node], key: Callable[[str], str | None], env: Mapping[str, str],
-           service: ServiceLookup | None = None) -> Rendered:
-    """The template's text with `key(path)` (None: missing), the task's `env` and `service(name)`
-    (the healthy instances, as consul-template's HealthService fields)."""
+def _nothing(_arg: str) -> list[dict[str, Any]]:
+    return []
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a template reads (consul-template's dependencies), looked up by the caller."""
+    key: Callable[[str], str | None]  # a KV value as text; None while the key is missing
+    service: ServiceLookup = _nothing  # passing instances of "name" / "tag.name" (HealthService fields)
+    connect: ServiceLookup = _nothing  # the same, Connect-capable (the sidecars)
+    kv_list: Callable[[str], list[dict[str, Any]]] = _nothing  # KeyPairs of the keys starting with a prefix
+    variable: Callable[[str], dict[str, str] | None] = lambda _path: None  # a Nomad variable's items; None: missing
+    namespace: str = "default"  # the task's: where nomadVar looks
+
+
+def _top_level(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """consul-template's `ls`: only the non-empty keys with no further '/' below the prefix."""
+    return [p for p in pairs if p["Key"] and "/" not in p["Key"]]
+
+
+def render(nodes: list[Node], src: Sources, env: Mapping[str, str]) -> Rendered:
+    """The template's text from what it reads (`src`) and the task's `env`. Missing dependencies
+    (a key, a variable) are listed in consul-template's words."""
     out: list[str] = []
     missing: list[str] = []
+
+    def run(block: Block) -> Sequence[Mapping[str, Any]]:
+        """What the block's body runs with, once per element (none: the body is skipped)."""
+        if block.func in ("service", "connect"):
+            return (src.service if block.func == "service" else src.connect)(block.arg)
+        if block.func == "ls":
+            return _top_level(src.kv_list(block.arg.lstrip("/")))
+        path = block.arg.strip().strip("/")
+        items = src.variable(path)
+        if items is None:  # nomadVar blocks until the variable exists
+            missing.append(f"nomad.var.block({path}@{src.namespace}.global)")
+            return []
+        if block.action == "with":
+            return [items] if items else []  # Go's `with` skips an empty map
+        return [{"Key": k, "Value": items[k]} for k in sorted(items)]
 
     def emit(node: Node, dot: Mapping[str, Any] | None) -> None:
         if isinstance(node, Text):
@@ -64,22 +98,22 @@ def render(nodes: list[Node], key: Callable[[str], str | None], env: Mapping[str
             value = (dot or {}).get(node.name, "")
             # Go's fmt of a []string is "[a b]"
             out.append("[" + " ".join(value) + "]" if isinstance(value, list) else str(value))
-        elif isinstance(node, RangeService):
-            for instance in (service or (lambda _n: []))(node.service):
+        elif isinstance(node, Block):
+            for element in run(node):
                 for inner in node.body:
-                    emit(inner, instance)
+                    emit(inner, element)
         elif node.func == "":
             out.append(node.args[0])
         elif node.func == "env":
             out.append(env.get(node.args[0], ""))
         elif node.func == "key":
-            value = key(node.args[0])
+            value = src.key(node.args[0])
             if value is None:
                 missing.append(f"kv.block({node.args[0]})")
             else:
                 out.append(value)
         elif node.func == "keyOrDefault":
-            value = key(node.args[0])
+            value = src.key(node.args[0])
             out.append(node.args[1] if value is None else value)
         else:  # template_syntax refuses every other function when the job is registered
             raise TemplateError(f'function "{node.func}" not supported by the dev agent')
