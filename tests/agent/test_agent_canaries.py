@@ -231,6 +231,9 @@ def test_a_crashing_canary_fails_the_deployment_and_auto_reverts(apis: tuple[nom
     crash = job_spec(n, "crashing", "1", count=1, revert=True)
     crash["TaskGroups"][0]["Tasks"][0]["Config"] = {"command": "false"}
     crash["TaskGroups"][0]["RestartPolicy"].update(Attempts=0, Mode="fail")
+    # With min_healthy_time 0 a task that exits within milliseconds can be marked healthy first (as in Nomad,
+    # health once set is kept): the crash must land inside the window for the canary to count as unhealthy.
+    crash["TaskGroups"][0]["Update"]["MinHealthyTime"] = 3_000_000_000
     register(n, crash)
     failed = deployment_when(n, deployment_of(n, "crashing", 1)["ID"], "failed")
     assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
