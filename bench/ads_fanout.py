@@ -88,9 +88,9 @@ class Fleet:
         channels = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
                     for _ in range(0, len(node_ids), STREAMS_PER_CHANNEL)]
         try:
-            await asyncio.gather(*(
-                one_proxy(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channels[i // STREAMS_PER_CHANNEL]), nid, self.seen)
-                for i, nid in enumerate(node_ids)))
+            stubs = [ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch) for ch in channels]
+            await asyncio.gather(*(one_proxy(stubs[i // STREAMS_PER_CHANNEL], nid, self.seen)
+                                   for i, nid in enumerate(node_ids)))
         finally:
             for ch in channels:
                 await ch.close()

@@ -52,7 +52,7 @@ def parallel(runs: list[list[str]]) -> tuple[float, int, int]:
     return ok / wall, ok, sum(r.failed + r.non_2xx for r in results)
 
 
-def ca_leaf_rate_figures(leaves: int, clients: int) -> dict[str, float]:
+def ca_leaf_rate_figures(leaves: int, clients: int, sign_seconds: float = 1.0) -> dict[str, float]:
     per_client = leaves // clients
     with agent_session() as agent, tempfile.TemporaryDirectory(prefix="nmca") as tmp:
         base = f"{agent.consul_addr}/v1/agent/connect/ca/leaf"
@@ -73,7 +73,7 @@ def ca_leaf_rate_figures(leaves: int, clients: int) -> dict[str, float]:
                    for c in range(clients) for i in (0, per_client - 1)}
         if len(serials) != 2 * clients:
             raise RuntimeError("leaf answers were not distinct signatures")
-    sign, sign_json = in_process_per_s()
+    sign, sign_json = in_process_per_s(sign_seconds)
     return {
         "ca_rate_leaves": per_client * clients,
         "ca_rate_clients": clients,

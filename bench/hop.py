@@ -41,6 +41,9 @@ def loopback_mesh() -> Iterator[tuple[int, int]]:
     ca = ConnectCA.generate("bench-hop")
     work = Path(tempfile.mkdtemp(prefix="nmhop"))
     backend, app_port = start_backend("server")
+    # socketserver listens with a backlog of 5: a new connection per request at 1,000/s overflows it
+    # (dropped SYNs, retried after 1 s) and the backend, not the hop, would be measured.
+    backend.socket.listen(1024)
     sp, cp, up = free_port(), free_port(), free_port()
     cache = SnapshotCache()
     cache.set(SERVER, snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1"))

@@ -10,8 +10,10 @@ mesh_agent.py (intention propagation, deploy connect vs plain, CA leaf signing v
 scale.py (N services with sidecars on the agent), policy.py (plan and config-entry writes for 50
 services with a random upstream graph, deploy to a working chain under default deny), render.py
 (1,000 services), http_load.py (the agent's HTTP layer under 1,000 blocking queries + 200 idle
-connections). Those that need bridge networking (everything on the agent) need root; without it
-they are skipped and named.
+connections), and issue 14's scale: ads_fanout.py (one intention write to 1,000 simulated ADS
+proxies), ca_leaf_rate.py (fresh leaves/s through the HTTP API, h2load), hop_latency.py (hop vs
+direct at 500 and 1,000 req/s, h2load). Those that need bridge networking (everything on the
+agent) need root; without it they are skipped and named.
 Figures are printed, never asserted: the machine is shared and noisy, so read medians and the
 ratios measured side by side in the same run.
 """
@@ -28,8 +30,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import ads_fanout
+import ca_leaf_rate
 import connect_dataplane
 import hop
+import hop_latency
 import http_load
 import mesh_agent
 import policy
@@ -60,6 +65,9 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
     "deploy_deny_s": (operator.le, 5, "default deny: deploy to chain <= 5 s"),
     "policy_plan_s": (operator.le, 1, "plan jobs + entries, 50 svcs <= 1 s"),
     "policy_entry_writes_s": (operator.le, 2, "entry writes, 50 svcs <= 2 s"),
+    "ads_1000_all_acked_max_ms": (operator.le, 1000, "1,000 ADS proxies ACK one write <= 1 s"),
+    "ca_rate_leaf_per_s": (operator.ge, 2000, ">= 2,000 leaves/s (issue 14)"),
+    "hoplat_keepalive_1000rps_added_p99_us": (operator.le, 250, "added p99 <= 0.25 ms at 1,000 req/s"),
 }
 
 
@@ -91,6 +99,9 @@ def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
         ("policy", True, lambda: policy.policy_figures(5 if quick else 50)),
         ("http", False,
          lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
+        ("ads", True, lambda: ads_fanout.ads_fanout_figures(5 if quick else 1000, 1 if quick else 3)),
+        ("ca_rate", True, lambda: ca_leaf_rate.ca_leaf_rate_figures(*((40, 2, 0.2) if quick else (4000, 4, 1)))),
+        ("hoplat", False, lambda: hop_latency.hop_latency_figures((500, 1000), 0.2 if quick else 5)),
     ]
 
 
