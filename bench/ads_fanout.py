@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import threading
@@ -35,7 +34,7 @@ import requests
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from agentkit import agent_session, cpu_seconds, pct, wait_until
+from agentkit import agent_session, cpu_seconds, pct, print_figures, wait_until
 from nomadmesh.agent.connect.resources import CLUSTER, LISTENER
 
 CONSUL_DEFAULT_UPDATES_PER_S = 250
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     figs = ads_fanout_figures(args.proxies, args.rounds)
-    print(json.dumps(figs, indent=2) if args.json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
+    print_figures(figs, args.json)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 import h2load
-from agentkit import agent_session
+from agentkit import agent_session, print_figures
 from nomadmesh.agent.connect.ca import ConnectCA, leaf_json
 
 CONSUL_DEFAULT_LEAF_RATE = 50
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     figs = ca_leaf_rate_figures(args.leaves, args.clients)
-    print(json.dumps(figs, indent=2) if args.json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
+    print_figures(figs, args.json)
     return 0
 
 

@@ -12,8 +12,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentkit import pct
-
 
 @dataclass(frozen=True)
 class Run:
@@ -26,9 +24,6 @@ class Run:
     @property
     def per_s(self) -> float:
         return self.succeeded / self.seconds if self.seconds else 0.0
-
-    def p(self, q: float) -> float:
-        return pct(list(self.latencies_s), q)
 
 
 def available() -> bool:

@@ -99,6 +99,19 @@ def paced(ports: dict[str, int], rate: float, seconds: float,
     return out, late, time.perf_counter() - start
 
 
+def compared(key: str, direct: list[float], mesh: list[float],
+             percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float]:
+    """Per percentile: each path's latency in µs, the mesh's added µs and the mesh/direct ratio."""
+    figs: dict[str, float] = {}
+    for p in percentiles:
+        d, m = pct(direct, p), pct(mesh, p)
+        figs[f"{key}_direct_p{p}_us"] = round(d * 1e6)
+        figs[f"{key}_mesh_p{p}_us"] = round(m * 1e6)
+        figs[f"{key}_added_p{p}_us"] = round((m - d) * 1e6)
+        figs[f"{key}_ratio_p{p}"] = round(m / d, 2)
+    return figs
+
+
 def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
     figs: dict[str, float] = {}
     with loopback_mesh() as (direct, mesh):
@@ -108,12 +121,7 @@ def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
             for rate in rates:
                 lat, late, elapsed = paced(ports, rate, seconds, keepalive)
                 key = f"hop_{mode}_{rate}rps"
-                for p in PERCENTILES:
-                    d, m = pct(lat["direct"], p), pct(lat["mesh"], p)
-                    figs[f"{key}_direct_p{p}_us"] = round(d * 1e6)
-                    figs[f"{key}_mesh_p{p}_us"] = round(m * 1e6)
-                    figs[f"{key}_added_p{p}_us"] = round((m - d) * 1e6)
-                    figs[f"{key}_ratio_p{p}"] = round(m / d, 2)
+                figs |= compared(key, lat["direct"], lat["mesh"])
                 figs[f"{key}_late"] = late
                 # Per path; below `rate` when the client could not keep the schedule (see `late`).
                 figs[f"{key}_achieved_rps"] = round(len(lat["mesh"]) / elapsed)

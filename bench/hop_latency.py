@@ -10,18 +10,18 @@ mesh (client -> client sidecar -> server sidecar -> backend), each at `rate` req
 paths see the same machine noise: first on one kept-alive connection (`--rps`), then with a new
 TCP connection per request (`-r`: `rate` connections a second, one request each; through the
 mesh that is a new mTLS session between the sidecars too). Figures: p50/p99 per path, added µs
-(mesh - direct), the rate each path reached and how many requests failed (no byte for 5 s).
+(mesh - direct), mesh/direct ratios, the rate each path reached and how many requests failed (no byte for 5 s).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import h2load
-from hop import loopback_mesh
+from agentkit import print_figures
+from hop import compared, loopback_mesh
 
 PERCENTILES = (50, 99)
 
@@ -67,11 +67,7 @@ def hop_latency_figures(rates: tuple[int, ...], seconds: float) -> dict[str, flo
             for rate in rates:
                 runs = side_by_side(ports, rate, seconds, keepalive)
                 key = f"hoplat_{mode}_{rate}rps"
-                for p in PERCENTILES:
-                    d, m = runs["direct"].p(p), runs["mesh"].p(p)
-                    figs[f"{key}_direct_p{p}_us"] = round(d * 1e6)
-                    figs[f"{key}_mesh_p{p}_us"] = round(m * 1e6)
-                    figs[f"{key}_added_p{p}_us"] = round((m - d) * 1e6)
+                figs |= compared(key, list(runs["direct"].latencies_s), list(runs["mesh"].latencies_s), PERCENTILES)
                 figs[f"{key}_direct_achieved_rps"] = round(runs["direct"].per_s)
                 figs[f"{key}_mesh_achieved_rps"] = round(runs["mesh"].per_s)
                 figs[f"{key}_n"] = len(runs["mesh"].latencies_s)
@@ -86,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     figs = hop_latency_figures(tuple(int(r) for r in args.rates.split(",")), args.seconds)
-    print(json.dumps(figs, indent=2) if args.json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
+    print_figures(figs, args.json)
     return 0
 
 

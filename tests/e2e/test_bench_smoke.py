@@ -51,7 +51,7 @@ EXPECTED = [
                                "sign_in_process_per_s", "sign_json_in_process_per_s", "consul_default_per_s")],
     *[f"hoplat_{mode}_{rate}rps_{kind}" for mode in ("keepalive", "newconn") for rate in (500, 1000)
       for kind in [f"{what}_p{p}_us" for what in ("direct", "mesh", "added") for p in (50, 99)]
-      + ["direct_achieved_rps", "mesh_achieved_rps", "n", "failed"]],
+      + [f"ratio_p{p}" for p in (50, 99)] + ["direct_achieved_rps", "mesh_achieved_rps", "n", "failed"]],
     *[f"bench_{b}_wall_s" for b in ("render", "hop", "dataplane", "ca", "intentions", "deploy", "scale", "policy",
                                     "http", "ads", "ca_rate", "hoplat")],
 ]
