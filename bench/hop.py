@@ -36,14 +36,19 @@ PERCENTILES = (50, 90, 99)
 
 
 @contextmanager
-def loopback_mesh() -> Iterator[tuple[int, int]]:
-    """(direct backend port, client sidecar's upstream port) for a running server+client Envoy pair."""
+def loopback_mesh(backend_port: int | None = None) -> Iterator[tuple[int, int]]:
+    """(direct backend port, client sidecar's upstream port) for a running server+client Envoy pair,
+    in front of `backend_port`, or of tests/support's Python backend started here."""
     ca = ConnectCA.generate("bench-hop")
     work = Path(tempfile.mkdtemp(prefix="nmhop"))
-    backend, app_port = start_backend("server")
-    # socketserver listens with a backlog of 5: a new connection per request at 1,000/s overflows it
-    # (dropped SYNs, retried after 1 s) and the backend, not the hop, would be measured.
-    backend.socket.listen(1024)
+    backend = None
+    if backend_port is None:
+        backend, app_port = start_backend("server")
+        # socketserver listens with a backlog of 5: a new connection per request at 1,000/s overflows it
+        # (dropped SYNs, retried after 1 s) and the backend, not the hop, would be measured.
+        backend.socket.listen(1024)
+    else:
+        app_port = backend_port
     sp, cp, up = free_port(), free_port(), free_port()
     cache = SnapshotCache()
     cache.set(SERVER, snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1"))
@@ -63,8 +68,9 @@ def loopback_mesh() -> Iterator[tuple[int, int]]:
         for e in envoys:
             e.stop()
         xds.stop()
-        backend.shutdown()
-        backend.server_close()
+        if backend is not None:
+            backend.shutdown()
+            backend.server_close()
         shutil.rmtree(work, ignore_errors=True)
 
 

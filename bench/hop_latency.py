@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/hop_latency.py [--rates 500,1000] [--seconds 5] [--json]
 
-bench/hop.py's loopback mesh (our ADS server, a client and a server Envoy with mTLS and RBAC, the
-Nagle-free backend of tests/support/connect_support.py), but the load comes from h2load (C, fixed
-rate, every request logged) instead of a Python client, so the client is not what is measured. For
+bench/hop.py's loopback mesh (our ADS server, a client and a server Envoy with mTLS and RBAC), but
+the load comes from h2load (C, fixed rate, every request logged) instead of a Python client and the
+backend is a third Envoy answering 200 from a direct_response route instead of a Python server, so
+neither the client nor the backend is what is measured (a Python backend spawning a thread per
+connection could not accept 1,000 new connections a second on this machine). For
 each rate, two h2load processes run at once, one direct (client -> backend) and one through the
 mesh (client -> client sidecar -> server sidecar -> backend), each at `rate` requests/s, so both
 paths see the same machine noise: first on one kept-alive connection (`--rps`), then with a new
@@ -15,15 +17,54 @@ mesh that is a new mTLS session between the sidecars too). Figures: p50/p99 per 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h2load
 from agentkit import print_figures
+from connect_dataplane import status, wait
 from hop import compared, loopback_mesh
+from nomadmesh.connect.envoy import envoy_argv
+from support.connect_support import free_port
 
 PERCENTILES = (50, 99)
+
+
+def backend_bootstrap(port: int) -> dict[str, object]:
+    """A static Envoy answering every HTTP/1.1 request on 127.0.0.1:`port` with 200 and 2 bytes."""
+    router = {"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+    route = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                    ".HttpConnectionManager",
+           "stat_prefix": "backend", "http_filters": [router],
+           "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]}}
+    listener = {"name": "backend", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                "typed_config": hcm}]}]}
+    return {"static_resources": {"listeners": [listener]}}
+
+
+@contextmanager
+def envoy_backend() -> Iterator[int]:
+    """The port of a running direct-response Envoy (one worker, as the sidecars)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="nmhopbe") as tmp:
+        boot = Path(tmp) / "backend.json"
+        boot.write_text(json.dumps(backend_bootstrap(port)))
+        proc = subprocess.Popen(envoy_argv(boot, log_level="error"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait(lambda: status(port) == 200)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def load_args(port: int, rate: int, seconds: float, keepalive: bool) -> list[str]:
@@ -60,7 +101,7 @@ def hop_latency_figures(rates: tuple[int, ...], seconds: float) -> dict[str, flo
     if not h2load.available():
         raise RuntimeError("h2load not found: apt-get install nghttp2-client (scripts/setup.sh does)")
     figs: dict[str, float] = {}
-    with loopback_mesh() as (direct, mesh):
+    with envoy_backend() as backend, loopback_mesh(backend) as (direct, mesh):
         ports = {"direct": direct, "mesh": mesh}
         side_by_side(ports, 200, 0.5, True)  # warm up both paths
         for mode, keepalive in (("keepalive", True), ("newconn", False)):
