@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import http.client
+import json
 import os
 import secrets
 import shutil
@@ -54,6 +55,11 @@ def wait_until(pred: Callable[[], T], timeout: float, step: float = 0.05, what: 
 
 def has_leader(addr: str) -> bool:
     return requests.get(f"{addr}/v1/status/leader", timeout=1).ok
+
+
+def print_figures(figs: dict[str, Any], as_json: bool) -> None:
+    """A bench's figures on stdout: one JSON object, or one `name value` line each."""
+    print(json.dumps(figs, indent=2) if as_json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
 
 
 def pct(values: list[float], p: float) -> float:

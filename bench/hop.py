@@ -36,11 +36,19 @@ PERCENTILES = (50, 90, 99)
 
 
 @contextmanager
-def loopback_mesh() -> Iterator[tuple[int, int]]:
-    """(direct backend port, client sidecar's upstream port) for a running server+client Envoy pair."""
+def loopback_mesh(backend_port: int | None = None) -> Iterator[tuple[int, int]]:
+    """(direct backend port, client sidecar's upstream port) for a running server+client Envoy pair,
+    in front of `backend_port`, or of tests/support's Python backend started here."""
     ca = ConnectCA.generate("bench-hop")
     work = Path(tempfile.mkdtemp(prefix="nmhop"))
-    backend, app_port = start_backend("server")
+    backend = None
+    if backend_port is None:
+        backend, app_port = start_backend("server")
+        # socketserver listens with a backlog of 5: a new connection per request at 1,000/s overflows it
+        # (dropped SYNs, retried after 1 s) and the backend, not the hop, would be measured.
+        backend.socket.listen(1024)
+    else:
+        app_port = backend_port
     sp, cp, up = free_port(), free_port(), free_port()
     cache = SnapshotCache()
     cache.set(SERVER, snapshot("server", sp, app_port, ca=ca, public_address="127.0.0.1"))
@@ -60,8 +68,9 @@ def loopback_mesh() -> Iterator[tuple[int, int]]:
         for e in envoys:
             e.stop()
         xds.stop()
-        backend.shutdown()
-        backend.server_close()
+        if backend is not None:
+            backend.shutdown()
+            backend.server_close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -96,6 +105,19 @@ def paced(ports: dict[str, int], rate: float, seconds: float,
     return out, late, time.perf_counter() - start
 
 
+def compared(key: str, direct: list[float], mesh: list[float],
+             percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float]:
+    """Per percentile: each path's latency in µs, the mesh's added µs and the mesh/direct ratio."""
+    figs: dict[str, float] = {}
+    for p in percentiles:
+        d, m = pct(direct, p), pct(mesh, p)
+        figs[f"{key}_direct_p{p}_us"] = round(d * 1e6)
+        figs[f"{key}_mesh_p{p}_us"] = round(m * 1e6)
+        figs[f"{key}_added_p{p}_us"] = round((m - d) * 1e6)
+        figs[f"{key}_ratio_p{p}"] = round(m / d, 2)
+    return figs
+
+
 def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
     figs: dict[str, float] = {}
     with loopback_mesh() as (direct, mesh):
@@ -105,12 +127,7 @@ def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
             for rate in rates:
                 lat, late, elapsed = paced(ports, rate, seconds, keepalive)
                 key = f"hop_{mode}_{rate}rps"
-                for p in PERCENTILES:
-                    d, m = pct(lat["direct"], p), pct(lat["mesh"], p)
-                    figs[f"{key}_direct_p{p}_us"] = round(d * 1e6)
-                    figs[f"{key}_mesh_p{p}_us"] = round(m * 1e6)
-                    figs[f"{key}_added_p{p}_us"] = round((m - d) * 1e6)
-                    figs[f"{key}_ratio_p{p}"] = round(m / d, 2)
+                figs |= compared(key, lat["direct"], lat["mesh"])
                 figs[f"{key}_late"] = late
                 # Per path; below `rate` when the client could not keep the schedule (see `late`).
                 figs[f"{key}_achieved_rps"] = round(len(lat["mesh"]) / elapsed)

@@ -11,8 +11,10 @@ scale.py (N services with sidecars on the agent), release.py (canary releases: s
 failed requests, detection; not in --quick), policy.py (plan and config-entry writes for 50
 services with a random upstream graph, deploy to a working chain under default deny), render.py
 (1,000 services), http_load.py (the agent's HTTP layer under 1,000 blocking queries + 200 idle
-connections). Those that need bridge networking (everything on the agent) need root; without it
-they are skipped and named.
+connections), and issue 14's scale: ads_fanout.py (one intention write to 1,000 simulated ADS
+proxies), ca_leaf_rate.py (fresh leaves/s through the HTTP API, h2load), hop_latency.py (hop vs
+direct at 500 and 1,000 req/s, h2load). Those that need bridge networking (everything on the
+agent) need root; without it they are skipped and named.
 Figures are printed, never asserted: the machine is shared and noisy, so read medians and the
 ratios measured side by side in the same run.
 """
@@ -29,8 +31,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import ads_fanout
+import ca_leaf_rate
 import connect_dataplane
 import hop
+import hop_latency
 import http_load
 import mesh_agent
 import policy
@@ -66,6 +71,9 @@ TARGETS: dict[str, tuple[Callable[[float, float], bool], float, str]] = {
     "split_50_error_pts": (operator.le, 3, "50% split within ±3 points (issue 15)"),
     "healthy_failed_requests": (operator.le, 0, "healthy release: 0 failed (issue 15)"),
     "failing_first_to_last_failure_s": (operator.le, 6, "failing v2 off within 5 s + 1 s (issue 15)"),
+    "ads_1000_all_acked_max_ms": (operator.le, 1000, "1,000 ADS proxies ACK one write <= 1 s"),
+    "ca_rate_leaf_per_s": (operator.ge, 2000, ">= 2,000 leaves/s (issue 14)"),
+    "hoplat_keepalive_1000rps_added_p99_us": (operator.le, 250, "added p99 <= 0.25 ms at 1,000 req/s"),
 }
 
 
@@ -99,6 +107,9 @@ def benchmarks(quick: bool) -> list[tuple[str, bool, Callable[[], Figures]]]:
         ("release", True, lambda: {} if quick else release_bench.release_figures("5s")),
         ("http", False,
          lambda: http_load.http_load_figures(200, 50, 40, 5) if quick else http_load.http_load_figures()),
+        ("ads", True, lambda: ads_fanout.ads_fanout_figures(5 if quick else 1000, 1 if quick else 3)),
+        ("ca_rate", True, lambda: ca_leaf_rate.ca_leaf_rate_figures(*((40, 2, 0.2) if quick else (4000, 4, 1)))),
+        ("hoplat", False, lambda: hop_latency.hop_latency_figures((500, 1000), 0.2 if quick else 5)),
     ]
 
 

@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.root,  # the agent benchmarks need bridge networking
     pytest.mark.envoy,
     pytest.mark.skipif(not Path("/usr/lib/cni/bridge").exists(), reason="CNI plugins missing"),
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(280),
 ]
 
 HOP = [f"hop_{mode}_{rate}rps_{kind}"
@@ -44,15 +44,23 @@ EXPECTED = [
     *[f"policy_{k}" for k in ("services", "entry_changes", "destinations", "plan_s", "entry_diff_ms",
                               "entry_writes_s", "replan_s")],
     "deploy_deny_s",
+    *[f"ads_5_{k}" for k in ("proxies", "rounds", "register_s", "first_config_all_s", "ack_p50_ms", "ack_p99_ms",
+                             "ack_max_ms", "all_acked_median_ms", "all_acked_max_ms", "write_median_ms",
+                             "agent_cpu_per_change_s", "client_cpu_per_change_s", "consul_default_rate_s")],
+    *[f"ca_rate_{k}" for k in ("leaves", "clients", "leaf_per_s", "cached_leaf_per_s", "leader_per_s",
+                               "sign_in_process_per_s", "sign_json_in_process_per_s", "consul_default_per_s")],
+    *[f"hoplat_{mode}_{rate}rps_{kind}" for mode in ("keepalive", "newconn") for rate in (500, 1000)
+      for kind in [f"{what}_p{p}_us" for what in ("direct", "mesh", "added") for p in (50, 99)]
+      + [f"ratio_p{p}" for p in (50, 99)] + ["direct_achieved_rps", "mesh_achieved_rps", "n", "failed"]],
     *[f"bench_{b}_wall_s" for b in ("render", "hop", "dataplane", "ca", "intentions", "deploy", "scale", "policy",
-                                    "http")],
+                                    "http", "ads", "ca_rate", "hoplat")],
 ]
 
 
 def test_quick_run_prints_every_figure_as_a_number() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NOMAD_ADDR", "CONSUL_HTTP_ADDR")}
     out = subprocess.run([sys.executable, "bench/run.py", "--quick", "--json"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=230)
+                         capture_output=True, text=True, timeout=270)
     assert out.returncode == 0, out.stderr[-3000:]
     figs = json.loads(out.stdout)
     missing = [k for k in EXPECTED if k not in figs]
@@ -65,5 +73,9 @@ def test_quick_run_prints_every_figure_as_a_number() -> None:
     assert figs["scale_3_sidecars"] == 4  # 3 services + the probe
     assert figs["render_services"] == 200
     assert figs["ca_leaf_per_s"] > 0 and figs["openssl_ecdsap256_signs_per_s"] > 0
+    # Every simulated ADS proxy ACKed the write; h2load's requests were answered.
+    assert figs["ads_5_proxies"] == 5  # the bench itself fails unless every proxy ACKed
+    assert figs["ca_rate_leaves"] == 40 and figs["ca_rate_leaf_per_s"] > 0
+    assert figs["hoplat_keepalive_1000rps_n"] > 0 and figs["hoplat_keepalive_1000rps_failed"] == 0
     # Every held blocking query was answered after the change that woke them.
     assert figs["http_blocking_answered"] == figs["http_blocking_queries"] == 200
