@@ -46,6 +46,7 @@ class Alloc:
     group: str
     status: str
     tasks: tuple[str, ...] = ()
+    job_version: int | None = None  # which version of the job it runs (a release's stable vs canary)
 
     @property
     def short_id(self) -> str:
@@ -152,7 +153,8 @@ def _alloc_of(service_id: str, allocs: dict[str, Alloc]) -> Alloc | None:
 def parse_allocs(stubs: Iterable[dict[str, Any]]) -> dict[str, Alloc]:
     return {
         a["ID"]: Alloc(id=a["ID"], job=a.get("JobID", ""), group=a.get("TaskGroup", ""),
-                       status=a.get("ClientStatus", ""), tasks=tuple(sorted(a.get("TaskStates") or {})))
+                       status=a.get("ClientStatus", ""), tasks=tuple(sorted(a.get("TaskStates") or {})),
+                       job_version=a.get("JobVersion"))
         for a in stubs if a.get("ID")
     }
 

@@ -1,6 +1,8 @@
-"""Dev-agent-only: a Nomad-run sidecar's live Envoy figures, on the Consul port.
+"""Dev-agent-only: a Nomad-run sidecar's live Envoy figures, and the mesh's traffic, on the Consul port.
 
     GET /v1/nomadmesh/sidecar/<sidecar service id>/stats
+    GET /v1/nomadmesh/traffic[?window=<seconds>]   per edge and per service over the last minute
+                                                   (nomadmesh.mesh.traffic's Figures as JSON)
 
 Not a Consul endpoint (hence the prefix): a real cluster has no way to it, because each sidecar's
 Envoy admin listens only inside its allocation's network namespace. nomad/sidecar_stats.py enters
@@ -11,7 +13,7 @@ by this agent's Nomad, its allocation or task is not running, or its admin did n
 """
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from nomadmesh.agent.http.common import HTTPError, json_response
 from nomadmesh.agent.http.parts import consul_parts
@@ -25,3 +27,15 @@ def sidecar_stats(sidecar_id: str) -> Response:
     if status != 200:
         raise HTTPError(status, body)
     return json_response(body)
+
+
+@bp.get("/v1/nomadmesh/traffic")
+def traffic() -> Response:
+    raw = request.args.get("window", "")
+    try:
+        window = float(raw) if raw else None
+    except ValueError:
+        raise HTTPError(400, f"window: {raw!r} is not a number of seconds") from None
+    if window is not None and not 0 < window <= 3600:
+        raise HTTPError(400, f"window: {raw} is not between 0 and 3600 seconds")
+    return json_response(consul_parts().traffic.figures(window))
