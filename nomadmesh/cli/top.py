@@ -20,13 +20,17 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
 @target_options
 @click.option("--once", is_flag=True, help="Print one snapshot and exit.")
 @json_option
+@click.option("--metrics-url", metavar="URL", envvar="NOMADMESH_METRICS_URL",
+              help="Prometheus base URL that scrapes the sidecars' Envoy metrics (envoy_prometheus_bind_addr); "
+                   "without it, the dev agent's own sampling.")
 @click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.5, 60),
               help="Seconds between refreshes.")
-def top_command(target: Target, once: bool, as_json: bool, interval: float) -> None:
+def top_command(target: Target, once: bool, as_json: bool, metrics_url: str | None, interval: float) -> None:
     """Requests/s, error share and p99 latency per edge, health per service, over the last minute.
 
-    Figures come from the dev agent, which samples its sidecars' Envoy stats; on a target without
-    them the edges and services are listed with where figures would come from.
+    Figures come from Prometheus with --metrics-url (real clusters), else from the dev agent, which
+    samples its sidecars' Envoy stats; without either, edges and services are listed with where
+    figures would come from.
     `--once --json` prints one snapshot for scripts:
     {"edges": [{"source", "destination", "rps", "error_share", "p99_ms", ...}], "services": [...]}.
 
@@ -39,16 +43,16 @@ def top_command(target: Target, once: bool, as_json: bool, interval: float) -> N
     if as_json and not once:
         raise click.UsageError("--json needs --once (a refreshing table is for people, a snapshot for scripts)")
     if once:
-        snap = _snapshot(target, first=True)
+        snap = _snapshot(target, metrics_url, first=True)
         click.echo(json.dumps(snap.to_json(), indent=2) if as_json else _plain(snap))
         return
     from rich.live import Live
 
-    with Live(_table(_snapshot(target, first=True)), auto_refresh=False, screen=False) as live:
+    with Live(_table(_snapshot(target, metrics_url, first=True)), auto_refresh=False, screen=False) as live:
         try:
             while True:
                 time.sleep(interval)
-                live.update(_table(_snapshot(target)), refresh=True)
+                live.update(_table(_snapshot(target, metrics_url)), refresh=True)
         except KeyboardInterrupt:
             pass
 
@@ -56,7 +60,7 @@ def top_command(target: Target, once: bool, as_json: bool, interval: float) -> N
 FIRST_WAIT_S = 4.0  # the dev agent's sampler needs two samples (2 s apart) for its first rates
 
 
-def _snapshot(target: Target, first: bool = False) -> Snapshot:
+def _snapshot(target: Target, metrics_url: str | None, first: bool = False) -> Snapshot:
     from nomadmesh.ui import read
     from nomadmesh.ui.api import apis_for
     from nomadmesh.ui.console import snapshot
@@ -64,10 +68,10 @@ def _snapshot(target: Target, first: bool = False) -> Snapshot:
     apis = apis_for(target)
     try:
         mesh = read.read_mesh(apis)
-        figures, why = read.traffic_figures(apis)
+        figures, why = read.traffic_figures(apis, mesh, metrics_url)
         if first and figures is not None and figures.window_s == 0:  # just started sampling
             time.sleep(FIRST_WAIT_S / 2)
-            figures, why = read.traffic_figures(apis)
+            figures, why = read.traffic_figures(apis, mesh, metrics_url)
         return snapshot(mesh, figures, why)
     finally:
         apis.close()

@@ -134,6 +134,9 @@ class Service:
     # Consul's `connect.sidecar_service.proxy.config.protocol` (tcp/http/http2/grpc); None = not declared
     # (Consul then takes tcp). Deploy also writes it as the service's `service-defaults` entry.
     protocol: str | None = None
+    # Consul's `...proxy.config.envoy_prometheus_bind_addr`: where the sidecar serves its Envoy metrics
+    # at /metrics for Prometheus (host:port inside the allocation's network namespace); None = no such listener.
+    prometheus_bind_addr: str | None = None
 
     @property
     def is_gateway(self) -> bool:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-Buckets = tuple[tuple[float, int], ...]  # (upper bound in ms, cumulative count), ascending
+Buckets = tuple[tuple[float, float], ...]  # (upper bound in ms, cumulative count), ascending
 
 WINDOW_S = 60.0
 TLS_FAILURES = ("ssl.connection_error", "ssl.fail_verify_no_cert", "ssl.fail_verify_error",
@@ -48,7 +48,7 @@ _TLS = re.compile(r"^listener\.[\d.]+_\d+\.(ssl\..+)$")
 @dataclass(frozen=True)
 class Sample:
     at: float  # seconds (monotonic where taken)
-    counters: Mapping[str, int]
+    counters: Mapping[str, float]  # Envoy counts; increases over a window from Prometheus
     histograms: Mapping[str, Buckets] = field(default_factory=dict)
 
 
@@ -66,7 +66,7 @@ def parse_envoy_json(body: str) -> tuple[dict[str, int], dict[str, Buckets]]:
     return counters, histograms
 
 
-def delta(first: Sample, last: Sample, name: str) -> int:
+def delta(first: Sample, last: Sample, name: str) -> float:
     """How much counter `name` grew; a counter that went down means Envoy restarted: its new value."""
     a, b = first.counters.get(name, 0), last.counters.get(name, 0)
     return b - a if b >= a else b
@@ -80,7 +80,7 @@ def bucket_delta(first: Sample, last: Sample, name: str) -> Buckets:
 
 
 def merge(buckets: Iterable[Buckets]) -> Buckets:
-    total: dict[float, int] = {}
+    total: dict[float, float] = {}
     for bs in buckets:
         for ub, c in bs:
             total[ub] = total.get(ub, 0) + c
@@ -93,7 +93,7 @@ def quantile(q: float, buckets: Buckets) -> float | None:
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]
-    lower, below = 0.0, 0
+    lower, below = 0.0, 0.0
     for ub, cum in buckets:
         if cum >= rank and cum > below:
             return lower + (ub - lower) * (rank - below) / (cum - below)
@@ -104,10 +104,10 @@ def quantile(q: float, buckets: Buckets) -> float | None:
 @dataclass(frozen=True)
 class Inbound:
     """What a sidecar's public listener saw over the window (summed over a service's sidecars)."""
-    requests: int = 0
-    by_class: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)  # 1xx..5xx (HTTP only)
-    rbac_denied: int = 0
-    tls_failures: int = 0
+    requests: float = 0
+    by_class: tuple[float, float, float, float, float] = (0, 0, 0, 0, 0)  # 1xx..5xx (HTTP only)
+    rbac_denied: float = 0
+    tls_failures: float = 0
     latency: Buckets = ()
     http: bool = False
 
@@ -115,10 +115,10 @@ class Inbound:
 @dataclass(frozen=True)
 class Outbound:
     """What a source sidecar's upstream listener for one destination saw over the window."""
-    connections: int = 0
-    connect_failures: int = 0
-    requests: int = 0  # HTTP upstream listener only
-    by_class: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    connections: float = 0
+    connect_failures: float = 0
+    requests: float = 0  # HTTP upstream listener only
+    by_class: tuple[float, float, float, float, float] = (0, 0, 0, 0, 0)
     latency: Buckets = ()
     http: bool = False
 
@@ -142,7 +142,7 @@ def outbound(first: Sample, last: Sample) -> dict[str, Outbound]:
         m = _UPSTREAM.match(n)
         if m and (m.group(1) == "http" or m.group(2) not in prefixes):
             prefixes[m.group(2)] = (m.group(1), n[: len(n) - len(m.group(3))])
-    fails: dict[str, int] = {}
+    fails: dict[str, float] = {}
     for n in last.counters:
         m = _CONNECT_FAIL.match(n)
         if m:
@@ -165,7 +165,7 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
-def _shares(by_class: Sequence[int]) -> tuple[float | None, float | None, float | None]:
+def _shares(by_class: Sequence[float]) -> tuple[float | None, float | None, float | None]:
     answered = sum(by_class)
     if not answered:
         return None, None, None

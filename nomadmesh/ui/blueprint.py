@@ -52,7 +52,7 @@ SECURITY_HEADERS = {
 }
 
 
-def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
+def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str | None = None) -> Blueprint:
     bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/static")
 

@@ -20,7 +20,8 @@ import requests
 from nomadmesh.deploy.intentions import load_default_policy
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
-from nomadmesh.mesh.traffic import Figures
+from nomadmesh.mesh.traffic import WINDOW_S, Figures
+from nomadmesh.ui import promql
 from nomadmesh.ui.api import Apis
 from nomadmesh.ui.model import Alloc, Mesh, build_mesh
 
@@ -151,10 +152,17 @@ NO_FIGURES = ("no traffic figures: this target serves no /v1/nomadmesh/traffic (
 TRAFFIC_TIMEOUT_S = 10.0
 
 
-def traffic_figures(apis: Apis, window_s: float | None = None) -> tuple[Figures | None, str]:
-    """The mesh's traffic over the last minute from the dev agent's `/v1/nomadmesh/traffic`, or
-    (None, why not): a real Consul has no such endpoint (404/403), so the figures must come from
-    Prometheus (`nomadmesh.ui.promql`)."""
+def traffic_figures(apis: Apis, mesh: Mesh, metrics_url: str | None = None,
+                    window_s: float | None = None) -> tuple[Figures | None, str]:
+    """The mesh's traffic over the last minute, or (None, why not): from Prometheus when a metrics
+    URL is given (`promql`), else from the dev agent's `/v1/nomadmesh/traffic`, which a real Consul
+    does not have (404/403)."""
+    if metrics_url:
+        try:
+            return promql.prometheus_figures(metrics_url, {s.name: [u.destination for u in s.upstreams]
+                                                           for s in mesh.services}, window_s or WINDOW_S), ""
+        except promql.MetricsError as e:
+            return None, f"no traffic figures: Prometheus: {e}"
     api = apis.consul
     url = f"{api.endpoint.url}/v1/nomadmesh/traffic"
     try:

@@ -1,14 +1,18 @@
 """Issue 16: the mesh's traffic over the last minute, from the dev agent's /v1/nomadmesh/traffic (it samples
-its sidecars' Envoy stats) into `nomadmesh top --once --json`.
+its sidecars' Envoy stats) and from a real Prometheus (Debian's) scraping the sidecars' metrics listeners
+(`envoy_prometheus_bind_addr`), into `nomadmesh top --once --json`.
 
 One sample mesh (order → invoice → tax, real Envoy sidecars in bridge mode) for the module: tax speaks
 HTTP; N calls pass, then invoice → tax is denied and M calls are refused by tax's RBAC (403). The
-edge invoice → tax must show a 4xx share of M/(N+M), denials per second and a p99 latency; order →
-invoice its connections. (The maths: tests/unit/test_traffic_figures.py.)
+edge invoice → tax must show a 4xx share of about M/(N+M), denials per second and a p99 latency;
+order → invoice its connections. (The maths: tests/unit/test_traffic_figures.py.)
 """
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +21,62 @@ from click.testing import CliRunner
 
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy import intentions as writer
+from nomadmesh.ui.promql import prometheus_figures
+from support.net import free_port
+from support.paths import SERVICES
 from support.sample_mesh import GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, order_call
 from support.waiting import wait_until
 
+PROMETHEUS = shutil.which("prometheus")
+METRICS_BIND = "0.0.0.0:9102"  # inside each allocation's namespace: reachable at the allocation's IP
+
 ALLOWED_CALLS = 6
 DENIED_CALLS = 4
+
+
+def _services_with_metrics(root: Path) -> Path:
+    """The samples, each sidecar serving its Envoy metrics at METRICS_BIND (tax also speaks HTTP)."""
+    services = root / "services"
+    shutil.copytree(SERVICES, services)
+    for name in NAMES:
+        path = services / name / "service.json"
+        doc = json.loads(path.read_text())
+        proxy = doc["service"]["connect"]["sidecar_service"].setdefault("proxy", {})
+        proxy["config"] = {"envoy_prometheus_bind_addr": METRICS_BIND}
+        if name == "tax":
+            proxy["config"]["protocol"] = "http"
+        path.write_text(json.dumps(doc, indent=2))
+    return services
+
+
+def _prometheus(tmp: Path, targets: list[str], request: pytest.FixtureRequest) -> str:
+    """Debian's Prometheus on a free port scraping `targets` every second (stopped after the test); its URL."""
+    assert PROMETHEUS is not None
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(json.dumps({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                                  "scrape_configs": [{"job_name": "sidecars", "metrics_path": "/metrics",
+                                                      "static_configs": [{"targets": targets}]}]}))
+    with open(tmp / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    request.addfinalizer(stop)
+    url = f"http://127.0.0.1:{port}"
+
+    def all_up() -> bool:
+        try:
+            active = requests.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        except (requests.RequestException, ValueError, KeyError):
+            return False
+        return len(active) == len(targets) and all(t["health"] == "up" for t in active)
+
+    wait_until(all_up, 20, step=0.5, what="Prometheus scrapes every sidecar's /metrics")
+    return url
 
 
 def _traffic(agent: Any) -> dict[str, Any]:
@@ -37,12 +92,17 @@ def _edge(body: dict[str, Any], src: str, dst: str) -> dict[str, Any]:
 @pytest.mark.envoy
 @NEEDS_BRIDGE[0]  # root
 @NEEDS_BRIDGE[1]  # CNI plugins
+@pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (scripts/setup.sh)")
 @pytest.mark.timeout(180)
-def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str, Any]) -> None:
+def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str, Any], tmp_path: Path,
+                                                           request: pytest.FixtureRequest) -> None:
     nomad, cons, agent = sample_mesh["nomad"], sample_mesh["consul"], sample_mesh["agent"]
     assert cons.config.set("service-defaults", "tax", {"Protocol": "http"})
-    port = deploy_samples(nomad)
+    port = deploy_samples(nomad, _services_with_metrics(tmp_path))
     wait_until(lambda: order_call(port).status_code == 200, 20, what="order answers")
+    ips = [nomad.allocation.get_allocation(a["ID"])["NetworkStatus"]["Address"]
+           for n in NAMES for a in nomad.job.get_allocations(n) if a["DesiredStatus"] == "run"]
+    metrics_url = _prometheus(tmp_path, [f"{ip}:{METRICS_BIND.rsplit(':', 1)[1]}" for ip in ips], request)
     assert requests.get(f"{agent.consul_addr}/v1/nomadmesh/traffic", params={"window": "x"},
                         timeout=5).status_code == 400
     first = _traffic(agent)  # starts the sampler: a first sample of every sidecar, before the calls
@@ -93,6 +153,30 @@ def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str,
     plain = CliRunner().invoke(cli, ["top", "--once", "--consul-addr", agent.consul_addr,
                                      "--nomad-addr", agent.nomad_addr])
     assert plain.exit_code == 0 and "invoice → tax" in plain.output and "denied" in plain.output
+
+    # The same figures from Prometheus, with the queries Consul's UI uses over the same Envoy metrics.
+    upstreams = {"order": ["invoice"], "invoice": ["tax"], "tax": []}
+
+    def scraped() -> Any:
+        figs = prometheus_figures(metrics_url, upstreams)
+        e = figs.edge("invoice", "tax")
+        return figs if e and e.share_4xx and e.p99_ms is not None and e.rbac_denied_per_s else None
+
+    figs = wait_until(scraped, 20, step=1, what="Prometheus figures show the denials")
+    prom_edge, prom_tax = figs.edge("invoice", "tax"), figs.service("tax")
+    assert prom_edge is not None and prom_tax is not None
+    print(f"figures: Prometheus invoice → tax {json.dumps(prom_edge.to_json())}")
+    # increase() extrapolates to the window's edges: counts agree within a call or two, not exactly.
+    prom_answered = prom_tax.rps * prom_tax.window_s
+    assert abs(prom_answered - answered) <= 3, (prom_answered, answered)
+    assert abs(prom_edge.share_4xx - edge["share_4xx"]) <= 0.2  # type: ignore[operator]
+    assert prom_edge.measured_at == "destination" and prom_tax.protocol == "http"
+    order_inv = figs.edge("order", "invoice")
+    assert order_inv is not None and order_inv.rps > 0 and order_inv.unit == "connections"
+    via_top = CliRunner().invoke(cli, ["top", "--once", "--json", "--metrics-url", metrics_url,
+                                       "--consul-addr", agent.consul_addr, "--nomad-addr", agent.nomad_addr])
+    assert via_top.exit_code == 0, via_top.output
+    assert json.loads(via_top.output)["figures_from"] == f"Prometheus {metrics_url}"
 
     writer.delete_intention(cons, "invoice", "tax")
     for name in (*NAMES, GATEWAY):
