@@ -18,6 +18,7 @@ ALL_PASSING = "all passing"
 SOME_FAILING = "some failing"
 NONE_PASSING = "none passing"
 NOT_REGISTERED = "not registered"
+CSS_HEALTH = {ALL_PASSING: "passing", SOME_FAILING: "warning", NONE_PASSING: "critical"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,35 @@ class EdgeView:
     def broken(self) -> bool:
         """A declared upstream with no registered or no healthy instance to call."""
         return self.edge.verdict != model.UNUSED and self.destination_health in (NOT_REGISTERED, NONE_PASSING)
+
+    @property
+    def state(self) -> str:
+        """How the graph draws it: "broken" (nothing to call) over the verdict."""
+        return "broken" if self.broken else self.edge.verdict
+
+    @property
+    def erroring(self) -> bool:
+        f = self.figures
+        return f is not None and bool(f.error_share or f.rbac_denied_per_s or f.connect_failures_per_s)
+
+    @property
+    def idle(self) -> bool:
+        """Figures say no traffic in the window (traffic that stopped fades out)."""
+        return self.figures is not None and not self.figures.rps and not self.erroring
+
+    @property
+    def label(self) -> str:
+        """Its figures in a few characters: "2.1 rps · 45% err · p99 4 ms"; "" without figures."""
+        f = self.figures
+        if f is None:
+            return ""
+        unit = "rps" if f.unit == "requests" else "cx/s"
+        parts = [f"{f.rps:.3g} {unit}"]
+        if f.error_share is not None:
+            parts.append(f"{f.error_share * 100:.0f}% err")
+        if f.p99_ms is not None:
+            parts.append(f"p99 {f.p99_ms:.3g} ms")
+        return " · ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
         i = self.edge.intention
@@ -99,3 +129,16 @@ def snapshot(mesh: model.Mesh, figures: Figures | None, unavailable: str = "") -
                   for e in model.edges(mesh))
     return Snapshot(tuple(services), edges, figures.source if figures else unavailable, figures is not None,
                     figures.window_s if figures else 0.0)
+
+
+def filtered(snap: Snapshot, wanted: str) -> Snapshot:
+    """Services whose name or a tag contains `wanted` (case-insensitive), and the edges touching them;
+    everything when `wanted` is empty."""
+    if not wanted:
+        return snap
+    w = wanted.lower()
+    keep = {s.name for s in snap.services if w in s.name.lower() or any(w in t.lower() for t in s.tags)}
+    edges = tuple(e for e in snap.edges if e.source in keep or e.destination in keep)
+    ends = keep | {e.source for e in edges} | {e.destination for e in edges}
+    return Snapshot(tuple(s for s in snap.services if s.name in ends), edges, snap.figures_from, snap.has_figures,
+                    snap.window_s)
