@@ -72,18 +72,15 @@ class EdgeView:
         return self.figures is not None and not self.figures.rps and not self.erroring
 
     @property
-    def label(self) -> str:
-        """Its figures in a few characters: "2.1 rps · 45% err · p99 4 ms"; "" without figures."""
+    def label(self) -> tuple[str, str]:
+        """Its figures in two short lines: ("2.1 rps", "45% err · p99 4 ms"); ("", "") without figures."""
         f = self.figures
         if f is None:
-            return ""
-        unit = "rps" if f.unit == "requests" else "cx/s"
-        parts = [f"{f.rps:.3g} {unit}"]
-        if f.error_share is not None:
-            parts.append(f"{f.error_share * 100:.0f}% err")
-        if f.p99_ms is not None:
-            parts.append(f"p99 {f.p99_ms:.3g} ms")
-        return " · ".join(parts)
+            return "", ""
+        rate = f"{f.rps:.3g} {'rps' if f.unit == 'requests' else 'cx/s'}"
+        rest = ([f"{f.error_share * 100:.0f}% err"] if f.error_share is not None else []) + (
+            [f"p99 {f.p99_ms:.3g} ms"] if f.p99_ms is not None else [])
+        return rate, " · ".join(rest)
 
     def to_json(self) -> dict[str, Any]:
         i = self.edge.intention

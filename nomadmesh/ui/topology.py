@@ -14,7 +14,7 @@ from nomadmesh.ui.model import Edge
 
 NODE_W = 170
 NODE_H = 36
-GAP_X = 90
+GAP_X = 150  # room for an edge's two lines of figures between the columns
 GAP_Y = 18
 MARGIN = 24
 MAX_PER_COLUMN = 12

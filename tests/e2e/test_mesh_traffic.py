@@ -10,8 +10,10 @@ order → invoice its connections. (The maths: tests/unit/test_traffic_figures.p
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from click.testing import CliRunner
 from nomadmesh.cli.main import cli
 from nomadmesh.deploy import intentions as writer
 from nomadmesh.ui.promql import prometheus_figures
+from support.browser import CHROMIUM, SHOTS
 from support.net import free_port
 from support.paths import SERVICES
 from support.sample_mesh import GATEWAY, NAMES, NEEDS_BRIDGE, deploy_samples, order_call
@@ -90,12 +93,14 @@ def _edge(body: dict[str, Any], src: str, dst: str) -> dict[str, Any]:
 
 
 @pytest.mark.envoy
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 @NEEDS_BRIDGE[0]  # root
 @NEEDS_BRIDGE[1]  # CNI plugins
 @pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (scripts/setup.sh)")
 @pytest.mark.timeout(180)
 def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str, Any], tmp_path: Path,
-                                                           request: pytest.FixtureRequest) -> None:
+                                                           request: pytest.FixtureRequest, page: Any) -> None:
     nomad, cons, agent = sample_mesh["nomad"], sample_mesh["consul"], sample_mesh["agent"]
     assert cons.config.set("service-defaults", "tax", {"Protocol": "http"})
     port = deploy_samples(nomad, _services_with_metrics(tmp_path))
@@ -178,6 +183,44 @@ def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str,
     assert via_top.exit_code == 0, via_top.output
     assert json.loads(via_top.output)["figures_from"] == f"Prometheus {metrics_url}"
 
+    # The service page counts RBAC's 403s as received, not served.
+    html = requests.get(f"{agent.consul_addr}/ui/services/tax", timeout=10).text
+    shown = {k: int(v) for k, v in re.findall(r'data-figure="(\w+)">(\d+)<', html)}
+    assert shown["rbac_denied"] >= DENIED_CALLS and shown["requests_served"] == shown["requests_total"] - shown[
+        "rbac_denied"]
+
+    _live_graph_in_the_browser(page, agent, port)
     writer.delete_intention(cons, "invoice", "tax")
     for name in (*NAMES, GATEWAY):
         nomad.job.deregister_job(name)
+
+
+def _live_graph_in_the_browser(page: Any, agent: Any, port: int) -> None:
+    """The topology in headless Chromium: edge figures and error styling, then deny order → invoice
+    from its edge panel and see the edge change (how fast is printed, not asserted)."""
+    page.goto(f"{agent.consul_addr}/ui/topology")
+    page.locator("body[data-live='ready'][data-version]").wait_for()
+    denied_edge = page.locator('svg#topology path[data-edge="invoice>tax"]')
+    assert denied_edge.get_attribute("data-errors") == "true" and "edge-errors" in denied_edge.get_attribute("class")
+    label = page.locator('svg#topology [data-edge-label="invoice>tax"]').text_content()
+    assert "rps" in label and "% err" in label and "p99" in label, label
+    assert page.locator("[data-figures='live']").count() == 1
+    # Figures move without any catalog change: the page refetches them every few seconds.
+    for _ in range(3):
+        assert order_call(port).status_code == 502
+    v0 = int(page.evaluate("Number(document.body.dataset.version || 0)"))
+    wait_until(lambda: int(page.evaluate("Number(document.body.dataset.version || 0)")) > v0, 10,
+               what="a periodic refetch")
+    page.screenshot(path=str(SHOTS / "topology-live.png"), full_page=True)
+
+    page.locator('svg#topology a[data-edge-link="order>invoice"]').click()
+    panel = page.locator('[data-panel="order>invoice"]')
+    assert "order → invoice" in panel.inner_text()
+    t0 = time.monotonic()
+    panel.get_by_role("button", name="Deny order to invoice").click()
+    page.locator('svg#topology path[data-edge="order>invoice"][data-state="denied"]').wait_for(
+        state="attached", timeout=10_000)
+    print(f"figures: edge drawn denied {(time.monotonic() - t0) * 1000:.0f} ms after the click")
+    assert page.url.endswith("/ui/topology?edge=order%3Einvoice")  # back on the graph, panel open
+    page.screenshot(path=str(SHOTS / "topology-edge-panel.png"), full_page=True)
+    wait_until(lambda: order_call(port).status_code == 502, 5, step=0.05, what="deny from the graph enforced")
