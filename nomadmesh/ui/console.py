@@ -99,6 +99,12 @@ class Snapshot:
     has_figures: bool
     window_s: float
 
+    @property
+    def flowing(self) -> bool:
+        """Some traffic in the window (the page then refreshes more often)."""
+        return any(e.figures and not e.idle for e in self.edges) or any(s.figures and s.figures.rps
+                                                                         for s in self.services)
+
     def to_json(self) -> dict[str, Any]:
         return {"figures_from": self.figures_from, "has_figures": self.has_figures, "window_s": self.window_s,
                 "edges": [e.to_json() for e in self.edges], "services": [s.to_json() for s in self.services]}
