@@ -121,3 +121,16 @@ def test_edge_panel_denies_and_deletes_through_the_forms_and_refuses_cross_site(
                          data={"source": "t-web", "destination": "t-api", "back": back})
     assert gone.status_code == 303 and gone.headers["Location"].endswith(back)
     wait_until(lambda: sources(shop, "t-api") is None, 5, what="intention deleted")
+
+
+def test_agent_traffic_endpoint_samples_only_the_sidecars_it_runs_and_refuses_a_bad_window(
+        shop: RunningAgent) -> None:
+    url = f"{shop.consul_addr}/v1/nomadmesh/traffic"
+    body = requests.get(url, timeout=15).json()
+    # Three sidecars are registered, none is run by this agent's Nomad: nothing to sample, no figures.
+    assert (body["sidecars"], body["edges"], body["services"]) == (0, [], [])
+    assert body["sampling_s"] > 0 and "Envoy admin stats" in body["source"]
+    for bad, why in (("abc", "is not a number"), ("0", "between 0 and 3600"), ("7200", "between 0 and 3600")):
+        resp = requests.get(url, params={"window": bad}, timeout=5)
+        assert resp.status_code == 400 and why in resp.text
+    assert requests.get(url, params={"window": "30"}, timeout=15).status_code == 200
