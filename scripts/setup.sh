@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
-apt_packages=(containernetworking-plugins iptables iproute2 util-linux openssl curl chromium chromium-driver nghttp2-client)
+apt_packages=(containernetworking-plugins iptables iproute2 util-linux openssl curl chromium chromium-driver nghttp2-client prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

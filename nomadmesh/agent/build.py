@@ -29,6 +29,7 @@ from nomadmesh.agent.http.nomad_api import create_nomad_app
 from nomadmesh.agent.http.parts import ConsulParts, NomadParts
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.agent.nomad.sidecar_stats import SidecarStats
+from nomadmesh.agent.nomad.traffic_sampler import TrafficSampler
 from nomadmesh.ui.app import mount_ui
 
 
@@ -59,7 +60,7 @@ def build_agent(config: AgentConfig) -> AgentParts:
         config_dir = ConfigDirServices(catalog, config.config_dir)
         metrics = MetricsSink()
         consul_api = create_consul_app(ConsulParts(ctx, catalog, connect, SidecarStats(ctx), sessions, config_dir,
-                                                   metrics))
+                                                   metrics, TrafficSampler(ctx)))
         consul_app = mount_ui(consul_api, config.bind, config.nomad_port, config.consul_port)
         nomad_app = create_nomad_app(NomadParts(ctx, scheduler))
         dns = None if config.dns_port is None else DnsServer(config.bind, config.dns_port, lambda: dns_view(catalog),

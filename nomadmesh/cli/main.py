@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("nomadmesh.cli.validate", "validate_command"),
     ("nomadmesh.cli.graph", "graph_command"),
     ("nomadmesh.cli.ui", "ui_command"),
+    ("nomadmesh.cli.top", "top_command"),
     ("nomadmesh.cli.intent", "intent_group"),
     ("nomadmesh.cli.mesh", "mesh_group"),
     ("nomadmesh.cli.plan", "plan_command"),

@@ -55,16 +55,70 @@ def _xds_address(xds_address: str) -> dict[str, Any]:
     return {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}}
 
 
+PROMETHEUS_LISTENER = "envoy_prometheus_metrics_listener"
+SELF_ADMIN_CLUSTER = "self_admin"
+
+
+def stats_config(cluster: str) -> dict[str, Any]:
+    """Tags for the Prometheus view of the stats (`/stats/prometheus`; `/stats` names are unchanged),
+    as Consul's bootstrap adds them: `local_cluster` (the service this Envoy fronts) on every metric,
+    and the upstream's service name taken out of `tcp|http.upstream.<svc>.<ns>.<partition>.<dc>.*`
+    (else Envoy's default tags would fold the name into the metric's: envoy_tcp_<svc>_default_...)."""
+    return {"stats_tags": [
+        {"tag_name": "local_cluster", "fixed_value": cluster},
+        {"tag_name": "consul.upstream.service",
+         "regex": r"^(?:tcp|http)\.upstream\.(([^.]+)\.[^.]+\.[^.]+\.[^.]+\.)"},
+    ]}
+
+
+def prometheus_listener(bind: str, admin_address: str, admin_port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Consul's `envoy_prometheus_bind_addr`: a plain-HTTP listener at `bind` ("host:port") whose
+    `/metrics` is the admin's `/stats/prometheus` (through a static `self_admin` cluster), so
+    Prometheus scrapes that one path and never reaches the rest of the admin API."""
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AgentError(f"envoy_prometheus_bind_addr {bind!r}: want host:port, e.g. 0.0.0.0:9102")
+    listener = {
+        "name": PROMETHEUS_LISTENER,
+        "address": {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                         ".HttpConnectionManager",
+                "stat_prefix": "envoy_prometheus_metrics",
+                "codec_type": "HTTP1",
+                "route_config": {"name": "self_admin_route", "virtual_hosts": [{
+                    "name": "self_admin", "domains": ["*"],
+                    "routes": [{"match": {"path": "/metrics"},
+                                "route": {"cluster": SELF_ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus"}},
+                               {"match": {"prefix": "/"}, "direct_response": {"status": 404}}],
+                }]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+            },
+        }]}],
+    }
+    cluster = {
+        "name": SELF_ADMIN_CLUSTER, "type": "STATIC", "connect_timeout": "5s",
+        "load_assignment": {"cluster_name": SELF_ADMIN_CLUSTER, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": admin_address, "port_value": admin_port}}}}]}]},
+    }
+    return listener, cluster
+
+
 def bootstrap(node_id: str, cluster: str, xds_address: str, admin_address: str = "127.0.0.1",
-              admin_port: int = 19000) -> dict[str, Any]:
-    """Envoy's bootstrap for a sidecar whose node id is the proxy's service ID."""
+              admin_port: int = 19000, prometheus_bind_addr: str | None = None) -> dict[str, Any]:
+    """Envoy's bootstrap for a sidecar whose node id is the proxy's service ID (with Consul's
+    Prometheus listener when the proxy config sets `envoy_prometheus_bind_addr`)."""
     ads_source = {"ads": {}, "resource_api_version": "V3"}
-    return {
+    boot: dict[str, Any] = {
         "node": {"id": node_id, "cluster": cluster},
         "admin": {
             "access_log": [],
             "address": {"socket_address": {"address": admin_address, "port_value": admin_port}},
         },
+        "stats_config": stats_config(cluster),
         "static_resources": {
             "clusters": [{
                 "name": ADS_CLUSTER,
@@ -98,6 +152,11 @@ def bootstrap(node_id: str, cluster: str, xds_address: str, admin_address: str =
             "cds_config": ads_source,
         },
     }
+    if prometheus_bind_addr:
+        listener, admin_cluster = prometheus_listener(prometheus_bind_addr, admin_address, admin_port)
+        boot["static_resources"]["listeners"] = [listener]
+        boot["static_resources"]["clusters"].append(admin_cluster)
+    return boot
 
 
 def envoy_argv(bootstrap_path: Path | str, envoy: str | None = None, log_level: str = "info",

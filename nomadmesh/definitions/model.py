@@ -179,6 +179,9 @@ class Service:
     # (Consul then takes tcp). Deploy also writes it as the service's `service-defaults` entry.
     protocol: str | None = None
     traffic: Traffic = field(default_factory=Traffic)  # service.json `traffic`
+    # Consul's `...proxy.config.envoy_prometheus_bind_addr`: where the sidecar serves its Envoy metrics
+    # at /metrics for Prometheus (host:port inside the allocation's network namespace); None = no such listener.
+    prometheus_bind_addr: str | None = None
 
     @property
     def is_gateway(self) -> bool:

@@ -55,7 +55,9 @@ CONNECT_UNSUPPORTED = ("native", "sidecar_task")
 SIDECAR_KEYS = ("port", "proxy")
 SIDECAR_UNSUPPORTED = ("name", "id", "tags", "meta", "address", "check", "checks", "kind")
 PROXY_KEYS = ("upstreams", "config")
-PROXY_CONFIG_KEYS = ("protocol",)  # Consul's proxy config key; deploy also writes it as service-defaults
+# Consul's proxy config keys: protocol (deploy also writes it as service-defaults), and
+# envoy_prometheus_bind_addr (host:port of a listener serving the sidecar's Envoy metrics at /metrics).
+PROXY_CONFIG_KEYS = ("protocol", PROMETHEUS_BIND_KEY := "envoy_prometheus_bind_addr")
 PROTOCOLS = ("tcp", "http", "http2", "grpc")
 PROXY_UNSUPPORTED = ("expose", "local_service_address", "local_service_port", "mode", "mesh_gateway")
 UPSTREAM_KEYS = ("destination_name", "local_bind_port", "local_bind_address", "datacenter")
@@ -125,7 +127,7 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
             r.error("traffic", "is for services behind a gateway, not for the gateway itself")
         return _gateway(r, top, svc, label, name, port, tags, meta)
     connect, upstreams, references = _connect(r, svc, name, port)
-    protocol = _protocol(r, svc) if connect else None
+    protocol, prometheus_bind = _proxy_config(r, svc) if connect else (None, None)
     traffic = parse_traffic(r, top.raw("traffic"), name or "service", protocol, connect) \
         if top.has("traffic") else Traffic()
     ports = _ports(r, top.raw("nomad"), port, connect)
@@ -151,19 +153,28 @@ def parse_service(doc: Any, file: Path, label: str) -> Parsed:
         enable_tag_override=tag_override,
         protocol=protocol,
         traffic=traffic,
+        prometheus_bind_addr=prometheus_bind,
     )
     return Parsed(service, tuple(r.problems), references)
 
 
-def _protocol(r: Reader, svc: Obj) -> str | None:
-    """`service.connect.sidecar_service.proxy.config.protocol` (structure already checked by _connect)."""
+def _proxy_config(r: Reader, svc: Obj) -> tuple[str | None, str | None]:
+    """`service.connect.sidecar_service.proxy.config`: protocol and envoy_prometheus_bind_addr
+    (structure already checked by _connect)."""
     sidecar = (svc.raw("connect") or {}).get("sidecar_service") if isinstance(svc.raw("connect"), dict) else None
     proxy = sidecar.get("proxy") if isinstance(sidecar, dict) else None
     if not isinstance(proxy, dict) or "config" not in proxy:
-        return None
+        return None, None
     where = join(join(join(svc.at("connect"), "sidecar_service"), "proxy"), "config")
     config = r.obj(proxy["config"], where, PROXY_CONFIG_KEYS)
-    return config.choice("protocol", PROTOCOLS) if config is not None else None
+    if config is None:
+        return None, None
+    bind = config.string(PROMETHEUS_BIND_KEY, nonempty=True)
+    host, _, port = (bind or "").rpartition(":")
+    if bind is not None and not (host and port.isdigit() and 0 < int(port) < 65536):
+        r.error(config.at(PROMETHEUS_BIND_KEY), f"{bind!r}: want host:port, e.g. \"0.0.0.0:9102\"")
+        bind = None
+    return config.choice("protocol", PROTOCOLS), bind
 
 
 def _gateway(r: Reader, top: Obj, svc: Obj, label: str, name: str | None, port: int | None,

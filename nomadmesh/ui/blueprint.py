@@ -26,7 +26,7 @@ from nomadmesh.deploy import intentions as writer
 from nomadmesh.deploy.target import Target, consul_client
 from nomadmesh.errors import NomadMeshError
 from nomadmesh.mesh import intentions as ixn
-from nomadmesh.ui import model, read, topology
+from nomadmesh.ui import console, model, read, topology
 from nomadmesh.ui.api import Apis, apis_for
 from nomadmesh.ui.events import ChangeFeed
 
@@ -52,7 +52,7 @@ SECURITY_HEADERS = {
 }
 
 
-def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
+def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str | None = None) -> Blueprint:
     bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/static")
 
@@ -138,7 +138,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
                                                                   form["action"], form["description"]))
         if problem:
             return await _intentions_page(400, problem, form)
-        return _done(f"{form['action']} {form['source']} → {form['destination']} saved")
+        return _done(f"{form['action']} {form['source']} → {form['destination']} saved", posted.get("back", ""))
 
     @bp.post("/intentions/flip")
     async def flip_intention() -> Response:
@@ -165,7 +165,7 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
         problem = await _write(lambda c: writer.delete_intention(c, src, dst))
         if problem:
             return await _intentions_page(400, problem)
-        return _done(f"{src} → {dst} deleted")
+        return _done(f"{src} → {dst} deleted", posted.get("back", ""))
 
     async def _write(action: Callable[[consul_lib.Consul], object]) -> str | None:
         """Run one write through the shared CAS code (in the executor: it is blocking HTTP);
@@ -182,15 +182,40 @@ def create_ui_blueprint(target_provider: Callable[[], Target]) -> Blueprint:
 
         return await run_sync(write)()
 
-    def _done(notice: str) -> Response:
+    def _done(notice: str, back: str = "") -> Response:
+        """After a write: back to the topology page it came from (only that page of this UI), else
+        to the intentions page, saying what was done."""
+        topo = url_for(".topology_page")
+        if back == topo or back.startswith(topo + "?"):
+            return redirect(back, code=303)  # type: ignore[return-value]
         return redirect(url_for(".intentions", notice=notice), code=303)  # type: ignore[return-value]
+
+    def read_live() -> tuple[model.Mesh | None, str | None, console.Snapshot | None]:
+        """The mesh and its traffic (dev agent or Prometheus), joined for the live graph."""
+        clients = apis()
+        try:
+            mesh = read.read_mesh(clients)
+            figures, why = read.traffic_figures(clients, mesh, metrics_url)
+            return mesh, None, console.snapshot(mesh, figures, why)
+        except NomadMeshError as e:
+            return None, str(e), None
+        finally:
+            clients.close()
 
     @bp.get("/topology")
     async def topology_page() -> Response:
-        mesh, error = await run_sync(read_or_error)()
-        edges = model.edges(mesh) if mesh else []
-        lay = topology.layout({s.name: s.health for s in mesh.services}, edges) if mesh else None
-        return await page("topology", "topology", mesh=mesh, error=error, edges=edges, layout=lay, geometry=topology)
+        mesh, error, snap = await run_sync(read_live)()
+        wanted = request.args.get("q", "").strip()
+        shown = console.filtered(snap, wanted) if snap else None
+        lay = topology.layout({s.name: console.CSS_HEALTH[s.health] for s in shown.services},
+                              [e.edge for e in shown.edges]) if shown else None
+        views = {(e.source, e.destination): e for e in shown.edges} if shown else {}
+        src, _, dst = request.args.get("edge", "").partition(">")
+        return await page("topology", "topology", mesh=mesh, error=error, snap=shown, layout=lay,
+                          geometry=topology, q=wanted, total=len(snap.services) if snap else 0, views=views,
+                          service_views={s.name: s for s in shown.services} if shown else {},
+                          picked=views.get((src, dst)), rule_text=ixn.permission_text,
+                          here=url_for(".topology_page", q=wanted or None, edge=request.args.get("edge") or None))
 
     @bp.get("/events")
     async def events() -> Response:

@@ -23,6 +23,7 @@ ALLOWED = "allowed"
 DENIED = "denied"  # a declared upstream an intention denies on purpose
 WARNING = "warning"  # a declared upstream nothing allows: the default policy (deny) blocks it
 UNUSED = "unused"  # an exact allow intention no upstream uses
+PER_REQUEST = "per-request"  # an intention with L7 permissions decides: each request by its path, method, headers
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Alloc:
     group: str
     status: str
     tasks: tuple[str, ...] = ()
+    job_version: int | None = None  # which version of the job it runs (a release's stable vs canary)
 
     @property
     def short_id(self) -> str:
@@ -152,7 +154,8 @@ def _alloc_of(service_id: str, allocs: dict[str, Alloc]) -> Alloc | None:
 def parse_allocs(stubs: Iterable[dict[str, Any]]) -> dict[str, Alloc]:
     return {
         a["ID"]: Alloc(id=a["ID"], job=a.get("JobID", ""), group=a.get("TaskGroup", ""),
-                       status=a.get("ClientStatus", ""), tasks=tuple(sorted(a.get("TaskStates") or {})))
+                       status=a.get("ClientStatus", ""), tasks=tuple(sorted(a.get("TaskStates") or {})),
+                       job_version=a.get("JobVersion"))
         for a in stubs if a.get("ID")
     }
 
@@ -209,6 +212,8 @@ def build_mesh(health: dict[str, list[dict[str, Any]]], alloc_stubs: Iterable[di
 def decide(mesh: Mesh, source: str, destination: str) -> tuple[str, str, ixn.Intention | None]:
     """The verdict for a declared upstream `source → destination`, its reason and deciding intention."""
     d = ixn.evaluate(source, destination, mesh.intentions, mesh.default_allow)
+    if d.intention is not None and d.intention.is_l7:  # neither allowed nor denied as a whole
+        return PER_REQUEST, d.reason, d.intention
     if d.allowed:
         return ALLOWED, d.reason, d.intention
     if d.intention is None:

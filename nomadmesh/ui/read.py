@@ -20,6 +20,8 @@ import requests
 from nomadmesh.deploy.intentions import load_default_policy
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
+from nomadmesh.mesh.traffic import WINDOW_S, Figures
+from nomadmesh.ui import promql
 from nomadmesh.ui.api import Apis
 from nomadmesh.ui.model import Alloc, Mesh, build_mesh
 
@@ -142,3 +144,35 @@ def proxy_refusal(apis: Apis, sidecar_id: str) -> str | None:
         return None
     return (f"Envoy refused this sidecar's {nack.get('Type') or 'configuration'} update: "
             f"{str(nack.get('Detail') or '')[:300]} — it admits no caller until a valid policy is written.")
+
+
+NO_FIGURES = ("no traffic figures: this target serves no /v1/nomadmesh/traffic (only the dev agent samples its "
+              "sidecars); pass --metrics-url with a Prometheus that scrapes the sidecars' Envoy metrics "
+              "(Consul's envoy_prometheus_bind_addr proxy config)")
+TRAFFIC_TIMEOUT_S = 10.0
+
+
+def traffic_figures(apis: Apis, mesh: Mesh, metrics_url: str | None = None,
+                    window_s: float | None = None) -> tuple[Figures | None, str]:
+    """The mesh's traffic over the last minute, or (None, why not): from Prometheus when a metrics
+    URL is given (`promql`), else from the dev agent's `/v1/nomadmesh/traffic`, which a real Consul
+    does not have (404/403)."""
+    if metrics_url:
+        try:
+            return promql.prometheus_figures(metrics_url, {s.name: [u.destination for u in s.upstreams]
+                                                           for s in mesh.services}, window_s or WINDOW_S), ""
+        except promql.MetricsError as e:
+            return None, f"no traffic figures: Prometheus: {e}"
+    api = apis.consul
+    url = f"{api.endpoint.url}/v1/nomadmesh/traffic"
+    try:
+        resp = api.session.get(url, params={"window": str(window_s)} if window_s else None,
+                               timeout=TRAFFIC_TIMEOUT_S)
+    except requests.RequestException as e:
+        return None, f"no traffic figures: GET {url}: {type(e).__name__}: {e}"
+    if resp.status_code != 200:
+        return None, NO_FIGURES
+    try:
+        return Figures.from_json(resp.json()), ""
+    except (ValueError, TypeError, KeyError):
+        return None, NO_FIGURES

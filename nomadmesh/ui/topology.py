@@ -14,7 +14,7 @@ from nomadmesh.ui.model import Edge
 
 NODE_W = 170
 NODE_H = 36
-GAP_X = 90
+GAP_X = 150  # room for an edge's two lines of figures between the columns
 GAP_Y = 18
 MARGIN = 24
 MAX_PER_COLUMN = 12
@@ -34,6 +34,8 @@ class NodeBox:
 class EdgePath:
     edge: Edge
     d: str  # SVG path data
+    label_x: int = 0  # the curve's midpoint, where its traffic figures are written
+    label_y: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,21 +109,23 @@ def layout(services: dict[str, str], edges: list[Edge]) -> Layout:
         column += max(1, -(-len(members) // MAX_PER_COLUMN))
     pos = {n: (MARGIN + col_of[n] * (NODE_W + GAP_X), MARGIN + int(row[n]) * (NODE_H + GAP_Y)) for n in names}
     nodes = tuple(NodeBox(n, _label(n), *pos[n], services.get(n)) for n in names)
-    paths = tuple(EdgePath(e, _route(pos[e.source], pos[e.destination])) for e in edges)
+    paths = tuple(EdgePath(e, *_route(pos[e.source], pos[e.destination])) for e in edges)
     rows = max((int(r) for r in row.values()), default=0) + 1
     width = MARGIN * 2 + max(column, 1) * (NODE_W + GAP_X) - GAP_X
     height = MARGIN * 2 + rows * (NODE_H + GAP_Y) - GAP_Y
     return Layout(width, height, nodes, paths)
 
 
-def _route(src: tuple[int, int], dst: tuple[int, int]) -> str:
+def _route(src: tuple[int, int], dst: tuple[int, int]) -> tuple[str, int, int]:
+    """The cubic curve from `src`'s box to `dst`'s, and its midpoint (B(1/2) = (P0 + 3 P1 + 3 P2 + P3) / 8)."""
     (sx, sy), (dx, dy) = src, dst
     sy += NODE_H // 2
     dy += NODE_H // 2
     if dx > sx:  # forwards: right side to left side
         x1, x2 = sx + NODE_W, dx - 4
         mid = (x1 + x2) / 2
-        return f"M{x1},{sy} C{mid:.0f},{sy} {mid:.0f},{dy} {x2},{dy}"
+        return f"M{x1},{sy} C{mid:.0f},{sy} {mid:.0f},{dy} {x2},{dy}", round((x1 + x2) / 2), round((sy + dy) / 2)
     # Same column or backwards (a cycle or a wrapped layer): bow out to the left of both boxes.
     bow = max(4, min(sx, dx) - 30 - abs(sy - dy) // 8)
-    return f"M{sx},{sy} C{bow},{sy} {bow},{dy} {dx - 4},{dy}"
+    return (f"M{sx},{sy} C{bow},{sy} {bow},{dy} {dx - 4},{dy}",
+            round((sx + 6 * bow + dx - 4) / 8), round((sy + dy) / 2))

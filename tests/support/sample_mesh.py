@@ -56,10 +56,10 @@ def order_call(port: int) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{port}/", timeout=5)
 
 
-def deploy_samples(nomad: Any) -> int:
-    """Register the rendered samples (the three services and the gateway), wait for their
-    deployments; the gateway listener's host port, through which the host calls order."""
-    jobs = render(load_spec(SERVICES), "json")
+def deploy_samples(nomad: Any, services: Path = SERVICES) -> int:
+    """Register the rendered samples (the three services and the gateway, from `services`), wait for
+    their deployments; the gateway listener's host port, through which the host calls order."""
+    jobs = render(load_spec(services), "json")
     for name in (*NAMES, GATEWAY):
         nomad.jobs.register_job(json.loads(jobs[f"{name}.nomad.json"]))
     for name in (*NAMES, GATEWAY):

@@ -69,7 +69,8 @@ def test_figures_of_a_tcp_public_listener() -> None:
     figs = admin_stats.figures(admin_stats.parse_stats(TAX_TEXT), 28697, upstreams=())
     assert figs.to_json() == {
         "protocol": "tcp", "public_listener": "0.0.0.0:28697", "active_connections": 0, "connections_total": 10,
-        "requests_total": 6,  # TCP: each authorised connection is one call (RBAC allowed + denied)
+        "requests_total": 6,  # TCP: each connection RBAC decided is one call (allowed + denied)
+        "requests_served": 4,  # only the allowed ones reached tax (issue 16: 403s are not served)
         "tls_handshakes": 6, "tls_failures": 0, "rbac_allowed": 4, "rbac_denied": 2, "upstreams": (),
         "uptime_s": 7,
     }
@@ -102,6 +103,8 @@ def test_figures_of_an_http_public_listener_count_requests_and_http_rbac() -> No
     figs = admin_stats.figures(stats, 21000, ())
     assert (figs.protocol, figs.requests_total, figs.rbac_allowed, figs.rbac_denied, figs.tls_handshakes) == (
         "http", 9, 7, 2, 3)
+    # Issue 16: the 2 requests RBAC answered 403 were received, not served.
+    assert figs.to_json()["requests_served"] == 7
 
 
 def test_the_admin_filter_keeps_what_the_figures_need_and_little_else() -> None:

@@ -50,7 +50,7 @@ class SidecarFigures:
     public_listener: str  # "0.0.0.0:21000"
     active_connections: int
     connections_total: int
-    requests_total: int
+    requests_total: int  # received, RBAC's refusals included
     tls_handshakes: int
     tls_failures: int
     rbac_allowed: int
@@ -58,8 +58,14 @@ class SidecarFigures:
     upstreams: tuple[UpstreamFigures, ...]
     uptime_s: int
 
+    @property
+    def requests_served(self) -> int:
+        """Requests that reached the service: those received less those RBAC refused (HTTP: a 403
+        from the sidecar itself; TCP: a connection closed before the service saw it)."""
+        return max(0, self.requests_total - self.rbac_denied)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "requests_served": self.requests_served}
 
 
 def parse_stats(body: str) -> dict[str, int]:

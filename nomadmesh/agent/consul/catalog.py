@@ -409,10 +409,13 @@ class Catalog:
     def health(self, name: str, passing_only: bool = False, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/health/service (or /connect with `connect`): [{Node, Service, Checks}]."""
         out = []
+        node_checks_of: dict[str, list[dict[str, Any]]] = {}
         with self.ctx.state.reading():  # a service and its checks from one view (else it may look passing)
             for node, svc in self._instances(name, connect):
                 # A service's health: the node's checks (serfHealth, node maintenance) and its own.
-                node_checks = self.node_checks(node["Node"])
+                if node["Node"] not in node_checks_of:  # read once per node, not once per instance
+                    node_checks_of[node["Node"]] = self.node_checks(node["Node"])
+                node_checks = node_checks_of[node["Node"]]
                 svc_checks = [c for c in node_checks if c.get("ServiceID") in ("", svc["ID"])]
                 if passing_only and any(c["Status"] != "passing" for c in svc_checks):
                     continue
@@ -466,8 +469,22 @@ class Catalog:
 
     def catalog_service(self, name: str, connect: bool = False) -> list[dict[str, Any]]:
         """Consul's /v1/catalog/service (or /catalog/connect) rows: node fields + Service* fields."""
+        return self._catalog_rows(self._instances(name, connect))
+
+    def catalog_rows(self) -> list[dict[str, Any]]:
+        """catalog_service's rows of every service, read once (the agent's, then catalog-registered
+        ones): /v1/catalog/services would otherwise read the whole catalog once per name."""
+        own = self.node()
+        pairs = [(own, svc) for svc in self.services()]
+        ext_nodes = {n["Node"]: n for n in self.external.nodes()}
+        pairs += [(ext_nodes[svc["_Node"]], public(svc)) for svc in self.external.services()
+                  if svc["_Node"] in ext_nodes]
+        return self._catalog_rows(pairs)
+
+    @staticmethod
+    def _catalog_rows(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
         rows = []
-        for node, s in self._instances(name, connect):
+        for node, s in pairs:
             rows.append({
                 "ID": node["ID"], "Node": node["Node"], "Address": node["Address"],
                 "Datacenter": node["Datacenter"], "TaggedAddresses": node["TaggedAddresses"],

@@ -42,9 +42,8 @@ async def services() -> Response:
     index = await _blocked(CATALOG_KINDS)
     out: dict[str, list[str]] = {}
     catalog = _catalog()
-    names = {s["Service"] for s in catalog.services()} | {s["Service"] for s in catalog.external.services()}
     by_meta = node_meta_filter(lambda r: r["NodeMeta"])
-    for row in keep(by_meta([r for name in sorted(names) for r in catalog.catalog_service(name)])):
+    for row in keep(by_meta(catalog.catalog_rows())):
         svc = {"Service": row["ServiceName"], "Tags": row["ServiceTags"]}
         tags = out.setdefault(svc["Service"], [])
         tags.extend(t for t in svc["Tags"] if t not in tags)

@@ -1,8 +1,10 @@
-"""Dev-agent-only: a Nomad-run sidecar's live Envoy figures, on the Consul port.
+"""Dev-agent-only: a Nomad-run sidecar's live Envoy figures, and the mesh's traffic, on the Consul port.
 
     GET /v1/nomadmesh/sidecar/<sidecar service id>/stats
     GET /v1/nomadmesh/sidecar/<sidecar service id>/stats?format=prometheus[&filter=<RE2 over stat names>]
         Envoy's own /stats/prometheus text (what Prometheus scrapes from a sidecar on a real cluster)
+    GET /v1/nomadmesh/traffic[?window=<seconds>]   per edge and per service over the last minute
+                                                   (nomadmesh.mesh.traffic's Figures as JSON)
 
 Not a Consul endpoint (hence the prefix): a real cluster has no way to it, because each sidecar's
 Envoy admin listens only inside its allocation's network namespace. nomad/sidecar_stats.py enters
@@ -48,3 +50,15 @@ def sidecar_stats(sidecar_id: str) -> Response:
     if status != 200:
         raise HTTPError(status, body)
     return json_response(body)
+
+
+@bp.get("/v1/nomadmesh/traffic")
+def traffic() -> Response:
+    raw = request.args.get("window", "")
+    try:
+        window = float(raw) if raw else None
+    except ValueError:
+        raise HTTPError(400, f"window: {raw!r} is not a number of seconds") from None
+    if window is not None and not 0 < window <= 3600:
+        raise HTTPError(400, f"window: {raw} is not between 0 and 3600 seconds")
+    return json_response(consul_parts().traffic.figures(window))

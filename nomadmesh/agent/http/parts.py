@@ -17,6 +17,7 @@ from nomadmesh.agent.consul.sessions import Sessions
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.nomad.scheduler import Scheduler
 from nomadmesh.agent.nomad.sidecar_stats import SidecarStats
+from nomadmesh.agent.nomad.traffic_sampler import TrafficSampler
 
 EXTENSION = "nomadmesh"
 
@@ -24,7 +25,7 @@ EXTENSION = "nomadmesh"
 @dataclass(frozen=True)
 class ConsulParts:
     """The Consul API's parts: state and config (ctx), the agent's services and checks, Connect's
-    CA and proxy manager, the Nomad-run sidecars' Envoy figures, and sessions (KV locks)."""
+    CA and proxy manager, the Nomad-run sidecars' Envoy figures (now and as rates), and sessions (KV locks)."""
     ctx: AgentContext
     catalog: Catalog
     connect: ConnectRuntime
@@ -32,6 +33,7 @@ class ConsulParts:
     sessions: Sessions
     config_dir: ConfigDirServices  # what PUT /v1/agent/reload re-reads
     metrics: MetricsSink  # what GET /v1/agent/metrics shows
+    traffic: TrafficSampler  # what GET /v1/nomadmesh/traffic shows
 
 
 @dataclass(frozen=True)

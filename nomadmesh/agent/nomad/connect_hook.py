@@ -28,6 +28,7 @@ from nomadmesh.connect import envoy
 TASK_PREFIX = "connect-proxy-"
 KIND_PREFIX = "connect-proxy:"
 BOOTSTRAP_FILE = "envoy_bootstrap.json"
+PROMETHEUS_BIND_KEY = "envoy_prometheus_bind_addr"  # Consul proxy config: a /metrics listener (connect/envoy.py)
 SIDECAR_SUFFIX = "-sidecar-proxy"
 ADMIN_ADDRESS = "127.0.0.2"  # Nomad's admin bind in bridge mode: loopback inside the namespace
 ADMIN_BASE_PORT = 19000
@@ -211,7 +212,9 @@ def bootstrap_for(alloc: dict[str, Any], task: dict[str, Any], xds_address: str)
         return None
     index = services.index(svc)
     proxy_id = service_id(alloc["ID"], tg["Name"], svc) + suffix
-    return envoy.bootstrap(proxy_id, name, xds_address, ADMIN_ADDRESS, ADMIN_BASE_PORT + index)
+    config = ((((svc.get("Connect") or {}).get("SidecarService") or {}).get("Proxy") or {}).get("Config") or {})
+    return envoy.bootstrap(proxy_id, name, xds_address, ADMIN_ADDRESS, ADMIN_BASE_PORT + index,
+                           config.get(PROMETHEUS_BIND_KEY) or None)
 
 
 def check_port_label(svc: dict[str, Any], check: dict[str, Any]) -> str | None:

@@ -1,0 +1,136 @@
+"""Issue 16: the topology as a live console over plain HTTP against a real dev agent (no sidecars run:
+registrations through the Consul API). Truthful edges (an L7 edge is "per request", an upstream with no
+registered instance is flagged, not green), where figures come from, the name/tag filter, and the
+edge panel's allow / deny / delete through the intention forms, refused cross-site.
+(Traffic figures with real sidecars and Chromium: tests/e2e/test_mesh_traffic.py.)
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from support.agents import RunningAgent
+from support.consul_api import cclient, register, sources, ttl
+from support.net import free_port
+from support.paths import REPO
+from support.waiting import wait_until
+
+
+def topology(agent: RunningAgent, query: str = "") -> str:
+    resp = requests.get(f"{agent.consul_addr}/ui/topology{query}", timeout=10)
+    assert resp.status_code == 200
+    return resp.text
+
+
+def path_of(html: str, edge: str) -> str:
+    m = re.search(rf'<path [^>]*data-edge="{re.escape(edge)}".*?</path>', html)
+    assert m, f"no path for {edge}"
+    return m.group(0)
+
+
+@pytest.fixture(scope="module")
+def shop(module_agent: RunningAgent) -> RunningAgent:
+    register(module_agent, "t-web", upstreams=("t-api", "t-ghost"), tags=("front",))
+    register(module_agent, "t-api", upstreams=("t-l7",))
+    register(module_agent, "t-l7")
+    for name in ("t-web", "t-api", "t-l7"):
+        ttl(module_agent, name, "pass", "ok")
+    c = cclient(module_agent)
+    assert c.config.set("service-intentions", "t-ghost", {
+        "Kind": "service-intentions", "Name": "t-ghost", "Sources": [{"Name": "t-web", "Action": "allow"}]})
+    assert c.config.set("service-defaults", "t-l7", {"Kind": "service-defaults", "Name": "t-l7", "Protocol": "http"})
+    assert c.config.set("service-intentions", "t-l7", {"Kind": "service-intentions", "Name": "t-l7", "Sources": [
+        {"Name": "t-api", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/public"}}]}]})
+    return module_agent
+
+
+def test_an_unregistered_upstream_is_flagged_not_drawn_allowed(shop: RunningAgent) -> None:
+    html = topology(shop)
+    ghost = path_of(html, "t-web>t-ghost")
+    # Allowed by its intention, but nothing is registered to call: the graph must not draw it green.
+    assert 'data-verdict="allowed"' in ghost and 'data-state="broken"' in ghost
+    assert "edge-allowed" not in ghost and "edge-broken" in ghost
+    assert "t-ghost has no registered instance" in ghost
+    assert re.search(r'data-node="t-ghost" data-health="not registered"', html)
+
+
+def test_an_l7_governed_edge_is_drawn_per_request_not_denied(shop: RunningAgent) -> None:
+    l7 = path_of(topology(shop), "t-api>t-l7")
+    assert 'data-verdict="per-request"' in l7 and "edge-per-request" in l7 and "edge-denied" not in l7
+    panel = topology(shop, "?edge=" + quote("t-api>t-l7"))
+    assert 'data-panel="t-api>t-l7"' in panel and "allow PathPrefix=/public" in panel
+
+
+def test_the_page_says_where_figures_come_from(shop: RunningAgent) -> None:
+    html = topology(shop)  # the dev agent samples its sidecars (none run here: no figures on edges)
+    assert 'data-figures="live"' in html and "the sidecars&#39; Envoy admin stats" in html
+    assert "data-edge-label" not in html
+    # `nomadmesh ui` against the same cluster with a Prometheus that does not answer: it says so.
+    port, dead = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nomadmesh", "ui", "--port", str(port), "--consul-addr",
+                             shop.consul_addr, "--nomad-addr", shop.nomad_addr, "--metrics-url",
+                             f"http://127.0.0.1:{dead}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/ui/topology"
+
+        def page() -> str | None:
+            try:
+                return requests.get(url, timeout=10).text
+            except requests.ConnectionError:
+                return None
+
+        html = wait_until(page, 20, what="nomadmesh ui serves")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert 'data-figures="none"' in html and f"Prometheus: GET http://127.0.0.1:{dead}/api/v1/query" in html
+
+
+def test_filter_by_name_or_tag_keeps_matches_and_their_neighbours(shop: RunningAgent) -> None:
+    html = topology(shop, "?q=front")  # t-web's tag
+    nodes = set(re.findall(r'<a href="[^"]*" class="node[^"]*" data-node="([^"]+)"', html))
+    assert nodes == {"t-web", "t-api", "t-ghost"}  # t-l7 is two hops away
+    assert 'data-filter="front"' in html
+    assert "t-l7" not in re.findall(r'data-node="([^"]+)"', topology(shop, "?q=t-web"))
+
+
+def test_edge_panel_denies_and_deletes_through_the_forms_and_refuses_cross_site(shop: RunningAgent) -> None:
+    back = "/ui/topology?edge=t-web%3Et-api"
+    html = topology(shop, "?edge=" + quote("t-web>t-api"))
+    assert 'data-panel="t-web>t-api"' in html and 'name="back" value="/ui/topology?edge=t-web%3Et-api"' in html
+    form = {"source": "t-web", "destination": "t-api", "action": "deny", "description": "from the graph",
+            "back": back}
+    evil = requests.post(f"{shop.consul_addr}/ui/intentions", data=form, timeout=10, allow_redirects=False,
+                         headers={"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"})
+    assert evil.status_code == 403 and sources(shop, "t-api") is None  # nothing written
+    done = requests.post(f"{shop.consul_addr}/ui/intentions", data=form, timeout=10, allow_redirects=False)
+    assert done.status_code == 303 and done.headers["Location"].endswith(back)
+    assert sources(shop, "t-api") == {"t-web": "deny"}
+    assert 'data-state="denied"' in path_of(topology(shop), "t-web>t-api")
+    # Only this UI's topology page is a place to go back to: anything else lands on the intentions page.
+    away = requests.post(f"{shop.consul_addr}/ui/intentions", timeout=10, allow_redirects=False,
+                         data={**form, "action": "allow", "back": "https://attacker.example/ui/topology"})
+    assert away.status_code == 303 and "/ui/intentions?notice=" in away.headers["Location"]
+    gone = requests.post(f"{shop.consul_addr}/ui/intentions/delete", timeout=10, allow_redirects=False,
+                         data={"source": "t-web", "destination": "t-api", "back": back})
+    assert gone.status_code == 303 and gone.headers["Location"].endswith(back)
+    wait_until(lambda: sources(shop, "t-api") is None, 5, what="intention deleted")
+
+
+def test_agent_traffic_endpoint_samples_only_the_sidecars_it_runs_and_refuses_a_bad_window(
+        shop: RunningAgent) -> None:
+    url = f"{shop.consul_addr}/v1/nomadmesh/traffic"
+    body = requests.get(url, timeout=15).json()
+    # Three sidecars are registered, none is run by this agent's Nomad: nothing to sample, no figures.
+    assert (body["sidecars"], body["edges"], body["services"]) == (0, [], [])
+    assert body["sampling_s"] > 0 and "Envoy admin stats" in body["source"]
+    for bad, why in (("abc", "is not a number"), ("0", "between 0 and 3600"), ("7200", "between 0 and 3600")):
+        resp = requests.get(url, params={"window": bad}, timeout=5)
+        assert resp.status_code == 400 and why in resp.text
+    assert requests.get(url, params={"window": "30"}, timeout=15).status_code == 200
