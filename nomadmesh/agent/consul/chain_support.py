@@ -33,8 +33,13 @@ def problem(entry: dict[str, Any], datacenter: str) -> str | None:
     if kind == "service-splitter":
         return _first(_default_only(split, f"Splits[{i}].") for i, split in enumerate(e.get("Splits") or []))
     if kind == "service-router":
-        return _first(_route(route, i) for i, route in enumerate(e.get("Routes") or []))
+        return _first(_route(_dict(route), i) for i, route in enumerate(e.get("Routes") or []))
     return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A router part as a dict: its rules check paths and matchers, not every part's type."""
+    return value if isinstance(value, dict) else {}
 
 
 def _first(problems: Any) -> str | None:
@@ -80,12 +85,12 @@ def _default_only(dest: dict[str, Any], where: str) -> str | None:
 
 
 def _route(route: dict[str, Any], i: int) -> str | None:
-    problem_ = _default_only(route.get("Destination") or {}, f"Routes[{i}].Destination.")
+    problem_ = _default_only(_dict(route.get("Destination")), f"Routes[{i}].Destination.")
     if problem_:
         return problem_
-    headers = ((route.get("Match") or {}).get("HTTP") or {}).get("Header") or []
-    for j, header in enumerate(headers):
+    headers = _dict(_dict(route.get("Match")).get("HTTP")).get("Header")
+    for j, header in enumerate(headers if isinstance(headers, list) else []):
         for key in ("Contains", "IgnoreCase"):
-            if header.get(key):
+            if _dict(header).get(key):
                 return f"Routes[{i}].Match.HTTP.Header[{j}].{key} {SUFFIX}"
     return None
