@@ -4,7 +4,9 @@
 (`Subsets`, `DefaultSubset`, `Failover`...) as `ServiceResolverConfigEntry.Validate` does in
 agent/structs, and returns it as Consul stores it (durations written back as Go strings: "5s").
 Type errors raise `Undecodable` (Consul's 400); broken rules raise `InvalidResolver` (Consul's
-500). Consul walks Go maps in random order; we walk subsets by name, so of two broken subsets the
+500), Consul CE's ValidateEnterprise texts included (a redirect or failover to another namespace,
+partition or sameness group, a failover policy, prioritize-by-locality: "... requires Consul
+Enterprise"). Consul walks Go maps in random order; we walk subsets by name, so of two broken subsets the
 one reported is stable.
 
 `filter_problem` parses a subset's Filter (a go-bexpr expression) and returns the parser's error;
@@ -27,7 +29,6 @@ WILDCARD_SUBSET = "*"
 _SUBSET_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _LB_POLICIES = ("", "random", "round_robin", "least_request", "ring_hash", "maglev")
 _HASH_FIELDS = ("header", "cookie", "query_parameter")
-_FAILOVER_POLICIES = ("", "default", "order-by-locality")
 
 FilterCheck = Callable[[str], "str | None"]
 
@@ -93,12 +94,26 @@ def normalize(entry: dict[str, Any], filter_problem: FilterCheck | None = None) 
             out[key] = written
     if entry.get("LoadBalancer") is not None:
         _check_load_balancer(t.obj(entry["LoadBalancer"], "LoadBalancer"))
+    locality = t.obj(entry.get("PrioritizeByLocality"), "PrioritizeByLocality")
+    if t.string(locality, "Mode", "PrioritizeByLocality."):
+        raise InvalidResolver("Prioritize-by-locality requires Consul Enterprise ")  # sic: Consul's trailing space
     return out
+
+
+def enterprise_problem(fields: dict[str, str], keys: tuple[str, ...]) -> str | None:
+    """Consul CE's ValidateEnterprise: the first of `keys` set in `fields`, in Consul's words."""
+    for key in keys:
+        if fields.get(key):
+            return f"Setting {key} requires Consul Enterprise"
+    return None
 
 
 def _check_redirect(r: dict[str, Any], name: str, subsets: set[str], has_failover: bool) -> None:
     fields = {k: t.string(r, k, "Redirect.") for k in
               ("Service", "ServiceSubset", "Namespace", "Partition", "Datacenter", "Peer", "SamenessGroup")}
+    problem = enterprise_problem(fields, ("Partition", "Namespace", "SamenessGroup"))
+    if problem:
+        raise InvalidResolver(f"Redirect: {problem}")
     if has_failover:
         raise InvalidResolver("Redirect and Failover cannot both be set")
     if not any(fields.values()):
@@ -125,13 +140,17 @@ def _check_failover(subset: str, f: dict[str, Any], name: str, subsets: set[str]
     namespace = t.string(f, "Namespace", where)
     datacenters = t.items(f, "Datacenters", where)
     targets = t.items(f, "Targets", where)
+    problem = enterprise_problem({"Namespace": namespace, "SamenessGroup": t.string(f, "SamenessGroup", where)},
+                                 ("Namespace", "SamenessGroup"))
+    mode = t.string(t.obj(f.get("Policy"), f"{where}Policy"), "Mode", f"{where}Policy.")
+    if problem is None and mode:
+        problem = "Setting failover policies requires Consul Enterprise"
+    if problem:
+        raise InvalidResolver(prefix + problem)
     if subset != WILDCARD_SUBSET and subset not in subsets:
         raise InvalidResolver(prefix + "not a valid subset subset")  # sic: Consul's text
     if not (service or service_subset or namespace or datacenters or targets):
         raise InvalidResolver(prefix + "one of Service, ServiceSubset, Namespace, Targets, or Datacenters is required")
-    mode = t.string(t.obj(f.get("Policy"), f"{where}Policy"), "Mode", f"{where}Policy.")
-    if mode not in _FAILOVER_POLICIES:
-        raise InvalidResolver(prefix + "Policy must be one of '', 'default', or 'order-by-locality'")
     if service_subset and (not service or service == name) and service_subset not in subsets:
         raise InvalidResolver(f"{prefix}ServiceSubset {go_quote(service_subset)} is not a valid subset of "
                               f"{go_quote(service)}")
@@ -146,6 +165,9 @@ def _check_failover(subset: str, f: dict[str, Any], name: str, subsets: set[str]
         fields = {k: t.string(target, k, f"{where}Targets[{i}].") for k in
                   ("Service", "ServiceSubset", "Partition", "Namespace", "Datacenter", "Peer")}
         at = f"Bad Failover[{go_quote(subset)}].Targets[{i}]: "
+        problem = enterprise_problem(fields, ("Partition", "Namespace"))
+        if problem:
+            raise InvalidResolver(at + problem)
         if fields["Peer"] and fields["ServiceSubset"]:
             raise InvalidResolver(at + "Peer cannot be set with ServiceSubset")
         if fields["Peer"] and fields["Partition"]:

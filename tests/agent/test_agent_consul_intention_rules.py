@@ -300,3 +300,103 @@ def test_a_route_needs_its_subset_and_one_http_protocol_along_the_chain(c: consu
         for kind, name in (("service-router", "rtr-a"), ("service-resolver", "rtr-b"), ("service-defaults", "rtr-a"),
                            ("service-defaults", "rtr-b"), ("proxy-defaults", "global")):
             delete(module_agent, kind, name)
+
+
+# --- what Consul CE refuses, and what the dev agent's data plane cannot serve ------------------------
+
+CE = "requires Consul Enterprise"
+NOT_SERVED = "is not supported by the nomadmesh dev agent"
+NS_KEY = "namespaces are a consul enterprise feature"
+
+
+@pytest.mark.parametrize("entry, status, message", [
+    # Consul CE's own answers: its EnterpriseMeta has no fields (an unused key), ValidateEnterprise.
+    pytest.param(resolver("ent-a", Namespace="ns1"), 400,
+                 f'Request decoding failed: invalid config key "Namespace", {NS_KEY}', id="entry-namespace"),
+    pytest.param({**splitter("ent-a", {"Weight": 100}), "Partition": "ap1"}, 400,
+                 'Request decoding failed: invalid config key "Partition"', id="entry-partition"),
+    pytest.param({**router(), "Name": "ent-a", "namespace": "ns1"}, 400,
+                 f'Request decoding failed: invalid config key "namespace", {NS_KEY}', id="router-namespace"),
+    pytest.param({**router({"Destination": {"Service": "x", "Peer": "p"}}), "Name": "ent-a"}, 400,
+                 'Request decoding failed: invalid config key "Routes[0].Destination.Peer"', id="route-peer"),
+    pytest.param(resolver("ent-a", Redirect={"Service": "x", "Namespace": "ns1"}), 500,
+                 f"Redirect: Setting Namespace {CE}", id="redirect-namespace"),
+    pytest.param(resolver("ent-a", Redirect={"Service": "x", "Partition": "ap1"}), 500,
+                 f"Redirect: Setting Partition {CE}", id="redirect-partition"),
+    pytest.param(resolver("ent-a", Redirect={"SamenessGroup": "g"}), 500,
+                 f"Redirect: Setting SamenessGroup {CE}", id="redirect-sameness-group"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Service": "x", "Namespace": "ns1"}}), 500,
+                 f'Bad Failover["*"]: Setting Namespace {CE}', id="failover-namespace"),
+    pytest.param(resolver("ent-a", Failover={"*": {"SamenessGroup": "g"}}), 500,
+                 f'Bad Failover["*"]: Setting SamenessGroup {CE}', id="failover-sameness-group"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Service": "x", "Policy": {"Mode": "order-by-locality"}}}), 500,
+                 f'Bad Failover["*"]: Setting failover policies {CE}', id="failover-policy"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Targets": [{"Service": "x", "Namespace": "ns1"}]}}), 500,
+                 f'Bad Failover["*"].Targets[0]: Setting Namespace {CE}', id="target-namespace"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Targets": [{"Service": "x", "Partition": "ap1"}]}}), 500,
+                 f'Bad Failover["*"].Targets[0]: Setting Partition {CE}', id="target-partition"),
+    pytest.param(resolver("ent-a", PrioritizeByLocality={"Mode": "failover"}), 500,
+                 "Prioritize-by-locality requires Consul Enterprise", id="prioritize-by-locality"),
+    # Accepted by Consul CE, not served by the agent (one datacenter, no peers, the default namespace).
+    pytest.param(resolver("ent-a", Redirect={"Service": "x", "Peer": "p"}), 400,
+                 f"Redirect.Peer {NOT_SERVED} (it has no cluster peers)", id="redirect-peer"),
+    pytest.param(resolver("ent-a", Redirect={"Service": "x", "Datacenter": "dc9"}), 400,
+                 f'Redirect.Datacenter "dc9" {NOT_SERVED} (its only datacenter is "DC")', id="redirect-datacenter"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Datacenters": ["DC", "dc9"]}}), 400,
+                 f'Bad Failover["*"]: Datacenter "dc9" {NOT_SERVED} (its only datacenter is "DC")',
+                 id="failover-datacenters"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Targets": [{"Service": "x", "Peer": "p"}]}}), 400,
+                 f'Bad Failover["*"].Targets[0]: Peer {NOT_SERVED} (it has no cluster peers)', id="target-peer"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Targets": [{"Service": "x", "Datacenter": "dc9"}]}}), 400,
+                 f'Bad Failover["*"].Targets[0]: Datacenter "dc9" {NOT_SERVED} (its only datacenter is "DC")',
+                 id="target-datacenter"),
+    pytest.param(resolver("ent-a", Failover={"*": {"Service": "x", "Policy": {"Regions": ["eu"]}}}), 400,
+                 f'Bad Failover["*"]: Policy.Regions {NOT_SERVED}', id="failover-regions"),
+    pytest.param(splitter("ent-a", {"Weight": 100, "Service": "x", "Namespace": "ns1"}), 400,
+                 f'Splits[0].Namespace "ns1" {NOT_SERVED} (it has the default namespace only)', id="split-namespace"),
+    pytest.param(splitter("ent-a", {"Weight": 100, "Service": "x", "Partition": "ap1"}), 400,
+                 f'Splits[0].Partition "ap1" {NOT_SERVED} (it has the default partition only)', id="split-partition"),
+    pytest.param({**router({"Destination": {"Service": "x", "Namespace": "ns1"}}), "Name": "ent-a"}, 400,
+                 f'Routes[0].Destination.Namespace "ns1" {NOT_SERVED} (it has the default namespace only)',
+                 id="route-namespace"),
+    pytest.param({**router({"Destination": {"Service": "x", "Partition": "ap1"}}), "Name": "ent-a"}, 400,
+                 f'Routes[0].Destination.Partition "ap1" {NOT_SERVED} (it has the default partition only)',
+                 id="route-partition"),
+    pytest.param({**router({"Match": {"HTTP": {"Header": [{"Name": "x", "Exact": "a", "IgnoreCase": True}]}}}),
+                  "Name": "ent-a"}, 400, f"Routes[0].Match.HTTP.Header[0].IgnoreCase {NOT_SERVED}",
+                 id="header-ignore-case"),
+])
+def test_what_the_data_plane_cannot_serve_is_refused(c: consul.Consul, module_agent: RunningAgent,
+                                                     entry: dict[str, Any], status: int, message: str) -> None:
+    dc = c.agent.self()["Config"]["Datacenter"]
+    entry = _with_datacenter(entry, dc)
+    assert put(module_agent, entry) == (status, message.replace('"DC"', f'"{dc}"'))
+    assert requests.get(f"{module_agent.consul_addr}/v1/config/{entry['Kind']}/ent-a", timeout=5).status_code == 404
+
+
+def _with_datacenter(value: Any, dc: str) -> Any:
+    """`value` with the placeholder datacenter "DC" replaced by the agent's own."""
+    if isinstance(value, dict):
+        return {k: _with_datacenter(v, dc) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_datacenter(v, dc) for v in value]
+    return dc if value == "DC" else value
+
+
+def test_the_agents_own_datacenter_and_the_default_namespace_still_land(c: consul.Consul,
+                                                                        module_agent: RunningAgent) -> None:
+    dc = c.agent.self()["Config"]["Datacenter"]
+    entries = [*(defaults(name, "http") for name in ("ent-b", "ent-c", "ent-d")),
+               resolver("ent-b", Redirect={"Service": "ent-c", "Datacenter": dc}),
+               resolver("ent-c", Failover={"*": {"Targets": [{"Service": "ent-d", "Datacenter": dc}],
+                                               "Policy": {"Mode": ""}}}),
+               splitter("ent-b", {"Weight": 100, "Service": "ent-c", "Namespace": "default", "Partition": "default"})]
+    try:
+        for entry in entries:
+            assert put(module_agent, entry) == (200, "true"), entry
+        chain = requests.get(f"{module_agent.consul_addr}/v1/discovery-chain/ent-b", timeout=5).json()["Chain"]
+        ent_c, ent_d = (f"{name}.default.default.{dc}" for name in ("ent-c", "ent-d"))
+        assert chain["Nodes"][f"resolver:{ent_c}"]["Resolver"]["Failover"] == {"Targets": [ent_d]}
+    finally:
+        for entry in reversed(entries):
+            delete(module_agent, entry["Kind"], entry["Name"])

@@ -64,9 +64,11 @@ _SOURCE["Permissions"] = [_PERMISSION]
 _INTENTIONS = {"Kind": None, "Name": None, "Namespace": None, "Partition": None, "Meta": None,
                "JWT": None, "Sources": [_SOURCE], "CreateIndex": None, "ModifyIndex": None}
 
-# Discovery-chain entries (Go field names of ServiceResolverConfigEntry / ServiceSplitterConfigEntry).
-# {"*": schema}: a map whose keys are names (subsets) and whose values follow `schema`.
-_ENTRY = dict.fromkeys(("Kind", "Name", "Namespace", "Partition", "Meta", "CreateIndex", "ModifyIndex"))
+# Discovery-chain entries (Go field names of ServiceResolverConfigEntry / ServiceSplitterConfigEntry /
+# ServiceRouterConfigEntry). {"*": schema}: a map whose keys are names (subsets) and whose values
+# follow `schema`. No top-level Namespace or Partition: Consul CE's EnterpriseMeta has no fields,
+# so its decoder refuses them as unused keys.
+_ENTRY = dict.fromkeys(("Kind", "Name", "Meta", "CreateIndex", "ModifyIndex"))
 _TARGET = dict.fromkeys(("Service", "ServiceSubset", "Namespace", "Partition", "Datacenter", "Peer"))
 _HASH_POLICY = {**dict.fromkeys(("Field", "FieldValue", "SourceIP", "Terminal")),
                 "CookieConfig": dict.fromkeys(("Session", "TTL", "Path"))}
@@ -83,8 +85,17 @@ _RESOLVER = {
 _HEADERS = dict.fromkeys(("Add", "Set", "Remove"))
 _SPLITTER = {**_ENTRY, "Splits": [{**dict.fromkeys(("Weight", "Service", "ServiceSubset", "Namespace", "Partition")),
                                    "RequestHeaders": _HEADERS, "ResponseHeaders": _HEADERS}]}
+_MATCH_VALUE = dict.fromkeys(("Name", "Present", "Exact", "Regex"))
+_ROUTE_HTTP = {**dict.fromkeys(("PathExact", "PathPrefix", "PathRegex", "CaseInsensitive", "Methods")),
+               "Header": [{**_MATCH_VALUE, **dict.fromkeys(("Prefix", "Suffix", "Contains", "IgnoreCase", "Invert"))}],
+               "QueryParam": [_MATCH_VALUE]}
+_DESTINATION = {**dict.fromkeys(("Service", "ServiceSubset", "Namespace", "Partition", "PrefixRewrite",
+                                 "RequestTimeout", "IdleTimeout", "NumRetries", "RetryOnConnectFailure",
+                                 "RetryOn", "RetryOnStatusCodes")),
+                "RequestHeaders": _HEADERS, "ResponseHeaders": _HEADERS}
+_ROUTER = {**_ENTRY, "Routes": [{"Match": {"HTTP": _ROUTE_HTTP}, "Destination": _DESTINATION}]}
 _SCHEMAS: dict[str, dict[str, Any]] = {ixn.KIND: _INTENTIONS, resolver_rules.KIND: _RESOLVER,
-                                       splitter_rules.KIND: _SPLITTER}
+                                       splitter_rules.KIND: _SPLITTER, "service-router": _ROUTER}
 
 
 def _fold(key: str) -> str:
@@ -102,7 +113,9 @@ def _strict(raw: Any, schema: dict[str, Any], where: str) -> Any:
     for key, value in raw.items():
         name = names.get(_fold(str(key)))
         if name is None:
-            raise EntryError(f"Request decoding failed: invalid config key \"{where}{key}\"")
+            # Consul CE's validateUnusedKeys names namespaces as what they are.
+            why = ", namespaces are a consul enterprise feature" if _fold(str(key)).endswith("namespace") else ""
+            raise EntryError(f"Request decoding failed: invalid config key \"{where}{key}\"{why}")
         sub = schema[name]
         if isinstance(sub, list) and isinstance(value, list):
             value = [_strict(v, sub[0], f"{where}{name}[{i}].") for i, v in enumerate(value)]

@@ -1,11 +1,14 @@
 """Consul's config entry endpoints: PUT /v1/config (cas), GET /v1/config/<kind>[/<name>], DELETE.
 
-Writes run in one State transaction through consul/config_store.py (CAS, Consul's protocol checks).
+Writes run in one State transaction through consul/config_store.py (CAS, Consul's protocol checks);
+a discovery-chain entry naming what the agent's data plane cannot serve is refused first
+(consul/chain_support.py).
 """
 from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from nomadmesh.agent.consul import chain_support
 from nomadmesh.agent.consul.config_entries import KINDS, EntryError, decode, to_json
 from nomadmesh.agent.consul.config_store import KIND, delete_entry, key, write_entry
 from nomadmesh.agent.http.common import HTTPError, block, current_ctx, json_body, json_response, query_int
@@ -24,6 +27,9 @@ def put() -> Response:
         entry = decode(json_body())
     except EntryError as e:
         raise HTTPError(e.status, str(e)) from None
+    unserved = chain_support.problem(entry, current_ctx().config.datacenter)
+    if unserved:
+        raise HTTPError(400, unserved)
     cas = query_int("cas")
     try:
         with current_ctx().state.write() as txn:
