@@ -269,9 +269,8 @@ def test_rds_serves_the_named_route_configuration_and_a_split_change_sends_only_
     assert client.nothing(0.2)
 
 
-def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, client: AdsClient) -> None:
-    """A router sending /admin to a new service: RDS is sent only after Envoy ACKed the new
-    cluster's endpoints, so no request meets a warming cluster (503)."""
+def _serving_the_split(server: XdsServer, client: AdsClient) -> None:
+    """Envoy has the 100% v1 split's clusters, their endpoints and the route, all ACKed."""
     server.cache.set(NODE, _split_snap(100))
     client.send(CLUSTER)
     client.ack(client.recv())
@@ -279,6 +278,12 @@ def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, cli
     client.ack(client.recv(), SUBSET_CLUSTERS)
     client.send(ROUTE, ["api"])
     client.ack(client.recv(), ["api"])
+
+
+def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, client: AdsClient) -> None:
+    """A router sending /admin to a new service: RDS is sent only after Envoy ACKed the new
+    cluster's endpoints, so no request meets a warming cluster (503)."""
+    _serving_the_split(server, client)
     entries = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
                {"Kind": "service-defaults", "Name": "admin", "Protocol": "http"},
                {"Kind": "service-resolver", "Name": "api", "Subsets": {"v1": {}, "v2": {}}},
@@ -302,13 +307,7 @@ def test_a_cluster_the_old_routes_name_stays_until_the_new_routes_are_acked(
     """A release ending: the splitter and the resolver's subsets go, the route goes back to the
     default cluster. The subset clusters stay in CDS (with their endpoints) until Envoy has ACKed the
     route that no longer names them, so no request meets a route to a removed cluster (503)."""
-    server.cache.set(NODE, _split_snap(100))
-    client.send(CLUSTER)
-    client.ack(client.recv())
-    client.send(ENDPOINT, SUBSET_CLUSTERS)
-    client.ack(client.recv(), SUBSET_CLUSTERS)
-    client.send(ROUTE, ["api"])
-    client.ack(client.recv(), ["api"])
+    _serving_the_split(server, client)
     plain = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},)
     server.cache.set(NODE, snapshot("order", upstreams=(chain_upstream("api", 7000, plain, {}),)))
     default = "api.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul"
