@@ -139,6 +139,8 @@ def release_figures(interval: str) -> dict[str, Any]:
         total = sum(clients.counts.values())
         per_interval = total / seconds * interval_s if seconds else 0
         print(f"failing release: exit {code}, {report['outcome']}: {'; '.join(report['tripped'])}", file=sys.stderr)
+        for other in [f for f in clients.failures if "answered 500" not in f][:5]:
+            print(f"  other failure: {other}", file=sys.stderr)  # what the data plane did: to look into
         figs |= {"failing_release_exit": code,
                  "failing_release_rolled_back": int(report["outcome"] == "rolled back"),
                  "failing_first_to_last_failure_s": round(failed[-1] - failed[0], 2) if failed else 0.0,

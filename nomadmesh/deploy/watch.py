@@ -5,6 +5,9 @@ Blocking queries (`index`/`wait`) wake on every change; a short wait keeps a can
 - the evaluation could not place a group → the scheduler's reason ("missing drivers");
 - the deployment failed or has an unhealthy allocation → its description and the tail of the
   failing task's stderr (stdout when stderr is empty).
+A deployment whose canaries are all placed and healthy and that waits for a manual promotion is done
+for this run, as for `nomad job run`'s monitor: it would wait for a person otherwise. The result is
+ok, status "running", with a note saying how to promote or abort it.
 """
 from __future__ import annotations
 
@@ -53,6 +56,22 @@ def _sum_groups(dep: dict[str, Any]) -> tuple[int, int, int, int]:
     groups = (dep.get("TaskGroups") or {}).values()
     return (sum(g.get("PlacedAllocs", 0) for g in groups), sum(g.get("HealthyAllocs", 0) for g in groups),
             sum(g.get("UnhealthyAllocs", 0) for g in groups), sum(g.get("DesiredTotal", 0) for g in groups))
+
+
+def awaits_promotion(dep: dict[str, Any]) -> bool:
+    """Running, every group with canaries has them all healthy, and one of those waits for a manual
+    promotion (auto_promote ones promote themselves: keep watching those). Pure."""
+    if dep.get("Status") != "running":
+        return False
+    waiting = False
+    for g in (dep.get("TaskGroups") or {}).values():
+        want = int(g.get("DesiredCanaries") or 0)
+        if not want or g.get("Promoted"):
+            continue
+        if len(g.get("PlacedCanaries") or []) < want or int(g.get("HealthyAllocs") or 0) < want:
+            return False
+        waiting = waiting or not g.get("AutoPromote")
+    return waiting
 
 
 def failing_task(allocs: list[dict[str, Any]]) -> tuple[str, str] | None:
@@ -138,6 +157,12 @@ class JobWatch:
         if dep.get("Status") == "successful":
             self.progress.end(self.job, f"healthy ({healthy}/{desired}, {time.monotonic() - self.started:.1f}s)")
             return self._result(True, dep)
+        if awaits_promotion(dep):
+            self.progress.end(self.job, f"canaries healthy ({healthy}/{desired}); deployment requires promotion")
+            self.progress.note(f"{self.job}: its canaries run beside the old version; `nomadmesh promote {self.job}` "
+                               f"rolls the rest, `nomadmesh abort {self.job}` stops them (`nomadmesh release "
+                               f"{self.job}` shifts traffic to them step by step and decides by itself)")
+            return self._result(True, dep)
         reason = dep.get("StatusDescription") or f"deployment {dep.get('Status')}"
         if unhealthy and dep.get("Status") == "running":
             reason = f"{unhealthy} unhealthy allocation{'s' if unhealthy != 1 else ''}"
@@ -165,7 +190,7 @@ class JobWatch:
                 self.counts = counts
                 self.progress.counts(self.job, *counts)
             # An unhealthy allocation dooms the deployment: stop now, not at the progress deadline.
-            if dep.get("Status") != "running" or counts[2] > 0:
+            if dep.get("Status") != "running" or counts[2] > 0 or awaits_promotion(dep):
                 return dep
             index = max(index, got.index)
 

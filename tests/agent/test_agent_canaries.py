@@ -8,6 +8,8 @@ min_healthy_time 0, so a deployment moves as soon as its tasks run.
 """
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import consul
@@ -16,6 +18,10 @@ import nomad.api.exceptions as nx
 import pytest
 import requests
 
+from nomadmesh.deploy.nomad_api import NomadAPI
+from nomadmesh.deploy.target import target_from_env
+from nomadmesh.deploy.watch import JobWatch
+from nomadmesh.progress import SilentProgress
 from support.agents import RunningAgent, clients
 from support.waiting import wait_until
 
@@ -239,3 +245,24 @@ def test_a_crashing_canary_fails_the_deployment_and_auto_reverts(apis: tuple[nom
     assert failed["StatusDescription"] == "Failed due to unhealthy allocations - rolling back to job version 0"
     assert n.job.get_job("crashing")["Version"] == 2
     wait_until(lambda: [(a["ID"], a["JobVersion"]) for a in live(n, "crashing")] == [(old[0]["ID"], 2)], 30)
+
+
+@pytest.mark.parametrize("auto_promote", [False, True], ids=["manual", "auto_promote"])
+def test_deploy_watch_ends_when_healthy_canaries_wait_for_promotion(
+        module_agent: RunningAgent, apis: tuple[nomad.Nomad, consul.Consul, str], auto_promote: bool) -> None:
+    """`nomadmesh deploy`'s watch of a canary update ends, as `nomad job run`'s monitor does, once the
+    canaries are healthy and the deployment waits for a person; an auto_promote one is watched to the end."""
+    n, _c, _addr = apis
+    job = f"watched-{'auto' if auto_promote else 'manual'}"
+    stable_v0(n, job, promote=auto_promote)
+    eval_id = n.jobs.register_job({"Job": job_spec(n, job, "1", promote=auto_promote)})["EvalID"]
+    api = NomadAPI(target_from_env({}, nomad_addr=module_agent.nomad_addr, consul_addr=module_agent.consul_addr))
+    result = JobWatch(api, job, "update", SilentProgress(), time.monotonic() + 20, threading.Event(), 1).run(eval_id)
+    assert result.ok, result.error
+    dep = n.deployment.get_deployment(result.deployment_id)
+    if auto_promote:
+        assert (result.deployment_status, dep["Status"]) == ("successful", "successful")
+    else:
+        assert result.deployment_status == "running"
+        assert dep["StatusDescription"] == "Deployment is running but requires manual promotion"
+        assert dep["TaskGroups"]["g"]["HealthyAllocs"] == 1 and not dep["TaskGroups"]["g"]["Promoted"]

@@ -269,9 +269,8 @@ def test_rds_serves_the_named_route_configuration_and_a_split_change_sends_only_
     assert client.nothing(0.2)
 
 
-def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, client: AdsClient) -> None:
-    """A router sending /admin to a new service: RDS is sent only after Envoy ACKed the new
-    cluster's endpoints, so no request meets a warming cluster (503)."""
+def _serving_the_split(server: XdsServer, client: AdsClient) -> None:
+    """Envoy has the 100% v1 split's clusters, their endpoints and the route, all ACKed."""
     server.cache.set(NODE, _split_snap(100))
     client.send(CLUSTER)
     client.ack(client.recv())
@@ -279,6 +278,12 @@ def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, cli
     client.ack(client.recv(), SUBSET_CLUSTERS)
     client.send(ROUTE, ["api"])
     client.ack(client.recv(), ["api"])
+
+
+def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, client: AdsClient) -> None:
+    """A router sending /admin to a new service: RDS is sent only after Envoy ACKed the new
+    cluster's endpoints, so no request meets a warming cluster (503)."""
+    _serving_the_split(server, client)
     entries = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},
                {"Kind": "service-defaults", "Name": "admin", "Protocol": "http"},
                {"Kind": "service-resolver", "Name": "api", "Subsets": {"v1": {}, "v2": {}}},
@@ -295,6 +300,37 @@ def test_a_route_to_a_new_cluster_waits_for_its_endpoints(server: XdsServer, cli
     assert eds2.type_url == ENDPOINT and client.nothing(0.2)  # the route still waits
     client.ack(eds2, names)
     assert client.recv().type_url == ROUTE
+
+
+def test_a_cluster_the_old_routes_name_stays_until_the_new_routes_are_acked(
+        server: XdsServer, client: AdsClient) -> None:
+    """A release ending: the splitter and the resolver's subsets go, the route goes back to the
+    default cluster. The subset clusters stay in CDS (with their endpoints) until Envoy has ACKed the
+    route that no longer names them, so no request meets a route to a removed cluster (503)."""
+    _serving_the_split(server, client)
+    plain = ({"Kind": "service-defaults", "Name": "api", "Protocol": "http"},)
+    server.cache.set(NODE, snapshot("order", upstreams=(chain_upstream("api", 7000, plain, {}),)))
+    default = "api.default.dc1.internal.11111111-2222-3333-4444-555555555555.consul"
+    cds, eds = client.recv(), client.recv()
+    assert (cds.type_url, eds.type_url) == (CLUSTER, ENDPOINT)
+    assert {default, *SUBSET_CLUSTERS} <= set(_names(cds))  # make the new one, keep the old ones
+    client.ack(cds)
+    names = [default, *SUBSET_CLUSTERS]
+    client.ack(eds, names)
+    eds2 = client.recv()
+    assert eds2.type_url == ENDPOINT and _names(eds2) == sorted(names)
+    client.ack(eds2, names)
+    route = client.recv()
+    assert route.type_url == ROUTE and client.nothing(0.2)  # the subset clusters wait for its ACK
+    client.ack(route, ["api"])
+    last = client.recv()
+    assert last.type_url == CLUSTER and default in _names(last)
+    assert not set(SUBSET_CLUSTERS) & set(_names(last))  # now they may go
+    client.ack(last)
+    eds3 = client.recv()
+    assert eds3.type_url == ENDPOINT and _names(eds3) == [default]
+    client.ack(eds3, [default])
+    assert client.nothing(0.2)
 
 
 def test_unix_socket_serves_the_same_stream(server: XdsServer) -> None:

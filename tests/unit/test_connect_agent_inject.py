@@ -54,7 +54,7 @@ def test_sidecar_registration_and_exposed_check_address() -> None:
     assert side["Port"] == 25000 and side["Address"] == "127.0.0.1"
     proxy = side["Proxy"]
     assert proxy["DestinationServiceID"] == reg["ID"] and proxy["LocalServicePort"] == 5001
-    assert proxy["Config"] == {"bind_address": "0.0.0.0", "bind_port": 25000}
+    assert proxy["Config"] == {"protocol": "http", "bind_address": "0.0.0.0", "bind_port": 25000}  # invoice is http
     assert proxy["Upstreams"] == [{"DestinationName": "tax", "LocalBindPort": 6002}]
     assert proxy["Expose"]["Paths"] == [{"Path": "/health", "Protocol": "http", "LocalPathPort": 5001,
                                          "ListenerPort": 26000}]

@@ -35,7 +35,16 @@ def http_check(name: str) -> Check:
     return Check("http", f"{name}-http", "2s", "1s", "/health", expose=True)
 
 
-def sample(name: str, port: int, upstreams: tuple[Upstream, ...], **run: object) -> Service:
+# invoice ships ready for `nomadmesh release`: http, one canary with auto_revert, and 1 s between its
+# deregistration and its stop.
+RELEASABLE = {"update": Update(min_healthy_time="1s", healthy_deadline="1m", progress_deadline="2m",
+                               canary=1, auto_revert=True),
+              "blocks": (("group", '{"shutdown_delay":"1s"}'),)}
+
+
+def sample(name: str, port: int, upstreams: tuple[Upstream, ...], protocol: str | None = None,
+           **run: object) -> Service:
+    run = {"update": SAMPLE_UPDATE, **run}
     return Service(
         name=name,
         port=port,
@@ -44,8 +53,9 @@ def sample(name: str, port: int, upstreams: tuple[Upstream, ...], **run: object)
         connect=True,
         upstreams=upstreams,
         checks=(http_check(name),),
+        protocol=protocol,
         run=Run(command="python3", args=("../app.py", name), work_dir=str(SAMPLES / name),  # type: ignore[arg-type]
-                update=SAMPLE_UPDATE, **run),
+                **run),
     )
 
 
@@ -59,7 +69,7 @@ def test_sample_services_load_into_the_expected_model() -> None:
     )
     assert spec.services == (
         gateway,
-        sample("invoice", 5001, (Upstream("tax", 6002),)),
+        sample("invoice", 5001, (Upstream("tax", 6002),), "http", **RELEASABLE),
         sample("order", 5000, (Upstream("invoice", 6001),)),
         sample("tax", 5002, ()),
     )

@@ -9,7 +9,7 @@ from nomadmesh.deploy.errors import DeployError
 from nomadmesh.deploy.logs import choose
 from nomadmesh.deploy.order import deploy_order
 from nomadmesh.deploy.plan import plan
-from nomadmesh.deploy.watch import failing_task
+from nomadmesh.deploy.watch import awaits_promotion, failing_task
 
 
 def job(name: str, h: str = "h1", managed: bool = True, **extra: object) -> dict:
@@ -96,3 +96,23 @@ def test_logs_choose_newest_running_and_checks_task() -> None:
         choose("web", allocs, "nope")
     with pytest.raises(DeployError, match="no allocations"):
         choose("web", [], None)
+
+
+def _group(**kw: object) -> dict[str, object]:
+    return {"DesiredCanaries": 1, "PlacedCanaries": ["c1"], "HealthyAllocs": 1, "Promoted": False, **kw}
+
+
+@pytest.mark.parametrize(("status", "groups", "done"), [
+    ("running", {"web": _group()}, True),  # healthy canaries wait for a person
+    ("running", {"web": _group(HealthyAllocs=0)}, False),  # not healthy yet
+    ("running", {"web": _group(PlacedCanaries=[])}, False),  # not placed yet
+    ("running", {"web": _group(AutoPromote=True)}, False),  # promotes itself: watched to the end
+    ("running", {"web": _group(Promoted=True)}, False),  # promoted: the rest is rolling
+    ("running", {"web": _group(), "db": {"DesiredCanaries": 0, "HealthyAllocs": 0}}, True),
+    ("running", {"web": _group(), "db": _group(HealthyAllocs=0)}, False),  # every group's canaries
+    ("running", {"web": {"DesiredCanaries": 0, "HealthyAllocs": 1}}, False),  # no canaries at all
+    ("successful", {"web": _group()}, False),
+])
+def test_a_deployment_awaits_promotion_once_its_canaries_are_healthy(
+        status: str, groups: dict[str, object], done: bool) -> None:
+    assert awaits_promotion({"Status": status, "TaskGroups": groups}) is done

@@ -18,7 +18,10 @@ After clusters change, endpoints are resent even if unchanged, because a re-crea
 waits (warms) for an endpoints response. Listeners and routes are then held back until Envoy has
 asked for and ACKed the endpoints of every cluster (make before break): a route naming a cluster
 that is still warming answers 503, so a new subset's cluster must be ready before any route
-sends to it.
+sends to it. The other half (break after make): a cluster gone from the cache stays in the CDS
+responses (with its last endpoints) until Envoy has ACKed listeners and routes that no longer
+name it; only the next CDS drops it. A state-of-the-world CDS without it would remove it at once,
+and the routes Envoy still has would answer 503 (no cluster) until the new ones arrive.
 
 `XdsServer(cache, tcp_address="127.0.0.1:0", unix_path=...)` listens on a TCP address and also on a
 unix socket: Envoys inside network namespaces reach the agent through a socket file in the
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2
 
 from nomadmesh.agent.connect.cache import Resources, SnapshotCache
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET
@@ -77,6 +81,9 @@ class _Stream:
         self.stats = stats
         self.types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
         self.awaiting_endpoints = False  # clusters were sent; listeners and routes wait for their EDS ACK
+        # What the last CDS / EDS response held, by name: a removed cluster is served from here
+        # until the routes and listeners that named it are replaced (ACKed).
+        self.last_sent: dict[str, dict[str, any_pb2.Any]] = {CLUSTER: {}, ENDPOINT: {}}
 
     def on_request(self, req: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
         st = self.types.get(req.type_url)
@@ -100,7 +107,25 @@ class _Stream:
                 self.cache.acked(self.stats.node_id, req.type_url, req.version_info)
         st.subscribed = True
         st.names = frozenset(req.resource_names)
-        return self.pending((req.type_url, *(HELD_FOR_ENDPOINTS if self.awaiting_endpoints else ())))
+        wanted: tuple[str, ...] = (req.type_url, *(HELD_FOR_ENDPOINTS if self.awaiting_endpoints else ()))
+        if req.type_url in HELD_FOR_ENDPOINTS and self._kept_clusters():
+            wanted = (*wanted, CLUSTER)  # routes ACKed: the clusters kept for the old ones may go
+        return self.pending(wanted)
+
+    def _kept_clusters(self) -> set[str]:
+        res = self.cache.get(self.stats.node_id)
+        return set(self.last_sent[CLUSTER]) - set(res.by_type.get(CLUSTER, {})) if res else set()
+
+    def _routes_settled(self, res: Resources) -> bool:
+        """Envoy ACKed the listeners and routes the cache holds now: none names a removed cluster."""
+        for type_url in HELD_FOR_ENDPOINTS:
+            st = self.types[type_url]
+            if not st.subscribed or (type_url in NON_WILDCARD and not st.names):
+                continue
+            current = res.version_of(res.select(type_url, st.names if type_url in NON_WILDCARD else None))
+            if st.acked_version != current:
+                return False
+        return True
 
     def _endpoints_settled(self, res: Resources) -> bool:
         """Envoy asked for the endpoints of every EDS cluster we serve and answered our last EDS response."""
@@ -138,16 +163,37 @@ class _Stream:
         names = st.names if type_url in NON_WILDCARD else None
         if type_url in NON_WILDCARD and not names:
             return None  # nothing asked for yet
-        chosen = res.select(type_url, names)
+        named: dict[str, any_pb2.Any] | None = None
+        if type_url in self.last_sent:
+            named = self._with_kept_clusters(res, type_url, names)
+            chosen = list(named.values())
+        else:
+            chosen = res.select(type_url, names)
         version = res.version_of(chosen)
         if not st.force and (version == st.sent_version or version == st.nacked_version):
             return None
         st.force = False
         st.sent_version = version
+        if named is not None:
+            self.last_sent[type_url] = named
         st.sent_nonce = str(next(_nonces))
         self.stats.sent[type_url] = self.stats.sent.get(type_url, 0) + 1
         return discovery_pb2.DiscoveryResponse(
             version_info=version, resources=chosen, type_url=type_url, nonce=st.sent_nonce)
+
+
+    def _with_kept_clusters(self, res: Resources, type_url: str,
+                            names: frozenset[str] | None) -> dict[str, any_pb2.Any]:
+        """The cache's clusters (or endpoints) by name, plus those that left the cache while
+        Envoy's routes may still name them."""
+        table = res.by_type.get(type_url, {})
+        out = {n: a for n, a in table.items() if not names or n in names}
+        if self._routes_settled(res):
+            return out
+        for n in sorted(self._kept_clusters()):
+            if n in self.last_sent[type_url] and (not names or n in names):
+                out[n] = self.last_sent[type_url][n]
+        return out
 
 
 class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
