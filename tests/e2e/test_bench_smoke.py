@@ -18,6 +18,7 @@ pytestmark = [
     pytest.mark.envoy,
     pytest.mark.skipif(not Path("/usr/lib/cni/bridge").exists(), reason="CNI plugins missing"),
     pytest.mark.timeout(240),
+    pytest.mark.alone,  # it floods the machine (hundreds of requests per second, many agents and Envoys)
 ]
 
 HOP = [f"hop_{mode}_{rate}rps_{kind}"
