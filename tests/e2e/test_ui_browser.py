@@ -149,4 +149,4 @@ def test_topology_of_fifty_services(page: Any, agent_factory: Any) -> None:
         state="attached", timeout=10_000)
     print(f"\nfigures: topology of 50 updated {(time.monotonic() - t0) * 1000:.0f} ms after the change")
     page.screenshot(path=str(SHOTS / "topology-50.png"), full_page=True)
-    assert requests.get(f"{agent.consul_addr}/ui/topology", timeout=5).status_code == 200
+    assert requests.get(f"{agent.consul_addr}/ui/topology", timeout=30).status_code == 200  # liveness, not speed
