@@ -85,3 +85,17 @@ def turnstile_taken(gate: AloneGate) -> bool:
 
 def wait_for(condition: Callable[[], bool]) -> None:
     wait_until(condition, WAIT_S, step=0.01, what="the gate's next step")
+
+
+def test_each_worker_picks_ports_in_a_slice_of_its_own_below_the_ephemeral_range(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from support import net
+
+    slices = []
+    for n in range(3):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{n}")
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+        slices.append(set(net.worker_range()))
+    assert not (slices[0] & slices[1]) and not (slices[1] & slices[2]) and not (slices[0] & slices[2])
+    assert all(net.LOW <= p < net.HIGH for s in slices for p in s) and net.HIGH <= 20000  # Nomad's dynamic ports
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    assert net.worker_range() == range(net.LOW, net.HIGH)
