@@ -30,7 +30,8 @@ import requests
 from nomadmesh.agent.datadir import alloc_root
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' builders
-from support.connect_support import free_port
+from support.connect_support import free_port  # noqa: F401  (re-exported: mesh_agent imports it here)
+from support.net import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -86,10 +87,21 @@ class Agent:
     data_dir: Path
     env: dict[str, str]
     extra_args: tuple[str, ...] = ()
-    nomad_port: int = field(default_factory=free_port)
-    consul_port: int = field(default_factory=free_port)
-    grpc_port: int = field(default_factory=free_port)
+    # Picked together (free_port twice may return the same just-released port; the agent then refuses to start).
+    ports: list[int] = field(default_factory=lambda: free_ports(3))
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def nomad_port(self) -> int:
+        return self.ports[0]
+
+    @property
+    def consul_port(self) -> int:
+        return self.ports[1]
+
+    @property
+    def grpc_port(self) -> int:
+        return self.ports[2]
 
     @property
     def nomad_addr(self) -> str:

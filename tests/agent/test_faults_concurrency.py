@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.alone]  # 5 processes × 10 threads at once
 
 PROCESSES, THREADS, INCREMENTS = 5, 10, 5
 

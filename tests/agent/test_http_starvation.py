@@ -44,6 +44,7 @@ def read_head(sock: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.alone  # its load is the point: nothing else may add to it or suffer from it
 def test_idle_connections_blocking_queries_and_event_streams_do_not_starve_the_apis(
         running_agent: RunningAgent) -> None:
     consul, port = running_agent.consul_addr, running_agent.consul_port
@@ -77,6 +78,7 @@ def test_idle_connections_blocking_queries_and_event_streams_do_not_starve_the_a
         assert not_ok == []
 
 
+@pytest.mark.alone  # three waves of a hundred connections
 def test_a_blocking_query_whose_client_left_frees_its_place(running_agent: RunningAgent) -> None:
     consul, port = running_agent.consul_addr, running_agent.consul_port
     requests.put(f"{consul}/v1/kv/left/key", data=b"v0", timeout=10).raise_for_status()

@@ -21,6 +21,7 @@ FOREIGN = {
 }
 
 
+@pytest.mark.alone  # twenty CLI processes at once
 def test_twenty_concurrent_cli_processes_all_land(module_agent, consul) -> None:
     consul.config.set(KIND, "tax", FOREIGN)
     cmd = [sys.executable, "-m", "nomadmesh", "intent"]

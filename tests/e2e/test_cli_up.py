@@ -18,7 +18,7 @@ from test_cli_deploy import WEB, write_services
 
 from nomadmesh.agent.datadir import alloc_root
 from nomadmesh.deploy.local_agent import is_our_agent
-from support.net import free_port
+from support.net import free_ports, free_tcp_udp_port
 from support.paths import REPO
 
 pytestmark = pytest.mark.root
@@ -28,10 +28,13 @@ def test_up_then_down(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("bridge networking needs root")
     tag = secrets.token_hex(3)
+    # Picked together: free_port twice may return the same just-released port (support/net.py).
+    nomad_port, consul_port, grpc_port = free_ports(3)
+    dns_port = free_tcp_udp_port(avoid=frozenset({nomad_port, consul_port, grpc_port}))
     env = {**os.environ, "NOMADMESH_CNI_BRIDGE": f"nmu{tag}", "NOMADMESH_NETNS_PREFIX": f"nmu{tag}-",
            "NOMADMESH_CNI_SUBNET": f"10.{int(tag[:2], 16)}.{int(tag[2:4], 16)}.0/24",
-           "NOMAD_ADDR": f"http://127.0.0.1:{free_port()}", "CONSUL_HTTP_ADDR": f"http://127.0.0.1:{free_port()}",
-           "NOMADMESH_GRPC_PORT": str(free_port()), "NOMADMESH_DNS_PORT": str(free_port()), "PYTHONPATH": str(REPO)}
+           "NOMAD_ADDR": f"http://127.0.0.1:{nomad_port}", "CONSUL_HTTP_ADDR": f"http://127.0.0.1:{consul_port}",
+           "NOMADMESH_GRPC_PORT": str(grpc_port), "NOMADMESH_DNS_PORT": str(dns_port), "PYTHONPATH": str(REPO)}
     write_services(tmp_path / "services", WEB)
 
     def nm(*args: str) -> subprocess.CompletedProcess[str]:

@@ -99,7 +99,8 @@ class HostMesh:
             assert r.status_code == 200, r.text
             self.start_app(name)
             self.start_envoy(name)
-        wait_until(self.chain_ok, 30, step=0.05, what="order -> invoice -> tax through the sidecars")
+        # Six processes and three Envoys start here: on a busy machine (parallel workers) that may take a while.
+        wait_until(self.chain_ok, 60, step=0.05, what="order -> invoice -> tax through the sidecars")
         return self
 
     def start_app(self, name: str) -> None:
