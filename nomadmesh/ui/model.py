@@ -1,7 +1,8 @@
 """What the UI shows, built from raw Consul/Nomad API answers. Pure functions, no I/O.
 
 `build_mesh(health, allocs, entries, default_allow)` turns `/v1/health/service/<name>` rows (per
-service name), `/v1/allocations` stubs and `service-intentions` config entries into a `Mesh`:
+service name; `health_rows` joins them from whole-mesh reads),
+`/v1/allocations` stubs and `service-intentions` config entries into a `Mesh`:
 services with their instances, each instance with its checks, its sidecar proxy (matched by
 `Proxy.DestinationServiceID`) and the Nomad allocation it runs in (from Nomad's service ID,
 `_nomad-task-<alloc>-...`). `edges(mesh)` gives the mesh's edges with the intention deciding each.
@@ -170,6 +171,26 @@ def parse_intentions(entries: Iterable[dict[str, Any]]) -> tuple[list[ixn.Intent
         except ixn.IntentionError as e:
             problems.append(f"service-intentions {entry.get('Name')!r}: {e}")
     return ixn.sort_by_precedence(found), problems
+
+
+def health_rows(nodes: Iterable[dict[str, Any]], services_of: dict[str, dict[str, dict[str, Any]]],
+                checks: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """`/v1/health/service/<name>` rows for every service name, joined from a few whole-mesh reads:
+    `/v1/catalog/nodes`, `/v1/catalog/node/<node>`'s Services per node (`services_of`) and
+    `/v1/health/state/any`. As in Consul, an instance's checks are its node's (no ServiceID) and its
+    own, in the order they were listed."""
+    checks_of: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
+    for pos, c in enumerate(checks):
+        checks_of.setdefault((c.get("Node", ""), c.get("ServiceID") or ""), []).append((pos, c))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        name = node.get("Node", "")
+        for svc in (services_of.get(name) or {}).values():
+            mine = sorted(checks_of.get((name, ""), []) + checks_of.get((name, svc.get("ID", "")), []),
+                          key=lambda pc: pc[0])
+            out.setdefault(svc.get("Service", ""), []).append(
+                {"Node": node, "Service": svc, "Checks": [c for _, c in mine]})
+    return out
 
 
 def build_mesh(health: dict[str, list[dict[str, Any]]], alloc_stubs: Iterable[dict[str, Any]],

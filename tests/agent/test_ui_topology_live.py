@@ -134,3 +134,35 @@ def test_agent_traffic_endpoint_samples_only_the_sidecars_it_runs_and_refuses_a_
         resp = requests.get(url, params={"window": bad}, timeout=5)
         assert resp.status_code == 400 and why in resp.text
     assert requests.get(url, params={"window": "30"}, timeout=15).status_code == 200
+
+
+def test_whole_mesh_health_reads_equal_one_health_read_per_service(shop: RunningAgent) -> None:
+    """The page reads the nodes, each node's services and every check (one read per node, not one
+    per service name); joined, they must be exactly what /v1/health/service gives each name, here
+    with a second (catalog-registered) node whose critical check must stay on its own service."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nomadmesh.ui import read
+    from nomadmesh.ui.api import apis_for
+    from nomadmesh.ui.app import local_target
+
+    base = shop.consul_addr
+    node = f"ext-{free_port()}"
+    requests.put(f"{base}/v1/catalog/register", timeout=5, json={
+        "Node": node, "Address": "10.9.8.7",
+        "Service": {"ID": "t-db-1", "Service": "t-db", "Port": 5432, "Tags": ["primary"]},
+        "Checks": [{"CheckID": "db-alive", "Name": "db alive", "Status": "critical", "ServiceID": "t-db-1"}],
+    }).raise_for_status()
+    apis = apis_for(local_target("127.0.0.1", shop.nomad_port, shop.consul_port))
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            joined = read.service_health(apis.consul, pool)
+        names = requests.get(f"{base}/v1/catalog/services", timeout=5).json()
+        per_name = {n: requests.get(f"{base}/v1/health/service/{quote(n, safe='')}", timeout=5).json()
+                    for n in names}
+        assert {"t-web", "t-web-sidecar-proxy", "t-db"} <= set(joined)
+        assert [c["Status"] for c in joined["t-db"][0]["Checks"]] == ["critical"]
+        assert joined == per_name
+    finally:
+        apis.close()
+        requests.put(f"{base}/v1/catalog/deregister", json={"Node": node}, timeout=5).raise_for_status()

@@ -143,3 +143,20 @@ def test_long_names_are_shortened_in_the_box_only() -> None:
     name = "a-very-long-service-name-that-would-not-fit"
     (node,) = topology.layout({name: "passing"}, []).nodes
     assert node.name == name and node.label.endswith("…") and len(node.label) == topology.MAX_LABEL
+
+
+def test_health_rows_join_each_instance_with_its_nodes_checks_and_its_own_only() -> None:
+    n1, n2 = {"Node": "n1", "Address": "10.0.0.1"}, {"Node": "n2", "Address": "10.0.0.2"}
+    services_of = {"n1": {"web-1": {"ID": "web-1", "Service": "web"}, "db-1": {"ID": "db-1", "Service": "db"}},
+                   "n2": {"web-2": {"ID": "web-2", "Service": "web"}}}
+    checks = [{"Node": "n1", "CheckID": "web-ttl", "ServiceID": "web-1", "Status": "passing"},
+              {"Node": "n1", "CheckID": "serfHealth", "ServiceID": "", "Status": "passing"},
+              {"Node": "n2", "CheckID": "_node_maintenance", "ServiceID": "", "Status": "critical"},
+              {"Node": "n1", "CheckID": "db-ttl", "ServiceID": "db-1", "Status": "critical"},
+              {"Node": "n2", "CheckID": "web-ttl", "ServiceID": "web-2", "Status": "passing"}]
+    rows = model.health_rows([n1, n2], services_of, checks)
+    ids = {name: [(r["Node"]["Node"], r["Service"]["ID"], [c["CheckID"] for c in r["Checks"]]) for r in rs]
+           for name, rs in rows.items()}
+    assert ids == {"web": [("n1", "web-1", ["web-ttl", "serfHealth"]),
+                           ("n2", "web-2", ["_node_maintenance", "web-ttl"])],
+                   "db": [("n1", "db-1", ["serfHealth", "db-ttl"])]}
