@@ -30,10 +30,14 @@ if TYPE_CHECKING:  # annotations only: commands import their libraries lazily, t
               help="The canary's highest p99 latency.  [default: not checked]")
 @click.option("--min-requests", type=int, default=20, show_default=True,
               help="Canary requests a step needs before it is judged (fewer: the step waits another interval).")
+@click.option("--metrics-url", default=None, metavar="URL",
+              help="Read the figures from this Prometheus (scraping the sidecars' Envoy metrics, each series "
+                   "labelled consul_service_id) instead of the dev agent's sidecar stats.")
 @json_option
 def release_command(service: str, services_dir: Path, project_file: Path | None, allow_external: tuple[str, ...],
                     env: str | None, var: tuple[str, ...], target: Target, steps: str, interval: str,
-                    max_error_rate: str, max_p99: str | None, min_requests: int, as_json: bool) -> None:
+                    max_error_rate: str, max_p99: str | None, min_requests: int, metrics_url: str | None,
+                    as_json: bool) -> None:
     """Release SERVICE's changed definition through the mesh: canaries first, traffic shifted step by step.
 
     The new version is registered as deploy would (the job needs update.canary and an http
@@ -45,8 +49,9 @@ def release_command(service: str, services_dir: Path, project_file: Path | None,
     beyond them all traffic goes back to stable at once, the deployment is failed (Nomad reverts it
     with auto_revert) and the figures that tripped it are printed.
 
-    Figures are read through the dev agent (`/v1/nomadmesh/sidecar/<id>/stats`); on a cluster
-    without it every step waits and the release rolls back for want of figures.
+    Figures are read through the dev agent (`/v1/nomadmesh/sidecar/<id>/stats`), or with
+    --metrics-url from a Prometheus scraping the sidecars (see the README for its scrape config);
+    without either every step waits and the release rolls back for want of figures.
 
     Exit 0: promoted; 1: rolled back or refused; 2: bad input; 130: interrupted (traffic on stable).
 
@@ -61,10 +66,12 @@ def release_command(service: str, services_dir: Path, project_file: Path | None,
     from nomadmesh.deploy.target import for_namespace
     from nomadmesh.progress import make_progress
     from nomadmesh.release.controller import Controller
-    from nomadmesh.release.options import parse_options
+    from nomadmesh.release.options import parse_metrics_url, parse_options
+    from nomadmesh.release.prometheus import PrometheusCounters
     from nomadmesh.release.target import ConsulSide
 
     options = parse_options(steps, interval, max_error_rate, max_p99, min_requests)
+    metrics_url = parse_metrics_url(metrics_url) if metrics_url is not None else None
     rendered = load_jobs(services_dir, project_file, (service,), allow_external, env=env, variables=var,
                          environ=os.environ)
     target = for_namespace(target, rendered.namespace)
@@ -73,8 +80,10 @@ def release_command(service: str, services_dir: Path, project_file: Path | None,
     with deploy_lock(consul.sdk, project):  # a release is a deploy: one per project at a time
         progress = make_progress(as_json)
         try:
-            report = Controller(nomad, ConsulSide(consul), EntryWriter(consul.sdk, project), progress,
-                                options).run(rendered, service)
+            metrics = PrometheusCounters(metrics_url) if metrics_url else None
+            report = Controller(nomad, ConsulSide(consul), EntryWriter(consul.sdk, project), progress, options,
+                                counters=metrics, figures_from=f"Prometheus {metrics_url}" if metrics_url else ""
+                                ).run(rendered, service)
         finally:
             progress.close()
     _print(report, as_json)

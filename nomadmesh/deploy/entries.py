@@ -27,6 +27,7 @@ import consul as consul_lib
 
 from nomadmesh.deploy.consul_api import consul_errors
 from nomadmesh.deploy.intentions import retry_cas
+from nomadmesh.deploy.split_health import check_splits
 from nomadmesh.errors import TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.chain_entries import same_entry
@@ -250,6 +251,7 @@ class EntryWriter:
         self.consul, self.project = consul, project
 
     def write(self, changes: Sequence[EntryChange], progress: Any) -> list[Applied]:
+        check_splits(self.consul, changes)  # Consul 10857: no split to an empty subset; raises before any write
         before, _ = entry_phases(changes)
         return self._phase(before, [c for c in changes if c.kind == INTENTIONS and c.action in ("create", "update")],
                            progress)

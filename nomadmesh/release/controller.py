@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from nomadmesh.deploy.apply import apply
 from nomadmesh.deploy.entries import EntryWriter
@@ -43,6 +43,12 @@ from nomadmesh.render.ownership import CANARY_META_KEY
 POLL_S = 0.25
 CHECK_S = 1.0  # how often the canary's figures are looked at within an interval
 SETTLE_TIMEOUT_S = 120.0  # for the canaries to register or go, and a promoted deployment to finish
+
+
+class CounterReader(Protocol):
+    """Where the sidecars' cumulative counters come from: the dev agent (ConsulSide) or Prometheus."""
+
+    def read(self, sidecar_ids: tuple[str, ...]) -> dict[str, Counters]: ...
 
 
 class ReleaseRefused(NomadMeshError):
@@ -74,6 +80,7 @@ class ReleaseReport:
     version: int | None = None
     steps: list[StepRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures_from: str = "the sidecars' Envoy stats (dev agent)"
 
     @property
     def exit_code(self) -> int:
@@ -82,7 +89,8 @@ class ReleaseReport:
     def to_dict(self) -> dict[str, Any]:
         return {"service": self.service, "release": self.release_id, "outcome": self.outcome, "ok": self.exit_code == 0,
                 "reason": self.reason, "tripped": list(self.tripped), "deployment_id": self.deployment_id,
-                "version": self.version, "steps": [s.to_dict() for s in self.steps], "notes": self.notes}
+                "version": self.version, "steps": [s.to_dict() for s in self.steps], "notes": self.notes,
+                "figures_from": self.figures_from}
 
 
 @dataclass
@@ -220,15 +228,20 @@ def check_can_release(nomad: NomadAPI, consul: ConsulSide, service: str, plan: P
 
 class Controller:
     def __init__(self, nomad: NomadAPI, consul: ConsulSide, entries: EntryWriter | None, progress: Progress,
-                 options: ReleaseOptions, sleep: Callable[[float], None] = time.sleep) -> None:
+                 options: ReleaseOptions, sleep: Callable[[float], None] = time.sleep,
+                 counters: CounterReader | None = None, figures_from: str = "") -> None:
         self.nomad, self.consul, self.entries, self.progress = nomad, consul, entries, progress
         self.options, self.sleep = options, sleep
+        self.counters: CounterReader = counters or consul  # --metrics-url: Prometheus instead of the agent
+        self.figures_from = figures_from
 
     def run(self, rendered: Rendered, service: str) -> ReleaseReport:
         plan = live_plan(self.nomad, rendered, self.entries.consul if self.entries else None)
         check_can_release(self.nomad, self.consul, service, plan)
         change = plan.get(service)
         report = ReleaseReport(service, f"{service} v{int(change.live_version or 0) + 1}")
+        if self.figures_from:
+            report.figures_from = self.figures_from
         ending: Ending | None = None
         try:
             self._prepare_split(service, report.release_id)
@@ -306,10 +319,10 @@ class Controller:
             while True:
                 self.progress.begin(ending.service, f"{percent}% to canary:")
                 found = self.consul.instances(ending.service)
-                before_canary, before_stable = self.consul.read(found.canary), self.consul.read(found.stable)
+                before_canary, before_stable = self.counters.read(found.canary), self.counters.read(found.stable)
                 canary = self._interval(found.canary, before_canary, percent)
                 ending.own_splitter(report.release_id)  # an `abort` meanwhile ends the release here
-                stable = interval_figures(self.consul.read(found.stable), before_stable)
+                stable = interval_figures(self.counters.read(found.stable), before_stable)
                 verdict = decide(percent, n == len(steps) - 1, canary, t, idle)
                 report.steps.append(StepRecord(percent, verdict, canary, stable))
                 self.progress.end(ending.service, f"canary {canary.describe()} | stable {stable.describe()}",
@@ -332,7 +345,7 @@ class Controller:
         while True:
             left = deadline - time.monotonic()
             self.sleep(max(0.0, min(CHECK_S, left)))
-            figures = interval_figures(self.consul.read(canary_ids), before)
+            figures = interval_figures(self.counters.read(canary_ids), before)
             if left <= CHECK_S or decide(percent, False, figures, patient).action == "rollback":
                 return figures
 

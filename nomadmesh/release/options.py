@@ -5,6 +5,7 @@
     --max-error-rate 1%     the canary's highest 5xx share ("1%", "0.5%" or a fraction "0.01")
     --max-p99 250ms         the canary's highest p99 latency (a Go duration); unset: not checked
     --min-requests 20       fewer canary requests than this in a step: no verdict on the error rate yet
+    --metrics-url URL       a Prometheus to read the figures from (http:// or https://)
 
 Bad values raise ReleaseUsageError worded `release: --steps: ...` (exit 2).
 """
@@ -76,6 +77,14 @@ def parse_rate(text: str) -> float:
     if math.isnan(rate) or not 0 <= rate <= 1:
         raise _bad("--max-error-rate", f"{text!r} is not a share: a percentage (\"1%\") or a fraction from 0 to 1")
     return rate
+
+
+def parse_metrics_url(text: str) -> str:
+    """A Prometheus base URL (`http://prometheus:9090`), without a trailing slash."""
+    url = text.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise _bad("--metrics-url", f"{text!r} is not an http:// or https:// URL of a Prometheus server")
+    return url
 
 
 def parse_options(steps: str = "5,25,50,100", interval: str = "30s", max_error_rate: str = "1%",

@@ -60,7 +60,7 @@ class MetricsError(Exception):
     """Prometheus did not answer a query: the reason, for the page or the terminal."""
 
 
-def _query(session: requests.Session, base: str, promql: str) -> list[dict[str, Any]]:
+def query(session: requests.Session, base: str, promql: str) -> list[dict[str, Any]]:
     url = f"{base.rstrip('/')}/api/v1/query"
     try:
         resp = session.get(url, params={"query": promql}, timeout=TIMEOUT_S)
@@ -86,8 +86,8 @@ def prometheus_figures(base_url: str, upstreams: Mapping[str, Iterable[str]], wi
     w = f"{max(1, int(window_s))}s"
     try:
         with ThreadPoolExecutor(max_workers=len(QUERIES) + 1) as pool:
-            futures = [(pool.submit(_query, s, base_url, q.replace("$W", w)), key_of) for q, key_of in QUERIES]
-            latency = pool.submit(_query, s, base_url, LATENCY.replace("$W", w))
+            futures = [(pool.submit(query, s, base_url, q.replace("$W", w)), key_of) for q, key_of in QUERIES]
+            latency = pool.submit(query, s, base_url, LATENCY.replace("$W", w))
             services: dict[str, _Service] = {}
             for fut, key_of in futures:
                 for row in fut.result():

@@ -16,7 +16,8 @@ import pytest
 
 from nomadmesh.deploy import intentions as di
 from nomadmesh.deploy.consul_api import ConsulAPI
-from nomadmesh.deploy.entries import DeployLocked, apply_entries, deploy_lock, live_entry_changes
+from nomadmesh.deploy.entries import DeployLocked, EntryWriter, apply_entries, deploy_lock, live_entry_changes
+from nomadmesh.deploy.errors import DeployError
 from nomadmesh.deploy.releases import entry_keys, read_entries
 from nomadmesh.deploy.target import target_from_env
 from nomadmesh.mesh.policy import MANAGED_KEY, PROJECT_KEY, RELEASE_KEY, Desired
@@ -174,3 +175,41 @@ def test_a_release_snapshot_holds_the_chain_entries(consul: Any, module_agent: R
     assert entries["service-resolver/dc-inv"][0]["DefaultSubset"] == "v1"
     assert entries["service-router/dc-inv"] == (None, 0)
     apply_entries(consul, live_entry_changes(consul, chain_desired(defaults=False)), "shop")
+
+
+def test_a_split_to_a_subset_with_no_healthy_instance_is_refused_and_the_live_split_kept(consul: Any) -> None:
+    """Consul 10857: deploy refuses, before writing anything, a splitter sending weight to an empty subset."""
+    name = "dc-hv"
+    resolver = {**RESOLVER, "Name": name}
+    split = {**SPLITTER, "Name": name}
+    only_v1 = {**split, "Splits": [{"Weight": 100, "ServiceSubset": "v1"}]}
+    consul.agent.service.register(name, service_id=f"{name}-1", port=9101, meta={"version": "1"})
+    writer = EntryWriter(consul, "shop")
+
+    def wanted(*entries: dict[str, Any]) -> Desired:
+        d = chain_desired(*entries, defaults=False)
+        d.service_defaults[name] = {**DEFAULTS, "Name": name}
+        return d
+
+    try:
+        writer.write(live_entry_changes(consul, wanted(only_v1, resolver)), NullProgress())
+        assert consul.config.get("service-splitter", name)["Splits"] == [{"Weight": 100, "ServiceSubset": "v1"}]
+        plan = live_entry_changes(consul, wanted(split, resolver))
+        with pytest.raises(DeployError, match=r"dc-hv: traffic.splits: 10% to subset 'v2' of dc-hv, which has "
+                                              r"no healthy instance .*nothing written"):
+            writer.write(plan, NullProgress())
+        assert consul.config.get("service-splitter", name)["Splits"] == [{"Weight": 100, "ServiceSubset": "v1"}]
+        # Once a v2 instance is healthy, the same plan goes through.
+        consul.agent.service.register(name, service_id=f"{name}-2", port=9102, meta={"version": "2"})
+        writer.write(plan, NullProgress())
+        assert consul.config.get("service-splitter", name)["Splits"][1] == {"Weight": 10, "ServiceSubset": "v2"}
+    finally:
+        for sid in (f"{name}-1", f"{name}-2"):
+            consul.agent.service.deregister(sid)
+        for kind in ("service-splitter", "service-resolver", "service-defaults"):
+            consul.config.delete(kind, name)
+
+
+class NullProgress:
+    def note(self, text: str) -> None:
+        pass

@@ -4,7 +4,8 @@ client calling order (→ invoice → tax) through the ingress gateway the whole
 invoice is declared http with one canary and auto_revert (a copy of services/ in a temp dir). A
 release of invoice 2.0 shifts 50% then 100% and is promoted with no failed request; a 3.0 answering
 half its requests 500 is rolled back automatically (exit 1, the error rate named) and the traffic is
-back on 2.0. Intervals are 1 s.
+back on 2.0. Intervals are 1 s. A last release reads its figures from a real Prometheus (Debian's),
+scraping every invoice sidecar's Envoy metrics labelled with its Consul service ID (`--metrics-url`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import requests
 from test_cli_deploy import agent, run  # noqa: F401  (module fixture)
 
 from support.agents import RunningAgent
+from support.net import free_port
 from support.paths import SERVICES
 from support.sample_mesh import host_port
 from support.steady_client import SteadyClient
@@ -28,13 +31,16 @@ from support.waiting import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.envoy]
 
+PROMETHEUS = shutil.which("prometheus")
+METRICS_BIND = "0.0.0.0:9102"  # inside each allocation's namespace: reachable at the allocation's IP
 RELEASE_ARGS = ("--steps", "50,100", "--interval", "1s", "--min-requests", "5", "--max-error-rate", "5%")
 
 
 def set_invoice(services: Path, canary: int = 1, **env: str) -> None:
     path = services / "invoice" / "service.json"
     d = json.loads(path.read_text())
-    d["service"]["connect"]["sidecar_service"]["proxy"]["config"] = {"protocol": "http"}
+    d["service"]["connect"]["sidecar_service"]["proxy"]["config"] = {"protocol": "http",
+                                                                     "envoy_prometheus_bind_addr": METRICS_BIND}
     d["nomad"]["update"] = {"min_healthy_time": "500ms", "healthy_deadline": "30s", "progress_deadline": "1m",
                             "canary": canary, "auto_revert": True}
     d["nomad"]["env"] = env
@@ -158,3 +164,73 @@ def test_what_a_release_refuses_changes_nothing(shop: dict[str, Any]) -> None:
     assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
     job = requests.get(f"{agent_.nomad_addr}/v1/job/invoice", timeout=5).json()
     assert job["TaskGroups"][0]["Tasks"][0]["Env"]["VERSION"] == "2.0"  # nothing was registered
+
+
+def _scrape_targets(agent_: RunningAgent) -> list[dict[str, Any]]:
+    """Prometheus file_sd targets: each invoice sidecar's metrics listener, labelled with its service ID."""
+    rows = requests.get(f"{agent_.consul_addr}/v1/health/connect/invoice", timeout=5).json()
+    port = METRICS_BIND.rsplit(":", 1)[1]
+    return [{"targets": [f"{r['Service']['TaggedAddresses']['nomad_bridge']['Address']}:{port}"],
+             "labels": {"consul_service_id": r["Service"]["ID"]}} for r in rows]
+
+
+@pytest.fixture
+def prometheus(shop: dict[str, Any], tmp_path: Path) -> Iterator[str]:
+    """Debian's Prometheus scraping every second the invoice sidecars a thread keeps listing from the
+    catalog (per-instance targets, as Consul service discovery would give them); its URL."""
+    assert PROMETHEUS is not None
+    targets, port, stop = tmp_path / "targets.json", free_port(), threading.Event()
+    targets.write_text(json.dumps(_scrape_targets(shop["agent"])))
+    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
+        {"job_name": "sidecars", "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]}]}
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+
+    def follow() -> None:
+        while not stop.wait(0.5):
+            try:
+                fresh = json.dumps(_scrape_targets(shop["agent"]))
+            except (requests.RequestException, KeyError, ValueError):
+                continue
+            if fresh != targets.read_text():
+                (tmp_path / "targets.tmp").write_text(fresh)
+                (tmp_path / "targets.tmp").replace(targets)  # atomic: Prometheus never reads half a file
+
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=log, stderr=log)
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def scraped() -> bool:
+            query = {"query": 'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="public_listener"}'}
+            try:
+                return bool(requests.get(f"{url}/api/v1/query", params=query, timeout=5).json()["data"]["result"])
+            except (requests.RequestException, ValueError, KeyError):
+                return False
+
+        wait_until(scraped, 30, step=0.5, what="Prometheus has the invoice sidecars' Envoy metrics")
+        yield url
+    finally:
+        stop.set()
+        thread.join(5)
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (scripts/setup.sh)")
+def test_a_release_reads_its_figures_from_prometheus(shop: dict[str, Any], prometheus: str) -> None:
+    set_invoice(shop["services"], VERSION="6.0")
+    result = run(shop["agent"], "release", "invoice", "--services", str(shop["services"]), "--steps", "50,100",
+                 "--interval", "5s", "--min-requests", "5", "--max-error-rate", "5%", "--metrics-url", prometheus,
+                 "--json")
+    report = json.loads(result.stdout)
+    assert (result.exit_code, report["outcome"]) == (0, "promoted"), report
+    assert report["figures_from"] == f"Prometheus {prometheus}"
+    judged = [s for s in report["steps"] if s["verdict"] != "wait"]
+    assert [s["percent"] for s in judged] == [50, 100]
+    # The canary's and the stable version's requests, as Prometheus scraped them from their sidecars.
+    # (Envoy updates its histograms every 5 s, its stats flush: an interval of 5 s holds one for the p99.)
+    assert all(s["canary"]["requests"] >= 5 and s["canary"]["p99_ms"] is not None for s in judged), judged
+    assert judged[0]["stable"]["requests"] > 0, judged
