@@ -205,7 +205,10 @@ def test_promote_refusals_and_fail_without_auto_revert(apis: tuple[nomad.Nomad, 
 def test_auto_promote(apis: tuple[nomad.Nomad, consul.Consul, str]) -> None:
     n, _c, _addr = apis
     stable_v0(n, "autoprom", promote=True)
-    register(n, job_spec(n, "autoprom", "1", promote=True))
+    spec = job_spec(n, "autoprom", "1", promote=True)
+    # Healthy no sooner than 3 s: with 0 s the promotion could come before the first read of the deployment.
+    spec["TaskGroups"][0]["Update"]["MinHealthyTime"] = 3_000_000_000
+    register(n, spec)
     dep = deployment_of(n, "autoprom", 1)
     assert dep["StatusDescription"] == "Deployment is running pending automatic promotion"
     done = deployment_when(n, dep["ID"], "successful")

@@ -45,9 +45,19 @@ EXPECTED = {
                                        "intention_all_ms", "intention_p50_ms", "allow_all_ms", "probe_round_ms")],
     "policy": [*[f"policy_{k}" for k in ("services", "entry_changes", "destinations", "plan_s", "entry_diff_ms",
                                          "entry_writes_s", "replan_s")], "deploy_deny_s"],
+    "release": [],  # a release takes a minute and a half whatever its sizes: only its wall time in --quick
     "http": [f"http_{k}" for k in ("blocking_queries", "idle_conns", "leader_quiet_p50_ms", "leader_quiet_p99_ms",
                                    "leader_p50_ms", "leader_p99_ms", "leader_timeouts", "kv_watch_p50_ms",
                                    "kv_watch_p99_ms", "kv_watch_timeouts", "blocking_answered", "conns_refused")],
+    "ads": [f"ads_5_{k}" for k in ("proxies", "rounds", "register_s", "first_config_all_s", "ack_p50_ms", "ack_p99_ms",
+                                   "ack_max_ms", "all_acked_median_ms", "all_acked_max_ms", "write_median_ms",
+                                   "agent_cpu_per_change_s", "client_cpu_per_change_s", "consul_default_rate_s")],
+    "ca_rate": [f"ca_rate_{k}" for k in ("leaves", "clients", "leaf_per_s", "cached_leaf_per_s", "leader_per_s",
+                                         "sign_in_process_per_s", "sign_json_in_process_per_s",
+                                         "consul_default_per_s")],
+    "hoplat": [f"hoplat_{mode}_{rate}rps_{kind}" for mode in ("keepalive", "newconn") for rate in (500, 1000)
+               for kind in [f"{what}_p{p}_us" for what in ("direct", "mesh", "added") for p in (50, 99)]
+               + [f"ratio_p{p}" for p in (50, 99)] + ["direct_achieved_rps", "mesh_achieved_rps", "n", "failed"]],
 }
 # Benchmarks that load the machine on purpose (fixed request rates, a thousand connections).
 FLOODS = {"hop", "http", "ca_rate", "hoplat"}
