@@ -296,15 +296,18 @@ def figures(windows: Sequence[SidecarWindow], source: str) -> Figures:
                      sum(p.requests for p in parts),
                      tuple(sum(p.by_class[k] for p in parts) for k in range(5)),  # type: ignore[arg-type]
                      merge(p.latency for p in parts), any(p.http for p in parts))
+        dest_in = summed.get(dest)
+        only_caller = dest_in is not None and callers[dest] == 1
         if o.http:
             s2, s4, s5 = _shares(o.by_class)
+            # RBAC denies at the destination's sidecar: its denials are this edge's when it is the only caller.
+            denied = next(s.rbac_denied_per_s for s in services if s.name == dest) if only_caller else None
             edges.append(EdgeFigures(src, dest, round(t, 3), _per_s(o.requests, t), "requests", s2, s4, s5,
-                                     None if s4 is None or s5 is None else round(s4 + s5, 4), None,
+                                     None if s4 is None or s5 is None else round(s4 + s5, 4), denied,
                                      _per_s(o.connect_failures, t), _ms(quantile(0.5, o.latency)),
                                      _ms(quantile(0.99, o.latency))))
             continue
-        dest_in = summed.get(dest)
-        if dest_in is not None and callers[dest] == 1:  # its only caller: the destination's view is this edge's
+        if only_caller:  # its only caller: the destination's view is this edge's
             d = next(s for s in services if s.name == dest)
             http = d.protocol == "http"
             edges.append(EdgeFigures(src, dest, round(t, 3), d.rps if http else _per_s(o.connections, t),

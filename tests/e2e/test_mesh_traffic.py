@@ -129,7 +129,9 @@ def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str,
     edge = _edge(body, "invoice", "tax")
     tax = next(s for s in body["services"] if s["name"] == "tax")
     print(f"\nfigures: invoice → tax {json.dumps(edge)}\nfigures: tax {json.dumps(tax)}")
-    assert edge["measured_at"] == "destination" and edge["unit"] == "requests"
+    # tax is http, so invoice's upstream listener for it speaks HTTP: statuses and latency are measured
+    # by the caller's sidecar; the denials are tax's (its only caller).
+    assert edge["measured_at"] == "source" and edge["unit"] == "requests"
     assert tax["protocol"] == "http"
     # Every call reached tax once: allowed ones answered 2xx, denied ones 403; the probe calls in between
     # count as one or the other, so the share lies between these bounds.
@@ -142,7 +144,7 @@ def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str,
     assert edge["rbac_denied_per_s"] * tax["window_s"] >= DENIED_CALLS - 0.5
     assert 0 < edge["p50_ms"] <= edge["p99_ms"]
     order_invoice = _edge(body, "order", "invoice")
-    assert order_invoice["unit"] == "connections" and order_invoice["rps"] > 0
+    assert order_invoice["unit"] == "connections" and order_invoice["rps"] > 0  # no service-defaults: tcp upstream
 
     # The terminal view prints the same per-edge figures for scripts.
     out = CliRunner().invoke(cli, ["top", "--once", "--json", "--consul-addr", agent.consul_addr,
