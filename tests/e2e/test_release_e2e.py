@@ -29,7 +29,10 @@ from support.sample_mesh import host_port
 from support.steady_client import SteadyClient
 from support.waiting import wait_until
 
-pytestmark = [pytest.mark.root, pytest.mark.envoy]
+# Alone: "no request fails during a healthy release" is a data-plane timing property; in a parallel run on a
+# loaded 2-core machine two requests got "no healthy upstream" at the promotion (an open defect, see README
+# row 10), and the later tests of the module depend on the release before them.
+pytestmark = [pytest.mark.root, pytest.mark.envoy, pytest.mark.alone]
 
 PROMETHEUS = shutil.which("prometheus")
 METRICS_BIND = "0.0.0.0:9102"  # inside each allocation's namespace: reachable at the allocation's IP
