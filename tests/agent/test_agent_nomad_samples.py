@@ -19,6 +19,9 @@ def test_samples_in_host_mode(agent: InProcessAgent) -> None:
     agent.client.job.deregister_job("tax", purge=False)
     wait_until(lambda: agent.catalog.health("tax") == [], 15)  # deregistered when it stops
     # Services leave the catalog before the task is killed (as in Nomad), so tax may still answer a moment.
-    broken = wait_until(lambda: (r := requests.get(f"http://127.0.0.1:{ports['order']}/", timeout=10))
-                        .status_code != 200 and r, 15)
+    def refused() -> tuple[requests.Response] | None:  # a tuple: a 502 Response is itself falsy
+        r = requests.get(f"http://127.0.0.1:{ports['order']}/", timeout=10)
+        return (r,) if r.status_code != 200 else None
+
+    (broken,) = wait_until(refused, 15)
     assert broken.status_code == 502 and "invoice" in broken.text  # tax really stopped
