@@ -23,6 +23,7 @@ from nomadmesh.deploy.target import target_from_env
 from nomadmesh.deploy.watch import JobWatch
 from nomadmesh.progress import SilentProgress
 from support.agents import RunningAgent, clients
+from support.nomad_jobs import VERSIONED_TASK
 from support.waiting import wait_until
 
 JOB = """
@@ -49,16 +50,7 @@ job "%(job)s" {
       meta        = { track = "stable" }
       canary_meta = { track = "canary" }
     }
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["3600"]
-      }
-      env { V = "%(v)s" }
-      kill_timeout = "1s"
-    }
-  }
+""" + VERSIONED_TASK + """  }
 }
 """
 

@@ -4,25 +4,14 @@ from __future__ import annotations
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import sleeper_job
 from support.waiting import wait_until
 
-HCL = """
-job "pinned" {
-  constraint {
+HCL = sleeper_job("pinned", '''  constraint {
     attribute = "$${attr.kernel.name}"
     value     = "%s"
   }
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["300"]
-      }
-    }
-  }
-}
-"""
+''')
 
 
 def test_a_constraint_the_node_fails_is_a_placement_failure(agent: InProcessAgent) -> None:

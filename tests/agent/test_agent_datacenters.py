@@ -5,22 +5,10 @@ from __future__ import annotations
 import pytest
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import sleeper_job
 from support.waiting import wait_until
 
-HCL = """
-job "where" {
-  datacenters = [%s]
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["300"]
-      }
-    }
-  }
-}
-"""
+HCL = sleeper_job("where", "  datacenters = [%s]\n")
 
 
 def _evaluated(agent: InProcessAgent, datacenters: str) -> dict:

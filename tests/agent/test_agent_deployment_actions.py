@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import VERSIONED_TASK
 from support.waiting import wait_until
 
 JOB = """
@@ -23,16 +24,7 @@ job "dep" {
       healthy_deadline = "5m"
       auto_revert      = %(revert)s
     }
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["3600"]
-      }
-      env { V = "%(v)s" }
-      kill_timeout = "1s"
-    }
-  }
+""" + VERSIONED_TASK + """  }
 }
 """
 

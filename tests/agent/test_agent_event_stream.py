@@ -12,20 +12,9 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import sleeper_job
 
-SLEEP_HCL = """
-job "sleeper" {
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["300"]
-      }
-    }
-  }
-}
-"""
+SLEEP_HCL = sleeper_job("sleeper")
 
 
 IDLE_HCL = SLEEP_HCL.replace('group "g" {', 'group "g" {\n    count = 0')  # registers, places nothing

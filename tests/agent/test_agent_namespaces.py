@@ -8,22 +8,10 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import sleeper_job
 from support.waiting import wait_until
 
-HCL = """
-job "web" {
-  %s
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["300"]
-      }
-    }
-  }
-}
-"""
+HCL = sleeper_job("web", "  %s\n")
 
 
 def _text(r: requests.Response) -> str:

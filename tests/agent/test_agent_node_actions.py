@@ -11,21 +11,10 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import sleeper_job
 from support.waiting import wait_until
 
-SLEEP_HCL = """
-job "sleeper" {
-  group "g" {
-    task "t" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["300"]
-      }
-    }
-  }
-}
-"""
+SLEEP_HCL = sleeper_job("sleeper")
 
 
 def register(agent: InProcessAgent) -> dict[str, Any]:

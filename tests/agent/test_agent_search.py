@@ -9,21 +9,10 @@ import pytest
 import requests
 
 from support.agents import InProcessAgent
+from support.nomad_jobs import sleeper_job
 from support.waiting import wait_until
 
-HCL = """
-job "search-web" {
-  group "frontend" {
-    task "server" {
-      driver = "raw_exec"
-      config {
-        command = "sleep"
-        args    = ["300"]
-      }
-    }
-  }
-}
-"""
+HCL = sleeper_job("search-web", group="frontend", task="server")
 
 
 def test_prefix_and_fuzzy_search_find_the_job_and_its_parts(agent: InProcessAgent) -> None:
