@@ -31,7 +31,7 @@ from nomadmesh.jobspec.schema import UNDECODED
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.parallel import fork_map
-from nomadmesh.render.view import job_view, portable
+from nomadmesh.render.view import job_view, portable_variables
 
 Format = Literal["hcl", "json"]
 FORMATS: tuple[str, ...] = ("hcl", "json")
@@ -149,8 +149,7 @@ def _shown_path(path: str) -> str:
 
 def job_variables(service: Service, root: str | None) -> dict[str, str]:
     """The HCL2 variable values the service's job file needs (`-var` flags to `nomad job run`)."""
-    _, names = portable(service, root)
-    return {name: root for name in names if root is not None}
+    return {name: root for name in portable_variables(service, root) if root is not None}
 
 
 NOT_OFFLINE = ("Nomad has it, but nomadmesh's offline jobspec parser (shared with the dev agent) does not decode "
