@@ -15,6 +15,8 @@ Error texts are Go's (`time: invalid duration "x"`, `time: missing unit in durat
 """
 from __future__ import annotations
 
+import functools
+
 NS = 1
 US = 1_000
 MS = 1_000_000
@@ -33,6 +35,7 @@ class DurationError(ValueError):
     """Not a Go duration; the message is Go's own."""
 
 
+@functools.lru_cache(maxsize=1024)  # the same few texts ("2s", "10s") come back in every job
 def parse_ns(text: str) -> int:
     """Go's time.ParseDuration: the duration in nanoseconds, or DurationError with Go's message."""
     s = text

@@ -5,6 +5,7 @@ This is the one place where NomadMeshError becomes a user-facing message and exi
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import click
@@ -39,6 +40,35 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
+class _LazyCommands(MutableMapping[str, click.Command]):
+    """The group's commands by name, each module imported when its command is first looked up:
+    `nomadmesh render` then never imports deploy's HTTP clients (a tenth of a second or more)."""
+
+    def __init__(self, commands: tuple[tuple[str, str], ...]) -> None:
+        # Each module is named after its command (nomadmesh.cli.render holds `render`).
+        self._where = {module.rpartition(".")[2]: (module, attr) for module, attr in commands}
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, attr = self._where[name]  # KeyError for an unknown name, as a dict gives
+            self._loaded[name] = getattr(importlib.import_module(module), attr)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._where.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._where, **self._loaded})
+
+    def __len__(self) -> int:
+        return len({**self._where, **self._loaded})
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -54,5 +84,4 @@ def cli() -> None:
     """nomadmesh: describe services once, get a Consul Connect service mesh on Nomad."""
 
 
-for _module, _attr in COMMANDS:
-    cli.add_command(getattr(importlib.import_module(_module), _attr))
+cli.commands = _LazyCommands(COMMANDS)

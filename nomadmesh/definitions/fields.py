@@ -16,15 +16,12 @@ import re
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
-from nomadmesh.durations import parse_ns
+from nomadmesh.durations import DurationError, parse_ns
 from nomadmesh.errors import Problem
 
 T = TypeVar("T")
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-# The definitions' duration syntax: a subset of Go's (nomadmesh.durations) with unsigned integer
-# parts and ASCII units only, e.g. "10s", "1m30s", "500ms".
-DURATION = re.compile(r"^(?:\d+(?:ns|us|ms|s|m|h))+$")
 # Nomad job/group/service names and Consul service names that must also be DNS labels.
 NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -181,8 +178,10 @@ class Obj:
         return value
 
     def duration(self, key: str) -> str | None:
+        """A Go duration as Nomad parses it (nomadmesh.durations: "10s", "1.5s", "1m30s"), not negative;
+        kept as written, since the job file passes it on to Nomad."""
         value = self.string(key)
-        if value is not None and not DURATION.match(value):
+        if value is not None and not _non_negative_duration(value):
             self.r.error(self.at(key), f"must be a duration like '10s', '5m' or '1m30s', got {shown(value)}")
             return None
         return value
@@ -228,9 +227,11 @@ class Obj:
         return None if bad else tuple(sorted(obj.items()))
 
 
-def duration_ns(text: str) -> int:
-    """Nanoseconds of a duration that already matched DURATION (a subset of Go's syntax)."""
-    return parse_ns(text)
+def _non_negative_duration(text: str) -> bool:
+    try:
+        return parse_ns(text) >= 0
+    except DurationError:
+        return False
 
 
 def _int_phrase(lo: int | None, hi: int | None) -> str:

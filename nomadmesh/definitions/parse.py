@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nomadmesh.definitions.blocks import read_blocks
-from nomadmesh.definitions.fields import Obj, Reader, duration_ns, got, join, pick, shown
+from nomadmesh.definitions.fields import Obj, Reader, got, join, pick, shown
 from nomadmesh.definitions.model import (
     Check,
     IngressListener,
@@ -34,6 +34,7 @@ from nomadmesh.definitions.model import (
     resolve_work_dir,
 )
 from nomadmesh.definitions.traffic import parse_traffic
+from nomadmesh.durations import parse_ns
 from nomadmesh.errors import Problem
 from nomadmesh.pack import name_problem
 
@@ -606,7 +607,7 @@ def _update(r: Reader, n: Obj) -> Update:
         r.error(o.at("auto_promote"), "needs canary greater than 0 (auto_promote promotes canaries)")
     # Nomad refuses these orderings at submit time (structs.UpdateStrategy.Validate).
     min_healthy, healthy, progress = (
-        duration_ns(t) for t in (update.min_healthy_time, update.healthy_deadline, update.progress_deadline)
+        parse_ns(t) for t in (update.min_healthy_time, update.healthy_deadline, update.progress_deadline)
     )
     if min_healthy >= healthy:
         r.error(o.at("min_healthy_time"), f"must be shorter than healthy_deadline ({update.healthy_deadline})")

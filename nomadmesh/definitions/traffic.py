@@ -24,9 +24,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nomadmesh.definitions.fields import Obj, Reader, duration_ns, got, join
+from nomadmesh.definitions.fields import Obj, Reader, got, join
 from nomadmesh.definitions.model import Route, Service, Split, Subset, Traffic
-from nomadmesh.durations import go_duration
+from nomadmesh.durations import go_duration, parse_ns
 from nomadmesh.errors import Problem
 
 HUNDREDTHS = 100  # Consul keeps split weights in steps of 0.01
@@ -204,7 +204,7 @@ def _fields(r: Reader, ro: Obj, key: str, fields: Mapping[str, str]) -> dict[str
 def _field(r: Reader, o: Obj, key: str) -> Any:
     if key in ("request_timeout", "idle_timeout"):
         text = o.duration(key)
-        return None if text is None else go_duration(duration_ns(text))
+        return None if text is None else go_duration(parse_ns(text))
     if key == "num_retries":
         return o.integer(key, 0)
     if key in ("retry_on_connect_failure",):

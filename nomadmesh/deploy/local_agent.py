@@ -18,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import requests
-
 from nomadmesh.errors import AgentError
 
 STATE_DIR = ".nomadmesh"
@@ -62,6 +60,8 @@ def is_our_agent(pid: int) -> bool:
 
 
 def _ready(addr: str) -> bool:
+    import requests  # here, not at the top: `render` reads STATE_DIR and never needs an HTTP client
+
     try:
         return requests.get(f"{addr}/v1/status/leader", timeout=1).status_code == 200
     except requests.RequestException:

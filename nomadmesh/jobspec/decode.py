@@ -156,7 +156,9 @@ def _network(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -> s
     return {"port"}
 
 
-def _constraint(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -> set[str]:
+def _operator_attrs(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -> set[str]:
+    """`<operator> = value` (e.g. `regexp = "..."`), which a constraint and an affinity both take:
+    the operator is the Operand and the value the RTarget."""
     handled: set[str] = set()
     for op in _CONSTRAINT_OPERATORS:
         if op in body.attrs:
@@ -164,6 +166,16 @@ def _constraint(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -
             out["Operand"] = op
             out["RTarget"] = dec.convert("str", dec.ev.value(attr.expr), op, where, attr)
             handled.add(op)
+    return handled
+
+
+def _default_operand(body: hcl.Body, out: dict[str, Any]) -> None:
+    if "operator" not in body.attrs and "Operand" not in out:
+        out["Operand"] = "="
+
+
+def _constraint(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -> set[str]:
+    handled = _operator_attrs(dec, body, out, where)
     if "distinct_hosts" in body.attrs:
         attr = body.attrs["distinct_hosts"]
         if dec.convert("bool", dec.ev.value(attr.expr), "distinct_hosts", where, attr):
@@ -174,22 +186,14 @@ def _constraint(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -
         out["Operand"] = "distinct_property"
         out["LTarget"] = dec.convert("str", dec.ev.value(attr.expr), "distinct_property", where, attr)
         handled.add("distinct_property")
-    if "operator" not in body.attrs and "Operand" not in out:
-        out["Operand"] = "="
+    _default_operand(body, out)
     return handled
 
 
 def _affinity(dec: Decoder, body: hcl.Body, out: dict[str, Any], where: str) -> set[str]:
     """An affinity takes the constraint's operator attributes (`regexp = ...`), not distinct_*."""
-    handled: set[str] = set()
-    for op in _CONSTRAINT_OPERATORS:
-        if op in body.attrs:
-            attr = body.attrs[op]
-            out["Operand"] = op
-            out["RTarget"] = dec.convert("str", dec.ev.value(attr.expr), op, where, attr)
-            handled.add(op)
-    if "operator" not in body.attrs and "Operand" not in out:
-        out["Operand"] = "="
+    handled = _operator_attrs(dec, body, out, where)
+    _default_operand(body, out)
     return handled
 
 

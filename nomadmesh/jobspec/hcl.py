@@ -295,15 +295,18 @@ class Evaluator:
             line, col = _pos(node)
             raise JobspecError(f"unexpected {str(node)!r}", line, col)
         kind = str(node.data)  # lark-cython's trees name their rule with a token, not a str
-        handler = getattr(self, f"_e_{kind}", None)
+        handler = _HANDLERS.get(kind)  # _e_<kind>, looked up once per class rather than per node
         if handler is None:
             line, col = _pos(node)
             what = kind.replace("_", " ")
             raise JobspecError(f"unsupported expression ({what})", line, col)
-        return handler(node)
+        return handler(self, node)
 
     # -- terms
     def _e_expr_term(self, node: Tree) -> Any:
+        children = node.children
+        if len(children) == 1 and type(children[0]) is Tree:  # the common case: one term, no parentheses
+            return self._eval(children[0])
         inner = _trees(node)
         return self._eval(inner[0])
 
@@ -544,6 +547,12 @@ class Evaluator:
             return fn(*args)
         except (TypeError, ValueError) as exc:
             raise JobspecError(f'function "{name}": {exc}', line, col) from None
+
+
+# Each expression kind's evaluator (`_e_<kind>`), by kind.
+_HANDLERS: dict[str, Callable[[Evaluator, Any], Any]] = {
+    name.removeprefix("_e_"): fn for name, fn in vars(Evaluator).items() if name.startswith("_e_")
+}
 
 
 def _closing_brace(text: str, start: int) -> int:

@@ -87,16 +87,16 @@ class _Parser:
         return char
 
     def _skip_newlines(self) -> str:
-        """Pass over newlines, comments and blanks (a body's are not in its `Body`); the next character."""
-        text = self.text
-        while (char := self._peek()) == "\n" or char == "#":
-            m = _NEWLINE.match(text, self.pos)
-            if m is None:
-                break
-            self.line += 1
-            self.line_start = text.index("\n", self.pos) + 1
-            self.pos = m.end()
-        return char
+        """Pass over newlines, comments and blanks (a body's are not in its `Body`), in one match;
+        the next character."""
+        text, start = self.text, self.pos
+        end = _NEWLINES_AND_BLANKS.match(text, start).end()  # type: ignore[union-attr]  # always matches
+        lines = text.count("\n", start, end)
+        if lines:
+            self.line += lines
+            self.line_start = text.rindex("\n", start, end) + 1
+        self.pos = end
+        return text[end:end + 1]
 
     def _newlines(self) -> Tree | None:
         """new_line_or_comment: every NL_OR_COMMENT token from here (with the blanks between them)."""

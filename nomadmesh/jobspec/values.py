@@ -26,6 +26,8 @@ def parse_duration(text: str) -> int:
 
 
 def to_str(value: Any) -> str:
+    if type(value) is str:  # nearly every value: one check, not four
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -111,44 +111,54 @@ def hcl_fmt(text: str) -> str:
     lines and blank lines next to braces. One pass, no regex: this runs once per job.
     """
     out: list[str] = []
-    run: list[tuple[str, str]] = []  # the current run of attributes (key, value)
+    keys: list[str] = []  # the current run of attributes
+    values: list[str] = []
     depth = 0
     indent = ""
 
     def flush() -> None:
-        if run:
-            width = max(len(k) for k, _ in run)
-            out.extend(f"{indent}{k.ljust(width)} = {v}" for k, v in run)
-            run.clear()
+        if len(keys) == 1:  # the commonest run: nothing to align
+            out.append(f"{indent}{keys[0]} = {values[0]}")
+        else:
+            width = max(map(len, keys))
+            out.extend([f"{indent}{k.ljust(width)} = {v}" for k, v in zip(keys, values, strict=True)])
+        keys.clear()
+        values.clear()
 
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
-            flush()
+            if keys:
+                flush()
             if out and out[-1] and not out[-1].endswith("{"):
                 out.append("")
             continue
         if line == "}":
-            flush()
+            if keys:
+                flush()
             if out and not out[-1]:
                 out.pop()
             depth -= 1
             indent = "  " * depth
             out.append(indent + "}")
         elif line[-1] == "{":
-            flush()
+            if keys:
+                flush()
             out.append(indent + line)
             depth += 1
             indent = "  " * depth
         elif line.endswith("{}"):  # an empty block, e.g. `sidecar_service {}`
-            flush()
+            if keys:
+                flush()
             out.append(indent + line)
         else:
             key, sep, value = line.partition("=")
             if not sep:
                 raise RenderError(f"template produced a line that is not HCL: {line!r}")
-            run.append((key.rstrip(), value.lstrip()))
-    flush()
+            keys.append(key.rstrip())
+            values.append(value.lstrip())
+    if keys:
+        flush()
     if depth != 0:
         raise RenderError(f"template produced unbalanced braces (depth {depth} at end)")
     return "\n".join(out) + "\n"

@@ -14,7 +14,9 @@ def write_jobs(rendered: Mapping[str, str], out_dir: Path) -> list[Path]:
 
     Every file is first written in full to a temp file beside its target, and only when all of
     them are on disk are they moved into place with os.replace (atomic on POSIX), so a reader
-    never sees half a job and a failure while writing leaves the old files as they were.
+    never sees half a job and a failure while writing leaves the old files as they were. A file
+    that already holds exactly its text is left alone: creating a file costs more than rendering
+    its job on some file systems, and most jobs do not change between two renders.
     """
     for name in rendered:
         if Path(name).name != name or name.startswith("."):
@@ -33,10 +35,13 @@ def write_jobs(rendered: Mapping[str, str], out_dir: Path) -> list[Path]:
     staged: list[tuple[str, Path]] = []
     try:
         for name, text in rendered.items():
+            data = text.encode("utf-8")
+            if _holds(out_dir / name, data):
+                continue
             fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
             staged.append((tmp, out_dir / name))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; job files are not secrets
         for tmp, target in staged:
             os.replace(tmp, target)
@@ -46,4 +51,12 @@ def write_jobs(rendered: Mapping[str, str], out_dir: Path) -> list[Path]:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return [target for _, target in staged]
+    return [out_dir / name for name in rendered]
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether `path` is a file whose content is exactly `data`."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False

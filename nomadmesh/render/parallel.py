@@ -12,6 +12,7 @@ is raised again in the parent, the earliest item's first, exactly as the plain l
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import sys
@@ -47,6 +48,9 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = Non
     first = fn(items[0])  # in the parent: builds the lazily made parser and templates once, before the fork
     global _task
     _task = (fn, items)
+    # Everything alive now is moved out of the collector's sight: a collection in a worker would
+    # otherwise touch (and so copy, page by page) the parent's whole heap it shares copy-on-write.
+    gc.freeze()
     try:
         # An executor, not a Pool: a worker that dies (killed, out of memory) fails the call with
         # BrokenProcessPool instead of leaving it waiting for a result that never comes.
@@ -54,6 +58,7 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = Non
             parts = list(pool.map(_run_chunk, _chunks(1, len(items), workers * 4)))
     finally:
         _task = None
+        gc.unfreeze()
     out: list[R] = [first]
     for part in parts:
         for ok, value in part:

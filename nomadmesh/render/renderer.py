@@ -26,12 +26,12 @@ from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
 from nomadmesh.jobspec import JobspecError, parse_hcl
 from nomadmesh.jobspec.json_text import pretty_json
-from nomadmesh.jobspec.parse_cache import cached_job_json
+from nomadmesh.jobspec.parse_cache import ParseCache, cache_key, job_json
 from nomadmesh.jobspec.schema import UNDECODED
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.parallel import fork_map
-from nomadmesh.render.view import job_view, portable
+from nomadmesh.render.view import job_view, portable_variables
 
 Format = Literal["hcl", "json"]
 FORMATS: tuple[str, ...] = ("hcl", "json")
@@ -149,8 +149,7 @@ def _shown_path(path: str) -> str:
 
 def job_variables(service: Service, root: str | None) -> dict[str, str]:
     """The HCL2 variable values the service's job file needs (`-var` flags to `nomad job run`)."""
-    _, names = portable(service, root)
-    return {name: root for name in names if root is not None}
+    return {name: root for name in portable_variables(service, root) if root is not None}
 
 
 NOT_OFFLINE = ("Nomad has it, but nomadmesh's offline jobspec parser (shared with the dev agent) does not decode "
@@ -171,24 +170,40 @@ def render_json(service: Service, project: Project, root: str | None = None,
     dev agent's /v1/jobs/parse uses, so the JSON can never say something the HCL does not. Sorted
     keys, 2-space indent, newline. With `parse_cache`, a folder, parse results are kept there by
     content (jobspec/parse_cache.py) and an unchanged job is not parsed again."""
+    cache = ParseCache(parse_cache) if parse_cache is not None else None
+    text, parsed = _job_json(service, project, root, cache)
+    if cache is not None and parsed is not None:
+        cache.remember(*parsed)
+        cache.save()
+    return text
+
+
+def _job_json(service: Service, project: Project, root: str | None,
+              cache: ParseCache | None) -> tuple[str, tuple[str, str, str] | None]:
+    """`render_json`'s text and, when `cache` missed, what to remember in it: (name, key, job JSON).
+    Only reads the cache, so it can run in a forked worker; the parent remembers and saves."""
     offline = [path for level, text in service.run.blocks for path in not_decoded(level, json.loads(text))]
     if offline:
         raise RenderError("\n".join(f"{service.source}: {path}: {NOT_OFFLINE}" for path in offline))
     text, variables = render_hcl(service, project, root), job_variables(service, root)
     try:
-        if parse_cache is not None:
-            # The cached text is the Job dumped alone with the same options; nested one level
-            # under "Job" each of its lines gains two spaces, which is exactly what dumps writes.
-            job_json = cached_job_json(text, variables, parse_cache)
-            return '{\n  "Job": ' + job_json.replace("\n", "\n  ") + "\n}\n"
-        job = parse_hcl(text, variables)
+        if cache is None:
+            return pretty_json({"Job": parse_hcl(text, variables)}) + "\n", None
+        key = cache_key(text, variables)
+        job = cache.lookup(service.name, key)
+        parsed = None
+        if job is None:
+            job = job_json(text, variables)
+            parsed = (service.name, key, job)
     except JobspecError as e:
         name = _undecoded_name(str(e))
         if name is not None:  # a project template wrote a Nomad block the offline parser does not decode
             raise RenderError(f"{service.source}: job {service.name!r}: {name!r}: {NOT_OFFLINE}") from e
         # Otherwise a template bug, not bad input: the HCL we wrote must parse.
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
-    return pretty_json({"Job": job}) + "\n"
+    # The cached text is the Job dumped alone with the same options; nested one level under
+    # "Job" each of its lines gains two spaces, which is exactly what dumps writes.
+    return '{\n  "Job": ' + job.replace("\n", "\n  ") + "\n}\n", parsed
 
 
 def select(spec: Spec, names: Sequence[str] = ()) -> tuple[Service, ...]:
@@ -222,5 +237,12 @@ def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = (),
     if fmt == "hcl":
         return {job_filename(s.name, fmt): render_hcl(s, spec.project, spec.root) for s in services}
     # JSON is CPU-bound (the jobspec parse of every job): many jobs are spread over the cores.
-    texts = fork_map(lambda s: render_json(s, spec.project, spec.root, parse_cache), services)
-    return {job_filename(s.name, fmt): text for s, text in zip(services, texts, strict=True)}
+    # The parse cache is read here, before the workers fork, and written once after they are done.
+    cache = ParseCache(parse_cache) if parse_cache is not None else None
+    results = fork_map(lambda s: _job_json(s, spec.project, spec.root, cache), services)
+    if cache is not None:
+        for _, parsed in results:
+            if parsed is not None:
+                cache.remember(*parsed)
+        cache.save()
+    return {job_filename(s.name, fmt): text for s, (text, _) in zip(services, results, strict=True)}

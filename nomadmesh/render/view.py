@@ -114,12 +114,22 @@ def portable_path(path: str, root: str | None) -> VarPath | None:
     return VarPath(PROJECT_DIR_VAR, str(p.relative_to(r)) if p != r else "")
 
 
+def _portable_work_dir(service: Service, root: str | None) -> VarPath | None:
+    work_dir = service.run.work_dir
+    return portable_path(work_dir, root) if work_dir is not None else None
+
+
+def portable_variables(service: Service, root: str | None) -> tuple[str, ...]:
+    """The HCL2 variables the service's job file needs: `portable(...)[1]`, without building the service."""
+    where = _portable_work_dir(service, root)
+    return () if where is None else (where.var_name,)
+
+
 def portable(service: Service, root: str | None) -> tuple[Service, tuple[str, ...]]:
     """The service as its job file states it (machine paths made relative to the project folder),
     and the HCL2 variables that needs. The ownership hash is taken over this form, so the same
     folder cloned to two places renders the same file and the same hash."""
-    work_dir = service.run.work_dir
-    where = portable_path(work_dir, root) if work_dir is not None else None
+    where = _portable_work_dir(service, root)
     if where is None:
         return service, ()
     shown = "${var.%s}%s" % (where.var_name, f"/{where.rel}" if where.rel else "")  # noqa: UP031 - literal ${}

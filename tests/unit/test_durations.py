@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from nomadmesh.durations import UNITS, DurationError, go_quote, parse_ns
+from nomadmesh.durations import UNITS, DurationError, go_duration, go_quote, parse_ns
 
 S = 1_000_000_000
 
@@ -15,6 +15,7 @@ S = 1_000_000_000
     ("1h30m", 90 * 60 * S), ("1h1m1s1ms1us1ns", 3661 * S + 1_001_001),
     ("2.5s", 2_500_000_000), (".5s", S // 2), ("1.s", S), ("1.004s", 1_004_000_000),
     ("100.00100s", 100_001_000_000),
+    ("1.5s", 1_500_000_000), ("1h2m", 62 * 60 * S), ("-1s", -S), ("300ms", 300_000_000),
     ("1µs", 1_000), ("1μs", 1_000), ("1us", 1_000),  # micro sign U+00B5 and Greek mu U+03BC
     ("0.3333333333333333333h", 20 * 60 * S),  # float64 math, as Go
     ("1.0000000001s", S),  # below a nanosecond: truncated, as Go
@@ -80,9 +81,40 @@ def test_every_caller_agrees_with_go(text: str) -> None:
     assert agent_wait_seconds(text) == expected / 1e9
 
 
-def test_spec_durations_are_a_subset_of_gos() -> None:
-    from nomadmesh.definitions.fields import DURATION, duration_ns as spec_ns
+def test_the_definitions_take_what_go_takes_and_refuse_negatives() -> None:
+    from nomadmesh.definitions.fields import _non_negative_duration
 
-    for text in ("10s", "1m30s", "500ms", "1h1m1s1ms1us1ns"):
-        assert DURATION.match(text)
-        assert spec_ns(text) == parse_ns(text)
+    for text in ("10s", "1.5s", "1h2m", "300ms", "1us", "1µs", "0", "+1s", "1h1m1s1ms1us1ns"):
+        assert _non_negative_duration(text), text
+    for text in ("-1s", "10", "5 seconds", "", "1d", "1.5"):
+        assert not _non_negative_duration(text), text
+
+
+@pytest.mark.parametrize(("ns", "text"), [
+    (0, "0s"), (1, "1ns"), (1_500, "1.5µs"), (300 * 1_000_000, "300ms"), (S, "1s"), (1_500_000_000, "1.5s"),
+    (60 * S, "1m0s"), (90 * S, "1m30s"), (3_720 * S, "1h2m0s"), (72 * 3600 * S, "72h0m0s"), (-S, "-1s"),
+    (2**63 - 1, "2562047h47m16.854775807s"),
+])
+def test_go_duration_writes_what_gos_duration_string_writes(ns: int, text: str) -> None:
+    assert go_duration(ns) == text
+    assert parse_ns(text) == ns  # and it reads back
+
+
+@pytest.mark.parametrize("ns", [1, 999, 1_001, 999_999_999, S + 1, 61 * S + 7, 3600 * S * 25 + 1])
+def test_go_duration_round_trips(ns: int) -> None:
+    assert parse_ns(go_duration(ns)) == ns
+    assert parse_ns(go_duration(-ns)) == -ns
+
+
+def test_the_agents_formatters_are_this_one() -> None:
+    """The agent's duration texts (check intervals handed to Consul, session TTL bounds, CA TTLs)
+    come from go_duration, so they read as Nomad's and Consul's do ("1m30s", not "90s")."""
+    import datetime as dt
+
+    from nomadmesh.agent.connect.ca_config import _go_duration as ca_text
+    from nomadmesh.agent.consul.service_defs import normalize_check
+    from nomadmesh.agent.nomad.services import check_duration
+
+    assert check_duration(90 * S) == "1m30s" and check_duration(500_000_000) == "500ms"
+    assert ca_text(dt.timedelta(hours=216)) == "216h0m0s"
+    assert normalize_check({"Name": "c", "TTL": 90 * S})["TTL"] == "1m30s"

@@ -1,5 +1,6 @@
 """The content-addressed parse cache: a hit is the parse's own result without parsing, any change to
-text, variables or parser is a miss, errors and damaged entries are never served."""
+text, variables or parser is a miss, errors and damaged files are never served; one file, written
+once per render."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ from nomadmesh.cli.main import cli
 from nomadmesh.definitions import load_spec
 from nomadmesh.definitions.model import Spec
 from nomadmesh.jobspec import JobspecError, parse_cache, parse_hcl
-from nomadmesh.jobspec.parse_cache import cache_key, cached_parse_hcl
+from nomadmesh.jobspec.parse_cache import FILE_NAME, ParseCache, cache_key, cached_parse_hcl
 from nomadmesh.render import render
 from support.paths import SERVICES
 
@@ -46,7 +47,7 @@ def test_a_second_parse_of_the_same_text_is_read_from_the_cache(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     first = cached_parse_hcl(JOB, VARS, tmp_path)
     assert first == parse_hcl(JOB, VARS)
-    assert [p.name for p in tmp_path.iterdir()] == [f"{cache_key(JOB, VARS)}.json"]
+    assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]
     monkeypatch.setattr(parse_cache, "parse_hcl", _no_parse)
     assert cached_parse_hcl(JOB, VARS, tmp_path) == first
 
@@ -55,19 +56,23 @@ def test_other_text_variables_or_parser_are_other_entries(tmp_path: Path, monkey
     cached_parse_hcl(JOB, VARS, tmp_path)
     other_vars = cached_parse_hcl(JOB, {"dir": "/opt/web"}, tmp_path)
     assert other_vars["TaskGroups"][0]["Tasks"][0]["Config"]["command"] == "/opt/web/run"
-    cached_parse_hcl(JOB.replace('"web"', '"api"'), VARS, tmp_path)
-    assert len(list(tmp_path.iterdir())) == 3
+    other_text = JOB.replace('"web"', '"api"')
+    assert cached_parse_hcl(other_text, VARS, tmp_path)["ID"] == "api"
+    cache = ParseCache(tmp_path)  # one slot per job name: its latest parse
+    assert cache.lookup("job", cache_key(other_text, VARS)) is not None
+    assert cache.lookup("job", cache_key(JOB, VARS)) is None
     key = cache_key(JOB, VARS)
     monkeypatch.setattr(parse_cache, "parser_identity", lambda: "another parser version")
     assert cache_key(JOB, VARS) != key
 
 
-def test_a_damaged_entry_is_parsed_again_and_rewritten(tmp_path: Path) -> None:
-    entry = tmp_path / f"{cache_key(JOB, VARS)}.json"
-    tmp_path.mkdir(exist_ok=True)
-    entry.write_text('{"Name": "trunc')
+@pytest.mark.parametrize("damage", ['{"job": ["trunc', '[]', '{"job": "x"}', '{"job": ["%s", "not json"]}'])
+def test_a_damaged_file_is_parsed_again_and_rewritten(tmp_path: Path, damage: str) -> None:
+    stored = tmp_path / FILE_NAME
+    stored.write_text(damage.replace("%s", cache_key(JOB, VARS)))
     assert cached_parse_hcl(JOB, VARS, tmp_path) == parse_hcl(JOB, VARS)
-    assert entry.read_text().startswith("{") and "trunc" not in entry.read_text()
+    assert "trunc" not in stored.read_text() and "not json" not in stored.read_text()
+    assert ParseCache(tmp_path).lookup("job", cache_key(JOB, VARS)) is not None
 
 
 def test_errors_are_not_cached(tmp_path: Path) -> None:
@@ -86,9 +91,11 @@ def test_render_json_with_the_cache_is_the_render_without_it(tmp_path: Path, mon
     spec = load_spec(SERVICES)
     plain = render(spec, "json")
     assert render(spec, "json", parse_cache=tmp_path) == plain  # cold: fills the cache
-    assert len(list(tmp_path.iterdir())) == len(spec.services)
+    assert [p.name for p in tmp_path.iterdir()] == [FILE_NAME]
+    written = (tmp_path / FILE_NAME).stat().st_mtime_ns
     monkeypatch.setattr(parse_cache, "parse_hcl", _no_parse)
     assert render(spec, "json", parse_cache=tmp_path) == plain  # warm: read back, nothing parsed
+    assert (tmp_path / FILE_NAME).stat().st_mtime_ns == written  # nor written again
 
 
 def test_cli_render_json_keeps_its_parse_cache_in_the_projects_dot_nomadmesh(tmp_path: Path,
@@ -98,7 +105,9 @@ def test_cli_render_json_keeps_its_parse_cache_in_the_projects_dot_nomadmesh(tmp
     args = ["render", "--services", "project/services", "--out", "jobs", "--format", "json"]
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     cold = {p.name: p.read_text() for p in (tmp_path / "jobs").iterdir()}
-    assert len(list((tmp_path / "project" / ".nomadmesh" / "cache" / "jobspec").iterdir())) == len(cold)
+    cache = ParseCache(tmp_path / "project" / ".nomadmesh" / "cache" / "jobspec")
+    assert len(cold) == len(load_spec(SERVICES).services)
+    assert cache.names() == sorted(name.removesuffix(".nomad.json") for name in cold)
     monkeypatch.setattr(parse_cache, "parse_hcl", _no_parse)
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     assert {p.name: p.read_text() for p in (tmp_path / "jobs").iterdir()} == cold

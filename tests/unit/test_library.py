@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -20,12 +22,14 @@ FACADE = ("load", "render", "plan", "apply", "status", "destroy")
 
 
 def test_all_is_exactly_the_public_surface() -> None:
-    """Like httpx's test: every public non-module attribute is in `__all__`, and nothing else is."""
+    """Like httpx's test: every public non-module attribute is in `__all__`, and nothing else is.
+    Names are imported on first use (PEP 562), so each is resolved before the module is looked at."""
+    for name in nomadmesh.__all__:
+        getattr(nomadmesh, name)  # every exported name resolves
     public = sorted(name for name, value in vars(nomadmesh).items()
                     if not name.startswith("_") and not isinstance(value, ModuleType))
     assert nomadmesh.__all__ == public
-    for name in nomadmesh.__all__:
-        getattr(nomadmesh, name)  # every exported name resolves
+    assert set(nomadmesh.__all__) <= set(dir(nomadmesh))
 
 
 @pytest.mark.parametrize("name", FACADE)
@@ -59,3 +63,12 @@ def test_load_refuses_a_bad_definition_with_a_spec_error(tmp_path: Path) -> None
     (folder / "service.json").write_text(json.dumps({"service": {"name": "broken", "port": "eighty"}}))
     with pytest.raises(nomadmesh.SpecError, match="port"):
         nomadmesh.load(tmp_path / "services")
+
+
+def test_importing_the_facade_loads_no_http_client() -> None:
+    """`import nomadmesh` (and so every CLI command) does not pay for deploy's HTTP clients until a
+    name that needs them is used."""
+    code = ("import sys, nomadmesh; heavy = sorted({'requests', 'consul', 'nomadmesh.deploy'} & set(sys.modules)); "
+            "print(heavy); nomadmesh.plan; print('requests' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[]", "True"]

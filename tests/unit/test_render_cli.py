@@ -114,3 +114,20 @@ def test_invalid_definitions_exit_2_and_write_nothing(services: Path, tmp_path: 
     assert "Traceback" not in result.output
     assert result.stdout == ""
     assert not out.exists()
+
+
+def test_render_imports_no_http_client(services: Path, tmp_path: Path) -> None:
+    """The command group imports each command's module when it is used, so `nomadmesh render` (CPU
+    bound, run on every edit) does not pay for deploy's HTTP clients (requests, python-consul)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from nomadmesh.cli.main import cli; "
+            f"cli(['render', '--services', {str(services)!r}, '--out', {str(tmp_path / 'jobs')!r}, "
+            "'--format', 'json'], "
+            "standalone_mode=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'consul', 'urllib3')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert len(list((tmp_path / "jobs").iterdir())) == len(list(services.glob("*/service.json")))

@@ -29,6 +29,18 @@ def test_replaces_existing_files_by_rename(tmp_path: Path) -> None:
     assert target.stat().st_ino != before  # a new file moved into place, not rewritten in place
 
 
+def test_a_file_that_already_holds_its_text_is_left_alone(tmp_path: Path) -> None:
+    same, shorter, longer = tmp_path / "same.nomad.hcl", tmp_path / "shorter.nomad.hcl", tmp_path / "longer.nomad.hcl"
+    for path in (same, shorter, longer):
+        path.write_text("job é\n", encoding="utf-8")
+    inodes = {path: path.stat().st_ino for path in (same, shorter, longer)}
+    paths = write_jobs({same.name: "job é\n", shorter.name: "job\n", longer.name: "job é\n\n"}, tmp_path)
+    assert paths == [same, shorter, longer]  # every path is given back, written or already up to date
+    assert same.stat().st_ino == inodes[same]  # not created again
+    assert shorter.read_text() == "job\n" and shorter.stat().st_ino != inodes[shorter]
+    assert longer.read_text() == "job é\n\n" and longer.stat().st_ino != inodes[longer]
+
+
 def test_something_in_the_way_writes_nothing(tmp_path: Path) -> None:
     (tmp_path / "a.nomad.hcl").write_text("old a\n")
     (tmp_path / "b.nomad.hcl").mkdir()  # a folder where the second job file should go

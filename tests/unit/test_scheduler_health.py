@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from nomadmesh.agent.nomad import health
-from nomadmesh.agent.nomad.services import go_duration, registrations
+from nomadmesh.agent.nomad.services import check_duration, registrations
 
 S = 1_000_000_000
 UPDATE = {"HealthCheck": "checks", "MinHealthyTime": 2 * S, "HealthyDeadline": 30 * S}
@@ -76,4 +76,4 @@ def test_registrations_use_nomads_ids_and_host_mapped_ports() -> None:
     assert reg["Checks"][0]["HTTP"] == "http://127.0.0.1:23456/health" and reg["Checks"][0]["Interval"] == "2s"
     assert reg["Checks"][1]["TCP"] == "127.0.0.1:23456" and reg["Checks"][1]["Interval"] == "500ms"
     assert "Connect" not in reg  # no sidecar until proxies really run (connect_hook)
-    assert go_duration(None) == "10s"
+    assert check_duration(None) == "10s" and check_duration(90_000_000_000) == "1m30s"

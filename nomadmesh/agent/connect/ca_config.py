@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from nomadmesh.agent.connect.ca import CURVES, ConnectCA
 from nomadmesh.agent.duration_seconds import parse_duration
+from nomadmesh.durations import go_duration
 
 DEFAULTS: dict[str, Any] = {"LeafCertTTL": "72h", "IntermediateCertTTL": "8760h", "RootCertTTL": "87600h",
                             "RotationPeriod": "2160h", "PrivateKeyType": "ec", "PrivateKeyBits": 256}
@@ -133,12 +134,5 @@ def new_root(config: CAConfig, cluster_id: str) -> ConnectCA:
 
 
 def _go_duration(d: dt.timedelta) -> str:
-    """A whole-second duration as Go's Duration.String() prints it: 72h0m0s, 1h30m0s, 45s."""
-    total = int(d.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{seconds}s"
-    if minutes:
-        return f"{minutes}m{seconds}s"
-    return f"{seconds}s"
+    """As Go's Duration.String() prints it: 72h0m0s, 1h30m0s, 45s."""
+    return go_duration(d // dt.timedelta(microseconds=1) * 1_000)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nomadmesh.agent.duration_seconds import parse_duration
+from nomadmesh.durations import go_duration
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 SIDECAR_PORT_MIN, SIDECAR_PORT_MAX = 21000, 21255  # Consul's sidecar_min_port / sidecar_max_port
@@ -90,7 +91,7 @@ def _convert(value: Any, spec: Any, where: str) -> Any:
         if isinstance(value, bool):
             raise ServiceDefError(f"{where}: must be a duration such as \"10s\", not {value!r}")
         if isinstance(value, int):
-            return go_duration(value / 1e9)  # JSON numbers are nanoseconds (Go time.Duration)
+            return go_duration(value)  # JSON numbers are nanoseconds (Go time.Duration), shown as Go does
         if not isinstance(value, str):
             raise ServiceDefError(f"{where}: must be a duration such as \"10s\", not {value!r}")
         try:
@@ -147,12 +148,6 @@ def normalize_check(raw: Any, where: str = "Check") -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ServiceDefError(f"{where}: must be an object")
     return _struct(raw, _CHECK, where)
-
-
-def go_duration(seconds: float) -> str:
-    if seconds >= 1 and float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    return f"{round(seconds * 1000)}ms"
 
 
 # --- expansion with Consul's defaults -----------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.state import Txn
+from nomadmesh.durations import SECOND, go_duration
 
 log = logging.getLogger("nomadmesh.agent.consul.sessions")
 
@@ -40,20 +41,6 @@ _FIELDS = {f.lower(): f for f in ("Name", "Node", "LockDelay", "Behavior", "TTL"
 
 class SessionError(Exception):
     """A session request Consul's server refuses (answered as 500 with this text, as Consul does)."""
-
-
-def _go_duration(seconds: float) -> str:
-    """Seconds as Go's Duration.String() writes them ("200ms", "15s", "1m0s", "24h0m0s"; whole ms/s)."""
-    if 0 < seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    total = int(seconds)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"
 
 
 def lock_delay_ns(raw: Any) -> int:
@@ -84,7 +71,7 @@ def parse_ttl(raw: Any, ttl_min_s: float) -> str:
         raise SessionError(f"Session TTL '{raw}' invalid: {e}") from None
     if ttl != 0 and not ttl_min_s <= ttl <= TTL_MAX_S:
         raise SessionError(f"Invalid Session TTL '{int(ttl * 10**9)}', must be between "
-                           f"[{_go_duration(ttl_min_s)}={_go_duration(TTL_MAX_S)}]")
+                           f"[{go_duration(round(ttl_min_s * SECOND))}={go_duration(round(TTL_MAX_S * SECOND))}]")
     return raw
 
 

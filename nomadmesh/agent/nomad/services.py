@@ -13,22 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 from nomadmesh.agent.nomad import connect_hook, ingress_hook
+from nomadmesh.durations import go_duration
 
 HOST_IP = "127.0.0.1"
 
 
-def go_duration(ns: int | float | str | None, default: str = "10s") -> str:
-    """Nanoseconds -> a Go duration string Consul parses ("2s", "500ms")."""
+def check_duration(ns: int | float | str | None, default: str = "10s") -> str:
+    """A check's interval or timeout (nanoseconds) as Nomad hands it to Consul: Go's Duration.String()
+    ("2s", "500ms", "1m30s"); unset or zero is `default`."""
     if ns is None or ns == 0:
         return default
     if isinstance(ns, str):
         return ns
-    ns = int(ns)
-    if ns % 1_000_000_000 == 0:
-        return f"{ns // 1_000_000_000}s"
-    if ns % 1_000_000 == 0:
-        return f"{ns // 1_000_000}ms"
-    return f"{ns}ns"
+    return go_duration(int(ns))
 
 
 def port_map(alloc: dict[str, Any]) -> dict[str, int]:
@@ -59,8 +56,8 @@ def _check(svc_id: str, svc: dict[str, Any], chk: dict[str, Any], ports: dict[st
     out: dict[str, Any] = {
         "CheckID": f"{svc_id}-{_slug(name)}",
         "Name": name,
-        "Interval": go_duration(chk.get("Interval"), "10s"),
-        "Timeout": go_duration(chk.get("Timeout"), "2s"),
+        "Interval": check_duration(chk.get("Interval"), "10s"),
+        "Timeout": check_duration(chk.get("Timeout"), "2s"),
         "ServiceID": svc_id,
     }
     if kind == "http":
