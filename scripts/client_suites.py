@@ -288,6 +288,7 @@ def run_nomad(tmp: Path, python: Path) -> Tally:
     write(src / "tests" / "__init__.py", "")
     write(src / "tests" / "common.py", NOMAD_COMMON)
     write(src / "tests" / "conftest.py", NOMAD_CONFTEST.format(excluded=NOMAD_EXCLUDED, marker=EXCLUDED))
+    (src / "example.nomad").write_text(EXAMPLE_JOB_HCL)  # test_parse_job reads the HCL itself
     nomad_port, consul_port = free_port(), free_port()
     data = tmp / "nomad-agent"
     log = open(tmp / "nomad-agent.log", "ab")  # noqa: SIM115 (the agent writes to it until stopped)
