@@ -312,10 +312,19 @@ def process(state: State, eval_id: str, node: dict[str, Any] | None) -> None:
     """Decide the pending evaluation `eval_id` on what one transaction reads, then write what was
     decided in that same transaction."""
     with state.write() as txn:
-        rec = txn.get("eval", eval_id)
-        if rec is None or rec.value["Status"] != "pending":
-            return
-        decision = decide(read_inputs(txn, rec.value, node))
-        for (kind, key), doc in decision.writes.docs.items():
-            txn.put(kind, key, doc)
+        process_in(txn, eval_id, node)
+
+
+def process_in(txn: Txn, eval_id: str, node: dict[str, Any] | None) -> None:
+    """process() inside the caller's transaction. `node` is the client's node as the caller read it;
+    it counts only while the state still holds it: a node purged since (by another writer, between
+    the caller's read and this transaction) has nothing placed on it, and its allocations are lost."""
+    rec = txn.get("eval", eval_id)
+    if rec is None or rec.value["Status"] != "pending":
+        return
+    if node is not None and txn.get("node", node["ID"]) is None:
+        node = None
+    decision = decide(read_inputs(txn, rec.value, node))
+    for (kind, key), doc in decision.writes.docs.items():
+        txn.put(kind, key, doc)
     log.info("evaluation %s for job %s: %s", eval_id[:8], rec.value["JobID"], decision.changes or "no changes")
