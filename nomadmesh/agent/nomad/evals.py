@@ -315,15 +315,20 @@ def process(state: State, eval_id: str, node: dict[str, Any] | None) -> None:
         process_in(txn, eval_id, node)
 
 
+def process_on_node(state: State, eval_id: str, node_id: str) -> None:
+    """process() with the client's node as the same transaction reads it: a node purged since the
+    caller last looked (another writer, in between) has nothing placed on it, and its allocations
+    are lost, as the purge decided."""
+    with state.write() as txn:
+        rec = txn.get("node", node_id)
+        process_in(txn, eval_id, rec.value if rec else None)
+
+
 def process_in(txn: Txn, eval_id: str, node: dict[str, Any] | None) -> None:
-    """process() inside the caller's transaction. `node` is the client's node as the caller read it;
-    it counts only while the state still holds it: a node purged since (by another writer, between
-    the caller's read and this transaction) has nothing placed on it, and its allocations are lost."""
+    """process() inside the caller's transaction."""
     rec = txn.get("eval", eval_id)
     if rec is None or rec.value["Status"] != "pending":
         return
-    if node is not None and txn.get("node", node["ID"]) is None:
-        node = None
     decision = decide(read_inputs(txn, rec.value, node))
     for (kind, key), doc in decision.writes.docs.items():
         txn.put(kind, key, doc)
