@@ -236,3 +236,30 @@ def test_node_list_with_resources(agent: InProcessAgent) -> None:
     [full] = agent.client.nodes.get_nodes(resources=True)
     assert "NodeResources" not in plain
     assert full["NodeResources"]["Memory"]["MemoryMB"] > 0 and "ReservedResources" in full
+
+
+def test_a_scheduler_pass_racing_a_purge_still_finds_the_allocations_lost(
+        agent: InProcessAgent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler reads the node, then decides pending evaluations in their own transactions. A
+    purge landing between the two must still leave the node's allocations lost: the purge decides
+    its evaluations in its own transaction, and a pass holding the node it read before is not
+    trusted once the state no longer has that node."""
+    from nomadmesh.agent.nomad import evals
+
+    register(agent)
+    (old,) = wait_until(lambda: running(agent), 15)
+    nid = node_id(agent)
+    node_before = agent.ctx.state.get("node", nid)
+    assert node_before is not None
+    decide_pending = evals.process
+
+    def scheduler_pass_wins_the_race(state: Any, eval_id: str, node: Any) -> None:
+        decide_pending(state, eval_id, node_before.value)  # the pass that read the node before the purge
+        decide_pending(state, eval_id, node)
+
+    monkeypatch.setattr(evals, "process", scheduler_pass_wins_the_race)
+    out = agent.client.node.purge_node(nid)
+    for eval_id in out["EvalIDs"]:  # a pass that starts after the purge, with its stale read
+        decide_pending(agent.ctx.state, eval_id, node_before.value)
+    lost = agent.client.allocation.get_allocation(old["ID"])
+    assert (lost["DesiredStatus"], lost["DesiredDescription"]) == ("stop", "alloc is lost since its node is down")

@@ -178,6 +178,8 @@ def agent_service(svc: dict[str, Any], datacenter: str) -> dict[str, Any]:
         out["TaggedAddresses"] = {tag: _service_address(v) for tag, v in svc["TaggedAddresses"].items()}
     if svc.get("Kind"):
         out["Kind"] = svc["Kind"]
+    if svc.get("Locality"):
+        out["Locality"] = dict(svc["Locality"])
     if svc.get("Proxy") or svc.get("Kind") == "connect-proxy":
         proxy = dict(svc.get("Proxy") or {})
         proxy.setdefault("Upstreams", [])

@@ -68,8 +68,7 @@ def agent_self() -> Response:
             "DataDir": str(cfg.data_dir),
         },
         "Coord": None,
-        "Member": {"Name": cfg.node_name, "Addr": addr, "Port": 8301, "Status": 1,
-                   "Tags": {"dc": cfg.datacenter, "role": "consul", "build": CONSUL_VERSION, "id": ctx.node_id}},
+        "Member": _member(ctx, wan=False),  # the LAN pool's entry for itself, as /v1/agent/members lists it
         "Meta": {"consul-network-segment": ""},
         # the server's own stats; leader_addr is what /v1/status/leader answers
         "Stats": {"consul": {"server": "true", "leader": "true", "leader_addr": f"{addr}:8300", "bootstrap": "true",
@@ -94,18 +93,23 @@ def members() -> Response:
 
     A `?segment` other than the default one ("") has no members, as in Consul without Enterprise."""
     ctx = current_ctx()
-    cfg = ctx.config
     wan = query_flag("wan")
     if request.args.get("segment", "") not in ("", "_all") and not wan:
         return json_response([])
+    return json_response([_member(ctx, wan)])
+
+
+def _member(ctx: AgentContext, wan: bool) -> dict[str, object]:
+    """The agent's serf member entry; in the WAN pool its name is `<node>.<dc>`."""
+    cfg = ctx.config
     name = f"{cfg.node_name}.{cfg.datacenter}" if wan else cfg.node_name
-    return json_response([{
+    return {
         "Name": name, "Addr": _advertise(cfg.bind), "Port": 8302 if wan else 8301, "Status": 1,  # 1: alive
         "Tags": {"acls": "0", "build": f"{CONSUL_VERSION}:nomadmesh", "dc": cfg.datacenter, "ft_fs": "1",
                  "ft_si": "1", "id": ctx.node_id, "port": "8300", "raft_vsn": "3", "role": "consul",
                  "segment": "", "vsn": "2", "vsn_max": "3", "vsn_min": "2", "wan_join_port": "8302"},
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2, "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
-    }])
+    }
 
 
 @bp.put("/v1/agent/reload")
@@ -121,7 +125,12 @@ def reload() -> Response:
 @bp.get("/v1/agent/services")
 def services() -> Response:
     keep = request_filter(bexpr.AGENT_SERVICE)
-    return json_response({s["ID"]: s for s in keep(_catalog().services())})
+    return json_response({s["ID"]: _local(s) for s in keep(_catalog().services())})
+
+
+def _local(svc: dict[str, object]) -> dict[str, object]:
+    """A service as the agent's local state holds it: no Raft indexes (Consul omits them there)."""
+    return {k: v for k, v in svc.items() if k not in ("CreateIndex", "ModifyIndex")}
 
 
 @bp.get("/v1/agent/service/<path:service_id>")
@@ -129,7 +138,7 @@ def service(service_id: str) -> Response:
     svc = _catalog().service(service_id)
     if svc is None:
         raise HTTPError(404, f"unknown service ID: {service_id}")
-    return json_response(svc)
+    return json_response(_local(svc))
 
 
 @bp.put("/v1/agent/service/register")
@@ -159,7 +168,9 @@ def check_register() -> Response:
         _catalog().register_check(body)
     except ServiceDefError as e:
         message = str(e)
-        if message.startswith(("Missing check name", "Status for checks", "ServiceID ")):
+        if message.startswith("ServiceID "):
+            raise HTTPError(404, message) from None  # Consul since 1.11: 404 for a check on a missing service
+        if message.startswith(("Missing check name", "Status for checks")):
             raise HTTPError(400, message) from None
         if "one of HTTP" in message or "Interval must be" in message:
             raise HTTPError(400, f"Invalid check: {message}") from None

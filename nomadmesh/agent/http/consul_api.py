@@ -7,6 +7,12 @@
                           /v1/health/{service,connect,ingress,checks,node,state}
     consul_filtering.py   `?filter=` on the list endpoints (compiled before a blocking wait)
     consul_kv.py          /v1/kv/<key> (with ?acquire= / ?release= locks)
+    consul_txn.py         /v1/txn (KV operations, all applied or none)
+    consul_events.py      /v1/event/{fire/<name>,list} (user events, kept in memory)
+    consul_coordinate.py  /v1/coordinate/{datacenters,nodes,node/<node>,update}
+    consul_operator.py    /v1/operator/{autopilot/*,raft/peer,raft/transfer-leader,keyring,usage}
+    consul_agent_ops.py   /v1/agent/{leave,force-leave,monitor}, /v1/acl/* and /v1/agent/token/* (ACLs disabled)
+    consul_gateways.py    /v1/catalog/gateway-services/<gateway>
     consul_session.py     /v1/session/{create,destroy,info,list,node,renew}
     consul_config.py      /v1/config[/<kind>[/<name>]]
     consul_discovery_chain.py  /v1/discovery-chain/<service> (the compiled router/splitter/resolver chain)
@@ -28,16 +34,22 @@ from werkzeug.routing import PathConverter
 
 from nomadmesh.agent.http import (
     consul_agent,
+    consul_agent_ops,
     consul_catalog,
     consul_config,
     consul_connect,
+    consul_coordinate,
     consul_discovery_chain,
+    consul_events,
+    consul_gateways,
     consul_intentions,
     consul_kv,
     consul_metrics,
+    consul_operator,
     consul_proxy_status,
     consul_session,
     consul_sidecar_stats,
+    consul_txn,
 )
 from nomadmesh.agent.http.common import MAX_BODY_BYTES, AnyCharPathConverter, HTTPError, load_body, text_response
 from nomadmesh.agent.http.consul_filtering import refuse_other_datacenters
@@ -67,7 +79,9 @@ def create_consul_app(parts: ConsulParts) -> Quart:
     app.before_request(load_body)  # after the guard: a refused request's body is never read
     app.before_request(refuse_other_datacenters)
     for module in (consul_agent, consul_catalog, consul_kv, consul_config, consul_intentions, consul_connect,
-                   consul_sidecar_stats, consul_proxy_status, consul_session, consul_discovery_chain):
+                   consul_sidecar_stats, consul_proxy_status, consul_session, consul_discovery_chain, consul_txn,
+                   consul_events, consul_coordinate, consul_operator, consul_agent_ops,
+                   consul_gateways):
         app.register_blueprint(module.bp)
     consul_metrics.install(app)  # /v1/agent/metrics, and every request timed into it
 

@@ -2,6 +2,7 @@
 one server) and /v1/scaling/policies (none: the agent refuses `scaling` blocks), as Nomad answers."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response
@@ -24,13 +25,19 @@ def _holdings(namespace: str) -> search.Holdings:
         variables=variables.listing(ctx().state, namespace, ""))
 
 
-def _request() -> tuple[dict[str, Any], str]:
+Search = Callable[[search.Holdings, str, str], tuple[dict[str, Any], dict[str, bool]]]
+
+
+def _search(run: Search, term_field: str) -> Response:
+    """Both searches: the request's term (`Prefix` or `Text`) and `Context` run over the holdings of
+    the request's namespace; a bad context is Nomad's 500."""
     body = json_body()
     check_fields(body, QUERY_FIELDS, "search request")
-    return body, str(body.get("Context") or "")
-
-
-def _reply(matches: dict[str, Any], truncations: dict[str, bool]) -> Response:
+    try:
+        matches, truncations = run(_holdings(request_namespace()), str(body.get(term_field) or ""),
+                                   str(body.get("Context") or ""))
+    except search.SearchError as e:
+        raise HTTPError(500, str(e)) from None
     index = ctx().state.index
     return reply({"Matches": matches, "Truncations": truncations, "Index": index, "LastContact": 0,
                   "KnownLeader": True, "NextToken": ""}, index)
@@ -38,22 +45,12 @@ def _reply(matches: dict[str, Any], truncations: dict[str, bool]) -> Response:
 
 @bp.route("/v1/search", methods=["POST", "PUT"])
 def prefix_search() -> Response:
-    body, context = _request()
-    try:
-        found = search.prefix_search(_holdings(request_namespace()), str(body.get("Prefix") or ""), context)
-    except search.SearchError as e:
-        raise HTTPError(500, str(e)) from None
-    return _reply(*found)
+    return _search(search.prefix_search, "Prefix")
 
 
 @bp.route("/v1/search/fuzzy", methods=["POST", "PUT"])
 def fuzzy_search() -> Response:
-    body, context = _request()
-    try:
-        found = search.fuzzy_search(_holdings(request_namespace()), str(body.get("Text") or ""), context)
-    except search.SearchError as e:
-        raise HTTPError(500, str(e)) from None
-    return _reply(*found)
+    return _search(search.fuzzy_search, "Text")
 
 
 @bp.get("/v1/operator/raft/configuration")

@@ -312,10 +312,24 @@ def process(state: State, eval_id: str, node: dict[str, Any] | None) -> None:
     """Decide the pending evaluation `eval_id` on what one transaction reads, then write what was
     decided in that same transaction."""
     with state.write() as txn:
-        rec = txn.get("eval", eval_id)
-        if rec is None or rec.value["Status"] != "pending":
-            return
-        decision = decide(read_inputs(txn, rec.value, node))
-        for (kind, key), doc in decision.writes.docs.items():
-            txn.put(kind, key, doc)
+        process_in(txn, eval_id, node)
+
+
+def process_on_node(state: State, eval_id: str, node_id: str) -> None:
+    """process() with the client's node as the same transaction reads it: a node purged since the
+    caller last looked (another writer, in between) has nothing placed on it, and its allocations
+    are lost, as the purge decided."""
+    with state.write() as txn:
+        rec = txn.get("node", node_id)
+        process_in(txn, eval_id, rec.value if rec else None)
+
+
+def process_in(txn: Txn, eval_id: str, node: dict[str, Any] | None) -> None:
+    """process() inside the caller's transaction."""
+    rec = txn.get("eval", eval_id)
+    if rec is None or rec.value["Status"] != "pending":
+        return
+    decision = decide(read_inputs(txn, rec.value, node))
+    for (kind, key), doc in decision.writes.docs.items():
+        txn.put(kind, key, doc)
     log.info("evaluation %s for job %s: %s", eval_id[:8], rec.value["JobID"], decision.changes or "no changes")

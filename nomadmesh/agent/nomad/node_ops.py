@@ -262,8 +262,10 @@ def purge(state: State, node_id: str) -> NodeUpdate:
         txn.delete("node", node_id)
         out.index = txn.index
         out.eval_index = txn.index if out.eval_ids else 0
-    for eval_id in out.eval_ids:
-        evals.process(state, eval_id, None)  # no node to place on
+        # in the same transaction: no scheduler pass can take these evaluations in between and
+        # decide them with the node it read before the purge (its allocations would not be lost)
+        for eval_id in out.eval_ids:
+            evals.process_in(txn, eval_id, None)  # no node to place on
     return out
 
 

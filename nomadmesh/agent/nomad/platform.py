@@ -344,6 +344,10 @@ class Platform:
         root = rt_taskdir.AllocDirs(self.alloc_root).path(alloc_id).root
         return root if root.is_dir() else None
 
+    def remove_alloc_dir(self, alloc_id: str) -> None:
+        """Destroy the allocation's dir (the client's garbage collection of a finished allocation)."""
+        rt_taskdir.AllocDirs(self.alloc_root).remove(alloc_id)
+
     def fs_list(self, root: Path, path: str) -> list[dict[str, Any]]:
         return rt_allocfs.list_dir(root, path)
 

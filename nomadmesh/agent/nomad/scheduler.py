@@ -186,7 +186,7 @@ class Scheduler:
                          key=lambda e: e["CreateIndex"])
         for ev in pending:
             try:
-                evals.process(state, ev["ID"], node)
+                evals.process_on_node(state, ev["ID"], node["ID"])  # re-read: a purge may have come between
             except Exception as e:
                 log.exception("evaluation %s failed", ev["ID"])
                 with state.write() as txn:
