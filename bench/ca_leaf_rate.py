@@ -45,7 +45,7 @@ def in_process_per_s(seconds: float = 1.0) -> tuple[float, float]:
 def parallel(runs: list[list[str]]) -> tuple[float, int, int]:
     """Start every h2load at once; (requests/s over the whole wall time, succeeded, failed or non-2xx)."""
     t0 = time.perf_counter()
-    procs = [h2load.start(args, h1=False) for args in runs]
+    procs = [h2load.start(args) for args in runs]
     results = [h2load.finish(p) for p in procs]
     wall = time.perf_counter() - t0
     ok = sum(r.succeeded - r.non_2xx for r in results)
