@@ -11,7 +11,6 @@ called in this process (the CA alone, no HTTP). Consul's default `leaf_cert_rate
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import requests
 
 import h2load
-from agentkit import agent_session, print_figures
+from agentkit import agent_session, bench_main
 from nomadmesh.agent.connect.ca import ConnectCA, leaf_json
 
 CONSUL_DEFAULT_LEAF_RATE = 50
@@ -87,14 +86,7 @@ def ca_leaf_rate_figures(leaves: int, clients: int, sign_seconds: float = 1.0) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--leaves", type=int, default=4000)
-    ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = ca_leaf_rate_figures(args.leaves, args.clients)
-    print_figures(figs, args.json)
-    return 0
+    return bench_main(__doc__, ca_leaf_rate_figures, argv, leaves=(int, 4000), clients=(int, 4))
 
 
 if __name__ == "__main__":

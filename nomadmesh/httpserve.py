@@ -92,8 +92,12 @@ class _BoundedHeaders(HttpToolsProtocol):
 
 
 def _server(app: Any) -> uvicorn.Server:
+    # uvicorn's start/stop chatter ("Started server process", "Application startup complete")
+    # is not the agent's to log; its errors (an app that crashed) still are.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     config = uvicorn.Config(
         app, http=_BoundedHeaders, lifespan="on", access_log=False, log_config=None, server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is nobody's word here: the client is the socket's peer
         timeout_keep_alive=int(IDLE_TIMEOUT_S), timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) or 1,
         backlog=BACKLOG)
     return uvicorn.Server(config)

@@ -58,15 +58,29 @@ class ProxyManager:
 
     def leaf_with_index(self, service: str) -> tuple[ca_mod.Leaf, int]:
         with self._lock:
-            current = self._leaves.get(service)
-            if current is None or self._due(service, current[0]):
-                leaf = self.ca.sign_leaf(service, self.ctx.config.datacenter)
-                self._leaf_counter += 1
-                current = self._leaves[service] = (leaf, self._leaf_counter)
-                self._checked_root[service] = self.ca.root_cert
-                self._leaf_changed.notify_all()
-                log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
-            return current
+            return self._current_leaf(service)
+
+    def leaf_if_free(self, service: str) -> tuple[ca_mod.Leaf, int] | None:
+        """`leaf_with_index`, or None rather than wait for the lock (held while a rotated root
+        re-signs every leaf): for callers on an event loop, which must not block."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._current_leaf(service)
+        finally:
+            self._lock.release()
+
+    def _current_leaf(self, service: str) -> tuple[ca_mod.Leaf, int]:
+        """Under the lock: the leaf of `service`, signed now if it has none or it is due."""
+        current = self._leaves.get(service)
+        if current is None or self._due(service, current[0]):
+            leaf = self.ca.sign_leaf(service, self.ctx.config.datacenter)
+            self._leaf_counter += 1
+            current = self._leaves[service] = (leaf, self._leaf_counter)
+            self._checked_root[service] = self.ca.root_cert
+            self._leaf_changed.notify_all()
+            log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
+        return current
 
     def _due(self, service: str, leaf: ca_mod.Leaf) -> bool:
         """Whether `leaf` must be replaced: its soft expiry passed, or the root changed and did not
