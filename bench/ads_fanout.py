@@ -19,7 +19,6 @@ Consul's default `xds.update_max_per_second` (250) would need N/250 s to reach t
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
@@ -34,7 +33,7 @@ import requests
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from agentkit import agent_session, cpu_seconds, pct, print_figures, wait_until
+from agentkit import agent_session, bench_main, cpu_seconds, pct, wait_until
 from nomadmesh.agent.connect.resources import CLUSTER, LISTENER
 
 CONSUL_DEFAULT_UPDATES_PER_S = 250
@@ -141,7 +140,8 @@ def one_round(consul: str, agent_pid: int, fleet: Fleet, ids: list[str], write: 
     return took, write_s, cpu_seconds(agent_pid) - cpu_agent, time.process_time() - cpu_client
 
 
-def ads_fanout_figures(n: int, rounds: int) -> dict[str, float]:
+def ads_fanout_figures(proxies: int, rounds: int) -> dict[str, float]:
+    n = proxies
     with agent_session() as agent:
         pid = agent.proc.pid  # type: ignore[union-attr]
         t0 = time.perf_counter()
@@ -179,14 +179,7 @@ def ads_fanout_figures(n: int, rounds: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--proxies", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = ads_fanout_figures(args.proxies, args.rounds)
-    print_figures(figs, args.json)
-    return 0
+    return bench_main(__doc__, ads_fanout_figures, argv, proxies=(int, 1000), rounds=(int, 3))
 
 
 if __name__ == "__main__":

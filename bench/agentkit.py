@@ -7,6 +7,7 @@ enters an allocation's network namespace (setns is per thread for network namesp
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import http.client
 import json
@@ -61,6 +62,25 @@ def has_leader(addr: str) -> bool:
 def print_figures(figs: dict[str, Any], as_json: bool) -> None:
     """A bench's figures on stdout: one JSON object, or one `name value` line each."""
     print(json.dumps(figs, indent=2) if as_json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
+
+
+def rates_arg(text: str) -> tuple[int, ...]:
+    """`--rates 500,1000` → (500, 1000)."""
+    return tuple(int(r) for r in text.split(","))
+
+
+def bench_main(doc: str, figures: Callable[..., dict[str, Any]], argv: list[str] | None,
+               **options: tuple[Callable[[str], Any], Any]) -> int:
+    """A benchmark's command line: `--<option> VALUE` for each `option=(parse, default)` (its
+    `_` spelled `-`), plus `--json`; prints `figures(**values)`. `doc` is the module's docstring."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, (parse, default) in options.items():
+        ap.add_argument(f"--{name.replace('_', '-')}", type=parse, default=default)
+    ap.add_argument("--json", action="store_true")
+    values = vars(ap.parse_args(argv))
+    as_json = values.pop("json")
+    print_figures(figures(**values), as_json)
+    return 0
 
 
 def pct(values: list[float], p: float) -> float:

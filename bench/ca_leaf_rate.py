@@ -11,7 +11,6 @@ called in this process (the CA alone, no HTTP). Consul's default `leaf_cert_rate
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import requests
 
 import h2load
-from agentkit import agent_session, print_figures
+from agentkit import agent_session, bench_main
 from nomadmesh.agent.connect.ca import ConnectCA, leaf_json
 
 CONSUL_DEFAULT_LEAF_RATE = 50
@@ -45,7 +44,7 @@ def in_process_per_s(seconds: float = 1.0) -> tuple[float, float]:
 def parallel(runs: list[list[str]]) -> tuple[float, int, int]:
     """Start every h2load at once; (requests/s over the whole wall time, succeeded, failed or non-2xx)."""
     t0 = time.perf_counter()
-    procs = [h2load.start(args, h1=False) for args in runs]
+    procs = [h2load.start(args) for args in runs]
     results = [h2load.finish(p) for p in procs]
     wall = time.perf_counter() - t0
     ok = sum(r.succeeded - r.non_2xx for r in results)
@@ -87,14 +86,7 @@ def ca_leaf_rate_figures(leaves: int, clients: int, sign_seconds: float = 1.0) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--leaves", type=int, default=4000)
-    ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = ca_leaf_rate_figures(args.leaves, args.clients)
-    print_figures(figs, args.json)
-    return 0
+    return bench_main(__doc__, ca_leaf_rate_figures, argv, leaves=(int, 4000), clients=(int, 4))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ started more than one period after their slot (the client could not keep the rat
 """
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
 import shutil
 import sys
 import tempfile
@@ -24,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from agentkit import pct
+from agentkit import bench_main, pct, rates_arg
 from connect_dataplane import CLIENT, SERVER, status, wait  # same loopback mesh, same probes
 from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.cache import SnapshotCache
@@ -136,14 +134,7 @@ def hop_figures(rates: tuple[int, ...], seconds: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="200,500")
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = hop_figures(tuple(int(r) for r in args.rates.split(",")), args.seconds)
-    print(json.dumps(figs, indent=2) if args.json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
-    return 0
+    return bench_main(__doc__, hop_figures, argv, rates=(rates_arg, (200, 500)), seconds=(float, 5.0))
 
 
 if __name__ == "__main__":

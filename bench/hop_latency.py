@@ -16,7 +16,6 @@ mesh that is a new mTLS session between the sidecars too). Figures: p50/p99 per 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import h2load
-from agentkit import print_figures
+from agentkit import bench_main, rates_arg
 from connect_dataplane import status, wait
 from hop import compared, loopback_mesh
 from nomadmesh.connect.envoy import envoy_argv
@@ -117,14 +116,7 @@ def hop_latency_figures(rates: tuple[int, ...], seconds: float) -> dict[str, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="500,1000")
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = hop_latency_figures(tuple(int(r) for r in args.rates.split(",")), args.seconds)
-    print_figures(figs, args.json)
-    return 0
+    return bench_main(__doc__, hop_latency_figures, argv, rates=(rates_arg, (500, 1000)), seconds=(float, 5.0))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Start: build the parts (agent/build.py: open the context, construct every part), bind both HTTP ports
 (so a port in use fails before anything runs), start the catalog (its checks), the scheduler (which
 reconciles what the state says with what runs), register the `--config-dir` services, then serve: both
-apps (Quart) with hypercorn in one event loop in one thread (nomadmesh.httpserve), so blocking queries
+apps (Quart) with uvicorn in one event loop in one thread (nomadmesh.httpserve), so blocking queries
 and event streams hold no thread.
 Stop, on SIGINT/SIGTERM: the reverse — stop serving, stop the scheduler with its tasks and namespaces
 (like `nomad agent -dev`), stop the checks, close the state. A SIGKILL stops nothing; the next start

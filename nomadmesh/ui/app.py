@@ -43,7 +43,7 @@ class UIError(NomadMeshError):
 
 def serve_ui(target: Target, bind: str, port: int, on_ready: Callable[[str], None] | None = None,
              metrics_url: str | None = None) -> None:
-    """Serve the UI (hypercorn, see nomadmesh.httpserve) until interrupted; `on_ready(url)` once it is served."""
+    """Serve the UI (uvicorn, see nomadmesh.httpserve) until interrupted; `on_ready(url)` once it is served."""
     try:
         sock = bind_socket(bind, port)
     except OSError as e:

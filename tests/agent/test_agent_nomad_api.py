@@ -1,5 +1,5 @@
 """The Nomad HTTP API over real HTTP with python-nomad, on an in-process agent (scheduler + Nomad app
-served by hypercorn on a random port, as the agent serves it). Jobs here use docker or count 0, so nothing
+served by uvicorn on a random port, as the agent serves it). Jobs here use docker or count 0, so nothing
 needs the runtime; tests that really run tasks are in test_agent_nomad_run.py."""
 from __future__ import annotations
 

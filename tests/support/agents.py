@@ -148,7 +148,7 @@ def started_agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
 
 
 class InProcessAgent:
-    """The Nomad half (state, catalog, scheduler, runtime) in this process, its API served by hypercorn."""
+    """The Nomad half (state, catalog, scheduler, runtime) in this process, its API served by uvicorn."""
 
     def __init__(self, tmp: Path, port: int | None = None):
         port = port or free_port()

@@ -58,6 +58,25 @@ def test_leaf_has_the_spiffe_id_key_usage_and_72h_validity(ca: ConnectCA) -> Non
     assert cert.not_valid_after_utc == T0 + dt.timedelta(hours=72)
 
 
+def test_leaves_of_one_root_share_its_template_but_nothing_of_each_other(ca: ConnectCA) -> None:
+    """sign_leaf extends one prebuilt builder per root: each leaf still has its own key, subject,
+    SAN and key identifier, the root's authority key identifier, and the extensions in one order."""
+    web, api = ca.sign_leaf("web", "dc1", now=T0), ca.sign_leaf("api", "dc1", now=T0)
+    order = [x509.BasicConstraints, x509.KeyUsage, x509.ExtendedKeyUsage, x509.SubjectKeyIdentifier,
+             x509.AuthorityKeyIdentifier, x509.SubjectAlternativeName]
+    root_ski = ca.root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    for leaf, name in ((web, "web"), (api, "api")):
+        cert = leaf.cert
+        assert [type(e.value) for e in cert.extensions] == order
+        assert cert.subject.rfc4514_string() == f"CN={name}"
+        assert _uris(cert) == [f"spiffe://{CID}.consul/ns/default/dc/dc1/svc/{name}"]
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        assert aki.key_identifier == root_ski
+    assert web.cert.public_key() != api.cert.public_key() and web.key_pem != api.key_pem
+
+
 def test_leaf_ttl_is_configurable_within_consuls_range() -> None:
     short = ConnectCA.generate(CID, leaf_ttl=dt.timedelta(hours=2))
     leaf = short.sign_leaf("web", "dc1", now=T0)

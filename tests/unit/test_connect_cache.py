@@ -7,7 +7,7 @@ import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 
 from nomadmesh.agent.connect.cache import InconsistentSnapshot, SnapshotCache, check_consistent
-from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, SECRET, build_resources
+from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET, build_resources
 from nomadmesh.agent.connect.snapshot import ExposePath
 from nomadmesh.mesh.intentions import Intention
 from support.connect_support import snapshot, upstream
@@ -52,6 +52,25 @@ def test_an_intention_change_changes_only_the_listener_version() -> None:
     assert changed == {LISTENER}
     third = cache.set("n", replace(snap, upstreams=(upstream("invoice", 6001, (("10.0.0.9", 21001),)),)))
     assert {t for t in (CLUSTER, ENDPOINT, SECRET, LISTENER) if first.versions[t] != third.versions[t]} == {ENDPOINT}
+
+
+def test_an_intention_change_rebuilds_only_the_listeners_and_serves_what_a_full_build_would() -> None:
+    cache = SnapshotCache()
+    snap = _snap()
+    first = cache.set("n", snap)
+    denied = replace(snap, intentions=(Intention("*", "order", "deny"),), default_allow=False)
+    second = cache.set("n", denied)
+    full = SnapshotCache().set("n", denied)  # built from nothing
+    assert {t: dict(v) for t, v in second.by_type.items()} == {t: dict(v) for t, v in full.by_type.items()}
+    assert second.versions == full.versions
+    # Kept, not rebuilt: the same packed clusters, endpoints, secrets and routes as before.
+    for type_url in (CLUSTER, ENDPOINT, SECRET, ROUTE):
+        assert second.by_type[type_url] is first.by_type[type_url]
+    assert second.by_type[LISTENER] is not first.by_type[LISTENER]
+    # Anything else changing (a new leaf) builds every type again.
+    third = cache.set("n", replace(denied, leaf_cert_pem=snap.leaf_cert_pem + "\n"))
+    assert third.by_type[SECRET] is not second.by_type[SECRET]
+    assert third.by_type[CLUSTER] is not second.by_type[CLUSTER]
 
 
 def test_watchers_hear_changes_but_not_identical_sets() -> None:

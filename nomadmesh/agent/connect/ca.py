@@ -23,6 +23,7 @@ issued leaf stay valid across agent restarts. Everything else is a pure function
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import tempfile
@@ -261,20 +262,17 @@ class ConnectCA:
         return builder.sign(self.root_key, hashes.SHA256())
 
     # --- signing ----------------------------------------------------------------------------
-    def sign_leaf(self, service: str, datacenter: str, now: dt.datetime | None = None,
-                  ttl: dt.timedelta | None = None) -> Leaf:
-        now = now or _now()
-        ttl = ttl or self.leaf_ttl
-        key = ec.generate_private_key(ec.SECP256R1())
-        uri = identity.service_uri(self.trust_domain, datacenter, service)
-        cert = (
+    @functools.cached_property
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.root_key.public_key())
+
+    @functools.cached_property
+    def _leaf_template(self) -> x509.CertificateBuilder:
+        """What every leaf of this root shares, built once (a builder is immutable: each leaf
+        extends its own copy): the issuer and the constant extensions, in the leaf's order."""
+        return (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service)]))
             .issuer_name(self.root_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + ttl)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 _key_usage("digital_signature", "key_encipherment", "data_encipherment", "key_agreement"),
@@ -284,11 +282,23 @@ class ConnectCA:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
                 critical=False,
             )
+        )
+
+    def sign_leaf(self, service: str, datacenter: str, now: dt.datetime | None = None,
+                  ttl: dt.timedelta | None = None) -> Leaf:
+        now = now or _now()
+        ttl = ttl or self.leaf_ttl
+        key = ec.generate_private_key(ec.SECP256R1())
+        uri = identity.service_uri(self.trust_domain, datacenter, service)
+        cert = (
+            self._leaf_template
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_after(now + ttl)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.root_key.public_key()),
-                critical=False,
-            )
+            .add_extension(self._authority_key_id, critical=False)
             .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
                            critical=False)
             .sign(self.root_key, hashes.SHA256())

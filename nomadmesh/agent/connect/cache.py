@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -37,6 +37,7 @@ from nomadmesh.agent.connect.failclosed import MAX_LEVEL, Nack, fail_closed_snap
 from nomadmesh.agent.connect.ingress_snapshot import IngressSnapshot
 from nomadmesh.agent.connect.resources import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET, build_resources
 from nomadmesh.agent.connect.resources.common import pack
+from nomadmesh.agent.connect.resources.listeners import listeners_from_snapshot
 from nomadmesh.agent.connect.snapshot import ProxySnapshot
 from nomadmesh.errors import AgentError
 
@@ -69,16 +70,24 @@ class Resources:
     by_type: Mapping[str, Mapping[str, any_pb2.Any]]
     versions: Mapping[str, str]
     fail_closed: int = 0  # 0: built from `snapshot`; 1-2: failclosed level served in its place
+    # The messages `by_type` was packed from, so a later build can keep the types it does not change.
+    built: Mapping[str, list[Message]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]]) -> Resources:
+    def from_messages(cls, snap: ProxySnapshot | IngressSnapshot, built: Mapping[str, list[Message]],
+                      kept: Resources | None = None) -> Resources:
+        """Pack and version `built`; the types `built` shares (the same lists) with `kept` are
+        taken from it as they are, not packed again."""
         by_type: dict[str, Mapping[str, any_pb2.Any]] = {}
         versions: dict[str, str] = {}
         for type_url in PUSH_ORDER:
+            if kept is not None and type_url in kept.built and built.get(type_url) is kept.built[type_url]:
+                by_type[type_url], versions[type_url] = kept.by_type[type_url], kept.versions[type_url]
+                continue
             named = {resource_name(m): pack(m) for m in sorted(built.get(type_url, []), key=resource_name)}
             by_type[type_url] = MappingProxyType(named)
             versions[type_url] = _hash(a.value for a in named.values())
-        return cls(snap, MappingProxyType(by_type), MappingProxyType(versions))
+        return cls(snap, MappingProxyType(by_type), MappingProxyType(versions), built=MappingProxyType(dict(built)))
 
     def select(self, type_url: str, names: Iterable[str] | None) -> list[any_pb2.Any]:
         """The resources of a type, all of them (wildcard: names None or empty) or those named."""
@@ -184,6 +193,21 @@ def check_consistent(built: Mapping[str, list[Message]]) -> list[str]:
     return problems
 
 
+# Snapshot fields only the listeners read (the public listener's RBAC; failclosed.py changes
+# nothing else either).
+LISTENER_ONLY_FIELDS = frozenset({"intentions", "default_allow"})
+
+
+def _only_listeners_differ(previous: Resources, snap: ProxySnapshot | IngressSnapshot) -> bool:
+    """Whether `previous` was built (not fail-closed) from a sidecar snapshot that differs from
+    `snap` in LISTENER_ONLY_FIELDS at most: then every other type is the same as before."""
+    old = previous.snapshot
+    return (not previous.fail_closed and isinstance(old, ProxySnapshot) and isinstance(snap, ProxySnapshot)
+            and bool(previous.built)
+            and all(getattr(old, f.name) == getattr(snap, f.name)
+                    for f in fields(ProxySnapshot) if f.compare and f.name not in LISTENER_ONLY_FIELDS))
+
+
 # --- the cache ----------------------------------------------------------------------------------
 
 Watcher = Callable[[], object]  # what it returns is ignored
@@ -203,7 +227,7 @@ class SnapshotCache:
         current = self.get(node_id)
         if current is not None and current.snapshot == snap:
             return current  # nothing changed (or it is being served fail-closed): do not wake anyone
-        resources = self._build(snap)
+        resources = self._build(snap, current)
         with self._lock:
             rejected = self._rejected.get(node_id, set())
         level = 0
@@ -221,12 +245,19 @@ class SnapshotCache:
         return resources
 
     @staticmethod
-    def _build(snap: ProxySnapshot | IngressSnapshot) -> Resources:
-        built = build_resources(snap)
+    def _build(snap: ProxySnapshot | IngressSnapshot, previous: Resources | None = None) -> Resources:
+        """Build, check and pack `snap`'s resources. When only what the listeners read changed
+        since `previous` (an intention write), only the listeners are built again."""
+        kept = previous if previous is not None and _only_listeners_differ(previous, snap) else None
+        if kept is not None:
+            assert isinstance(snap, ProxySnapshot)
+            built = {**kept.built, LISTENER: listeners_from_snapshot(snap)}
+        else:
+            built = build_resources(snap)
         problems = check_consistent(built)
         if problems:
             raise InconsistentSnapshot(f"proxy {snap.proxy_id}: " + "; ".join(problems))
-        return Resources.from_messages(snap, built)
+        return Resources.from_messages(snap, built, kept)
 
     def nacked(self, node_id: str, type_url: str, version: str | None, detail: str) -> None:
         """Envoy refused `version` of `type_url`. Record it; if those are the node's current

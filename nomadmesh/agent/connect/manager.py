@@ -14,6 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cryptography import x509
 
 from nomadmesh.agent.connect import ca as ca_mod
 from nomadmesh.agent.connect.cache import SnapshotCache
@@ -26,6 +30,7 @@ log = logging.getLogger("nomadmesh.agent.connect")
 WATCHED = ("service", "check", CONFIG_KIND, *external.KINDS)
 ROTATION_CHECK_S = 60.0
 WAKE_S = 0.5
+_T = TypeVar("_T")
 
 
 class ProxyManager:
@@ -34,12 +39,16 @@ class ProxyManager:
         self.ca = ca
         self.cache = cache
         self._leaves: dict[str, tuple[ca_mod.Leaf, int]] = {}  # service -> (leaf, its index)
+        # service -> the root its leaf was last checked against: verifying a leaf's signature
+        # costs a quarter millisecond, and every pass looks up every proxy's leaf.
+        self._checked_root: dict[str, x509.Certificate] = {}
         self._lock = threading.Lock()
         self._leaf_changed = threading.Condition(self._lock)
         self._leaf_counter = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors: dict[str, str] = {}  # proxy id -> last build error (logged once per change)
+        self._reads: dict[str | tuple[str, ...], tuple[int, Any]] = {}  # kinds -> (their index, what was read)
 
     # --- leaves -------------------------------------------------------------------------------
 
@@ -49,14 +58,41 @@ class ProxyManager:
 
     def leaf_with_index(self, service: str) -> tuple[ca_mod.Leaf, int]:
         with self._lock:
-            current = self._leaves.get(service)
-            if current is None or ca_mod.leaf_needs_rotation(current[0].cert, ca=self.ca):
-                leaf = self.ca.sign_leaf(service, self.ctx.config.datacenter)
-                self._leaf_counter += 1
-                current = self._leaves[service] = (leaf, self._leaf_counter)
-                self._leaf_changed.notify_all()
-                log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
-            return current
+            return self._current_leaf(service)
+
+    def leaf_if_free(self, service: str) -> tuple[ca_mod.Leaf, int] | None:
+        """`leaf_with_index`, or None rather than wait for the lock (held while a rotated root
+        re-signs every leaf): for callers on an event loop, which must not block."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._current_leaf(service)
+        finally:
+            self._lock.release()
+
+    def _current_leaf(self, service: str) -> tuple[ca_mod.Leaf, int]:
+        """Under the lock: the leaf of `service`, signed now if it has none or it is due."""
+        current = self._leaves.get(service)
+        if current is None or self._due(service, current[0]):
+            leaf = self.ca.sign_leaf(service, self.ctx.config.datacenter)
+            self._leaf_counter += 1
+            current = self._leaves[service] = (leaf, self._leaf_counter)
+            self._checked_root[service] = self.ca.root_cert
+            self._leaf_changed.notify_all()
+            log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
+        return current
+
+    def _due(self, service: str, leaf: ca_mod.Leaf) -> bool:
+        """Whether `leaf` must be replaced: its soft expiry passed, or the root changed and did not
+        sign it (the signature is checked once per root, not on every look-up). Under the lock."""
+        if ca_mod.leaf_needs_rotation(leaf.cert):
+            return True
+        if self._checked_root.get(service) is self.ca.root_cert:
+            return False
+        if not self.ca.issued(leaf.cert):
+            return True
+        self._checked_root[service] = self.ca.root_cert
+        return False
 
     def wait_leaf(self, service: str, index: int, timeout: float) -> tuple[ca_mod.Leaf, int]:
         """A blocking query on a leaf: return once its index differs from `index` (or at timeout)."""
@@ -81,6 +117,7 @@ class ProxyManager:
                 for service in list(self._leaves):
                     self._leaf_counter += 1
                     self._leaves[service] = (ca.sign_leaf(service, self.ctx.config.datacenter), self._leaf_counter)
+                    self._checked_root[service] = ca.root_cert
                 self._leaf_changed.notify_all()
         if rotated:
             log.info("connect: root rotated to %s; %d leaves re-signed", ca.root_id, len(self._leaves))
@@ -93,14 +130,29 @@ class ProxyManager:
     # --- snapshots ----------------------------------------------------------------------------
 
     def view(self) -> MeshView:
-        state = self.ctx.state
-        return MeshView(
-            services=tuple(state.values("service")), checks=tuple(state.values("check")),
-            entries={r.key: r.value for r in state.records(CONFIG_KIND)},
-            datacenter=self.ctx.config.datacenter, trust_domain=self.ca.trust_domain,
-            roots_pem=self.ca.trust_bundle_pem, default_allow=self.ctx.config.default_allow,
-            remote_proxies=external.ExternalCatalog(self.ctx).connect_proxies(),
-        )
+        with self.ctx.state.reading():  # one consistent read
+            return MeshView(
+                services=self._unless_unchanged("service", lambda: tuple(self.ctx.state.values("service"))),
+                checks=self._unless_unchanged("check", lambda: tuple(self.ctx.state.values("check"))),
+                entries=self._unless_unchanged(CONFIG_KIND, lambda: {
+                    r.key: r.value for r in self.ctx.state.records(CONFIG_KIND)}),
+                datacenter=self.ctx.config.datacenter, trust_domain=self.ca.trust_domain,
+                roots_pem=self.ca.trust_bundle_pem, default_allow=self.ctx.config.default_allow,
+                remote_proxies=self._unless_unchanged(
+                    external.KINDS, lambda: external.ExternalCatalog(self.ctx).connect_proxies()),
+            )
+
+    def _unless_unchanged(self, kinds: str | tuple[str, ...], read: Callable[[], _T]) -> _T:
+        """`read()`, or what it returned last time if no write touched `kinds` since: an
+        intention change must not re-parse a thousand service registrations. What it returns
+        is shared between passes and never changed (the builders only read)."""
+        index = self.ctx.state.kind_index(*((kinds,) if isinstance(kinds, str) else kinds))
+        last = self._reads.get(kinds)
+        if last is not None and last[0] == index:
+            return last[1]
+        value = read()
+        self._reads[kinds] = (index, value)
+        return value
 
     def sync(self) -> None:
         """Rebuild every snapshot from the state and set those that changed; drop gone proxies."""

@@ -34,8 +34,9 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 NON_WILDCARD = (ENDPOINT, SECRET, ROUTE)
 HELD_FOR_ENDPOINTS = (LISTENER, ROUTE)  # sent only once new clusters have their endpoints
 _nonces = itertools.count(1)
+_CHANGED = object()  # the stream's inbox mark for "the cache changed"
 
 
 @dataclass
@@ -108,13 +110,14 @@ class _Stream:
         st.subscribed = True
         st.names = frozenset(req.resource_names)
         wanted: tuple[str, ...] = (req.type_url, *(HELD_FOR_ENDPOINTS if self.awaiting_endpoints else ()))
-        if req.type_url in HELD_FOR_ENDPOINTS and self._kept_clusters():
+        res = self.cache.get(self.stats.node_id)
+        if req.type_url in HELD_FOR_ENDPOINTS and res is not None and self._kept_clusters(res):
             wanted = (*wanted, CLUSTER)  # routes ACKed: the clusters kept for the old ones may go
         return self.pending(wanted)
 
-    def _kept_clusters(self) -> set[str]:
-        res = self.cache.get(self.stats.node_id)
-        return set(self.last_sent[CLUSTER]) - set(res.by_type.get(CLUSTER, {})) if res else set()
+    def _kept_clusters(self, res: Resources) -> set[str]:
+        """Clusters last sent that the cache no longer has."""
+        return set(self.last_sent[CLUSTER]) - set(res.by_type.get(CLUSTER, {}))
 
     def _routes_settled(self, res: Resources) -> bool:
         """Envoy ACKed the listeners and routes the cache holds now: none names a removed cluster."""
@@ -169,7 +172,10 @@ class _Stream:
             chosen = list(named.values())
         else:
             chosen = res.select(type_url, names)
-        version = res.version_of(chosen)
+        if names is None and len(chosen) == len(res.by_type.get(type_url, {})):
+            version = res.versions[type_url]  # all of the type, as the cache versioned it
+        else:
+            version = res.version_of(chosen)
         if not st.force and (version == st.sent_version or version == st.nacked_version):
             return None
         st.force = False
@@ -188,9 +194,10 @@ class _Stream:
         Envoy's routes may still name them."""
         table = res.by_type.get(type_url, {})
         out = {n: a for n, a in table.items() if not names or n in names}
-        if self._routes_settled(res):
+        kept = self._kept_clusters(res)
+        if not kept or self._routes_settled(res):
             return out
-        for n in sorted(self._kept_clusters()):
+        for n in sorted(kept):
             if n in self.last_sent[type_url] and (not names or n in names):
                 out[n] = self.last_sent[type_url][n]
         return out
@@ -203,44 +210,41 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     async def StreamAggregatedResources(
         self, request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue = asyncio.Queue()
-        changed = asyncio.Event()  # size-1, latest-wins: many sets while busy = one wake-up
+        # One inbox for Envoy's requests and for "the cache changed" (at most one such mark
+        # queued: many sets while busy = one wake-up, latest wins); None: Envoy closed the stream.
+        inbox: asyncio.Queue[discovery_pb2.DiscoveryRequest | object | None] = asyncio.Queue()
+        change_queued = False
         stats = StreamStats()
         stream = _Stream(self.server.cache, stats)
         cancel_watch = None
 
+        def on_change() -> None:  # on the loop, from the server's waker
+            nonlocal change_queued
+            if not change_queued:
+                change_queued = True
+                inbox.put_nowait(_CHANGED)
+
         async def read() -> None:
             try:
                 async for req in request_iterator:
-                    await inbox.put(req)
+                    inbox.put_nowait(req)
             finally:
-                await inbox.put(None)
+                inbox.put_nowait(None)
 
         reader = asyncio.create_task(read())
-        get_req = wait_change = None
         try:
-            while True:
-                get_req = asyncio.create_task(inbox.get())
-                wait_change = asyncio.create_task(changed.wait())
-                done, _ = await asyncio.wait({get_req, wait_change}, return_when=asyncio.FIRST_COMPLETED)
-                for t in (get_req, wait_change):
-                    if t not in done:
-                        t.cancel()
-                responses = []
-                if get_req in done:
-                    req = get_req.result()
-                    if req is None:
-                        return  # Envoy closed the stream
+            while (item := await inbox.get()) is not None:
+                if item is _CHANGED:
+                    change_queued = False
+                    responses = stream.pending()
+                else:
+                    assert isinstance(item, discovery_pb2.DiscoveryRequest)
                     if not stats.node_id:
-                        stats.node_id = req.node.id
+                        stats.node_id = item.node.id
                         self.server.streams[stats.node_id] = stats
                         cancel_watch = self.server.cache.watch(
-                            stats.node_id, lambda: loop.call_soon_threadsafe(changed.set))
-                    responses += stream.on_request(req)
-                if changed.is_set():
-                    changed.clear()
-                    responses += stream.pending()
+                            stats.node_id, partial(self.server.waker.wake, on_change))
+                    responses = stream.on_request(item)
                 for resp in responses:
                     yield resp
         finally:
@@ -248,9 +252,37 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 cancel_watch()
             if self.server.streams.get(stats.node_id) is stats:
                 del self.server.streams[stats.node_id]
-            for task in (reader, get_req, wait_change):
-                if task is not None and not task.done():
-                    task.cancel()
+            reader.cancel()
+
+
+class _LoopWaker:
+    """Runs callbacks on the server's loop from other threads, one loop wake-up per burst: a
+    snapshot pass that changes 1,000 proxies would otherwise write the loop's self-pipe 1,000
+    times and make it switch threads as often."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._due: dict[Callable[[], None], None] = {}  # insertion-ordered set
+
+    def wake(self, callback: Callable[[], None]) -> None:
+        loop = self.loop
+        if loop is None:
+            return
+        with self._lock:
+            first = not self._due
+            self._due[callback] = None
+        if first:
+            try:
+                loop.call_soon_threadsafe(self._run)
+            except RuntimeError:
+                pass  # the loop closed: the server is stopping
+
+    def _run(self) -> None:
+        with self._lock:
+            due, self._due = self._due, {}
+        for callback in due:
+            callback()
 
 
 class XdsServer:
@@ -265,6 +297,7 @@ class XdsServer:
         self.unix_path = Path(unix_path) if unix_path else None
         self.port: int | None = None
         self.streams: dict[str, StreamStats] = {}  # node id → its open stream's stats
+        self.waker = _LoopWaker()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -280,7 +313,7 @@ class XdsServer:
         error: list[BaseException] = []
 
         def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
+            loop = self._loop = self.waker.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._start())
@@ -335,7 +368,7 @@ class XdsServer:
             self._thread.join(timeout=10)
         if self.unix_path is not None:
             self.unix_path.unlink(missing_ok=True)
-        self._loop = self._server = self._thread = None
+        self._loop = self._server = self._thread = self.waker.loop = None
 
     def __enter__(self) -> XdsServer:
         return self.start()

@@ -1,6 +1,7 @@
 """LDS: the public listener (mTLS + RBAC → local_app), one listener per upstream, exposed paths."""
 from __future__ import annotations
 
+import functools
 import re
 
 from envoy.config.core.v3 import base_pb2
@@ -10,7 +11,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 
 from nomadmesh.agent.connect.resources.clusters import exposed_cluster_name
 from nomadmesh.agent.connect.resources.common import (
@@ -25,6 +26,7 @@ from nomadmesh.agent.connect.resources.common import (
 from nomadmesh.agent.connect.resources.rbac import http_rbac, network_rbac
 from nomadmesh.agent.connect.resources.routes import route_name
 from nomadmesh.agent.connect.snapshot import ExposePath, ProxySnapshot, UpstreamSnap
+from nomadmesh.mesh.intentions import Intention
 
 
 def _filter(name: str, config) -> lc_pb2.Filter:
@@ -63,6 +65,14 @@ def public_listener_name(snap: ProxySnapshot) -> str:
     return f"public_listener:{snap.public_listener.address}:{snap.public_listener.port}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed_rbac(intentions: tuple[Intention, ...], default_allow: bool, is_http: bool) -> any_pb2.Any:
+    """The public listener's RBAC filter config, built once per set of intentions: every proxy of
+    a destination shares it, and a wildcard intention gives every proxy the same one. The Any is
+    only ever copied into a filter, never changed."""
+    return pack(http_rbac(intentions, default_allow) if is_http else network_rbac(intentions, default_allow))
+
+
 def public_listener(snap: ProxySnapshot) -> listener_pb2.Listener:
     """mTLS requiring a client certificate from our roots, then intentions, then the app."""
     tls = tls_pb2.DownstreamTlsContext(
@@ -74,13 +84,13 @@ def public_listener(snap: ProxySnapshot) -> listener_pb2.Listener:
             alpn_protocols=["http/1.1"] if snap.protocol == "http" else [],
         ),
     )
+    rbac = _packed_rbac(snap.intentions, snap.default_allow, snap.protocol == "http")
     if snap.protocol == "http":
         filters = [_hcm("public_listener", [_route(LOCAL_APP)],
-                        [_http_filter("envoy.filters.http.rbac",
-                                      http_rbac(snap.intentions, snap.default_allow))])]
+                        [hcm_pb2.HttpFilter(name="envoy.filters.http.rbac", typed_config=rbac)])]
     else:
         filters = [
-            _filter("envoy.filters.network.rbac", network_rbac(snap.intentions, snap.default_allow)),
+            lc_pb2.Filter(name="envoy.filters.network.rbac", typed_config=rbac),
             _tcp_proxy("public_listener", LOCAL_APP),
         ]
     return listener_pb2.Listener(
