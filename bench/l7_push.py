@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import requests
 
-from agentkit import agent_session, pct, wait_until
+from agentkit import agent_session, cpu_seconds, pct, wait_until
 from support.l7_mesh import CALLER, L7Mesh
 
 SPIN_LIMIT_S = 5.0
@@ -64,6 +66,8 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
     anchor_s: list[float] = []
     applied_s: list[float] = []
     misses = 0
+    load_before, bench_cpu = os.getloadavg()[0], _own_cpu_s()
+    agent_cpu = 0.0
     try:
         with agent_session() as agent:
             mesh = L7Mesh(agent.consul_addr, work)
@@ -106,6 +110,8 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
                     mesh.delete_entry("service-intentions", "api")
                     spin(lambda: mesh.call()[0] == 200)
             finally:
+                assert agent.proc is not None
+                agent_cpu = cpu_seconds(agent.proc.pid)
                 mesh.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -118,7 +124,16 @@ def l7_push_figures(changes: int = 50) -> dict[str, float]:
         "l7_route_p99_ms": ms(route_s, 99),
         "l7_anchor_intention_p50_ms": ms(anchor_s, 50), "l7_anchor_intention_p99_ms": ms(anchor_s, 99),
         "l7_missed": misses,
+        # The machine is shared: CPU time (user+sys) beside the wall figures, and the load they were taken at.
+        "cpu_agent_s": round(agent_cpu, 2), "cpu_bench_s": round(_own_cpu_s() - bench_cpu, 2),
+        "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
     }
+
+
+def _own_cpu_s() -> float:
+    """User + system CPU of this process (the probes, the backends) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @target_options
 def promote_command(service: str, target: Target) -> None:
     """Promote SERVICE's canaries now: the release's split is removed, the Nomad deployment promoted
-    and awaited, and the service-resolver given back as it was before the release.
+    and awaited, and the service-resolver given back as it was before the release. A running
+    `nomadmesh release` notices and ends as promoted too (exit 0).
 
     Exit 0: promoted and the deployment successful; 1: no release under way, or it did not finish.
 

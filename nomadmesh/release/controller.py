@@ -14,7 +14,9 @@ Order matters for traffic (why each step is where it is):
   again), and the release's entries are removed only once no canary is registered any more.
 
 Every entry write is check-and-set: an `abort` or an operator's change makes the release stop and
-say so instead of overwriting it. `promote(...)` and `abort(...)` are the same endings, on their own.
+say so instead of overwriting it; a `nomadmesh promote` meanwhile (splitter deleted, deployment
+promoted) ends it as promoted, exit 0, once the deployment finished. `promote(...)` and `abort(...)`
+are the same endings, on their own.
 """
 from __future__ import annotations
 
@@ -43,6 +45,9 @@ from nomadmesh.render.ownership import CANARY_META_KEY
 POLL_S = 0.25
 CHECK_S = 1.0  # how often the canary's figures are looked at within an interval
 SETTLE_TIMEOUT_S = 120.0  # for the canaries to register or go, and a promoted deployment to finish
+# `nomadmesh promote` deletes the splitter, then promotes: how long a release that finds its splitter
+# gone waits to see whether a promotion follows before it takes the change for an abort.
+PROMOTION_FOLLOWS_S = 30.0
 
 
 class CounterReader(Protocol):
@@ -171,8 +176,37 @@ class Ending:
         self.progress.end(self.service, "traffic on stable, canaries stopped")
         return ""
 
+    def promoted_elsewhere(self) -> bool:
+        """Whether someone else promoted the deployment (`nomadmesh promote`, `nomad deployment promote`)
+        after the release's splitter changed under it. `nomadmesh promote` deletes the splitter before
+        it promotes, so a running, unpromoted deployment is watched a little while for that."""
+        def decided() -> bool:
+            dep = self._deployment()
+            return dep.get("Status") != "running" or promoted(dep)
+
+        self._until("a promotion to follow the splitter's removal", decided, PROMOTION_FOLLOWS_S)
+        return promoted(self._deployment())
+
+    def await_promoted(self) -> str:
+        """A deployment someone else promoted: wait for it to finish; their `promote` gives the
+        entries back. Returns a note, as `promote` does."""
+        self.progress.begin(self.service, "Promoted by someone else; finishing")
+        done = self._until("the deployment to finish", lambda: self._status() != "running")
+        status = self._status()
+        self.progress.end(self.service, f"deployment {status}", ok=status == "successful")
+        return "" if done and status == "successful" else f"deployment {self.deployment_id[:8]} is {status}"
+
+    def _deployment(self) -> dict[str, Any]:
+        return dict(self.nomad.deployment(self.deployment_id).value or {})
+
     def _status(self) -> str:
-        return str(self.nomad.deployment(self.deployment_id).value.get("Status") or "")
+        return str(self._deployment().get("Status") or "")
+
+
+def promoted(dep: dict[str, Any]) -> bool:
+    """A deployment whose canaries were promoted (every canary group), or that succeeded."""
+    groups = [g for g in (dep.get("TaskGroups") or {}).values() if int(g.get("DesiredCanaries") or 0)]
+    return dep.get("Status") == "successful" or (bool(groups) and all(g.get("Promoted") for g in groups))
 
 
 def _groups_canaries(job: dict[str, Any]) -> tuple[int, bool, bool]:
@@ -243,6 +277,7 @@ class Controller:
         if self.figures_from:
             report.figures_from = self.figures_from
         ending: Ending | None = None
+        by_other = False  # promoted by someone else meanwhile
         try:
             self._prepare_split(service, report.release_id)
             result = apply(self.nomad, Plan((change,), plan.entries, plan.project), self.progress, detach=True,
@@ -259,11 +294,16 @@ class Controller:
             self._steps(ending, report)
         except KeyboardInterrupt:
             report.outcome, report.reason = "interrupted", "interrupted (Ctrl-C): traffic back on stable"
+        except EntryChanged as e:  # its splitter deleted or rewritten: an `abort`, or a promotion by hand
+            by_other = ending is not None and ending.promoted_elsewhere()
+            report.outcome = "promoted" if by_other else "rolled back"
+            report.reason = (f"promoted by someone else (`nomadmesh promote {service}` or Nomad's own promote) "
+                             "while the release ran" if by_other else str(e))
         except (DeployError, TargetError, ReleaseRefused) as e:
             report.outcome, report.reason = "rolled back", str(e)
         if report.outcome == "promoted":
             assert ending is not None
-            note = ending.promote()
+            note = ending.await_promoted() if by_other else ending.promote()
         elif ending is not None:
             note = ending.roll_back(report.release_id)
         else:  # nothing was placed: only the entries written before the registration go

@@ -648,12 +648,14 @@ class AllocRunner:
             except ValueError as e:
                 log.warning("allocation %s: cannot register services: %s", self.alloc_id[:8], e)
                 return
-            wanted = {r["ID"] for r in regs}
-            for sid in [s for s in self._registered if s not in wanted]:
-                catalog.deregister_service(sid)
             registered: list[str] = []
             for reg in regs:
                 registered += catalog.register_service(reg)
+            # Make before break: a registration replaces its service and sidecar in place; only IDs no
+            # registration gives any more go, afterwards. (A sidecar deregistered first, even for one
+            # commit, left a promoted canary's callers with an empty cluster: "no healthy upstream".)
+            for sid in [s for s in self._registered if s not in registered]:
+                catalog.deregister_service(sid)
             self._registered = registered
 
     def _deregister_services(self) -> None:

@@ -6,13 +6,17 @@ host's (127.0.0.1) and the port is the host side of the port mapping, so checks 
 bridge-mode allocations through their mapped ports too. A canary (DeploymentStatus.Canary) registers
 its service's `canary_tags` instead of `tags` and `canary_meta` instead of `meta` when they are set
 (Nomad's service client: canary_meta replaces meta, it is not merged); once promoted it is
-registered again with the normal ones.
+registered again with the normal ones. Tags and meta values are interpolated as Nomad's
+interpolateServices does, with the allocation's variables (`${NOMAD_HOST_PORT_<label>}`,
+`${NOMAD_ALLOC_ID}`, ...): e.g. the host port a sidecar's metrics listener is published on, for
+Prometheus' Consul service discovery.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from nomadmesh.agent.nomad import connect_hook, ingress_hook
+from nomadmesh.agent.runtime import env as rt_env
 from nomadmesh.durations import go_duration
 
 HOST_IP = "127.0.0.1"
@@ -75,6 +79,18 @@ def _check(svc_id: str, svc: dict[str, Any], chk: dict[str, Any], ports: dict[st
     return out
 
 
+def service_env(alloc: dict[str, Any]) -> dict[str, str]:
+    """The allocation's variables a group service's fields may use (Nomad's taskenv without a task)."""
+    ports = ((alloc.get("AllocatedResources") or {}).get("Shared") or {}).get("Ports") or []
+    job = alloc.get("Job") or {}
+    env = rt_env.port_env(rt_env.Port(p["Label"], int(p["Value"]), int(p.get("To") or 0), HOST_IP) for p in ports)
+    name = str(alloc.get("Name") or "")
+    return {**env, "NOMAD_ALLOC_ID": alloc["ID"], "NOMAD_SHORT_ALLOC_ID": alloc["ID"][:8], "NOMAD_ALLOC_NAME": name,
+            "NOMAD_ALLOC_INDEX": str(rt_env.alloc_index(name)), "NOMAD_GROUP_NAME": str(alloc.get("TaskGroup") or ""),
+            "NOMAD_JOB_ID": str(job.get("ID") or ""), "NOMAD_JOB_NAME": str(job.get("Name") or ""),
+            "NOMAD_NAMESPACE": str(alloc.get("Namespace") or "default")}
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")[:40] or "check"
 
@@ -88,6 +104,7 @@ def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
     for task in tg.get("Tasks") or []:
         found += [(task["Name"], s) for s in task.get("Services") or []]
     canary = bool((alloc.get("DeploymentStatus") or {}).get("Canary"))
+    env = service_env(alloc)
     out = []
     for owner, svc in found:
         if (svc.get("Provider") or "consul") != "consul":
@@ -100,10 +117,11 @@ def registrations(alloc: dict[str, Any]) -> list[dict[str, Any]]:
         reg: dict[str, Any] = {
             "ID": svc_id,
             "Name": svc["Name"],
-            "Tags": list(tags or []),
+            "Tags": [rt_env.interpolate(str(t), env) for t in tags or []],
             "Address": HOST_IP,
             "Port": port,
-            "Meta": {**(meta or {}), "external-source": "nomad"},
+            "Meta": {**{k: rt_env.interpolate(str(v), env) for k, v in (meta or {}).items()},
+                     "external-source": "nomad"},
             "Checks": [c for c in (_check(svc_id, svc, chk, ports, port)
                                    for chk in svc.get("Checks") or []) if c],
         }
