@@ -186,3 +186,16 @@ def traffic_figures(apis: Apis, mesh: Mesh, metrics_url: str | None = None,
         return Figures.from_json(resp.json()), ""
     except (ValueError, TypeError, KeyError):
         return None, NO_FIGURES
+
+
+def protocol_of(apis: Apis, name: str) -> tuple[str, str]:
+    """The protocol `name`'s sidecars speak and where that is said: its service-defaults, else the
+    global proxy-defaults, else Consul's default, tcp."""
+    api = apis.consul
+    defaults = api.get(f"/v1/config/service-defaults/{_path(name)}", allow_404=True).data or {}
+    if defaults.get("Protocol"):
+        return str(defaults["Protocol"]).lower(), f"service-defaults {name}"
+    proxy = api.get("/v1/config/proxy-defaults/global", allow_404=True).data or {}
+    if (proxy.get("Config") or {}).get("protocol"):
+        return str(proxy["Config"]["protocol"]).lower(), "proxy-defaults global"
+    return "tcp", "no service-defaults protocol: Consul's default"

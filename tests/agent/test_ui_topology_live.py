@@ -6,6 +6,7 @@ edge panel's allow / deny / delete through the intention forms, refused cross-si
 """
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 import sys
@@ -166,3 +167,81 @@ def test_whole_mesh_health_reads_equal_one_health_read_per_service(shop: Running
     finally:
         apis.close()
         requests.put(f"{base}/v1/catalog/deregister", json={"Node": node}, timeout=5).raise_for_status()
+
+
+def l7_post(agent: RunningAgent, what: str, edge: str, data: dict[str, object],
+            headers: dict[str, str] | None = None) -> requests.Response:
+    src, dst = edge.split(">")
+    return requests.post(f"{agent.consul_addr}/ui/intentions/l7/{what}?edge={quote(edge)}", timeout=10,
+                         allow_redirects=False, headers=headers,
+                         data={"source": src, "destination": dst, "back": f"/ui/topology?edge={quote(edge)}", **data})
+
+
+def permissions(agent: RunningAgent, dst: str, src: str) -> list[dict[str, object]] | str:
+    entry = cclient(agent).config.get("service-intentions", dst)
+    source = next(s for s in entry["Sources"] if s["Name"] == src)
+    return source.get("Permissions") or source["Action"]
+
+
+def refusal(resp: requests.Response) -> str:
+    m = re.search(r'data-l7-error><strong>Not saved:</strong> (.*?)</div>', resp.text, re.S)
+    assert resp.status_code == 400 and m, resp.text[:400]
+    return html.unescape(m.group(1))
+
+
+def test_edge_panel_adds_and_removes_l7_rules_with_the_clis_checks(shop: RunningAgent) -> None:
+    edge = "t-api>t-l7"
+    rule = {"action": "deny", "path_kind": "path-regex", "path": "/admin/[a-z]+", "method": ["POST", "DELETE"],
+            "header": "X-Team=blue"}
+    evil = l7_post(shop, "add", edge, rule, headers={"Origin": "http://attacker.example",
+                                                     "Sec-Fetch-Site": "cross-site"})
+    assert evil.status_code == 403 and len(permissions(shop, "t-l7", "t-api")) == 1  # nothing written
+    done = l7_post(shop, "add", edge, rule)
+    assert done.status_code == 303 and done.headers["Location"].endswith("/ui/topology?edge=t-api%3Et-l7")
+    assert permissions(shop, "t-l7", "t-api") == [
+        {"Action": "allow", "HTTP": {"PathPrefix": "/public"}},
+        {"Action": "deny", "HTTP": {"PathRegex": "/admin/[a-z]+", "Methods": ["POST", "DELETE"],
+                                    "Header": [{"Name": "X-Team", "Exact": "blue"}]}}]
+    panel = topology(shop, "?edge=" + quote(edge))
+    assert "deny PathRegex=/admin/[a-z]+ Methods=POST,DELETE Header[X-Team]=blue" in html.unescape(panel)
+    assert 'data-rule="2"' in panel and 'data-state="per-request"' in path_of(panel, edge)
+
+    # Hostile input: refused with the CLI's own messages (the regex compiled as Envoy's RE2), nothing written.
+    for bad, says in ((("path-regex", "/a(b"), "path-regex '/a(b': invalid RE2 regular expression: missing )"),
+                      (("path-prefix", "admin"), "path-prefix 'admin' must start with '/'"),
+                      (("path-exact", "/x"), None)):
+        form = {"action": "allow", "path_kind": bad[0], "path": bad[1]}
+        if says is None:  # fine alone; with a method HTTP does not have, refused
+            form["method"] = ["FETCH"]
+            says = "method 'FETCH' is not one of GET, HEAD"
+        assert says in refusal(l7_post(shop, "add", edge, form))
+    assert "is not an HTTP header name" in refusal(l7_post(shop, "add", edge, {"action": "allow",
+                                                                               "header": "X Team=1"}))
+    assert "says nothing to match" in refusal(l7_post(shop, "add", edge, {"action": "allow"}))
+    assert "already has the rule" in refusal(l7_post(shop, "add", edge, rule))
+    assert len(permissions(shop, "t-l7", "t-api")) == 2
+
+    # Removal names the rule's position and text: a stale page cannot remove another rule, nor the last one.
+    assert "changed meanwhile" in refusal(l7_post(shop, "remove", edge, {"position": "1", "rule": "allow nothing"}))
+    assert l7_post(shop, "remove", edge, {"position": "1", "rule": "allow PathPrefix=/public"}).status_code == 303
+    last = "deny PathRegex=/admin/[a-z]+ Methods=POST,DELETE Header[X-Team]=blue"
+    assert "last L7 rule" in refusal(l7_post(shop, "remove", edge, {"position": "1", "rule": last}))
+    assert permissions(shop, "t-l7", "t-api")[0]["Action"] == "deny"  # type: ignore[index]
+
+    # A plain allow becomes L7 only when the form says it replaces it (like `intent --replace`).
+    allow = requests.post(f"{shop.consul_addr}/ui/intentions", timeout=10, allow_redirects=False, data={
+        "source": "t-api", "destination": "t-l7", "action": "allow", "replace": "1", "back": "/ui/topology"})
+    assert allow.status_code == 303 and permissions(shop, "t-l7", "t-api") == "allow"
+    public = {"action": "allow", "path_kind": "path-prefix", "path": "/public"}
+    assert "would replace it" in refusal(l7_post(shop, "add", edge, public))
+    assert l7_post(shop, "add", edge, {**public, "replace": "1"}).status_code == 303
+    assert permissions(shop, "t-l7", "t-api") == [{"Action": "allow", "HTTP": {"PathPrefix": "/public"}}]
+
+
+def test_a_tcp_destination_refuses_l7_rules_with_the_reason(shop: RunningAgent) -> None:
+    panel = topology(shop, "?edge=" + quote("t-web>t-ghost"))
+    assert 'data-l7="refused"' in panel and "t-ghost speaks tcp" in panel and 'class="l7-add"' not in panel
+    said = refusal(l7_post(shop, "add", "t-web>t-ghost", {"action": "allow", "path_kind": "path-prefix",
+                                                          "path": "/x"}))
+    assert said.startswith("t-ghost speaks tcp (no service-defaults protocol") and "nothing written" in said
+    assert sources(shop, "t-ghost") == {"t-web": "allow"}
