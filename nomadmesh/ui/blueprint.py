@@ -31,6 +31,7 @@ from nomadmesh.mesh.permission_input import PATH_KEYS, BadPermission
 from nomadmesh.ui import console, l7, model, read, topology
 from nomadmesh.ui.api import Apis, apis_for
 from nomadmesh.ui.events import ChangeFeed
+from nomadmesh.ui.routing import ReleaseView, Routing
 
 log = logging.getLogger("nomadmesh.ui")
 
@@ -102,11 +103,25 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
         logs: list[read.LogTail] = []
         stats: read.SidecarStats | None = None
         refusal: str | None = None
+        routes: tuple[Routing | None, ReleaseView | None, str | None] = (None, None, None)
         if svc is not None:
             logs, stats, refusal = await run_sync(_logs_stats_refusal)(svc)
+            routes = await run_sync(_routing)(svc)
         status = 404 if mesh is not None and svc is None else 200
         return await page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
-                          upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
+                          upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal,
+                          routing=routes[0], release=routes[1], routing_error=routes[2])
+
+    def _routing(svc: model.Service) -> tuple[Routing | None, ReleaseView | None, str | None]:
+        """The service's routing entries and running release, or why they cannot be read."""
+        clients = apis()
+        try:
+            job = next((i.alloc.job for i in svc.instances if i.alloc), None)
+            return (*read.service_routing(clients, svc.name, job), None)
+        except NomadMeshError as e:
+            return None, None, str(e)
+        finally:
+            clients.close()
 
     def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], read.SidecarStats | None, str | None]:
         clients = apis()

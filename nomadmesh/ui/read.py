@@ -25,6 +25,7 @@ from nomadmesh.mesh.traffic import WINDOW_S, Figures
 from nomadmesh.ui import promql
 from nomadmesh.ui.api import ApiClient, Apis
 from nomadmesh.ui.model import Alloc, Mesh, build_mesh, health_rows
+from nomadmesh.ui.routing import ReleaseView, Routing, release_of, routing
 
 READ_WORKERS = 8
 LOG_TAIL_BYTES = 4096
@@ -199,3 +200,23 @@ def protocol_of(apis: Apis, name: str) -> tuple[str, str]:
     if (proxy.get("Config") or {}).get("protocol"):
         return str(proxy["Config"]["protocol"]).lower(), "proxy-defaults global"
     return "tcp", "no service-defaults protocol: Consul's default"
+
+
+def service_routing(apis: Apis, name: str, job: str | None) -> tuple[Routing, ReleaseView | None]:
+    """`name`'s resolver, splitter and router (`/v1/config/<kind>/<name>`), and, when they carry a
+    running release's Meta, the release with its job's latest Nomad deployment."""
+    api = apis.consul
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        resolver, splitter, router = pool.map(
+            lambda kind: api.get(f"/v1/config/{kind}/{_path(name)}", allow_404=True).data,
+            ("service-resolver", "service-splitter", "service-router"))
+    view = routing(name, resolver, splitter, router)
+    if release_of(resolver, splitter, None) is None:
+        return view, None
+    deployment = None
+    if job:
+        try:
+            deployment = apis.nomad.get(f"/v1/job/{_path(job)}/deployment", allow_404=True).data
+        except TargetError:
+            deployment = None  # the release is still shown, from its entries
+    return view, release_of(resolver, splitter, deployment)

@@ -245,3 +245,34 @@ def test_a_tcp_destination_refuses_l7_rules_with_the_reason(shop: RunningAgent) 
                                                           "path": "/x"}))
     assert said.startswith("t-ghost speaks tcp (no service-defaults protocol") and "nothing written" in said
     assert sources(shop, "t-ghost") == {"t-web": "allow"}
+
+
+def test_service_page_shows_routing_and_a_running_release_from_the_config_entries(shop: RunningAgent) -> None:
+    c = cclient(shop)
+    release = {"nomadmesh-release": "r-42"}
+    assert c.config.set("service-resolver", "t-l7", {
+        "Kind": "service-resolver", "Name": "t-l7", "DefaultSubset": "stable", "Meta": release,
+        "Subsets": {"stable": {"Filter": 'Service.Meta.nomadmesh_canary != "true"', "OnlyPassing": True},
+                    "canary": {"Filter": 'Service.Meta.nomadmesh_canary == "true"', "OnlyPassing": True}}})
+    assert c.config.set("service-splitter", "t-l7", {"Kind": "service-splitter", "Name": "t-l7", "Meta": release,
+                                                     "Splits": [{"Weight": 75, "ServiceSubset": "stable"},
+                                                                {"Weight": 25, "ServiceSubset": "canary"}]})
+    assert c.config.set("service-router", "t-l7", {"Kind": "service-router", "Name": "t-l7", "Routes": [
+        {"Match": {"HTTP": {"PathPrefix": "/beta", "Methods": ["GET"]}},
+         "Destination": {"ServiceSubset": "canary", "PrefixRewrite": "/"}}]})
+    try:
+        page = html.unescape(requests.get(f"{shop.consul_addr}/ui/services/t-l7", timeout=10).text)
+        assert 'data-routing="entries"' in page
+        assert re.search(r'data-route="1">.*?PathPrefix=/beta Methods=GET.*?t-l7 \(subset canary\), PrefixRewrite=/',
+                         page, re.S)
+        assert 'data-split="stable" data-weight="75.0"' in page and 'data-split="canary" data-weight="25.0"' in page
+        assert re.search(r'data-subset="stable"><td><strong>stable</strong> <span class="badge">default', page)
+        assert 'Service.Meta.nomadmesh_canary == "true"' in page
+        # The release is the one whose Meta the entries carry; its weight is the splitter's.
+        assert 'data-release="r-42"' in page and 'data-canary-weight="25.0"' in page
+        assert "25% of requests to the canary, 75% to stable" in re.sub(r"<[^>]+>", "", page)
+    finally:
+        for kind in ("service-router", "service-splitter", "service-resolver"):
+            c.config.delete(kind, "t-l7")
+    plain = requests.get(f"{shop.consul_addr}/ui/services/t-l7", timeout=10).text
+    assert 'data-routing="none"' in plain and "data-release" not in plain
