@@ -32,12 +32,13 @@ from nomadmesh.ui import console, l7, model, read, topology
 from nomadmesh.ui.api import Apis, apis_for
 from nomadmesh.ui.events import ChangeFeed
 from nomadmesh.ui.routing import ReleaseView, Routing
+from nomadmesh.ui.validations import Definitions, Finding
 
 log = logging.getLogger("nomadmesh.ui")
 
 HEARTBEAT_S = 10.0
 READY_FALLBACK_S = 3.0  # say "ready" even if a watched API (say, Nomad) cannot be reached
-PAGES = {"services": "Services", "intentions": "Intentions", "topology": "Topology"}
+PAGES = {"services": "Services", "intentions": "Intentions", "topology": "Topology", "validations": "Validations"}
 
 # The pages load only their own ui.css and ui.js and talk only to their own server (fragments,
 # events, forms): nothing inline, nothing from elsewhere, never inside another site's frame.
@@ -55,7 +56,8 @@ SECURITY_HEADERS = {
 }
 
 
-def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str | None = None) -> Blueprint:
+def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str | None = None,
+                        definitions: Definitions | None = None) -> Blueprint:
     bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/static")
 
@@ -301,6 +303,34 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
             return l7.without_rule(t, int(f["position"]), f["rule"])
 
         return await _l7_edit(remove, "L7 rule removed")
+
+    @bp.get("/validations")
+    async def validations() -> Response:
+        """What `mesh check` says of the live mesh (live), and what `plan` says of the folder given
+        to `nomadmesh ui --services` (on each page load: it asks Nomad to plan every job)."""
+        mesh, error, found = await run_sync(_mesh_validations)()
+        planned: list[Finding] | None = None
+        plan_error: str | None = None
+        if definitions is not None and request.args.get("fragment") != "1":
+            planned, plan_error = await run_sync(_plan_validations)(definitions)
+        return await page("validations", "validations", mesh=mesh, error=error, findings=found,
+                          definitions=definitions, planned=planned, plan_error=plan_error)
+
+    def _mesh_validations() -> tuple[model.Mesh | None, str | None, list[Finding]]:
+        clients = apis()
+        try:
+            mesh = read.read_mesh(clients)
+            return mesh, None, read.mesh_validations(clients, mesh)
+        except NomadMeshError as e:
+            return None, str(e), []
+        finally:
+            clients.close()
+
+    def _plan_validations(folder: Definitions) -> tuple[list[Finding] | None, str | None]:
+        try:
+            return read.plan_validations(target_provider(), folder), None
+        except NomadMeshError as e:
+            return None, str(e)
 
     @bp.get("/events")
     async def events() -> Response:

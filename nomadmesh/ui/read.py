@@ -11,6 +11,7 @@ not the page: it is reported as a problem. `task_log_tail` reads the end of a ta
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,14 @@ from urllib.parse import quote
 import requests
 
 from nomadmesh.deploy.intentions import load_default_policy
-from nomadmesh.errors import TargetError
+from nomadmesh.deploy.jobs import load_jobs
+from nomadmesh.deploy.live import live_orphans, live_plan
+from nomadmesh.deploy.nomad_api import NomadAPI
+from nomadmesh.deploy.target import Target, consul_client, for_namespace
+from nomadmesh.errors import SpecError, TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.traffic import WINDOW_S, Figures
-from nomadmesh.ui import promql
+from nomadmesh.ui import promql, validations
 from nomadmesh.ui.api import ApiClient, Apis
 from nomadmesh.ui.model import Alloc, Mesh, build_mesh, health_rows
 from nomadmesh.ui.routing import ReleaseView, Routing, release_of, routing
@@ -220,3 +225,28 @@ def service_routing(apis: Apis, name: str, job: str | None) -> tuple[Routing, Re
         except TargetError:
             deployment = None  # the release is still shown, from its entries
     return view, release_of(resolver, splitter, deployment)
+
+
+def mesh_validations(apis: Apis, mesh: Mesh) -> list[validations.Finding]:
+    """What `mesh check` says of the live declared upstreams, and L7 intentions on tcp destinations."""
+    protocols = {d: protocol_of(apis, d)[0] for d in validations.l7_destinations(mesh)}
+    return validations.ordered(validations.mesh_findings(mesh) + validations.l7_on_tcp(mesh, protocols))
+
+
+def plan_validations(target: Target, definitions: validations.Definitions) -> list[validations.Finding]:
+    """What `nomadmesh plan` says of the folder against the cluster (drift, changed and new jobs,
+    conflicts, orphans), by the same calls; what loading the definitions refuses instead, if it does."""
+    try:
+        rendered = load_jobs(definitions.services_dir, definitions.project_file, env=definitions.env,
+                             environ=os.environ)
+    except SpecError as e:
+        return validations.ordered(validations.spec_findings(e.problems))
+    target = for_namespace(target, rendered.namespace)
+    nomad = NomadAPI(target)
+    try:
+        plan = live_plan(nomad, rendered, consul_client(target))
+        orphans = live_orphans(nomad, rendered)
+    finally:
+        nomad.close()
+    warnings = [validations.Finding("warning", "definitions", w) for w in rendered.warnings]
+    return validations.ordered(validations.plan_findings(plan, orphans) + warnings)

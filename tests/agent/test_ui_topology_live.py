@@ -7,14 +7,19 @@ edge panel's allow / deny / delete through the intention forms, refused cross-si
 from __future__ import annotations
 
 import html
+import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
+from click.testing import CliRunner
 
+from nomadmesh.cli.main import cli
 from support.agents import RunningAgent
 from support.consul_api import cclient, register, sources, ttl
 from support.net import free_port
@@ -276,3 +281,67 @@ def test_service_page_shows_routing_and_a_running_release_from_the_config_entrie
             c.config.delete(kind, "t-l7")
     plain = requests.get(f"{shop.consul_addr}/ui/services/t-l7", timeout=10).text
     assert 'data-routing="none"' in plain and "data-release" not in plain
+
+
+def test_validations_page_lists_mesh_check_findings_linked_to_their_edges(shop: RunningAgent) -> None:
+    c = cclient(shop)
+    assert c.config.set("service-intentions", "t-api", {"Kind": "service-intentions", "Name": "t-api",
+                                                        "Sources": [{"Name": "t-web", "Action": "deny"}]})
+    try:
+        page = html.unescape(requests.get(f"{shop.consul_addr}/ui/validations", timeout=10).text)
+    finally:
+        c.config.delete("service-intentions", "t-api")
+    denied = re.search(r'<tr data-finding="upstream-denied" data-severity="error" data-edge="t-web>t-api">.*?</tr>',
+                       page, re.S)
+    assert denied and "t-web declares t-api as an upstream (t-web's sidecar registration)" in denied.group(0)
+    assert 'href="/ui/topology?edge=t-web%3Et-api"' in denied.group(0)
+    assert re.search(r'data-finding="per-request" data-severity="info" data-edge="t-api>t-l7"', page)
+    # Served by the agent, the UI has no definitions: it says how plan's findings would show.
+    assert 'data-plan="none"' in page and "nomadmesh ui --services" in page
+
+
+def _project(root: Path, name: str, services: dict[str, str]) -> Path:
+    """A project folder whose services are docker jobs (registered with --detach, nothing runs); its services dir."""
+    (root / "nomadmesh.json").write_text(json.dumps({"name": name}))
+    for service, release in services.items():
+        folder = root / "services" / service
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "service.json").write_text(json.dumps({"service": {"name": service, "port": 8080}, "nomad": {
+            "driver": "docker", "image": "nginx:1.27", "env": {"RELEASE": release}}}))
+    return root / "services"
+
+
+def test_validations_page_shows_plans_drift_orphans_and_new_jobs_for_the_folder_given(
+        shop: RunningAgent, tmp_path: Path) -> None:
+    services = _project(tmp_path, "vproj", {"v-drift": "1", "v-old": "1"})
+    deployed = CliRunner().invoke(cli, ["deploy", "--services", str(services), "--detach", "--nomad-addr",
+                                        shop.nomad_addr, "--consul-addr", shop.consul_addr])
+    assert deployed.exit_code == 0, deployed.output
+    job = requests.get(f"{shop.nomad_addr}/v1/job/v-drift", timeout=10).json()
+    job["TaskGroups"][0]["Count"] = 2  # scaled by hand
+    requests.post(f"{shop.nomad_addr}/v1/jobs", json={"Job": job}, timeout=10).raise_for_status()
+    shutil.rmtree(services / "v-old")
+    _project(tmp_path, "vproj", {"v-new": "1"})
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "nomadmesh", "ui", "--port", str(port), "--services",
+                             str(services), "--consul-addr", shop.consul_addr, "--nomad-addr", shop.nomad_addr],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = html.unescape(wait_until(lambda: _get(f"http://127.0.0.1:{port}/ui/validations"), 20,
+                                        what="nomadmesh ui --services serves"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for name in ("v-drift", "v-old"):
+            requests.delete(f"{shop.nomad_addr}/v1/job/{name}", params={"purge": "true"}, timeout=10)
+    rows = dict(re.findall(r'<tr data-finding="([a-z-]+)" data-severity="\w+" data-node="([\w-]+)"', page))
+    assert rows == {"drift": "v-drift", "orphan": "v-old", "job-new": "v-new"}, rows
+    assert 'job v-drift: drift: changed outside nomadmesh: group "v-drift" Count: "2" => "1"' in page
+    assert "job v-old: orphan (no definition renders it any more; `deploy --prune` stops it)" in page
+
+
+def _get(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=30).text
+    except requests.ConnectionError:
+        return None
