@@ -345,3 +345,21 @@ def _get(url: str) -> str | None:
         return requests.get(url, timeout=30).text
     except requests.ConnectionError:
         return None
+
+
+def test_tproxy_and_intention_only_edges_are_drawn_distinctly_and_in_the_legend(shop: RunningAgent) -> None:
+    body = {"Name": "t-tp", "Port": free_port(), "Connect": {"SidecarService": {"Proxy": {"Mode": "transparent"}}}}
+    requests.put(f"{shop.consul_addr}/v1/agent/service/register", json=body, timeout=5).raise_for_status()
+    c = cclient(shop)
+    assert c.config.set("service-intentions", "t-web", {"Kind": "service-intentions", "Name": "t-web", "Sources": [
+        {"Name": "t-tp", "Action": "allow"}, {"Name": "t-api", "Action": "allow"}]})
+    try:
+        page = topology(shop)
+    finally:
+        c.config.delete("service-intentions", "t-web")
+        requests.put(f"{shop.consul_addr}/v1/agent/service/deregister/t-tp", timeout=5).raise_for_status()
+    tproxy, only = path_of(page, "t-tp>t-web"), path_of(page, "t-api>t-web")
+    assert 'data-state="tproxy"' in tproxy and "edge-tproxy" in tproxy and "transparent proxy reaches it" in tproxy
+    assert 'data-state="unused"' in only and "intention only" in only
+    legend = page[page.index('class="legend"'):page.index("</ul>", page.index('class="legend"'))]
+    assert "edge-tproxy" in legend and "transparent proxy: allowed" in legend and "intention only" in legend
