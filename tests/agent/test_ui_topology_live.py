@@ -363,3 +363,59 @@ def test_tproxy_and_intention_only_edges_are_drawn_distinctly_and_in_the_legend(
     assert 'data-state="unused"' in only and "intention only" in only
     legend = page[page.index('class="legend"'):page.index("</ul>", page.index('class="legend"'))]
     assert "edge-tproxy" in legend and "transparent proxy: allowed" in legend and "intention only" in legend
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_top_refreshes_its_table_in_a_terminal(shop: RunningAgent) -> None:
+    """`nomadmesh top` (not --once) under a pty: the table is drawn, then redrawn, and a figure that
+    changed in between (a service's health) shows in a later frame. Bounded waits, no timing asserted."""
+    import os
+    import pty
+    import select
+    import signal
+
+    register(shop, "t-top")
+    ttl(shop, "t-top", "pass", "ok")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nomadmesh", "top", "--interval", "0.5", "--consul-addr",
+                             shop.consul_addr, "--nomad-addr", shop.nomad_addr], cwd=REPO, stdin=slave,
+                            stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm", "COLUMNS": "160"})
+    os.close(slave)
+    screen = bytearray()
+
+    def shown() -> str:
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            screen.extend(chunk)
+        return ANSI.sub("", screen.decode("utf-8", "replace"))
+
+    try:
+        first = wait_until(lambda: (t := shown()).count("t-top") and "all passing (1/1)" in t and t, 30,
+                           what="top draws t-top passing")
+        frames = first.count("Services")
+        ttl(shop, "t-top", "fail", "down")
+        later = wait_until(lambda: (t := shown()).count("Services") >= frames + 2 and "none passing (0/1)" in t
+                           and t, 30, what="two more frames, one with t-top failing")
+        def row(frame: str) -> str:
+            return next(line for line in frame.splitlines() if "t-top" in line)
+
+        assert "all passing (1/1)" in row(first.split("Services")[1])  # the first frame's service table
+        assert "none passing (0/1)" in row(later.rsplit("Services", 1)[1])  # the last refresh's
+    finally:
+        proc.send_signal(signal.SIGINT)  # how a person stops it: Ctrl-C
+        try:
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+            os.close(master)
+        requests.put(f"{shop.consul_addr}/v1/agent/service/deregister/t-top", timeout=5)
+    assert proc.returncode == 0  # Ctrl-C ends it cleanly, no traceback
