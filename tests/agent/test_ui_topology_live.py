@@ -419,3 +419,27 @@ def test_top_refreshes_its_table_in_a_terminal(shop: RunningAgent) -> None:
             os.close(master)
         requests.put(f"{shop.consul_addr}/v1/agent/service/deregister/t-top", timeout=5)
     assert proc.returncode == 0  # Ctrl-C ends it cleanly, no traceback
+
+
+def test_edge_panel_deny_replaces_an_l7_intention_as_it_says(shop: RunningAgent) -> None:
+    """The panel says Allow/Deny replace the exact pair's L7 rules: its forms carry replace=1 for that
+    (they were refused with "would replace it" before)."""
+    from nomadmesh.deploy import intentions as writer
+    from nomadmesh.mesh.intentions import permissions_from_json
+
+    c = cclient(shop)
+    assert c.config.set("service-defaults", "t-api", {"Kind": "service-defaults", "Name": "t-api", "Protocol": "http"})
+    writer.set_intention(c, "t-web", "t-api", None, "l7 first",
+                         permissions_from_json([{"Action": "allow", "HTTP": {"PathExact": "/only"}}]))
+    try:
+        panel = topology(shop, "?edge=" + quote("t-web>t-api"))
+        deny_form = re.search(r'<form method="post" action="/ui/intentions">(?:(?!</form>).)*?value="deny".*?</form>',
+                              panel, re.S)
+        assert deny_form and '<input type="hidden" name="replace" value="1">' in deny_form.group(0)
+        fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', deny_form.group(0)))
+        done = requests.post(f"{shop.consul_addr}/ui/intentions", data=fields, timeout=10, allow_redirects=False)
+        assert done.status_code == 303, refusal(done)
+        assert permissions(shop, "t-api", "t-web") == "deny"
+    finally:
+        writer.delete_intention(c, "t-web", "t-api")
+        c.config.delete("service-defaults", "t-api")
