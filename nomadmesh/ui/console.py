@@ -43,6 +43,7 @@ class EdgeView:
     destination_health: str  # of the destination's instances, NOT_REGISTERED when it has none
     figures: EdgeFigures | None
     destination_figures: ServiceFigures | None = None  # what the destination's sidecars received, all callers
+    only_caller: bool = False  # the figures measure no other caller of the destination
 
     @property
     def source(self) -> str:
@@ -70,7 +71,7 @@ class EdgeView:
         d = self.destination_figures
         if d is None or self.figures is None:
             return None, ""
-        return d.tls_failures_per_s, "edge" if self.figures.measured_at == "destination" else "service"
+        return d.tls_failures_per_s, "edge" if self.only_caller else "service"
 
     @property
     def erroring(self) -> bool:
@@ -142,9 +143,10 @@ def snapshot(mesh: model.Mesh, figures: Figures | None, unavailable: str = "") -
                            for i in s.instances)
         services.append(ServiceView(s.name, h, len(s.instances), passing, dict(sorted(versions.items())), s.tags,
                                     figures.service(s.name) if figures else None))
+    callers = Counter(f.destination for f in figures.edges) if figures else Counter[str]()
     edges = tuple(EdgeView(e, health.get(e.destination, NOT_REGISTERED),
                            figures.edge(e.source, e.destination) if figures else None,
-                           figures.service(e.destination) if figures else None)
+                           figures.service(e.destination) if figures else None, callers[e.destination] == 1)
                   for e in model.edges(mesh))
     return Snapshot(tuple(services), edges, figures.source if figures else unavailable, figures is not None,
                     figures.window_s if figures else 0.0)

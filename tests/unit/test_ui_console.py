@@ -89,9 +89,10 @@ def test_tls_failures_are_the_edges_only_when_it_is_the_destinations_only_caller
     def service(name: str, tls: float) -> traffic.ServiceFigures:
         return traffic.ServiceFigures(name, 60.0, 1, "tcp", 1.0, None, None, None, 0.0, 0.0, tls, None, None)
 
-    only = traffic.EdgeFigures("web", "api", 60.0, 1.0, "connections", measured_at="destination")
-    shared = traffic.EdgeFigures("api", "db", 60.0, 1.0, "connections")  # measured at the source: db has callers
-    snap = console.snapshot(mesh(), traffic.Figures("test", 60.0, (only, shared),
+    only = traffic.EdgeFigures("web", "api", 60.0, 1.0, "requests")  # web is api's only measured caller
+    shared = traffic.EdgeFigures("api", "db", 60.0, 1.0, "connections")
+    other = traffic.EdgeFigures("cache", "db", 60.0, 1.0, "connections")  # db has a second caller
+    snap = console.snapshot(mesh(), traffic.Figures("test", 60.0, (only, shared, other),
                                                     (service("api", 0.5), service("db", 0.25))))
     edges = {(e.source, e.destination): e for e in snap.edges}
     assert edges[("web", "api")].tls_failures == (0.5, "edge") and edges[("web", "api")].erroring
