@@ -100,7 +100,7 @@ def intent_group() -> None:
 def _permissions(action: str, path_exact: str | None, path_prefix: str | None, path_regex: str | None,
                  method: tuple[str, ...], header: tuple[str, ...], permission: tuple[str, ...]) -> list[Any]:
     """The L7 permissions the options describe (Consul's JSON shape), in evaluation order; bad ones exit 2."""
-    from nomadmesh.cli import permissions as perm
+    from nomadmesh.mesh import permission_input as perm
 
     try:
         first = perm.from_flags(action, path_exact, path_prefix, path_regex, method, header)

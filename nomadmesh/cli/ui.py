@@ -1,9 +1,11 @@
 """`nomadmesh ui`: serve the web UI locally against any Nomad + Consul (only their HTTP APIs)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from nomadmesh.cli.options import target_options
+from nomadmesh.cli.options import env_option, project_option, target_options
 from nomadmesh.deploy.target import Target
 
 
@@ -15,16 +17,28 @@ from nomadmesh.deploy.target import Target
 @click.option("--metrics-url", metavar="URL", envvar="NOMADMESH_METRICS_URL",
               help="Prometheus base URL that scrapes the sidecars' Envoy metrics (Consul's "
                    "envoy_prometheus_bind_addr): traffic on every edge. Without it, only the dev agent has figures.")
-def ui_command(target: Target, bind: str, port: int, metrics_url: str | None) -> None:
-    """Serve the web UI (services, sidecars, intentions, topology; live) until Ctrl-C.
+@click.option("--services", "services_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=None, help="Service definitions folder: the Validations page then also shows what `plan` "
+                                 "reports (drift, changed jobs, orphans).")
+@project_option
+@env_option
+def ui_command(target: Target, bind: str, port: int, metrics_url: str | None, services_dir: Path | None,
+               project_file: Path | None, env: str | None) -> None:
+    """Serve the web UI (services, sidecars, intentions, topology, validations; live) until Ctrl-C.
 
-    The dev agent serves the same UI at http://127.0.0.1:8500/ui/.
+    The dev agent serves the same UI at http://127.0.0.1:8500/ui/ (without --services' plan).
 
     Example:
 
         nomadmesh ui --consul-addr http://10.0.0.5:8500 --nomad-addr http://10.0.0.5:4646
+
+        nomadmesh ui --services ./services
     """
     from nomadmesh.ui.app import serve_ui
+    from nomadmesh.ui.validations import Definitions
 
-    serve_ui(target, bind, port, metrics_url=metrics_url, on_ready=lambda url: click.echo(
+    if (project_file or env) and services_dir is None:
+        raise click.UsageError("--project and --env describe the --services folder: give --services too")
+    definitions = Definitions(services_dir, project_file, env) if services_dir else None
+    serve_ui(target, bind, port, metrics_url=metrics_url, definitions=definitions, on_ready=lambda url: click.echo(
         f"nomadmesh UI on {url} (Consul {target.consul.url}, Nomad {target.nomad.url}); Ctrl-C stops it", err=True))

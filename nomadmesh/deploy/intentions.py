@@ -133,6 +133,13 @@ def get_intention(consul: consul_lib.Consul, source: str, destination: str) -> I
 # --- writes -------------------------------------------------------------------------------------
 
 
+class ChangedMeanwhile(TargetError):
+    """The intention is no longer what the caller read (someone else wrote it in between): nothing written."""
+
+
+_ANY = object()  # `expected` not given: write whatever the intention is now
+
+
 class ReplaceRefused(TargetError):
     """The write would turn an L7 source into a plain allow/deny (or the reverse) and replace was not asked."""
 
@@ -170,6 +177,7 @@ def describe(intention: Intention) -> str:
 def set_intention(
     consul: consul_lib.Consul, source: str, destination: str, action: str | None, description: str | None = None,
     permissions: Sequence[Permission] = (), replace: bool = False, written_by: str | None = None,
+    expected: Intention | object | None = _ANY,
 ) -> Change:
     """Make `source => destination` an L4 `action` ("allow"/"deny"), or, with `permissions` (and
     action None), an L7 source whose HTTP permissions decide per request.
@@ -180,6 +188,9 @@ def set_intention(
     Permissions of the same kind are simply replaced: that is what the caller asked for.
     In an entry a deploy manages, the source is marked as written by `written_by` (default: this
     user@host), so the next deploy shows it as an override and keeps it.
+    With `expected` (an Intention, or None for "there is none"), the write happens only while the
+    intention is still that one, checked inside the check-and-set loop: an edit computed from what
+    the caller read (the UI's "add an L7 rule") never overwrites a change made meanwhile.
     """
     perms = tuple(permissions)
     if perms and action is not None:
@@ -192,6 +203,9 @@ def set_intention(
         sources = (entry or {}).get("Sources") or []
         old = next((s for s in sources if s.get("Name") == source), None)
         previous = next((i for i in _parse(consul, entry) if i.source == source), None) if old and entry else None
+        if expected is not _ANY and previous != expected:
+            raise ChangedMeanwhile(f"{source} => {destination} changed since it was read (now "
+                                   f"{describe(previous) if previous else 'absent'}); nothing written")
         new_source = _merged_source(old, source, action, perms, description)
         intention = Intention(source, destination, None if perms else action, perms,
                               description=new_source.get("Description", ""))

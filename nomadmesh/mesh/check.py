@@ -127,9 +127,16 @@ def _unused_allows(
 
 def check_mesh(spec: Spec, intentions: Iterable[Intention], default_allow: bool) -> list[Finding]:
     """Every finding for this folder against these intentions, errors first, then by names."""
+    return check_edges(_edges(spec), {s.name for s in spec.services}, intentions, default_allow)
+
+
+def check_edges(edges: list[tuple[str, str, str]], services: set[str], intentions: Iterable[Intention],
+                default_allow: bool) -> list[Finding]:
+    """`check_mesh` for declared upstreams however they were read: (source, destination, where it is
+    declared) for each, and the services they belong to (the web UI passes the catalog's sidecars)."""
     ordered = sort_by_precedence(intentions)
-    edges = _edges(spec)
-    scope = {s.name for s in spec.services} | {d for _, d, _ in edges}
+    edges = sorted(set(edges))
+    scope = services | {d for _, d, _ in edges}
     names = sorted(scope | {n for i in ordered for n in (i.source, i.destination) if n != WILDCARD})
     findings = [f for s, d, where in edges if (f := _denied(s, d, where, ordered, default_allow))]
     findings += _unused_allows(edges, scope, ordered, default_allow)

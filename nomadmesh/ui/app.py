@@ -11,6 +11,7 @@ from nomadmesh.deploy.target import Target, target_from_env
 from nomadmesh.errors import NomadMeshError
 from nomadmesh.httpserve import HttpServers, bind_socket
 from nomadmesh.ui.blueprint import create_ui_blueprint
+from nomadmesh.ui.validations import Definitions
 from nomadmesh.webguard import OwnAddress, install as install_guard, own_address
 
 URL_PREFIX = "/ui"
@@ -23,12 +24,13 @@ def local_target(bind: str, nomad_port: int, consul_port: int) -> Target:
     return target_from_env({}, nomad_addr=f"http://{host}:{nomad_port}", consul_addr=f"http://{host}:{consul_port}")
 
 
-def create_ui_app(target: Target, own: OwnAddress, metrics_url: str | None = None) -> Quart:
+def create_ui_app(target: Target, own: OwnAddress, metrics_url: str | None = None,
+                  definitions: Definitions | None = None) -> Quart:
     """The UI for `target`, answering only to `own` (see nomadmesh.webguard); traffic figures from
-    the Prometheus at `metrics_url` when given."""
+    the Prometheus at `metrics_url` when given; `plan`'s findings for `definitions` when given."""
     app = Quart("nomadmesh.ui")
     install_guard(app, own)
-    app.register_blueprint(create_ui_blueprint(lambda: target, metrics_url), url_prefix=URL_PREFIX)
+    app.register_blueprint(create_ui_blueprint(lambda: target, metrics_url, definitions), url_prefix=URL_PREFIX)
 
     @app.get("/")
     async def _root() -> WerkzeugResponse:
@@ -42,7 +44,7 @@ class UIError(NomadMeshError):
 
 
 def serve_ui(target: Target, bind: str, port: int, on_ready: Callable[[str], None] | None = None,
-             metrics_url: str | None = None) -> None:
+             metrics_url: str | None = None, definitions: Definitions | None = None) -> None:
     """Serve the UI (uvicorn, see nomadmesh.httpserve) until interrupted; `on_ready(url)` once it is served."""
     try:
         sock = bind_socket(bind, port)
@@ -52,7 +54,8 @@ def serve_ui(target: Target, bind: str, port: int, on_ready: Callable[[str], Non
         raise UIError(f"cannot listen on {bind}:{port}: {e.strerror or e}") from None
     bound = sock.getsockname()[1]  # the port asked for, or the free one the system chose for 0
     servers = HttpServers()
-    servers.start([(create_ui_app(target, own_address(bind, bound), metrics_url), sock)], name="ui-http")
+    servers.start([(create_ui_app(target, own_address(bind, bound), metrics_url, definitions), sock)],
+                  name="ui-http")
     host = f"[{bind}]" if ":" in bind else bind
     if on_ready:
         on_ready(f"http://{host}:{bound}{URL_PREFIX}/")

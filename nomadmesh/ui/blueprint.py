@@ -26,15 +26,19 @@ from nomadmesh.deploy import intentions as writer
 from nomadmesh.deploy.target import Target, consul_client
 from nomadmesh.errors import NomadMeshError
 from nomadmesh.mesh import intentions as ixn
-from nomadmesh.ui import console, model, read, topology
+from nomadmesh.mesh.intention_rules import HTTP_METHODS
+from nomadmesh.mesh.permission_input import PATH_KEYS, BadPermission
+from nomadmesh.ui import console, l7, model, read, topology
 from nomadmesh.ui.api import Apis, apis_for
 from nomadmesh.ui.events import ChangeFeed
+from nomadmesh.ui.routing import ReleaseView, Routing
+from nomadmesh.ui.validations import Definitions, Finding
 
 log = logging.getLogger("nomadmesh.ui")
 
 HEARTBEAT_S = 10.0
 READY_FALLBACK_S = 3.0  # say "ready" even if a watched API (say, Nomad) cannot be reached
-PAGES = {"services": "Services", "intentions": "Intentions", "topology": "Topology"}
+PAGES = {"services": "Services", "intentions": "Intentions", "topology": "Topology", "validations": "Validations"}
 
 # The pages load only their own ui.css and ui.js and talk only to their own server (fragments,
 # events, forms): nothing inline, nothing from elsewhere, never inside another site's frame.
@@ -52,7 +56,8 @@ SECURITY_HEADERS = {
 }
 
 
-def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str | None = None) -> Blueprint:
+def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str | None = None,
+                        definitions: Definitions | None = None) -> Blueprint:
     bp = Blueprint("ui", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/static")
 
@@ -64,8 +69,9 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
     async def page(template: str, active: str, status: int = 200, **ctx: Any) -> Response:
         fragment = request.args.get("fragment") == "1"
         target = target_provider()
+        ctx.setdefault("fragment_url", _fragment_url())
         html = await render_template(f"ui/{'_' if fragment else ''}{template}.html", active=active, pages=PAGES,
-                               target=target, fragment_url=_fragment_url(), **ctx)
+                                     target=target, **ctx)
         return Response(html, status=status, mimetype="text/html")
 
     def read_or_error() -> tuple[model.Mesh | None, str | None]:
@@ -99,11 +105,25 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
         logs: list[read.LogTail] = []
         stats: read.SidecarStats | None = None
         refusal: str | None = None
+        routes: tuple[Routing | None, ReleaseView | None, str | None] = (None, None, None)
         if svc is not None:
             logs, stats, refusal = await run_sync(_logs_stats_refusal)(svc)
+            routes = await run_sync(_routing)(svc)
         status = 404 if mesh is not None and svc is None else 200
         return await page("service", "services", status=status, mesh=mesh, error=error, name=name, svc=svc,
-                          upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal)
+                          upstreams=ups, downstreams=downs, logs=logs, stats=stats, refusal=refusal,
+                          routing=routes[0], release=routes[1], routing_error=routes[2])
+
+    def _routing(svc: model.Service) -> tuple[Routing | None, ReleaseView | None, str | None]:
+        """The service's routing entries and running release, or why they cannot be read."""
+        clients = apis()
+        try:
+            job = next((i.alloc.job for i in svc.instances if i.alloc), None)
+            return (*read.service_routing(clients, svc.name, job), None)
+        except NomadMeshError as e:
+            return None, None, str(e)
+        finally:
+            clients.close()
 
     def _logs_stats_refusal(svc: model.Service) -> tuple[list[read.LogTail], read.SidecarStats | None, str | None]:
         clients = apis()
@@ -134,8 +154,10 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
         form = {k: posted.get(k, "").strip() for k in ("source", "destination", "action", "description")}
         problem = _form_problem(form)
         if problem is None:
+            replace = posted.get("replace") == "1"  # the edge panel's allow/deny say they replace L7 rules
             problem = await _write(lambda c: writer.set_intention(c, form["source"], form["destination"],
-                                                                  form["action"], form["description"]))
+                                                                  form["action"], form["description"],
+                                                                  replace=replace))
         if problem:
             return await _intentions_page(400, problem, form)
         return _done(f"{form['action']} {form['source']} → {form['destination']} saved", posted.get("back", ""))
@@ -204,6 +226,10 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
 
     @bp.get("/topology")
     async def topology_page() -> Response:
+        return await _topology()
+
+    async def _topology(status: int = 200, l7_error: str | None = None,
+                        l7_form: dict[str, Any] | None = None) -> Response:
         mesh, error, snap = await run_sync(read_live)()
         wanted = request.args.get("q", "").strip()
         shown = console.filtered(snap, wanted) if snap else None
@@ -211,11 +237,100 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
                               [e.edge for e in shown.edges]) if shown else None
         views = {(e.source, e.destination): e for e in shown.edges} if shown else {}
         src, _, dst = request.args.get("edge", "").partition(">")
-        return await page("topology", "topology", mesh=mesh, error=error, snap=shown, layout=lay,
+        picked = views.get((src, dst))
+        l7_target, refusal = None, None
+        if picked is not None and mesh is not None:
+            l7_target = l7.target_of(src, dst, mesh.intentions, mesh.default_allow)
+            refusal = await run_sync(_l7_refusal)(dst)
+        return await page("topology", "topology", status=status, mesh=mesh, error=error, snap=shown, layout=lay,
                           geometry=topology, q=wanted, total=len(snap.services) if snap else 0, views=views,
                           service_views={s.name: s for s in shown.services} if shown else {},
-                          picked=views.get((src, dst)), rule_text=ixn.permission_text,
-                          here=url_for(".topology_page", q=wanted or None, edge=request.args.get("edge") or None))
+                          picked=picked, rule_text=ixn.permission_text, l7_target=l7_target,
+                          l7_refusal=refusal, l7_error=l7_error,
+                          l7_form=l7_form or {"action": "allow", "path_kind": "path-prefix"},
+                          http_methods=HTTP_METHODS, path_kinds=PATH_KEYS,
+                          here=url_for(".topology_page", q=wanted or None, edge=request.args.get("edge") or None),
+                          # the page a failed L7 form re-renders is still the topology's (not the form's URL)
+                          fragment_url=url_for(".topology_page", q=wanted or None,
+                                               edge=request.args.get("edge") or None, fragment="1"))
+
+    def _l7_refusal(destination: str) -> str | None:
+        """Why the destination cannot have L7 rules (its protocol), None when it can or cannot be read."""
+        clients = apis()
+        try:
+            return l7.protocol_refusal(destination, *read.protocol_of(clients, destination))
+        except NomadMeshError:
+            return None  # Consul refuses the write with its own text then
+        finally:
+            clients.close()
+
+    async def _l7_edit(edit: Callable[[l7.Target, dict[str, Any]], tuple[ixn.Permission, ...]],
+                       done: str) -> Response:
+        """Read the edge's L7 target, compute its new rules with `edit`, write them only while the
+        intention is still what was read (check-and-set, as `nomadmesh intent`)."""
+        posted = await request.form
+        form: dict[str, Any] = {k: posted.get(k, "").strip() for k in (*l7.FIELDS, "position", "rule")}
+        form["path"] = posted.get("path", "")  # a path or regex is taken as typed
+        form["methods"] = posted.getlist("method")
+        src, dst = posted.get("source", ""), posted.get("destination", "")
+        mesh, error = await run_sync(read_or_error)()
+        if error or mesh is None:
+            return await _topology(400, error or "cannot read the mesh", form)
+        target = l7.target_of(src, dst, mesh.intentions, mesh.default_allow)
+        try:
+            refusal = await run_sync(_l7_refusal)(target.destination)
+            if refusal:
+                raise l7.L7EditError(f"{refusal}; nothing written")
+            rules = edit(target, form)
+        except (BadPermission, l7.L7EditError) as e:
+            return await _topology(400, str(e), form)
+        problem = await _write(lambda c: writer.set_intention(
+            c, target.source, target.destination, None, None if target.current else "set from the topology", rules,
+            replace=posted.get("replace") == "1", expected=target.current))
+        if problem:
+            return await _topology(400, problem, form)
+        return _done(f"{target.source} → {target.destination}: {done}", posted.get("back", ""))
+
+    @bp.post("/intentions/l7/add")
+    async def add_l7_rule() -> Response:
+        return await _l7_edit(lambda t, f: l7.with_rule(t, l7.rule_from_form(f, f["methods"])), "L7 rule added")
+
+    @bp.post("/intentions/l7/remove")
+    async def remove_l7_rule() -> Response:
+        def remove(t: l7.Target, f: dict[str, Any]) -> tuple[ixn.Permission, ...]:
+            if not f["position"].isdigit():
+                raise l7.L7EditError(f"position: a rule number, not {f['position']!r}")
+            return l7.without_rule(t, int(f["position"]), f["rule"])
+
+        return await _l7_edit(remove, "L7 rule removed")
+
+    @bp.get("/validations")
+    async def validations() -> Response:
+        """What `mesh check` says of the live mesh (live), and what `plan` says of the folder given
+        to `nomadmesh ui --services` (on each page load: it asks Nomad to plan every job)."""
+        mesh, error, found = await run_sync(_mesh_validations)()
+        planned: list[Finding] | None = None
+        plan_error: str | None = None
+        if definitions is not None and request.args.get("fragment") != "1":
+            planned, plan_error = await run_sync(_plan_validations)(definitions)
+        return await page("validations", "validations", mesh=mesh, error=error, findings=found,
+                          definitions=definitions, planned=planned, plan_error=plan_error)
+
+    def _mesh_validations() -> tuple[model.Mesh | None, str | None, list[Finding]]:
+        clients = apis()
+        try:
+            mesh = read.read_mesh(clients)
+            return mesh, None, read.mesh_validations(clients, mesh)
+        except NomadMeshError as e:
+            return None, str(e), []
+        finally:
+            clients.close()
+
+    def _plan_validations(folder: Definitions) -> tuple[list[Finding] | None, str | None]:
+        try:
+            return read.plan_validations(target_provider(), folder), None
+        except NomadMeshError as e:
+            return None, str(e)
 
     @bp.get("/events")
     async def events() -> Response:

@@ -42,6 +42,8 @@ class EdgeView:
     edge: model.Edge
     destination_health: str  # of the destination's instances, NOT_REGISTERED when it has none
     figures: EdgeFigures | None
+    destination_figures: ServiceFigures | None = None  # what the destination's sidecars received, all callers
+    only_caller: bool = False  # the figures measure no other caller of the destination
 
     @property
     def source(self) -> str:
@@ -62,9 +64,21 @@ class EdgeView:
         return "broken" if self.broken else self.edge.verdict
 
     @property
+    def tls_failures(self) -> tuple[float | None, str]:
+        """TLS failures per second and whose they are: "edge" when the destination's public listener
+        has this one caller (Envoy counts them per listener, not per caller), else "service" (all of
+        the destination's callers), or (None, "") without figures."""
+        d = self.destination_figures
+        if d is None or self.figures is None:
+            return None, ""
+        return d.tls_failures_per_s, "edge" if self.only_caller else "service"
+
+    @property
     def erroring(self) -> bool:
         f = self.figures
-        return f is not None and bool(f.error_share or f.rbac_denied_per_s or f.connect_failures_per_s)
+        tls, scope = self.tls_failures
+        return f is not None and bool(f.error_share or f.rbac_denied_per_s or f.connect_failures_per_s
+                                      or (scope == "edge" and tls))
 
     @property
     def idle(self) -> bool:
@@ -88,7 +102,9 @@ class EdgeView:
                 "reason": self.edge.reason, "decided_by": f"{i.source} → {i.destination}" if i else "default policy",
                 "destination_health": self.destination_health, "broken": self.broken,
                 **({k: v for k, v in self.figures.to_json().items() if k not in ("source", "destination")}
-                   if self.figures else {})}
+                   if self.figures else {}),
+                **({"tls_failures_per_s": self.tls_failures[0], "tls_failures_of": self.tls_failures[1]}
+                   if self.tls_failures[1] else {})}
 
 
 @dataclass(frozen=True)
@@ -127,8 +143,10 @@ def snapshot(mesh: model.Mesh, figures: Figures | None, unavailable: str = "") -
                            for i in s.instances)
         services.append(ServiceView(s.name, h, len(s.instances), passing, dict(sorted(versions.items())), s.tags,
                                     figures.service(s.name) if figures else None))
+    callers = Counter(f.destination for f in figures.edges) if figures else Counter[str]()
     edges = tuple(EdgeView(e, health.get(e.destination, NOT_REGISTERED),
-                           figures.edge(e.source, e.destination) if figures else None)
+                           figures.edge(e.source, e.destination) if figures else None,
+                           figures.service(e.destination) if figures else None, callers[e.destination] == 1)
                   for e in model.edges(mesh))
     return Snapshot(tuple(services), edges, figures.source if figures else unavailable, figures is not None,
                     figures.window_s if figures else 0.0)

@@ -23,7 +23,8 @@ _NOMAD_ID = re.compile(r"^_nomad-task-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 ALLOWED = "allowed"
 DENIED = "denied"  # a declared upstream an intention denies on purpose
 WARNING = "warning"  # a declared upstream nothing allows: the default policy (deny) blocks it
-UNUSED = "unused"  # an exact allow intention no upstream uses
+UNUSED = "unused"  # intention only: an exact allow no upstream declares, from a caller without transparent proxy
+TPROXY = "tproxy"  # an exact allow a caller in transparent proxy mode reaches without declaring an upstream
 PER_REQUEST = "per-request"  # an intention with L7 permissions decides: each request by its path, method, headers
 
 
@@ -64,6 +65,7 @@ class Sidecar:
     health: str
     checks: tuple[Check, ...]
     upstreams: tuple[Upstream, ...]
+    mode: str = ""  # the registration's Proxy.Mode: "transparent", or "" / "direct" (upstreams only)
 
     @property
     def up(self) -> bool:
@@ -103,6 +105,11 @@ class Service:
     @property
     def has_sidecar(self) -> bool:
         return any(i.sidecar for i in self.instances)
+
+    @property
+    def transparent(self) -> bool:
+        """Its sidecars run in transparent proxy mode: it may call any service an intention lets it."""
+        return any(i.sidecar and i.sidecar.mode == "transparent" for i in self.instances)
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,7 @@ def build_mesh(health: dict[str, list[dict[str, Any]]], alloc_stubs: Iterable[di
             id=svc.get("ID", ""), name=svc.get("Service", ""),
             address=svc.get("Address") or (r.get("Node") or {}).get("Address", ""),
             port=svc.get("Port", 0), health=worst(c.status for c in checks), checks=checks,
-            upstreams=_upstreams(proxy))
+            upstreams=_upstreams(proxy), mode=str(proxy.get("Mode") or ""))
     by_name: dict[str, list[Instance]] = {}
     for r in rows:
         svc = r.get("Service") or {}
@@ -243,7 +250,8 @@ def decide(mesh: Mesh, source: str, destination: str) -> tuple[str, str, ixn.Int
 
 
 def edges(mesh: Mesh) -> list[Edge]:
-    """Declared upstreams with their verdicts, then exact allow intentions that no upstream uses."""
+    """Declared upstreams with their verdicts, then exact allow intentions no upstream declares: reached
+    through the transparent proxy when the caller runs one, else intention only (unused)."""
     out: list[Edge] = []
     declared: set[tuple[str, str]] = set()
     for svc in mesh.services:
@@ -251,12 +259,17 @@ def edges(mesh: Mesh) -> list[Edge]:
             verdict, reason, intention = decide(mesh, svc.name, u.destination)
             out.append(Edge(svc.name, u.destination, verdict, reason, intention, u.local_bind_port))
             declared.add((svc.name, u.destination))
-    names = {s.name for s in mesh.services}
+    transparent = {s.name: s.transparent for s in mesh.services}
     for i in mesh.intentions:
         pair = (i.source, i.destination)
         if (i.action == "allow" and not i.is_l7 and ixn.WILDCARD not in pair and pair not in declared
-                and i.source in names and i.destination in names):
-            out.append(Edge(i.source, i.destination, UNUSED, "allowed, but no upstream uses it", i))
+                and i.source in transparent and i.destination in transparent):
+            if transparent[i.source]:
+                out.append(Edge(i.source, i.destination, TPROXY,
+                                f"allowed; {i.source}'s transparent proxy reaches it without a declared upstream", i))
+            else:
+                out.append(Edge(i.source, i.destination, UNUSED, "intention only: allowed, but no upstream declares "
+                                                                  "it", i))
     return out
 
 

@@ -11,6 +11,7 @@ not the page: it is reported as a problem. `task_log_tail` reads the end of a ta
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -19,12 +20,17 @@ from urllib.parse import quote
 import requests
 
 from nomadmesh.deploy.intentions import load_default_policy
-from nomadmesh.errors import TargetError
+from nomadmesh.deploy.jobs import load_jobs
+from nomadmesh.deploy.live import live_orphans, live_plan
+from nomadmesh.deploy.nomad_api import NomadAPI
+from nomadmesh.deploy.target import Target, consul_client, for_namespace
+from nomadmesh.errors import SpecError, TargetError
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.traffic import WINDOW_S, Figures
-from nomadmesh.ui import promql
+from nomadmesh.ui import promql, validations
 from nomadmesh.ui.api import ApiClient, Apis
 from nomadmesh.ui.model import Alloc, Mesh, build_mesh, health_rows
+from nomadmesh.ui.routing import ReleaseView, Routing, release_of, routing
 
 READ_WORKERS = 8
 LOG_TAIL_BYTES = 4096
@@ -186,3 +192,61 @@ def traffic_figures(apis: Apis, mesh: Mesh, metrics_url: str | None = None,
         return Figures.from_json(resp.json()), ""
     except (ValueError, TypeError, KeyError):
         return None, NO_FIGURES
+
+
+def protocol_of(apis: Apis, name: str) -> tuple[str, str]:
+    """The protocol `name`'s sidecars speak and where that is said: its service-defaults, else the
+    global proxy-defaults, else Consul's default, tcp."""
+    api = apis.consul
+    defaults = api.get(f"/v1/config/service-defaults/{_path(name)}", allow_404=True).data or {}
+    if defaults.get("Protocol"):
+        return str(defaults["Protocol"]).lower(), f"service-defaults {name}"
+    proxy = api.get("/v1/config/proxy-defaults/global", allow_404=True).data or {}
+    if (proxy.get("Config") or {}).get("protocol"):
+        return str(proxy["Config"]["protocol"]).lower(), "proxy-defaults global"
+    return "tcp", "no service-defaults protocol: Consul's default"
+
+
+def service_routing(apis: Apis, name: str, job: str | None) -> tuple[Routing, ReleaseView | None]:
+    """`name`'s resolver, splitter and router (`/v1/config/<kind>/<name>`), and, when they carry a
+    running release's Meta, the release with its job's latest Nomad deployment."""
+    api = apis.consul
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        resolver, splitter, router = pool.map(
+            lambda kind: api.get(f"/v1/config/{kind}/{_path(name)}", allow_404=True).data,
+            ("service-resolver", "service-splitter", "service-router"))
+    view = routing(name, resolver, splitter, router)
+    if release_of(resolver, splitter, None) is None:
+        return view, None
+    deployment = None
+    if job:
+        try:
+            deployment = apis.nomad.get(f"/v1/job/{_path(job)}/deployment", allow_404=True).data
+        except TargetError:
+            deployment = None  # the release is still shown, from its entries
+    return view, release_of(resolver, splitter, deployment)
+
+
+def mesh_validations(apis: Apis, mesh: Mesh) -> list[validations.Finding]:
+    """What `mesh check` says of the live declared upstreams, and L7 intentions on tcp destinations."""
+    protocols = {d: protocol_of(apis, d)[0] for d in validations.l7_destinations(mesh)}
+    return validations.ordered(validations.mesh_findings(mesh) + validations.l7_on_tcp(mesh, protocols))
+
+
+def plan_validations(target: Target, definitions: validations.Definitions) -> list[validations.Finding]:
+    """What `nomadmesh plan` says of the folder against the cluster (drift, changed and new jobs,
+    conflicts, orphans), by the same calls; what loading the definitions refuses instead, if it does."""
+    try:
+        rendered = load_jobs(definitions.services_dir, definitions.project_file, env=definitions.env,
+                             environ=os.environ)
+    except SpecError as e:
+        return validations.ordered(validations.spec_findings(e.problems))
+    target = for_namespace(target, rendered.namespace)
+    nomad = NomadAPI(target)
+    try:
+        plan = live_plan(nomad, rendered, consul_client(target))
+        orphans = live_orphans(nomad, rendered)
+    finally:
+        nomad.close()
+    warnings = [validations.Finding("warning", "definitions", w) for w in rendered.warnings]
+    return validations.ordered(validations.plan_findings(plan, orphans) + warnings)

@@ -111,6 +111,19 @@ def test_last_source_deleted_removes_the_entry_and_missing_is_false(consul) -> N
     assert di.delete_intention(consul, "*", "*") is False
 
 
+def test_a_write_expecting_what_was_read_refuses_a_change_made_meanwhile(consul) -> None:
+    # The UI computes an L7 rule list from what it read; a change made since must not be overwritten.
+    read = di.set_intention(consul, "invoice", "tax", "deny").intention
+    di.set_intention(consul, "invoice", "tax", "deny", "someone else")
+    with pytest.raises(di.ChangedMeanwhile, match=r"invoice => tax changed since it was read \(now deny\)"):
+        di.set_intention(consul, "invoice", "tax", "allow", expected=read)
+    assert consul.config.get(KIND, "tax")["Sources"][0]["Action"] == "deny"
+    with pytest.raises(di.ChangedMeanwhile, match="now deny"):
+        di.set_intention(consul, "invoice", "tax", "allow", expected=None)  # "there was none"
+    now = di.get_intention(consul, "invoice", "tax")
+    assert di.set_intention(consul, "invoice", "tax", "allow", expected=now).kind == "updated"
+
+
 def test_refused_writes_name_consul_and_its_reason(consul) -> None:
     # A refusal (400: "maybe" is no action) reaches the caller as one TargetError line with Consul's text.
     refused = r"Consul at http://127\.0\.0\.1:\d+ refused the request \(400\): .*allow or deny"

@@ -152,3 +152,63 @@ def test_topology_of_fifty_services(page: Any, agent_factory: Any) -> None:
     # A bound against hanging, not a speed check (bench/ui_topology.py measures that): on a loaded
     # 2-core machine the page's 100 health reads alone took 4-7 s.
     assert requests.get(f"{agent.consul_addr}/ui/topology", timeout=30).status_code == 200
+
+
+def test_l7_rule_added_from_the_edge_panel(page: Any, module_agent: RunningAgent) -> None:
+    register(module_agent, "l-web", upstreams=("l-api",))
+    register(module_agent, "l-api")
+    ttl(module_agent, "l-api", "pass", "ok")
+    assert cclient(module_agent).config.set("service-defaults", "l-api", {"Protocol": "http"})
+    open_live(page, f"{module_agent.consul_addr}/ui/topology?edge=l-web%3El-api")
+    panel = page.locator('[data-panel="l-web>l-api"]')
+    form = panel.locator("form.l7-add")
+    form.get_by_label("Action").select_option("deny")
+    form.get_by_label("Path match").select_option("path-prefix")
+    form.get_by_label("Path", exact=True).fill("/admin")
+    form.get_by_label("DELETE").check()
+    form.get_by_role("button", name="Add L7 rule to l-web to l-api").click()
+    # Back on the graph with the panel open: the edge is decided per request and the rule is listed.
+    page.locator('svg#topology path[data-edge="l-web>l-api"][data-state="per-request"]').wait_for(state="attached")
+    rule = page.locator('[data-panel="l-web>l-api"] tr[data-rule="1"]')
+    assert "deny PathPrefix=/admin Methods=DELETE" in rule.inner_text()
+    assert cclient(module_agent).config.get("service-intentions", "l-api")["Sources"][0]["Permissions"] == [
+        {"Action": "deny", "HTTP": {"PathPrefix": "/admin", "Methods": ["DELETE"]}}]
+    page.screenshot(path=str(SHOTS / "topology-l7.png"), full_page=True)
+    # A regex Envoy would refuse is refused in the page, with the CLI's message; the rule list is unchanged.
+    form = page.locator('[data-panel="l-web>l-api"] form.l7-add')
+    form.get_by_label("Path match").select_option("path-regex")
+    form.get_by_label("Path", exact=True).fill("/v[0-9")
+    form.get_by_role("button", name="Add L7 rule to l-web to l-api").click()
+    assert "invalid RE2 regular expression: missing ]" in page.locator("[data-l7-error]").inner_text()
+    assert len(cclient(module_agent).config.get("service-intentions", "l-api")["Sources"][0]["Permissions"]) == 1
+
+
+def test_service_routing_and_release_and_validations_linking_to_the_edge(page: Any,
+                                                                          module_agent: RunningAgent) -> None:
+    register(module_agent, "r-web", upstreams=("r-api",))
+    register(module_agent, "r-api")
+    c = cclient(module_agent)
+    assert c.config.set("service-defaults", "r-api", {"Protocol": "http"})
+    release = {"nomadmesh-release": "r-7"}
+    assert c.config.set("service-resolver", "r-api", {"Meta": release, "Subsets": {
+        "stable": {"Filter": 'Service.Meta.nomadmesh_canary != "true"', "OnlyPassing": True},
+        "canary": {"Filter": 'Service.Meta.nomadmesh_canary == "true"', "OnlyPassing": True}}})
+    assert c.config.set("service-splitter", "r-api", {"Meta": release, "Splits": [
+        {"Weight": 90, "ServiceSubset": "stable"}, {"Weight": 10, "ServiceSubset": "canary"}]})
+    assert c.config.set("service-router", "r-api", {"Routes": [
+        {"Match": {"HTTP": {"PathPrefix": "/beta"}}, "Destination": {"ServiceSubset": "canary"}}]})
+    open_live(page, f"{module_agent.consul_addr}/ui/services/r-api")
+    assert "PathPrefix=/beta" in page.locator('table.routes tr[data-route="1"]').inner_text()
+    assert page.locator('table.splits tr[data-split="canary"]').get_attribute("data-weight") == "10.0"
+    assert "10% of requests to the canary" in page.locator('[data-release="r-7"]').inner_text()
+    page.locator("#h-routing").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "service-routing.png"), full_page=True)
+
+    assert c.config.set("service-intentions", "r-api", {"Sources": [{"Name": "r-web", "Action": "deny"}]})
+    open_live(page, f"{module_agent.consul_addr}/ui/validations")
+    finding = page.locator('tr[data-finding="upstream-denied"][data-edge="r-web>r-api"]')
+    assert "r-web declares r-api as an upstream" in finding.inner_text()
+    page.screenshot(path=str(SHOTS / "validations.png"), full_page=True)
+    finding.get_by_role("link", name="edge r-web → r-api").click()
+    page.locator('[data-panel="r-web>r-api"]').wait_for()  # the finding opened its edge on the graph
+    assert page.locator('svg#topology path[data-edge="r-web>r-api"]').get_attribute("data-verdict") == "denied"

@@ -1,10 +1,10 @@
-"""`intent allow|deny` L7 options → Consul's Permissions shape (nomadmesh.cli.permissions). Pure."""
+"""`intent allow|deny` L7 options → Consul's Permissions shape (nomadmesh.mesh.permission_input). Pure."""
 from __future__ import annotations
 
 import pytest
 
-from nomadmesh.cli.permissions import BadPermission, from_flags, from_spec
 from nomadmesh.mesh.intentions import permission_text, permissions_from_json
+from nomadmesh.mesh.permission_input import BadPermission, from_flags, from_spec
 
 
 def test_flags_make_one_permission() -> None:

@@ -83,3 +83,20 @@ def test_filter_keeps_matching_services_their_edges_and_neighbours() -> None:
     assert {(e.source, e.destination) for e in front.edges} == {("web", "api"), ("web", "ghost")}
     assert console.filtered(snap, "") is snap
     assert console.filtered(snap, "nothing-matches").edges == ()
+
+
+def test_tls_failures_are_the_edges_only_when_it_is_the_destinations_only_caller() -> None:
+    def service(name: str, tls: float) -> traffic.ServiceFigures:
+        return traffic.ServiceFigures(name, 60.0, 1, "tcp", 1.0, None, None, None, 0.0, 0.0, tls, None, None)
+
+    only = traffic.EdgeFigures("web", "api", 60.0, 1.0, "requests")  # web is api's only measured caller
+    shared = traffic.EdgeFigures("api", "db", 60.0, 1.0, "connections")
+    other = traffic.EdgeFigures("cache", "db", 60.0, 1.0, "connections")  # db has a second caller
+    snap = console.snapshot(mesh(), traffic.Figures("test", 60.0, (only, shared, other),
+                                                    (service("api", 0.5), service("db", 0.25))))
+    edges = {(e.source, e.destination): e for e in snap.edges}
+    assert edges[("web", "api")].tls_failures == (0.5, "edge") and edges[("web", "api")].erroring
+    assert edges[("api", "db")].tls_failures == (0.25, "service") and not edges[("api", "db")].erroring
+    assert edges[("web", "ghost")].tls_failures == (None, "")  # nothing registered, no figures
+    row_ = next(r for r in snap.to_json()["edges"] if r["destination"] == "db")
+    assert (row_["tls_failures_per_s"], row_["tls_failures_of"]) == (0.25, "service")

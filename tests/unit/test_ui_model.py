@@ -160,3 +160,20 @@ def test_health_rows_join_each_instance_with_its_nodes_checks_and_its_own_only()
     assert ids == {"web": [("n1", "web-1", ["web-ttl", "serfHealth"]),
                            ("n2", "web-2", ["_node_maintenance", "web-ttl"])],
                    "db": [("n1", "db-1", ["serfHealth", "db-ttl"])]}
+
+
+def test_an_allow_no_upstream_declares_is_a_tproxy_edge_from_a_transparent_caller_else_intention_only() -> None:
+    health = {
+        "web": [row("web", "web-1")],
+        "web-sidecar-proxy": [row("web-sidecar-proxy", "web-1-sidecar-proxy", kind="connect-proxy",
+                                  proxy={"DestinationServiceID": "web-1", "Mode": "transparent"})],
+        "api": [row("api", "api-1")],
+        "api-sidecar-proxy": [row("api-sidecar-proxy", "api-1-sidecar-proxy", kind="connect-proxy",
+                                  proxy={"DestinationServiceID": "api-1", "Mode": "direct"})],
+        "db": [row("db", "db-1")],
+    }
+    mesh = model.build_mesh(health, [], [entry("db", ("web", "allow"), ("api", "allow"))], False)
+    assert mesh.service("web").transparent and not mesh.service("api").transparent
+    by_pair = {(e.source, e.destination): e for e in model.edges(mesh)}
+    assert by_pair[("web", "db")].verdict == model.TPROXY and "transparent proxy" in by_pair[("web", "db")].reason
+    assert by_pair[("api", "db")].verdict == model.UNUSED and "intention only" in by_pair[("api", "db")].reason

@@ -8,6 +8,37 @@
   var body = document.body;
   var inflight = null, again = false;
 
+  // A form in the live fragment that someone is filling in (form[data-keep], the edge panel's L7 rule)
+  // keeps what was typed when the fragment is swapped: its fields are saved by name and put back.
+  document.addEventListener("input", function (ev) {
+    var form = ev.target && ev.target.form;
+    if (form && form.hasAttribute("data-keep")) form.setAttribute("data-dirty", "1");
+  });
+  function fieldsOf(root) {
+    return Array.prototype.slice.call(root.querySelectorAll("form[data-keep] [name]"))
+      .filter(function (el) { return el.type !== "hidden"; });
+  }
+  function keyOf(el) {
+    var box = el.type === "checkbox" || el.type === "radio";
+    return el.form.getAttribute("data-keep") + "|" + el.name + (box ? "|" + el.value : "");
+  }
+  function saveTyped() {
+    var saved = {};
+    fieldsOf(live).forEach(function (el) {
+      if (!el.form.hasAttribute("data-dirty")) return;
+      saved[keyOf(el)] = (el.type === "checkbox" || el.type === "radio") ? el.checked : el.value;
+    });
+    return saved;
+  }
+  function restoreTyped(saved) {
+    fieldsOf(live).forEach(function (el) {
+      var k = keyOf(el);
+      if (!(k in saved)) return;
+      if (el.type === "checkbox" || el.type === "radio") el.checked = saved[k]; else el.value = saved[k];
+      el.form.setAttribute("data-dirty", "1");
+    });
+  }
+
   function status(state, label) {
     body.setAttribute("data-live", state);
     if (text) text.textContent = label;
@@ -21,10 +52,13 @@
       .then(function (html) {
         // Keep focus on the same control (by its form values) when the fragment is replaced.
         var active = document.activeElement, key = null;
-        if (active && live.contains(active) && active.getAttribute("aria-label")) key = active.getAttribute("aria-label");
+        if (active && live.contains(active)) key = active.getAttribute("aria-label") || active.id || null;
+        var typed = saveTyped();
         live.innerHTML = html;
+        restoreTyped(typed);
         if (key) {
-          var again_ = live.querySelector('[aria-label="' + key.replace(/"/g, '\\"') + '"]');
+          var q = key.replace(/"/g, '\\"');
+          var again_ = live.querySelector('[aria-label="' + q + '"]') || live.querySelector('[id="' + q + '"]');
           if (again_) again_.focus();
         }
         body.setAttribute("data-version", String(Number(body.getAttribute("data-version") || "0") + 1));

@@ -1,4 +1,5 @@
-"""`intent allow|deny` options → L7 permissions in Consul's shape. Pure: strings in, dicts out.
+"""L7 permissions as an operator writes them (`intent allow|deny` options, the UI's edge panel) → Consul's
+Permissions shape. Pure: strings in, dicts out.
 
 Two ways to say a permission, which can be combined:
 
