@@ -15,7 +15,10 @@ Which stats mean what, for the listeners the agent's xDS builders name (agent/co
     TLS failures       listener.<addr>_<port>.ssl.{connection_error,fail_verify_*} (public listener)
     edge (source side) tcp.upstream.<dest>.<ns>.<partition>.<dc>.downstream_cx_total (a TCP upstream
                        listener: connections), or http.upstream.<dest>...downstream_rq_* when the
-                       upstream listener speaks HTTP; cluster.<dest>.<...>.upstream_cx_connect_fail
+                       upstream listener speaks HTTP; cluster.<dest>.<...>.upstream_cx_connect_fail;
+                       cluster.<dest>.<...>.ssl.{connection_error,fail_verify_*}: the TLS failures the
+                       caller's sidecar met on this edge (the destination's listener counts its own
+                       for all callers together)
 
 A source-side TCP listener cannot see HTTP statuses. When the destination has a single caller, its
 inbound statuses, denials and latency are that edge's, and the edge says so (`measured_at`).
@@ -39,10 +42,12 @@ STATS_FILTER = (r"^(http\.(public_listener|upstream\.[^.]+\.[^.]+\.[^.]+\.[^.]+)
                 r"|tcp\.upstream\.[^.]+\.[^.]+\.[^.]+\.[^.]+\.downstream_cx_total$"
                 r"|connect_authz\.rbac\.(allowed|denied)$"
                 r"|listener\.[\d.]+_\d+\.ssl\.(connection_error|fail_verify_.*)$"
-                r"|cluster\.[^.]+\.[^.]+\.[^.]+\.internal\..*\.upstream_cx_connect_fail$)")
+                r"|cluster\.[^.]+\.[^.]+\.[^.]+\.internal\..*\.(upstream_cx_connect_fail|ssl\.(connection_error"
+                r"|fail_verify_.*))$)")
 _UPSTREAM = re.compile(r"^(tcp|http)\.upstream\.([^.]+)\.[^.]+\.[^.]+\.[^.]+\.(.+)$")
 _CONNECT_FAIL = re.compile(r"^cluster\.([^.]+)\.[^.]+\.[^.]+\.internal\..*\.upstream_cx_connect_fail$")
 _TLS = re.compile(r"^listener\.[\d.]+_\d+\.(ssl\..+)$")
+_CLUSTER_TLS = re.compile(r"^cluster\.([^.]+)\.[^.]+\.[^.]+\.internal\..*\.(ssl\..+)$")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class Outbound:
     by_class: tuple[float, float, float, float, float] = (0, 0, 0, 0, 0)
     latency: Buckets = ()
     http: bool = False
+    tls_failures: float | None = None  # None: the caller's Envoy has no TLS counters for this upstream
 
 
 def inbound(first: Sample, last: Sample) -> Inbound:
@@ -147,6 +153,11 @@ def outbound(first: Sample, last: Sample) -> dict[str, Outbound]:
         m = _CONNECT_FAIL.match(n)
         if m:
             fails[m.group(1)] = fails.get(m.group(1), 0) + delta(first, last, n)
+    tls: dict[str, float] = {}
+    for n in last.counters:
+        m = _CLUSTER_TLS.match(n)
+        if m and m.group(2) in TLS_FAILURES:
+            tls[m.group(1)] = tls.get(m.group(1), 0) + delta(first, last, n)
     out: dict[str, Outbound] = {}
     for dest, (kind, p) in prefixes.items():
         if kind == "http":
@@ -154,10 +165,10 @@ def outbound(first: Sample, last: Sample) -> dict[str, Outbound]:
                 connections=0, connect_failures=fails.get(dest, 0),
                 requests=delta(first, last, f"{p}downstream_rq_total"),
                 by_class=tuple(delta(first, last, f"{p}downstream_rq_{k}xx") for k in range(1, 6)),  # type: ignore[arg-type]
-                latency=bucket_delta(first, last, f"{p}downstream_rq_time"), http=True)
+                latency=bucket_delta(first, last, f"{p}downstream_rq_time"), http=True, tls_failures=tls.get(dest))
         else:
             out[dest] = Outbound(connections=delta(first, last, f"{p}downstream_cx_total"),
-                                 connect_failures=fails.get(dest, 0))
+                                 connect_failures=fails.get(dest, 0), tls_failures=tls.get(dest))
     return out
 
 
@@ -190,6 +201,7 @@ class EdgeFigures:
     p50_ms: float | None = None
     p99_ms: float | None = None
     measured_at: str = "source"  # "source" | "destination" (its only caller: statuses, denials, latency)
+    tls_failures_per_s: float | None = None  # met by the caller's sidecar on this edge; None: not measured
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -292,10 +304,13 @@ def figures(windows: Sequence[SidecarWindow], source: str) -> Figures:
     edges: list[EdgeFigures] = []
     for (src, dest), parts in sorted(outs.items()):
         t = seconds[src]
+        measured_tls = [p.tls_failures for p in parts if p.tls_failures is not None]
         o = Outbound(sum(p.connections for p in parts), sum(p.connect_failures for p in parts),
                      sum(p.requests for p in parts),
                      tuple(sum(p.by_class[k] for p in parts) for k in range(5)),  # type: ignore[arg-type]
-                     merge(p.latency for p in parts), any(p.http for p in parts))
+                     merge(p.latency for p in parts), any(p.http for p in parts),
+                     sum(measured_tls) if measured_tls else None)
+        tls_per_s = None if o.tls_failures is None else _per_s(o.tls_failures, t)
         dest_in = summed.get(dest)
         only_caller = dest_in is not None and callers[dest] == 1
         if o.http:
@@ -305,7 +320,7 @@ def figures(windows: Sequence[SidecarWindow], source: str) -> Figures:
             edges.append(EdgeFigures(src, dest, round(t, 3), _per_s(o.requests, t), "requests", s2, s4, s5,
                                      None if s4 is None or s5 is None else round(s4 + s5, 4), denied,
                                      _per_s(o.connect_failures, t), _ms(quantile(0.5, o.latency)),
-                                     _ms(quantile(0.99, o.latency))))
+                                     _ms(quantile(0.99, o.latency)), tls_failures_per_s=tls_per_s))
             continue
         if only_caller:  # its only caller: the destination's view is this edge's
             d = next(s for s in services if s.name == dest)
@@ -313,10 +328,11 @@ def figures(windows: Sequence[SidecarWindow], source: str) -> Figures:
             edges.append(EdgeFigures(src, dest, round(t, 3), d.rps if http else _per_s(o.connections, t),
                                      "requests" if http else "connections", d.share_2xx, d.share_4xx,
                                      d.share_5xx, d.error_share, d.rbac_denied_per_s,
-                                     _per_s(o.connect_failures, t), d.p50_ms, d.p99_ms, "destination"))
+                                     _per_s(o.connect_failures, t), d.p50_ms, d.p99_ms, "destination", tls_per_s))
         else:
             edges.append(EdgeFigures(src, dest, round(t, 3), _per_s(o.connections, t), "connections",
-                                     connect_failures_per_s=_per_s(o.connect_failures, t)))
+                                     connect_failures_per_s=_per_s(o.connect_failures, t),
+                                     tls_failures_per_s=tls_per_s))
     return Figures(source, round(span, 3), tuple(edges), tuple(services))
 
 

@@ -44,7 +44,8 @@ class UIError(NomadMeshError):
 
 
 def serve_ui(target: Target, bind: str, port: int, on_ready: Callable[[str], None] | None = None,
-             metrics_url: str | None = None, definitions: Definitions | None = None) -> None:
+             definitions: Definitions | None = None,
+             metrics_url: str | None = None) -> None:
     """Serve the UI (uvicorn, see nomadmesh.httpserve) until interrupted; `on_ready(url)` once it is served."""
     try:
         sock = bind_socket(bind, port)

@@ -278,6 +278,9 @@ def create_ui_blueprint(target_provider: Callable[[], Target], metrics_url: str 
             return await _topology(400, error or "cannot read the mesh", form)
         target = l7.target_of(src, dst, mesh.intentions, mesh.default_allow)
         try:
+            problem = l7.edge_problem(src, dst)
+            if problem:
+                raise l7.L7EditError(f"{problem}; nothing written")
             refusal = await run_sync(_l7_refusal)(target.destination)
             if refusal:
                 raise l7.L7EditError(f"{refusal}; nothing written")

@@ -65,11 +65,14 @@ class EdgeView:
 
     @property
     def tls_failures(self) -> tuple[float | None, str]:
-        """TLS failures per second and whose they are: "edge" when the destination's public listener
-        has this one caller (Envoy counts them per listener, not per caller), else "service" (all of
-        the destination's callers), or (None, "") without figures."""
-        d = self.destination_figures
-        if d is None or self.figures is None:
+        """TLS failures per second on this edge and where they were counted: "caller" (the source's
+        sidecar, on its cluster for this upstream: the edge's own), "edge" (the destination's public
+        listener, when this is its only caller), else "service" (that listener, all callers: Envoy
+        counts them per listener, not per caller); (None, "") without figures."""
+        f, d = self.figures, self.destination_figures
+        if f is not None and f.tls_failures_per_s is not None:
+            return f.tls_failures_per_s, "caller"
+        if d is None or f is None:
             return None, ""
         return d.tls_failures_per_s, "edge" if self.only_caller else "service"
 
@@ -78,7 +81,7 @@ class EdgeView:
         f = self.figures
         tls, scope = self.tls_failures
         return f is not None and bool(f.error_share or f.rbac_denied_per_s or f.connect_failures_per_s
-                                      or (scope == "edge" and tls))
+                                      or (scope != "service" and tls))
 
     @property
     def idle(self) -> bool:

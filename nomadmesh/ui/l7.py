@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from nomadmesh.definitions.fields import NAME, NAME_RULE
 from nomadmesh.mesh import intentions as ixn
 from nomadmesh.mesh.chain_rules import HTTP_LIKE
 from nomadmesh.mesh.permission_input import PATH_KEYS, BadPermission, permission
@@ -47,6 +48,16 @@ def target_of(source: str, destination: str, intentions: Sequence[ixn.Intention]
         return Target(deciding.source, deciding.destination, deciding)
     exact = next((i for i in intentions if (i.source, i.destination) == (source, destination)), None)
     return Target(source, destination, exact)
+
+
+def edge_problem(source: str, destination: str) -> str | None:
+    """Why the posted edge names no service pair (the CLI's words for a bad name), or None."""
+    for field, value in (("source", source), ("destination", destination)):
+        if value != ixn.WILDCARD and not NAME.match(value):
+            return f"{field}: {value!r} is not a valid service name: {NAME_RULE} (or * for any)"
+    if destination == ixn.WILDCARD:  # Consul's rule, said before anything is sent (as the CLI does)
+        return "L7 permissions cannot be written for the wildcard destination *"
+    return None
 
 
 def protocol_refusal(destination: str, protocol: str, where: str) -> str | None:

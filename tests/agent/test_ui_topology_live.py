@@ -223,6 +223,7 @@ def test_edge_panel_adds_and_removes_l7_rules_with_the_clis_checks(shop: Running
     assert "is not an HTTP header name" in refusal(l7_post(shop, "add", edge, {"action": "allow",
                                                                                "header": "X Team=1"}))
     assert "says nothing to match" in refusal(l7_post(shop, "add", edge, {"action": "allow"}))
+    assert "'T L7' is not a valid service name" in refusal(l7_post(shop, "add", "t-api>T L7", rule))
     assert "already has the rule" in refusal(l7_post(shop, "add", edge, rule))
     assert len(permissions(shop, "t-l7", "t-api")) == 2
 

@@ -145,6 +145,8 @@ def test_edges_show_rates_error_share_denials_and_latency(sample_mesh: dict[str,
     assert 0 < edge["p50_ms"] <= edge["p99_ms"]
     order_invoice = _edge(body, "order", "invoice")
     assert order_invoice["unit"] == "connections" and order_invoice["rps"] > 0  # no service-defaults: tcp upstream
+    # Each caller's Envoy counts the TLS failures it meets per upstream cluster: read (not None), none here.
+    assert edge["tls_failures_per_s"] == 0.0 and order_invoice["tls_failures_per_s"] == 0.0
 
     # The terminal view prints the same per-edge figures for scripts.
     out = CliRunner().invoke(cli, ["top", "--once", "--json", "--consul-addr", agent.consul_addr,
@@ -219,6 +221,7 @@ def _live_graph_in_the_browser(page: Any, agent: Any, port: int) -> None:
     page.locator('svg#topology a[data-edge-link="order>invoice"]').click()
     panel = page.locator('[data-panel="order>invoice"]')
     assert "order → invoice" in panel.inner_text()
+    assert "TLS failures on this edge: 0.00/s (met by order's sidecar)" in panel.inner_text()
     t0 = time.monotonic()
     panel.get_by_role("button", name="Deny order to invoice").click()
     page.locator('svg#topology path[data-edge="order>invoice"][data-state="denied"]').wait_for(

@@ -51,11 +51,15 @@ def test_services_page_lists_services_with_sidecars(page: Any, module_agent: Run
 
 
 def test_pages_run_under_their_content_security_policy(page: Any, module_agent: RunningAgent) -> None:
-    register(module_agent, "b-csp")
+    register(module_agent, "b-csp", upstreams=("b-csp-db",))
+    assert cclient(module_agent).config.set("service-defaults", "b-csp-db", {"Protocol": "http"})  # an L7 form
     violations: list[str] = []
     page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
-    for path in ("services", "services/b-csp", "intentions", "topology"):
+    for path in ("services", "services/b-csp", "intentions", "topology", "topology?edge=b-csp%3Eb-csp-db",
+                 "validations"):
         open_live(page, f"{module_agent.consul_addr}/ui/{path}")  # ui.js ran, fetched a fragment, has events
+        if "edge=" in path:
+            assert page.locator('[data-panel="b-csp>b-csp-db"] form.l7-add').count() == 1
     assert violations == []  # the policy lets every page load, run its script and go live
 
 

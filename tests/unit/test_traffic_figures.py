@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -109,3 +110,21 @@ def test_figures_round_trip_through_json() -> None:
     a = t.SidecarWindow("web", ("api",), sample(0, {}), sample(2, {}))
     figs = t.figures([a], "src")
     assert t.Figures.from_json(json.loads(json.dumps(figs.to_json()))) == figs
+
+
+def test_tls_failures_the_caller_meets_on_its_upstream_cluster_are_that_edges() -> None:
+    cluster = "cluster.db.default.dc1.internal.11111111-2222.consul."
+    key = "tcp.upstream.db.default.default.dc1.downstream_cx_total"
+
+    def caller(name: str, fails: int) -> t.SidecarWindow:
+        return t.SidecarWindow(name, ("db",), sample(0, {key: 0, f"{cluster}ssl.connection_error": 0}),
+                               sample(4, {key: 4, f"{cluster}ssl.connection_error": fails,
+                                          f"{cluster}ssl.fail_verify_san": fails,
+                                          f"{cluster}ssl.handshake": 4}))  # handshakes are not failures
+
+    old_envoy = t.SidecarWindow("c", ("db",), sample(0, {key: 0}), sample(4, {key: 4}))  # no TLS counters read
+    figs = t.figures([caller("a", 2), caller("b", 0), old_envoy], "test")
+    assert [figs.edge(s, "db").tls_failures_per_s for s in "abc"] == [1.0, 0.0, None]  # type: ignore[union-attr]
+    asked = [n for n in ("ssl.fail_verify_san", "upstream_cx_connect_fail", "ssl.handshake")
+             if re.search(t.STATS_FILTER, cluster + n)]
+    assert asked == ["ssl.fail_verify_san", "upstream_cx_connect_fail"]  # what the sampler asks Envoy for

@@ -100,3 +100,10 @@ def test_tls_failures_are_the_edges_only_when_it_is_the_destinations_only_caller
     assert edges[("web", "ghost")].tls_failures == (None, "")  # nothing registered, no figures
     row_ = next(r for r in snap.to_json()["edges"] if r["destination"] == "db")
     assert (row_["tls_failures_per_s"], row_["tls_failures_of"]) == (0.25, "service")
+
+
+def test_tls_failures_met_by_the_caller_are_the_edges_own() -> None:
+    seen = traffic.EdgeFigures("api", "db", 60.0, 1.0, "connections", tls_failures_per_s=0.5)
+    snap = console.snapshot(mesh(), traffic.Figures("test", 60.0, (seen,), ()))
+    edge = next(e for e in snap.edges if (e.source, e.destination) == ("api", "db"))
+    assert edge.tls_failures == (0.5, "caller") and edge.erroring

@@ -56,3 +56,9 @@ def test_only_http_like_destinations_take_l7_rules() -> None:
     assert l7.protocol_refusal("api", "grpc", "service-defaults api") is None
     said = l7.protocol_refusal("db", "tcp", "service-defaults db")
     assert said is not None and said.startswith("db speaks tcp (service-defaults db): L7 rules need http")
+
+
+def test_the_posted_edge_must_name_services_and_not_the_wildcard_destination() -> None:
+    assert l7.edge_problem("web", "api") is None and l7.edge_problem("*", "api") is None
+    assert (l7.edge_problem("Web App", "api") or "").startswith("source: 'Web App' is not a valid service name")
+    assert l7.edge_problem("web", "*") == "L7 permissions cannot be written for the wildcard destination *"
