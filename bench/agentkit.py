@@ -7,6 +7,7 @@ enters an allocation's network namespace (setns is per thread for network namesp
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import http.client
 import json
@@ -61,6 +62,17 @@ def has_leader(addr: str) -> bool:
 def print_figures(figs: dict[str, Any], as_json: bool) -> None:
     """A bench's figures on stdout: one JSON object, or one `name value` line each."""
     print(json.dumps(figs, indent=2) if as_json else "\n".join(f"{k:40} {v}" for k, v in figs.items()))
+
+
+def bench_cli(doc: str, argv: list[str] | None, options: Callable[[argparse.ArgumentParser], object],
+              figures: Callable[[argparse.Namespace], dict[str, Any]]) -> int:
+    """A bench's command line: its `options`, and --json; its figures printed (exit 0)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    options(ap)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    print_figures(figures(args), args.json)
+    return 0
 
 
 def pct(values: list[float], p: float) -> float:
