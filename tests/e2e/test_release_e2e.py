@@ -85,6 +85,14 @@ def release(shop: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
+def _answered_by_only(steady: SteadyClient, version: str, gone: str) -> None:
+    """From now on every request answers, and `version` answers them, `gone` none."""
+    steady.reset()
+    assert wait_until(lambda: steady.versions[version] > 20, 20, what=f"only {version} answering")
+    with steady.lock:
+        assert steady.versions[gone] == 0 and steady.failures == [], steady.failures[:5]
+
+
 def _a_healthy_release_is_promoted(shop: dict[str, Any]) -> list[str]:
     """Promoted; returns the steady client's requests that failed during the release."""
     steady: SteadyClient = shop["steady"]
@@ -99,10 +107,7 @@ def _a_healthy_release_is_promoted(shop: dict[str, Any]) -> list[str]:
     with steady.lock:
         assert steady.versions["1.0"] > 0 and steady.versions["2.0"] > 0  # both served during the release
         failed_during = list(steady.failures)
-    steady.reset()
-    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="only 2.0 now")
-    with steady.lock:
-        assert steady.versions["1.0"] == 0 and steady.failures == [], steady.failures[:5]
+    _answered_by_only(steady, "2.0", gone="1.0")
     return failed_during
 
 
@@ -114,31 +119,31 @@ def _a_failing_release_is_rolled_back_and_traffic_is_back_on_stable(shop: dict[s
     assert report["steps"][-1]["percent"] == 50 and report["steps"][-1]["verdict"] == "rollback"
     assert any(t.startswith("error rate ") for t in report["tripped"]), report
     assert entries(shop["agent"]) == {"service-splitter": None, "service-resolver": None}
-    steady.reset()
-    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="2.0 answering again")
-    with steady.lock:
-        assert steady.versions["3.0"] == 0 and steady.failures == [], steady.failures[:5]
+    _answered_by_only(steady, "2.0", gone="3.0")
 
 
 def _abort_sends_traffic_back_to_stable_and_the_running_release_stops(shop: dict[str, Any]) -> None:
-    steady: SteadyClient = shop["steady"]
+    code, report = _release_ended_by_hand(shop, "4.0", "abort", "aborted: traffic on stable")
+    assert (code, report["outcome"]) == (1, "rolled back"), report
+    assert "no longer release 'invoice v" in report["reason"]
+    _answered_by_only(shop["steady"], "2.0", gone="4.0")
+
+
+def _release_ended_by_hand(shop: dict[str, Any], version: str, command: str, says: str) -> tuple[int, dict[str, Any]]:
+    """A release of `version` waiting at 5%, ended by `nomadmesh <command> invoice` (exit 0, saying `says`):
+    the release's exit code and report, once its entries are gone."""
     agent_: RunningAgent = shop["agent"]
-    set_invoice(shop["services"], VERSION="4.0")
+    set_invoice(shop["services"], VERSION=version)
     proc = _waiting_release(shop)
     try:
-        aborted = run(agent_, "abort", "invoice")
-        assert aborted.exit_code == 0 and "aborted: traffic on stable" in aborted.stdout, aborted.output
+        ended = run(agent_, command, "invoice")
+        assert ended.exit_code == 0 and says in ended.stdout, ended.output
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill() if proc.poll() is None else None
-    report = json.loads(out)
-    assert (proc.returncode, report["outcome"]) == (1, "rolled back"), (report, err)
-    assert "no longer release 'invoice v" in report["reason"]
+    assert out, err
     assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
-    steady.reset()
-    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="2.0 answering")
-    with steady.lock:
-        assert steady.versions["4.0"] == 0 and steady.failures == [], steady.failures[:5]
+    return proc.returncode, json.loads(out)
 
 
 def _waiting_release(shop: dict[str, Any]) -> subprocess.Popen[str]:
@@ -160,24 +165,10 @@ def _waiting_release(shop: dict[str, Any]) -> subprocess.Popen[str]:
 
 
 def _a_release_promoted_by_hand_ends_promoted(shop: dict[str, Any]) -> None:
-    steady: SteadyClient = shop["steady"]
-    agent_: RunningAgent = shop["agent"]
-    set_invoice(shop["services"], VERSION="5.1")
-    proc = _waiting_release(shop)
-    try:
-        promoted = run(agent_, "promote", "invoice")
-        assert promoted.exit_code == 0 and "invoice: promoted." in promoted.stdout, promoted.output
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill() if proc.poll() is None else None
-    report = json.loads(out)
-    assert (proc.returncode, report["outcome"]) == (0, "promoted"), (report, err)
+    code, report = _release_ended_by_hand(shop, "5.1", "promote", "invoice: promoted.")
+    assert (code, report["outcome"]) == (0, "promoted"), report
     assert report["reason"].startswith("promoted by someone else (`nomadmesh promote invoice`"), report
-    assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
-    steady.reset()
-    assert wait_until(lambda: steady.versions["5.1"] > 20, 20, what="5.1 answering")
-    with steady.lock:
-        assert steady.versions["2.0"] == 0 and steady.failures == [], steady.failures[:5]
+    _answered_by_only(shop["steady"], "5.1", gone="2.0")
 
 
 def _what_a_release_refuses_changes_nothing(shop: dict[str, Any]) -> None:
