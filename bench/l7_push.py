@@ -22,9 +22,7 @@ own delays, which dominate the tail on a loaded machine.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 import os
 import resource
 import shutil
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from agentkit import agent_session, cpu_seconds, pct, wait_until
+from agentkit import agent_session, bench_cli, cpu_seconds, pct, wait_until
 from support.l7_mesh import CALLER, L7Mesh
 
 SPIN_LIMIT_S = 5.0
@@ -137,13 +135,8 @@ def _own_cpu_s() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--changes", type=int, default=50)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = l7_push_figures(args.changes)
-    print(json.dumps(figs) if args.json else "\n".join(f"{k:24} {v}" for k, v in figs.items()))
-    return 0
+    return bench_cli(__doc__, argv, lambda ap: ap.add_argument("--changes", type=int, default=50),
+                     lambda args: l7_push_figures(args.changes))
 
 
 if __name__ == "__main__":

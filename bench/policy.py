@@ -15,7 +15,6 @@ deny deploy  `nomadmesh deploy` of services/ (order -> invoice -> tax, the ingre
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentkit import REPO, agent_session
+from agentkit import REPO, agent_session, bench_cli
 from mesh_agent import timed_deploy
 from nomadmesh.deploy.entries import EntryWriter
 from nomadmesh.deploy.jobs import load_jobs
@@ -98,13 +97,9 @@ def policy_figures(n: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-n", type=int, default=50, help="services in the random mesh")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = policy_figures(args.n)
-    print(json.dumps(figs, indent=2) if args.json else "\n".join(f"{k:28} {v}" for k, v in figs.items()))
-    return 0
+    return bench_cli(__doc__, argv, lambda ap: ap.add_argument("-n", type=int, default=50,
+                                                                help="services in the random mesh"),
+                     lambda args: policy_figures(args.n))
 
 
 if __name__ == "__main__":

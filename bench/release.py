@@ -18,7 +18,6 @@ failing     the same with a 3.0 answering 50% 500 (FAIL_RATE 0.5): from the firs
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import signal
@@ -32,7 +31,7 @@ from typing import Any
 
 import requests
 
-from agentkit import PYTHON, REPO, Agent, agent_session, host_port, wait_until
+from agentkit import PYTHON, REPO, Agent, agent_session, bench_cli, host_port, wait_until
 from support.steady_client import SteadyClient
 
 REQUESTS_FOR_SPLIT = 2000
@@ -152,13 +151,9 @@ def release_figures(interval: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--interval", default="5s", help="each step's interval (seconds, e.g. 5s)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    figs = release_figures(args.interval)
-    print(json.dumps(figs, indent=2) if args.json else "\n".join(f"{k:38} {v}" for k, v in figs.items()))
-    return 0
+    return bench_cli(__doc__, argv, lambda ap: ap.add_argument("--interval", default="5s",
+                                                                help="each step's interval (seconds, e.g. 5s)"),
+                     lambda args: release_figures(args.interval))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ release of invoice 2.0 shifts 50% then 100% and is promoted with no failed reque
 half its requests 500 is rolled back automatically (exit 1, the error rate named) and the traffic is
 back on 2.0; an `abort` and a `promote` by hand end a running release (rolled back, exit 1; promoted,
 exit 0). Intervals are 1 s. A last release reads its figures from a real Prometheus (Debian's),
-scraping every invoice sidecar's Envoy metrics labelled with its Consul service ID (`--metrics-url`).
+finding the invoice sidecars as Consul service discovery would and relabelling them with the
+README's scrape config (`--metrics-url`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,10 @@ import pytest
 import requests
 from test_cli_deploy import agent, run  # noqa: F401  (module fixture)
 
+from support import consul_sd
 from support.agents import RunningAgent
 from support.net import free_port
-from support.paths import SERVICES
+from support.paths import REPO, SERVICES
 from support.sample_mesh import host_port
 from support.steady_client import SteadyClient
 from support.waiting import wait_until
@@ -45,6 +46,9 @@ def set_invoice(services: Path, canary: int = 1, **env: str) -> None:
     d["nomad"]["update"] = {"min_healthy_time": "500ms", "healthy_deadline": "30s", "progress_deadline": "1m",
                             "canary": canary, "auto_revert": True}
     d["nomad"]["env"] = env
+    # The metrics listener on a host port, named in the meta the sidecar inherits (README, --metrics-url).
+    d["nomad"]["ports"] = {"envoy_metrics": int(METRICS_BIND.rsplit(":", 1)[1])}
+    d["service"]["meta"] = {"envoy_metrics_port": "${NOMAD_HOST_PORT_envoy_metrics}"}
     # Deregistered, then 1 s for every caller's Envoy to drop it, then stopped: no request lands on a
     # stopping old instance after the promotion (Nomad's advice for zero-downtime updates).
     d["nomad"]["group"] = {"shutdown_delay": "1s"}
@@ -81,6 +85,14 @@ def release(shop: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
+def _answered_by_only(steady: SteadyClient, version: str, gone: str) -> None:
+    """From now on every request answers, and `version` answers them, `gone` none."""
+    steady.reset()
+    assert wait_until(lambda: steady.versions[version] > 20, 20, what=f"only {version} answering")
+    with steady.lock:
+        assert steady.versions[gone] == 0 and steady.failures == [], steady.failures[:5]
+
+
 def _a_healthy_release_is_promoted(shop: dict[str, Any]) -> list[str]:
     """Promoted; returns the steady client's requests that failed during the release."""
     steady: SteadyClient = shop["steady"]
@@ -95,10 +107,7 @@ def _a_healthy_release_is_promoted(shop: dict[str, Any]) -> list[str]:
     with steady.lock:
         assert steady.versions["1.0"] > 0 and steady.versions["2.0"] > 0  # both served during the release
         failed_during = list(steady.failures)
-    steady.reset()
-    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="only 2.0 now")
-    with steady.lock:
-        assert steady.versions["1.0"] == 0 and steady.failures == [], steady.failures[:5]
+    _answered_by_only(steady, "2.0", gone="1.0")
     return failed_during
 
 
@@ -110,31 +119,31 @@ def _a_failing_release_is_rolled_back_and_traffic_is_back_on_stable(shop: dict[s
     assert report["steps"][-1]["percent"] == 50 and report["steps"][-1]["verdict"] == "rollback"
     assert any(t.startswith("error rate ") for t in report["tripped"]), report
     assert entries(shop["agent"]) == {"service-splitter": None, "service-resolver": None}
-    steady.reset()
-    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="2.0 answering again")
-    with steady.lock:
-        assert steady.versions["3.0"] == 0 and steady.failures == [], steady.failures[:5]
+    _answered_by_only(steady, "2.0", gone="3.0")
 
 
 def _abort_sends_traffic_back_to_stable_and_the_running_release_stops(shop: dict[str, Any]) -> None:
-    steady: SteadyClient = shop["steady"]
+    code, report = _release_ended_by_hand(shop, "4.0", "abort", "aborted: traffic on stable")
+    assert (code, report["outcome"]) == (1, "rolled back"), report
+    assert "no longer release 'invoice v" in report["reason"]
+    _answered_by_only(shop["steady"], "2.0", gone="4.0")
+
+
+def _release_ended_by_hand(shop: dict[str, Any], version: str, command: str, says: str) -> tuple[int, dict[str, Any]]:
+    """A release of `version` waiting at 5%, ended by `nomadmesh <command> invoice` (exit 0, saying `says`):
+    the release's exit code and report, once its entries are gone."""
     agent_: RunningAgent = shop["agent"]
-    set_invoice(shop["services"], VERSION="4.0")
+    set_invoice(shop["services"], VERSION=version)
     proc = _waiting_release(shop)
     try:
-        aborted = run(agent_, "abort", "invoice")
-        assert aborted.exit_code == 0 and "aborted: traffic on stable" in aborted.stdout, aborted.output
+        ended = run(agent_, command, "invoice")
+        assert ended.exit_code == 0 and says in ended.stdout, ended.output
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill() if proc.poll() is None else None
-    report = json.loads(out)
-    assert (proc.returncode, report["outcome"]) == (1, "rolled back"), (report, err)
-    assert "no longer release 'invoice v" in report["reason"]
+    assert out, err
     assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
-    steady.reset()
-    assert wait_until(lambda: steady.versions["2.0"] > 20, 20, what="2.0 answering")
-    with steady.lock:
-        assert steady.versions["4.0"] == 0 and steady.failures == [], steady.failures[:5]
+    return proc.returncode, json.loads(out)
 
 
 def _waiting_release(shop: dict[str, Any]) -> subprocess.Popen[str]:
@@ -156,24 +165,10 @@ def _waiting_release(shop: dict[str, Any]) -> subprocess.Popen[str]:
 
 
 def _a_release_promoted_by_hand_ends_promoted(shop: dict[str, Any]) -> None:
-    steady: SteadyClient = shop["steady"]
-    agent_: RunningAgent = shop["agent"]
-    set_invoice(shop["services"], VERSION="5.1")
-    proc = _waiting_release(shop)
-    try:
-        promoted = run(agent_, "promote", "invoice")
-        assert promoted.exit_code == 0 and "invoice: promoted." in promoted.stdout, promoted.output
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill() if proc.poll() is None else None
-    report = json.loads(out)
-    assert (proc.returncode, report["outcome"]) == (0, "promoted"), (report, err)
+    code, report = _release_ended_by_hand(shop, "5.1", "promote", "invoice: promoted.")
+    assert (code, report["outcome"]) == (0, "promoted"), report
     assert report["reason"].startswith("promoted by someone else (`nomadmesh promote invoice`"), report
-    assert entries(agent_) == {"service-splitter": None, "service-resolver": None}
-    steady.reset()
-    assert wait_until(lambda: steady.versions["5.1"] > 20, 20, what="5.1 answering")
-    with steady.lock:
-        assert steady.versions["2.0"] == 0 and steady.failures == [], steady.failures[:5]
+    _answered_by_only(shop["steady"], "5.1", gone="2.0")
 
 
 def _what_a_release_refuses_changes_nothing(shop: dict[str, Any]) -> None:
@@ -211,57 +206,52 @@ def test_releases_promote_roll_back_abort_refuse_and_are_promoted_by_hand_in_tur
     assert failed_during == [], failed_during[:5]
 
 
-def _scrape_targets(agent_: RunningAgent) -> list[dict[str, Any]]:
-    """Prometheus file_sd targets: each invoice sidecar's metrics listener, labelled with its service ID."""
-    rows = requests.get(f"{agent_.consul_addr}/v1/health/connect/invoice", timeout=5).json()
-    port = METRICS_BIND.rsplit(":", 1)[1]
-    return [{"targets": [f"{r['Service']['TaggedAddresses']['nomad_bridge']['Address']}:{port}"],
-             "labels": {"consul_service_id": r["Service"]["ID"]}} for r in rows]
+def readme_scrape_config(sd_url: str) -> str:
+    """The README's Prometheus scrape config for `--metrics-url` with its relabelling as written there;
+    only its `consul_sd_configs` line becomes an `http_sd_configs` serving what Consul SD would find
+    (support/consul_sd.py: Debian's Prometheus has no Consul SD), and it scrapes every second (the
+    release's 5 s interval then holds several scrapes)."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("```yaml", text.index("--metrics-url http://prometheus:9090")):]
+    block = block[len("```yaml"):block.index("```", len("```yaml"))]
+    sd_line = '    consul_sd_configs: [{server: "consul.service.consul:8500"}]'
+    assert sd_line in block and "scrape_interval: 5s" in block, block
+    return block.replace(sd_line, f'    http_sd_configs: [{{url: "{sd_url}", refresh_interval: 1s}}]').replace(
+        "scrape_interval: 5s", "scrape_interval: 1s")
 
 
 @pytest.fixture
 def prometheus(shop: dict[str, Any], tmp_path: Path) -> Iterator[str]:
-    """Debian's Prometheus scraping every second the invoice sidecars a thread keeps listing from the
-    catalog (per-instance targets, as Consul service discovery would give them); its URL."""
+    """Debian's Prometheus finding the invoice sidecars as Consul service discovery on the dev agent
+    would, relabelled as the README says; its URL once it has scraped them."""
     assert PROMETHEUS is not None
-    targets, port, stop = tmp_path / "targets.json", free_port(), threading.Event()
-    targets.write_text(json.dumps(_scrape_targets(shop["agent"])))
-    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
-        {"job_name": "sidecars", "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]}]}
-    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    port = free_port()
+    with consul_sd.serving(shop["agent"].consul_addr) as sd_url:
+        (tmp_path / "prometheus.yml").write_text(readme_scrape_config(sd_url))
+        with open(tmp_path / "prometheus.log", "wb") as log:
+            proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                     f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                     f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            def scraped() -> bool:
+                query = {"query": 'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="public_listener",'
+                                  'consul_service_id=~".*-invoice-.*-sidecar-proxy"}'}
+                try:
+                    return bool(requests.get(f"{url}/api/v1/query", params=query, timeout=5).json()["data"]["result"])
+                except (requests.RequestException, ValueError, KeyError):
+                    return False
 
-    def follow() -> None:
-        while not stop.wait(0.5):
             try:
-                fresh = json.dumps(_scrape_targets(shop["agent"]))
-            except (requests.RequestException, KeyError, ValueError):
-                continue
-            if fresh != targets.read_text():
-                (tmp_path / "targets.tmp").write_text(fresh)
-                (tmp_path / "targets.tmp").replace(targets)  # atomic: Prometheus never reads half a file
-
-    with open(tmp_path / "prometheus.log", "wb") as log:
-        proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=log, stderr=log)
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def scraped() -> bool:
-            query = {"query": 'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="public_listener"}'}
-            try:
-                return bool(requests.get(f"{url}/api/v1/query", params=query, timeout=5).json()["data"]["result"])
-            except (requests.RequestException, ValueError, KeyError):
-                return False
-
-        wait_until(scraped, 30, step=0.5, what="Prometheus has the invoice sidecars' Envoy metrics")
-        yield url
-    finally:
-        stop.set()
-        thread.join(5)
-        proc.terminate()
-        proc.wait(10)
+                wait_until(scraped, 60, step=0.5, what="Prometheus has the invoice sidecars' Envoy metrics")
+            except AssertionError as e:  # say what discovery found and why no scrape worked
+                found = requests.get(f"{url}/api/v1/targets", timeout=5).text[:3000] if proc.poll() is None else ""
+                raise AssertionError(f"{e}; targets: {found}; log: "
+                                     f"{(tmp_path / 'prometheus.log').read_text()[-2000:]}") from None
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 @pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prometheus (scripts/setup.sh)")
