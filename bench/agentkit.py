@@ -83,16 +83,6 @@ def bench_main(doc: str, figures: Callable[..., dict[str, Any]], argv: list[str]
     return 0
 
 
-def bench_cli(doc: str, argv: list[str] | None, options: Callable[[argparse.ArgumentParser], object],
-              figures: Callable[[argparse.Namespace], dict[str, Any]]) -> int:
-    """A bench's command line: its `options`, and --json; its figures printed (exit 0)."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
-    options(ap)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    print_figures(figures(args), args.json)
-    return 0
-
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)

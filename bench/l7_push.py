@@ -33,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from agentkit import agent_session, bench_cli, cpu_seconds, pct, wait_until
+from agentkit import agent_session, bench_main, cpu_seconds, pct, wait_until
 from support.l7_mesh import CALLER, L7Mesh
 
 SPIN_LIMIT_S = 5.0
@@ -135,8 +135,7 @@ def _own_cpu_s() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_cli(__doc__, argv, lambda ap: ap.add_argument("--changes", type=int, default=50),
-                     lambda args: l7_push_figures(args.changes))
+    return bench_main(__doc__, l7_push_figures, argv, changes=(int, 50))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentkit import REPO, agent_session, bench_cli
+from agentkit import REPO, agent_session, bench_main
 from mesh_agent import timed_deploy
 from nomadmesh.deploy.entries import EntryWriter
 from nomadmesh.deploy.jobs import load_jobs
@@ -97,9 +97,7 @@ def policy_figures(n: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_cli(__doc__, argv, lambda ap: ap.add_argument("-n", type=int, default=50,
-                                                                help="services in the random mesh"),
-                     lambda args: policy_figures(args.n))
+    return bench_main(__doc__, policy_figures, argv, n=(int, 50))  # --n: services in the random mesh
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 
 import requests
 
-from agentkit import PYTHON, REPO, Agent, agent_session, bench_cli, host_port, wait_until
+from agentkit import PYTHON, REPO, Agent, agent_session, bench_main, host_port, wait_until
 from support.steady_client import SteadyClient
 
 REQUESTS_FOR_SPLIT = 2000
@@ -151,9 +151,7 @@ def release_figures(interval: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_cli(__doc__, argv, lambda ap: ap.add_argument("--interval", default="5s",
-                                                                help="each step's interval (seconds, e.g. 5s)"),
-                     lambda args: release_figures(args.interval))
+    return bench_main(__doc__, release_figures, argv, interval=(str, "5s"))  # each step's interval, e.g. 5s
 
 
 if __name__ == "__main__":
