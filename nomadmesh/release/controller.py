@@ -118,10 +118,11 @@ class Ending:
             self.sleep(POLL_S)
         return True
 
-    def split(self, percent: int, release_id: str) -> None:
-        """The release's splitter at `percent` to the canary, CAS on the one it finds. A splitter that is
-        gone or not this release's means someone ended it (`nomadmesh abort`): EntryChanged, nothing written."""
-        self.consul.write(ent.splitter(self.service, percent, release_id), self.own_splitter(release_id))
+    def split(self, percent: int, release_id: str, progress: dict[str, str] | None = None) -> None:
+        """The release's splitter at `percent` to the canary (with `progress` in its Meta), CAS on the one it
+        finds. A splitter that is gone or not this release's means someone ended it (`nomadmesh abort`):
+        EntryChanged, nothing written."""
+        self.consul.write(ent.splitter(self.service, percent, release_id, progress), self.own_splitter(release_id))
 
     def own_splitter(self, release_id: str) -> ent.Entry:
         """The release's splitter as stored; EntryChanged when it is gone or someone else's."""
@@ -354,7 +355,8 @@ class Controller:
     def _steps(self, ending: Ending, report: ReleaseReport) -> None:
         steps, t = self.options.steps, self.options.thresholds
         for n, percent in enumerate(steps):
-            ending.split(percent, report.release_id)
+            last = f"{report.steps[-1].percent}%: {report.steps[-1].verdict.reason}" if report.steps else ""
+            ending.split(percent, report.release_id, ent.step_progress(steps, n, last))
             idle = 0
             while True:
                 self.progress.begin(ending.service, f"{percent}% to canary:")

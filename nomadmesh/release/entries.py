@@ -7,9 +7,11 @@
     service-splitter  the canary's share to `canary`, the rest to `stable`
 
 Both carry Meta `nomadmesh-release: <release id>`: the entries are the running release's, and
-`promote` / `abort` find them there. The resolver also says whether the release created it or
-amended the operator's (`nomadmesh-release-resolver`), so the one restored afterwards is exactly
-the one that was there: the operator's without the two subsets, or none.
+`promote` / `abort` find them there. The splitter also publishes the release's progress for anyone
+reading the cluster (the web UI): its steps, the current one, and the verdict on the step before
+(`nomadmesh-release-steps: "10,50,100"`, `-step: "2"`, `-last: "<verdict>"`). The resolver also
+says whether the release created it or amended the operator's (`nomadmesh-release-resolver`), so
+the one restored afterwards is exactly the one that was there: the operator's without the two subsets, or none.
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ RESOLVER = "service-resolver"
 SPLITTER = "service-splitter"
 RELEASE_KEY = "nomadmesh-release"
 RESOLVER_KEY = "nomadmesh-release-resolver"  # "created" | "amended"
+STEPS_KEY = "nomadmesh-release-steps"  # "10,50,100": the canary's percent at each step
+STEP_KEY = "nomadmesh-release-step"  # "2": the current step, from 1
+LAST_KEY = "nomadmesh-release-last"  # the verdict on the step before, in words
+META_VALUE_MAX = 512  # Consul refuses a Meta value longer than this
 STABLE, CANARY = "stable", "canary"
 SUBSETS = {
     STABLE: f'Service.Meta.{CANARY_META_KEY} != "true"',
@@ -77,8 +83,19 @@ def restored_resolver(entry: Mapping[str, Any]) -> Entry | None:
     return {**out, **({"Subsets": subsets} if subsets else {}), **({"Meta": meta} if meta else {})}
 
 
-def splitter(service: str, canary_percent: float, release_id: str) -> Entry:
-    """The split at `canary_percent`: a subset with no share is left out (Consul needs weights summing to 100)."""
+def splitter(service: str, canary_percent: float, release_id: str,
+             progress: Mapping[str, str] | None = None) -> Entry:
+    """The split at `canary_percent`: a subset with no share is left out (Consul needs weights summing to 100).
+    `progress`: the Meta of `step_progress`, published beside the release's id."""
     splits = [{"Weight": w, "ServiceSubset": s} for s, w in ((STABLE, 100 - canary_percent), (CANARY, canary_percent))
               if w > 0]
-    return {"Kind": SPLITTER, "Name": service, "Splits": splits, "Meta": {RELEASE_KEY: release_id}}
+    return {"Kind": SPLITTER, "Name": service, "Splits": splits, "Meta": {**(progress or {}), RELEASE_KEY: release_id}}
+
+
+def step_progress(steps: tuple[int, ...] | list[int], index: int, last_verdict: str = "") -> dict[str, str]:
+    """The splitter's Meta saying the release is at step `index` (from 0) of `steps`, and how the step
+    before was judged (cut to what Consul takes in a Meta value)."""
+    meta = {STEPS_KEY: ",".join(str(s) for s in steps), STEP_KEY: str(index + 1)}
+    if last_verdict:
+        meta[LAST_KEY] = last_verdict[:META_VALUE_MAX]
+    return meta

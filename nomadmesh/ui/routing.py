@@ -9,8 +9,8 @@ Everything comes from what any Consul and Nomad hold (`/v1/config/<kind>/<name>`
 A release is recognised by the Meta it writes on its entries (`nomadmesh-release: <id>`; the names
 are `nomadmesh.release.entries`', restated here because release imports the UI's PromQL and the
 import may go one way only; tests/unit/test_ui_routing.py checks they agree). The current canary
-weight is the splitter's; which step of how many, and the figures each step was judged on, are
-not published on the cluster by `nomadmesh release` (they are in its own output): the panel says so.
+weight is the splitter's; which step of how many, and the verdict on the step before, are the
+splitter's Meta too (`nomadmesh-release-steps`, `-step`, `-last`), written at each step.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RELEASE_KEY = "nomadmesh-release"  # = nomadmesh.release.entries.RELEASE_KEY
+STEPS_KEY, STEP_KEY, LAST_KEY = "nomadmesh-release-steps", "nomadmesh-release-step", "nomadmesh-release-last"
 STABLE, CANARY = "stable", "canary"  # the release's subsets (nomadmesh.release.entries)
 
 Entry = dict[str, Any]
@@ -69,6 +70,23 @@ class ReleaseView:
     canaries_placed: int
     canaries_healthy: int
     promoted: bool
+    steps: tuple[int, ...] = ()  # the canary's percent at each step, as the splitter publishes them
+    step: int = 0  # the current one, from 1 (0: not published)
+    last_verdict: str = ""  # how the step before was judged
+
+
+def _progress(splitter: Entry | None) -> tuple[tuple[int, ...], int, str]:
+    """The release's steps, current step and last verdict from the splitter's Meta; what is missing or
+    malformed (someone else's writing) reads as not published."""
+    meta = _meta(splitter)
+    try:
+        steps = tuple(int(s) for s in str(meta.get(STEPS_KEY) or "").split(",") if s)
+        step = int(meta.get(STEP_KEY) or 0)
+    except ValueError:
+        return (), 0, ""
+    if not 1 <= step <= len(steps):
+        return (), 0, ""
+    return steps, step, str(meta.get(LAST_KEY) or "")
 
 
 def _meta(entry: Entry | None) -> dict[str, Any]:
@@ -141,4 +159,5 @@ def release_of(resolver: Entry | None, splitter: Entry | None, deployment: Entry
     healthy = sum(min(int(g.get("HealthyAllocs") or 0), int(g.get("DesiredCanaries") or 0)) for g in groups)
     promoted = bool(groups) and all(g.get("Promoted") for g in groups if g.get("DesiredCanaries"))
     return ReleaseView(str(release_id), weight, dep.get("ID", ""), dep.get("Status", ""),
-                       dep.get("StatusDescription", ""), wanted, placed, healthy, promoted and wanted > 0)
+                       dep.get("StatusDescription", ""), wanted, placed, healthy, promoted and wanted > 0,
+                       *_progress(splitter))

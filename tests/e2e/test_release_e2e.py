@@ -158,6 +158,8 @@ def _waiting_release(shop: dict[str, Any]) -> subprocess.Popen[str]:
     try:
         assert wait_until(lambda: ((entries(agent_)["service-splitter"] or {}).get("Splits") or [{}])[-1].get(
             "Weight") == 5, 60, what="the release at 5%")
+        meta = entries(agent_)["service-splitter"]["Meta"]  # its progress, published for the web UI
+        assert (meta["nomadmesh-release-steps"], meta["nomadmesh-release-step"]) == ("5,100", "1"), meta
     except BaseException:
         proc.kill()
         raise

@@ -48,3 +48,20 @@ def test_a_release_is_read_from_its_entries_meta_and_the_jobs_deployment() -> No
     no_split = r.release_of(meta, None, None)  # the splitter is removed just before promotion
     assert no_split is not None and no_split.canary_weight is None
     assert r.release_of({"Subsets": {}}, {"Splits": []}, deployment) is None  # an operator's entries
+
+
+def test_the_page_reads_the_steps_and_last_verdict_the_release_publishes_on_its_splitter() -> None:
+    assert (r.STEPS_KEY, r.STEP_KEY, r.LAST_KEY) == (release_entries.STEPS_KEY, release_entries.STEP_KEY,
+                                                     release_entries.LAST_KEY)
+    progress = release_entries.step_progress((10, 50, 100), 1, "10%: canary within thresholds" + "!" * 600)
+    splitter = release_entries.splitter("api", 50, "rel-2", progress)
+    assert splitter["Meta"]["nomadmesh-release"] == "rel-2" and len(splitter["Meta"][r.LAST_KEY]) == 512
+    view = r.release_of(None, splitter, None)
+    assert view is not None and (view.steps, view.step, view.canary_weight) == ((10, 50, 100), 2, 50.0)
+    assert view.last_verdict.startswith("10%: canary within thresholds")
+    first = r.release_of(None, release_entries.splitter("api", 10, "rel-2",
+                                                        release_entries.step_progress((10, 100), 0)), None)
+    assert first is not None and (first.step, first.last_verdict) == (1, "")
+    for bad in ({r.STEPS_KEY: "10,x", r.STEP_KEY: "1"}, {r.STEPS_KEY: "10,50", r.STEP_KEY: "3"}, {r.STEP_KEY: "1"}):
+        hand = r.release_of(None, {"Meta": {"nomadmesh-release": "rel-3", **bad}, "Splits": []}, None)
+        assert hand is not None and (hand.steps, hand.step) == ((), 0)  # someone else's Meta: not published
