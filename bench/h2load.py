@@ -45,8 +45,7 @@ def parse(out: str) -> tuple[float, int, int, int]:
 
 def start(args: list[str], log: Path | None = None, h1: bool = True) -> subprocess.Popen[str]:
     """h2load with `args` (URIs, -n, -c, --rps, -r ...), started in the background; over HTTP/1.1, or
-    with `h1=False` over cleartext HTTP/2 (h2c, prior knowledge). The agent needs h2c: h2load 1.52
-    counts hypercorn's HTTP/1.1 answers as failed (their status line has an empty reason phrase)."""
+    with `h1=False` over cleartext HTTP/2 (h2c, prior knowledge: Envoy speaks it, the agent does not)."""
     extra = ["--log-file", str(log)] if log else []
     if h1:
         extra.append("--h1")

@@ -98,8 +98,9 @@ def _server(app: Any) -> uvicorn.Server:
     config = uvicorn.Config(
         app, http=_BoundedHeaders, lifespan="on", access_log=False, log_config=None, server_header=False,
         proxy_headers=False,  # X-Forwarded-For is nobody's word here: the client is the socket's peer
-        timeout_keep_alive=int(IDLE_TIMEOUT_S), timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) or 1,
-        backlog=BACKLOG)
+        timeout_keep_alive=int(IDLE_TIMEOUT_S), backlog=BACKLOG,
+        # Typed int, used as asyncio.wait_for's timeout: half a second is what the agent wants.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S)  # type: ignore[arg-type]
     return uvicorn.Server(config)
 
 

@@ -40,8 +40,10 @@ class CAAdmin:
         self._pruner: threading.Thread | None = None
 
     def start(self) -> None:
-        """Prune now, then every PRUNE_INTERVAL_S until stop()."""
+        """Prune now, before the APIs answer (a root due at start is never served), then every
+        PRUNE_INTERVAL_S until stop()."""
         self._stopping.clear()
+        self._prune_logged()
         self._pruner = threading.Thread(target=self._prune_loop, name="ca-root-pruning", daemon=True)
         self._pruner.start()
 
@@ -51,13 +53,14 @@ class CAAdmin:
             self._pruner.join(timeout=5)
 
     def _prune_loop(self) -> None:
-        while True:
-            try:
-                self.prune()
-            except Exception:  # as Consul's routine: log, try again at the next tick
-                log.exception("connect: error pruning CA roots")
-            if self._stopping.wait(PRUNE_INTERVAL_S):
-                return
+        while not self._stopping.wait(PRUNE_INTERVAL_S):
+            self._prune_logged()
+
+    def _prune_logged(self) -> None:
+        try:
+            self.prune()
+        except Exception:  # as Consul's routine: log, try again at the next tick
+            log.exception("connect: error pruning CA roots")
 
     def prune(self, now: dt.datetime | None = None) -> list[str]:
         """Consul's pruneCARoots: drop the rotated-out roots no valid leaf can chain to any more;

@@ -2,13 +2,14 @@
 
 The agent assembles a ProxySnapshot from its catalog, intentions and CA; `resources.build_resources`
 turns it into Envoy resources; the cache versions and serves them. A snapshot never changes after
-construction, and `version` is a hash of its whole content, so "did anything change for this proxy"
-is one string comparison.
+construction and compares by value, so "did anything change for this proxy" is one comparison;
+`version` (computed when first asked) is a short hash of its whole content.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from nomadmesh.agent.connect import identity
@@ -71,7 +72,6 @@ class ProxySnapshot:
     intentions: tuple[Intention, ...] = ()
     default_allow: bool = True
     exposed_paths: tuple[ExposePath, ...] = ()
-    version: str = field(default="", init=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -80,8 +80,13 @@ class ProxySnapshot:
         stray = [i for i in self.intentions if i.destination not in (WILDCARD, self.service)]
         if stray:
             raise ValueError(f"intentions for other destinations in {self.service}'s snapshot: {stray}")
-        content = repr(tuple(getattr(self, f.name) for f in fields(self) if f.name != "version"))
-        object.__setattr__(self, "version", hashlib.sha256(content.encode()).hexdigest()[:16])
+
+    @functools.cached_property
+    def version(self) -> str:
+        """A hash of the whole content; computed when asked (every pass builds a snapshot per
+        proxy, and the cache compares snapshots by value)."""
+        content = repr(tuple(getattr(self, f.name) for f in fields(self)))
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
 
     @property
     def service_uri(self) -> str:
