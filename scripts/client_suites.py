@@ -10,8 +10,9 @@ What it does, so the figures can be reproduced:
 - downloads the pinned sdists from PyPI (`pip download --no-binary :all:`) into a temp dir and makes a
   venv there with the suites' test dependencies;
 - py-consul: its conftest starts a fresh `consul agent -dev` container per test; the harness's conftest
-  starts a fresh `nomadmesh agent --dev` per test instead (own free ports, own data dir, stopped after
-  the test). The ACL fixture skips with "excluded: ACL";
+  starts a fresh `nomadmesh agent --dev` per test instead (own data dir, stopped after the test; its
+  Consul API on 8500 when that port is free, as inside the container, whose checks probe
+  localhost:8500; else a free port). The ACL fixture skips with "excluded: ACL";
 - python-nomad: its CI starts one `nomad agent -dev` for the whole run (its tests build on each other:
   register, then read, then stop); the harness does the same with one agent. The sdist ships neither
   tests/common.py nor tests/conftest.py nor the example job (`nomad init` output, a docker redis job),
@@ -80,9 +81,21 @@ AGENT_FIXTURES = '''
             return s.getsockname()[1]
 
 
+    def _consul_port():
+        """8500 when free: the suite's checks probe http://localhost:8500, which inside its container
+        is that test's Consul; the tests run one after the other, so each fresh agent can take it."""
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", 8500))
+                return 8500
+            except OSError:
+                return _free_port()
+
+
     def start_agent(data_dir):
         """A fresh `nomadmesh agent --dev` on free ports; returns (process, consul port, nomad port)."""
-        nomad_port, consul_port = _free_port(), _free_port()
+        nomad_port, consul_port = _free_port(), _consul_port()
         argv = [os.environ["NOMADMESH_PYTHON"], "-m", "nomadmesh", "agent", "--dev", "--data-dir", data_dir,
                 "--nomad-port", str(nomad_port), "--consul-port", str(consul_port), "--dns-port", "-1",
                 "--alloc-dir", os.path.join(data_dir, "alloc")]
