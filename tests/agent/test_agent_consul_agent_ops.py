@@ -87,3 +87,14 @@ def test_leave_shuts_the_agent_down(agent_factory: Callable[..., RunningAgent]) 
     assert consul.Consul(host="127.0.0.1", port=agent.consul_port).agent.leave() is True
     assert agent.proc is not None
     assert agent.proc.wait(timeout=60) == 0
+
+
+def test_the_server_registers_the_consul_service_on_its_node(c: consul.Consul) -> None:
+    """Every Consul server's leader registers `consul` (port 8300) in the catalog; the agent's own
+    service list does not show it."""
+    assert c.catalog.services()[1]["consul"] == []
+    _, (row,) = c.catalog.service("consul")
+    assert (row["ServiceID"], row["ServicePort"], row["Node"]) == ("consul", 8300, c.agent.self()["Config"]["NodeName"])
+    _, (healthy,) = c.health.service("consul", passing=True)
+    assert [chk["CheckID"] for chk in healthy["Checks"]] == ["serfHealth"]
+    assert "consul" not in c.agent.services()

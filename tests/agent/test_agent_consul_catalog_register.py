@@ -77,6 +77,10 @@ def test_check_status_defaults_to_critical_and_fails_health(module_agent: Runnin
 
 def test_deregister_check_service_node(module_agent: RunningAgent, c: consul.Consul) -> None:
     _register_db(module_agent)
+    # another datacenter: Consul forwards the request there, and the agent knows no other
+    with pytest.raises(consul.ConsulException, match="No path to datacenter"):
+        c.catalog.deregister("ext-db-host", dc="dc2")
+    assert "ext-db-host" in [n["Node"] for n in c.catalog.nodes()[1]]
     assert c.catalog.deregister("ext-db-host", check_id="host-up") is True
     assert [ch["CheckID"] for ch in c.health.node("ext-db-host")[1]] == ["pg-alive"]
     assert c.catalog.deregister("ext-db-host", service_id="pg-1") is True

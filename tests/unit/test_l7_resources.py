@@ -222,3 +222,18 @@ def test_an_upstreams_own_config_overrides_protocol_and_connect_timeout_as_in_co
     assert (l4.protocol, l4.start_node, l4.targets["api.default.default.dc1"].connect_timeout_ns) == (
         "tcp", "resolver:api.default.default.dc1", 250_000_000)
     assert (l7.protocol, l7.start_node) == ("http", "splitter:api.default.default")
+
+
+def test_an_upstream_in_another_datacenter_never_gets_the_local_instances() -> None:
+    """Consul resolves a `Datacenter: dc2` upstream in dc2; the dev agent knows no dc2, so the
+    upstream has no endpoints (fails closed) rather than the local `api` sidecars."""
+    sidecar = {**_sidecar("a", 1, [], {}), "Proxy": {"DestinationServiceName": "api"}}
+    web = {"ID": "web-proxy", "Service": "web-sidecar-proxy", "Kind": "connect-proxy", "Port": 2, "Proxy": {
+        "DestinationServiceName": "web", "Upstreams": [
+            {"DestinationName": "api", "LocalBindPort": 7000, "Datacenter": "dc2"},
+            {"DestinationName": "api", "LocalBindPort": 7001}]}}
+    view = MeshView((sidecar, web), (), {}, "dc1", TD, "", True)
+    snap = build_all(view, lambda s: ("c", "k"))["web-proxy"]
+    remote, local = snap.upstreams
+    assert remote.target_endpoints == (("api.default.default.dc2", ()),)
+    assert local.target_endpoints == (("api.default.default.dc1", (("10.0.0.9", 1),)),)

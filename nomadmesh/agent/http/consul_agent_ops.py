@@ -42,7 +42,7 @@ async def force_leave(node: str) -> Response:
     cfg = current_ctx().config
     if node in (cfg.node_name, f"{cfg.node_name}.{cfg.datacenter}"):
         return Response("", status=200)  # alive: force-leave changes nothing
-    raise HTTPError(500, f"No node found with name '{node}'")
+    raise HTTPError(500, f"agent: No node found with name '{node}'")
 
 
 class _QueueHandler(logging.Handler):

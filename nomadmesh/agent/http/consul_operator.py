@@ -16,9 +16,9 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
+from nomadmesh.agent.consul.catalog import CONSUL_VERSION
 from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.http.common import HTTPError, current_ctx, json_body, json_response, text_response
-from nomadmesh.agent.http.consul_agent import CONSUL_VERSION
 from nomadmesh.agent.http.parts import consul_parts
 from nomadmesh.agent.state import CasError
 
