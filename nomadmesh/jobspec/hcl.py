@@ -42,7 +42,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
-from nomadmesh.jobspec.hcl_simple import simple_body
+from nomadmesh.jobspec.hcl_simple import PlainString, simple_body
 from nomadmesh.jobspec.syntax import Attr, Block, Body
 
 try:  # lark-cython's tokens are its own class, with lark.Token's fields and str() but not a str
@@ -304,6 +304,8 @@ class Evaluator:
 
     # -- terms
     def _e_expr_term(self, node: Tree) -> Any:
+        if type(node) is PlainString:  # `"text"` as hcl_simple read it: its value without its tree
+            return process_escape_sequences(node.chars)
         children = node.children
         if len(children) == 1 and type(children[0]) is Tree:  # the common case: one term, no parentheses
             return self._eval(children[0])
