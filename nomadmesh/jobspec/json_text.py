@@ -26,9 +26,15 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
+_SCALARS = (str, int, bool, type(None))  # no float in them, nothing inside them
+
+
 def _holds_float(value: Any) -> bool:
     if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, (list, tuple)):
+        items: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
         return isinstance(value, float)
-    return any(_holds_float(item) for item in value)
+    # A job is mostly strings: only containers and floats are looked into, not every scalar.
+    return any(type(item) not in _SCALARS and _holds_float(item) for item in items)
