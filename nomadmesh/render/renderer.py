@@ -11,6 +11,7 @@ project's own (`templates/`, which overrides built-in files by name), cannot pri
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.parallel import fork_map
 from nomadmesh.render.view import job_view, portable_variables
+from nomadmesh.user_cache import user_cache_dir
 
 Format = Literal["hcl", "json"]
 FORMATS: tuple[str, ...] = ("hcl", "json")
@@ -66,6 +68,33 @@ def _only_escaped(value: Any) -> Any:
     return value
 
 
+class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's file cache of compiled templates (a new process then skips compiling them: ~40 ms), on
+    which a folder that cannot be written only means nothing is kept."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+@lru_cache(maxsize=1)
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates are kept by template name and source (Jinja's own key and checksum) in a
+    folder named after this module's source and Jinja's version, since the compiled code also
+    depends on the environment's settings made here."""
+    folder = user_cache_dir()
+    if folder is None:
+        return None
+    fingerprint = hashlib.sha256(Path(__file__).read_bytes() + jinja2.__version__.encode()).hexdigest()[:16]
+    try:
+        (folder / f"jinja-{fingerprint}").mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return _QuietBytecodeCache(str(folder / f"jinja-{fingerprint}"))
+
+
 @lru_cache(maxsize=8)
 def _environment(templates_dir: str | None = None) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(BUILTIN_DIR)
@@ -88,6 +117,7 @@ def _environment(templates_dir: str | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=templates_dir is not None,  # a project's templates may be edited between renders
+        bytecode_cache=_bytecode_cache(),
     )
     # Replace Jinja's built-in filters: a template can only turn values into text through these.
     ours: dict[str, Callable[[Any], str]] = {
