@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
 
 from nomadmesh.definitions.model import Project, Service
+from nomadmesh.jobspec.json_text import compact_json
 from nomadmesh.pack import overrides
 
 MANAGED_KEY = "nomadmesh_managed"
@@ -69,7 +69,7 @@ def definition_hash(service: Service, project: Project) -> str:
     templates = overrides(project.templates_dir)
     if templates:  # absent when nothing is overridden, so the built-in pack's hashes stay as they were
         doc["templates"] = [list(t) for t in templates]
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = compact_json(doc)  # json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
