@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import functools
 import operator
-import os
 import re
 import sys
 from collections.abc import Callable
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any, TypeGuard
 
 from hcl2.postlexer import PostLexer
@@ -42,8 +40,9 @@ from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from nomadmesh.jobspec.errors import JobspecError
-from nomadmesh.jobspec.hcl_simple import simple_body
+from nomadmesh.jobspec.hcl_simple import PlainString, simple_body
 from nomadmesh.jobspec.syntax import Attr, Block, Body
+from nomadmesh.user_cache import user_cache_dir
 
 try:  # lark-cython's tokens are its own class, with lark.Token's fields and str() but not a str
     from lark_cython import Token as _CythonToken  # type: ignore[import-untyped]
@@ -77,10 +76,8 @@ def _table_cache() -> str | bool:
     because Lark stores them as a pickle. Its name carries the versions that shape the tables, and
     Lark also checks the grammar's hash inside and rebuilds on a mismatch. No cache (False) when
     the folder cannot be made: the parser is only slower to build."""
-    try:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nomadmesh"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
+    folder = user_cache_dir()
+    if folder is None:
         return False
     py = "".join(map(str, sys.version_info[:2]))
     return str(folder / f"hcl2-{version('python-hcl2')}-lark-{version('lark')}-py{py}.lalr")
@@ -304,6 +301,8 @@ class Evaluator:
 
     # -- terms
     def _e_expr_term(self, node: Tree) -> Any:
+        if type(node) is PlainString:  # `"text"` as hcl_simple read it: its value without its tree
+            return process_escape_sequences(node.chars)
         children = node.children
         if len(children) == 1 and type(children[0]) is Tree:  # the common case: one term, no parentheses
             return self._eval(children[0])

@@ -50,6 +50,42 @@ _AFTER_VALUE = frozenset("\n#},]")  # in a body, or in a list
 _new_token = getattr(Token, "_future_new", Token)
 
 
+class PlainString(Tree):
+    """`"text"` with nothing to interpolate, the commonest attribute value: Lark's expression tree for
+    it (expr_term > string > DBLQUOTE, string_part > STRING_CHARS, DBLQUOTE), whose tokens are only
+    made when something walks it (a position for an error message, a test comparing trees). The
+    evaluator reads the text straight from `chars` (hcl.Evaluator._e_expr_term)."""
+
+    data = "expr_term"
+    _meta = None
+
+    def __init__(self, chars: str, opening: int, line: int, line_start: int) -> None:
+        self.chars = chars
+        self._where = (opening, line, line_start)
+        self._children: list[Tree | Token] | None = None
+
+    @property
+    def children(self) -> list[Tree | Token]:  # a Tree's children, made on first use
+        if self._children is None:
+            opening, line, line_start = self._where
+            chars = self.chars
+            parts: list[Tree | Token] = [_new_token("DBLQUOTE", '"', opening, line, opening - line_start + 1, line,
+                                                    opening - line_start + 2, opening + 1)]
+            closing = opening + 1 + len(chars)
+            if chars:
+                parts.append(Tree("string_part", [_new_token("STRING_CHARS", chars, opening + 1, line,
+                                                             opening - line_start + 2, line,
+                                                             closing - line_start + 1, closing)]))
+            parts.append(_new_token("DBLQUOTE", '"', closing, line, closing - line_start + 1, line,
+                                    closing - line_start + 2, closing + 1))
+            self._children = [Tree("string", parts)]
+        return self._children
+
+    @children.setter
+    def children(self, value: list[Tree | Token]) -> None:
+        self._children = value
+
+
 class _GiveUp(Exception):
     """The text leaves the subset: Lark parses it."""
 
@@ -172,19 +208,10 @@ class _Parser:
         name, chars = m.group(1), m.group(3) or ""
         if name in _KEYWORDS or name in _LITERALS or name in body.attrs or "\n" in chars:
             return False
-        line, line_start = self.line, self.line_start
         opening = m.end() - len(chars) - 2  # where the string's quote is
-        parts: list[Tree | Token] = [_new_token("DBLQUOTE", '"', opening, line, opening - line_start + 1, line,
-                                                opening - line_start + 2, opening + 1)]
-        closing = opening + 1 + len(chars)
-        if chars:
-            parts.append(Tree("string_part", [_new_token("STRING_CHARS", chars, opening + 1, line,
-                                                         opening - line_start + 2, line, closing - line_start + 1,
-                                                         closing)]))
-        parts.append(_new_token("DBLQUOTE", '"', closing, line, closing - line_start + 1, line,
-                                closing - line_start + 2, closing + 1))
-        body.attrs[name] = Attr(name, Tree("expr_term", [Tree("string", parts)]), line, self.pos - line_start + 1)
-        self.pos = closing + 1
+        body.attrs[name] = Attr(name, PlainString(chars, opening, self.line, self.line_start), self.line,
+                                self.pos - self.line_start + 1)
+        self.pos = opening + len(chars) + 2
         return True
 
     def _label(self) -> str:

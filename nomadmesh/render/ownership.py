@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from functools import cache, lru_cache
 from importlib import metadata
 from typing import Any
 
 from nomadmesh.definitions.model import Project, Service
+from nomadmesh.jobspec.json_text import compact_json
 from nomadmesh.pack import overrides
 
 MANAGED_KEY = "nomadmesh_managed"
@@ -43,16 +43,25 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.name not in skip)
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _plain(obj: Any) -> Any:
-    """Dataclasses to dicts (minus `source` and `templates_dir`), tuples to lists: the JSON-able form of a model."""
+    """Dataclasses to dicts (minus `source` and `templates_dir`), tuples to lists: the JSON-able form of a model.
+    (Scalars, most of a model, are kept as they are without a call each: this runs for every job rendered.)"""
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, (tuple, list)):
-        return [_plain(v) for v in obj]
+        return [v if type(v) in _SCALARS else _plain(v) for v in obj]
     cls: type = type(obj)
     unset = _NEW_UNSET.get(cls, ())
-    return {name: _plain(getattr(obj, name)) for name in _field_names(cls)
-            if not (name in unset and getattr(obj, name) is None)}
+    out: dict[str, Any] = {}
+    for name in _field_names(cls):
+        value = getattr(obj, name)
+        if value is None and name in unset:
+            continue
+        out[name] = value if type(value) in _SCALARS else _plain(value)
+    return out
 
 
 def definition_hash(service: Service, project: Project) -> str:
@@ -60,7 +69,7 @@ def definition_hash(service: Service, project: Project) -> str:
     templates = overrides(project.templates_dir)
     if templates:  # absent when nothing is overridden, so the built-in pack's hashes stay as they were
         doc["templates"] = [list(t) for t in templates]
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = compact_json(doc)  # json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -11,6 +11,7 @@ project's own (`templates/`, which overrides built-in files by name), cannot pri
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -24,14 +25,14 @@ import jinja2
 from nomadmesh.definitions.blocks import LABELLED, not_decoded
 from nomadmesh.definitions.model import Project, Service, Spec
 from nomadmesh.errors import RenderError
-from nomadmesh.jobspec import JobspecError, parse_hcl
-from nomadmesh.jobspec.json_text import pretty_json
+from nomadmesh.jobspec import JobspecError
 from nomadmesh.jobspec.parse_cache import ParseCache, cache_key, job_json
 from nomadmesh.jobspec.schema import UNDECODED
 from nomadmesh.pack import BUILTIN_DIR, DEFAULT_TEMPLATE
 from nomadmesh.render.hcl import hcl_body, hcl_bool, hcl_fmt, hcl_ident, hcl_int, hcl_list, hcl_string, hcl_var_path
 from nomadmesh.render.parallel import fork_map
 from nomadmesh.render.view import job_view, portable_variables
+from nomadmesh.user_cache import user_cache_dir
 
 Format = Literal["hcl", "json"]
 FORMATS: tuple[str, ...] = ("hcl", "json")
@@ -66,6 +67,33 @@ def _only_escaped(value: Any) -> Any:
     return value
 
 
+class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's file cache of compiled templates (a new process then skips compiling them: ~40 ms), on
+    which a folder that cannot be written only means nothing is kept."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+@lru_cache(maxsize=1)
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates are kept by template name and source (Jinja's own key and checksum) in a
+    folder named after this module's source and Jinja's version, since the compiled code also
+    depends on the environment's settings made here."""
+    folder = user_cache_dir()
+    if folder is None:
+        return None
+    fingerprint = hashlib.sha256(Path(__file__).read_bytes() + jinja2.__version__.encode()).hexdigest()[:16]
+    try:
+        (folder / f"jinja-{fingerprint}").mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return _QuietBytecodeCache(str(folder / f"jinja-{fingerprint}"))
+
+
 @lru_cache(maxsize=8)
 def _environment(templates_dir: str | None = None) -> jinja2.Environment:
     builtin = jinja2.FileSystemLoader(BUILTIN_DIR)
@@ -88,6 +116,7 @@ def _environment(templates_dir: str | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=templates_dir is not None,  # a project's templates may be edited between renders
+        bytecode_cache=_bytecode_cache(),
     )
     # Replace Jinja's built-in filters: a template can only turn values into text through these.
     ours: dict[str, Callable[[Any], str]] = {
@@ -171,39 +200,40 @@ def render_json(service: Service, project: Project, root: str | None = None,
     keys, 2-space indent, newline. With `parse_cache`, a folder, parse results are kept there by
     content (jobspec/parse_cache.py) and an unchanged job is not parsed again."""
     cache = ParseCache(parse_cache) if parse_cache is not None else None
-    text, parsed = _job_json(service, project, root, cache)
-    if cache is not None and parsed is not None:
-        cache.remember(*parsed)
+    job, missed_key = _job_json(service, project, root, cache)
+    if cache is not None and missed_key is not None:
+        cache.remember(service.name, missed_key, job)
         cache.save()
-    return text
+    return _api_body(job)
 
 
 def _job_json(service: Service, project: Project, root: str | None,
-              cache: ParseCache | None) -> tuple[str, tuple[str, str, str] | None]:
-    """`render_json`'s text and, when `cache` missed, what to remember in it: (name, key, job JSON).
-    Only reads the cache, so it can run in a forked worker; the parent remembers and saves."""
+              cache: ParseCache | None) -> tuple[str, str | None]:
+    """The service's Job as JSON text (`pretty_json` of the parse) and, when `cache` missed, the key to
+    remember it under. Only reads the cache, so it can run in a forked worker (which sends back no
+    more than this); the parent remembers and saves."""
     offline = [path for level, text in service.run.blocks for path in not_decoded(level, json.loads(text))]
     if offline:
         raise RenderError("\n".join(f"{service.source}: {path}: {NOT_OFFLINE}" for path in offline))
     text, variables = render_hcl(service, project, root), job_variables(service, root)
     try:
         if cache is None:
-            return pretty_json({"Job": parse_hcl(text, variables)}) + "\n", None
+            return job_json(text, variables), None
         key = cache_key(text, variables)
         job = cache.lookup(service.name, key)
-        parsed = None
-        if job is None:
-            job = job_json(text, variables)
-            parsed = (service.name, key, job)
+        return (job, None) if job is not None else (job_json(text, variables), key)
     except JobspecError as e:
         name = _undecoded_name(str(e))
         if name is not None:  # a project template wrote a Nomad block the offline parser does not decode
             raise RenderError(f"{service.source}: job {service.name!r}: {name!r}: {NOT_OFFLINE}") from e
         # Otherwise a template bug, not bad input: the HCL we wrote must parse.
         raise RenderError(f"{service.source}: job {service.name!r} does not parse back: {e}") from e
-    # The cached text is the Job dumped alone with the same options; nested one level under
-    # "Job" each of its lines gains two spaces, which is exactly what dumps writes.
-    return '{\n  "Job": ' + job.replace("\n", "\n  ") + "\n}\n", parsed
+
+
+def _api_body(job: str) -> str:
+    """`{"Job": ...}` as `pretty_json` writes it, around the Job's own text: nested one level under
+    "Job", each of its lines gains two spaces, which is exactly what dumps writes."""
+    return '{\n  "Job": ' + job.replace("\n", "\n  ") + "\n}\n"
 
 
 def select(spec: Spec, names: Sequence[str] = ()) -> tuple[Service, ...]:
@@ -241,8 +271,8 @@ def render(spec: Spec, fmt: Format = "hcl", names: Sequence[str] = (),
     cache = ParseCache(parse_cache) if parse_cache is not None else None
     results = fork_map(lambda s: _job_json(s, spec.project, spec.root, cache), services)
     if cache is not None:
-        for _, parsed in results:
-            if parsed is not None:
-                cache.remember(*parsed)
+        for service, (job, missed_key) in zip(services, results, strict=True):
+            if missed_key is not None:
+                cache.remember(service.name, missed_key, job)
         cache.save()
-    return {job_filename(s.name, fmt): text for s, (text, _) in zip(services, results, strict=True)}
+    return {job_filename(s.name, fmt): _api_body(job) for s, (job, _) in zip(services, results, strict=True)}

@@ -108,10 +108,10 @@ def portable_path(path: str, root: str | None) -> VarPath | None:
     (a path elsewhere is the user's own, written as they gave it)."""
     if root is None:
         return None
-    p, r = PurePosixPath(path), PurePosixPath(root)
-    if p != r and r not in p.parents:
+    p, r = PurePosixPath(path).parts, PurePosixPath(root).parts
+    if p[:len(r)] != r:  # the same as `root in path.parents or path == root`, without making each parent
         return None
-    return VarPath(PROJECT_DIR_VAR, str(p.relative_to(r)) if p != r else "")
+    return VarPath(PROJECT_DIR_VAR, "/".join(p[len(r):]))
 
 
 def _portable_work_dir(service: Service, root: str | None) -> VarPath | None:

@@ -138,3 +138,30 @@ def _bodies(draw: st.DrawFn, depth: int = 0) -> str:
 @given(_bodies())
 def test_never_reads_a_text_otherwise_than_lark(text: str) -> None:
     _same_or_given_up(text)  # and where Lark refuses the text, the plain reader gave up
+
+
+def _plain_string_values(chars: str) -> tuple[Any, Any] | None:
+    """The value of `x = "<chars>"` read as a PlainString and through Lark's tree; None when not plain."""
+    text = f'x = "{chars}"\n'
+    simple = hcl_simple.simple_body(text + "\n")
+    if simple is None or not isinstance(simple.attrs["x"].expr, hcl_simple.PlainString):
+        return None
+    evaluator = hcl.Evaluator(text, {}, lambda *_: None)
+    return evaluator.value(simple.attrs["x"].expr), evaluator.value(hcl.parse_with_lark(text).attrs["x"].expr)
+
+
+@pytest.mark.parametrize("chars", ["", "abc", "a\\nb", "tab\\t", "\\u00e9", "\\\\n", "$ x", "100%", "é", "\\q"])
+def test_a_plain_string_evaluates_as_its_lark_tree_does(chars: str) -> None:
+    """The evaluator reads a plain `"text"` from the text (PlainString) instead of walking its tree:
+    the same value as walking Lark's tree for it, escapes included."""
+    values = _plain_string_values(chars)
+    assert values is not None, "read as a plain string"
+    assert values[0] == values[1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from('ab \\"nrtu0${}%é\t'), max_size=12))
+def test_any_plain_string_evaluates_as_its_lark_tree_does(chars: str) -> None:
+    values = _plain_string_values(chars)
+    if values is not None:  # otherwise read the general way, which other tests compare with Lark
+        assert values[0] == values[1]

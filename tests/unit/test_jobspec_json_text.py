@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from nomadmesh.jobspec.json_text import pretty_json
+from nomadmesh.jobspec.json_text import compact_json, pretty_json
 
 _scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text()
             | st.floats(allow_nan=False, allow_infinity=False))
@@ -24,6 +24,7 @@ def _reference(value: Any) -> str:
 @given(_values)
 def test_writes_what_json_writes(value: Any) -> None:
     assert pretty_json(value) == _reference(value)
+    assert compact_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @pytest.mark.parametrize("value", [
@@ -36,3 +37,4 @@ def test_writes_what_json_writes(value: Any) -> None:
 ])
 def test_the_values_orjson_writes_otherwise_go_through_json(value: Any) -> None:
     assert pretty_json(value) == _reference(value)
+    assert compact_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -131,3 +132,27 @@ def test_render_imports_no_http_client(services: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
     assert len(list((tmp_path / "jobs").iterdir())) == len(list(services.glob("*/service.json")))
+
+
+def test_compiled_templates_are_kept_and_a_warm_one_still_names_its_line(services: Path, tmp_path: Path) -> None:
+    """A new process loads the templates Jinja compiled before (the user's cache folder) instead of
+    compiling them again; an error in a project template still names its file and line."""
+    import subprocess
+    import sys
+
+    from nomadmesh.pack import BUILTIN_DIR
+
+    task = tmp_path / "templates" / "_task.hcl.j2"
+    task.parent.mkdir()
+    task.write_text((BUILTIN_DIR / "_task.hcl.j2").read_text().replace("run.driver | q", "run.drvier | q"))
+    line = next(i for i, text in enumerate(task.read_text().splitlines(), 1) if "drvier" in text)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "nomadmesh", "render", "--services", str(services),
+               "--out", str(tmp_path / "jobs")]
+    cold = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "nomadmesh").glob("jinja-*/__jinja2_*.cache")}
+    warm = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert kept and {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not compiled and written again
+    assert (cold.returncode, warm.returncode) == (2, 2)
+    assert f"{task}:{line}: service invoice: " in cold.stderr
+    assert warm.stderr == cold.stderr

@@ -24,11 +24,16 @@ from nomadmesh.agent.http.common import (
 from nomadmesh.agent.state import State
 
 __all__ = ["MAX_BODY_BYTES", "HTTPError", "blocking", "check_fields", "go_bool", "go_fields", "go_int", "in_namespace",
-           "json_body", "parse_bool", "parse_duration", "parse_int", "read_endpoint", "reply", "request_namespace",
+           "json_body", "parse_bool", "parse_duration", "read_endpoint", "reply", "request_namespace",
            "strip_private", "text_error"]
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def _strconv_bool(raw: str) -> bool | None:
+    """Go's strconv.ParseBool: None where it fails (each caller words the failure as its handler does)."""
+    return True if raw in _TRUE else False if raw in _FALSE else None
 
 
 def parse_bool(name: str, default: bool = False) -> bool:
@@ -38,21 +43,19 @@ def parse_bool(name: str, default: bool = False) -> bool:
         return default
     if raw == "":
         return True  # `?purge` alone means true in Nomad's handlers
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise HTTPError(400, f"Failed to parse value of {name!r} ({raw!r}) as a bool")
+    value = _strconv_bool(raw)
+    if value is None:
+        raise HTTPError(400, f"Failed to parse value of {name!r} ({raw!r}) as a bool")
+    return value
 
 
 def go_bool(name: str, raw: str, status: int = 400) -> bool:
     """A client fs flag: "" is false; otherwise strconv.ParseBool, its failure worded as Nomad's fs handlers do."""
-    if raw == "" or raw in _FALSE:
-        return False
-    if raw in _TRUE:
-        return True
-    raise HTTPError(status, f'failed to parse {name} field to boolean: strconv.ParseBool: parsing "{raw}": '
-                            "invalid syntax")
+    value = False if raw == "" else _strconv_bool(raw)
+    if value is None:
+        raise HTTPError(status, f'failed to parse {name} field to boolean: strconv.ParseBool: parsing "{raw}": '
+                                "invalid syntax")
+    return value
 
 
 def go_int(name: str, raw: str, status: int) -> int:
@@ -63,16 +66,6 @@ def go_int(name: str, raw: str, status: int) -> int:
         except ValueError:
             pass
     raise HTTPError(status, f'error parsing {name}: strconv.ParseInt: parsing "{raw}": invalid syntax')
-
-
-def parse_int(name: str, default: int = 0) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise HTTPError(400, f"Failed to parse value of {name!r} ({raw!r}) as an integer") from None
 
 
 def json_body() -> dict[str, Any]:
