@@ -16,6 +16,7 @@ from typing import Any
 
 from nomadmesh.mesh import intentions as ixn
 
+CONSUL_SERVICE = "consul"  # the ID and name of the service a Consul server registers for itself
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 _NOMAD_ID = re.compile(r"^_nomad-task-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
 
@@ -180,6 +181,12 @@ def parse_intentions(entries: Iterable[dict[str, Any]]) -> tuple[list[ixn.Intent
     return ixn.sort_by_precedence(found), problems
 
 
+def is_consul_server(service: dict[str, Any]) -> bool:
+    """Consul's own `consul` service, which every Consul server registers (ID and name "consul"): the
+    control plane, not a service of the mesh, so the graph leaves it out."""
+    return service.get("ID") == CONSUL_SERVICE and service.get("Service") == CONSUL_SERVICE
+
+
 def health_rows(nodes: Iterable[dict[str, Any]], services_of: dict[str, dict[str, dict[str, Any]]],
                 checks: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """`/v1/health/service/<name>` rows for every service name, joined from a few whole-mesh reads:
@@ -193,6 +200,8 @@ def health_rows(nodes: Iterable[dict[str, Any]], services_of: dict[str, dict[str
     for node in nodes:
         name = node.get("Node", "")
         for svc in (services_of.get(name) or {}).values():
+            if is_consul_server(svc):
+                continue
             mine = sorted(checks_of.get((name, ""), []) + checks_of.get((name, svc.get("ID", "")), []),
                           key=lambda pc: pc[0])
             out.setdefault(svc.get("Service", ""), []).append(

@@ -147,8 +147,11 @@ def test_long_names_are_shortened_in_the_box_only() -> None:
 
 def test_health_rows_join_each_instance_with_its_nodes_checks_and_its_own_only() -> None:
     n1, n2 = {"Node": "n1", "Address": "10.0.0.1"}, {"Node": "n2", "Address": "10.0.0.2"}
-    services_of = {"n1": {"web-1": {"ID": "web-1", "Service": "web"}, "db-1": {"ID": "db-1", "Service": "db"}},
-                   "n2": {"web-2": {"ID": "web-2", "Service": "web"}}}
+    services_of = {"n1": {"web-1": {"ID": "web-1", "Service": "web"}, "db-1": {"ID": "db-1", "Service": "db"},
+                          # what every Consul server registers for itself: the control plane, not a node of the mesh
+                          "consul": {"ID": "consul", "Service": "consul", "Port": 8300}},
+                   "n2": {"web-2": {"ID": "web-2", "Service": "web"},
+                          "consul-2": {"ID": "consul-2", "Service": "consul"}}}  # a user's own "consul" stays
     checks = [{"Node": "n1", "CheckID": "web-ttl", "ServiceID": "web-1", "Status": "passing"},
               {"Node": "n1", "CheckID": "serfHealth", "ServiceID": "", "Status": "passing"},
               {"Node": "n2", "CheckID": "_node_maintenance", "ServiceID": "", "Status": "critical"},
@@ -159,7 +162,8 @@ def test_health_rows_join_each_instance_with_its_nodes_checks_and_its_own_only()
            for name, rs in rows.items()}
     assert ids == {"web": [("n1", "web-1", ["web-ttl", "serfHealth"]),
                            ("n2", "web-2", ["_node_maintenance", "web-ttl"])],
-                   "db": [("n1", "db-1", ["serfHealth", "db-ttl"])]}
+                   "db": [("n1", "db-1", ["serfHealth", "db-ttl"])],
+                   "consul": [("n2", "consul-2", ["_node_maintenance"])]}
 
 
 def test_an_allow_no_upstream_declares_is_a_tproxy_edge_from_a_transparent_caller_else_intention_only() -> None:
