@@ -65,16 +65,24 @@ def set_ca_configuration() -> Response:
 
 @bp.get("/v1/agent/connect/ca/leaf/<service>")
 async def leaf(service: str) -> Response:
-    manager = _connect().manager
+    connect = _connect()
+    manager = connect.manager
     args = blocking_args()
     loop = asyncio.get_running_loop()
     found: tuple[ca_mod.Leaf, int] | None
     if args.index > 0:  # a blocking query waits in a worker thread
         found = await loop.run_in_executor(None, manager.wait_leaf, service, args.index, args.wait_s)
     else:
-        # On the loop: a look-up, or signing one leaf (~0.1 ms), costs less than a hop to a
-        # worker thread and back; only a busy lock (a root rotation re-signing) sends it there.
-        found = manager.leaf_if_free(service)
+        found = manager.held_leaf_if_free(service)
+        if found is None:  # none held yet, or due: signed by the signer process while the loop serves others
+            ca = manager.ca
+            signed = await connect.signer.sign(ca, service, consul_parts().ctx.config.datacenter)
+            if signed is not None:
+                found = manager.adopt_leaf_if_free(service, signed, ca)
+        if found is None:
+            # No signer: on the loop, signing one leaf costs less than a hop to a worker thread and
+            # back; only a busy lock (a root rotation re-signing) sends it there.
+            found = manager.leaf_if_free(service)
         if found is None:
             found = await loop.run_in_executor(None, manager.leaf_with_index, service)
     cert, index = found
