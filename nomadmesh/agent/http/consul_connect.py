@@ -27,7 +27,7 @@ from nomadmesh.agent.connect.ca_config import CAConfigError
 from nomadmesh.agent.connect.plane import ConnectRuntime
 from nomadmesh.agent.http.common import HTTPError, block, blocking_args, json_body, json_response, query_flag
 from nomadmesh.agent.http.parts import ConsulParts, consul_parts
-from nomadmesh.webguard import own_address, refusal
+from nomadmesh.webguard import OwnAddress, own_address, refusal
 
 bp = Blueprint("consul_connect", __name__)
 
@@ -121,7 +121,7 @@ class FastLeaf:
         self.own = own_address(config.bind, config.consul_port)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        service = self._plain_leaf_request(scope)
+        service = plain_leaf_service(scope, self.own)
         if service is None:
             return await self.app(scope, receive, send)
         started = time.perf_counter()
@@ -138,24 +138,25 @@ class FastLeaf:
         self.parts.metrics.add_sample("consul.api.http", (time.perf_counter() - started) * 1000,
                                       {"method": "GET", "path": LEAF_METRIC_PATH})
 
-    def _plain_leaf_request(self, scope: dict[str, Any]) -> str | None:
-        """The service a plain leaf request asks for; None for anything Quart must judge."""
-        path = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string") \
-                or not path.startswith(LEAF_PREFIX):
-            return None
-        service = path[len(LEAF_PREFIX):]
-        if not service or "/" in service:
-            return None
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            if key in ("content-length", "transfer-encoding"):
-                return None  # a body: Quart reads (and bounds) it
-            headers.setdefault(key, value.decode("latin-1"))
-        if refusal("GET", _LowerHeaders(headers), self.own) is not None:
-            return None
-        return service
+
+def plain_leaf_service(scope: dict[str, Any], own: OwnAddress) -> str | None:
+    """The service a plain leaf request (see FastLeaf) asks for; None for anything Quart must judge."""
+    path = scope.get("path", "")
+    if scope["type"] != "http" or scope["method"] != "GET" or scope.get("query_string") \
+            or not path.startswith(LEAF_PREFIX):
+        return None
+    service = path[len(LEAF_PREFIX):]
+    if not service or "/" in service:
+        return None
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        if key in ("content-length", "transfer-encoding"):
+            return None  # a body: Quart reads (and bounds) it
+        headers.setdefault(key, value.decode("latin-1"))
+    if refusal("GET", _LowerHeaders(headers), own) is not None:
+        return None
+    return service
 
 
 class _LowerHeaders:
