@@ -10,7 +10,9 @@
     GET /v1/agent/connect/ca/leaf/<service>  a leaf certificate + key for <service>; a blocking
                                              query (?index=) returns when that leaf is rotated
 
-All read the agent's Connect plane (agent/connect/plane.py) from the app's parts.
+All read the agent's Connect plane (agent/connect/plane.py) from the app's parts. The leaf route's
+plain form is hot (every proxy, every renewal): FastLeaf answers it in front of Quart, and a fresh
+leaf is signed by the plane's signer process while the loop serves other requests.
 """
 from __future__ import annotations
 
