@@ -56,6 +56,7 @@ class LeafSigner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Future[bool] | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, tuple[asyncio.Future[ca_mod.Leaf | None], str]] = {}
         self._next_id = 0
         self._sent_ca: ca_mod.ConnectCA | None = None
@@ -105,7 +106,7 @@ class LeafSigner:
         finally:
             theirs.close()
         reader, self._writer = await asyncio.open_connection(sock=ours)
-        asyncio.get_running_loop().create_task(self._read_answers(reader))
+        self._reader = asyncio.get_running_loop().create_task(self._read_answers(reader))  # held: the loop only weakly
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:
