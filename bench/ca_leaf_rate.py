@@ -8,10 +8,13 @@ client its own names, so every answer is a fresh key pair and signature: the age
 per service). Side by side, the same clients on `/v1/status/leader` (the HTTP layer's own ceiling)
 and on one service's cached leaf (HTTP + the leaf's JSON, no signing), and `ConnectCA.sign_leaf`
 called in this process (the CA alone, no HTTP). Consul's default `leaf_cert_rate_limit` is 50/s.
+CPU per fresh leaf (user + system, from /proc) of the agent's process and of its children (the
+leaf signer), and the load average at the end, since the wall-clock rate depends on what else runs.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -20,7 +23,7 @@ from pathlib import Path
 import requests
 
 import h2load
-from agentkit import agent_session, bench_main
+from agentkit import agent_session, bench_main, cpu_seconds
 from nomadmesh.agent.connect.ca import ConnectCA, leaf_json
 
 CONSUL_DEFAULT_LEAF_RATE = 50
@@ -39,6 +42,19 @@ def in_process_per_s(seconds: float = 1.0) -> tuple[float, float]:
             n += 1
         rates.append(n / (time.perf_counter() - t0))
     return rates[0], rates[1]
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (the agent's leaf signer), from /proc."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    return pids
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of `pid`, CPU seconds of its live children)."""
+    return cpu_seconds(pid), sum(cpu_seconds(c) for c in children(pid))
 
 
 def parallel(runs: list[list[str]]) -> tuple[float, int, int]:
@@ -64,7 +80,10 @@ def ca_leaf_rate_figures(leaves: int, clients: int, sign_seconds: float = 1.0) -
             path = Path(tmp) / f"uris-{c}.txt"
             path.write_text("".join(f"{base}/bench-{c}-{i}\n" for i in range(per_client)))
             files.append(path)
+        assert agent.proc is not None
+        cpu_before = tree_cpu(agent.proc.pid)
         fresh, ok, bad = parallel([[*n_args, "-i", str(f)] for f in files])
+        cpu_after = tree_cpu(agent.proc.pid)
         if bad or ok != per_client * clients:
             raise RuntimeError(f"leaf requests: {ok} answered, {bad} failed or not 2xx")
         # Spot check: the names were signed once each, by the agent's CA (the serial tells them apart).
@@ -82,6 +101,9 @@ def ca_leaf_rate_figures(leaves: int, clients: int, sign_seconds: float = 1.0) -
         "ca_rate_sign_in_process_per_s": round(sign),
         "ca_rate_sign_json_in_process_per_s": round(sign_json),
         "ca_rate_consul_default_per_s": CONSUL_DEFAULT_LEAF_RATE,
+        "ca_rate_agent_cpu_ms_per_leaf": round((cpu_after[0] - cpu_before[0]) * 1000 / ok, 3),
+        "ca_rate_signer_cpu_ms_per_leaf": round((cpu_after[1] - cpu_before[1]) * 1000 / ok, 3),
+        "ca_rate_load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 

@@ -9,6 +9,7 @@
     xds.py         XdsServer: state-of-the-world ADS over grpc.aio, TCP + unix socket
     proxies.py     pure: the agent's catalog, intentions and CA -> one ProxySnapshot per sidecar
     manager.py     ProxyManager: watches the state, rebuilds snapshots, signs and rotates leaves
+    signer.py      LeafSigner: fresh leaves asked over HTTP signed in a child process, off the loop
     plane.py       ConnectRuntime: CA + manager + ADS server started and stopped with the agent
     admin_stats.py pure: Envoy admin stats -> the figures the web UI shows
 

@@ -70,16 +70,46 @@ class ProxyManager:
         finally:
             self._lock.release()
 
+    def held_leaf_if_free(self, service: str) -> tuple[ca_mod.Leaf, int] | None:
+        """The leaf of `service` if one is held and not due; None if it must be signed, or rather
+        than wait for the lock. Signs nothing: the caller may sign elsewhere and `adopt_leaf_if_free`."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            current = self._leaves.get(service)
+            return current if current is not None and not self._due(service, current[0]) else None
+        finally:
+            self._lock.release()
+
+    def adopt_leaf_if_free(self, service: str, leaf: ca_mod.Leaf, signed_by: ca_mod.ConnectCA,
+                           ) -> tuple[ca_mod.Leaf, int] | None:
+        """Hold `leaf` (signed elsewhere by `signed_by`) as the leaf of `service`, unless a leaf
+        that is not due came first (that one is the answer, as if this one was never asked for) or
+        the CA changed meanwhile (signed now by the new one). None rather than wait for the lock."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            current = self._leaves.get(service)
+            if signed_by is not self.ca or (current is not None and not self._due(service, current[0])):
+                return self._current_leaf(service)
+            return self._hold(service, leaf)
+        finally:
+            self._lock.release()
+
     def _current_leaf(self, service: str) -> tuple[ca_mod.Leaf, int]:
         """Under the lock: the leaf of `service`, signed now if it has none or it is due."""
         current = self._leaves.get(service)
         if current is None or self._due(service, current[0]):
-            leaf = self.ca.sign_leaf(service, self.ctx.config.datacenter)
-            self._leaf_counter += 1
-            current = self._leaves[service] = (leaf, self._leaf_counter)
-            self._checked_root[service] = self.ca.root_cert
-            self._leaf_changed.notify_all()
-            log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
+            current = self._hold(service, self.ca.sign_leaf(service, self.ctx.config.datacenter))
+        return current
+
+    def _hold(self, service: str, leaf: ca_mod.Leaf) -> tuple[ca_mod.Leaf, int]:
+        """Under the lock: `leaf` (signed by the current CA) becomes the leaf of `service`."""
+        self._leaf_counter += 1
+        current = self._leaves[service] = (leaf, self._leaf_counter)
+        self._checked_root[service] = self.ca.root_cert
+        self._leaf_changed.notify_all()
+        log.info("connect: signed leaf for %s (serial %s)", service, leaf.serial_hex)
         return current
 
     def _due(self, service: str, leaf: ca_mod.Leaf) -> bool:

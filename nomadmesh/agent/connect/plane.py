@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nomadmesh.agent.connect import ca_config
@@ -23,6 +23,7 @@ from nomadmesh.agent.connect.ca import ConnectCA
 from nomadmesh.agent.connect.ca_admin import KEY as CA_KEY, KIND as CA_KIND, CAAdmin
 from nomadmesh.agent.connect.cache import SnapshotCache
 from nomadmesh.agent.connect.manager import ProxyManager
+from nomadmesh.agent.connect.signer import LeafSigner
 from nomadmesh.agent.connect.xds import XdsServer
 from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.datadir import make_private_dir
@@ -49,6 +50,7 @@ class ConnectRuntime:
     manager: ProxyManager
     xds: XdsServer
     ca_admin: CAAdmin
+    signer: LeafSigner = field(default_factory=LeafSigner)  # fresh leaves asked over HTTP, off the loop
 
     @property
     def ca(self) -> ConnectCA:
@@ -90,6 +92,7 @@ class ConnectRuntime:
         return self
 
     def stop(self) -> None:
+        self.signer.close()
         self.ca_admin.stop()
         self.manager.stop()
         self.xds.stop()
