@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nomadmesh.gotext import quote as go_quote  # Go's %q; the other rule modules import it from here
 from nomadmesh.mesh.regex import regex_problem
 
 WILDCARD = "*"
@@ -127,9 +128,3 @@ def _check_regex(where: str, pattern: Any) -> None:
         if problem:
             raise InvalidIntentions(f"{where} is not valid: {problem}")
 
-
-def go_quote(value: str) -> str:
-    """Go's %q for the printable strings these messages show."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") \
-        .replace("\t", "\\t")
-    return f'"{escaped}"'

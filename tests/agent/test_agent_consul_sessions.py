@@ -116,6 +116,10 @@ def test_acquire_with_unknown_session_is_an_error(module_agent: RunningAgent, c:
     resp = _put(module_agent, "/v1/kv/locks/u?acquire=00000000-0000-0000-0000-000000000000")
     assert resp.status_code == 500 and 'invalid session "00000000-0000-0000-0000-000000000000"' in resp.text
     assert c.kv.get("locks/u")[1] is None
+    # Consul prints the session with Go's %#v: a hostile one stays on one escaped line (the fuzz test
+    # once got a raw carriage return back, which split the message in two).
+    resp = _put(module_agent, "/v1/kv/locks/u?acquire=%0D%0Ax%22")
+    assert (resp.status_code, resp.text.rstrip("\n")) == (500, 'invalid session "\\r\\nx\\""')
 
 
 def test_destroy_releases_or_deletes_and_lock_delay_holds(c: consul.Consul) -> None:

@@ -23,6 +23,7 @@ from nomadmesh.agent.context import AgentContext
 from nomadmesh.agent.duration_seconds import parse_duration
 from nomadmesh.agent.state import Txn
 from nomadmesh.durations import SECOND, go_duration
+from nomadmesh.gotext import quote
 
 log = logging.getLogger("nomadmesh.agent.consul.sessions")
 
@@ -212,7 +213,7 @@ class Sessions:
         if not session_id:
             raise SessionError("missing session")
         if txn.get(KIND, session_id) is None:
-            raise SessionError(f'invalid session "{session_id}"')
+            raise SessionError(f"invalid session {quote(session_id)}")  # Consul's %#v: one line, escaped
         if self._lock_delays.get(key, 0.0) > time.monotonic():
             return False
         self._lock_delays.pop(key, None)

@@ -6,7 +6,6 @@ The HTTP views validate and canonicalize the job first; this module only version
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 from nomadmesh.agent.consul import config_store, ingress_gateway as ingress
@@ -22,6 +21,7 @@ from nomadmesh.agent.nomad.structs import (
     now_ns,
 )
 from nomadmesh.agent.state import Record, State, Txn
+from nomadmesh.gotext import quote as go_quote
 
 SUBMISSION_KIND = "job_submission"
 SUBMISSION_FIELDS = ("Source", "Format", "VariableFlags", "Variables")  # api.JobSubmission
@@ -153,7 +153,7 @@ def _check_namespace(txn: Txn, job: dict[str, Any]) -> None:
     """Nomad's namespace check on register."""
     ns = namespace_of(job)
     if not namespaces.exists(txn, ns):
-        raise RegisterRefused(f"job {_go_quote(job['ID'])} is in nonexistent namespace {_go_quote(ns)}")
+        raise RegisterRefused(f"job {go_quote(job['ID'])} is in nonexistent namespace {go_quote(ns)}")
 
 
 def register(state: State, job: dict[str, Any], enforce_index: bool = False,
@@ -217,9 +217,6 @@ class RevertRefused(Exception):
     """Job.Revert's refusals; Nomad answers them with a 500 carrying this text."""
 
 
-def _go_quote(text: str) -> str:
-    return json.dumps(text)  # Go's %q for the printable IDs jobs have
-
 
 def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGGER_REGISTER,
            enforce_prior_version: int | None = None, namespace: str = "default") -> dict[str, Any]:
@@ -229,12 +226,12 @@ def revert(state: State, job_id: str, to_version: int, triggered_by: str = TRIGG
     with state.write() as txn:
         cur = txn.get("job", job_key(namespace, job_id))
         if cur is None:
-            raise RevertRefused(f"job {_go_quote(job_id)} not found")
+            raise RevertRefused(f"job {go_quote(job_id)} not found")
         if to_version == cur.value["Version"]:
             raise RevertRefused("can't revert to current version")
         old = txn.get("job_version", version_key(namespace, job_id, to_version))
         if old is None or old.value.get("ID") != job_id:
-            raise RevertRefused(f"job {_go_quote(job_id)} in namespace {_go_quote(namespace)} "
+            raise RevertRefused(f"job {go_quote(job_id)} in namespace {go_quote(namespace)} "
                                 f"at version {to_version} not found")
         if enforce_prior_version is not None and cur.value["Version"] != enforce_prior_version:
             raise RevertRefused(f"Current job has version {cur.value['Version']}; "

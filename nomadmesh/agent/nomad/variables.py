@@ -25,6 +25,7 @@ from typing import Any
 
 from nomadmesh.agent.state import Record, State, Txn
 from nomadmesh.durations import DurationError, go_duration, parse_ns
+from nomadmesh.gotext import quote as go_quote
 
 KIND = "variable"
 VALID_PATH = re.compile(r"^[a-zA-Z0-9\-_~/]{1,128}$")
@@ -67,7 +68,7 @@ def path_problem(path: str) -> str | None:
     if not path:
         return "variable requires path"
     if not VALID_PATH.match(path):
-        return f"invalid path {_go_quote(path)}"
+        return f"invalid path {go_quote(path)}"
     parts = path.split("/")
     if parts[0] != "nomad":
         return None
@@ -82,9 +83,6 @@ def path_problem(path: str) -> str | None:
     return ('only paths at "nomad/jobs" or "nomad/job-templates" and below are valid paths under the '
             'top-level "nomad" directory')
 
-
-def _go_quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _lock_json(lock: dict[str, Any]) -> dict[str, Any]:
