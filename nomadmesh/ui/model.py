@@ -200,8 +200,6 @@ def health_rows(nodes: Iterable[dict[str, Any]], services_of: dict[str, dict[str
     for node in nodes:
         name = node.get("Node", "")
         for svc in (services_of.get(name) or {}).values():
-            if is_consul_server(svc):
-                continue
             mine = sorted(checks_of.get((name, ""), []) + checks_of.get((name, svc.get("ID", "")), []),
                           key=lambda pc: pc[0])
             out.setdefault(svc.get("Service", ""), []).append(
@@ -213,7 +211,7 @@ def build_mesh(health: dict[str, list[dict[str, Any]]], alloc_stubs: Iterable[di
                entries: Iterable[dict[str, Any]], default_allow: bool,
                problems: Iterable[str] = ()) -> Mesh:
     allocs = parse_allocs(alloc_stubs)
-    rows = [r for name in sorted(health) for r in health[name]]
+    rows = [r for name in sorted(health) for r in health[name] if not is_consul_server(r.get("Service") or {})]
     sidecars: dict[str, Sidecar] = {}
     for r in rows:
         svc = r.get("Service") or {}

@@ -147,11 +147,8 @@ def test_long_names_are_shortened_in_the_box_only() -> None:
 
 def test_health_rows_join_each_instance_with_its_nodes_checks_and_its_own_only() -> None:
     n1, n2 = {"Node": "n1", "Address": "10.0.0.1"}, {"Node": "n2", "Address": "10.0.0.2"}
-    services_of = {"n1": {"web-1": {"ID": "web-1", "Service": "web"}, "db-1": {"ID": "db-1", "Service": "db"},
-                          # what every Consul server registers for itself: the control plane, not a node of the mesh
-                          "consul": {"ID": "consul", "Service": "consul", "Port": 8300}},
-                   "n2": {"web-2": {"ID": "web-2", "Service": "web"},
-                          "consul-2": {"ID": "consul-2", "Service": "consul"}}}  # a user's own "consul" stays
+    services_of = {"n1": {"web-1": {"ID": "web-1", "Service": "web"}, "db-1": {"ID": "db-1", "Service": "db"}},
+                   "n2": {"web-2": {"ID": "web-2", "Service": "web"}}}
     checks = [{"Node": "n1", "CheckID": "web-ttl", "ServiceID": "web-1", "Status": "passing"},
               {"Node": "n1", "CheckID": "serfHealth", "ServiceID": "", "Status": "passing"},
               {"Node": "n2", "CheckID": "_node_maintenance", "ServiceID": "", "Status": "critical"},
@@ -162,8 +159,15 @@ def test_health_rows_join_each_instance_with_its_nodes_checks_and_its_own_only()
            for name, rs in rows.items()}
     assert ids == {"web": [("n1", "web-1", ["web-ttl", "serfHealth"]),
                            ("n2", "web-2", ["_node_maintenance", "web-ttl"])],
-                   "db": [("n1", "db-1", ["serfHealth", "db-ttl"])],
-                   "consul": [("n2", "consul-2", ["_node_maintenance"])]}
+                   "db": [("n1", "db-1", ["serfHealth", "db-ttl"])]}
+
+
+def test_consuls_own_server_service_is_not_a_node_of_the_mesh() -> None:
+    # Every Consul server registers service "consul" (ID "consul") for itself: the control plane. A
+    # service a user names "consul" under another ID stays.
+    health = {"consul": [row("consul", "consul"), row("consul", "consul-2")], "web": [row("web", "web-1")]}
+    mesh = model.build_mesh(health, [], [], True)
+    assert {s.name: [i.id for i in s.instances] for s in mesh.services} == {"consul": ["consul-2"], "web": ["web-1"]}
 
 
 def test_an_allow_no_upstream_declares_is_a_tproxy_edge_from_a_transparent_caller_else_intention_only() -> None:
