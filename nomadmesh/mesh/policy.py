@@ -36,6 +36,7 @@ from nomadmesh.errors import Problem
 from nomadmesh.mesh.chain_entries import chain_entries, traffic_problems
 from nomadmesh.mesh.intention_rules import InvalidIntentions, validate
 from nomadmesh.mesh.intentions import IntentionError, from_config_entry
+from nomadmesh.mesh.release_marks import RELEASE_KEY  # noqa: F401 (a running release's entries: deploy and plan leave them alone)
 
 INTENTIONS = "service-intentions"
 SERVICE_DEFAULTS = "service-defaults"
@@ -44,9 +45,6 @@ PROJECT_KEY = "nomadmesh-project"
 SOURCE_KEY = "nomadmesh-source-"
 SAVED_KEY = "nomadmesh-saved-"
 MAX_META_VALUE = 512  # Consul's limit on a config entry Meta value
-# Set (to the release's id) by `nomadmesh release` on the entries it changes while it runs: deploy
-# then leaves the entry alone (no update, no prune) and plan says so.
-RELEASE_KEY = "nomadmesh-release"
 
 
 @dataclass(frozen=True)

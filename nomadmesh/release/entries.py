@@ -18,18 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nomadmesh.mesh.policy import MAX_META_VALUE
+from nomadmesh.mesh.release_marks import CANARY, LAST_KEY, RELEASE_KEY, RESOLVER_KEY, STABLE, STEP_KEY, STEPS_KEY
 from nomadmesh.render.ownership import CANARY_META_KEY
 
 Entry = dict[str, Any]
 RESOLVER = "service-resolver"
 SPLITTER = "service-splitter"
-RELEASE_KEY = "nomadmesh-release"
-RESOLVER_KEY = "nomadmesh-release-resolver"  # "created" | "amended"
-STEPS_KEY = "nomadmesh-release-steps"  # "10,50,100": the canary's percent at each step
-STEP_KEY = "nomadmesh-release-step"  # "2": the current step, from 1
-LAST_KEY = "nomadmesh-release-last"  # the verdict on the step before, in words
-META_VALUE_MAX = 512  # Consul refuses a Meta value longer than this
-STABLE, CANARY = "stable", "canary"
 SUBSETS = {
     STABLE: f'Service.Meta.{CANARY_META_KEY} != "true"',
     CANARY: f'Service.Meta.{CANARY_META_KEY} == "true"',
@@ -97,5 +92,5 @@ def step_progress(steps: tuple[int, ...] | list[int], index: int, last_verdict: 
     before was judged (cut to what Consul takes in a Meta value)."""
     meta = {STEPS_KEY: ",".join(str(s) for s in steps), STEP_KEY: str(index + 1)}
     if last_verdict:
-        meta[LAST_KEY] = last_verdict[:META_VALUE_MAX]
+        meta[LAST_KEY] = last_verdict[:MAX_META_VALUE]
     return meta

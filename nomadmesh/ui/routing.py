@@ -7,8 +7,7 @@
 Everything comes from what any Consul and Nomad hold (`/v1/config/<kind>/<name>`,
 `/v1/job/<job>/deployment`), so the panel reads the same on the dev agent and on a real cluster.
 A release is recognised by the Meta it writes on its entries (`nomadmesh-release: <id>`; the names
-are `nomadmesh.release.entries`', restated here because release imports the UI's PromQL and the
-import may go one way only; tests/unit/test_ui_routing.py checks they agree). The current canary
+are in mesh/release_marks.py, shared with the release that writes them). The current canary
 weight is the splitter's; which step of how many, and the verdict on the step before, are the
 splitter's Meta too (`nomadmesh-release-steps`, `-step`, `-last`), written at each step.
 """
@@ -17,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-RELEASE_KEY = "nomadmesh-release"  # = nomadmesh.release.entries.RELEASE_KEY
-STEPS_KEY, STEP_KEY, LAST_KEY = "nomadmesh-release-steps", "nomadmesh-release-step", "nomadmesh-release-last"
-STABLE, CANARY = "stable", "canary"  # the release's subsets (nomadmesh.release.entries)
+from nomadmesh.mesh.release_marks import CANARY, LAST_KEY, RELEASE_KEY, STEP_KEY, STEPS_KEY
 
 Entry = dict[str, Any]
 
